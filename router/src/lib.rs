@@ -1,0 +1,1 @@
+//! Router: network gateways, NAT and egress. Skeleton until the router issue lands.

@@ -1,0 +1,30 @@
+//! netyard's L2 data plane: one learning switch per network.
+//!
+//! Layering (see docs/ARCHITECTURE.md):
+//! - [`wire`]: typed views over frame bytes (virtio-net header, Ethernet). No I/O.
+//! - [`gso`]: software segmentation of GSO super-frames and checksum completion, for egress
+//!   ports that cannot take offloaded frames. No I/O.
+//! - [`fdb`] and [`bridge`]: MAC learning/ageing and the forwarding decision, pure functions of
+//!   (frame, now) over the table.
+//! - [`port`]: the one `Port` trait every port kind implements; [`sys`] holds the kernel-backed
+//!   ones (TAP, AF_PACKET) and owns every `unsafe` call.
+//! - [`driver`]: the tokio tasks that move bytes: drain a ready port until EAGAIN within a
+//!   budget, ask the bridge for a verdict, write to the egress port(s).
+//!
+//! Every frame inside the switch carries a 10-byte virtio-net header in front of the Ethernet
+//! frame ([`wire::vnet::VNET_HDR_LEN`]); ports without offloads read/write a zeroed one.
+
+pub mod bridge;
+pub mod counters;
+pub mod driver;
+pub mod fdb;
+pub mod gso;
+pub mod port;
+pub mod sys;
+pub mod wire;
+
+pub use bridge::{Switch, SwitchConfig, SwitchPort, Verdict};
+pub use counters::{DropReason, PortCounters, PortStats};
+pub use fdb::{Fdb, FdbEntry};
+pub use wire::ethernet::MacAddr;
+pub use port::{Port, PortCaps, PortId};

@@ -1,0 +1,52 @@
+//! The one trait every switch port implements.
+//!
+//! Frame layout contract: every buffer handed to or returned from a port starts with a
+//! [`VNET_HDR_LEN`]-byte virtio-net header followed by the Ethernet frame. A port whose device
+//! has no vnet header (`caps().vnet_hdr == false`) writes an all-zero header on receive and
+//! strips it on send; the switch never hands such a port a GSO or NEEDS_CSUM frame (it segments
+//! and completes checksums first, see [`crate::gso`]).
+
+use std::io;
+use std::os::fd::RawFd;
+
+pub use crate::wire::vnet::VNET_HDR_LEN;
+
+/// Identifies a port within one switch. Never reused while the switch lives.
+pub type PortId = u32;
+
+/// What a port's device can take and give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortCaps {
+    /// The device exchanges a virtio-net header with each frame.
+    pub vnet_hdr: bool,
+    /// The device accepts GSO super-frames and partial checksums on send (TSO4/TSO6/CSUM).
+    pub gso_tcp: bool,
+    /// The device accepts UDP GSO (USO) super-frames on send.
+    pub gso_udp: bool,
+}
+
+impl PortCaps {
+    /// A plain device: no header, no offloads.
+    pub const PLAIN: PortCaps = PortCaps {
+        vnet_hdr: false,
+        gso_tcp: false,
+        gso_udp: false,
+    };
+}
+
+/// A source and sink of frames backed by a non-blocking file descriptor.
+///
+/// `recv` and `send` never block: they return `ErrorKind::WouldBlock` when the device has
+/// nothing to give or no room. The driver waits for readiness on `raw_fd`.
+pub trait Port: Send + Sync + 'static {
+    /// Reads one frame (vnet header + Ethernet frame) into `buf`, returning its length.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes one frame (vnet header + Ethernet frame).
+    fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// The device's capabilities.
+    fn caps(&self) -> PortCaps;
+    /// The fd the driver registers for read readiness. Owned by the port.
+    fn raw_fd(&self) -> RawFd;
+    /// A short label for logs and stats ("tap", "veth", "mem").
+    fn kind(&self) -> &'static str;
+}
