@@ -1,0 +1,1 @@
+//! Entering container namespaces and configuring their interfaces. HELPER-3 fills this in.
