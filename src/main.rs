@@ -1,1 +1,71 @@
-fn main() {}
+//! The `netyard` binary: parse flags, dispatch. The daemon lives in the library; every other
+//! command is an API client from `netyard-cli`.
+
+use anyhow::Context;
+use clap::Parser;
+use netyard_cli::{commands, default_api_path, ApiClient, Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NETYARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(match cli.command {
+            Command::Daemon(_) => "info",
+            _ => "warn",
+        })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netyard: {}", one_line(&e));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("netyard")
+        .build()
+        .context("starting the tokio runtime")?;
+    let api = cli.api.clone().unwrap_or_else(default_api_path);
+    rt.block_on(async move {
+        let c = ApiClient::new(api.clone());
+        let code = match cli.command {
+            Command::Daemon(a) => {
+                netyard::daemon::run(netyard::daemon::Options {
+                    api,
+                    config: a.config,
+                    state_dir: a.state_dir,
+                })
+                .await?;
+                0
+            }
+            Command::Demo(a) => {
+                netyard::demo::run(&a.kind).await?;
+                0
+            }
+            Command::Network(n) => commands::network(&c, n).await?,
+            Command::Attach(a) => commands::attach(&c, a).await?,
+            Command::Detach { network, name } => commands::detach(&c, &network, &name).await?,
+            Command::Ps { json } => commands::ps(&c, json).await?,
+            Command::Fdb { network, json } => commands::fdb(&c, &network, json).await?,
+            Command::Stats { json } => commands::stats(&c, json).await?,
+            Command::Run(a) => commands::run(&c, a).await?,
+        };
+        Ok(code)
+    })
+}

@@ -1,0 +1,187 @@
+//! The `netyard` command: clap definitions and the API client behind every command except
+//! `daemon` (and `demo`, which embeds a daemon): those two are dispatched by the root package.
+//!
+//! Every client command talks HTTP+JSON to a running daemon over its Unix socket and exits 0
+//! on success, non-zero with a one-line reason on failure.
+
+pub mod client;
+pub mod commands;
+pub mod model;
+pub mod nsexec;
+pub mod table;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::{ApiClient, ClientError};
+
+/// Userspace virtual switch and router for containers.
+#[derive(Debug, Parser)]
+#[command(name = "netyard", version, about)]
+pub struct Cli {
+    /// The daemon's API socket [default: /run/netyard/api.sock as root,
+    /// $XDG_RUNTIME_DIR/netyard/api.sock otherwise]
+    #[arg(long, global = true, env = "NETYARD_API", value_name = "SOCKET")]
+    pub api: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the current network namespace (its "host").
+    Daemon(DaemonArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Attach a network namespace to a network.
+    Attach(AttachArgs),
+    /// Detach an endpoint from a network and remove its interface.
+    Detach {
+        network: String,
+        name: String,
+    },
+    /// List endpoints.
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a network's MAC table.
+    Fdb {
+        network: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-port counters.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a fresh network namespace attached to a network.
+    Run(RunArgs),
+    /// Start an embedded daemon with a demo network and two namespaces that ping each other.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// TOML file declaring networks and endpoints to create at start-up.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the daemon's state (default /run/netyard or $XDG_RUNTIME_DIR/netyard).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create {
+        name: String,
+        /// IPv4 subnet in CIDR form; a free private /24 when absent.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway address (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// No traffic leaves the network.
+        #[arg(long)]
+        internal: bool,
+        /// MAC ageing time in seconds.
+        #[arg(long)]
+        aging: Option<u64>,
+        /// Most MACs one port may own.
+        #[arg(long)]
+        max_macs_per_port: Option<u32>,
+    },
+    /// List networks.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one network as JSON.
+    Inspect { name: String },
+    /// Remove a network (refused while endpoints are attached).
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    pub network: String,
+    /// Network namespace path (/run/netns/NAME, /proc/PID/ns/net).
+    #[arg(long, conflicts_with = "pid", required_unless_present = "pid")]
+    pub netns: Option<String>,
+    /// Process whose namespaces to join (finds its user namespace too).
+    #[arg(long)]
+    pub pid: Option<i32>,
+    /// User namespace owning the network namespace (rootless containers).
+    #[arg(long)]
+    pub userns: Option<String>,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Interface name inside the namespace.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+    /// tap (netyard holds a TAP inside the namespace) or veth (AF_PACKET on the host end).
+    #[arg(long, default_value = "tap")]
+    pub kind: String,
+    /// Disable the virtio-net header and offloads on this port.
+    #[arg(long)]
+    pub no_offload: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub network: String,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub mac: Option<String>,
+    #[arg(long, default_value = "tap")]
+    pub kind: String,
+    /// DNS alias (takes effect once the DNS resolver lands).
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    /// Published port (takes effect once the router lands).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Disable the virtio-net header and offloads on this port.
+    #[arg(long)]
+    pub no_offload: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Port kind for the two demo namespaces.
+    #[arg(long, default_value = "tap")]
+    pub kind: String,
+}
+
+/// Where the API socket lives when `--api`/`NETYARD_API` are not given.
+pub fn default_api_path() -> PathBuf {
+    default_state_dir().join("api.sock")
+}
+
+/// /run/netyard as root, $XDG_RUNTIME_DIR/netyard (or /tmp/netyard-UID) otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/netyard");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("netyard"),
+        _ => PathBuf::from(format!("/tmp/netyard-{}", nix::unistd::geteuid())),
+    }
+}

@@ -1,2 +1,262 @@
 //! Kernel-backed ports. Every `unsafe` call of the switch crate lives under this module.
-// HELPER-2 fills this in: tap.rs (TapPort), packet.rs (PacketPort), mem.rs (socketpair test port).
+//!
+//! - [`tap`]: a TAP device ([`TapPort`]), opened inside a container's network namespace with
+//!   [`open_tap`] and handed to the daemon as an fd.
+//! - [`packet`]: an AF_PACKET socket bound to an interface of the daemon's namespace
+//!   ([`PacketPort`]), typically the host end of a veth pair.
+//! - [`mem`]: an in-memory port over a `SOCK_SEQPACKET` socketpair ([`MemPort`] and its test-side
+//!   [`MemPeer`]), so tests drive the switch with real fds and readiness but no privileges.
+//! - [`link`]: bringing an interface up with plain ioctls.
+//!
+//! # Frame contract
+//!
+//! Every buffer passed to [`Port::recv`](crate::port::Port::recv) and
+//! [`Port::send`](crate::port::Port::send) is `[10-byte virtio_net_hdr][Ethernet frame]`. A port
+//! whose device exchanges no header writes 10 zero bytes before the frame on receive and skips
+//! the first 10 bytes on send. All ports are non-blocking: "nothing to read" and "no room to
+//! write" come back as [`io::ErrorKind::WouldBlock`], which ends a burst and is not an error.
+//!
+//! # Data-path errors
+//!
+//! `recv` may fail for one frame without the port being broken; the driver counts and skips:
+//! - a frame longer than the buffer: [`io::ErrorKind::InvalidData`] wrapping [`FrameTruncated`]
+//!   (test with [`FrameTruncated::is`]). The frame is consumed and lost.
+//! - AF_PACKET with a vnet header: `EINVAL` when the kernel cannot describe a frame's offload
+//!   state in a virtio-net header (the frame is dropped by the kernel).
+//!
+//! `send` failures (`EINVAL` for a malformed header, `EMSGSIZE`, `ENOBUFS`, `ENETDOWN`, `EIO`)
+//! concern that one frame.
+//!
+//! # Conventions
+//!
+//! Each ioctl or socket option is one small function with one `unsafe` block and a `// SAFETY:`
+//! comment; fds are [`OwnedFd`](std::os::fd::OwnedFd) and close on drop. Setup failures are
+//! [`SysError`] values naming the operation and the interface.
+
+use std::io;
+
+pub mod link;
+pub mod mem;
+pub mod packet;
+pub mod tap;
+
+mod ifreq;
+#[cfg(test)]
+mod testutil;
+
+pub use link::set_link_up;
+pub use mem::{MemPeer, MemPort};
+pub use packet::{PacketPort, RecvMeta, BATCH_MAX};
+pub use tap::{open_tap, open_tap_raw, TapPort};
+
+/// A failed setup step of a kernel-backed port. Each variant names the operation and the
+/// interface; data-path failures are plain [`io::Error`]s (see the module docs).
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    /// Opening `/dev/net/tun` failed.
+    #[error("{ifname}: open /dev/net/tun")]
+    OpenTun {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Creating or attaching to the TAP device (TUNSETIFF) failed.
+    #[error("{ifname}: create TAP device (TUNSETIFF)")]
+    CreateTap {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Reading a TAP fd's flags (TUNGETIFF) failed.
+    #[error("{ifname}: read TAP flags (TUNGETIFF)")]
+    GetTapFlags {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The TAP fd was opened with other flags than the port needs.
+    #[error(
+        "{ifname}: TAP fd has flags {actual:#06x}, need IFF_TAP|IFF_NO_PI{}",
+        if *.vnet_hdr { "|IFF_VNET_HDR" } else { " without IFF_VNET_HDR" }
+    )]
+    TapFlagsMismatch {
+        ifname: String,
+        /// The flags TUNGETIFF reported.
+        actual: u16,
+        /// Whether the port wanted IFF_VNET_HDR.
+        vnet_hdr: bool,
+    },
+    /// Setting the vnet header size (TUNSETVNETHDRSZ) failed.
+    #[error("{ifname}: set vnet header size (TUNSETVNETHDRSZ)")]
+    SetVnetHdrSize {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Setting the TAP offloads (TUNSETOFFLOAD) failed.
+    #[error("{ifname}: set TAP offloads {flags:#x} (TUNSETOFFLOAD)")]
+    SetOffload {
+        ifname: String,
+        flags: u32,
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the fd's status flags (F_GETFL) failed.
+    #[error("{ifname}: read fd status flags (F_GETFL)")]
+    GetStatusFlags {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Making the fd non-blocking (F_SETFL) failed.
+    #[error("{ifname}: set O_NONBLOCK (F_SETFL)")]
+    SetNonBlocking {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Looking up the interface index failed (no such interface in this namespace?).
+    #[error("{ifname}: look up interface index")]
+    IfIndex {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Creating the AF_PACKET socket failed.
+    #[error("{ifname}: create AF_PACKET socket")]
+    PacketSocket {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Enabling the vnet header on the AF_PACKET socket (PACKET_VNET_HDR) failed.
+    #[error("{ifname}: enable PACKET_VNET_HDR")]
+    SetPacketVnetHdr {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Enabling PACKET_QDISC_BYPASS failed.
+    #[error("{ifname}: enable PACKET_QDISC_BYPASS")]
+    SetQdiscBypass {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Enabling PACKET_IGNORE_OUTGOING failed.
+    #[error("{ifname}: enable PACKET_IGNORE_OUTGOING")]
+    SetIgnoreOutgoing {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Sizing the socket's receive buffer failed.
+    #[error("{ifname}: set receive buffer (SO_RCVBUF)")]
+    SetRecvBuffer {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Sizing the socket's send buffer failed.
+    #[error("{ifname}: set send buffer (SO_SNDBUF)")]
+    SetSendBuffer {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Binding the AF_PACKET socket to the interface failed.
+    #[error("{ifname}: bind AF_PACKET socket to ifindex {ifindex}")]
+    BindPacket {
+        ifname: String,
+        ifindex: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A received frame was longer than the buffer; the kernel discarded the excess and the frame
+/// is lost. Carried inside an [`io::Error`] of kind [`io::ErrorKind::InvalidData`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("frame truncated: {len} bytes (with vnet header) but the buffer holds {cap}")]
+pub struct FrameTruncated {
+    /// The frame's full length, vnet header included.
+    pub len: usize,
+    /// The buffer's length.
+    pub cap: usize,
+}
+
+impl FrameTruncated {
+    /// Whether `err` reports a truncated frame.
+    pub fn is(err: &io::Error) -> bool {
+        err.get_ref().is_some_and(|e| e.is::<FrameTruncated>())
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// Length of the virtio-net header in front of every frame inside the switch.
+const HDR: usize = crate::wire::vnet::VNET_HDR_LEN;
+
+/// Turns a libc return value into `io::Result`, reading errno on `-1`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Turns a libc `ssize_t` return value into a length, reading errno on `-1`.
+fn cvt_len(ret: isize) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// The part of `buf` a header-less device reads into: everything after the header space.
+fn payload_mut(buf: &mut [u8]) -> io::Result<&mut [u8]> {
+    buf.get_mut(HDR..).ok_or_else(short_buffer)
+}
+
+/// The part of `frame` a header-less device is given: everything after the header.
+fn payload(frame: &[u8]) -> io::Result<&[u8]> {
+    frame.get(HDR..).ok_or_else(short_buffer)
+}
+
+fn short_buffer() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "buffer shorter than the 10-byte vnet header",
+    )
+}
+
+/// Finishes a receive of `n` bytes reported by the kernel into `buf`, where the device wrote
+/// a header itself (`with_hdr`) or wrote the bare frame at `buf[HDR..]`. Checks truncation
+/// against what the kernel reported and zeroes the header of a header-less frame.
+fn finish_recv(buf: &mut [u8], n: usize, with_hdr: bool) -> io::Result<usize> {
+    let total = if with_hdr { n } else { n + HDR };
+    if total > buf.len() {
+        return Err(FrameTruncated {
+            len: total,
+            cap: buf.len(),
+        }
+        .into_io());
+    }
+    if !with_hdr {
+        buf[..HDR].fill(0);
+    }
+    Ok(total)
+}
+
+/// Checks that a send wrote the whole frame (TAP, packet and seqpacket writes are
+/// all-or-nothing; anything else is a kernel surprise worth reporting).
+fn check_sent(sent: usize, want: usize) -> io::Result<()> {
+    if sent == want {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write: {sent} of {want} bytes"),
+        ))
+    }
+}

@@ -1,0 +1,324 @@
+//! One function per client command: build the request, call the daemon, print the answer.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::client::{ApiClient, ClientError};
+use crate::model::{
+    EndpointCreate, EndpointInfo, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
+};
+use crate::table::render;
+use crate::{nsexec, AttachArgs, NetworkCommand, RunArgs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("unexpected answer from the daemon: {0}")]
+    Decode(String),
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
+    serde_json::from_value(v).map_err(|e| CliError::Decode(e.to_string()))
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("netyard: cannot render JSON: {e}"),
+    }
+}
+
+/// Percent-encodes a path segment (names are validated by the daemon; this only keeps the URI
+/// well-formed whatever the user typed).
+pub fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError> {
+    match cmd {
+        NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+            mtu,
+            internal,
+            aging,
+            max_macs_per_port,
+        } => {
+            let req = NetworkCreate {
+                name,
+                subnet,
+                gateway,
+                mtu,
+                internal,
+                aging,
+                max_macs_per_port,
+            };
+            let n: NetworkInfo = decode(c.post("/v1/networks", &req).await?)?;
+            println!("{} {} gateway {}", n.name, n.subnet, n.gateway);
+        }
+        NetworkCommand::Ls { json } => {
+            let v = c.get("/v1/networks").await?;
+            if json {
+                print_json(&v);
+            } else {
+                let nets: Vec<NetworkInfo> = decode(v)?;
+                let rows: Vec<Vec<String>> = nets
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.subnet.clone(),
+                            n.gateway.clone(),
+                            n.mtu.to_string(),
+                            n.internal.to_string(),
+                            n.endpoints.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    render(
+                        &["NAME", "SUBNET", "GATEWAY", "MTU", "INTERNAL", "ENDPOINTS"],
+                        &rows
+                    )
+                );
+            }
+        }
+        NetworkCommand::Inspect { name } => {
+            print_json(&c.get(&format!("/v1/networks/{}", seg(&name))).await?);
+        }
+        NetworkCommand::Rm { name } => {
+            c.delete(&format!("/v1/networks/{}", seg(&name))).await?;
+            println!("{name}");
+        }
+    }
+    Ok(0)
+}
+
+pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
+    let req = EndpointCreate {
+        network: None,
+        name: a.name,
+        netns: a.netns,
+        pid: a.pid,
+        userns: a.userns,
+        ip: a.ip,
+        mac: a.mac,
+        ifname: Some(a.ifname),
+        kind: Some(a.kind),
+        offload: Some(!a.no_offload),
+    };
+    let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
+    let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
+    println!(
+        "{} attached to {}: {} {}/{} mac {} via {}",
+        e.name, e.network, e.ifname, e.ip, e.prefix_len, e.mac, e.kind
+    );
+    Ok(0)
+}
+
+pub async fn detach(c: &ApiClient, network: &str, name: &str) -> Result<i32, CliError> {
+    c.delete(&format!(
+        "/v1/networks/{}/endpoints/{}",
+        seg(network),
+        seg(name)
+    ))
+    .await?;
+    println!("{name}");
+    Ok(0)
+}
+
+pub async fn ps(c: &ApiClient, json: bool) -> Result<i32, CliError> {
+    let v = c.get("/v1/endpoints").await?;
+    if json {
+        print_json(&v);
+        return Ok(0);
+    }
+    let eps: Vec<EndpointInfo> = decode(v)?;
+    let rows: Vec<Vec<String>> = eps
+        .iter()
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                e.network.clone(),
+                e.kind.clone(),
+                format!("{}/{}", e.ip, e.prefix_len),
+                e.mac.clone(),
+                e.ifname.clone(),
+                e.counters.rx_packets.to_string(),
+                e.counters.tx_packets.to_string(),
+                e.counters.drops_total.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render(
+            &["NAME", "NETWORK", "KIND", "IP", "MAC", "INTERFACE", "RX", "TX", "DROPS"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+pub async fn fdb(c: &ApiClient, network: &str, json: bool) -> Result<i32, CliError> {
+    let v = c.get(&format!("/v1/networks/{}/fdb", seg(network))).await?;
+    if json {
+        print_json(&v);
+        return Ok(0);
+    }
+    let rows: Vec<FdbRow> = decode(v)?;
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.mac.clone(),
+                r.port.clone(),
+                if r.is_static {
+                    "static".into()
+                } else {
+                    format!("{:.1}s", r.age)
+                },
+            ]
+        })
+        .collect();
+    print!("{}", render(&["MAC", "PORT", "AGE"], &rows));
+    Ok(0)
+}
+
+pub async fn stats(c: &ApiClient, json: bool) -> Result<i32, CliError> {
+    let v = c.get("/v1/stats").await?;
+    if json {
+        print_json(&v);
+        return Ok(0);
+    }
+    let rows: Vec<PortStatsRow> = decode(v)?;
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let k = &r.counters;
+            let reasons: Vec<String> = k
+                .drops
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect();
+            vec![
+                r.network.clone(),
+                r.endpoint.clone(),
+                k.rx_packets.to_string(),
+                k.rx_bytes.to_string(),
+                k.tx_packets.to_string(),
+                k.tx_bytes.to_string(),
+                k.drops_total.to_string(),
+                reasons.join(","),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render(
+            &[
+                "NETWORK", "ENDPOINT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
+                "REASONS"
+            ],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+/// `netyard run`: fresh namespace, attach, run the command, detach. Returns the command's
+/// exit code (128 + signal number if it was killed by a signal).
+pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
+    let io = |context: &str| {
+        let context = context.to_string();
+        move |source| CliError::Io { context, source }
+    };
+    let ns = nsexec::new_netns().map_err(io("creating the namespace"))?;
+    let req = EndpointCreate {
+        network: None,
+        name: a.name.clone(),
+        netns: Some(nsexec::fd_path(&ns)),
+        pid: None,
+        userns: None,
+        ip: a.ip,
+        mac: a.mac,
+        ifname: Some("eth0".into()),
+        kind: Some(a.kind),
+        offload: Some(!a.no_offload),
+    };
+    let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
+    c.post(&uri, &req).await?;
+    let detach_uri = format!("{uri}/{}", seg(&a.name));
+
+    let result = run_in(&ns, &a.cmd).await;
+    let detached = c.delete(&detach_uri).await;
+    let code = result?;
+    detached?;
+    Ok(code)
+}
+
+async fn run_in(ns: &std::os::fd::OwnedFd, argv: &[String]) -> Result<i32, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (prog, args) = argv.split_first().ok_or_else(|| CliError::Io {
+        context: "run".into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given"),
+    })?;
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args);
+    nsexec::enter_before_exec(&mut cmd, ns).map_err(|source| CliError::Io {
+        context: "preparing the command".into(),
+        source,
+    })?;
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|source| CliError::Io {
+            context: format!("starting {prog}"),
+            source,
+        })?;
+    // Keep running through the user's Ctrl-C (the child gets it from the terminal too) so the
+    // endpoint is detached afterwards; pass SIGTERM on.
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s,
+            Some(()) = async { match int.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {}
+            Some(()) = async { match term.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        }
+    }
+    .map_err(|source| CliError::Io {
+        context: format!("waiting for {prog}"),
+        source,
+    })?;
+    let _ = std::io::stdout().flush();
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}

@@ -1,0 +1,141 @@
+//! The control API's JSON contract, shared by the daemon (server) and the CLI (client).
+//!
+//! Addresses and subnets travel as strings so the daemon can name the offending field when one
+//! does not parse. Request types reject unknown fields.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/networks`, and a `[[network]]` table of the daemon's config file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// IPv4 CIDR; chosen from the free private ranges when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Defaults to the subnet's first host address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// No egress and no published ports (takes effect with the router).
+    #[serde(default)]
+    pub internal: bool,
+    /// MAC ageing time in seconds (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aging: Option<u64>,
+    /// Most MACs one port may own (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_macs_per_port: Option<u32>,
+}
+
+/// A network as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub mtu: u32,
+    pub internal: bool,
+    pub aging: u64,
+    pub max_macs_per_port: u32,
+    pub endpoints: Vec<String>,
+}
+
+/// `POST /v1/networks/{network}/endpoints`, and an `[[endpoint]]` table of the config file
+/// (where `network` is required).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCreate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub name: String,
+    /// Path of the network namespace (e.g. /run/netns/NAME or /proc/PID/ns/net).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// A process whose network (and, if different from the daemon's, user) namespace to join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// The user namespace that owns `netns` (rootless containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Interface name inside the namespace (default eth0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// "tap" (default) or "veth".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Enable the virtio-net header and offloads on the port (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<bool>,
+}
+
+/// Per-port counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_gso: u64,
+    pub tx_segmented: u64,
+    pub learn_cap_hits: u64,
+    pub drops_total: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// An endpoint as `ps` and `inspect` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub name: String,
+    pub network: String,
+    pub kind: String,
+    pub ip: String,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub mac: String,
+    pub ifname: String,
+    pub netns: String,
+    /// The daemon-side interface (veth host end), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
+    pub offload: bool,
+    pub port: u32,
+    pub counters: Counters,
+}
+
+/// One row of `fdb`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FdbRow {
+    pub mac: String,
+    /// Endpoint name owning the port.
+    pub port: String,
+    pub port_id: u32,
+    /// Seconds since the MAC was last seen.
+    pub age: f64,
+    #[serde(rename = "static")]
+    pub is_static: bool,
+}
+
+/// One row of `stats`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortStatsRow {
+    pub network: String,
+    pub endpoint: String,
+    pub kind: String,
+    pub counters: Counters,
+}
+
+/// Every error the API returns: HTTP 4xx/5xx with this body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,751 @@
+//! The daemon's state: networks, their switches and endpoints; every control operation.
+//!
+//! Control operations hold the state mutex only to validate, reserve and commit; the slow part
+//! of an attach (entering the namespace, creating and configuring the device) runs without it,
+//! on a reservation (the endpoint name and address are taken), so a slow or failing attach
+//! neither blocks nor disturbs the others. A failed attach releases its reservation and
+//! removes whatever it created.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
+use netyard_cli::model::{
+    Counters, EndpointCreate, EndpointInfo, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
+};
+use netyard_switch::sys::packet::PacketPort;
+use netyard_switch::sys::tap::TapPort;
+use netyard_switch::{driver, MacAddr, Port, PortStats, Switch, SwitchConfig, SwitchPort};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::error::DaemonError;
+use crate::ipam::{pick_free_subnet, Ipam};
+use crate::netns::{self, NsOpenRequest, NsTarget};
+
+const DEFAULT_MTU: u32 = 1500;
+const DEFAULT_AGING_SECS: u64 = 300;
+const DEFAULT_MAX_MACS: u32 = 1024;
+
+/// How an endpoint is wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tap,
+    Veth,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tap => "tap",
+            Kind::Veth => "veth",
+        }
+    }
+}
+
+struct Network {
+    name: String,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    mtu: u32,
+    internal: bool,
+    aging: u64,
+    max_macs: u32,
+    switch: Arc<Switch>,
+    ager: JoinHandle<()>,
+    ipam: Ipam,
+    endpoints: BTreeMap<String, Endpoint>,
+    /// Names of endpoints being attached right now.
+    reserved: BTreeSet<String>,
+}
+
+struct Endpoint {
+    name: String,
+    kind: Kind,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+    ifname: String,
+    netns: String,
+    host_ifname: Option<String>,
+    offload: bool,
+    port: Arc<SwitchPort>,
+    task: JoinHandle<()>,
+}
+
+/// A validated network request.
+#[derive(Debug, Clone)]
+struct NetworkPlan {
+    name: String,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    mtu: u32,
+    internal: bool,
+    aging: u64,
+    max_macs: u32,
+}
+
+/// A validated endpoint request with its reserved address.
+struct EndpointPlan {
+    network: String,
+    name: String,
+    target: NsTarget,
+    netns_label: String,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Ipv4Addr,
+    mtu: u32,
+    mac: MacAddr,
+    ifname: String,
+    kind: Kind,
+    offload: bool,
+}
+
+/// The daemon: all networks of this process.
+pub struct Daemon {
+    state: Mutex<BTreeMap<String, Network>>,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Daemon::new()
+    }
+}
+
+impl Daemon {
+    pub fn new() -> Daemon {
+        Daemon {
+            state: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    // ---- networks ----
+
+    pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkInfo, DaemonError> {
+        // Host routes are read before taking the lock: netlink I/O stays outside it.
+        let routes = if req.subnet.is_none() {
+            host_routes().await
+        } else {
+            Vec::new()
+        };
+        let mut st = self.state.lock().await;
+        let plan = plan_network(&req, &st, &routes)?;
+        let net = build_network(plan);
+        let info = net.info();
+        st.insert(info.name.clone(), net);
+        tracing::info!(network = %info.name, subnet = %info.subnet, "network created");
+        Ok(info)
+    }
+
+    pub async fn networks(&self) -> Vec<NetworkInfo> {
+        self.state.lock().await.values().map(Network::info).collect()
+    }
+
+    pub async fn network(&self, name: &str) -> Result<NetworkInfo, DaemonError> {
+        let st = self.state.lock().await;
+        st.get(name)
+            .map(Network::info)
+            .ok_or_else(|| DaemonError::NoNetwork(name.to_string()))
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<(), DaemonError> {
+        let mut st = self.state.lock().await;
+        let net = st
+            .get(name)
+            .ok_or_else(|| DaemonError::NoNetwork(name.to_string()))?;
+        if !net.endpoints.is_empty() || !net.reserved.is_empty() {
+            let names: Vec<&str> = net
+                .endpoints
+                .keys()
+                .chain(net.reserved.iter())
+                .map(String::as_str)
+                .collect();
+            return Err(DaemonError::conflict(
+                None,
+                format!(
+                    "network {name:?} has {} endpoint(s) attached ({}): detach them first",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        if let Some(net) = st.remove(name) {
+            net.ager.abort();
+        }
+        tracing::info!(network = %name, "network removed");
+        Ok(())
+    }
+
+    // ---- endpoints ----
+
+    pub async fn attach(
+        &self,
+        network: &str,
+        req: EndpointCreate,
+    ) -> Result<EndpointInfo, DaemonError> {
+        let plan = {
+            let mut st = self.state.lock().await;
+            let net = st
+                .get_mut(network)
+                .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+            let plan = plan_endpoint(net, &req)?;
+            net.ipam
+                .take(plan.ip)
+                .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
+            net.reserved.insert(plan.name.clone());
+            plan
+        };
+        let built = build_port(&plan).await;
+        let mut st = self.state.lock().await;
+        let Some(net) = st.get_mut(network) else {
+            // Networks with reservations cannot be removed; this is unreachable in practice.
+            return Err(DaemonError::NoNetwork(network.to_string()));
+        };
+        net.reserved.remove(&plan.name);
+        let (port, host_ifname) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                net.ipam.release(plan.ip);
+                tracing::warn!(network, endpoint = %plan.name, error = %e, "attach failed");
+                return Err(e);
+            }
+        };
+        let sp = net.switch.add_port(plan.name.clone(), port);
+        let task = match driver::spawn_port(net.switch.clone(), sp.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                net.switch.remove_port(sp.id);
+                net.ipam.release(plan.ip);
+                drop(st);
+                if let Some(h) = host_ifname {
+                    remove_host_link(&h).await;
+                }
+                return Err(DaemonError::Io {
+                    context: format!("starting the driver of {:?}", plan.name),
+                    source: e,
+                });
+            }
+        };
+        let ep = Endpoint {
+            name: plan.name.clone(),
+            kind: plan.kind,
+            ip: plan.ip,
+            mac: plan.mac,
+            ifname: plan.ifname.clone(),
+            netns: plan.netns_label.clone(),
+            host_ifname,
+            offload: plan.offload,
+            port: sp,
+            task,
+        };
+        let info = ep.info(net);
+        net.endpoints.insert(plan.name.clone(), ep);
+        tracing::info!(network, endpoint = %info.name, ip = %info.ip, kind = %info.kind, "attached");
+        Ok(info)
+    }
+
+    pub async fn detach(&self, network: &str, name: &str) -> Result<(), DaemonError> {
+        let ep = {
+            let mut st = self.state.lock().await;
+            let net = st
+                .get_mut(network)
+                .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+            let ep = net
+                .endpoints
+                .remove(name)
+                .ok_or_else(|| DaemonError::NoEndpoint {
+                    network: network.to_string(),
+                    name: name.to_string(),
+                })?;
+            net.switch.remove_port(ep.port.id);
+            net.ipam.release(ep.ip);
+            ep
+        };
+        teardown_endpoint(ep).await;
+        tracing::info!(network, endpoint = name, "detached");
+        Ok(())
+    }
+
+    pub async fn endpoints(&self) -> Vec<EndpointInfo> {
+        let st = self.state.lock().await;
+        st.values()
+            .flat_map(|n| n.endpoints.values().map(move |e| e.info(n)))
+            .collect()
+    }
+
+    pub async fn fdb(&self, network: &str) -> Result<Vec<FdbRow>, DaemonError> {
+        let st = self.state.lock().await;
+        let net = st
+            .get(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let now = net.switch.now_ms();
+        let ports = net.switch.ports();
+        Ok(net
+            .switch
+            .fdb
+            .entries(now)
+            .into_iter()
+            .map(|e| FdbRow {
+                mac: e.mac.to_string(),
+                port: Switch::port_in(&ports, e.port)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| format!("#{}", e.port)),
+                port_id: e.port,
+                age: e.age_ms as f64 / 1000.0,
+                is_static: e.is_static,
+            })
+            .collect())
+    }
+
+    pub async fn stats(&self) -> Vec<PortStatsRow> {
+        let st = self.state.lock().await;
+        st.values()
+            .flat_map(|n| {
+                n.endpoints.values().map(move |e| PortStatsRow {
+                    network: n.name.clone(),
+                    endpoint: e.name.clone(),
+                    kind: e.kind.as_str().to_string(),
+                    counters: counters(&e.port.counters.snapshot()),
+                })
+            })
+            .collect()
+    }
+
+    /// Removes every endpoint (and so every device netyard created) and every network.
+    pub async fn shutdown(&self) {
+        let nets: Vec<Network> = {
+            let mut st = self.state.lock().await;
+            std::mem::take(&mut *st).into_values().collect()
+        };
+        for mut net in nets {
+            net.ager.abort();
+            for (_, ep) in std::mem::take(&mut net.endpoints) {
+                net.switch.remove_port(ep.port.id);
+                teardown_endpoint(ep).await;
+            }
+        }
+    }
+}
+
+impl Network {
+    fn info(&self) -> NetworkInfo {
+        NetworkInfo {
+            name: self.name.clone(),
+            subnet: self.subnet.to_string(),
+            gateway: self.gateway.to_string(),
+            mtu: self.mtu,
+            internal: self.internal,
+            aging: self.aging,
+            max_macs_per_port: self.max_macs,
+            endpoints: self.endpoints.keys().cloned().collect(),
+        }
+    }
+}
+
+impl Endpoint {
+    fn info(&self, net: &Network) -> EndpointInfo {
+        EndpointInfo {
+            name: self.name.clone(),
+            network: net.name.clone(),
+            kind: self.kind.as_str().to_string(),
+            ip: self.ip.to_string(),
+            prefix_len: net.subnet.prefix_len(),
+            gateway: net.gateway.to_string(),
+            mac: self.mac.to_string(),
+            ifname: self.ifname.clone(),
+            netns: self.netns.clone(),
+            host_ifname: self.host_ifname.clone(),
+            offload: self.offload,
+            port: self.port.id,
+            counters: counters(&self.port.counters.snapshot()),
+        }
+    }
+}
+
+fn counters(s: &PortStats) -> Counters {
+    Counters {
+        rx_packets: s.rx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_packets: s.tx_packets,
+        tx_bytes: s.tx_bytes,
+        rx_gso: s.rx_gso,
+        tx_segmented: s.tx_segmented,
+        learn_cap_hits: s.learn_cap_hits,
+        drops_total: s.drops_total,
+        drops: s.drops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+/// Stops an endpoint's driver and removes its device. The TAP device disappears when its fd
+/// closes; a veth pair is deleted through its host end.
+async fn teardown_endpoint(ep: Endpoint) {
+    ep.task.abort();
+    let _ = ep.task.await;
+    // Another port's task may still hold a port snapshot for the rest of its burst; wait for
+    // it so the device is gone when detach returns.
+    let port = ep.port;
+    for _ in 0..400 {
+        if Arc::strong_count(&port) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(port);
+    if let Some(h) = ep.host_ifname {
+        remove_host_link(&h).await;
+    }
+}
+
+async fn remove_host_link(name: &str) {
+    match netns::host_handle() {
+        Ok(h) => {
+            if let Err(e) = netns::delete_link(&h, name).await {
+                tracing::warn!(link = name, error = %e, "could not delete veth host end");
+            }
+        }
+        Err(e) => tracing::warn!(link = name, error = %e, "no netlink handle to delete veth"),
+    }
+}
+
+/// Every IPv4 route and address subnet of the daemon's namespace except default routes.
+async fn host_routes() -> Vec<IpNet> {
+    let Ok(h) = netns::host_handle() else {
+        return Vec::new();
+    };
+    netns::host_routes(&h)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.prefix_len() > 0)
+        .collect()
+}
+
+fn valid_name(field: &str, s: &str) -> Result<(), DaemonError> {
+    let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if s.is_empty() || s.len() > 64 || !ok_first || !ok_rest {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{s:?} is not a valid name (1-64 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"),
+        ));
+    }
+    Ok(())
+}
+
+fn plan_network(
+    req: &NetworkCreate,
+    existing: &BTreeMap<String, Network>,
+    host_routes: &[IpNet],
+) -> Result<NetworkPlan, DaemonError> {
+    valid_name("name", &req.name)?;
+    if existing.contains_key(&req.name) {
+        return Err(DaemonError::conflict(
+            Some("name"),
+            format!("a network named {:?} already exists", req.name),
+        ));
+    }
+    let subnet = match &req.subnet {
+        Some(s) => {
+            let net: IpNet = s.parse().map_err(|_| {
+                DaemonError::invalid("subnet", format!("{s:?} is not a CIDR such as 10.1.0.0/24"))
+            })?;
+            let IpNet::V4(v4) = net else {
+                return Err(DaemonError::invalid(
+                    "subnet",
+                    "IPv6 subnets are not supported yet",
+                ));
+            };
+            if v4.prefix_len() > 30 || v4.prefix_len() < 8 {
+                return Err(DaemonError::invalid(
+                    "subnet",
+                    format!("prefix /{} out of range (8 to 30)", v4.prefix_len()),
+                ));
+            }
+            let v4 = v4.trunc();
+            if let Some(other) = existing.values().find(|n| overlaps(n.subnet, v4)) {
+                return Err(DaemonError::conflict(
+                    Some("subnet"),
+                    format!("{v4} overlaps network {:?} ({})", other.name, other.subnet),
+                ));
+            }
+            v4
+        }
+        None => {
+            let mut taken: Vec<IpNet> = host_routes.to_vec();
+            taken.extend(existing.values().map(|n| IpNet::V4(n.subnet)));
+            pick_free_subnet(&taken).ok_or_else(|| {
+                DaemonError::conflict(Some("subnet"), "no free /24 left in the default pools")
+            })?
+        }
+    };
+    let gateway = match &req.gateway {
+        Some(g) => {
+            let ip: Ipv4Addr = g.parse().map_err(|_| {
+                DaemonError::invalid("gateway", format!("{g:?} is not an IPv4 address"))
+            })?;
+            if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                return Err(DaemonError::invalid(
+                    "gateway",
+                    format!("{ip} is not a host address of {subnet}"),
+                ));
+            }
+            ip
+        }
+        None => first_host(subnet),
+    };
+    let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+    if !(576..=65_000).contains(&mtu) {
+        return Err(DaemonError::invalid(
+            "mtu",
+            format!("{mtu} out of range (576 to 65000)"),
+        ));
+    }
+    let aging = req.aging.unwrap_or(DEFAULT_AGING_SECS);
+    if aging == 0 || aging > 1_000_000 {
+        return Err(DaemonError::invalid(
+            "aging",
+            format!("{aging} out of range (1 to 1000000 seconds)"),
+        ));
+    }
+    let max_macs = req.max_macs_per_port.unwrap_or(DEFAULT_MAX_MACS);
+    if max_macs == 0 || max_macs > 1_000_000 {
+        return Err(DaemonError::invalid(
+            "max_macs_per_port",
+            format!("{max_macs} out of range (1 to 1000000)"),
+        ));
+    }
+    Ok(NetworkPlan {
+        name: req.name.clone(),
+        subnet,
+        gateway,
+        mtu,
+        internal: req.internal,
+        aging,
+        max_macs,
+    })
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn first_host(n: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(n.network()).saturating_add(1))
+}
+
+fn build_network(p: NetworkPlan) -> Network {
+    let switch = Switch::new(
+        p.name.clone(),
+        SwitchConfig {
+            mtu: u16::try_from(p.mtu).unwrap_or(u16::MAX),
+            aging_ms: p.aging.saturating_mul(1000),
+            max_macs_per_port: p.max_macs as usize,
+        },
+    );
+    let ager = driver::spawn_ager(switch.clone());
+    Network {
+        ipam: Ipam::new(p.subnet, p.gateway),
+        name: p.name,
+        subnet: p.subnet,
+        gateway: p.gateway,
+        mtu: p.mtu,
+        internal: p.internal,
+        aging: p.aging,
+        max_macs: p.max_macs,
+        switch,
+        ager,
+        endpoints: BTreeMap::new(),
+        reserved: BTreeSet::new(),
+    }
+}
+
+fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan, DaemonError> {
+    valid_name("name", &req.name)?;
+    if net.endpoints.contains_key(&req.name) || net.reserved.contains(&req.name) {
+        return Err(DaemonError::conflict(
+            Some("name"),
+            format!(
+                "an endpoint named {:?} is already attached to network {:?}",
+                req.name, net.name
+            ),
+        ));
+    }
+    let (target, netns_label) = match (&req.netns, req.pid) {
+        (Some(_), Some(_)) => {
+            return Err(DaemonError::invalid("netns", "give either netns or pid, not both"))
+        }
+        (None, None) => {
+            return Err(DaemonError::invalid(
+                "netns",
+                "missing: give the namespace path (netns) or a process id (pid)",
+            ))
+        }
+        (Some(path), None) => {
+            if path.is_empty() {
+                return Err(DaemonError::invalid("netns", "empty path"));
+            }
+            let t = NsTarget::from_paths(PathBuf::from(path), req.userns.as_ref().map(PathBuf::from))
+                .map_err(|e| DaemonError::invalid("netns", e))?;
+            (t, path.clone())
+        }
+        (None, Some(pid)) => {
+            if pid <= 0 {
+                return Err(DaemonError::invalid("pid", format!("{pid} is not a process id")));
+            }
+            let t = NsTarget::from_pid(pid).map_err(|e| DaemonError::invalid("pid", e))?;
+            (t, format!("/proc/{pid}/ns/net"))
+        }
+    };
+    let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        || ifname == "."
+        || ifname == ".."
+    {
+        return Err(DaemonError::invalid(
+            "ifname",
+            format!("{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"),
+        ));
+    }
+    let kind = match req.kind.as_deref().unwrap_or("tap") {
+        "tap" => Kind::Tap,
+        "veth" => Kind::Veth,
+        other => {
+            return Err(DaemonError::invalid(
+                "kind",
+                format!("{other:?} is not a port kind (tap or veth)"),
+            ))
+        }
+    };
+    let ip = match &req.ip {
+        Some(s) => {
+            let ip: Ipv4Addr = s.parse().map_err(|_| {
+                DaemonError::invalid("ip", format!("{s:?} is not an IPv4 address"))
+            })?;
+            net.ipam.check(ip).map_err(|e| match e {
+                crate::ipam::IpamError::InUse(_) => DaemonError::conflict(Some("ip"), e),
+                _ => DaemonError::invalid("ip", e),
+            })?;
+            ip
+        }
+        None => {
+            // Peek at the next free address without consuming the cursor twice: take it now
+            // and give it back to the caller, which takes it again under the same lock.
+            let ip = net
+                .ipam
+                .next()
+                .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
+            net.ipam.release(ip);
+            ip
+        }
+    };
+    let mac = match &req.mac {
+        Some(s) => {
+            let m: MacAddr = s.parse().map_err(|e| DaemonError::invalid("mac", e))?;
+            if m.is_multicast() || m.is_zero() {
+                return Err(DaemonError::invalid(
+                    "mac",
+                    format!("{m} is not a unicast address"),
+                ));
+            }
+            m
+        }
+        // Docker's scheme: 02:42 followed by the IPv4 address, unique on the network.
+        None => {
+            let o = ip.octets();
+            MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+        }
+    };
+    if net.endpoints.values().any(|e| e.mac == mac) {
+        return Err(DaemonError::conflict(
+            Some("mac"),
+            format!("{mac} is already used on network {:?}", net.name),
+        ));
+    }
+    Ok(EndpointPlan {
+        network: net.name.clone(),
+        name: req.name.clone(),
+        target,
+        netns_label,
+        ip,
+        prefix_len: net.subnet.prefix_len(),
+        gateway: net.gateway,
+        mtu: net.mtu,
+        mac,
+        ifname,
+        kind,
+        offload: req.offload.unwrap_or(true),
+    })
+}
+
+/// Creates and configures the endpoint's device; returns the port and the host-side
+/// interface to remove at detach (veth only). Cleans up after itself on failure.
+async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>), DaemonError> {
+    let ns_err = |source| DaemonError::Namespace {
+        name: p.name.clone(),
+        source,
+    };
+    let port_err = |source| DaemonError::Port {
+        name: p.name.clone(),
+        source,
+    };
+    let addr = IpAddr::V4(p.ip);
+    let gw = Some(IpAddr::V4(p.gateway));
+    match p.kind {
+        Kind::Tap => {
+            let req = NsOpenRequest {
+                tap: Some((p.ifname.clone(), p.offload)),
+            };
+            let fds = netns::open_in_ns(&p.target, req).await.map_err(ns_err)?;
+            let (tap_fd, ns_handle) = fds.split_tap().map_err(ns_err)?;
+            let port = TapPort::from_fd(tap_fd, p.ifname.clone(), p.offload).map_err(port_err)?;
+            netns::configure_endpoint(&ns_handle, &p.ifname, p.mac.0, p.mtu, addr, p.prefix_len, gw)
+                .await
+                .map_err(ns_err)?;
+            Ok((Box::new(port), None))
+        }
+        Kind::Veth => {
+            let host = netns::host_handle().map_err(ns_err)?;
+            let fds = netns::open_in_ns(&p.target, NsOpenRequest { tap: None })
+                .await
+                .map_err(ns_err)?;
+            let host_name = format!("ny{:08x}", rand::random::<u32>());
+            netns::create_veth(&host, &host_name, &fds, &p.ifname, p.mtu)
+                .await
+                .map_err(ns_err)?;
+            let result: Result<Box<dyn Port>, DaemonError> = async {
+                let ns_handle = fds.handle().map_err(ns_err)?;
+                netns::configure_endpoint(&ns_handle, &p.ifname, p.mac.0, p.mtu, addr, p.prefix_len, gw)
+                    .await
+                    .map_err(ns_err)?;
+                let port = PacketPort::open(&host_name, p.offload).map_err(port_err)?;
+                Ok(Box::new(port) as Box<dyn Port>)
+            }
+            .await;
+            match result {
+                Ok(port) => Ok((port, Some(host_name))),
+                Err(e) => {
+                    let _ = netns::delete_link(&host, &host_name).await;
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for EndpointPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointPlan")
+            .field("network", &self.network)
+            .field("name", &self.name)
+            .field("ip", &self.ip)
+            .finish()
+    }
+}

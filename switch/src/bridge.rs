@@ -1,0 +1,352 @@
+//! One learning switch: its ports, its MAC table and the forwarding decision.
+//!
+//! [`Switch::decide`] is the whole policy: a function of (ingress port, frame bytes, now) over
+//! the MAC table, returning a [`Verdict`]. It does no I/O; the driver acts on the verdict.
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::counters::{DropReason, PortCounters};
+use crate::fdb::{Fdb, LearnOutcome};
+use crate::port::{Port, PortId, VNET_HDR_LEN};
+use crate::wire::ethernet::MacAddr;
+
+/// Ethernet header without a VLAN tag.
+const ETH_HLEN: usize = 14;
+/// Room for one 802.1Q tag on top of the MTU, as the kernel bridge allows.
+const VLAN_HLEN: usize = 4;
+/// Smallest L3+L4 header a GSO segment can carry (IPv4 + UDP). A segment size above
+/// `mtu - MIN_L3L4` cannot fit the MTU whatever the protocol.
+const MIN_L3L4: usize = 28;
+
+// virtio-net header layout (legacy, native endian): see wire::vnet.
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
+const GSO_UDP_L4: u8 = 5;
+const GSO_ECN: u8 = 0x80;
+
+/// Per-network switch settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// Largest L3 packet a non-GSO frame may carry.
+    pub mtu: u16,
+    /// Idle time after which a learned MAC is forgotten.
+    pub aging_ms: u64,
+    /// Most MACs one port may own in the table.
+    pub max_macs_per_port: usize,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            mtu: 1500,
+            aging_ms: 300_000,
+            max_macs_per_port: 1024,
+        }
+    }
+}
+
+/// What to do with a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send to exactly this port.
+    Forward(PortId),
+    /// Send to every port of the switch except the ingress one.
+    Flood,
+    /// Drop, counting the reason on the ingress port.
+    Drop(DropReason),
+}
+
+/// A port attached to a switch, with its counters.
+pub struct SwitchPort {
+    pub id: PortId,
+    pub name: String,
+    pub port: Box<dyn Port>,
+    pub counters: PortCounters,
+}
+
+impl std::fmt::Debug for SwitchPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchPort")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.port.kind())
+            .finish()
+    }
+}
+
+/// One network's L2 switch.
+pub struct Switch {
+    pub name: String,
+    config: SwitchConfig,
+    pub fdb: Fdb,
+    /// Sorted by id. Replaced whole on attach/detach so the data path reads it without a lock.
+    ports: ArcSwap<Vec<Arc<SwitchPort>>>,
+    /// Serialises port-set changes.
+    ports_writer: Mutex<()>,
+    next_id: AtomicU32,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Switch {
+    pub fn new(name: impl Into<String>, config: SwitchConfig) -> Arc<Switch> {
+        Arc::new(Switch {
+            name: name.into(),
+            fdb: Fdb::new(config.aging_ms, config.max_macs_per_port),
+            config,
+            ports: ArcSwap::from_pointee(Vec::new()),
+            ports_writer: Mutex::new(()),
+            next_id: AtomicU32::new(1),
+            epoch: Instant::now(),
+        })
+    }
+
+    pub fn config(&self) -> SwitchConfig {
+        self.config
+    }
+
+    /// Milliseconds since the switch was created: the clock the MAC table runs on.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Adds a port; the driver must then be started for it.
+    pub fn add_port(&self, name: impl Into<String>, port: Box<dyn Port>) -> Arc<SwitchPort> {
+        let _w = self
+            .ports_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let sp = Arc::new(SwitchPort {
+            id: self.next_id.fetch_add(1, Relaxed),
+            name: name.into(),
+            port,
+            counters: PortCounters::default(),
+        });
+        let mut next: Vec<Arc<SwitchPort>> = (**self.ports.load()).clone();
+        next.push(sp.clone());
+        self.ports.store(Arc::new(next));
+        sp
+    }
+
+    /// Removes a port and forgets its MACs. Returns it so the caller can stop its driver.
+    pub fn remove_port(&self, id: PortId) -> Option<Arc<SwitchPort>> {
+        let _w = self
+            .ports_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cur = self.ports.load_full();
+        let found = cur.iter().find(|p| p.id == id).cloned()?;
+        let next: Vec<Arc<SwitchPort>> = cur.iter().filter(|p| p.id != id).cloned().collect();
+        self.ports.store(Arc::new(next));
+        self.fdb.flush_port(id);
+        Some(found)
+    }
+
+    /// The current port set (a lock-free snapshot).
+    pub fn ports(&self) -> Arc<Vec<Arc<SwitchPort>>> {
+        self.ports.load_full()
+    }
+
+    /// Looks a port up in a snapshot (ports are few; a scan beats hashing).
+    pub fn port_in(ports: &[Arc<SwitchPort>], id: PortId) -> Option<&Arc<SwitchPort>> {
+        ports.iter().find(|p| p.id == id)
+    }
+
+    /// Decides what happens to `frame` (vnet header + Ethernet frame) received on `ingress`
+    /// at `now` (switch clock, ms). Learns the source MAC as a side effect on the table.
+    pub fn decide(&self, ingress: PortId, frame: &[u8], now: u64) -> (Verdict, Option<LearnOutcome>) {
+        if let Err(reason) = self.check(frame) {
+            return (Verdict::Drop(reason), None);
+        }
+        // check() guarantees the Ethernet header is present.
+        let eth = &frame[VNET_HDR_LEN..];
+        let (Some(dst), Some(src)) = (MacAddr::from_bytes(eth), eth.get(6..).and_then(MacAddr::from_bytes)) else {
+            return (Verdict::Drop(DropReason::Runt), None);
+        };
+        if src.is_multicast() {
+            return (Verdict::Drop(DropReason::MulticastSource), None);
+        }
+        if src.is_zero() {
+            return (Verdict::Drop(DropReason::ZeroSource), None);
+        }
+        let learned = self.fdb.learn(src, ingress, now);
+        if dst.is_multicast() {
+            return (Verdict::Flood, Some(learned));
+        }
+        let v = match self.fdb.lookup(&dst, now) {
+            Some(p) if p == ingress => Verdict::Drop(DropReason::SamePort),
+            Some(p) => Verdict::Forward(p),
+            None => Verdict::Flood,
+        };
+        (v, Some(learned))
+    }
+
+    /// Validates length, the vnet header and the MTU.
+    fn check(&self, frame: &[u8]) -> Result<(), DropReason> {
+        if frame.len() < VNET_HDR_LEN + ETH_HLEN {
+            return Err(DropReason::Runt);
+        }
+        let eth_len = frame.len() - VNET_HDR_LEN;
+        let flags = frame[0];
+        let gso_type = frame[1] & !GSO_ECN;
+        let rd = |at: usize| u16::from_ne_bytes([frame[at], frame[at + 1]]) as usize;
+        let gso_size = rd(4);
+        let csum_start = rd(6);
+        let csum_offset = rd(8);
+        if flags & VNET_F_NEEDS_CSUM != 0 && csum_start + csum_offset + 2 > eth_len {
+            return Err(DropReason::BadVnetHdr);
+        }
+        let mtu = usize::from(self.config.mtu);
+        match gso_type {
+            GSO_NONE => {
+                if eth_len > ETH_HLEN + VLAN_HLEN + mtu
+                    || (eth_len > ETH_HLEN + mtu && !is_vlan_tagged(frame))
+                {
+                    return Err(DropReason::OverMtu);
+                }
+            }
+            GSO_TCPV4 | GSO_TCPV6 | GSO_UDP_L4 => {
+                if gso_size == 0 || flags & VNET_F_NEEDS_CSUM == 0 {
+                    return Err(DropReason::BadVnetHdr);
+                }
+                if gso_size + MIN_L3L4 > mtu {
+                    return Err(DropReason::OverMtu);
+                }
+            }
+            _ => return Err(DropReason::BadVnetHdr),
+        }
+        Ok(())
+    }
+}
+
+fn is_vlan_tagged(frame: &[u8]) -> bool {
+    let et = VNET_HDR_LEN + 12;
+    frame.get(et..et + 2) == Some(&[0x81, 0x00][..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::PortCaps;
+    use std::io;
+    use std::os::fd::RawFd;
+
+    struct NullPort;
+    impl Port for NullPort {
+        fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn send(&self, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn caps(&self) -> PortCaps {
+            PortCaps::PLAIN
+        }
+        fn raw_fd(&self) -> RawFd {
+            -1
+        }
+        fn kind(&self) -> &'static str {
+            "null"
+        }
+    }
+
+    fn frame(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN];
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.resize(f.len() + payload, 0x55);
+        f
+    }
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    fn sw() -> (Arc<Switch>, PortId, PortId) {
+        let s = Switch::new("t", SwitchConfig { aging_ms: 1000, ..Default::default() });
+        let p1 = s.add_port("p1", Box::new(NullPort)).id;
+        let p2 = s.add_port("p2", Box::new(NullPort)).id;
+        (s, p1, p2)
+    }
+
+    #[test]
+    fn unknown_unicast_floods_then_learned_unicast_forwards() {
+        let (s, p1, p2) = sw();
+        assert_eq!(s.decide(p1, &frame(B, A, 46), 0).0, Verdict::Flood);
+        assert_eq!(s.decide(p2, &frame(A, B, 46), 1).0, Verdict::Forward(p1));
+        assert_eq!(s.decide(p1, &frame(B, A, 46), 2).0, Verdict::Forward(p2));
+    }
+
+    #[test]
+    fn broadcast_floods_and_never_returns_to_ingress() {
+        let (s, p1, _) = sw();
+        assert_eq!(s.decide(p1, &frame(BCAST, A, 28), 0).0, Verdict::Flood);
+        // A frame to a MAC that lives on the ingress port is dropped, not reflected.
+        assert_eq!(
+            s.decide(p1, &frame(A, B, 28), 1).0,
+            Verdict::Drop(DropReason::SamePort)
+        );
+    }
+
+    #[test]
+    fn aged_out_destination_floods_again() {
+        let (s, p1, p2) = sw();
+        s.decide(p1, &frame(B, A, 46), 0);
+        assert_eq!(s.decide(p2, &frame(A, B, 46), 500).0, Verdict::Forward(p1));
+        assert_eq!(s.decide(p2, &frame(A, B, 46), 1501).0, Verdict::Flood);
+    }
+
+    #[test]
+    fn malformed_frames_are_dropped_with_their_reason() {
+        let (s, p1, _) = sw();
+        let drop = |f: &[u8]| s.decide(p1, f, 0).0;
+        assert_eq!(drop(&[0u8; 3]), Verdict::Drop(DropReason::Runt));
+        assert_eq!(drop(&frame(B, A, 0)[..VNET_HDR_LEN + 13]), Verdict::Drop(DropReason::Runt));
+        assert_eq!(drop(&frame(B, [3, 0, 0, 0, 0, 1], 46)), Verdict::Drop(DropReason::MulticastSource));
+        assert_eq!(drop(&frame(B, [0; 6], 46)), Verdict::Drop(DropReason::ZeroSource));
+        assert_eq!(drop(&frame(B, A, 1501)), Verdict::Drop(DropReason::OverMtu));
+        assert_eq!(s.decide(p1, &frame(B, A, 1500), 0).0, Verdict::Flood);
+        let mut bad = frame(B, A, 100);
+        bad[1] = 3; // UFO: not accepted
+        assert_eq!(drop(&bad), Verdict::Drop(DropReason::BadVnetHdr));
+        let mut bad = frame(B, A, 100);
+        bad[0] = VNET_F_NEEDS_CSUM;
+        bad[6..8].copy_from_slice(&200u16.to_ne_bytes());
+        assert_eq!(drop(&bad), Verdict::Drop(DropReason::BadVnetHdr));
+        let mut gso = frame(B, A, 60000);
+        gso[0] = VNET_F_NEEDS_CSUM;
+        gso[1] = GSO_TCPV4;
+        gso[4..6].copy_from_slice(&1448u16.to_ne_bytes());
+        gso[6..8].copy_from_slice(&34u16.to_ne_bytes());
+        gso[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        assert_eq!(drop(&gso), Verdict::Flood, "a GSO super-frame is not over the MTU");
+        gso[4..6].copy_from_slice(&9000u16.to_ne_bytes());
+        assert_eq!(drop(&gso), Verdict::Drop(DropReason::OverMtu));
+        // Nothing was learned from dropped frames.
+        assert!(s.fdb.entries(0).iter().all(|e| e.mac == MacAddr(A)));
+    }
+
+    #[test]
+    fn removing_a_port_flushes_its_macs() {
+        let (s, p1, p2) = sw();
+        s.decide(p1, &frame(B, A, 46), 0);
+        assert!(s.remove_port(p1).is_some());
+        assert_eq!(s.decide(p2, &frame(A, B, 46), 1).0, Verdict::Flood);
+        assert_eq!(s.ports().len(), 1);
+    }
+}

@@ -1,0 +1,223 @@
+//! The I/O driver: one tokio task per port moves frames; the bridge decides.
+//!
+//! A task waits until its port's fd is readable, then drains it until EAGAIN or until
+//! [`BURST_BUDGET`] frames, whichever comes first (then yields so one busy port cannot starve
+//! the others). Each frame is decided by [`Switch::decide`] and written straight to the
+//! egress port's fd from this task: no channel hop, no per-frame allocation (the receive
+//! buffer and the segmentation scratch buffer belong to the task), and the only shared state
+//! touched per frame is the lock-free port snapshot, the lock-free MAC table and relaxed
+//! atomic counters.
+//!
+//! A GSO super-frame is written whole to an egress port whose caps accept it; otherwise it is
+//! segmented in software ([`crate::gso::segment`]) and written as plain frames.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
+
+use crate::bridge::{Switch, SwitchPort, Verdict};
+use crate::counters::DropReason;
+use crate::fdb::LearnOutcome;
+use crate::gso::{self, GsoError};
+use crate::port::VNET_HDR_LEN;
+use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
+
+/// Frames handled per wake-up before the task yields.
+pub const BURST_BUDGET: usize = 64;
+/// Receive buffer: the largest GSO super-frame (64 KiB of IP) plus link headers and slack.
+pub const RX_BUF_LEN: usize = VNET_HDR_LEN + 65_536 + 256;
+
+/// The port's fd for `AsyncFd`. Holding the `Arc` ties the fd's lifetime to the registration:
+/// the port owns the `OwnedFd`, and it cannot close while this holder lives.
+struct FdRef(Arc<SwitchPort>);
+
+impl AsRawFd for FdRef {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.port.raw_fd()
+    }
+}
+
+/// Starts the receive task of `port`. Must be called inside a tokio runtime. Abort the
+/// returned handle (after removing the port from the switch) to stop it.
+pub fn spawn_port(switch: Arc<Switch>, port: Arc<SwitchPort>) -> io::Result<JoinHandle<()>> {
+    // SAFETY: FdRef holds an Arc to the port that owns the fd, so the fd stays open and
+    // refers to the same file for the whole life of the AsyncFd; raw_fd() of a port is fixed.
+    let afd = unsafe {
+        AsyncFd::register_with_interest(FdRef(port.clone()), tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)?;
+    Ok(tokio::spawn(port_loop(switch, port, afd)))
+}
+
+/// Starts the task that sweeps aged-out MACs out of the table (lookups already ignore them;
+/// the sweep frees their memory and their place under the per-port cap).
+pub fn spawn_ager(switch: Arc<Switch>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = Duration::from_millis((switch.fdb.aging_ms() / 4).clamp(100, 10_000));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            switch.fdb.expire(switch.now_ms());
+        }
+    })
+}
+
+async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRef>) {
+    let mut buf = vec![0u8; RX_BUF_LEN];
+    let mut scratch: Vec<u8> = Vec::with_capacity(RX_BUF_LEN);
+    loop {
+        let mut guard = match afd.readable().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(port = %port.name, error = %e, "port readiness failed; port stopped");
+                return;
+            }
+        };
+        let now = switch.now_ms();
+        let ports = switch.ports();
+        let mut handled = 0;
+        while handled < BURST_BUDGET {
+            match port.port.recv(&mut buf) {
+                Ok(len) => {
+                    handled += 1;
+                    if len >= buf.len() {
+                        port.counters.drop(DropReason::RxTruncated);
+                        continue;
+                    }
+                    if let Some(frame) = buf.get(..len) {
+                        forward(&switch, &ports, &port, frame, now, &mut scratch);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(e) if is_fatal(&e) => {
+                    tracing::info!(port = %port.name, error = %e, "port device gone; port stopped");
+                    return;
+                }
+                Err(e) => {
+                    handled += 1;
+                    if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                        port.counters.drop(DropReason::RxTruncated);
+                    } else {
+                        port.counters.drop(DropReason::RxError);
+                    }
+                }
+            }
+        }
+        drop(guard);
+        if handled >= BURST_BUDGET {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Errors after which the device will never give frames again.
+fn is_fatal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF) | Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO)
+    )
+}
+
+/// Decides one frame and writes it to its egress port(s).
+pub fn forward(
+    switch: &Switch,
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    frame: &[u8],
+    now: u64,
+    scratch: &mut Vec<u8>,
+) {
+    ingress
+        .counters
+        .rx(frame.len().saturating_sub(VNET_HDR_LEN));
+    let (verdict, learned) = switch.decide(ingress.id, frame, now);
+    if learned == Some(LearnOutcome::CapReached) {
+        ingress
+            .counters
+            .learn_cap_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    match verdict {
+        Verdict::Drop(reason) => ingress.counters.drop(reason),
+        Verdict::Forward(id) => {
+            if frame[1] != 0 {
+                ingress
+                    .counters
+                    .rx_gso
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Some(egress) = Switch::port_in(ports, id) {
+                transmit(egress, frame, scratch);
+            }
+        }
+        Verdict::Flood => {
+            if frame[1] != 0 {
+                ingress
+                    .counters
+                    .rx_gso
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            for egress in ports.iter().filter(|p| p.id != ingress.id) {
+                transmit(egress, frame, scratch);
+            }
+        }
+    }
+}
+
+/// Writes `frame` (vnet header + Ethernet) to `egress`, segmenting in software when the
+/// egress cannot take the offload the frame carries.
+pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
+    let caps = egress.port.caps();
+    let Ok(view) = VnetHdr::new_checked(frame) else {
+        egress.counters.drop(DropReason::BadGso);
+        return;
+    };
+    let Ok(hdr) = VnetHdrRepr::parse(&view) else {
+        egress.counters.drop(DropReason::BadGso);
+        return;
+    };
+    let software = match hdr.gso_type {
+        GsoType::None => hdr.needs_csum && !caps.vnet_hdr,
+        GsoType::TcpV4 | GsoType::TcpV6 => !caps.gso_tcp,
+        GsoType::UdpL4 => !caps.gso_udp,
+        GsoType::Unknown(_) => true,
+    };
+    if !software {
+        match egress.port.send(frame) {
+            Ok(()) => egress.counters.tx(frame.len() - VNET_HDR_LEN),
+            Err(e) => egress.counters.drop(tx_reason(&e)),
+        }
+        return;
+    }
+    egress
+        .counters
+        .tx_segmented
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let eth = &frame[VNET_HDR_LEN..];
+    let mut emit = |seg: &[u8]| -> io::Result<()> {
+        egress.port.send_plain(seg)?;
+        egress.counters.tx(seg.len());
+        Ok(())
+    };
+    match gso::segment(&hdr, eth, None, scratch, &mut emit) {
+        Ok(_) => {}
+        Err(GsoError::Emit(e)) => egress.counters.drop(tx_reason(&e)),
+        Err(_) => egress.counters.drop(DropReason::BadGso),
+    }
+}
+
+fn tx_reason(e: &io::Error) -> DropReason {
+    if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS) {
+        DropReason::TxQueueFull
+    } else {
+        DropReason::TxError
+    }
+}

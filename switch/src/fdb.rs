@@ -1,0 +1,309 @@
+//! The forwarding database: MAC -> port, with ageing and a per-port cap.
+//!
+//! Readers never block: the table is an immutable map behind an [`ArcSwap`], so a lookup is
+//! one atomic load and a hash probe. Refreshing a known entry's timestamp is an atomic store
+//! into the shared entry. Only changes to the key set (a new MAC, a move, an expiry) take the
+//! writer mutex and publish a new copy of the map; they are rare next to lookups, and a
+//! per-port cap bounds the copy's size.
+//!
+//! Time is an argument (milliseconds on the switch's monotonic clock): nothing here reads a
+//! clock, so tests drive ageing directly.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::port::PortId;
+use crate::wire::ethernet::MacAddr;
+
+/// One learned (or static) MAC.
+#[derive(Debug)]
+pub struct FdbEntry {
+    pub port: PortId,
+    /// Milliseconds on the switch clock when a frame from this MAC was last seen.
+    last_seen: AtomicU64,
+    /// Static entries never age and are never moved by learning.
+    pub is_static: bool,
+}
+
+impl FdbEntry {
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Relaxed)
+    }
+}
+
+/// What learning a source MAC did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnOutcome {
+    /// Already known on this port; timestamp refreshed.
+    Refreshed,
+    /// New entry.
+    Learned,
+    /// The MAC moved here from another port.
+    Moved { from: PortId },
+    /// Not learned: the port holds its maximum number of MACs.
+    CapReached,
+    /// A static entry owns this MAC; learning leaves it alone.
+    Static,
+}
+
+/// An entry as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FdbView {
+    pub mac: MacAddr,
+    pub port: PortId,
+    /// Milliseconds since the MAC was last seen.
+    pub age_ms: u64,
+    #[serde(rename = "static")]
+    pub is_static: bool,
+}
+
+type Table = HashMap<MacAddr, Arc<FdbEntry>>;
+
+/// The MAC table of one switch.
+#[derive(Debug)]
+pub struct Fdb {
+    table: ArcSwap<Table>,
+    /// Serialises writers; holds how many dynamic MACs each port owns.
+    writer: Mutex<HashMap<PortId, usize>>,
+    aging_ms: AtomicU64,
+    max_per_port: usize,
+}
+
+impl Fdb {
+    pub fn new(aging_ms: u64, max_per_port: usize) -> Fdb {
+        Fdb {
+            table: ArcSwap::from_pointee(Table::new()),
+            writer: Mutex::new(HashMap::new()),
+            aging_ms: AtomicU64::new(aging_ms),
+            max_per_port,
+        }
+    }
+
+    pub fn aging_ms(&self) -> u64 {
+        self.aging_ms.load(Relaxed)
+    }
+
+    pub fn set_aging_ms(&self, ms: u64) {
+        self.aging_ms.store(ms, Relaxed);
+    }
+
+    fn expired(&self, e: &FdbEntry, now: u64) -> bool {
+        !e.is_static && now.saturating_sub(e.last_seen()) > self.aging_ms()
+    }
+
+    /// The port a MAC lives on, if known and not aged out.
+    pub fn lookup(&self, mac: &MacAddr, now: u64) -> Option<PortId> {
+        let t = self.table.load();
+        match t.get(mac) {
+            Some(e) if !self.expired(e, now) => Some(e.port),
+            _ => None,
+        }
+    }
+
+    /// Records that `mac` was seen as a source on `port` at `now`.
+    pub fn learn(&self, mac: MacAddr, port: PortId, now: u64) -> LearnOutcome {
+        // Fast path: known on this port. One atomic store, no lock.
+        if let Some(e) = self.table.load().get(&mac) {
+            if e.is_static {
+                return LearnOutcome::Static;
+            }
+            if e.port == port {
+                e.last_seen.store(now, Relaxed);
+                return LearnOutcome::Refreshed;
+            }
+        }
+        self.learn_slow(mac, port, now)
+    }
+
+    fn learn_slow(&self, mac: MacAddr, port: PortId, now: u64) -> LearnOutcome {
+        let mut counts = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let cur = self.table.load_full();
+        let previous = cur.get(&mac).cloned();
+        if let Some(e) = &previous {
+            // Another writer may have won the race while we waited.
+            if e.is_static {
+                return LearnOutcome::Static;
+            }
+            if e.port == port {
+                e.last_seen.store(now, Relaxed);
+                return LearnOutcome::Refreshed;
+            }
+        }
+        if counts.get(&port).copied().unwrap_or(0) >= self.max_per_port {
+            return LearnOutcome::CapReached;
+        }
+        let mut next: Table = (*cur).clone();
+        next.insert(
+            mac,
+            Arc::new(FdbEntry {
+                port,
+                last_seen: AtomicU64::new(now),
+                is_static: false,
+            }),
+        );
+        *counts.entry(port).or_insert(0) += 1;
+        let outcome = match previous {
+            Some(old) => {
+                if let Some(c) = counts.get_mut(&old.port) {
+                    *c = c.saturating_sub(1);
+                }
+                LearnOutcome::Moved { from: old.port }
+            }
+            None => LearnOutcome::Learned,
+        };
+        self.table.store(Arc::new(next));
+        outcome
+    }
+
+    /// Adds or replaces a static entry (never ages, never moves by learning).
+    pub fn add_static(&self, mac: MacAddr, port: PortId) {
+        self.mutate(|t, counts| {
+            if let Some(old) = t.get(&mac) {
+                if !old.is_static {
+                    if let Some(c) = counts.get_mut(&old.port) {
+                        *c = c.saturating_sub(1);
+                    }
+                }
+            }
+            t.insert(
+                mac,
+                Arc::new(FdbEntry {
+                    port,
+                    last_seen: AtomicU64::new(0),
+                    is_static: true,
+                }),
+            );
+        });
+    }
+
+    /// Removes entries not seen for longer than the ageing time. Returns how many.
+    pub fn expire(&self, now: u64) -> usize {
+        // Cheap check first so an idle sweep takes no lock.
+        if !self.table.load().values().any(|e| self.expired(e, now)) {
+            return 0;
+        }
+        let mut removed = 0;
+        self.mutate(|t, counts| {
+            t.retain(|_, e| {
+                let keep = !(!e.is_static && now.saturating_sub(e.last_seen()) > self.aging_ms());
+                if !keep {
+                    removed += 1;
+                    if let Some(c) = counts.get_mut(&e.port) {
+                        *c = c.saturating_sub(1);
+                    }
+                }
+                keep
+            });
+        });
+        removed
+    }
+
+    /// Forgets every MAC on `port` (the port is gone).
+    pub fn flush_port(&self, port: PortId) {
+        self.mutate(|t, counts| {
+            t.retain(|_, e| e.port != port);
+            counts.remove(&port);
+        });
+    }
+
+    /// How many MACs a port owns (dynamic ones).
+    pub fn count_on(&self, port: PortId) -> usize {
+        let counts = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.get(&port).copied().unwrap_or(0)
+    }
+
+    /// Every live entry, sorted by MAC.
+    pub fn entries(&self, now: u64) -> Vec<FdbView> {
+        let t = self.table.load();
+        let mut v: Vec<FdbView> = t
+            .iter()
+            .filter(|(_, e)| !self.expired(e, now))
+            .map(|(mac, e)| FdbView {
+                mac: *mac,
+                port: e.port,
+                age_ms: if e.is_static {
+                    0
+                } else {
+                    now.saturating_sub(e.last_seen())
+                },
+                is_static: e.is_static,
+            })
+            .collect();
+        v.sort_by(|a, b| a.mac.cmp(&b.mac));
+        v
+    }
+
+    fn mutate(&self, f: impl FnOnce(&mut Table, &mut HashMap<PortId, usize>)) {
+        let mut counts = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next: Table = (*self.table.load_full()).clone();
+        f(&mut next, &mut counts);
+        self.table.store(Arc::new(next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([0x02, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn learns_refreshes_and_ages_out() {
+        let f = Fdb::new(1000, 16);
+        assert_eq!(f.learn(mac(1), 1, 0), LearnOutcome::Learned);
+        assert_eq!(f.lookup(&mac(1), 500), Some(1));
+        assert_eq!(f.learn(mac(1), 1, 900), LearnOutcome::Refreshed);
+        assert_eq!(f.lookup(&mac(1), 1800), Some(1), "refresh extends life");
+        assert_eq!(f.lookup(&mac(1), 1901), None, "aged out after 1000 ms idle");
+        assert_eq!(f.expire(1901), 1);
+        assert!(f.entries(1901).is_empty());
+        assert_eq!(f.count_on(1), 0);
+    }
+
+    #[test]
+    fn a_moved_mac_is_relearned() {
+        let f = Fdb::new(300_000, 16);
+        f.learn(mac(1), 1, 0);
+        assert_eq!(f.learn(mac(1), 2, 10), LearnOutcome::Moved { from: 1 });
+        assert_eq!(f.lookup(&mac(1), 10), Some(2));
+        assert_eq!(f.count_on(1), 0);
+        assert_eq!(f.count_on(2), 1);
+    }
+
+    #[test]
+    fn per_port_cap_stops_learning_on_that_port_only() {
+        let f = Fdb::new(300_000, 2);
+        assert_eq!(f.learn(mac(1), 1, 0), LearnOutcome::Learned);
+        assert_eq!(f.learn(mac(2), 1, 0), LearnOutcome::Learned);
+        assert_eq!(f.learn(mac(3), 1, 0), LearnOutcome::CapReached);
+        assert_eq!(f.lookup(&mac(3), 0), None);
+        assert_eq!(f.learn(mac(3), 2, 0), LearnOutcome::Learned);
+        // Known MACs still refresh at the cap.
+        assert_eq!(f.learn(mac(1), 1, 5), LearnOutcome::Refreshed);
+    }
+
+    #[test]
+    fn static_entries_neither_age_nor_move() {
+        let f = Fdb::new(10, 16);
+        f.add_static(mac(9), 3);
+        assert_eq!(f.learn(mac(9), 1, 0), LearnOutcome::Static);
+        assert_eq!(f.lookup(&mac(9), 1_000_000), Some(3));
+        assert_eq!(f.expire(1_000_000), 0);
+    }
+
+    #[test]
+    fn flush_port_forgets_its_macs() {
+        let f = Fdb::new(300_000, 16);
+        f.learn(mac(1), 1, 0);
+        f.learn(mac(2), 2, 0);
+        f.flush_port(1);
+        assert_eq!(f.lookup(&mac(1), 0), None);
+        assert_eq!(f.lookup(&mac(2), 0), Some(2));
+    }
+}

@@ -1,0 +1,91 @@
+//! A small builder around `struct ifreq`, so the union is only touched here.
+//!
+//! Allocation-free: [`crate::sys::open_tap_raw`] uses it in a forked child.
+
+use std::io;
+
+/// An `ifreq` carrying an interface name and, for flag ioctls, `ifr_flags`.
+pub(crate) struct IfReq(libc::ifreq);
+
+impl IfReq {
+    /// An all-zero request naming `name`. Fails with `ENAMETOOLONG` if the name does not fit
+    /// `IFNAMSIZ` with its terminating NUL, and `EINVAL` if it contains a NUL byte. An empty name
+    /// asks TUNSETIFF to pick one.
+    pub(crate) fn new(name: &str) -> io::Result<IfReq> {
+        let bytes = name.as_bytes();
+        if bytes.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        if bytes.contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `ifreq` is plain old data (integer arrays and a union of integers, sockaddrs
+        // and a raw pointer); the all-zero bit pattern is a valid value of every field.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+            *dst = src as libc::c_char;
+        }
+        Ok(IfReq(req))
+    }
+
+    /// Sets `ifr_flags`.
+    pub(crate) fn with_flags(mut self, flags: libc::c_short) -> IfReq {
+        self.0.ifr_ifru.ifru_flags = flags;
+        self
+    }
+
+    /// Reads `ifr_flags` (after a `*GETIFF`/`SIOCGIFFLAGS` filled it).
+    pub(crate) fn flags(&self) -> libc::c_short {
+        // SAFETY: the request was zero-initialised and only ever written through `ifru_flags`
+        // or by the kernel; every bit pattern is a valid `c_short`.
+        unsafe { self.0.ifr_ifru.ifru_flags }
+    }
+
+    /// The interface name as the kernel left it, up to the first NUL (the whole array if the
+    /// kernel left none).
+    pub(crate) fn name_bytes(&self) -> &[u8] {
+        let raw = &self.0.ifr_name;
+        let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+        // SAFETY: `c_char` and `u8` have the same size and alignment, `raw` is a live array of
+        // `IFNAMSIZ` elements and `len <= IFNAMSIZ`; the borrow keeps `self` alive.
+        unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), len) }
+    }
+
+    /// The raw name array (NUL-padded).
+    pub(crate) fn name_raw(&self) -> [libc::c_char; libc::IFNAMSIZ] {
+        self.0.ifr_name
+    }
+
+    /// Pointer for an ioctl that reads and/or writes the request.
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::ifreq {
+        &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_round_trips() {
+        let req = IfReq::new("nytest0").unwrap();
+        assert_eq!(req.name_bytes(), b"nytest0");
+        assert_eq!(req.flags(), 0);
+        assert_eq!(req.with_flags(0x1002).flags(), 0x1002);
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        let long = "a".repeat(libc::IFNAMSIZ);
+        assert_eq!(
+            IfReq::new(&long).err().and_then(|e| e.raw_os_error()),
+            Some(libc::ENAMETOOLONG)
+        );
+        assert!(IfReq::new(&long[1..]).is_ok());
+        assert_eq!(
+            IfReq::new("a\0b").err().and_then(|e| e.raw_os_error()),
+            Some(libc::EINVAL)
+        );
+        assert_eq!(IfReq::new("").unwrap().name_bytes(), b"");
+    }
+}

@@ -1,0 +1,360 @@
+//! TAP devices.
+//!
+//! [`open_tap`] creates the device inside the container's network namespace (the daemon forks a
+//! child or uses a thread that joined the namespace); the fd then travels to the daemon, which
+//! wraps it in a [`TapPort`]. The device is not persistent: it disappears when the last fd
+//! closes, so a dead daemon leaves nothing behind.
+//!
+//! With offloads the port follows Firecracker and cloud-hypervisor: `IFF_VNET_HDR`, a 10-byte
+//! header (TUNSETVNETHDRSZ) and TUNSETOFFLOAD with CSUM/TSO4/TSO6 plus USO4/USO6 where the
+//! kernel has them (Linux >= 6.2), so the kernel hands up to 64 KB GSO frames in one read. A
+//! TAP fd reads one frame per syscall (no recvmmsg), so big GSO frames are the only way to
+//! amortise syscalls.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use super::ifreq::IfReq;
+use super::{check_sent, cvt, finish_recv, payload, payload_mut, SysError, HDR};
+use crate::port::{Port, PortCaps};
+
+/// Offloads asked of every TAP with a vnet header.
+const OFFLOAD_TCP: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+/// UDP segmentation offload, added when the kernel knows it.
+const OFFLOAD_UDP: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+
+/// Creates (or attaches to) the non-persistent TAP device `name` in the calling thread's
+/// network namespace and returns its fd and the kernel's name for it (`name` may be empty or a
+/// pattern like `"tap%d"`).
+///
+/// The fd is `O_RDWR|O_CLOEXEC|O_NONBLOCK` with `IFF_TAP|IFF_NO_PI`, plus `IFF_VNET_HDR` when
+/// `vnet_hdr`. Only plain syscalls are made, and the returned `String` is the only allocation,
+/// so this is fit for a forked child of a multi-threaded process; [`open_tap_raw`] avoids even
+/// that.
+pub fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<(OwnedFd, String)> {
+    let (fd, raw) = open_tap_raw(name, vnet_hdr)?;
+    let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    let bytes: Vec<u8> = raw[..len].iter().map(|&c| c as u8).collect();
+    Ok((fd, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// [`open_tap`] without any allocation: the name comes back as the kernel's NUL-padded
+/// `IFNAMSIZ` array.
+pub fn open_tap_raw(
+    name: &str,
+    vnet_hdr: bool,
+) -> io::Result<(OwnedFd, [libc::c_char; libc::IFNAMSIZ])> {
+    let mut req = IfReq::new(name)?.with_flags(tap_flags(vnet_hdr));
+    let fd = open_tun_dev()?;
+    set_iff(fd.as_fd(), &mut req)?;
+    Ok((fd, req.name_raw()))
+}
+
+/// The TUNSETIFF flags netyard uses.
+fn tap_flags(vnet_hdr: bool) -> libc::c_short {
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    // The IFF_* tun flags are below 0x8000 and so fit the `short` the kernel's ifreq holds.
+    flags as libc::c_short
+}
+
+/// Opens the tun/tap clone device.
+fn open_tun_dev() -> io::Result<OwnedFd> {
+    // SAFETY: the path is a NUL-terminated static string; open has no other memory effects and
+    // its return value is checked.
+    let fd = cvt(unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by a successful open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// TUNSETIFF: creates or attaches to the device named in `req`; the kernel writes back the
+/// final name.
+fn set_iff(fd: BorrowedFd<'_>, req: &mut IfReq) -> io::Result<()> {
+    // SAFETY: `fd` is a valid open fd and `req` points to a live, initialised `ifreq` that
+    // TUNSETIFF reads and writes within its size; the return value is checked.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, req.as_mut_ptr()) })?;
+    Ok(())
+}
+
+/// TUNGETIFF: the device's tun flags (IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, ...).
+fn get_iff_flags(fd: BorrowedFd<'_>) -> io::Result<u16> {
+    let mut req = IfReq::new("")?;
+    // SAFETY: `fd` is a valid open fd and `req` points to a live, initialised `ifreq` that
+    // TUNGETIFF writes within its size; the return value is checked.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, req.as_mut_ptr()) })?;
+    Ok(req.flags() as u16)
+}
+
+/// TUNSETVNETHDRSZ.
+fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is a valid open fd and TUNSETVNETHDRSZ reads one `int` through the pointer,
+    // which points to a live local; the return value is checked.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) })?;
+    Ok(())
+}
+
+/// TUNSETOFFLOAD: the offloads the kernel may leave to us in frames it hands up.
+fn set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: `fd` is a valid open fd and TUNSETOFFLOAD takes its argument by value (no memory
+    // is accessed); the return value is checked.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(flags),
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes `fd` non-blocking if it is not already.
+fn ensure_nonblocking(fd: BorrowedFd<'_>, ifname: &str) -> Result<(), SysError> {
+    let bits = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| SysError::GetStatusFlags {
+        ifname: ifname.to_owned(),
+        source: e.into(),
+    })?;
+    let flags = OFlag::from_bits_retain(bits);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(|e| {
+            SysError::SetNonBlocking {
+                ifname: ifname.to_owned(),
+                source: e.into(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// A TAP device as a switch port.
+#[derive(Debug)]
+pub struct TapPort {
+    fd: OwnedFd,
+    name: String,
+    caps: PortCaps,
+}
+
+impl TapPort {
+    /// Wraps a TAP fd from [`open_tap`]. `offloads` must match how it was opened
+    /// (`vnet_hdr == offloads`), which is checked with TUNGETIFF.
+    ///
+    /// With `offloads`, sets a 10-byte vnet header and CSUM/TSO4/TSO6 (+USO4/USO6 when the
+    /// kernel accepts them): caps are `vnet_hdr`, `gso_tcp`, and `gso_udp` only if USO was
+    /// accepted. Without, caps are [`PortCaps::PLAIN`]. Ensures `O_NONBLOCK` either way.
+    pub fn from_fd(fd: OwnedFd, name: String, offloads: bool) -> Result<TapPort, SysError> {
+        ensure_nonblocking(fd.as_fd(), &name)?;
+        let actual = get_iff_flags(fd.as_fd()).map_err(|source| SysError::GetTapFlags {
+            ifname: name.clone(),
+            source,
+        })?;
+        let need = tap_flags(offloads) as u16;
+        let mask = (libc::IFF_TAP | libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as u16;
+        if actual & mask != need {
+            return Err(SysError::TapFlagsMismatch {
+                ifname: name,
+                actual,
+                vnet_hdr: offloads,
+            });
+        }
+        let caps = if offloads {
+            Self::enable_offloads(fd.as_fd(), &name)?
+        } else {
+            PortCaps::PLAIN
+        };
+        Ok(TapPort { fd, name, caps })
+    }
+
+    /// Sets the header size and the offloads, falling back to no USO on kernels without it.
+    fn enable_offloads(fd: BorrowedFd<'_>, name: &str) -> Result<PortCaps, SysError> {
+        // HDR is 10; the cast cannot truncate.
+        set_vnet_hdr_size(fd, HDR as libc::c_int).map_err(|source| SysError::SetVnetHdrSize {
+            ifname: name.to_owned(),
+            source,
+        })?;
+        let mut caps = PortCaps {
+            vnet_hdr: true,
+            gso_tcp: true,
+            gso_udp: true,
+        };
+        let mut flags = OFFLOAD_TCP | OFFLOAD_UDP;
+        if let Err(e) = set_offload(fd, flags) {
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(SysError::SetOffload {
+                    ifname: name.to_owned(),
+                    flags,
+                    source: e,
+                });
+            }
+            // Linux < 6.2 rejects the USO bits with EINVAL.
+            flags = OFFLOAD_TCP;
+            caps.gso_udp = false;
+            set_offload(fd, flags).map_err(|source| SysError::SetOffload {
+                ifname: name.to_owned(),
+                flags,
+                source,
+            })?;
+        }
+        Ok(caps)
+    }
+
+    /// The interface name given to [`TapPort::from_fd`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Port for TapPort {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let with_hdr = self.caps.vnet_hdr;
+        let dst = if with_hdr { &mut *buf } else { payload_mut(buf)? };
+        // tun copies what fits and returns the full length, so `n > dst.len()` is truncation.
+        let n = nix::unistd::read(self.fd.as_fd(), dst)?;
+        finish_recv(buf, n, with_hdr)
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let src = if self.caps.vnet_hdr {
+            frame
+        } else {
+            payload(frame)?
+        };
+        let n = nix::unistd::write(self.fd.as_fd(), src)?;
+        check_sent(n, src.len())
+    }
+
+    fn caps(&self) -> PortCaps {
+        self.caps
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn kind(&self) -> &'static str {
+        "tap"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sys::testutil::{
+        broadcast_arp, eth_frame, in_new_netns, kernel_at_least, recv_matching,
+    };
+    use crate::sys::{set_link_up, FrameTruncated, PacketPort};
+
+    #[test]
+    fn tap_offloads_and_frames_cross_the_kernel() {
+        in_new_netns(|| {
+            let (fd, name) = open_tap("nytest0", true).expect("open_tap");
+            assert_eq!(name, "nytest0");
+            let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
+            assert_eq!(
+                tap.caps(),
+                PortCaps {
+                    vnet_hdr: true,
+                    gso_tcp: true,
+                    gso_udp: kernel_at_least(6, 2),
+                }
+            );
+            assert_eq!(tap.kind(), "tap");
+            set_link_up("nytest0").expect("link up");
+            // A plain AF_PACKET socket on the TAP's interface, inside the namespace.
+            let sniffer = PacketPort::open("nytest0", false).expect("packet socket");
+
+            // TAP -> kernel: a broadcast ARP written to the TAP arrives on the interface.
+            let src = [0x02, 0x4e, 0x59, 0, 0, 1];
+            let arp = broadcast_arp(src);
+            let mut out = vec![0u8; HDR];
+            out.extend_from_slice(&arp);
+            tap.send(&out).expect("tap send");
+            let got = recv_matching(&sniffer, Duration::from_secs(2), |f| f == out.as_slice());
+            assert!(got.is_some(), "ARP written to the TAP not seen on nytest0");
+
+            // kernel -> TAP: a frame sent on the interface is read with a vnet header.
+            let frame = eth_frame([0xff; 6], [0x02, 0x4e, 0x59, 0, 0, 2], 0x88b5, b"to the tap");
+            let mut out = vec![0u8; HDR];
+            out.extend_from_slice(&frame);
+            sniffer.send(&out).expect("packet send");
+            let got = recv_matching(&tap, Duration::from_secs(2), |f| f[HDR..] == frame[..])
+                .expect("frame sent on nytest0 not read from the TAP");
+            assert_eq!(got.len(), HDR + frame.len());
+            // No GSO, no partial checksum for a non-IP frame.
+            assert_eq!(got[1], 0, "gso_type");
+            assert_eq!(got[0] & 1, 0, "NEEDS_CSUM");
+
+            // A frame longer than the buffer is reported as truncated, not half-delivered.
+            sniffer.send(&out).expect("packet send");
+            crate::sys::testutil::wait_readable(tap.raw_fd(), Duration::from_secs(2));
+            let mut small = [0u8; 20];
+            let err = tap.recv(&mut small).expect_err("truncated read");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(FrameTruncated::is(&err), "{err}");
+        });
+    }
+
+    #[test]
+    fn tap_without_vnet_header() {
+        in_new_netns(|| {
+            // A header-less fd wrapped with offloads (and the reverse) is refused.
+            let (fd, name) = open_tap("nytest1", false).expect("open_tap");
+            let err = TapPort::from_fd(fd, name, true).expect_err("mismatch");
+            assert!(matches!(err, SysError::TapFlagsMismatch { vnet_hdr: true, .. }), "{err}");
+            let (fd, name) = open_tap("nytest1", true).expect("open_tap");
+            let err = TapPort::from_fd(fd, name, false).expect_err("mismatch");
+            assert!(matches!(err, SysError::TapFlagsMismatch { vnet_hdr: false, .. }), "{err}");
+
+            // The kernel picks the name from a pattern.
+            let (fd, name) = open_tap("nyt%d", false).expect("open_tap");
+            assert_eq!(name, "nyt0");
+            let tap = TapPort::from_fd(fd, name, false).expect("from_fd");
+            assert_eq!(tap.caps(), PortCaps::PLAIN);
+            assert_eq!(tap.name(), "nyt0");
+            set_link_up("nyt0").expect("link up");
+            let sniffer = PacketPort::open("nyt0", false).expect("packet socket");
+
+            let frame = eth_frame([0xff; 6], [0x02, 0x4e, 0x59, 0, 0, 3], 0x88b5, b"plain");
+            let mut out = vec![0xeeu8; HDR];
+            out.extend_from_slice(&frame);
+            // The switch's header is stripped on send...
+            tap.send(&out).expect("tap send");
+            let mut want = vec![0u8; HDR];
+            want.extend_from_slice(&frame);
+            let got = recv_matching(&sniffer, Duration::from_secs(2), |f| f == want.as_slice());
+            assert!(got.is_some(), "frame written to the TAP not seen on nyt0");
+            // ...and a zero header is put in front on receive.
+            sniffer.send(&want).expect("packet send");
+            let got = recv_matching(&tap, Duration::from_secs(2), |f| f == want.as_slice());
+            assert!(got.is_some(), "frame sent on nyt0 not read from the TAP");
+            // A buffer without room for the header is refused.
+            let err = tap.send(&[0u8; 5]).expect_err("runt send");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        });
+    }
+
+    #[test]
+    fn tap_nonblocking_and_gone_when_closed() {
+        in_new_netns(|| {
+            let (fd, name) = open_tap("nytest2", true).expect("open_tap");
+            // from_fd restores O_NONBLOCK if the fd lost it.
+            fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("clear O_NONBLOCK");
+            let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
+            let mut buf = [0u8; 2048];
+            let err = tap.recv(&mut buf).expect_err("empty TAP");
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+            assert!(nix::net::if_::if_nametoindex("nytest2").is_ok());
+            drop(tap);
+            assert!(nix::net::if_::if_nametoindex("nytest2").is_err(), "TAP outlived its fd");
+        });
+    }
+}

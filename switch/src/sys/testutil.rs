@@ -1,0 +1,109 @@
+//! Helpers for the `sys` tests: throwaway network namespaces and frame builders.
+//!
+//! Tests that need root run their body on a dedicated thread that unshares its network
+//! namespace. Every device they create lives in that namespace, which the kernel tears down
+//! (with the devices) when the thread and its fds are gone, even if the body panicked.
+
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::port::Port;
+
+/// Runs `f` on a new thread in a fresh, empty network namespace and returns its result;
+/// a panic in `f` is re-raised on the caller's thread.
+pub(crate) fn in_new_netns<R, F>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let handle = std::thread::spawn(move || {
+        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET) (tests need root)");
+        // No IPv6 autoconf chatter (DAD, MLD, RS) on the test links. Best effort: the file is
+        // absent without IPv6; children of this thread inherit the namespace.
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+        f()
+    });
+    match handle.join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Runs `ip ARGS` in the calling thread's network namespace (children inherit it).
+pub(crate) fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether the running kernel is at least `major.minor`.
+pub(crate) fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= (major, minor)
+}
+
+/// Waits up to `timeout` for `fd` to become readable.
+pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    // SAFETY: test callers pass the fd of a port they hold for the duration of the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+}
+
+/// Receives from `port` until a frame (header included) satisfies `pred` or `timeout` passes;
+/// other frames are skipped.
+pub(crate) fn recv_matching(
+    port: &dyn Port,
+    timeout: Duration,
+    pred: impl Fn(&[u8]) -> bool,
+) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65_536 + 10];
+    loop {
+        match port.recv(&mut buf) {
+            Ok(n) if pred(&buf[..n]) => return Some(buf[..n].to_vec()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("recv on {}: {e}", port.kind()),
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        wait_readable(port.raw_fd(), left);
+    }
+}
+
+/// An Ethernet frame.
+pub(crate) fn eth_frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A broadcast ARP request from `src` (who-has 192.0.2.2 tell 192.0.2.1, documentation
+/// addresses; the frame never leaves the test namespace).
+pub(crate) fn broadcast_arp(src: [u8; 6]) -> Vec<u8> {
+    let mut arp = Vec::with_capacity(28);
+    arp.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]); // Ethernet/IPv4, request
+    arp.extend_from_slice(&src);
+    arp.extend_from_slice(&[192, 0, 2, 1]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&[192, 0, 2, 2]);
+    eth_frame([0xff; 6], src, 0x0806, &arp)
+}

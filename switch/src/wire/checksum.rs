@@ -1,0 +1,177 @@
+//! The internet checksum (RFC 1071): the ones' complement of the ones' complement sum of the
+//! data taken as big-endian 16-bit words, an odd trailing byte padded with a zero.
+//!
+//! [`add`] accumulates a *partial* sum in a `u64`, eight bytes at a time, so the hot loop has no
+//! carries to propagate; [`fold`] reduces a partial sum to 16 bits and [`checksum`] complements
+//! it. Partial sums of separate buffers combine with [`combine`] as long as every buffer but the
+//! last has an even length (the words must stay aligned).
+
+/// Number of 8-byte chunks summed into a local accumulator before it is folded into the
+/// caller's: each chunk adds less than 2^33, so 2^16 chunks stay far below 2^64.
+const BLOCK_CHUNKS: usize = 1 << 16;
+
+/// Adds two partial sums with end-around carry. The result is congruent to `a + b` modulo
+/// 0xffff (2^64 - 1 is a multiple of 2^16 - 1), so folding it gives the same checksum.
+#[inline]
+pub fn combine(a: u64, b: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    // When the addition carried, s <= 2^64 - 2, so adding the carry cannot overflow.
+    s + u64::from(carry)
+}
+
+/// Adds `data`, taken as big-endian 16-bit words, to the partial sum `acc`.
+pub fn add(acc: u64, data: &[u8]) -> u64 {
+    let mut acc = acc;
+    let mut chunks = data.chunks_exact(8);
+    loop {
+        let mut local: u64 = 0;
+        let mut n = 0;
+        for c in chunks.by_ref() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            let v = u64::from_be_bytes(w);
+            local += (v >> 32) + (v & 0xffff_ffff);
+            n += 1;
+            if n == BLOCK_CHUNKS {
+                break;
+            }
+        }
+        acc = combine(acc, local);
+        if n < BLOCK_CHUNKS {
+            break;
+        }
+    }
+    let mut local: u64 = 0;
+    let mut words = chunks.remainder().chunks_exact(2);
+    for w in words.by_ref() {
+        local += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        local += u64::from(*last) << 8;
+    }
+    combine(acc, local)
+}
+
+/// Folds a partial sum to 16 bits (not complemented).
+#[inline]
+pub fn fold(sum: u64) -> u16 {
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    // Three folds of a value below 2^33 leave at most 16 bits.
+    u16::try_from(s).unwrap_or(0xffff)
+}
+
+/// The internet checksum of `data`: `!fold(add(0, data))`.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(add(0, data))
+}
+
+/// Partial sum of the IPv4 pseudo-header for an L4 segment of `l4_len` bytes.
+#[inline]
+pub fn pseudo_header_v4(src: &[u8; 4], dst: &[u8; 4], protocol: u8, l4_len: u32) -> u64 {
+    let acc = add(add(0, src), dst);
+    combine(acc, u64::from(protocol) + u64::from(l4_len))
+}
+
+/// Partial sum of the IPv6 pseudo-header for an L4 segment of `l4_len` bytes.
+#[inline]
+pub fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_len: u32) -> u64 {
+    let acc = add(add(0, src), dst);
+    combine(acc, u64::from(next_header) + u64::from(l4_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 1071 word by word, with a u32 accumulator folded as it goes.
+    fn naive(data: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        let mut i = 0;
+        while i + 1 < data.len() {
+            sum += u32::from(u16::from_be_bytes([data[i], data[i + 1]]));
+            sum = (sum & 0xffff) + (sum >> 16);
+            i += 2;
+        }
+        if i < data.len() {
+            sum += u32::from(data[i]) << 8;
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: the sum of these words is 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(add(0, &data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn empty_and_small() {
+        assert_eq!(checksum(&[]), 0xffff);
+        assert_eq!(checksum(&[0xab]), naive(&[0xab]));
+        assert_eq!(checksum(&[0xff; 3]), naive(&[0xff; 3]));
+    }
+
+    #[test]
+    fn matches_naive_on_random_data() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut buf = vec![0u8; 70_000];
+        for b in buf.iter_mut() {
+            *b = rng.next() as u8;
+        }
+        for _ in 0..2000 {
+            let start = (rng.next() % 64) as usize;
+            let len = (rng.next() % 2000) as usize;
+            let data = &buf[start..start + len];
+            assert_eq!(checksum(data), naive(data), "start {start} len {len}");
+        }
+        assert_eq!(checksum(&buf), naive(&buf));
+        assert_eq!(checksum(&buf[1..]), naive(&buf[1..]));
+    }
+
+    #[test]
+    fn all_ones_does_not_overflow() {
+        let buf = vec![0xffu8; 9 * 65536 + 7];
+        assert_eq!(checksum(&buf), naive(&buf));
+    }
+
+    #[test]
+    fn combine_matches_contiguous() {
+        let mut rng = Rng(42);
+        let buf: Vec<u8> = (0..1000).map(|_| rng.next() as u8).collect();
+        for split in (0..1000).step_by(2) {
+            let a = add(0, &buf[..split]);
+            let b = add(0, &buf[split..]);
+            assert_eq!(!fold(combine(a, b)), naive(&buf));
+            assert_eq!(!fold(add(a, &buf[split..])), naive(&buf));
+        }
+    }
+
+    #[test]
+    fn fold_extremes() {
+        assert_eq!(fold(0), 0);
+        assert_eq!(fold(u64::MAX), 0xffff);
+        assert_eq!(fold(0xffff), 0xffff);
+        assert_eq!(fold(0x1_0000), 1);
+    }
+}
