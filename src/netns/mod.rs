@@ -1,1 +1,37 @@
-//! Entering container namespaces and configuring their interfaces. HELPER-3 fills this in.
+//! Entering container namespaces and configuring their interfaces.
+//!
+//! The daemon never moves one of its tokio workers into another namespace. Instead,
+//! [`open_in_ns`] creates file descriptors *inside* the target namespace on a throw-away
+//! thread (or, when a user namespace must be joined, in a forked child) and hands them back:
+//!
+//! - a NETLINK_ROUTE socket ([`NetlinkFd`]). A netlink socket stays bound to the namespace it
+//!   was created in and carries the credentials of its creator, so the daemon configures the
+//!   container's namespace from its own runtime through it ([`NetlinkFd::into_handle`], then
+//!   [`configure_endpoint`]). In the rootless case the kernel checks both the socket's
+//!   credentials (made inside the container's user namespace, so privileged there) and the
+//!   sender's (the daemon's user owns that user namespace, so it is privileged there too).
+//! - optionally a TAP device ([`NsOpen::Tap`]), which lives as long as its descriptor, and
+//!   sockets bound inside the namespace ([`NsOpen::UdpBind`], [`NsOpen::TcpListen`], for the
+//!   DNS resolver).
+//!
+//! veth pairs ([`create_veth`]) are made from the daemon's namespace, with the peer created
+//! directly in the target; they need CAP_NET_ADMIN there, so a rootless daemon uses TAPs.
+//!
+//! Every `unsafe` block of this module is in `sys`.
+//!
+//! Not supported: namespaces given by a pidfd (pass `/proc/PID/ns/*` or a bind mount).
+
+mod config;
+mod error;
+mod open;
+mod sys;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    configure_endpoint, create_veth, delete_link, host_handle, host_routes, link_exists,
+    link_index,
+};
+pub use error::NetnsError;
+pub use open::{open_in_ns, NetlinkFd, NsFds, NsOpen, NsOpenRequest, NsTarget};

@@ -202,12 +202,13 @@ pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
         .tx_segmented
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let eth = &frame[VNET_HDR_LEN..];
+    // Segments come out with a zero vnet header in front, the form every port's send takes.
     let mut emit = |seg: &[u8]| -> io::Result<()> {
-        egress.port.send_plain(seg)?;
-        egress.counters.tx(seg.len());
+        egress.port.send(seg)?;
+        egress.counters.tx(seg.len() - VNET_HDR_LEN);
         Ok(())
     };
-    match gso::segment(&hdr, eth, None, scratch, &mut emit) {
+    match gso::segment_with_vnet_hdr(&hdr, eth, None, scratch, &mut emit) {
         Ok(_) => {}
         Err(GsoError::Emit(e)) => egress.counters.drop(tx_reason(&e)),
         Err(_) => egress.counters.drop(DropReason::BadGso),

@@ -189,7 +189,7 @@ impl Fdb {
         let mut removed = 0;
         self.mutate(|t, counts| {
             t.retain(|_, e| {
-                let keep = !(!e.is_static && now.saturating_sub(e.last_seen()) > self.aging_ms());
+                let keep = e.is_static || now.saturating_sub(e.last_seen()) <= self.aging_ms();
                 if !keep {
                     removed += 1;
                     if let Some(c) = counts.get_mut(&e.port) {
@@ -233,7 +233,7 @@ impl Fdb {
                 is_static: e.is_static,
             })
             .collect();
-        v.sort_by(|a, b| a.mac.cmp(&b.mac));
+        v.sort_by_key(|e| e.mac);
         v
     }
 

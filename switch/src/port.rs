@@ -43,12 +43,6 @@ pub trait Port: Send + Sync + 'static {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes one frame (vnet header + Ethernet frame).
     fn send(&self, frame: &[u8]) -> io::Result<()>;
-    /// Writes one plain Ethernet frame with no vnet header in front (the output of software
-    /// segmentation). Ports with a vnet header prepend a zero one without copying the frame.
-    fn send_plain(&self, frame: &[u8]) -> io::Result<()> {
-        let _ = frame;
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
     /// The device's capabilities.
     fn caps(&self) -> PortCaps;
     /// The fd the driver registers for read readiness. Owned by the port.

@@ -41,16 +41,6 @@ impl IfReq {
         unsafe { self.0.ifr_ifru.ifru_flags }
     }
 
-    /// The interface name as the kernel left it, up to the first NUL (the whole array if the
-    /// kernel left none).
-    pub(crate) fn name_bytes(&self) -> &[u8] {
-        let raw = &self.0.ifr_name;
-        let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-        // SAFETY: `c_char` and `u8` have the same size and alignment, `raw` is a live array of
-        // `IFNAMSIZ` elements and `len <= IFNAMSIZ`; the borrow keeps `self` alive.
-        unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), len) }
-    }
-
     /// The raw name array (NUL-padded).
     pub(crate) fn name_raw(&self) -> [libc::c_char; libc::IFNAMSIZ] {
         self.0.ifr_name
@@ -69,7 +59,9 @@ mod tests {
     #[test]
     fn name_round_trips() {
         let req = IfReq::new("nytest0").unwrap();
-        assert_eq!(req.name_bytes(), b"nytest0");
+        let raw = req.name_raw();
+        let want = b"nytest0\0\0\0\0\0\0\0\0\0";
+        assert!(raw.iter().zip(want).all(|(&c, &w)| c as u8 == w));
         assert_eq!(req.flags(), 0);
         assert_eq!(req.with_flags(0x1002).flags(), 0x1002);
     }
@@ -86,6 +78,6 @@ mod tests {
             IfReq::new("a\0b").err().and_then(|e| e.raw_os_error()),
             Some(libc::EINVAL)
         );
-        assert_eq!(IfReq::new("").unwrap().name_bytes(), b"");
+        assert_eq!(IfReq::new("").unwrap().name_raw(), [0; libc::IFNAMSIZ]);
     }
 }

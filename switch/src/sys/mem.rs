@@ -9,7 +9,8 @@
 //!
 //! Empty messages are refused by [`MemPeer::send_raw`] so that a zero-length read on the port
 //! means the peer is gone: [`MemPort::recv`](Port::recv) then fails with
-//! [`io::ErrorKind::UnexpectedEof`] instead of spinning on an always-readable fd.
+//! [`io::ErrorKind::UnexpectedEof`] instead of spinning on an always-readable fd. (A peer that
+//! closed with frames still unread shows up first as `ConnectionReset`.)
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -19,7 +20,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 
-use super::{check_sent, finish_recv, payload, payload_mut, FrameTruncated, HDR};
+use super::{check_sent, finish_recv, payload, payload_mut, FrameTruncated};
 use crate::port::{Port, PortCaps};
 
 /// Socket buffer each end asks for: room for dozens of 64 KB frames in flight.
@@ -122,7 +123,11 @@ impl MemPort {
 impl Port for MemPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let with_hdr = self.caps.vnet_hdr;
-        let dst = if with_hdr { &mut *buf } else { payload_mut(buf)? };
+        let dst = if with_hdr {
+            &mut *buf
+        } else {
+            payload_mut(buf)?
+        };
         let n = recv_msg(&self.fd, dst)?;
         finish_recv(buf, n, with_hdr)
     }
@@ -225,6 +230,7 @@ impl AsFd for MemPeer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::HDR;
 
     const FRAME: &[u8] = &[
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5, b'h', b'i',
@@ -298,7 +304,11 @@ mod tests {
         };
         let (port, peer) = MemPort::pair(vnet).unwrap();
         peer.send_raw(&[1, 2, 3]).unwrap();
-        assert_eq!(port.recv(&mut buf).unwrap(), 3, "shorter than a vnet header");
+        assert_eq!(
+            port.recv(&mut buf).unwrap(),
+            3,
+            "shorter than a vnet header"
+        );
         assert_eq!(&buf[..3], &[1, 2, 3]);
         assert_eq!(
             peer.send_raw(&[]).unwrap_err().kind(),
@@ -315,7 +325,8 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(FrameTruncated::is(&err));
         assert_eq!(
-            err.get_ref().and_then(|e| e.downcast_ref::<FrameTruncated>()),
+            err.get_ref()
+                .and_then(|e| e.downcast_ref::<FrameTruncated>()),
             Some(&FrameTruncated { len: 110, cap: 50 })
         );
         // The truncated frame is gone; the next one is whole.
@@ -343,11 +354,19 @@ mod tests {
         for _ in 0..16 {
             port.send(&big).unwrap();
         }
+        let mut got = vec![0u8; big.len()];
+        for _ in 0..16 {
+            assert_eq!(peer.recv_raw(&mut got).unwrap(), 65_536);
+            assert_eq!(got[..65_536], big[HDR..]);
+        }
         drop(peer);
         assert_eq!(
             port.recv(&mut small).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
-        assert_eq!(port.send(&big).unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            port.send(&big).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
     }
 }

@@ -197,7 +197,7 @@ impl FrameTruncated {
 }
 
 /// Length of the virtio-net header in front of every frame inside the switch.
-const HDR: usize = crate::wire::vnet::VNET_HDR_LEN;
+const HDR: usize = crate::port::VNET_HDR_LEN;
 
 /// Turns a libc return value into `io::Result`, reading errno on `-1`.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -206,11 +206,6 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
-}
-
-/// Turns a libc `ssize_t` return value into a length, reading errno on `-1`.
-fn cvt_len(ret: isize) -> io::Result<usize> {
-    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }
 
 /// The part of `buf` a header-less device reads into: everything after the header space.

@@ -85,8 +85,8 @@ fn set_int_opt(
 
 /// Binds `fd` to every protocol on interface `ifindex`.
 fn bind_all(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
-    let ifindex = libc::c_int::try_from(ifindex)
-        .map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    let ifindex =
+        libc::c_int::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
     let addr = libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as libc::c_ushort,
         sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
@@ -263,8 +263,7 @@ impl PacketPort {
             // With MSG_TRUNC, `msg_len` is the frame's full length.
             let n = hdrs[i].msg_len as usize;
             let len = if with_hdr { n } else { n + HDR };
-            let truncated = len > caps[i]
-                || hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let truncated = len > caps[i] || hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             if !with_hdr && !truncated {
                 if let Some(h) = bufs[i].as_mut().get_mut(..HDR) {
                     h.fill(0);
@@ -325,7 +324,11 @@ impl PacketPort {
 impl Port for PacketPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let with_hdr = self.caps.vnet_hdr;
-        let dst = if with_hdr { &mut *buf } else { payload_mut(buf)? };
+        let dst = if with_hdr {
+            &mut *buf
+        } else {
+            payload_mut(buf)?
+        };
         // MSG_TRUNC: the return value is the frame's full length even if it did not fit.
         let n = socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC)?;
         finish_recv(buf, n, with_hdr)
@@ -359,7 +362,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sys::testutil::{eth_frame, in_new_netns, ip, recv_matching, wait_readable};
+    use crate::sys::testutil::{
+        eth_frame, hdr_u16, in_new_netns, ip, ipv4_gso, recv_matching, wait_readable, GSO_TCPV4,
+        GSO_UDP_L4,
+    };
     use crate::sys::FrameTruncated;
 
     const WAIT: Duration = Duration::from_secs(2);
@@ -368,7 +374,9 @@ mod tests {
 
     /// A veth pair nyv0/nyv1, both up, in the calling thread's namespace.
     fn veth_pair() {
-        ip(&["link", "add", "nyv0", "type", "veth", "peer", "name", "nyv1"]);
+        ip(&[
+            "link", "add", "nyv0", "type", "veth", "peer", "name", "nyv1",
+        ]);
         ip(&["link", "set", "nyv0", "up"]);
         ip(&["link", "set", "nyv1", "up"]);
     }
@@ -382,7 +390,11 @@ mod tests {
     /// Receives from `port` for `wait`, asserting `frame` (after the header) never shows up.
     fn assert_not_received(port: &PacketPort, frame: &[u8], wait: Duration) {
         let seen = recv_matching(port, wait, |f| f.get(HDR..) == Some(frame));
-        assert!(seen.is_none(), "{} read back a frame it should not see", port.ifname());
+        assert!(
+            seen.is_none(),
+            "{} read back a frame it should not see",
+            port.ifname()
+        );
     }
 
     #[test]
@@ -401,7 +413,10 @@ mod tests {
             assert_eq!(b_plain.caps(), PortCaps::PLAIN);
             assert_eq!(a.kind(), "veth");
             assert_eq!(a.ifname(), "nyv0");
-            assert_eq!(Some(a.ifindex()), nix::net::if_::if_nametoindex("nyv0").ok());
+            assert_eq!(
+                Some(a.ifindex()),
+                nix::net::if_::if_nametoindex("nyv0").ok()
+            );
 
             // a -> b, seen by both sockets on nyv1, with a zero header.
             let f1 = eth_frame([0xff; 6], MAC_A, 0x88b5, b"a to b");
@@ -445,50 +460,28 @@ mod tests {
         assert!(nix::net::if_::if_nametoindex("nyv0").is_err());
     }
 
-    /// An IPv4/TCP GSO super-frame (3 segments of 1000 bytes) crosses the veth as one frame:
-    /// the kernel built a GSO skb from our header and described it again on the other side.
+    /// IPv4 TCP and UDP GSO super-frames (3 segments of 1000 bytes) cross the veth as one frame
+    /// each: the kernel built a GSO skb from our header and described it again on the other side.
     #[test]
-    fn veth_carries_tcp_gso() {
+    fn veth_carries_gso() {
         in_new_netns(|| {
             veth_pair();
             let a = PacketPort::open("nyv0", true).expect("open nyv0");
             let b = PacketPort::open("nyv1", true).expect("open nyv1");
 
-            let payload = vec![0x42u8; 3000];
-            let mut ip4 = vec![
-                0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
-            ];
-            let total = u16::try_from(20 + 20 + payload.len()).unwrap();
-            ip4[2..4].copy_from_slice(&total.to_be_bytes());
-            let mut tcp = vec![0u8; 20];
-            tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
-            tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
-            tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
-            tcp[12] = 5 << 4; // data offset
-            tcp[13] = 0x18; // PSH|ACK
-            tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
-            let mut l3 = ip4;
-            l3.extend_from_slice(&tcp);
-            l3.extend_from_slice(&payload);
-            let frame = eth_frame(MAC_B, MAC_A, 0x0800, &l3);
-
-            // virtio_net_hdr: NEEDS_CSUM, GSO_TCPV4, hdr_len, gso_size, csum_start, csum_offset.
-            let mut hdr = vec![1u8, 1];
-            for v in [54u16, 1000, 34, 16] {
-                hdr.extend_from_slice(&v.to_ne_bytes());
+            for gso_type in [GSO_TCPV4, GSO_UDP_L4] {
+                let (out, l4) = ipv4_gso(MAC_B, MAC_A, gso_type, 3000, 1000);
+                a.send(&out).expect("send GSO frame");
+                let got = recv_matching(&b, WAIT, |f| f.len() > 2000)
+                    .unwrap_or_else(|| panic!("GSO {gso_type} frame not received"));
+                assert_eq!(got.len(), out.len(), "arrived as one super-frame");
+                assert_eq!(got[1], gso_type, "gso_type");
+                assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
+                assert_eq!(got[0] & 1, 1, "NEEDS_CSUM");
+                assert_eq!(hdr_u16(&got, 6), 34, "csum_start");
+                assert_eq!(hdr_u16(&got, 8), out[8].into(), "csum_offset");
+                assert_eq!(got[HDR + 34 + l4..], out[HDR + 34 + l4..]);
             }
-            let mut out = hdr;
-            out.extend_from_slice(&frame);
-            a.send(&out).expect("send GSO frame");
-
-            let got = recv_matching(&b, WAIT, |f| f.len() > 2000).expect("GSO frame not received");
-            assert_eq!(got.len(), HDR + frame.len(), "arrived as one super-frame");
-            assert_eq!(got[1], 1, "gso_type TCPV4");
-            assert_eq!(u16::from_ne_bytes([got[4], got[5]]), 1000, "gso_size");
-            assert_eq!(got[0] & 1, 1, "NEEDS_CSUM");
-            assert_eq!(u16::from_ne_bytes([got[6], got[7]]), 34, "csum_start");
-            assert_eq!(u16::from_ne_bytes([got[8], got[9]]), 16, "csum_offset");
-            assert_eq!(got[HDR + 54..], payload[..]);
         });
     }
 
@@ -526,7 +519,9 @@ mod tests {
             assert_eq!(seen, frames, "all three, in order, with zero headers");
 
             // A frame too big for its buffer is flagged in its meta entry.
-            let err = b.recv_batch(&mut bufs, &mut meta).expect_err("nothing queued");
+            let err = b
+                .recv_batch(&mut bufs, &mut meta)
+                .expect_err("nothing queued");
             assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
             a.send_batch(&frames[..1]).expect("send one");
             let mut small = vec![vec![0u8; 50]; 2];

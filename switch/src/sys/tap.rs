@@ -11,10 +11,11 @@
 //! TAP fd reads one frame per syscall (no recvmmsg), so big GSO frames are the only way to
 //! amortise syscalls.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::uio::readv;
 
 use super::ifreq::IfReq;
 use super::{check_sent, cvt, finish_recv, payload, payload_mut, SysError, HDR};
@@ -214,9 +215,19 @@ impl TapPort {
 impl Port for TapPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let with_hdr = self.caps.vnet_hdr;
-        let dst = if with_hdr { &mut *buf } else { payload_mut(buf)? };
-        // tun copies what fits and returns the full length, so `n > dst.len()` is truncation.
-        let n = nix::unistd::read(self.fd.as_fd(), dst)?;
+        let dst = if with_hdr {
+            &mut *buf
+        } else {
+            payload_mut(buf)?
+        };
+        // tun copies what fits and returns only that, with no truncation flag. A one-byte
+        // spill-over slot after the buffer tells a frame that exactly fits (`n <= len`) from
+        // one that did not (`n == len + 1`, the rest lost).
+        let mut spill = [0u8; 1];
+        let n = readv(
+            self.fd.as_fd(),
+            &mut [IoSliceMut::new(dst), IoSliceMut::new(&mut spill)],
+        )?;
         finish_recv(buf, n, with_hdr)
     }
 
@@ -249,7 +260,8 @@ mod tests {
 
     use super::*;
     use crate::sys::testutil::{
-        broadcast_arp, eth_frame, in_new_netns, kernel_at_least, recv_matching,
+        broadcast_arp, eth_frame, hdr_u16, in_new_netns, ipv4_gso, kernel_at_least, recv_matching,
+        wait_readable, GSO_TCPV4, GSO_UDP_L4,
     };
     use crate::sys::{set_link_up, FrameTruncated, PacketPort};
 
@@ -282,7 +294,12 @@ mod tests {
             assert!(got.is_some(), "ARP written to the TAP not seen on nytest0");
 
             // kernel -> TAP: a frame sent on the interface is read with a vnet header.
-            let frame = eth_frame([0xff; 6], [0x02, 0x4e, 0x59, 0, 0, 2], 0x88b5, b"to the tap");
+            let frame = eth_frame(
+                [0xff; 6],
+                [0x02, 0x4e, 0x59, 0, 0, 2],
+                0x88b5,
+                b"to the tap",
+            );
             let mut out = vec![0u8; HDR];
             out.extend_from_slice(&frame);
             sniffer.send(&out).expect("packet send");
@@ -293,13 +310,58 @@ mod tests {
             assert_eq!(got[1], 0, "gso_type");
             assert_eq!(got[0] & 1, 0, "NEEDS_CSUM");
 
-            // A frame longer than the buffer is reported as truncated, not half-delivered.
+            // A frame that exactly fills the buffer is whole...
             sniffer.send(&out).expect("packet send");
-            crate::sys::testutil::wait_readable(tap.raw_fd(), Duration::from_secs(2));
+            let mut exact = vec![0u8; HDR + frame.len()];
+            assert!(wait_readable(tap.raw_fd(), Duration::from_secs(2)));
+            assert_eq!(tap.recv(&mut exact).expect("exact fit"), exact.len());
+            assert_eq!(exact[HDR..], frame[..]);
+            // ...and one longer than the buffer is reported as truncated, not half-delivered.
+            sniffer.send(&out).expect("packet send");
+            assert!(wait_readable(tap.raw_fd(), Duration::from_secs(2)));
             let mut small = [0u8; 20];
             let err = tap.recv(&mut small).expect_err("truncated read");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(FrameTruncated::is(&err), "{err}");
+        });
+    }
+
+    /// With offloads on, GSO super-frames cross between the TAP and the kernel whole, both
+    /// ways: the kernel hands the TAP what its offload flags allow instead of segmenting.
+    #[test]
+    fn tap_gso_both_ways() {
+        in_new_netns(|| {
+            let (fd, name) = open_tap("nytest3", true).expect("open_tap");
+            let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
+            set_link_up("nytest3").expect("link up");
+            let sock = PacketPort::open("nytest3", true).expect("packet socket");
+            let (a, b) = ([0x02, 0x4e, 0x59, 0, 2, 1], [0x02, 0x4e, 0x59, 0, 2, 2]);
+            let wait = Duration::from_secs(2);
+            let mut types = vec![GSO_TCPV4];
+            if tap.caps().gso_udp {
+                types.push(GSO_UDP_L4);
+            }
+            for gso_type in types {
+                // kernel -> TAP.
+                let (out, _) = ipv4_gso(a, b, gso_type, 3000, 1000);
+                sock.send(&out).expect("packet send");
+                let got = recv_matching(&tap, wait, |f| f.len() > 2000)
+                    .unwrap_or_else(|| panic!("GSO {gso_type} frame not read from the TAP"));
+                assert_eq!(got.len(), out.len(), "read as one super-frame");
+                assert_eq!(got[1], gso_type, "gso_type");
+                assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
+                assert_eq!(got[HDR..], out[HDR..]);
+
+                // TAP -> kernel.
+                let (out, _) = ipv4_gso(b, a, gso_type, 3000, 1000);
+                tap.send(&out).expect("tap send");
+                let got = recv_matching(&sock, wait, |f| f.len() > 2000)
+                    .unwrap_or_else(|| panic!("GSO {gso_type} frame written to the TAP lost"));
+                assert_eq!(got.len(), out.len(), "arrived as one super-frame");
+                assert_eq!(got[1], gso_type, "gso_type");
+                assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
+                assert_eq!(got[HDR..], out[HDR..]);
+            }
         });
     }
 
@@ -309,10 +371,22 @@ mod tests {
             // A header-less fd wrapped with offloads (and the reverse) is refused.
             let (fd, name) = open_tap("nytest1", false).expect("open_tap");
             let err = TapPort::from_fd(fd, name, true).expect_err("mismatch");
-            assert!(matches!(err, SysError::TapFlagsMismatch { vnet_hdr: true, .. }), "{err}");
+            assert!(
+                matches!(err, SysError::TapFlagsMismatch { vnet_hdr: true, .. }),
+                "{err}"
+            );
             let (fd, name) = open_tap("nytest1", true).expect("open_tap");
             let err = TapPort::from_fd(fd, name, false).expect_err("mismatch");
-            assert!(matches!(err, SysError::TapFlagsMismatch { vnet_hdr: false, .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    SysError::TapFlagsMismatch {
+                        vnet_hdr: false,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
 
             // The kernel picks the name from a pattern.
             let (fd, name) = open_tap("nyt%d", false).expect("open_tap");
@@ -354,7 +428,10 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
             assert!(nix::net::if_::if_nametoindex("nytest2").is_ok());
             drop(tap);
-            assert!(nix::net::if_::if_nametoindex("nytest2").is_err(), "TAP outlived its fd");
+            assert!(
+                nix::net::if_::if_nametoindex("nytest2").is_err(),
+                "TAP outlived its fd"
+            );
         });
     }
 }

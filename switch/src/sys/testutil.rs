@@ -107,3 +107,66 @@ pub(crate) fn broadcast_arp(src: [u8; 6]) -> Vec<u8> {
     arp.extend_from_slice(&[192, 0, 2, 2]);
     eth_frame([0xff; 6], src, 0x0806, &arp)
 }
+
+/// virtio_net_hdr `gso_type` values.
+pub(crate) const GSO_TCPV4: u8 = 1;
+pub(crate) const GSO_UDP_L4: u8 = 5;
+
+/// An IPv4 GSO super-frame from `src` to `dst` (192.0.2.1 -> 192.0.2.2, never leaves the test
+/// namespace) carrying `payload_len` bytes of 0x42 in segments of `mss`, with its virtio-net
+/// header (NEEDS_CSUM; checksums left for the kernel). `gso_type` is [`GSO_TCPV4`] or
+/// [`GSO_UDP_L4`]. Returns `[hdr][frame]` and the L4 header length.
+pub(crate) fn ipv4_gso(
+    dst: [u8; 6],
+    src: [u8; 6],
+    gso_type: u8,
+    payload_len: usize,
+    mss: u16,
+) -> (Vec<u8>, usize) {
+    let (proto, l4) = match gso_type {
+        GSO_TCPV4 => {
+            let mut tcp = vec![0u8; 20];
+            tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+            tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+            tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
+            tcp[12] = 5 << 4; // data offset
+            tcp[13] = 0x18; // PSH|ACK
+            tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
+            (6u8, tcp)
+        }
+        GSO_UDP_L4 => {
+            let mut udp = vec![0u8; 8];
+            udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+            udp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+            let len = u16::try_from(8 + payload_len).expect("UDP length");
+            udp[4..6].copy_from_slice(&len.to_be_bytes());
+            (17u8, udp)
+        }
+        other => panic!("unsupported gso_type {other}"),
+    };
+    let mut ip4 = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ];
+    let total = u16::try_from(20 + l4.len() + payload_len).expect("IPv4 length");
+    ip4[2..4].copy_from_slice(&total.to_be_bytes());
+    let l4_len = l4.len();
+    let mut l3 = ip4;
+    l3.extend_from_slice(&l4);
+    l3.resize(l3.len() + payload_len, 0x42);
+    let frame = eth_frame(dst, src, 0x0800, &l3);
+
+    // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (native endian).
+    let hdr_len = u16::try_from(14 + 20 + l4_len).expect("hdr_len");
+    let csum_offset = if gso_type == GSO_TCPV4 { 16u16 } else { 6 };
+    let mut out = vec![1u8, gso_type];
+    for v in [hdr_len, mss, 34, csum_offset] {
+        out.extend_from_slice(&v.to_ne_bytes());
+    }
+    out.extend_from_slice(&frame);
+    (out, l4_len)
+}
+
+/// Reads a native-endian `u16` field of a virtio-net header.
+pub(crate) fn hdr_u16(frame: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([frame[at], frame[at + 1]])
+}

@@ -1,0 +1,400 @@
+//! Configuring interfaces over netlink (rtnetlink), in the daemon's namespace or, through a
+//! [`NetlinkFd`] made by [`open_in_ns`](super::open_in_ns), in a container's.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::error::nl_errno;
+use super::open::validate_ifname;
+use super::{sys, NetlinkFd, NetnsError, NsTarget};
+
+fn require_runtime() -> Result<(), NetnsError> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|source| NetnsError::NoRuntime { source })
+}
+
+/// A netlink handle for the daemon's own network namespace (the one its tokio workers are
+/// in). The connection runs as a task on the current runtime and ends when every clone of
+/// the handle is dropped.
+pub fn host_handle() -> Result<Handle, NetnsError> {
+    require_runtime()?;
+    let (connection, handle, _unsolicited) =
+        rtnetlink::new_connection().map_err(|source| NetnsError::HostNetlink { source })?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+impl NetlinkFd {
+    /// A netlink handle that configures the namespace this socket was created in, used from
+    /// the current runtime. The connection runs as a task on the current runtime (which must
+    /// have IO enabled) and ends, closing the socket, when every clone of the handle is
+    /// dropped.
+    pub fn into_handle(self) -> Result<Handle, NetnsError> {
+        require_runtime()?;
+        let (fd, _netns) = self.into_parts();
+        let (connection, handle, _unsolicited) = rtnetlink::from_socket(sys::tokio_netlink_socket(fd));
+        tokio::spawn(connection);
+        Ok(handle)
+    }
+}
+
+/// The link named `name`, or `None` when there is none.
+async fn get_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, NetnsError> {
+    validate_ifname(name)?;
+    let mut links = handle.link().get().match_name(name).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(e) if nl_errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(source) => Err(NetnsError::GetLink {
+            ifname: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+async fn require_link(handle: &Handle, name: &str) -> Result<LinkMessage, NetnsError> {
+    get_link(handle, name)
+        .await?
+        .ok_or_else(|| NetnsError::LinkNotFound {
+            ifname: name.to_owned(),
+        })
+}
+
+/// The interface index of `name`, or `None` when there is no such link.
+pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetnsError> {
+    Ok(get_link(handle, name).await?.map(|l| l.header.index))
+}
+
+/// Whether a link named `name` exists.
+pub async fn link_exists(handle: &Handle, name: &str) -> Result<bool, NetnsError> {
+    Ok(get_link(handle, name).await?.is_some())
+}
+
+fn is_up(link: &LinkMessage) -> bool {
+    link.header.flags.contains(LinkFlags::Up)
+}
+
+async fn set_up(handle: &Handle, name: &str, link: &LinkMessage) -> Result<(), NetnsError> {
+    if is_up(link) {
+        return Ok(());
+    }
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(link.header.index).up().build())
+        .execute()
+        .await
+        .map_err(|source| NetnsError::LinkUp {
+            ifname: name.to_owned(),
+            source,
+        })
+}
+
+/// Whether the link already carries `addr/prefix_len`.
+async fn has_address(
+    handle: &Handle,
+    index: u32,
+    addr: IpAddr,
+    prefix_len: u8,
+) -> Result<bool, NetnsError> {
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListAddresses { source })?
+    {
+        if msg.header.index == index
+            && msg.header.prefix_len == prefix_len
+            && address_of(&msg) == Some(addr)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The interface's own address of an address message (IFA_LOCAL, else IFA_ADDRESS).
+fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })
+}
+
+/// Configures an endpoint interface: sets its MAC address and MTU, brings it and `lo` up,
+/// adds `addr/prefix_len` and a default route via `gateway`.
+///
+/// Idempotent: MAC, MTU, up state and the address are only changed when they differ, and
+/// the default route is replaced (an existing default route of the namespace is overwritten).
+pub async fn configure_endpoint(
+    handle: &Handle,
+    ifname: &str,
+    mac: [u8; 6],
+    mtu: u32,
+    addr: IpAddr,
+    prefix_len: u8,
+    gateway: Option<IpAddr>,
+) -> Result<(), NetnsError> {
+    if IpNet::new(addr, prefix_len).is_err() {
+        return Err(NetnsError::InvalidAddress {
+            ifname: ifname.to_owned(),
+            addr,
+            prefix_len,
+        });
+    }
+    if let Some(gw) = gateway {
+        if gw.is_ipv4() != addr.is_ipv4() {
+            return Err(NetnsError::GatewayFamily {
+                ifname: ifname.to_owned(),
+                addr,
+                gateway: gw,
+            });
+        }
+    }
+
+    let link = require_link(handle, ifname).await?;
+    let index = link.header.index;
+    let has_mac = link
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::Address(m) if m.as_slice() == mac));
+    let has_mtu = link
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::Mtu(m) if *m == mtu));
+    if !has_mac || !has_mtu {
+        let mut msg = LinkUnspec::new_with_index(index);
+        if !has_mac {
+            msg = msg.address(mac.to_vec());
+        }
+        if !has_mtu {
+            msg = msg.mtu(mtu);
+        }
+        handle
+            .link()
+            .set(msg.build())
+            .execute()
+            .await
+            .map_err(|source| NetnsError::SetLinkAttrs {
+                ifname: ifname.to_owned(),
+                source,
+            })?;
+    }
+    set_up(handle, ifname, &link).await?;
+    let lo = require_link(handle, "lo").await?;
+    set_up(handle, "lo", &lo).await?;
+
+    if !has_address(handle, index, addr, prefix_len).await? {
+        match handle
+            .address()
+            .add(index, addr, prefix_len)
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if nl_errno(&e) == Some(libc::EEXIST) => {}
+            Err(source) => {
+                return Err(NetnsError::AddAddress {
+                    ifname: ifname.to_owned(),
+                    addr,
+                    prefix_len,
+                    source,
+                })
+            }
+        }
+    }
+
+    if let Some(gateway) = gateway {
+        let route = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
+        handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| NetnsError::AddRoute {
+                ifname: ifname.to_owned(),
+                gateway,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Creates a veth pair: `host_name` in the namespace of `host` (the daemon's), and its peer
+/// directly inside `target`'s network namespace as `ifname_in_ns`, both with `mtu`. IPv6 is
+/// disabled on the host end (so that end itself emits nothing: no router solicitation, no
+/// MLD), which is then brought up. The peer is left down: configure it with
+/// [`configure_endpoint`] over the namespace's handle.
+///
+/// The peer is created in the target namespace by the same RTM_NEWLINK (as `ip link add H
+/// type veth peer name P netns NS` does) rather than under a temporary name and then moved:
+/// one request, so a taken name (EEXIST) leaves nothing behind, and no temporary name can
+/// collide in the daemon's namespace.
+///
+/// `host` must be the handle of the calling thread's namespace ([`host_handle`]): the
+/// `disable_ipv6` switch is written through this thread's `/proc/sys/net`. Needs
+/// CAP_NET_ADMIN in the daemon's namespace, so a rootless daemon gets
+/// [`NetnsError::VethNeedsPrivilege`].
+pub async fn create_veth(
+    host: &Handle,
+    host_name: &str,
+    target: &NsTarget,
+    ifname_in_ns: &str,
+    mtu: u32,
+) -> Result<(), NetnsError> {
+    validate_ifname(host_name)?;
+    validate_ifname(ifname_in_ns)?;
+    let netns_fd = target.open_netns()?;
+    let peer = LinkUnspec::new_with_name(ifname_in_ns)
+        .mtu(mtu)
+        .setns_by_fd(netns_fd.as_raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host_name)
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    let created = host.link().add(msg).execute().await;
+    drop(netns_fd);
+    if let Err(source) = created {
+        return Err(match nl_errno(&source) {
+            Some(libc::EPERM) | Some(libc::EACCES) => NetnsError::VethNeedsPrivilege {
+                host: host_name.to_owned(),
+                peer: ifname_in_ns.to_owned(),
+                source,
+            },
+            _ => NetnsError::CreateVeth {
+                host: host_name.to_owned(),
+                peer: ifname_in_ns.to_owned(),
+                netns: target.netns().to_owned(),
+                source,
+            },
+        });
+    }
+
+    let finish = async {
+        disable_ipv6(host_name)?;
+        let link = require_link(host, host_name).await?;
+        set_up(host, host_name, &link).await
+    };
+    if let Err(e) = finish.await {
+        // Do not leave a half-made pair behind; deleting one end deletes both.
+        let _ = delete_link(host, host_name).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes 1 to `/proc/sys/net/ipv6/conf/<ifname>/disable_ipv6` if that file exists (it does
+/// not when IPv6 is off). A write to procfs that completes at once, so it runs inline: it must
+/// run on a thread of the namespace being configured, and tokio's blocking pool might not be.
+fn disable_ipv6(ifname: &str) -> Result<(), NetnsError> {
+    let path = Path::new("/proc/sys/net/ipv6/conf")
+        .join(ifname)
+        .join("disable_ipv6");
+    if !path.exists() {
+        return Ok(());
+    }
+    std::fs::write(&path, b"1").map_err(|source| NetnsError::DisableIpv6 {
+        ifname: ifname.to_owned(),
+        source,
+    })
+}
+
+/// Deletes the link `name` (for a veth, both ends). `Ok(false)` when there was none, so
+/// teardown can call it unconditionally.
+pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool, NetnsError> {
+    let Some(index) = link_index(handle, name).await? else {
+        return Ok(false);
+    };
+    match handle.link().del(index).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if nl_errno(&e) == Some(libc::ENODEV) => Ok(false),
+        Err(source) => Err(NetnsError::DeleteLink {
+            ifname: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The IPv4 networks in use in `handle`'s namespace, for picking a free subnet: the
+/// destination of every route of every table (default routes excluded, since they overlap
+/// everything; the local table's `local`/`broadcast` entries excluded, the addresses cover
+/// them) and the subnet of every address. Sorted, without duplicates.
+pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
+    let mut nets = Vec::new();
+
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(route) = routes
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListRoutes { source })?
+    {
+        let header = &route.header;
+        if header.address_family != AddressFamily::Inet
+            || header.destination_prefix_length == 0
+            || matches!(header.kind, RouteType::Local | RouteType::Broadcast)
+        {
+            continue;
+        }
+        let dst = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        });
+        if let Some(net) = dst.and_then(|ip| IpNet::new(ip.into(), header.destination_prefix_length).ok()) {
+            nets.push(net.trunc());
+        }
+    }
+
+    let mut addrs = handle.address().get().execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListAddresses { source })?
+    {
+        if msg.header.family != AddressFamily::Inet {
+            continue;
+        }
+        if let Some(net) = address_of(&msg).and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
+            nets.push(net.trunc());
+        }
+    }
+
+    nets.sort();
+    nets.dedup();
+    Ok(nets)
+}
