@@ -24,6 +24,7 @@ use crate::counters::DropReason;
 use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
 use crate::port::VNET_HDR_LEN;
+use crate::sys::FrameTruncated;
 use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
 
 /// Frames handled per wake-up before the task yields.
@@ -85,10 +86,6 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
             match port.port.recv(&mut buf) {
                 Ok(len) => {
                     handled += 1;
-                    if len >= buf.len() {
-                        port.counters.drop(DropReason::RxTruncated);
-                        continue;
-                    }
                     if let Some(frame) = buf.get(..len) {
                         forward(&switch, &ports, &port, frame, now, &mut scratch);
                     }
@@ -103,7 +100,7 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
                 }
                 Err(e) => {
                     handled += 1;
-                    if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                    if FrameTruncated::is(&e) || e.raw_os_error() == Some(libc::EMSGSIZE) {
                         port.counters.drop(DropReason::RxTruncated);
                     } else {
                         port.counters.drop(DropReason::RxError);

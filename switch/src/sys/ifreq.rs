@@ -23,22 +23,23 @@ impl IfReq {
         // and a raw pointer); the all-zero bit pattern is a valid value of every field.
         let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
         for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-            *dst = src as libc::c_char;
+            *dst = libc::c_char::from_ne_bytes([src]);
         }
         Ok(IfReq(req))
     }
 
-    /// Sets `ifr_flags`.
-    pub(crate) fn with_flags(mut self, flags: libc::c_short) -> IfReq {
-        self.0.ifr_ifru.ifru_flags = flags;
+    /// Sets `ifr_flags` (the kernel's `short`, taken as its 16 bits).
+    pub(crate) fn with_flags(mut self, flags: u16) -> IfReq {
+        self.0.ifr_ifru.ifru_flags = libc::c_short::from_ne_bytes(flags.to_ne_bytes());
         self
     }
 
     /// Reads `ifr_flags` (after a `*GETIFF`/`SIOCGIFFLAGS` filled it).
-    pub(crate) fn flags(&self) -> libc::c_short {
+    pub(crate) fn flags(&self) -> u16 {
         // SAFETY: the request was zero-initialised and only ever written through `ifru_flags`
         // or by the kernel; every bit pattern is a valid `c_short`.
-        unsafe { self.0.ifr_ifru.ifru_flags }
+        let flags = unsafe { self.0.ifr_ifru.ifru_flags };
+        u16::from_ne_bytes(flags.to_ne_bytes())
     }
 
     /// The raw name array (NUL-padded).
@@ -61,7 +62,7 @@ mod tests {
         let req = IfReq::new("nytest0").unwrap();
         let raw = req.name_raw();
         let want = b"nytest0\0\0\0\0\0\0\0\0\0";
-        assert!(raw.iter().zip(want).all(|(&c, &w)| c as u8 == w));
+        assert!(raw.iter().zip(want).all(|(&c, &w)| c.to_ne_bytes() == [w]));
         assert_eq!(req.flags(), 0);
         assert_eq!(req.with_flags(0x1002).flags(), 0x1002);
     }

@@ -9,6 +9,9 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use super::cvt;
 use super::ifreq::IfReq;
 
+/// `IFF_UP` from linux/if.h, typed as the 16-bit `ifr_flags` it travels in.
+const IFF_UP: u16 = 0x1;
+
 /// Sets `IFF_UP` on interface `name` in the calling thread's network namespace (a no-op if it
 /// is already up). Plain syscalls only, no allocation.
 pub fn set_link_up(name: &str) -> io::Result<()> {
@@ -16,10 +19,8 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
     let mut req = IfReq::new(name)?;
     get_flags(sock.as_fd(), &mut req)?;
     let flags = req.flags();
-    // IFF_UP is 1; it fits a short.
-    let up = libc::IFF_UP as libc::c_short;
-    if flags & up == 0 {
-        let mut req = IfReq::new(name)?.with_flags(flags | up);
+    if flags & IFF_UP == 0 {
+        let mut req = IfReq::new(name)?.with_flags(flags | IFF_UP);
         set_flags(sock.as_fd(), &mut req)?;
     }
     Ok(())
@@ -66,9 +67,10 @@ mod tests {
                 get_flags(sock.as_fd(), &mut req).unwrap();
                 req.flags()
             };
-            assert_eq!(flags() & libc::IFF_UP as libc::c_short, 0);
+            assert_eq!(libc::c_int::from(IFF_UP), libc::IFF_UP);
+            assert_eq!(flags() & IFF_UP, 0);
             set_link_up("lo").unwrap();
-            assert_ne!(flags() & libc::IFF_UP as libc::c_short, 0);
+            assert_ne!(flags() & IFF_UP, 0);
             set_link_up("lo").unwrap();
             let err = set_link_up("nynone0").unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ENODEV));

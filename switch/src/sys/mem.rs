@@ -74,7 +74,7 @@ fn wait_for(fd: BorrowedFd<'_>, events: PollFlags, deadline: Instant) -> io::Res
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(fd, events)];
         match poll(&mut fds, timeout) {
-            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(0) | Err(Errno::EINTR) => {}
             Ok(_) => return Ok(()),
             Err(e) => return Err(e.into()),
         }

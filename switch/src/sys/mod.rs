@@ -53,15 +53,9 @@ pub use tap::{open_tap, open_tap_raw, TapPort};
 /// interface; data-path failures are plain [`io::Error`]s (see the module docs).
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
-    /// Opening `/dev/net/tun` failed.
-    #[error("{ifname}: open /dev/net/tun")]
-    OpenTun {
-        ifname: String,
-        #[source]
-        source: io::Error,
-    },
-    /// Creating or attaching to the TAP device (TUNSETIFF) failed.
-    #[error("{ifname}: create TAP device (TUNSETIFF)")]
+    /// Creating the TAP device failed: for callers to wrap what [`open_tap`] returned (it
+    /// reports a bare `io::Error`, as it runs where errors cannot carry much).
+    #[error("{ifname}: create TAP device")]
     CreateTap {
         ifname: String,
         #[source]
@@ -175,11 +169,13 @@ pub enum SysError {
 }
 
 /// A received frame was longer than the buffer; the kernel discarded the excess and the frame
-/// is lost. Carried inside an [`io::Error`] of kind [`io::ErrorKind::InvalidData`].
+/// is lost (its first `cap` bytes are in the buffer, unusable). Carried inside an
+/// [`io::Error`] of kind [`io::ErrorKind::InvalidData`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("frame truncated: {len} bytes (with vnet header) but the buffer holds {cap}")]
+#[error("frame truncated: {len} bytes or more (with vnet header), the buffer holds {cap}")]
 pub struct FrameTruncated {
-    /// The frame's full length, vnet header included.
+    /// The frame's length, vnet header included: exact for AF_PACKET and mem ports; for a TAP,
+    /// which does not report it, `cap + 1` (a lower bound).
     pub len: usize,
     /// The buffer's length.
     pub cap: usize,
@@ -198,6 +194,16 @@ impl FrameTruncated {
 
 /// Length of the virtio-net header in front of every frame inside the switch.
 const HDR: usize = crate::port::VNET_HDR_LEN;
+
+/// An integer that does not fit the C type a syscall wants: `EINVAL`, like the kernel would.
+fn invalid<E>(_: E) -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+/// The size of `T` as a `socklen_t`.
+fn socklen<T>() -> io::Result<libc::socklen_t> {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).map_err(invalid)
+}
 
 /// Turns a libc return value into `io::Result`, reading errno on `-1`.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {

@@ -11,8 +11,14 @@
 //!    receives nothing until `bind` names both the protocol and the interface; a socket opened
 //!    with `ETH_P_ALL` would queue every interface's frames in between.
 //! 2. `PACKET_VNET_HDR` (must precede any ring or bind).
-//! 3. `PACKET_QDISC_BYPASS`: sends go straight to the driver. veth has no queue to fill, and a
-//!    full one would give `ENOBUFS` (counted as a drop by the driver) rather than `EAGAIN`.
+//! 3. `PACKET_QDISC_BYPASS`: sends go straight to the device's xmit (a veth has no qdisc
+//!    anyway). Two consequences. A frame the device drops (say the peer's backlog is full)
+//!    fails with `ENOBUFS`, not `EAGAIN`: the driver counts it as a drop. And the bypass path
+//!    never segments in software, so a GSO frame is only accepted if the device offloads that
+//!    GSO type itself: with TSO/USO turned off on the interface (`ethtool -K`), GSO sends fail
+//!    with `ENOBUFS` (seen in tests with a TAP without offloads). veth offloads TCP and UDP
+//!    GSO by default, which is what [`PacketPort::open`]'s caps assume; they are not read
+//!    from the device.
 //! 4. `PACKET_IGNORE_OUTGOING`: frames the socket (or the host) sends on the interface are
 //!    not read back, so the switch never sees its own output (Linux >= 4.20).
 //! 5. Large `SO_RCVBUF`/`SO_SNDBUF` (`*FORCE` as root, else capped by `rmem_max`/`wmem_max`).
@@ -27,7 +33,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 
-use super::{check_sent, cvt, finish_recv, payload, payload_mut, SysError, HDR};
+use super::{check_sent, cvt, finish_recv, invalid, payload, payload_mut, socklen, SysError, HDR};
 use crate::port::{Port, PortCaps};
 
 // From linux/if_packet.h (not exported by every libc 0.2 release).
@@ -47,8 +53,8 @@ pub struct RecvMeta {
     /// The frame's full length, vnet header included (a zero header for a header-less port),
     /// as [`Port::recv`] would return it. Larger than the buffer when `truncated`.
     pub len: usize,
-    /// The frame did not fit its buffer and is lost (what [`FrameTruncated`](super::FrameTruncated) reports for
-    /// single receives).
+    /// The frame did not fit its buffer and is lost (what
+    /// [`FrameTruncated`](super::FrameTruncated) reports for single receives).
     pub truncated: bool,
 }
 
@@ -68,7 +74,7 @@ fn set_int_opt(
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let len = socklen::<libc::c_int>()?;
     // SAFETY: `fd` is a valid open fd; the option value points to a live `c_int` and `len` is
     // its size; the return value is checked.
     cvt(unsafe {
@@ -88,15 +94,15 @@ fn bind_all(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
     let ifindex =
         libc::c_int::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
     let addr = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as libc::c_ushort,
-        sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+        sll_family: libc::c_ushort::try_from(libc::AF_PACKET).map_err(invalid)?,
+        sll_protocol: u16::try_from(libc::ETH_P_ALL).map_err(invalid)?.to_be(),
         sll_ifindex: ifindex,
         sll_hatype: 0,
         sll_pkttype: 0,
         sll_halen: 0,
         sll_addr: [0; 8],
     };
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    let len = socklen::<libc::sockaddr_ll>()?;
     // SAFETY: `fd` is a valid open fd; `addr` is a live, initialised `sockaddr_ll` and `len` is
     // its size; the return value is checked.
     cvt(unsafe {
@@ -243,8 +249,7 @@ impl PacketPort {
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
         }
-        // `count <= BATCH_MAX`, so the cast cannot truncate.
-        let vlen = count as libc::c_uint;
+        let vlen = libc::c_uint::try_from(count).map_err(invalid)?;
         // SAFETY: `self.fd` is a valid socket; the first `count` headers each point to one iovec
         // that covers a live, exclusively borrowed part of `bufs[i]`, all of which outlive the
         // call; no name or control buffers are given; a null timeout is allowed. The return
@@ -261,7 +266,7 @@ impl PacketPort {
         let got = usize::try_from(got).unwrap_or(0).min(count);
         for i in 0..got {
             // With MSG_TRUNC, `msg_len` is the frame's full length.
-            let n = hdrs[i].msg_len as usize;
+            let n = usize::try_from(hdrs[i].msg_len).map_err(invalid)?;
             let len = if with_hdr { n } else { n + HDR };
             let truncated = len > caps[i] || hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             if !with_hdr && !truncated {
@@ -304,8 +309,7 @@ impl PacketPort {
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
         }
-        // `count <= BATCH_MAX`, so the cast cannot truncate.
-        let vlen = count as libc::c_uint;
+        let vlen = libc::c_uint::try_from(count).map_err(invalid)?;
         // SAFETY: `self.fd` is a valid socket; the first `count` headers each point to one iovec
         // covering a live part of `frames[i]`, which sendmmsg only reads; no name or control
         // buffers are given. The return value is checked.
@@ -440,9 +444,9 @@ mod tests {
             let mut small = [0u8; 500];
             let err = loop {
                 assert!(wait_readable(a.raw_fd(), WAIT), "big frame never arrived");
-                match a.recv(&mut small) {
-                    Ok(_) => continue, // something small; not ours
-                    Err(e) => break e,
+                // Something small is not ours: read on.
+                if let Err(e) = a.recv(&mut small) {
+                    break e;
                 }
             };
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);

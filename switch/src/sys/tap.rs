@@ -18,7 +18,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::uio::readv;
 
 use super::ifreq::IfReq;
-use super::{check_sent, cvt, finish_recv, payload, payload_mut, SysError, HDR};
+use super::{check_sent, cvt, finish_recv, invalid, payload, payload_mut, SysError, HDR};
 use crate::port::{Port, PortCaps};
 
 /// Offloads asked of every TAP with a vnet header.
@@ -36,9 +36,9 @@ const OFFLOAD_UDP: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 /// that.
 pub fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<(OwnedFd, String)> {
     let (fd, raw) = open_tap_raw(name, vnet_hdr)?;
-    let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-    let bytes: Vec<u8> = raw[..len].iter().map(|&c| c as u8).collect();
-    Ok((fd, String::from_utf8_lossy(&bytes).into_owned()))
+    let bytes = raw.map(|c| c.to_ne_bytes()[0]);
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok((fd, String::from_utf8_lossy(&bytes[..len]).into_owned()))
 }
 
 /// [`open_tap`] without any allocation: the name comes back as the kernel's NUL-padded
@@ -53,14 +53,20 @@ pub fn open_tap_raw(
     Ok((fd, req.name_raw()))
 }
 
+// TUNSETIFF/TUNGETIFF flags from linux/if_tun.h, typed as the 16-bit `ifr_flags` they travel
+// in (libc has them as `c_int`; a test checks they agree).
+const IFF_TUN: u16 = 0x0001;
+const IFF_TAP: u16 = 0x0002;
+const IFF_NO_PI: u16 = 0x1000;
+const IFF_VNET_HDR: u16 = 0x4000;
+
 /// The TUNSETIFF flags netyard uses.
-fn tap_flags(vnet_hdr: bool) -> libc::c_short {
-    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+fn tap_flags(vnet_hdr: bool) -> u16 {
     if vnet_hdr {
-        flags |= libc::IFF_VNET_HDR;
+        IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+    } else {
+        IFF_TAP | IFF_NO_PI
     }
-    // The IFF_* tun flags are below 0x8000 and so fit the `short` the kernel's ifreq holds.
-    flags as libc::c_short
 }
 
 /// Opens the tun/tap clone device.
@@ -92,11 +98,12 @@ fn get_iff_flags(fd: BorrowedFd<'_>) -> io::Result<u16> {
     // SAFETY: `fd` is a valid open fd and `req` points to a live, initialised `ifreq` that
     // TUNGETIFF writes within its size; the return value is checked.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, req.as_mut_ptr()) })?;
-    Ok(req.flags() as u16)
+    Ok(req.flags())
 }
 
 /// TUNSETVNETHDRSZ.
-fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: libc::c_int) -> io::Result<()> {
+fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(size).map_err(invalid)?;
     // SAFETY: `fd` is a valid open fd and TUNSETVNETHDRSZ reads one `int` through the pointer,
     // which points to a live local; the return value is checked.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) })?;
@@ -156,9 +163,8 @@ impl TapPort {
             ifname: name.clone(),
             source,
         })?;
-        let need = tap_flags(offloads) as u16;
-        let mask = (libc::IFF_TAP | libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as u16;
-        if actual & mask != need {
+        let mask = IFF_TUN | IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if actual & mask != tap_flags(offloads) {
             return Err(SysError::TapFlagsMismatch {
                 ifname: name,
                 actual,
@@ -175,8 +181,7 @@ impl TapPort {
 
     /// Sets the header size and the offloads, falling back to no USO on kernels without it.
     fn enable_offloads(fd: BorrowedFd<'_>, name: &str) -> Result<PortCaps, SysError> {
-        // HDR is 10; the cast cannot truncate.
-        set_vnet_hdr_size(fd, HDR as libc::c_int).map_err(|source| SysError::SetVnetHdrSize {
+        set_vnet_hdr_size(fd, HDR).map_err(|source| SysError::SetVnetHdrSize {
             ifname: name.to_owned(),
             source,
         })?;
@@ -264,6 +269,18 @@ mod tests {
         wait_readable, GSO_TCPV4, GSO_UDP_L4,
     };
     use crate::sys::{set_link_up, FrameTruncated, PacketPort};
+
+    #[test]
+    fn flag_constants_match_libc() {
+        for (ours, theirs) in [
+            (IFF_TUN, libc::IFF_TUN),
+            (IFF_TAP, libc::IFF_TAP),
+            (IFF_NO_PI, libc::IFF_NO_PI),
+            (IFF_VNET_HDR, libc::IFF_VNET_HDR),
+        ] {
+            assert_eq!(libc::c_int::from(ours), theirs);
+        }
+    }
 
     #[test]
     fn tap_offloads_and_frames_cross_the_kernel() {

@@ -1,0 +1,754 @@
+//! Shared helpers of netyard's end-to-end tests.
+//!
+//! Every test builds its own world out of real network namespaces: a fresh "host" namespace in
+//! which the daemon runs (`ip netns exec HOST netyard daemon --api DIR/api.sock`), and
+//! container namespaces made with `ip netns add` and attached with `--netns /run/netns/NAME`.
+//! Names carry a random suffix (`nyt` + 6 hex digits + a role tag, at most 15 characters) so
+//! tests run in parallel, and subnets are random 10.200-250.x.0/24.
+//!
+//! Teardown leaves nothing behind even when a test fails: [`Lab`]'s `Drop` prints diagnostics
+//! (daemon log, `ps`, `stats`) if the test is panicking, stops the daemon (SIGTERM, then SIGKILL
+//! after a bound), deletes the namespaces and removes the temporary directory. Background
+//! processes run in their own process group and [`Bg`] kills the whole group.
+//!
+//! The tests need root: creating namespaces, entering them and capturing on their interfaces
+//! all need CAP_SYS_ADMIN / CAP_NET_ADMIN / CAP_NET_RAW. Without it they fail, saying so; they
+//! never skip silently.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const NETYARD: &str = env!("CARGO_BIN_EXE_netyard");
+
+/// How long one CLI call may take before the test gives up on it.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fails the test unless it runs as root, naming the privilege that is missing.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "netyard's end-to-end tests must run as root: they create network namespaces with \
+             `ip netns add` (CAP_SYS_ADMIN), configure and capture on interfaces (CAP_NET_ADMIN, \
+             CAP_NET_RAW); run them as root (e.g. `sudo -E cargo test --workspace --release`)"
+        );
+    }
+}
+
+/// A short random hex suffix for names: 6 hex digits.
+pub fn suffix() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0x00ff_ffff)
+}
+
+/// A random /24 in 10.200.0.0-10.250.255.0.
+#[derive(Debug, Clone, Copy)]
+pub struct Subnet {
+    pub a: u8,
+    pub b: u8,
+}
+
+impl Subnet {
+    pub fn random() -> Subnet {
+        Subnet {
+            a: 200 + (rand::random::<u8>() % 51),
+            b: rand::random::<u8>(),
+        }
+    }
+
+    pub fn cidr(&self) -> String {
+        format!("10.{}.{}.0/24", self.a, self.b)
+    }
+
+    pub fn ip(&self, host: u8) -> String {
+        format!("10.{}.{}.{}", self.a, self.b, host)
+    }
+
+    /// A different random subnet.
+    pub fn other(&self) -> Subnet {
+        loop {
+            let s = Subnet::random();
+            if (s.a, s.b) != (self.a, self.b) {
+                return s;
+            }
+        }
+    }
+}
+
+/// Polls `f` every `every` until it returns true or `timeout` passes; returns its last answer.
+pub fn wait_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Runs `cmd` to completion with captured output, killing its process group after `timeout`.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let (status, timed_out) = wait_child(&mut child, timeout);
+    let stdout = t_out.join().unwrap_or_default();
+    let mut stderr = t_err.join().unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(
+            format!("\n[test harness: killed after {timeout:?}: {desc}]\n").as_bytes(),
+        );
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Waits for `child` up to `timeout`; then SIGKILLs its process group. Returns (status, timed out).
+fn wait_child(child: &mut Child, timeout: Duration) -> (ExitStatus, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return (s, false),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                kill_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+                let s = child.wait().expect("wait after kill");
+                return (s, true);
+            }
+        }
+    }
+}
+
+fn kill_group(pid: u32, sig: nix::sys::signal::Signal) {
+    let pid = i32::try_from(pid).expect("pid fits i32");
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Runs a command given as argv, bounded by `timeout`.
+pub fn cmd(argv: &[&str], timeout: Duration) -> Output {
+    let (p, a) = argv.split_first().expect("non-empty argv");
+    run_bounded(Command::new(p).args(a), timeout)
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn cmd_ok(argv: &[&str]) -> String {
+    let o = cmd(argv, CLI_TIMEOUT);
+    if !o.status.success() {
+        panic!("{argv:?} failed ({}):\n{}", o.status, show(&o));
+    }
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's exit status and output, for failure messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        String::from_utf8_lossy(&o.stderr).trim_end()
+    )
+}
+
+/// Runs `script` with `sh -c` inside namespace `ns`.
+pub fn ns_sh(ns: &str, script: &str, timeout: Duration) -> Output {
+    run_bounded(
+        Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]),
+        timeout,
+    )
+}
+
+/// A network namespace made with `ip netns add`, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `nyt<id><tag>` (at most 15 characters), brings `lo` up and turns IPv6 off in it
+    /// (so no router solicitation or MLD report refreshes the switch's MAC table behind a
+    /// test's back: the fdb ageing test depends on idle ports staying idle).
+    pub fn new(id: &str, tag: &str) -> Netns {
+        require_root();
+        let name = format!("nyt{id}{tag}");
+        assert!(name.len() <= 15, "namespace name {name:?} longer than 15");
+        let o = cmd(&["ip", "netns", "add", &name], CLI_TIMEOUT);
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr);
+            if err.contains("Operation not permitted") || err.contains("Permission denied") {
+                panic!(
+                    "`ip netns add {name}` was refused ({}): the tests need CAP_SYS_ADMIN (run \
+                     them as root, outside a restricted container) to create network namespaces",
+                    err.trim()
+                );
+            }
+            panic!("`ip netns add {name}` failed: {}", show(&o));
+        }
+        let ns = Netns { name };
+        cmd_ok(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        let o = ns_sh(
+            &ns.name,
+            "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; \
+             echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
+            CLI_TIMEOUT,
+        );
+        assert!(o.status.success(), "disabling IPv6 in {}: {}", ns.name, show(&o));
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let o = cmd(&["ip", "netns", "del", &self.name], Duration::from_secs(20));
+        if !o.status.success() {
+            eprintln!("cleanup: ip netns del {}: {}", self.name, show(&o));
+        }
+    }
+}
+
+/// A background process in its own process group; the whole group is killed on drop
+/// (SIGTERM, then SIGKILL after 3 s). Its stdout and stderr go to `log`.
+pub struct Bg {
+    pub child: Child,
+    pub log: PathBuf,
+    done: Option<ExitStatus>,
+}
+
+impl Bg {
+    pub fn spawn(cmd: &mut Command, log: &Path) -> Bg {
+        let f = File::create(log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let f2 = f.try_clone().expect("dup log fd");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(f))
+            .stderr(Stdio::from(f2))
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Bg {
+            child,
+            log: log.to_path_buf(),
+            done: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.done {
+            return Some(s);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => {
+                    self.done = Some(s);
+                    return Some(s);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.wait(Duration::ZERO).is_none()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `sig` to the process group.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        kill_group(self.child.id(), sig);
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after `grace`.
+    pub fn stop(&mut self, grace: Duration) -> ExitStatus {
+        if let Some(s) = self.done {
+            return s;
+        }
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        if let Some(s) = self.wait(grace) {
+            return s;
+        }
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let s = self.child.wait().expect("wait after SIGKILL");
+        self.done = Some(s);
+        s
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+        // Stragglers of the group (a pipeline's other members) get SIGKILL too.
+        kill_group(self.child.id(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Who runs the daemon and the CLI: root, or an unprivileged user (the rootless test).
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// XDG_RUNTIME_DIR for that user.
+    pub runtime_dir: PathBuf,
+}
+
+impl RunAs {
+    /// The `setpriv` prefix that drops to this user with no capabilities left.
+    pub fn prefix(&self) -> Vec<String> {
+        vec![
+            "setpriv".into(),
+            format!("--reuid={}", self.uid),
+            format!("--regid={}", self.gid),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--".into(),
+        ]
+    }
+}
+
+/// One test's world: a temporary directory, a "host" namespace with a netyard daemon in it
+/// (once started), and the container namespaces the test made.
+pub struct Lab {
+    /// The random part of every name this lab makes.
+    pub id: String,
+    pub dir: PathBuf,
+    pub api: PathBuf,
+    pub host: Netns,
+    pub run_as: Option<RunAs>,
+    daemon: Option<Bg>,
+    daemon_log: PathBuf,
+    /// Container namespaces, deleted after the daemon stopped.
+    namespaces: Mutex<Vec<Netns>>,
+    /// Background helpers of the test (pings, captures), stopped before the daemon.
+    pub bgs: Mutex<Vec<Bg>>,
+    /// Set once [`Lab::fail`] printed the diagnostics, so `Drop` does not print them twice.
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Lab {
+    /// A lab with its host namespace and temporary directory, but no daemon yet.
+    pub fn bare() -> Lab {
+        require_root();
+        let id = suffix();
+        let dir = std::env::temp_dir().join(format!("nyt-{id}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let host = Netns::new(&id, "h");
+        Lab {
+            api: dir.join("api.sock"),
+            daemon_log: dir.join("daemon.log"),
+            id,
+            dir,
+            host,
+            run_as: None,
+            daemon: None,
+            namespaces: Mutex::new(Vec::new()),
+            bgs: Mutex::new(Vec::new()),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A lab with a daemon running and answering on its API socket.
+    pub fn new() -> Lab {
+        let mut lab = Lab::bare();
+        lab.start_daemon(&[]);
+        lab
+    }
+
+    /// The daemon command line: `ip netns exec HOST [setpriv ...] netyard daemon --api API ARGS`.
+    pub fn daemon_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host.name]);
+        if let Some(r) = &self.run_as {
+            c.args(r.prefix());
+            c.env("XDG_RUNTIME_DIR", &r.runtime_dir);
+        }
+        c.arg(NETYARD).arg("daemon").arg("--api").arg(&self.api).args(args);
+        c.env("NETYARD_LOG", "info");
+        c
+    }
+
+    /// Starts the daemon in the host namespace and waits (up to 15 s) until its socket accepts.
+    pub fn start_daemon(&mut self, args: &[&str]) {
+        assert!(self.daemon.is_none(), "daemon already started");
+        let mut c = self.daemon_command(args);
+        self.daemon = Some(Bg::spawn(&mut c, &self.daemon_log));
+        let api = self.api.clone();
+        let mut exited = None;
+        let ready = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            if let Some(s) = self.daemon.as_mut().and_then(|d| d.wait(Duration::ZERO)) {
+                exited = Some(s);
+                return true;
+            }
+            std::os::unix::net::UnixStream::connect(&api).is_ok()
+        });
+        if let Some(s) = exited {
+            panic!(
+                "the daemon exited at start-up ({s}):\n{}",
+                std::fs::read_to_string(&self.daemon_log).unwrap_or_default()
+            );
+        }
+        if !ready {
+            self.fail(&format!(
+                "the daemon's API socket {} did not accept connections within 15 s",
+                self.api.display()
+            ));
+        }
+    }
+
+    /// Runs the daemon with `args` expecting it to exit on its own (a bad config); returns its
+    /// exit status and everything it printed. Fails the test if it is still running after 20 s.
+    pub fn daemon_expect_exit(&self, args: &[&str]) -> Output {
+        let o = run_bounded(&mut self.daemon_command(args), Duration::from_secs(20));
+        if o.status.code().is_none() {
+            panic!("the daemon did not exit by itself within 20 s:\n{}", show(&o));
+        }
+        o
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon started").pid()
+    }
+
+    pub fn daemon_running(&mut self) -> bool {
+        self.daemon.as_mut().is_some_and(|d| d.running())
+    }
+
+    /// SIGTERM the daemon and wait (up to 30 s) for it to exit; SIGKILL and fail otherwise.
+    pub fn stop_daemon(&mut self) -> ExitStatus {
+        let mut d = self.daemon.take().expect("daemon started");
+        d.signal(nix::sys::signal::Signal::SIGTERM);
+        match d.wait(Duration::from_secs(30)) {
+            Some(s) => s,
+            None => {
+                let log = d.log_text();
+                d.stop(Duration::ZERO);
+                panic!("the daemon did not exit within 30 s of SIGTERM; its log:\n{log}");
+            }
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(&self.daemon_log).unwrap_or_default()
+    }
+
+    /// Makes a container namespace `nyt<id><tag>` that lives as long as the lab.
+    pub fn ns(&self, tag: &str) -> String {
+        let ns = Netns::new(&self.id, tag);
+        let name = ns.name.clone();
+        self.namespaces.lock().unwrap().push(ns);
+        name
+    }
+
+    /// Keeps a background process until the lab ends (killed before the daemon stops).
+    pub fn keep(&self, bg: Bg) {
+        self.bgs.lock().unwrap().push(bg);
+    }
+
+    /// A `netyard --api API ARGS` command (run as the lab's user, if it has one).
+    pub fn ny_command(&self, args: &[&str]) -> Command {
+        let mut c;
+        if let Some(r) = &self.run_as {
+            let p = r.prefix();
+            c = Command::new(&p[0]);
+            c.args(&p[1..]).arg(NETYARD);
+            c.env("XDG_RUNTIME_DIR", &r.runtime_dir);
+        } else {
+            c = Command::new(NETYARD);
+        }
+        c.arg("--api").arg(&self.api).args(args);
+        c
+    }
+
+    /// Runs a CLI command (bounded) and returns its output, whatever its status.
+    pub fn ny(&self, args: &[&str]) -> Output {
+        run_bounded(&mut self.ny_command(args), CLI_TIMEOUT)
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ny_ok(&self, args: &[&str]) -> String {
+        let o = self.ny(args);
+        if !o.status.success() {
+            self.fail(&format!("`netyard {}` failed:\n{}", args.join(" "), show(&o)));
+        }
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs a CLI command that must succeed and print JSON.
+    pub fn ny_json(&self, args: &[&str]) -> Value {
+        let out = self.ny_ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| {
+            self.fail(&format!(
+                "`netyard {}` printed no valid JSON ({e}):\n{out}",
+                args.join(" ")
+            ))
+        })
+    }
+
+    /// `network create NAME --subnet CIDR ARGS`.
+    pub fn network(&self, name: &str, subnet: &Subnet, args: &[&str]) -> String {
+        let cidr = subnet.cidr();
+        let mut a = vec!["network", "create", name, "--subnet", &cidr];
+        a.extend_from_slice(args);
+        self.ny_ok(&a);
+        name.to_string()
+    }
+
+    /// `attach NET --netns /run/netns/NS --name NAME ARGS`; returns the endpoint as `ps --json`
+    /// shows it, after checking that the interface inside the namespace carries that address
+    /// and MAC and is up.
+    pub fn attach(&self, net: &str, ns: &str, name: &str, args: &[&str]) -> Value {
+        let path = format!("/run/netns/{ns}");
+        let mut a = vec!["attach", net, "--netns", &path, "--name", name];
+        a.extend_from_slice(args);
+        self.ny_ok(&a);
+        let ep = self.endpoint(net, name);
+        let ifname = ep["ifname"].as_str().unwrap_or("eth0").to_string();
+        self.check_interface(ns, &ifname, &ep);
+        ep
+    }
+
+    /// Checks that `ifname` in `ns` is up and has the endpoint's MAC and address.
+    pub fn check_interface(&self, ns: &str, ifname: &str, ep: &Value) {
+        let link = link_json(ns, ifname)
+            .unwrap_or_else(|| self.fail(&format!("no interface {ifname} in {ns} after attach")));
+        let mac = link["address"].as_str().unwrap_or_default();
+        let want_mac = ep["mac"].as_str().unwrap_or_default();
+        if !mac.eq_ignore_ascii_case(want_mac) {
+            self.fail(&format!(
+                "{ns}/{ifname} has MAC {mac}, the daemon says {want_mac}: {link}"
+            ));
+        }
+        let flags: Vec<&str> = link["flags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !flags.contains(&"UP") {
+            self.fail(&format!("{ns}/{ifname} is not up after attach: {link}"));
+        }
+        let addrs = cmd_ok(&["ip", "-n", ns, "-4", "-o", "addr", "show", "dev", ifname]);
+        let want_ip = ep["ip"].as_str().unwrap_or_default();
+        let want = format!(" {want_ip}/{}", ep["prefix_len"]);
+        if !addrs.contains(&want) {
+            self.fail(&format!(
+                "{ns}/{ifname} lacks address{want} after attach; it has: {addrs}"
+            ));
+        }
+    }
+
+    /// The endpoint `name` of network `net` as `ps --json` shows it.
+    pub fn endpoint(&self, net: &str, name: &str) -> Value {
+        let ps = self.ny_json(&["ps", "--json"]);
+        find_endpoint(&ps, net, name)
+            .cloned()
+            .unwrap_or_else(|| self.fail(&format!("endpoint {net}/{name} not in ps --json: {ps}")))
+    }
+
+    /// The counters of endpoint `name` on `net` from `stats --json`.
+    pub fn counters(&self, net: &str, name: &str) -> Value {
+        let st = self.ny_json(&["stats", "--json"]);
+        st.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|r| r["network"] == net && r["endpoint"] == name)
+                    .map(|r| r["counters"].clone())
+            })
+            .unwrap_or_else(|| self.fail(&format!("no stats row for {net}/{name}: {st}")))
+    }
+
+    /// Pings `ip` from namespace `ns` (3 probes, 0.2 s apart); true if any reply came.
+    pub fn ping(&self, ns: &str, ip: &str) -> bool {
+        self.ping_output(ns, ip).status.success()
+    }
+
+    pub fn ping_output(&self, ns: &str, ip: &str) -> Output {
+        cmd(
+            &["ip", "netns", "exec", ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip],
+            Duration::from_secs(30),
+        )
+    }
+
+    /// Pings must succeed.
+    pub fn assert_ping(&self, ns: &str, ip: &str) {
+        let o = self.ping_output(ns, ip);
+        if !o.status.success() {
+            self.fail(&format!("ping from {ns} to {ip} failed:\n{}", show(&o)));
+        }
+    }
+
+    /// Everything useful to see when a test fails: the daemon's log, `ps` and `stats`.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        s.push_str("----- daemon log -----\n");
+        let log = self.daemon_log();
+        let lines: Vec<&str> = log.lines().collect();
+        let start = lines.len().saturating_sub(80);
+        for l in &lines[start..] {
+            s.push_str(l);
+            s.push('\n');
+        }
+        if std::os::unix::net::UnixStream::connect(&self.api).is_ok() {
+            for args in [&["ps", "--json"][..], &["stats"][..], &["network", "ls"][..]] {
+                let o = run_bounded(&mut self.ny_command(args), Duration::from_secs(10));
+                s.push_str(&format!(
+                    "----- netyard {} -----\n{}\n",
+                    args.join(" "),
+                    show(&o)
+                ));
+            }
+        } else {
+            s.push_str("----- the API socket does not accept connections -----\n");
+        }
+        s
+    }
+
+    /// Fails the test with `msg` and the diagnostics.
+    pub fn fail(&self, msg: &str) -> ! {
+        self.failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        panic!("{msg}\n{}", self.diagnostics());
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("===== diagnostics of lab {} =====\n{}", self.id, self.diagnostics());
+        }
+        for mut bg in self.bgs.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+            bg.stop(Duration::from_secs(3));
+        }
+        if let Some(mut d) = self.daemon.take() {
+            d.stop(Duration::from_secs(15));
+        }
+        let nss = self
+            .namespaces
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        drop(nss);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // `host` is dropped (deleted) after this.
+    }
+}
+
+/// The endpoint `name` of `net` in a `ps --json` answer.
+pub fn find_endpoint<'a>(ps: &'a Value, net: &str, name: &str) -> Option<&'a Value> {
+    ps.as_array()?
+        .iter()
+        .find(|e| e["network"] == net && e["name"] == name)
+}
+
+/// `ip -j link show dev IFNAME` in `ns`, or None if there is no such interface.
+pub fn link_json(ns: &str, ifname: &str) -> Option<Value> {
+    let o = cmd(&["ip", "-n", ns, "-j", "link", "show", "dev", ifname], CLI_TIMEOUT);
+    if !o.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+    v.as_array()?.first().cloned()
+}
+
+/// Every interface name in `ns`.
+pub fn links(ns: &str) -> Vec<String> {
+    let out = cmd_ok(&["ip", "-n", ns, "-j", "link", "show"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Is `name` a veth host end as netyard names them (`ny` + 8 hex digits)?
+pub fn is_netyard_host_end(name: &str) -> bool {
+    name.len() == 10
+        && name.starts_with("ny")
+        && name[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A numeric counter (0 if absent).
+pub fn num(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// A drop counter by reason name (0 if absent).
+pub fn drops(counters: &Value, reason: &str) -> u64 {
+    counters["drops"][reason].as_u64().unwrap_or(0)
+}
+
+/// The stderr of a failed CLI call must be one line naming the problem: checks it is a single
+/// non-empty line containing every one of `needles` (case-insensitive).
+pub fn assert_one_line_error(what: &str, o: &Output, needles: &[&str]) {
+    assert!(
+        !o.status.success(),
+        "{what}: expected a non-zero exit, got {}",
+        show(o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let err = err.trim_end();
+    assert!(!err.is_empty(), "{what}: no message on stderr:\n{}", show(o));
+    assert!(
+        !err.contains('\n'),
+        "{what}: the message is more than one line:\n{err}"
+    );
+    let low = err.to_lowercase();
+    for n in needles {
+        assert!(
+            low.contains(&n.to_lowercase()),
+            "{what}: the message does not name {n:?}:\n{err}"
+        );
+    }
+}
