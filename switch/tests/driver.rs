@@ -1,0 +1,198 @@
+//! The switch end to end in-process: real drivers over in-memory socketpair ports, so frames
+//! the kernel would refuse to send (runts) can be injected, and the whole port state is checked
+//! after each step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netyard_switch::sys::{MemPeer, MemPort};
+use netyard_switch::wire::checksum;
+use netyard_switch::{driver, PortCaps, Switch, SwitchConfig, SwitchPort};
+
+const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+const BCAST: [u8; 6] = [0xff; 6];
+
+const OFFLOAD: PortCaps = PortCaps {
+    vnet_hdr: true,
+    gso_tcp: true,
+    gso_udp: true,
+};
+
+fn eth(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+    f.resize(14 + payload, 0x5a);
+    f
+}
+
+fn with_hdr(frame: &[u8]) -> Vec<u8> {
+    let mut v = vec![0u8; 10];
+    v.extend_from_slice(frame);
+    v
+}
+
+struct Rig {
+    sw: Arc<Switch>,
+    ports: Vec<Arc<SwitchPort>>,
+    peers: Vec<MemPeer>,
+}
+
+fn rig(caps: &[PortCaps]) -> Rig {
+    let sw = Switch::new("t", SwitchConfig::default());
+    let mut ports = Vec::new();
+    let mut peers = Vec::new();
+    for (i, c) in caps.iter().enumerate() {
+        let (p, mut peer) = MemPort::pair(*c).expect("socketpair");
+        peer.set_timeout(Duration::from_millis(500));
+        let sp = sw.add_port(format!("p{i}"), Box::new(p));
+        driver::spawn_port(sw.clone(), sp.clone()).expect("driver");
+        ports.push(sp);
+        peers.push(peer);
+    }
+    Rig { sw, ports, peers }
+}
+
+fn recv(peer: &MemPeer) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 70_000];
+    let n = peer.recv_raw(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_learns_forwards_and_counts_drops() {
+    let Rig { sw, ports, peers } = rig(&[OFFLOAD, OFFLOAD, PortCaps::PLAIN]);
+    let peers = Arc::new(peers);
+
+    // Broadcast from A floods to the two others, never back to A.
+    let p = peers.clone();
+    let got = blocking(move || {
+        p[0].send_raw(&with_hdr(&eth(BCAST, A, 46))).unwrap();
+        (recv(&p[1]), recv(&p[2]), p[0].try_recv_raw(&mut [0u8; 100]).is_ok())
+    })
+    .await;
+    assert_eq!(got.0.as_deref(), Some(&with_hdr(&eth(BCAST, A, 46))[..]));
+    assert_eq!(got.1.as_deref(), Some(&eth(BCAST, A, 46)[..]), "plain port gets no header");
+    assert!(!got.2, "a frame never returns to its ingress port");
+
+    // B answers A: unicast to A only, B is learned.
+    let p = peers.clone();
+    let got = blocking(move || {
+        p[1].send_raw(&with_hdr(&eth(A, B, 46))).unwrap();
+        (recv(&p[0]), p[2].try_recv_raw(&mut [0u8; 100]).is_ok())
+    })
+    .await;
+    assert!(got.0.is_some());
+    assert!(!got.1, "known unicast is not flooded");
+
+    // Malformed frames from C (plain port): runt, multicast source, over-MTU. Then a good one.
+    let p = peers.clone();
+    let good = blocking(move || {
+        p[2].send_raw(&[1, 2, 3]).unwrap();
+        p[2].send_raw(&eth(A, [1, 0, 0, 0, 0, 1], 46)).unwrap();
+        p[2].send_raw(&eth(A, C, 1501)).unwrap();
+        p[2].send_raw(&eth(A, C, 1500)).unwrap();
+        recv(&p[0])
+    })
+    .await;
+    assert_eq!(good.map(|f| f.len()), Some(10 + 14 + 1500), "traffic keeps flowing");
+
+    let c = ports[2].counters.snapshot();
+    assert_eq!(c.drops.get("runt"), Some(&1));
+    assert_eq!(c.drops.get("multicast_source"), Some(&1));
+    assert_eq!(c.drops.get("over_mtu"), Some(&1));
+    assert_eq!(c.drops_total, 3);
+    assert_eq!(c.rx_packets, 4);
+    let a = ports[0].counters.snapshot();
+    assert_eq!((a.rx_packets, a.tx_packets, a.drops_total), (1, 2, 0));
+    let macs: Vec<String> = sw.fdb.entries(sw.now_ms()).iter().map(|e| e.mac.to_string()).collect();
+    assert_eq!(macs, ["02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"]);
+}
+
+/// A TCPv4 GSO super-frame with a partial checksum, as a TAP with TSO hands it over.
+fn tcp_super_frame(dst: [u8; 6], src: [u8; 6], payload: &[u8], mss: u16) -> Vec<u8> {
+    let ip_len = 20 + 20 + payload.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&7u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+    ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    let c = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&5001u16.to_be_bytes());
+    tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18; // PSH|ACK
+    tcp[14..16].copy_from_slice(&64000u16.to_be_bytes());
+    let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, (20 + payload.len()) as u32);
+    // Partial checksum: the folded pseudo-header sum, not complemented.
+    tcp[16..18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+    f.extend_from_slice(&tcp);
+    f.extend_from_slice(payload);
+    let mut hdr = [0u8; 10];
+    hdr[0] = 1; // NEEDS_CSUM
+    hdr[1] = 1; // TCPV4
+    hdr[2..4].copy_from_slice(&54u16.to_ne_bytes());
+    hdr[4..6].copy_from_slice(&mss.to_ne_bytes());
+    hdr[6..8].copy_from_slice(&34u16.to_ne_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
+    let mut out = hdr.to_vec();
+    out.extend_from_slice(&f);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gso_crosses_whole_to_offload_ports_and_is_segmented_for_plain_ones() {
+    let Rig { ports, peers, .. } = rig(&[OFFLOAD, OFFLOAD, PortCaps::PLAIN]);
+    let peers = Arc::new(peers);
+    let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    let sf = tcp_super_frame(BCAST, A, &payload, 1448);
+    let p = peers.clone();
+    let sf2 = sf.clone();
+    let (whole, segs) = blocking(move || {
+        p[0].send_raw(&sf2).unwrap();
+        let whole = recv(&p[1]);
+        let mut segs = Vec::new();
+        while let Some(s) = recv(&p[2]) {
+            segs.push(s);
+        }
+        (whole, segs)
+    })
+    .await;
+    assert_eq!(whole.as_deref(), Some(&sf[..]), "offload port gets the super-frame whole");
+    assert_eq!(segs.len(), 60_000usize.div_ceil(1448));
+    let mut joined = Vec::new();
+    for s in &segs {
+        assert!(s.len() <= 14 + 1500, "segment within MTU");
+        let ip = &s[14..34];
+        assert_eq!(checksum::checksum(ip), 0, "IPv4 header checksum valid");
+        let l4 = &s[34..];
+        let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, l4.len() as u32);
+        assert_eq!(checksum::fold(checksum::add(pseudo, l4)), 0xffff, "TCP checksum valid");
+        joined.extend_from_slice(&l4[20..]);
+    }
+    assert_eq!(joined, payload);
+    let c = ports[2].counters.snapshot();
+    assert_eq!(c.tx_segmented, 1);
+    assert_eq!(c.tx_packets, segs.len() as u64);
+    assert_eq!(ports[0].counters.snapshot().rx_gso, 1);
+}
