@@ -1,12 +1,13 @@
 //! netyard daemon library: owns state and the control API, and wires the data plane crates
 //! (switch, router, dns) into one tokio process. `main.rs` only parses flags and dispatches.
 
-// WIP gate: modules below need the netns API being written; re-enabled when it lands.
-// pub mod api;
-// pub mod config;
-// pub mod daemon;
-// pub mod demo;
-// pub mod error;
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod error;
 pub mod ipam;
 pub mod netns;
-// pub use error::DaemonError;
+pub mod state;
+
+pub use error::DaemonError;

@@ -596,7 +596,7 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
             if pid <= 0 {
                 return Err(DaemonError::invalid("pid", format!("{pid} is not a process id")));
             }
-            let t = NsTarget::from_pid(pid).map_err(|e| DaemonError::invalid("pid", e))?;
+            let t = NsTarget::from_pid(pid.unsigned_abs()).map_err(|e| DaemonError::invalid("pid", e))?;
             (t, format!("/proc/{pid}/ns/net"))
         }
     };
@@ -700,12 +700,14 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
     let gw = Some(IpAddr::V4(p.gateway));
     match p.kind {
         Kind::Tap => {
-            let req = NsOpenRequest {
-                tap: Some((p.ifname.clone(), p.offload)),
-            };
+            let req = NsOpenRequest::tap(p.ifname.clone(), p.offload);
             let fds = netns::open_in_ns(&p.target, req).await.map_err(ns_err)?;
-            let (tap_fd, ns_handle) = fds.split_tap().map_err(ns_err)?;
+            let tap_fd = fds.fds.into_iter().next().ok_or_else(|| DaemonError::Io {
+                context: format!("attaching {:?}", p.name),
+                source: std::io::Error::other("namespace helper returned no TAP descriptor"),
+            })?;
             let port = TapPort::from_fd(tap_fd, p.ifname.clone(), p.offload).map_err(port_err)?;
+            let ns_handle = fds.netlink.into_handle().map_err(ns_err)?;
             netns::configure_endpoint(&ns_handle, &p.ifname, p.mac.0, p.mtu, addr, p.prefix_len, gw)
                 .await
                 .map_err(ns_err)?;
@@ -713,15 +715,15 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
         }
         Kind::Veth => {
             let host = netns::host_handle().map_err(ns_err)?;
-            let fds = netns::open_in_ns(&p.target, NsOpenRequest { tap: None })
+            let fds = netns::open_in_ns(&p.target, NsOpenRequest::netlink_only())
                 .await
                 .map_err(ns_err)?;
             let host_name = format!("ny{:08x}", rand::random::<u32>());
-            netns::create_veth(&host, &host_name, &fds, &p.ifname, p.mtu)
+            netns::create_veth(&host, &host_name, &p.target, &p.ifname, p.mtu)
                 .await
                 .map_err(ns_err)?;
             let result: Result<Box<dyn Port>, DaemonError> = async {
-                let ns_handle = fds.handle().map_err(ns_err)?;
+                let ns_handle = fds.netlink.into_handle().map_err(ns_err)?;
                 netns::configure_endpoint(&ns_handle, &p.ifname, p.mac.0, p.mtu, addr, p.prefix_len, gw)
                     .await
                     .map_err(ns_err)?;

@@ -44,7 +44,8 @@ impl NetlinkFd {
     pub fn into_handle(self) -> Result<Handle, NetnsError> {
         require_runtime()?;
         let (fd, _netns) = self.into_parts();
-        let (connection, handle, _unsolicited) = rtnetlink::from_socket(sys::tokio_netlink_socket(fd));
+        let (connection, handle, _unsolicited) =
+            rtnetlink::from_socket(sys::tokio_netlink_socket(fd));
         tokio::spawn(connection);
         Ok(handle)
     }
@@ -59,7 +60,7 @@ async fn get_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, Ne
         Err(e) if nl_errno(&e) == Some(libc::ENODEV) => Ok(None),
         Err(source) => Err(NetnsError::GetLink {
             ifname: name.to_owned(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -97,7 +98,7 @@ async fn set_up(handle: &Handle, name: &str, link: &LinkMessage) -> Result<(), N
         .await
         .map_err(|source| NetnsError::LinkUp {
             ifname: name.to_owned(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -116,7 +117,9 @@ async fn has_address(
     while let Some(msg) = addrs
         .try_next()
         .await
-        .map_err(|source| NetnsError::ListAddresses { source })?
+        .map_err(|source| NetnsError::ListAddresses {
+            source: Box::new(source),
+        })?
     {
         if msg.header.index == index
             && msg.header.prefix_len == prefix_len
@@ -198,7 +201,7 @@ pub async fn configure_endpoint(
             .await
             .map_err(|source| NetnsError::SetLinkAttrs {
                 ifname: ifname.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
     }
     set_up(handle, ifname, &link).await?;
@@ -219,7 +222,7 @@ pub async fn configure_endpoint(
                     ifname: ifname.to_owned(),
                     addr,
                     prefix_len,
-                    source,
+                    source: Box::new(source),
                 })
             }
         }
@@ -245,7 +248,7 @@ pub async fn configure_endpoint(
             .map_err(|source| NetnsError::AddRoute {
                 ifname: ifname.to_owned(),
                 gateway,
-                source,
+                source: Box::new(source),
             })?;
     }
     Ok(())
@@ -292,13 +295,13 @@ pub async fn create_veth(
             Some(libc::EPERM) | Some(libc::EACCES) => NetnsError::VethNeedsPrivilege {
                 host: host_name.to_owned(),
                 peer: ifname_in_ns.to_owned(),
-                source,
+                source: Box::new(source),
             },
             _ => NetnsError::CreateVeth {
                 host: host_name.to_owned(),
                 peer: ifname_in_ns.to_owned(),
                 netns: target.netns().to_owned(),
-                source,
+                source: Box::new(source),
             },
         });
     }
@@ -343,7 +346,7 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool, NetnsError
         Err(e) if nl_errno(&e) == Some(libc::ENODEV) => Ok(false),
         Err(source) => Err(NetnsError::DeleteLink {
             ifname: name.to_owned(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -362,7 +365,9 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
     while let Some(route) = routes
         .try_next()
         .await
-        .map_err(|source| NetnsError::ListRoutes { source })?
+        .map_err(|source| NetnsError::ListRoutes {
+            source: Box::new(source),
+        })?
     {
         let header = &route.header;
         if header.address_family != AddressFamily::Inet
@@ -375,7 +380,9 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
             RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
             _ => None,
         });
-        if let Some(net) = dst.and_then(|ip| IpNet::new(ip.into(), header.destination_prefix_length).ok()) {
+        if let Some(net) =
+            dst.and_then(|ip| IpNet::new(ip.into(), header.destination_prefix_length).ok())
+        {
             nets.push(net.trunc());
         }
     }
@@ -384,12 +391,16 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
     while let Some(msg) = addrs
         .try_next()
         .await
-        .map_err(|source| NetnsError::ListAddresses { source })?
+        .map_err(|source| NetnsError::ListAddresses {
+            source: Box::new(source),
+        })?
     {
         if msg.header.family != AddressFamily::Inet {
             continue;
         }
-        if let Some(net) = address_of(&msg).and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
+        if let Some(net) =
+            address_of(&msg).and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok())
+        {
             nets.push(net.trunc());
         }
     }

@@ -207,7 +207,7 @@ pub enum NetnsError {
         /// The interface.
         ifname: String,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// The link does not exist.
@@ -223,7 +223,7 @@ pub enum NetnsError {
         /// The interface.
         ifname: String,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Bringing a link up failed.
@@ -232,14 +232,14 @@ pub enum NetnsError {
         /// The interface.
         ifname: String,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Listing the addresses of a namespace failed.
     #[error("listing addresses: {source}")]
     ListAddresses {
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Adding an address to a link failed.
@@ -252,7 +252,7 @@ pub enum NetnsError {
         /// Its prefix length.
         prefix_len: u8,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Adding the default route failed.
@@ -263,14 +263,14 @@ pub enum NetnsError {
         /// The gateway.
         gateway: IpAddr,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Listing the routes of a namespace failed.
     #[error("listing routes: {source}")]
     ListRoutes {
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// The daemon lacks the privilege to create a veth pair in its own namespace.
@@ -284,7 +284,7 @@ pub enum NetnsError {
         /// The peer's name in the target namespace.
         peer: String,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Creating a veth pair failed for another reason (EEXIST: one of the names is taken).
@@ -297,7 +297,7 @@ pub enum NetnsError {
         /// The target network namespace.
         netns: PathBuf,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 
     /// Writing `disable_ipv6` of the host end failed.
@@ -315,7 +315,7 @@ pub enum NetnsError {
         /// The interface.
         ifname: String,
         /// The netlink error.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
 }
 

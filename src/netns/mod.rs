@@ -30,8 +30,7 @@ mod sys;
 mod tests;
 
 pub use config::{
-    configure_endpoint, create_veth, delete_link, host_handle, host_routes, link_exists,
-    link_index,
+    configure_endpoint, create_veth, delete_link, host_handle, host_routes, link_exists, link_index,
 };
 pub use error::NetnsError;
 pub use open::{open_in_ns, NetlinkFd, NsFds, NsOpen, NsOpenRequest, NsTarget};

@@ -268,7 +268,10 @@ fn prepare(req: &NsOpenRequest) -> Result<Vec<PreparedOp>, NetnsError> {
         .map(|item| match item {
             NsOpen::Tap { ifname, vnet_hdr } => {
                 validate_ifname(ifname)?;
-                Ok(PreparedOp::tap(ifname, *vnet_hdr))
+                Ok(PreparedOp::Tap {
+                    name: ifname.clone(),
+                    vnet_hdr: *vnet_hdr,
+                })
             }
             NsOpen::UdpBind(addr) => Ok(PreparedOp::Udp((*addr).into())),
             NsOpen::TcpListen(addr) => Ok(PreparedOp::Tcp((*addr).into())),

@@ -6,14 +6,16 @@
 //! can deadlock the child. Hence everything it needs is prepared before the fork
 //! ([`PreparedOp`], the output array, the control-message buffer), and the code reachable from
 //! [`spawn_child`] only makes system calls, writes into those buffers, and never allocates,
-//! locks or panics (no indexing, no `unwrap`, no formatting).
+//! locks or panics (no indexing, no `unwrap`, no formatting). The TAP itself is opened by
+//! `netyard_switch::sys::tap::open_tap_raw`, which its crate documents as allocation-free for
+//! exactly this use.
 
 use std::io::{self, IoSliceMut};
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use libc::{c_char, c_int, c_short};
+use libc::c_int;
 use nix::errno::Errno;
 use nix::sys::socket::{
     recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrLike,
@@ -24,21 +26,15 @@ use nix::unistd::Pid;
 /// Room for an interface name and its terminating NUL, as the kernel's `IFNAMSIZ`.
 pub(super) const IFNAMSIZ: usize = libc::IFNAMSIZ;
 
-/// `IFF_TAP | IFF_NO_PI`: an Ethernet device without the 4-byte packet-information prefix.
-const TAP_FLAGS: c_short = (libc::IFF_TAP | libc::IFF_NO_PI) as c_short;
-/// `IFF_VNET_HDR`: every frame carries a `virtio_net_hdr` (offloads).
-const TAP_VNET_HDR: c_short = libc::IFF_VNET_HDR as c_short;
 /// Backlog of listening TCP sockets.
 const LISTEN_BACKLOG: c_int = 128;
 
 /// One file descriptor to create inside the namespace, in a form usable without allocating.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) enum PreparedOp {
-    /// A TAP device: NUL-terminated name and TUNSETIFF flags.
-    Tap {
-        name: [c_char; IFNAMSIZ],
-        flags: c_short,
-    },
+    /// A TAP device: its name (already validated, so opening it cannot fail on the name and
+    /// build an allocated error) and whether it carries the virtio-net header.
+    Tap { name: String, vnet_hdr: bool },
     /// A UDP socket bound to the address.
     Udp(RawAddr),
     /// A TCP socket bound to the address, listening.
@@ -50,24 +46,6 @@ pub(super) enum PreparedOp {
 pub(super) enum RawAddr {
     V4(SockaddrIn),
     V6(SockaddrIn6),
-}
-
-impl PreparedOp {
-    /// A TAP named `name` (already checked to be a valid interface name shorter than
-    /// `IFNAMSIZ`).
-    pub(super) fn tap(name: &str, vnet_hdr: bool) -> Self {
-        let mut raw = [0 as c_char; IFNAMSIZ];
-        // The last byte stays NUL: the name is at most IFNAMSIZ - 1 bytes long.
-        for (dst, src) in raw.iter_mut().take(IFNAMSIZ - 1).zip(name.bytes()) {
-            *dst = c_char::from_ne_bytes([src]);
-        }
-        let flags = if vnet_hdr {
-            TAP_FLAGS | TAP_VNET_HDR
-        } else {
-            TAP_FLAGS
-        };
-        PreparedOp::Tap { name: raw, flags }
-    }
 }
 
 impl From<std::net::SocketAddr> for RawAddr {
@@ -220,38 +198,21 @@ fn open_netlink() -> Result<RawFd, i32> {
 
 fn open_op(op: &PreparedOp) -> Result<RawFd, i32> {
     match op {
-        PreparedOp::Tap { name, flags } => open_tap(name, *flags),
+        PreparedOp::Tap { name, vnet_hdr } => open_tap(name, *vnet_hdr),
         PreparedOp::Udp(addr) => open_socket(addr, false),
         PreparedOp::Tcp(addr) => open_socket(addr, true),
     }
 }
 
-/// open(/dev/net/tun) + TUNSETIFF: creates (or attaches to) the TAP named `name` in the
+/// open(/dev/net/tun) + TUNSETIFF, by the switch crate's allocation-free `open_tap_raw`
+/// (documented fit for a forked child): creates (or attaches to) the TAP named `name` in the
 /// current network namespace.
-fn open_tap(name: &[c_char; IFNAMSIZ], flags: c_short) -> Result<RawFd, i32> {
-    // SAFETY: the path is a NUL-terminated static string; open takes no other memory.
-    let fd = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return Err(errno());
+fn open_tap(name: &str, vnet_hdr: bool) -> Result<RawFd, i32> {
+    match netyard_switch::sys::tap::open_tap_raw(name, vnet_hdr) {
+        Ok((fd, _name)) => Ok(fd.into_raw_fd()),
+        // Kernel errors are plain errnos (no allocation); the name was validated before.
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EINVAL)),
     }
-    // SAFETY: ifreq is plain old data (arrays, integers and a pointer in a union) for which
-    // all-zero bytes are a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    ifr.ifr_name = *name;
-    ifr.ifr_ifru.ifru_flags = flags;
-    // SAFETY: fd is the open tun control device; TUNSETIFF reads and writes one ifreq, which
-    // lives on this stack frame for the duration of the call. The result is checked.
-    if unsafe { libc::ioctl(fd, libc::TUNSETIFF, ptr::addr_of_mut!(ifr)) } < 0 {
-        let e = errno();
-        close(fd);
-        return Err(e);
-    }
-    Ok(fd)
 }
 
 fn set_int_opt(fd: RawFd, level: c_int, name: c_int, value: c_int) -> Result<(), i32> {
@@ -425,11 +386,7 @@ fn child_main(
                 (*hdr).cmsg_level = libc::SOL_SOCKET;
                 (*hdr).cmsg_type = libc::SCM_RIGHTS;
                 (*hdr).cmsg_len = libc::CMSG_LEN(fds_len as u32) as _;
-                ptr::copy_nonoverlapping(
-                    out.as_ptr().cast::<u8>(),
-                    libc::CMSG_DATA(hdr),
-                    fds_len,
-                );
+                ptr::copy_nonoverlapping(out.as_ptr().cast::<u8>(), libc::CMSG_DATA(hdr), fds_len);
                 true
             }
         };
@@ -474,7 +431,10 @@ pub(super) fn receive_report(
                     if let ControlMessageOwned::ScmRights(raw) = c {
                         // SAFETY: the kernel just installed these descriptors in this process
                         // for this message; nothing else knows them, each is adopted once.
-                        fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
                     }
                 }
                 break (msg.bytes, fds);

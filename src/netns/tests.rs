@@ -169,17 +169,9 @@ async fn tap_in_fresh_netns_is_configured_and_dies_with_its_fd() {
     let (addr, gw, mac) = random_endpoint();
     for _ in 0..2 {
         // The second round checks idempotency.
-        configure_endpoint(
-            &handle,
-            "eth0",
-            mac,
-            1400,
-            addr.into(),
-            24,
-            Some(gw.into()),
-        )
-        .await
-        .expect("configure_endpoint");
+        configure_endpoint(&handle, "eth0", mac, 1400, addr.into(), 24, Some(gw.into()))
+            .await
+            .expect("configure_endpoint");
     }
     assert_endpoint(|a| ns.ip_json(a), "eth0", mac, 1400, addr, gw);
 
@@ -223,7 +215,9 @@ async fn sockets_are_bound_inside_the_namespace() {
     // A datagram from the namespace's loopback reaches the socket: both are in there.
     client.send_to(b"ping", dns).unwrap();
     let mut buf = [0u8; 16];
-    let (n, from) = udp.recv_from(&mut buf).expect("datagram inside the namespace");
+    let (n, from) = udp
+        .recv_from(&mut buf)
+        .expect("datagram inside the namespace");
     assert_eq!(&buf[..n], b"ping");
     assert_eq!(from.ip(), IpAddr::from(Ipv4Addr::LOCALHOST));
 
@@ -330,8 +324,10 @@ async fn host_routes_lists_routes_and_address_subnets() {
     let ns = TestNetns::new("rt");
     let a: u8 = rand::random();
     let b = a.wrapping_add(1);
-    ns.ip(&["link", "add", "d0", "type", "dummy"]);
+    // (No dummy module on every machine: a veth pair inside the namespace does.)
+    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
     ns.ip(&["link", "set", "d0", "up"]);
+    ns.ip(&["link", "set", "d1", "up"]);
     ns.ip(&["addr", "add", &format!("10.222.{a}.5/24"), "dev", "d0"]);
     ns.ip(&[
         "route",
@@ -421,10 +417,9 @@ fn veth_pair_into_netns_is_configured_and_deleted() {
             0,
             "{links}"
         );
-        let v6 = std::fs::read_to_string(format!(
-            "/proc/sys/net/ipv6/conf/{host_name}/disable_ipv6"
-        ))
-        .unwrap();
+        let v6 =
+            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{host_name}/disable_ipv6"))
+                .unwrap();
         assert_eq!(v6.trim(), "1");
 
         // Peer: inside the container namespace under its final name, and only there.
@@ -435,9 +430,17 @@ fn veth_pair_into_netns_is_configured_and_deleted() {
         assert!(link_exists(&ns_handle, "eth1").await.unwrap());
         assert!(!link_exists(&host, "eth1").await.unwrap());
         let (addr, gw, mac) = random_endpoint();
-        configure_endpoint(&ns_handle, "eth1", mac, 1450, addr.into(), 24, Some(gw.into()))
-            .await
-            .expect("configure_endpoint");
+        configure_endpoint(
+            &ns_handle,
+            "eth1",
+            mac,
+            1450,
+            addr.into(),
+            24,
+            Some(gw.into()),
+        )
+        .await
+        .expect("configure_endpoint");
         assert_endpoint(ip_ct, "eth1", mac, 1450, addr, gw);
 
         // A taken name fails and leaves nothing new behind.
@@ -525,7 +528,14 @@ fn rootless_tap_through_user_namespace() {
 
     let mut holder = Command::new("setpriv");
     setpriv(&mut holder);
-    holder.args(["unshare", "--user", "--map-root-user", "--net", "sleep", "120"]);
+    holder.args([
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--net",
+        "sleep",
+        "120",
+    ]);
     let holder = KillOnDrop(holder.spawn().expect("start the namespace holder"));
     let pid = holder.0.id();
     let netns_path = format!("/proc/{pid}/ns/net");
@@ -537,7 +547,10 @@ fn rootless_tap_through_user_namespace() {
         || ns_inode(&format!("/proc/{pid}/ns/user")) == own_userns
         || ns_inode(&netns_path) == own_netns
     {
-        assert!(Instant::now() < deadline, "holder did not set up its namespaces");
+        assert!(
+            Instant::now() < deadline,
+            "holder did not set up its namespaces"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -572,7 +585,7 @@ fn rootless_tap_through_user_namespace() {
     let mut seen = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.trim() == READY => break,
+            Ok(line) if line.trim_end().ends_with(READY) => break,
             Ok(line) => seen.push(line),
             Err(e) => panic!(
                 "rootless worker ended or hung before ready ({e}); its output:\n{}",
@@ -597,7 +610,11 @@ fn rootless_tap_through_user_namespace() {
     writeln!(stdin, "done").unwrap();
     drop(stdin);
     let status = worker.0.wait().unwrap();
-    assert!(status.success(), "rootless worker: {status}; output:\n{}", seen.join("\n"));
+    assert!(
+        status.success(),
+        "rootless worker: {status}; output:\n{}",
+        seen.join("\n")
+    );
 }
 
 fn rootless_endpoint(r: u8) -> (Ipv4Addr, Ipv4Addr, [u8; 6]) {
@@ -649,9 +666,12 @@ fn rootless_worker() {
 
         // Port 53 inside the namespace: privileged there, not here.
         let dns: SocketAddr = "127.0.0.11:53".parse().unwrap();
-        let sockets = open_in_ns(&target, NsOpenRequest::netlink_only().with(NsOpen::UdpBind(dns)))
-            .await
-            .expect("bind the DNS address in the namespace");
+        let sockets = open_in_ns(
+            &target,
+            NsOpenRequest::netlink_only().with(NsOpen::UdpBind(dns)),
+        )
+        .await
+        .expect("bind the DNS address in the namespace");
 
         // veth needs privilege in the daemon's own namespace, which a rootless daemon lacks.
         let host = host_handle().unwrap();

@@ -223,7 +223,12 @@ impl Netns {
              echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
             CLI_TIMEOUT,
         );
-        assert!(o.status.success(), "disabling IPv6 in {}: {}", ns.name, show(&o));
+        assert!(
+            o.status.success(),
+            "disabling IPv6 in {}: {}",
+            ns.name,
+            show(&o)
+        );
         ns
     }
 
@@ -407,7 +412,11 @@ impl Lab {
             c.args(r.prefix());
             c.env("XDG_RUNTIME_DIR", &r.runtime_dir);
         }
-        c.arg(NETYARD).arg("daemon").arg("--api").arg(&self.api).args(args);
+        c.arg(NETYARD)
+            .arg("daemon")
+            .arg("--api")
+            .arg(&self.api)
+            .args(args);
         c.env("NETYARD_LOG", "info");
         c
     }
@@ -445,7 +454,10 @@ impl Lab {
     pub fn daemon_expect_exit(&self, args: &[&str]) -> Output {
         let o = run_bounded(&mut self.daemon_command(args), Duration::from_secs(20));
         if o.status.code().is_none() {
-            panic!("the daemon did not exit by itself within 20 s:\n{}", show(&o));
+            panic!(
+                "the daemon did not exit by itself within 20 s:\n{}",
+                show(&o)
+            );
         }
         o
     }
@@ -454,8 +466,15 @@ impl Lab {
         self.daemon.as_ref().expect("daemon started").pid()
     }
 
-    pub fn daemon_running(&mut self) -> bool {
-        self.daemon.as_mut().is_some_and(|d| d.running())
+    /// Is the daemon process still alive (not exited, not a zombie)?
+    pub fn daemon_running(&self) -> bool {
+        let Some(d) = &self.daemon else {
+            return false;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.pid())).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+        matches!(state, Some(Some(c)) if c != 'Z' && c != 'X')
     }
 
     /// SIGTERM the daemon and wait (up to 30 s) for it to exit; SIGKILL and fail otherwise.
@@ -513,7 +532,11 @@ impl Lab {
     pub fn ny_ok(&self, args: &[&str]) -> String {
         let o = self.ny(args);
         if !o.status.success() {
-            self.fail(&format!("`netyard {}` failed:\n{}", args.join(" "), show(&o)));
+            self.fail(&format!(
+                "`netyard {}` failed:\n{}",
+                args.join(" "),
+                show(&o)
+            ));
         }
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
@@ -607,7 +630,9 @@ impl Lab {
 
     pub fn ping_output(&self, ns: &str, ip: &str) -> Output {
         cmd(
-            &["ip", "netns", "exec", ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip],
+            &[
+                "ip", "netns", "exec", ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip,
+            ],
             Duration::from_secs(30),
         )
     }
@@ -632,7 +657,11 @@ impl Lab {
             s.push('\n');
         }
         if std::os::unix::net::UnixStream::connect(&self.api).is_ok() {
-            for args in [&["ps", "--json"][..], &["stats"][..], &["network", "ls"][..]] {
+            for args in [
+                &["ps", "--json"][..],
+                &["stats"][..],
+                &["network", "ls"][..],
+            ] {
                 let o = run_bounded(&mut self.ny_command(args), Duration::from_secs(10));
                 s.push_str(&format!(
                     "----- netyard {} -----\n{}\n",
@@ -663,9 +692,18 @@ impl Default for Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if std::thread::panicking() && !self.failed.load(std::sync::atomic::Ordering::Relaxed) {
-            eprintln!("===== diagnostics of lab {} =====\n{}", self.id, self.diagnostics());
+            eprintln!(
+                "===== diagnostics of lab {} =====\n{}",
+                self.id,
+                self.diagnostics()
+            );
         }
-        for mut bg in self.bgs.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+        for mut bg in self
+            .bgs
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+        {
             bg.stop(Duration::from_secs(3));
         }
         if let Some(mut d) = self.daemon.take() {
@@ -691,7 +729,10 @@ pub fn find_endpoint<'a>(ps: &'a Value, net: &str, name: &str) -> Option<&'a Val
 
 /// `ip -j link show dev IFNAME` in `ns`, or None if there is no such interface.
 pub fn link_json(ns: &str, ifname: &str) -> Option<Value> {
-    let o = cmd(&["ip", "-n", ns, "-j", "link", "show", "dev", ifname], CLI_TIMEOUT);
+    let o = cmd(
+        &["ip", "-n", ns, "-j", "link", "show", "dev", ifname],
+        CLI_TIMEOUT,
+    );
     if !o.status.success() {
         return None;
     }
@@ -714,9 +755,7 @@ pub fn links(ns: &str) -> Vec<String> {
 
 /// Is `name` a veth host end as netyard names them (`ny` + 8 hex digits)?
 pub fn is_netyard_host_end(name: &str) -> bool {
-    name.len() == 10
-        && name.starts_with("ny")
-        && name[2..].chars().all(|c| c.is_ascii_hexdigit())
+    name.len() == 10 && name.starts_with("ny") && name[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// A numeric counter (0 if absent).
@@ -739,7 +778,11 @@ pub fn assert_one_line_error(what: &str, o: &Output, needles: &[&str]) {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     let err = err.trim_end();
-    assert!(!err.is_empty(), "{what}: no message on stderr:\n{}", show(o));
+    assert!(
+        !err.is_empty(),
+        "{what}: no message on stderr:\n{}",
+        show(o)
+    );
     assert!(
         !err.contains('\n'),
         "{what}: the message is more than one line:\n{err}"

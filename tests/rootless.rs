@@ -1,0 +1,189 @@
+//! Rootless: the daemon runs as an unprivileged user, and the "containers" are that user's own
+//! user+network namespaces (`unshare --user --map-root-user --net`), as with rootless Podman.
+//! netyard attaches them with `--pid`, which finds the user namespace and joins it before the
+//! network namespace, and two such containers ping each other through it.
+//!
+//! The test itself runs as root to set the stage: it creates the user `nyrootless` if missing,
+//! makes /dev/net/tun world-accessible (0666, its usual mode; some machines ship 0600) and
+//! creates the host namespace the daemon starts in.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const USER: &str = "nyrootless";
+
+fn ensure_user() -> (u32, u32) {
+    if !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
+        let o = cmd(
+            &[
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                USER,
+            ],
+            CLI_TIMEOUT,
+        );
+        // A parallel run may have created it meanwhile.
+        if !o.status.success() && !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
+            panic!(
+                "cannot create the user {USER} (needs root and useradd):\n{}",
+                show(&o)
+            );
+        }
+    }
+    let id = |flag: &str| -> u32 {
+        cmd_ok(&["id", flag, USER])
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// Starts `unshare --user --map-root-user --net sleep 600` as the user and waits until the
+/// process sits in its own user and network namespaces.
+fn container(lab: &Lab, run_as: &RunAs, tag: &str) -> u32 {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.host.name])
+        .args(run_as.prefix())
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--net",
+            "sleep",
+            "600",
+        ]);
+    let bg = Bg::spawn(&mut c, &lab.dir.join(format!("{tag}.log")));
+    let pid = bg.pid();
+    let ns = |p: &str, k: &str| std::fs::read_link(format!("/proc/{p}/ns/{k}")).ok();
+    let ready = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let p = pid.to_string();
+        comm.trim() == "sleep"
+            && ns(&p, "user").is_some()
+            && ns(&p, "user") != ns("self", "user")
+            && ns(&p, "net") != ns("self", "net")
+    });
+    if !ready {
+        let log = bg.log_text();
+        drop(bg);
+        lab.fail(&format!(
+            "`unshare --user --map-root-user --net` as {USER} did not come up (unprivileged user \
+             namespaces disabled? see user.max_user_namespaces):\n{log}"
+        ));
+    }
+    lab.keep(bg);
+    pid
+}
+
+#[test]
+fn rootless_daemon_connects_two_user_namespace_containers() {
+    require_root();
+    let (uid, gid) = ensure_user();
+    let tun = std::path::Path::new("/dev/net/tun");
+    let mode = std::fs::metadata(tun)
+        .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
+        .permissions()
+        .mode();
+    if mode & 0o666 != 0o666 {
+        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666))
+            .unwrap_or_else(|e| panic!("chmod 0666 /dev/net/tun: {e}"));
+    }
+
+    let mut lab = Lab::bare();
+    // The user owns the lab's directory and its runtime dir; the API socket lives under it.
+    let xdg = lab.dir.join("xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&lab.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cmd_ok(&[
+        "chown",
+        "-R",
+        &format!("{uid}:{gid}"),
+        &lab.dir.to_string_lossy(),
+    ]);
+    lab.api = xdg.join("netyard").join("api.sock");
+    let run_as = RunAs {
+        uid,
+        gid,
+        runtime_dir: xdg.clone(),
+    };
+    lab.run_as = Some(run_as.clone());
+    lab.start_daemon(&[]);
+    // It really is unprivileged.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", lab.daemon_pid())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        field("Uid:").contains(&uid.to_string()),
+        "daemon {}",
+        field("Uid:")
+    );
+    assert!(
+        field("CapEff:").ends_with("0000000000000000"),
+        "the daemon has capabilities: {}",
+        field("CapEff:")
+    );
+
+    let sn = Subnet::random();
+    lab.network("rl", &sn, &[]);
+    let p1 = container(&lab, &run_as, "c1");
+    let p2 = container(&lab, &run_as, "c2");
+    let mut ips = Vec::new();
+    for (name, pid) in [("c1", p1), ("c2", p2)] {
+        lab.ny_ok(&["attach", "rl", "--pid", &pid.to_string(), "--name", name]);
+        let ep = lab.endpoint("rl", name);
+        ips.push(ep["ip"].as_str().unwrap().to_string());
+    }
+    // Ping as the user, from inside its own namespaces.
+    for (pid, ip) in [(p1, &ips[1]), (p2, &ips[0])] {
+        let mut c = Command::new(&run_as.prefix()[0]);
+        c.args(&run_as.prefix()[1..]).args([
+            "nsenter",
+            "--target",
+            &pid.to_string(),
+            "--user",
+            "--net",
+            "ping",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            ip,
+        ]);
+        let o = run_bounded(&mut c, Duration::from_secs(30));
+        if !o.status.success() {
+            lab.fail(&format!(
+                "ping from container {pid} to {ip} failed:\n{}",
+                show(&o)
+            ));
+        }
+    }
+    lab.ny_ok(&["detach", "rl", "c1"]);
+    let status = lab.stop_daemon();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "rootless daemon exit: {}",
+        lab.daemon_log()
+    );
+}
