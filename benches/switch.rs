@@ -336,6 +336,12 @@ fn reader(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String
 }
 
 fn run_timed(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    run_child(cmd, timeout, true)
+}
+
+/// Runs a child to completion or `timeout`; an interruption stops it too when `interruptible`
+/// (teardown commands are not: they must run after Ctrl-C).
+fn run_child(cmd: &mut Command, timeout: Duration, interruptible: bool) -> Result<Output, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -349,7 +355,7 @@ fn run_timed(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
             Ok(None) => {}
             Err(e) => break Err(format!("waiting for {cmd:?}: {e}")),
         }
-        if interrupted() {
+        if interruptible && interrupted() {
             break Err("interrupted".to_string());
         }
         if Instant::now() >= deadline {
@@ -383,9 +389,14 @@ fn last_lines(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
-/// Runs `ip ARGS` (the bench's own setup; the product never runs `ip`).
+/// Runs `ip ARGS` (the bench's own setup; the product never runs `ip`). Quick, so not
+/// interruptible: teardown relies on it after Ctrl-C.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = run_timed(Command::new("ip").args(args), Duration::from_secs(20))?;
+    let out = run_child(
+        Command::new("ip").args(args),
+        Duration::from_secs(20),
+        false,
+    )?;
     if out.status.success() {
         Ok(())
     } else {
@@ -1249,6 +1260,15 @@ fn median(sorted: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // The run: scenarios in turn, `runs` times, fresh setup each time; medians and ratios.
 
+/// The run's scratch directory (API sockets, logs), removed even when unwinding.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 fn lowest_cpu(set: &CpuSet) -> CpuSet {
     let mut one = CpuSet::new();
     let cpu = (0..CpuSet::count())
@@ -1275,6 +1295,7 @@ fn run_bench(opts: &Opts) -> i32 {
         eprintln!("switch bench: creating {}: {e}", dir.display());
         return 1;
     }
+    let dir_guard = TempDir(dir.clone());
     let latency_tool = opts.latency_tool.unwrap_or(if which("sockperf").is_some() {
         LatencyTool::Sockperf
     } else {
@@ -1345,12 +1366,14 @@ fn run_bench(opts: &Opts) -> i32 {
                 }
                 Err(e) => {
                     eprintln!("  {}: {e}", sc.name());
-                    errors.push(format!("{} run {run}: {e}", sc.name()));
+                    if !interrupted() {
+                        errors.push(format!("{} run {run}: {e}", sc.name()));
+                    }
                 }
             }
         }
     }
-    let _ = fs::remove_dir_all(&dir);
+    drop(dir_guard);
 
     // Medians and ratios to the kernel bridge.
     let med = |sc: Scenario, m: &str| -> Option<(f64, Vec<f64>)> {

@@ -69,9 +69,15 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
 
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
-        .route("/v1/ping", get(|| async { Json(serde_json::json!({"ok": true})) }))
+        .route(
+            "/v1/ping",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
         .route("/v1/networks", get(list_networks).post(create_network))
-        .route("/v1/networks/{name}", get(get_network).delete(remove_network))
+        .route(
+            "/v1/networks/{name}",
+            get(get_network).delete(remove_network),
+        )
         .route("/v1/networks/{name}/endpoints", axum::routing::post(attach))
         .route("/v1/networks/{name}/endpoints/{ep}", delete(detach))
         .route("/v1/networks/{name}/fdb", get(fdb))
@@ -140,10 +146,7 @@ async fn attach(
     Ok(Json(d.attach(&name, req).await?))
 }
 
-async fn detach(
-    State(d): D,
-    Path((name, ep)): Path<(String, String)>,
-) -> Res<serde_json::Value> {
+async fn detach(State(d): D, Path((name, ep)): Path<(String, String)>) -> Res<serde_json::Value> {
     d.detach(&name, &ep).await?;
     Ok(Json(serde_json::json!({"detached": ep})))
 }

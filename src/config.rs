@@ -87,7 +87,8 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let e = Config::parse("[[network]]\nname = \"x\"\nsubnett = \"10.0.0.0/24\"\n").unwrap_err();
+        let e =
+            Config::parse("[[network]]\nname = \"x\"\nsubnett = \"10.0.0.0/24\"\n").unwrap_err();
         assert!(e.contains("subnett"), "{e}");
     }
 

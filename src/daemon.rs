@@ -122,10 +122,8 @@ async fn bind_api(path: &Path) -> Result<UnixListener, DaemonError> {
             ));
         }
         // A stale socket from a daemon that died: nobody answers, so it is safe to replace.
-        std::fs::remove_file(path).map_err(io_err(format!(
-            "removing stale socket {}",
-            path.display()
-        )))?;
+        std::fs::remove_file(path)
+            .map_err(io_err(format!("removing stale socket {}", path.display())))?;
     }
     let listener =
         UnixListener::bind(path).map_err(io_err(format!("binding {}", path.display())))?;

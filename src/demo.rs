@@ -82,7 +82,9 @@ async fn scenario(d: &crate::state::Daemon, kind: &str) -> Result<(), DemoError>
         let mut cmd = Command::new("ping");
         cmd.args(["-c", "3", "-i", "0.2", "-W", "2", to]);
         nsexec::enter_before_exec(&mut cmd, ns).map_err(io("preparing ping"))?;
-        let status = cmd.status().map_err(io("running ping (is iputils-ping installed?)"))?;
+        let status = cmd
+            .status()
+            .map_err(io("running ping (is iputils-ping installed?)"))?;
         ok &= status.success();
     }
     println!("\nMAC table of demo:");
@@ -106,6 +108,8 @@ async fn scenario(d: &crate::state::Daemon, kind: &str) -> Result<(), DemoError>
         println!("demo: c1 and c2 reached each other through netyard; cleaning up");
         Ok(())
     } else {
-        Err(DemoError::Failed("demo: ping between c1 and c2 failed".into()))
+        Err(DemoError::Failed(
+            "demo: ping between c1 and c2 failed".into(),
+        ))
     }
 }

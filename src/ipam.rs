@@ -78,7 +78,7 @@ impl Ipam {
     }
 
     /// Takes the next free address after the last one handed out.
-    pub fn next(&mut self) -> Result<Ipv4Addr, IpamError> {
+    pub fn next_free(&mut self) -> Result<Ipv4Addr, IpamError> {
         let first = u32::from(self.subnet.network());
         let size = 1u64 << (32 - u32::from(self.subnet.prefix_len()));
         let mut cand = self.cursor;
@@ -137,20 +137,23 @@ mod tests {
     #[test]
     fn hands_out_in_order_skipping_gateway_and_never_twice() {
         let mut ipam = Ipam::new(net("10.1.0.0/29"), Ipv4Addr::new(10, 1, 0, 1));
-        let got: Vec<Ipv4Addr> = (0..5).map(|_| ipam.next().unwrap()).collect();
+        let got: Vec<Ipv4Addr> = (0..5).map(|_| ipam.next_free().unwrap()).collect();
         let want: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
         assert_eq!(got, want);
-        assert_eq!(ipam.next(), Err(IpamError::Exhausted(net("10.1.0.0/29"))));
+        assert_eq!(
+            ipam.next_free(),
+            Err(IpamError::Exhausted(net("10.1.0.0/29")))
+        );
         ipam.release(Ipv4Addr::new(10, 1, 0, 3));
-        assert_eq!(ipam.next().unwrap(), Ipv4Addr::new(10, 1, 0, 3));
+        assert_eq!(ipam.next_free().unwrap(), Ipv4Addr::new(10, 1, 0, 3));
     }
 
     #[test]
     fn released_address_is_not_reused_at_once() {
         let mut ipam = Ipam::new(net("10.1.0.0/24"), Ipv4Addr::new(10, 1, 0, 1));
-        let a = ipam.next().unwrap();
+        let a = ipam.next_free().unwrap();
         ipam.release(a);
-        assert_ne!(ipam.next().unwrap(), a);
+        assert_ne!(ipam.next_free().unwrap(), a);
     }
 
     #[test]
@@ -175,7 +178,7 @@ mod tests {
         );
         // Automatic allocation skips the explicitly taken one.
         for _ in 0..7 {
-            assert_ne!(ipam.next().unwrap(), Ipv4Addr::new(10, 1, 0, 9));
+            assert_ne!(ipam.next_free().unwrap(), Ipv4Addr::new(10, 1, 0, 9));
         }
     }
 

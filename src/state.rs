@@ -140,7 +140,12 @@ impl Daemon {
     }
 
     pub async fn networks(&self) -> Vec<NetworkInfo> {
-        self.state.lock().await.values().map(Network::info).collect()
+        self.state
+            .lock()
+            .await
+            .values()
+            .map(Network::info)
+            .collect()
     }
 
     pub async fn network(&self, name: &str) -> Result<NetworkInfo, DaemonError> {
@@ -576,7 +581,10 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
     }
     let (target, netns_label) = match (&req.netns, req.pid) {
         (Some(_), Some(_)) => {
-            return Err(DaemonError::invalid("netns", "give either netns or pid, not both"))
+            return Err(DaemonError::invalid(
+                "netns",
+                "give either netns or pid, not both",
+            ))
         }
         (None, None) => {
             return Err(DaemonError::invalid(
@@ -588,15 +596,20 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
             if path.is_empty() {
                 return Err(DaemonError::invalid("netns", "empty path"));
             }
-            let t = NsTarget::from_paths(PathBuf::from(path), req.userns.as_ref().map(PathBuf::from))
-                .map_err(|e| DaemonError::invalid("netns", e))?;
+            let t =
+                NsTarget::from_paths(PathBuf::from(path), req.userns.as_ref().map(PathBuf::from))
+                    .map_err(|e| DaemonError::invalid("netns", e))?;
             (t, path.clone())
         }
         (None, Some(pid)) => {
             if pid <= 0 {
-                return Err(DaemonError::invalid("pid", format!("{pid} is not a process id")));
+                return Err(DaemonError::invalid(
+                    "pid",
+                    format!("{pid} is not a process id"),
+                ));
             }
-            let t = NsTarget::from_pid(pid.unsigned_abs()).map_err(|e| DaemonError::invalid("pid", e))?;
+            let t = NsTarget::from_pid(pid.unsigned_abs())
+                .map_err(|e| DaemonError::invalid("pid", e))?;
             (t, format!("/proc/{pid}/ns/net"))
         }
     };
@@ -611,7 +624,9 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
     {
         return Err(DaemonError::invalid(
             "ifname",
-            format!("{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"),
+            format!(
+                "{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+            ),
         ));
     }
     let kind = match req.kind.as_deref().unwrap_or("tap") {
@@ -626,9 +641,9 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
     };
     let ip = match &req.ip {
         Some(s) => {
-            let ip: Ipv4Addr = s.parse().map_err(|_| {
-                DaemonError::invalid("ip", format!("{s:?} is not an IPv4 address"))
-            })?;
+            let ip: Ipv4Addr = s
+                .parse()
+                .map_err(|_| DaemonError::invalid("ip", format!("{s:?} is not an IPv4 address")))?;
             net.ipam.check(ip).map_err(|e| match e {
                 crate::ipam::IpamError::InUse(_) => DaemonError::conflict(Some("ip"), e),
                 _ => DaemonError::invalid("ip", e),
@@ -640,7 +655,7 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
             // and give it back to the caller, which takes it again under the same lock.
             let ip = net
                 .ipam
-                .next()
+                .next_free()
                 .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
             net.ipam.release(ip);
             ip
@@ -708,9 +723,17 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
             })?;
             let port = TapPort::from_fd(tap_fd, p.ifname.clone(), p.offload).map_err(port_err)?;
             let ns_handle = fds.netlink.into_handle().map_err(ns_err)?;
-            netns::configure_endpoint(&ns_handle, &p.ifname, p.mac.0, p.mtu, addr, p.prefix_len, gw)
-                .await
-                .map_err(ns_err)?;
+            netns::configure_endpoint(
+                &ns_handle,
+                &p.ifname,
+                p.mac.0,
+                p.mtu,
+                addr,
+                p.prefix_len,
+                gw,
+            )
+            .await
+            .map_err(ns_err)?;
             Ok((Box::new(port), None))
         }
         Kind::Veth => {
@@ -724,9 +747,17 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
                 .map_err(ns_err)?;
             let result: Result<Box<dyn Port>, DaemonError> = async {
                 let ns_handle = fds.netlink.into_handle().map_err(ns_err)?;
-                netns::configure_endpoint(&ns_handle, &p.ifname, p.mac.0, p.mtu, addr, p.prefix_len, gw)
-                    .await
-                    .map_err(ns_err)?;
+                netns::configure_endpoint(
+                    &ns_handle,
+                    &p.ifname,
+                    p.mac.0,
+                    p.mtu,
+                    addr,
+                    p.prefix_len,
+                    gw,
+                )
+                .await
+                .map_err(ns_err)?;
                 let port = PacketPort::open(&host_name, p.offload).map_err(port_err)?;
                 Ok(Box::new(port) as Box<dyn Port>)
             }

@@ -170,7 +170,17 @@ pub async fn ps(c: &ApiClient, json: bool) -> Result<i32, CliError> {
     print!(
         "{}",
         render(
-            &["NAME", "NETWORK", "KIND", "IP", "MAC", "INTERFACE", "RX", "TX", "DROPS"],
+            &[
+                "NAME",
+                "NETWORK",
+                "KIND",
+                "IP",
+                "MAC",
+                "INTERFACE",
+                "RX",
+                "TX",
+                "DROPS"
+            ],
             &rows
         )
     );

@@ -38,10 +38,7 @@ pub enum Command {
     /// Attach a network namespace to a network.
     Attach(AttachArgs),
     /// Detach an endpoint from a network and remove its interface.
-    Detach {
-        network: String,
-        name: String,
-    },
+    Detach { network: String, name: String },
     /// List endpoints.
     Ps {
         #[arg(long)]

@@ -15,7 +15,9 @@ pub fn new_netns() -> io::Result<OwnedFd> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
             io::Error::new(
                 io::Error::from(e).kind(),
-                format!("creating a network namespace (unshare CLONE_NEWNET) needs CAP_SYS_ADMIN: {e}"),
+                format!(
+                    "creating a network namespace (unshare CLONE_NEWNET) needs CAP_SYS_ADMIN: {e}"
+                ),
             )
         })?;
         let f = std::fs::File::open("/proc/thread-self/ns/net")?;
@@ -36,9 +38,7 @@ pub fn enter_before_exec(cmd: &mut std::process::Command, ns: &OwnedFd) -> io::R
     // SAFETY: the closure runs in the forked child before exec and only calls setns(2), which
     // is async-signal-safe; `dup` is a valid fd owned by the closure for its whole life.
     unsafe {
-        cmd.pre_exec(move || {
-            setns(dup.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
-        });
+        cmd.pre_exec(move || setns(dup.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
     }
     Ok(())
 }

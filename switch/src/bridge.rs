@@ -168,13 +168,21 @@ impl Switch {
 
     /// Decides what happens to `frame` (vnet header + Ethernet frame) received on `ingress`
     /// at `now` (switch clock, ms). Learns the source MAC as a side effect on the table.
-    pub fn decide(&self, ingress: PortId, frame: &[u8], now: u64) -> (Verdict, Option<LearnOutcome>) {
+    pub fn decide(
+        &self,
+        ingress: PortId,
+        frame: &[u8],
+        now: u64,
+    ) -> (Verdict, Option<LearnOutcome>) {
         if let Err(reason) = self.check(frame) {
             return (Verdict::Drop(reason), None);
         }
         // check() guarantees the Ethernet header is present.
         let eth = &frame[VNET_HDR_LEN..];
-        let (Some(dst), Some(src)) = (MacAddr::from_bytes(eth), eth.get(6..).and_then(MacAddr::from_bytes)) else {
+        let (Some(dst), Some(src)) = (
+            MacAddr::from_bytes(eth),
+            eth.get(6..).and_then(MacAddr::from_bytes),
+        ) else {
             return (Verdict::Drop(DropReason::Runt), None);
         };
         if src.is_multicast() {
@@ -278,7 +286,13 @@ mod tests {
     const BCAST: [u8; 6] = [0xff; 6];
 
     fn sw() -> (Arc<Switch>, PortId, PortId) {
-        let s = Switch::new("t", SwitchConfig { aging_ms: 1000, ..Default::default() });
+        let s = Switch::new(
+            "t",
+            SwitchConfig {
+                aging_ms: 1000,
+                ..Default::default()
+            },
+        );
         let p1 = s.add_port("p1", Box::new(NullPort)).id;
         let p2 = s.add_port("p2", Box::new(NullPort)).id;
         (s, p1, p2)
@@ -316,9 +330,18 @@ mod tests {
         let (s, p1, _) = sw();
         let drop = |f: &[u8]| s.decide(p1, f, 0).0;
         assert_eq!(drop(&[0u8; 3]), Verdict::Drop(DropReason::Runt));
-        assert_eq!(drop(&frame(B, A, 0)[..VNET_HDR_LEN + 13]), Verdict::Drop(DropReason::Runt));
-        assert_eq!(drop(&frame(B, [3, 0, 0, 0, 0, 1], 46)), Verdict::Drop(DropReason::MulticastSource));
-        assert_eq!(drop(&frame(B, [0; 6], 46)), Verdict::Drop(DropReason::ZeroSource));
+        assert_eq!(
+            drop(&frame(B, A, 0)[..VNET_HDR_LEN + 13]),
+            Verdict::Drop(DropReason::Runt)
+        );
+        assert_eq!(
+            drop(&frame(B, [3, 0, 0, 0, 0, 1], 46)),
+            Verdict::Drop(DropReason::MulticastSource)
+        );
+        assert_eq!(
+            drop(&frame(B, [0; 6], 46)),
+            Verdict::Drop(DropReason::ZeroSource)
+        );
         assert_eq!(drop(&frame(B, A, 1501)), Verdict::Drop(DropReason::OverMtu));
         assert_eq!(s.decide(p1, &frame(B, A, 1500), 0).0, Verdict::Flood);
         let mut bad = frame(B, A, 100);
@@ -334,7 +357,11 @@ mod tests {
         gso[4..6].copy_from_slice(&1448u16.to_ne_bytes());
         gso[6..8].copy_from_slice(&34u16.to_ne_bytes());
         gso[8..10].copy_from_slice(&16u16.to_ne_bytes());
-        assert_eq!(drop(&gso), Verdict::Flood, "a GSO super-frame is not over the MTU");
+        assert_eq!(
+            drop(&gso),
+            Verdict::Flood,
+            "a GSO super-frame is not over the MTU"
+        );
         gso[4..6].copy_from_slice(&9000u16.to_ne_bytes());
         assert_eq!(drop(&gso), Verdict::Drop(DropReason::OverMtu));
         // Nothing was learned from dropped frames.

@@ -26,5 +26,5 @@ pub mod wire;
 pub use bridge::{Switch, SwitchConfig, SwitchPort, Verdict};
 pub use counters::{DropReason, PortCounters, PortStats};
 pub use fdb::{Fdb, FdbEntry};
-pub use wire::ethernet::MacAddr;
 pub use port::{Port, PortCaps, PortId};
+pub use wire::ethernet::MacAddr;

@@ -76,11 +76,19 @@ async fn floods_learns_forwards_and_counts_drops() {
     let p = peers.clone();
     let got = blocking(move || {
         p[0].send_raw(&with_hdr(&eth(BCAST, A, 46))).unwrap();
-        (recv(&p[1]), recv(&p[2]), p[0].try_recv_raw(&mut [0u8; 100]).is_ok())
+        (
+            recv(&p[1]),
+            recv(&p[2]),
+            p[0].try_recv_raw(&mut [0u8; 100]).is_ok(),
+        )
     })
     .await;
     assert_eq!(got.0.as_deref(), Some(&with_hdr(&eth(BCAST, A, 46))[..]));
-    assert_eq!(got.1.as_deref(), Some(&eth(BCAST, A, 46)[..]), "plain port gets no header");
+    assert_eq!(
+        got.1.as_deref(),
+        Some(&eth(BCAST, A, 46)[..]),
+        "plain port gets no header"
+    );
     assert!(!got.2, "a frame never returns to its ingress port");
 
     // B answers A: unicast to A only, B is learned.
@@ -103,7 +111,11 @@ async fn floods_learns_forwards_and_counts_drops() {
         recv(&p[0])
     })
     .await;
-    assert_eq!(good.map(|f| f.len()), Some(10 + 14 + 1500), "traffic keeps flowing");
+    assert_eq!(
+        good.map(|f| f.len()),
+        Some(10 + 14 + 1500),
+        "traffic keeps flowing"
+    );
 
     let c = ports[2].counters.snapshot();
     assert_eq!(c.drops.get("runt"), Some(&1));
@@ -113,8 +125,20 @@ async fn floods_learns_forwards_and_counts_drops() {
     assert_eq!(c.rx_packets, 4);
     let a = ports[0].counters.snapshot();
     assert_eq!((a.rx_packets, a.tx_packets, a.drops_total), (1, 2, 0));
-    let macs: Vec<String> = sw.fdb.entries(sw.now_ms()).iter().map(|e| e.mac.to_string()).collect();
-    assert_eq!(macs, ["02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"]);
+    let macs: Vec<String> = sw
+        .fdb
+        .entries(sw.now_ms())
+        .iter()
+        .map(|e| e.mac.to_string())
+        .collect();
+    assert_eq!(
+        macs,
+        [
+            "02:00:00:00:00:0a",
+            "02:00:00:00:00:0b",
+            "02:00:00:00:00:0c"
+        ]
+    );
 }
 
 /// A TCPv4 GSO super-frame with a partial checksum, as a TAP with TSO hands it over.
@@ -143,7 +167,12 @@ fn tcp_super_frame(dst: [u8; 6], src: [u8; 6], payload: &[u8], mss: u16) -> Vec<
     tcp[12] = 5 << 4;
     tcp[13] = 0x18; // PSH|ACK
     tcp[14..16].copy_from_slice(&64000u16.to_be_bytes());
-    let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, (20 + payload.len()) as u32);
+    let pseudo = checksum::pseudo_header_v4(
+        &[10, 0, 0, 1],
+        &[10, 0, 0, 2],
+        6,
+        (20 + payload.len()) as u32,
+    );
     // Partial checksum: the folded pseudo-header sum, not complemented.
     tcp[16..18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
     f.extend_from_slice(&tcp);
@@ -178,7 +207,11 @@ async fn gso_crosses_whole_to_offload_ports_and_is_segmented_for_plain_ones() {
         (whole, segs)
     })
     .await;
-    assert_eq!(whole.as_deref(), Some(&sf[..]), "offload port gets the super-frame whole");
+    assert_eq!(
+        whole.as_deref(),
+        Some(&sf[..]),
+        "offload port gets the super-frame whole"
+    );
     assert_eq!(segs.len(), 60_000usize.div_ceil(1448));
     let mut joined = Vec::new();
     for s in &segs {
@@ -187,7 +220,11 @@ async fn gso_crosses_whole_to_offload_ports_and_is_segmented_for_plain_ones() {
         assert_eq!(checksum::checksum(ip), 0, "IPv4 header checksum valid");
         let l4 = &s[34..];
         let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, l4.len() as u32);
-        assert_eq!(checksum::fold(checksum::add(pseudo, l4)), 0xffff, "TCP checksum valid");
+        assert_eq!(
+            checksum::fold(checksum::add(pseudo, l4)),
+            0xffff,
+            "TCP checksum valid"
+        );
         joined.extend_from_slice(&l4[20..]);
     }
     assert_eq!(joined, payload);

@@ -417,7 +417,7 @@ impl Lab {
             .arg("--api")
             .arg(&self.api)
             .args(args);
-        c.env("NETYARD_LOG", "info");
+        c.env("NETYARD_LOG", "info").env("NO_COLOR", "1");
         c
     }
 
