@@ -1143,7 +1143,18 @@ fn run_scenario(ctx: &Ctx, sc: Scenario, run: usize) -> Result<Outcome, String> 
         if let Some(rows) = o.stats.as_ref().and_then(Value::as_array) {
             for r in rows {
                 let c = &r["counters"];
-                let drops = c.get("drops").map(Value::to_string).unwrap_or_default();
+                // Only the reasons that counted something.
+                let drops: Vec<String> = c
+                    .get("drops")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                            .map(|(k, n)| format!("{k}={n}"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let drops = drops.join(" ");
                 eprintln!(
                     "  {} port {}: rx {} tx {} pkts, rx_gso {}, tx_segmented {}, drops {} {}",
                     sc.name(),
@@ -1377,7 +1388,8 @@ fn run_bench(opts: &Opts) -> i32 {
 
     // Medians and ratios to the kernel bridge.
     let med = |sc: Scenario, m: &str| -> Option<(f64, Vec<f64>)> {
-        let mut v: Vec<f64> = samples
+        // Samples in run order; the median from a sorted copy.
+        let v: Vec<f64> = samples
             .iter()
             .filter(|s| s.0 == sc && s.1 == m)
             .map(|s| s.2)
@@ -1385,8 +1397,9 @@ fn run_bench(opts: &Opts) -> i32 {
         if v.is_empty() {
             return None;
         }
-        v.sort_by(f64::total_cmp);
-        Some((median(&v), v))
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        Some((median(&sorted), v))
     };
     let tool = match latency_tool {
         LatencyTool::Sockperf => "sockperf pp --full-rtt",

@@ -25,6 +25,7 @@ pub struct Running {
     pub api: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    reaper: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -34,6 +35,7 @@ impl Running {
             let _ = s.send(());
         }
         let _ = (&mut self.server).await;
+        self.reaper.abort();
         self.daemon.shutdown().await;
         let _ = std::fs::remove_file(&self.api);
     }
@@ -71,6 +73,16 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
             });
         }
     }
+    let reaper = {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                d.reap().await;
+            }
+        })
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = crate::api::router(daemon.clone());
     let server = tokio::spawn(async move {
@@ -89,6 +101,7 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
         api: opts.api,
         stop: Some(stop),
         server,
+        reaper,
     })
 }
 

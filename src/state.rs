@@ -273,6 +273,30 @@ impl Daemon {
         Ok(())
     }
 
+    /// Detaches endpoints whose device vanished (their namespace was destroyed, so the kernel
+    /// removed the TAP or veth and the port's driver stopped). Returns their names.
+    pub async fn reap(&self) -> Vec<String> {
+        let dead: Vec<(String, String)> = {
+            let st = self.state.lock().await;
+            st.values()
+                .flat_map(|n| {
+                    n.endpoints
+                        .values()
+                        .filter(|e| e.task.is_finished())
+                        .map(|e| (n.name.clone(), e.name.clone()))
+                })
+                .collect()
+        };
+        let mut gone = Vec::new();
+        for (network, name) in dead {
+            if self.detach(&network, &name).await.is_ok() {
+                tracing::info!(network, endpoint = %name, "device vanished; endpoint detached");
+                gone.push(name);
+            }
+        }
+        gone
+    }
+
     pub async fn endpoints(&self) -> Vec<EndpointInfo> {
         let st = self.state.lock().await;
         st.values()

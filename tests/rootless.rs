@@ -156,6 +156,9 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
         let mut c = Command::new(&run_as.prefix()[0]);
         c.args(&run_as.prefix()[1..]).args([
             "nsenter",
+            // The user namespace denies setgroups (--map-root-user): keep our credentials,
+            // which map to root inside it.
+            "--preserve-credentials",
             "--target",
             &pid.to_string(),
             "--user",

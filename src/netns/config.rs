@@ -149,7 +149,7 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
 /// adds `addr/prefix_len` and a default route via `gateway`.
 ///
 /// Idempotent: MAC, MTU, up state and the address are only changed when they differ, and
-/// the default route is replaced (an existing default route of the namespace is overwritten).
+/// an existing default route of the namespace is kept (the first network attached owns it).
 pub async fn configure_endpoint(
     handle: &Handle,
     ifname: &str,
@@ -239,17 +239,19 @@ pub async fn configure_endpoint(
                 .output_interface(index)
                 .build(),
         };
-        handle
-            .route()
-            .add(route)
-            .replace()
-            .execute()
-            .await
-            .map_err(|source| NetnsError::AddRoute {
-                ifname: ifname.to_owned(),
-                gateway,
-                source: Box::new(source),
-            })?;
+        // Added, not replaced: a namespace attached to a second network (`--ifname eth1`)
+        // keeps the default route of its first one, as `docker network connect` does.
+        match handle.route().add(route).execute().await {
+            Ok(()) => {}
+            Err(e) if nl_errno(&e) == Some(libc::EEXIST) => {}
+            Err(source) => {
+                return Err(NetnsError::AddRoute {
+                    ifname: ifname.to_owned(),
+                    gateway,
+                    source: Box::new(source),
+                })
+            }
+        }
     }
     Ok(())
 }

@@ -27,6 +27,11 @@ use crate::port::VNET_HDR_LEN;
 use crate::sys::FrameTruncated;
 use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
 
+/// Readable, or an error pending on the socket: an AF_PACKET socket whose interface vanished
+/// signals only EPOLLERR, which a plain readable wait would never see.
+const READY_INTEREST: tokio::io::Interest =
+    tokio::io::Interest::READABLE.add(tokio::io::Interest::ERROR);
+
 /// Frames handled per wake-up before the task yields.
 pub const BURST_BUDGET: usize = 64;
 /// Receive buffer: the largest GSO super-frame (64 KiB of IP) plus link headers and slack.
@@ -47,10 +52,8 @@ impl AsRawFd for FdRef {
 pub fn spawn_port(switch: Arc<Switch>, port: Arc<SwitchPort>) -> io::Result<JoinHandle<()>> {
     // SAFETY: FdRef holds an Arc to the port that owns the fd, so the fd stays open and
     // refers to the same file for the whole life of the AsyncFd; raw_fd() of a port is fixed.
-    let afd = unsafe {
-        AsyncFd::register_with_interest(FdRef(port.clone()), tokio::io::Interest::READABLE)
-    }
-    .map_err(|e| e.into_parts().1)?;
+    let afd = unsafe { AsyncFd::register_with_interest(FdRef(port.clone()), READY_INTEREST) }
+        .map_err(|e| e.into_parts().1)?;
     Ok(tokio::spawn(port_loop(switch, port, afd)))
 }
 
@@ -72,7 +75,7 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
     let mut buf = vec![0u8; RX_BUF_LEN];
     let mut scratch: Vec<u8> = Vec::with_capacity(RX_BUF_LEN);
     loop {
-        let mut guard = match afd.readable().await {
+        let mut guard = match afd.ready(READY_INTEREST).await {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(port = %port.name, error = %e, "port readiness failed; port stopped");
@@ -115,11 +118,18 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
     }
 }
 
-/// Errors after which the device will never give frames again.
+/// Errors after which the device will never give frames again. A TAP whose namespace was
+/// destroyed answers EBADFD; an AF_PACKET socket whose interface was unregistered reports
+/// ENETDOWN once and then stays silent. (netyard owns the veth host end, so nobody sets it
+/// down on purpose.)
 fn is_fatal(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EBADF) | Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO)
+        Some(libc::EBADF)
+            | Some(libc::EBADFD)
+            | Some(libc::ENODEV)
+            | Some(libc::ENXIO)
+            | Some(libc::ENETDOWN)
     )
 }
 
