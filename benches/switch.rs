@@ -794,6 +794,44 @@ impl Lab {
         Ok(())
     }
 
+    /// Kernel-side drop counters of the endpoints: eth0 rx/tx dropped in A and B, and B's
+    /// UDP receive-buffer overflows. Diagnostic only (where the undelivered UDP went).
+    fn kernel_drops(&self) -> Vec<(String, u64)> {
+        let mut v = Vec::new();
+        for (role, ns) in [("A", &self.a), ("B", &self.b)] {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-s", "-j", "link", "show", "eth0"])
+                .stderr(Stdio::null())
+                .output();
+            let j: Value = out
+                .ok()
+                .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                .unwrap_or(Value::Null);
+            for dir in ["rx", "tx"] {
+                let n = j[0]["stats64"][dir]["dropped"].as_u64().unwrap_or(0);
+                v.push((format!("{role} eth0 {dir}_dropped"), n));
+            }
+        }
+        let snmp = Command::new("ip")
+            .args(["netns", "exec", &self.b, "cat", "/proc/net/snmp"])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let udp: Vec<Vec<&str>> = snmp
+            .lines()
+            .filter(|l| l.starts_with("Udp:"))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        if let [names, values] = udp.as_slice() {
+            if let Some(i) = names.iter().position(|n| *n == "RcvbufErrors") {
+                let n = values.get(i).and_then(|x| x.parse().ok()).unwrap_or(0);
+                v.push(("B udp RcvbufErrors".to_string(), n));
+            }
+        }
+        v
+    }
+
     fn port_stats(&self) -> Option<Value> {
         let out = self.cli(&["stats", "--json"]).ok()?;
         serde_json::from_str(&out).ok()
@@ -875,6 +913,7 @@ struct Outcome {
     errors: Vec<String>,
     notes: Vec<String>,
     stats: Option<Value>,
+    kernel_drops: Option<String>,
 }
 
 fn iperf_client(lab: &Lab, ctx: &Ctx, iperf: &Path, extra: &[&str]) -> Result<Value, String> {
@@ -1115,7 +1154,20 @@ fn run_scenario(ctx: &Ctx, sc: Scenario, run: usize) -> Result<Outcome, String> 
                 Ok(idx) => {
                     let r = measure_tcp(&lab, ctx, iperf, &mut o);
                     step(&mut lab, "tcp", &mut o, r)?;
+                    let before = lab.kernel_drops();
                     let r = measure_udp(&lab, ctx, iperf, &mut o);
+                    let after = lab.kernel_drops();
+                    let lost: Vec<String> = after
+                        .iter()
+                        .zip(&before)
+                        .filter(|(a, b)| a.1 > b.1)
+                        .map(|(a, b)| format!("{} {}", a.0, a.1 - b.1))
+                        .collect();
+                    if r.is_ok() && !lost.is_empty() {
+                        let n = format!("udp64 losses outside netyard: {}", lost.join(", "));
+                        eprintln!("  {}: {n}", sc.name());
+                        o.kernel_drops = Some(n);
+                    }
                     step(&mut lab, "udp64", &mut o, r)?;
                     lab.stop_server(idx);
                 }
@@ -1371,8 +1423,13 @@ fn run_bench(opts: &Opts) -> i32 {
                         eprintln!("  {}: {n}", sc.name());
                         notes.push(format!("{} run {run}: {n}", sc.name()));
                     }
-                    if let Some(s) = o.stats {
-                        stats.push(json!({"scenario": sc.name(), "run": run, "ports": s}));
+                    if o.stats.is_some() || o.kernel_drops.is_some() {
+                        stats.push(json!({
+                            "scenario": sc.name(),
+                            "run": run,
+                            "ports": o.stats,
+                            "udp64_kernel_drops": o.kernel_drops,
+                        }));
                     }
                 }
                 Err(e) => {

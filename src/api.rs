@@ -81,6 +81,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}/endpoints", axum::routing::post(attach))
         .route("/v1/networks/{name}/endpoints/{ep}", delete(detach))
         .route("/v1/networks/{name}/fdb", get(fdb))
+        .route("/v1/networks/{name}/capture", get(capture))
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/stats", get(stats))
         .fallback(|| async {
@@ -161,4 +162,120 @@ async fn endpoints(State(d): D) -> Res<Vec<netyard_cli::model::EndpointInfo>> {
 
 async fn stats(State(d): D) -> Res<Vec<netyard_cli::model::PortStatsRow>> {
     Ok(Json(d.stats().await))
+}
+
+/// Query of `GET /v1/networks/{name}/capture`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureQuery {
+    endpoint: Option<String>,
+    /// Stop after this many frames.
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    seconds: Option<f64>,
+}
+
+/// Streams a pcap file of the network's (or one endpoint's) frames until `count` frames,
+/// `seconds`, or the client going away.
+async fn capture(
+    State(d): D,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Response, Failure> {
+    let q: CaptureQuery = serde_urlencoded_lite(q.as_deref().unwrap_or(""))?;
+    if let Some(s) = q.seconds {
+        if !(s > 0.0 && s <= 86_400.0) {
+            return Err(
+                DaemonError::invalid("seconds", format!("{s} out of range (0 to 86400]")).into(),
+            );
+        }
+    }
+    let (guard, rx) = d.capture(&name, q.endpoint.as_deref()).await?;
+    let deadline = q
+        .seconds
+        .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    struct St {
+        guard: crate::state::CaptureGuard,
+        rx: tokio::sync::mpsc::Receiver<netyard_switch::capture::CapturedFrame>,
+        left: Option<u64>,
+        deadline: Option<tokio::time::Instant>,
+        header: bool,
+    }
+    let st = St {
+        guard,
+        rx,
+        left: q.count,
+        deadline,
+        header: false,
+    };
+    let stream = futures::stream::unfold(st, |mut st| async move {
+        if !st.header {
+            st.header = true;
+            let h = Bytes::copy_from_slice(&netyard_switch::capture::pcap_header());
+            return Some((Ok::<Bytes, std::io::Error>(h), st));
+        }
+        if st.left == Some(0) {
+            tracing::debug!(dropped = st.guard.dropped(), "capture finished");
+            return None;
+        }
+        let next = match st.deadline {
+            Some(d) => tokio::time::timeout_at(d, st.rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            None => st.rx.recv().await,
+        };
+        let f = next?;
+        if let Some(l) = st.left.as_mut() {
+            *l -= 1;
+        }
+        let mut out = Vec::with_capacity(f.data.len() + 16);
+        netyard_switch::capture::pcap_record(&f, &mut out);
+        Some((Ok(Bytes::from(out)), st))
+    });
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/vnd.tcpdump.pcap",
+        )],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Parses `a=b&c=d` into a struct through serde_json (values that look like numbers become
+/// numbers), naming the bad field on error.
+fn serde_urlencoded_lite<T: DeserializeOwned>(q: &str) -> Result<T, Failure> {
+    let mut m = serde_json::Map::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        let val = v
+            .parse::<u64>()
+            .map(serde_json::Value::from)
+            .or_else(|_| v.parse::<f64>().map(serde_json::Value::from))
+            .unwrap_or(serde_json::Value::String(v));
+        m.insert(percent_decode(k), val);
+    }
+    let body = serde_json::to_vec(&m).unwrap_or_default();
+    parse_body(&Bytes::from(body))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -66,6 +66,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Fdb { network, json } => commands::fdb(&c, &network, json).await?,
             Command::Stats { json } => commands::stats(&c, json).await?,
             Command::Run(a) => commands::run(&c, a).await?,
+            Command::Capture {
+                network,
+                endpoint,
+                count,
+                duration,
+                write,
+            } => {
+                commands::capture(&c, &network, endpoint.as_deref(), count, duration, &write)
+                    .await?
+            }
         };
         Ok(code)
     })

@@ -16,6 +16,7 @@ use ipnet::{IpNet, Ipv4Net};
 use netyard_cli::model::{
     Counters, EndpointCreate, EndpointInfo, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
 };
+use netyard_switch::capture::{Capture, CapturedFrame};
 use netyard_switch::sys::packet::PacketPort;
 use netyard_switch::sys::tap::TapPort;
 use netyard_switch::{driver, MacAddr, Port, PortStats, Switch, SwitchConfig, SwitchPort};
@@ -273,6 +274,46 @@ impl Daemon {
         Ok(())
     }
 
+    /// Starts a packet capture on a network (every port's received frames) or on one endpoint
+    /// (its received and transmitted frames). The capture runs until the returned guard drops.
+    pub async fn capture(
+        &self,
+        network: &str,
+        endpoint: Option<&str>,
+    ) -> Result<(CaptureGuard, tokio::sync::mpsc::Receiver<CapturedFrame>), DaemonError> {
+        let st = self.state.lock().await;
+        let net = st
+            .get(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let ports: Vec<Arc<SwitchPort>> = match endpoint {
+            Some(name) => vec![net
+                .endpoints
+                .get(name)
+                .ok_or_else(|| DaemonError::NoEndpoint {
+                    network: network.to_string(),
+                    name: name.to_string(),
+                })?
+                .port
+                .clone()],
+            None => net.switch.ports().iter().cloned().collect(),
+        };
+        let (cap, rx) = Capture::new(endpoint.is_some(), 4096);
+        let mut guard = CaptureGuard {
+            ports: Vec::new(),
+            cap: cap.clone(),
+        };
+        for p in ports {
+            if !p.capture.start(cap.clone()) {
+                return Err(DaemonError::conflict(
+                    Some("endpoint"),
+                    format!("a capture is already running on {:?}", p.name),
+                ));
+            }
+            guard.ports.push(p);
+        }
+        Ok((guard, rx))
+    }
+
     /// Detaches endpoints whose device vanished (their namespace was destroyed, so the kernel
     /// removed the TAP or veth and the port's driver stopped). Returns their names.
     pub async fn reap(&self) -> Vec<String> {
@@ -404,6 +445,27 @@ fn counters(s: &PortStats) -> Counters {
         learn_cap_hits: s.learn_cap_hits,
         drops_total: s.drops_total,
         drops: s.drops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+/// Stops a capture on every port it was started on when dropped.
+pub struct CaptureGuard {
+    ports: Vec<Arc<SwitchPort>>,
+    cap: Arc<Capture>,
+}
+
+impl CaptureGuard {
+    /// Frames lost because the reader did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.cap.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        for p in &self.ports {
+            p.capture.stop(&self.cap);
+        }
     }
 }
 

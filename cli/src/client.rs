@@ -64,6 +64,64 @@ impl ApiClient {
         }
     }
 
+    /// GETs `uri` and hands each chunk of a successful body to `sink` as it arrives.
+    pub async fn stream(
+        &self,
+        uri: &str,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let stream =
+            UnixStream::connect(&self.path)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.protocol(e))?;
+        let conn_task = tokio::spawn(conn);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header("host", "netyard")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| self.protocol(e))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.protocol(e))?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| self.protocol(e))?
+                .to_bytes();
+            conn_task.abort();
+            let err = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
+                error: format!("daemon answered {status}"),
+                field: None,
+            });
+            return Err(ClientError::Api(err, status));
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.protocol(e))?;
+            if let Some(data) = frame.data_ref() {
+                if let Err(e) = sink(data) {
+                    // The reader went away (e.g. `| head`): stop quietly.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        break;
+                    }
+                    return Err(self.protocol(e));
+                }
+            }
+        }
+        conn_task.abort();
+        Ok(())
+    }
+
     pub async fn call(
         &self,
         method: Method,

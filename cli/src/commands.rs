@@ -332,3 +332,39 @@ async fn run_in(ns: &std::os::fd::OwnedFd, argv: &[String]) -> Result<i32, CliEr
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1))
 }
+
+/// `netyard capture`: streams pcap from the daemon to a file or stdout.
+pub async fn capture(
+    c: &ApiClient,
+    network: &str,
+    endpoint: Option<&str>,
+    count: Option<u64>,
+    duration: Option<f64>,
+    write: &str,
+) -> Result<i32, CliError> {
+    let mut q = Vec::new();
+    if let Some(e) = endpoint {
+        q.push(format!("endpoint={}", seg(e)));
+    }
+    if let Some(n) = count {
+        q.push(format!("count={n}"));
+    }
+    if let Some(d) = duration {
+        q.push(format!("seconds={d}"));
+    }
+    let uri = format!("/v1/networks/{}/capture?{}", seg(network), q.join("&"));
+    let mut out: Box<dyn Write> = if write == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(write).map_err(|source| CliError::Io {
+            context: format!("creating {write}"),
+            source,
+        })?)
+    };
+    c.stream(&uri, &mut |chunk| {
+        out.write_all(chunk)?;
+        out.flush()
+    })
+    .await?;
+    Ok(0)
+}

@@ -55,6 +55,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Capture a network's (or one endpoint's) frames to a pcap file.
+    Capture {
+        network: String,
+        /// Only this endpoint's port (frames it receives and sends); default: every frame
+        /// entering the network's switch.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Stop after this many frames.
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Output file ("-" for standard output, e.g. `| tcpdump -r -`).
+        #[arg(short = 'w', long, default_value = "-")]
+        write: String,
+    },
     /// Run a command in a fresh network namespace attached to a network.
     Run(RunArgs),
     /// Start an embedded daemon with a demo network and two namespaces that ping each other.

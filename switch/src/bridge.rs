@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::capture::CaptureSlot;
 use crate::counters::{DropReason, PortCounters};
 use crate::fdb::{Fdb, LearnOutcome};
 use crate::port::{Port, PortId, VNET_HDR_LEN};
@@ -68,6 +69,8 @@ pub struct SwitchPort {
     pub name: String,
     pub port: Box<dyn Port>,
     pub counters: PortCounters,
+    /// Packet capture tap (off unless someone is capturing).
+    pub capture: CaptureSlot,
 }
 
 impl std::fmt::Debug for SwitchPort {
@@ -135,6 +138,7 @@ impl Switch {
             name: name.into(),
             port,
             counters: PortCounters::default(),
+            capture: CaptureSlot::default(),
         });
         let mut next: Vec<Arc<SwitchPort>> = (**self.ports.load()).clone();
         next.push(sp.clone());

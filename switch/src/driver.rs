@@ -145,6 +145,9 @@ pub fn forward(
     ingress
         .counters
         .rx(frame.len().saturating_sub(VNET_HDR_LEN));
+    ingress
+        .capture
+        .rx(frame.get(VNET_HDR_LEN..).unwrap_or_default());
     let (verdict, learned) = switch.decide(ingress.id, frame, now);
     if learned == Some(LearnOutcome::CapReached) {
         ingress
@@ -197,6 +200,7 @@ pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
         GsoType::UdpL4 => !caps.gso_udp,
         GsoType::Unknown(_) => true,
     };
+    egress.capture.tx(&frame[VNET_HDR_LEN..]);
     if !software {
         match egress.port.send(frame) {
             Ok(()) => egress.counters.tx(frame.len() - VNET_HDR_LEN),

@@ -1,0 +1,218 @@
+//! Serving loops: move bytes between client sockets and the [`Resolver`].
+//!
+//! The daemon creates the sockets (inside each container's namespace, 127.0.0.11:53, or on a
+//! gateway address), converts them with `from_std`, and spawns [`serve_udp`] / [`serve_tcp`] on
+//! its runtime. The loops run until their task is aborted (detach) and never return on a
+//! per-query error: a failing receive or accept is logged, the loop pauses briefly and goes on.
+//!
+//! Local answers are computed inline in the receive loop (no task per query); only queries that
+//! go upstream get a task, and there are at most `max_concurrent_upstream` of those.
+//!
+//! Who is asking comes from an [`AskerHandle`]: the daemon updates it on attach/detach, and the
+//! next query sees the new networks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::counters::Counters;
+use crate::resolver::{AskerContext, Resolver, Step, Transport};
+
+/// Queries of one TCP connection being answered at once (RFC 7766 pipelining); reading stops
+/// while this many are in flight.
+const TCP_PIPELINE: usize = 16;
+
+/// Pause after a failing `recv_from`/`accept` (EMFILE, ENOBUFS ...) so the loop cannot spin.
+const ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Largest query datagram read; anything longer is cut and will not parse.
+const UDP_RECV_BUFFER: usize = 4096;
+
+/// The asker of one listener, replaceable while it serves (attach/detach of a network).
+#[derive(Debug, Clone)]
+pub struct AskerHandle(Arc<ArcSwap<AskerContext>>);
+
+impl AskerHandle {
+    /// A handle holding `asker`.
+    pub fn new(asker: AskerContext) -> AskerHandle {
+        AskerHandle(Arc::new(ArcSwap::from_pointee(asker)))
+    }
+
+    /// The current asker.
+    pub fn get(&self) -> Arc<AskerContext> {
+        self.0.load_full()
+    }
+
+    /// Replace the asker; queries received from now on use it.
+    pub fn set(&self, asker: AskerContext) {
+        self.0.store(Arc::new(asker));
+    }
+}
+
+/// Answer DNS over UDP on `socket` until the task is aborted.
+pub async fn serve_udp(socket: UdpSocket, resolver: Arc<Resolver>, asker: AskerHandle) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; UDP_RECV_BUFFER];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS UDP receive failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(query) = buf.get(..len) else {
+            continue;
+        };
+        let who = asker.get();
+        match resolver.prepare(query, &who, Transport::Udp) {
+            Step::Reply(answer) => send_udp(&socket, &answer, peer, resolver.counters()).await,
+            Step::Drop => {}
+            Step::Forward(job) => {
+                let socket = Arc::clone(&socket);
+                let resolver = Arc::clone(&resolver);
+                tokio::spawn(async move {
+                    if let Some(answer) = resolver.forward(*job).await {
+                        send_udp(&socket, &answer, peer, resolver.counters()).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn send_udp(socket: &UdpSocket, answer: &[u8], peer: SocketAddr, counters: &Counters) {
+    if let Err(e) = socket.send_to(answer, peer).await {
+        tracing::debug!(error = %e, %peer, "DNS UDP send failed");
+        Counters::inc(&counters.send_errors);
+    }
+}
+
+/// Answer DNS over TCP on `listener` until the task is aborted: several queries per connection,
+/// pipelined, each answer framed with its 2-byte length; idle connections are closed after
+/// [`crate::ResolverConfig::tcp_idle_timeout`], and at most
+/// [`crate::ResolverConfig::tcp_max_connections`] are open at once.
+pub async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>, asker: AskerHandle) {
+    let connections = Arc::new(Semaphore::new(
+        resolver
+            .config()
+            .tcp_max_connections
+            .min(Semaphore::MAX_PERMITS),
+    ));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS TCP accept failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::debug!(%peer, "too many DNS TCP connections; closing");
+            Counters::inc(&resolver.counters().tcp_rejected);
+            drop(stream);
+            continue;
+        };
+        let resolver = Arc::clone(&resolver);
+        let asker = asker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, resolver, asker).await {
+                tracing::debug!(error = %e, %peer, "DNS TCP connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Read one length-prefixed message; None on a clean end of stream or idle timeout.
+async fn read_message(reader: &mut OwnedReadHalf, idle: Duration) -> io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; 2];
+    match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
+        Err(_) => return Ok(None),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) => {}
+    }
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    // The body follows the prefix at once; a client that stalls mid-message is idle too.
+    match tokio::time::timeout(idle, reader.read_exact(&mut message)).await {
+        Err(_) => Ok(None),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) => Ok(Some(message)),
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    resolver: Arc<Resolver>,
+    asker: AskerHandle,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let idle = resolver.config().tcp_idle_timeout;
+    let (mut reader, mut writer) = stream.into_split();
+    let (answers, mut to_send) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
+    let counters_resolver = Arc::clone(&resolver);
+    let write_task = tokio::spawn(async move {
+        while let Some(answer) = to_send.recv().await {
+            let Ok(len) = u16::try_from(answer.len()) else {
+                // encode() keeps TCP answers within 65535 bytes; never send a corrupt frame.
+                continue;
+            };
+            let mut framed = Vec::with_capacity(answer.len() + 2);
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&answer);
+            if let Err(e) = writer.write_all(&framed).await {
+                Counters::inc(&counters_resolver.counters().send_errors);
+                return Err(e);
+            }
+        }
+        writer.shutdown().await
+    });
+    let in_flight = Arc::new(Semaphore::new(TCP_PIPELINE));
+
+    let read_result = loop {
+        let message = match read_message(&mut reader, idle).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let who = asker.get();
+        match resolver.prepare(&message, &who, Transport::Tcp) {
+            Step::Reply(answer) => {
+                if answers.send(answer).await.is_err() {
+                    break Ok(()); // the writer is gone: the client closed.
+                }
+            }
+            Step::Drop => {}
+            Step::Forward(job) => {
+                let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
+                    break Ok(());
+                };
+                let resolver = Arc::clone(&resolver);
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    if let Some(answer) = resolver.forward(*job).await {
+                        // A send error means the client is gone; nothing to do.
+                        let _ = answers.send(answer).await;
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    };
+    // Answers still being forwarded keep their sender; the writer ends after the last one.
+    drop(answers);
+    let write_result = write_task
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+    read_result.and(write_result)
+}
