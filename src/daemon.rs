@@ -8,6 +8,7 @@ use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::dnsd::DnsOptions;
 use crate::error::DaemonError;
 use crate::state::Daemon;
 
@@ -17,6 +18,70 @@ pub struct Options {
     pub api: PathBuf,
     pub config: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
+    /// `--dns-upstream`: ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT); the host's resolv.conf when
+    /// empty.
+    pub dns_upstreams: Vec<String>,
+    /// `--dns-ttl`: TTL of local answers.
+    pub dns_ttl: Option<u32>,
+}
+
+impl Options {
+    /// Defaults for an API socket path.
+    pub fn new(api: PathBuf) -> Options {
+        Options {
+            api,
+            config: None,
+            state_dir: None,
+            dns_upstreams: Vec::new(),
+            dns_ttl: None,
+        }
+    }
+
+    fn dns(&self) -> Result<DnsOptions, DaemonError> {
+        let upstreams = if self.dns_upstreams.is_empty() {
+            match netyard_dns::upstreams_from_resolv_conf(Path::new("/etc/resolv.conf")) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no upstream DNS servers: names outside netyard will not resolve");
+                    Vec::new()
+                }
+            }
+        } else {
+            let mut v = Vec::new();
+            for (i, u) in self.dns_upstreams.iter().enumerate() {
+                v.push(parse_upstream(u).ok_or_else(|| {
+                    DaemonError::invalid(
+                        format!("dns-upstream[{i}]"),
+                        format!("{u:?} is not ADDR, ADDR:PORT or [IPv6]:PORT"),
+                    )
+                })?);
+            }
+            if v.len() > netyard_dns::MAX_UPSTREAMS {
+                return Err(DaemonError::invalid(
+                    "dns-upstream",
+                    format!("at most {} upstream servers", netyard_dns::MAX_UPSTREAMS),
+                ));
+            }
+            v
+        };
+        let ttl = self.dns_ttl.unwrap_or(netyard_dns::DEFAULT_LOCAL_TTL);
+        if ttl > 86_400 {
+            return Err(DaemonError::invalid(
+                "dns-ttl",
+                format!("{ttl} out of range (0 to 86400 seconds)"),
+            ));
+        }
+        Ok(DnsOptions { upstreams, ttl })
+    }
+}
+
+fn parse_upstream(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+        return Some(a);
+    }
+    s.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
 }
 
 /// A daemon serving its API until told to stop.
@@ -53,11 +118,13 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
         Some(p) => Some(Config::load(p)?),
         None => None,
     };
+    opts.dns()?;
     if let Some(dir) = &opts.state_dir {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     }
     let listener = bind_api(&opts.api).await?;
-    let daemon = Arc::new(Daemon::new());
+    let dns = opts.dns()?;
+    let daemon = Arc::new(Daemon::new(dns));
     if let Some(cfg) = config {
         let path = opts
             .config

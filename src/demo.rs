@@ -32,12 +32,7 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
 /// Runs the demo and prints what happens.
 pub async fn run(kind: &str) -> Result<(), DemoError> {
     let dir = std::env::temp_dir().join(format!("netyard-demo-{}", std::process::id()));
-    let running = daemon::start(Options {
-        api: dir.join("api.sock"),
-        config: None,
-        state_dir: None,
-    })
-    .await?;
+    let running = daemon::start(Options::new(dir.join("api.sock"))).await?;
     let result = scenario(&running.daemon, kind).await;
     running.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,7 +76,7 @@ async fn scenario(d: &crate::state::Daemon, kind: &str) -> Result<(), DemoError>
         println!("\n{from}$ ping -c 3 {to}");
         let mut cmd = Command::new("ping");
         cmd.args(["-c", "3", "-i", "0.2", "-W", "2", to]);
-        nsexec::enter_before_exec(&mut cmd, ns).map_err(io("preparing ping"))?;
+        nsexec::enter_before_exec(&mut cmd, ns, None).map_err(io("preparing ping"))?;
         let status = cmd
             .status()
             .map_err(io("running ping (is iputils-ping installed?)"))?;

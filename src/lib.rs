@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod dnsd;
 pub mod error;
 pub mod ipam;
 pub mod netns;

@@ -51,6 +51,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     api,
                     config: a.config,
                     state_dir: a.state_dir,
+                    dns_upstreams: a.dns_upstream,
+                    dns_ttl: a.dns_ttl,
                 })
                 .await?;
                 0

@@ -23,6 +23,7 @@ use netyard_switch::{driver, MacAddr, Port, PortStats, Switch, SwitchConfig, Swi
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::dnsd::{self, Dns, DnsOptions, NsKey};
 use crate::error::DaemonError;
 use crate::ipam::{pick_free_subnet, Ipam};
 use crate::netns::{self, NsOpenRequest, NsTarget};
@@ -72,6 +73,8 @@ struct Endpoint {
     netns: String,
     host_ifname: Option<String>,
     offload: bool,
+    aliases: Vec<String>,
+    ns_key: NsKey,
     port: Arc<SwitchPort>,
     task: JoinHandle<()>,
 }
@@ -102,24 +105,46 @@ struct EndpointPlan {
     ifname: String,
     kind: Kind,
     offload: bool,
+    aliases: Vec<String>,
+    ns_key: NsKey,
+    internal: bool,
 }
 
 /// The daemon: all networks of this process.
 pub struct Daemon {
     state: Mutex<BTreeMap<String, Network>>,
-}
-
-impl Default for Daemon {
-    fn default() -> Self {
-        Daemon::new()
-    }
+    dns: Dns,
 }
 
 impl Daemon {
-    pub fn new() -> Daemon {
+    pub fn new(dns: DnsOptions) -> Daemon {
         Daemon {
             state: Mutex::new(BTreeMap::new()),
+            dns: Dns::new(dns),
         }
+    }
+
+    /// The embedded resolver (for its counters).
+    pub fn dns(&self) -> &Dns {
+        &self.dns
+    }
+
+    /// Publishes every endpoint's names to the resolver. Called with the state locked after
+    /// each change, so the records always match the state.
+    fn refresh_dns(&self, st: &BTreeMap<String, Network>) {
+        let entries = st
+            .values()
+            .flat_map(|n| {
+                n.endpoints.values().map(move |e| netyard_dns::Entry {
+                    network: n.name.clone(),
+                    name: e.name.clone(),
+                    aliases: e.aliases.clone(),
+                    ipv4: Some(e.ip),
+                    ipv6: None,
+                })
+            })
+            .collect();
+        self.dns.set_records(entries);
     }
 
     // ---- networks ----
@@ -203,7 +228,20 @@ impl Daemon {
             net.reserved.insert(plan.name.clone());
             plan
         };
-        let built = build_port(&plan).await;
+        let mut built = build_port(&plan).await;
+        if let Ok((_, host_ifname)) = &built {
+            // The resolver listens before attach returns, as the interface is configured.
+            if let Err(e) = self
+                .dns
+                .join(plan.ns_key, &plan.target, network, plan.internal)
+                .await
+            {
+                if let Some(h) = host_ifname {
+                    remove_host_link(h).await;
+                }
+                built = Err(e);
+            }
+        }
         let mut st = self.state.lock().await;
         let Some(net) = st.get_mut(network) else {
             // Networks with reservations cannot be removed; this is unreachable in practice.
@@ -214,6 +252,7 @@ impl Daemon {
             Ok(b) => b,
             Err(e) => {
                 net.ipam.release(plan.ip);
+                drop(st);
                 tracing::warn!(network, endpoint = %plan.name, error = %e, "attach failed");
                 return Err(e);
             }
@@ -225,6 +264,7 @@ impl Daemon {
                 net.switch.remove_port(sp.id);
                 net.ipam.release(plan.ip);
                 drop(st);
+                self.dns.leave(plan.ns_key, network).await;
                 if let Some(h) = host_ifname {
                     remove_host_link(&h).await;
                 }
@@ -243,11 +283,14 @@ impl Daemon {
             netns: plan.netns_label.clone(),
             host_ifname,
             offload: plan.offload,
+            aliases: plan.aliases.clone(),
+            ns_key: plan.ns_key,
             port: sp,
             task,
         };
         let info = ep.info(net);
         net.endpoints.insert(plan.name.clone(), ep);
+        self.refresh_dns(&st);
         tracing::info!(network, endpoint = %info.name, ip = %info.ip, kind = %info.kind, "attached");
         Ok(info)
     }
@@ -267,8 +310,10 @@ impl Daemon {
                 })?;
             net.switch.remove_port(ep.port.id);
             net.ipam.release(ep.ip);
+            self.refresh_dns(&st);
             ep
         };
+        self.dns.leave(ep.ns_key, network).await;
         teardown_endpoint(ep).await;
         tracing::info!(network, endpoint = name, "detached");
         Ok(())
@@ -389,6 +434,8 @@ impl Daemon {
             let mut st = self.state.lock().await;
             std::mem::take(&mut *st).into_values().collect()
         };
+        self.dns.set_records(Vec::new());
+        self.dns.shutdown().await;
         for mut net in nets {
             net.ager.abort();
             for (_, ep) in std::mem::take(&mut net.endpoints) {
@@ -430,6 +477,8 @@ impl Endpoint {
             offload: self.offload,
             port: self.port.id,
             counters: counters(&self.port.counters.snapshot()),
+            aliases: self.aliases.clone(),
+            resolv_conf: dnsd::resolv_conf(),
         }
     }
 }
@@ -522,6 +571,25 @@ fn valid_name(field: &str, s: &str) -> Result<(), DaemonError> {
         return Err(DaemonError::invalid(
             field,
             format!("{s:?} is not a valid name (1-64 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS name as an alias: dot-separated labels of letters, digits, '-' and '_'.
+fn valid_dns_name(field: &str, s: &str) -> Result<(), DaemonError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !ok {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{s:?} is not a valid DNS name (labels of letters, digits, '-', '_')"),
         ));
     }
     Ok(())
@@ -770,7 +838,18 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
             format!("{mac} is already used on network {:?}", net.name),
         ));
     }
+    let mut aliases = Vec::new();
+    for (i, a) in req.aliases.iter().enumerate() {
+        valid_dns_name(&format!("aliases[{i}]"), a)?;
+        if !aliases.contains(a) && a != &req.name {
+            aliases.push(a.clone());
+        }
+    }
+    let ns_key = dnsd::ns_key(&target).map_err(|e| DaemonError::invalid("netns", e))?;
     Ok(EndpointPlan {
+        aliases,
+        ns_key,
+        internal: net.internal,
         network: net.name.clone(),
         name: req.name.clone(),
         target,

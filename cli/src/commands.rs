@@ -123,6 +123,7 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         ifname: Some(a.ifname),
         kind: Some(a.kind),
         offload: Some(!a.no_offload),
+        aliases: a.aliases,
     };
     let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
@@ -130,6 +131,8 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         "{} attached to {}: {} {}/{} mac {} via {}",
         e.name, e.network, e.ifname, e.ip, e.prefix_len, e.mac, e.kind
     );
+    println!("resolv.conf for the container:");
+    print!("{}", e.resolv_conf);
     Ok(0)
 }
 
@@ -273,19 +276,37 @@ pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
         ifname: Some("eth0".into()),
         kind: Some(a.kind),
         offload: Some(!a.no_offload),
+        aliases: a.aliases,
     };
     let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
-    c.post(&uri, &req).await?;
+    let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
     let detach_uri = format!("{uri}/{}", seg(&a.name));
 
-    let result = run_in(&ns, &a.cmd).await;
+    // The command's /etc/resolv.conf points at the embedded resolver.
+    let resolv = std::env::temp_dir().join(format!(
+        "netyard-run-{}-{}.resolv.conf",
+        std::process::id(),
+        e.name
+    ));
+    let result = match std::fs::write(&resolv, &e.resolv_conf) {
+        Ok(()) => run_in(&ns, &a.cmd, Some(&resolv)).await,
+        Err(source) => Err(CliError::Io {
+            context: format!("writing {}", resolv.display()),
+            source,
+        }),
+    };
+    let _ = std::fs::remove_file(&resolv);
     let detached = c.delete(&detach_uri).await;
     let code = result?;
     detached?;
     Ok(code)
 }
 
-async fn run_in(ns: &std::os::fd::OwnedFd, argv: &[String]) -> Result<i32, CliError> {
+async fn run_in(
+    ns: &std::os::fd::OwnedFd,
+    argv: &[String],
+    resolv_conf: Option<&std::path::Path>,
+) -> Result<i32, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (prog, args) = argv.split_first().ok_or_else(|| CliError::Io {
         context: "run".into(),
@@ -293,7 +314,7 @@ async fn run_in(ns: &std::os::fd::OwnedFd, argv: &[String]) -> Result<i32, CliEr
     })?;
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
-    nsexec::enter_before_exec(&mut cmd, ns).map_err(|source| CliError::Io {
+    nsexec::enter_before_exec(&mut cmd, ns, resolv_conf).map_err(|source| CliError::Io {
         context: "preparing the command".into(),
         source,
     })?;

@@ -86,6 +86,13 @@ pub struct DaemonArgs {
     /// Directory for the daemon's state (default /run/netyard or $XDG_RUNTIME_DIR/netyard).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Upstream DNS server for names outside netyard (repeatable, at most 3; default: the
+    /// host's /etc/resolv.conf). Queried from the daemon's namespace, so loopback works.
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub dns_upstream: Vec<String>,
+    /// TTL in seconds of the resolver's answers for container names [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub dns_ttl: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +156,9 @@ pub struct AttachArgs {
     /// Disable the virtio-net header and offloads on this port.
     #[arg(long)]
     pub no_offload: bool,
+    /// Extra DNS name of the endpoint on this network (repeatable).
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -163,7 +173,7 @@ pub struct RunArgs {
     pub mac: Option<String>,
     #[arg(long, default_value = "tap")]
     pub kind: String,
-    /// DNS alias (takes effect once the DNS resolver lands).
+    /// Extra DNS name of the endpoint (repeatable).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
     /// Published port (takes effect once the router lands).

@@ -74,6 +74,9 @@ pub struct EndpointCreate {
     /// Enable the virtio-net header and offloads on the port (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
+    /// Extra DNS names of the endpoint on this network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// Per-port counters.
@@ -108,6 +111,11 @@ pub struct EndpointInfo {
     pub offload: bool,
     pub port: u32,
     pub counters: Counters,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// What the container's /etc/resolv.conf should hold to use the embedded resolver.
+    #[serde(default)]
+    pub resolv_conf: String,
 }
 
 /// One row of `fdb`.

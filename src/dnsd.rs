@@ -1,0 +1,187 @@
+//! The daemon side of the embedded DNS: one resolver for the whole daemon, and one pair of
+//! listeners (UDP and TCP on 127.0.0.11:53) inside each attached namespace.
+//!
+//! The sockets are created inside the container's namespace (by the same namespace-entry path
+//! as the TAP) and served by the daemon's own runtime; upstream queries leave from the
+//! daemon's namespace, so loopback upstreams work. A namespace attached to several networks has
+//! one listener pair whose asker context lists all of them, as Docker's per-sandbox resolver.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use netyard_dns::{
+    serve_tcp, serve_udp, AskerContext, AskerHandle, Entry, RecordStore, Records, Resolver,
+    ResolverConfig,
+};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::error::DaemonError;
+use crate::netns::{self, NsOpen, NsOpenRequest, NsTarget};
+
+/// Where containers find the resolver, as on Docker.
+pub const RESOLVER_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// What containers put in /etc/resolv.conf.
+pub fn resolv_conf() -> String {
+    format!("nameserver {RESOLVER_ADDR}\noptions ndots:0\n")
+}
+
+/// Identifies a network namespace: device and inode of its nsfs file.
+pub type NsKey = (u64, u64);
+
+pub fn ns_key(target: &NsTarget) -> Result<NsKey, DaemonError> {
+    let m = std::fs::metadata(target.netns()).map_err(|e| DaemonError::Io {
+        context: format!("reading {}", target.netns().display()),
+        source: e,
+    })?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// DNS settings of the daemon.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    pub upstreams: Vec<SocketAddr>,
+    pub ttl: u32,
+}
+
+struct Listener {
+    asker: AskerHandle,
+    tasks: Vec<JoinHandle<()>>,
+    /// Network name -> internal.
+    networks: BTreeMap<String, bool>,
+}
+
+impl Listener {
+    fn context(&self) -> AskerContext {
+        AskerContext {
+            networks: self.networks.keys().cloned().collect(),
+            internal: !self.networks.is_empty() && self.networks.values().all(|i| *i),
+        }
+    }
+}
+
+pub struct Dns {
+    resolver: Arc<Resolver>,
+    ttl: u32,
+    listeners: Mutex<HashMap<NsKey, Listener>>,
+}
+
+impl Dns {
+    pub fn new(opts: DnsOptions) -> Dns {
+        let store = Arc::new(RecordStore::new(Records::new(Vec::new(), opts.ttl)));
+        let config = ResolverConfig {
+            upstreams: opts.upstreams,
+            ..ResolverConfig::default()
+        };
+        Dns {
+            resolver: Arc::new(Resolver::new(config, store)),
+            ttl: opts.ttl,
+            listeners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// Replaces every local name at once (attach, detach, rename).
+    pub fn set_records(&self, entries: Vec<Entry>) {
+        self.resolver
+            .records()
+            .replace(Records::new(entries, self.ttl));
+    }
+
+    /// Makes sure the namespace has a listening resolver and that it answers for `network`.
+    /// Returns when the sockets are bound.
+    pub async fn join(
+        &self,
+        key: NsKey,
+        target: &NsTarget,
+        network: &str,
+        internal: bool,
+    ) -> Result<(), DaemonError> {
+        let mut ls = self.listeners.lock().await;
+        if let Some(l) = ls.get_mut(&key) {
+            l.networks.insert(network.to_string(), internal);
+            l.asker.set(l.context());
+            return Ok(());
+        }
+        let addr = SocketAddr::from((RESOLVER_ADDR, 53));
+        let req = NsOpenRequest::netlink_only()
+            .with(NsOpen::UdpBind(addr))
+            .with(NsOpen::TcpListen(addr));
+        let fds =
+            netns::open_in_ns(target, req)
+                .await
+                .map_err(|source| DaemonError::Namespace {
+                    name: format!("resolver for network {network:?}"),
+                    source,
+                })?;
+        let mut it = fds.fds.into_iter();
+        let (Some(udp), Some(tcp)) = (it.next(), it.next()) else {
+            return Err(DaemonError::Io {
+                context: "starting the resolver".into(),
+                source: std::io::Error::other("namespace helper returned too few sockets"),
+            });
+        };
+        let io = |what: &str| {
+            let context = format!("serving DNS in {}: {what}", target.netns().display());
+            move |source| DaemonError::Io { context, source }
+        };
+        let udp = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(udp))
+            .map_err(io("udp socket"))?;
+        let tcp = tokio::net::TcpListener::from_std(std::net::TcpListener::from(tcp))
+            .map_err(io("tcp listener"))?;
+        let mut networks = BTreeMap::new();
+        networks.insert(network.to_string(), internal);
+        let mut l = Listener {
+            asker: AskerHandle::new(AskerContext {
+                networks: Vec::new(),
+                internal: false,
+            }),
+            tasks: Vec::new(),
+            networks,
+        };
+        l.asker.set(l.context());
+        l.tasks.push(tokio::spawn(serve_udp(
+            udp,
+            self.resolver.clone(),
+            l.asker.clone(),
+        )));
+        l.tasks.push(tokio::spawn(serve_tcp(
+            tcp,
+            self.resolver.clone(),
+            l.asker.clone(),
+        )));
+        ls.insert(key, l);
+        Ok(())
+    }
+
+    /// The namespace left `network`; its listeners stop when it is on no network any more.
+    pub async fn leave(&self, key: NsKey, network: &str) {
+        let mut ls = self.listeners.lock().await;
+        let Some(l) = ls.get_mut(&key) else { return };
+        l.networks.remove(network);
+        if l.networks.is_empty() {
+            if let Some(l) = ls.remove(&key) {
+                for t in l.tasks {
+                    t.abort();
+                }
+            }
+        } else {
+            l.asker.set(l.context());
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let mut ls = self.listeners.lock().await;
+        for (_, l) in ls.drain() {
+            for t in l.tasks {
+                t.abort();
+            }
+        }
+    }
+}
