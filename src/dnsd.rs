@@ -185,3 +185,38 @@ impl Dns {
         }
     }
 }
+
+/// The resolver as the gateway's port 53 sees it: a client on one network.
+pub struct GatewayDns {
+    resolver: Arc<Resolver>,
+    asker: AskerContext,
+}
+
+impl GatewayDns {
+    pub fn new(dns: &Dns, network: &str, internal: bool) -> GatewayDns {
+        GatewayDns {
+            resolver: dns.resolver.clone(),
+            asker: AskerContext {
+                networks: vec![network.to_string()],
+                internal,
+            },
+        }
+    }
+}
+
+impl netyard_router::gateway::DnsService for GatewayDns {
+    fn answer(
+        &self,
+        query: Vec<u8>,
+        tcp: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>> {
+        let resolver = self.resolver.clone();
+        let asker = self.asker.clone();
+        let transport = if tcp {
+            netyard_dns::Transport::Tcp
+        } else {
+            netyard_dns::Transport::Udp
+        };
+        Box::pin(async move { resolver.handle(&query, &asker, transport).await })
+    }
+}

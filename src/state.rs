@@ -58,10 +58,26 @@ struct Network {
     max_macs: u32,
     switch: Arc<Switch>,
     ager: JoinHandle<()>,
+    /// The gateway's switch port, its driver and the gateway task itself.
+    gw: Gateway,
     ipam: Ipam,
     endpoints: BTreeMap<String, Endpoint>,
     /// Names of endpoints being attached right now.
     reserved: BTreeSet<String>,
+}
+
+struct Gateway {
+    mac: MacAddr,
+    port: Arc<SwitchPort>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 struct Endpoint {
@@ -158,7 +174,7 @@ impl Daemon {
         };
         let mut st = self.state.lock().await;
         let plan = plan_network(&req, &st, &routes)?;
-        let net = build_network(plan);
+        let net = build_network(plan, &self.dns)?;
         let info = net.info();
         st.insert(info.name.clone(), net);
         tracing::info!(network = %info.name, subnet = %info.subnet, "network created");
@@ -204,6 +220,7 @@ impl Daemon {
         }
         if let Some(net) = st.remove(name) {
             net.ager.abort();
+            net.gw.stop();
         }
         tracing::info!(network = %name, "network removed");
         Ok(())
@@ -418,12 +435,23 @@ impl Daemon {
         let st = self.state.lock().await;
         st.values()
             .flat_map(|n| {
-                n.endpoints.values().map(move |e| PortStatsRow {
+                // The gateway's row is named "(gateway)": not a valid endpoint name, so it
+                // never clashes with one.
+                let gw = PortStatsRow {
                     network: n.name.clone(),
-                    endpoint: e.name.clone(),
-                    kind: e.kind.as_str().to_string(),
-                    counters: counters(&e.port.counters.snapshot()),
-                })
+                    endpoint: "(gateway)".to_string(),
+                    kind: "gateway".to_string(),
+                    counters: counters(&n.gw.port.counters.snapshot()),
+                };
+                n.endpoints
+                    .values()
+                    .map(move |e| PortStatsRow {
+                        network: n.name.clone(),
+                        endpoint: e.name.clone(),
+                        kind: e.kind.as_str().to_string(),
+                        counters: counters(&e.port.counters.snapshot()),
+                    })
+                    .chain(std::iter::once(gw))
             })
             .collect()
     }
@@ -438,6 +466,7 @@ impl Daemon {
         self.dns.shutdown().await;
         for mut net in nets {
             net.ager.abort();
+            net.gw.stop();
             for (_, ep) in std::mem::take(&mut net.endpoints) {
                 net.switch.remove_port(ep.port.id);
                 teardown_endpoint(ep).await;
@@ -696,7 +725,7 @@ fn first_host(n: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(n.network()).saturating_add(1))
 }
 
-fn build_network(p: NetworkPlan) -> Network {
+fn build_network(p: NetworkPlan, dns: &Dns) -> Result<Network, DaemonError> {
     let switch = Switch::new(
         p.name.clone(),
         SwitchConfig {
@@ -706,7 +735,15 @@ fn build_network(p: NetworkPlan) -> Network {
         },
     );
     let ager = driver::spawn_ager(switch.clone());
-    Network {
+    let gateway = match start_gateway(&p, &switch, dns) {
+        Ok(g) => g,
+        Err(e) => {
+            ager.abort();
+            return Err(e);
+        }
+    };
+    Ok(Network {
+        gw: gateway,
         ipam: Ipam::new(p.subnet, p.gateway),
         name: p.name,
         subnet: p.subnet,
@@ -719,7 +756,52 @@ fn build_network(p: NetworkPlan) -> Network {
         ager,
         endpoints: BTreeMap::new(),
         reserved: BTreeSet::new(),
-    }
+    })
+}
+
+/// The gateway: a port on the switch served by the router's userspace interface (ARP, ICMP
+/// echo and DNS on port 53 for the gateway address). Its MAC follows the endpoints' scheme
+/// (02:42 and the address), so it is unique on the network.
+fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gateway, DaemonError> {
+    let io = |context: &'static str| {
+        move |source| DaemonError::Io {
+            context: context.to_string(),
+            source,
+        }
+    };
+    let o = p.gateway.octets();
+    let mac = MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]]);
+    let (port, peer) = netyard_switch::sys::MemPort::pair(netyard_switch::PortCaps::PLAIN)
+        .map_err(io("creating the gateway port"))?;
+    let sp = switch.add_port("gateway", Box::new(port));
+    let driver_task = match driver::spawn_port(switch.clone(), sp.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            switch.remove_port(sp.id);
+            return Err(io("starting the gateway port")(e));
+        }
+    };
+    let svc: Arc<dyn netyard_router::gateway::DnsService> =
+        Arc::new(dnsd::GatewayDns::new(dns, &p.name, p.internal));
+    let cfg = netyard_router::gateway::GatewayConfig {
+        ip: p.gateway,
+        prefix_len: p.subnet.prefix_len(),
+        mac: mac.0,
+        mtu: p.mtu as usize,
+    };
+    let gw_task = match netyard_router::gateway::spawn(cfg, peer, Some(svc)) {
+        Ok(t) => t,
+        Err(e) => {
+            driver_task.abort();
+            switch.remove_port(sp.id);
+            return Err(io("starting the gateway")(e));
+        }
+    };
+    Ok(Gateway {
+        mac,
+        port: sp,
+        tasks: vec![driver_task, gw_task],
+    })
 }
 
 fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan, DaemonError> {
@@ -832,7 +914,7 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
             MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
         }
     };
-    if net.endpoints.values().any(|e| e.mac == mac) {
+    if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
         return Err(DaemonError::conflict(
             Some("mac"),
             format!("{mac} is already used on network {:?}", net.name),

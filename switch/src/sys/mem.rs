@@ -227,6 +227,62 @@ impl AsFd for MemPeer {
     }
 }
 
+impl AsRawFd for MemPeer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A [`MemPeer`] driven by tokio: for in-process ports served by a task (the router's gateway)
+/// rather than by a test thread.
+pub struct AsyncMemPeer {
+    inner: tokio::io::unix::AsyncFd<MemPeer>,
+}
+
+impl AsyncMemPeer {
+    /// Registers the peer with the current tokio runtime.
+    pub fn new(peer: MemPeer) -> io::Result<AsyncMemPeer> {
+        // SAFETY: the AsyncFd owns the MemPeer, which owns its fd (an OwnedFd that is never
+        // replaced), so the fd stays open and the same for the AsyncFd's whole life.
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                peer,
+                tokio::io::Interest::READABLE | tokio::io::Interest::ERROR,
+            )
+        }
+        .map_err(|e| e.into_parts().1)?;
+        Ok(AsyncMemPeer { inner })
+    }
+
+    /// Waits for and receives one frame (the bytes the switch sent on the port).
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self
+                .inner
+                .ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR)
+                .await?;
+            match guard.try_io(|p| p.get_ref().try_recv_raw(buf)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives one frame if one is waiting (`WouldBlock` otherwise).
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.get_ref().try_recv_raw(buf)
+    }
+
+    /// Sends one frame to the switch without waiting; `WouldBlock` when the queue is full
+    /// (the caller drops the frame, as a NIC with a full ring would).
+    pub fn try_send(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.is_empty() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        send_msg(&self.inner.get_ref().fd, frame)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ mod ifreq;
 mod testutil;
 
 pub use link::set_link_up;
-pub use mem::{MemPeer, MemPort};
+pub use mem::{AsyncMemPeer, MemPeer, MemPort};
 pub use packet::{PacketPort, RecvMeta, BATCH_MAX};
 pub use tap::{open_tap, open_tap_raw, TapPort};
 

@@ -1,0 +1,328 @@
+//! A network's gateway: a smoltcp interface behind a switch port.
+//!
+//! The switch sees an ordinary port (an in-memory socketpair port without offloads, so the
+//! switch segments any GSO frame for it). This task owns the other end: it feeds received
+//! frames to smoltcp, which answers ARP and ICMP echo for the gateway address by itself, and
+//! it serves DNS on the gateway's port 53 (UDP, and TCP with the 2-byte length framing) by
+//! handing each query to the [`DnsService`] on a task of its own, so a slow upstream never
+//! stalls the interface. Time is smoltcp's argument; the loop sleeps until the next frame, the
+//! next answer or smoltcp's `poll_delay`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::Ipv4Addr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use netyard_switch::sys::{AsyncMemPeer, MemPeer};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant as SInstant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
+const TCP_POOL: usize = 8;
+/// Largest DNS message over TCP.
+const TCP_MSG_MAX: usize = 65_535;
+/// Queued inbound frames before the task polls smoltcp.
+const RX_BURST: usize = 64;
+
+/// Answers DNS queries that reach the gateway's port 53.
+pub trait DnsService: Send + Sync + 'static {
+    /// The answer to one query message, or `None` to drop it.
+    fn answer(
+        &self,
+        query: Vec<u8>,
+        tcp: bool,
+    ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+}
+
+/// The gateway's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub mac: [u8; 6],
+    /// The network's MTU (IP packet size).
+    pub mtu: usize,
+}
+
+/// Frames between the task and smoltcp.
+struct QueueDevice {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+    mtu: usize,
+}
+
+struct RxTok(Vec<u8>);
+struct TxTok<'a>(&'a mut Vec<Vec<u8>>);
+
+impl phy::RxToken for RxTok {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for TxTok<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0u8; len];
+        let r = f(&mut buf);
+        self.0.push(buf);
+        r
+    }
+}
+
+impl Device for QueueDevice {
+    type RxToken<'a> = RxTok;
+    type TxToken<'a> = TxTok<'a>;
+
+    fn receive(&mut self, _: SInstant) -> Option<(RxTok, TxTok<'_>)> {
+        let f = self.rx.pop_front()?;
+        Some((RxTok(f), TxTok(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: SInstant) -> Option<TxTok<'_>> {
+        Some(TxTok(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        // smoltcp counts the Ethernet header in an Ethernet device's MTU.
+        c.max_transmission_unit = self.mtu + 14;
+        c.max_burst_size = Some(RX_BURST);
+        c
+    }
+}
+
+/// An answer on its way back to a client.
+enum Reply {
+    Udp {
+        to: IpEndpoint,
+        msg: Vec<u8>,
+    },
+    Tcp {
+        sock: SocketHandle,
+        gen: u64,
+        msg: Vec<u8>,
+    },
+}
+
+/// Per TCP socket: bytes received so far, and a generation so answers meant for an earlier
+/// connection on the same socket are discarded.
+struct TcpConn {
+    handle: SocketHandle,
+    buf: Vec<u8>,
+    gen: u64,
+    was_active: bool,
+}
+
+/// Starts the gateway task on `peer` (the switch holds the matching port). Abort the handle to
+/// stop it.
+pub fn spawn(
+    cfg: GatewayConfig,
+    peer: MemPeer,
+    dns: Option<Arc<dyn DnsService>>,
+) -> io::Result<JoinHandle<()>> {
+    let peer = AsyncMemPeer::new(peer)?;
+    Ok(tokio::spawn(run(cfg, peer, dns)))
+}
+
+fn now(start: std::time::Instant) -> SInstant {
+    SInstant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX))
+}
+
+async fn run(cfg: GatewayConfig, peer: AsyncMemPeer, dns: Option<Arc<dyn DnsService>>) {
+    let start = std::time::Instant::now();
+    let mut dev = QueueDevice {
+        rx: VecDeque::new(),
+        tx: Vec::new(),
+        mtu: cfg.mtu,
+    };
+    let mut iface = Interface::new(
+        Config::new(EthernetAddress(cfg.mac).into()),
+        &mut dev,
+        now(start),
+    );
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
+    });
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut udp_handle = None;
+    let mut tcp_conns: Vec<TcpConn> = Vec::new();
+    if dns.is_some() {
+        let mut u = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0u8; 64 * 1024]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0u8; 64 * 1024]),
+        );
+        if u.bind((IpAddress::Ipv4(cfg.ip), 53)).is_ok() {
+            udp_handle = Some(sockets.add(u));
+        }
+        for _ in 0..TCP_POOL {
+            let mut t = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0u8; 8 * 1024]),
+                tcp::SocketBuffer::new(vec![0u8; 16 * 1024]),
+            );
+            t.set_timeout(Some(smoltcp::time::Duration::from_secs(10)));
+            let _ = t.listen(53);
+            tcp_conns.push(TcpConn {
+                handle: sockets.add(t),
+                buf: Vec::new(),
+                gen: 0,
+                was_active: false,
+            });
+        }
+    }
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(1024);
+    let mut rx_buf = vec![0u8; 65_536 + 64];
+    let mut pending: Vec<Reply> = Vec::new();
+
+    loop {
+        let ts = now(start);
+        iface.poll(ts, &mut dev, &mut sockets);
+
+        // DNS over UDP.
+        if let (Some(h), Some(svc)) = (udp_handle, dns.as_ref()) {
+            let s = sockets.get_mut::<udp::Socket>(h);
+            let mut q = [0u8; 4096];
+            while let Ok((n, meta)) = s.recv_slice(&mut q) {
+                let query = q[..n].to_vec();
+                let svc = svc.clone();
+                let tx = reply_tx.clone();
+                let to = meta.endpoint;
+                tokio::spawn(async move {
+                    if let Some(msg) = svc.answer(query, false).await {
+                        let _ = tx.send(Reply::Udp { to, msg }).await;
+                    }
+                });
+            }
+        }
+        // DNS over TCP: collect length-prefixed messages per connection.
+        if let Some(svc) = dns.as_ref() {
+            for c in tcp_conns.iter_mut() {
+                let s = sockets.get_mut::<tcp::Socket>(c.handle);
+                if s.is_active() && !c.was_active {
+                    c.gen += 1;
+                    c.buf.clear();
+                }
+                c.was_active = s.is_active();
+                while s.can_recv() {
+                    let mut chunk = [0u8; 4096];
+                    match s.recv_slice(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if c.buf.len() > 2 * TCP_MSG_MAX {
+                        s.abort();
+                        c.buf.clear();
+                        break;
+                    }
+                }
+                while c.buf.len() >= 2 {
+                    let len = usize::from(u16::from_be_bytes([c.buf[0], c.buf[1]]));
+                    if c.buf.len() < 2 + len {
+                        break;
+                    }
+                    let query: Vec<u8> = c.buf.drain(..2 + len).skip(2).collect();
+                    let svc = svc.clone();
+                    let tx = reply_tx.clone();
+                    let (sock, gen) = (c.handle, c.gen);
+                    tokio::spawn(async move {
+                        if let Some(msg) = svc.answer(query, true).await {
+                            let _ = tx.send(Reply::Tcp { sock, gen, msg }).await;
+                        }
+                    });
+                }
+                // The client closed its side: finish ours so the socket can listen again.
+                if s.state() == tcp::State::CloseWait && s.send_queue() == 0 {
+                    s.close();
+                }
+                if !s.is_open() {
+                    let _ = s.listen(53);
+                }
+            }
+        }
+        // Answers that came back.
+        while let Ok(r) = reply_rx.try_recv() {
+            pending.push(r);
+        }
+        pending.retain(|r| !deliver(r, &mut sockets, udp_handle, &tcp_conns));
+        iface.poll(now(start), &mut dev, &mut sockets);
+        for f in dev.tx.drain(..) {
+            // A full queue drops the frame, as a full NIC ring would; protocols recover.
+            let _ = peer.try_send(&f);
+        }
+
+        let delay = iface
+            .poll_delay(now(start), &sockets)
+            .map(|d| std::time::Duration::from_micros(d.total_micros()))
+            .unwrap_or(std::time::Duration::from_secs(1));
+        tokio::select! {
+            r = peer.recv(&mut rx_buf) => match r {
+                Ok(n) => {
+                    dev.rx.push_back(rx_buf[..n].to_vec());
+                    // Take what else is queued, within a burst.
+                    while dev.rx.len() < RX_BURST {
+                        match peer.try_recv(&mut rx_buf) {
+                            Ok(n) => dev.rx.push_back(rx_buf[..n].to_vec()),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {} // oversized frame: dropped
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway port failed; gateway stopped");
+                    return;
+                }
+            },
+            Some(r) = reply_rx.recv() => pending.push(r),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Hands an answer to its socket; false if the socket has no room yet (retry later).
+fn deliver(
+    r: &Reply,
+    sockets: &mut SocketSet<'_>,
+    udp_handle: Option<SocketHandle>,
+    conns: &[TcpConn],
+) -> bool {
+    match r {
+        Reply::Udp { to, msg } => {
+            let Some(h) = udp_handle else { return true };
+            let s = sockets.get_mut::<udp::Socket>(h);
+            match s.send_slice(msg, *to) {
+                Ok(()) => true,
+                Err(udp::SendError::BufferFull) => false,
+                Err(_) => true,
+            }
+        }
+        Reply::Tcp { sock, gen, msg } => {
+            let Some(c) = conns.iter().find(|c| c.handle == *sock) else {
+                return true;
+            };
+            if c.gen != *gen {
+                return true; // that connection is gone
+            }
+            let s = sockets.get_mut::<tcp::Socket>(*sock);
+            if !s.may_send() {
+                return true;
+            }
+            let Ok(len) = u16::try_from(msg.len()) else {
+                return true;
+            };
+            if s.send_capacity() - s.send_queue() < msg.len() + 2 {
+                return false;
+            }
+            let _ = s.send_slice(&len.to_be_bytes());
+            let _ = s.send_slice(msg);
+            true
+        }
+    }
+}
