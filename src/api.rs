@@ -80,6 +80,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
         )
         .route("/v1/networks/{name}/endpoints", axum::routing::post(attach))
         .route("/v1/networks/{name}/endpoints/{ep}", delete(detach))
+        .route(
+            "/v1/networks/{name}/endpoints/{ep}/rename",
+            axum::routing::post(rename),
+        )
         .route("/v1/networks/{name}/fdb", get(fdb))
         .route("/v1/networks/{name}/capture", get(capture))
         .route("/v1/endpoints", get(endpoints))
@@ -150,6 +154,22 @@ async fn attach(
 async fn detach(State(d): D, Path((name, ep)): Path<(String, String)>) -> Res<serde_json::Value> {
     d.detach(&name, &ep).await?;
     Ok(Json(serde_json::json!({"detached": ep})))
+}
+
+/// Body of `POST .../endpoints/{ep}/rename`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    name: String,
+}
+
+async fn rename(
+    State(d): D,
+    Path((name, ep)): Path<(String, String)>,
+    body: Bytes,
+) -> Res<netyard_cli::model::EndpointInfo> {
+    let b: RenameBody = parse_body(&body)?;
+    Ok(Json(d.rename(&name, &ep, &b.name).await?))
 }
 
 async fn fdb(State(d): D, Path(name): Path<String>) -> Res<Vec<netyard_cli::model::FdbRow>> {

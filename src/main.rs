@@ -64,6 +64,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Network(n) => commands::network(&c, n).await?,
             Command::Attach(a) => commands::attach(&c, a).await?,
             Command::Detach { network, name } => commands::detach(&c, &network, &name).await?,
+            Command::Rename {
+                network,
+                name,
+                new_name,
+            } => commands::rename(&c, &network, &name, &new_name).await?,
             Command::Ps { json } => commands::ps(&c, json).await?,
             Command::Fdb { network, json } => commands::fdb(&c, &network, json).await?,
             Command::Stats { json } => commands::stats(&c, json).await?,

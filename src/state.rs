@@ -312,6 +312,50 @@ impl Daemon {
         Ok(info)
     }
 
+    /// Renames an endpoint on a network; DNS answers the new name at once and the old one no
+    /// more.
+    pub async fn rename(
+        &self,
+        network: &str,
+        name: &str,
+        new_name: &str,
+    ) -> Result<EndpointInfo, DaemonError> {
+        valid_name("name", new_name)?;
+        let mut st = self.state.lock().await;
+        let net = st
+            .get_mut(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        if !net.endpoints.contains_key(name) {
+            return Err(DaemonError::NoEndpoint {
+                network: network.to_string(),
+                name: name.to_string(),
+            });
+        }
+        if new_name != name
+            && (net.endpoints.contains_key(new_name) || net.reserved.contains(new_name))
+        {
+            return Err(DaemonError::conflict(
+                Some("name"),
+                format!(
+                    "an endpoint named {new_name:?} is already attached to network {network:?}"
+                ),
+            ));
+        }
+        let Some(mut ep) = net.endpoints.remove(name) else {
+            return Err(DaemonError::NoEndpoint {
+                network: network.to_string(),
+                name: name.to_string(),
+            });
+        };
+        ep.name = new_name.to_string();
+        ep.aliases.retain(|a| a != new_name);
+        let info = ep.info(net);
+        net.endpoints.insert(new_name.to_string(), ep);
+        self.refresh_dns(&st);
+        tracing::info!(network, endpoint = name, new_name, "renamed");
+        Ok(info)
+    }
+
     pub async fn detach(&self, network: &str, name: &str) -> Result<(), DaemonError> {
         let ep = {
             let mut st = self.state.lock().await;

@@ -389,3 +389,20 @@ pub async fn capture(
     .await?;
     Ok(0)
 }
+
+pub async fn rename(
+    c: &ApiClient,
+    network: &str,
+    name: &str,
+    new_name: &str,
+) -> Result<i32, CliError> {
+    let uri = format!(
+        "/v1/networks/{}/endpoints/{}/rename",
+        seg(network),
+        seg(name)
+    );
+    c.post(&uri, &serde_json::json!({ "name": new_name }))
+        .await?;
+    println!("{new_name}");
+    Ok(0)
+}

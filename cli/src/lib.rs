@@ -39,6 +39,12 @@ pub enum Command {
     Attach(AttachArgs),
     /// Detach an endpoint from a network and remove its interface.
     Detach { network: String, name: String },
+    /// Rename an endpoint (its DNS name changes at once).
+    Rename {
+        network: String,
+        name: String,
+        new_name: String,
+    },
     /// List endpoints.
     Ps {
         #[arg(long)]
