@@ -1002,8 +1002,6 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
         name: p.name.clone(),
         source,
     };
-    let addr = IpAddr::V4(p.ip);
-    let gw = Some(IpAddr::V4(p.gateway));
     match p.kind {
         Kind::Tap => {
             let req = NsOpenRequest::tap(p.ifname.clone(), p.offload);
@@ -1013,18 +1011,7 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
                 source: std::io::Error::other("namespace helper returned no TAP descriptor"),
             })?;
             let port = TapPort::from_fd(tap_fd, p.ifname.clone(), p.offload).map_err(port_err)?;
-            let ns_handle = fds.netlink.into_handle().map_err(ns_err)?;
-            netns::configure_endpoint(
-                &ns_handle,
-                &p.ifname,
-                p.mac.0,
-                p.mtu,
-                addr,
-                p.prefix_len,
-                gw,
-            )
-            .await
-            .map_err(ns_err)?;
+            configure(p, fds.netlink).await.map_err(ns_err)?;
             Ok((Box::new(port), None))
         }
         Kind::Veth => {
@@ -1037,18 +1024,7 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
                 .await
                 .map_err(ns_err)?;
             let result: Result<Box<dyn Port>, DaemonError> = async {
-                let ns_handle = fds.netlink.into_handle().map_err(ns_err)?;
-                netns::configure_endpoint(
-                    &ns_handle,
-                    &p.ifname,
-                    p.mac.0,
-                    p.mtu,
-                    addr,
-                    p.prefix_len,
-                    gw,
-                )
-                .await
-                .map_err(ns_err)?;
+                configure(p, fds.netlink).await.map_err(ns_err)?;
                 let port = PacketPort::open(&host_name, p.offload).map_err(port_err)?;
                 Ok(Box::new(port) as Box<dyn Port>)
             }
@@ -1062,6 +1038,22 @@ async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>),
             }
         }
     }
+}
+
+/// Configures the endpoint's interface inside its namespace, through the namespace's own
+/// netlink socket: MAC, MTU, address, up, `lo` up, default route via the gateway.
+async fn configure(p: &EndpointPlan, nl: netns::NetlinkFd) -> Result<(), crate::netns::NetnsError> {
+    let handle = nl.into_handle()?;
+    netns::configure_endpoint(
+        &handle,
+        &p.ifname,
+        p.mac.0,
+        p.mtu,
+        IpAddr::V4(p.ip),
+        p.prefix_len,
+        Some(IpAddr::V4(p.gateway)),
+    )
+    .await
 }
 
 impl std::fmt::Debug for EndpointPlan {

@@ -64,12 +64,20 @@ impl ApiClient {
         }
     }
 
-    /// GETs `uri` and hands each chunk of a successful body to `sink` as it arrives.
-    pub async fn stream(
+    /// Opens a connection, sends one request and returns the response head with the task
+    /// driving the connection (abort it when done with the body).
+    async fn send(
         &self,
+        method: Method,
         uri: &str,
-        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<(), ClientError> {
+        body: Option<Vec<u8>>,
+    ) -> Result<
+        (
+            hyper::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<Result<(), hyper::Error>>,
+        ),
+        ClientError,
+    > {
         let stream =
             UnixStream::connect(&self.path)
                 .await
@@ -82,15 +90,26 @@ impl ApiClient {
             .map_err(|e| self.protocol(e))?;
         let conn_task = tokio::spawn(conn);
         let req = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(uri)
             .header("host", "netyard")
-            .body(Full::new(Bytes::new()))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| self.protocol(e))?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| self.protocol(e))?;
+        Ok((resp, conn_task))
+    }
+
+    /// GETs `uri` and hands each chunk of a successful body to `sink` as it arrives.
+    pub async fn stream(
+        &self,
+        uri: &str,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let (resp, conn_task) = self.send(Method::GET, uri, None).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
@@ -128,28 +147,7 @@ impl ApiClient {
         uri: &str,
         body: Option<Vec<u8>>,
     ) -> Result<serde_json::Value, ClientError> {
-        let stream =
-            UnixStream::connect(&self.path)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    path: self.path.clone(),
-                    source,
-                })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.protocol(e))?;
-        let conn_task = tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "netyard")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| self.protocol(e))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| self.protocol(e))?;
+        let (resp, conn_task) = self.send(method, uri, body).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()

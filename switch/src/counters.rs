@@ -34,10 +34,16 @@ pub enum DropReason {
     TxError,
     /// A GSO super-frame could not be segmented for an egress port without offloads.
     BadGso,
+    /// A datagram on a VXLAN port shorter than the 8-byte VXLAN header.
+    VxlanTruncated,
+    /// A VXLAN header with the I flag clear (its VNI means nothing).
+    VxlanNoIFlag,
+    /// A VXLAN packet for another VNI than the port's network.
+    VxlanWrongVni,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -49,6 +55,9 @@ impl DropReason {
         DropReason::TxQueueFull,
         DropReason::TxError,
         DropReason::BadGso,
+        DropReason::VxlanTruncated,
+        DropReason::VxlanNoIFlag,
+        DropReason::VxlanWrongVni,
     ];
 
     /// The name used in stats and the API.
@@ -65,6 +74,9 @@ impl DropReason {
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxError => "tx_error",
             DropReason::BadGso => "bad_gso",
+            DropReason::VxlanTruncated => "vxlan_truncated",
+            DropReason::VxlanNoIFlag => "vxlan_i_flag_clear",
+            DropReason::VxlanWrongVni => "vxlan_wrong_vni",
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod vnet;
+pub mod vxlan;
 
 /// Why a buffer could not be viewed as a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
