@@ -158,27 +158,27 @@ pub fn forward(
     match verdict {
         Verdict::Drop(reason) => ingress.counters.drop(reason),
         Verdict::Forward(id) => {
-            if frame[1] != 0 {
-                ingress
-                    .counters
-                    .rx_gso
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            count_gso(ingress, frame);
             if let Some(egress) = Switch::port_in(ports, id) {
                 transmit(egress, frame, scratch);
             }
         }
         Verdict::Flood => {
-            if frame[1] != 0 {
-                ingress
-                    .counters
-                    .rx_gso
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            count_gso(ingress, frame);
             for egress in ports.iter().filter(|p| p.id != ingress.id) {
                 transmit(egress, frame, scratch);
             }
         }
+    }
+}
+
+/// Counts a received GSO super-frame (the vnet header's gso_type byte is non-zero).
+fn count_gso(ingress: &SwitchPort, frame: &[u8]) {
+    if frame.get(1).is_some_and(|t| *t != 0) {
+        ingress
+            .counters
+            .rx_gso
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
