@@ -64,6 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Network(n) => commands::network(&c, n).await?,
             Command::Attach(a) => commands::attach(&c, a).await?,
             Command::Detach { network, name } => commands::detach(&c, &network, &name).await?,
+            Command::Inspect { name, network } => {
+                commands::inspect(&c, &name, network.as_deref()).await?
+            }
             Command::Rename {
                 network,
                 name,

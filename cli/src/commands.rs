@@ -406,3 +406,26 @@ pub async fn rename(
     println!("{new_name}");
     Ok(0)
 }
+
+/// `netyard inspect NAME [--network NET]`: the endpoint(s) of that name as JSON.
+pub async fn inspect(c: &ApiClient, name: &str, network: Option<&str>) -> Result<i32, CliError> {
+    let eps: Vec<serde_json::Value> = decode(c.get("/v1/endpoints").await?)?;
+    let found: Vec<serde_json::Value> = eps
+        .into_iter()
+        .filter(|e| e["name"] == name && network.is_none_or(|n| e["network"] == n))
+        .collect();
+    if found.is_empty() {
+        return Err(CliError::Client(ClientError::Api(
+            crate::model::ApiError {
+                error: match network {
+                    Some(n) => format!("no endpoint named {name:?} on network {n:?}"),
+                    None => format!("no endpoint named {name:?}"),
+                },
+                field: Some("name".into()),
+            },
+            hyper::StatusCode::NOT_FOUND,
+        )));
+    }
+    print_json(&found);
+    Ok(0)
+}

@@ -39,6 +39,14 @@ pub enum Command {
     Attach(AttachArgs),
     /// Detach an endpoint from a network and remove its interface.
     Detach { network: String, name: String },
+    /// Show an endpoint as JSON (on every network it is attached to under that name), with
+    /// the resolv.conf its container should use.
+    Inspect {
+        name: String,
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+    },
     /// Rename an endpoint (its DNS name changes at once).
     Rename {
         network: String,
