@@ -84,10 +84,12 @@ pub fn router(d: Arc<Daemon>) -> Router {
             "/v1/networks/{name}/endpoints/{ep}/rename",
             axum::routing::post(rename),
         )
-        .route("/v1/networks/{name}/fdb", get(fdb))
+        .route("/v1/networks/{name}/fdb", get(fdb).post(fdb_add))
+        .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
         .route("/v1/networks/{name}/capture", get(capture))
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/stats", get(stats))
+        .route("/v1/flows", get(flows))
         .fallback(|| async {
             Failure(
                 StatusCode::NOT_FOUND,
@@ -176,8 +178,26 @@ async fn fdb(State(d): D, Path(name): Path<String>) -> Res<Vec<netyard_cli::mode
     Ok(Json(d.fdb(&name).await?))
 }
 
+async fn fdb_add(
+    State(d): D,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Res<netyard_cli::model::FdbRow> {
+    let req: netyard_cli::model::FdbAdd = parse_body(&body)?;
+    Ok(Json(d.fdb_add(&name, req).await?))
+}
+
+async fn fdb_del(State(d): D, Path((name, mac)): Path<(String, String)>) -> Res<serde_json::Value> {
+    d.fdb_del(&name, &mac).await?;
+    Ok(Json(serde_json::json!({"removed": mac})))
+}
+
 async fn endpoints(State(d): D) -> Res<Vec<netyard_cli::model::EndpointInfo>> {
     Ok(Json(d.endpoints().await))
+}
+
+async fn flows(State(d): D) -> Res<serde_json::Value> {
+    Ok(Json(d.flows().await))
 }
 
 async fn stats(State(d): D) -> Res<Vec<netyard_cli::model::PortStatsRow>> {

@@ -172,8 +172,23 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
     })
 }
 
+/// Raises the soft limit on open files to the hard one: every egress flow and every attached
+/// namespace's resolver holds descriptors, and the default soft limit (1024) is far below
+/// what the flow caps allow.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+            }
+        }
+    }
+}
+
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    raise_nofile_limit();
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt()).map_err(io_err("installing SIGINT handler"))?;
     let mut term = signal(SignalKind::terminate()).map_err(io_err("installing SIGTERM handler"))?;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use netyard_cli::{commands, default_api_path, ApiClient, Cli, Command};
+use netyard_cli::{commands, default_api_path, ApiClient, Cli, Command, FdbCommand};
 
 fn main() {
     let cli = Cli::parse();
@@ -73,7 +73,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 new_name,
             } => commands::rename(&c, &network, &name, &new_name).await?,
             Command::Ps { json } => commands::ps(&c, json).await?,
-            Command::Fdb { network, json } => commands::fdb(&c, &network, json).await?,
+            Command::Fdb(f) => match (f.command, f.network) {
+                (
+                    Some(FdbCommand::Add {
+                        network,
+                        mac,
+                        remote,
+                    }),
+                    _,
+                ) => commands::fdb_add(&c, &network, &mac, &remote).await?,
+                (Some(FdbCommand::Del { network, mac }), _) => {
+                    commands::fdb_del(&c, &network, &mac).await?
+                }
+                (None, Some(network)) => commands::fdb(&c, &network, f.json).await?,
+                (None, None) => anyhow::bail!("fdb: give a network"),
+            },
+            Command::Flows { json } => commands::flows(&c, json).await?,
             Command::Stats { json } => commands::stats(&c, json).await?,
             Command::Run(a) => commands::run(&c, a).await?,
             Command::Capture {

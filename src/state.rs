@@ -14,11 +14,15 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 use netyard_cli::model::{
-    Counters, EndpointCreate, EndpointInfo, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
+    Counters, EndpointCreate, EndpointInfo, FdbAdd, FdbRow, NetworkCreate, NetworkInfo,
+    PortStatsRow, VxlanInfo,
 };
 use netyard_switch::capture::{Capture, CapturedFrame};
+use netyard_switch::overlay::RemoteTable;
 use netyard_switch::sys::packet::PacketPort;
 use netyard_switch::sys::tap::TapPort;
+use netyard_switch::sys::vxlan::{VxlanConfig, VxlanError, VxlanPort};
+use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
 use netyard_switch::{driver, MacAddr, Port, PortStats, Switch, SwitchConfig, SwitchPort};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -60,6 +64,8 @@ struct Network {
     ager: JoinHandle<()>,
     /// The gateway's switch port, its driver and the gateway task itself.
     gw: Gateway,
+    /// The VXLAN tunnel port, on a network that spans hosts.
+    vxlan: Option<Vxlan>,
     ipam: Ipam,
     endpoints: BTreeMap<String, Endpoint>,
     /// Names of endpoints being attached right now.
@@ -70,6 +76,8 @@ struct Gateway {
     mac: MacAddr,
     port: Arc<SwitchPort>,
     tasks: Vec<JoinHandle<()>>,
+    /// The gateway's egress engine: its flow table and counters.
+    egress: netyard_router::egress::EgressHandle,
 }
 
 impl Gateway {
@@ -78,6 +86,26 @@ impl Gateway {
             t.abort();
         }
     }
+}
+
+/// A network's VXLAN tunnel: its switch port ("vxlan"), the port's driver, and the remote
+/// table shared with the port (for `fdb` and static entries).
+struct Vxlan {
+    plan: VxlanPlan,
+    underlay_mtu: Option<u32>,
+    flow_source_ports: bool,
+    table: Arc<RemoteTable>,
+    port: Arc<SwitchPort>,
+    task: JoinHandle<()>,
+}
+
+/// A validated `--vxlan` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VxlanPlan {
+    vni: u32,
+    local: Ipv4Addr,
+    port: u16,
+    peers: Vec<Ipv4Addr>,
 }
 
 struct Endpoint {
@@ -105,6 +133,8 @@ struct NetworkPlan {
     internal: bool,
     aging: u64,
     max_macs: u32,
+    vxlan: Option<VxlanPlan>,
+    underlay_mtu: Option<u32>,
 }
 
 /// A validated endpoint request with its reserved address.
@@ -172,8 +202,12 @@ impl Daemon {
         } else {
             Vec::new()
         };
+        let underlay_mtu = match req.vxlan {
+            Some(_) => find_underlay_mtu(&req).await,
+            None => None,
+        };
         let mut st = self.state.lock().await;
-        let plan = plan_network(&req, &st, &routes)?;
+        let plan = plan_network(&req, &st, &routes, underlay_mtu)?;
         let net = build_network(plan, &self.dns)?;
         let info = net.info();
         st.insert(info.name.clone(), net);
@@ -218,9 +252,14 @@ impl Daemon {
                 ),
             ));
         }
-        if let Some(net) = st.remove(name) {
+        let removed = st.remove(name);
+        drop(st);
+        if let Some(mut net) = removed {
             net.ager.abort();
             net.gw.stop();
+            if let Some(vx) = net.vxlan.take() {
+                stop_vxlan(&net.switch, vx).await;
+            }
         }
         tracing::info!(network = %name, "network removed");
         Ok(())
@@ -420,6 +459,22 @@ impl Daemon {
         Ok((guard, rx))
     }
 
+    /// Every network's egress flows and counters (`netyard flows`).
+    pub async fn flows(&self) -> serde_json::Value {
+        let st = self.state.lock().await;
+        serde_json::Value::Array(
+            st.values()
+                .map(|n| {
+                    serde_json::json!({
+                        "network": n.name,
+                        "stats": n.gw.egress.stats(),
+                        "flows": n.gw.egress.flows(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Detaches endpoints whose device vanished (their namespace was destroyed, so the kernel
     /// removed the TAP or veth and the port's driver stopped). Returns their names.
     pub async fn reap(&self) -> Vec<String> {
@@ -458,7 +513,19 @@ impl Daemon {
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
         let now = net.switch.now_ms();
         let ports = net.switch.ports();
-        Ok(net
+        let mut remotes: BTreeMap<MacAddr, netyard_switch::overlay::RemoteView> = net
+            .vxlan
+            .as_ref()
+            .map(|vx| {
+                vx.table
+                    .entries(now)
+                    .into_iter()
+                    .map(|r| (r.mac, r))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let vx_port = net.vxlan.as_ref().map(|vx| vx.port.id);
+        let mut rows: Vec<FdbRow> = net
             .switch
             .fdb
             .entries(now)
@@ -471,8 +538,100 @@ impl Daemon {
                 port_id: e.port,
                 age: e.age_ms as f64 / 1000.0,
                 is_static: e.is_static,
+                remote: if Some(e.port) == vx_port {
+                    remotes.remove(&e.mac).map(|r| r.vtep.to_string())
+                } else {
+                    None
+                },
             })
-            .collect())
+            .collect();
+        // Remote MACs the switch's table does not hold (aged there, or not seen yet).
+        if let Some(id) = vx_port {
+            rows.extend(remotes.into_values().map(|r| FdbRow {
+                mac: r.mac.to_string(),
+                port: "vxlan".to_string(),
+                port_id: id,
+                age: r.age_ms as f64 / 1000.0,
+                is_static: r.is_static,
+                remote: Some(r.vtep.to_string()),
+            }));
+            rows.sort_by(|a, b| a.mac.cmp(&b.mac));
+        }
+        Ok(rows)
+    }
+
+    /// Adds a static remote entry on a VXLAN network: the MAC lives behind `remote`. It goes
+    /// into the tunnel's remote table and, as a static entry on the tunnel port, into the
+    /// switch's table, so frames to it are neither flooded nor moved by learning.
+    pub async fn fdb_add(&self, network: &str, req: FdbAdd) -> Result<FdbRow, DaemonError> {
+        let mac: MacAddr = req
+            .mac
+            .parse()
+            .map_err(|e| DaemonError::invalid("mac", e))?;
+        if mac.is_multicast() || mac.is_zero() {
+            return Err(DaemonError::invalid(
+                "mac",
+                format!("{mac} is not a unicast address"),
+            ));
+        }
+        let remote = parse_vtep("remote", &req.remote)?;
+        let st = self.state.lock().await;
+        let net = st
+            .get(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let vx = net.vxlan.as_ref().ok_or_else(|| {
+            DaemonError::invalid(
+                "network",
+                format!("network {network:?} has no VXLAN tunnel (create it with --vxlan)"),
+            )
+        })?;
+        if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
+            return Err(DaemonError::conflict(
+                Some("mac"),
+                format!("{mac} belongs to this host's network {network:?}"),
+            ));
+        }
+        vx.table.add_static(mac, remote);
+        net.switch.fdb.add_static(mac, vx.port.id);
+        tracing::info!(network, %mac, %remote, "static remote entry added");
+        Ok(FdbRow {
+            mac: mac.to_string(),
+            port: vx.port.name.clone(),
+            port_id: vx.port.id,
+            age: 0.0,
+            is_static: true,
+            remote: Some(remote.to_string()),
+        })
+    }
+
+    /// Removes a static remote entry (and the switch's static entry for it).
+    pub async fn fdb_del(&self, network: &str, mac: &str) -> Result<(), DaemonError> {
+        let mac: MacAddr = mac.parse().map_err(|e| DaemonError::invalid("mac", e))?;
+        let st = self.state.lock().await;
+        let net = st
+            .get(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let vx = net.vxlan.as_ref().ok_or_else(|| {
+            DaemonError::invalid(
+                "network",
+                format!("network {network:?} has no VXLAN tunnel"),
+            )
+        })?;
+        let is_static = vx
+            .table
+            .entries(net.switch.now_ms())
+            .iter()
+            .any(|e| e.mac == mac && e.is_static);
+        if !is_static {
+            return Err(DaemonError::conflict(
+                Some("mac"),
+                format!("{mac} has no static remote entry on network {network:?}"),
+            ));
+        }
+        vx.table.remove(&mac);
+        net.switch.fdb.remove_static(&mac, vx.port.id);
+        tracing::info!(network, %mac, "static remote entry removed");
+        Ok(())
     }
 
     pub async fn stats(&self) -> Vec<PortStatsRow> {
@@ -487,6 +646,13 @@ impl Daemon {
                     kind: "gateway".to_string(),
                     counters: counters(&n.gw.port.counters.snapshot()),
                 };
+                // Likewise "(vxlan)" for the tunnel port.
+                let vx = n.vxlan.as_ref().map(|vx| PortStatsRow {
+                    network: n.name.clone(),
+                    endpoint: "(vxlan)".to_string(),
+                    kind: "vxlan".to_string(),
+                    counters: counters(&vx.port.counters.snapshot()),
+                });
                 n.endpoints
                     .values()
                     .map(move |e| PortStatsRow {
@@ -496,6 +662,7 @@ impl Daemon {
                         counters: counters(&e.port.counters.snapshot()),
                     })
                     .chain(std::iter::once(gw))
+                    .chain(vx)
             })
             .collect()
     }
@@ -511,6 +678,9 @@ impl Daemon {
         for mut net in nets {
             net.ager.abort();
             net.gw.stop();
+            if let Some(vx) = net.vxlan.take() {
+                stop_vxlan(&net.switch, vx).await;
+            }
             for (_, ep) in std::mem::take(&mut net.endpoints) {
                 net.switch.remove_port(ep.port.id);
                 teardown_endpoint(ep).await;
@@ -530,6 +700,14 @@ impl Network {
             aging: self.aging,
             max_macs_per_port: self.max_macs,
             endpoints: self.endpoints.keys().cloned().collect(),
+            vxlan: self.vxlan.as_ref().map(|vx| VxlanInfo {
+                vni: vx.plan.vni,
+                local: vx.plan.local.to_string(),
+                port: vx.plan.port,
+                peers: vx.plan.peers.iter().map(ToString::to_string).collect(),
+                underlay_mtu: vx.underlay_mtu,
+                flow_source_ports: vx.flow_source_ports,
+            }),
         }
     }
 }
@@ -611,6 +789,132 @@ async fn teardown_endpoint(ep: Endpoint) {
     }
 }
 
+/// Stops a tunnel: removes its port from the switch, stops the driver and waits until the
+/// port (and so its sockets) is gone, so the UDP port is free again when this returns.
+async fn stop_vxlan(switch: &Switch, vx: Vxlan) {
+    switch.remove_port(vx.port.id);
+    vx.task.abort();
+    let _ = vx.task.await;
+    let port = vx.port;
+    for _ in 0..400 {
+        if Arc::strong_count(&port) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The underlay MTU for a `--vxlan` request, from the interface holding `vxlan_local` or the
+/// route to the first peer. Unparsable fields are left to `plan_network` to report.
+async fn find_underlay_mtu(req: &NetworkCreate) -> Option<u32> {
+    let local = req.vxlan_local.as_deref().and_then(|s| s.parse().ok());
+    let peer = req.vxlan_peers.first().and_then(|s| s.parse().ok());
+    let h = netns::host_handle().ok()?;
+    netns::underlay_mtu(&h, local, peer).await
+}
+
+/// A VTEP address: IPv4 unicast.
+fn parse_vtep(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| DaemonError::invalid(field, format!("{s:?} is not an IPv4 address")))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{ip} is not a unicast address"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// Validates the `vxlan*` fields of a network request.
+fn plan_vxlan(
+    req: &NetworkCreate,
+    existing: &BTreeMap<String, Network>,
+) -> Result<Option<VxlanPlan>, DaemonError> {
+    let Some(vni) = req.vxlan else {
+        for (field, set) in [
+            ("vxlan_local", req.vxlan_local.is_some()),
+            ("vxlan_port", req.vxlan_port.is_some()),
+            ("vxlan_peers", !req.vxlan_peers.is_empty()),
+        ] {
+            if set {
+                return Err(DaemonError::invalid(field, "needs vxlan (the VNI)"));
+            }
+        }
+        return Ok(None);
+    };
+    if vni > VNI_MAX {
+        return Err(DaemonError::invalid(
+            "vxlan",
+            format!("VNI {vni} out of range (0 to {VNI_MAX})"),
+        ));
+    }
+    let local = match &req.vxlan_local {
+        Some(s) => {
+            let ip: Ipv4Addr = s.parse().map_err(|_| {
+                DaemonError::invalid("vxlan_local", format!("{s:?} is not an IPv4 address"))
+            })?;
+            if ip.is_multicast() || ip.is_broadcast() {
+                return Err(DaemonError::invalid(
+                    "vxlan_local",
+                    format!("{ip} is not a unicast address"),
+                ));
+            }
+            ip
+        }
+        None => Ipv4Addr::UNSPECIFIED,
+    };
+    let port = match req.vxlan_port {
+        None => VXLAN_PORT,
+        Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            DaemonError::invalid("vxlan_port", format!("{p} out of range (1 to 65535)"))
+        })?,
+    };
+    let mut peers = Vec::new();
+    for (i, s) in req.vxlan_peers.iter().enumerate() {
+        let ip = parse_vtep(&format!("vxlan_peers[{i}]"), s)?;
+        if ip == local {
+            return Err(DaemonError::invalid(
+                format!("vxlan_peers[{i}]"),
+                format!("{ip} is the local address itself"),
+            ));
+        }
+        if !peers.contains(&ip) {
+            peers.push(ip);
+        }
+    }
+    for other in existing.values() {
+        let Some(vx) = &other.vxlan else { continue };
+        if vx.plan.vni == vni {
+            return Err(DaemonError::conflict(
+                Some("vxlan"),
+                format!("network {:?} already uses VNI {vni}", other.name),
+            ));
+        }
+        // Tunnels on one port share its socket when they bind the same address; 0.0.0.0
+        // and a specific address cannot both be bound on one port.
+        let overlapping =
+            vx.plan.local != local && (vx.plan.local.is_unspecified() || local.is_unspecified());
+        if vx.plan.port == port && overlapping {
+            return Err(DaemonError::conflict(
+                Some("vxlan_port"),
+                format!(
+                    "network {:?} has its VXLAN socket on {}:{port}: a tunnel on that port must \
+                     bind the same address (give --vxlan-local {}) or use another --vxlan-port",
+                    other.name, vx.plan.local, vx.plan.local
+                ),
+            ));
+        }
+    }
+    Ok(Some(VxlanPlan {
+        vni,
+        local,
+        port,
+        peers,
+    }))
+}
+
 async fn remove_host_link(name: &str) {
     match netns::host_handle() {
         Ok(h) => {
@@ -672,6 +976,7 @@ fn plan_network(
     req: &NetworkCreate,
     existing: &BTreeMap<String, Network>,
     host_routes: &[IpNet],
+    underlay_mtu: Option<u32>,
 ) -> Result<NetworkPlan, DaemonError> {
     valid_name("name", &req.name)?;
     if existing.contains_key(&req.name) {
@@ -729,12 +1034,33 @@ fn plan_network(
         }
         None => first_host(subnet),
     };
-    let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+    let vxlan = plan_vxlan(req, existing)?;
+    // Over VXLAN the inner frame, its Ethernet header and 36 bytes of outer headers must fit
+    // the underlay's MTU: 50 bytes of overhead, never fragmented.
+    let overhead = VXLAN_IPV4_OVERHEAD as u32;
+    let underlay_mtu = underlay_mtu.filter(|_| vxlan.is_some());
+    let mtu = match (req.mtu, &vxlan) {
+        (Some(m), _) => m,
+        (None, Some(_)) => underlay_mtu.unwrap_or(DEFAULT_MTU).saturating_sub(overhead),
+        (None, None) => DEFAULT_MTU,
+    };
     if !(576..=65_000).contains(&mtu) {
         return Err(DaemonError::invalid(
             "mtu",
             format!("{mtu} out of range (576 to 65000)"),
         ));
+    }
+    if let Some(u) = underlay_mtu {
+        if mtu + overhead > u {
+            return Err(DaemonError::invalid(
+                "mtu",
+                format!(
+                    "{mtu} does not fit the VXLAN underlay (MTU {u} minus {overhead} bytes of \
+                     encapsulation: at most {})",
+                    u.saturating_sub(overhead)
+                ),
+            ));
+        }
     }
     let aging = req.aging.unwrap_or(DEFAULT_AGING_SECS);
     if aging == 0 || aging > 1_000_000 {
@@ -758,6 +1084,8 @@ fn plan_network(
         internal: req.internal,
         aging,
         max_macs,
+        vxlan,
+        underlay_mtu,
     })
 }
 
@@ -786,8 +1114,22 @@ fn build_network(p: NetworkPlan, dns: &Dns) -> Result<Network, DaemonError> {
             return Err(e);
         }
     };
+    let vxlan = match p
+        .vxlan
+        .as_ref()
+        .map(|v| start_vxlan(&p, v, &switch, &gateway))
+    {
+        Some(Err(e)) => {
+            ager.abort();
+            gateway.stop();
+            return Err(e);
+        }
+        Some(Ok(vx)) => Some(vx),
+        None => None,
+    };
     Ok(Network {
         gw: gateway,
+        vxlan,
         ipam: Ipam::new(p.subnet, p.gateway),
         name: p.name,
         subnet: p.subnet,
@@ -832,8 +1174,10 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         prefix_len: p.subnet.prefix_len(),
         mac: mac.0,
         mtu: p.mtu as usize,
+        egress: !p.internal,
+        flow_limits: Default::default(),
     };
-    let gw_task = match netyard_router::gateway::spawn(cfg, peer, Some(svc)) {
+    let gw = match netyard_router::gateway::start(cfg, peer, Some(svc)) {
         Ok(t) => t,
         Err(e) => {
             driver_task.abort();
@@ -844,7 +1188,86 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
     Ok(Gateway {
         mac,
         port: sp,
-        tasks: vec![driver_task, gw_task],
+        tasks: vec![driver_task, gw.task],
+        egress: gw.egress,
+    })
+}
+
+/// The VXLAN tunnel port: a UDP socket of the daemon's namespace on `local:port`, added to the
+/// switch as port "vxlan" with its own driver. On a network that spans hosts every host has a
+/// gateway with the same address and MAC, so that MAC is pinned (static) to the local gateway
+/// port: a remote gateway's frames never move it into the tunnel.
+fn start_vxlan(
+    p: &NetworkPlan,
+    v: &VxlanPlan,
+    switch: &Arc<Switch>,
+    gw: &Gateway,
+) -> Result<Vxlan, DaemonError> {
+    let table = Arc::new(RemoteTable::new(
+        p.aging.saturating_mul(1000),
+        p.max_macs as usize,
+        v.peers.clone(),
+    ));
+    let cfg = VxlanConfig {
+        vni: v.vni,
+        local: v.local,
+        port: v.port,
+        mtu: u16::try_from(p.mtu).unwrap_or(u16::MAX),
+        epoch: switch.epoch(),
+    };
+    let port = VxlanPort::open(cfg, table.clone()).map_err(|e| match &e {
+        VxlanError::Bind { source, .. } if source.raw_os_error() == Some(libc::EADDRINUSE) => {
+            DaemonError::conflict(
+                Some("vxlan_port"),
+                format!("{e}: the address and port are in use"),
+            )
+        }
+        VxlanError::Bind { source, .. } if source.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+            DaemonError::invalid(
+                "vxlan_local",
+                format!("{} is not an address of this host", v.local),
+            )
+        }
+        VxlanError::VniTaken { .. } => DaemonError::conflict(Some("vxlan"), &e),
+        _ => DaemonError::Io {
+            context: format!("opening the VXLAN tunnel of {:?}", p.name),
+            source: std::io::Error::new(
+                e.io()
+                    .map_or(std::io::ErrorKind::Other, std::io::Error::kind),
+                e.to_string(),
+            ),
+        },
+    })?;
+    let flow_source_ports = port.flow_ports();
+    if !flow_source_ports {
+        tracing::warn!(
+            network = %p.name,
+            "no source port of 49152-65535 could be bound: VXLAN datagrams leave from port {} \
+             instead of a per-flow source port",
+            v.port
+        );
+    }
+    let sp = switch.add_port("vxlan", Box::new(port));
+    let task = match driver::spawn_port(switch.clone(), sp.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            switch.remove_port(sp.id);
+            return Err(DaemonError::Io {
+                context: "starting the VXLAN port".to_string(),
+                source: e,
+            });
+        }
+    };
+    switch.fdb.add_static(gw.mac, gw.port.id);
+    tracing::info!(network = %p.name, vni = v.vni, local = %v.local, port = v.port,
+        peers = ?v.peers, mtu = p.mtu, "VXLAN tunnel up");
+    Ok(Vxlan {
+        plan: v.clone(),
+        underlay_mtu: p.underlay_mtu,
+        flow_source_ports,
+        table,
+        port: sp,
+        task,
     })
 }
 
@@ -963,6 +1386,23 @@ fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan
             Some("mac"),
             format!("{mac} is already used on network {:?}", net.name),
         ));
+    }
+    if let Some(vx) = &net.vxlan {
+        let remote = vx
+            .table
+            .entries(0)
+            .into_iter()
+            .find(|e| e.mac == mac && e.is_static);
+        if let Some(r) = remote {
+            return Err(DaemonError::conflict(
+                Some("mac"),
+                format!(
+                    "{mac} has a static remote entry (behind {}) on network {:?}: remove it \
+                     with `fdb del` first",
+                    r.vtep, net.name
+                ),
+            ));
+        }
     }
     let mut aliases = Vec::new();
     for (i, a) in req.aliases.iter().enumerate() {

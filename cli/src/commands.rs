@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::client::{ApiClient, ClientError};
 use crate::model::{
-    EndpointCreate, EndpointInfo, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
+    EndpointCreate, EndpointInfo, FdbAdd, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
 };
 use crate::table::render;
 use crate::{nsexec, AttachArgs, NetworkCommand, RunArgs};
@@ -59,6 +59,10 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             internal,
             aging,
             max_macs_per_port,
+            vxlan,
+            vxlan_local,
+            vxlan_port,
+            vxlan_peers,
         } => {
             let req = NetworkCreate {
                 name,
@@ -68,9 +72,26 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 internal,
                 aging,
                 max_macs_per_port,
+                vxlan,
+                vxlan_local,
+                vxlan_port,
+                vxlan_peers,
             };
             let n: NetworkInfo = decode(c.post("/v1/networks", &req).await?)?;
-            println!("{} {} gateway {}", n.name, n.subnet, n.gateway);
+            match &n.vxlan {
+                Some(v) => println!(
+                    "{} {} gateway {} mtu {} vxlan {} on {}:{} peers [{}]",
+                    n.name,
+                    n.subnet,
+                    n.gateway,
+                    n.mtu,
+                    v.vni,
+                    v.local,
+                    v.port,
+                    v.peers.join(", ")
+                ),
+                None => println!("{} {} gateway {}", n.name, n.subnet, n.gateway),
+            }
         }
         NetworkCommand::Ls { json } => {
             let v = c.get("/v1/networks").await?;
@@ -88,13 +109,25 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                             n.mtu.to_string(),
                             n.internal.to_string(),
                             n.endpoints.len().to_string(),
+                            n.vxlan
+                                .as_ref()
+                                .map(|v| v.vni.to_string())
+                                .unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
                     render(
-                        &["NAME", "SUBNET", "GATEWAY", "MTU", "INTERNAL", "ENDPOINTS"],
+                        &[
+                            "NAME",
+                            "SUBNET",
+                            "GATEWAY",
+                            "MTU",
+                            "INTERNAL",
+                            "ENDPOINTS",
+                            "VXLAN"
+                        ],
                         &rows
                     )
                 );
@@ -208,10 +241,43 @@ pub async fn fdb(c: &ApiClient, network: &str, json: bool) -> Result<i32, CliErr
                 } else {
                     format!("{:.1}s", r.age)
                 },
+                r.remote.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    print!("{}", render(&["MAC", "PORT", "AGE"], &rows));
+    print!("{}", render(&["MAC", "PORT", "AGE", "REMOTE"], &rows));
+    Ok(0)
+}
+
+/// `netyard fdb add NETWORK MAC --remote IP`.
+pub async fn fdb_add(
+    c: &ApiClient,
+    network: &str,
+    mac: &str,
+    remote: &str,
+) -> Result<i32, CliError> {
+    let req = FdbAdd {
+        mac: mac.to_string(),
+        remote: remote.to_string(),
+    };
+    let r: FdbRow = decode(
+        c.post(&format!("/v1/networks/{}/fdb", seg(network)), &req)
+            .await?,
+    )?;
+    println!(
+        "{} via {} remote {}",
+        r.mac,
+        r.port,
+        r.remote.unwrap_or_default()
+    );
+    Ok(0)
+}
+
+/// `netyard fdb del NETWORK MAC`.
+pub async fn fdb_del(c: &ApiClient, network: &str, mac: &str) -> Result<i32, CliError> {
+    c.delete(&format!("/v1/networks/{}/fdb/{}", seg(network), seg(mac)))
+        .await?;
+    println!("{mac}");
     Ok(0)
 }
 
@@ -427,5 +493,40 @@ pub async fn inspect(c: &ApiClient, name: &str, network: Option<&str>) -> Result
         )));
     }
     print_json(&found);
+    Ok(0)
+}
+
+/// `netyard flows`: the gateways' connection trackers.
+pub async fn flows(c: &ApiClient, json: bool) -> Result<i32, CliError> {
+    let v = c.get("/v1/flows").await?;
+    if json {
+        print_json(&v);
+        return Ok(0);
+    }
+    let mut rows = Vec::new();
+    for net in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+        for f in net["flows"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let s = |k: &str| match &f[k] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            rows.push(vec![
+                net["network"].as_str().unwrap_or("").to_string(),
+                s("protocol"),
+                s("endpoint"),
+                s("destination"),
+                s("state"),
+                format!("{}/{}", s("bytes_out"), s("bytes_in")),
+                format!("{}s", s("age_secs")),
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        render(
+            &["NETWORK", "PROTO", "ENDPOINT", "DESTINATION", "STATE", "BYTES OUT/IN", "AGE"],
+            &rows
+        )
+    );
     Ok(0)
 }

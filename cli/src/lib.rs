@@ -58,9 +58,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a network's MAC table.
-    Fdb {
-        network: String,
+    /// Show a network's MAC table (`fdb NETWORK`), or change its static remote entries.
+    Fdb(FdbArgs),
+    /// Egress flows through each network's gateway (the connection tracker).
+    Flows {
         #[arg(long)]
         json: bool,
     },
@@ -131,6 +132,19 @@ pub enum NetworkCommand {
         /// Most MACs one port may own.
         #[arg(long)]
         max_macs_per_port: Option<u32>,
+        /// Span hosts: a VXLAN tunnel port with this VNI (0-16777215). The MTU defaults to the
+        /// underlay's minus 50.
+        #[arg(long, value_name = "VNI")]
+        vxlan: Option<u32>,
+        /// Local underlay address of the tunnel [default: any].
+        #[arg(long, value_name = "IP", requires = "vxlan")]
+        vxlan_local: Option<String>,
+        /// UDP port of the tunnel [default: 4789].
+        #[arg(long, value_name = "PORT", requires = "vxlan")]
+        vxlan_port: Option<u32>,
+        /// A remote VTEP that gets broadcast, multicast and unknown unicast (repeatable).
+        #[arg(long = "vxlan-peer", value_name = "IP", requires = "vxlan")]
+        vxlan_peers: Vec<String>,
     },
     /// List networks.
     Ls {
@@ -141,6 +155,35 @@ pub enum NetworkCommand {
     Inspect { name: String },
     /// Remove a network (refused while endpoints are attached).
     Rm { name: String },
+}
+
+/// `netyard fdb NETWORK [--json]`, `netyard fdb add ...`, `netyard fdb del ...`. (A network
+/// named `add` or `del` is shown with `fdb --json add` ... or through the API.)
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct FdbArgs {
+    #[command(subcommand)]
+    pub command: Option<FdbCommand>,
+    /// The network whose MAC table to show.
+    #[arg(required = true)]
+    pub network: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FdbCommand {
+    /// Add a static remote entry on a VXLAN network: MAC lives behind the VTEP at IP (never
+    /// ages, never moves).
+    Add {
+        network: String,
+        mac: String,
+        /// The remote VTEP's underlay address.
+        #[arg(long, value_name = "IP")]
+        remote: String,
+    },
+    /// Remove a static remote entry.
+    Del { network: String, mac: String },
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,36 @@ pub struct NetworkCreate {
     /// Most MACs one port may own (default 1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_macs_per_port: Option<u32>,
+    /// VXLAN network identifier (0 to 16777215): the network spans hosts through a VXLAN
+    /// tunnel port. The MTU then defaults to the underlay's minus 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<u32>,
+    /// Local underlay IPv4 address to bind and send from (default: any, the route decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_local: Option<String>,
+    /// UDP port of the tunnel, local and remote (default 4789).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u32>,
+    /// Remote VTEPs (underlay IPv4 addresses) that get broadcast, multicast and unknown
+    /// unicast frames.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vxlan_peers: Vec<String>,
+}
+
+/// The VXLAN side of a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VxlanInfo {
+    pub vni: u32,
+    /// The bound local address ("0.0.0.0" for any).
+    pub local: String,
+    pub port: u16,
+    pub peers: Vec<String>,
+    /// The underlay MTU the network's default MTU was derived from, when it was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_mtu: Option<u32>,
+    /// Datagrams leave from a per-flow source port (false: from `port`, when the daemon may
+    /// not open a raw socket).
+    pub flow_source_ports: bool,
 }
 
 /// A network as the API shows it.
@@ -42,6 +72,8 @@ pub struct NetworkInfo {
     pub aging: u64,
     pub max_macs_per_port: u32,
     pub endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<VxlanInfo>,
 }
 
 /// `POST /v1/networks/{network}/endpoints`, and an `[[endpoint]]` table of the config file
@@ -129,6 +161,18 @@ pub struct FdbRow {
     pub age: f64,
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// For a MAC behind the VXLAN port: the remote VTEP's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+}
+
+/// `POST /v1/networks/{network}/fdb`: a static remote entry on a VXLAN network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FdbAdd {
+    pub mac: String,
+    /// The VTEP (underlay IPv4 address) behind which the MAC lives.
+    pub remote: String,
 }
 
 /// One row of `stats`.

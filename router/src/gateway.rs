@@ -7,6 +7,13 @@
 //! handing each query to the [`DnsService`] on a task of its own, so a slow upstream never
 //! stalls the interface. Time is smoltcp's argument; the loop sleeps until the next frame, the
 //! next answer or smoltcp's `poll_delay`.
+//!
+//! Before smoltcp, each frame is classified ([`crate::packet::is_egress`]): IPv4 sent to the
+//! gateway's MAC for an address outside the network goes to the egress engine
+//! ([`crate::egress`]: UDP and ICMP echo through host sockets, with a connection tracker);
+//! everything else goes to smoltcp as before. Replies from the engine's per-flow readers come
+//! back on a channel this task also selects on, and expired flows are swept once a second
+//! while there are any.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,6 +21,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use netyard_switch::sys::{AsyncMemPeer, MemPeer};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -23,6 +31,10 @@ use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::conntrack::FlowLimits;
+use crate::egress::{Egress, EgressConfig, EgressHandle, Event};
+use crate::packet::{self, Subnet};
 
 /// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
 const TCP_POOL: usize = 8;
@@ -41,7 +53,7 @@ pub trait DnsService: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
 }
 
-/// The gateway's addresses.
+/// The gateway's addresses and what it routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayConfig {
     pub ip: Ipv4Addr,
@@ -49,6 +61,33 @@ pub struct GatewayConfig {
     pub mac: [u8; 6],
     /// The network's MTU (IP packet size).
     pub mtu: usize,
+    /// Whether endpoints reach addresses outside the network through host sockets (false on
+    /// `--internal` networks: such packets are dropped and counted).
+    pub egress: bool,
+    /// Caps and idle timeouts of the egress flow table.
+    pub flow_limits: FlowLimits,
+}
+
+impl GatewayConfig {
+    /// A gateway with egress on and the default flow limits.
+    pub fn new(ip: Ipv4Addr, prefix_len: u8, mac: [u8; 6], mtu: usize) -> GatewayConfig {
+        GatewayConfig {
+            ip,
+            prefix_len,
+            mac,
+            mtu,
+            egress: true,
+            flow_limits: FlowLimits::default(),
+        }
+    }
+}
+
+/// A running gateway: its task (abort it to stop the gateway; the flows' host sockets close
+/// with it) and the handle on its egress flows and counters.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    pub task: JoinHandle<()>,
+    pub egress: EgressHandle,
 }
 
 /// Frames between the task and smoltcp.
@@ -121,23 +160,73 @@ struct TcpConn {
     was_active: bool,
 }
 
-/// Starts the gateway task on `peer` (the switch holds the matching port). Abort the handle to
-/// stop it.
+/// Starts the gateway task on `peer` (the switch holds the matching port); returns the task
+/// and the egress handle. Must be called from within the daemon's runtime, in the namespace
+/// whose sockets egress should use.
+pub fn start(
+    cfg: GatewayConfig,
+    peer: MemPeer,
+    dns: Option<Arc<dyn DnsService>>,
+) -> io::Result<GatewayHandle> {
+    let peer = AsyncMemPeer::new(peer)?;
+    let (egress, events, handle) = Egress::new(EgressConfig {
+        enabled: cfg.egress,
+        subnet: Subnet {
+            gateway: cfg.ip,
+            prefix_len: cfg.prefix_len,
+        },
+        gw_mac: cfg.mac,
+        mtu: cfg.mtu,
+        limits: cfg.flow_limits,
+    });
+    let task = tokio::spawn(run(cfg, peer, dns, egress, events));
+    Ok(GatewayHandle {
+        task,
+        egress: handle,
+    })
+}
+
+/// [`start`], keeping only the task. Abort the handle to stop it.
 pub fn spawn(
     cfg: GatewayConfig,
     peer: MemPeer,
     dns: Option<Arc<dyn DnsService>>,
 ) -> io::Result<JoinHandle<()>> {
-    let peer = AsyncMemPeer::new(peer)?;
-    Ok(tokio::spawn(run(cfg, peer, dns)))
+    Ok(start(cfg, peer, dns)?.task)
 }
 
 fn now(start: std::time::Instant) -> SInstant {
     SInstant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX))
 }
 
-async fn run(cfg: GatewayConfig, peer: AsyncMemPeer, dns: Option<Arc<dyn DnsService>>) {
+/// Where a received frame goes: the egress engine, or smoltcp's queue.
+fn ingest(
+    frame: &[u8],
+    cfg: &GatewayConfig,
+    subnet: &Subnet,
+    egress: &mut Egress,
+    dev: &mut QueueDevice,
+    peer: &AsyncMemPeer,
+) {
+    if packet::is_egress(frame, cfg.mac, subnet) {
+        egress.outbound(frame, Instant::now(), peer);
+    } else {
+        dev.rx.push_back(frame.to_vec());
+    }
+}
+
+async fn run(
+    cfg: GatewayConfig,
+    peer: AsyncMemPeer,
+    dns: Option<Arc<dyn DnsService>>,
+    mut egress: Egress,
+    mut events: mpsc::Receiver<Event>,
+) {
     let start = std::time::Instant::now();
+    let subnet = Subnet {
+        gateway: cfg.ip,
+        prefix_len: cfg.prefix_len,
+    };
     let mut dev = QueueDevice {
         rx: VecDeque::new(),
         tx: Vec::new(),
@@ -257,18 +346,24 @@ async fn run(cfg: GatewayConfig, peer: AsyncMemPeer, dns: Option<Arc<dyn DnsServ
             let _ = peer.try_send(&f);
         }
 
-        let delay = iface
+        let mut delay = iface
             .poll_delay(now(start), &sockets)
             .map(|d| std::time::Duration::from_micros(d.total_micros()))
             .unwrap_or(std::time::Duration::from_secs(1));
+        if let Some(t) = egress.sweep_at() {
+            delay = delay.min(t.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
             r = peer.recv(&mut rx_buf) => match r {
                 Ok(n) => {
-                    dev.rx.push_back(rx_buf[..n].to_vec());
+                    ingest(&rx_buf[..n], &cfg, &subnet, &mut egress, &mut dev, &peer);
                     // Take what else is queued, within a burst.
-                    while dev.rx.len() < RX_BURST {
+                    for _ in 1..RX_BURST {
                         match peer.try_recv(&mut rx_buf) {
-                            Ok(n) => dev.rx.push_back(rx_buf[..n].to_vec()),
+                            Ok(n) => {
+                                let f = &rx_buf[..n];
+                                ingest(f, &cfg, &subnet, &mut egress, &mut dev, &peer);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -281,7 +376,20 @@ async fn run(cfg: GatewayConfig, peer: AsyncMemPeer, dns: Option<Arc<dyn DnsServ
                 }
             },
             Some(r) = reply_rx.recv() => pending.push(r),
+            Some(ev) = events.recv() => {
+                let t = Instant::now();
+                egress.event(ev, t, &peer);
+                for _ in 1..RX_BURST {
+                    match events.try_recv() {
+                        Ok(ev) => egress.event(ev, t, &peer),
+                        Err(_) => break,
+                    }
+                }
+            }
             _ = tokio::time::sleep(delay) => {}
+        }
+        if egress.sweep_at().is_some() {
+            egress.sweep(Instant::now());
         }
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! [`gateway`] attaches a gateway port to a network's switch: a smoltcp interface holding the
 //! gateway address, which answers ARP and ICMP echo for it, and serves DNS on port 53 (UDP and
-//! TCP) through a [`gateway::DnsService`] the daemon provides. Routing between networks, NAT,
-//! egress through host sockets and published ports are the router issue's remaining work.
+//! TCP) through a [`gateway::DnsService`] the daemon provides. Packets for addresses outside
+//! the network go to [`egress`]: UDP and ICMP echo leave through host sockets of the daemon's
+//! namespace, tracked by [`conntrack`]'s flow table; [`packet`] parses and builds them. TCP
+//! egress, published ports and host loopback are the router issue's remaining work.
 
+pub mod conntrack;
+pub mod egress;
 pub mod gateway;
+pub mod packet;

@@ -795,3 +795,125 @@ pub fn assert_one_line_error(what: &str, o: &Output, needles: &[&str]) {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for the DNS tests (tests/dns_e2e.rs); nothing above depends on these.
+
+impl Lab {
+    /// A lab whose daemon runs with extra arguments (`--dns-upstream 127.0.0.1:5301`,
+    /// `--dns-ttl 42` ...); the same as [`Lab::new`] otherwise.
+    pub fn with_daemon_args(args: &[&str]) -> Lab {
+        let mut lab = Lab::bare();
+        lab.start_daemon(args);
+        lab
+    }
+
+    /// Runs a command given as argv inside namespace `ns` (`ip netns exec NS ARGV`), bounded.
+    pub fn ns_cmd(&self, ns: &str, argv: &[&str], timeout: Duration) -> Output {
+        ns_cmd(ns, argv, timeout)
+    }
+}
+
+/// Runs a command given as argv inside namespace `ns` (`ip netns exec NS ARGV`), bounded by
+/// `timeout`.
+pub fn ns_cmd(ns: &str, argv: &[&str], timeout: Duration) -> Output {
+    run_bounded(
+        Command::new("ip").args(["netns", "exec", ns]).args(argv),
+        timeout,
+    )
+}
+
+/// Fails the test, naming the Debian package to install, unless `prog` is on PATH (or in
+/// /usr/sbin, /sbin, where dnsmasq lives).
+pub fn require_program(prog: &str, package: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .any(|d| d.join(prog).is_file());
+    if !found {
+        panic!("this test needs `{prog}`: install it with `apt-get install {package}`");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Added for the egress tests (tests/egress_e2e.rs); nothing above depends on these.
+
+/// A namespace "outside" the daemon's host namespace, joined to it by a veth pair and holding
+/// addresses of the benchmark range 198.18.0.0/15: the host side is `host_ip`
+/// (198.18.X.1/24), the outside side `ip` (198.18.X.2/24). The connected /24 is the host
+/// namespace's only route besides loopback, so egress tests can send nowhere else.
+#[derive(Debug, Clone)]
+pub struct Outside {
+    pub ns: String,
+    /// The outside namespace's address.
+    pub ip: String,
+    /// The host namespace's address on the link.
+    pub host_ip: String,
+    /// An address of the link's /24 that nobody holds (ARP for it fails).
+    pub absent_ip: String,
+}
+
+impl Lab {
+    /// Makes the "outside" namespace (tag `o`) and its link to the host namespace.
+    pub fn outside(&self) -> Outside {
+        let ns = self.ns("o");
+        let x = rand::random::<u8>();
+        let net = format!("198.18.{x}");
+        let o = Outside {
+            ns: ns.clone(),
+            ip: format!("{net}.2"),
+            host_ip: format!("{net}.1"),
+            absent_ip: format!("{net}.3"),
+        };
+        let host = self.host.name.as_str();
+        cmd_ok(&[
+            "ip", "-n", host, "link", "add", "nyhout", "type", "veth", "peer", "name", "nyoin",
+            "netns", &ns,
+        ]);
+        cmd_ok(&[
+            "ip",
+            "-n",
+            host,
+            "addr",
+            "add",
+            &format!("{}/24", o.host_ip),
+            "dev",
+            "nyhout",
+        ]);
+        cmd_ok(&["ip", "-n", host, "link", "set", "nyhout", "up"]);
+        cmd_ok(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", o.ip),
+            "dev",
+            "nyoin",
+        ]);
+        cmd_ok(&["ip", "-n", &ns, "link", "set", "nyoin", "up"]);
+        o
+    }
+
+    /// Runs `argv` in namespace `ns` in the background until the lab ends; its output goes to
+    /// `DIR/<log>`.
+    pub fn bg_in(&self, ns: &str, argv: &[&str], log: &str) {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(argv);
+        let bg = Bg::spawn(&mut c, &self.dir.join(log));
+        self.keep(bg);
+    }
+
+    /// Writes `text` to `DIR/<name>` and returns the path (for scripts run in namespaces).
+    pub fn write_file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+        p.to_string_lossy().into_owned()
+    }
+}
+
+/// The gateway MAC of a network whose gateway is `gw` (02:42 and the address).
+pub fn gateway_mac(gw: &str) -> String {
+    let o: Vec<u8> = gw.split('.').map(|x| x.parse().unwrap_or(0)).collect();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}

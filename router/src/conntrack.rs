@@ -1,0 +1,632 @@
+//! The connection tracker of the egress path: which endpoint flows are live, as plain data.
+//!
+//! Every decision is a pure function of a packet's summary and `now`; nothing here reads a
+//! clock, opens a socket or locks anything. The egress engine ([`crate::egress`]) asks
+//! [`FlowTable::outbound`] for a verdict on each packet an endpoint sends, tells the table
+//! about each reply with [`FlowTable::inbound`], and calls [`FlowTable::expire`] periodically,
+//! closing the host sockets of the flows it returns.
+//!
+//! A flow is keyed by (protocol, endpoint address and port, destination address and port),
+//! where an ICMP echo flow uses the echo identifier as the endpoint's port and 0 as the
+//! destination's. Idle timeouts follow Linux conntrack's defaults: an unreplied UDP flow lives
+//! 30 s, one that has seen a reply ("assured") 180 s, an ICMP flow 30 s. (Linux marks a UDP
+//! flow assured on the first packet *after* a reply; this table does it on the reply itself,
+//! which keeps request/response flows such as DNS on the longer timeout one exchange sooner.)
+//!
+//! Two caps bound the table: flows per endpoint address (default 512) and flows in total
+//! (default 16384). A packet that would open a flow past either cap gets
+//! [`Verdict::Drop`] with the cap it hit and opens nothing; the caller counts it.
+//!
+//! A packet for a flow that has outlived its timeout but that [`FlowTable::expire`] has not
+//! removed yet refreshes it, as if it had arrived a moment earlier: the sweep period bounds the
+//! difference.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The transport protocols the tracker knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proto {
+    Udp,
+    /// ICMP echo: the endpoint's port is the echo identifier.
+    Icmp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+}
+
+/// What identifies a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub proto: Proto,
+    /// The endpoint's address and source port (ICMP: the echo identifier).
+    pub endpoint: SocketAddrV4,
+    /// The destination's address and port (ICMP: port 0).
+    pub dest: SocketAddrV4,
+}
+
+impl FlowKey {
+    pub fn udp(endpoint: SocketAddrV4, dest: SocketAddrV4) -> FlowKey {
+        FlowKey {
+            proto: Proto::Udp,
+            endpoint,
+            dest,
+        }
+    }
+
+    pub fn icmp_echo(endpoint: Ipv4Addr, ident: u16, dest: Ipv4Addr) -> FlowKey {
+        FlowKey {
+            proto: Proto::Icmp,
+            endpoint: SocketAddrV4::new(endpoint, ident),
+            dest: SocketAddrV4::new(dest, 0),
+        }
+    }
+}
+
+/// A flow's handle: never reused while the table lives, so a late reply for a removed flow
+/// cannot be taken for a newer flow's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FlowId(pub u64);
+
+/// Caps and idle timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowLimits {
+    /// Live flows per endpoint address.
+    pub max_per_endpoint: u32,
+    /// Live flows in the table.
+    pub max_total: u32,
+    /// A UDP flow that has seen no reply.
+    pub udp_timeout: Duration,
+    /// A UDP flow that has seen a reply.
+    pub udp_assured_timeout: Duration,
+    /// An ICMP echo flow.
+    pub icmp_timeout: Duration,
+}
+
+impl FlowLimits {
+    pub const DEFAULT_MAX_PER_ENDPOINT: u32 = 512;
+    pub const DEFAULT_MAX_TOTAL: u32 = 16_384;
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_per_endpoint: FlowLimits::DEFAULT_MAX_PER_ENDPOINT,
+            max_total: FlowLimits::DEFAULT_MAX_TOTAL,
+            udp_timeout: Duration::from_secs(30),
+            udp_assured_timeout: Duration::from_secs(180),
+            icmp_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which cap refused a new flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapHit {
+    /// The endpoint already has `max_per_endpoint` flows.
+    Endpoint,
+    /// The table already has `max_total` flows.
+    Total,
+}
+
+/// The tracker's answer for an outbound packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The packet belongs to this live flow (now refreshed and counted).
+    Existing(FlowId),
+    /// A new flow was admitted for it (and counted): the caller opens its host socket, or
+    /// calls [`FlowTable::remove`] if it cannot.
+    New(FlowId),
+    /// No flow: a cap was hit. Nothing changed in the table.
+    Drop(CapHit),
+}
+
+/// Bytes and packets in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes = self.bytes.saturating_add(bytes as u64);
+    }
+}
+
+/// One live flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub id: FlowId,
+    pub key: FlowKey,
+    pub created: Instant,
+    pub last_seen: Instant,
+    /// From the endpoint to the destination (payload bytes).
+    pub out: Tally,
+    /// From the destination back to the endpoint (payload bytes).
+    pub back: Tally,
+    /// A reply has been seen.
+    pub assured: bool,
+}
+
+impl Flow {
+    /// How long the flow may stay idle.
+    pub fn timeout(&self, limits: &FlowLimits) -> Duration {
+        match (self.key.proto, self.assured) {
+            (Proto::Udp, false) => limits.udp_timeout,
+            (Proto::Udp, true) => limits.udp_assured_timeout,
+            (Proto::Icmp, _) => limits.icmp_timeout,
+        }
+    }
+
+    /// When the flow expires unless it sees another packet.
+    pub fn deadline(&self, limits: &FlowLimits) -> Instant {
+        self.last_seen + self.timeout(limits)
+    }
+}
+
+/// A flow's state as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowState {
+    /// No reply seen yet.
+    Unreplied,
+    /// A reply was seen.
+    Assured,
+}
+
+/// One row of [`FlowTable::snapshot`]: what `netyard flows` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowEntry {
+    pub id: FlowId,
+    pub protocol: Proto,
+    /// The endpoint's address and port ("A.B.C.D:PORT"; ICMP: the echo identifier as port).
+    pub endpoint: SocketAddrV4,
+    /// The destination ("A.B.C.D:PORT"; ICMP: port 0).
+    pub destination: SocketAddrV4,
+    pub state: FlowState,
+    /// Endpoint to destination.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// Destination to endpoint.
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Since the flow was opened, in whole seconds.
+    pub age_secs: u64,
+    /// Since its last packet, in whole seconds.
+    pub idle_secs: u64,
+    /// Until it expires if idle, in whole seconds.
+    pub expires_in_secs: u64,
+}
+
+/// The live flows, their indexes and caps. Plain data: share it behind a lock if needed.
+#[derive(Debug, Clone)]
+pub struct FlowTable {
+    limits: FlowLimits,
+    flows: HashMap<FlowId, Flow>,
+    by_key: HashMap<FlowKey, FlowId>,
+    per_endpoint: HashMap<Ipv4Addr, u32>,
+    next_id: u64,
+}
+
+impl FlowTable {
+    pub fn new(limits: FlowLimits) -> FlowTable {
+        FlowTable {
+            limits,
+            flows: HashMap::new(),
+            by_key: HashMap::new(),
+            per_endpoint: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn limits(&self) -> FlowLimits {
+        self.limits
+    }
+
+    /// Live flows.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Live flows of one endpoint address.
+    pub fn endpoint_flows(&self, ip: Ipv4Addr) -> u32 {
+        self.per_endpoint.get(&ip).copied().unwrap_or(0)
+    }
+
+    pub fn get(&self, id: FlowId) -> Option<&Flow> {
+        self.flows.get(&id)
+    }
+
+    pub fn lookup(&self, key: &FlowKey) -> Option<FlowId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// An endpoint sent `bytes` of payload for `key`: the flow it belongs to, a new flow, or
+    /// a drop because a cap is reached.
+    pub fn outbound(&mut self, key: FlowKey, bytes: usize, now: Instant) -> Verdict {
+        if let Some(id) = self.by_key.get(&key).copied() {
+            if let Some(f) = self.flows.get_mut(&id) {
+                f.last_seen = now;
+                f.out.add(bytes);
+                return Verdict::Existing(id);
+            }
+        }
+        let ip = *key.endpoint.ip();
+        if self.endpoint_flows(ip) >= self.limits.max_per_endpoint {
+            return Verdict::Drop(CapHit::Endpoint);
+        }
+        if self.flows.len() >= self.limits.max_total as usize {
+            return Verdict::Drop(CapHit::Total);
+        }
+        let id = FlowId(self.next_id);
+        self.next_id += 1;
+        let mut out = Tally::default();
+        out.add(bytes);
+        self.flows.insert(
+            id,
+            Flow {
+                id,
+                key,
+                created: now,
+                last_seen: now,
+                out,
+                back: Tally::default(),
+                assured: false,
+            },
+        );
+        self.by_key.insert(key, id);
+        *self.per_endpoint.entry(ip).or_insert(0) += 1;
+        Verdict::New(id)
+    }
+
+    /// A reply of `bytes` payload came back on flow `id`. False if the flow is gone (the reply
+    /// raced its expiry and is to be dropped).
+    pub fn inbound(&mut self, id: FlowId, bytes: usize, now: Instant) -> bool {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return false;
+        };
+        f.last_seen = now;
+        f.back.add(bytes);
+        f.assured = true;
+        true
+    }
+
+    /// Removes a flow (its host socket could not be opened, or it failed for good).
+    pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
+        let f = self.flows.remove(&id)?;
+        self.by_key.remove(&f.key);
+        let ip = *f.key.endpoint.ip();
+        if let Some(n) = self.per_endpoint.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_endpoint.remove(&ip);
+            }
+        }
+        Some(f)
+    }
+
+    /// Removes every flow idle past its timeout at `now`; returns their ids (in id order) so
+    /// the caller closes their sockets.
+    pub fn expire(&mut self, now: Instant) -> Vec<FlowId> {
+        let limits = self.limits;
+        let mut gone: Vec<FlowId> = self
+            .flows
+            .values()
+            .filter(|f| now >= f.deadline(&limits))
+            .map(|f| f.id)
+            .collect();
+        gone.sort_unstable();
+        for id in &gone {
+            self.remove(*id);
+        }
+        gone
+    }
+
+    /// The earliest time a flow may expire (None when the table is empty).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.flows.values().map(|f| f.deadline(&self.limits)).min()
+    }
+
+    /// Every live flow as listed, ordered by endpoint, then destination, then protocol.
+    pub fn snapshot(&self, now: Instant) -> Vec<FlowEntry> {
+        let mut rows: Vec<FlowEntry> = self
+            .flows
+            .values()
+            .map(|f| {
+                let deadline = f.deadline(&self.limits);
+                FlowEntry {
+                    id: f.id,
+                    protocol: f.key.proto,
+                    endpoint: f.key.endpoint,
+                    destination: f.key.dest,
+                    state: if f.assured {
+                        FlowState::Assured
+                    } else {
+                        FlowState::Unreplied
+                    },
+                    packets_out: f.out.packets,
+                    bytes_out: f.out.bytes,
+                    packets_in: f.back.packets,
+                    bytes_in: f.back.bytes,
+                    age_secs: now.saturating_duration_since(f.created).as_secs(),
+                    idle_secs: now.saturating_duration_since(f.last_seen).as_secs(),
+                    expires_in_secs: deadline.saturating_duration_since(now).as_secs(),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.endpoint, a.destination, a.protocol).cmp(&(b.endpoint, b.destination, b.protocol))
+        });
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(last: u8, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), port)
+    }
+
+    fn dst(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), port)
+    }
+
+    fn secs(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn new_then_existing_then_reply() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new(FlowLimits::default());
+        let k = FlowKey::udp(ep(2, 5000), dst(7));
+        let Verdict::New(id) = t.outbound(k, 10, t0) else {
+            panic!("first packet opens a flow")
+        };
+        assert_eq!(t.outbound(k, 20, secs(t0, 1)), Verdict::Existing(id));
+        assert!(t.inbound(id, 30, secs(t0, 2)));
+        let f = t.get(id).unwrap().clone();
+        assert_eq!(
+            f,
+            Flow {
+                id,
+                key: k,
+                created: t0,
+                last_seen: secs(t0, 2),
+                out: Tally {
+                    packets: 2,
+                    bytes: 30
+                },
+                back: Tally {
+                    packets: 1,
+                    bytes: 30
+                },
+                assured: true,
+            }
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.endpoint_flows(*k.endpoint.ip()), 1);
+        assert_eq!(t.lookup(&k), Some(id));
+
+        // Other port, other destination, other protocol: other flows.
+        let k2 = FlowKey::udp(ep(2, 5001), dst(7));
+        let k3 = FlowKey::udp(ep(2, 5000), dst(8));
+        let k4 = FlowKey::icmp_echo(Ipv4Addr::new(10, 0, 0, 2), 5000, *dst(0).ip());
+        for k in [k2, k3, k4] {
+            assert!(matches!(t.outbound(k, 1, t0), Verdict::New(_)));
+        }
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.endpoint_flows(Ipv4Addr::new(10, 0, 0, 2)), 4);
+    }
+
+    #[test]
+    fn timeouts_follow_linux_conntrack() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new(FlowLimits::default());
+        let unreplied = FlowKey::udp(ep(2, 1), dst(7));
+        let assured = FlowKey::udp(ep(2, 2), dst(7));
+        let ping = FlowKey::icmp_echo(Ipv4Addr::new(10, 0, 0, 2), 77, *dst(0).ip());
+        let Verdict::New(u) = t.outbound(unreplied, 1, t0) else {
+            panic!()
+        };
+        let Verdict::New(a) = t.outbound(assured, 1, t0) else {
+            panic!()
+        };
+        let Verdict::New(p) = t.outbound(ping, 1, t0) else {
+            panic!()
+        };
+        assert!(t.inbound(a, 1, t0));
+        assert!(t.inbound(p, 1, t0));
+        assert_eq!(t.next_deadline(), Some(secs(t0, 30)));
+
+        assert!(t.expire(secs(t0, 29)).is_empty());
+        let mut gone = t.expire(secs(t0, 30));
+        gone.sort();
+        assert_eq!(gone, vec![u, p], "unreplied UDP and ICMP: 30 s");
+        assert_eq!(t.len(), 1);
+        assert!(t.expire(secs(t0, 179)).is_empty());
+        assert_eq!(t.expire(secs(t0, 180)), vec![a], "assured UDP: 180 s");
+        assert!(t.is_empty());
+        assert_eq!(t.endpoint_flows(Ipv4Addr::new(10, 0, 0, 2)), 0);
+        assert_eq!(t.next_deadline(), None);
+
+        // Traffic keeps a flow alive.
+        let Verdict::New(id) = t.outbound(unreplied, 1, t0) else {
+            panic!()
+        };
+        assert_eq!(
+            t.outbound(unreplied, 1, secs(t0, 25)),
+            Verdict::Existing(id)
+        );
+        assert!(t.expire(secs(t0, 50)).is_empty());
+        assert_eq!(t.expire(secs(t0, 55)), vec![id]);
+        // A late reply for the expired flow is refused; ids are never reused.
+        assert!(!t.inbound(id, 1, secs(t0, 56)));
+        let Verdict::New(again) = t.outbound(unreplied, 1, secs(t0, 56)) else {
+            panic!()
+        };
+        assert_ne!(again, id);
+    }
+
+    #[test]
+    fn per_endpoint_cap() {
+        let t0 = Instant::now();
+        let limits = FlowLimits {
+            max_per_endpoint: 3,
+            ..FlowLimits::default()
+        };
+        let mut t = FlowTable::new(limits);
+        for port in 0..3 {
+            assert!(matches!(
+                t.outbound(FlowKey::udp(ep(2, port), dst(7)), 1, t0),
+                Verdict::New(_)
+            ));
+        }
+        assert_eq!(
+            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), 1, t0),
+            Verdict::Drop(CapHit::Endpoint)
+        );
+        // Existing flows still pass, other endpoints are not affected.
+        assert!(matches!(
+            t.outbound(FlowKey::udp(ep(2, 0), dst(7)), 1, t0),
+            Verdict::Existing(_)
+        ));
+        assert!(matches!(
+            t.outbound(FlowKey::udp(ep(3, 9), dst(7)), 1, t0),
+            Verdict::New(_)
+        ));
+        assert_eq!(t.len(), 4);
+        // A removed flow frees its slot.
+        let id = t.lookup(&FlowKey::udp(ep(2, 1), dst(7))).unwrap();
+        assert!(t.remove(id).is_some());
+        assert!(t.remove(id).is_none());
+        assert!(matches!(
+            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), 1, t0),
+            Verdict::New(_)
+        ));
+    }
+
+    #[test]
+    fn total_cap() {
+        let t0 = Instant::now();
+        let limits = FlowLimits {
+            max_total: 4,
+            max_per_endpoint: 3,
+            ..FlowLimits::default()
+        };
+        let mut t = FlowTable::new(limits);
+        for (last, port) in [(2, 1), (2, 2), (3, 1), (3, 2)] {
+            assert!(matches!(
+                t.outbound(FlowKey::udp(ep(last, port), dst(7)), 1, t0),
+                Verdict::New(_)
+            ));
+        }
+        assert_eq!(
+            t.outbound(FlowKey::udp(ep(4, 1), dst(7)), 1, t0),
+            Verdict::Drop(CapHit::Total)
+        );
+        // An endpoint under its own cap still meets the total.
+        assert_eq!(
+            t.outbound(FlowKey::udp(ep(2, 3), dst(7)), 1, t0),
+            Verdict::Drop(CapHit::Total)
+        );
+        assert!(matches!(
+            t.outbound(FlowKey::udp(ep(2, 1), dst(7)), 1, t0),
+            Verdict::Existing(_)
+        ));
+        assert_eq!(t.len(), 4);
+        t.expire(secs(t0, 30));
+        assert!(t.is_empty());
+        assert!(matches!(
+            t.outbound(FlowKey::udp(ep(4, 1), dst(7)), 1, secs(t0, 30)),
+            Verdict::New(_)
+        ));
+    }
+
+    #[test]
+    fn endpoint_cap_before_total_cap() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new(FlowLimits {
+            max_total: 2,
+            max_per_endpoint: 2,
+            ..FlowLimits::default()
+        });
+        t.outbound(FlowKey::udp(ep(2, 1), dst(7)), 1, t0);
+        t.outbound(FlowKey::udp(ep(2, 2), dst(7)), 1, t0);
+        assert_eq!(
+            t.outbound(FlowKey::udp(ep(2, 3), dst(7)), 1, t0),
+            Verdict::Drop(CapHit::Endpoint)
+        );
+        assert_eq!(
+            t.outbound(FlowKey::udp(ep(3, 3), dst(7)), 1, t0),
+            Verdict::Drop(CapHit::Total)
+        );
+    }
+
+    #[test]
+    fn snapshot_rows() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new(FlowLimits::default());
+        let k1 = FlowKey::udp(ep(3, 4000), dst(53));
+        let k2 = FlowKey::icmp_echo(Ipv4Addr::new(10, 0, 0, 2), 9, *dst(0).ip());
+        let Verdict::New(a) = t.outbound(k1, 40, t0) else {
+            panic!()
+        };
+        let Verdict::New(b) = t.outbound(k2, 64, secs(t0, 1)) else {
+            panic!()
+        };
+        t.inbound(a, 100, secs(t0, 2));
+        let rows = t.snapshot(secs(t0, 5));
+        assert_eq!(
+            rows,
+            vec![
+                FlowEntry {
+                    id: b,
+                    protocol: Proto::Icmp,
+                    endpoint: "10.0.0.2:9".parse().unwrap(),
+                    destination: "198.18.0.2:0".parse().unwrap(),
+                    state: FlowState::Unreplied,
+                    packets_out: 1,
+                    bytes_out: 64,
+                    packets_in: 0,
+                    bytes_in: 0,
+                    age_secs: 4,
+                    idle_secs: 4,
+                    expires_in_secs: 26,
+                },
+                FlowEntry {
+                    id: a,
+                    protocol: Proto::Udp,
+                    endpoint: "10.0.0.3:4000".parse().unwrap(),
+                    destination: "198.18.0.2:53".parse().unwrap(),
+                    state: FlowState::Assured,
+                    packets_out: 1,
+                    bytes_out: 40,
+                    packets_in: 1,
+                    bytes_in: 100,
+                    age_secs: 5,
+                    idle_secs: 3,
+                    expires_in_secs: 177,
+                },
+            ]
+        );
+    }
+}

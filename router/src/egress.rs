@@ -1,0 +1,882 @@
+//! Egress through host sockets: UDP and ICMP echo from endpoints leave through ordinary
+//! sockets of the daemon's own network namespace (source NAT by construction, no privilege),
+//! as slirp4netns and pasta do.
+//!
+//! The gateway task hands this engine every IPv4 frame sent to the gateway's MAC for an
+//! address outside the network ([`crate::packet::is_egress`]). The decision path is pure:
+//! [`crate::packet::parse_outbound`] checks the packet (one [`EgressDrop`] reason per way it
+//! can be wrong), [`crate::conntrack::FlowTable::outbound`] names its flow or refuses it at a
+//! cap. The I/O is here, at the edge:
+//!
+//! - UDP: one host socket per flow, bound to 0.0.0.0:0 and connected to the destination, so
+//!   the kernel only delivers that destination's replies to it. ICMP echo: one unprivileged
+//!   ICMP datagram socket per flow (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`, allowed when
+//!   `net.ipv4.ping_group_range` covers the daemon's group); the kernel replaces the echo
+//!   identifier with the socket's, and replies get the endpoint's back. Without permission
+//!   the packet is dropped as [`EgressDrop::IcmpNotPermitted`] (and a warning logged once).
+//! - Sends happen on the gateway task, non-blocking; a full socket buffer drops the packet.
+//! - A reader task per flow turns what the socket receives into frames (IPv4 id per flow,
+//!   TTL 64, full checksums, fragmented past the MTU) and hands them to the gateway task over
+//!   a bounded channel; a full channel makes the reader wait, so the host socket's buffer
+//!   absorbs (and at worst drops) a burst. The gateway task accounts them in the flow table,
+//!   writes the endpoint's MAC and sends them to the switch.
+//! - ICMP errors: host sockets have `IP_RECVERR`, so every ICMP error the host receives for a
+//!   flow (port, host, net unreachable, time exceeded) lands in the socket's error queue. The
+//!   reader drains it and the gateway sends the endpoint the same type and code, quoting the
+//!   endpoint's own last packet, so its socket fails fast (ECONNREFUSED) instead of timing out.
+//!   A send that fails synchronously with ENETUNREACH/EHOSTUNREACH/ECONNREFUSED is answered
+//!   the same way. (If a send and the reader both see one error, the endpoint may get the
+//!   ICMP error twice; that race is narrow and harmless.)
+//! - Expired flows ([`FlowTable::expire`], swept every second) drop their socket and abort
+//!   their reader.
+//!
+//! TCP is not handled yet: TCP frames for egress are counted as [`EgressDrop::Unsupported`];
+//! the TCP relay hooks in where `parse_outbound` returns for TCP.
+//!
+//! The flow table and the counters are shared with the daemon through [`EgressHandle`]; the
+//! table's lock is only taken for short synchronous updates, never across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, setsockopt, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
+    SockProtocol, SockType, SockaddrIn,
+};
+use serde::Serialize;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
+use crate::packet::{self, Subnet, QUOTE_MAX};
+
+/// How often expired flows are swept.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Frames queued from the readers to the gateway task.
+const EVENT_QUEUE: usize = 1024;
+/// Datagrams a reader takes per wake-up before yielding.
+const READER_BURST: usize = 32;
+/// Largest IPv4 packet.
+const MAX_IP: usize = 65_535;
+/// Receive errors in a row after which a flow's socket is given up.
+const MAX_ERRORS_IN_A_ROW: u32 = 64;
+
+/// Why an egress packet (or a reply to one) was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressDrop {
+    /// The network is internal: nothing leaves it.
+    Disabled,
+    /// An IPv4, UDP or ICMP header is cut short or inconsistent (version, header length,
+    /// total length, UDP length).
+    Malformed,
+    /// The IPv4 header, UDP or ICMP checksum is wrong.
+    BadChecksum,
+    /// An IPv4 fragment: endpoint fragments are not reassembled.
+    Fragment,
+    /// A protocol egress does not carry (yet): anything but UDP and ICMP echo requests.
+    Unsupported,
+    /// A source outside the network (or the gateway's own), a destination that is never
+    /// routed (loopback, multicast, broadcast, 0/8, link-local, class E), or port 0.
+    BadAddress,
+    /// The TTL ran out at the gateway (answered with ICMP time exceeded).
+    TtlExpired,
+    /// The endpoint has as many flows as it may.
+    EndpointFlowCap,
+    /// The flow table is full.
+    FlowTableFull,
+    /// ICMP echo needs an ICMP datagram socket, which `net.ipv4.ping_group_range` denies the
+    /// daemon.
+    IcmpNotPermitted,
+    /// The host socket for a new flow could not be created (e.g. out of file descriptors).
+    HostSocketError,
+    /// The destination is unreachable from the host (answered with ICMP unreachable).
+    Unreachable,
+    /// The host socket's send buffer is full.
+    HostSendBusy,
+    /// The host socket's send failed otherwise.
+    HostSendError,
+    /// A reply could not be queued to the switch (its port queue is full).
+    ReplyQueueFull,
+    /// A reply arrived for a flow that had just been removed.
+    StaleReply,
+}
+
+impl EgressDrop {
+    pub const ALL: [EgressDrop; 16] = [
+        EgressDrop::Disabled,
+        EgressDrop::Malformed,
+        EgressDrop::BadChecksum,
+        EgressDrop::Fragment,
+        EgressDrop::Unsupported,
+        EgressDrop::BadAddress,
+        EgressDrop::TtlExpired,
+        EgressDrop::EndpointFlowCap,
+        EgressDrop::FlowTableFull,
+        EgressDrop::IcmpNotPermitted,
+        EgressDrop::HostSocketError,
+        EgressDrop::Unreachable,
+        EgressDrop::HostSendBusy,
+        EgressDrop::HostSendError,
+        EgressDrop::ReplyQueueFull,
+        EgressDrop::StaleReply,
+    ];
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EgressDrop::Disabled => "egress_disabled",
+            EgressDrop::Malformed => "malformed",
+            EgressDrop::BadChecksum => "bad_checksum",
+            EgressDrop::Fragment => "fragment",
+            EgressDrop::Unsupported => "unsupported",
+            EgressDrop::BadAddress => "bad_address",
+            EgressDrop::TtlExpired => "ttl_expired",
+            EgressDrop::EndpointFlowCap => "endpoint_flow_cap",
+            EgressDrop::FlowTableFull => "flow_table_full",
+            EgressDrop::IcmpNotPermitted => "icmp_not_permitted",
+            EgressDrop::HostSocketError => "host_socket_error",
+            EgressDrop::Unreachable => "unreachable",
+            EgressDrop::HostSendBusy => "host_send_busy",
+            EgressDrop::HostSendError => "host_send_error",
+            EgressDrop::ReplyQueueFull => "reply_queue_full",
+            EgressDrop::StaleReply => "stale_reply",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Live egress counters of one gateway (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct EgressCounters {
+    /// Packets (and payload bytes) sent on host sockets.
+    pub packets_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Replies (datagrams, and payload bytes) delivered to endpoints.
+    pub packets_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub flows_created: AtomicU64,
+    pub flows_expired: AtomicU64,
+    /// ICMP errors (unreachable, time exceeded) sent to endpoints.
+    pub icmp_errors_sent: AtomicU64,
+    drops: [AtomicU64; EgressDrop::ALL.len()],
+}
+
+impl EgressCounters {
+    pub fn drop(&self, reason: EgressDrop) {
+        self.drops[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn drops(&self, reason: EgressDrop) -> u64 {
+        self.drops[reason.index()].load(Relaxed)
+    }
+}
+
+/// A serialisable copy of one gateway's egress state: what `netyard flows` shows next to the
+/// flows.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct EgressStats {
+    /// False on internal networks.
+    pub enabled: bool,
+    /// Live flows.
+    pub flows: u64,
+    pub max_flows: u32,
+    pub max_flows_per_endpoint: u32,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    pub icmp_errors_sent: u64,
+    pub drops_total: u64,
+    /// Every [`EgressDrop`] by name, zeros included.
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+struct Shared {
+    enabled: bool,
+    table: Mutex<FlowTable>,
+    counters: EgressCounters,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, FlowTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The daemon's view of a gateway's egress: its flows and counters. Cheap to clone.
+#[derive(Clone)]
+pub struct EgressHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EgressHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressHandle")
+            .field("enabled", &self.shared.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EgressHandle {
+    /// Whether egress is on (false for internal networks).
+    pub fn enabled(&self) -> bool {
+        self.shared.enabled
+    }
+
+    /// Every live flow, ordered by endpoint, destination, protocol.
+    pub fn flows(&self) -> Vec<FlowEntry> {
+        self.shared.table().snapshot(Instant::now())
+    }
+
+    /// The counters and the table's size and caps.
+    pub fn stats(&self) -> EgressStats {
+        let (flows, limits) = {
+            let t = self.shared.table();
+            (t.len() as u64, t.limits())
+        };
+        let c = &self.shared.counters;
+        let drops: BTreeMap<&'static str, u64> = EgressDrop::ALL
+            .iter()
+            .map(|r| (r.as_str(), c.drops(*r)))
+            .collect();
+        EgressStats {
+            enabled: self.shared.enabled,
+            flows,
+            max_flows: limits.max_total,
+            max_flows_per_endpoint: limits.max_per_endpoint,
+            packets_out: c.packets_out.load(Relaxed),
+            bytes_out: c.bytes_out.load(Relaxed),
+            packets_in: c.packets_in.load(Relaxed),
+            bytes_in: c.bytes_in.load(Relaxed),
+            flows_created: c.flows_created.load(Relaxed),
+            flows_expired: c.flows_expired.load(Relaxed),
+            icmp_errors_sent: c.icmp_errors_sent.load(Relaxed),
+            drops_total: drops.values().sum(),
+            drops,
+        }
+    }
+}
+
+/// What a reader hands the gateway task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// One datagram (or echo reply) for the endpoint: its frames (several if fragmented),
+    /// without the Ethernet destination, and its payload length.
+    Reply {
+        id: FlowId,
+        frames: Vec<Vec<u8>>,
+        payload_len: usize,
+    },
+    /// The host received an ICMP error for the flow.
+    IcmpError { id: FlowId, icmp_type: u8, code: u8 },
+    /// The flow's socket failed for good.
+    Failed { id: FlowId },
+}
+
+/// The per-flow I/O state, owned by the gateway task.
+struct FlowIo {
+    key: FlowKey,
+    sock: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+    /// The endpoint's MAC, from its latest frame.
+    mac: [u8; 6],
+    /// The endpoint's latest packet's IPv4 header and 8 bytes, quoted in ICMP errors.
+    quote: [u8; QUOTE_MAX],
+    quote_len: usize,
+}
+
+impl FlowIo {
+    fn remember(&mut self, mac: [u8; 6], quote: &[u8]) {
+        self.mac = mac;
+        let n = quote.len().min(QUOTE_MAX);
+        self.quote[..n].copy_from_slice(&quote[..n]);
+        self.quote_len = n;
+    }
+}
+
+impl Drop for FlowIo {
+    fn drop(&mut self) {
+        // The reader holds the other reference to the socket; it closes once both are gone.
+        self.reader.abort();
+    }
+}
+
+/// What the engine knows of its gateway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EgressConfig {
+    pub enabled: bool,
+    pub subnet: Subnet,
+    pub gw_mac: [u8; 6],
+    /// The network's MTU (IP packet size).
+    pub mtu: usize,
+    pub limits: FlowLimits,
+}
+
+/// The egress engine of one gateway task.
+pub(crate) struct Egress {
+    cfg: EgressConfig,
+    shared: Arc<Shared>,
+    flows: HashMap<FlowId, FlowIo>,
+    events: mpsc::Sender<Event>,
+    /// IPv4 identification of the ICMP errors the gateway originates.
+    ident: u16,
+    next_sweep: Option<Instant>,
+}
+
+/// Sends a frame to the switch; false if it could not be queued.
+pub(crate) trait FrameSink {
+    fn send_frame(&self, frame: &[u8]) -> bool;
+}
+
+impl FrameSink for netyard_switch::sys::AsyncMemPeer {
+    fn send_frame(&self, frame: &[u8]) -> bool {
+        self.try_send(frame).is_ok()
+    }
+}
+
+/// Only logs the first ICMP permission failure of the process.
+static ICMP_DENIED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+impl Egress {
+    /// The engine, the receiving end of its readers' channel (the gateway task selects on
+    /// it) and the daemon's handle.
+    pub(crate) fn new(cfg: EgressConfig) -> (Egress, mpsc::Receiver<Event>, EgressHandle) {
+        let shared = Arc::new(Shared {
+            enabled: cfg.enabled,
+            table: Mutex::new(FlowTable::new(cfg.limits)),
+            counters: EgressCounters::default(),
+        });
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (
+            Egress {
+                cfg,
+                shared: shared.clone(),
+                flows: HashMap::new(),
+                events: tx,
+                ident: 0,
+                next_sweep: None,
+            },
+            rx,
+            EgressHandle { shared },
+        )
+    }
+
+    fn count(&self, reason: EgressDrop) {
+        self.shared.counters.drop(reason);
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    /// When the gateway task should next call [`Egress::sweep`] (None: no flows).
+    pub(crate) fn sweep_at(&self) -> Option<Instant> {
+        if self.flows.is_empty() {
+            None
+        } else {
+            self.next_sweep
+        }
+    }
+
+    /// Removes expired flows if a sweep is due.
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+        let gone = self.shared.table().expire(now);
+        self.shared
+            .counters
+            .flows_expired
+            .fetch_add(gone.len() as u64, Relaxed);
+        for id in gone {
+            self.flows.remove(&id);
+        }
+    }
+
+    /// Sends the endpoint of flow `key` an ICMP error quoting its packet `quote`.
+    fn send_icmp_error(
+        &mut self,
+        key: FlowKey,
+        mac: [u8; 6],
+        quote: &[u8],
+        icmp_type: u8,
+        code: u8,
+        out: &impl FrameSink,
+    ) {
+        // Port and protocol unreachable come from the destination itself; anything else from
+        // a router on the way, which for the endpoint is its gateway.
+        let from = if icmp_type == packet::ICMP_DEST_UNREACH
+            && (code == packet::UNREACH_PROTO || code == packet::UNREACH_PORT)
+        {
+            *key.dest.ip()
+        } else {
+            self.cfg.subnet.gateway
+        };
+        let ident = self.next_ident();
+        let Some(mut f) = packet::icmp_error_frame(
+            from,
+            *key.endpoint.ip(),
+            icmp_type,
+            code,
+            quote,
+            ident,
+            self.cfg.gw_mac,
+        ) else {
+            return;
+        };
+        packet::set_eth_dst(&mut f, mac);
+        if out.send_frame(&f) {
+            self.shared.counters.icmp_errors_sent.fetch_add(1, Relaxed);
+        } else {
+            self.count(EgressDrop::ReplyQueueFull);
+        }
+    }
+
+    /// Handles one frame an endpoint sent for egress.
+    pub(crate) fn outbound(&mut self, frame: &[u8], now: Instant, out: &impl FrameSink) {
+        if !self.cfg.enabled {
+            self.count(EgressDrop::Disabled);
+            return;
+        }
+        let pkt = match packet::parse_outbound(frame, &self.cfg.subnet) {
+            Ok(p) => p,
+            Err(reason) => {
+                self.count(reason);
+                return;
+            }
+        };
+        if pkt.ttl <= 1 {
+            self.count(EgressDrop::TtlExpired);
+            let ident = self.next_ident();
+            if let Some(mut f) = packet::time_exceeded_frame(
+                self.cfg.subnet.gateway,
+                *pkt.key.endpoint.ip(),
+                pkt.quote,
+                ident,
+                self.cfg.gw_mac,
+            ) {
+                packet::set_eth_dst(&mut f, pkt.src_mac);
+                if out.send_frame(&f) {
+                    self.shared.counters.icmp_errors_sent.fetch_add(1, Relaxed);
+                }
+            }
+            return;
+        }
+        let verdict = self
+            .shared
+            .table()
+            .outbound(pkt.key, pkt.payload.len(), now);
+        let id = match verdict {
+            Verdict::Drop(CapHit::Endpoint) => {
+                self.count(EgressDrop::EndpointFlowCap);
+                return;
+            }
+            Verdict::Drop(CapHit::Total) => {
+                self.count(EgressDrop::FlowTableFull);
+                return;
+            }
+            Verdict::Existing(id) if self.flows.contains_key(&id) => id,
+            Verdict::Existing(id) | Verdict::New(id) => match self.open(id, pkt.key) {
+                Ok(()) => id,
+                Err(e) => {
+                    self.shared.table().remove(id);
+                    self.open_failed(&e, pkt.key, pkt.src_mac, pkt.quote, out);
+                    return;
+                }
+            },
+        };
+        let Some(io) = self.flows.get_mut(&id) else {
+            return;
+        };
+        io.remember(pkt.src_mac, pkt.quote);
+        let fd = io.sock.as_raw_fd();
+        match socket::send(
+            fd,
+            pkt.payload,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(_) => {
+                let c = &self.shared.counters;
+                c.packets_out.fetch_add(1, Relaxed);
+                c.bytes_out.fetch_add(pkt.payload.len() as u64, Relaxed);
+            }
+            Err(Errno::EAGAIN | Errno::ENOBUFS) => self.count(EgressDrop::HostSendBusy),
+            Err(e @ (Errno::ECONNREFUSED | Errno::EHOSTUNREACH | Errno::ENETUNREACH)) => {
+                self.count(EgressDrop::Unreachable);
+                self.answer_send_error(id, fd, e, out);
+            }
+            Err(_) => self.count(EgressDrop::HostSendError),
+        }
+    }
+
+    /// A send failed with an unreachable error: relays what the socket's error queue holds
+    /// (the ICMP errors behind it) or, if it is empty (a local routing failure), the error's
+    /// own meaning.
+    fn answer_send_error(&mut self, id: FlowId, fd: RawFd, e: Errno, out: &impl FrameSink) {
+        let (_, mut errs) = drain_errqueue(fd);
+        if errs.is_empty() {
+            errs.push((packet::ICMP_DEST_UNREACH, unreach_code(e)));
+        }
+        let Some(io) = self.flows.get(&id) else {
+            return;
+        };
+        let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
+        for (t, c) in errs {
+            self.send_icmp_error(key, mac, &quote[..n], t, c, out);
+        }
+    }
+
+    fn open_failed(
+        &mut self,
+        e: &io::Error,
+        key: FlowKey,
+        mac: [u8; 6],
+        quote: &[u8],
+        out: &impl FrameSink,
+    ) {
+        match e.raw_os_error().map(Errno::from_raw) {
+            Some(e @ (Errno::ENETUNREACH | Errno::EHOSTUNREACH)) => {
+                self.count(EgressDrop::Unreachable);
+                let t = packet::ICMP_DEST_UNREACH;
+                self.send_icmp_error(key, mac, quote, t, unreach_code(e), out);
+            }
+            Some(Errno::EACCES | Errno::EPERM) if key.proto == Proto::Icmp => {
+                self.count(EgressDrop::IcmpNotPermitted);
+                if !ICMP_DENIED_LOGGED.swap(true, Relaxed) {
+                    tracing::warn!(
+                        "ICMP echo from containers is dropped: the daemon may not open ICMP \
+                         datagram sockets; allow its group in net.ipv4.ping_group_range \
+                         (e.g. sysctl -w net.ipv4.ping_group_range=\"0 2147483647\")"
+                    );
+                }
+            }
+            _ => {
+                self.count(EgressDrop::HostSocketError);
+                tracing::debug!(error = %e, flow = ?key, "cannot open a host socket for a flow");
+            }
+        }
+    }
+
+    /// Opens the host socket of a new flow and starts its reader.
+    fn open(&mut self, id: FlowId, key: FlowKey) -> io::Result<()> {
+        let std_sock = match key.proto {
+            Proto::Udp => udp_socket(key.dest)?,
+            Proto::Icmp => icmp_socket(*key.dest.ip())?,
+        };
+        let sock = Arc::new(UdpSocket::from_std(std_sock)?);
+        let reader = ReaderCtx {
+            id,
+            key,
+            gw_mac: self.cfg.gw_mac,
+            mtu: self.cfg.mtu,
+            // Spread the flows' IPv4 identification sequences.
+            ident: (id.0 as u16).wrapping_mul(0x9e37),
+        };
+        let task = tokio::spawn(read_loop(reader, sock.clone(), self.events.clone()));
+        self.flows.insert(
+            id,
+            FlowIo {
+                key,
+                sock,
+                reader: task,
+                mac: [0; 6],
+                quote: [0; QUOTE_MAX],
+                quote_len: 0,
+            },
+        );
+        self.shared.counters.flows_created.fetch_add(1, Relaxed);
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(Instant::now() + SWEEP_EVERY);
+        }
+        Ok(())
+    }
+
+    /// Handles what a reader reported.
+    pub(crate) fn event(&mut self, ev: Event, now: Instant, out: &impl FrameSink) {
+        match ev {
+            Event::Reply {
+                id,
+                frames,
+                payload_len,
+            } => {
+                let Some(mac) = self.flows.get(&id).map(|io| io.mac) else {
+                    self.count(EgressDrop::StaleReply);
+                    return;
+                };
+                if !self.shared.table().inbound(id, payload_len, now) {
+                    self.count(EgressDrop::StaleReply);
+                    return;
+                }
+                let mut sent = true;
+                for mut f in frames {
+                    packet::set_eth_dst(&mut f, mac);
+                    sent &= out.send_frame(&f);
+                }
+                if sent {
+                    let c = &self.shared.counters;
+                    c.packets_in.fetch_add(1, Relaxed);
+                    c.bytes_in.fetch_add(payload_len as u64, Relaxed);
+                } else {
+                    self.count(EgressDrop::ReplyQueueFull);
+                }
+            }
+            Event::IcmpError {
+                id,
+                icmp_type,
+                code,
+            } => {
+                let Some(io) = self.flows.get(&id) else {
+                    return;
+                };
+                let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
+                self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
+            }
+            Event::Failed { id } => {
+                self.flows.remove(&id);
+                self.shared.table().remove(id);
+            }
+        }
+    }
+}
+
+fn unreach_code(e: Errno) -> u8 {
+    match e {
+        Errno::ENETUNREACH => packet::UNREACH_NET,
+        Errno::EHOSTUNREACH => packet::UNREACH_HOST,
+        _ => packet::UNREACH_PORT,
+    }
+}
+
+/// A UDP socket of the daemon's namespace, connected to `dest`, with `IP_RECVERR`.
+fn udp_socket(dest: SocketAddrV4) -> io::Result<std::net::UdpSocket> {
+    let s = std::net::UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+    s.set_nonblocking(true)?;
+    setsockopt(&s, sockopt::Ipv4RecvErr, &true)?;
+    s.connect(dest)?;
+    Ok(s)
+}
+
+/// An unprivileged ICMP datagram ("ping") socket connected to `dest`, with `IP_RECVERR`.
+/// Fails with EACCES when `net.ipv4.ping_group_range` does not cover the process's group.
+fn icmp_socket(dest: Ipv4Addr) -> io::Result<std::net::UdpSocket> {
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )?;
+    let s = std::net::UdpSocket::from(fd);
+    setsockopt(&s, sockopt::Ipv4RecvErr, &true)?;
+    s.connect(SocketAddrV4::new(dest, 0))?;
+    Ok(s)
+}
+
+/// Takes every error queued on a socket with `IP_RECVERR`; returns how many there were and
+/// the (type, code) of those to relay to the endpoint ([`relayed_icmp_error`]). Errors of
+/// local origin (e.g. a path MTU notice) are not relayed.
+fn drain_errqueue(fd: RawFd) -> (usize, Vec<(u8, u8)>) {
+    let mut seen = 0;
+    let mut out = Vec::new();
+    // Bounded: the queue is bounded by the socket's receive buffer, this loop too.
+    for _ in 0..64 {
+        let mut data = [0u8; 64];
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in);
+        let msg = match socket::recvmsg::<SockaddrIn>(
+            fd,
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(m) => m,
+            Err(_) => break,
+        };
+        seen += 1;
+        let Ok(cmsgs) = msg.cmsgs() else {
+            continue;
+        };
+        for c in cmsgs {
+            if let ControlMessageOwned::Ipv4RecvErr(ee, _) = c {
+                if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                    && relayed_icmp_error(ee.ee_type, ee.ee_code)
+                {
+                    out.push((ee.ee_type, ee.ee_code));
+                }
+            }
+        }
+    }
+    (seen, out)
+}
+
+/// The ICMP errors relayed to endpoints: destination unreachable (but "fragmentation needed",
+/// whose MTU concerns the host's path, not the endpoint's) and time exceeded.
+fn relayed_icmp_error(icmp_type: u8, code: u8) -> bool {
+    (icmp_type == packet::ICMP_DEST_UNREACH && code != packet::UNREACH_FRAG_NEEDED)
+        || icmp_type == packet::ICMP_TIME_EXCEEDED
+}
+
+/// What a reader needs to build its flow's replies.
+struct ReaderCtx {
+    id: FlowId,
+    key: FlowKey,
+    gw_mac: [u8; 6],
+    mtu: usize,
+    ident: u16,
+}
+
+impl ReaderCtx {
+    /// The frames of one received datagram (`buf` holds the headroom, then the datagram).
+    fn frames(&mut self, buf: Vec<u8>) -> Vec<Vec<u8>> {
+        self.ident = self.ident.wrapping_add(1);
+        match self.key.proto {
+            Proto::Udp => packet::udp_frames(
+                buf,
+                self.key.dest,
+                self.key.endpoint,
+                self.ident,
+                self.gw_mac,
+                self.mtu,
+            ),
+            Proto::Icmp => packet::icmp_echo_reply_frames(
+                buf,
+                *self.key.dest.ip(),
+                *self.key.endpoint.ip(),
+                self.key.endpoint.port(),
+                self.ident,
+                self.gw_mac,
+                self.mtu,
+            ),
+        }
+    }
+
+    fn headroom(&self) -> usize {
+        match self.key.proto {
+            Proto::Udp => packet::UDP_HEADROOM,
+            Proto::Icmp => packet::ICMP_HEADROOM,
+        }
+    }
+}
+
+/// One flow's reader: replies and ICMP errors from its host socket, to the gateway task.
+async fn read_loop(mut ctx: ReaderCtx, sock: Arc<UdpSocket>, events: mpsc::Sender<Event>) {
+    let id = ctx.id;
+    // Receive errors in a row: a datagram socket reports a pending error once, so a long run
+    // means the socket itself is broken (and would spin this loop).
+    let mut errors_in_a_row = 0u32;
+    loop {
+        let ready = match sock.ready(Interest::READABLE | Interest::ERROR).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = events.send(Event::Failed { id }).await;
+                return;
+            }
+        };
+        let mut check_errors = ready.is_error();
+        if ready.is_readable() {
+            for _ in 0..READER_BURST {
+                let headroom = ctx.headroom();
+                // Room for the largest datagram; only the bytes received are touched, and the
+                // buffer shrinks to them in place.
+                let mut buf = Vec::with_capacity(headroom + MAX_IP);
+                buf.resize(headroom, 0);
+                match sock.try_recv_buf(&mut buf) {
+                    Ok(_) => {
+                        errors_in_a_row = 0;
+                        buf.shrink_to_fit();
+                        let payload_len = buf.len() - headroom;
+                        let frames = ctx.frames(buf);
+                        if frames.is_empty() {
+                            continue;
+                        }
+                        let ev = Event::Reply {
+                            id,
+                            frames,
+                            payload_len,
+                        };
+                        if events.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        errors_in_a_row += 1;
+                        if errors_in_a_row > MAX_ERRORS_IN_A_ROW {
+                            tracing::debug!(error = %e, flow = ?ctx.key, "host socket failed");
+                            let _ = events.send(Event::Failed { id }).await;
+                            return;
+                        }
+                        // A pending socket error (ECONNREFUSED and the like): its ICMP error
+                        // is in the error queue.
+                        check_errors = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if check_errors {
+            let (seen, errs) = drain_errqueue(sock.as_raw_fd());
+            if seen > 0 {
+                // The receive errors came from the error queue: the socket is fine.
+                errors_in_a_row = 0;
+            }
+            // Clear the error readiness now that the queue is empty.
+            let _ = sock.try_io(Interest::ERROR, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
+            for (icmp_type, code) in errs {
+                let ev = Event::IcmpError {
+                    id,
+                    icmp_type,
+                    code,
+                };
+                if events.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter_and_name() {
+        let c = EgressCounters::default();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in EgressDrop::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "ALL must list reasons in declaration order");
+            assert!(names.insert(r.as_str()), "{} named twice", r.as_str());
+            c.drop(*r);
+        }
+        assert!(EgressDrop::ALL.iter().all(|r| c.drops(*r) == 1));
+    }
+
+    #[test]
+    fn relays_unreachable_and_time_exceeded_only() {
+        assert!(relayed_icmp_error(3, 3));
+        assert!(relayed_icmp_error(3, 1));
+        assert!(relayed_icmp_error(11, 0));
+        assert!(!relayed_icmp_error(3, 4));
+        assert!(!relayed_icmp_error(0, 0));
+        assert!(!relayed_icmp_error(5, 1));
+    }
+}

@@ -1,0 +1,912 @@
+//! Egress packets: what an endpoint sends, parsed and checked; what goes back, built.
+//!
+//! Pure functions over byte slices, no I/O. Parsing uses etherparse's checked slices, so no
+//! packet bytes can make it panic: every way a packet can be wrong is an [`EgressDrop`]
+//! reason. Builders write plain Ethernet frames (no virtio-net header) with full IPv4 and
+//! UDP/ICMP checksums; the Ethernet destination of a reply is left to the caller (the
+//! endpoint's MAC may change while a flow lives, and the gateway task knows the latest one).
+//!
+//! Replies longer than the network's MTU are fragmented here (a host socket can receive a
+//! 64 KiB datagram); fragments that endpoints send are not reassembled yet and are dropped as
+//! [`EgressDrop::Fragment`].
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use etherparse::checksum::Sum16BitWords;
+use etherparse::{
+    EtherType, Icmpv4Slice, IpFragOffset, IpNumber, Ipv4Header, Ipv4Slice, UdpHeader, UdpSlice,
+};
+
+use crate::conntrack::FlowKey;
+use crate::egress::EgressDrop;
+
+pub const ETH_HDR: usize = 14;
+pub const IPV4_HDR: usize = 20;
+pub const UDP_HDR: usize = 8;
+pub const ICMP_HDR: usize = 8;
+/// Room in front of a UDP payload for its Ethernet, IPv4 and UDP headers.
+pub const UDP_HEADROOM: usize = ETH_HDR + IPV4_HDR + UDP_HDR;
+/// Room in front of an ICMP message for its Ethernet and IPv4 headers.
+pub const ICMP_HEADROOM: usize = ETH_HDR + IPV4_HDR;
+/// TTL of every packet the gateway originates.
+pub const TTL: u8 = 64;
+/// What an ICMP error quotes of the offending packet: its IPv4 header (with options) and the
+/// first 8 bytes of its payload.
+pub const QUOTE_MAX: usize = 60 + 8;
+
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// ICMP destination unreachable codes.
+pub const UNREACH_NET: u8 = 0;
+pub const UNREACH_HOST: u8 = 1;
+pub const UNREACH_PROTO: u8 = 2;
+pub const UNREACH_PORT: u8 = 3;
+pub const UNREACH_FRAG_NEEDED: u8 = 4;
+
+/// The network a gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Subnet {
+    fn mask(&self) -> u32 {
+        match self.prefix_len {
+            0 => 0,
+            p if p >= 32 => u32::MAX,
+            p => u32::MAX << (32 - u32::from(p)),
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let m = self.mask();
+        u32::from(ip) & m == u32::from(self.gateway) & m
+    }
+
+    fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.gateway) & self.mask())
+    }
+
+    fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.gateway) | !self.mask())
+    }
+
+    /// An address an endpoint may send from: inside the subnet, not the gateway's, not the
+    /// network or broadcast address (for prefixes that have them).
+    pub fn valid_source(&self, ip: Ipv4Addr) -> bool {
+        self.contains(ip)
+            && ip != self.gateway
+            && (self.prefix_len >= 31 || (ip != self.network() && ip != self.broadcast()))
+    }
+}
+
+/// An address egress never sends to: "this network", loopback, link-local, multicast, the
+/// reserved class E and limited broadcast.
+pub fn unroutable_destination(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[0] == 0 || ip.is_loopback() || ip.is_link_local() || ip.is_multicast() || o[0] >= 240
+}
+
+/// Whether a frame goes to the egress path rather than to the gateway's own stack: an IPv4
+/// frame sent to the gateway's MAC whose destination address is outside the subnet. Looks at
+/// fixed offsets only; a frame too short to tell stays with the stack (which drops it).
+pub fn is_egress(frame: &[u8], gw_mac: [u8; 6], subnet: &Subnet) -> bool {
+    let (Some(dst_mac), Some(ethertype), Some(dst_ip)) = (
+        frame.get(0..6),
+        frame.get(12..14),
+        frame.get(ETH_HDR + 16..ETH_HDR + 20),
+    ) else {
+        return false;
+    };
+    if dst_mac != gw_mac || ethertype != EtherType::IPV4.0.to_be_bytes() {
+        return false;
+    }
+    let dst = Ipv4Addr::new(dst_ip[0], dst_ip[1], dst_ip[2], dst_ip[3]);
+    !subnet.contains(dst)
+}
+
+/// A checked outbound packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound<'a> {
+    /// The endpoint's MAC (the Ethernet source).
+    pub src_mac: [u8; 6],
+    pub key: FlowKey,
+    /// UDP: the datagram's payload. ICMP echo: the whole ICMP message (header included), as a
+    /// ping socket takes it.
+    pub payload: &'a [u8],
+    /// The IPv4 header and the first 8 bytes of its payload, for ICMP errors about it.
+    pub quote: &'a [u8],
+    pub ttl: u8,
+}
+
+fn sum_is_valid(sum: Sum16BitWords) -> bool {
+    sum.ones_complement() == 0
+}
+
+/// The bytes of a checksum field: etherparse sums 16-bit words in native byte order, so its
+/// result is written back in native order too.
+fn checksum_bytes(sum: Sum16BitWords) -> [u8; 2] {
+    sum.ones_complement().to_ne_bytes()
+}
+
+fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNumber, len: u16) -> Sum16BitWords {
+    let l = len.to_be_bytes();
+    Sum16BitWords::new()
+        .add_slice(&src.octets())
+        .add_slice(&dst.octets())
+        .add_slice(&[0, proto.0, l[0], l[1]])
+}
+
+/// Parses and checks what an endpoint of `subnet` sends for egress: Ethernet + IPv4 (header
+/// checksum, lengths, no fragment) + UDP (length, checksum unless 0) or ICMP echo request
+/// (checksum).
+pub fn parse_outbound<'a>(frame: &'a [u8], subnet: &Subnet) -> Result<Outbound<'a>, EgressDrop> {
+    let (Some(src_mac), Some(ip_bytes)) = (frame.get(6..12), frame.get(ETH_HDR..)) else {
+        return Err(EgressDrop::Malformed);
+    };
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(src_mac);
+    let ip = Ipv4Slice::from_slice(ip_bytes).map_err(|_| EgressDrop::Malformed)?;
+    let hdr = ip.header();
+    if !sum_is_valid(Sum16BitWords::new().add_slice(hdr.slice())) {
+        return Err(EgressDrop::BadChecksum);
+    }
+    if hdr.is_fragmenting_payload() {
+        return Err(EgressDrop::Fragment);
+    }
+    let src = hdr.source_addr();
+    let dst = hdr.destination_addr();
+    if !subnet.valid_source(src) || unroutable_destination(dst) || subnet.contains(dst) {
+        return Err(EgressDrop::BadAddress);
+    }
+    // The IPv4 header's own length bounds the payload (Ethernet may pad short frames).
+    let l4 = ip.payload().payload;
+    let quote_len = hdr.slice().len() + l4.len().min(8);
+    let quote = ip_bytes.get(..quote_len).ok_or(EgressDrop::Malformed)?;
+    let ttl = hdr.ttl();
+    match ip.payload_ip_number() {
+        IpNumber::UDP => {
+            let udp = UdpSlice::from_slice(l4).map_err(|_| EgressDrop::Malformed)?;
+            if udp.length() == 0 {
+                return Err(EgressDrop::Malformed);
+            }
+            if udp.checksum() != 0 {
+                let seg = udp.slice();
+                let len = u16::try_from(seg.len()).map_err(|_| EgressDrop::Malformed)?;
+                if !sum_is_valid(pseudo_header(src, dst, IpNumber::UDP, len).add_slice(seg)) {
+                    return Err(EgressDrop::BadChecksum);
+                }
+            }
+            if udp.destination_port() == 0 || udp.source_port() == 0 {
+                return Err(EgressDrop::BadAddress);
+            }
+            Ok(Outbound {
+                src_mac: mac,
+                key: FlowKey::udp(
+                    SocketAddrV4::new(src, udp.source_port()),
+                    SocketAddrV4::new(dst, udp.destination_port()),
+                ),
+                payload: udp.payload(),
+                quote,
+                ttl,
+            })
+        }
+        IpNumber::ICMP => {
+            let icmp = Icmpv4Slice::from_slice(l4).map_err(|_| EgressDrop::Malformed)?;
+            if !sum_is_valid(Sum16BitWords::new().add_slice(l4)) {
+                return Err(EgressDrop::BadChecksum);
+            }
+            if icmp.type_u8() != ICMP_ECHO_REQUEST || icmp.code_u8() != 0 {
+                return Err(EgressDrop::Unsupported);
+            }
+            let b = icmp.bytes5to8();
+            let ident = u16::from_be_bytes([b[0], b[1]]);
+            Ok(Outbound {
+                src_mac: mac,
+                key: FlowKey::icmp_echo(src, ident, dst),
+                payload: l4,
+                quote,
+                ttl,
+            })
+        }
+        // TCP is the TCP relay's: until it exists, it is counted as unsupported here.
+        _ => Err(EgressDrop::Unsupported),
+    }
+}
+
+/// An IPv4 header with its checksum.
+fn ipv4_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpNumber,
+    ident: u16,
+    payload_len: usize,
+    frag_units: u16,
+    more_fragments: bool,
+) -> Option<[u8; IPV4_HDR]> {
+    let mut h = Ipv4Header::new(
+        u16::try_from(payload_len).ok()?,
+        TTL,
+        proto,
+        src.octets(),
+        dst.octets(),
+    )
+    .ok()?;
+    h.identification = ident;
+    h.dont_fragment = false;
+    h.more_fragments = more_fragments;
+    h.fragment_offset = IpFragOffset::try_new(frag_units).ok()?;
+    h.header_checksum = h.calc_header_checksum();
+    let bytes = h.to_bytes();
+    let mut out = [0u8; IPV4_HDR];
+    out.copy_from_slice(bytes.get(..IPV4_HDR)?);
+    Some(out)
+}
+
+fn ethernet_header(src_mac: [u8; 6]) -> [u8; ETH_HDR] {
+    let mut h = [0u8; ETH_HDR];
+    h[6..12].copy_from_slice(&src_mac);
+    h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    h
+}
+
+/// Writes the Ethernet destination of a frame built here.
+pub fn set_eth_dst(frame: &mut [u8], mac: [u8; 6]) {
+    if let Some(d) = frame.get_mut(0..6) {
+        d.copy_from_slice(&mac);
+    }
+}
+
+/// Turns a buffer holding `headroom` free bytes then an L4 message into IPv4 frames from `src`
+/// to `dst`: one frame in place if it fits `mtu` (the IP packet size), else fragments. The L4
+/// message's own header and checksum must already be in place.
+fn finish_ipv4(
+    mut buf: Vec<u8>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpNumber,
+    ident: u16,
+    gw_mac: [u8; 6],
+    mtu: usize,
+) -> Vec<Vec<u8>> {
+    let Some(l4_len) = buf.len().checked_sub(ICMP_HEADROOM) else {
+        return Vec::new();
+    };
+    if IPV4_HDR + l4_len <= mtu {
+        let Some(ip) = ipv4_header(src, dst, proto, ident, l4_len, 0, false) else {
+            return Vec::new();
+        };
+        buf[..ETH_HDR].copy_from_slice(&ethernet_header(gw_mac));
+        buf[ETH_HDR..ICMP_HEADROOM].copy_from_slice(&ip);
+        return vec![buf];
+    }
+    // Fragments carry a multiple of 8 bytes each, but the last.
+    let per = (mtu.saturating_sub(IPV4_HDR) / 8) * 8;
+    if per == 0 {
+        return Vec::new();
+    }
+    let l4 = &buf[ICMP_HEADROOM..];
+    let mut frames = Vec::with_capacity(l4.len().div_ceil(per));
+    for (i, chunk) in l4.chunks(per).enumerate() {
+        let offset = i * per;
+        let more = offset + chunk.len() < l4.len();
+        let Ok(units) = u16::try_from(offset / 8) else {
+            return Vec::new();
+        };
+        let Some(ip) = ipv4_header(src, dst, proto, ident, chunk.len(), units, more) else {
+            return Vec::new();
+        };
+        let mut f = Vec::with_capacity(ICMP_HEADROOM + chunk.len());
+        f.extend_from_slice(&ethernet_header(gw_mac));
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(chunk);
+        frames.push(f);
+    }
+    frames
+}
+
+/// Builds the frames of a UDP datagram from `from` to `to`. `buf` holds [`UDP_HEADROOM`]
+/// free bytes, then the payload (as a host socket received it). Empty if the payload cannot
+/// be an IPv4 UDP datagram (over 65,507 bytes).
+pub fn udp_frames(
+    mut buf: Vec<u8>,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    ident: u16,
+    gw_mac: [u8; 6],
+    mtu: usize,
+) -> Vec<Vec<u8>> {
+    let Some(payload_len) = buf.len().checked_sub(UDP_HEADROOM) else {
+        return Vec::new();
+    };
+    let Ok(udp_len) = u16::try_from(UDP_HDR + payload_len) else {
+        return Vec::new();
+    };
+    if usize::from(udp_len) + IPV4_HDR > usize::from(u16::MAX) {
+        return Vec::new();
+    }
+    let hdr = UdpHeader {
+        source_port: from.port(),
+        destination_port: to.port(),
+        length: udp_len,
+        checksum: 0,
+    };
+    buf[ICMP_HEADROOM..UDP_HEADROOM].copy_from_slice(&hdr.to_bytes());
+    let sum = pseudo_header(*from.ip(), *to.ip(), IpNumber::UDP, udp_len)
+        .add_slice(&buf[ICMP_HEADROOM..]);
+    // 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff.
+    let c = sum.to_ones_complement_with_no_zero().to_ne_bytes();
+    buf[ICMP_HEADROOM + 6..UDP_HEADROOM].copy_from_slice(&c);
+    finish_ipv4(buf, *from.ip(), *to.ip(), IpNumber::UDP, ident, gw_mac, mtu)
+}
+
+/// Builds the frames of an ICMP echo reply from `from` to `to`. `buf` holds
+/// [`ICMP_HEADROOM`] free bytes, then the ICMP message a ping socket received; the echo
+/// identifier becomes `echo_ident` (the endpoint's, which the kernel replaced by the socket's)
+/// and the checksum is recomputed. Empty if the message is not an echo reply.
+pub fn icmp_echo_reply_frames(
+    mut buf: Vec<u8>,
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    echo_ident: u16,
+    ident: u16,
+    gw_mac: [u8; 6],
+    mtu: usize,
+) -> Vec<Vec<u8>> {
+    if buf.len() < ICMP_HEADROOM + ICMP_HDR
+        || buf.len() - ICMP_HEADROOM + IPV4_HDR > usize::from(u16::MAX)
+    {
+        return Vec::new();
+    }
+    let msg = &mut buf[ICMP_HEADROOM..];
+    if msg[0] != ICMP_ECHO_REPLY || msg[1] != 0 {
+        return Vec::new();
+    }
+    msg[2..4].copy_from_slice(&[0, 0]);
+    msg[4..6].copy_from_slice(&echo_ident.to_be_bytes());
+    let c = checksum_bytes(Sum16BitWords::new().add_slice(msg));
+    msg[2..4].copy_from_slice(&c);
+    finish_ipv4(buf, from, to, IpNumber::ICMP, ident, gw_mac, mtu)
+}
+
+/// An ICMP error frame (`icmp_type`/`code`, e.g. destination unreachable) from `from` to
+/// `to`, quoting `quote` (the offending packet's IPv4 header and 8 bytes).
+pub fn icmp_error_frame(
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    icmp_type: u8,
+    code: u8,
+    quote: &[u8],
+    ident: u16,
+    gw_mac: [u8; 6],
+) -> Option<Vec<u8>> {
+    let quote = quote.get(..quote.len().min(QUOTE_MAX))?;
+    let mut buf = Vec::with_capacity(ICMP_HEADROOM + ICMP_HDR + quote.len());
+    buf.resize(ICMP_HEADROOM, 0);
+    buf.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0, 0, 0]);
+    buf.extend_from_slice(quote);
+    let c = checksum_bytes(Sum16BitWords::new().add_slice(&buf[ICMP_HEADROOM..]));
+    buf[ICMP_HEADROOM + 2..ICMP_HEADROOM + 4].copy_from_slice(&c);
+    // Small enough for any MTU an IPv4 network has (576 at least).
+    finish_ipv4(buf, from, to, IpNumber::ICMP, ident, gw_mac, 576)
+        .into_iter()
+        .next()
+}
+
+/// An ICMP destination unreachable frame.
+pub fn unreachable_frame(
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    code: u8,
+    quote: &[u8],
+    ident: u16,
+    gw_mac: [u8; 6],
+) -> Option<Vec<u8>> {
+    icmp_error_frame(from, to, ICMP_DEST_UNREACH, code, quote, ident, gw_mac)
+}
+
+/// An ICMP time exceeded (TTL expired in transit) frame.
+pub fn time_exceeded_frame(
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    quote: &[u8],
+    ident: u16,
+    gw_mac: [u8; 6],
+) -> Option<Vec<u8>> {
+    icmp_error_frame(from, to, ICMP_TIME_EXCEEDED, 0, quote, ident, gw_mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
+    const EP_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 2];
+    const SUBNET: Subnet = Subnet {
+        gateway: Ipv4Addr::new(10, 0, 0, 1),
+        prefix_len: 24,
+    };
+    const EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const OUT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv4(src.octets(), dst.octets(), 64)
+            .udp(sport, dport);
+        let mut v = Vec::new();
+        b.write(&mut v, data).unwrap();
+        v
+    }
+
+    fn echo_frame(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv4(EP.octets(), OUT.octets(), 64)
+            .icmpv4_echo_request(ident, seq);
+        let mut v = Vec::new();
+        b.write(&mut v, data).unwrap();
+        v
+    }
+
+    #[test]
+    fn subnet_rules() {
+        assert!(SUBNET.contains(Ipv4Addr::new(10, 0, 0, 200)));
+        assert!(!SUBNET.contains(Ipv4Addr::new(10, 0, 1, 2)));
+        assert!(SUBNET.valid_source(EP));
+        for bad in [[10, 0, 0, 1], [10, 0, 0, 0], [10, 0, 0, 255], [10, 0, 1, 2]] {
+            assert!(!SUBNET.valid_source(Ipv4Addr::from(bad)), "{bad:?}");
+        }
+        for bad in [
+            [0, 1, 2, 3],
+            [127, 0, 0, 1],
+            [169, 254, 1, 1],
+            [224, 0, 0, 1],
+            [255, 255, 255, 255],
+            [240, 0, 0, 1],
+        ] {
+            assert!(unroutable_destination(Ipv4Addr::from(bad)), "{bad:?}");
+        }
+        assert!(!unroutable_destination(OUT));
+        let whole = Subnet {
+            gateway: Ipv4Addr::new(1, 2, 3, 4),
+            prefix_len: 0,
+        };
+        assert!(whole.contains(OUT));
+    }
+
+    #[test]
+    fn classifies_by_mac_ethertype_and_destination() {
+        let out = udp_frame(EP, OUT, 5000, 7, b"hi");
+        assert!(is_egress(&out, GW_MAC, &SUBNET));
+        let local = udp_frame(EP, Ipv4Addr::new(10, 0, 0, 1), 5000, 53, b"hi");
+        assert!(!is_egress(&local, GW_MAC, &SUBNET));
+        let mut other_mac = out.clone();
+        other_mac[5] = 9;
+        assert!(!is_egress(&other_mac, GW_MAC, &SUBNET));
+        let mut arp = out.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!is_egress(&arp, GW_MAC, &SUBNET));
+        assert!(!is_egress(&out[..30], GW_MAC, &SUBNET));
+    }
+
+    #[test]
+    fn parses_udp() {
+        let f = udp_frame(EP, OUT, 5000, 7, b"hello");
+        let o = parse_outbound(&f, &SUBNET).unwrap();
+        assert_eq!(o.src_mac, EP_MAC);
+        assert_eq!(
+            o.key,
+            FlowKey::udp(SocketAddrV4::new(EP, 5000), SocketAddrV4::new(OUT, 7))
+        );
+        assert_eq!(o.payload, b"hello");
+        assert_eq!(o.quote, &f[ETH_HDR..ETH_HDR + 28]);
+        assert_eq!(o.ttl, 64);
+
+        // Ethernet padding after the IP packet is ignored.
+        let mut padded = udp_frame(EP, OUT, 5000, 7, b"");
+        padded.resize(60, 0xa5);
+        assert_eq!(parse_outbound(&padded, &SUBNET).unwrap().payload, b"");
+
+        // A zero UDP checksum means none.
+        let mut nock = f.clone();
+        nock[ETH_HDR + 26..ETH_HDR + 28].copy_from_slice(&[0, 0]);
+        assert!(parse_outbound(&nock, &SUBNET).is_ok());
+    }
+
+    #[test]
+    fn parses_icmp_echo() {
+        let f = echo_frame(0x1234, 7, b"ping data");
+        let o = parse_outbound(&f, &SUBNET).unwrap();
+        assert_eq!(o.key, FlowKey::icmp_echo(EP, 0x1234, OUT));
+        assert_eq!(o.payload, &f[ETH_HDR + IPV4_HDR..]);
+        assert_eq!(o.quote, &f[ETH_HDR..ETH_HDR + 28]);
+    }
+
+    /// Rewrites the IPv4 header checksum after a test changed a field.
+    fn fix_ip_checksum(f: &mut [u8]) {
+        let ihl = usize::from(f[ETH_HDR] & 0xf) * 4;
+        f[ETH_HDR + 10..ETH_HDR + 12].copy_from_slice(&[0, 0]);
+        let c = checksum_bytes(Sum16BitWords::new().add_slice(&f[ETH_HDR..ETH_HDR + ihl]));
+        f[ETH_HDR + 10..ETH_HDR + 12].copy_from_slice(&c);
+    }
+
+    #[test]
+    fn rejects_bad_packets_with_one_reason_each() {
+        let good = udp_frame(EP, OUT, 5000, 7, b"hello");
+        let cases: Vec<(&str, Vec<u8>, EgressDrop)> = vec![
+            ("runt", good[..10].to_vec(), EgressDrop::Malformed),
+            (
+                "ip header cut",
+                good[..ETH_HDR + 12].to_vec(),
+                EgressDrop::Malformed,
+            ),
+            (
+                "ip version 6",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR] = 0x65;
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "ihl 3",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR] = 0x43;
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "total length beyond the frame",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 2..ETH_HDR + 4].copy_from_slice(&1400u16.to_be_bytes());
+                    fix_ip_checksum(&mut f);
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "total length shorter than the header",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 2..ETH_HDR + 4].copy_from_slice(&10u16.to_be_bytes());
+                    fix_ip_checksum(&mut f);
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "ip checksum",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 10] ^= 0xff;
+                    f
+                },
+                EgressDrop::BadChecksum,
+            ),
+            (
+                "more fragments",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 6] = 0x20;
+                    fix_ip_checksum(&mut f);
+                    f
+                },
+                EgressDrop::Fragment,
+            ),
+            (
+                "fragment offset",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 7] = 1;
+                    fix_ip_checksum(&mut f);
+                    f
+                },
+                EgressDrop::Fragment,
+            ),
+            (
+                "udp header cut",
+                {
+                    let mut f = good[..ETH_HDR + IPV4_HDR + 4].to_vec();
+                    f[ETH_HDR + 2..ETH_HDR + 4].copy_from_slice(&24u16.to_be_bytes());
+                    fix_ip_checksum(&mut f);
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "udp length past the packet",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 24..ETH_HDR + 26].copy_from_slice(&500u16.to_be_bytes());
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "udp length under 8",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 24..ETH_HDR + 26].copy_from_slice(&3u16.to_be_bytes());
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "udp length 0",
+                {
+                    let mut f = good.clone();
+                    f[ETH_HDR + 24..ETH_HDR + 26].copy_from_slice(&0u16.to_be_bytes());
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+            (
+                "udp checksum",
+                {
+                    let mut f = good.clone();
+                    *f.last_mut().unwrap() ^= 1;
+                    f
+                },
+                EgressDrop::BadChecksum,
+            ),
+            (
+                "udp to port 0",
+                udp_frame(EP, OUT, 5000, 0, b"x"),
+                EgressDrop::BadAddress,
+            ),
+            (
+                "spoofed source",
+                udp_frame(Ipv4Addr::new(192, 0, 2, 9), OUT, 5000, 7, b"x"),
+                EgressDrop::BadAddress,
+            ),
+            (
+                "from the gateway's address",
+                udp_frame(SUBNET.gateway, OUT, 5000, 7, b"x"),
+                EgressDrop::BadAddress,
+            ),
+            (
+                "to multicast",
+                udp_frame(EP, Ipv4Addr::new(239, 1, 1, 1), 5000, 7, b"x"),
+                EgressDrop::BadAddress,
+            ),
+            (
+                "to loopback",
+                udp_frame(EP, Ipv4Addr::new(127, 0, 0, 1), 5000, 7, b"x"),
+                EgressDrop::BadAddress,
+            ),
+            (
+                "tcp",
+                {
+                    let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+                        .ipv4(EP.octets(), OUT.octets(), 64)
+                        .tcp(5000, 80, 1, 1000);
+                    let mut v = Vec::new();
+                    b.write(&mut v, b"").unwrap();
+                    v
+                },
+                EgressDrop::Unsupported,
+            ),
+            (
+                "icmp echo reply",
+                {
+                    let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+                        .ipv4(EP.octets(), OUT.octets(), 64)
+                        .icmpv4_echo_reply(1, 1);
+                    let mut v = Vec::new();
+                    b.write(&mut v, b"").unwrap();
+                    v
+                },
+                EgressDrop::Unsupported,
+            ),
+            (
+                "icmp checksum",
+                {
+                    let mut f = echo_frame(1, 1, b"abc");
+                    *f.last_mut().unwrap() ^= 1;
+                    f
+                },
+                EgressDrop::BadChecksum,
+            ),
+            (
+                "icmp header cut",
+                {
+                    let mut f = echo_frame(1, 1, b"")[..ETH_HDR + IPV4_HDR + 4].to_vec();
+                    f[ETH_HDR + 2..ETH_HDR + 4].copy_from_slice(&24u16.to_be_bytes());
+                    fix_ip_checksum(&mut f);
+                    f
+                },
+                EgressDrop::Malformed,
+            ),
+        ];
+        for (what, frame, want) in cases {
+            assert_eq!(parse_outbound(&frame, &SUBNET), Err(want), "{what}");
+        }
+    }
+
+    #[test]
+    fn never_panics_on_any_prefix_or_bit_flip() {
+        let frames = [
+            udp_frame(EP, OUT, 5000, 7, b"hello world"),
+            echo_frame(3, 4, b"abcdefgh"),
+        ];
+        for f in &frames {
+            for n in 0..=f.len() {
+                let _ = parse_outbound(&f[..n], &SUBNET);
+                let _ = is_egress(&f[..n], GW_MAC, &SUBNET);
+            }
+            for i in 0..f.len() {
+                for bit in 0..8 {
+                    let mut g = f.clone();
+                    g[i] ^= 1 << bit;
+                    let _ = parse_outbound(&g, &SUBNET);
+                }
+            }
+        }
+    }
+
+    /// A UDP payload placed after the headroom, as the reader receives it.
+    fn with_headroom(headroom: usize, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xa5u8; headroom];
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn builds_udp_reply() {
+        let from = SocketAddrV4::new(OUT, 7);
+        let to = SocketAddrV4::new(EP, 5000);
+        let frames = udp_frames(
+            with_headroom(UDP_HEADROOM, b"hello"),
+            from,
+            to,
+            0x0102,
+            GW_MAC,
+            1500,
+        );
+        assert_eq!(frames.len(), 1);
+        let mut f = frames.into_iter().next().unwrap();
+        set_eth_dst(&mut f, EP_MAC);
+        // Compare with etherparse's own builder (identification and DF set the same way).
+        let mut ip = Ipv4Header::new(13, 64, IpNumber::UDP, OUT.octets(), EP.octets()).unwrap();
+        ip.identification = 0x0102;
+        ip.dont_fragment = false;
+        let b = PacketBuilder::ethernet2(GW_MAC, EP_MAC)
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .udp(7, 5000);
+        let mut want = Vec::new();
+        b.write(&mut want, b"hello").unwrap();
+        assert_eq!(f, want);
+        // And it parses back, checksums included (as if the endpoint had sent it).
+        let sub = Subnet {
+            gateway: Ipv4Addr::new(198, 18, 0, 1),
+            prefix_len: 24,
+        };
+        let mut back = f.clone();
+        back[..6].copy_from_slice(&GW_MAC);
+        let o = parse_outbound(&back, &sub).unwrap();
+        assert_eq!(o.payload, b"hello");
+    }
+
+    #[test]
+    fn fragments_big_replies() {
+        let from = SocketAddrV4::new(OUT, 7);
+        let to = SocketAddrV4::new(EP, 5000);
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let frames = udp_frames(
+            with_headroom(UDP_HEADROOM, &payload),
+            from,
+            to,
+            77,
+            GW_MAC,
+            1500,
+        );
+        assert_eq!(frames.len(), 3);
+        let mut l4 = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            assert!(f.len() - ETH_HDR <= 1500);
+            let ip = Ipv4Slice::from_slice(&f[ETH_HDR..]).unwrap();
+            let h = ip.header();
+            assert!(sum_is_valid(Sum16BitWords::new().add_slice(h.slice())));
+            assert_eq!(h.identification(), 77);
+            assert_eq!(usize::from(h.fragments_offset().byte_offset()), l4.len());
+            assert_eq!(h.more_fragments(), i < 2);
+            l4.extend_from_slice(ip.payload().payload);
+        }
+        assert_eq!(l4.len(), 8 + 3000);
+        assert_eq!(&l4[8..], &payload[..]);
+        let sum = pseudo_header(OUT, EP, IpNumber::UDP, 3008).add_slice(&l4);
+        assert!(
+            sum_is_valid(sum),
+            "UDP checksum over the reassembled datagram"
+        );
+
+        // Too big for IPv4: nothing.
+        let huge = with_headroom(UDP_HEADROOM, &vec![0u8; 65_508]);
+        assert!(udp_frames(huge, from, to, 1, GW_MAC, 1500).is_empty());
+    }
+
+    #[test]
+    fn builds_echo_reply_with_the_endpoints_identifier() {
+        // What a ping socket hands back: an echo reply with the socket's identifier (0x9999).
+        let mut msg = vec![0u8, 0, 0, 0, 0x99, 0x99, 0, 5];
+        msg.extend_from_slice(b"payload!");
+        let frames = icmp_echo_reply_frames(
+            with_headroom(ICMP_HEADROOM, &msg),
+            OUT,
+            EP,
+            0x1234,
+            9,
+            GW_MAC,
+            1500,
+        );
+        assert_eq!(frames.len(), 1);
+        let mut f = frames.into_iter().next().unwrap();
+        set_eth_dst(&mut f, EP_MAC);
+        let mut ip = Ipv4Header::new(16, 64, IpNumber::ICMP, OUT.octets(), EP.octets()).unwrap();
+        ip.identification = 9;
+        ip.dont_fragment = false;
+        let b = PacketBuilder::ethernet2(GW_MAC, EP_MAC)
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .icmpv4_echo_reply(0x1234, 5);
+        let mut want = Vec::new();
+        b.write(&mut want, b"payload!").unwrap();
+        assert_eq!(f, want);
+
+        // Not an echo reply, or too short: nothing.
+        let mut req = msg.clone();
+        req[0] = 8;
+        assert!(icmp_echo_reply_frames(
+            with_headroom(ICMP_HEADROOM, &req),
+            OUT,
+            EP,
+            1,
+            1,
+            GW_MAC,
+            1500
+        )
+        .is_empty());
+        assert!(icmp_echo_reply_frames(
+            with_headroom(ICMP_HEADROOM, &msg[..5]),
+            OUT,
+            EP,
+            1,
+            1,
+            GW_MAC,
+            1500
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn builds_port_unreachable_quoting_the_datagram() {
+        let sent = udp_frame(EP, OUT, 5000, 9, b"knock knock");
+        let o = parse_outbound(&sent, &SUBNET).unwrap();
+        let mut f = unreachable_frame(OUT, EP, UNREACH_PORT, o.quote, 3, GW_MAC).unwrap();
+        set_eth_dst(&mut f, EP_MAC);
+        let mut ip = Ipv4Header::new(36, 64, IpNumber::ICMP, OUT.octets(), EP.octets()).unwrap();
+        ip.identification = 3;
+        ip.dont_fragment = false;
+        let b = PacketBuilder::ethernet2(GW_MAC, EP_MAC)
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ));
+        let mut want = Vec::new();
+        b.write(&mut want, &sent[ETH_HDR..ETH_HDR + 28]).unwrap();
+        assert_eq!(f, want);
+
+        let te = time_exceeded_frame(SUBNET.gateway, EP, o.quote, 4, GW_MAC).unwrap();
+        let ip = Ipv4Slice::from_slice(&te[ETH_HDR..]).unwrap();
+        let icmp = Icmpv4Slice::from_slice(ip.payload().payload).unwrap();
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (11, 0));
+        assert!(sum_is_valid(Sum16BitWords::new().add_slice(icmp.slice())));
+    }
+}
