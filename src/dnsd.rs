@@ -183,16 +183,14 @@ impl Dns {
             networks,
         };
         l.asker.set(l.context());
-        l.tasks.push(self.rt.spawn(serve_udp(
-            udp,
-            self.resolver.clone(),
-            l.asker.clone(),
-        )));
-        l.tasks.push(self.rt.spawn(serve_tcp(
-            tcp,
-            self.resolver.clone(),
-            l.asker.clone(),
-        )));
+        l.tasks.push(
+            self.rt
+                .spawn(serve_udp(udp, self.resolver.clone(), l.asker.clone())),
+        );
+        l.tasks.push(
+            self.rt
+                .spawn(serve_tcp(tcp, self.resolver.clone(), l.asker.clone())),
+        );
         ls.insert(key, l);
         Ok(())
     }

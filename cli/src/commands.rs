@@ -505,7 +505,11 @@ pub async fn flows(c: &ApiClient, json: bool) -> Result<i32, CliError> {
     }
     let mut rows = Vec::new();
     for net in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-        for f in net["flows"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for f in net["flows"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             let s = |k: &str| match &f[k] {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -524,7 +528,15 @@ pub async fn flows(c: &ApiClient, json: bool) -> Result<i32, CliError> {
     print!(
         "{}",
         render(
-            &["NETWORK", "PROTO", "ENDPOINT", "DESTINATION", "STATE", "BYTES OUT/IN", "AGE"],
+            &[
+                "NETWORK",
+                "PROTO",
+                "ENDPOINT",
+                "DESTINATION",
+                "STATE",
+                "BYTES OUT/IN",
+                "AGE"
+            ],
             &rows
         )
     );

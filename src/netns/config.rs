@@ -411,3 +411,69 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
     nets.dedup();
     Ok(nets)
 }
+
+/// The MTU of the underlay a VXLAN tunnel runs over: that of the interface holding `local`
+/// (when given and not 0.0.0.0), else that of the interface of the route to `peer`. `None`
+/// when neither can be found (no such address, no route, no peer): the caller picks a
+/// default. Lookup failures are logged, not returned: a missing MTU only changes a default.
+pub async fn underlay_mtu(
+    handle: &Handle,
+    local: Option<Ipv4Addr>,
+    peer: Option<Ipv4Addr>,
+) -> Option<u32> {
+    let index = match (local.filter(|l| !l.is_unspecified()), peer) {
+        (Some(local), _) => index_of_address(handle, local).await,
+        (None, Some(peer)) => route_oif(handle, peer).await,
+        (None, None) => None,
+    }?;
+    let mut links = handle.link().get().match_index(index).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(index, error = %e, "underlay MTU: link lookup failed");
+            None
+        }
+    }
+}
+
+/// The index of the interface that carries `addr`.
+async fn index_of_address(handle: &Handle, addr: Ipv4Addr) -> Option<u32> {
+    let mut addrs = handle.address().get().execute();
+    loop {
+        match addrs.try_next().await {
+            Ok(Some(msg)) => {
+                if address_of(&msg) == Some(IpAddr::V4(addr)) {
+                    return Some(msg.header.index);
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "underlay MTU: address lookup failed");
+                return None;
+            }
+        }
+    }
+}
+
+/// The output interface of the route to `dst` (`ip route get DST`).
+async fn route_oif(handle: &Handle, dst: Ipv4Addr) -> Option<u32> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, 32)
+        .build();
+    let mut routes = handle.route().get(msg).execute();
+    match routes.try_next().await {
+        Ok(Some(route)) => route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(%dst, error = %e, "underlay MTU: no route");
+            None
+        }
+    }
+}

@@ -30,7 +30,8 @@ mod sys;
 mod tests;
 
 pub use config::{
-    configure_endpoint, create_veth, delete_link, host_handle, host_routes, link_exists, link_index,
+    configure_endpoint, create_veth, delete_link, host_handle, host_routes, link_exists,
+    link_index, underlay_mtu,
 };
 pub use error::NetnsError;
 pub use open::{open_in_ns, NetlinkFd, NsFds, NsOpen, NsOpenRequest, NsTarget};

@@ -122,6 +122,12 @@ impl Switch {
         self.config
     }
 
+    /// When the switch was created: the origin of [`Switch::now_ms`], for ports that keep
+    /// tables of their own on the same clock (a VXLAN port's remote MACs).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Milliseconds since the switch was created: the clock the MAC table runs on.
     pub fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)

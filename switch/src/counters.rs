@@ -38,12 +38,14 @@ pub enum DropReason {
     VxlanTruncated,
     /// A VXLAN header with the I flag clear (its VNI means nothing).
     VxlanNoIFlag,
-    /// A VXLAN packet for another VNI than the port's network.
+    /// A VXLAN packet for a VNI no network of the socket has.
     VxlanWrongVni,
+    /// A VXLAN packet for another VNI of a shared socket whose hand-off queue was full.
+    VxlanHandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -58,6 +60,7 @@ impl DropReason {
         DropReason::VxlanTruncated,
         DropReason::VxlanNoIFlag,
         DropReason::VxlanWrongVni,
+        DropReason::VxlanHandoffFull,
     ];
 
     /// The name used in stats and the API.
@@ -77,6 +80,7 @@ impl DropReason {
             DropReason::VxlanTruncated => "vxlan_truncated",
             DropReason::VxlanNoIFlag => "vxlan_i_flag_clear",
             DropReason::VxlanWrongVni => "vxlan_wrong_vni",
+            DropReason::VxlanHandoffFull => "vxlan_handoff_full",
         }
     }
 

@@ -24,7 +24,7 @@ use crate::counters::DropReason;
 use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
 use crate::port::VNET_HDR_LEN;
-use crate::sys::FrameTruncated;
+use crate::sys::{FrameTruncated, PortDrop};
 use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
 
 /// Readable, or an error pending on the socket: an AF_PACKET socket whose interface vanished
@@ -97,13 +97,18 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
                     guard.clear_ready();
                     break;
                 }
+                // The port moved data elsewhere (a shared VXLAN socket's other VNIs) and has
+                // more to look at: part of the burst, nothing to count.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => handled += 1,
                 Err(e) if is_fatal(&e) => {
                     tracing::info!(port = %port.name, error = %e, "port device gone; port stopped");
                     return;
                 }
                 Err(e) => {
                     handled += 1;
-                    if FrameTruncated::is(&e) || e.raw_os_error() == Some(libc::EMSGSIZE) {
+                    if let Some(reason) = PortDrop::reason(&e) {
+                        port.counters.drop(reason);
+                    } else if FrameTruncated::is(&e) || e.raw_os_error() == Some(libc::EMSGSIZE) {
                         port.counters.drop(DropReason::RxTruncated);
                     } else {
                         port.counters.drop(DropReason::RxError);
@@ -227,6 +232,13 @@ pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
 }
 
 fn tx_reason(e: &io::Error) -> DropReason {
+    if let Some(reason) = PortDrop::reason(e) {
+        return reason;
+    }
+    // A datagram that would need fragmenting on a path that must not fragment (a tunnel).
+    if e.raw_os_error() == Some(libc::EMSGSIZE) {
+        return DropReason::OverMtu;
+    }
     if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS) {
         DropReason::TxQueueFull
     } else {

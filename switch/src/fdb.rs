@@ -180,6 +180,22 @@ impl Fdb {
         });
     }
 
+    /// Removes the static entry of `mac` if it points at `port`. Returns whether it did.
+    pub fn remove_static(&self, mac: &MacAddr, port: PortId) -> bool {
+        let t = self.table.load();
+        if !t.get(mac).is_some_and(|e| e.is_static && e.port == port) {
+            return false;
+        }
+        let mut removed = false;
+        self.mutate(|t, _| {
+            if t.get(mac).is_some_and(|e| e.is_static && e.port == port) {
+                t.remove(mac);
+                removed = true;
+            }
+        });
+        removed
+    }
+
     /// Removes entries not seen for longer than the ageing time. Returns how many.
     pub fn expire(&self, now: u64) -> usize {
         // Cheap check first so an idle sweep takes no lock.
@@ -295,6 +311,14 @@ mod tests {
         assert_eq!(f.learn(mac(9), 1, 0), LearnOutcome::Static);
         assert_eq!(f.lookup(&mac(9), 1_000_000), Some(3));
         assert_eq!(f.expire(1_000_000), 0);
+        assert!(!f.remove_static(&mac(9), 1), "not on that port");
+        assert!(f.remove_static(&mac(9), 3));
+        assert_eq!(f.lookup(&mac(9), 0), None);
+        f.learn(mac(9), 1, 0);
+        assert!(
+            !f.remove_static(&mac(9), 1),
+            "learned entries are not static"
+        );
     }
 
     #[test]

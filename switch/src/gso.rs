@@ -432,7 +432,9 @@ fn write_u16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-fn segment_with_prefix(
+/// Like [`segment`], but every emitted buffer is `prefix` followed by the segment (or the
+/// non-GSO frame): a vnet header for [`segment_with_vnet_hdr`], a VXLAN header for a tunnel.
+pub fn segment_with_prefix(
     hdr: &VnetHdrRepr,
     frame: &[u8],
     seg_size_limit: Option<u16>,

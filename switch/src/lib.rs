@@ -1,13 +1,15 @@
 //! netyard's L2 data plane: one learning switch per network.
 //!
 //! Layering (see docs/ARCHITECTURE.md):
-//! - [`wire`]: typed views over frame bytes (virtio-net header, Ethernet). No I/O.
+//! - [`wire`]: typed views over frame bytes (virtio-net header, Ethernet, VXLAN). No I/O.
 //! - [`gso`]: software segmentation of GSO super-frames and checksum completion, for egress
 //!   ports that cannot take offloaded frames. No I/O.
 //! - [`fdb`] and [`bridge`]: MAC learning/ageing and the forwarding decision, pure functions of
 //!   (frame, now) over the table.
+//! - [`overlay`]: the VXLAN tunnel's remote MAC table (MAC -> VTEP, with ageing), flood list and
+//!   flow hash. No I/O.
 //! - [`port`]: the one `Port` trait every port kind implements; [`sys`] holds the kernel-backed
-//!   ones (TAP, AF_PACKET) and owns every `unsafe` call.
+//!   ones (TAP, AF_PACKET, VXLAN) and owns every `unsafe` call.
 //! - [`driver`]: the tokio tasks that move bytes: drain a ready port until EAGAIN within a
 //!   budget, ask the bridge for a verdict, write to the egress port(s).
 //!
@@ -20,6 +22,7 @@ pub mod counters;
 pub mod driver;
 pub mod fdb;
 pub mod gso;
+pub mod overlay;
 pub mod port;
 pub mod sys;
 pub mod wire;

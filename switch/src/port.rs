@@ -40,6 +40,8 @@ impl PortCaps {
 /// nothing to give or no room. The driver waits for readiness on `raw_fd`.
 pub trait Port: Send + Sync + 'static {
     /// Reads one frame (vnet header + Ethernet frame) into `buf`, returning its length.
+    /// `ErrorKind::Interrupted` means the port did work that yielded no frame (a shared VXLAN
+    /// socket handing datagrams to another VNI's port) and may have more: call again.
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes one frame (vnet header + Ethernet frame).
     fn send(&self, frame: &[u8]) -> io::Result<()>;

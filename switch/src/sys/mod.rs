@@ -6,6 +6,8 @@
 //!   ([`PacketPort`]), typically the host end of a veth pair.
 //! - [`mem`]: an in-memory port over a `SOCK_SEQPACKET` socketpair ([`MemPort`] and its test-side
 //!   [`MemPeer`]), so tests drive the switch with real fds and readiness but no privileges.
+//! - [`vxlan`]: a VXLAN tunnel ([`VxlanPort`]): a UDP socket of the daemon's namespace that
+//!   carries the network's frames to and from remote VTEPs.
 //! - [`link`]: bringing an interface up with plain ioctls.
 //!
 //! # Frame contract
@@ -23,6 +25,12 @@
 //!   (test with [`FrameTruncated::is`]). The frame is consumed and lost.
 //! - AF_PACKET with a vnet header: `EINVAL` when the kernel cannot describe a frame's offload
 //!   state in a virtio-net header (the frame is dropped by the kernel).
+//! - a frame the port itself refuses (a VXLAN datagram for another VNI, say):
+//!   [`io::ErrorKind::InvalidData`] wrapping [`PortDrop`], which names the
+//!   [`DropReason`](crate::counters::DropReason) the driver counts. `send` reports frames it
+//!   refuses the same way.
+//! - [`io::ErrorKind::Interrupted`]: no frame this time, but the port has more to look at (see
+//!   [`vxlan`]); the driver counts nothing and calls again within its burst.
 //!
 //! `send` failures (`EINVAL` for a malformed header, `EMSGSIZE`, `ENOBUFS`, `ENETDOWN`, `EIO`)
 //! concern that one frame.
@@ -39,6 +47,7 @@ pub mod link;
 pub mod mem;
 pub mod packet;
 pub mod tap;
+pub mod vxlan;
 
 mod ifreq;
 #[cfg(test)]
@@ -48,6 +57,7 @@ pub use link::set_link_up;
 pub use mem::{AsyncMemPeer, MemPeer, MemPort};
 pub use packet::{PacketPort, RecvMeta, BATCH_MAX};
 pub use tap::{open_tap, open_tap_raw, TapPort};
+pub use vxlan::{VxlanConfig, VxlanPort};
 
 /// A failed setup step of a kernel-backed port. Each variant names the operation and the
 /// interface; data-path failures are plain [`io::Error`]s (see the module docs).
@@ -188,6 +198,27 @@ impl FrameTruncated {
     }
 
     fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// A frame the port refused itself, for a reason the driver counts on the port. Carried inside
+/// an [`io::Error`] of kind [`io::ErrorKind::InvalidData`] (a drop allocates that error; drops
+/// are the exception, not the data path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("frame dropped by the port: {}", .0.as_str())]
+pub struct PortDrop(pub crate::counters::DropReason);
+
+impl PortDrop {
+    /// The reason `err` carries, if it reports a [`PortDrop`].
+    pub fn reason(err: &io::Error) -> Option<crate::counters::DropReason> {
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<PortDrop>())
+            .map(|d| d.0)
+    }
+
+    /// The error a port returns for this drop.
+    pub fn into_io(self) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, self)
     }
 }

@@ -68,7 +68,7 @@ pub struct PacketPort {
 }
 
 /// setsockopt of one `int` option.
-fn set_int_opt(
+pub(super) fn set_int_opt(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
@@ -117,7 +117,7 @@ fn bind_all(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
 
 /// Sizes a socket buffer with the `*FORCE` option, falling back to the capped one when not
 /// privileged.
-fn set_buf<F, O>(fd: BorrowedFd<'_>, force: F, plain: O) -> io::Result<()>
+pub(super) fn set_buf<F, O>(fd: BorrowedFd<'_>, force: F, plain: O) -> io::Result<()>
 where
     F: nix::sys::socket::SetSockOpt<Val = usize>,
     O: nix::sys::socket::SetSockOpt<Val = usize>,

@@ -1,0 +1,750 @@
+//! The VXLAN overlay's forwarding state, without I/O: which remote VTEP (tunnel endpoint, an
+//! underlay IPv4 address) owns which inner MAC, the peers that get flooded frames, and the
+//! UDP source port of a flow. [`crate::sys::vxlan::VxlanPort`] does the sockets.
+//!
+//! Like [`crate::fdb`], the table is an immutable map behind an [`ArcSwap`]: the send path's
+//! lookup is an atomic load and a probe, refreshing a known MAC is an atomic store, and only
+//! key-set changes (a new MAC, a move, an expiry) take the writer mutex and publish a copy,
+//! bounded by a cap on entries. Time is an argument (ms on the switch clock).
+//!
+//! Semantics follow the Linux vxlan driver: learned entries map the inner source MAC to the
+//! outer source address and age out; a MAC that shows up behind another VTEP moves there;
+//! static entries (`netyard fdb add ... --remote`) never age and never move. Broadcast,
+//! multicast and unknown unicast go to every peer (head-end replication, the kernel's
+//! all-zero FDB entries).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::wire::checksum;
+use crate::wire::ethernet::MacAddr;
+use crate::wire::vnet::VNET_HDR_LEN as HDR_LEN;
+
+/// One remote MAC.
+#[derive(Debug)]
+pub struct RemoteEntry {
+    /// The VTEP behind which the MAC lives.
+    pub vtep: Ipv4Addr,
+    last_seen: AtomicU64,
+    /// Added by hand: never ages, never moves by learning.
+    pub is_static: bool,
+}
+
+/// What learning one (MAC, VTEP) pair did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteLearn {
+    /// Known behind this VTEP; timestamp refreshed.
+    Refreshed,
+    /// New entry.
+    Learned,
+    /// The MAC moved here from another VTEP.
+    Moved { from: Ipv4Addr },
+    /// Not learned: the table is full.
+    CapReached,
+    /// A static entry owns this MAC.
+    Static,
+    /// A group or all-zero MAC: never learned.
+    Ignored,
+}
+
+/// Where the tunnel sends one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destinations {
+    /// A known unicast MAC: its VTEP only.
+    One(Ipv4Addr),
+    /// Broadcast, multicast or unknown unicast: every peer.
+    Flood(Arc<Vec<Ipv4Addr>>),
+}
+
+/// An entry as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteView {
+    pub mac: MacAddr,
+    pub vtep: Ipv4Addr,
+    /// Milliseconds since the MAC was last seen (0 for static entries).
+    pub age_ms: u64,
+    pub is_static: bool,
+}
+
+type Table = HashMap<MacAddr, Arc<RemoteEntry>>;
+
+/// The remote MAC table and flood list of one VXLAN network.
+#[derive(Debug)]
+pub struct RemoteTable {
+    table: ArcSwap<Table>,
+    peers: ArcSwap<Vec<Ipv4Addr>>,
+    writer: Mutex<()>,
+    aging_ms: u64,
+    max_entries: usize,
+    /// When the last sweep ran (switch clock, ms), so [`RemoteTable::maybe_expire`] is cheap.
+    last_sweep: AtomicU64,
+}
+
+impl RemoteTable {
+    /// An empty table whose learned entries age out after `aging_ms` idle, holding at most
+    /// `max_entries` learned MACs, flooding to `peers`.
+    pub fn new(aging_ms: u64, max_entries: usize, peers: Vec<Ipv4Addr>) -> RemoteTable {
+        RemoteTable {
+            table: ArcSwap::from_pointee(Table::new()),
+            peers: ArcSwap::from_pointee(peers),
+            writer: Mutex::new(()),
+            aging_ms,
+            max_entries,
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    fn expired(&self, e: &RemoteEntry, now: u64) -> bool {
+        !e.is_static && now.saturating_sub(e.last_seen.load(Relaxed)) > self.aging_ms
+    }
+
+    /// The flood list.
+    pub fn peers(&self) -> Arc<Vec<Ipv4Addr>> {
+        self.peers.load_full()
+    }
+
+    /// The VTEP of `mac`, if known and not aged out.
+    pub fn lookup(&self, mac: &MacAddr, now: u64) -> Option<Ipv4Addr> {
+        match self.table.load().get(mac) {
+            Some(e) if !self.expired(e, now) => Some(e.vtep),
+            _ => None,
+        }
+    }
+
+    /// Where a frame to `dst` goes.
+    pub fn destinations(&self, dst: &MacAddr, now: u64) -> Destinations {
+        if !dst.is_multicast() {
+            if let Some(vtep) = self.lookup(dst, now) {
+                return Destinations::One(vtep);
+            }
+        }
+        Destinations::Flood(self.peers())
+    }
+
+    /// Records that a frame from `mac` came out of the tunnel from `vtep` at `now`. Group and
+    /// all-zero MACs are never learned.
+    pub fn learn(&self, mac: MacAddr, vtep: Ipv4Addr, now: u64) -> RemoteLearn {
+        if let Some(e) = self.table.load().get(&mac) {
+            if e.is_static {
+                return RemoteLearn::Static;
+            }
+            if e.vtep == vtep {
+                e.last_seen.store(now, Relaxed);
+                return RemoteLearn::Refreshed;
+            }
+        }
+        if mac.is_multicast() || mac.is_zero() {
+            return RemoteLearn::Ignored;
+        }
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let cur = self.table.load_full();
+        let previous = cur.get(&mac).cloned();
+        if let Some(e) = &previous {
+            if e.is_static {
+                return RemoteLearn::Static;
+            }
+            if e.vtep == vtep {
+                e.last_seen.store(now, Relaxed);
+                return RemoteLearn::Refreshed;
+            }
+        }
+        let mut next: Table = (*cur).clone();
+        if previous.is_none() {
+            let learned = |t: &Table| t.values().filter(|e| !e.is_static).count();
+            if learned(&next) >= self.max_entries {
+                // Make room from aged-out entries before refusing.
+                next.retain(|_, e| !self.expired(e, now));
+                if learned(&next) >= self.max_entries {
+                    return RemoteLearn::CapReached;
+                }
+            }
+        }
+        next.insert(
+            mac,
+            Arc::new(RemoteEntry {
+                vtep,
+                last_seen: AtomicU64::new(now),
+                is_static: false,
+            }),
+        );
+        self.table.store(Arc::new(next));
+        match previous {
+            Some(old) => RemoteLearn::Moved { from: old.vtep },
+            None => RemoteLearn::Learned,
+        }
+    }
+
+    /// Adds or replaces a static entry.
+    pub fn add_static(&self, mac: MacAddr, vtep: Ipv4Addr) {
+        self.mutate(|t| {
+            t.insert(
+                mac,
+                Arc::new(RemoteEntry {
+                    vtep,
+                    last_seen: AtomicU64::new(0),
+                    is_static: true,
+                }),
+            );
+        });
+    }
+
+    /// Removes `mac`, static or learned. Returns whether it was there.
+    pub fn remove(&self, mac: &MacAddr) -> bool {
+        let mut found = false;
+        self.mutate(|t| found = t.remove(mac).is_some());
+        found
+    }
+
+    /// Removes learned entries idle longer than the ageing time. Returns how many.
+    pub fn expire(&self, now: u64) -> usize {
+        self.last_sweep.store(now, Relaxed);
+        if !self.table.load().values().any(|e| self.expired(e, now)) {
+            return 0;
+        }
+        let mut removed = 0;
+        self.mutate(|t| {
+            let before = t.len();
+            t.retain(|_, e| !self.expired(e, now));
+            removed = before - t.len();
+        });
+        removed
+    }
+
+    /// [`RemoteTable::expire`], at most once per quarter of the ageing time: cheap enough to
+    /// call from the receive path.
+    pub fn maybe_expire(&self, now: u64) {
+        let every = (self.aging_ms / 4).max(100);
+        if now.saturating_sub(self.last_sweep.load(Relaxed)) >= every {
+            self.expire(now);
+        }
+    }
+
+    /// Every live entry, sorted by MAC.
+    pub fn entries(&self, now: u64) -> Vec<RemoteView> {
+        let t = self.table.load();
+        let mut v: Vec<RemoteView> = t
+            .iter()
+            .filter(|(_, e)| !self.expired(e, now))
+            .map(|(mac, e)| RemoteView {
+                mac: *mac,
+                vtep: e.vtep,
+                age_ms: if e.is_static {
+                    0
+                } else {
+                    now.saturating_sub(e.last_seen.load(Relaxed))
+                },
+                is_static: e.is_static,
+            })
+            .collect();
+        v.sort_by_key(|e| e.mac);
+        v
+    }
+
+    fn mutate(&self, f: impl FnOnce(&mut Table)) {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next: Table = (*self.table.load_full()).clone();
+        f(&mut next);
+        self.table.store(Arc::new(next));
+    }
+}
+
+/// Lowest UDP source port of tunnelled flows (RFC 7348 suggests the dynamic range).
+pub const SOURCE_PORT_MIN: u16 = 49152;
+
+/// The UDP source port for an inner Ethernet frame: a hash of its flow (MACs and EtherType; for
+/// IPv4 also the addresses, the protocol and, in the first fragment, the TCP/UDP/SCTP ports),
+/// mapped into 49152-65535. Frames of one flow always get the same port, so the underlay's
+/// ECMP keeps them in order; different flows spread.
+pub fn flow_source_port(inner: &[u8]) -> u16 {
+    let mut h = Fnv::default();
+    h.write(inner.get(..14).unwrap_or(inner));
+    let mut l3 = 14;
+    let mut ethertype = inner.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    if ethertype == Some(0x8100) {
+        ethertype = inner.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        l3 = 18;
+    }
+    match ethertype {
+        Some(0x0800) => {
+            if let Some(ip) = inner.get(l3..l3 + 20) {
+                h.write(&ip[12..20]); // addresses
+                h.write(&ip[9..10]); // protocol
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+                if first_fragment && matches!(ip[9], 6 | 17 | 132) {
+                    if let Some(ports) = inner.get(l3 + ihl..l3 + ihl + 4) {
+                        h.write(ports);
+                    }
+                }
+            }
+        }
+        Some(0x86dd) => {
+            if let Some(ip) = inner.get(l3..l3 + 40) {
+                h.write(&ip[8..40]); // addresses
+                h.write(&ip[6..7]); // next header
+                if matches!(ip[6], 6 | 17 | 132) {
+                    if let Some(ports) = inner.get(l3 + 40..l3 + 44) {
+                        h.write(ports);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    let span = u64::from(u16::MAX - SOURCE_PORT_MIN) + 1;
+    // The remainder is below 16384, so it fits.
+    SOURCE_PORT_MIN + u16::try_from(h.finish() % span).unwrap_or(0)
+}
+
+/// FNV-1a, 64-bit, with a final avalanche so nearby inputs land far apart.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
+    }
+}
+
+/// Largest IPv4 packet a merged super-frame may carry (the total-length field).
+const GRO_MAX_IP: usize = 65_535;
+/// Most frames one merged super-frame takes.
+pub const GRO_MAX_SEGS: usize = 64;
+
+/// One TCP/IPv4 segment as [`gro_tcp4`] sees it.
+#[derive(Debug, Clone, Copy)]
+struct Tcp4Seg {
+    /// Ethernet + IPv4 + TCP header length.
+    hdr_len: usize,
+    seq: u32,
+    payload: usize,
+    flags: u8,
+}
+
+const TCP_FLAG_FIN: u8 = 0x01;
+const TCP_FLAG_PSH: u8 = 0x08;
+const TCP_FLAG_ACK: u8 = 0x10;
+
+/// Parses an untagged Ethernet frame holding a plain TCP/IPv4 segment that may be merged: no IP
+/// options, not a fragment, no padding, only ACK (and PSH) set, some payload, and a correct
+/// TCP checksum (a segment with a bad one is left alone for the receiver to drop).
+fn tcp4_seg(f: &[u8]) -> Option<Tcp4Seg> {
+    let ip = f.get(14..34)?;
+    if f[12..14] != [0x08, 0x00] || ip[0] != 0x45 || ip[9] != 6 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total + 14 != f.len() || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let tcp = f.get(34..54)?;
+    let thl = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    if thl < 20 || 34 + thl >= f.len() || flags & !(TCP_FLAG_ACK | TCP_FLAG_PSH) != 0 {
+        return None;
+    }
+    if flags & TCP_FLAG_ACK == 0 {
+        return None;
+    }
+    let src: [u8; 4] = ip[12..16].try_into().ok()?;
+    let dst: [u8; 4] = ip[16..20].try_into().ok()?;
+    let l4_len = u32::try_from(total - 20).ok()?;
+    let sum = checksum::add(checksum::pseudo_header_v4(&src, &dst, 6, l4_len), &f[34..]);
+    if checksum::fold(sum) != 0xffff {
+        return None;
+    }
+    Some(Tcp4Seg {
+        hdr_len: 34 + thl,
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        payload: f.len() - 34 - thl,
+        flags,
+    })
+}
+
+/// Whether `b` may follow `a` in one super-frame, header-wise: same MACs, same IPv4 TOS, DF,
+/// TTL and addresses, same TCP ports, ack, window and options.
+fn same_flow(a: &[u8], b: &[u8], hdr_len: usize) -> bool {
+    a[..14] == b[..14]
+        && a[15] == b[15]
+        && a[20] & 0x40 == b[20] & 0x40
+        && a[22] == b[22]
+        && a[26..34] == b[26..34]
+        && a[34..38] == b[34..38]
+        && a[42..47] == b[42..47]
+        && a[48..50] == b[48..50]
+        && a[54..hdr_len] == b[54..hdr_len]
+}
+
+/// Userspace GRO for frames that came out of the tunnel: merges the longest run of `frames`,
+/// from the first, that forms one TCP/IPv4 stream of consecutive segments (same flow, each
+/// starting where the previous ended, every payload but the last of the first one's size, PSH
+/// only on the last) into one GSO super-frame, written to `out` as
+/// `[virtio-net header][Ethernet frame]`: TCPv4 GSO with `gso_size` the segments' payload size
+/// and a partial checksum (NEEDS_CSUM; the field holds the pseudo-header sum), the IP header's
+/// length and checksum rewritten. A port with offloads (a TAP) then takes one write instead of
+/// one per segment, the way the kernel's GRO hands its stack one large packet.
+///
+/// Returns `Some((merged, len))` when two or more frames were merged, `None` when the first
+/// frame cannot start a merge or the second cannot follow it (nothing is written then).
+pub fn gro_tcp4(frames: &[&[u8]], out: &mut [u8]) -> Option<(usize, usize)> {
+    let first = frames.first()?;
+    let s0 = tcp4_seg(first)?;
+    if s0.flags & TCP_FLAG_PSH != 0 {
+        return None;
+    }
+    let mss = s0.payload;
+    let mut total = s0.payload;
+    let mut next_seq = s0.seq.wrapping_add(u32::try_from(mss).ok()?);
+    let mut n = 1;
+    let mut flags = s0.flags;
+    for f in frames.iter().take(GRO_MAX_SEGS).skip(1) {
+        let Some(s) = tcp4_seg(f) else { break };
+        if s.hdr_len != s0.hdr_len
+            || s.seq != next_seq
+            || s.payload > mss
+            || !same_flow(first, f, s0.hdr_len)
+            || s0.hdr_len - 14 + total + s.payload > GRO_MAX_IP
+            || HDR_LEN + s0.hdr_len + total + s.payload > out.len()
+        {
+            break;
+        }
+        n += 1;
+        total += s.payload;
+        flags |= s.flags;
+        next_seq = next_seq.wrapping_add(u32::try_from(s.payload).ok()?);
+        if s.payload < mss || s.flags & TCP_FLAG_PSH != 0 {
+            break;
+        }
+    }
+    if n < 2 {
+        return None;
+    }
+    let hdr_len = s0.hdr_len;
+    let ip_len = hdr_len - 14 + total;
+    let mut vnet = [0u8; HDR_LEN];
+    vnet[0] = 1; // NEEDS_CSUM
+    vnet[1] = 1; // TCPv4
+    vnet[2..4].copy_from_slice(&u16::try_from(hdr_len).ok()?.to_ne_bytes());
+    vnet[4..6].copy_from_slice(&u16::try_from(mss).ok()?.to_ne_bytes());
+    vnet[6..8].copy_from_slice(&34u16.to_ne_bytes());
+    vnet[8..10].copy_from_slice(&16u16.to_ne_bytes());
+    out[..HDR_LEN].copy_from_slice(&vnet);
+    let frame = &mut out[HDR_LEN..];
+    frame[..hdr_len].copy_from_slice(&first[..hdr_len]);
+    let mut at = hdr_len;
+    for f in &frames[..n] {
+        let p = &f[hdr_len..];
+        frame[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    let ip_len16 = u16::try_from(ip_len).ok()?;
+    frame[16..18].copy_from_slice(&ip_len16.to_be_bytes());
+    frame[24..26].fill(0);
+    let ip_sum = checksum::checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    frame[47] = flags & !TCP_FLAG_FIN;
+    let src: [u8; 4] = frame[26..30].try_into().ok()?;
+    let dst: [u8; 4] = frame[30..34].try_into().ok()?;
+    let l4_len = u32::from(ip_len16) - 20;
+    let pseudo = checksum::fold(checksum::pseudo_header_v4(&src, &dst, 6, l4_len));
+    frame[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    Some((n, HDR_LEN + at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([0x02, 0, 0, 0, 0, n])
+    }
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    #[test]
+    fn learns_moves_and_ages_out() {
+        let t = RemoteTable::new(1000, 16, vec![A, B]);
+        assert_eq!(t.learn(mac(1), A, 0), RemoteLearn::Learned);
+        assert_eq!(t.destinations(&mac(1), 10), Destinations::One(A));
+        assert_eq!(t.learn(mac(1), A, 900), RemoteLearn::Refreshed);
+        assert_eq!(t.lookup(&mac(1), 1800), Some(A), "refresh extends life");
+        assert_eq!(t.learn(mac(1), B, 1800), RemoteLearn::Moved { from: A });
+        assert_eq!(t.lookup(&mac(1), 1801), Some(B));
+        assert_eq!(t.lookup(&mac(1), 2801), None, "aged out");
+        assert_eq!(
+            t.destinations(&mac(1), 2801),
+            Destinations::Flood(Arc::new(vec![A, B])),
+            "an aged-out MAC floods again"
+        );
+        assert!(t.entries(2801).is_empty());
+        assert_eq!(t.expire(2801), 1);
+    }
+
+    #[test]
+    fn group_addresses_flood_and_are_never_learned() {
+        let t = RemoteTable::new(1000, 16, vec![A]);
+        assert_eq!(
+            t.destinations(&MacAddr::BROADCAST, 0),
+            Destinations::Flood(Arc::new(vec![A]))
+        );
+        assert_eq!(t.learn(MacAddr::BROADCAST, B, 0), RemoteLearn::Ignored);
+        assert_eq!(t.learn(MacAddr([0; 6]), B, 0), RemoteLearn::Ignored);
+        assert!(t.entries(0).is_empty());
+        // No peers: a flood goes nowhere.
+        let lonely = RemoteTable::new(1000, 16, vec![]);
+        assert_eq!(
+            lonely.destinations(&mac(7), 0),
+            Destinations::Flood(Arc::new(vec![]))
+        );
+    }
+
+    #[test]
+    fn static_entries_neither_age_nor_move() {
+        let t = RemoteTable::new(10, 16, vec![]);
+        t.add_static(mac(9), A);
+        assert_eq!(t.learn(mac(9), B, 5), RemoteLearn::Static);
+        assert_eq!(t.lookup(&mac(9), 1_000_000), Some(A));
+        assert_eq!(t.expire(1_000_000), 0);
+        assert_eq!(
+            t.entries(1_000_000),
+            vec![RemoteView {
+                mac: mac(9),
+                vtep: A,
+                age_ms: 0,
+                is_static: true
+            }]
+        );
+        // A static entry replaces a learned one.
+        t.learn(mac(3), B, 0);
+        t.add_static(mac(3), A);
+        assert_eq!(t.learn(mac(3), B, 1), RemoteLearn::Static);
+        assert!(t.remove(&mac(3)));
+        assert!(!t.remove(&mac(3)));
+        assert_eq!(t.lookup(&mac(3), 1), None);
+    }
+
+    #[test]
+    fn the_cap_bounds_learned_entries_and_aged_ones_make_room() {
+        let t = RemoteTable::new(100, 2, vec![]);
+        t.add_static(mac(10), A); // statics do not count
+        assert_eq!(t.learn(mac(1), A, 0), RemoteLearn::Learned);
+        assert_eq!(t.learn(mac(2), A, 0), RemoteLearn::Learned);
+        assert_eq!(t.learn(mac(3), A, 50), RemoteLearn::CapReached);
+        assert_eq!(
+            t.learn(mac(1), A, 50),
+            RemoteLearn::Refreshed,
+            "known MACs refresh"
+        );
+        // mac(2) is idle past the ageing time at 120: it gives its place.
+        assert_eq!(t.learn(mac(3), A, 120), RemoteLearn::Learned);
+        assert_eq!(t.lookup(&mac(2), 120), None);
+        assert_eq!(t.lookup(&mac(1), 120), Some(A));
+    }
+
+    #[test]
+    fn maybe_expire_sweeps_at_most_every_quarter_ageing() {
+        let t = RemoteTable::new(1000, 16, vec![]);
+        t.learn(mac(1), A, 0);
+        t.maybe_expire(200); // too early: not a sweep
+        t.maybe_expire(1500);
+        assert!(t.table.load().is_empty(), "swept");
+    }
+
+    fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 8, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn source_port_is_a_stable_hash_of_the_flow_in_range() {
+        let f1 = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
+        let p1 = flow_source_port(&f1);
+        assert!(p1 >= SOURCE_PORT_MIN);
+        assert_eq!(flow_source_port(&f1), p1, "stable");
+        let ports: std::collections::HashSet<u16> = (0..64u16)
+            .map(|i| flow_source_port(&ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1000 + i, 53)))
+            .collect();
+        assert!(ports.len() > 32, "flows spread: {} distinct", ports.len());
+        // The payload is not part of the flow.
+        let mut f2 = f1.clone();
+        f2.extend_from_slice(b"more payload");
+        assert_eq!(flow_source_port(&f2), p1);
+        // Anything at all, even a runt, gets a port in range.
+        for junk in [&[][..], &[1, 2, 3][..], &[0xff; 13][..]] {
+            assert!(flow_source_port(junk) >= SOURCE_PORT_MIN);
+        }
+    }
+
+    /// A TCP/IPv4 frame with valid checksums: IP id `id`, `payload` bytes of a pattern.
+    fn tcp4(seq: u32, id: u16, payload: usize, flags: u8, sport: u16) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = u16::try_from(20 + 32 + payload).unwrap();
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        let ip_sum = checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&5201u16.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&7u32.to_be_bytes()); // ack
+        f.extend_from_slice(&[0x80, flags, 0x01, 0xf5, 0, 0, 0, 0]); // doff 8, window, csum, urg
+        f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3]); // NOP NOP timestamps
+        f.extend((0..payload).map(|i| u8::try_from((seq as usize + i) % 251).unwrap()));
+        let l4 = u32::try_from(f.len() - 34).unwrap();
+        let sum = checksum::add(
+            checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, l4),
+            &f[34..],
+        );
+        f[50..52].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+        f
+    }
+
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+
+    #[test]
+    fn gro_merges_a_run_that_segments_back_to_the_same_frames() {
+        let frames = [
+            tcp4(1000, 7, 100, ACK, 40000),
+            tcp4(1100, 8, 100, ACK, 40000),
+            tcp4(1200, 9, 100, ACK, 40000),
+            tcp4(1300, 10, 60, PSH_ACK, 40000),
+            tcp4(1360, 11, 100, ACK, 40000), // after PSH: not merged
+        ];
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let mut out = vec![0xa5u8; 4096];
+        let (n, len) = gro_tcp4(&refs, &mut out).expect("merged");
+        assert_eq!(n, 4);
+        let merged = &out[..len];
+        assert_eq!(len, HDR_LEN + 66 + 360);
+        let hdr = crate::wire::vnet::VnetHdr::new_checked(merged).unwrap();
+        let repr = crate::wire::vnet::VnetHdrRepr::parse(&hdr).unwrap();
+        assert!(repr.needs_csum);
+        assert_eq!(repr.gso_type, crate::wire::vnet::GsoType::TcpV4);
+        assert_eq!(
+            (repr.gso_size, repr.csum_start, repr.csum_offset),
+            (100, 34, 16)
+        );
+        assert_eq!(usize::from(repr.hdr_len), 66);
+        let eth = &merged[HDR_LEN..];
+        assert_eq!(checksum::checksum(&eth[14..34]), 0, "IP header checksum");
+        assert_eq!(u16::from_be_bytes([eth[16], eth[17]]), 20 + 32 + 360);
+        // Cut it again: the very same four frames come out.
+        let mut scratch = Vec::new();
+        let mut got = Vec::new();
+        crate::gso::segment(&repr, eth, None, &mut scratch, &mut |s: &[u8]| {
+            got.push(s.to_vec());
+            Ok(())
+        })
+        .expect("segment");
+        assert_eq!(got.len(), 4);
+        for (i, (g, want)) in got.iter().zip(&frames).enumerate() {
+            assert_eq!(g, want, "segment {i}");
+        }
+    }
+
+    #[test]
+    fn gro_leaves_what_does_not_belong_together() {
+        let mut out = vec![0u8; 4096];
+        let run = |frames: &[Vec<u8>], out: &mut [u8]| {
+            let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            gro_tcp4(&refs, out).map(|(n, _)| n)
+        };
+        let a = tcp4(1000, 1, 100, ACK, 40000);
+        // Nothing to merge with.
+        assert_eq!(run(std::slice::from_ref(&a), &mut out), None);
+        // A gap in the sequence, another flow, a bigger second payload, PSH on the first.
+        assert_eq!(
+            run(&[a.clone(), tcp4(1101, 2, 100, ACK, 40000)], &mut out),
+            None
+        );
+        assert_eq!(
+            run(&[a.clone(), tcp4(1100, 2, 100, ACK, 40001)], &mut out),
+            None
+        );
+        assert_eq!(
+            run(&[a.clone(), tcp4(1100, 2, 101, ACK, 40000)], &mut out),
+            None
+        );
+        assert_eq!(
+            run(
+                &[
+                    tcp4(1000, 1, 100, PSH_ACK, 40000),
+                    tcp4(1100, 2, 100, ACK, 40000)
+                ],
+                &mut out
+            ),
+            None
+        );
+        // SYN, FIN and friends are never merged.
+        assert_eq!(
+            run(
+                &[
+                    tcp4(1000, 1, 100, 0x11, 40000),
+                    tcp4(1100, 2, 100, ACK, 40000)
+                ],
+                &mut out
+            ),
+            None
+        );
+        // A bad checksum stops the run there.
+        let mut bad = tcp4(1200, 3, 100, ACK, 40000);
+        bad[60] ^= 0xff;
+        let frames = [
+            a.clone(),
+            tcp4(1100, 2, 100, ACK, 40000),
+            bad,
+            tcp4(1300, 4, 100, ACK, 40000),
+        ];
+        assert_eq!(run(&frames, &mut out), Some(2));
+        // Not IPv4/TCP, padded frames and runts pass through.
+        let mut padded = a.clone();
+        padded.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            run(&[padded, tcp4(1100, 2, 100, ACK, 40000)], &mut out),
+            None
+        );
+        assert_eq!(run(&[vec![0; 20], vec![0; 20]], &mut out), None);
+        // A smaller segment ends the run; the output buffer bounds it too.
+        let frames = [
+            a.clone(),
+            tcp4(1100, 2, 50, ACK, 40000),
+            tcp4(1150, 3, 50, ACK, 40000),
+        ];
+        assert_eq!(run(&frames, &mut out), Some(2));
+        let frames = [
+            a.clone(),
+            tcp4(1100, 2, 100, ACK, 40000),
+            tcp4(1200, 3, 100, ACK, 40000),
+        ];
+        assert_eq!(run(&frames, &mut out[..HDR_LEN + 66 + 250]), Some(2));
+    }
+}

@@ -1,0 +1,980 @@
+//! A VXLAN tunnel as a switch port (RFC 7348 over IPv4): the network's frames leave in UDP
+//! datagrams to remote VTEPs and come back out of them.
+//!
+//! # Sockets
+//!
+//! - Receive: one non-blocking UDP socket bound to `local:port` (4789 unless configured; the
+//!   local address may be 0.0.0.0) in the daemon's namespace, with `UDP_GRO`: a burst of
+//!   datagrams of one flow that the kernel kept together (a peer's UDP GSO send crossing a veth
+//!   whole, or the kernel's GRO) comes up in one read, with the datagram size alongside. A
+//!   duplicate of it is the port's [`raw_fd`](Port::raw_fd) (one per port: see "Several VNIs"
+//!   below). The kernel checks the UDP checksum when there is one and accepts zero (RFC 7348:
+//!   any accepted).
+//! - Send: a pool of [`TX_SOCKETS`] UDP sockets bound to `local` and source ports in
+//!   49152-65535; a frame leaves through the socket picked by the hash of its inner flow
+//!   ([`flow_source_port`]), so one flow keeps one source port and flows spread over the
+//!   underlay's ECMP paths (RFC 7348 section 5; Linux picks from its whole local port range).
+//!   UDP sockets rather than a raw socket: they need no privilege and can send with
+//!   `UDP_SEGMENT` (UDP GSO). The UDP checksum is computed (by offload where the device has
+//!   it), which RFC 7348 allows; the kernel refuses GSO without it. If no source port of the
+//!   range can be bound, frames leave from the receive socket (source port = `port`).
+//! - Nothing is fragmented: `IP_PMTUDISC_DO` sets DF, so a datagram above the route's MTU
+//!   fails with `EMSGSIZE`, which the driver counts as `over_mtu`. Frames above the network's
+//!   MTU are refused before that ([`PortDrop`] `over_mtu`).
+//!
+//! # Offloads
+//!
+//! The port takes GSO super-frames (its caps have the vnet header, TCP and UDP GSO): it cuts
+//! them itself ([`gso::segment_with_prefix`], full inner checksums) into a buffer of
+//! `[VXLAN header][segment]` datagrams, all but the last of one size, and hands the kernel up to
+//! 64 KiB of them in one `sendmsg` with `UDP_SEGMENT`. On receive, consecutive TCP/IPv4
+//! segments of one read are merged back into one super-frame ([`gro_tcp4`]), so a TAP port
+//! takes one write for up to 64 KiB.
+//!
+//! # Receive checks
+//!
+//! Each datagram: shorter than the VXLAN header -> `vxlan_truncated`; I flag clear ->
+//! `vxlan_i_flag_clear`; another VNI -> `vxlan_wrong_vni` (each a [`PortDrop`] the driver
+//! counts). Reserved bits are ignored. Otherwise the inner source MAC is learned against the
+//! outer source address ([`RemoteTable::learn`]) and the inner frame is returned behind a vnet
+//! header (zero, or describing a merged super-frame). The switch then applies its own checks
+//! (runt, over-MTU, ...).
+//!
+//! # Several VNIs on one socket
+//!
+//! Tunnels of different VNIs on the same (namespace, local address, port) share one receive
+//! socket and send pool (a process-wide registry finds it), as Linux's vxlan devices do. Each
+//! port registers its own duplicate of the socket for readiness, so every port wakes for
+//! every datagram; whichever reads a datagram of another registered VNI moves it to that
+//! VNI's hand-off queue (a copy; merging is only done for datagrams read by their own port).
+//! A VNI nobody registered is counted as `vxlan_wrong_vni` on the port that read it; a full
+//! queue as `vxlan_handoff_full`.
+//!
+//! # Limits
+//!
+//! IPv4 underlay only. Two tunnels on one port must bind the same local address (0.0.0.0 and
+//! a specific address of one port cannot both be bound).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockProtocol, SockType, SockaddrIn,
+};
+
+use super::packet::{set_buf, set_int_opt};
+use super::{FrameTruncated, PortDrop, HDR};
+use crate::counters::DropReason;
+use crate::gso::{self, GsoError};
+use crate::overlay::{
+    flow_source_port, gro_tcp4, Destinations, RemoteTable, GRO_MAX_SEGS, SOURCE_PORT_MIN,
+};
+use crate::port::{Port, PortCaps};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::vnet::{VnetHdr, VnetHdrRepr};
+use crate::wire::vxlan::{VxlanPacket, VxlanRepr, VXLAN_HDR_LEN};
+
+/// Send sockets, each on its own source port.
+pub const TX_SOCKETS: usize = 8;
+/// Room for one 802.1Q tag on top of the MTU, as the switch allows.
+const ETH_VLAN_HLEN: usize = 18;
+/// Largest UDP payload of one IPv4 send, GSO or not (65535 - 20 - 8).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+/// Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS).
+const MAX_GSO_SEGS: usize = 64;
+/// Receive buffer of one (GRO) read: the largest UDP payload and slack.
+const RX_BATCH_LEN: usize = 65_536 + 256;
+
+/// What a tunnel port needs to know.
+#[derive(Debug, Clone)]
+pub struct VxlanConfig {
+    /// The network's VNI (24 bits).
+    pub vni: u32,
+    /// Address to bind and send from; 0.0.0.0 for any (the route picks the source).
+    pub local: Ipv4Addr,
+    /// UDP port, local and remote (4789 by IANA; Linux defaults to 8472 without `dstport`).
+    pub port: u16,
+    /// The network's MTU: the largest inner L3 packet.
+    pub mtu: u16,
+    /// The clock's origin: remote entries are timed in ms since then (the switch's epoch, so
+    /// they share the MAC table's clock).
+    pub epoch: Instant,
+}
+
+/// Why a tunnel port could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum VxlanError {
+    /// Creating the UDP socket failed.
+    #[error("create the VXLAN UDP socket")]
+    Socket(#[source] io::Error),
+    /// Setting a socket option failed.
+    #[error("set {option} on the VXLAN socket")]
+    SetOption {
+        option: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// Binding `local:port` failed (in use, or not a local address).
+    #[error("bind the VXLAN socket to {addr}")]
+    Bind {
+        addr: SocketAddrV4,
+        #[source]
+        source: io::Error,
+    },
+    /// Another port of this process already tunnels this VNI on this socket.
+    #[error("VNI {vni} already has a tunnel on {addr}")]
+    VniTaken { vni: u32, addr: SocketAddrV4 },
+}
+
+impl VxlanError {
+    /// The underlying OS error.
+    pub fn io(&self) -> Option<&io::Error> {
+        match self {
+            VxlanError::Socket(e) => Some(e),
+            VxlanError::SetOption { source, .. } | VxlanError::Bind { source, .. } => Some(source),
+            VxlanError::VniTaken { .. } => None,
+        }
+    }
+}
+
+/// One send socket and its source port.
+#[derive(Debug)]
+struct TxSocket {
+    fd: OwnedFd,
+    port: u16,
+}
+
+/// What one UDP GRO read left to hand out, datagram by datagram.
+#[derive(Debug)]
+struct RxBatch {
+    buf: Vec<u8>,
+    /// Bytes of the read.
+    len: usize,
+    /// Where the next datagram starts.
+    pos: usize,
+    /// Datagram size (all but the last of a GRO read have it).
+    seg: usize,
+    /// Outer source address.
+    from: Option<Ipv4Addr>,
+}
+
+/// Control-message space for one `UDP_GRO` int, aligned as `cmsghdr` wants.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+thread_local! {
+    /// Per-thread segmentation scratch and datagram batch of the send path (several driver
+    /// tasks may send through one port at once).
+    static TX_BUFS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Identifies a receive socket: the network namespace (device and inode of its nsfs file) and
+/// the bound address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SockKey {
+    ns: (u64, u64),
+    addr: SocketAddrV4,
+}
+
+fn current_netns() -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The receive socket of one (namespace, address, port) and its send pool, shared by the
+/// tunnels of every VNI there, as the kernel's vxlan devices share one socket.
+#[derive(Debug)]
+struct Shared {
+    udp: OwnedFd,
+    tx: Vec<TxSocket>,
+    /// The current read. Every socket read and every hand-off happens under this lock, and a
+    /// port looks at its hand-off queue under it too: so a port that finds neither a queued
+    /// datagram nor one on the socket can sleep, as anything later arrives on the socket and
+    /// wakes it.
+    rx: Mutex<RxBatch>,
+    /// The hand-off queue of each VNI on this socket.
+    vnis: Mutex<HashMap<u32, Arc<Handoff>>>,
+    /// Cleared if the kernel refuses UDP_SEGMENT: datagrams then go one by one.
+    udp_gso: AtomicBool,
+}
+
+/// Datagrams another VNI's port read from the shared socket, waiting for this one (with their
+/// outer source address).
+#[derive(Debug, Default)]
+struct Handoff {
+    queue: Mutex<VecDeque<(Vec<u8>, Option<Ipv4Addr>)>>,
+}
+
+/// Most datagrams waiting in one hand-off queue; more are dropped (`vxlan_handoff_full`).
+const HANDOFF_MAX: usize = 4096;
+/// Datagrams one `recv` hands off before it returns (`Interrupted`) to let its driver count a
+/// burst.
+const HANDOFF_BURST: usize = 64;
+
+/// Live shared sockets of this process.
+static REGISTRY: Mutex<Vec<(SockKey, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// A VXLAN tunnel port (see the module docs).
+#[derive(Debug)]
+pub struct VxlanPort {
+    shared: Arc<Shared>,
+    /// This VNI's hand-off queue (also in `shared.vnis`).
+    me: Arc<Handoff>,
+    /// A duplicate of the shared receive socket: the port's own registration for readiness.
+    fd: OwnedFd,
+    cfg: VxlanConfig,
+    /// The VXLAN header every datagram carries.
+    vxlan_hdr: [u8; VXLAN_HDR_LEN],
+    /// Largest inner Ethernet frame sent or accepted (non-GSO).
+    max_frame: usize,
+    table: Arc<RemoteTable>,
+}
+
+impl Drop for VxlanPort {
+    fn drop(&mut self) {
+        let mut vnis = self
+            .shared
+            .vnis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if vnis
+            .get(&self.cfg.vni)
+            .is_some_and(|h| Arc::ptr_eq(h, &self.me))
+        {
+            vnis.remove(&self.cfg.vni);
+        }
+    }
+}
+
+fn udp_socket() -> io::Result<OwnedFd> {
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Udp,
+    )?;
+    set_int_opt(
+        fd.as_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DO,
+    )?;
+    set_buf(fd.as_fd(), sockopt::SndBufForce, sockopt::SndBuf)?;
+    Ok(fd)
+}
+
+/// Binds up to `n` send sockets to `local` and free ports of 49152-65535, starting at a port
+/// derived from the receive port (so two tunnels of one host start apart).
+fn tx_pool(local: Ipv4Addr, seed: u16, n: usize) -> Vec<TxSocket> {
+    let span = u32::from(u16::MAX - SOURCE_PORT_MIN) + 1;
+    let mut pool = Vec::with_capacity(n);
+    let mut offset = u32::from(seed).wrapping_mul(2_654_435_761) % span;
+    for _ in 0..n * 16 {
+        if pool.len() == n {
+            break;
+        }
+        offset = (offset + 977) % span;
+        let Ok(port) = u16::try_from(u32::from(SOURCE_PORT_MIN) + offset) else {
+            continue;
+        };
+        let Ok(fd) = udp_socket() else { break };
+        let addr = SockaddrIn::from(SocketAddrV4::new(local, port));
+        if socket::bind(fd.as_raw_fd(), &addr).is_ok() {
+            pool.push(TxSocket { fd, port });
+        }
+    }
+    pool
+}
+
+impl Shared {
+    fn open(addr: SocketAddrV4) -> Result<Shared, VxlanError> {
+        let opt = |option: &'static str| move |source| VxlanError::SetOption { option, source };
+        let udp = udp_socket().map_err(VxlanError::Socket)?;
+        set_buf(udp.as_fd(), sockopt::RcvBufForce, sockopt::RcvBuf).map_err(opt("SO_RCVBUF"))?;
+        // Best effort: without GRO every datagram is one read.
+        let _ = socket::setsockopt(&udp, sockopt::UdpGroSegment, &true);
+        socket::bind(udp.as_raw_fd(), &SockaddrIn::from(addr)).map_err(|e| VxlanError::Bind {
+            addr,
+            source: e.into(),
+        })?;
+        Ok(Shared {
+            udp,
+            tx: tx_pool(*addr.ip(), addr.port(), TX_SOCKETS),
+            rx: Mutex::new(RxBatch {
+                buf: vec![0u8; RX_BATCH_LEN],
+                len: 0,
+                pos: 0,
+                seg: 0,
+                from: None,
+            }),
+            vnis: Mutex::new(HashMap::new()),
+            udp_gso: AtomicBool::new(true),
+        })
+    }
+}
+
+impl VxlanPort {
+    /// Opens the tunnel in the calling thread's network namespace: binds `local:port`, or joins
+    /// the socket another VNI's port of this process already bound there. `table` holds the
+    /// peers (flood list) and the remote MACs, shared with whoever manages static entries.
+    pub fn open(cfg: VxlanConfig, table: Arc<RemoteTable>) -> Result<VxlanPort, VxlanError> {
+        let addr = SocketAddrV4::new(cfg.local, cfg.port);
+        let key = SockKey {
+            ns: current_netns().map_err(VxlanError::Socket)?,
+            addr,
+        };
+        let shared = {
+            let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+            reg.retain(|(_, w)| w.strong_count() > 0);
+            match reg
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, w)| w.upgrade())
+            {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(Shared::open(addr)?);
+                    reg.push((key, Arc::downgrade(&s)));
+                    s
+                }
+            }
+        };
+        let fd = shared.udp.try_clone().map_err(VxlanError::Socket)?;
+        let me = Arc::new(Handoff::default());
+        {
+            let mut vnis = shared.vnis.lock().unwrap_or_else(PoisonError::into_inner);
+            if vnis.contains_key(&cfg.vni) {
+                return Err(VxlanError::VniTaken { vni: cfg.vni, addr });
+            }
+            vnis.insert(cfg.vni, me.clone());
+        }
+        Ok(VxlanPort {
+            shared,
+            me,
+            fd,
+            vxlan_hdr: VxlanRepr { vni: cfg.vni }.to_bytes(),
+            max_frame: usize::from(cfg.mtu) + ETH_VLAN_HLEN,
+            cfg,
+            table,
+        })
+    }
+
+    /// The configuration the port was opened with.
+    pub fn config(&self) -> &VxlanConfig {
+        &self.cfg
+    }
+
+    /// The address the receive socket is bound to (the actual port when 0 was asked for).
+    pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
+        let a: SockaddrIn = socket::getsockname(self.shared.udp.as_raw_fd())?;
+        Ok(SocketAddrV4::from(a))
+    }
+
+    /// Whether datagrams leave from per-flow source ports (the send pool could be bound) or
+    /// all from the receive port.
+    pub fn flow_ports(&self) -> bool {
+        !self.shared.tx.is_empty()
+    }
+
+    /// The source ports of the send pool.
+    pub fn source_ports(&self) -> Vec<u16> {
+        self.shared.tx.iter().map(|t| t.port).collect()
+    }
+
+    /// The remote table the port learns into.
+    pub fn table(&self) -> &Arc<RemoteTable> {
+        &self.table
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.cfg.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The socket a flow leaves through.
+    fn tx_fd(&self, inner: &[u8]) -> RawFd {
+        let tx = &self.shared.tx;
+        match tx.len() {
+            0 => self.shared.udp.as_raw_fd(),
+            n => tx[usize::from(flow_source_port(inner)) % n].fd.as_raw_fd(),
+        }
+    }
+
+    /// Sends `batch` (datagrams `[VXLAN header][frame]` back to back, each `seg` bytes but the
+    /// last) from `fd` to every VTEP of `dests`: one `sendmsg` with UDP_SEGMENT per VTEP, or
+    /// one per datagram without it. Returns the last error.
+    fn send_batch(
+        &self,
+        fd: RawFd,
+        dests: &Destinations,
+        batch: &[u8],
+        seg: usize,
+    ) -> io::Result<()> {
+        let vteps: &[Ipv4Addr] = match dests {
+            Destinations::One(v) => std::slice::from_ref(v),
+            Destinations::Flood(peers) => peers,
+        };
+        let mut result = Ok(());
+        for vtep in vteps {
+            let to = SockaddrIn::from(SocketAddrV4::new(*vtep, self.cfg.port));
+            if let Err(e) = self.send_to(fd, &to, batch, seg) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    fn send_to(&self, fd: RawFd, to: &SockaddrIn, batch: &[u8], seg: usize) -> io::Result<()> {
+        if batch.len() > seg && self.shared.udp_gso.load(Relaxed) {
+            let gso =
+                u16::try_from(seg).map_err(|_| io::Error::from_raw_os_error(libc::EMSGSIZE))?;
+            let cmsg = [ControlMessage::UdpGsoSegments(&gso)];
+            let iov = [IoSlice::new(batch)];
+            match socket::sendmsg(fd, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, Some(to)) {
+                Ok(n) => return super::check_sent(n, batch.len()),
+                Err(nix::errno::Errno::EIO | nix::errno::Errno::ENOPROTOOPT) => {
+                    // No UDP GSO here (or not for this route): one datagram at a time from now.
+                    self.shared.udp_gso.store(false, Relaxed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for d in batch.chunks(seg.max(1)) {
+            let iov = [IoSlice::new(d)];
+            let n = socket::sendmsg(fd, &iov, &[], MsgFlags::MSG_DONTWAIT, Some(to))?;
+            super::check_sent(n, d.len())?;
+        }
+        Ok(())
+    }
+
+    /// Reads the next (GRO) batch of datagrams into `b`.
+    fn refill(&self, b: &mut RxBatch) -> io::Result<()> {
+        let mut cmsg = CmsgBuf([0; 64]);
+        let (n, from, gro) = {
+            let mut iov = [IoSliceMut::new(&mut b.buf)];
+            let msg = socket::recvmsg::<SockaddrIn>(
+                self.shared.udp.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg.0),
+                MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+            )?;
+            let mut gro = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::UdpGroSegments(s) = c {
+                        gro = usize::try_from(s).ok().filter(|s| *s > 0);
+                    }
+                }
+            }
+            (msg.bytes, msg.address, gro)
+        };
+        if n > b.buf.len() {
+            return Err(FrameTruncated {
+                len: n,
+                cap: b.buf.len(),
+            }
+            .into_io());
+        }
+        b.len = n;
+        b.pos = 0;
+        b.seg = gro.unwrap_or(n).min(n).max(1);
+        b.from = from.map(|a| *SocketAddrV4::from(a).ip());
+        Ok(())
+    }
+
+    /// Checks one datagram; returns its inner frame.
+    fn check<'a>(&self, dgram: &'a [u8]) -> Result<&'a [u8], DropReason> {
+        if vni_of(dgram)? != self.cfg.vni {
+            return Err(DropReason::VxlanWrongVni);
+        }
+        Ok(&dgram[VXLAN_HDR_LEN..])
+    }
+
+    /// Hands out one datagram another port queued for this one.
+    fn deliver_queued(
+        &self,
+        dgram: &[u8],
+        from: Option<Ipv4Addr>,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        let frame = self.check(dgram).map_err(|r| PortDrop(r).into_io())?;
+        self.learn(frame, from);
+        let cap = buf.len();
+        let out = buf.get_mut(HDR..HDR + frame.len()).ok_or_else(|| {
+            FrameTruncated {
+                len: HDR + frame.len(),
+                cap,
+            }
+            .into_io()
+        })?;
+        out.copy_from_slice(frame);
+        buf[..HDR].fill(0);
+        Ok(HDR + frame.len())
+    }
+
+    fn learn(&self, frame: &[u8], from: Option<Ipv4Addr>) {
+        if frame.len() > self.max_frame {
+            return;
+        }
+        if let (Some(src), Some(from)) = (frame.get(6..).and_then(MacAddr::from_bytes), from) {
+            let now = self.now_ms();
+            self.table.learn(src, from, now);
+            self.table.maybe_expire(now);
+        }
+    }
+}
+
+/// The VNI of a datagram with a valid header.
+fn vni_of(dgram: &[u8]) -> Result<u32, DropReason> {
+    let vx = VxlanPacket::new_checked(dgram).map_err(|_| DropReason::VxlanTruncated)?;
+    let repr = VxlanRepr::parse(&vx).map_err(|_| DropReason::VxlanNoIFlag)?;
+    Ok(repr.vni)
+}
+
+impl Port for VxlanPort {
+    /// Hands out the next datagram's inner frame (or a super-frame merged from several) behind
+    /// a vnet header: first what other ports of the shared socket queued for this VNI, then
+    /// from the current read, reading a new batch from the socket when it is used up.
+    /// Datagrams of another VNI on the socket go to that VNI's queue; after
+    /// [`HANDOFF_BURST`] of them this returns `Interrupted` (nothing for the switch, call
+    /// again).
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut b = self
+            .shared
+            .rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let queued = self
+            .me
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        if let Some((dgram, from)) = queued {
+            drop(b);
+            return self.deliver_queued(&dgram, from, buf);
+        }
+        let mut handed = 0;
+        loop {
+            if b.pos >= b.len {
+                self.refill(&mut b)?;
+            }
+            let (len, seg, pos) = (b.len, b.seg, b.pos);
+            let first_end = (pos + seg).min(len);
+            let vni = vni_of(&b.buf[pos..first_end]);
+            match vni {
+                Ok(v) if v == self.cfg.vni => break,
+                Err(reason) => {
+                    b.pos = first_end;
+                    return Err(PortDrop(reason).into_io());
+                }
+                Ok(v) => {
+                    let other = self
+                        .shared
+                        .vnis
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&v)
+                        .cloned();
+                    b.pos = first_end;
+                    let Some(h) = other else {
+                        return Err(PortDrop(DropReason::VxlanWrongVni).into_io());
+                    };
+                    let mut q = h.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    if q.len() >= HANDOFF_MAX {
+                        return Err(PortDrop(DropReason::VxlanHandoffFull).into_io());
+                    }
+                    q.push_back((b.buf[pos..first_end].to_vec(), b.from));
+                    handed += 1;
+                    if handed >= HANDOFF_BURST {
+                        return Err(io::ErrorKind::Interrupted.into());
+                    }
+                }
+            }
+        }
+        let b = &mut *b;
+        let (len, seg, pos) = (b.len, b.seg, b.pos);
+        let data = &b.buf[..len];
+        let first_end = (pos + seg).min(len);
+        let frame = &data[pos + VXLAN_HDR_LEN..first_end];
+        self.learn(frame, b.from);
+        // Consecutive valid datagrams of this read, for merging.
+        let mut frames: [&[u8]; GRO_MAX_SEGS] = [&[]; GRO_MAX_SEGS];
+        frames[0] = frame;
+        let mut count = 1;
+        let mut at = first_end;
+        while count < GRO_MAX_SEGS && at < len {
+            let end = (at + seg).min(len);
+            match self.check(&data[at..end]) {
+                Ok(f) => frames[count] = f,
+                Err(_) => break,
+            }
+            count += 1;
+            at = end;
+        }
+        if count > 1 {
+            if let Some((merged, n)) = gro_tcp4(&frames[..count], buf) {
+                b.pos = (pos + merged * seg).min(len);
+                return Ok(n);
+            }
+        }
+        b.pos = first_end;
+        let out = buf.get_mut(HDR..HDR + frame.len()).ok_or_else(|| {
+            FrameTruncated {
+                len: HDR + frame.len(),
+                cap: 0,
+            }
+            .into_io()
+        })?;
+        out.copy_from_slice(frame);
+        buf[..HDR].fill(0);
+        Ok(HDR + frame.len())
+    }
+
+    /// Encapsulates the frame (segmenting a GSO super-frame, completing a partial checksum)
+    /// and sends it to the VTEP of its destination MAC, or to every peer for broadcast,
+    /// multicast and unknown unicast. A flood returns the last error of its copies.
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let view = VnetHdr::new_checked(frame).map_err(|_| PortDrop(DropReason::Runt).into_io())?;
+        let hdr = VnetHdrRepr::parse(&view).map_err(|_| PortDrop(DropReason::BadGso).into_io())?;
+        let inner = &frame[HDR..];
+        let Some(dst) = MacAddr::from_bytes(inner) else {
+            return Err(PortDrop(DropReason::Runt).into_io());
+        };
+        let dests = self.table.destinations(&dst, self.now_ms());
+        let fd = self.tx_fd(inner);
+        let plain = hdr.gso_type == crate::wire::vnet::GsoType::None;
+        if plain && !hdr.needs_csum {
+            if inner.len() > self.max_frame {
+                return Err(PortDrop(DropReason::OverMtu).into_io());
+            }
+            // The common small frame: two iovecs, no copy.
+            let iov = [IoSlice::new(&self.vxlan_hdr), IoSlice::new(inner)];
+            let want = VXLAN_HDR_LEN + inner.len();
+            let list: &[Ipv4Addr] = match &dests {
+                Destinations::One(v) => std::slice::from_ref(v),
+                Destinations::Flood(p) => p,
+            };
+            let mut result = Ok(());
+            for vtep in list {
+                let to = SockaddrIn::from(SocketAddrV4::new(*vtep, self.cfg.port));
+                match socket::sendmsg(fd, &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&to)) {
+                    Ok(n) => {
+                        if let Err(e) = super::check_sent(n, want) {
+                            result = Err(e);
+                        }
+                    }
+                    Err(e) => result = Err(e.into()),
+                }
+            }
+            return result;
+        }
+        TX_BUFS.with(|bufs| {
+            let mut bufs = bufs.borrow_mut();
+            let (scratch, batch) = &mut *bufs;
+            batch.clear();
+            let mut seg = 0usize;
+            let mut count = 0usize;
+            let mut result: io::Result<()> = Ok(());
+            let max_frame = self.max_frame;
+            let mut emit = |d: &[u8]| -> io::Result<()> {
+                if d.len() > VXLAN_HDR_LEN + max_frame {
+                    return Err(PortDrop(DropReason::OverMtu).into_io());
+                }
+                // A datagram of another size than the batch's, or a full batch: send first.
+                if count > 0
+                    && (d.len() > seg
+                        || batch.len() % seg != 0
+                        || batch.len() + d.len() > MAX_UDP_PAYLOAD
+                        || count == MAX_GSO_SEGS)
+                {
+                    if let Err(e) = self.send_batch(fd, &dests, batch, seg) {
+                        result = Err(e);
+                    }
+                    batch.clear();
+                    count = 0;
+                }
+                if count == 0 {
+                    seg = d.len();
+                }
+                batch.extend_from_slice(d);
+                count += 1;
+                Ok(())
+            };
+            match gso::segment_with_prefix(&hdr, inner, None, &self.vxlan_hdr, scratch, &mut emit) {
+                Ok(_) => {}
+                Err(GsoError::Emit(e)) => return Err(e),
+                Err(_) => return Err(PortDrop(DropReason::BadGso).into_io()),
+            }
+            if count > 0 {
+                if let Err(e) = self.send_batch(fd, &dests, batch, seg) {
+                    result = Err(e);
+                }
+            }
+            result
+        })
+    }
+
+    fn caps(&self) -> PortCaps {
+        PortCaps {
+            vnet_hdr: true,
+            gso_tcp: true,
+            gso_udp: true,
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn kind(&self) -> &'static str {
+        "vxlan"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sys::testutil::{eth_frame, in_new_netns, wait_readable};
+
+    const VNI: u32 = 4242;
+    const MAC_A: [u8; 6] = [0x02, 0x4e, 0x59, 0, 2, 1];
+    const MAC_B: [u8; 6] = [0x02, 0x4e, 0x59, 0, 2, 2];
+    const WAIT: Duration = Duration::from_secs(2);
+
+    fn with_zero_hdr(frame: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; HDR];
+        v.extend_from_slice(frame);
+        v
+    }
+
+    fn recv_one(port: &VxlanPort) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0xeeu8; 4096];
+        loop {
+            match port.recv(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(wait_readable(port.raw_fd(), WAIT), "nothing arrived");
+                }
+                Err(e) => return Err(e),
+                Ok(n) => return Ok(buf[..n].to_vec()),
+            }
+        }
+    }
+
+    /// Two tunnel ports on loopback (two local addresses of 127/8, one port) exchange frames;
+    /// the receive checks drop what they must with the right reason; learning and the flood
+    /// list decide where frames go.
+    #[test]
+    fn tunnel_round_trip_on_loopback() {
+        in_new_netns(|| {
+            crate::sys::set_link_up("lo").expect("lo up");
+            let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+            let epoch = Instant::now();
+            let cfg = |local| VxlanConfig {
+                vni: VNI,
+                local,
+                port: 4789,
+                mtu: 1450,
+                epoch,
+            };
+            let ta = Arc::new(RemoteTable::new(300_000, 64, vec![b_ip]));
+            let tb = Arc::new(RemoteTable::new(300_000, 64, vec![a_ip]));
+            let a = VxlanPort::open(cfg(a_ip), ta.clone()).expect("open a");
+            let b = VxlanPort::open(cfg(b_ip), tb.clone()).expect("open b");
+            assert!(a.flow_ports(), "the send pool is bound");
+            let ports = a.source_ports();
+            assert_eq!(ports.len(), TX_SOCKETS);
+            assert!(ports.iter().all(|p| *p >= SOURCE_PORT_MIN), "{ports:?}");
+            assert_eq!(a.kind(), "vxlan");
+            assert!(a.caps().gso_tcp && a.caps().vnet_hdr);
+            assert_eq!(a.local_addr().expect("addr"), SocketAddrV4::new(a_ip, 4789));
+
+            // A broadcast from a floods to b (its one peer), which learns MAC_A behind a_ip.
+            let f1 = eth_frame([0xff; 6], MAC_A, 0x88b5, b"hello over vxlan");
+            a.send(&with_zero_hdr(&f1)).expect("send");
+            assert_eq!(recv_one(&b).expect("frame"), with_zero_hdr(&f1));
+            assert_eq!(tb.lookup(&MacAddr(MAC_A), 0), Some(a_ip));
+
+            // Unicast back to the learned MAC.
+            let f2 = eth_frame(MAC_A, MAC_B, 0x88b5, &[7; 1000]);
+            b.send(&with_zero_hdr(&f2)).expect("send");
+            assert_eq!(recv_one(&a).expect("frame"), with_zero_hdr(&f2));
+            assert_eq!(ta.lookup(&MacAddr(MAC_B), 0), Some(b_ip));
+
+            // Over the MTU: refused before sending.
+            let big = eth_frame(MAC_A, MAC_B, 0x0800, &[0; 1470]);
+            let err = b.send(&with_zero_hdr(&big)).expect_err("over MTU");
+            assert_eq!(PortDrop::reason(&err), Some(DropReason::OverMtu));
+
+            // Bad datagrams, from a plain UDP socket.
+            let probe = UdpSocket::bind("127.0.0.3:0").expect("bind probe");
+            let to = SocketAddrV4::new(a_ip, 4789);
+            let mut wrong_vni = VxlanRepr { vni: VNI + 1 }.to_bytes().to_vec();
+            wrong_vni.extend_from_slice(&f1);
+            let mut no_i = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+            no_i[0] = 0;
+            no_i.extend_from_slice(&f1);
+            let mut reserved = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+            reserved[0] |= 0xf7;
+            reserved[1..4].fill(0xff);
+            reserved[7] = 0xff;
+            reserved.extend_from_slice(&f1);
+            for (bytes, want) in [
+                (&[0x08, 0, 0][..], Some(DropReason::VxlanTruncated)),
+                (&wrong_vni[..], Some(DropReason::VxlanWrongVni)),
+                (&no_i[..], Some(DropReason::VxlanNoIFlag)),
+                (&reserved[..], None),
+            ] {
+                probe.send_to(bytes, to).expect("probe send");
+                match (recv_one(&a), want) {
+                    (Err(e), Some(reason)) => assert_eq!(PortDrop::reason(&e), Some(reason)),
+                    (Ok(f), None) => assert_eq!(f, with_zero_hdr(&f1), "reserved bits ignored"),
+                    (got, want) => panic!("{bytes:02x?}: got {got:?}, want {want:?}"),
+                }
+            }
+            // The probe's address was learned for MAC_A only by the accepted datagram.
+            assert_eq!(
+                ta.lookup(&MacAddr(MAC_A), 0),
+                Some(Ipv4Addr::new(127, 0, 0, 3))
+            );
+
+            // A static entry wins over learning and sends unicast.
+            ta.add_static(MacAddr(MAC_A), b_ip);
+            probe.send_to(&reserved, to).expect("probe send");
+            recv_one(&a).expect("accepted");
+            assert_eq!(ta.lookup(&MacAddr(MAC_A), 0), Some(b_ip));
+        });
+    }
+
+    /// GSO super-frames leave as one UDP GSO send of segments and, for TCP, come out of the
+    /// other end merged again; UDP (USO) segments come out one by one.
+    #[test]
+    fn gso_frames_cross_segmented_and_tcp_is_merged_again() {
+        use crate::sys::testutil::{ipv4_gso, GSO_TCPV4, GSO_UDP_L4};
+        use crate::wire::checksum;
+        in_new_netns(|| {
+            crate::sys::set_link_up("lo").expect("lo up");
+            let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+            let epoch = Instant::now();
+            let cfg = |local| VxlanConfig {
+                vni: VNI,
+                local,
+                port: 4789,
+                mtu: 1450,
+                epoch,
+            };
+            let a = VxlanPort::open(cfg(a_ip), Arc::new(RemoteTable::new(1000, 8, vec![b_ip])))
+                .expect("open a");
+            let b = VxlanPort::open(cfg(b_ip), Arc::new(RemoteTable::new(1000, 8, vec![a_ip])))
+                .expect("open b");
+
+            let (mut tcp, _) = ipv4_gso(MAC_B, MAC_A, GSO_TCPV4, 3000, 1000);
+            // The partial checksum a sender puts in: the pseudo-header sum.
+            let l4_len = u32::try_from(tcp.len() - HDR - 34).unwrap();
+            let pseudo = checksum::fold(checksum::pseudo_header_v4(
+                &[192, 0, 2, 1],
+                &[192, 0, 2, 2],
+                6,
+                l4_len,
+            ));
+            tcp[HDR + 50..HDR + 52].copy_from_slice(&pseudo.to_be_bytes());
+            a.send(&tcp).expect("send TCP GSO");
+            let got = recv_one(&b).expect("merged frame");
+            assert_eq!(got.len(), tcp.len(), "one super-frame again");
+            assert_eq!((got[0], got[1]), (1, GSO_TCPV4), "NEEDS_CSUM, TCPv4");
+            assert_eq!(u16::from_ne_bytes([got[4], got[5]]), 1000, "gso_size");
+            assert_eq!(got[HDR + 54..], tcp[HDR + 54..], "payload");
+            assert_eq!(
+                got[HDR..HDR + 34],
+                {
+                    let mut ip = tcp[HDR..HDR + 34].to_vec();
+                    let sum = checksum::checksum(&ip[14..34]);
+                    ip[24..26].copy_from_slice(&sum.to_be_bytes());
+                    ip
+                }[..],
+                "Ethernet and IP headers, IP checksum filled in"
+            );
+
+            let (udp, _) = ipv4_gso(MAC_B, MAC_A, GSO_UDP_L4, 2500, 1000);
+            a.send(&udp).expect("send UDP GSO");
+            let sizes: Vec<usize> = (0..3)
+                .map(|_| recv_one(&b).expect("UDP segment").len())
+                .collect();
+            assert_eq!(sizes, [HDR + 42 + 1000, HDR + 42 + 1000, HDR + 42 + 500]);
+        });
+    }
+
+    /// Two VNIs on one address and port share the socket: each port gets its own frames,
+    /// whichever port read them; an unknown VNI is counted by the reader; the same VNI twice is
+    /// refused; the socket closes with its last port.
+    #[test]
+    fn vnis_share_one_socket() {
+        in_new_netns(|| {
+            crate::sys::set_link_up("lo").expect("lo up");
+            let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+            let epoch = Instant::now();
+            let cfg = |vni, local| VxlanConfig {
+                vni,
+                local,
+                port: 4789,
+                mtu: 1450,
+                epoch,
+            };
+            let table = |peer| Arc::new(RemoteTable::new(1000, 8, vec![peer]));
+            let s1 = VxlanPort::open(cfg(1, a_ip), table(b_ip)).expect("sender vni 1");
+            let s2 = VxlanPort::open(cfg(2, a_ip), table(b_ip)).expect("sender vni 2");
+            let r1 = VxlanPort::open(cfg(1, b_ip), table(a_ip)).expect("receiver vni 1");
+            let r2 = VxlanPort::open(cfg(2, b_ip), table(a_ip)).expect("receiver vni 2");
+            assert_eq!(s1.local_addr().unwrap(), s2.local_addr().unwrap());
+            assert_ne!(s1.raw_fd(), s2.raw_fd(), "each port has its own fd");
+            let err = VxlanPort::open(cfg(2, b_ip), table(a_ip)).expect_err("VNI 2 twice");
+            assert!(matches!(err, VxlanError::VniTaken { vni: 2, .. }), "{err}");
+
+            let f1 = eth_frame([0xff; 6], MAC_A, 0x88b5, b"for vni 1");
+            let f2 = eth_frame([0xff; 6], MAC_B, 0x88b5, b"for vni 2");
+            // Both arrive before either receiver reads: r1 reads both, hands f2 to r2.
+            s2.send(&with_zero_hdr(&f2)).expect("send 2");
+            s1.send(&with_zero_hdr(&f1)).expect("send 1");
+            std::thread::sleep(Duration::from_millis(50));
+            let mut buf = vec![0u8; 4096];
+            let n = loop {
+                match r1.recv(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other.expect("r1 gets its frame"),
+                }
+            };
+            assert_eq!(&buf[..n], &with_zero_hdr(&f1)[..]);
+            assert_eq!(
+                recv_one(&r2).expect("r2 gets its frame"),
+                with_zero_hdr(&f2)
+            );
+            assert_eq!(
+                r2.table().lookup(&MacAddr(MAC_B), 0),
+                Some(a_ip),
+                "learned by the owner from the queued datagram"
+            );
+            // A VNI nobody has: counted by whoever reads it.
+            let probe = UdpSocket::bind("127.0.0.3:0").expect("bind probe");
+            let mut other = VxlanRepr { vni: 3 }.to_bytes().to_vec();
+            other.extend_from_slice(&f1);
+            probe
+                .send_to(&other, SocketAddrV4::new(b_ip, 4789))
+                .expect("probe");
+            let err = recv_one(&r2).expect_err("dropped");
+            assert_eq!(PortDrop::reason(&err), Some(DropReason::VxlanWrongVni));
+            // The last port closes the socket: the address can be bound again.
+            drop((r1, r2));
+            UdpSocket::bind("127.0.0.2:4789").expect("socket closed with its last port");
+        });
+    }
+}

@@ -1,0 +1,831 @@
+//! The VXLAN overlay end to end, in real namespaces. Two "hosts" are namespaces joined by a veth
+//! (the underlay, 198.18.X.1/24 and 198.18.X.2/24, made for the test; no traffic leaves them):
+//!
+//! - interop: host A runs netyard (its daemon inside A's namespace) with two containers on a
+//!   `--vxlan 4242 --vxlan-peer B` network; host B has the Linux kernel's vxlan device (learning,
+//!   `remote A`) on a kernel bridge with a namespace behind it. Ping and ARP across, iperf3 both
+//!   ways, 1 GiB byte-identical.
+//! - netyard to netyard: a daemon in each host namespace, static peers; then a second network
+//!   pair on another UDP port with no peers at all, reached through static `fdb add` entries.
+//! - bad input: VXLAN datagrams with a wrong VNI, the I flag clear, truncated headers and inner
+//!   frames over the MTU, sent with python3 from B to A's port: each dropped and counted under
+//!   its reason on the `(vxlan)` stats row, while traffic keeps flowing.
+//!
+//! Heavy tests (iperf3, bulk transfers) run one at a time; nothing asserts on a speed.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const VNI: &str = "4242";
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The underlay: a veth between two host namespaces, `198.18.X.1/24` in `a` and `.2` in `b`.
+struct Underlay {
+    a_ip: String,
+    b_ip: String,
+}
+
+fn underlay(id: &str, a: &str, b: &str) -> Underlay {
+    let x = rand::random::<u8>();
+    let (ua, ub) = (format!("nyt{id}ua"), format!("nyt{id}ub"));
+    cmd_ok(&[
+        "ip", "-n", a, "link", "add", &ua, "type", "veth", "peer", "name", &ub, "netns", b,
+    ]);
+    let u = Underlay {
+        a_ip: format!("198.18.{x}.1"),
+        b_ip: format!("198.18.{x}.2"),
+    };
+    cmd_ok(&[
+        "ip",
+        "-n",
+        a,
+        "addr",
+        "add",
+        &format!("{}/24", u.a_ip),
+        "dev",
+        &ua,
+    ]);
+    cmd_ok(&[
+        "ip",
+        "-n",
+        b,
+        "addr",
+        "add",
+        &format!("{}/24", u.b_ip),
+        "dev",
+        &ub,
+    ]);
+    cmd_ok(&["ip", "-n", a, "link", "set", &ua, "up"]);
+    cmd_ok(&["ip", "-n", b, "link", "set", &ub, "up"]);
+    u
+}
+
+/// Turns TX checksum offload off on `ifname` in `ns` (the legacy `ETHTOOL_STXCSUM` ioctl, what
+/// `ethtool -K IF tx off` does; ethtool itself is not a test dependency).
+const TX_CSUM_OFF_PY: &str = r#"
+import ctypes, fcntl, socket, struct, sys
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
+ev = ctypes.create_string_buffer(struct.pack('II', ETHTOOL_STXCSUM, 0))
+ifr = struct.pack('16sP', sys.argv[1].encode(), ctypes.addressof(ev)).ljust(40, b'\0')
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
+"#;
+
+fn tx_csum_off(ns: &str, ifname: &str) {
+    let o = cmd(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "python3",
+            "-c",
+            TX_CSUM_OFF_PY,
+            ifname,
+        ],
+        CLI_TIMEOUT,
+    );
+    assert!(
+        o.status.success(),
+        "tx checksum offload off on {ns}/{ifname}: {}",
+        show(&o)
+    );
+}
+
+/// Host B's kernel side: `vx0` (VNI 4242, port 4789, learning, remote A) and a veth to
+/// namespace `k` on bridge `br0`; `k` gets `ip/24` with MTU 1450. Returns k's MAC.
+///
+/// B's underlay veth gets TX checksum offload turned off. With it on, the kernel leaves the
+/// inner TCP/UDP checksum of what vx0 sends for the "NIC" to fill in, a veth never does, and
+/// the datagram reaches A's namespace with the inner checksum unfinished: the kernel vxlan
+/// driver would not mind (it trusts the skb's checksum state), but any userspace VTEP reading a
+/// UDP socket gets a wrong checksum. A real NIC computes it, which the setting emulates.
+fn kernel_vtep(hb: &str, u: &Underlay, k: &str, ip: &str) -> String {
+    tx_csum_off(hb, &underlay_ifname(hb));
+    for args in [
+        &[
+            "link", "add", "vx0", "type", "vxlan", "id", VNI, "dstport", "4789", "local", &u.b_ip,
+            "remote", &u.a_ip,
+        ][..],
+        &["link", "set", "vx0", "mtu", "1450"],
+        &["link", "add", "br0", "type", "bridge"],
+        &["link", "set", "vx0", "master", "br0"],
+        &[
+            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", k,
+        ],
+        &["link", "set", "vb0", "mtu", "1450"],
+        &["link", "set", "vb0", "master", "br0"],
+        &["link", "set", "vx0", "up"],
+        &["link", "set", "vb0", "up"],
+        &["link", "set", "br0", "up"],
+    ] {
+        let mut a = vec!["ip", "-n", hb];
+        a.extend_from_slice(args);
+        cmd_ok(&a);
+    }
+    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "mtu", "1450"]);
+    cmd_ok(&[
+        "ip",
+        "-n",
+        k,
+        "addr",
+        "add",
+        &format!("{ip}/24"),
+        "dev",
+        "eth0",
+    ]);
+    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "up"]);
+    mac_of(k, "eth0")
+}
+
+/// The underlay veth of host namespace `hb` (`nyt<id>ub`).
+fn underlay_ifname(hb: &str) -> String {
+    links(hb)
+        .into_iter()
+        .find(|l| l.ends_with("ub"))
+        .unwrap_or_else(|| panic!("no underlay veth in {hb}"))
+}
+
+fn mac_of(ns: &str, ifname: &str) -> String {
+    link_json(ns, ifname)
+        .and_then(|l| l["address"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no MAC for {ns}/{ifname}"))
+}
+
+/// The fdb row of `mac` (case-insensitive), if any.
+fn fdb_row<'a>(fdb: &'a Value, mac: &str) -> Option<&'a Value> {
+    fdb.as_array()?.iter().find(|r| {
+        r["mac"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+    })
+}
+
+/// The neighbour entry of `ip` in `ns` (its MAC), if resolved.
+fn neigh_mac(ns: &str, ip: &str) -> Option<String> {
+    let out = cmd_ok(&["ip", "-n", ns, "-j", "neigh", "show", ip]);
+    let v: Value = serde_json::from_str(&out).ok()?;
+    v.as_array()?
+        .iter()
+        .find_map(|n| n["lladdr"].as_str().map(str::to_string))
+}
+
+/// Host A with netyard (the lab's host namespace and daemon), host B with the kernel's vxlan
+/// device, one network on A with containers c1 (.11) and c2 (.12), k1 (.20) behind B.
+struct Interop {
+    lab: Lab,
+    net: String,
+    u: Underlay,
+    hb: String,
+    c1: String,
+    c2: String,
+    k1: String,
+    sn: Subnet,
+    k1_mac: String,
+}
+
+fn interop() -> Interop {
+    let lab = Lab::new();
+    let hb = lab.ns("hb");
+    let u = underlay(&lab.id, &lab.host.name, &hb);
+    let sn = Subnet::random();
+    let net = lab.network("ov", &sn, &["--vxlan", VNI, "--vxlan-peer", &u.b_ip]);
+    let info = lab.ny_json(&["network", "inspect", &net]);
+    let vx = &info["vxlan"];
+    if info["mtu"] != 1450
+        || vx["vni"] != 4242
+        || vx["port"] != 4789
+        || vx["peers"] != serde_json::json!([u.b_ip])
+        || vx["underlay_mtu"] != 1500
+        || vx["flow_source_ports"] != true
+    {
+        lab.fail(&format!(
+            "network inspect: unexpected VXLAN settings: {info}"
+        ));
+    }
+    let (c1, c2, k1) = (lab.ns("c1"), lab.ns("c2"), lab.ns("k1"));
+    let e1 = lab.attach(&net, &c1, "c1", &["--ip", &sn.ip(11)]);
+    lab.attach(&net, &c2, "c2", &["--ip", &sn.ip(12), "--kind", "veth"]);
+    let mtu = link_json(&c1, "eth0").map(|l| l["mtu"].clone());
+    if mtu != Some(Value::from(1450)) || e1["ip"] != sn.ip(11) {
+        lab.fail(&format!(
+            "c1 eth0 MTU {mtu:?} (want the network's 1450); {e1}"
+        ));
+    }
+    let k1_mac = kernel_vtep(&hb, &u, &k1, &sn.ip(20));
+    Interop {
+        lab,
+        net,
+        u,
+        hb,
+        c1,
+        c2,
+        k1,
+        sn,
+        k1_mac,
+    }
+}
+
+/// The `(vxlan)` row's counters of `net`.
+fn vxlan_counters(lab: &Lab, net: &str) -> Value {
+    lab.counters(net, "(vxlan)")
+}
+
+#[test]
+fn interop_with_the_kernel_vxlan_ping_arp_and_fdb() {
+    let t = interop();
+    let (lab, sn) = (&t.lab, &t.sn);
+    lab.assert_ping(&t.c1, &sn.ip(20));
+    lab.assert_ping(&t.k1, &sn.ip(12));
+    lab.assert_ping(&t.k1, &sn.ip(11));
+    lab.assert_ping(&t.c2, &sn.ip(20));
+    // ARP resolved across the tunnel, both ways.
+    let got = neigh_mac(&t.c1, &sn.ip(20));
+    if !got
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case(&t.k1_mac))
+    {
+        lab.fail(&format!(
+            "c1's neighbour entry for k1: {got:?}, want {}",
+            t.k1_mac
+        ));
+    }
+    let c1_mac = lab.endpoint(&t.net, "c1")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = neigh_mac(&t.k1, &sn.ip(11));
+    if !got
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case(&c1_mac))
+    {
+        lab.fail(&format!(
+            "k1's neighbour entry for c1: {got:?}, want {c1_mac}"
+        ));
+    }
+    // netyard learned k1's MAC behind B; the kernel learned c1's behind A.
+    let fdb = lab.ny_json(&["fdb", &t.net, "--json"]);
+    match fdb_row(&fdb, &t.k1_mac) {
+        Some(r) if r["port"] == "vxlan" && r["remote"] == t.u.b_ip && r["static"] == false => {}
+        r => lab.fail(&format!("fdb row of k1 {}: {r:?}\n{fdb}", t.k1_mac)),
+    }
+    let text = lab.ny_ok(&["fdb", &t.net]);
+    if !text.contains("REMOTE") || !text.contains(&t.u.b_ip) {
+        lab.fail(&format!("fdb table lacks the remote column: {text}"));
+    }
+    let kfdb = cmd_ok(&["bridge", "-n", &t.hb, "fdb", "show", "dev", "vx0"]);
+    let learned = kfdb
+        .lines()
+        .any(|l| l.to_lowercase().starts_with(&c1_mac.to_lowercase()) && l.contains(&t.u.a_ip));
+    if !learned {
+        lab.fail(&format!(
+            "the kernel did not learn c1 ({c1_mac}) behind {}: {kfdb}",
+            t.u.a_ip
+        ));
+    }
+    // The tunnel port's counters: traffic both ways, no drops on a healthy network.
+    let c = vxlan_counters(lab, &t.net);
+    if num(&c, "rx_packets") == 0 || num(&c, "tx_packets") == 0 || num(&c, "drops_total") != 0 {
+        lab.fail(&format!("(vxlan) counters: {c}"));
+    }
+    let st = lab.ny_json(&["stats", "--json"]);
+    let kinds: Vec<&str> = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["endpoint"] == "(vxlan)")
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["vxlan"], "stats rows: {st}");
+}
+
+/// Runs `iperf3 -s` in `server` and a 3-s client in `client` (`-R` for the reverse
+/// direction); fails unless the receiver got data. Returns the receiver's bytes.
+fn iperf(lab: &Lab, client: &str, server: &str, server_ip: &str, reverse: bool) -> u64 {
+    let port = 20000 + (rand::random::<u16>() % 40000);
+    let srv = Bg::spawn(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            server,
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            &port.to_string(),
+        ]),
+        &lab.dir.join(format!("iperf-s-{port}.log")),
+    );
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let o = cmd(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                server,
+                "ss",
+                "-Hltn",
+                &format!("sport = :{port}"),
+            ],
+            CLI_TIMEOUT,
+        );
+        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+    });
+    if !ok {
+        lab.fail(&format!("iperf3 server never listened: {}", srv.log_text()));
+    }
+    let mut args = vec![
+        "ip", "netns", "exec", client, "iperf3", "-c", server_ip, "-p", "", "-t", "3", "-J",
+    ];
+    let p = port.to_string();
+    args[8] = &p;
+    if reverse {
+        args.push("-R");
+    }
+    let o = cmd(&args, Duration::from_secs(60));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    if !o.status.success() || bytes == 0 {
+        lab.fail(&format!(
+            "iperf3 {client} -> {server} (reverse {reverse}):\n{}",
+            show(&o)
+        ));
+    }
+    let gbps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e9;
+    eprintln!("iperf3 {client} -> {server} reverse={reverse}: {bytes} bytes, {gbps:.2} Gbit/s");
+    drop(srv);
+    bytes
+}
+
+/// Sends `bytes` of random data from `ns_s` to `ip_r` in `ns_r` with socat; fails unless the
+/// sha256 computed on both ends match.
+fn sha_transfer(lab: &Lab, ns_s: &str, ns_r: &str, ip_r: &str, bytes: u64) {
+    let port = 20000 + (rand::random::<u16>() % 40000);
+    let d = lab.dir.display().to_string();
+    let tag = format!("{ns_s}-{port}");
+    let recv = format!(
+        "socat -u -b 262144 TCP-LISTEN:{port},bind={ip_r},reuseaddr STDOUT | sha256sum > {d}/{tag}.recv"
+    );
+    let mut receiver = Bg::spawn(
+        Command::new("ip").args(["netns", "exec", ns_r, "sh", "-c", &recv]),
+        &lab.dir.join(format!("{tag}.recv.log")),
+    );
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let o = cmd(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                ns_r,
+                "ss",
+                "-Hltn",
+                &format!("sport = :{port}"),
+            ],
+            CLI_TIMEOUT,
+        );
+        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+    });
+    if !listening {
+        lab.fail(&format!(
+            "the receiver never listened: {}",
+            receiver.log_text()
+        ));
+    }
+    let send = format!(
+        "set -euo pipefail; mkfifo {d}/{tag}.fifo; sha256sum < {d}/{tag}.fifo > {d}/{tag}.sent & \
+         head -c {bytes} /dev/urandom | tee {d}/{tag}.fifo | \
+         socat -u -b 262144 STDIN TCP:{ip_r}:{port}; wait"
+    );
+    let o = run_bounded(
+        Command::new("ip").args(["netns", "exec", ns_s, "bash", "-c", &send]),
+        Duration::from_secs(600),
+    );
+    if !o.status.success() {
+        lab.fail(&format!(
+            "the sender failed:\n{}\nreceiver: {}",
+            show(&o),
+            receiver.log_text()
+        ));
+    }
+    match receiver.wait(Duration::from_secs(60)) {
+        Some(s) if s.success() => {}
+        s => lab.fail(&format!(
+            "the receiver did not finish cleanly ({s:?}): {}",
+            receiver.log_text()
+        )),
+    }
+    let sum = |ext: &str| {
+        std::fs::read_to_string(lab.dir.join(format!("{tag}.{ext}")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (sent, got) = (sum("sent"), sum("recv"));
+    if sent.len() != 64 || sent != got {
+        lab.fail(&format!(
+            "{bytes} bytes {ns_s} -> {ns_r}: sha256 sent {sent:?}, received {got:?}"
+        ));
+    }
+    eprintln!("{bytes} bytes {ns_s} -> {ns_r} arrived intact");
+}
+
+#[test]
+fn interop_with_the_kernel_vxlan_iperf3_both_ways_and_one_gib_intact() {
+    let _serial = serial();
+    let t = interop();
+    let (lab, sn) = (&t.lab, &t.sn);
+    lab.assert_ping(&t.c1, &sn.ip(20));
+    iperf(lab, &t.c1, &t.k1, &sn.ip(20), false);
+    iperf(lab, &t.c1, &t.k1, &sn.ip(20), true);
+    iperf(lab, &t.k1, &t.c2, &sn.ip(12), false);
+    sha_transfer(lab, &t.c1, &t.k1, &sn.ip(20), 1 << 30);
+    sha_transfer(lab, &t.k1, &t.c2, &sn.ip(12), 256 << 20);
+    // Nothing the tunnel handled was dropped for a VXLAN reason.
+    let c = vxlan_counters(lab, &t.net);
+    for reason in [
+        "vxlan_truncated",
+        "vxlan_i_flag_clear",
+        "vxlan_wrong_vni",
+        "over_mtu",
+    ] {
+        if drops(&c, reason) != 0 {
+            lab.fail(&format!("(vxlan) dropped {reason}: {c}"));
+        }
+    }
+}
+
+/// Python that sends `count` copies of each malformed datagram from B to A's VXLAN port.
+const BAD_INPUT_PY: &str = r#"
+import socket, struct, sys
+dst, vni, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+dst_mac = bytes.fromhex(sys.argv[4].replace(':', ''))
+src_mac = bytes.fromhex('02aa00000001')
+def hdr(flags, v):
+    return bytes([flags, 0, 0, 0]) + struct.pack('!I', v << 8)
+inner = b'\xff' * 6 + src_mac + b'\x88\xb5' + b'x' * 46
+big = dst_mac + src_mac + b'\x08\x00' + b'y' * 1600
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(hdr(0x08, vni + 1) + inner, (dst, 4789))   # wrong VNI
+    s.sendto(hdr(0x00, vni) + inner, (dst, 4789))       # I flag clear
+    s.sendto(b'\x08\x00\x00', (dst, 4789))              # truncated header
+    s.sendto(hdr(0x08, vni)[:7], (dst, 4789))           # truncated header
+    s.sendto(hdr(0x08, vni) + big, (dst, 4789))         # inner frame over the MTU
+"#;
+
+#[test]
+fn bad_vxlan_input_is_dropped_counted_and_traffic_flows() {
+    let t = interop();
+    let (lab, sn) = (&t.lab, &t.sn);
+    lab.assert_ping(&t.c1, &sn.ip(20));
+    // A ping that runs through the whole bad burst.
+    let ping = Bg::spawn(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            &t.k1,
+            "ping",
+            "-n",
+            "-i",
+            "0.1",
+            "-c",
+            "40",
+            &sn.ip(11),
+        ]),
+        &lab.dir.join("ping.log"),
+    );
+    let c1_mac = lab.endpoint(&t.net, "c1")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let script = lab.dir.join("bad.py");
+    std::fs::write(&script, BAD_INPUT_PY).expect("write script");
+    let n = 5;
+    let o = cmd(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &t.hb,
+            "python3",
+            script.to_str().unwrap(),
+            &t.u.a_ip,
+            VNI,
+            &n.to_string(),
+            &c1_mac,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "python3 sender: {}", show(&o));
+    let want = [
+        ("vxlan_wrong_vni", n),
+        ("vxlan_i_flag_clear", n),
+        ("vxlan_truncated", 2 * n),
+        ("over_mtu", n),
+    ];
+    let mut c = Value::Null;
+    let settled = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        c = vxlan_counters(lab, &t.net);
+        want.iter().all(|(r, k)| drops(&c, r) == *k)
+    });
+    if !settled {
+        lab.fail(&format!("(vxlan) drop counters: want {want:?}, got {c}"));
+    }
+    if num(&c, "drops_total") != want.iter().map(|(_, k)| k).sum::<u64>() {
+        lab.fail(&format!("(vxlan) dropped something else too: {c}"));
+    }
+    // The bad datagrams taught the tunnel nothing: their inner source MAC is unknown.
+    let fdb = lab.ny_json(&["fdb", &t.net, "--json"]);
+    if fdb_row(&fdb, "02:aa:00:00:00:01").is_some() {
+        lab.fail(&format!("a dropped frame's source MAC was learned: {fdb}"));
+    }
+    // Traffic kept flowing: the ping through the burst got replies, and a new one does too.
+    let mut ping = ping;
+    let status = ping.wait(Duration::from_secs(30));
+    if !status.is_some_and(|s| s.success()) {
+        lab.fail(&format!(
+            "the ping through the bad burst failed: {}",
+            ping.log_text()
+        ));
+    }
+    lab.assert_ping(&t.c2, &sn.ip(20));
+}
+
+/// Two netyard hosts: a lab (host namespace + daemon) each, an underlay between their host
+/// namespaces.
+#[test]
+fn netyard_to_netyard_static_peers_and_static_fdb_entries() {
+    let _serial = serial();
+    let a = Lab::new();
+    let b = Lab::new();
+    let u = underlay(&a.id, &a.host.name, &b.host.name);
+    let sn = Subnet::random();
+    let net_a = a.network(
+        "ov",
+        &sn,
+        &[
+            "--vxlan",
+            "77",
+            "--vxlan-local",
+            &u.a_ip,
+            "--vxlan-peer",
+            &u.b_ip,
+        ],
+    );
+    let net_b = b.network("ov", &sn, &["--vxlan", "77", "--vxlan-peer", &u.a_ip]);
+    let (ca, cb) = (a.ns("ca"), b.ns("cb"));
+    a.attach(&net_a, &ca, "ca", &["--ip", &sn.ip(11)]);
+    b.attach(&net_b, &cb, "cb", &["--ip", &sn.ip(12)]);
+    a.assert_ping(&ca, &sn.ip(12));
+    b.assert_ping(&cb, &sn.ip(11));
+    // Each gateway answers locally (same address on both hosts, pinned to the local port).
+    a.assert_ping(&ca, &sn.ip(1));
+    b.assert_ping(&cb, &sn.ip(1));
+    let mac_b = b.endpoint(&net_b, "cb")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fdb = a.ny_json(&["fdb", &net_a, "--json"]);
+    match fdb_row(&fdb, &mac_b) {
+        Some(r) if r["port"] == "vxlan" && r["remote"] == u.b_ip => {}
+        r => a.fail(&format!("A's fdb row of cb: {r:?}\n{fdb}")),
+    }
+    let gw = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "gateway");
+    if !gw.is_some_and(|r| r["static"] == true) {
+        a.fail(&format!("the gateway's MAC is not pinned: {fdb}"));
+    }
+    sha_transfer(&a, &ca, &cb, &sn.ip(12), 64 << 20);
+    iperf(&a, &ca, &cb, &sn.ip(12), false);
+
+    // A second network in each daemon, on the same UDP port (the tunnels of VNIs 77 and 78
+    // share each host's socket) and with no peers: nothing is flooded, so the containers find
+    // each other only through static entries (flannel's way: a static fdb entry and a static
+    // neighbour per remote endpoint).
+    let sn2 = sn.other();
+    let net2 = "ov2";
+    let o = a.ny(&[
+        "network",
+        "create",
+        net2,
+        "--subnet",
+        &sn2.cidr(),
+        "--vxlan",
+        "78",
+    ]);
+    // A's first tunnel bound 4789 on its underlay address: 0.0.0.0 cannot join it.
+    assert_one_line_error("0.0.0.0 next to a bound address", &o, &["vxlan_port"]);
+    a.network(net2, &sn2, &["--vxlan", "78", "--vxlan-local", &u.a_ip]);
+    b.network(net2, &sn2, &["--vxlan", "78"]);
+    let o = a.ny(&[
+        "network",
+        "create",
+        "ov3",
+        "--vxlan",
+        "77",
+        "--vxlan-port",
+        "4791",
+    ]);
+    assert_one_line_error("a VNI used twice", &o, &["vxlan", "77"]);
+    let (da, db) = (a.ns("da"), b.ns("db"));
+    let ea = a.attach(net2, &da, "da", &["--ip", &sn2.ip(21)]);
+    let eb = b.attach(net2, &db, "db", &["--ip", &sn2.ip(22)]);
+    let (ma, mb) = (ea["mac"].as_str().unwrap(), eb["mac"].as_str().unwrap());
+    // Without entries nothing crosses (no peers to flood to).
+    let o = cmd(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &da,
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            &sn2.ip(22),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        !o.status.success(),
+        "no peers, no entries, yet a ping crossed: {}",
+        show(&o)
+    );
+    let out = a.ny_ok(&["fdb", "add", net2, mb, "--remote", &u.b_ip]);
+    assert!(out.contains(&u.b_ip), "fdb add output: {out}");
+    // A local endpoint cannot take a MAC that has a static remote entry.
+    let da_path = format!("/run/netns/{da}");
+    let o = a.ny(&[
+        "attach", net2, "--netns", &da_path, "--name", "dx", "--ifname", "eth1", "--mac", mb,
+    ]);
+    assert_one_line_error("a MAC with a static remote entry", &o, &["mac", "fdb del"]);
+    b.ny_ok(&["fdb", "add", net2, ma, "--remote", &u.a_ip]);
+    cmd_ok(&[
+        "ip",
+        "-n",
+        &da,
+        "neigh",
+        "replace",
+        &sn2.ip(22),
+        "lladdr",
+        mb,
+        "dev",
+        "eth0",
+    ]);
+    cmd_ok(&[
+        "ip",
+        "-n",
+        &db,
+        "neigh",
+        "replace",
+        &sn2.ip(21),
+        "lladdr",
+        ma,
+        "dev",
+        "eth0",
+    ]);
+    a.assert_ping(&da, &sn2.ip(22));
+    b.assert_ping(&db, &sn2.ip(21));
+    // The first network still works beside it on the shared sockets.
+    a.assert_ping(&ca, &sn.ip(12));
+    for (lab, net) in [(&a, &net_a), (&b, &net_b), (&a, &net2.to_string())] {
+        let c = vxlan_counters(lab, net);
+        if num(&c, "drops_total") != 0 {
+            lab.fail(&format!("{net} (vxlan) dropped on a shared socket: {c}"));
+        }
+    }
+    let fdb = a.ny_json(&["fdb", net2, "--json"]);
+    match fdb_row(&fdb, mb) {
+        Some(r) if r["port"] == "vxlan" && r["remote"] == u.b_ip && r["static"] == true => {}
+        r => a.fail(&format!("A's static entry of db: {r:?}\n{fdb}")),
+    }
+    // Bad requests name their field; a static entry can be removed again.
+    let o = a.ny(&["fdb", "add", net2, "01:00:5e:00:00:01", "--remote", &u.b_ip]);
+    assert_one_line_error("multicast MAC", &o, &["mac"]);
+    let o = a.ny(&["fdb", "add", net2, mb, "--remote", "nope"]);
+    assert_one_line_error("bad remote", &o, &["remote"]);
+    let o = a.ny(&["fdb", "add", net2, ma, "--remote", &u.b_ip]);
+    assert_one_line_error("a local MAC", &o, &["mac"]);
+    a.ny_ok(&["fdb", "del", net2, mb]);
+    let fdb = a.ny_json(&["fdb", net2, "--json"]);
+    if fdb_row(&fdb, mb).is_some_and(|r| r["static"] == true) {
+        a.fail(&format!("fdb del left the static entry: {fdb}"));
+    }
+    // Removing a network frees its UDP port at once: it can be made again.
+    a.ny_ok(&["detach", net2, "da"]);
+    a.ny_ok(&["network", "rm", net2]);
+    a.network(net2, &sn2, &["--vxlan", "78", "--vxlan-port", "4790"]);
+    a.ny_ok(&["network", "rm", net2]);
+}
+
+#[test]
+fn vxlan_requests_are_validated_by_field() {
+    let lab = Lab::new();
+    let sn = Subnet::random();
+    for (args, needles) in [
+        (&["--vxlan", "16777216"][..], &["vxlan", "16777216"][..]),
+        (&["--vxlan", "1", "--vxlan-port", "70000"], &["vxlan_port"]),
+        (&["--vxlan", "1", "--vxlan-port", "0"], &["vxlan_port"]),
+        (
+            &["--vxlan", "1", "--vxlan-peer", "300.1.1.1"],
+            &["vxlan_peers[0]"],
+        ),
+        (
+            &["--vxlan", "1", "--vxlan-peer", "224.0.0.1"],
+            &["vxlan_peers[0]"],
+        ),
+        (&["--vxlan", "1", "--vxlan-local", "x"], &["vxlan_local"]),
+        // Not an address of the daemon's namespace.
+        (
+            &["--vxlan", "1", "--vxlan-local", "198.18.254.254"],
+            &["vxlan_local"],
+        ),
+    ] {
+        let mut a = vec!["network", "create", "bad", "--subnet"];
+        let cidr = sn.cidr();
+        a.push(&cidr);
+        a.extend_from_slice(args);
+        let o = lab.ny(&a);
+        assert_one_line_error(&format!("{args:?}"), &o, needles);
+    }
+    // --vxlan-* without --vxlan is refused by the CLI; the API names the field.
+    let o = lab.ny(&["network", "create", "bad", "--vxlan-port", "4789"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    let body = r#"{"name":"bad","vxlan_peers":["198.18.0.1"]}"#;
+    let o = cmd(
+        &[
+            "curl",
+            "-s",
+            "--unix-socket",
+            lab.api.to_str().unwrap(),
+            "-X",
+            "POST",
+            "-d",
+            body,
+            "http://netyard/v1/networks",
+        ],
+        CLI_TIMEOUT,
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(v["field"], "vxlan_peers", "{}", show(&o));
+    // An MTU that cannot fit the underlay: a veth (MTU 1500) holds --vxlan-local.
+    let h = &lab.host.name;
+    cmd_ok(&[
+        "ip", "-n", h, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ]);
+    cmd_ok(&["ip", "-n", h, "addr", "add", "198.18.9.1/24", "dev", "d0"]);
+    cmd_ok(&["ip", "-n", h, "link", "set", "d0", "up"]);
+    let o = lab.ny(&[
+        "network",
+        "create",
+        "big",
+        "--subnet",
+        &sn.cidr(),
+        "--vxlan",
+        "5",
+        "--vxlan-local",
+        "198.18.9.1",
+        "--mtu",
+        "1460",
+    ]);
+    assert_one_line_error("MTU over the underlay", &o, &["mtu", "1450"]);
+    // Without an underlay route the MTU defaults to 1500 - 50; a network without --vxlan shows
+    // no vxlan section.
+    lab.network("ok", &sn, &["--vxlan", "5"]);
+    let info = lab.ny_json(&["network", "inspect", "ok"]);
+    assert_eq!(info["mtu"], 1450, "{info}");
+    assert_eq!(info["vxlan"]["local"], "0.0.0.0", "{info}");
+    lab.network("plain", &sn.other(), &[]);
+    let info = lab.ny_json(&["network", "inspect", "plain"]);
+    assert!(info.get("vxlan").is_none(), "{info}");
+    let o = lab.ny(&[
+        "fdb",
+        "add",
+        "plain",
+        "02:00:00:00:00:01",
+        "--remote",
+        "198.18.0.1",
+    ]);
+    assert_one_line_error("fdb add on a plain network", &o, &["vxlan"]);
+}
