@@ -155,7 +155,14 @@ fn networks_are_isolated() {
     // Blue traffic, so the captures demonstrably saw something.
     lab.assert_ping(&b1, &ip(&eb2));
 
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait (bounded) until both captures hold blue's ping before stopping them: under load
+    // tcpdump may write the last packets a moment after the ping returned.
+    let (mb1, mb2) = (mac(&eb1), mac(&eb2));
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        read_capture(&cap_b1).to_lowercase().contains(&mb2)
+            && read_capture(&cap_b2).to_lowercase().contains(&mb1)
+    });
+    std::thread::sleep(Duration::from_millis(300));
     t1.stop(Duration::from_secs(5));
     t2.stop(Duration::from_secs(5));
     let text1 = read_capture(&cap_b1);
