@@ -56,34 +56,42 @@ impl AskerHandle {
     }
 }
 
-/// Answer DNS over UDP on `socket` until the task is aborted.
+/// Answer DNS over UDP on `socket` until the task is aborted. Queries are read in batches
+/// (recvmmsg) while the socket has them; local answers are sent inline.
 pub async fn serve_udp(socket: UdpSocket, resolver: Arc<Resolver>, asker: AskerHandle) {
+    use std::os::fd::AsRawFd;
     let socket = Arc::new(socket);
-    let mut buf = vec![0u8; UDP_RECV_BUFFER];
+    let fd = socket.as_raw_fd();
+    let mut batch = crate::mmsg::Batch::new(UDP_RECV_BUFFER);
     loop {
-        let (len, peer) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
+        let n = match socket
+            .async_io(tokio::io::Interest::READABLE, || batch.recv(fd))
+            .await
+        {
+            Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "DNS UDP receive failed");
                 tokio::time::sleep(ERROR_PAUSE).await;
                 continue;
             }
         };
-        let Some(query) = buf.get(..len) else {
-            continue;
-        };
         let who = asker.get();
-        match resolver.prepare(query, &who, Transport::Udp) {
-            Step::Reply(answer) => send_udp(&socket, &answer, peer, resolver.counters()).await,
-            Step::Drop => {}
-            Step::Forward(job) => {
-                let socket = Arc::clone(&socket);
-                let resolver = Arc::clone(&resolver);
-                tokio::spawn(async move {
-                    if let Some(answer) = resolver.forward(*job).await {
-                        send_udp(&socket, &answer, peer, resolver.counters()).await;
-                    }
-                });
+        for i in 0..n {
+            let Some((query, peer)) = batch.get(i) else {
+                continue;
+            };
+            match resolver.prepare(query, &who, Transport::Udp) {
+                Step::Reply(answer) => send_udp(&socket, &answer, peer, resolver.counters()).await,
+                Step::Drop => {}
+                Step::Forward(job) => {
+                    let socket = Arc::clone(&socket);
+                    let resolver = Arc::clone(&resolver);
+                    tokio::spawn(async move {
+                        if let Some(answer) = resolver.forward(*job).await {
+                            send_udp(&socket, &answer, peer, resolver.counters()).await;
+                        }
+                    });
+                }
             }
         }
     }
