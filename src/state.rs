@@ -78,6 +78,8 @@ struct Gateway {
     tasks: Vec<JoinHandle<()>>,
     /// The gateway's egress engine: its flow table and counters.
     egress: netyard_router::egress::EgressHandle,
+    /// Adds and removes the network's published ports.
+    publisher: netyard_router::publish::Publisher,
 }
 
 impl Gateway {
@@ -1176,6 +1178,7 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         mtu: p.mtu as usize,
         egress: !p.internal,
         flow_limits: Default::default(),
+        host_loopback: false,
     };
     let gw = match netyard_router::gateway::start(cfg, peer, Some(svc)) {
         Ok(t) => t,
@@ -1190,6 +1193,7 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         port: sp,
         tasks: vec![driver_task, gw.task],
         egress: gw.egress,
+        publisher: gw.publisher,
     })
 }
 

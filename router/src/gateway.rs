@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use crate::conntrack::FlowLimits;
 use crate::egress::{Egress, EgressConfig, EgressHandle, Event};
 use crate::packet::{self, Subnet};
+use crate::publish::{PublishCmd, Publisher};
 
 /// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
 const TCP_POOL: usize = 8;
@@ -66,6 +67,9 @@ pub struct GatewayConfig {
     pub egress: bool,
     /// Caps and idle timeouts of the egress flow table.
     pub flow_limits: FlowLimits,
+    /// Connections and datagrams to the gateway address (other than DNS on port 53) go to
+    /// the host's 127.0.0.1 (`--host-loopback`), as slirp4netns maps 10.0.2.2.
+    pub host_loopback: bool,
 }
 
 impl GatewayConfig {
@@ -78,6 +82,7 @@ impl GatewayConfig {
             mtu,
             egress: true,
             flow_limits: FlowLimits::default(),
+            host_loopback: false,
         }
     }
 }
@@ -88,6 +93,8 @@ impl GatewayConfig {
 pub struct GatewayHandle {
     pub task: JoinHandle<()>,
     pub egress: EgressHandle,
+    /// Adds and removes published ports.
+    pub publisher: Publisher,
 }
 
 /// Frames between the task and smoltcp.
@@ -179,10 +186,12 @@ pub fn start(
         mtu: cfg.mtu,
         limits: cfg.flow_limits,
     });
-    let task = tokio::spawn(run(cfg, peer, dns, egress, events));
+    let (publisher, publish_rx) = Publisher::new();
+    let task = tokio::spawn(run(cfg, peer, dns, egress, events, publish_rx));
     Ok(GatewayHandle {
         task,
         egress: handle,
+        publisher,
     })
 }
 
@@ -221,6 +230,7 @@ async fn run(
     dns: Option<Arc<dyn DnsService>>,
     mut egress: Egress,
     mut events: mpsc::Receiver<Event>,
+    mut publish_rx: mpsc::UnboundedReceiver<PublishCmd>,
 ) {
     let start = std::time::Instant::now();
     let subnet = Subnet {
@@ -376,6 +386,7 @@ async fn run(
                 }
             },
             Some(r) = reply_rx.recv() => pending.push(r),
+            Some(_cmd) = publish_rx.recv() => {}
             Some(ev) = events.recv() => {
                 let t = Instant::now();
                 egress.event(ev, t, &peer);

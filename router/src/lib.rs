@@ -11,3 +11,4 @@ pub mod conntrack;
 pub mod egress;
 pub mod gateway;
 pub mod packet;
+pub mod publish;
