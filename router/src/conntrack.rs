@@ -31,6 +31,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Proto {
+    /// Relayed by the TCP relay, which ends the flow when the connection ends.
+    Tcp,
     Udp,
     /// ICMP echo: the endpoint's port is the echo identifier.
     Icmp,
@@ -39,6 +41,7 @@ pub enum Proto {
 impl Proto {
     pub fn as_str(self) -> &'static str {
         match self {
+            Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Icmp => "icmp",
         }
@@ -56,6 +59,14 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    pub fn tcp(endpoint: SocketAddrV4, dest: SocketAddrV4) -> FlowKey {
+        FlowKey {
+            proto: Proto::Tcp,
+            endpoint,
+            dest,
+        }
+    }
+
     pub fn udp(endpoint: SocketAddrV4, dest: SocketAddrV4) -> FlowKey {
         FlowKey {
             proto: Proto::Udp,
@@ -91,6 +102,9 @@ pub struct FlowLimits {
     pub udp_assured_timeout: Duration,
     /// An ICMP echo flow.
     pub icmp_timeout: Duration,
+    /// A TCP flow: only a backstop, the relay removes the flow when its connection ends
+    /// (Linux keeps an established connection 5 days).
+    pub tcp_timeout: Duration,
 }
 
 impl FlowLimits {
@@ -106,6 +120,7 @@ impl Default for FlowLimits {
             udp_timeout: Duration::from_secs(30),
             udp_assured_timeout: Duration::from_secs(180),
             icmp_timeout: Duration::from_secs(30),
+            tcp_timeout: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -158,6 +173,8 @@ pub struct Flow {
     pub back: Tally,
     /// A reply has been seen.
     pub assured: bool,
+    /// TCP: the connection's state, as the relay last reported it.
+    pub tcp_state: Option<FlowState>,
 }
 
 impl Flow {
@@ -167,6 +184,7 @@ impl Flow {
             (Proto::Udp, false) => limits.udp_timeout,
             (Proto::Udp, true) => limits.udp_assured_timeout,
             (Proto::Icmp, _) => limits.icmp_timeout,
+            (Proto::Tcp, _) => limits.tcp_timeout,
         }
     }
 
@@ -184,6 +202,14 @@ pub enum FlowState {
     Unreplied,
     /// A reply was seen.
     Assured,
+    /// TCP: handshake under way (our SYN, or the destination's connect, pending).
+    SynSent,
+    /// TCP: our SYN-ACK is out.
+    SynRecv,
+    /// TCP: data flows.
+    Established,
+    /// TCP: a FIN has been sent or received.
+    Closing,
 }
 
 /// One row of [`FlowTable::snapshot`]: what `netyard flows` lists.
@@ -288,6 +314,7 @@ impl FlowTable {
                 out,
                 back: Tally::default(),
                 assured: false,
+                tcp_state: None,
             },
         );
         self.by_key.insert(key, id);
@@ -305,6 +332,21 @@ impl FlowTable {
         f.back.add(bytes);
         f.assured = true;
         true
+    }
+
+    /// The TCP relay's report on a connection: its state and byte totals so far (payload
+    /// bytes each way; packets are not counted for TCP, where one super-frame may carry 45).
+    pub fn tcp_update(&mut self, id: FlowId, state: FlowState, out: u64, back: u64, now: Instant) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if f.out.bytes != out || f.back.bytes != back {
+            f.last_seen = now;
+        }
+        f.out.bytes = out;
+        f.back.bytes = back;
+        f.assured = back > 0;
+        f.tcp_state = Some(state);
     }
 
     /// Removes a flow (its host socket could not be opened, or it failed for good).
@@ -355,7 +397,9 @@ impl FlowTable {
                     protocol: f.key.proto,
                     endpoint: f.key.endpoint,
                     destination: f.key.dest,
-                    state: if f.assured {
+                    state: if let Some(s) = f.tcp_state {
+                        s
+                    } else if f.assured {
                         FlowState::Assured
                     } else {
                         FlowState::Unreplied
@@ -420,6 +464,7 @@ mod tests {
                     bytes: 30
                 },
                 assured: true,
+                tcp_state: None,
             }
         );
         assert_eq!(t.len(), 1);

@@ -30,8 +30,8 @@
 //! - Expired flows ([`FlowTable::expire`], swept every second) drop their socket and abort
 //!   their reader.
 //!
-//! TCP is not handled yet: TCP frames for egress are counted as [`EgressDrop::Unsupported`];
-//! the TCP relay hooks in where `parse_outbound` returns for TCP.
+//! TCP never reaches this engine: the gateway hands it to the relay ([`crate::tcp`]), which
+//! shares this engine's flow table and counters.
 //!
 //! The flow table and the counters are shared with the daemon through [`EgressHandle`]; the
 //! table's lock is only taken for short synchronous updates, never across an await.
@@ -108,10 +108,12 @@ pub enum EgressDrop {
     ReplyQueueFull,
     /// A reply arrived for a flow that had just been removed.
     StaleReply,
+    /// A TCP segment for no connection the relay knows (answered with RST).
+    TcpNoConnection,
 }
 
 impl EgressDrop {
-    pub const ALL: [EgressDrop; 16] = [
+    pub const ALL: [EgressDrop; 17] = [
         EgressDrop::Disabled,
         EgressDrop::Malformed,
         EgressDrop::BadChecksum,
@@ -128,6 +130,7 @@ impl EgressDrop {
         EgressDrop::HostSendError,
         EgressDrop::ReplyQueueFull,
         EgressDrop::StaleReply,
+        EgressDrop::TcpNoConnection,
     ];
 
     /// The name used in the API.
@@ -149,6 +152,7 @@ impl EgressDrop {
             EgressDrop::HostSendError => "host_send_error",
             EgressDrop::ReplyQueueFull => "reply_queue_full",
             EgressDrop::StaleReply => "stale_reply",
+            EgressDrop::TcpNoConnection => "tcp_no_connection",
         }
     }
 
@@ -205,14 +209,14 @@ pub struct EgressStats {
     pub drops: BTreeMap<&'static str, u64>,
 }
 
-struct Shared {
-    enabled: bool,
+pub(crate) struct Shared {
+    pub(crate) enabled: bool,
     table: Mutex<FlowTable>,
-    counters: EgressCounters,
+    pub(crate) counters: EgressCounters,
 }
 
 impl Shared {
-    fn table(&self) -> MutexGuard<'_, FlowTable> {
+    pub(crate) fn table(&self) -> MutexGuard<'_, FlowTable> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -324,6 +328,8 @@ pub(crate) struct EgressConfig {
     /// The network's MTU (IP packet size).
     pub mtu: usize,
     pub limits: FlowLimits,
+    /// UDP to the gateway's address (but DNS) goes to the host's 127.0.0.1.
+    pub host_loopback: bool,
 }
 
 /// The egress engine of one gateway task.
@@ -342,9 +348,15 @@ pub(crate) trait FrameSink {
     fn send_frame(&self, frame: &[u8]) -> bool;
 }
 
-impl FrameSink for netyard_switch::sys::AsyncMemPeer {
+/// The gateway's port takes a virtio-net header before each frame: frames built without
+/// one go out behind an all-zero header (no offload asked), in one `sendmsg`.
+pub(crate) struct VnetSink<'a>(pub &'a netyard_switch::sys::AsyncMemPeer);
+
+const PLAIN_HDR: [u8; netyard_switch::port::VNET_HDR_LEN] = [0; netyard_switch::port::VNET_HDR_LEN];
+
+impl FrameSink for VnetSink<'_> {
     fn send_frame(&self, frame: &[u8]) -> bool {
-        self.try_send(frame).is_ok()
+        self.0.try_send_parts(&[&PLAIN_HDR, frame]).is_ok()
     }
 }
 
@@ -373,6 +385,20 @@ impl Egress {
             rx,
             EgressHandle { shared },
         )
+    }
+
+    /// Where a flow's host socket connects: the destination, or the host's 127.0.0.1 for the
+    /// gateway's own address under `--host-loopback`.
+    fn host_target(&self, dest: SocketAddrV4) -> SocketAddrV4 {
+        if self.cfg.host_loopback && *dest.ip() == self.cfg.subnet.gateway {
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, dest.port())
+        } else {
+            dest
+        }
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     fn count(&self, reason: EgressDrop) {
@@ -576,8 +602,10 @@ impl Egress {
     /// Opens the host socket of a new flow and starts its reader.
     fn open(&mut self, id: FlowId, key: FlowKey) -> io::Result<()> {
         let std_sock = match key.proto {
-            Proto::Udp => udp_socket(key.dest)?,
+            Proto::Udp => udp_socket(self.host_target(key.dest))?,
             Proto::Icmp => icmp_socket(*key.dest.ip())?,
+            // TCP flows belong to the relay, never to this engine.
+            Proto::Tcp => return Err(io::ErrorKind::Unsupported.into()),
         };
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
         let reader = ReaderCtx {
@@ -762,12 +790,13 @@ impl ReaderCtx {
                 self.gw_mac,
                 self.mtu,
             ),
+            Proto::Tcp => Vec::new(),
         }
     }
 
     fn headroom(&self) -> usize {
         match self.key.proto {
-            Proto::Udp => packet::UDP_HEADROOM,
+            Proto::Udp | Proto::Tcp => packet::UDP_HEADROOM,
             Proto::Icmp => packet::ICMP_HEADROOM,
         }
     }

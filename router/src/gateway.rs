@@ -23,17 +23,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::net::SocketAddrV4;
+
+use netyard_switch::gso;
 use netyard_switch::sys::{AsyncMemPeer, MemPeer};
+use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::conntrack::FlowLimits;
-use crate::egress::{Egress, EgressConfig, EgressHandle, Event};
+use crate::egress::{Egress, EgressConfig, EgressHandle, Event, FrameSink, VnetSink};
+use crate::tcp::relay::{EpollFd, Relay, RelayConfig};
 use crate::packet::{self, Subnet};
 use crate::publish::{PublishCmd, Publisher};
 
@@ -185,9 +191,32 @@ pub fn start(
         gw_mac: cfg.mac,
         mtu: cfg.mtu,
         limits: cfg.flow_limits,
+        host_loopback: cfg.host_loopback,
     });
+    let (relay, epoll) = Relay::new(
+        RelayConfig {
+            subnet: Subnet {
+                gateway: cfg.ip,
+                prefix_len: cfg.prefix_len,
+            },
+            gw_mac: cfg.mac,
+            mtu: cfg.mtu,
+            host_loopback: cfg.host_loopback,
+        },
+        egress.shared(),
+    )?;
     let (publisher, publish_rx) = Publisher::new();
-    let task = tokio::spawn(run(cfg, peer, dns, egress, events, publish_rx));
+    let engines = Engines {
+        cfg,
+        subnet: Subnet {
+            gateway: cfg.ip,
+            prefix_len: cfg.prefix_len,
+        },
+        egress,
+        relay,
+        scratch: Vec::new(),
+    };
+    let task = tokio::spawn(run(cfg, peer, dns, engines, events, publish_rx, epoll));
     Ok(GatewayHandle {
         task,
         egress: handle,
@@ -208,19 +237,99 @@ fn now(start: std::time::Instant) -> SInstant {
     SInstant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX))
 }
 
-/// Where a received frame goes: the egress engine, or smoltcp's queue.
-fn ingest(
-    frame: &[u8],
-    cfg: &GatewayConfig,
-    subnet: &Subnet,
-    egress: &mut Egress,
-    dev: &mut QueueDevice,
-    peer: &AsyncMemPeer,
-) {
-    if packet::is_egress(frame, cfg.mac, subnet) {
-        egress.outbound(frame, Instant::now(), peer);
-    } else {
-        dev.rx.push_back(frame.to_vec());
+/// The TCP or UDP ports of an IPv4 packet in `frame` (Ethernet), by fixed offsets.
+fn l4_ports(frame: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
+    let ip = frame.get(packet::ETH_HDR..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let proto = *ip.get(9)?;
+    let a = |o: usize| Some(Ipv4Addr::new(*ip.get(o)?, *ip.get(o + 1)?, *ip.get(o + 2)?, *ip.get(o + 3)?));
+    let l4 = ip.get(ihl..ihl + 4)?;
+    let (sp, dp) = (
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    );
+    Some((proto, SocketAddrV4::new(a(12)?, sp), SocketAddrV4::new(a(16)?, dp)))
+}
+
+/// Everything the gateway task owns besides smoltcp.
+struct Engines {
+    cfg: GatewayConfig,
+    subnet: Subnet,
+    egress: Egress,
+    relay: Relay,
+    /// Reused for software segmentation of GSO frames that go to smoltcp or UDP egress.
+    scratch: Vec<u8>,
+}
+
+impl Engines {
+    /// Where a received switch frame (virtio-net header, then Ethernet) goes: the TCP relay
+    /// (whole, GSO super-frames included), the egress engine or smoltcp's queue.
+    fn ingest(&mut self, buf: &mut [u8], dev: &mut QueueDevice, peer: &AsyncMemPeer) {
+        if buf.len() <= VNET_HDR_LEN {
+            return;
+        }
+        let (h, frame) = buf.split_at_mut(VNET_HDR_LEN);
+        let Ok(hdr) = VnetHdrRepr::from_bytes(h) else {
+            return;
+        };
+        let now = Instant::now();
+        let to_gw_mac = frame.get(0..6) == Some(&self.cfg.mac[..]);
+        if to_gw_mac {
+            if let Some((proto, src, dst)) = l4_ports(frame) {
+                let outside = !self.subnet.contains(*dst.ip());
+                let to_gw = *dst.ip() == self.cfg.ip;
+                if proto == 6 && (outside || (to_gw && self.relay.owns_gateway_tcp(src, dst))) {
+                    let trusted = hdr.needs_csum || hdr.data_valid;
+                    self.relay.segment(frame, trusted, now, peer);
+                    return;
+                }
+            }
+        }
+        if hdr.gso_type != GsoType::None {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let mut segs: Vec<Vec<u8>> = Vec::new();
+            let _ = gso::segment(&hdr, frame, None, &mut scratch, &mut |s: &[u8]| {
+                segs.push(s.to_vec());
+                Ok(())
+            });
+            self.scratch = scratch;
+            for mut s in segs {
+                self.plain(&mut s, now, dev, peer);
+            }
+            return;
+        }
+        if hdr.needs_csum
+            && gso::complete_checksum(frame, hdr.csum_start.into(), hdr.csum_offset.into()).is_err()
+        {
+            return;
+        }
+        self.plain(frame, now, dev, peer);
+    }
+
+    /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
+    fn plain(&mut self, frame: &mut [u8], now: Instant, dev: &mut QueueDevice, peer: &AsyncMemPeer) {
+        if frame.get(0..6) == Some(&self.cfg.mac[..]) {
+            if let Some((17, src, dst)) = l4_ports(frame) {
+                if self.relay.owns_udp(src, dst) {
+                    if let Ok(p) = packet::parse_outbound(frame, &self.subnet) {
+                        self.relay.udp_reply(src, dst, p.payload, now);
+                    }
+                    return;
+                }
+                if *dst.ip() == self.cfg.ip && self.cfg.host_loopback && dst.port() != 53 {
+                    self.egress.outbound(frame, now, &VnetSink(peer));
+                    return;
+                }
+            }
+        }
+        if packet::is_egress(frame, self.cfg.mac, &self.subnet) {
+            self.egress.outbound(frame, now, &VnetSink(peer));
+        } else {
+            dev.rx.push_back(frame.to_vec());
+        }
     }
 }
 
@@ -228,15 +337,12 @@ async fn run(
     cfg: GatewayConfig,
     peer: AsyncMemPeer,
     dns: Option<Arc<dyn DnsService>>,
-    mut egress: Egress,
+    mut eng: Engines,
     mut events: mpsc::Receiver<Event>,
     mut publish_rx: mpsc::UnboundedReceiver<PublishCmd>,
+    epoll: Arc<AsyncFd<EpollFd>>,
 ) {
     let start = std::time::Instant::now();
-    let subnet = Subnet {
-        gateway: cfg.ip,
-        prefix_len: cfg.prefix_len,
-    };
     let mut dev = QueueDevice {
         rx: VecDeque::new(),
         tx: Vec::new(),
@@ -353,30 +459,32 @@ async fn run(
         iface.poll(now(start), &mut dev, &mut sockets);
         for f in dev.tx.drain(..) {
             // A full queue drops the frame, as a full NIC ring would; protocols recover.
-            let _ = peer.try_send(&f);
+            let _ = VnetSink(&peer).send_frame(&f);
         }
 
         let mut delay = iface
             .poll_delay(now(start), &sockets)
             .map(|d| std::time::Duration::from_micros(d.total_micros()))
             .unwrap_or(std::time::Duration::from_secs(1));
-        if let Some(t) = egress.sweep_at() {
+        if let Some(t) = eng.egress.sweep_at() {
+            delay = delay.min(t.saturating_duration_since(Instant::now()));
+        }
+        if let Some(t) = eng.relay.wake_at() {
             delay = delay.min(t.saturating_duration_since(Instant::now()));
         }
         tokio::select! {
             r = peer.recv(&mut rx_buf) => match r {
                 Ok(n) => {
-                    ingest(&rx_buf[..n], &cfg, &subnet, &mut egress, &mut dev, &peer);
+                    eng.ingest(&mut rx_buf[..n], &mut dev, &peer);
                     // Take what else is queued, within a burst.
                     for _ in 1..RX_BURST {
                         match peer.try_recv(&mut rx_buf) {
-                            Ok(n) => {
-                                let f = &rx_buf[..n];
-                                ingest(f, &cfg, &subnet, &mut egress, &mut dev, &peer);
-                            }
+                            Ok(n) => eng.ingest(&mut rx_buf[..n], &mut dev, &peer),
                             Err(_) => break,
                         }
                     }
+                    // One ACK per connection for the whole burst.
+                    eng.relay.flush_acks(&peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {} // oversized frame: dropped
@@ -386,22 +494,34 @@ async fn run(
                 }
             },
             Some(r) = reply_rx.recv() => pending.push(r),
-            Some(_cmd) = publish_rx.recv() => {}
+            Some(cmd) = publish_rx.recv() => match cmd {
+                PublishCmd::Add(id, rule) => eng.relay.publish(id, rule),
+                PublishCmd::Remove(id) => eng.relay.unpublish(id),
+            },
             Some(ev) = events.recv() => {
                 let t = Instant::now();
-                egress.event(ev, t, &peer);
+                let sink = VnetSink(&peer);
+                eng.egress.event(ev, t, &sink);
                 for _ in 1..RX_BURST {
                     match events.try_recv() {
-                        Ok(ev) => egress.event(ev, t, &peer),
+                        Ok(ev) => eng.egress.event(ev, t, &sink),
                         Err(_) => break,
+                    }
+                }
+            }
+            g = epoll.readable() => {
+                if let Ok(mut g) = g {
+                    if !eng.relay.poll_host(Instant::now(), &peer) {
+                        g.clear_ready();
                     }
                 }
             }
             _ = tokio::time::sleep(delay) => {}
         }
-        if egress.sweep_at().is_some() {
-            egress.sweep(Instant::now());
+        if eng.egress.sweep_at().is_some() {
+            eng.egress.sweep(Instant::now());
         }
+        eng.relay.tick(Instant::now(), &peer);
     }
 }
 

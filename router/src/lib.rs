@@ -12,3 +12,4 @@ pub mod egress;
 pub mod gateway;
 pub mod packet;
 pub mod publish;
+pub mod tcp;

@@ -160,7 +160,10 @@ pub fn parse_outbound<'a>(frame: &'a [u8], subnet: &Subnet) -> Result<Outbound<'
     }
     let src = hdr.source_addr();
     let dst = hdr.destination_addr();
-    if !subnet.valid_source(src) || unroutable_destination(dst) || subnet.contains(dst) {
+    // The gateway's own address only arrives here under `--host-loopback` (the gateway task
+    // decides); other addresses of the network never leave it.
+    let inside = subnet.contains(dst) && dst != subnet.gateway;
+    if !subnet.valid_source(src) || unroutable_destination(dst) || inside {
         return Err(EgressDrop::BadAddress);
     }
     // The IPv4 header's own length bounds the payload (Ethernet may pad short frames).

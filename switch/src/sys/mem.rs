@@ -273,6 +273,29 @@ impl AsyncMemPeer {
         self.inner.get_ref().try_recv_raw(buf)
     }
 
+    /// Sends one frame made of `parts` (e.g. a virtio-net header, then the frame) in one
+    /// message, without waiting; `WouldBlock` when the queue is full.
+    pub fn try_send_parts(&self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let n = parts.len().min(slices.len());
+        let mut want = 0;
+        for (s, p) in slices.iter_mut().zip(parts.iter()) {
+            *s = std::io::IoSlice::new(p);
+            want += p.len();
+        }
+        if want == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let sent = socket::sendmsg::<()>(
+            self.inner.get_ref().fd.as_raw_fd(),
+            &slices[..n],
+            &[],
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        check_sent(sent, want)
+    }
+
     /// Sends one frame to the switch without waiting; `WouldBlock` when the queue is full
     /// (the caller drops the frame, as a NIC with a full ring would).
     pub fn try_send(&self, frame: &[u8]) -> io::Result<()> {

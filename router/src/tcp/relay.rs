@@ -1,0 +1,843 @@
+//! The TCP relay's driver: host sockets, their readiness, the connection table and the
+//! published listeners. All on the gateway task: the state machine ([`super::conn`]) decides,
+//! this module does the I/O.
+//!
+//! Readiness of every host socket (connections and listeners) comes from one epoll instance of
+//! our own, registered edge-triggered; the epoll fd itself is what the gateway task waits on
+//! (through tokio), so one task serves any number of connections with no channel and no lock
+//! per segment. Edge-triggered means a socket reports readiness once: the `readable` flag
+//! remembers data we have not read yet (because the ring towards the endpoint was full), and
+//! the socket is read again when the endpoint's ACKs make room.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+use netyard_switch::sys::AsyncMemPeer;
+use tokio::io::unix::AsyncFd;
+
+use super::conn::{Conn, HostIo, Next, ReadEnd, SegOut, State};
+use super::seg::{self, Addressing, Seg, SegHdr, ACK, RST, SYN};
+use crate::conntrack::{CapHit, FlowId, FlowKey, FlowState, Verdict};
+use crate::egress::{EgressDrop, FrameSink, Shared, VnetSink};
+use crate::packet::{self, Subnet};
+use crate::publish::{HostSocket, PublishId, PublishRule};
+
+/// Each direction's buffer per connection.
+const RING: usize = 1 << 20;
+/// Epoll events taken per wait.
+const EVENTS: usize = 64;
+/// Connections accepted per listener wake-up.
+const ACCEPT_BURST: usize = 64;
+/// Token bit of listener sockets.
+const LISTENER: u64 = 1 << 63;
+/// How often timers are checked and flow stats published.
+const TICK: Duration = Duration::from_millis(25);
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// A destination that neither accepts nor refuses within this is reported unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ports shown as the source of published connections from loopback or IPv6 clients (the
+/// gateway's address stands in for them).
+const MASQ_PORTS: std::ops::RangeInclusive<u16> = 61_000..=65_000;
+
+/// The epoll instance, shared with the gateway task that waits on it.
+pub(crate) struct EpollFd(Epoll);
+
+impl AsRawFd for EpollFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0 .0.as_raw_fd()
+    }
+}
+
+/// What the relay knows of its gateway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayConfig {
+    pub subnet: Subnet,
+    pub gw_mac: [u8; 6],
+    pub mtu: usize,
+    pub host_loopback: bool,
+}
+
+struct Entry {
+    conn: Conn,
+    sock: TcpStream,
+    addr: Addressing,
+    flow: FlowId,
+    created: Instant,
+    readable: bool,
+    /// The endpoint's SYN (IPv4 header + 8 bytes), quoted in an ICMP error if connecting fails.
+    quote: Vec<u8>,
+}
+
+struct Listener {
+    rule: PublishId,
+    sock: HostSocket,
+    container: SocketAddrV4,
+    mac: [u8; 6],
+}
+
+/// A published UDP flow: datagrams from `client` on a published socket go to the endpoint as
+/// coming from `shown`; the endpoint's replies to `shown` go back out of that socket.
+struct UdpPub {
+    listener: u64,
+    client: SocketAddr,
+    last: Instant,
+}
+
+/// [`SegOut`] to the switch: builds each segment in one reused buffer.
+struct Wire<'a> {
+    peer: &'a AsyncMemPeer,
+    buf: &'a mut Vec<u8>,
+    addr: &'a Addressing,
+    ip_id: &'a mut u16,
+}
+
+impl SegOut for Wire<'_> {
+    fn send(&mut self, h: &SegHdr, payload: (&[u8], &[u8]), mss: u16) -> bool {
+        seg::build(self.buf, self.addr, h, payload, mss, *self.ip_id);
+        let segs = (payload.0.len() + payload.1.len()).div_ceil(usize::from(mss.max(1)));
+        *self.ip_id = self.ip_id.wrapping_add(segs.max(1) as u16);
+        self.peer.try_send(self.buf).is_ok()
+    }
+}
+
+/// [`HostIo`] on a host socket.
+struct Host<'a>(&'a TcpStream);
+
+impl HostIo for Host<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut s = self.0;
+        s.write(data)
+    }
+    fn shutdown_write(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Write);
+    }
+}
+
+pub(crate) struct Relay {
+    cfg: RelayConfig,
+    shared: Arc<Shared>,
+    epoll: Arc<AsyncFd<EpollFd>>,
+    conns: HashMap<u64, Entry>,
+    by_key: HashMap<(SocketAddrV4, SocketAddrV4), u64>,
+    listeners: HashMap<u64, Listener>,
+    rules: HashMap<PublishId, Vec<u64>>,
+    udp: HashMap<(SocketAddrV4, SocketAddrV4), UdpPub>,
+    next_token: u64,
+    frame: Vec<u8>,
+    ip_id: u16,
+    owed: Vec<u64>,
+    isn: RandomState,
+    isn_counter: u64,
+    masq_next: u16,
+    next_tick: Option<Instant>,
+    next_stats: Instant,
+    /// Some connection could not send (full switch queue): retry soon.
+    blocked: bool,
+    udp_buf: Vec<u8>,
+}
+
+fn linger_zero(fd: &impl AsFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let _ = setsockopt(fd, sockopt::Linger, &l);
+}
+
+/// Starts a non-blocking connect to `dest`.
+fn connect(dest: SocketAddrV4) -> io::Result<TcpStream> {
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // The endpoint's stack already decided its segment boundaries: pass them on.
+    setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(dest)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => Ok(TcpStream::from(fd)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Relay {
+    pub(crate) fn new(cfg: RelayConfig, shared: Arc<Shared>) -> io::Result<(Relay, Arc<AsyncFd<EpollFd>>)> {
+        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        // SAFETY: the AsyncFd owns the EpollFd, which owns the epoll fd (an OwnedFd never
+        // replaced), so the fd stays open and the same for the AsyncFd's whole life.
+        let epoll = unsafe {
+            AsyncFd::register_with_interest(EpollFd(ep), tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)?;
+        let epoll = Arc::new(epoll);
+        let relay = Relay {
+            cfg,
+            shared,
+            epoll: epoll.clone(),
+            conns: HashMap::new(),
+            by_key: HashMap::new(),
+            listeners: HashMap::new(),
+            rules: HashMap::new(),
+            udp: HashMap::new(),
+            next_token: 1,
+            frame: Vec::with_capacity(seg::MAX_FRAME + 64),
+            ip_id: 1,
+            owed: Vec::new(),
+            isn: RandomState::new(),
+            isn_counter: 0,
+            masq_next: *MASQ_PORTS.start(),
+            next_tick: None,
+            next_stats: Instant::now() + STATS_EVERY,
+            blocked: false,
+            udp_buf: vec![0u8; 65_536],
+        };
+        Ok((relay, epoll))
+    }
+
+    fn count(&self, r: EgressDrop) {
+        self.shared.counters.drop(r);
+    }
+
+    fn mss(&self) -> u16 {
+        u16::try_from(self.cfg.mtu.saturating_sub(40)).unwrap_or(u16::MAX).max(536)
+    }
+
+    fn iss(&mut self) -> u32 {
+        self.isn_counter += 1;
+        self.isn.hash_one(self.isn_counter) as u32
+    }
+
+    fn token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    fn register(&self, fd: &impl AsFd, token: u64) -> io::Result<()> {
+        let flags = EpollFlags::EPOLLIN
+            | EpollFlags::EPOLLOUT
+            | EpollFlags::EPOLLRDHUP
+            | EpollFlags::EPOLLET;
+        self.epoll.get_ref().0.add(fd, EpollEvent::new(flags, token))?;
+        Ok(())
+    }
+
+    /// Whether a TCP frame to the gateway's own address is the relay's: a published
+    /// connection shown as coming from the gateway, or (with `--host-loopback`) anything but
+    /// DNS.
+    pub(crate) fn owns_gateway_tcp(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
+        self.by_key.contains_key(&(src, dst))
+            || (self.cfg.host_loopback && self.shared.enabled && dst.port() != 53)
+    }
+
+    /// Whether a UDP datagram from an endpoint answers a published UDP flow.
+    pub(crate) fn owns_udp(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
+        self.udp.contains_key(&(src, dst))
+    }
+
+    /// When the gateway task should next call [`Relay::tick`].
+    pub(crate) fn wake_at(&self) -> Option<Instant> {
+        if self.blocked {
+            return Some(Instant::now() + Duration::from_millis(1));
+        }
+        self.next_tick
+    }
+
+    fn wire<'a>(
+        peer: &'a AsyncMemPeer,
+        buf: &'a mut Vec<u8>,
+        addr: &'a Addressing,
+        ip_id: &'a mut u16,
+    ) -> Wire<'a> {
+        Wire {
+            peer,
+            buf,
+            addr,
+            ip_id,
+        }
+    }
+
+    /// Answers a segment that belongs to no connection with RST (RFC 9293 3.10.7.1).
+    fn refuse(&mut self, s: &Seg<'_>, peer: &AsyncMemPeer) {
+        if s.has(RST) {
+            return;
+        }
+        self.count(EgressDrop::TcpNoConnection);
+        let addr = Addressing {
+            gw_mac: self.cfg.gw_mac,
+            endpoint_mac: s.src_mac,
+            from: s.dst,
+            to: s.src,
+        };
+        let h = if s.has(ACK) {
+            SegHdr { seq: s.ack, ack: 0, flags: RST, window: 0, syn: None }
+        } else {
+            SegHdr {
+                seq: 0,
+                ack: s.seq.wrapping_add(s.seq_len()),
+                flags: RST | ACK,
+                window: 0,
+                syn: None,
+            }
+        };
+        let mut w = Relay::wire(peer, &mut self.frame, &addr, &mut self.ip_id);
+        w.send(&h, (&[], &[]), 1460);
+    }
+
+    /// Handles one TCP frame (Ethernet, no virtio-net header) an endpoint sent to the relay.
+    pub(crate) fn segment(&mut self, frame: &[u8], csum_trusted: bool, now: Instant, peer: &AsyncMemPeer) {
+        let s = match seg::parse(frame, csum_trusted) {
+            Ok(s) => s,
+            Err(r) => {
+                self.count(r);
+                return;
+            }
+        };
+        if let Some(&t) = self.by_key.get(&(s.src, s.dst)) {
+            self.on_segment(t, &s, now, peer);
+            return;
+        }
+        if !s.has(SYN) || s.has(ACK) {
+            self.refuse(&s, peer);
+            return;
+        }
+        self.open_egress(&s, now, peer);
+    }
+
+    fn on_segment(&mut self, t: u64, s: &Seg<'_>, now: Instant, peer: &AsyncMemPeer) {
+        let Some(e) = self.conns.get_mut(&t) else { return };
+        e.addr.endpoint_mac = s.src_mac;
+        let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+        let next = e.conn.segment(s, now, &mut Host(&e.sock), &mut w);
+        if next == Next::Abort && !s.has(RST) {
+            e.conn.reset(&mut w);
+        }
+        if e.conn.ack_owed {
+            self.owed.push(t);
+        }
+        match next {
+            Next::Continue => self.service(t, now, peer),
+            n => self.close(t, n),
+        }
+    }
+
+    fn open_egress(&mut self, s: &Seg<'_>, now: Instant, peer: &AsyncMemPeer) {
+        if !self.shared.enabled {
+            self.count(EgressDrop::Disabled);
+            return;
+        }
+        let dst_ip = *s.dst.ip();
+        let target = if dst_ip == self.cfg.subnet.gateway {
+            if !self.cfg.host_loopback {
+                self.refuse(s, peer);
+                return;
+            }
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, s.dst.port())
+        } else {
+            if packet::unroutable_destination(dst_ip) || self.cfg.subnet.contains(dst_ip) {
+                self.count(EgressDrop::BadAddress);
+                return;
+            }
+            s.dst
+        };
+        if !self.cfg.subnet.valid_source(*s.src.ip()) {
+            self.count(EgressDrop::BadAddress);
+            return;
+        }
+        if s.ttl <= 1 {
+            self.count(EgressDrop::TtlExpired);
+            return;
+        }
+        let key = FlowKey::tcp(s.src, s.dst);
+        let flow = match self.admit(key, now) {
+            Some(f) => f,
+            None => return,
+        };
+        let addr = Addressing {
+            gw_mac: self.cfg.gw_mac,
+            endpoint_mac: s.src_mac,
+            from: s.dst,
+            to: s.src,
+        };
+        let sock = match connect(target) {
+            Ok(sock) => sock,
+            Err(e) => {
+                self.shared.table().remove(flow);
+                let iss = self.iss();
+                let mut c = Conn::from_syn(s, iss, self.mss(), 1, now);
+                self.connect_failed(&mut c, &addr, s.quote, e, peer);
+                return;
+            }
+        };
+        let t = self.token();
+        if let Err(e) = self.register(&sock, t) {
+            tracing::debug!(error = %e, "cannot watch a host socket");
+            self.shared.table().remove(flow);
+            self.count(EgressDrop::HostSocketError);
+            return;
+        }
+        let iss = self.iss();
+        let conn = Conn::from_syn(s, iss, self.mss(), RING, now);
+        self.by_key.insert((s.src, s.dst), t);
+        self.conns.insert(
+            t,
+            Entry {
+                conn,
+                sock,
+                addr,
+                flow,
+                created: now,
+                readable: false,
+                quote: s.quote.to_vec(),
+            },
+        );
+        self.shared.counters.flows_created.fetch_add(1, Relaxed);
+        self.next_tick.get_or_insert(now + TICK);
+    }
+
+    /// Admits a new connection in the shared flow table, or counts the cap it hit.
+    fn admit(&mut self, key: FlowKey, now: Instant) -> Option<FlowId> {
+        match self.shared.table().outbound(key, 0, now) {
+            Verdict::New(id) | Verdict::Existing(id) => Some(id),
+            Verdict::Drop(CapHit::Endpoint) => {
+                self.count(EgressDrop::EndpointFlowCap);
+                None
+            }
+            Verdict::Drop(CapHit::Total) => {
+                self.count(EgressDrop::FlowTableFull);
+                None
+            }
+        }
+    }
+
+    /// The destination refused or cannot be reached: RST for a refusal (the endpoint's
+    /// connect fails with ECONNREFUSED at once), ICMP unreachable otherwise.
+    fn connect_failed(&mut self, c: &mut Conn, addr: &Addressing, quote: &[u8], e: io::Error, peer: &AsyncMemPeer) {
+        let errno = e.raw_os_error().map(Errno::from_raw);
+        let code = match errno {
+            Some(Errno::ECONNREFUSED) | None => None,
+            Some(Errno::ENETUNREACH) => Some(packet::UNREACH_NET),
+            Some(Errno::EHOSTUNREACH | Errno::ETIMEDOUT) => Some(packet::UNREACH_HOST),
+            Some(Errno::EACCES | Errno::EPERM) => Some(13), // administratively prohibited
+            Some(_) => None,
+        };
+        match code {
+            Some(code) => {
+                self.count(EgressDrop::Unreachable);
+                self.ip_id = self.ip_id.wrapping_add(1);
+                if let Some(f) = packet::unreachable_frame(
+                    self.cfg.subnet.gateway,
+                    *addr.to.ip(),
+                    code,
+                    quote,
+                    self.ip_id,
+                    self.cfg.gw_mac,
+                ) {
+                    let mut f = f;
+                    packet::set_eth_dst(&mut f, addr.endpoint_mac);
+                    if VnetSink(peer).send_frame(&f) {
+                        self.shared.counters.icmp_errors_sent.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            None => {
+                let mut w = Relay::wire(peer, &mut self.frame, addr, &mut self.ip_id);
+                c.reset(&mut w);
+            }
+        }
+    }
+
+    /// Reads and writes what a connection's host socket allows, and sends what that makes
+    /// possible.
+    fn service(&mut self, t: u64, now: Instant, peer: &AsyncMemPeer) {
+        let Some(e) = self.conns.get_mut(&t) else { return };
+        if e.conn.state != State::Established {
+            return;
+        }
+        let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+        if !e.conn.to_host.is_empty() && e.conn.flush(&mut Host(&e.sock)).is_err() {
+            e.conn.reset(&mut w);
+            self.close(t, Next::Abort);
+            return;
+        }
+        if e.readable && e.conn.wants_read() {
+            let mut sock = &e.sock;
+            match e.conn.fill(|b| sock.read(b)) {
+                Ok(ReadEnd::Eof) => e.readable = false,
+                Ok(ReadEnd::Paused) => e.readable = !e.conn.wants_read(),
+                Err(_) => {
+                    // The destination reset: so does the endpoint's connection.
+                    e.conn.reset(&mut w);
+                    self.close(t, Next::Abort);
+                    return;
+                }
+            }
+            // `readable` stays set while the ring is full (data may be waiting).
+            if !e.conn.wants_read() && !e.conn.host_eof() {
+                e.readable = true;
+            }
+        }
+        e.conn.push(now, &mut w);
+        if e.conn.blocked {
+            self.blocked = true;
+        }
+        if e.conn.ack_owed {
+            self.owed.push(t);
+        }
+        if e.conn.finished() {
+            self.close(t, Next::Done);
+        }
+    }
+
+    /// Sends the ACKs owed after a burst of segments (one per connection, however many
+    /// segments it took).
+    pub(crate) fn flush_acks(&mut self, peer: &AsyncMemPeer) {
+        while let Some(t) = self.owed.pop() {
+            let Some(e) = self.conns.get_mut(&t) else { continue };
+            if e.conn.ack_owed {
+                let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+                e.conn.send_ack(&mut w);
+            }
+        }
+    }
+
+    /// Handles whatever the host sockets reported.
+    pub(crate) fn poll_host(&mut self, now: Instant, peer: &AsyncMemPeer) -> bool {
+        let mut events = [EpollEvent::empty(); EVENTS];
+        let n = match self.epoll.get_ref().0.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        for ev in &events[..n] {
+            let t = ev.data();
+            let f = ev.events();
+            if t & LISTENER != 0 {
+                self.on_listener(t, now, peer);
+                continue;
+            }
+            let Some(e) = self.conns.get_mut(&t) else { continue };
+            if e.conn.state == State::Connecting {
+                if !f.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
+                    continue;
+                }
+                match e.sock.take_error() {
+                    Ok(None) if !f.contains(EpollFlags::EPOLLHUP) => {
+                        let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+                        e.conn.host_connected(now, &mut w);
+                        e.readable = f.contains(EpollFlags::EPOLLIN);
+                    }
+                    Ok(err) => {
+                        let err = err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::ECONNREFUSED));
+                        let Some(mut e) = self.remove(t) else { continue };
+                        self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
+                    }
+                    Err(err) => {
+                        let Some(mut e) = self.remove(t) else { continue };
+                        self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
+                    }
+                }
+                continue;
+            }
+            if f.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                e.readable = true;
+            }
+            self.service(t, now, peer);
+        }
+        self.flush_acks(peer);
+        n == EVENTS
+    }
+
+    fn remove(&mut self, t: u64) -> Option<Entry> {
+        let e = self.conns.remove(&t)?;
+        self.by_key.remove(&(e.addr.to, e.addr.from));
+        let _ = self.epoll.get_ref().0.delete(&e.sock);
+        self.shared.table().remove(e.flow);
+        Some(e)
+    }
+
+    fn close(&mut self, t: u64, how: Next) {
+        if let Some(e) = self.remove(t) {
+            if how == Next::Abort {
+                // The destination sees RST, as the endpoint did.
+                linger_zero(&e.sock);
+            }
+        }
+    }
+
+    /// Timers, flow stats, retries after a full switch queue.
+    pub(crate) fn tick(&mut self, now: Instant, peer: &AsyncMemPeer) {
+        if self.blocked {
+            self.blocked = false;
+            let ts: Vec<u64> = self.conns.iter().filter(|(_, e)| e.conn.blocked).map(|(t, _)| *t).collect();
+            for t in ts {
+                self.service(t, now, peer);
+            }
+        }
+        if self.next_tick.is_some_and(|d| now >= d) {
+            let mut dead = Vec::new();
+            let mut timed_out = Vec::new();
+            for (t, e) in self.conns.iter_mut() {
+                if e.conn.state == State::Connecting {
+                    if now.duration_since(e.created) > CONNECT_TIMEOUT {
+                        timed_out.push(*t);
+                    }
+                    continue;
+                }
+                let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+                if e.conn.tick(now, &mut w) != Next::Continue {
+                    dead.push(*t);
+                }
+            }
+            for t in dead {
+                self.close(t, Next::Abort);
+            }
+            for t in timed_out {
+                if let Some(mut e) = self.remove(t) {
+                    let err = io::Error::from_raw_os_error(libc::ETIMEDOUT);
+                    self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
+                }
+            }
+            self.expire_udp(now);
+            self.next_tick = (!self.conns.is_empty() || !self.udp.is_empty()).then_some(now + TICK);
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_EVERY;
+            let mut table = self.shared.table();
+            for e in self.conns.values() {
+                let state = match e.conn.label() {
+                    "syn_sent" => FlowState::SynSent,
+                    "syn_recv" => FlowState::SynRecv,
+                    "closing" => FlowState::Closing,
+                    _ => FlowState::Established,
+                };
+                let (o, b) = e.conn.byte_totals();
+                table.tcp_update(e.flow, state, o, b, now);
+            }
+        }
+    }
+
+    // ---- published ports ----
+
+    /// Starts serving a published port's sockets.
+    pub(crate) fn publish(&mut self, id: PublishId, rule: PublishRule) {
+        let mut tokens = Vec::new();
+        for sock in rule.sockets {
+            let t = LISTENER | self.token();
+            let ok = match &sock {
+                HostSocket::Tcp(l) => l.set_nonblocking(true).and_then(|_| self.register(l, t)),
+                HostSocket::Udp(u) => u.set_nonblocking(true).and_then(|_| self.register(u, t)),
+            };
+            if let Err(e) = ok {
+                tracing::warn!(error = %e, "cannot watch a published socket");
+                continue;
+            }
+            tokens.push(t);
+            self.listeners.insert(
+                t,
+                Listener {
+                    rule: id,
+                    sock,
+                    container: rule.container,
+                    mac: rule.container_mac,
+                },
+            );
+        }
+        self.rules.insert(id, tokens);
+    }
+
+    /// Stops a published port (its listening sockets close; connections carry on).
+    pub(crate) fn unpublish(&mut self, id: PublishId) {
+        for t in self.rules.remove(&id).unwrap_or_default() {
+            if let Some(l) = self.listeners.remove(&t) {
+                let _ = match &l.sock {
+                    HostSocket::Tcp(s) => self.epoll.get_ref().0.delete(s),
+                    HostSocket::Udp(s) => self.epoll.get_ref().0.delete(s),
+                };
+                debug_assert_eq!(l.rule, id);
+            }
+        }
+        self.udp.retain(|_, u| self.listeners.contains_key(&u.listener));
+    }
+
+    /// What the endpoint sees as the client's address: the client itself when it is an IPv4
+    /// address the endpoint can answer, else the gateway with a port of its own.
+    fn shown_source(&mut self, client: SocketAddr, container: SocketAddrV4, tcp: bool) -> SocketAddrV4 {
+        let v4 = match client {
+            SocketAddr::V4(a) => Some(a),
+            SocketAddr::V6(a) => a.ip().to_ipv4_mapped().map(|ip| SocketAddrV4::new(ip, a.port())),
+        };
+        if let Some(a) = v4 {
+            let ip = *a.ip();
+            let clash = if tcp {
+                self.by_key.contains_key(&(container, a))
+            } else {
+                false
+            };
+            if !ip.is_loopback() && !ip.is_unspecified() && !self.cfg.subnet.contains(ip) && !clash {
+                return a;
+            }
+        }
+        // Loopback, IPv6 or clashing clients: the gateway stands in, with a fresh port.
+        for _ in 0..=(MASQ_PORTS.end() - MASQ_PORTS.start()) {
+            let p = self.masq_next;
+            self.masq_next = if p >= *MASQ_PORTS.end() { *MASQ_PORTS.start() } else { p + 1 };
+            let a = SocketAddrV4::new(self.cfg.subnet.gateway, p);
+            let used = if tcp {
+                self.by_key.contains_key(&(container, a))
+            } else {
+                self.udp.contains_key(&(container, a))
+            };
+            if !used {
+                return a;
+            }
+        }
+        SocketAddrV4::new(self.cfg.subnet.gateway, *MASQ_PORTS.start())
+    }
+
+    fn on_listener(&mut self, t: u64, now: Instant, peer: &AsyncMemPeer) {
+        let Some(l) = self.listeners.get(&t) else { return };
+        let (container, mac) = (l.container, l.mac);
+        match &l.sock {
+            HostSocket::Tcp(ls) => {
+                let mut accepted = Vec::new();
+                for _ in 0..ACCEPT_BURST {
+                    match ls.accept() {
+                        Ok(c) => accepted.push(c),
+                        Err(_) => break,
+                    }
+                }
+                if accepted.len() == ACCEPT_BURST {
+                    // More may wait: edge-triggered, so look again soon.
+                    self.blocked = true;
+                }
+                for (stream, client) in accepted {
+                    self.inbound(stream, client, container, mac, now, peer);
+                }
+            }
+            HostSocket::Udp(_) => self.on_udp_listener(t, container, mac, now, peer),
+        }
+    }
+
+    fn inbound(&mut self, stream: TcpStream, client: SocketAddr, container: SocketAddrV4, mac: [u8; 6], now: Instant, peer: &AsyncMemPeer) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let shown = self.shown_source(client, container, true);
+        let key = FlowKey::tcp(container, shown);
+        let Some(flow) = self.admit(key, now) else {
+            linger_zero(&stream);
+            return;
+        };
+        let t = self.token();
+        if self.register(&stream, t).is_err() {
+            self.shared.table().remove(flow);
+            self.count(EgressDrop::HostSocketError);
+            return;
+        }
+        let addr = Addressing {
+            gw_mac: self.cfg.gw_mac,
+            endpoint_mac: mac,
+            from: shown,
+            to: container,
+        };
+        let iss = self.iss();
+        let mss = self.mss();
+        let mut w = Relay::wire(peer, &mut self.frame, &addr, &mut self.ip_id);
+        let conn = Conn::open(iss, mss, RING, now, &mut w);
+        self.by_key.insert((container, shown), t);
+        self.conns.insert(
+            t,
+            Entry {
+                conn,
+                sock: stream,
+                addr,
+                flow,
+                created: now,
+                readable: false,
+                quote: Vec::new(),
+            },
+        );
+        self.shared.counters.flows_created.fetch_add(1, Relaxed);
+        self.next_tick.get_or_insert(now + TICK);
+    }
+
+    fn on_udp_listener(&mut self, t: u64, container: SocketAddrV4, mac: [u8; 6], now: Instant, peer: &AsyncMemPeer) {
+        for _ in 0..ACCEPT_BURST {
+            let Some(HostSocket::Udp(sock)) = self.listeners.get(&t).map(|l| &l.sock) else { return };
+            let mut buf = std::mem::take(&mut self.udp_buf);
+            let r = sock.recv_from(&mut buf[packet::UDP_HEADROOM..]);
+            let (n, client) = match r {
+                Ok(x) => x,
+                Err(_) => {
+                    self.udp_buf = buf;
+                    return;
+                }
+            };
+            // Reuse the mapping of a known client.
+            let shown = self
+                .udp
+                .iter()
+                .find(|((c, _), u)| *c == container && u.client == client && u.listener == t)
+                .map(|((_, s), _)| *s);
+            let shown = match shown {
+                Some(s) => s,
+                None => self.shown_source(client, container, false),
+            };
+            self.udp.insert((container, shown), UdpPub { listener: t, client, last: now });
+            self.next_tick.get_or_insert(now + TICK);
+            self.ip_id = self.ip_id.wrapping_add(1);
+            let frames = packet::udp_frames(
+                buf[..packet::UDP_HEADROOM + n].to_vec(),
+                shown,
+                container,
+                self.ip_id,
+                self.cfg.gw_mac,
+                self.cfg.mtu,
+            );
+            self.udp_buf = buf;
+            for mut f in frames {
+                packet::set_eth_dst(&mut f, mac);
+                if !VnetSink(peer).send_frame(&f) {
+                    self.count(EgressDrop::ReplyQueueFull);
+                }
+            }
+        }
+        self.blocked = true;
+    }
+
+    /// An endpoint's UDP reply to a published flow's client: out of the published socket.
+    pub(crate) fn udp_reply(&mut self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8], now: Instant) {
+        let Some(u) = self.udp.get_mut(&(src, dst)) else { return };
+        u.last = now;
+        let Some(Listener { sock: HostSocket::Udp(s), .. }) = self.listeners.get(&u.listener) else {
+            return;
+        };
+        if s.send_to(payload, u.client).is_err() {
+            self.count(EgressDrop::HostSendError);
+        }
+    }
+
+    fn expire_udp(&mut self, now: Instant) {
+        // Linux conntrack's timeout for an assured UDP flow.
+        self.udp.retain(|_, u| now.duration_since(u.last) < Duration::from_secs(180));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The gateway stops: connections end with RST on both sides' host sockets.
+        for e in self.conns.values() {
+            linger_zero(&e.sock);
+        }
+    }
+}
