@@ -5,18 +5,21 @@
 //! [--rate QPS]`. benches/README.md describes what is measured and how. This is a measurement,
 //! never a test: nothing here asserts on a figure.
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+#[path = "common/mod.rs"]
+mod common;
+
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
+
+use common::{
+    clean_stale, install_signal_handlers, interrupted, last_lines, locate_or_build_netyard, nsexec,
+    percentile, run_child, which, Daemon, Namespaces, Servers, TempDir,
+};
 
 /// Prefix of every namespace this bench makes: `nybdns-<pid>-<role>`.
 const NS_PREFIX: &str = "nybdns-";
@@ -35,31 +38,6 @@ const ALIASES_PER_ENDPOINT: usize = 24;
 const FORWARDED_NAMES: usize = 100;
 /// TTL of local answers on both servers (netyard's default).
 const LOCAL_TTL: u32 = 60;
-
-// ---------------------------------------------------------------------------------------------
-// Interruption (SIGINT/SIGTERM): remember it, stop what runs, tear down, exit 130.
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-fn install_signal_handlers() {
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { signal::sigaction(sig, &action) };
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Options.
@@ -117,6 +95,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    common::set_bench_name("dns");
     let opts = match parse_opts(&args) {
         Ok(o) => o,
         Err(e) => {
@@ -136,230 +115,6 @@ fn main() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running children: every child gets PR_SET_PDEATHSIG (it dies with the bench), and every wait
-// polls so that a timeout or an interruption can stop it.
-
-fn guard(cmd: &mut Command) -> &mut Command {
-    // SAFETY: the closure runs in the forked child before exec and only makes the raw syscall
-    // prctl: async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-            Ok(())
-        })
-    }
-}
-
-/// `ip netns exec NS PROG ARGS...` (ip execs PROG, so the child's pid is PROG's).
-fn nsexec(ns: &str, prog: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns]).arg(prog).args(args);
-    guard(&mut cmd);
-    cmd
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn reader(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut p) = pipe {
-            let mut buf = Vec::new();
-            let _ = p.read_to_end(&mut buf);
-            s = String::from_utf8_lossy(&buf).into_owned();
-        }
-        s
-    })
-}
-
-/// Runs a child to completion or `timeout`; an interruption stops it too when `interruptible`
-/// (teardown commands are not: they must run after Ctrl-C).
-fn run_child(cmd: &mut Command, timeout: Duration, interruptible: bool) -> Result<Output, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("starting {cmd:?}: {e}"))?;
-    let out = reader(child.stdout.take());
-    let err = reader(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Ok(st),
-            Ok(None) => {}
-            Err(e) => break Err(format!("waiting for {cmd:?}: {e}")),
-        }
-        if interruptible && interrupted() {
-            break Err("interrupted".to_string());
-        }
-        if Instant::now() >= deadline {
-            break Err(format!("timed out after {} s", timeout.as_secs()));
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    if status.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    Ok(Output {
-        status: status?,
-        stdout,
-        stderr,
-    })
-}
-
-fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string()
-}
-
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-/// Runs `ip ARGS` (the bench's own setup). Not interruptible: teardown relies on it.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = run_child(
-        Command::new("ip").args(args),
-        Duration::from_secs(20),
-        false,
-    )?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}`: {}",
-            args.join(" "),
-            first_line(&out.stderr)
-        ))
-    }
-}
-
-/// Sends SIGTERM, waits up to `grace`, then SIGKILL. Returns whether it exited in time.
-fn stop(child: &mut Child, grace: Duration) -> bool {
-    if let Ok(Some(_)) = child.try_wait() {
-        return true;
-    }
-    let _ = signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    false
-}
-
-fn which(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
-}
-
-/// Kills whatever still runs in a namespace (SIGKILL), by `ip netns pids`.
-fn kill_ns_pids(ns: &str) {
-    if let Ok(out) = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .stderr(Stdio::null())
-        .output()
-    {
-        for pid in String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
-}
-
-/// Removes namespaces and temp dirs left by earlier runs that were killed with SIGKILL: those
-/// whose owning pid no longer exists.
-fn clean_stale() {
-    let alive = |pid: &str| Path::new("/proc").join(pid).exists();
-    if let Ok(dir) = fs::read_dir("/run/netns") {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if pid.parse::<u32>().is_ok() && !alive(pid) {
-                eprintln!("dns bench: removing namespace {name} left by an earlier run");
-                kill_ns_pids(&name);
-                let _ = ip(&["netns", "del", &name]);
-            }
-        }
-    }
-    if let Ok(dir) = fs::read_dir(std::env::temp_dir()) {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("netyard-dnsbench-") {
-                if pid.parse::<u32>().is_ok() && !alive(pid) {
-                    let _ = fs::remove_dir_all(e.path());
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Finding the netyard binary (as the switch bench does).
-
-fn find_netyard() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("NETYARD_BIN") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_netyard") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1) {
-            candidates.push(dir.join("netyard"));
-            candidates.push(dir.join("release").join("netyard"));
-        }
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("release").join("netyard"));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/netyard"));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-fn locate_or_build_netyard() -> Result<PathBuf, String> {
-    if let Some(p) = find_netyard() {
-        return Ok(p);
-    }
-    eprintln!("dns bench: netyard binary not found; running `cargo build --release --bin netyard`");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "netyard"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "`cargo build --release --bin netyard` failed ({status})"
-        ));
-    }
-    find_netyard().ok_or_else(|| "netyard binary still not found after building it".into())
-}
-
-// ---------------------------------------------------------------------------------------------
 // The lab: namespaces, the daemon and the dnsmasq servers, torn down on drop.
 
 struct Tools {
@@ -371,116 +126,58 @@ struct Tools {
 
 struct Lab {
     dir: PathBuf,
-    api: PathBuf,
     netyard: PathBuf,
     /// The daemon's namespace.
     h: String,
     /// The client's namespace: dnsperf, netyard's resolver sockets, the reference dnsmasq.
     c: String,
-    created: Vec<String>,
-    daemon: Option<Child>,
-    servers: Vec<(String, Child)>,
+    namespaces: Namespaces,
+    daemon: Option<Daemon>,
+    servers: Servers,
 }
 
 impl Lab {
     fn new(pid: u32, dir: &Path, netyard: &Path) -> Result<Lab, String> {
         let mut lab = Lab {
             dir: dir.to_path_buf(),
-            api: dir.join("api.sock"),
             netyard: netyard.to_path_buf(),
             h: format!("{NS_PREFIX}{pid}-h"),
             c: format!("{NS_PREFIX}{pid}-c"),
-            created: Vec::new(),
+            namespaces: Namespaces::default(),
             daemon: None,
-            servers: Vec::new(),
+            servers: Servers::new(dir),
         };
         let mut all = vec![lab.h.clone(), lab.c.clone()];
         all.extend((0..ENDPOINTS).map(|i| format!("{NS_PREFIX}{pid}-e{i}")));
         for ns in all {
-            ip(&["netns", "add", &ns])?;
-            lab.created.push(ns.clone());
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            lab.namespaces.add(&ns)?;
         }
         Ok(lab)
     }
 
     fn endpoint_ns(&self, i: usize) -> &str {
-        &self.created[2 + i]
+        &self.namespaces.names()[2 + i]
     }
 
     fn cli(&self, args: &[&str]) -> Result<String, String> {
-        let out = run_child(
-            Command::new(&self.netyard)
-                .arg("--api")
-                .arg(&self.api)
-                .args(args),
-            Duration::from_secs(30),
-            true,
-        )?;
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(format!(
-                "`netyard {}` ({}): {}",
-                args.join(" "),
-                out.status,
-                first_line(&out.stderr)
-            ))
-        }
-    }
-
-    fn daemon_log(&self) -> String {
-        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+        self.daemon.as_ref().ok_or("no daemon")?.cli(args)
     }
 
     fn start_daemon(&mut self) -> Result<(), String> {
-        let log = File::create(self.dir.join("daemon.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let api = self.api.to_string_lossy().into_owned();
-        let state = self.dir.join("state").to_string_lossy().into_owned();
         let upstream = format!("127.0.0.1:{UPSTREAM_PORT}");
-        let mut cmd = nsexec(
+        let daemon = Daemon::spawn(
+            &self.netyard,
             &self.h,
-            &self.netyard.clone(),
-            &[
-                "--api",
-                &api,
-                "daemon",
-                "--state-dir",
-                &state,
-                "--dns-upstream",
-                &upstream,
-            ],
-        );
-        // Warnings only: a log line per query would measure the logger.
-        cmd.env("NETYARD_LOG", "warn").env("NO_COLOR", "1");
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        self.daemon = Some(
-            cmd.spawn()
-                .map_err(|e| format!("starting the daemon: {e}"))?,
-        );
+            &self.dir.join("api.sock"),
+            &self.dir.join("state"),
+            &self.dir.join("daemon.log"),
+            &["--dns-upstream", &upstream],
+            // Warnings only: a log line per query would measure the logger.
+            &[("NETYARD_LOG", "warn"), ("NO_COLOR", "1")],
+            "the daemon",
+        )?;
         let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(Ok(Some(st))) = self.daemon.as_mut().map(Child::try_wait) {
-                return Err(format!(
-                    "the daemon exited ({st}); its log ends: {}",
-                    last_lines(&self.daemon_log(), 3)
-                ));
-            }
-            if interrupted() {
-                return Err("interrupted".into());
-            }
-            if self.api.exists() && self.cli(&["network", "ls"]).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "the daemon's API did not answer within 15 s; its log ends: {}",
-                    last_lines(&self.daemon_log(), 3)
-                ));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        self.daemon.insert(daemon).wait_ready(deadline)
     }
 
     /// Starts a dnsmasq in `ns` on ADDR:PORT with `extra` options, and waits until it answers.
@@ -506,21 +203,19 @@ impl Lab {
         ];
         args.extend(extra.iter().cloned());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let log_path = self.dir.join(format!("dnsmasq-{tag}.log"));
-        let log = File::create(&log_path).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = nsexec(ns, &tools.dnsmasq, &argv);
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd
-            .spawn()
+        let log = format!("dnsmasq-{tag}.log");
+        let log_path = self.servers.log_path(&log);
+        let idx = self
+            .servers
+            .spawn(ns, None, &tools.dnsmasq, &argv, &log)
             .map_err(|e| format!("starting dnsmasq ({tag}): {e}"))?;
-        self.servers.push((tag.to_string(), child));
         let deadline = Instant::now() + Duration::from_secs(10);
         let p = port.to_string();
         loop {
             let out = run_child(
                 &mut nsexec(
                     ns,
+                    None,
                     &tools.dig,
                     &[
                         &format!("@{addr}"),
@@ -537,7 +232,7 @@ impl Lab {
             if out.status.success() {
                 return Ok(());
             }
-            if let Some((_, c)) = self.servers.last_mut() {
+            if let Some(c) = self.servers.child(idx) {
                 if let Ok(Some(st)) = c.try_wait() {
                     return Err(format!(
                         "dnsmasq ({tag}) exited ({st}): {}",
@@ -558,29 +253,13 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for (_, c) in &mut self.servers {
-            stop(c, Duration::from_secs(2));
-        }
+        self.servers.stop_all();
         if let Some(mut d) = self.daemon.take() {
-            if !stop(&mut d, Duration::from_secs(10)) {
+            if !d.stop(Duration::from_secs(10)) {
                 eprintln!("dns bench: the daemon did not exit within 10 s of SIGTERM (killed)");
             }
         }
-        for ns in self.created.drain(..).rev() {
-            kill_ns_pids(&ns);
-            if let Err(e) = ip(&["netns", "del", &ns]) {
-                eprintln!("dns bench: {e}");
-            }
-        }
-    }
-}
-
-/// The run's scratch directory, removed even when unwinding.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.namespaces.delete_all();
     }
 }
 
@@ -644,7 +323,7 @@ fn check_answers(
     let mut argv: Vec<&str> = vec![&at, "+short", "+time=2", "+tries=2"];
     argv.extend(names.iter().map(|(n, _)| n.as_str()));
     let out = run_child(
-        &mut nsexec(ns, &tools.dig, &argv),
+        &mut nsexec(ns, None, &tools.dig, &argv),
         Duration::from_secs(60),
         true,
     )?;
@@ -710,7 +389,7 @@ fn dnsperf(
     let mut argv = vec!["-s", server, "-d", &file, "-l", &secs, "-c", "1", "-T", "1"];
     argv.extend_from_slice(extra);
     let out = run_child(
-        &mut nsexec(ns, &tools.dnsperf, &argv),
+        &mut nsexec(ns, None, &tools.dnsperf, &argv),
         Duration::from_secs(seconds + 30),
         true,
     )?;
@@ -782,15 +461,6 @@ fn latency_run(
         lost: summary_number(&out, "Queries lost").unwrap_or(0.0) as u64,
         not_noerror,
     })
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn tool_version(prog: &Path, arg: &str) -> String {
@@ -943,7 +613,7 @@ fn run_bench(opts: &Opts) -> i32 {
         return 1;
     }
     install_signal_handlers();
-    clean_stale();
+    clean_stale(NS_PREFIX, "netyard-dnsbench-");
     let mut missing = Vec::new();
     let mut find = |prog: &str, package: &str| {
         which(prog).unwrap_or_else(|| {
@@ -1051,15 +721,13 @@ fn run_bench(opts: &Opts) -> i32 {
                 }
             }
         }
-        if lab
-            .daemon
-            .as_mut()
-            .is_some_and(|d| matches!(d.try_wait(), Ok(Some(_))))
-        {
-            errors.push(format!(
-                "the daemon exited during the run; its log ends: {}",
-                last_lines(&lab.daemon_log(), 3)
-            ));
+        if let Some(d) = lab.daemon.as_mut() {
+            if d.check_alive().is_err() {
+                errors.push(format!(
+                    "the daemon exited during the run; its log ends: {}",
+                    d.log_tail(3)
+                ));
+            }
         }
     }
 

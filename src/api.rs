@@ -84,6 +84,14 @@ pub fn router(d: Arc<Daemon>) -> Router {
             "/v1/networks/{name}/endpoints/{ep}/rename",
             axum::routing::post(rename),
         )
+        .route(
+            "/v1/networks/{name}/endpoints/{ep}/ports",
+            axum::routing::post(publish),
+        )
+        .route(
+            "/v1/networks/{name}/endpoints/{ep}/ports/{spec}",
+            delete(unpublish),
+        )
         .route("/v1/networks/{name}/fdb", get(fdb).post(fdb_add))
         .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
         .route("/v1/networks/{name}/capture", get(capture))
@@ -172,6 +180,25 @@ async fn rename(
 ) -> Res<netyard_cli::model::EndpointInfo> {
     let b: RenameBody = parse_body(&body)?;
     Ok(Json(d.rename(&name, &ep, &b.name).await?))
+}
+
+/// `POST .../endpoints/{ep}/ports` with `{"publish": [SPEC, ...]}`: all or nothing.
+async fn publish(
+    State(d): D,
+    Path((name, ep)): Path<(String, String)>,
+    body: Bytes,
+) -> Res<netyard_cli::model::EndpointInfo> {
+    let b: netyard_cli::model::PublishRequest = parse_body(&body)?;
+    Ok(Json(d.publish(&name, &ep, &b.publish).await?))
+}
+
+/// `DELETE .../endpoints/{ep}/ports/{spec}` (the SPEC percent-encoded): stops the mappings
+/// the SPEC names.
+async fn unpublish(
+    State(d): D,
+    Path((name, ep, spec)): Path<(String, String, String)>,
+) -> Res<netyard_cli::model::EndpointInfo> {
+    Ok(Json(d.unpublish(&name, &ep, &spec).await?))
 }
 
 async fn fdb(State(d): D, Path(name): Path<String>) -> Res<Vec<netyard_cli::model::FdbRow>> {

@@ -23,6 +23,8 @@ pub struct Options {
     pub dns_upstreams: Vec<String>,
     /// `--dns-ttl`: TTL of local answers.
     pub dns_ttl: Option<u32>,
+    /// `--etcd` and its companions: VXLAN networks, endpoints and IPAM shared through etcd.
+    pub etcd: Option<crate::cluster::ClusterOptions>,
 }
 
 impl Options {
@@ -34,6 +36,7 @@ impl Options {
             state_dir: None,
             dns_upstreams: Vec::new(),
             dns_ttl: None,
+            etcd: None,
         }
     }
 
@@ -125,6 +128,14 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
     let listener = bind_api(&opts.api).await?;
     let dns = opts.dns()?;
     let daemon = Arc::new(Daemon::new(dns));
+    if let Some(etcd) = opts.etcd.clone() {
+        // Before the config: its VXLAN networks are registered like the API's.
+        if let Err(e) = crate::cluster::start(&daemon, etcd).await {
+            daemon.shutdown().await;
+            let _ = std::fs::remove_file(&opts.api);
+            return Err(e);
+        }
+    }
     if let Some(cfg) = config {
         let path = opts
             .config

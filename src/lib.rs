@@ -2,6 +2,7 @@
 //! (switch, router, dns) into one tokio process. `main.rs` only parses flags and dispatches.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;
@@ -9,6 +10,7 @@ pub mod dnsd;
 pub mod error;
 pub mod ipam;
 pub mod netns;
+pub mod ports;
 pub mod state;
 
 pub use error::DaemonError;

@@ -53,6 +53,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     state_dir: a.state_dir,
                     dns_upstreams: a.dns_upstream,
                     dns_ttl: a.dns_ttl,
+                    etcd: netyard::cluster::ClusterOptions::from_flags(
+                        a.etcd,
+                        a.node,
+                        a.underlay_ip,
+                        a.etcd_lease_ttl,
+                        a.etcd_prefix,
+                    )?,
                 })
                 .await?;
                 0
@@ -72,6 +79,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 name,
                 new_name,
             } => commands::rename(&c, &network, &name, &new_name).await?,
+            Command::Publish {
+                network,
+                name,
+                specs,
+            } => commands::publish(&c, &network, &name, specs).await?,
+            Command::Unpublish {
+                network,
+                name,
+                spec,
+            } => commands::unpublish(&c, &network, &name, &spec).await?,
             Command::Ps { json } => commands::ps(&c, json).await?,
             Command::Fdb(f) => match (f.command, f.network) {
                 (

@@ -31,10 +31,14 @@ use crate::dnsd::{self, Dns, DnsOptions, NsKey};
 use crate::error::DaemonError;
 use crate::ipam::{pick_free_subnet, Ipam};
 use crate::netns::{self, NsOpenRequest, NsTarget};
+use crate::ports;
+use netyard_router::conntrack::FlowLimits;
 
 const DEFAULT_MTU: u32 = 1500;
 const DEFAULT_AGING_SECS: u64 = 300;
 const DEFAULT_MAX_MACS: u32 = 1024;
+/// Upper bound of `max_flows` and `max_flows_per_endpoint` (each flow may hold a socket).
+const MAX_FLOWS: u32 = 1_048_576;
 
 /// How an endpoint is wired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,8 @@ struct Network {
     gateway: Ipv4Addr,
     mtu: u32,
     internal: bool,
+    host_loopback: bool,
+    flow_limits: FlowLimits,
     aging: u64,
     max_macs: u32,
     switch: Arc<Switch>,
@@ -123,6 +129,8 @@ struct Endpoint {
     ns_key: NsKey,
     port: Arc<SwitchPort>,
     task: JoinHandle<()>,
+    /// Published ports, each a rule of the network's gateway.
+    published: Vec<ports::Published>,
 }
 
 /// A validated network request.
@@ -133,6 +141,8 @@ struct NetworkPlan {
     gateway: Ipv4Addr,
     mtu: u32,
     internal: bool,
+    host_loopback: bool,
+    flow_limits: FlowLimits,
     aging: u64,
     max_macs: u32,
     vxlan: Option<VxlanPlan>,
@@ -162,6 +172,8 @@ struct EndpointPlan {
 pub struct Daemon {
     state: Mutex<BTreeMap<String, Network>>,
     dns: Dns,
+    /// The etcd registry (`--etcd`), set once at start-up; see `src/cluster.rs`.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Daemon {
@@ -169,6 +181,7 @@ impl Daemon {
         Daemon {
             state: Mutex::new(BTreeMap::new()),
             dns: Dns::new(dns),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -198,6 +211,17 @@ impl Daemon {
     // ---- networks ----
 
     pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkInfo, DaemonError> {
+        match self.cluster.get() {
+            Some(c) if req.vxlan.is_some() => c.clone().create_network(self, req).await,
+            _ => self.create_network_local(req).await,
+        }
+    }
+
+    /// Creates a network in this daemon only (with etcd: not published).
+    pub(crate) async fn create_network_local(
+        &self,
+        req: NetworkCreate,
+    ) -> Result<NetworkInfo, DaemonError> {
         // Host routes are read before taking the lock: netlink I/O stays outside it.
         let routes = if req.subnet.is_none() {
             host_routes().await
@@ -234,6 +258,14 @@ impl Daemon {
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<(), DaemonError> {
+        match self.cluster.get() {
+            Some(c) => c.clone().remove_network(self, name).await,
+            None => self.remove_network_local(name).await,
+        }
+    }
+
+    /// Removes this daemon's instance of a network (with etcd: the key stays).
+    pub(crate) async fn remove_network_local(&self, name: &str) -> Result<(), DaemonError> {
         let mut st = self.state.lock().await;
         let net = st
             .get(name)
@@ -258,6 +290,7 @@ impl Daemon {
         drop(st);
         if let Some(mut net) = removed {
             net.ager.abort();
+            net.withdraw_ports();
             net.gw.stop();
             if let Some(vx) = net.vxlan.take() {
                 stop_vxlan(&net.switch, vx).await;
@@ -274,17 +307,37 @@ impl Daemon {
         network: &str,
         req: EndpointCreate,
     ) -> Result<EndpointInfo, DaemonError> {
-        let plan = {
+        match self.cluster.get() {
+            Some(c) => c.clone().attach(self, network, req).await,
+            None => self.attach_local(network, req).await,
+        }
+    }
+
+    /// Attaches without claiming the address in etcd (the cluster claims it first).
+    pub(crate) async fn attach_local(
+        &self,
+        network: &str,
+        req: EndpointCreate,
+    ) -> Result<EndpointInfo, DaemonError> {
+        let specs = ports::parse_specs(&req.publish)?;
+        let (plan, bound) = {
             let mut st = self.state.lock().await;
+            let taken = published_ports(&st);
             let net = st
                 .get_mut(network)
                 .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
             let plan = plan_endpoint(net, &req)?;
+            if !specs.is_empty() && net.internal {
+                return Err(no_publish_on_internal(network));
+            }
+            // Host ports are bound before anything is created: a busy one fails the attach
+            // with nothing to undo. They are closed if the attach fails later.
+            let bound = ports::bind_all(&specs, &taken)?;
             net.ipam
                 .take(plan.ip)
                 .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
             net.reserved.insert(plan.name.clone());
-            plan
+            (plan, bound)
         };
         let mut built = build_port(&plan).await;
         if let Ok((_, host_ifname)) = &built {
@@ -345,6 +398,7 @@ impl Daemon {
             ns_key: plan.ns_key,
             port: sp,
             task,
+            published: ports::hand_over(&net.gw.publisher, bound, plan.ip, plan.mac.0),
         };
         let info = ep.info(net);
         net.endpoints.insert(plan.name.clone(), ep);
@@ -397,7 +451,98 @@ impl Daemon {
         Ok(info)
     }
 
+    /// Publishes more ports of an attached endpoint, all or nothing: if one host port is
+    /// busy, every socket bound for the request is closed and the endpoint is left as it was.
+    pub async fn publish(
+        &self,
+        network: &str,
+        name: &str,
+        specs: &[String],
+    ) -> Result<EndpointInfo, DaemonError> {
+        if specs.is_empty() {
+            return Err(DaemonError::invalid("publish", "give at least one SPEC"));
+        }
+        let specs = ports::parse_specs(specs)?;
+        let mut st = self.state.lock().await;
+        let taken = published_ports(&st);
+        let net = st
+            .get_mut(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        if net.internal {
+            return Err(no_publish_on_internal(network));
+        }
+        let no_endpoint = || DaemonError::NoEndpoint {
+            network: network.to_string(),
+            name: name.to_string(),
+        };
+        let ep = net.endpoints.get_mut(name).ok_or_else(no_endpoint)?;
+        let bound = ports::bind_all(&specs, &taken)?;
+        let new = ports::hand_over(&net.gw.publisher, bound, ep.ip, ep.mac.0);
+        let added: Vec<_> = new.iter().map(|p| p.mapping.info()).collect();
+        ep.published.extend(new);
+        let info = net
+            .endpoints
+            .get(name)
+            .map(|e| e.info(net))
+            .ok_or_else(no_endpoint)?;
+        tracing::info!(network, endpoint = name, ports = ?added, "published");
+        Ok(info)
+    }
+
+    /// Stops publishing the endpoint's ports that `spec` names (see
+    /// `netyard_cli::portspec::PortSpec::matches`); refused if it names none.
+    pub async fn unpublish(
+        &self,
+        network: &str,
+        name: &str,
+        spec: &str,
+    ) -> Result<EndpointInfo, DaemonError> {
+        let spec =
+            netyard_cli::portspec::parse(spec).map_err(|e| DaemonError::invalid("spec", e))?;
+        let mut st = self.state.lock().await;
+        let net = st
+            .get_mut(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let no_endpoint = || DaemonError::NoEndpoint {
+            network: network.to_string(),
+            name: name.to_string(),
+        };
+        let ep = net.endpoints.get_mut(name).ok_or_else(no_endpoint)?;
+        let named = |p: &ports::Published| {
+            let m = &p.mapping;
+            spec.matches(m.host_ip, m.host_port, m.container_port, m.proto)
+        };
+        if !ep.published.iter().any(named) {
+            return Err(DaemonError::conflict(
+                Some("spec"),
+                format!(
+                    "endpoint {name:?} on network {network:?} publishes no port that {spec} names"
+                ),
+            ));
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut ep.published)
+            .into_iter()
+            .partition(named);
+        ep.published = kept;
+        ports::withdraw(&net.gw.publisher, &gone);
+        let info = net
+            .endpoints
+            .get(name)
+            .map(|e| e.info(net))
+            .ok_or_else(no_endpoint)?;
+        let removed: Vec<_> = gone.iter().map(|p| p.mapping.info()).collect();
+        tracing::info!(network, endpoint = name, ports = ?removed, "unpublished");
+        Ok(info)
+    }
+
     pub async fn detach(&self, network: &str, name: &str) -> Result<(), DaemonError> {
+        match self.cluster.get() {
+            Some(c) => c.clone().detach(self, network, name).await,
+            None => self.detach_local(network, name).await,
+        }
+    }
+
+    pub(crate) async fn detach_local(&self, network: &str, name: &str) -> Result<(), DaemonError> {
         let ep = {
             let mut st = self.state.lock().await;
             let net = st
@@ -412,6 +557,7 @@ impl Daemon {
                 })?;
             net.switch.remove_port(ep.port.id);
             net.ipam.release(ep.ip);
+            ports::withdraw(&net.gw.publisher, &ep.published);
             self.refresh_dns(&st);
             ep
         };
@@ -671,6 +817,10 @@ impl Daemon {
 
     /// Removes every endpoint (and so every device netyard created) and every network.
     pub async fn shutdown(&self) {
+        if let Some(c) = self.cluster.get() {
+            // Revokes the lease: this node's keys vanish from etcd at once.
+            c.stop().await;
+        }
         let nets: Vec<Network> = {
             let mut st = self.state.lock().await;
             std::mem::take(&mut *st).into_values().collect()
@@ -679,6 +829,7 @@ impl Daemon {
         self.dns.shutdown().await;
         for mut net in nets {
             net.ager.abort();
+            net.withdraw_ports();
             net.gw.stop();
             if let Some(vx) = net.vxlan.take() {
                 stop_vxlan(&net.switch, vx).await;
@@ -692,6 +843,14 @@ impl Daemon {
 }
 
 impl Network {
+    /// Stops every published port of the network's endpoints (the gateway closes their
+    /// sockets).
+    fn withdraw_ports(&self) {
+        for ep in self.endpoints.values() {
+            ports::withdraw(&self.gw.publisher, &ep.published);
+        }
+    }
+
     fn info(&self) -> NetworkInfo {
         NetworkInfo {
             name: self.name.clone(),
@@ -699,6 +858,9 @@ impl Network {
             gateway: self.gateway.to_string(),
             mtu: self.mtu,
             internal: self.internal,
+            host_loopback: self.host_loopback,
+            max_flows_per_endpoint: self.flow_limits.max_per_endpoint,
+            max_flows: self.flow_limits.max_total,
             aging: self.aging,
             max_macs_per_port: self.max_macs,
             endpoints: self.endpoints.keys().cloned().collect(),
@@ -732,6 +894,7 @@ impl Endpoint {
             counters: counters(&self.port.counters.snapshot()),
             aliases: self.aliases.clone(),
             resolv_conf: dnsd::resolv_conf(),
+            ports: self.published.iter().map(|p| p.mapping.info()).collect(),
         }
     }
 }
@@ -917,6 +1080,28 @@ fn plan_vxlan(
     }))
 }
 
+/// Every port published on this daemon, with its network and endpoint.
+fn published_ports(st: &BTreeMap<String, Network>) -> Vec<ports::Taken> {
+    st.values()
+        .flat_map(|n| {
+            n.endpoints.values().flat_map(move |e| {
+                e.published.iter().map(move |p| ports::Taken {
+                    network: n.name.clone(),
+                    endpoint: e.name.clone(),
+                    mapping: p.mapping.clone(),
+                })
+            })
+        })
+        .collect()
+}
+
+fn no_publish_on_internal(network: &str) -> DaemonError {
+    DaemonError::invalid(
+        "publish",
+        format!("network {network:?} is internal: it has no published ports"),
+    )
+}
+
 async fn remove_host_link(name: &str) {
     match netns::host_handle() {
         Ok(h) => {
@@ -1078,12 +1263,39 @@ fn plan_network(
             format!("{max_macs} out of range (1 to 1000000)"),
         ));
     }
+    if req.host_loopback && req.internal {
+        return Err(DaemonError::invalid(
+            "host_loopback",
+            "an internal network has no egress, so no host loopback either",
+        ));
+    }
+    let mut flow_limits = FlowLimits::default();
+    for (field, value, slot) in [
+        (
+            "max_flows_per_endpoint",
+            req.max_flows_per_endpoint,
+            &mut flow_limits.max_per_endpoint,
+        ),
+        ("max_flows", req.max_flows, &mut flow_limits.max_total),
+    ] {
+        if let Some(v) = value {
+            if v == 0 || v > MAX_FLOWS {
+                return Err(DaemonError::invalid(
+                    field,
+                    format!("{v} out of range (1 to {MAX_FLOWS})"),
+                ));
+            }
+            *slot = v;
+        }
+    }
     Ok(NetworkPlan {
         name: req.name.clone(),
         subnet,
         gateway,
         mtu,
         internal: req.internal,
+        host_loopback: req.host_loopback,
+        flow_limits,
         aging,
         max_macs,
         vxlan,
@@ -1138,6 +1350,8 @@ fn build_network(p: NetworkPlan, dns: &Dns) -> Result<Network, DaemonError> {
         gateway: p.gateway,
         mtu: p.mtu,
         internal: p.internal,
+        host_loopback: p.host_loopback,
+        flow_limits: p.flow_limits,
         aging: p.aging,
         max_macs: p.max_macs,
         switch,
@@ -1159,7 +1373,14 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
     };
     let o = p.gateway.octets();
     let mac = MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]]);
-    let (port, peer) = netyard_switch::sys::MemPort::pair(netyard_switch::PortCaps::PLAIN)
+    // The gateway takes TCP super-frames whole (the TCP relay handles them as single
+    // segments); UDP GSO frames are cut by the switch.
+    let caps = netyard_switch::PortCaps {
+        vnet_hdr: true,
+        gso_tcp: true,
+        gso_udp: false,
+    };
+    let (port, peer) = netyard_switch::sys::MemPort::pair(caps)
         .map_err(io("creating the gateway port"))?;
     let sp = switch.add_port("gateway", Box::new(port));
     let driver_task = match driver::spawn_port(switch.clone(), sp.clone()) {
@@ -1177,8 +1398,8 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         mac: mac.0,
         mtu: p.mtu as usize,
         egress: !p.internal,
-        flow_limits: Default::default(),
-        host_loopback: false,
+        flow_limits: p.flow_limits,
+        host_loopback: p.host_loopback,
     };
     let gw = match netyard_router::gateway::start(cfg, peer, Some(svc)) {
         Ok(t) => t,
@@ -1507,5 +1728,134 @@ impl std::fmt::Debug for EndpointPlan {
             .field("name", &self.name)
             .field("ip", &self.ip)
             .finish()
+    }
+}
+
+// ---- Hooks of the etcd registry (src/cluster.rs): each takes the state lock briefly. ----
+
+impl Daemon {
+    /// Installs the etcd registry; the wrappers above go through it from now on.
+    pub(crate) fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(c);
+    }
+
+    /// The next address the network's IPAM would hand out that is not in `skip` (not taken:
+    /// the caller claims it in etcd, then attaches with it).
+    pub(crate) async fn cluster_next_free(
+        &self,
+        network: &str,
+        skip: &BTreeSet<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, DaemonError> {
+        let mut st = self.state.lock().await;
+        let net = st
+            .get_mut(network)
+            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let size = 1u64 << (32 - u32::from(net.subnet.prefix_len()));
+        for _ in 0..size {
+            let ip = net
+                .ipam
+                .next_free()
+                .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
+            net.ipam.release(ip);
+            if !skip.contains(&ip) {
+                return Ok(ip);
+            }
+        }
+        Err(DaemonError::conflict(
+            Some("ip"),
+            format!("no free address left in {}", net.subnet),
+        ))
+    }
+
+    /// Marks an address another node claimed as in use here. False if the network is unknown.
+    pub(crate) async fn ipam_hold_remote(&self, network: &str, ip: Ipv4Addr) -> bool {
+        let mut st = self.state.lock().await;
+        match st.get_mut(network) {
+            Some(net) => {
+                // Already in use (a local reservation that will lose the claim): nothing to do.
+                let _ = net.ipam.take(ip);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frees an address another node released, unless a local endpoint holds it.
+    pub(crate) async fn ipam_release_remote(&self, network: &str, ip: Ipv4Addr) {
+        let mut st = self.state.lock().await;
+        if let Some(net) = st.get_mut(network) {
+            if !net.endpoints.values().any(|e| e.ip == ip) {
+                net.ipam.release(ip);
+            }
+        }
+    }
+
+    /// A static remote entry put there by the registry: `mac` lives behind `vtep`. Refused
+    /// (false) when the network has no tunnel or the MAC is local.
+    pub(crate) async fn set_remote_static(
+        &self,
+        network: &str,
+        mac: MacAddr,
+        vtep: Ipv4Addr,
+    ) -> bool {
+        let st = self.state.lock().await;
+        let Some(net) = st.get(network) else {
+            return false;
+        };
+        let Some(vx) = &net.vxlan else {
+            return false;
+        };
+        if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
+            return false;
+        }
+        vx.table.add_static(mac, vtep);
+        net.switch.fdb.add_static(mac, vx.port.id);
+        true
+    }
+
+    /// Removes a static remote entry the registry put there.
+    pub(crate) async fn clear_remote_static(&self, network: &str, mac: MacAddr) {
+        let st = self.state.lock().await;
+        if let Some(net) = st.get(network) {
+            if let Some(vx) = &net.vxlan {
+                vx.table.remove(&mac);
+                net.switch.fdb.remove_static(&mac, vx.port.id);
+            }
+        }
+    }
+
+    /// Sets the tunnel's flood list to its `--vxlan-peer`s plus `extra` (the other nodes'
+    /// VTEPs). False if the network has no tunnel.
+    pub(crate) async fn set_cluster_peers(&self, network: &str, extra: &[Ipv4Addr]) -> bool {
+        let st = self.state.lock().await;
+        let Some(vx) = st.get(network).and_then(|n| n.vxlan.as_ref()) else {
+            return false;
+        };
+        let mut peers = vx.plan.peers.clone();
+        for p in extra {
+            if !peers.contains(p) && *p != vx.plan.local {
+                peers.push(*p);
+            }
+        }
+        vx.table.set_peers(peers);
+        true
+    }
+
+    /// An endpoint's address and MAC.
+    pub(crate) async fn endpoint_addr(
+        &self,
+        network: &str,
+        name: &str,
+    ) -> Option<(Ipv4Addr, MacAddr)> {
+        let st = self.state.lock().await;
+        let ep = st.get(network)?.endpoints.get(name)?;
+        Some((ep.ip, ep.mac))
+    }
+
+    /// Does this daemon have endpoints (or attaches in progress) on `network`?
+    pub(crate) async fn has_endpoints(&self, network: &str) -> bool {
+        let st = self.state.lock().await;
+        st.get(network)
+            .is_some_and(|n| !n.endpoints.is_empty() || !n.reserved.is_empty())
     }
 }

@@ -206,7 +206,12 @@ impl Setup {
     fn ok(&self, ns: &str, port: u16, args: &[&str]) -> String {
         let (ok, out) = self.run(ns, port, args, Duration::from_secs(180));
         if !ok {
-            self.lab.fail(&format!("client {args:?} in {ns} failed: {out}"));
+            let ss = cmd(&["ip", "netns", "exec", ns, "ss", "-tin"], Duration::from_secs(5));
+            self.lab.fail(&format!(
+                "client {args:?} in {ns} failed: {out}\n----- ss -tin in {ns} -----\n{}\n----- flows -----\n{:?}",
+                String::from_utf8_lossy(&ss.stdout),
+                self.egress()
+            ));
         }
         out
     }

@@ -7,7 +7,9 @@ use serde_json::Value;
 use crate::client::{ApiClient, ClientError};
 use crate::model::{
     EndpointCreate, EndpointInfo, FdbAdd, FdbRow, NetworkCreate, NetworkInfo, PortStatsRow,
+    PublishRequest,
 };
+use crate::portspec::format_ports;
 use crate::table::render;
 use crate::{nsexec, AttachArgs, NetworkCommand, RunArgs};
 
@@ -57,6 +59,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             gateway,
             mtu,
             internal,
+            host_loopback,
+            max_flows_per_endpoint,
+            max_flows,
             aging,
             max_macs_per_port,
             vxlan,
@@ -70,6 +75,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 gateway,
                 mtu,
                 internal,
+                host_loopback,
+                max_flows_per_endpoint,
+                max_flows,
                 aging,
                 max_macs_per_port,
                 vxlan,
@@ -157,6 +165,7 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         kind: Some(a.kind),
         offload: Some(!a.no_offload),
         aliases: a.aliases,
+        publish: a.publish,
     };
     let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
@@ -164,6 +173,9 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         "{} attached to {}: {} {}/{} mac {} via {}",
         e.name, e.network, e.ifname, e.ip, e.prefix_len, e.mac, e.kind
     );
+    if !e.ports.is_empty() {
+        println!("published: {}", format_ports(&e.ports));
+    }
     println!("resolv.conf for the container:");
     print!("{}", e.resolv_conf);
     Ok(0)
@@ -200,6 +212,7 @@ pub async fn ps(c: &ApiClient, json: bool) -> Result<i32, CliError> {
                 e.counters.rx_packets.to_string(),
                 e.counters.tx_packets.to_string(),
                 e.counters.drops_total.to_string(),
+                format_ports(&e.ports),
             ]
         })
         .collect();
@@ -215,7 +228,8 @@ pub async fn ps(c: &ApiClient, json: bool) -> Result<i32, CliError> {
                 "INTERFACE",
                 "RX",
                 "TX",
-                "DROPS"
+                "DROPS",
+                "PORTS"
             ],
             &rows
         )
@@ -343,9 +357,13 @@ pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
         kind: Some(a.kind),
         offload: Some(!a.no_offload),
         aliases: a.aliases,
+        publish: a.publish,
     };
     let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
+    if !e.ports.is_empty() {
+        eprintln!("published: {}", format_ports(&e.ports));
+    }
     let detach_uri = format!("{uri}/{}", seg(&a.name));
 
     // The command's /etc/resolv.conf points at the embedded resolver.
@@ -453,6 +471,41 @@ pub async fn capture(
         out.flush()
     })
     .await?;
+    Ok(0)
+}
+
+/// `netyard publish NETWORK NAME SPEC...`: prints the endpoint's published ports afterwards.
+pub async fn publish(
+    c: &ApiClient,
+    network: &str,
+    name: &str,
+    specs: Vec<String>,
+) -> Result<i32, CliError> {
+    let uri = format!(
+        "/v1/networks/{}/endpoints/{}/ports",
+        seg(network),
+        seg(name)
+    );
+    let e: EndpointInfo = decode(c.post(&uri, &PublishRequest { publish: specs }).await?)?;
+    println!("{}", format_ports(&e.ports));
+    Ok(0)
+}
+
+/// `netyard unpublish NETWORK NAME SPEC`: prints the ports still published.
+pub async fn unpublish(
+    c: &ApiClient,
+    network: &str,
+    name: &str,
+    spec: &str,
+) -> Result<i32, CliError> {
+    let uri = format!(
+        "/v1/networks/{}/endpoints/{}/ports/{}",
+        seg(network),
+        seg(name),
+        seg(spec)
+    );
+    let e: EndpointInfo = decode(c.delete(&uri).await?)?;
+    println!("{}", format_ports(&e.ports));
     Ok(0)
 }
 

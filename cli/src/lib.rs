@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod model;
 pub mod nsexec;
+pub mod portspec;
 pub mod table;
 
 use std::path::PathBuf;
@@ -46,6 +47,24 @@ pub enum Command {
         /// Only this network.
         #[arg(long)]
         network: Option<String>,
+    },
+    /// Publish ports of an attached endpoint (all or nothing: one busy host port fails
+    /// them all).
+    Publish {
+        network: String,
+        name: String,
+        /// [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp] (repeatable).
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<String>,
+    },
+    /// Stop publishing the endpoint's ports that SPEC names: its protocol and container
+    /// port(s), and the host IP and host port(s) when given (`80` removes every mapping of
+    /// 80/tcp, `8080:80` only the one on host port 8080).
+    Unpublish {
+        network: String,
+        name: String,
+        #[arg(value_name = "SPEC")]
+        spec: String,
     },
     /// Rename an endpoint (its DNS name changes at once).
     Rename {
@@ -108,6 +127,23 @@ pub struct DaemonArgs {
     /// TTL in seconds of the resolver's answers for container names [default: 60].
     #[arg(long, value_name = "SECS")]
     pub dns_ttl: Option<u32>,
+    /// etcd endpoints (http:// URLs, comma-separated or repeated): VXLAN networks, endpoints
+    /// and addresses are shared with every daemon registered there.
+    #[arg(long, value_name = "URL[,URL...]", requires_all = ["node", "underlay_ip"])]
+    pub etcd: Vec<String>,
+    /// This daemon's name in etcd (one per host).
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub node: Option<String>,
+    /// This host's VTEP address on the underlay: the local address of every VXLAN tunnel.
+    #[arg(long, value_name = "IP", requires = "etcd")]
+    pub underlay_ip: Option<String>,
+    /// TTL in seconds of this daemon's etcd lease: how long a dead daemon's entries outlive it
+    /// [default: 10].
+    #[arg(long, value_name = "SECS", requires = "etcd")]
+    pub etcd_lease_ttl: Option<u32>,
+    /// Key prefix in etcd [default: /netyard/v1/].
+    #[arg(long, value_name = "PREFIX", requires = "etcd")]
+    pub etcd_prefix: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,9 +159,18 @@ pub enum NetworkCommand {
         gateway: Option<String>,
         #[arg(long)]
         mtu: Option<u32>,
-        /// No traffic leaves the network.
+        /// No traffic leaves the network (no egress, no published ports).
         #[arg(long)]
         internal: bool,
+        /// Connections to the gateway address (except DNS) reach the host's 127.0.0.1.
+        #[arg(long)]
+        host_loopback: bool,
+        /// Most live egress flows per endpoint [default: 512].
+        #[arg(long, value_name = "N")]
+        max_flows_per_endpoint: Option<u32>,
+        /// Most live egress flows on the network [default: 16384].
+        #[arg(long, value_name = "N")]
+        max_flows: Option<u32>,
         /// MAC ageing time in seconds.
         #[arg(long)]
         aging: Option<u64>,
@@ -216,6 +261,10 @@ pub struct AttachArgs {
     /// Extra DNS name of the endpoint on this network (repeatable).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
+    /// Publish a port: [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp] (repeatable). No
+    /// host port: an ephemeral one (see `ps`); no host IP: every address, IPv4 and IPv6.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -233,8 +282,8 @@ pub struct RunArgs {
     /// Extra DNS name of the endpoint (repeatable).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
-    /// Published port (takes effect once the router lands).
-    #[arg(short = 'p', long = "publish")]
+    /// Publish a port: [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp] (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
     /// Disable the virtio-net header and offloads on this port.
     #[arg(long)]

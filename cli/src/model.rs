@@ -20,9 +20,19 @@ pub struct NetworkCreate {
     pub gateway: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    /// No egress and no published ports (takes effect with the router).
+    /// No egress and no published ports.
     #[serde(default)]
     pub internal: bool,
+    /// Connections and datagrams to the gateway address (except DNS) reach the host's
+    /// 127.0.0.1 (as slirp4netns maps 10.0.2.2). Refused with `internal`.
+    #[serde(default)]
+    pub host_loopback: bool,
+    /// Most live egress flows one endpoint may have (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_flows_per_endpoint: Option<u32>,
+    /// Most live egress flows on the network (default 16384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_flows: Option<u32>,
     /// MAC ageing time in seconds (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aging: Option<u64>,
@@ -69,6 +79,12 @@ pub struct NetworkInfo {
     pub gateway: String,
     pub mtu: u32,
     pub internal: bool,
+    #[serde(default)]
+    pub host_loopback: bool,
+    #[serde(default)]
+    pub max_flows_per_endpoint: u32,
+    #[serde(default)]
+    pub max_flows: u32,
     pub aging: u64,
     pub max_macs_per_port: u32,
     pub endpoints: Vec<String>,
@@ -109,6 +125,31 @@ pub struct EndpointCreate {
     /// Extra DNS names of the endpoint on this network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Published ports, Docker's SPECs: `[HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp]`
+    /// (see `netyard_cli::portspec`). All or nothing: one busy host port fails the attach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+}
+
+/// `POST /v1/networks/{network}/endpoints/{ep}/ports`: publish more ports of a running
+/// endpoint (all or nothing).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub publish: Vec<String>,
+}
+
+/// One published port: a host port forwarded to a container port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortMapping {
+    /// The host addresses it listens on: "0.0.0.0" and "::" when the SPEC named none (only
+    /// "0.0.0.0" on a host without IPv6).
+    pub host_ips: Vec<String>,
+    /// The bound host port (the kernel's choice for an ephemeral one).
+    pub host_port: u16,
+    pub container_port: u16,
+    /// "tcp" or "udp".
+    pub protocol: String,
 }
 
 /// Per-port counters.
@@ -148,6 +189,9 @@ pub struct EndpointInfo {
     /// What the container's /etc/resolv.conf should hold to use the embedded resolver.
     #[serde(default)]
     pub resolv_conf: String,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
 }
 
 /// One row of `fdb`.

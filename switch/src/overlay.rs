@@ -107,6 +107,11 @@ impl RemoteTable {
         self.peers.load_full()
     }
 
+    /// Replaces the flood list (peers learned from a registry such as etcd come and go).
+    pub fn set_peers(&self, peers: Vec<Ipv4Addr>) {
+        self.peers.store(Arc::new(peers));
+    }
+
     /// The VTEP of `mac`, if known and not aged out.
     pub fn lookup(&self, mac: &MacAddr, now: u64) -> Option<Ipv4Addr> {
         match self.table.load().get(mac) {

@@ -498,6 +498,12 @@ impl Conn {
     fn on_data(&mut self, seg: &Seg<'_>, host: &mut impl HostIo) -> Next {
         let len = seg.payload.len() as u32 + u32::from(seg.has(FIN));
         if len == 0 {
+            // A bare ACK at an old sequence number is a zero-window probe or a keepalive:
+            // it asks for an ACK (with our current window), which may be all that unsticks
+            // the endpoint.
+            if seg.seq != self.rcv_nxt {
+                self.ack_owed = true;
+            }
             return Next::Continue;
         }
         if seq_lt(self.rcv_nxt, seg.seq) || self.fin_in {
@@ -572,7 +578,7 @@ impl Conn {
                     self.recover = None;
                     self.dup_acks = 0;
                     self.push(now, out);
-                } else if self.to_cont.len() > 0 && self.snd_wnd == 0 {
+                } else if !self.to_cont.is_empty() && self.snd_wnd == 0 {
                     // Zero-window probe: one byte beyond the window.
                     let h = self.hdr(self.snd_nxt, ACK);
                     if out.send(&h, self.to_cont.slices(0, 1), self.mss) {

@@ -506,6 +506,11 @@ impl Relay {
             if e.conn.ack_owed {
                 let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
                 e.conn.send_ack(&mut w);
+                if e.conn.ack_owed {
+                    // The switch queue is full: retry with the blocked connections.
+                    e.conn.blocked = true;
+                    self.blocked = true;
+                }
             }
         }
     }
@@ -581,6 +586,7 @@ impl Relay {
             for t in ts {
                 self.service(t, now, peer);
             }
+            self.flush_acks(peer);
         }
         if self.next_tick.is_some_and(|d| now >= d) {
             let mut dead = Vec::new();

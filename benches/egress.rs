@@ -1,0 +1,1387 @@
+//! The egress and published-port benchmark: a container reaching the outside world through
+//! netyard's router (TAP endpoint, MTU 1500) against slirp4netns and pasta (each at MTU 1500
+//! and 65520), in the same run on the same machine.
+//!
+//! Run as root: `cargo bench --bench egress -- [--seconds N] [--runs N] [--only LIST]
+//! [--udp-tool iperf3|rust] [--json FILE]`. benches/README.md describes the topology and what is
+//! measured. This is a measurement, never a test: nothing here asserts on a figure, and a test
+//! that fails (netyard's TCP egress while it is being built) is reported as n/a and the run goes
+//! on.
+//!
+//! Every scenario runs in namespaces made for it: "host" (where netyard, slirp4netns or pasta
+//! runs), "outside" (joined to host by a veth, holding the servers at 198.18.N.2) and the
+//! container behind the tool. No namespace has a route anywhere else.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::{
+    clean_stale, first_line, install_signal_handlers, interrupted, ip, iperf_client, last_lines,
+    locate_or_build_netyard, median_of, nsexec, run_child, run_timed, tcp_run, udp_run, which,
+    Daemon, MetricDef, Namespaces, Servers, TempDir,
+};
+
+/// Prefix of every namespace this bench makes: `nye-<pid>-<run><tool>-<role>`.
+const NS_PREFIX: &str = "nye-";
+const TMP_PREFIX: &str = "netyard-egbench-";
+/// iperf3 servers: in "outside" for egress, in the container for the published port.
+const IPERF_PORT: u16 = 5201;
+/// The connection-rate server in the container.
+const ACCEPT_PORT: u16 = 5202;
+/// The rust UDP sink in "outside".
+const UDP_SINK_PORT: u16 = 5203;
+/// Host ports published to the container's IPERF_PORT and ACCEPT_PORT.
+const PUB_IPERF_PORT: u16 = 15301;
+const PUB_ACCEPT_PORT: u16 = 15302;
+
+// ---------------------------------------------------------------------------------------------
+// Tools (the scenarios) and tests.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Netyard,
+    Slirp,
+    Pasta,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Tool {
+    kind: Kind,
+    mtu: u32,
+}
+
+const TOOLS: [Tool; 5] = [
+    Tool {
+        kind: Kind::Netyard,
+        mtu: 1500,
+    },
+    Tool {
+        kind: Kind::Slirp,
+        mtu: 1500,
+    },
+    Tool {
+        kind: Kind::Slirp,
+        mtu: 65520,
+    },
+    Tool {
+        kind: Kind::Pasta,
+        mtu: 1500,
+    },
+    Tool {
+        kind: Kind::Pasta,
+        mtu: 65520,
+    },
+];
+
+impl Tool {
+    fn name(self) -> String {
+        match self.kind {
+            Kind::Netyard => "netyard".to_string(),
+            Kind::Slirp => format!("slirp4netns-{}", self.mtu),
+            Kind::Pasta => format!("pasta-{}", self.mtu),
+        }
+    }
+
+    /// Short tag for namespace names.
+    fn tag(self) -> String {
+        match self.kind {
+            Kind::Netyard => "ny".to_string(),
+            Kind::Slirp => format!("s{}", self.mtu / 1000),
+            Kind::Pasta => format!("p{}", self.mtu / 1000),
+        }
+    }
+
+    /// Third octet of the scenario's addresses.
+    fn octet(self) -> u8 {
+        TOOLS.iter().position(|t| *t == self).unwrap_or(0) as u8 + 1
+    }
+
+    /// Names `--only` accepts for it.
+    fn matches(self, s: &str) -> bool {
+        let kind = match self.kind {
+            Kind::Netyard => "netyard",
+            Kind::Slirp => "slirp4netns",
+            Kind::Pasta => "pasta",
+        };
+        s == self.name()
+            || s == kind
+            || (self.kind == Kind::Slirp && (s == "slirp" || s == format!("slirp-{}", self.mtu)))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Test {
+    TcpOut,
+    TcpIn,
+    Udp64,
+    PubTcp,
+    PubCps,
+}
+
+impl Test {
+    const ALL: [Test; 5] = [
+        Test::TcpOut,
+        Test::TcpIn,
+        Test::Udp64,
+        Test::PubTcp,
+        Test::PubCps,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Test::TcpOut => "tcp-out",
+            Test::TcpIn => "tcp-in",
+            Test::Udp64 => "udp64",
+            Test::PubTcp => "pub-tcp",
+            Test::PubCps => "pub-cps",
+        }
+    }
+
+    /// The metric that stands for the test in the table (n/a when the test failed).
+    fn metric(self) -> &'static str {
+        match self {
+            Test::TcpOut => "tcp_out_gbps",
+            Test::TcpIn => "tcp_in_gbps",
+            Test::Udp64 => "udp64_out_kpps",
+            Test::PubTcp => "pub_tcp_gbps",
+            Test::PubCps => "pub_conn_per_s",
+        }
+    }
+}
+
+const METRICS: &[(Test, MetricDef)] = &[
+    (
+        Test::TcpOut,
+        MetricDef {
+            name: "tcp_out_gbps",
+            unit: "Gbit/s",
+            decimals: 2,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::TcpIn,
+        MetricDef {
+            name: "tcp_in_gbps",
+            unit: "Gbit/s",
+            decimals: 2,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::Udp64,
+        MetricDef {
+            name: "udp64_out_kpps",
+            unit: "kpps delivered",
+            decimals: 1,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::Udp64,
+        MetricDef {
+            name: "udp64_sent_kpps",
+            unit: "kpps sent",
+            decimals: 1,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::PubTcp,
+        MetricDef {
+            name: "pub_tcp_gbps",
+            unit: "Gbit/s",
+            decimals: 2,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::PubCps,
+        MetricDef {
+            name: "pub_conn_per_s",
+            unit: "conn/s",
+            decimals: 0,
+            lower_is_better: false,
+        },
+    ),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UdpTool {
+    Iperf3,
+    Rust,
+}
+
+struct Opts {
+    bench_flag: bool,
+    json: Option<PathBuf>,
+    seconds: u64,
+    runs: usize,
+    tools: Vec<Tool>,
+    tests: Vec<Test>,
+    udp_tool: UdpTool,
+}
+
+const USAGE: &str = "usage: cargo bench --bench egress -- [--seconds N] [--runs N] \
+[--only LIST] [--udp-tool iperf3|rust] [--json FILE]
+  --only takes a comma-separated list of tools (netyard, slirp4netns, slirp4netns-1500,
+  slirp4netns-65520, pasta, pasta-1500, pasta-65520) and/or tests (tcp-out, tcp-in, udp64,
+  pub-tcp, pub-cps); no tool named means all tools, no test named means all tests.";
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        bench_flag: false,
+        json: None,
+        seconds: 5,
+        runs: 1,
+        tools: TOOLS.to_vec(),
+        tests: Test::ALL.to_vec(),
+        udp_tool: UdpTool::Iperf3,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| -> Result<String, String> {
+            match it.next() {
+                Some(v) if !v.starts_with("--") => Ok(v.clone()),
+                _ => Err(format!("{flag} needs a value")),
+            }
+        };
+        let positive = |v: String, flag: &str| -> Result<u64, String> {
+            v.parse()
+                .ok()
+                .filter(|&n: &u64| n > 0)
+                .ok_or_else(|| format!("{flag} takes a positive whole number"))
+        };
+        match a.as_str() {
+            "--bench" => o.bench_flag = true,
+            "--json" => o.json = Some(PathBuf::from(value("--json")?)),
+            "--seconds" => o.seconds = positive(value("--seconds")?, "--seconds")?,
+            "--runs" => o.runs = positive(value("--runs")?, "--runs")? as usize,
+            "--udp-tool" => {
+                o.udp_tool = match value("--udp-tool")?.as_str() {
+                    "iperf3" => UdpTool::Iperf3,
+                    "rust" => UdpTool::Rust,
+                    other => return Err(format!("unknown UDP tool {other:?} (iperf3, rust)")),
+                }
+            }
+            "--only" => {
+                let v = value("--only")?;
+                let (mut tools, mut tests) = (Vec::new(), Vec::new());
+                for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let t: Vec<Tool> = TOOLS.into_iter().filter(|t| t.matches(s)).collect();
+                    if let Some(test) = Test::ALL.into_iter().find(|t| t.name() == s) {
+                        tests.push(test);
+                    } else if !t.is_empty() {
+                        tools.extend(t);
+                    } else {
+                        return Err(format!("--only: unknown tool or test {s:?}"));
+                    }
+                }
+                // Canonical order: netyard first, the peers after it.
+                if !tools.is_empty() {
+                    o.tools = TOOLS.into_iter().filter(|t| tools.contains(t)).collect();
+                }
+                if !tests.is_empty() {
+                    o.tests = Test::ALL
+                        .into_iter()
+                        .filter(|t| tests.contains(t))
+                        .collect();
+                }
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Hidden child modes, started inside a namespace by `ip netns exec NS <this executable>`.
+    if let Some(code) = child_mode(&args) {
+        std::process::exit(code);
+    }
+    common::set_bench_name("egress");
+    let opts = match parse_opts(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("egress bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    if !opts.bench_flag {
+        // `cargo test --all-targets` runs bench targets without --bench: do nothing then.
+        println!(
+            "egress bench: not run (start it with `cargo bench --bench egress`, or pass --bench)"
+        );
+        return;
+    }
+    std::process::exit(run_bench(&opts));
+}
+
+// ---------------------------------------------------------------------------------------------
+// netyard's published-port flag, in one place: the CLI is still being built.
+
+/// The `netyard attach` arguments that publish host port `host` to container port `cport`.
+fn publish_args(host: u16, cport: u16) -> Vec<String> {
+    vec!["-p".to_string(), format!("{host}:{cport}")]
+}
+
+// ---------------------------------------------------------------------------------------------
+// A lab: host, outside and container namespaces and the tool between them, torn down on drop.
+
+struct Ctx {
+    pid: u32,
+    dir: PathBuf,
+    seconds: u64,
+    netyard: Result<PathBuf, String>,
+    self_exe: PathBuf,
+    iperf: PathBuf,
+    udp_tool: UdpTool,
+}
+
+struct Lab {
+    tool: Tool,
+    /// Where the tool runs (the "host"), the servers' side, the container.
+    h: String,
+    o: String,
+    c: String,
+    dir: PathBuf,
+    daemon: Option<Daemon>,
+    servers: Servers,
+    /// Index in `servers` of slirp4netns or pasta.
+    forwarder: Option<(usize, String)>,
+    /// Why the published ports are not there, when they are not.
+    publish_error: Option<String>,
+    namespaces: Namespaces,
+}
+
+impl Lab {
+    fn new(ctx: &Ctx, tool: Tool, run: usize, tests: &[Test]) -> Result<Lab, String> {
+        let base = format!("{NS_PREFIX}{}-{run}{}", ctx.pid, tool.tag());
+        let dir = ctx.dir.join(format!("{run}-{}", tool.tag()));
+        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut lab = Lab {
+            tool,
+            h: format!("{base}-h"),
+            o: format!("{base}-o"),
+            c: format!("{base}-c"),
+            servers: Servers::new(&dir),
+            dir,
+            daemon: None,
+            forwarder: None,
+            publish_error: None,
+            namespaces: Namespaces::default(),
+        };
+        for ns in [lab.h.clone(), lab.o.clone(), lab.c.clone()] {
+            lab.namespaces.add(&ns)?;
+        }
+        // host <-> outside: one veth, 198.18.N.1 and .2, MTU 1500. No default route anywhere:
+        // the container's traffic can reach the outside namespace and nothing else.
+        let (h, o) = (lab.h.clone(), lab.o.clone());
+        ip(&[
+            "-n", &h, "link", "add", "out0", "type", "veth", "peer", "name", "out0", "netns", &o,
+        ])?;
+        for (ns, addr) in [(&h, lab.host_ip()), (&o, lab.outside_ip())] {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "out0",
+            ])?;
+            ip(&["-n", ns, "link", "set", "out0", "up"])?;
+        }
+        // The connection-rate client opens many short connections from "outside".
+        sysctl(&o, "net.ipv4.tcp_tw_reuse", "1")?;
+        sysctl(&o, "net.ipv4.ip_local_port_range", "10000 65000")?;
+        match tool.kind {
+            Kind::Netyard => {
+                let bin = ctx.netyard.clone()?;
+                lab.setup_netyard(&bin)?;
+            }
+            Kind::Slirp => lab.setup_slirp()?,
+            Kind::Pasta => lab.setup_pasta()?,
+        }
+        // The container's servers behind the published ports.
+        let c = lab.c.clone();
+        if tests.contains(&Test::PubTcp) {
+            let port = IPERF_PORT.to_string();
+            lab.servers.start(
+                &c,
+                &ctx.iperf,
+                &["-s", "-p", &port],
+                None,
+                "tcp",
+                IPERF_PORT,
+            )?;
+        }
+        if tests.contains(&Test::PubCps) {
+            let addr = format!("0.0.0.0:{ACCEPT_PORT}");
+            lab.servers.start(
+                &c,
+                &ctx.self_exe,
+                &["--accept-server", &addr],
+                None,
+                "tcp",
+                ACCEPT_PORT,
+            )?;
+        }
+        Ok(lab)
+    }
+
+    fn host_ip(&self) -> String {
+        format!("198.18.{}.1", self.tool.octet())
+    }
+
+    fn outside_ip(&self) -> String {
+        format!("198.18.{}.2", self.tool.octet())
+    }
+
+    /// netyard: the daemon in "host", one network (MTU 1500), the container attached with a TAP
+    /// (default offloads) and both ports published. When publishing is refused (the flag is not
+    /// there yet), the container is attached without it and only the published-port tests fail.
+    fn setup_netyard(&mut self, bin: &Path) -> Result<(), String> {
+        let daemon = Daemon::spawn(
+            bin,
+            &self.h,
+            &self.dir.join("api.sock"),
+            &self.dir.join("state"),
+            &self.dir.join("daemon.log"),
+            &[],
+            &[("NETYARD_LOG", "warn"), ("NO_COLOR", "1")],
+            "the daemon",
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let d = self.daemon.insert(daemon);
+        d.wait_ready(deadline)?;
+        let subnet = format!("10.253.{}.0/24", self.tool.octet());
+        d.cli(&[
+            "network", "create", "bench", "--subnet", &subnet, "--mtu", "1500",
+        ])?;
+        let netns = format!("/run/netns/{}", self.c);
+        let addr = format!("10.253.{}.2", self.tool.octet());
+        let base = [
+            "attach", "bench", "--netns", &netns, "--name", "c", "--ip", &addr, "--kind", "tap",
+        ];
+        let mut publish = publish_args(PUB_IPERF_PORT, IPERF_PORT);
+        publish.extend(publish_args(PUB_ACCEPT_PORT, ACCEPT_PORT));
+        let mut with_publish: Vec<&str> = base.to_vec();
+        with_publish.extend(publish.iter().map(String::as_str));
+        if let Err(e) = d.cli(&with_publish) {
+            d.check_alive()?;
+            self.publish_error = Some(format!("publishing refused: {e}"));
+            // The failed attach removed what it made: attach again, without the ports.
+            d.cli(&base)?;
+        }
+        Ok(())
+    }
+
+    /// slirp4netns in "host" on the container's namespace (`--configure`: tap0 10.0.2.100/24,
+    /// default route via 10.0.2.2), the ports added through its API socket.
+    fn setup_slirp(&mut self) -> Result<(), String> {
+        let slirp = which("slirp4netns")
+            .ok_or("slirp4netns not installed (apt-get install slirp4netns)")?;
+        let api = self.dir.join("slirp.sock");
+        let apis = api.to_string_lossy().into_owned();
+        let mtu = format!("--mtu={}", self.tool.mtu);
+        let netns = format!("/run/netns/{}", self.c);
+        let h = self.h.clone();
+        let idx = self.servers.spawn(
+            &h,
+            None,
+            &slirp,
+            &[
+                "--configure",
+                &mtu,
+                "--netns-type=path",
+                "--api-socket",
+                &apis,
+                "--disable-host-loopback",
+                &netns,
+                "tap0",
+            ],
+            "slirp4netns.log",
+        )?;
+        self.forwarder = Some((idx, "slirp4netns.log".into()));
+        self.wait_container_addr("tap0")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !api.exists() {
+            self.forwarder_alive()?;
+            if interrupted() || Instant::now() >= deadline {
+                return Err("slirp4netns' API socket did not appear within 10 s".into());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        for (host, guest) in [(PUB_IPERF_PORT, IPERF_PORT), (PUB_ACCEPT_PORT, ACCEPT_PORT)] {
+            let req = json!({
+                "execute": "add_hostfwd",
+                "arguments": {
+                    "proto": "tcp", "host_addr": "0.0.0.0", "host_port": host, "guest_port": guest,
+                },
+            });
+            if let Err(e) = slirp_api(&api, &req) {
+                self.publish_error = Some(format!("slirp4netns add_hostfwd {host}: {e}"));
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// pasta in "host" on the container's namespace: the container gets a copy of host's
+    /// address (198.18.N.1/24) and a default route to a gateway address nobody has (mapping the
+    /// gateway to the host is off), the ports with `-t`, nothing forwarded back (`-T/-U none`).
+    fn setup_pasta(&mut self) -> Result<(), String> {
+        let pasta = which("pasta").ok_or("pasta not installed (apt-get install passt)")?;
+        let mtu = self.tool.mtu.to_string();
+        let gw = format!("198.18.{}.254", self.tool.octet());
+        let netns = format!("/run/netns/{}", self.c);
+        let t1 = format!("{PUB_IPERF_PORT}:{IPERF_PORT}");
+        let t2 = format!("{PUB_ACCEPT_PORT}:{ACCEPT_PORT}");
+        let h = self.h.clone();
+        let idx = self.servers.spawn(
+            &h,
+            None,
+            &pasta,
+            &[
+                "--foreground",
+                // As root pasta would drop to "nobody", which cannot enter the namespace.
+                "--runas",
+                "0",
+                "-4",
+                "--interface",
+                "out0",
+                "--gateway",
+                &gw,
+                "--no-map-gw",
+                "--config-net",
+                "--netns",
+                &netns,
+                "--mtu",
+                &mtu,
+                "-t",
+                &t1,
+                "-t",
+                &t2,
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+            ],
+            "pasta.log",
+        )?;
+        self.forwarder = Some((idx, "pasta.log".into()));
+        self.wait_container_addr("out0")
+    }
+
+    fn forwarder_alive(&mut self) -> Result<(), String> {
+        let Some((idx, log)) = self.forwarder.clone() else {
+            return Ok(());
+        };
+        let path = self.servers.log_path(&log);
+        if let Some(Ok(Some(st))) = self.servers.child(idx).map(|c| c.try_wait()) {
+            let text = fs::read_to_string(path).unwrap_or_default();
+            let text: String = text
+                .lines()
+                .filter(|l| !l.starts_with("Failed to send") && !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(format!(
+                "{} exited ({st}): {}",
+                self.tool.name(),
+                last_lines(&text, 3)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until the tool has configured the container's interface `dev` (an IPv4 address).
+    fn wait_container_addr(&mut self, dev: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.forwarder_alive()?;
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            let out = run_child(
+                Command::new("ip").args(["-n", &self.c, "-j", "-4", "addr", "show", "dev", dev]),
+                Duration::from_secs(5),
+                false,
+            );
+            let has_addr = out
+                .ok()
+                .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok())
+                .and_then(|v| v[0]["addr_info"].as_array().map(|a| !a.is_empty()))
+                .unwrap_or(false);
+            if has_addr {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not configure {dev} in the container within 10 s",
+                    self.tool.name()
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Err when the daemon or the forwarder died: nothing after that would measure anything.
+    fn alive(&mut self) -> Result<(), String> {
+        if let Some(d) = self.daemon.as_mut() {
+            d.check_alive()?;
+        }
+        self.forwarder_alive()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.servers.stop_all();
+        if let Some(mut d) = self.daemon.take() {
+            if !d.stop(Duration::from_secs(10)) {
+                eprintln!(
+                    "egress bench: {}: the daemon did not exit within 10 s of SIGTERM (killed)",
+                    self.tool.name()
+                );
+            }
+        }
+        self.namespaces.delete_all();
+    }
+}
+
+/// `sysctl -w KEY=VALUE` inside a namespace (per-namespace keys only).
+fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), String> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let out = run_child(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            "-c",
+            &format!("echo '{value}' > {path}"),
+        ]),
+        Duration::from_secs(10),
+        false,
+    )?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "setting {key} in {ns}: {}",
+            first_line(&out.stderr)
+        ))
+    }
+}
+
+/// One request on slirp4netns' API socket; its answer, or the error it names.
+fn slirp_api(sock: &Path, req: &Value) -> Result<Value, String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| format!("connecting: {e}"))?;
+    let t = Some(Duration::from_secs(5));
+    s.set_read_timeout(t).map_err(|e| e.to_string())?;
+    s.set_write_timeout(t).map_err(|e| e.to_string())?;
+    s.write_all(req.to_string().as_bytes())
+        .map_err(|e| format!("sending: {e}"))?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&buf).map_err(|_| format!("unexpected answer {:?}", buf.trim()))?;
+    if let Some(e) = v.get("error") {
+        return Err(format!("error {e}"));
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements.
+
+type Figures = Vec<(&'static str, f64)>;
+
+/// iperf3 client options that keep a broken path from hanging a test (`--rcv-timeout` is
+/// only accepted with -R; the run's own timeout covers the rest).
+const IPERF_TIMEOUTS: [&str; 2] = ["--connect-timeout", "5000"];
+const IPERF_RCV_TIMEOUT: [&str; 2] = ["--rcv-timeout", "5000"];
+
+/// A one-off iperf3 server in "outside" (a fresh one per test: a failed test cannot leave it
+/// busy), and the client in the container.
+fn egress_iperf(lab: &mut Lab, ctx: &Ctx, extra: &[&str]) -> Result<Value, String> {
+    let o = lab.o.clone();
+    let port = IPERF_PORT.to_string();
+    let idx = lab.servers.start(
+        &o,
+        &ctx.iperf,
+        &["-s", "-1", "-p", &port],
+        None,
+        "tcp",
+        IPERF_PORT,
+    )?;
+    let mut args: Vec<&str> = IPERF_TIMEOUTS.to_vec();
+    args.extend_from_slice(extra);
+    let res = iperf_client(
+        &lab.c,
+        &ctx.iperf,
+        &lab.outside_ip(),
+        IPERF_PORT,
+        ctx.seconds,
+        &args,
+    );
+    lab.servers.stop(idx);
+    res
+}
+
+fn tcp_figures(
+    v: &Value,
+    metric: &'static str,
+    notes: &mut Vec<String>,
+) -> Result<Figures, String> {
+    let t = tcp_run(v)?;
+    if t.bps <= 0.0 {
+        return Err("no data arrived".into());
+    }
+    notes.extend(t.stall);
+    Ok(vec![(metric, t.bps / 1e9)])
+}
+
+fn measure(
+    lab: &mut Lab,
+    ctx: &Ctx,
+    test: Test,
+    notes: &mut Vec<String>,
+) -> Result<Figures, String> {
+    match test {
+        Test::TcpOut => {
+            let v = egress_iperf(lab, ctx, &[])?;
+            tcp_figures(&v, "tcp_out_gbps", notes)
+        }
+        Test::TcpIn => {
+            let v = egress_iperf(
+                lab,
+                ctx,
+                &["-R", IPERF_RCV_TIMEOUT[0], IPERF_RCV_TIMEOUT[1]],
+            )?;
+            tcp_figures(&v, "tcp_in_gbps", notes)
+        }
+        Test::Udp64 => match ctx.udp_tool {
+            UdpTool::Iperf3 => {
+                let v = egress_iperf(lab, ctx, &["-u", "-l", "64", "-b", "0"])?;
+                let u = udp_run(&v, ctx.seconds)?;
+                if u.delivered_pps <= 0.0 {
+                    return Err("no datagram arrived".into());
+                }
+                let mut f = vec![("udp64_out_kpps", u.delivered_pps / 1e3)];
+                f.extend(u.sent_pps.map(|s| ("udp64_sent_kpps", s / 1e3)));
+                Ok(f)
+            }
+            UdpTool::Rust => udp_rust(lab, ctx),
+        },
+        Test::PubTcp => {
+            if let Some(e) = &lab.publish_error {
+                return Err(e.clone());
+            }
+            let v = iperf_client(
+                &lab.o,
+                &ctx.iperf,
+                &lab.host_ip(),
+                PUB_IPERF_PORT,
+                ctx.seconds,
+                &IPERF_TIMEOUTS,
+            )?;
+            tcp_figures(&v, "pub_tcp_gbps", notes)
+        }
+        Test::PubCps => {
+            if let Some(e) = &lab.publish_error {
+                return Err(e.clone());
+            }
+            let addr = format!("{}:{PUB_ACCEPT_PORT}", lab.host_ip());
+            let secs = ctx.seconds.to_string();
+            let out = run_timed(
+                &mut nsexec(
+                    &lab.o,
+                    None,
+                    &ctx.self_exe,
+                    &["--connect-client", &addr, &secs],
+                ),
+                Duration::from_secs(ctx.seconds + 30),
+            )?;
+            let line = out
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("cps "))
+                .ok_or_else(|| {
+                    format!(
+                        "the connect loop printed nothing: {}",
+                        first_line(&out.stderr)
+                    )
+                })?
+                .to_string();
+            let get = |k: &str| -> Option<f64> {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(|v| v.parse().ok())
+            };
+            let (ok, failed, secs) = (
+                get("ok=").unwrap_or(0.0),
+                get("failed=").unwrap_or(0.0),
+                get("seconds=")
+                    .filter(|&s| s > 0.0)
+                    .unwrap_or(ctx.seconds as f64),
+            );
+            let first_error = line.split_once("first_error=").map(|x| x.1).unwrap_or("");
+            if ok == 0.0 {
+                return Err(format!("no connection completed: {first_error}"));
+            }
+            if failed > 0.0 {
+                notes.push(format!(
+                    "{failed} of {} connections failed ({first_error})",
+                    ok + failed
+                ));
+            }
+            Ok(vec![("pub_conn_per_s", ok / secs)])
+        }
+    }
+}
+
+/// UDP 64-byte datagrams with the bench's own sender (container) and sink (outside): no TCP
+/// control connection, unlike iperf3.
+fn udp_rust(lab: &mut Lab, ctx: &Ctx) -> Result<Figures, String> {
+    let o = lab.o.clone();
+    let secs = ctx.seconds.to_string();
+    let sink_addr = format!("0.0.0.0:{UDP_SINK_PORT}");
+    let idx = lab.servers.start(
+        &o,
+        &ctx.self_exe,
+        &["--udp-sink", &sink_addr, &secs],
+        None,
+        "udp",
+        UDP_SINK_PORT,
+    )?;
+    let dst = format!("{}:{UDP_SINK_PORT}", lab.outside_ip());
+    let sent = run_timed(
+        &mut nsexec(&lab.c, None, &ctx.self_exe, &["--udp-flood", &dst, &secs]),
+        Duration::from_secs(ctx.seconds + 30),
+    );
+    // The sink prints when it has seen 1 s of silence after the flood.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let done = matches!(
+            lab.servers.child(idx).map(|c| c.try_wait()),
+            Some(Ok(Some(_)))
+        );
+        if done || Instant::now() >= deadline || interrupted() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    lab.servers.stop(idx);
+    let sent = sent?;
+    let log = fs::read_to_string(lab.servers.log_path(&format!(
+        "{}-{UDP_SINK_PORT}.log",
+        ctx.self_exe.file_name().unwrap_or_default().to_string_lossy()
+    )))
+    .unwrap_or_default();
+    let num = |text: &str, prefix: &str, k: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))?
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+    };
+    let received = num(&log, "udp-sink ", "packets=").unwrap_or(0.0);
+    let rsecs = num(&log, "udp-sink ", "seconds=").filter(|&s| s > 0.0);
+    if received == 0.0 {
+        return Err(format!(
+            "no datagram arrived (sender: {})",
+            first_line(&format!("{}\n{}", sent.stdout, sent.stderr))
+        ));
+    }
+    let ssecs = num(&sent.stdout, "udp-flood ", "seconds=").filter(|&s| s > 0.0);
+    let spkts = num(&sent.stdout, "udp-flood ", "sent=");
+    let mut f = vec![(
+        "udp64_out_kpps",
+        received / rsecs.or(ssecs).unwrap_or(ctx.seconds as f64) / 1e3,
+    )];
+    if let (Some(p), Some(s)) = (spkts, ssecs) {
+        f.push(("udp64_sent_kpps", p / s / 1e3));
+    }
+    Ok(f)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hidden child modes: the connection-rate server and client, the UDP flood and sink.
+
+fn child_mode(args: &[String]) -> Option<i32> {
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let secs = || arg(2).parse::<u64>().unwrap_or(5);
+    match arg(0) {
+        "--accept-server" => Some(accept_server(arg(1))),
+        "--connect-client" => Some(connect_client(arg(1), secs())),
+        "--udp-flood" => Some(udp_flood(arg(1), secs())),
+        "--udp-sink" => Some(udp_sink(arg(1), secs())),
+        _ => None,
+    }
+}
+
+/// Accepts connections one at a time: reads the client's byte, answers one byte, closes. (The
+/// client speaks first: pasta 2023-03 connects to the container only once the client sent
+/// something, so a server that spoke first would wait forever.)
+fn accept_server(addr: &str) -> i32 {
+    let l = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("accept-server: bind {addr}: {e}");
+            return 1;
+        }
+    };
+    loop {
+        if let Ok((mut s, _)) = l.accept() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut b = [0u8; 1];
+            if let Ok(1) = s.read(&mut b) {
+                let _ = s.write_all(b"!");
+            }
+        }
+    }
+}
+
+/// Connects, sends a byte, reads the server's byte, closes; again for `seconds`, one at a time.
+fn connect_client(addr: &str, seconds: u64) -> i32 {
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        eprintln!("connect-client: bad address {addr}");
+        return 1;
+    };
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let (mut ok, mut failed, mut consecutive) = (0u64, 0u64, 0u32);
+    let mut first_error = String::new();
+    let timeout = Duration::from_secs(2);
+    while Instant::now() < end {
+        let r = TcpStream::connect_timeout(&addr, timeout).and_then(|mut s| {
+            s.set_read_timeout(Some(timeout))?;
+            s.write_all(b"?")?;
+            let mut b = [0u8; 1];
+            match s.read(&mut b) {
+                Ok(1) => Ok(()),
+                Ok(_) => Err(std::io::Error::other("closed before the server's byte")),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(
+                    std::io::Error::other("connected, but no byte from the server within 2 s"),
+                ),
+                Err(e) => Err(e),
+            }
+        });
+        match r {
+            Ok(()) => {
+                ok += 1;
+                consecutive = 0;
+            }
+            Err(e) => {
+                failed += 1;
+                consecutive += 1;
+                if first_error.is_empty() {
+                    first_error = e.to_string();
+                }
+                // Nothing works: stop early rather than spin for the whole test.
+                if consecutive >= 20 && ok == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    println!(
+        "cps ok={ok} failed={failed} seconds={:.3} first_error={first_error}",
+        start.elapsed().as_secs_f64()
+    );
+    0
+}
+
+/// Sends 64-byte datagrams to `addr` as fast as it can for `seconds`.
+fn udp_flood(addr: &str, seconds: u64) -> i32 {
+    let sock = match UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect(addr).map(|_| s)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("udp-flood: {addr}: {e}");
+            return 1;
+        }
+    };
+    let msg = [0u8; 64];
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let (mut sent, mut errors) = (0u64, 0u64);
+    while Instant::now() < end {
+        for _ in 0..64 {
+            match sock.send(&msg) {
+                Ok(_) => sent += 1,
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    println!(
+        "udp-flood sent={sent} errors={errors} seconds={:.3}",
+        start.elapsed().as_secs_f64()
+    );
+    0
+}
+
+/// Counts datagrams from the first one until 1 s of silence (or `seconds` + 10 s); prints the
+/// count and the time from the first to the last.
+fn udp_sink(addr: &str, seconds: u64) -> i32 {
+    let sock = match UdpSocket::bind(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("udp-sink: bind {addr}: {e}");
+            return 1;
+        }
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+    let start = Instant::now();
+    let hard_end = start + Duration::from_secs(seconds + 10);
+    let mut buf = [0u8; 2048];
+    let (mut n, mut first, mut last) = (0u64, None::<Instant>, Instant::now());
+    while Instant::now() < hard_end {
+        match sock.recv(&mut buf) {
+            Ok(_) => {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                n += 1;
+            }
+            Err(_) => {
+                if first.is_some() && last.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    let secs = first.map(|f| (last - f).as_secs_f64()).unwrap_or(0.0);
+    println!("udp-sink packets={n} seconds={secs:.3}");
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run: tools in turn, `runs` times, fresh namespaces each time; medians and ratios.
+
+struct Outcome {
+    figures: Figures,
+    /// Test -> why it failed.
+    errors: Vec<(Test, String)>,
+    notes: Vec<String>,
+}
+
+fn run_tool(ctx: &Ctx, tool: Tool, run: usize, tests: &[Test]) -> Result<Outcome, String> {
+    let mut lab = Lab::new(ctx, tool, run, tests).map_err(|e| format!("setup failed: {e}"))?;
+    let mut o = Outcome {
+        figures: Vec::new(),
+        errors: Vec::new(),
+        notes: Vec::new(),
+    };
+    for &test in tests {
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+        match measure(&mut lab, ctx, test, &mut o.notes) {
+            Ok(f) => o.figures.extend(f),
+            Err(e) => {
+                if interrupted() {
+                    return Err("interrupted".into());
+                }
+                eprintln!("  {} {}: {e}", tool.name(), test.name());
+                o.errors.push((test, e));
+            }
+        }
+        // A dead daemon or forwarder fails every test after it.
+        if let Err(e) = lab.alive() {
+            eprintln!("  {}: {e}", tool.name());
+            for &t in tests.iter().skip_while(|&&t| t != test).skip(1) {
+                o.errors.push((t, e.clone()));
+            }
+            break;
+        }
+    }
+    Ok(o)
+}
+
+fn tool_version(kind: Kind) -> String {
+    let package = match kind {
+        Kind::Netyard => return String::new(),
+        Kind::Slirp => "slirp4netns",
+        Kind::Pasta => "passt",
+    };
+    run_child(
+        Command::new("dpkg-query").args(["-W", "-f", "${Version}", package]),
+        Duration::from_secs(10),
+        false,
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .map(|o| o.stdout.trim().to_string())
+    .unwrap_or_default()
+}
+
+fn run_bench(opts: &Opts) -> i32 {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("egress bench: must run as root (it makes network namespaces); nothing was run");
+        return 1;
+    }
+    if which("ip").is_none() {
+        eprintln!("egress bench: `ip` (iproute2) not found; nothing was run");
+        return 1;
+    }
+    let Some(iperf) = which("iperf3") else {
+        eprintln!("egress bench: iperf3 not found (apt-get install iperf3); nothing was run");
+        return 1;
+    };
+    install_signal_handlers();
+    clean_stale(NS_PREFIX, TMP_PREFIX);
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("{TMP_PREFIX}{pid}"));
+    if let Err(e) = fs::create_dir_all(&dir) {
+        eprintln!("egress bench: creating {}: {e}", dir.display());
+        return 1;
+    }
+    let dir_guard = TempDir(dir.clone());
+    let needs_netyard = opts.tools.iter().any(|t| t.kind == Kind::Netyard);
+    let netyard = if needs_netyard {
+        locate_or_build_netyard()
+    } else {
+        Err("not needed".into())
+    };
+    match (&netyard, needs_netyard) {
+        (Ok(bin), _) => eprintln!("egress bench: netyard binary {}", bin.display()),
+        (Err(e), true) => eprintln!("egress bench: the netyard scenario will fail: {e}"),
+        _ => {}
+    }
+    let ctx = Ctx {
+        pid,
+        dir: dir.clone(),
+        seconds: opts.seconds,
+        netyard,
+        self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        iperf,
+        udp_tool: opts.udp_tool,
+    };
+
+    let mut samples: Vec<(String, &'static str, f64)> = Vec::new();
+    // (tool, test) -> errors, in run order.
+    let mut failures: Vec<(String, Test, String)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    'runs: for run in 1..=opts.runs {
+        for &tool in &opts.tools {
+            if interrupted() {
+                break 'runs;
+            }
+            eprintln!("[run {run}/{}] {} ...", opts.runs, tool.name());
+            let t0 = Instant::now();
+            match run_tool(&ctx, tool, run, &opts.tests) {
+                Ok(o) => {
+                    let summary: Vec<String> = o
+                        .figures
+                        .iter()
+                        .map(|(m, v)| format!("{m}={v:.2}"))
+                        .collect();
+                    eprintln!(
+                        "  {} ({:.0} s): {}",
+                        tool.name(),
+                        t0.elapsed().as_secs_f64(),
+                        summary.join(" ")
+                    );
+                    samples.extend(o.figures.iter().map(|&(m, v)| (tool.name(), m, v)));
+                    for (t, e) in o.errors {
+                        failures.push((tool.name(), t, format!("run {run}: {e}")));
+                    }
+                    for n in o.notes {
+                        eprintln!("  {}: {n}", tool.name());
+                        notes.push(format!("{} run {run}: {n}", tool.name()));
+                    }
+                }
+                Err(e) => {
+                    eprintln!("  {}: {e}", tool.name());
+                    if !interrupted() {
+                        for &t in &opts.tests {
+                            failures.push((tool.name(), t, format!("run {run}: {e}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(dir_guard);
+
+    let doc = report(opts, &samples, &failures, &notes);
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        match fs::write(path, text + "\n") {
+            Ok(()) => eprintln!("egress bench: results written to {}", path.display()),
+            Err(e) => {
+                eprintln!("egress bench: writing {}: {e}", path.display());
+                return 1;
+            }
+        }
+    }
+    if interrupted() {
+        eprintln!("egress bench: interrupted; everything it set up was removed");
+        130
+    } else if failures.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+/// Prints the table (every figure; n/a with a numbered reason where a test failed) and the
+/// ratios of netyard to each peer; returns the same as JSON.
+fn report(
+    opts: &Opts,
+    samples: &[(String, &'static str, f64)],
+    failures: &[(String, Test, String)],
+    notes: &[String],
+) -> Value {
+    let udp = match opts.udp_tool {
+        UdpTool::Iperf3 => "iperf3 -u -l 64 -b 0",
+        UdpTool::Rust => "the bench's own 64-byte UDP flood and sink",
+    };
+    println!(
+        "# netyard egress bench: {} s per test, median of {} run(s); TCP: iperf3, one stream \
+         (tcp_in = -R); UDP: {udp}, delivered at the receiver; conn/s: connect, 1 byte each way, \
+         close, one at a time, through the published port",
+        opts.seconds, opts.runs
+    );
+    let versions: Vec<String> = [Kind::Slirp, Kind::Pasta]
+        .into_iter()
+        .filter(|k| opts.tools.iter().any(|t| t.kind == *k))
+        .map(|k| {
+            let name = if k == Kind::Slirp {
+                "slirp4netns"
+            } else {
+                "passt"
+            };
+            format!("{name} {}", tool_version(k))
+        })
+        .collect();
+    if !versions.is_empty() {
+        println!("# peers: {}", versions.join(", "));
+    }
+    let metrics: Vec<&(Test, MetricDef)> = METRICS
+        .iter()
+        .filter(|(t, _)| opts.tests.contains(t))
+        .collect();
+    let names: Vec<String> = opts.tools.iter().map(|t| t.name()).collect();
+    // n/a reasons, numbered in order of appearance: (tool, test) -> number.
+    let mut reasons: Vec<(String, Test, String)> = Vec::new();
+    let mut reason_no = |tool: &str, test: Test| -> Option<usize> {
+        if let Some(i) = reasons.iter().position(|r| r.0 == tool && r.1 == test) {
+            return Some(i + 1);
+        }
+        let errs: Vec<&str> = failures
+            .iter()
+            .filter(|f| f.0 == tool && f.1 == test)
+            .map(|f| f.2.as_str())
+            .collect();
+        if errs.is_empty() {
+            return None;
+        }
+        reasons.push((tool.to_string(), test, errs.join("; ")));
+        Some(reasons.len())
+    };
+    let mut results = Vec::new();
+    let w0 = 16;
+    let cw = names.iter().map(|n| n.len()).max().unwrap_or(8).max(10);
+    let mut header = format!("{:<w0$} {:<15}", "metric", "unit");
+    for n in &names {
+        header.push_str(&format!(" {n:>cw$}"));
+    }
+    println!("{header}");
+    for (test, m) in &metrics {
+        let mut line = format!("{:<w0$} {:<15}", m.name, m.unit);
+        for n in &names {
+            let cell = match median_of(samples, n, m.name) {
+                Some((v, all)) => {
+                    results.push(json!({
+                        "tool": n, "metric": m.name, "unit": m.unit, "value": v, "samples": all,
+                    }));
+                    format!("{v:.*}", m.decimals)
+                }
+                None if m.name == test.metric() => match reason_no(n, *test) {
+                    Some(i) => format!("n/a [{i}]"),
+                    None => "n/a".to_string(),
+                },
+                None => "-".to_string(),
+            };
+            line.push_str(&format!(" {cell:>cw$}"));
+        }
+        println!("{}", line.trim_end());
+    }
+    // netyard / each peer.
+    let peers: Vec<&String> = names.iter().filter(|n| *n != "netyard").collect();
+    let mut ratios = Vec::new();
+    if names.iter().any(|n| n == "netyard") && !peers.is_empty() {
+        println!("# netyard / peer, same run (above 1.00x: netyard is faster)");
+        let mut header = format!("{:<w0$} {:<15}", "metric", "");
+        for p in &peers {
+            header.push_str(&format!(" {:>cw$}", format!("vs {p}")));
+        }
+        println!("{}", header.trim_end());
+        for (_, m) in &metrics {
+            let ny = median_of(samples, &"netyard".to_string(), m.name).map(|x| x.0);
+            let mut line = format!("{:<w0$} {:<15}", m.name, "");
+            for p in &peers {
+                let base = median_of(samples, *p, m.name).map(|x| x.0);
+                let cell = match (ny, base) {
+                    (Some(v), Some(b)) if b > 0.0 => {
+                        ratios.push(json!({"metric": m.name, "peer": p, "ratio": v / b}));
+                        format!("{:.2}x", v / b)
+                    }
+                    _ => "n/a".to_string(),
+                };
+                line.push_str(&format!(" {cell:>cw$}"));
+            }
+            println!("{}", line.trim_end());
+        }
+    }
+    for (i, (tool, test, e)) in reasons.iter().enumerate() {
+        println!("# [{}] {tool} {}: n/a (error: {e})", i + 1, test.name());
+    }
+    // Failures that did not show as n/a (a test that failed in some runs only).
+    for (tool, test, e) in failures {
+        if !reasons.iter().any(|r| &r.0 == tool && r.1 == *test) {
+            println!("# error: {tool} {}: {e}", test.name());
+        }
+    }
+    for n in notes {
+        println!("# note: {n}");
+    }
+    json!({
+        "bench": "netyard egress",
+        "seconds": opts.seconds,
+        "runs": opts.runs,
+        "udp_tool": udp,
+        "kernel": common::kernel_release(),
+        "cpus": thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "peers": versions,
+        "results": results,
+        "ratios": ratios,
+        "failures": failures.iter().map(|(tool, test, e)| json!({
+            "tool": tool, "test": test.name(), "error": e,
+        })).collect::<Vec<_>>(),
+        "notes": notes,
+    })
+}

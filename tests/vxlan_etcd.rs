@@ -1,0 +1,475 @@
+//! VXLAN peers through a real etcd, in real namespaces. Three "hosts" (each a lab: a namespace
+//! with its own netyard daemon) and an underlay namespace `u` holding a Linux bridge with a veth
+//! to each host (198.18.X.1-3/24) and etcd (Debian's etcd-server) listening on the bridge's
+//! 198.18.X.254 at a random port, with its data directory in the first lab's temporary directory.
+//! Nothing leaves the namespaces the test made. Each daemon runs with `--etcd URL --node nI
+//! --underlay-ip 198.18.X.I --etcd-lease-ttl 3`.
+//!
+//! - a network created on one host appears on the others (same VNI, subnet, gateway);
+//! - six endpoints attached at once on three hosts get six distinct addresses;
+//! - every host has a static remote entry for every other host's endpoints before any traffic,
+//!   and they ping each other;
+//! - a detach removes the entry on the others; an address held on another host is refused;
+//! - a distributed network is removed everywhere by `network rm`, refused while another host
+//!   has endpoints on it;
+//! - SIGKILL one daemon: the others drop its entries once its lease expires, and its addresses
+//!   can be taken again.
+//!
+//! Teardown: the labs drop last-first; the first one stops etcd (its process group) and removes
+//! its data directory, and deletes the underlay namespace.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const LEASE_TTL: u64 = 3;
+
+/// Fails naming the package unless etcd is installed.
+fn require_etcd() {
+    require_program("etcd", "etcd-server");
+}
+
+/// Three hosts on one underlay with etcd. Fields drop in order: c, b, then a (which holds etcd
+/// and the underlay namespace), so the daemons still reach etcd while they shut down.
+struct Three {
+    c: Lab,
+    b: Lab,
+    /// The etcd server (its process group is killed on drop).
+    etcd: Bg,
+    a: Lab,
+    /// Underlay addresses of a, b, c.
+    ips: [String; 3],
+}
+
+impl Three {
+    fn labs(&self) -> [&Lab; 3] {
+        [&self.a, &self.b, &self.c]
+    }
+}
+
+fn three_hosts() -> Three {
+    require_root();
+    require_etcd();
+    let mut a = Lab::bare();
+    let mut b = Lab::bare();
+    let mut c = Lab::bare();
+    let u = a.ns("u");
+    let x = rand::random::<u8>();
+    let br = format!("nyt{}br", a.id);
+    cmd_ok(&["ip", "-n", &u, "link", "add", &br, "type", "bridge"]);
+    cmd_ok(&[
+        "ip",
+        "-n",
+        &u,
+        "addr",
+        "add",
+        &format!("198.18.{x}.254/24"),
+        "dev",
+        &br,
+    ]);
+    cmd_ok(&["ip", "-n", &u, "link", "set", &br, "up"]);
+    let ips = [1, 2, 3].map(|i| format!("198.18.{x}.{i}"));
+    for (i, host) in [&a.host.name, &b.host.name, &c.host.name]
+        .into_iter()
+        .enumerate()
+    {
+        let (h_if, u_if) = (format!("nyt{}h{i}", a.id), format!("nyt{}u{i}", a.id));
+        cmd_ok(&[
+            "ip", "-n", host, "link", "add", &h_if, "type", "veth", "peer", "name", &u_if, "netns",
+            &u,
+        ]);
+        cmd_ok(&[
+            "ip",
+            "-n",
+            host,
+            "addr",
+            "add",
+            &format!("{}/24", ips[i]),
+            "dev",
+            &h_if,
+        ]);
+        cmd_ok(&["ip", "-n", host, "link", "set", &h_if, "up"]);
+        cmd_ok(&["ip", "-n", &u, "link", "set", &u_if, "master", &br]);
+        cmd_ok(&["ip", "-n", &u, "link", "set", &u_if, "up"]);
+    }
+    // etcd on the bridge's address, its peer port on u's loopback.
+    let port = 20000 + rand::random::<u16>() % 20000;
+    let ip = format!("198.18.{x}.254");
+    let url = format!("http://{ip}:{port}");
+    let peer = format!("http://127.0.0.1:{}", port + 1);
+    let data = a.dir.join("etcd");
+    let data = data.to_string_lossy().into_owned();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &u]).args([
+        "etcd",
+        "--name",
+        "nyt",
+        "--data-dir",
+        &data,
+        "--listen-client-urls",
+        &url,
+        "--advertise-client-urls",
+        &url,
+        "--listen-peer-urls",
+        &peer,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--initial-cluster",
+        &format!("nyt={peer}"),
+        "--log-level",
+        "warn",
+    ]);
+    let etcd = Bg::spawn(&mut cmd, &a.dir.join("etcd.log"));
+    let health = format!(
+        "import urllib.request,sys; r=urllib.request.urlopen('{url}/health', timeout=1).read(); \
+         sys.exit(0 if b'true' in r else 1)"
+    );
+    let up = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        ns_cmd(&u, &["python3", "-c", &health], Duration::from_secs(5))
+            .status
+            .success()
+    });
+    if !up {
+        let log = std::fs::read_to_string(a.dir.join("etcd.log")).unwrap_or_default();
+        panic!("etcd did not become healthy at {url} within 20 s; its log:\n{log}");
+    }
+    let ttl = LEASE_TTL.to_string();
+    for (i, lab) in [&mut a, &mut b, &mut c].into_iter().enumerate() {
+        let node = format!("n{i}");
+        lab.start_daemon(&[
+            "--dns-upstream",
+            "127.0.0.1:5301",
+            "--etcd",
+            &url,
+            "--node",
+            &node,
+            "--underlay-ip",
+            &ips[i],
+            "--etcd-lease-ttl",
+            &ttl,
+        ]);
+    }
+    Three { c, b, etcd, a, ips }
+}
+
+/// The fdb row of `mac` (case-insensitive), if any.
+fn fdb_row<'a>(fdb: &'a Value, mac: &str) -> Option<&'a Value> {
+    fdb.as_array()?.iter().find(|r| {
+        r["mac"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+    })
+}
+
+/// Is `mac` a static remote entry behind `vtep` in `lab`'s fdb of `net`?
+fn has_static_remote(lab: &Lab, net: &str, mac: &str, vtep: &str) -> bool {
+    let fdb = lab.ny_json(&["fdb", net, "--json"]);
+    fdb_row(&fdb, mac)
+        .is_some_and(|r| r["port"] == "vxlan" && r["remote"] == vtep && r["static"] == true)
+}
+
+/// Polls `f` until true or `timeout`; fails the test through `lab` with `what` otherwise.
+fn expect_within(lab: &Lab, timeout: Duration, what: &str, f: impl FnMut() -> bool) {
+    if !wait_until(timeout, Duration::from_millis(200), f) {
+        lab.fail(&format!("not within {timeout:?}: {what}"));
+    }
+}
+
+/// `network inspect NAME` on `lab`, if it has the network.
+fn inspect(lab: &Lab, name: &str) -> Option<Value> {
+    let o = lab.ny(&["network", "inspect", name]);
+    if !o.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&o.stdout).ok()
+}
+
+struct Ep {
+    host: usize,
+    ns: String,
+    name: String,
+    ip: String,
+    mac: String,
+}
+
+#[test]
+fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
+    let t = three_hosts();
+    let labs = t.labs();
+    let (a, b, c) = (&t.a, &t.b, &t.c);
+    let sn = Subnet::random();
+    let net = a.network("ov", &sn, &["--vxlan", "4343"]);
+
+    // The network appears on b and c with the same definition, its tunnel on their VTEP.
+    let mine = inspect(a, &net).unwrap_or_else(|| a.fail("no network on a"));
+    for (i, lab) in labs.iter().enumerate() {
+        expect_within(
+            lab,
+            Duration::from_secs(10),
+            &format!("network {net} on host {i} from etcd"),
+            || {
+                inspect(lab, &net).is_some_and(|n| {
+                    n["subnet"] == mine["subnet"]
+                        && n["gateway"] == mine["gateway"]
+                        && n["mtu"] == mine["mtu"]
+                        && n["vxlan"]["vni"] == 4343
+                        && n["vxlan"]["local"] == t.ips[i]
+                })
+            },
+        );
+    }
+
+    // Six endpoints attached at once, two per host, addresses chosen by IPAM.
+    let plan: Vec<(usize, String, String)> = (0..3)
+        .flat_map(|h| {
+            (0..2).map(move |k| {
+                let tag = format!("e{h}{k}");
+                (h, tag.clone(), tag)
+            })
+        })
+        .collect();
+    let nss: Vec<String> = plan.iter().map(|(h, tag, _)| labs[*h].ns(tag)).collect();
+    let eps: Vec<Ep> = std::thread::scope(|s| {
+        let handles: Vec<_> = plan
+            .iter()
+            .zip(&nss)
+            .map(|((h, _, name), ns)| {
+                let lab = labs[*h];
+                let net = net.clone();
+                s.spawn(move || {
+                    let e = lab.attach(&net, ns, name, &[]);
+                    Ep {
+                        host: *h,
+                        ns: ns.clone(),
+                        name: name.clone(),
+                        ip: e["ip"].as_str().unwrap_or_default().to_string(),
+                        mac: e["mac"].as_str().unwrap_or_default().to_string(),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| panic!("an attach thread failed"))
+            })
+            .collect()
+    });
+    let mut ips: Vec<&str> = eps.iter().map(|e| e.ip.as_str()).collect();
+    ips.sort();
+    ips.dedup();
+    if ips.len() != 6 || eps.iter().any(|e| e.ip.is_empty()) {
+        let all: Vec<String> = eps
+            .iter()
+            .map(|e| format!("{}@{}={}", e.name, e.host, e.ip))
+            .collect();
+        a.fail(&format!(
+            "concurrent attaches on three hosts got duplicate addresses: {all:?}"
+        ));
+    }
+
+    // Before any traffic: every host has a static entry for every remote endpoint, behind the
+    // VTEP of the host that owns it (learnt from etcd, not from flooding).
+    for (i, lab) in labs.iter().enumerate() {
+        for e in eps.iter().filter(|e| e.host != i) {
+            expect_within(
+                lab,
+                Duration::from_secs(10),
+                &format!(
+                    "host {i}: static entry of {} behind {}",
+                    e.name, t.ips[e.host]
+                ),
+                || has_static_remote(lab, &net, &e.mac, &t.ips[e.host]),
+            );
+        }
+    }
+    let ep = |name: &str| eps.iter().find(|e| e.name == name).expect("endpoint");
+    for (from, to) in [
+        ("e00", "e10"),
+        ("e00", "e20"),
+        ("e11", "e21"),
+        ("e21", "e01"),
+    ] {
+        let (f, t2) = (ep(from), ep(to));
+        labs[f.host].assert_ping(&f.ns, &t2.ip);
+    }
+    // Each host's gateway answers locally.
+    for e in [ep("e00"), ep("e10"), ep("e20")] {
+        labs[e.host].assert_ping(&e.ns, &sn.ip(1));
+    }
+
+    // An address held on another host is refused, naming the holder.
+    let extra = a.ns("x0");
+    let path = format!("/run/netns/{extra}");
+    let o = a.ny(&[
+        "attach",
+        &net,
+        "--netns",
+        &path,
+        "--name",
+        "x0",
+        "--ip",
+        &ep("e10").ip,
+    ]);
+    assert_one_line_error("an address held by b", &o, &["ip", "n1"]);
+
+    // A detach on b removes its entry on a and c.
+    b.ny_ok(&["detach", &net, "e11"]);
+    let gone = ep("e11");
+    for lab in [a, c] {
+        expect_within(
+            lab,
+            Duration::from_secs(10),
+            "the detached e11's entry disappears",
+            || {
+                let fdb = lab.ny_json(&["fdb", &net, "--json"]);
+                fdb_row(&fdb, &gone.mac).is_none_or(|r| r["static"] != true)
+            },
+        );
+    }
+
+    // A second distributed network, created on b: removed everywhere by `network rm` on a,
+    // which is refused while c has an endpoint on it.
+    let sn2 = sn.other();
+    let net2 = b.network("ov2", &sn2, &["--vxlan", "4344"]);
+    for lab in labs {
+        expect_within(lab, Duration::from_secs(10), "ov2 everywhere", || {
+            inspect(lab, &net2).is_some()
+        });
+    }
+    let c2 = c.ns("c2");
+    c.attach(&net2, &c2, "c2", &[]);
+    expect_within(a, Duration::from_secs(10), "a sees c2 in etcd", || {
+        let fdb = a.ny_json(&["fdb", &net2, "--json"]);
+        fdb.as_array()
+            .is_some_and(|r| r.iter().any(|r| r["remote"] == t.ips[2]))
+    });
+    let o = a.ny(&["network", "rm", &net2]);
+    assert_one_line_error("rm with endpoints on c", &o, &["n2", "detach"]);
+    c.ny_ok(&["detach", &net2, "c2"]);
+    expect_within(
+        a,
+        Duration::from_secs(10),
+        "network rm once c2 is gone",
+        || a.ny(&["network", "rm", &net2]).status.success(),
+    );
+    for lab in labs {
+        expect_within(
+            lab,
+            Duration::from_secs(10),
+            "ov2 removed everywhere",
+            || inspect(lab, &net2).is_none(),
+        );
+    }
+
+    // etcd stops answering (SIGSTOP) for longer than the lease: every daemon notices and logs
+    // it, the data plane keeps forwarding with the entries it has; once etcd is back (its
+    // leases expired meanwhile) every daemon registers again and the entries come back.
+    t.etcd.signal(nix::sys::signal::Signal::SIGSTOP);
+    for lab in labs {
+        expect_within(
+            lab,
+            Duration::from_secs(20),
+            "the daemon logs that etcd is unreachable",
+            || lab.daemon_log().contains("etcd unreachable"),
+        );
+    }
+    a.assert_ping(&ep("e00").ns, &ep("e10").ip);
+    c.assert_ping(&ep("e20").ns, &ep("e01").ip);
+    if !has_static_remote(a, &net, &ep("e10").mac, &t.ips[1]) {
+        a.fail("the static entries went away while etcd was unreachable");
+    }
+    t.etcd.signal(nix::sys::signal::Signal::SIGCONT);
+    let live: Vec<&Ep> = eps.iter().filter(|e| e.name != "e11").collect();
+    for (i, lab) in labs.iter().enumerate() {
+        for e in live.iter().filter(|e| e.host != i) {
+            expect_within(
+                lab,
+                Duration::from_secs(30),
+                &format!("host {i}: {}'s entry back after etcd returned", e.name),
+                || has_static_remote(lab, &net, &e.mac, &t.ips[e.host]),
+            );
+        }
+    }
+    a.assert_ping(&ep("e00").ns, &ep("e21").ip);
+
+    // SIGKILL c's daemon: its lease expires and a and b drop its entries.
+    let killed = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(c.daemon_pid()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL c's daemon");
+    let c_eps: Vec<&Ep> = eps.iter().filter(|e| e.host == 2).collect();
+    for lab in [a, b] {
+        expect_within(
+            lab,
+            Duration::from_secs(LEASE_TTL + 15),
+            "the killed daemon's entries disappear after its lease",
+            || {
+                let fdb = lab.ny_json(&["fdb", &net, "--json"]);
+                c_eps
+                    .iter()
+                    .all(|e| fdb_row(&fdb, &e.mac).is_none_or(|r| r["static"] != true))
+            },
+        );
+    }
+    let took = killed.elapsed();
+    eprintln!("entries of the killed daemon gone after {took:?} (lease TTL {LEASE_TTL} s)");
+    // a and b still reach each other; c's address is free again.
+    a.assert_ping(&ep("e00").ns, &ep("e10").ip);
+    expect_within(a, Duration::from_secs(10), "c's address free again", || {
+        a.ny(&[
+            "attach",
+            &net,
+            "--netns",
+            &path,
+            "--name",
+            "x0",
+            "--ip",
+            &ep("e20").ip,
+        ])
+        .status
+        .success()
+    });
+}
+
+#[test]
+fn etcd_flags_and_an_unreachable_etcd_are_clear_errors() {
+    let lab = Lab::bare();
+    let o = lab.daemon_expect_exit(&["--etcd", "http://127.0.0.1:9"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--node") && err.contains("--underlay-ip"),
+        "--etcd without --node/--underlay-ip: {}",
+        show(&o)
+    );
+    let o = lab.daemon_expect_exit(&["--node", "a"]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--etcd"),
+        "--node without --etcd: {}",
+        show(&o)
+    );
+    // Nothing listens on the lab namespace's loopback: a clear error, non-zero, at once.
+    let url = "http://127.0.0.1:9";
+    let start = Instant::now();
+    let o = lab.daemon_expect_exit(&["--etcd", url, "--node", "a", "--underlay-ip", "198.18.0.1"]);
+    assert!(!o.status.success(), "unreachable etcd: {}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("etcd") && err.contains(url),
+        "the error does not name etcd and its URL: {}",
+        show(&o)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        !lab.api.exists(),
+        "the API socket was left behind after a failed start"
+    );
+}
