@@ -206,7 +206,17 @@ impl Setup {
     fn ok(&self, ns: &str, port: u16, args: &[&str]) -> String {
         let (ok, out) = self.run(ns, port, args, Duration::from_secs(180));
         if !ok {
-            let ss = cmd(&["ip", "netns", "exec", ns, "ss", "-tin"], Duration::from_secs(5));
+            let mut ss = cmd(&["ip", "netns", "exec", ns, "ss", "-tin"], Duration::from_secs(5));
+            let more = [
+                cmd(&["ip", "-s", "-s", "-n", ns, "link"], Duration::from_secs(5)),
+                cmd(&["ip", "-s", "-s", "-n", &self.lab.host.name, "link"], Duration::from_secs(5)),
+                cmd(&["ip", "netns", "exec", &self.lab.host.name, "cat", "/proc/net/packet"], Duration::from_secs(5)),
+                cmd(&["ip", "netns", "exec", ns, "nstat", "-az"], Duration::from_secs(5)),
+                cmd(&["ip", "-s", "-n", ns, "neigh"], Duration::from_secs(5)),
+            ];
+            for m in more {
+                ss.stdout.extend_from_slice(&m.stdout);
+            }
             self.lab.fail(&format!(
                 "client {args:?} in {ns} failed: {out}\n----- ss -tin in {ns} -----\n{}\n----- flows -----\n{:?}",
                 String::from_utf8_lossy(&ss.stdout),

@@ -9,8 +9,8 @@
 //!   acknowledges it, and sent as segments of up to 64 KiB (GSO) within the endpoint's window.
 //!
 //! The link to the endpoint is a virtual one that loses frames only when a queue overflows,
-//! so the loss recovery is deliberately simple: out-of-order segments are dropped and answered
-//! with a duplicate ACK (no SACK is offered), three duplicate ACKs retransmit one MSS
+//! so the loss recovery is deliberately simple: out-of-order segments are kept (up to 1 MiB)
+//! and answered with a duplicate ACK (no SACK is offered), so only the hole is resent; three duplicate ACKs retransmit one MSS
 //! (NewReno-style partial ACKs retransmit the next), a retransmission timer goes back to the
 //! first unacknowledged byte, and a zero window is probed with one byte. There is no
 //! congestion window: the endpoint's receive window and our buffer bound what is in flight.
@@ -18,6 +18,7 @@
 //! The driver ([`super::relay`]) feeds it segments, host readiness and ticks; it writes to the
 //! host through [`HostIo`] and sends segments through [`SegOut`], both of which unit tests mock.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ pub const RTO_MIN: Duration = Duration::from_millis(200);
 const RTO_MAX: Duration = Duration::from_secs(10);
 /// Retransmissions of one segment (SYN included) before the connection is given up.
 const MAX_RETRIES: u32 = 8;
+/// Out-of-order bytes kept per connection.
+const OOO_MAX: usize = 1 << 20;
 /// MSS assumed when the endpoint sends none (RFC 9293).
 const DEFAULT_MSS: u16 = 536;
 
@@ -121,6 +124,11 @@ pub struct Conn {
     /// Payload bytes taken from the endpoint, and acknowledged by it.
     rx_bytes: u64,
     tx_bytes: u64,
+    /// Stream offset of `rcv_nxt` (bytes taken in order), the key space of `ooo`.
+    rcv_off: u64,
+    /// Out-of-order segments by stream offset, with their FIN flag.
+    ooo: BTreeMap<u64, (Vec<u8>, bool)>,
+    ooo_bytes: usize,
 }
 
 impl Conn {
@@ -153,6 +161,9 @@ impl Conn {
             our_mss,
             rx_bytes: 0,
             tx_bytes: 0,
+            rcv_off: 0,
+            ooo: BTreeMap::new(),
+            ooo_bytes: 0,
         }
     }
 
@@ -506,17 +517,70 @@ impl Conn {
             }
             return Next::Continue;
         }
-        if seq_lt(self.rcv_nxt, seg.seq) || self.fin_in {
-            // A hole before it (or data after FIN): a duplicate ACK asks for the gap.
+        if self.fin_in {
+            self.ack_owed = true; // a retransmitted FIN: our ACK was lost
+            return Next::Continue;
+        }
+        if seq_lt(self.rcv_nxt, seg.seq) {
+            // A hole before it: keep it, so that the hole's retransmission is all the
+            // endpoint has to resend; the duplicate ACK asks for the hole.
+            self.stash(seg.seq, seg.payload, seg.has(FIN));
             self.ack_owed = true;
             return Next::Continue;
         }
         let skip = self.rcv_nxt.wrapping_sub(seg.seq) as usize;
-        if skip >= seg.payload.len() && !(seg.has(FIN) && skip == seg.payload.len()) {
+        if skip > seg.payload.len() || (skip == seg.payload.len() && !seg.has(FIN)) {
             self.ack_owed = true; // all old
             return Next::Continue;
         }
-        let data = &seg.payload[skip.min(seg.payload.len())..];
+        self.ack_owed = true;
+        match self.take(&seg.payload[skip..], seg.has(FIN), host) {
+            Err(()) => return Next::Abort,
+            Ok(false) => return Next::Continue,
+            Ok(true) => {}
+        }
+        // The hole may be filled: what was kept follows.
+        while let Some((off, (data, fin))) = self.ooo.pop_first() {
+            self.ooo_bytes -= data.len();
+            if off > self.rcv_off {
+                self.ooo.insert(off, (data, fin));
+                self.ooo_bytes += self.ooo.get(&off).map_or(0, |d| d.0.len());
+                break;
+            }
+            let skip = (self.rcv_off - off) as usize;
+            if skip > data.len() || (skip == data.len() && !fin) {
+                continue; // covered already
+            }
+            match self.take(&data[skip..], fin, host) {
+                Err(()) => return Next::Abort,
+                Ok(true) => {}
+                Ok(false) => break,
+            }
+        }
+        Next::Continue
+    }
+
+    /// Keeps an out-of-order segment (bounded: [`OOO_MAX`] bytes in all). Allocates, but only
+    /// while recovering from a loss.
+    fn stash(&mut self, seq: u32, payload: &[u8], fin: bool) {
+        let ahead = u64::from(seq.wrapping_sub(self.rcv_nxt));
+        let off = self.rcv_off + ahead;
+        if ahead > OOO_MAX as u64 || self.ooo_bytes + payload.len() > OOO_MAX {
+            return;
+        }
+        if self.ooo.get(&off).is_some_and(|d| d.0.len() >= payload.len()) {
+            return;
+        }
+        if let Some(old) = self.ooo.insert(off, (payload.to_vec(), fin)) {
+            self.ooo_bytes -= old.0.len();
+        }
+        self.ooo_bytes += payload.len();
+    }
+
+    /// Takes in-order data (and FIN): straight to the host socket when nothing waits before
+    /// it, else into `to_host`. Ok(true) when all of it was taken; Err when the host socket
+    /// failed (the destination is gone).
+    fn take(&mut self, data: &[u8], fin: bool, host: &mut impl HostIo) -> Result<bool, ()> {
         let mut taken = 0;
         if self.to_host.is_empty() && !data.is_empty() {
             loop {
@@ -529,26 +593,28 @@ impl Conn {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        // The destination is gone: tell the endpoint.
-                        return Next::Abort;
-                    }
+                    Err(_) => return Err(()),
                 }
             }
         }
         taken += self.to_host.push(&data[taken..]);
         self.rcv_nxt = self.rcv_nxt.wrapping_add(taken as u32);
+        self.rcv_off += taken as u64;
         self.rx_bytes += taken as u64;
-        if taken == data.len() && seg.has(FIN) {
+        if taken < data.len() {
+            return Ok(false);
+        }
+        if fin {
             self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
             self.fin_in = true;
+            self.ooo.clear();
+            self.ooo_bytes = 0;
             if self.to_host.is_empty() {
                 host.shutdown_write();
                 self.host_shut = true;
             }
         }
-        self.ack_owed = true;
-        Next::Continue
+        Ok(true)
     }
 
     /// Timers: retransmission and zero-window probes. Returns `Abort` when the endpoint has not
@@ -696,6 +762,21 @@ mod tests {
         assert!(c.ack_owed);
         c.send_ack(&mut out);
         assert_eq!(out.segs.last().unwrap().0.ack, 1012);
+    }
+
+    #[test]
+    fn out_of_order_segments_are_kept_until_the_hole_is_filled() {
+        let now = Instant::now();
+        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let mut c = established(now, &mut host, &mut out);
+        c.segment(&seg(1006, 5001, ACK, 1000, b"world"), now, &mut host, &mut out);
+        c.segment(&seg(1011, 5001, ACK | FIN, 1000, b"!"), now, &mut host, &mut out);
+        assert!(host.got.is_empty(), "nothing passes the hole");
+        c.segment(&seg(1001, 5001, ACK, 1000, b"hello"), now, &mut host, &mut out);
+        assert_eq!(host.got, b"helloworld!");
+        assert!(host.shut, "the kept FIN is delivered too");
+        c.send_ack(&mut out);
+        assert_eq!(out.segs.last().unwrap().0.ack, 1013);
     }
 
     #[test]
