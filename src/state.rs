@@ -1380,8 +1380,8 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         gso_tcp: true,
         gso_udp: false,
     };
-    let (port, peer) = netyard_switch::sys::MemPort::pair(caps)
-        .map_err(io("creating the gateway port"))?;
+    let (port, peer) =
+        netyard_switch::sys::MemPort::pair(caps).map_err(io("creating the gateway port"))?;
     let sp = switch.add_port("gateway", Box::new(port));
     let driver_task = match driver::spawn_port(switch.clone(), sp.clone()) {
         Ok(t) => t,

@@ -165,9 +165,16 @@ fn setup(port: u16) -> Setup {
     let out = lab.outside();
     let server = lab.write_file("tcp_server.py", SERVER);
     let client = lab.write_file("tcp_client.py", CLIENT);
-    lab.bg_in(&out.ns, &["python3", &server, &port.to_string()], "tcp_server.log");
+    lab.bg_in(
+        &out.ns,
+        &["python3", &server, &port.to_string()],
+        "tcp_server.log",
+    );
     let ready = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd(&["ip", "netns", "exec", &out.ns, "ss", "-Hltn"], Duration::from_secs(5));
+        let o = cmd(
+            &["ip", "netns", "exec", &out.ns, "ss", "-Hltn"],
+            Duration::from_secs(5),
+        );
         String::from_utf8_lossy(&o.stdout).contains(&format!(":{port} "))
     });
     assert!(ready, "the TCP server in {} did not start", out.ns);
@@ -191,14 +198,27 @@ fn setup(port: u16) -> Setup {
 impl Setup {
     fn run(&self, ns: &str, port: u16, args: &[&str], timeout: Duration) -> (bool, String) {
         let p = port.to_string();
-        let mut argv = vec!["ip", "netns", "exec", ns, "python3", &self.client, &self.out.ip, &p];
+        let mut argv = vec![
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "python3",
+            &self.client,
+            &self.out.ip,
+            &p,
+        ];
         argv.extend_from_slice(args);
         let o = cmd(&argv, timeout);
         (
             o.status.success(),
             format!("{}{}", String::from_utf8_lossy(&o.stdout).trim(), {
                 let e = String::from_utf8_lossy(&o.stderr);
-                if e.trim().is_empty() { String::new() } else { format!("\n{}", show(&o)) }
+                if e.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{}", show(&o))
+                }
             }),
         )
     }
@@ -206,12 +226,34 @@ impl Setup {
     fn ok(&self, ns: &str, port: u16, args: &[&str]) -> String {
         let (ok, out) = self.run(ns, port, args, Duration::from_secs(180));
         if !ok {
-            let mut ss = cmd(&["ip", "netns", "exec", ns, "ss", "-tin"], Duration::from_secs(5));
+            let mut ss = cmd(
+                &["ip", "netns", "exec", ns, "ss", "-tin"],
+                Duration::from_secs(5),
+            );
             let more = [
-                cmd(&["ip", "-s", "-s", "-n", ns, "link"], Duration::from_secs(5)),
-                cmd(&["ip", "-s", "-s", "-n", &self.lab.host.name, "link"], Duration::from_secs(5)),
-                cmd(&["ip", "netns", "exec", &self.lab.host.name, "cat", "/proc/net/packet"], Duration::from_secs(5)),
-                cmd(&["ip", "netns", "exec", ns, "nstat", "-az"], Duration::from_secs(5)),
+                cmd(
+                    &["ip", "-s", "-s", "-n", ns, "link"],
+                    Duration::from_secs(5),
+                ),
+                cmd(
+                    &["ip", "-s", "-s", "-n", &self.lab.host.name, "link"],
+                    Duration::from_secs(5),
+                ),
+                cmd(
+                    &[
+                        "ip",
+                        "netns",
+                        "exec",
+                        &self.lab.host.name,
+                        "cat",
+                        "/proc/net/packet",
+                    ],
+                    Duration::from_secs(5),
+                ),
+                cmd(
+                    &["ip", "netns", "exec", ns, "nstat", "-az"],
+                    Duration::from_secs(5),
+                ),
                 cmd(&["ip", "-s", "-n", ns, "neigh"], Duration::from_secs(5)),
             ];
             for m in more {
@@ -233,7 +275,10 @@ impl Setup {
             .and_then(|a| a.iter().find(|r| r["network"] == self.net.as_str()))
             .cloned()
             .unwrap_or(Value::Null);
-        (row["stats"].clone(), row["flows"].as_array().cloned().unwrap_or_default())
+        (
+            row["stats"].clone(),
+            row["flows"].as_array().cloned().unwrap_or_default(),
+        )
     }
 }
 
@@ -270,10 +315,16 @@ fn concurrent_connections_half_close_and_resets() {
         s.egress().1.iter().all(|f| f["protocol"] != "tcp")
     });
     if !gone {
-        s.lab.fail(&format!("TCP flows remain after every connection ended: {:?}", s.egress()));
+        s.lab.fail(&format!(
+            "TCP flows remain after every connection ended: {:?}",
+            s.egress()
+        ));
     }
     let (stats, _) = s.egress();
-    assert!(stats["flows_created"].as_u64().unwrap_or(0) >= 203, "{stats}");
+    assert!(
+        stats["flows_created"].as_u64().unwrap_or(0) >= 203,
+        "{stats}"
+    );
 }
 
 #[test]
@@ -281,18 +332,39 @@ fn closed_ports_and_unreachable_hosts_fail_fast() {
     let s = setup(5003);
     // Nothing listens on 5999: refused at once.
     let (_, r) = s.run(&s.a, 5999, &["connect", "20"], Duration::from_secs(30));
-    let secs: f64 = r.strip_prefix("refused ").and_then(|t| t.parse().ok()).unwrap_or(99.0);
+    let secs: f64 = r
+        .strip_prefix("refused ")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(99.0);
     assert!(secs < 2.0, "connect to a closed port: {r}");
     // Nobody holds absent_ip: the host's ARP fails (~3 s), the container hears "no route to host"
     // instead of waiting for its own SYN retries (over a minute).
     let p = "80";
     let o = cmd(
-        &["ip", "netns", "exec", &s.a, "python3", &s.client, &s.out.absent_ip, p, "connect", "60"],
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &s.a,
+            "python3",
+            &s.client,
+            &s.out.absent_ip,
+            p,
+            "connect",
+            "60",
+        ],
         Duration::from_secs(70),
     );
     let r = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let secs: f64 = r.rsplit(' ').next().and_then(|t| t.parse().ok()).unwrap_or(99.0);
-    assert!(r.starts_with("error 113") && secs < 30.0, "connect to an absent host: {r}");
+    let secs: f64 = r
+        .rsplit(' ')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(99.0);
+    assert!(
+        r.starts_with("error 113") && secs < 30.0,
+        "connect to an absent host: {r}"
+    );
     // The daemon is fine and serves new connections.
     assert_eq!(s.ok(&s.a, 5003, &["halfclose"]), "ok");
 }
@@ -342,15 +414,26 @@ print(len(frames) * 10)
 fn syn_floods_and_malformed_segments_are_counted_and_harmless() {
     let s = setup(5004);
     let flood = s.lab.write_file("flood.py", FLOOD);
-    let o = cmd(&["ip", "netns", "exec", &s.a, "python3", &flood, "1000"], Duration::from_secs(60));
+    let o = cmd(
+        &["ip", "netns", "exec", &s.a, "python3", &flood, "1000"],
+        Duration::from_secs(60),
+    );
     assert!(o.status.success(), "{}", show(&o));
     let bad = s.lab.write_file("malformed.py", MALFORMED);
     let gw = common::gateway_mac(&s.sub.ip(1));
     let ep = s.lab.endpoint(&s.net, "beta");
     let ifname = ep["ifname"].as_str().unwrap_or("eth0").to_string();
-    let src = ep["ip"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+    let src = ep["ip"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let o = cmd(
-        &["ip", "netns", "exec", &s.b, "python3", &bad, &ifname, &gw, &src, &s.out.ip],
+        &[
+            "ip", "netns", "exec", &s.b, "python3", &bad, &ifname, &gw, &src, &s.out.ip,
+        ],
         Duration::from_secs(30),
     );
     assert!(o.status.success(), "{}", show(&o));
@@ -359,6 +442,9 @@ fn syn_floods_and_malformed_segments_are_counted_and_harmless() {
     assert_eq!(s.ok(&s.b, 5004, &["halfclose"]), "ok");
     let (stats, _) = s.egress();
     let d = |r: &str| stats["drops"][r].as_u64().unwrap_or(0);
-    assert!(d("unreachable") > 0, "unroutable SYNs are answered unreachable: {stats}");
+    assert!(
+        d("unreachable") > 0,
+        "unroutable SYNs are answered unreachable: {stats}"
+    );
     assert!(d("bad_checksum") >= 10 && d("malformed") >= 30, "{stats}");
 }

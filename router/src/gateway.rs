@@ -39,9 +39,9 @@ use tokio::task::JoinHandle;
 
 use crate::conntrack::FlowLimits;
 use crate::egress::{Egress, EgressConfig, EgressHandle, Event, FrameSink, VnetSink};
-use crate::tcp::relay::{EpollFd, Relay, RelayConfig};
 use crate::packet::{self, Subnet};
 use crate::publish::{PublishCmd, Publisher};
+use crate::tcp::relay::{EpollFd, Relay, RelayConfig};
 
 /// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
 const TCP_POOL: usize = 8;
@@ -245,13 +245,24 @@ fn l4_ports(frame: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
     }
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let proto = *ip.get(9)?;
-    let a = |o: usize| Some(Ipv4Addr::new(*ip.get(o)?, *ip.get(o + 1)?, *ip.get(o + 2)?, *ip.get(o + 3)?));
+    let a = |o: usize| {
+        Some(Ipv4Addr::new(
+            *ip.get(o)?,
+            *ip.get(o + 1)?,
+            *ip.get(o + 2)?,
+            *ip.get(o + 3)?,
+        ))
+    };
     let l4 = ip.get(ihl..ihl + 4)?;
     let (sp, dp) = (
         u16::from_be_bytes([l4[0], l4[1]]),
         u16::from_be_bytes([l4[2], l4[3]]),
     );
-    Some((proto, SocketAddrV4::new(a(12)?, sp), SocketAddrV4::new(a(16)?, dp)))
+    Some((
+        proto,
+        SocketAddrV4::new(a(12)?, sp),
+        SocketAddrV4::new(a(16)?, dp),
+    ))
 }
 
 /// Everything the gateway task owns besides smoltcp.
@@ -310,7 +321,13 @@ impl Engines {
     }
 
     /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
-    fn plain(&mut self, frame: &mut [u8], now: Instant, dev: &mut QueueDevice, peer: &AsyncMemPeer) {
+    fn plain(
+        &mut self,
+        frame: &mut [u8],
+        now: Instant,
+        dev: &mut QueueDevice,
+        peer: &AsyncMemPeer,
+    ) {
         if frame.get(0..6) == Some(&self.cfg.mac[..]) {
             if let Some((17, src, dst)) = l4_ports(frame) {
                 if self.relay.owns_udp(src, dst) {

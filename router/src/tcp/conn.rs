@@ -23,7 +23,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::ring::Ring;
-use super::seg::{seq_le, seq_lt, max_payload, Seg, SegHdr, SynOpts, ACK, FIN, PSH, RST, SYN};
+use super::seg::{max_payload, seq_le, seq_lt, Seg, SegHdr, SynOpts, ACK, FIN, PSH, RST, SYN};
 
 /// Our window scale (advertised when the endpoint offers scaling).
 pub const OUR_WSCALE: u8 = 7;
@@ -285,7 +285,10 @@ impl Conn {
     }
 
     /// Fills `to_cont` from the host socket through `read` (a `read(2)` on it).
-    pub fn fill(&mut self, mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<ReadEnd> {
+    pub fn fill(
+        &mut self,
+        mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<ReadEnd> {
         while self.wants_read() {
             match read(self.to_cont.spare_mut()) {
                 Ok(0) => {
@@ -404,10 +407,20 @@ impl Conn {
             // Accept a reset in the window (or any in SynSent whose ACK matches).
             let ok = match self.state {
                 State::SynSent => seg.has(ACK) && seg.ack == self.iss.wrapping_add(1),
-                _ => seq_le(self.rcv_nxt, seg.seq)
-                    && seq_lt(seg.seq, self.rcv_nxt.wrapping_add(u32::from(self.window()).max(1) << self.our_ws)),
+                _ => {
+                    seq_le(self.rcv_nxt, seg.seq)
+                        && seq_lt(
+                            seg.seq,
+                            self.rcv_nxt
+                                .wrapping_add(u32::from(self.window()).max(1) << self.our_ws),
+                        )
+                }
             };
-            return if ok || seg.seq == self.rcv_nxt { Next::Abort } else { Next::Continue };
+            return if ok || seg.seq == self.rcv_nxt {
+                Next::Abort
+            } else {
+                Next::Continue
+            };
         }
         match self.state {
             State::Connecting => return Next::Continue, // a retransmitted SYN: still connecting
@@ -423,7 +436,13 @@ impl Conn {
                     self.send_ack(out);
                 } else if seg.has(ACK) {
                     // Not for this connection attempt.
-                    let h = SegHdr { seq: seg.ack, ack: 0, flags: RST, window: 0, syn: None };
+                    let h = SegHdr {
+                        seq: seg.ack,
+                        ack: 0,
+                        flags: RST,
+                        window: 0,
+                        syn: None,
+                    };
                     out.send(&h, (&[], &[]), self.mss);
                 }
                 return Next::Continue;
@@ -568,7 +587,11 @@ impl Conn {
         if ahead > OOO_MAX as u64 || self.ooo_bytes + payload.len() > OOO_MAX {
             return;
         }
-        if self.ooo.get(&off).is_some_and(|d| d.0.len() >= payload.len()) {
+        if self
+            .ooo
+            .get(&off)
+            .is_some_and(|d| d.0.len() >= payload.len())
+        {
             return;
         }
         if let Some(old) = self.ooo.insert(off, (payload.to_vec(), fin)) {
@@ -729,7 +752,10 @@ mod tests {
             ack,
             flags,
             window,
-            opts: SynOpts { mss: Some(1460), wscale: Some(7) },
+            opts: SynOpts {
+                mss: Some(1460),
+                wscale: Some(7),
+            },
             payload,
             quote: &[],
             ttl: 64,
@@ -743,7 +769,10 @@ mod tests {
         let (h, _) = out.segs.pop().unwrap();
         assert_eq!((h.flags, h.seq, h.ack), (SYN | ACK, 5000, 1001));
         assert_eq!(h.syn.unwrap().wscale, Some(OUR_WSCALE));
-        assert_eq!(c.segment(&seg(1001, 5001, ACK, 1000, b""), now, host, out), Next::Continue);
+        assert_eq!(
+            c.segment(&seg(1001, 5001, ACK, 1000, b""), now, host, out),
+            Next::Continue
+        );
         assert_eq!(c.state, State::Established);
         c
     }
@@ -751,13 +780,34 @@ mod tests {
     #[test]
     fn data_from_the_endpoint_reaches_the_host_in_order_and_is_acked() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = established(now, &mut host, &mut out);
-        c.segment(&seg(1001, 5001, ACK, 1000, b"hello "), now, &mut host, &mut out);
+        c.segment(
+            &seg(1001, 5001, ACK, 1000, b"hello "),
+            now,
+            &mut host,
+            &mut out,
+        );
         // Out of order: dropped, duplicate ACK owed.
-        c.segment(&seg(1020, 5001, ACK, 1000, b"later"), now, &mut host, &mut out);
+        c.segment(
+            &seg(1020, 5001, ACK, 1000, b"later"),
+            now,
+            &mut host,
+            &mut out,
+        );
         // Overlapping retransmission: only the new part is taken.
-        c.segment(&seg(1004, 5001, ACK, 1000, b"lo world"), now, &mut host, &mut out);
+        c.segment(
+            &seg(1004, 5001, ACK, 1000, b"lo world"),
+            now,
+            &mut host,
+            &mut out,
+        );
         assert_eq!(host.got, b"hello world");
         assert!(c.ack_owed);
         c.send_ack(&mut out);
@@ -767,12 +817,33 @@ mod tests {
     #[test]
     fn out_of_order_segments_are_kept_until_the_hole_is_filled() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = established(now, &mut host, &mut out);
-        c.segment(&seg(1006, 5001, ACK, 1000, b"world"), now, &mut host, &mut out);
-        c.segment(&seg(1011, 5001, ACK | FIN, 1000, b"!"), now, &mut host, &mut out);
+        c.segment(
+            &seg(1006, 5001, ACK, 1000, b"world"),
+            now,
+            &mut host,
+            &mut out,
+        );
+        c.segment(
+            &seg(1011, 5001, ACK | FIN, 1000, b"!"),
+            now,
+            &mut host,
+            &mut out,
+        );
         assert!(host.got.is_empty(), "nothing passes the hole");
-        c.segment(&seg(1001, 5001, ACK, 1000, b"hello"), now, &mut host, &mut out);
+        c.segment(
+            &seg(1001, 5001, ACK, 1000, b"hello"),
+            now,
+            &mut host,
+            &mut out,
+        );
         assert_eq!(host.got, b"helloworld!");
         assert!(host.shut, "the kept FIN is delivered too");
         c.send_ack(&mut out);
@@ -786,7 +857,11 @@ mod tests {
         let mut c = established(now, &mut host, &mut out);
         let data = vec![7u8; 5000];
         c.segment(&seg(1001, 5001, ACK, 1000, &data), now, &mut host, &mut out);
-        assert_eq!(c.to_host.len(), 4096, "what fits is buffered, the rest dropped");
+        assert_eq!(
+            c.to_host.len(),
+            4096,
+            "what fits is buffered, the rest dropped"
+        );
         assert_eq!(c.window(), 0);
         host.room = 10_000;
         c.flush(&mut host).unwrap();
@@ -799,7 +874,13 @@ mod tests {
     #[test]
     fn host_data_goes_out_within_the_window_and_is_resent_after_loss() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = established(now, &mut host, &mut out);
         // The endpoint's window: 10 << 7 = 1280 bytes.
         c.segment(&seg(1001, 5001, ACK, 10, b""), now, &mut host, &mut out);
@@ -824,31 +905,62 @@ mod tests {
         c.tick(now + Duration::from_secs(1), &mut out);
         assert_eq!(out.segs[0].0.seq, 5001);
         // The ACK frees the buffer and opens the window.
-        c.segment(&seg(1001, 5001 + 1280, ACK, 100, b""), now, &mut host, &mut out);
+        c.segment(
+            &seg(1001, 5001 + 1280, ACK, 100, b""),
+            now,
+            &mut host,
+            &mut out,
+        );
         assert_eq!(c.to_cont.len(), 3000 - 1280);
     }
 
     #[test]
     fn fins_both_ways_end_the_connection() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = established(now, &mut host, &mut out);
-        assert_eq!(c.segment(&seg(1001, 5001, ACK | FIN, 100, b"bye"), now, &mut host, &mut out), Next::Continue);
+        assert_eq!(
+            c.segment(
+                &seg(1001, 5001, ACK | FIN, 100, b"bye"),
+                now,
+                &mut host,
+                &mut out
+            ),
+            Next::Continue
+        );
         assert!(host.shut, "the endpoint's FIN is the destination's FIN");
         assert_eq!(c.fill(|_| Ok(0)).unwrap(), ReadEnd::Eof);
         c.push(now, &mut out);
         let (h, _) = out.segs.last().unwrap();
         assert_eq!(h.flags, FIN | ACK);
         assert_eq!(h.ack, 1005);
-        assert_eq!(c.segment(&seg(1005, 5002, ACK, 100, b""), now, &mut host, &mut out), Next::Done);
+        assert_eq!(
+            c.segment(&seg(1005, 5002, ACK, 100, b""), now, &mut host, &mut out),
+            Next::Done
+        );
     }
 
     #[test]
     fn reset_and_silence_abort() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = established(now, &mut host, &mut out);
-        assert_eq!(c.segment(&seg(1001, 0, RST, 0, b""), now, &mut host, &mut out), Next::Abort);
+        assert_eq!(
+            c.segment(&seg(1001, 0, RST, 0, b""), now, &mut host, &mut out),
+            Next::Abort
+        );
         let mut c = Conn::open(9, 1460, 4096, now, &mut out);
         let mut t = now;
         let mut next = Next::Continue;
@@ -865,10 +977,21 @@ mod tests {
     #[test]
     fn published_connection_handshake() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = Conn::open(9, 1460, 4096, now, &mut out);
         assert_eq!(out.segs[0].0.flags, SYN);
-        c.segment(&seg(500, 10, SYN | ACK, 64240, b""), now, &mut host, &mut out);
+        c.segment(
+            &seg(500, 10, SYN | ACK, 64240, b""),
+            now,
+            &mut host,
+            &mut out,
+        );
         assert_eq!(c.state, State::Established);
         assert_eq!(out.segs.last().unwrap().0.ack, 501);
     }
@@ -876,7 +999,13 @@ mod tests {
     #[test]
     fn a_full_switch_queue_blocks_and_resumes() {
         let now = Instant::now();
-        let (mut host, mut out) = (Host { room: 1 << 20, ..Default::default() }, Out::default());
+        let (mut host, mut out) = (
+            Host {
+                room: 1 << 20,
+                ..Default::default()
+            },
+            Out::default(),
+        );
         let mut c = established(now, &mut host, &mut out);
         c.to_cont.push(b"abc");
         out.full = true;

@@ -18,10 +18,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use netyard_switch::sys::AsyncMemPeer;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-use netyard_switch::sys::AsyncMemPeer;
 use tokio::io::unix::AsyncFd;
 
 use super::conn::{Conn, HostIo, Next, ReadEnd, SegOut, State};
@@ -170,14 +170,16 @@ fn connect(dest: SocketAddrV4) -> io::Result<TcpStream> {
 }
 
 impl Relay {
-    pub(crate) fn new(cfg: RelayConfig, shared: Arc<Shared>) -> io::Result<(Relay, Arc<AsyncFd<EpollFd>>)> {
+    pub(crate) fn new(
+        cfg: RelayConfig,
+        shared: Arc<Shared>,
+    ) -> io::Result<(Relay, Arc<AsyncFd<EpollFd>>)> {
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         // SAFETY: the AsyncFd owns the EpollFd, which owns the epoll fd (an OwnedFd never
         // replaced), so the fd stays open and the same for the AsyncFd's whole life.
-        let epoll = unsafe {
-            AsyncFd::register_with_interest(EpollFd(ep), tokio::io::Interest::READABLE)
-        }
-        .map_err(|e| e.into_parts().1)?;
+        let epoll =
+            unsafe { AsyncFd::register_with_interest(EpollFd(ep), tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?;
         let epoll = Arc::new(epoll);
         let relay = Relay {
             cfg,
@@ -208,7 +210,9 @@ impl Relay {
     }
 
     fn mss(&self) -> u16 {
-        u16::try_from(self.cfg.mtu.saturating_sub(40)).unwrap_or(u16::MAX).max(536)
+        u16::try_from(self.cfg.mtu.saturating_sub(40))
+            .unwrap_or(u16::MAX)
+            .max(536)
     }
 
     fn iss(&mut self) -> u32 {
@@ -227,7 +231,10 @@ impl Relay {
             | EpollFlags::EPOLLOUT
             | EpollFlags::EPOLLRDHUP
             | EpollFlags::EPOLLET;
-        self.epoll.get_ref().0.add(fd, EpollEvent::new(flags, token))?;
+        self.epoll
+            .get_ref()
+            .0
+            .add(fd, EpollEvent::new(flags, token))?;
         Ok(())
     }
 
@@ -279,7 +286,13 @@ impl Relay {
             to: s.src,
         };
         let h = if s.has(ACK) {
-            SegHdr { seq: s.ack, ack: 0, flags: RST, window: 0, syn: None }
+            SegHdr {
+                seq: s.ack,
+                ack: 0,
+                flags: RST,
+                window: 0,
+                syn: None,
+            }
         } else {
             SegHdr {
                 seq: 0,
@@ -294,7 +307,13 @@ impl Relay {
     }
 
     /// Handles one TCP frame (Ethernet, no virtio-net header) an endpoint sent to the relay.
-    pub(crate) fn segment(&mut self, frame: &[u8], csum_trusted: bool, now: Instant, peer: &AsyncMemPeer) {
+    pub(crate) fn segment(
+        &mut self,
+        frame: &[u8],
+        csum_trusted: bool,
+        now: Instant,
+        peer: &AsyncMemPeer,
+    ) {
         let s = match seg::parse(frame, csum_trusted) {
             Ok(s) => s,
             Err(r) => {
@@ -314,9 +333,16 @@ impl Relay {
     }
 
     fn on_segment(&mut self, t: u64, s: &Seg<'_>, now: Instant, peer: &AsyncMemPeer) {
-        let Some(e) = self.conns.get_mut(&t) else { return };
+        let Some(e) = self.conns.get_mut(&t) else {
+            return;
+        };
         e.addr.endpoint_mac = s.src_mac;
-        let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+        let mut w = Wire {
+            peer,
+            buf: &mut self.frame,
+            addr: &e.addr,
+            ip_id: &mut self.ip_id,
+        };
         let next = e.conn.segment(s, now, &mut Host(&e.sock), &mut w);
         if next == Next::Abort && !s.has(RST) {
             e.conn.reset(&mut w);
@@ -421,7 +447,14 @@ impl Relay {
 
     /// The destination refused or cannot be reached: RST for a refusal (the endpoint's
     /// connect fails with ECONNREFUSED at once), ICMP unreachable otherwise.
-    fn connect_failed(&mut self, c: &mut Conn, addr: &Addressing, quote: &[u8], e: io::Error, peer: &AsyncMemPeer) {
+    fn connect_failed(
+        &mut self,
+        c: &mut Conn,
+        addr: &Addressing,
+        quote: &[u8],
+        e: io::Error,
+        peer: &AsyncMemPeer,
+    ) {
         let errno = e.raw_os_error().map(Errno::from_raw);
         let code = match errno {
             Some(Errno::ECONNREFUSED) | None => None,
@@ -459,11 +492,18 @@ impl Relay {
     /// Reads and writes what a connection's host socket allows, and sends what that makes
     /// possible.
     fn service(&mut self, t: u64, now: Instant, peer: &AsyncMemPeer) {
-        let Some(e) = self.conns.get_mut(&t) else { return };
+        let Some(e) = self.conns.get_mut(&t) else {
+            return;
+        };
         if e.conn.state != State::Established {
             return;
         }
-        let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+        let mut w = Wire {
+            peer,
+            buf: &mut self.frame,
+            addr: &e.addr,
+            ip_id: &mut self.ip_id,
+        };
         if !e.conn.to_host.is_empty() && e.conn.flush(&mut Host(&e.sock)).is_err() {
             e.conn.reset(&mut w);
             self.close(t, Next::Abort);
@@ -502,9 +542,16 @@ impl Relay {
     /// segments it took).
     pub(crate) fn flush_acks(&mut self, peer: &AsyncMemPeer) {
         while let Some(t) = self.owed.pop() {
-            let Some(e) = self.conns.get_mut(&t) else { continue };
+            let Some(e) = self.conns.get_mut(&t) else {
+                continue;
+            };
             if e.conn.ack_owed {
-                let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+                let mut w = Wire {
+                    peer,
+                    buf: &mut self.frame,
+                    addr: &e.addr,
+                    ip_id: &mut self.ip_id,
+                };
                 e.conn.send_ack(&mut w);
                 if e.conn.ack_owed {
                     // The switch queue is full: retry with the blocked connections.
@@ -529,30 +576,48 @@ impl Relay {
                 self.on_listener(t, now, peer);
                 continue;
             }
-            let Some(e) = self.conns.get_mut(&t) else { continue };
+            let Some(e) = self.conns.get_mut(&t) else {
+                continue;
+            };
             if e.conn.state == State::Connecting {
-                if !f.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
+                if !f.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+                {
                     continue;
                 }
                 match e.sock.take_error() {
                     Ok(None) if !f.contains(EpollFlags::EPOLLHUP) => {
-                        let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+                        let mut w = Wire {
+                            peer,
+                            buf: &mut self.frame,
+                            addr: &e.addr,
+                            ip_id: &mut self.ip_id,
+                        };
                         e.conn.host_connected(now, &mut w);
                         e.readable = f.contains(EpollFlags::EPOLLIN);
                     }
                     Ok(err) => {
-                        let err = err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::ECONNREFUSED));
-                        let Some(mut e) = self.remove(t) else { continue };
+                        let err =
+                            err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::ECONNREFUSED));
+                        let Some(mut e) = self.remove(t) else {
+                            continue;
+                        };
                         self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
                     }
                     Err(err) => {
-                        let Some(mut e) = self.remove(t) else { continue };
+                        let Some(mut e) = self.remove(t) else {
+                            continue;
+                        };
                         self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
                     }
                 }
                 continue;
             }
-            if f.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+            if f.intersects(
+                EpollFlags::EPOLLIN
+                    | EpollFlags::EPOLLRDHUP
+                    | EpollFlags::EPOLLHUP
+                    | EpollFlags::EPOLLERR,
+            ) {
                 e.readable = true;
             }
             self.service(t, now, peer);
@@ -582,7 +647,12 @@ impl Relay {
     pub(crate) fn tick(&mut self, now: Instant, peer: &AsyncMemPeer) {
         if self.blocked {
             self.blocked = false;
-            let ts: Vec<u64> = self.conns.iter().filter(|(_, e)| e.conn.blocked).map(|(t, _)| *t).collect();
+            let ts: Vec<u64> = self
+                .conns
+                .iter()
+                .filter(|(_, e)| e.conn.blocked)
+                .map(|(t, _)| *t)
+                .collect();
             for t in ts {
                 self.service(t, now, peer);
             }
@@ -598,7 +668,12 @@ impl Relay {
                     }
                     continue;
                 }
-                let mut w = Wire { peer, buf: &mut self.frame, addr: &e.addr, ip_id: &mut self.ip_id };
+                let mut w = Wire {
+                    peer,
+                    buf: &mut self.frame,
+                    addr: &e.addr,
+                    ip_id: &mut self.ip_id,
+                };
                 if e.conn.tick(now, &mut w) != Next::Continue {
                     dead.push(*t);
                 }
@@ -671,15 +746,24 @@ impl Relay {
                 debug_assert_eq!(l.rule, id);
             }
         }
-        self.udp.retain(|_, u| self.listeners.contains_key(&u.listener));
+        self.udp
+            .retain(|_, u| self.listeners.contains_key(&u.listener));
     }
 
     /// What the endpoint sees as the client's address: the client itself when it is an IPv4
     /// address the endpoint can answer, else the gateway with a port of its own.
-    fn shown_source(&mut self, client: SocketAddr, container: SocketAddrV4, tcp: bool) -> SocketAddrV4 {
+    fn shown_source(
+        &mut self,
+        client: SocketAddr,
+        container: SocketAddrV4,
+        tcp: bool,
+    ) -> SocketAddrV4 {
         let v4 = match client {
             SocketAddr::V4(a) => Some(a),
-            SocketAddr::V6(a) => a.ip().to_ipv4_mapped().map(|ip| SocketAddrV4::new(ip, a.port())),
+            SocketAddr::V6(a) => a
+                .ip()
+                .to_ipv4_mapped()
+                .map(|ip| SocketAddrV4::new(ip, a.port())),
         };
         if let Some(a) = v4 {
             let ip = *a.ip();
@@ -688,14 +772,19 @@ impl Relay {
             } else {
                 false
             };
-            if !ip.is_loopback() && !ip.is_unspecified() && !self.cfg.subnet.contains(ip) && !clash {
+            if !ip.is_loopback() && !ip.is_unspecified() && !self.cfg.subnet.contains(ip) && !clash
+            {
                 return a;
             }
         }
         // Loopback, IPv6 or clashing clients: the gateway stands in, with a fresh port.
         for _ in 0..=(MASQ_PORTS.end() - MASQ_PORTS.start()) {
             let p = self.masq_next;
-            self.masq_next = if p >= *MASQ_PORTS.end() { *MASQ_PORTS.start() } else { p + 1 };
+            self.masq_next = if p >= *MASQ_PORTS.end() {
+                *MASQ_PORTS.start()
+            } else {
+                p + 1
+            };
             let a = SocketAddrV4::new(self.cfg.subnet.gateway, p);
             let used = if tcp {
                 self.by_key.contains_key(&(container, a))
@@ -710,7 +799,9 @@ impl Relay {
     }
 
     fn on_listener(&mut self, t: u64, now: Instant, peer: &AsyncMemPeer) {
-        let Some(l) = self.listeners.get(&t) else { return };
+        let Some(l) = self.listeners.get(&t) else {
+            return;
+        };
         let (container, mac) = (l.container, l.mac);
         match &l.sock {
             HostSocket::Tcp(ls) => {
@@ -733,7 +824,15 @@ impl Relay {
         }
     }
 
-    fn inbound(&mut self, stream: TcpStream, client: SocketAddr, container: SocketAddrV4, mac: [u8; 6], now: Instant, peer: &AsyncMemPeer) {
+    fn inbound(
+        &mut self,
+        stream: TcpStream,
+        client: SocketAddr,
+        container: SocketAddrV4,
+        mac: [u8; 6],
+        now: Instant,
+        peer: &AsyncMemPeer,
+    ) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
@@ -777,9 +876,18 @@ impl Relay {
         self.next_tick.get_or_insert(now + TICK);
     }
 
-    fn on_udp_listener(&mut self, t: u64, container: SocketAddrV4, mac: [u8; 6], now: Instant, peer: &AsyncMemPeer) {
+    fn on_udp_listener(
+        &mut self,
+        t: u64,
+        container: SocketAddrV4,
+        mac: [u8; 6],
+        now: Instant,
+        peer: &AsyncMemPeer,
+    ) {
         for _ in 0..ACCEPT_BURST {
-            let Some(HostSocket::Udp(sock)) = self.listeners.get(&t).map(|l| &l.sock) else { return };
+            let Some(HostSocket::Udp(sock)) = self.listeners.get(&t).map(|l| &l.sock) else {
+                return;
+            };
             let mut buf = std::mem::take(&mut self.udp_buf);
             let r = sock.recv_from(&mut buf[packet::UDP_HEADROOM..]);
             let (n, client) = match r {
@@ -799,7 +907,14 @@ impl Relay {
                 Some(s) => s,
                 None => self.shown_source(client, container, false),
             };
-            self.udp.insert((container, shown), UdpPub { listener: t, client, last: now });
+            self.udp.insert(
+                (container, shown),
+                UdpPub {
+                    listener: t,
+                    client,
+                    last: now,
+                },
+            );
             self.next_tick.get_or_insert(now + TICK);
             self.ip_id = self.ip_id.wrapping_add(1);
             let frames = packet::udp_frames(
@@ -822,10 +937,22 @@ impl Relay {
     }
 
     /// An endpoint's UDP reply to a published flow's client: out of the published socket.
-    pub(crate) fn udp_reply(&mut self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8], now: Instant) {
-        let Some(u) = self.udp.get_mut(&(src, dst)) else { return };
+    pub(crate) fn udp_reply(
+        &mut self,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        payload: &[u8],
+        now: Instant,
+    ) {
+        let Some(u) = self.udp.get_mut(&(src, dst)) else {
+            return;
+        };
         u.last = now;
-        let Some(Listener { sock: HostSocket::Udp(s), .. }) = self.listeners.get(&u.listener) else {
+        let Some(Listener {
+            sock: HostSocket::Udp(s),
+            ..
+        }) = self.listeners.get(&u.listener)
+        else {
             return;
         };
         if s.send_to(payload, u.client).is_err() {
@@ -835,7 +962,8 @@ impl Relay {
 
     fn expire_udp(&mut self, now: Instant) {
         // Linux conntrack's timeout for an assured UDP flow.
-        self.udp.retain(|_, u| now.duration_since(u.last) < Duration::from_secs(180));
+        self.udp
+            .retain(|_, u| now.duration_since(u.last) < Duration::from_secs(180));
     }
 }
 

@@ -9,8 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use netyard_switch::wire::vnet::{
-    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE,
-    VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN,
+    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN,
 };
 
 use crate::egress::EgressDrop;
@@ -349,7 +348,14 @@ mod tests {
             window: 100,
             syn: None,
         };
-        build(&mut buf, &addr(), &h, (&data[..3000], &data[3000..]), 1448, 1);
+        build(
+            &mut buf,
+            &addr(),
+            &h,
+            (&data[..3000], &data[3000..]),
+            1448,
+            1,
+        );
         let hdr = VnetHdrRepr::from_bytes(&buf[..VNET_HDR_LEN]).unwrap();
         assert_eq!(hdr.gso_size, 1448);
         let mut scratch = Vec::new();
@@ -381,7 +387,11 @@ mod tests {
         let frame = &mut buf[VNET_HDR_LEN..];
         assert_eq!(parse(frame, false), Err(EgressDrop::BadChecksum));
         frame[ETH_HDR + 12] ^= 1;
-        assert_eq!(parse(frame, true), Err(EgressDrop::BadChecksum), "IP header sum");
+        assert_eq!(
+            parse(frame, true),
+            Err(EgressDrop::BadChecksum),
+            "IP header sum"
+        );
     }
 
     #[test]
