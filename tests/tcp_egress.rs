@@ -448,3 +448,109 @@ fn syn_floods_and_malformed_segments_are_counted_and_harmless() {
     );
     assert!(d("bad_checksum") >= 10 && d("malformed") >= 30, "{stats}");
 }
+
+/// Opens N connections at once (each asks the server to hold it: `wait`), waits, prints how
+/// many connected; keeps them open for HOLD seconds.
+const HOLD: &str = r#"
+import socket, sys, time, select
+host, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+socks = []
+for i in range(n):
+    s = socket.socket(); s.setblocking(False); s.connect_ex((host, port)); socks.append(s)
+time.sleep(3)
+ok = 0
+for s in socks:
+    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+        try:
+            s.getpeername(); s.send(b"wait\n"); ok += 1
+        except OSError:
+            pass
+print(ok, flush=True)
+time.sleep(hold)
+"#;
+
+#[test]
+fn flow_caps_are_network_options_and_count_what_they_refuse() {
+    let lab = Lab::new();
+    let out = lab.outside();
+    let server = lab.write_file("tcp_server.py", SERVER);
+    let hold = lab.write_file("hold.py", HOLD);
+    lab.bg_in(&out.ns, &["python3", &server, "5005"], "tcp_server.log");
+    let ready = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let o = cmd(
+            &["ip", "netns", "exec", &out.ns, "ss", "-Hltn"],
+            Duration::from_secs(5),
+        );
+        String::from_utf8_lossy(&o.stdout).contains(":5005 ")
+    });
+    assert!(ready, "the TCP server did not start");
+    let sub = Subnet::random();
+    let net = lab.network("caps", &sub, &["--max-flows-per-endpoint", "20"]);
+    let a = lab.ns("a");
+    let b = lab.ns("b");
+    lab.attach(&net, &a, "alpha", &[]);
+    lab.attach(&net, &b, "beta", &[]);
+    // alpha holds 40 connections open for a while in the background.
+    lab.bg_in(
+        &a,
+        &["python3", &hold, &out.ip, "5005", "40", "20"],
+        "hold.log",
+    );
+    let log = lab.dir.join("hold.log");
+    let counted = common::wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| !l.trim().is_empty())
+    });
+    assert!(counted, "the holding client reported nothing");
+    let n: u32 = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert_eq!(n, 20, "exactly the cap's worth of connections is admitted");
+    let v = lab.ny_json(&["flows", "--json"]);
+    let row = v
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["network"] == net.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let alpha = sub.ip(2);
+    let tcp = row["flows"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| {
+                    f["protocol"] == "tcp"
+                        && f["endpoint"]
+                            .as_str()
+                            .is_some_and(|e| e.starts_with(&format!("{alpha}:")))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(tcp, 20, "{row}");
+    assert!(
+        row["stats"]["drops"]["endpoint_flow_cap"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{row}"
+    );
+    assert_eq!(row["stats"]["max_flows_per_endpoint"], 20, "{row}");
+    // Another endpoint is not affected by alpha's cap.
+    let client = lab.write_file("tcp_client.py", CLIENT);
+    let o = cmd(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &b,
+            "python3",
+            &client,
+            &out.ip,
+            "5005",
+            "halfclose",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "beta's connection: {}", show(&o));
+}
