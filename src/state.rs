@@ -1401,7 +1401,11 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         flow_limits: p.flow_limits,
         host_loopback: p.host_loopback,
     };
-    let gw = match netyard_router::gateway::start(cfg, peer, Some(svc)) {
+    let direct = netyard_router::uplink::Direct {
+        switch: switch.clone(),
+        port: sp.clone(),
+    };
+    let gw = match netyard_router::gateway::start(cfg, peer, Some(svc), Some(direct)) {
         Ok(t) => t,
         Err(e) => {
             driver_task.abort();

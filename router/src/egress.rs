@@ -349,14 +349,12 @@ pub(crate) trait FrameSink {
 }
 
 /// The gateway's port takes a virtio-net header before each frame: frames built without
-/// one go out behind an all-zero header (no offload asked), in one `sendmsg`.
-pub(crate) struct VnetSink<'a>(pub &'a netyard_switch::sys::AsyncMemPeer);
-
-const PLAIN_HDR: [u8; netyard_switch::port::VNET_HDR_LEN] = [0; netyard_switch::port::VNET_HDR_LEN];
+/// one go out behind an all-zero header (no offload asked).
+pub(crate) struct VnetSink<'a>(pub &'a crate::uplink::Uplink);
 
 impl FrameSink for VnetSink<'_> {
     fn send_frame(&self, frame: &[u8]) -> bool {
-        self.0.try_send_parts(&[&PLAIN_HDR, frame]).is_ok()
+        self.0.send_plain(frame)
     }
 }
 

@@ -42,6 +42,7 @@ use crate::egress::{Egress, EgressConfig, EgressHandle, Event, FrameSink, VnetSi
 use crate::packet::{self, Subnet};
 use crate::publish::{PublishCmd, Publisher};
 use crate::tcp::relay::{EpollFd, Relay, RelayConfig};
+use crate::uplink::{Direct, Uplink};
 
 /// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
 const TCP_POOL: usize = 8;
@@ -174,14 +175,16 @@ struct TcpConn {
 }
 
 /// Starts the gateway task on `peer` (the switch holds the matching port); returns the task
-/// and the egress handle. Must be called from within the daemon's runtime, in the namespace
+/// and the egress handle. With `direct`, frames the gateway sends are forwarded by the task
+/// itself (see [`crate::uplink`]). Must be called from within the daemon's runtime, in the namespace
 /// whose sockets egress should use.
 pub fn start(
     cfg: GatewayConfig,
     peer: MemPeer,
     dns: Option<Arc<dyn DnsService>>,
+    direct: Option<Direct>,
 ) -> io::Result<GatewayHandle> {
-    let peer = AsyncMemPeer::new(peer)?;
+    let peer = Uplink::new(AsyncMemPeer::new(peer)?, direct);
     let (egress, events, handle) = Egress::new(EgressConfig {
         enabled: cfg.egress,
         subnet: Subnet {
@@ -230,7 +233,7 @@ pub fn spawn(
     peer: MemPeer,
     dns: Option<Arc<dyn DnsService>>,
 ) -> io::Result<JoinHandle<()>> {
-    Ok(start(cfg, peer, dns)?.task)
+    Ok(start(cfg, peer, dns, None)?.task)
 }
 
 fn now(start: std::time::Instant) -> SInstant {
@@ -278,7 +281,7 @@ struct Engines {
 impl Engines {
     /// Where a received switch frame (virtio-net header, then Ethernet) goes: the TCP relay
     /// (whole, GSO super-frames included), the egress engine or smoltcp's queue.
-    fn ingest(&mut self, buf: &mut [u8], dev: &mut QueueDevice, peer: &AsyncMemPeer) {
+    fn ingest(&mut self, buf: &mut [u8], dev: &mut QueueDevice, peer: &Uplink) {
         if buf.len() <= VNET_HDR_LEN {
             return;
         }
@@ -321,13 +324,7 @@ impl Engines {
     }
 
     /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
-    fn plain(
-        &mut self,
-        frame: &mut [u8],
-        now: Instant,
-        dev: &mut QueueDevice,
-        peer: &AsyncMemPeer,
-    ) {
+    fn plain(&mut self, frame: &mut [u8], now: Instant, dev: &mut QueueDevice, peer: &Uplink) {
         if frame.get(0..6) == Some(&self.cfg.mac[..]) {
             if let Some((17, src, dst)) = l4_ports(frame) {
                 if self.relay.owns_udp(src, dst) {
@@ -352,7 +349,7 @@ impl Engines {
 
 async fn run(
     cfg: GatewayConfig,
-    peer: AsyncMemPeer,
+    peer: Uplink,
     dns: Option<Arc<dyn DnsService>>,
     mut eng: Engines,
     mut events: mpsc::Receiver<Event>,

@@ -13,3 +13,4 @@ pub mod gateway;
 pub mod packet;
 pub mod publish;
 pub mod tcp;
+pub mod uplink;

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netyard_switch::sys::AsyncMemPeer;
+use crate::uplink::Uplink;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
@@ -94,7 +94,7 @@ struct UdpPub {
 
 /// [`SegOut`] to the switch: builds each segment in one reused buffer.
 struct Wire<'a> {
-    peer: &'a AsyncMemPeer,
+    peer: &'a Uplink,
     buf: &'a mut Vec<u8>,
     addr: &'a Addressing,
     ip_id: &'a mut u16,
@@ -105,7 +105,7 @@ impl SegOut for Wire<'_> {
         seg::build(self.buf, self.addr, h, payload, mss, *self.ip_id);
         let segs = (payload.0.len() + payload.1.len()).div_ceil(usize::from(mss.max(1)));
         *self.ip_id = self.ip_id.wrapping_add(segs.max(1) as u16);
-        self.peer.try_send(self.buf).is_ok()
+        self.peer.send(self.buf)
     }
 }
 
@@ -260,7 +260,7 @@ impl Relay {
     }
 
     fn wire<'a>(
-        peer: &'a AsyncMemPeer,
+        peer: &'a Uplink,
         buf: &'a mut Vec<u8>,
         addr: &'a Addressing,
         ip_id: &'a mut u16,
@@ -274,7 +274,7 @@ impl Relay {
     }
 
     /// Answers a segment that belongs to no connection with RST (RFC 9293 3.10.7.1).
-    fn refuse(&mut self, s: &Seg<'_>, peer: &AsyncMemPeer) {
+    fn refuse(&mut self, s: &Seg<'_>, peer: &Uplink) {
         if s.has(RST) {
             return;
         }
@@ -312,7 +312,7 @@ impl Relay {
         frame: &[u8],
         csum_trusted: bool,
         now: Instant,
-        peer: &AsyncMemPeer,
+        peer: &Uplink,
     ) {
         let s = match seg::parse(frame, csum_trusted) {
             Ok(s) => s,
@@ -332,7 +332,7 @@ impl Relay {
         self.open_egress(&s, now, peer);
     }
 
-    fn on_segment(&mut self, t: u64, s: &Seg<'_>, now: Instant, peer: &AsyncMemPeer) {
+    fn on_segment(&mut self, t: u64, s: &Seg<'_>, now: Instant, peer: &Uplink) {
         let Some(e) = self.conns.get_mut(&t) else {
             return;
         };
@@ -356,7 +356,7 @@ impl Relay {
         }
     }
 
-    fn open_egress(&mut self, s: &Seg<'_>, now: Instant, peer: &AsyncMemPeer) {
+    fn open_egress(&mut self, s: &Seg<'_>, now: Instant, peer: &Uplink) {
         if !self.shared.enabled {
             self.count(EgressDrop::Disabled);
             return;
@@ -453,7 +453,7 @@ impl Relay {
         addr: &Addressing,
         quote: &[u8],
         e: io::Error,
-        peer: &AsyncMemPeer,
+        peer: &Uplink,
     ) {
         let errno = e.raw_os_error().map(Errno::from_raw);
         let code = match errno {
@@ -491,7 +491,7 @@ impl Relay {
 
     /// Reads and writes what a connection's host socket allows, and sends what that makes
     /// possible.
-    fn service(&mut self, t: u64, now: Instant, peer: &AsyncMemPeer) {
+    fn service(&mut self, t: u64, now: Instant, peer: &Uplink) {
         let Some(e) = self.conns.get_mut(&t) else {
             return;
         };
@@ -540,7 +540,7 @@ impl Relay {
 
     /// Sends the ACKs owed after a burst of segments (one per connection, however many
     /// segments it took).
-    pub(crate) fn flush_acks(&mut self, peer: &AsyncMemPeer) {
+    pub(crate) fn flush_acks(&mut self, peer: &Uplink) {
         while let Some(t) = self.owed.pop() {
             let Some(e) = self.conns.get_mut(&t) else {
                 continue;
@@ -563,7 +563,7 @@ impl Relay {
     }
 
     /// Handles whatever the host sockets reported.
-    pub(crate) fn poll_host(&mut self, now: Instant, peer: &AsyncMemPeer) -> bool {
+    pub(crate) fn poll_host(&mut self, now: Instant, peer: &Uplink) -> bool {
         let mut events = [EpollEvent::empty(); EVENTS];
         let n = match self.epoll.get_ref().0.wait(&mut events, EpollTimeout::ZERO) {
             Ok(n) => n,
@@ -644,7 +644,7 @@ impl Relay {
     }
 
     /// Timers, flow stats, retries after a full switch queue.
-    pub(crate) fn tick(&mut self, now: Instant, peer: &AsyncMemPeer) {
+    pub(crate) fn tick(&mut self, now: Instant, peer: &Uplink) {
         if self.blocked {
             self.blocked = false;
             let ts: Vec<u64> = self
@@ -798,7 +798,7 @@ impl Relay {
         SocketAddrV4::new(self.cfg.subnet.gateway, *MASQ_PORTS.start())
     }
 
-    fn on_listener(&mut self, t: u64, now: Instant, peer: &AsyncMemPeer) {
+    fn on_listener(&mut self, t: u64, now: Instant, peer: &Uplink) {
         let Some(l) = self.listeners.get(&t) else {
             return;
         };
@@ -831,7 +831,7 @@ impl Relay {
         container: SocketAddrV4,
         mac: [u8; 6],
         now: Instant,
-        peer: &AsyncMemPeer,
+        peer: &Uplink,
     ) {
         if stream.set_nonblocking(true).is_err() {
             return;
@@ -882,7 +882,7 @@ impl Relay {
         container: SocketAddrV4,
         mac: [u8; 6],
         now: Instant,
-        peer: &AsyncMemPeer,
+        peer: &Uplink,
     ) {
         for _ in 0..ACCEPT_BURST {
             let Some(HostSocket::Udp(sock)) = self.listeners.get(&t).map(|l| &l.sock) else {
