@@ -17,6 +17,33 @@ use common::*;
 
 const USER: &str = "nyrootless";
 
+/// Accepts connections on the port in argv[1]; greets each and logs the peer's address.
+const EGRESS_SERVER: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(16)
+while True:
+    c, a = s.accept()
+    print("peer %s" % a[0], flush=True)
+    c.sendall(b"hello from outside")
+    c.close()
+"#;
+
+/// Connects to argv[1]:argv[2] and prints what it receives.
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+data = b""
+while True:
+    b = c.recv(100)
+    if not b:
+        break
+    data += b
+print(data.decode())
+"#;
+
 fn ensure_user() -> (u32, u32) {
     if !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
         let o = cmd(
@@ -143,11 +170,17 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
 
     let sn = Subnet::random();
     lab.network("rl", &sn, &[]);
+    let out = lab.outside();
     let p1 = container(&lab, &run_as, "c1");
     let p2 = container(&lab, &run_as, "c2");
     let mut ips = Vec::new();
-    for (name, pid) in [("c1", p1), ("c2", p2)] {
-        lab.ny_ok(&["attach", "rl", "--pid", &pid.to_string(), "--name", name]);
+    for (name, pid, publish) in [("c1", p1, None), ("c2", p2, Some("18080:8080"))] {
+        let pid_s = pid.to_string();
+        let mut args = vec!["attach", "rl", "--pid", &pid_s, "--name", name];
+        if let Some(p) = publish {
+            args.extend_from_slice(&["-p", p]);
+        }
+        lab.ny_ok(&args);
         let ep = lab.endpoint("rl", name);
         ips.push(ep["ip"].as_str().unwrap().to_string());
     }
@@ -181,6 +214,75 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
             ));
         }
     }
+    // TCP egress from a user-namespace container to a server in "outside", and a published
+    // port into one: host sockets of an unprivileged daemon, no capability anywhere.
+    lab.bg_in(
+        &out.ns,
+        &["python3", "-c", EGRESS_SERVER, "5050"],
+        "egress_server.log",
+    );
+    let in_container = |pid: u32, argv: &[&str]| {
+        let mut c = Command::new(&run_as.prefix()[0]);
+        c.args(&run_as.prefix()[1..]).args([
+            "nsenter",
+            "--preserve-credentials",
+            "--target",
+            &pid.to_string(),
+            "--user",
+            "--net",
+        ]);
+        c.args(argv);
+        c
+    };
+    let up = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let o = cmd(
+            &["ip", "netns", "exec", &out.ns, "ss", "-Hltn"],
+            CLI_TIMEOUT,
+        );
+        String::from_utf8_lossy(&o.stdout).contains(":5050 ")
+    });
+    assert!(up, "the server in {} did not start", out.ns);
+    let o = run_bounded(
+        &mut in_container(p1, &["python3", "-c", CLIENT, &out.ip, "5050"]),
+        Duration::from_secs(30),
+    );
+    let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if got != "hello from outside" {
+        lab.fail(&format!("rootless TCP egress:\n{}", show(&o)));
+    }
+    let server = in_container(p2, &["python3", "-c", EGRESS_SERVER, "8080"]);
+    let mut server = server;
+    lab.keep(Bg::spawn(
+        &mut server,
+        &lab.dir.join("published_server.log"),
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let reached = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        let o = cmd(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &out.ns,
+                "python3",
+                "-c",
+                CLIENT,
+                &out.host_ip,
+                "18080",
+            ],
+            Duration::from_secs(10),
+        );
+        String::from_utf8_lossy(&o.stdout).trim() == "hello from outside"
+    });
+    if !reached {
+        lab.fail("rootless published port 18080 -> c2:8080 not reachable from outside");
+    }
+    let log = std::fs::read_to_string(lab.dir.join("published_server.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("peer {}", out.ip)),
+        "the container sees the client's real address: {log}"
+    );
+
     lab.ny_ok(&["detach", "rl", "c1"]);
     let status = lab.stop_daemon();
     assert_eq!(
