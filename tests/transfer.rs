@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -37,77 +35,7 @@ fn transfer(snd_args: &[&str], rcv_args: &[&str], bytes: u64) -> Done {
     let ip_r = er["ip"].as_str().unwrap().to_string();
     lab.assert_ping(&ns_s, &ip_r);
 
-    let port = 20000 + (rand::random::<u16>() % 40000);
-    let d = lab.dir.display().to_string();
-    let recv = format!(
-        "socat -u -b 262144 TCP-LISTEN:{port},bind={ip_r},reuseaddr STDOUT | sha256sum > {d}/recv.sha"
-    );
-    let mut receiver = Bg::spawn(
-        Command::new("ip").args(["netns", "exec", &ns_r, "sh", "-c", &recv]),
-        &lab.dir.join("recv.log"),
-    );
-    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &ns_r,
-                "ss",
-                "-Hltn",
-                &format!("sport = :{port}"),
-            ],
-            CLI_TIMEOUT,
-        );
-        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
-    });
-    if !listening {
-        lab.fail(&format!(
-            "the receiver never listened: {}",
-            receiver.log_text()
-        ));
-    }
-
-    let send = format!(
-        "set -euo pipefail; mkfifo {d}/tap.fifo; sha256sum < {d}/tap.fifo > {d}/sent.sha & \
-         head -c {bytes} /dev/urandom | tee {d}/tap.fifo | \
-         socat -u -b 262144 STDIN TCP:{ip_r}:{port}; wait"
-    );
-    let o = run_bounded(
-        Command::new("ip").args(["netns", "exec", &ns_s, "bash", "-c", &send]),
-        Duration::from_secs(400),
-    );
-    if !o.status.success() {
-        lab.fail(&format!(
-            "the sender failed:\n{}\nreceiver: {}",
-            show(&o),
-            receiver.log_text()
-        ));
-    }
-    match receiver.wait(Duration::from_secs(60)) {
-        Some(s) if s.success() => {}
-        s => lab.fail(&format!(
-            "the receiver did not finish cleanly ({s:?}): {}",
-            receiver.log_text()
-        )),
-    }
-    let sum = |f: &str| {
-        std::fs::read_to_string(lab.dir.join(f))
-            .unwrap_or_default()
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (sent, got) = (sum("sent.sha"), sum("recv.sha"));
-    if sent.len() != 64 || sent != got {
-        lab.fail(&format!(
-            "{bytes} bytes: sha256 sent {sent:?}, received {got:?}\nsender counters {}\n\
-             receiver counters {}",
-            lab.counters(&net, "snd"),
-            lab.counters(&net, "rcv")
-        ));
-    }
+    sha_transfer(&lab, &ns_s, &ns_r, &ip_r, bytes);
     // The receiver's port carried at least the payload.
     let c = lab.counters(&net, "rcv");
     if num(&c, "tx_bytes") < bytes {

@@ -917,3 +917,80 @@ pub fn gateway_mac(gw: &str) -> String {
     let o: Vec<u8> = gw.split('.').map(|x| x.parse().unwrap_or(0)).collect();
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the bulk-transfer tests (tests/transfer.rs, tests/vxlan_e2e.rs).
+
+/// Sends `bytes` of random data from `ns_s` to `ip_r` in `ns_r` with socat; fails unless the
+/// sha256 computed on both ends match.
+pub fn sha_transfer(lab: &Lab, ns_s: &str, ns_r: &str, ip_r: &str, bytes: u64) {
+    let port = 20000 + (rand::random::<u16>() % 40000);
+    let d = lab.dir.display().to_string();
+    let tag = format!("{ns_s}-{port}");
+    let recv = format!(
+        "socat -u -b 262144 TCP-LISTEN:{port},bind={ip_r},reuseaddr STDOUT | sha256sum > {d}/{tag}.recv"
+    );
+    let mut receiver = Bg::spawn(
+        Command::new("ip").args(["netns", "exec", ns_r, "sh", "-c", &recv]),
+        &lab.dir.join(format!("{tag}.recv.log")),
+    );
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let o = cmd(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                ns_r,
+                "ss",
+                "-Hltn",
+                &format!("sport = :{port}"),
+            ],
+            CLI_TIMEOUT,
+        );
+        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+    });
+    if !listening {
+        lab.fail(&format!(
+            "the receiver never listened: {}",
+            receiver.log_text()
+        ));
+    }
+    let send = format!(
+        "set -euo pipefail; mkfifo {d}/{tag}.fifo; sha256sum < {d}/{tag}.fifo > {d}/{tag}.sent & \
+         head -c {bytes} /dev/urandom | tee {d}/{tag}.fifo | \
+         socat -u -b 262144 STDIN TCP:{ip_r}:{port}; wait"
+    );
+    let o = run_bounded(
+        Command::new("ip").args(["netns", "exec", ns_s, "bash", "-c", &send]),
+        Duration::from_secs(600),
+    );
+    if !o.status.success() {
+        lab.fail(&format!(
+            "the sender failed:\n{}\nreceiver: {}",
+            show(&o),
+            receiver.log_text()
+        ));
+    }
+    match receiver.wait(Duration::from_secs(60)) {
+        Some(s) if s.success() => {}
+        s => lab.fail(&format!(
+            "the receiver did not finish cleanly ({s:?}): {}",
+            receiver.log_text()
+        )),
+    }
+    let sum = |ext: &str| {
+        std::fs::read_to_string(lab.dir.join(format!("{tag}.{ext}")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (sent, got) = (sum("sent"), sum("recv"));
+    if sent.len() != 64 || sent != got {
+        lab.fail(&format!(
+            "{bytes} bytes {ns_s} -> {ns_r}: sha256 sent {sent:?}, received {got:?}"
+        ));
+    }
+    eprintln!("{bytes} bytes {ns_s} -> {ns_r} arrived intact");
+}

@@ -762,131 +762,111 @@ mod tests {
         }
     }
 
-    /// An egress connection driven to Established: endpoint ISN 1000, ours 5000.
-    fn established(now: Instant, host: &mut Host, out: &mut Out) -> Conn {
-        let mut c = Conn::from_syn(&seg(1000, 0, SYN, 64240, b""), 5000, 1460, 4096, now);
-        c.host_connected(now, out);
-        let (h, _) = out.segs.pop().unwrap();
-        assert_eq!((h.flags, h.seq, h.ack), (SYN | ACK, 5000, 1001));
-        assert_eq!(h.syn.unwrap().wscale, Some(OUR_WSCALE));
-        assert_eq!(
-            c.segment(&seg(1001, 5001, ACK, 1000, b""), now, host, out),
-            Next::Continue
-        );
-        assert_eq!(c.state, State::Established);
-        c
+    /// A connection under test with its mocks: an egress connection driven to Established
+    /// (endpoint ISN 1000, ours 5000), or a published one (ours 9) just opened.
+    struct T {
+        now: Instant,
+        host: Host,
+        out: Out,
+        c: Conn,
+    }
+
+    impl T {
+        fn established(room: usize) -> T {
+            let now = Instant::now();
+            let mut out = Out::default();
+            let mut c = Conn::from_syn(&seg(1000, 0, SYN, 64240, b""), 5000, 1460, 4096, now);
+            c.host_connected(now, &mut out);
+            let (h, _) = out.segs.pop().unwrap();
+            assert_eq!((h.flags, h.seq, h.ack), (SYN | ACK, 5000, 1001));
+            assert_eq!(h.syn.unwrap().wscale, Some(OUR_WSCALE));
+            let mut t = T {
+                now,
+                host: Host {
+                    room,
+                    ..Default::default()
+                },
+                out,
+                c,
+            };
+            assert_eq!(t.feed(seg(1001, 5001, ACK, 1000, b"")), Next::Continue);
+            assert_eq!(t.c.state, State::Established);
+            t
+        }
+
+        fn published() -> T {
+            let now = Instant::now();
+            let mut out = Out::default();
+            let c = Conn::open(9, 1460, 4096, now, &mut out);
+            let host = Host {
+                room: 1 << 20,
+                ..Default::default()
+            };
+            T { now, host, out, c }
+        }
+
+        fn feed(&mut self, s: Seg<'_>) -> Next {
+            self.c.segment(&s, self.now, &mut self.host, &mut self.out)
+        }
+
+        /// The ACK the connection sends now.
+        fn ack(&mut self) -> u32 {
+            self.c.send_ack(&mut self.out);
+            self.out.segs.last().unwrap().0.ack
+        }
     }
 
     #[test]
     fn data_from_the_endpoint_reaches_the_host_in_order_and_is_acked() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = established(now, &mut host, &mut out);
-        c.segment(
-            &seg(1001, 5001, ACK, 1000, b"hello "),
-            now,
-            &mut host,
-            &mut out,
-        );
-        // Out of order: dropped, duplicate ACK owed.
-        c.segment(
-            &seg(1020, 5001, ACK, 1000, b"later"),
-            now,
-            &mut host,
-            &mut out,
-        );
+        let mut t = T::established(1 << 20);
+        t.feed(seg(1001, 5001, ACK, 1000, b"hello "));
+        // Out of order: kept, duplicate ACK owed.
+        t.feed(seg(1020, 5001, ACK, 1000, b"later"));
         // Overlapping retransmission: only the new part is taken.
-        c.segment(
-            &seg(1004, 5001, ACK, 1000, b"lo world"),
-            now,
-            &mut host,
-            &mut out,
-        );
-        assert_eq!(host.got, b"hello world");
-        assert!(c.ack_owed);
-        c.send_ack(&mut out);
-        assert_eq!(out.segs.last().unwrap().0.ack, 1012);
+        t.feed(seg(1004, 5001, ACK, 1000, b"lo world"));
+        assert_eq!(t.host.got, b"hello world");
+        assert!(t.c.ack_owed);
+        assert_eq!(t.ack(), 1012);
     }
 
     #[test]
     fn out_of_order_segments_are_kept_until_the_hole_is_filled() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = established(now, &mut host, &mut out);
-        c.segment(
-            &seg(1006, 5001, ACK, 1000, b"world"),
-            now,
-            &mut host,
-            &mut out,
-        );
-        c.segment(
-            &seg(1011, 5001, ACK | FIN, 1000, b"!"),
-            now,
-            &mut host,
-            &mut out,
-        );
-        assert!(host.got.is_empty(), "nothing passes the hole");
-        c.segment(
-            &seg(1001, 5001, ACK, 1000, b"hello"),
-            now,
-            &mut host,
-            &mut out,
-        );
-        assert_eq!(host.got, b"helloworld!");
-        assert!(host.shut, "the kept FIN is delivered too");
-        c.send_ack(&mut out);
-        assert_eq!(out.segs.last().unwrap().0.ack, 1013);
+        let mut t = T::established(1 << 20);
+        t.feed(seg(1006, 5001, ACK, 1000, b"world"));
+        t.feed(seg(1011, 5001, ACK | FIN, 1000, b"!"));
+        assert!(t.host.got.is_empty(), "nothing passes the hole");
+        t.feed(seg(1001, 5001, ACK, 1000, b"hello"));
+        assert_eq!(t.host.got, b"helloworld!");
+        assert!(t.host.shut, "the kept FIN is delivered too");
+        assert_eq!(t.ack(), 1013);
     }
 
     #[test]
     fn a_slow_host_fills_the_buffer_and_closes_the_window() {
-        let now = Instant::now();
-        let (mut host, mut out) = (Host::default(), Out::default());
-        let mut c = established(now, &mut host, &mut out);
+        let mut t = T::established(0);
         let data = vec![7u8; 5000];
-        c.segment(&seg(1001, 5001, ACK, 1000, &data), now, &mut host, &mut out);
+        t.feed(seg(1001, 5001, ACK, 1000, &data));
         assert_eq!(
-            c.to_host.len(),
+            t.c.to_host.len(),
             4096,
             "what fits is buffered, the rest dropped"
         );
-        assert_eq!(c.window(), 0);
-        host.room = 10_000;
-        c.flush(&mut host).unwrap();
-        assert_eq!(host.got.len(), 4096);
-        assert!(c.ack_owed, "the reopened window is announced");
-        c.send_ack(&mut out);
-        assert_eq!(out.segs.last().unwrap().0.ack, 1001 + 4096);
+        assert_eq!(t.c.window(), 0);
+        t.host.room = 10_000;
+        t.c.flush(&mut t.host).unwrap();
+        assert_eq!(t.host.got.len(), 4096);
+        assert!(t.c.ack_owed, "the reopened window is announced");
+        assert_eq!(t.ack(), 1001 + 4096);
     }
 
     #[test]
     fn host_data_goes_out_within_the_window_and_is_resent_after_loss() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = established(now, &mut host, &mut out);
+        let mut t = T::established(1 << 20);
         // The endpoint's window: 10 << 7 = 1280 bytes.
-        c.segment(&seg(1001, 5001, ACK, 10, b""), now, &mut host, &mut out);
+        t.feed(seg(1001, 5001, ACK, 10, b""));
         let src = vec![1u8; 3000];
         let mut off = 0;
-        c.fill(|b| {
+        t.c.fill(|b| {
             if off == src.len() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -896,77 +876,45 @@ mod tests {
             Ok(n)
         })
         .unwrap();
-        out.segs.clear();
-        c.push(now, &mut out);
-        let sent: usize = out.segs.iter().map(|(_, p)| p.len()).sum();
+        t.out.segs.clear();
+        t.c.push(t.now, &mut t.out);
+        let sent: usize = t.out.segs.iter().map(|(_, p)| p.len()).sum();
         assert_eq!(sent, 1280);
         // Timeout: back to the first unacknowledged byte.
-        out.segs.clear();
-        c.tick(now + Duration::from_secs(1), &mut out);
-        assert_eq!(out.segs[0].0.seq, 5001);
+        t.out.segs.clear();
+        t.c.tick(t.now + Duration::from_secs(1), &mut t.out);
+        assert_eq!(t.out.segs[0].0.seq, 5001);
         // The ACK frees the buffer and opens the window.
-        c.segment(
-            &seg(1001, 5001 + 1280, ACK, 100, b""),
-            now,
-            &mut host,
-            &mut out,
-        );
-        assert_eq!(c.to_cont.len(), 3000 - 1280);
+        t.feed(seg(1001, 5001 + 1280, ACK, 100, b""));
+        assert_eq!(t.c.to_cont.len(), 3000 - 1280);
     }
 
     #[test]
     fn fins_both_ways_end_the_connection() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = established(now, &mut host, &mut out);
+        let mut t = T::established(1 << 20);
         assert_eq!(
-            c.segment(
-                &seg(1001, 5001, ACK | FIN, 100, b"bye"),
-                now,
-                &mut host,
-                &mut out
-            ),
+            t.feed(seg(1001, 5001, ACK | FIN, 100, b"bye")),
             Next::Continue
         );
-        assert!(host.shut, "the endpoint's FIN is the destination's FIN");
-        assert_eq!(c.fill(|_| Ok(0)).unwrap(), ReadEnd::Eof);
-        c.push(now, &mut out);
-        let (h, _) = out.segs.last().unwrap();
+        assert!(t.host.shut, "the endpoint's FIN is the destination's FIN");
+        assert_eq!(t.c.fill(|_| Ok(0)).unwrap(), ReadEnd::Eof);
+        t.c.push(t.now, &mut t.out);
+        let (h, _) = t.out.segs.last().unwrap();
         assert_eq!(h.flags, FIN | ACK);
         assert_eq!(h.ack, 1005);
-        assert_eq!(
-            c.segment(&seg(1005, 5002, ACK, 100, b""), now, &mut host, &mut out),
-            Next::Done
-        );
+        assert_eq!(t.feed(seg(1005, 5002, ACK, 100, b"")), Next::Done);
     }
 
     #[test]
     fn reset_and_silence_abort() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = established(now, &mut host, &mut out);
-        assert_eq!(
-            c.segment(&seg(1001, 0, RST, 0, b""), now, &mut host, &mut out),
-            Next::Abort
-        );
-        let mut c = Conn::open(9, 1460, 4096, now, &mut out);
-        let mut t = now;
+        let mut t = T::established(1 << 20);
+        assert_eq!(t.feed(seg(1001, 0, RST, 0, b"")), Next::Abort);
+        let mut t = T::published();
+        let mut at = t.now;
         let mut next = Next::Continue;
         for _ in 0..20 {
-            t += RTO_MAX;
-            next = c.tick(t, &mut out);
+            at += RTO_MAX;
+            next = t.c.tick(at, &mut t.out);
             if next != Next::Continue {
                 break;
             }
@@ -976,44 +924,33 @@ mod tests {
 
     #[test]
     fn published_connection_handshake() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = Conn::open(9, 1460, 4096, now, &mut out);
-        assert_eq!(out.segs[0].0.flags, SYN);
-        c.segment(
-            &seg(500, 10, SYN | ACK, 64240, b""),
-            now,
-            &mut host,
-            &mut out,
-        );
-        assert_eq!(c.state, State::Established);
-        assert_eq!(out.segs.last().unwrap().0.ack, 501);
+        let mut t = T::published();
+        assert_eq!(t.out.segs[0].0.flags, SYN);
+        t.feed(seg(500, 10, SYN | ACK, 64240, b""));
+        assert_eq!(t.c.state, State::Established);
+        assert_eq!(t.out.segs.last().unwrap().0.ack, 501);
     }
 
     #[test]
     fn a_full_switch_queue_blocks_and_resumes() {
-        let now = Instant::now();
-        let (mut host, mut out) = (
-            Host {
-                room: 1 << 20,
-                ..Default::default()
-            },
-            Out::default(),
-        );
-        let mut c = established(now, &mut host, &mut out);
-        c.to_cont.push(b"abc");
-        out.full = true;
-        c.push(now, &mut out);
-        assert!(c.blocked);
-        out.full = false;
-        c.push(now, &mut out);
-        assert!(!c.blocked);
-        assert_eq!(out.segs.last().unwrap().1, b"abc");
+        let mut t = T::established(1 << 20);
+        t.c.to_cont.push(b"abc");
+        t.out.full = true;
+        t.c.push(t.now, &mut t.out);
+        assert!(t.c.blocked);
+        t.out.full = false;
+        t.c.push(t.now, &mut t.out);
+        assert!(!t.c.blocked);
+        assert_eq!(t.out.segs.last().unwrap().1, b"abc");
+    }
+
+    #[test]
+    fn probes_and_keepalives_are_answered() {
+        let mut t = T::established(1 << 20);
+        t.c.ack_owed = false;
+        // A zero-window probe / keepalive: an old sequence number, no payload.
+        t.feed(seg(1000, 5001, ACK, 1000, b""));
+        assert!(t.c.ack_owed);
+        assert_eq!(t.ack(), 1001);
     }
 }
