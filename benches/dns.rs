@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::{
-    clean_stale, install_signal_handlers, interrupted, last_lines, locate_or_build_netyard, nsexec,
-    percentile, run_child, which, Daemon, Namespaces, Servers, TempDir,
+    clean_stale, exit_status, install_signal_handlers, interrupted, kernel_release, last_lines,
+    locate_or_build_netyard, nsexec, parse_args, percentile, run_child, which, write_json,
+    BaseOpts, Daemon, MetricDef, Namespaces, Servers, TempDir,
 };
 
 /// Prefix of every namespace this bench makes: `nybdns-<pid>-<role>`.
@@ -27,6 +28,8 @@ const NS_PREFIX: &str = "nybdns-";
 const NETYARD_ADDR: &str = "127.0.0.11";
 /// Where the reference dnsmasq answers, in the same client namespace.
 const DNSMASQ_ADDR: &str = "127.0.0.12";
+/// TTL of local answers on both servers (netyard's default).
+const LOCAL_TTL: u32 = 60;
 /// The upstream dnsmasq of the forwarded names, on loopback (one in the daemon's namespace for
 /// netyard, one in the client's namespace for the reference dnsmasq).
 const UPSTREAM_PORT: u16 = 5300;
@@ -36,17 +39,13 @@ const SUBNET: &str = "10.252.77";
 const ENDPOINTS: usize = 4;
 const ALIASES_PER_ENDPOINT: usize = 24;
 const FORWARDED_NAMES: usize = 100;
-/// TTL of local answers on both servers (netyard's default).
-const LOCAL_TTL: u32 = 60;
 
 // ---------------------------------------------------------------------------------------------
 // Options.
 
 struct Opts {
-    bench_flag: bool,
-    json: Option<PathBuf>,
-    /// Length of each saturating (queries per second) run.
-    seconds: u64,
+    /// `--seconds`: the length of each saturating (queries per second) run.
+    base: BaseOpts,
     /// Length of each fixed-rate latency run.
     latency_seconds: u64,
     /// Queries per second of the latency runs.
@@ -57,61 +56,24 @@ const USAGE: &str = "usage: cargo bench --bench dns -- [--json FILE] [--seconds 
 [--latency-seconds N] [--rate QPS]";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        bench_flag: false,
-        json: None,
-        seconds: 5,
-        latency_seconds: 3,
-        rate: 2000,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |flag: &str| -> Result<String, String> {
-            match it.next() {
-                Some(v) if !v.starts_with("--") => Ok(v.clone()),
-                _ => Err(format!("{flag} needs a value")),
-            }
-        };
-        let positive = |v: String, flag: &str| -> Result<u64, String> {
-            v.parse()
-                .ok()
-                .filter(|&n: &u64| n > 0)
-                .ok_or_else(|| format!("{flag} takes a positive whole number"))
-        };
-        match a.as_str() {
-            "--bench" => o.bench_flag = true,
-            "--json" => o.json = Some(PathBuf::from(value("--json")?)),
-            "--seconds" => o.seconds = positive(value("--seconds")?, "--seconds")?,
-            "--latency-seconds" => {
-                o.latency_seconds = positive(value("--latency-seconds")?, "--latency-seconds")?
-            }
-            "--rate" => o.rate = positive(value("--rate")?, "--rate")?,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+    let (mut latency_seconds, mut rate) = (3, 2000);
+    let base = parse_args(args, |flag, it| {
+        match flag {
+            "--latency-seconds" => latency_seconds = it.positive(flag)?,
+            "--rate" => rate = it.positive(flag)?,
+            _ => return Ok(false),
         }
-    }
-    Ok(o)
+        Ok(true)
+    })?;
+    Ok(Opts {
+        base,
+        latency_seconds,
+        rate,
+    })
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    common::set_bench_name("dns");
-    let opts = match parse_opts(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("dns bench: {e}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(if e.is_empty() { 0 } else { 2 });
-        }
-    };
-    if !opts.bench_flag {
-        // `cargo test --all-targets` runs bench targets without --bench: do nothing then.
-        println!("dns bench: not run (start it with `cargo bench --bench dns`, or pass --bench)");
-        return;
-    }
-    std::process::exit(run_bench(&opts));
+    common::bench_main("dns", USAGE, |_| None, parse_opts, run_bench);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,33 +441,26 @@ fn tool_version(prog: &Path, arg: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // The run.
 
-struct Metric {
-    name: &'static str,
-    unit: &'static str,
-    decimals: usize,
-    lower_is_better: bool,
-}
-
-const METRICS: &[Metric] = &[
-    Metric {
+const METRICS: &[MetricDef] = &[
+    MetricDef {
         name: "qps",
         unit: "queries/s",
         decimals: 0,
         lower_is_better: false,
     },
-    Metric {
+    MetricDef {
         name: "avg_us_saturated",
         unit: "us",
         decimals: 0,
         lower_is_better: true,
     },
-    Metric {
+    MetricDef {
         name: "p50_us",
         unit: "us",
         decimals: 1,
         lower_is_better: true,
     },
-    Metric {
+    MetricDef {
         name: "p99_us",
         unit: "us",
         decimals: 1,
@@ -669,7 +624,7 @@ fn run_bench(opts: &Opts) -> i32 {
          at {} queries/s for {} s; reference: {dnsmasq_version}",
         names.local.len(),
         names.forwarded.len(),
-        opts.seconds,
+        opts.base.seconds,
         opts.rate,
         opts.latency_seconds
     );
@@ -699,7 +654,7 @@ fn run_bench(opts: &Opts) -> i32 {
                     break 'cases;
                 }
                 let label = format!("{server_name}-{set}");
-                let rate = rate_run(&tools, &client, addr, file, opts.seconds);
+                let rate = rate_run(&tools, &client, addr, file, opts.base.seconds);
                 let lat = latency_run(&tools, &client, addr, file, opts.latency_seconds, opts.rate);
                 match (rate, lat) {
                     (Ok(r), Ok(l)) => {
@@ -769,37 +724,26 @@ fn run_bench(opts: &Opts) -> i32 {
     for e in &errors {
         println!("# error: {e}");
     }
-    if let Some(path) = &opts.json {
-        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+    if let Some(path) = &opts.base.json {
         let doc = json!({
             "results": json_results,
             "runs": raw,
             "notes": notes,
             "errors": errors,
-            "kernel": kernel,
+            "kernel": kernel_release(),
             "cpus": thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "dnsperf": dnsperf_version,
             "dnsmasq": dnsmasq_version,
             "options": {
-                "seconds": opts.seconds, "latency_seconds": opts.latency_seconds,
+                "seconds": opts.base.seconds, "latency_seconds": opts.latency_seconds,
                 "rate": opts.rate, "local_names": names.local.len(),
                 "forwarded_names": names.forwarded.len(),
             },
         });
-        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        if let Err(e) = fs::write(path, text + "\n") {
-            eprintln!("# error: writing {}: {e}", path.display());
+        if let Err(e) = write_json(path, &doc) {
+            eprintln!("# error: {e}");
             return 1;
         }
     }
-    if interrupted() {
-        130
-    } else if errors.is_empty() {
-        0
-    } else {
-        1
-    }
+    exit_status(!errors.is_empty())
 }

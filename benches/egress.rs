@@ -17,7 +17,7 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::{
-    clean_stale, first_line, install_signal_handlers, interrupted, ip, iperf_client, last_lines,
-    locate_or_build_netyard, median_of, nsexec, run_child, run_timed, tcp_run, udp_run, which,
-    Daemon, MetricDef, Namespaces, Servers, TempDir,
+    can_make_namespaces, each_run, finish, first_line, interrupted, ip, ip_addr_up, iperf_client,
+    keep_notes, last_lines, median_of, netyard_if, nsexec, parse_args, print_summary, run_child,
+    run_setup, run_timed, scratch_dir, tcp_run, udp_bound, udp_connected, udp_run, which, BaseOpts,
+    Daemon, MetricDef, Namespaces, Run, Servers,
 };
 
 /// Prefix of every namespace this bench makes: `nye-<pid>-<run><tool>-<role>`.
@@ -224,9 +225,7 @@ enum UdpTool {
 }
 
 struct Opts {
-    bench_flag: bool,
-    json: Option<PathBuf>,
-    seconds: u64,
+    base: BaseOpts,
     runs: usize,
     tools: Vec<Tool>,
     tests: Vec<Test>,
@@ -240,97 +239,73 @@ const USAGE: &str = "usage: cargo bench --bench egress -- [--seconds N] [--runs 
   pub-tcp, pub-cps); no tool named means all tools, no test named means all tests.";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        bench_flag: false,
-        json: None,
-        seconds: 5,
-        runs: 1,
-        tools: TOOLS.to_vec(),
-        tests: Test::ALL.to_vec(),
-        udp_tool: UdpTool::Iperf3,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |flag: &str| -> Result<String, String> {
-            match it.next() {
-                Some(v) if !v.starts_with("--") => Ok(v.clone()),
-                _ => Err(format!("{flag} needs a value")),
-            }
-        };
-        let positive = |v: String, flag: &str| -> Result<u64, String> {
-            v.parse()
-                .ok()
-                .filter(|&n: &u64| n > 0)
-                .ok_or_else(|| format!("{flag} takes a positive whole number"))
-        };
-        match a.as_str() {
-            "--bench" => o.bench_flag = true,
-            "--json" => o.json = Some(PathBuf::from(value("--json")?)),
-            "--seconds" => o.seconds = positive(value("--seconds")?, "--seconds")?,
-            "--runs" => o.runs = positive(value("--runs")?, "--runs")? as usize,
+    let (mut runs, mut udp_tool) = (1, UdpTool::Iperf3);
+    let (mut tools, mut tests) = (TOOLS.to_vec(), Test::ALL.to_vec());
+    let base = parse_args(args, |flag, it| {
+        match flag {
+            "--runs" => runs = it.positive(flag)?,
             "--udp-tool" => {
-                o.udp_tool = match value("--udp-tool")?.as_str() {
+                udp_tool = match it.value(flag)?.as_str() {
                     "iperf3" => UdpTool::Iperf3,
                     "rust" => UdpTool::Rust,
                     other => return Err(format!("unknown UDP tool {other:?} (iperf3, rust)")),
                 }
             }
             "--only" => {
-                let v = value("--only")?;
-                let (mut tools, mut tests) = (Vec::new(), Vec::new());
-                for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let t: Vec<Tool> = TOOLS.into_iter().filter(|t| t.matches(s)).collect();
-                    if let Some(test) = Test::ALL.into_iter().find(|t| t.name() == s) {
-                        tests.push(test);
-                    } else if !t.is_empty() {
-                        tools.extend(t);
-                    } else {
-                        return Err(format!("--only: unknown tool or test {s:?}"));
-                    }
-                }
-                // Canonical order: netyard first, the peers after it.
-                if !tools.is_empty() {
-                    o.tools = TOOLS.into_iter().filter(|t| tools.contains(t)).collect();
-                }
-                if !tests.is_empty() {
-                    o.tests = Test::ALL
-                        .into_iter()
-                        .filter(|t| tests.contains(t))
-                        .collect();
-                }
+                (tools, tests) = parse_only(&it.value(flag)?, tools.clone(), tests.clone())?
             }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(Opts {
+        base,
+        runs,
+        tools,
+        tests,
+        udp_tool,
+    })
+}
+
+/// `--only LIST`: the tools and tests named, each kind in canonical order (netyard first, the
+/// peers after it); all of a kind (`tools`, `tests` as they were) when none of it is named.
+fn parse_only(
+    list: &str,
+    tools: Vec<Tool>,
+    tests: Vec<Test>,
+) -> Result<(Vec<Tool>, Vec<Test>), String> {
+    let (mut named_tools, mut named_tests) = (Vec::new(), Vec::new());
+    for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let t: Vec<Tool> = TOOLS.into_iter().filter(|t| t.matches(s)).collect();
+        if let Some(test) = Test::ALL.into_iter().find(|t| t.name() == s) {
+            named_tests.push(test);
+        } else if !t.is_empty() {
+            named_tools.extend(t);
+        } else {
+            return Err(format!("--only: unknown tool or test {s:?}"));
         }
     }
-    Ok(o)
+    let tools = if named_tools.is_empty() {
+        tools
+    } else {
+        TOOLS
+            .into_iter()
+            .filter(|t| named_tools.contains(t))
+            .collect()
+    };
+    let tests = if named_tests.is_empty() {
+        tests
+    } else {
+        Test::ALL
+            .into_iter()
+            .filter(|t| named_tests.contains(t))
+            .collect()
+    };
+    Ok((tools, tests))
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // Hidden child modes, started inside a namespace by `ip netns exec NS <this executable>`.
-    if let Some(code) = child_mode(&args) {
-        std::process::exit(code);
-    }
-    common::set_bench_name("egress");
-    let opts = match parse_opts(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("egress bench: {e}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(if e.is_empty() { 0 } else { 2 });
-        }
-    };
-    if !opts.bench_flag {
-        // `cargo test --all-targets` runs bench targets without --bench: do nothing then.
-        println!(
-            "egress bench: not run (start it with `cargo bench --bench egress`, or pass --bench)"
-        );
-        return;
-    }
-    std::process::exit(run_bench(&opts));
+    common::bench_main("egress", USAGE, child_mode, parse_opts, run_bench);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,11 +320,7 @@ fn publish_args(host: u16, cport: u16) -> Vec<String> {
 // A lab: host, outside and container namespaces and the tool between them, torn down on drop.
 
 struct Ctx {
-    pid: u32,
-    dir: PathBuf,
-    seconds: u64,
-    netyard: Result<PathBuf, String>,
-    self_exe: PathBuf,
+    run: Run,
     iperf: PathBuf,
     udp_tool: UdpTool,
 }
@@ -372,8 +343,8 @@ struct Lab {
 
 impl Lab {
     fn new(ctx: &Ctx, tool: Tool, run: usize, tests: &[Test]) -> Result<Lab, String> {
-        let base = format!("{NS_PREFIX}{}-{run}{}", ctx.pid, tool.tag());
-        let dir = ctx.dir.join(format!("{run}-{}", tool.tag()));
+        let base = format!("{NS_PREFIX}{}-{run}{}", ctx.run.pid, tool.tag());
+        let dir = ctx.run.dir.join(format!("{run}-{}", tool.tag()));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let mut lab = Lab {
             tool,
@@ -397,23 +368,14 @@ impl Lab {
             "-n", &h, "link", "add", "out0", "type", "veth", "peer", "name", "out0", "netns", &o,
         ])?;
         for (ns, addr) in [(&h, lab.host_ip()), (&o, lab.outside_ip())] {
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "out0",
-            ])?;
-            ip(&["-n", ns, "link", "set", "out0", "up"])?;
+            ip_addr_up(ns, "out0", &addr)?;
         }
         // The connection-rate client opens many short connections from "outside".
         sysctl(&o, "net.ipv4.tcp_tw_reuse", "1")?;
         sysctl(&o, "net.ipv4.ip_local_port_range", "10000 65000")?;
         match tool.kind {
             Kind::Netyard => {
-                let bin = ctx.netyard.clone()?;
+                let bin = ctx.run.netyard.clone()?;
                 lab.setup_netyard(&bin)?;
             }
             Kind::Slirp => lab.setup_slirp()?,
@@ -436,7 +398,7 @@ impl Lab {
             let addr = format!("0.0.0.0:{ACCEPT_PORT}");
             lab.servers.start(
                 &c,
-                &ctx.self_exe,
+                &ctx.run.self_exe,
                 &["--accept-server", &addr],
                 None,
                 "tcp",
@@ -671,26 +633,12 @@ impl Drop for Lab {
 /// `sysctl -w KEY=VALUE` inside a namespace (per-namespace keys only).
 fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), String> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let out = run_child(
-        Command::new("ip").args([
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo '{value}' > {path}"),
-        ]),
+    let script = format!("echo '{value}' > {path}");
+    run_setup(
+        Command::new("ip").args(["netns", "exec", ns, "sh", "-c", &script]),
         Duration::from_secs(10),
-        false,
-    )?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "setting {key} in {ns}: {}",
-            first_line(&out.stderr)
-        ))
-    }
+        || format!("setting {key} in {ns}"),
+    )
 }
 
 /// One request on slirp4netns' API socket; its answer, or the error it names.
@@ -743,7 +691,7 @@ fn egress_iperf(lab: &mut Lab, ctx: &Ctx, extra: &[&str]) -> Result<Value, Strin
         &ctx.iperf,
         &lab.outside_ip(),
         IPERF_PORT,
-        ctx.seconds,
+        ctx.run.seconds,
         &args,
     );
     lab.servers.stop(idx);
@@ -785,7 +733,7 @@ fn measure(
         Test::Udp64 => match ctx.udp_tool {
             UdpTool::Iperf3 => {
                 let v = egress_iperf(lab, ctx, &["-u", "-l", "64", "-b", "0"])?;
-                let u = udp_run(&v, ctx.seconds)?;
+                let u = udp_run(&v, ctx.run.seconds)?;
                 if u.delivered_pps <= 0.0 {
                     return Err("no datagram arrived".into());
                 }
@@ -804,7 +752,7 @@ fn measure(
                 &ctx.iperf,
                 &lab.host_ip(),
                 PUB_IPERF_PORT,
-                ctx.seconds,
+                ctx.run.seconds,
                 &IPERF_TIMEOUTS,
             )?;
             tcp_figures(&v, "pub_tcp_gbps", notes)
@@ -814,15 +762,15 @@ fn measure(
                 return Err(e.clone());
             }
             let addr = format!("{}:{PUB_ACCEPT_PORT}", lab.host_ip());
-            let secs = ctx.seconds.to_string();
+            let secs = ctx.run.seconds.to_string();
             let out = run_timed(
                 &mut nsexec(
                     &lab.o,
                     None,
-                    &ctx.self_exe,
+                    &ctx.run.self_exe,
                     &["--connect-client", &addr, &secs],
                 ),
-                Duration::from_secs(ctx.seconds + 30),
+                Duration::from_secs(ctx.run.seconds + 30),
             )?;
             let line = out
                 .stdout
@@ -845,7 +793,7 @@ fn measure(
                 get("failed=").unwrap_or(0.0),
                 get("seconds=")
                     .filter(|&s| s > 0.0)
-                    .unwrap_or(ctx.seconds as f64),
+                    .unwrap_or(ctx.run.seconds as f64),
             );
             let first_error = line.split_once("first_error=").map(|x| x.1).unwrap_or("");
             if ok == 0.0 {
@@ -866,11 +814,11 @@ fn measure(
 /// control connection, unlike iperf3.
 fn udp_rust(lab: &mut Lab, ctx: &Ctx) -> Result<Figures, String> {
     let o = lab.o.clone();
-    let secs = ctx.seconds.to_string();
+    let secs = ctx.run.seconds.to_string();
     let sink_addr = format!("0.0.0.0:{UDP_SINK_PORT}");
     let idx = lab.servers.start(
         &o,
-        &ctx.self_exe,
+        &ctx.run.self_exe,
         &["--udp-sink", &sink_addr, &secs],
         None,
         "udp",
@@ -878,8 +826,13 @@ fn udp_rust(lab: &mut Lab, ctx: &Ctx) -> Result<Figures, String> {
     )?;
     let dst = format!("{}:{UDP_SINK_PORT}", lab.outside_ip());
     let sent = run_timed(
-        &mut nsexec(&lab.c, None, &ctx.self_exe, &["--udp-flood", &dst, &secs]),
-        Duration::from_secs(ctx.seconds + 30),
+        &mut nsexec(
+            &lab.c,
+            None,
+            &ctx.run.self_exe,
+            &["--udp-flood", &dst, &secs],
+        ),
+        Duration::from_secs(ctx.run.seconds + 30),
     );
     // The sink prints when it has seen 1 s of silence after the flood.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -895,11 +848,8 @@ fn udp_rust(lab: &mut Lab, ctx: &Ctx) -> Result<Figures, String> {
     }
     lab.servers.stop(idx);
     let sent = sent?;
-    let log = fs::read_to_string(lab.servers.log_path(&format!(
-        "{}-{UDP_SINK_PORT}.log",
-        ctx.self_exe.file_name().unwrap_or_default().to_string_lossy()
-    )))
-    .unwrap_or_default();
+    let log = fs::read_to_string(lab.servers.server_log(&ctx.run.self_exe, UDP_SINK_PORT))
+        .unwrap_or_default();
     let num = |text: &str, prefix: &str, k: &str| -> Option<f64> {
         text.lines()
             .find(|l| l.starts_with(prefix))?
@@ -919,7 +869,7 @@ fn udp_rust(lab: &mut Lab, ctx: &Ctx) -> Result<Figures, String> {
     let spkts = num(&sent.stdout, "udp-flood ", "sent=");
     let mut f = vec![(
         "udp64_out_kpps",
-        received / rsecs.or(ssecs).unwrap_or(ctx.seconds as f64) / 1e3,
+        received / rsecs.or(ssecs).unwrap_or(ctx.run.seconds as f64) / 1e3,
     )];
     if let (Some(p), Some(s)) = (spkts, ssecs) {
         f.push(("udp64_sent_kpps", p / s / 1e3));
@@ -1016,12 +966,8 @@ fn connect_client(addr: &str, seconds: u64) -> i32 {
 
 /// Sends 64-byte datagrams to `addr` as fast as it can for `seconds`.
 fn udp_flood(addr: &str, seconds: u64) -> i32 {
-    let sock = match UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect(addr).map(|_| s)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("udp-flood: {addr}: {e}");
-            return 1;
-        }
+    let Some(sock) = udp_connected("udp-flood", addr) else {
+        return 1;
     };
     let msg = [0u8; 64];
     let start = Instant::now();
@@ -1045,12 +991,8 @@ fn udp_flood(addr: &str, seconds: u64) -> i32 {
 /// Counts datagrams from the first one until 1 s of silence (or `seconds` + 10 s); prints the
 /// count and the time from the first to the last.
 fn udp_sink(addr: &str, seconds: u64) -> i32 {
-    let sock = match UdpSocket::bind(addr) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("udp-sink: bind {addr}: {e}");
-            return 1;
-        }
+    let Some(sock) = udp_bound("udp-sink", addr) else {
+        return 1;
     };
     let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
     let start = Instant::now();
@@ -1138,44 +1080,25 @@ fn tool_version(kind: Kind) -> String {
 }
 
 fn run_bench(opts: &Opts) -> i32 {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("egress bench: must run as root (it makes network namespaces); nothing was run");
-        return 1;
-    }
-    if which("ip").is_none() {
-        eprintln!("egress bench: `ip` (iproute2) not found; nothing was run");
+    if !can_make_namespaces() {
         return 1;
     }
     let Some(iperf) = which("iperf3") else {
         eprintln!("egress bench: iperf3 not found (apt-get install iperf3); nothing was run");
         return 1;
     };
-    install_signal_handlers();
-    clean_stale(NS_PREFIX, TMP_PREFIX);
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("{TMP_PREFIX}{pid}"));
-    if let Err(e) = fs::create_dir_all(&dir) {
-        eprintln!("egress bench: creating {}: {e}", dir.display());
+    let Some(dir_guard) = scratch_dir(NS_PREFIX, TMP_PREFIX) else {
         return 1;
-    }
-    let dir_guard = TempDir(dir.clone());
-    let needs_netyard = opts.tools.iter().any(|t| t.kind == Kind::Netyard);
-    let netyard = if needs_netyard {
-        locate_or_build_netyard()
-    } else {
-        Err("not needed".into())
     };
+    let needs_netyard = opts.tools.iter().any(|t| t.kind == Kind::Netyard);
+    let netyard = netyard_if(needs_netyard);
     match (&netyard, needs_netyard) {
         (Ok(bin), _) => eprintln!("egress bench: netyard binary {}", bin.display()),
         (Err(e), true) => eprintln!("egress bench: the netyard scenario will fail: {e}"),
         _ => {}
     }
     let ctx = Ctx {
-        pid,
-        dir: dir.clone(),
-        seconds: opts.seconds,
-        netyard,
-        self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        run: Run::new(&dir_guard, opts.base.seconds, netyard),
         iperf,
         udp_tool: opts.udp_tool,
     };
@@ -1184,67 +1107,33 @@ fn run_bench(opts: &Opts) -> i32 {
     // (tool, test) -> errors, in run order.
     let mut failures: Vec<(String, Test, String)> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    'runs: for run in 1..=opts.runs {
-        for &tool in &opts.tools {
-            if interrupted() {
-                break 'runs;
+    each_run(
+        opts.runs,
+        &opts.tools,
+        Tool::name,
+        |tool, run, t0| match run_tool(&ctx, tool, run, &opts.tests) {
+            Ok(o) => {
+                print_summary(&tool.name(), t0, &o.figures);
+                samples.extend(o.figures.iter().map(|&(m, v)| (tool.name(), m, v)));
+                for (t, e) in o.errors {
+                    failures.push((tool.name(), t, format!("run {run}: {e}")));
+                }
+                keep_notes(&tool.name(), run, o.notes, &mut notes);
             }
-            eprintln!("[run {run}/{}] {} ...", opts.runs, tool.name());
-            let t0 = Instant::now();
-            match run_tool(&ctx, tool, run, &opts.tests) {
-                Ok(o) => {
-                    let summary: Vec<String> = o
-                        .figures
-                        .iter()
-                        .map(|(m, v)| format!("{m}={v:.2}"))
-                        .collect();
-                    eprintln!(
-                        "  {} ({:.0} s): {}",
-                        tool.name(),
-                        t0.elapsed().as_secs_f64(),
-                        summary.join(" ")
-                    );
-                    samples.extend(o.figures.iter().map(|&(m, v)| (tool.name(), m, v)));
-                    for (t, e) in o.errors {
+            Err(e) => {
+                eprintln!("  {}: {e}", tool.name());
+                if !interrupted() {
+                    for &t in &opts.tests {
                         failures.push((tool.name(), t, format!("run {run}: {e}")));
                     }
-                    for n in o.notes {
-                        eprintln!("  {}: {n}", tool.name());
-                        notes.push(format!("{} run {run}: {n}", tool.name()));
-                    }
-                }
-                Err(e) => {
-                    eprintln!("  {}: {e}", tool.name());
-                    if !interrupted() {
-                        for &t in &opts.tests {
-                            failures.push((tool.name(), t, format!("run {run}: {e}")));
-                        }
-                    }
                 }
             }
-        }
-    }
+        },
+    );
     drop(dir_guard);
 
     let doc = report(opts, &samples, &failures, &notes);
-    if let Some(path) = &opts.json {
-        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        match fs::write(path, text + "\n") {
-            Ok(()) => eprintln!("egress bench: results written to {}", path.display()),
-            Err(e) => {
-                eprintln!("egress bench: writing {}: {e}", path.display());
-                return 1;
-            }
-        }
-    }
-    if interrupted() {
-        eprintln!("egress bench: interrupted; everything it set up was removed");
-        130
-    } else if failures.is_empty() {
-        0
-    } else {
-        1
-    }
+    finish(opts.base.json.as_deref(), &doc, !failures.is_empty())
 }
 
 /// Prints the table (every figure; n/a with a numbered reason where a test failed) and the
@@ -1263,7 +1152,7 @@ fn report(
         "# netyard egress bench: {} s per test, median of {} run(s); TCP: iperf3, one stream \
          (tcp_in = -R); UDP: {udp}, delivered at the receiver; conn/s: connect, 1 byte each way, \
          close, one at a time, through the published port",
-        opts.seconds, opts.runs
+        opts.base.seconds, opts.runs
     );
     let versions: Vec<String> = [Kind::Slirp, Kind::Pasta]
         .into_iter()
@@ -1371,7 +1260,7 @@ fn report(
     }
     json!({
         "bench": "netyard egress",
-        "seconds": opts.seconds,
+        "seconds": opts.base.seconds,
         "runs": opts.runs,
         "udp_tool": udp,
         "kernel": common::kernel_release(),

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use netyard_cli::{commands, default_api_path, ApiClient, Cli, Command, FdbCommand};
+use netyard_cli::{commands, default_api_path, ApiClient, Cli, Command, DaemonArgs, FdbCommand};
 
 fn main() {
     let cli = Cli::parse();
@@ -37,7 +37,14 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Daemon(DaemonArgs {
+        threads: Some(n), ..
+    }) = &cli.command
+    {
+        builder.worker_threads(usize::from(*n));
+    }
+    let rt = builder
         .enable_all()
         .thread_name("netyard")
         .build()

@@ -1,9 +1,13 @@
-//! The harness the benches share (`#[path = "common/mod.rs"] mod common;` in each): running
-//! children with timeouts and PR_SET_PDEATHSIG, interruption, namespaces and servers torn down
-//! on drop, the netyard daemon (start, API, stop), iperf3's JSON, the UDP ping-pong and
-//! sockperf, medians and ratio lines. Each bench compiles its own copy and uses part of it.
+//! The harness the benches share (`#[path = "common/mod.rs"] mod common;` in each): options and
+//! `main`, running children with timeouts and PR_SET_PDEATHSIG, interruption, namespaces and
+//! servers torn down on drop, the netyard daemon (start, API, stop), iperf3's JSON, the UDP
+//! ping-pong and sockperf, medians, ratio lines and the end of a run (JSON report, exit status).
+//! `link` is the whole of the switch and vxlan benches but their setups. Each bench compiles its
+//! own copy and uses part of it.
 
 #![allow(dead_code)]
+
+pub mod link;
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -11,6 +15,7 @@ use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread;
@@ -32,6 +37,102 @@ pub fn set_bench_name(name: &'static str) {
 
 pub fn bench_name() -> &'static str {
     BENCH.get().copied().unwrap_or("netyard")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options and `main`.
+
+/// The options every bench takes: `--json FILE` and `--seconds N` (default 5). `--bench`, which
+/// `cargo bench` passes, is accepted too: `bench_main` reads it from the arguments.
+pub struct BaseOpts {
+    pub json: Option<PathBuf>,
+    pub seconds: u64,
+}
+
+/// The arguments not read yet, from which a bench's own option takes its value.
+pub struct Args<'a>(std::slice::Iter<'a, String>);
+
+impl Args<'_> {
+    /// The argument after `flag`; one that starts with `--` is the next flag, not a value.
+    pub fn value(&mut self, flag: &str) -> Result<String, String> {
+        match self.0.next() {
+            Some(v) if !v.starts_with("--") => Ok(v.clone()),
+            _ => Err(format!("{flag} needs a value")),
+        }
+    }
+
+    /// The positive whole number after `flag`.
+    pub fn positive<T: FromStr + PartialOrd + Default>(&mut self, flag: &str) -> Result<T, String> {
+        self.value(flag)?
+            .parse()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or_else(|| format!("{flag} takes a positive whole number"))
+    }
+}
+
+/// Parses the common options; every other flag goes to `own`, which takes its value from the
+/// `Args` and returns Ok(false) for a flag it does not know either. Err("") for `-h`/`--help`.
+pub fn parse_args(
+    args: &[String],
+    mut own: impl FnMut(&str, &mut Args) -> Result<bool, String>,
+) -> Result<BaseOpts, String> {
+    let mut o = BaseOpts {
+        json: None,
+        seconds: 5,
+    };
+    let mut it = Args(args.iter());
+    while let Some(a) = it.0.next() {
+        match a.as_str() {
+            "--bench" => {}
+            "--json" => o.json = Some(PathBuf::from(it.value("--json")?)),
+            "--seconds" => o.seconds = it.positive("--seconds")?,
+            "-h" | "--help" => return Err(String::new()),
+            flag => {
+                if !own(flag, &mut it)? {
+                    return Err(format!("unknown argument {flag:?}"));
+                }
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// A bench's `main`. First the hidden child modes (`child`: Some(exit status) when the arguments
+/// ask for one; they run inside a namespace, started by `ip netns exec NS <this executable>`).
+/// Then the options (`parse`: the usage on stderr and exit status 2 when they are wrong, 0 after
+/// `--help`). Without `--bench` it does nothing: `cargo test --all-targets` runs bench targets
+/// that way. Else it exits with the status `run` returns.
+pub fn bench_main<O>(
+    name: &'static str,
+    usage: &str,
+    child: impl FnOnce(&[String]) -> Option<i32>,
+    parse: impl FnOnce(&[String]) -> Result<O, String>,
+    run: impl FnOnce(&O) -> i32,
+) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = child(&args) {
+        std::process::exit(code);
+    }
+    set_bench_name(name);
+    let opts = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{name} bench: {e}");
+            }
+            eprintln!("{usage}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    // `--bench` is never an option's value: `Args::value` refuses what starts with `--`.
+    if !args.iter().any(|a| a == "--bench") {
+        println!(
+            "{name} bench: not run (start it with `cargo bench --bench {name}`, or pass --bench)"
+        );
+        return;
+    }
+    std::process::exit(run(&opts));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,23 +262,34 @@ pub fn last_lines(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
-/// Runs `ip ARGS` (the bench's own setup; the product never runs `ip`). Quick, so not
-/// interruptible: teardown relies on it after Ctrl-C.
-pub fn ip(args: &[&str]) -> Result<(), String> {
-    let out = run_child(
-        Command::new("ip").args(args),
-        Duration::from_secs(20),
-        false,
-    )?;
+/// Runs a quick setup command, not interruptible: teardown relies on such commands after
+/// Ctrl-C. When it fails, the error is `what` and the first line of its stderr.
+pub fn run_setup(
+    cmd: &mut Command,
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+) -> Result<(), String> {
+    let out = run_child(cmd, timeout, false)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`ip {}`: {}",
-            args.join(" "),
-            first_line(&out.stderr)
-        ))
+        Err(format!("{}: {}", what(), first_line(&out.stderr)))
     }
+}
+
+/// Runs `ip ARGS` (the bench's own setup; the product never runs `ip`).
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    run_setup(
+        Command::new("ip").args(args),
+        Duration::from_secs(20),
+        || format!("`ip {}`", args.join(" ")),
+    )
+}
+
+/// `DEV` in `ns` given `addr`/24 and set up.
+pub fn ip_addr_up(ns: &str, dev: &str, addr: &str) -> Result<(), String> {
+    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+    ip(&["-n", ns, "link", "set", dev, "up"])
 }
 
 /// Sends SIGTERM, waits up to `grace`, then SIGKILL. Returns whether it exited in time.
@@ -372,11 +484,7 @@ impl Servers {
         args: &[&str],
         log: &str,
     ) -> Result<usize, String> {
-        let name = prog
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = prog_name(prog);
         let log = File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = nsexec(ns, pin, prog, args);
@@ -396,11 +504,7 @@ impl Servers {
         proto: &str,
         port: u16,
     ) -> Result<usize, String> {
-        let name = prog
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = prog_name(prog);
         let idx = self.spawn(ns, pin, prog, args, &format!("{name}-{port}.log"))?;
         let res = wait_listening(
             &mut self.children[idx],
@@ -420,6 +524,11 @@ impl Servers {
         self.dir.join(log)
     }
 
+    /// The log of the server `start` started from `prog` on `port`.
+    pub fn server_log(&self, prog: &Path, port: u16) -> PathBuf {
+        self.dir.join(format!("{}-{port}.log", prog_name(prog)))
+    }
+
     pub fn stop(&mut self, idx: usize) {
         if let Some(c) = self.children.get_mut(idx) {
             stop(c, Duration::from_secs(2));
@@ -437,6 +546,14 @@ impl Drop for Servers {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// The file name of a program, for messages and log names.
+fn prog_name(prog: &Path) -> String {
+    prog.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Waits until the (just started) child listens on `port`, read from its own /proc/PID/net.
@@ -963,13 +1080,26 @@ pub fn parse_rust_pp(out: &str) -> Result<Rtt, String> {
     }
 }
 
+/// A UDP socket bound to `addr`, for the hidden child mode `mode`; None (having said why on
+/// stderr) when it cannot be bound.
+pub fn udp_bound(mode: &str, addr: &str) -> Option<UdpSocket> {
+    UdpSocket::bind(addr)
+        .map_err(|e| eprintln!("{mode}: bind {addr}: {e}"))
+        .ok()
+}
+
+/// A UDP socket connected to `addr`, for the hidden child mode `mode`; None (having said why on
+/// stderr) when that fails.
+pub fn udp_connected(mode: &str, addr: &str) -> Option<UdpSocket> {
+    UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect(addr).map(|_| s))
+        .map_err(|e| eprintln!("{mode}: {addr}: {e}"))
+        .ok()
+}
+
 pub fn pp_server(addr: &str) -> i32 {
-    let sock = match UdpSocket::bind(addr) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("pp-server: bind {addr}: {e}");
-            return 1;
-        }
+    let Some(sock) = udp_bound("pp-server", addr) else {
+        return 1;
     };
     let mut buf = [0u8; 2048];
     loop {
@@ -980,12 +1110,8 @@ pub fn pp_server(addr: &str) -> i32 {
 }
 
 pub fn pp_client(addr: &str, seconds: u64) -> i32 {
-    let sock = match UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect(addr).map(|_| s)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("pp-client: {addr}: {e}");
-            return 1;
-        }
+    let Some(sock) = udp_connected("pp-client", addr) else {
+        return 1;
     };
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
     let start = Instant::now();
@@ -1121,4 +1247,146 @@ pub fn kernel_release() -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run: its start (root, scratch directory), scenarios in turn with progress on stderr, its
+// end (JSON report, exit status).
+
+/// Whether this process can make network namespaces (root, `ip` installed); says why not.
+pub fn can_make_namespaces() -> bool {
+    let name = bench_name();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("{name} bench: must run as root (it makes network namespaces); nothing was run");
+        return false;
+    }
+    if which("ip").is_none() {
+        eprintln!("{name} bench: `ip` (iproute2) not found; nothing was run");
+        return false;
+    }
+    true
+}
+
+/// The start of a run that makes namespaces: the signal handlers, then what killed earlier runs
+/// left removed (`clean_stale`), then this run's scratch directory `<tmp_prefix><pid>`, removed
+/// on drop. None (having said why) when the directory cannot be made.
+pub fn scratch_dir(ns_prefix: &str, tmp_prefix: &str) -> Option<TempDir> {
+    install_signal_handlers();
+    clean_stale(ns_prefix, tmp_prefix);
+    let dir = std::env::temp_dir().join(format!("{tmp_prefix}{}", std::process::id()));
+    if let Err(e) = fs::create_dir_all(&dir) {
+        eprintln!("{} bench: creating {}: {e}", bench_name(), dir.display());
+        return None;
+    }
+    Some(TempDir(dir))
+}
+
+/// What every scenario of a run that makes namespaces is given.
+pub struct Run {
+    /// The bench's pid, in the names of the namespaces.
+    pub pid: u32,
+    /// The run's scratch directory (see `scratch_dir`).
+    pub dir: PathBuf,
+    /// How long each test lasts.
+    pub seconds: u64,
+    /// The netyard binary, or why there is none.
+    pub netyard: Result<PathBuf, String>,
+    /// This executable, for the hidden child modes.
+    pub self_exe: PathBuf,
+}
+
+impl Run {
+    pub fn new(dir: &TempDir, seconds: u64, netyard: Result<PathBuf, String>) -> Run {
+        Run {
+            pid: std::process::id(),
+            dir: dir.0.clone(),
+            seconds,
+            netyard,
+            self_exe: self_exe(),
+        }
+    }
+}
+
+/// The netyard binary when a scenario `needs` it (found or built), else Err("not needed").
+pub fn netyard_if(needs: bool) -> Result<PathBuf, String> {
+    if needs {
+        locate_or_build_netyard()
+    } else {
+        Err("not needed".into())
+    }
+}
+
+/// This executable, which the hidden child modes re-run inside the namespaces.
+pub fn self_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}
+
+/// Calls `each(scenario, run, start)` for every scenario in turn, `runs` times, until
+/// interrupted, after the progress line `[run R/N] NAME ...`.
+pub fn each_run<S: Copy>(
+    runs: usize,
+    scenarios: &[S],
+    name: impl Fn(S) -> String,
+    mut each: impl FnMut(S, usize, Instant),
+) {
+    'runs: for run in 1..=runs {
+        for &s in scenarios {
+            if interrupted() {
+                break 'runs;
+            }
+            eprintln!("[run {run}/{runs}] {} ...", name(s));
+            each(s, run, Instant::now());
+        }
+    }
+}
+
+/// `  NAME (T s): metric=value ...` on stderr: what a scenario measured, in the time since `t0`.
+pub fn print_summary(name: &str, t0: Instant, figures: &[(&str, f64)]) {
+    let summary: Vec<String> = figures.iter().map(|(m, v)| format!("{m}={v:.2}")).collect();
+    eprintln!(
+        "  {name} ({:.0} s): {}",
+        t0.elapsed().as_secs_f64(),
+        summary.join(" ")
+    );
+}
+
+/// The notes of a scenario's run: on stderr now (`  NAME: NOTE`), kept for the report as
+/// `NAME run R: NOTE`.
+pub fn keep_notes(name: &str, run: usize, new: Vec<String>, notes: &mut Vec<String>) {
+    for n in new {
+        eprintln!("  {name}: {n}");
+        notes.push(format!("{name} run {run}: {n}"));
+    }
+}
+
+/// Writes the JSON report (pretty, with a final newline).
+pub fn write_json(path: &Path, doc: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+    fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The exit status of a run: 130 when interrupted, else 1 when anything `failed`, else 0.
+pub fn exit_status(failed: bool) -> i32 {
+    if interrupted() {
+        130
+    } else {
+        i32::from(failed)
+    }
+}
+
+/// The end of a run that made namespaces: the JSON report written when asked for (`json`), a
+/// word on an interruption, the exit status.
+pub fn finish(json: Option<&Path>, doc: &Value, failed: bool) -> i32 {
+    let name = bench_name();
+    if let Some(path) = json {
+        if let Err(e) = write_json(path, doc) {
+            eprintln!("{name} bench: {e}");
+            return 1;
+        }
+        eprintln!("{name} bench: results written to {}", path.display());
+    }
+    if interrupted() {
+        eprintln!("{name} bench: interrupted; everything it set up was removed");
+    }
+    exit_status(failed)
 }
