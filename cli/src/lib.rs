@@ -144,9 +144,8 @@ pub struct DaemonArgs {
     /// Key prefix in etcd [default: /netyard/v1/].
     #[arg(long, value_name = "PREFIX", requires = "etcd")]
     pub etcd_prefix: Option<String>,
-    /// Data-plane threads (default: one per CPU). Fewer threads mean fewer cross-thread
-    /// wake-ups per packet exchange (better connection rates and latency on small machines),
-    /// more threads more parallel forwarding.
+    /// Runtime threads for the data plane and the API (default: one per CPU). On a machine
+    /// shared with busy containers, fewer threads compete less with them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 }
