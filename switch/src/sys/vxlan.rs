@@ -748,6 +748,26 @@ mod tests {
     use crate::sys::testutil::{eth_frame, in_new_netns, wait_readable};
 
     const VNI: u32 = 4242;
+    /// The two "hosts" of the loopback tests: two addresses of 127/8 sharing port 4789.
+    const A_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+    const B_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+    /// Brings loopback up (in a fresh namespace) and opens a tunnel port for `vni` on `local`.
+    fn open_on_lo(
+        vni: u32,
+        local: Ipv4Addr,
+        table: Arc<RemoteTable>,
+    ) -> Result<VxlanPort, VxlanError> {
+        crate::sys::set_link_up("lo").expect("lo up");
+        let cfg = VxlanConfig {
+            vni,
+            local,
+            port: 4789,
+            mtu: 1450,
+            epoch: Instant::now(),
+        };
+        VxlanPort::open(cfg, table)
+    }
     const MAC_A: [u8; 6] = [0x02, 0x4e, 0x59, 0, 2, 1];
     const MAC_B: [u8; 6] = [0x02, 0x4e, 0x59, 0, 2, 2];
     const WAIT: Duration = Duration::from_secs(2);
@@ -777,20 +797,11 @@ mod tests {
     #[test]
     fn tunnel_round_trip_on_loopback() {
         in_new_netns(|| {
-            crate::sys::set_link_up("lo").expect("lo up");
-            let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
-            let epoch = Instant::now();
-            let cfg = |local| VxlanConfig {
-                vni: VNI,
-                local,
-                port: 4789,
-                mtu: 1450,
-                epoch,
-            };
+            let (a_ip, b_ip) = (A_IP, B_IP);
             let ta = Arc::new(RemoteTable::new(300_000, 64, vec![b_ip]));
             let tb = Arc::new(RemoteTable::new(300_000, 64, vec![a_ip]));
-            let a = VxlanPort::open(cfg(a_ip), ta.clone()).expect("open a");
-            let b = VxlanPort::open(cfg(b_ip), tb.clone()).expect("open b");
+            let a = open_on_lo(VNI, a_ip, ta.clone()).expect("open a");
+            let b = open_on_lo(VNI, b_ip, tb.clone()).expect("open b");
             assert!(a.flow_ports(), "the send pool is bound");
             let ports = a.source_ports();
             assert_eq!(ports.len(), TX_SOCKETS);
@@ -863,19 +874,10 @@ mod tests {
         use crate::sys::testutil::{ipv4_gso, GSO_TCPV4, GSO_UDP_L4};
         use crate::wire::checksum;
         in_new_netns(|| {
-            crate::sys::set_link_up("lo").expect("lo up");
-            let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
-            let epoch = Instant::now();
-            let cfg = |local| VxlanConfig {
-                vni: VNI,
-                local,
-                port: 4789,
-                mtu: 1450,
-                epoch,
-            };
-            let a = VxlanPort::open(cfg(a_ip), Arc::new(RemoteTable::new(1000, 8, vec![b_ip])))
+            let (a_ip, b_ip) = (A_IP, B_IP);
+            let a = open_on_lo(VNI, a_ip, Arc::new(RemoteTable::new(1000, 8, vec![b_ip])))
                 .expect("open a");
-            let b = VxlanPort::open(cfg(b_ip), Arc::new(RemoteTable::new(1000, 8, vec![a_ip])))
+            let b = open_on_lo(VNI, b_ip, Arc::new(RemoteTable::new(1000, 8, vec![a_ip])))
                 .expect("open b");
 
             let (mut tcp, _) = ipv4_gso(MAC_B, MAC_A, GSO_TCPV4, 3000, 1000);
@@ -920,24 +922,15 @@ mod tests {
     #[test]
     fn vnis_share_one_socket() {
         in_new_netns(|| {
-            crate::sys::set_link_up("lo").expect("lo up");
-            let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
-            let epoch = Instant::now();
-            let cfg = |vni, local| VxlanConfig {
-                vni,
-                local,
-                port: 4789,
-                mtu: 1450,
-                epoch,
-            };
+            let (a_ip, b_ip) = (A_IP, B_IP);
             let table = |peer| Arc::new(RemoteTable::new(1000, 8, vec![peer]));
-            let s1 = VxlanPort::open(cfg(1, a_ip), table(b_ip)).expect("sender vni 1");
-            let s2 = VxlanPort::open(cfg(2, a_ip), table(b_ip)).expect("sender vni 2");
-            let r1 = VxlanPort::open(cfg(1, b_ip), table(a_ip)).expect("receiver vni 1");
-            let r2 = VxlanPort::open(cfg(2, b_ip), table(a_ip)).expect("receiver vni 2");
+            let s1 = open_on_lo(1, a_ip, table(b_ip)).expect("sender vni 1");
+            let s2 = open_on_lo(2, a_ip, table(b_ip)).expect("sender vni 2");
+            let r1 = open_on_lo(1, b_ip, table(a_ip)).expect("receiver vni 1");
+            let r2 = open_on_lo(2, b_ip, table(a_ip)).expect("receiver vni 2");
             assert_eq!(s1.local_addr().unwrap(), s2.local_addr().unwrap());
             assert_ne!(s1.raw_fd(), s2.raw_fd(), "each port has its own fd");
-            let err = VxlanPort::open(cfg(2, b_ip), table(a_ip)).expect_err("VNI 2 twice");
+            let err = open_on_lo(2, b_ip, table(a_ip)).expect_err("VNI 2 twice");
             assert!(matches!(err, VxlanError::VniTaken { vni: 2, .. }), "{err}");
 
             let f1 = eth_frame([0xff; 6], MAC_A, 0x88b5, b"for vni 1");
