@@ -724,15 +724,7 @@ impl Daemon {
         }
         let remote = parse_vtep("remote", &req.remote)?;
         let st = self.state.lock().await;
-        let net = st
-            .get(network)
-            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-        let vx = net.vxlan.as_ref().ok_or_else(|| {
-            DaemonError::invalid(
-                "network",
-                format!("network {network:?} has no VXLAN tunnel (create it with --vxlan)"),
-            )
-        })?;
+        let (net, vx) = tunnel_of(&st, network)?;
         if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
             return Err(DaemonError::conflict(
                 Some("mac"),
@@ -756,15 +748,7 @@ impl Daemon {
     pub async fn fdb_del(&self, network: &str, mac: &str) -> Result<(), DaemonError> {
         let mac: MacAddr = mac.parse().map_err(|e| DaemonError::invalid("mac", e))?;
         let st = self.state.lock().await;
-        let net = st
-            .get(network)
-            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-        let vx = net.vxlan.as_ref().ok_or_else(|| {
-            DaemonError::invalid(
-                "network",
-                format!("network {network:?} has no VXLAN tunnel"),
-            )
-        })?;
+        let (net, vx) = tunnel_of(&st, network)?;
         let is_static = vx
             .table
             .entries(net.switch.now_ms())
@@ -1420,6 +1404,23 @@ fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gat
         egress: gw.egress,
         publisher: gw.publisher,
     })
+}
+
+/// A network and its VXLAN tunnel, for the `fdb add/del` requests that need both.
+fn tunnel_of<'a>(
+    st: &'a BTreeMap<String, Network>,
+    network: &str,
+) -> Result<(&'a Network, &'a Vxlan), DaemonError> {
+    let net = st
+        .get(network)
+        .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+    let vx = net.vxlan.as_ref().ok_or_else(|| {
+        DaemonError::invalid(
+            "network",
+            format!("network {network:?} has no VXLAN tunnel (create it with --vxlan)"),
+        )
+    })?;
+    Ok((net, vx))
 }
 
 /// The VXLAN tunnel port: a UDP socket of the daemon's namespace on `local:port`, added to the

@@ -184,8 +184,8 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
         let ep = lab.endpoint("rl", name);
         ips.push(ep["ip"].as_str().unwrap().to_string());
     }
-    // Ping as the user, from inside its own namespaces.
-    for (pid, ip) in [(p1, &ips[1]), (p2, &ips[0])] {
+    // Runs argv as the user, inside a container's own user and network namespaces.
+    let in_container = |pid: u32, argv: &[&str]| {
         let mut c = Command::new(&run_as.prefix()[0]);
         c.args(&run_as.prefix()[1..]).args([
             "nsenter",
@@ -196,16 +196,13 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
             &pid.to_string(),
             "--user",
             "--net",
-            "ping",
-            "-n",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            ip,
         ]);
+        c.args(argv);
+        c
+    };
+    // Ping as the user, from inside its own namespaces.
+    for (pid, ip) in [(p1, &ips[1]), (p2, &ips[0])] {
+        let mut c = in_container(pid, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip]);
         let o = run_bounded(&mut c, Duration::from_secs(30));
         if !o.status.success() {
             lab.fail(&format!(
@@ -221,19 +218,6 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
         &["python3", "-c", EGRESS_SERVER, "5050"],
         "egress_server.log",
     );
-    let in_container = |pid: u32, argv: &[&str]| {
-        let mut c = Command::new(&run_as.prefix()[0]);
-        c.args(&run_as.prefix()[1..]).args([
-            "nsenter",
-            "--preserve-credentials",
-            "--target",
-            &pid.to_string(),
-            "--user",
-            "--net",
-        ]);
-        c.args(argv);
-        c
-    };
     let up = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         let o = cmd(
             &["ip", "netns", "exec", &out.ns, "ss", "-Hltn"],
@@ -250,8 +234,7 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
     if got != "hello from outside" {
         lab.fail(&format!("rootless TCP egress:\n{}", show(&o)));
     }
-    let server = in_container(p2, &["python3", "-c", EGRESS_SERVER, "8080"]);
-    let mut server = server;
+    let mut server = in_container(p2, &["python3", "-c", EGRESS_SERVER, "8080"]);
     lab.keep(Bg::spawn(
         &mut server,
         &lab.dir.join("published_server.log"),
