@@ -303,16 +303,13 @@ impl Engines {
             }
         }
         if hdr.gso_type != GsoType::None {
+            // Each segment is handled as it is cut, in the reused scratch buffer.
             let mut scratch = std::mem::take(&mut self.scratch);
-            let mut segs: Vec<Vec<u8>> = Vec::new();
-            let _ = gso::segment(&hdr, frame, None, &mut scratch, &mut |s: &[u8]| {
-                segs.push(s.to_vec());
+            let _ = gso::segment(&hdr, frame, None, &mut scratch, &mut |seg: &[u8]| {
+                self.plain(seg, now, dev, peer);
                 Ok(())
             });
             self.scratch = scratch;
-            for mut s in segs {
-                self.plain(&mut s, now, dev, peer);
-            }
             return;
         }
         if hdr.needs_csum
@@ -324,7 +321,8 @@ impl Engines {
     }
 
     /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
-    fn plain(&mut self, frame: &mut [u8], now: Instant, dev: &mut QueueDevice, peer: &Uplink) {
+    fn plain(&mut self, frame: &[u8], now: Instant, dev: &mut QueueDevice, peer: &Uplink) {
+        let mut to_host_loopback = false;
         if frame.get(0..6) == Some(&self.cfg.mac[..]) {
             if let Some((17, src, dst)) = l4_ports(frame) {
                 if self.relay.owns_udp(src, dst) {
@@ -333,13 +331,11 @@ impl Engines {
                     }
                     return;
                 }
-                if *dst.ip() == self.cfg.ip && self.cfg.host_loopback && dst.port() != 53 {
-                    self.egress.outbound(frame, now, &VnetSink(peer));
-                    return;
-                }
+                to_host_loopback =
+                    *dst.ip() == self.cfg.ip && self.cfg.host_loopback && dst.port() != 53;
             }
         }
-        if packet::is_egress(frame, self.cfg.mac, &self.subnet) {
+        if to_host_loopback || packet::is_egress(frame, self.cfg.mac, &self.subnet) {
             self.egress.outbound(frame, now, &VnetSink(peer));
         } else {
             dev.rx.push_back(frame.to_vec());

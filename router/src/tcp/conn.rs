@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::ring::Ring;
 use super::seg::{max_payload, seq_le, seq_lt, Seg, SegHdr, SynOpts, ACK, FIN, PSH, RST, SYN};
+use crate::conntrack::FlowState;
 
 /// Our window scale (advertised when the endpoint offers scaling).
 pub const OUR_WSCALE: u8 = 7;
@@ -132,8 +133,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(state: State, iss: u32, our_mss: u16, buf: usize, now: Instant) -> Conn {
-        let _ = now;
+    fn new(state: State, iss: u32, our_mss: u16, buf: usize) -> Conn {
         Conn {
             state,
             iss,
@@ -181,8 +181,8 @@ impl Conn {
 
     /// Egress: the endpoint's SYN; the driver connects the host socket, then calls
     /// [`Conn::host_connected`].
-    pub fn from_syn(seg: &Seg<'_>, iss: u32, our_mss: u16, buf: usize, now: Instant) -> Conn {
-        let mut c = Conn::new(State::Connecting, iss, our_mss, buf, now);
+    pub fn from_syn(seg: &Seg<'_>, iss: u32, our_mss: u16, buf: usize) -> Conn {
+        let mut c = Conn::new(State::Connecting, iss, our_mss, buf);
         c.take_syn_opts(seg);
         c.rcv_nxt = seg.seq.wrapping_add(1);
         c.snd_wnd = u32::from(seg.window);
@@ -191,7 +191,7 @@ impl Conn {
 
     /// Published port: opens towards the endpoint by sending SYN.
     pub fn open(iss: u32, our_mss: u16, buf: usize, now: Instant, out: &mut impl SegOut) -> Conn {
-        let mut c = Conn::new(State::SynSent, iss, our_mss, buf, now);
+        let mut c = Conn::new(State::SynSent, iss, our_mss, buf);
         c.send_syn(now, out);
         c
     }
@@ -683,13 +683,18 @@ impl Conn {
     }
 
     /// The state as listed by `netyard flows`.
-    pub fn label(&self) -> &'static str {
+    pub fn flow_state(&self) -> FlowState {
         match self.state {
-            State::Connecting | State::SynSent => "syn_sent",
-            State::SynRcvd => "syn_recv",
-            State::Established if self.fin_in || self.fin_out => "closing",
-            State::Established => "established",
+            State::Connecting | State::SynSent => FlowState::SynSent,
+            State::SynRcvd => FlowState::SynRecv,
+            State::Established if self.fin_in || self.fin_out => FlowState::Closing,
+            State::Established => FlowState::Established,
         }
+    }
+
+    /// The next sequence number expected from the endpoint (its ISN + 1 until data flows).
+    pub fn rcv_nxt(&self) -> u32 {
+        self.rcv_nxt
     }
 
     /// Payload bytes from the endpoint (taken) and to it (acknowledged).
@@ -775,7 +780,7 @@ mod tests {
         fn established(room: usize) -> T {
             let now = Instant::now();
             let mut out = Out::default();
-            let mut c = Conn::from_syn(&seg(1000, 0, SYN, 64240, b""), 5000, 1460, 4096, now);
+            let mut c = Conn::from_syn(&seg(1000, 0, SYN, 64240, b""), 5000, 1460, 4096);
             c.host_connected(now, &mut out);
             let (h, _) = out.segs.pop().unwrap();
             assert_eq!((h.flags, h.seq, h.ack), (SYN | ACK, 5000, 1001));

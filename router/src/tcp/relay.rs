@@ -26,7 +26,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::conn::{Conn, HostIo, Next, ReadEnd, SegOut, State};
 use super::seg::{self, Addressing, Seg, SegHdr, ACK, RST, SYN};
-use crate::conntrack::{CapHit, FlowId, FlowKey, FlowState, Verdict};
+use crate::conntrack::{CapHit, FlowId, FlowKey, Verdict};
 use crate::egress::{EgressDrop, FrameSink, Shared, VnetSink};
 use crate::packet::{self, Subnet};
 use crate::publish::{HostSocket, PublishId, PublishRule};
@@ -78,7 +78,6 @@ struct Entry {
 }
 
 struct Listener {
-    rule: PublishId,
     sock: HostSocket,
     container: SocketAddrV4,
     mac: [u8; 6],
@@ -131,6 +130,8 @@ pub(crate) struct Relay {
     listeners: HashMap<u64, Listener>,
     rules: HashMap<PublishId, Vec<u64>>,
     udp: HashMap<(SocketAddrV4, SocketAddrV4), UdpPub>,
+    /// The same flows by (listener, client): the key `udp` has them under.
+    udp_clients: HashMap<(u64, SocketAddr), (SocketAddrV4, SocketAddrV4)>,
     next_token: u64,
     frame: Vec<u8>,
     ip_id: u16,
@@ -190,6 +191,7 @@ impl Relay {
             listeners: HashMap::new(),
             rules: HashMap::new(),
             udp: HashMap::new(),
+            udp_clients: HashMap::new(),
             next_token: 1,
             frame: Vec::with_capacity(seg::MAX_FRAME + 64),
             ip_id: 1,
@@ -259,20 +261,6 @@ impl Relay {
         self.next_tick
     }
 
-    fn wire<'a>(
-        peer: &'a Uplink,
-        buf: &'a mut Vec<u8>,
-        addr: &'a Addressing,
-        ip_id: &'a mut u16,
-    ) -> Wire<'a> {
-        Wire {
-            peer,
-            buf,
-            addr,
-            ip_id,
-        }
-    }
-
     /// Answers a segment that belongs to no connection with RST (RFC 9293 3.10.7.1).
     fn refuse(&mut self, s: &Seg<'_>, peer: &Uplink) {
         if s.has(RST) {
@@ -302,7 +290,17 @@ impl Relay {
                 syn: None,
             }
         };
-        let mut w = Relay::wire(peer, &mut self.frame, &addr, &mut self.ip_id);
+        self.send_rst(&addr, h, peer);
+    }
+
+    /// Sends a bare RST (or RST-ACK) segment to an endpoint.
+    fn send_rst(&mut self, addr: &Addressing, h: SegHdr, peer: &Uplink) {
+        let mut w = Wire {
+            peer,
+            buf: &mut self.frame,
+            addr,
+            ip_id: &mut self.ip_id,
+        };
         w.send(&h, (&[], &[]), 1460);
     }
 
@@ -398,9 +396,7 @@ impl Relay {
             Ok(sock) => sock,
             Err(e) => {
                 self.shared.table().remove(flow);
-                let iss = self.iss();
-                let mut c = Conn::from_syn(s, iss, self.mss(), 1, now);
-                self.connect_failed(&mut c, &addr, s.quote, e, peer);
+                self.connect_failed(s.seq.wrapping_add(1), &addr, s.quote, e, peer);
                 return;
             }
         };
@@ -412,7 +408,7 @@ impl Relay {
             return;
         }
         let iss = self.iss();
-        let conn = Conn::from_syn(s, iss, self.mss(), RING, now);
+        let conn = Conn::from_syn(s, iss, self.mss(), RING);
         self.by_key.insert((s.src, s.dst), t);
         self.conns.insert(
             t,
@@ -447,9 +443,10 @@ impl Relay {
 
     /// The destination refused or cannot be reached: RST for a refusal (the endpoint's
     /// connect fails with ECONNREFUSED at once), ICMP unreachable otherwise.
+    /// `syn_ack` acknowledges the endpoint's SYN (its ISN + 1).
     fn connect_failed(
         &mut self,
-        c: &mut Conn,
+        syn_ack: u32,
         addr: &Addressing,
         quote: &[u8],
         e: io::Error,
@@ -483,8 +480,14 @@ impl Relay {
                 }
             }
             None => {
-                let mut w = Relay::wire(peer, &mut self.frame, addr, &mut self.ip_id);
-                c.reset(&mut w);
+                let h = SegHdr {
+                    seq: 0,
+                    ack: syn_ack,
+                    flags: RST | ACK,
+                    window: 0,
+                    syn: None,
+                };
+                self.send_rst(addr, h, peer);
             }
         }
     }
@@ -598,16 +601,16 @@ impl Relay {
                     Ok(err) => {
                         let err =
                             err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::ECONNREFUSED));
-                        let Some(mut e) = self.remove(t) else {
+                        let Some(e) = self.remove(t) else {
                             continue;
                         };
-                        self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
+                        self.connect_failed(e.conn.rcv_nxt(), &e.addr, &e.quote, err, peer);
                     }
                     Err(err) => {
-                        let Some(mut e) = self.remove(t) else {
+                        let Some(e) = self.remove(t) else {
                             continue;
                         };
-                        self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
+                        self.connect_failed(e.conn.rcv_nxt(), &e.addr, &e.quote, err, peer);
                     }
                 }
                 continue;
@@ -682,9 +685,9 @@ impl Relay {
                 self.close(t, Next::Abort);
             }
             for t in timed_out {
-                if let Some(mut e) = self.remove(t) {
+                if let Some(e) = self.remove(t) {
                     let err = io::Error::from_raw_os_error(libc::ETIMEDOUT);
-                    self.connect_failed(&mut e.conn, &e.addr, &e.quote, err, peer);
+                    self.connect_failed(e.conn.rcv_nxt(), &e.addr, &e.quote, err, peer);
                 }
             }
             self.expire_udp(now);
@@ -694,12 +697,7 @@ impl Relay {
             self.next_stats = now + STATS_EVERY;
             let mut table = self.shared.table();
             for e in self.conns.values() {
-                let state = match e.conn.label() {
-                    "syn_sent" => FlowState::SynSent,
-                    "syn_recv" => FlowState::SynRecv,
-                    "closing" => FlowState::Closing,
-                    _ => FlowState::Established,
-                };
+                let state = e.conn.flow_state();
                 let (o, b) = e.conn.byte_totals();
                 table.tcp_update(e.flow, state, o, b, now);
             }
@@ -725,7 +723,6 @@ impl Relay {
             self.listeners.insert(
                 t,
                 Listener {
-                    rule: id,
                     sock,
                     container: rule.container,
                     mac: rule.container_mac,
@@ -743,11 +740,17 @@ impl Relay {
                     HostSocket::Tcp(s) => self.epoll.get_ref().0.delete(s),
                     HostSocket::Udp(s) => self.epoll.get_ref().0.delete(s),
                 };
-                debug_assert_eq!(l.rule, id);
             }
         }
         self.udp
             .retain(|_, u| self.listeners.contains_key(&u.listener));
+        self.forget_gone_udp_clients();
+    }
+
+    /// Drops the client index entries whose flow is gone.
+    fn forget_gone_udp_clients(&mut self) {
+        let udp = &self.udp;
+        self.udp_clients.retain(|_, key| udp.contains_key(key));
     }
 
     /// What the endpoint sees as the client's address: the client itself when it is an IPv4
@@ -857,7 +860,12 @@ impl Relay {
         };
         let iss = self.iss();
         let mss = self.mss();
-        let mut w = Relay::wire(peer, &mut self.frame, &addr, &mut self.ip_id);
+        let mut w = Wire {
+            peer,
+            buf: &mut self.frame,
+            addr: &addr,
+            ip_id: &mut self.ip_id,
+        };
         let conn = Conn::open(iss, mss, RING, now, &mut w);
         self.by_key.insert((container, shown), t);
         self.conns.insert(
@@ -898,14 +906,13 @@ impl Relay {
                 }
             };
             // Reuse the mapping of a known client.
-            let shown = self
-                .udp
-                .iter()
-                .find(|((c, _), u)| *c == container && u.client == client && u.listener == t)
-                .map(|((_, s), _)| *s);
-            let shown = match shown {
-                Some(s) => s,
-                None => self.shown_source(client, container, false),
+            let shown = match self.udp_clients.get(&(t, client)) {
+                Some((_, s)) => *s,
+                None => {
+                    let s = self.shown_source(client, container, false);
+                    self.udp_clients.insert((t, client), (container, s));
+                    s
+                }
             };
             self.udp.insert(
                 (container, shown),
@@ -964,6 +971,7 @@ impl Relay {
         // Linux conntrack's timeout for an assured UDP flow.
         self.udp
             .retain(|_, u| now.duration_since(u.last) < Duration::from_secs(180));
+        self.forget_gone_udp_clients();
     }
 }
 
