@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cmd, cmd_ok, gateway_mac, show, Lab, Outside, Subnet};
+use common::{cmd, cmd_ok, gateway_mac, show, wait_listening, Lab, Outside, Pair, Proto, Subnet};
 use serde_json::Value;
 
 /// A UDP echo server: replies with what it got, except that "big:N" asks for N bytes back.
@@ -260,10 +260,7 @@ fn outside_with_echo(lab: &Lab, port: u16) -> Outside {
     let server = lab.write_file("echo_server.py", ECHO_SERVER);
     let p = port.to_string();
     lab.bg_in(&out.ns, &["python3", &server, &p], "echo_server.log");
-    let ready = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd_ok(&["ip", "netns", "exec", &out.ns, "ss", "-Hlun"]);
-        o.contains(&format!(":{port} "))
-    });
+    let ready = wait_listening(&out.ns, port, Proto::Udp);
     assert!(ready, "the echo server in {} did not start", out.ns);
     out
 }
@@ -285,12 +282,7 @@ fn udp_and_ping_reach_outside_and_closed_ports_fail_fast() {
     let lab = Lab::new();
     let out = outside_with_echo(&lab, 7);
     allow_ping_sockets(&lab);
-    let sub = Subnet::random();
-    let net = lab.network("eg", &sub, &[]);
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.attach(&net, &a, "alpha", &[]);
-    lab.attach(&net, &b, "beta", &["--kind", "veth"]);
+    let Pair { sub, net, a, b } = lab.pair("eg", &[], &[]);
     let client = lab.write_file("udp_client.py", UDP_CLIENT);
     let big = lab.write_file("udp_big.py", UDP_BIG);
     let refused = lab.write_file("udp_refused.py", UDP_REFUSED);

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Lab, Subnet};
+use common::{Lab, Pair};
 
 fn ns_exec(ns: &str, args: &[&str]) -> std::process::Output {
     Command::new("ip")
@@ -17,12 +17,7 @@ fn ns_exec(ns: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn gateway_answers_arp_ping_and_dns() {
     let lab = Lab::new();
-    let sub = Subnet::random();
-    let net = lab.network("gw", &sub, &[]);
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.attach(&net, &a, "alpha", &["--alias", "web"]);
-    lab.attach(&net, &b, "beta", &["--kind", "veth"]);
+    let Pair { sub, net, a, b } = lab.pair("gw", &[], &["--alias", "web"]);
     let gw = sub.ip(1);
 
     // ARP and ICMP echo for the gateway address, from a TAP and from a veth endpoint.
@@ -88,12 +83,7 @@ fn gateway_answers_arp_ping_and_dns() {
 #[test]
 fn capture_writes_pcap_that_tcpdump_reads() {
     let lab = Lab::new();
-    let sub = Subnet::random();
-    let net = lab.network("cap", &sub, &[]);
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.attach(&net, &a, "alpha", &[]);
-    lab.attach(&net, &b, "beta", &["--kind", "veth"]);
+    let Pair { sub, net, a, b: _ } = lab.pair("cap", &[], &[]);
     let pcap = lab.dir.join("net.pcap");
     let pcap_s = pcap.to_string_lossy().to_string();
 

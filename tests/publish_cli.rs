@@ -42,6 +42,14 @@ fn random_port() -> u16 {
     20_000 + rand::random::<u16>() % 10_000
 }
 
+/// Network "n" on a random subnet and a fresh namespace (tag `a`): the network's name and the
+/// namespace's path, for [`attach_args`].
+fn net_and_netns(lab: &Lab) -> (String, String) {
+    let net = lab.network("n", &Subnet::random(), &[]);
+    let ns = lab.ns("a");
+    (net, format!("/run/netns/{ns}"))
+}
+
 /// Occupies PROTO PORT in the lab's host namespace until the lab ends.
 fn hold(lab: &Lab, proto: &str, port: u16) {
     let script = lab.write_file("hold.py", HOLD);
@@ -251,9 +259,7 @@ fn internal_network_refuses_publishing() {
 #[test]
 fn bad_specs_and_options_give_clear_errors() {
     let lab = Lab::new();
-    let net = lab.network("n", &Subnet::random(), &[]);
-    let ns = lab.ns("a");
-    let path = format!("/run/netns/{ns}");
+    let (net, path) = net_and_netns(&lab);
     lab.ny_ok(&attach_args(&path, "a", &[]));
     for (spec, needles) in [
         ("0", &["container port 0 out of range"][..]),
@@ -345,9 +351,7 @@ fn bad_specs_and_options_give_clear_errors() {
 #[test]
 fn ephemeral_ports_shown_unpublish_and_detach_free_them() {
     let lab = Lab::new();
-    let net = lab.network("n", &Subnet::random(), &[]);
-    let ns = lab.ns("a");
-    let path = format!("/run/netns/{ns}");
+    let (net, path) = net_and_netns(&lab);
     let fixed = random_port();
     lab.ny_ok(&attach_args(
         &path,
@@ -450,9 +454,7 @@ fn ephemeral_ports_shown_unpublish_and_detach_free_them() {
 #[test]
 fn daemon_shutdown_frees_published_ports() {
     let mut lab = Lab::new();
-    let net = lab.network("n", &Subnet::random(), &[]);
-    let ns = lab.ns("a");
-    let path = format!("/run/netns/{ns}");
+    let (net, path) = net_and_netns(&lab);
     let port = random_port();
     lab.ny_ok(&attach_args(
         &path,

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cmd, show, wait_until, Lab, Outside, Subnet};
+use common::{cmd, py_script, show, wait_until, Lab, Outside, Subnet};
 use serde_json::Value;
 
 /// Server: `server.py LABEL BIND PORT...`: TCP and UDP on every PORT of BIND.
@@ -26,37 +26,24 @@ use serde_json::Value;
 /// - `down N`: that line, then N bytes of the pattern, then close.
 ///
 /// UDP: each datagram is answered, to its source, with `LABEL PEER LOCAL_PORT ` + the data.
+/// Written after [`common::PY_STREAM`] (its helpers and `PAT`), as the client is.
 const SERVER: &str = r#"
-import hashlib, socket, sys, threading
+import threading
 label, bind, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
-PAT = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
 fmt = lambda a: "%s:%d" % (a[0], a[1])
 def serve(c, peer):
     try:
-        f = b""
-        while not f.endswith(b"\n"):
-            b = c.recv(1)
-            if not b:
-                return
-            f += b
-        cmd = f.decode().split()
+        cmd = read_command(c)
+        if cmd is None:
+            return
         who = ("%s %s %d" % (label, fmt(peer), c.getsockname()[1])).encode()
         if cmd[0] == "peer":
             c.sendall(who + b"\n")
         elif cmd[0] == "up":
-            n, h = int(cmd[1]), hashlib.sha256()
-            while n > 0:
-                b = c.recv(min(n, 1 << 20))
-                if not b:
-                    break
-                h.update(b); n -= len(b)
-            c.sendall(who + b" " + h.hexdigest().encode() + b"\n")
+            c.sendall(who + b" " + recv_sha(c, int(cmd[1])).encode() + b"\n")
         elif cmd[0] == "down":
             c.sendall(who + b"\n")
-            n = int(cmd[1])
-            while n > 0:
-                k = min(n, len(PAT))
-                c.sendall(PAT[:k]); n -= k
+            send_pattern(c, int(cmd[1]))
     except OSError:
         pass
     finally:
@@ -95,9 +82,8 @@ threading.Event().wait()
 ///   fails; else the client asks `peer` and `result` is `connected`, `reset` (ECONNRESET or
 ///   EPIPE), `eof` or `hang` (no answer within SECS). `secs` is the time taken.
 const CLIENT: &str = r#"
-import hashlib, json, socket, sys, time
+import json, time
 host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-PAT = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
 fmt = lambda a: "%s:%d" % (a[0], a[1])
 out = {"mode": mode}
 def conn(t=30):
@@ -123,18 +109,13 @@ try:
         c = conn(); c.sendall(b"peer\n"); who(line(c)[0]); out["ok"] = True
     elif mode == "up":
         n = int(sys.argv[4]); c = conn(); c.sendall(b"up %d\n" % n)
-        h, left = hashlib.sha256(), n
-        while left > 0:
-            k = min(left, len(PAT)); c.sendall(PAT[:k]); h.update(PAT[:k]); left -= k
+        send_pattern(c, n)
         rest = who(line(c)[0])
-        out["ok"] = rest == [h.hexdigest()]
+        out["ok"] = rest == [pattern_digest(n).hex()]
         out["sha"] = rest
     elif mode == "down":
         n = int(sys.argv[4]); c = conn(); c.sendall(b"down %d\n" % n)
         l, data = line(c); who(l)
-        want, left = hashlib.sha256(), n
-        while left > 0:
-            k = min(left, len(PAT)); want.update(PAT[:k]); left -= k
         h, got = hashlib.sha256(), len(data)
         h.update(data)
         while True:
@@ -143,7 +124,7 @@ try:
                 break
             h.update(b); got += len(b)
         out["bytes"] = got
-        out["ok"] = got == n and h.digest() == want.digest()
+        out["ok"] = got == n and h.digest() == pattern_digest(n)
     elif mode == "udp":
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         probe.connect((host, port)); ip = probe.getsockname()[0]; probe.close()
@@ -212,8 +193,8 @@ struct World {
 fn world() -> World {
     let lab = Lab::new();
     let out = lab.outside();
-    let server = lab.write_file("server.py", SERVER);
-    let client = lab.write_file("client.py", CLIENT);
+    let server = lab.write_file("server.py", &py_script(SERVER));
+    let client = lab.write_file("client.py", &py_script(CLIENT));
     World {
         lab,
         out,

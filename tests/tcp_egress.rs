@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cmd, show, Lab, Subnet};
+use common::{cmd, py_script, show, wait_listening, Lab, Pair, Proto, Subnet};
 use serde_json::Value;
 
 /// A TCP server for the tests. Per connection, the first line is a command:
@@ -16,30 +16,16 @@ use serde_json::Value;
 /// - `reset`: close at once with RST (SO_LINGER 0);
 /// - `wait`: read until EOF or error, report which on stdout ("peer_eof"/"peer_reset").
 const SERVER: &str = r#"
-import hashlib, socket, struct, sys, threading
-PAT = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
+import struct, threading
 def serve(c):
     try:
-        f = b""
-        while not f.endswith(b"\n"):
-            b = c.recv(1)
-            if not b:
-                return
-            f += b
-        cmd = f.decode().split()
+        cmd = read_command(c)
+        if cmd is None:
+            return
         if cmd[0] == "up":
-            n, h = int(cmd[1]), hashlib.sha256()
-            while n > 0:
-                b = c.recv(min(n, 1 << 20))
-                if not b:
-                    break
-                h.update(b); n -= len(b)
-            c.sendall(h.hexdigest().encode())
+            c.sendall(recv_sha(c, int(cmd[1])).encode())
         elif cmd[0] == "down":
-            n = int(cmd[1])
-            while n > 0:
-                k = min(n, len(PAT))
-                c.sendall(PAT[:k]); n -= k
+            send_pattern(c, int(cmd[1]))
         elif cmd[0] == "echo":
             while True:
                 b = c.recv(65536)
@@ -70,30 +56,24 @@ while True:
 /// The client side. Usage: client.py HOST PORT MODE [ARGS]; prints a result, exits 0 on
 /// success.
 const CLIENT: &str = r#"
-import hashlib, socket, struct, sys, time, selectors
+import struct, time, selectors
 host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-PAT = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
 def conn():
     return socket.create_connection((host, port), timeout=30)
 if mode == "up":
     n = int(sys.argv[4]); c = conn(); c.sendall(b"up %d\n" % n)
-    h, left = hashlib.sha256(), n
-    while left > 0:
-        k = min(left, len(PAT)); c.sendall(PAT[:k]); h.update(PAT[:k]); left -= k
-    got = c.recv(100).decode()
-    print("ok" if got == h.hexdigest() else "mismatch %s" % got); sys.exit(got != h.hexdigest())
+    send_pattern(c, n)
+    got, want = c.recv(100).decode(), pattern_digest(n).hex()
+    print("ok" if got == want else "mismatch %s" % got); sys.exit(got != want)
 elif mode == "down":
     n = int(sys.argv[4]); c = conn(); c.sendall(b"down %d\n" % n)
-    h, want, got = hashlib.sha256(), hashlib.sha256(), 0
-    left = n
-    while left > 0:
-        k = min(left, len(PAT)); want.update(PAT[:k]); left -= k
+    h, got = hashlib.sha256(), 0
     while True:
         b = c.recv(1 << 20)
         if not b:
             break
         h.update(b); got += len(b)
-    ok = got == n and h.digest() == want.digest()
+    ok = got == n and h.digest() == pattern_digest(n)
     print("ok" if ok else "got %d bytes, digest %s" % (got, ok)); sys.exit(not ok)
 elif mode == "concurrent":
     n = int(sys.argv[4]); sel = selectors.DefaultSelector(); socks = []
@@ -120,12 +100,7 @@ elif mode == "concurrent":
     print("%d done, %d wrong" % (len(done), len(bad))); sys.exit(1 if bad or len(done) < n else 0)
 elif mode == "halfclose":
     c = conn(); c.sendall(b"echo\n" + b"x" * 100000); c.shutdown(socket.SHUT_WR)
-    got = b""
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        got += b
+    got = recv_all(c)
     ok = got == b"x" * 100000
     print("ok" if ok else "got %d" % len(got)); sys.exit(not ok)
 elif mode == "server_reset":
@@ -163,27 +138,16 @@ struct Setup {
 fn setup(port: u16) -> Setup {
     let lab = Lab::new();
     let out = lab.outside();
-    let server = lab.write_file("tcp_server.py", SERVER);
-    let client = lab.write_file("tcp_client.py", CLIENT);
+    let server = lab.write_file("tcp_server.py", &py_script(SERVER));
+    let client = lab.write_file("tcp_client.py", &py_script(CLIENT));
     lab.bg_in(
         &out.ns,
         &["python3", &server, &port.to_string()],
         "tcp_server.log",
     );
-    let ready = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd(
-            &["ip", "netns", "exec", &out.ns, "ss", "-Hltn"],
-            Duration::from_secs(5),
-        );
-        String::from_utf8_lossy(&o.stdout).contains(&format!(":{port} "))
-    });
+    let ready = wait_listening(&out.ns, port, Proto::Tcp);
     assert!(ready, "the TCP server in {} did not start", out.ns);
-    let sub = Subnet::random();
-    let net = lab.network("tcp", &sub, &[]);
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.attach(&net, &a, "alpha", &[]);
-    lab.attach(&net, &b, "beta", &["--kind", "veth"]);
+    let Pair { sub, net, a, b } = lab.pair("tcp", &[], &[]);
     Setup {
         lab,
         out,
@@ -473,16 +437,10 @@ time.sleep(hold)
 fn flow_caps_are_network_options_and_count_what_they_refuse() {
     let lab = Lab::new();
     let out = lab.outside();
-    let server = lab.write_file("tcp_server.py", SERVER);
+    let server = lab.write_file("tcp_server.py", &py_script(SERVER));
     let hold = lab.write_file("hold.py", HOLD);
     lab.bg_in(&out.ns, &["python3", &server, "5005"], "tcp_server.log");
-    let ready = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd(
-            &["ip", "netns", "exec", &out.ns, "ss", "-Hltn"],
-            Duration::from_secs(5),
-        );
-        String::from_utf8_lossy(&o.stdout).contains(":5005 ")
-    });
+    let ready = wait_listening(&out.ns, 5005, Proto::Tcp);
     assert!(ready, "the TCP server did not start");
     let sub = Subnet::random();
     let net = lab.network("caps", &sub, &["--max-flows-per-endpoint", "20"]);
@@ -537,7 +495,7 @@ fn flow_caps_are_network_options_and_count_what_they_refuse() {
     );
     assert_eq!(row["stats"]["max_flows_per_endpoint"], 20, "{row}");
     // Another endpoint is not affected by alpha's cap.
-    let client = lab.write_file("tcp_client.py", CLIENT);
+    let client = lab.write_file("tcp_client.py", &py_script(CLIENT));
     let o = cmd(
         &[
             "ip",

@@ -327,22 +327,7 @@ fn iperf(lab: &Lab, client: &str, server: &str, server_ip: &str, reverse: bool) 
         ]),
         &lab.dir.join(format!("iperf-s-{port}.log")),
     );
-    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                server,
-                "ss",
-                "-Hltn",
-                &format!("sport = :{port}"),
-            ],
-            CLI_TIMEOUT,
-        );
-        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
-    });
-    if !ok {
+    if !wait_listening(server, port, Proto::Tcp) {
         lab.fail(&format!("iperf3 server never listened: {}", srv.log_text()));
     }
     let mut args = vec![

@@ -78,21 +78,7 @@ fn three_hosts() -> Three {
         .enumerate()
     {
         let (h_if, u_if) = (format!("nyt{}h{i}", a.id), format!("nyt{}u{i}", a.id));
-        cmd_ok(&[
-            "ip", "-n", host, "link", "add", &h_if, "type", "veth", "peer", "name", &u_if, "netns",
-            &u,
-        ]);
-        cmd_ok(&[
-            "ip",
-            "-n",
-            host,
-            "addr",
-            "add",
-            &format!("{}/24", ips[i]),
-            "dev",
-            &h_if,
-        ]);
-        cmd_ok(&["ip", "-n", host, "link", "set", &h_if, "up"]);
+        veth_from(host, &h_if, &format!("{}/24", ips[i]), &u, &u_if);
         cmd_ok(&["ip", "-n", &u, "link", "set", &u_if, "master", &br]);
         cmd_ok(&["ip", "-n", &u, "link", "set", &u_if, "up"]);
     }
@@ -306,16 +292,10 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
     // An address held on another host is refused, naming the holder.
     let extra = a.ns("x0");
     let path = format!("/run/netns/{extra}");
-    let o = a.ny(&[
-        "attach",
-        &net,
-        "--netns",
-        &path,
-        "--name",
-        "x0",
-        "--ip",
-        &ep("e10").ip,
-    ]);
+    // Attaches x0 in `extra` with address `ip`, on a.
+    let attach_x0 =
+        |ip: &str| a.ny(&["attach", &net, "--netns", &path, "--name", "x0", "--ip", ip]);
+    let o = attach_x0(&ep("e10").ip);
     assert_one_line_error("an address held by b", &o, &["ip", "n1"]);
 
     // A detach on b removes its entry on a and c.
@@ -421,18 +401,7 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
     // a and b still reach each other; c's address is free again.
     a.assert_ping(&ep("e00").ns, &ep("e10").ip);
     expect_within(a, Duration::from_secs(10), "c's address free again", || {
-        a.ny(&[
-            "attach",
-            &net,
-            "--netns",
-            &path,
-            "--name",
-            "x0",
-            "--ip",
-            &ep("e20").ip,
-        ])
-        .status
-        .success()
+        attach_x0(&ep("e20").ip).status.success()
     });
 }
 

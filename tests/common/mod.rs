@@ -866,21 +866,7 @@ impl Lab {
             absent_ip: format!("{net}.3"),
         };
         let host = self.host.name.as_str();
-        cmd_ok(&[
-            "ip", "-n", host, "link", "add", "nyhout", "type", "veth", "peer", "name", "nyoin",
-            "netns", &ns,
-        ]);
-        cmd_ok(&[
-            "ip",
-            "-n",
-            host,
-            "addr",
-            "add",
-            &format!("{}/24", o.host_ip),
-            "dev",
-            "nyhout",
-        ]);
-        cmd_ok(&["ip", "-n", host, "link", "set", "nyhout", "up"]);
+        veth_from(host, "nyhout", &format!("{}/24", o.host_ip), &ns, "nyoin");
         cmd_ok(&[
             "ip",
             "-n",
@@ -934,22 +920,7 @@ pub fn sha_transfer(lab: &Lab, ns_s: &str, ns_r: &str, ip_r: &str, bytes: u64) {
         Command::new("ip").args(["netns", "exec", ns_r, "sh", "-c", &recv]),
         &lab.dir.join(format!("{tag}.recv.log")),
     );
-    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        let o = cmd(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                ns_r,
-                "ss",
-                "-Hltn",
-                &format!("sport = :{port}"),
-            ],
-            CLI_TIMEOUT,
-        );
-        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
-    });
-    if !listening {
+    if !wait_listening(ns_r, port, Proto::Tcp) {
         lab.fail(&format!(
             "the receiver never listened: {}",
             receiver.log_text()
@@ -993,4 +964,113 @@ pub fn sha_transfer(lab: &Lab, ns_s: &str, ns_r: &str, ip_r: &str, bytes: u64) {
         ));
     }
     eprintln!("{bytes} bytes {ns_s} -> {ns_r} arrived intact");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the tests that start servers in namespaces and build two-endpoint networks.
+
+/// The transport a listening socket is looked for on (see [`wait_listening`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Whether a socket listens (TCP) or is bound (UDP) on local `port` in namespace `ns` within
+/// 10 s, asking `ss` every 50 ms.
+pub fn wait_listening(ns: &str, port: u16, proto: Proto) -> bool {
+    let flags = match proto {
+        Proto::Tcp => "-Hltn",
+        Proto::Udp => "-Hlun",
+    };
+    let filter = format!("sport = :{port}");
+    wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let o = cmd(
+            &["ip", "netns", "exec", ns, "ss", flags, &filter],
+            Duration::from_secs(5),
+        );
+        !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+    })
+}
+
+/// Makes a veth pair `host_if` (in namespace `host`) / `peer_if` (moved to `peer_ns`), gives
+/// `host_if` the address `host_cidr` and sets it up; the peer end is left to the caller.
+pub fn veth_from(host: &str, host_if: &str, host_cidr: &str, peer_ns: &str, peer_if: &str) {
+    cmd_ok(&[
+        "ip", "-n", host, "link", "add", host_if, "type", "veth", "peer", "name", peer_if, "netns",
+        peer_ns,
+    ]);
+    cmd_ok(&["ip", "-n", host, "addr", "add", host_cidr, "dev", host_if]);
+    cmd_ok(&["ip", "-n", host, "link", "set", host_if, "up"]);
+}
+
+/// A network with two endpoints: alpha (TAP) in namespace `a`, beta (veth) in namespace `b`.
+pub struct Pair {
+    pub sub: Subnet,
+    pub net: String,
+    pub a: String,
+    pub b: String,
+}
+
+impl Lab {
+    /// Makes network `name` (with `net_args`) on a random subnet, namespaces `a` and `b`, and
+    /// attaches alpha (TAP, with `alpha_args`) in `a` and beta (`--kind veth`) in `b`.
+    pub fn pair(&self, name: &str, net_args: &[&str], alpha_args: &[&str]) -> Pair {
+        let sub = Subnet::random();
+        let net = self.network(name, &sub, net_args);
+        let a = self.ns("a");
+        let b = self.ns("b");
+        self.attach(&net, &a, "alpha", alpha_args);
+        self.attach(&net, &b, "beta", &["--kind", "veth"]);
+        Pair { sub, net, a, b }
+    }
+}
+
+/// Python shared by the stream servers and clients of the tests (prepend it with
+/// [`py_script`]): `PAT`, the 1 MiB pattern the `up`/`down` commands send, and helpers.
+pub const PY_STREAM: &str = r#"
+import hashlib, socket, sys
+PAT = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
+def read_command(c):
+    """The connection's first line, split into words; None at EOF before a newline."""
+    f = b""
+    while not f.endswith(b"\n"):
+        b = c.recv(1)
+        if not b:
+            return None
+        f += b
+    return f.decode().split()
+def recv_sha(c, n):
+    """Reads n bytes (fewer at EOF); the sha256 of what came, in hex."""
+    h = hashlib.sha256()
+    while n > 0:
+        b = c.recv(min(n, 1 << 20))
+        if not b:
+            break
+        h.update(b); n -= len(b)
+    return h.hexdigest()
+def send_pattern(c, n):
+    """Sends n bytes of the pattern."""
+    while n > 0:
+        k = min(n, len(PAT))
+        c.sendall(PAT[:k]); n -= k
+def pattern_digest(n):
+    """The sha256 (raw digest) of n bytes of the pattern."""
+    h = hashlib.sha256()
+    while n > 0:
+        k = min(n, len(PAT)); h.update(PAT[:k]); n -= k
+    return h.digest()
+def recv_all(c, size=65536):
+    """Everything c receives until EOF."""
+    got = b""
+    while True:
+        b = c.recv(size)
+        if not b:
+            return got
+        got += b
+"#;
+
+/// `script` with [`PY_STREAM`] before it.
+pub fn py_script(script: &str) -> String {
+    format!("{PY_STREAM}{script}")
 }
