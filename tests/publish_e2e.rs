@@ -316,22 +316,7 @@ impl World {
 
     /// TCP flows of endpoint address `ip` (any port) in `flows --json`.
     fn tcp_flows(&self, net: &str, ip: &str) -> Vec<Value> {
-        let v = self.lab.ny_json(&["flows", "--json"]);
-        v.as_array()
-            .and_then(|a| a.iter().find(|r| r["network"] == net))
-            .and_then(|r| r["flows"].as_array())
-            .map(|f| {
-                f.iter()
-                    .filter(|f| {
-                        f["protocol"] == "tcp"
-                            && f["endpoint"]
-                                .as_str()
-                                .is_some_and(|e| e.split(':').next() == Some(ip))
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        common::endpoint_flows(&common::flows_row(&self.lab, net), "tcp", ip)
     }
 }
 

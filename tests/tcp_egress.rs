@@ -465,26 +465,8 @@ fn flow_caps_are_network_options_and_count_what_they_refuse() {
         .parse()
         .unwrap_or(0);
     assert_eq!(n, 20, "exactly the cap's worth of connections is admitted");
-    let v = lab.ny_json(&["flows", "--json"]);
-    let row = v
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["network"] == net.as_str()))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let alpha = sub.ip(2);
-    let tcp = row["flows"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter(|f| {
-                    f["protocol"] == "tcp"
-                        && f["endpoint"]
-                            .as_str()
-                            .is_some_and(|e| e.starts_with(&format!("{alpha}:")))
-                })
-                .count()
-        })
-        .unwrap_or(0);
+    let row = common::flows_row(&lab, &net);
+    let tcp = common::endpoint_flows(&row, "tcp", &sub.ip(2)).len();
     assert_eq!(tcp, 20, "{row}");
     assert!(
         row["stats"]["drops"]["endpoint_flow_cap"]

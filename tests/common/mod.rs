@@ -1074,3 +1074,33 @@ def recv_all(c, size=65536):
 pub fn py_script(script: &str) -> String {
     format!("{PY_STREAM}{script}")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reading `netyard flows --json` (one object per network: {network, stats, flows}).
+
+/// The row of network `net` in `flows --json` (Null if it is missing).
+pub fn flows_row(lab: &Lab, net: &str) -> Value {
+    let v = lab.ny_json(&["flows", "--json"]);
+    v.as_array()
+        .and_then(|a| a.iter().find(|r| r["network"] == net))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The flows of `proto` ("tcp", "udp", "icmp") from endpoint address `ip` (any port) in a row.
+pub fn endpoint_flows(row: &Value, proto: &str, ip: &str) -> Vec<Value> {
+    row["flows"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| {
+                    f["protocol"] == proto
+                        && f["endpoint"]
+                            .as_str()
+                            .is_some_and(|e| e.split(':').next() == Some(ip))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
