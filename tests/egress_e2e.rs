@@ -291,7 +291,9 @@ fn udp_and_ping_reach_outside_and_closed_ports_fail_fast() {
     py_ok(&lab, &a, &client, &[&out.ip, "7", "1"]);
     py_ok(&lab, &b, &client, &[&out.ip, "7", "1"]);
 
-    // 200 flows from one endpoint, all answered, all in the table, assured.
+    // 200 flows from one endpoint, all answered, all in the table, assured. The 200 sockets are
+    // open at once, so their ports are distinct; the earlier single exchange's port may be
+    // reused by one of them (the kernel picks ephemeral ports at random), so count 200, not 201.
     let r = py_ok(&lab, &a, &client, &[&out.ip, "7", "200"]);
     let r: Value = serde_json::from_str(&r).unwrap_or(Value::Null);
     assert_eq!(r["ok"], 200, "{r}");
@@ -302,9 +304,9 @@ fn udp_and_ping_reach_outside_and_closed_ports_fail_fast() {
         .iter()
         .filter(|f| f["destination"] == dest.as_str() && f["state"] == "assured")
         .count();
-    if assured < 201 {
+    if assured < 200 {
         lab.fail(&format!(
-            "expected at least 201 assured UDP flows of alpha to {dest}, found {assured}: \
+            "expected at least 200 assured UDP flows of alpha to {dest}, found {assured}: \
              {stats}\n{flows:?}"
         ));
     }
@@ -312,7 +314,7 @@ fn udp_and_ping_reach_outside_and_closed_ports_fail_fast() {
         assert!(num(f, "bytes_out") > 0 && num(f, "bytes_in") > 0, "{f}");
         assert!(num(f, "packets_in") >= 1, "{f}");
     }
-    assert!(num(&stats, "flows_created") >= 202, "{stats}");
+    assert!(num(&stats, "flows_created") >= 201, "{stats}");
     assert_eq!(stats["enabled"], true, "{stats}");
     assert_eq!(stats["max_flows_per_endpoint"], 512, "{stats}");
 
