@@ -114,6 +114,8 @@ pub struct Conn {
     rto: Duration,
     deadline: Option<Instant>,
     retries: u32,
+    /// Our SYN was answered by a stale connection's ACK, reset, and sent again at once.
+    syn_resent: bool,
     dup_acks: u8,
     recover: Option<u32>,
     /// An ACK is owed to the endpoint (sent at the end of the burst).
@@ -154,6 +156,7 @@ impl Conn {
             rto: RTO_MIN,
             deadline: None,
             retries: 0,
+            syn_resent: false,
             dup_acks: 0,
             recover: None,
             ack_owed: false,
@@ -435,7 +438,10 @@ impl Conn {
                     self.retries = 0;
                     self.send_ack(out);
                 } else if seg.has(ACK) {
-                    // Not for this connection attempt.
+                    // Not for this connection attempt: a previous connection between the
+                    // same addresses that the endpoint still holds (in TIME_WAIT, say). Our
+                    // RST clears it, so the SYN goes again now rather than after a timeout
+                    // (once: an endpoint that keeps answering so gets the normal retries).
                     let h = SegHdr {
                         seq: seg.ack,
                         ack: 0,
@@ -444,6 +450,10 @@ impl Conn {
                         syn: None,
                     };
                     out.send(&h, (&[], &[]), self.mss);
+                    if !self.syn_resent {
+                        self.syn_resent = true;
+                        self.send_syn(now, out);
+                    }
                 }
                 return Next::Continue;
             }
@@ -819,6 +829,25 @@ mod tests {
             self.c.send_ack(&mut self.out);
             self.out.segs.last().unwrap().0.ack
         }
+    }
+
+    #[test]
+    fn a_stale_connections_ack_to_our_syn_is_reset_and_the_syn_sent_again_once() {
+        let mut t = T::published();
+        let (syn, _) = t.out.segs.pop().unwrap();
+        assert_eq!((syn.flags, syn.seq), (SYN, 9));
+        // The endpoint's TIME_WAIT socket for these addresses answers with a bare ACK.
+        assert_eq!(t.feed(seg(777, 4242, ACK, 1000, b"")), Next::Continue);
+        let sent: Vec<(u8, u32)> = t.out.segs.iter().map(|(h, _)| (h.flags, h.seq)).collect();
+        assert_eq!(sent, [(RST, 4242), (SYN, 9)]);
+        // A second stale ACK gets the RST but no immediate SYN (the timer retries).
+        t.out.segs.clear();
+        t.feed(seg(777, 4242, ACK, 1000, b""));
+        let sent: Vec<u8> = t.out.segs.iter().map(|(h, _)| h.flags).collect();
+        assert_eq!(sent, [RST]);
+        // The real answer still completes the connection.
+        t.feed(seg(100, 10, SYN | ACK, 1000, b""));
+        assert_eq!(t.c.state, State::Established);
     }
 
     #[test]

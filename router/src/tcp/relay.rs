@@ -136,8 +136,10 @@ pub(crate) struct Relay {
     frame: Vec<u8>,
     ip_id: u16,
     owed: Vec<u64>,
+    /// RFC 6528's secret: the keyed hash of a connection's addresses in its ISS.
     isn: RandomState,
-    isn_counter: u64,
+    /// RFC 6528's clock origin.
+    epoch: Instant,
     masq_next: u16,
     next_tick: Option<Instant>,
     next_stats: Instant,
@@ -197,7 +199,7 @@ impl Relay {
             ip_id: 1,
             owed: Vec::new(),
             isn: RandomState::new(),
-            isn_counter: 0,
+            epoch: Instant::now(),
             masq_next: *MASQ_PORTS.start(),
             next_tick: None,
             next_stats: Instant::now() + STATS_EVERY,
@@ -217,9 +219,15 @@ impl Relay {
             .max(536)
     }
 
-    fn iss(&mut self) -> u32 {
-        self.isn_counter += 1;
-        self.isn.hash_one(self.isn_counter) as u32
+    /// The initial sequence number of our side of a connection between `ours` and `theirs`
+    /// (RFC 6528: a 4 µs clock plus a keyed hash of the addresses). A random ISS would break
+    /// address reuse: when a client reconnects from the same port while the container still
+    /// holds the previous connection in TIME_WAIT, Linux takes the new SYN only if its sequence
+    /// number is above the old connection's (we send no timestamps), and answers anything else
+    /// with a bare ACK, which costs the new connection an RST and a SYN retransmission.
+    fn iss(&self, ours: SocketAddrV4, theirs: SocketAddrV4) -> u32 {
+        let ticks = (self.epoch.elapsed().as_micros() / 4) as u32;
+        ticks.wrapping_add(self.isn.hash_one((ours, theirs)) as u32)
     }
 
     fn token(&mut self) -> u64 {
@@ -407,7 +415,7 @@ impl Relay {
             self.count(EgressDrop::HostSocketError);
             return;
         }
-        let iss = self.iss();
+        let iss = self.iss(s.dst, s.src);
         let conn = Conn::from_syn(s, iss, self.mss(), RING);
         self.by_key.insert((s.src, s.dst), t);
         self.conns.insert(
@@ -858,7 +866,7 @@ impl Relay {
             from: shown,
             to: container,
         };
-        let iss = self.iss();
+        let iss = self.iss(shown, container);
         let mss = self.mss();
         let mut w = Wire {
             peer,
