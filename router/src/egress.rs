@@ -55,6 +55,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::batch::DatagramBatch;
 use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
 use crate::packet::{self, Subnet, QUOTE_MAX};
 
@@ -66,6 +67,10 @@ const EVENT_QUEUE: usize = 1024;
 const READER_BURST: usize = 32;
 /// Largest IPv4 packet.
 const MAX_IP: usize = 65_535;
+/// Payload bytes and datagrams queued per burst before an early flush (a burst is at most the
+/// gateway's 64 frames; fragments are dropped, so a datagram is at most one MTU).
+const BATCH_BYTES: usize = 128 * 1024;
+const BATCH_COUNT: usize = 64;
 /// Receive errors in a row after which a flow's socket is given up.
 const MAX_ERRORS_IN_A_ROW: u32 = 64;
 
@@ -341,6 +346,8 @@ pub(crate) struct Egress {
     /// IPv4 identification of the ICMP errors the gateway originates.
     ident: u16,
     next_sweep: Option<Instant>,
+    /// Datagrams of the current burst, sent by [`Egress::flush`].
+    batch: DatagramBatch<FlowId>,
 }
 
 /// Sends a frame to the switch; false if it could not be queued.
@@ -379,6 +386,7 @@ impl Egress {
                 events: tx,
                 ident: 0,
                 next_sweep: None,
+                batch: DatagramBatch::new(BATCH_BYTES, BATCH_COUNT),
             },
             rx,
             EgressHandle { shared },
@@ -429,7 +437,7 @@ impl Egress {
             .flows_expired
             .fetch_add(gone.len() as u64, Relaxed);
         for id in gone {
-            self.flows.remove(&id);
+            self.forget(id);
         }
     }
 
@@ -530,15 +538,32 @@ impl Egress {
         };
         io.remember(pkt.src_mac, pkt.quote);
         let fd = io.sock.as_raw_fd();
-        match socket::send(
-            fd,
-            pkt.payload,
-            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-        ) {
-            Ok(_) => {
+        if !self.batch.fits(pkt.payload.len()) {
+            self.flush(out);
+        }
+        self.batch.push(id, fd, pkt.payload);
+    }
+
+    /// Drops a flow's I/O (its socket closes), and its datagrams not sent yet, whose fd is
+    /// about to be closed and maybe reused.
+    fn forget(&mut self, id: FlowId) {
+        self.batch.forget(id);
+        self.flows.remove(&id);
+    }
+
+    /// Sends the datagrams [`Egress::outbound`] queued during this burst. The gateway calls it
+    /// at the end of every burst.
+    pub(crate) fn flush(&mut self, out: &impl FrameSink) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // Taken out so the outcomes can update the engine; an empty batch does not allocate.
+        let mut batch = std::mem::replace(&mut self.batch, DatagramBatch::new(0, 0));
+        batch.flush(|id, fd, len, r| match r {
+            Ok(()) => {
                 let c = &self.shared.counters;
                 c.packets_out.fetch_add(1, Relaxed);
-                c.bytes_out.fetch_add(pkt.payload.len() as u64, Relaxed);
+                c.bytes_out.fetch_add(len as u64, Relaxed);
             }
             Err(Errno::EAGAIN | Errno::ENOBUFS) => self.count(EgressDrop::HostSendBusy),
             Err(e @ (Errno::ECONNREFUSED | Errno::EHOSTUNREACH | Errno::ENETUNREACH)) => {
@@ -546,7 +571,8 @@ impl Egress {
                 self.answer_send_error(id, fd, e, out);
             }
             Err(_) => self.count(EgressDrop::HostSendError),
-        }
+        });
+        self.batch = batch;
     }
 
     /// A send failed with an unreachable error: relays what the socket's error queue holds
@@ -674,7 +700,7 @@ impl Egress {
                 self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
             }
             Event::Failed { id } => {
-                self.flows.remove(&id);
+                self.forget(id);
                 self.shared.table().remove(id);
             }
         }

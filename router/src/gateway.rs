@@ -493,8 +493,9 @@ async fn run(
                             Err(_) => break,
                         }
                     }
-                    // One ACK per connection for the whole burst.
+                    // One ACK per connection for the whole burst; the burst's datagrams.
                     eng.relay.flush_acks(&peer);
+                    eng.egress.flush(&VnetSink(&peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {} // oversized frame: dropped

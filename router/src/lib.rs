@@ -7,6 +7,7 @@
 //! namespace, tracked by [`conntrack`]'s flow table; [`packet`] parses and builds them. TCP
 //! egress, published ports and host loopback are the router issue's remaining work.
 
+mod batch;
 pub mod conntrack;
 pub mod egress;
 pub mod gateway;
