@@ -14,7 +14,9 @@
 //!   `net.ipv4.ping_group_range` covers the daemon's group); the kernel replaces the echo
 //!   identifier with the socket's, and replies get the endpoint's back. Without permission
 //!   the packet is dropped as [`EgressDrop::IcmpNotPermitted`] (and a warning logged once).
-//! - Sends happen on the gateway task, non-blocking; a full socket buffer drops the packet.
+//! - Sends happen on the gateway task, non-blocking, batched: a burst's datagrams leave in one
+//!   `sendmmsg` per socket when the burst ends ([`crate::batch`]); a full socket buffer drops
+//!   the packet.
 //! - A reader task per flow turns what the socket receives into frames (IPv4 id per flow,
 //!   TTL 64, full checksums, fragmented past the MTU) and hands them to the gateway task over
 //!   a bounded channel; a full channel makes the reader wait, so the host socket's buffer

@@ -5,7 +5,9 @@
 //! TCP) through a [`gateway::DnsService`] the daemon provides. Packets for addresses outside
 //! the network go to [`egress`]: UDP and ICMP echo leave through host sockets of the daemon's
 //! namespace, tracked by [`conntrack`]'s flow table; [`packet`] parses and builds them. TCP
-//! egress, published ports and host loopback are the router issue's remaining work.
+//! (egress and published ports) goes through [`tcp`]'s relay; [`publish`] carries the bound
+//! host sockets of published ports to the gateway task; [`uplink`] is how the gateway's frames
+//! reach the switch.
 
 mod batch;
 pub mod conntrack;
