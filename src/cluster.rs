@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `nodes/NODE` | `{"underlay_ip"}`: the node's VTEP | the node's |
 //! | `networks/NAME` | `{"vni","subnet","gateway","port","mtu","internal","aging","max_macs_per_port","created_by"}` | none: networks persist |
-//! | `endpoints/NETWORK/MAC` | `{"ip","node","vtep"}` | the node's |
+//! | `endpoints/NETWORK/MAC` | `{"ip","node","vtep","name","aliases"}` | the node's |
 //! | `ipam/NETWORK/IP` | `{"node","endpoint"}` | the node's |
 //!
 //! - One lease per daemon (`--etcd-lease-ttl`, 10 s by default), kept alive at a third of its
@@ -22,8 +22,10 @@
 //!   remote entry (MAC behind that node's VTEP, in the tunnel's remote table and on the tunnel
 //!   port of the MAC table), so a known endpoint is reached without flooding; every other node's
 //!   VTEP is a flood peer (ARP and other broadcasts still need head-end replication); an address
-//!   another node claimed is marked in use in the local IPAM. What disappears from etcd is
-//!   removed here.
+//!   another node claimed is marked in use in the local IPAM; another node's endpoint's name
+//!   and aliases are answered by this host's resolver on that network (as on a Docker overlay
+//!   network, containers resolve each other across hosts; a rename re-registers the record).
+//!   What disappears from etcd is removed here.
 //! - Cross-host IPAM: before an attach gets an address, the daemon claims `ipam/NETWORK/IP` in a
 //!   transaction that succeeds only if the key does not exist (create_revision == 0); on
 //!   conflict it tries the next free address (a requested `--ip` fails instead, naming the node
@@ -280,6 +282,12 @@ struct EndpointRec {
     ip: Ipv4Addr,
     node: String,
     vtep: Ipv4Addr,
+    /// The endpoint's name and aliases, for the other hosts' resolvers (absent in records
+    /// of older daemons: such an endpoint is reachable but not named).
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,6 +400,8 @@ struct Programmed {
     statics: BTreeMap<(String, MacAddr), Ipv4Addr>,
     holds: BTreeSet<(String, Ipv4Addr)>,
     peers: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// Other nodes' endpoints' names per network, as handed to the resolver.
+    names: BTreeMap<String, Vec<netyard_dns::Entry>>,
 }
 
 struct Sync {
@@ -828,6 +838,7 @@ impl Cluster {
                     done.peers.remove(&name);
                     done.statics.retain(|(n, _), _| n != &name);
                     done.holds.retain(|(n, _)| n != &name);
+                    done.names.remove(&name);
                 }
                 Err(e) => tracing::warn!(network = %name, error = %e, "removing a network"),
             }
@@ -872,6 +883,43 @@ impl Cluster {
             if d.set_remote_static(&k.0, k.1, vtep).await {
                 tracing::info!(network = %k.0, mac = %k.1, %vtep, "remote entry from etcd");
                 done.statics.insert(k, vtep);
+            }
+        }
+        // Names of other nodes' endpoints, per network (a network whose last remote endpoint
+        // left gets an empty list once, then is forgotten).
+        let mut want: BTreeMap<String, Vec<netyard_dns::Entry>> = BTreeMap::new();
+        for ((n, _), r) in &view.endpoints {
+            if r.node == me || !done.networks.contains(n) || r.name.is_empty() {
+                continue;
+            }
+            want.entry(n.clone()).or_default().push(netyard_dns::Entry {
+                network: n.clone(),
+                name: r.name.clone(),
+                aliases: r.aliases.clone(),
+                ipv4: Some(r.ip),
+                ipv6: None,
+            });
+        }
+        let emptied: Vec<String> = done
+            .names
+            .keys()
+            .filter(|n| !want.contains_key(*n))
+            .cloned()
+            .collect();
+        for n in emptied {
+            want.insert(n, Vec::new());
+        }
+        for (n, entries) in want {
+            if done.names.get(&n) == Some(&entries) {
+                continue;
+            }
+            if d.set_remote_names(&n, entries.clone()).await {
+                tracing::info!(network = %n, names = entries.len(), "remote names from etcd");
+            }
+            if entries.is_empty() {
+                done.names.remove(&n);
+            } else {
+                done.names.insert(n, entries);
             }
         }
         // Addresses other nodes hold.
@@ -1107,19 +1155,7 @@ impl Cluster {
             Ok(info) => {
                 match info.mac.parse::<MacAddr>() {
                     Ok(mac) => {
-                        let key = self.key(&format!("endpoints/{network}/{mac}"));
-                        let val = json(&EndpointRec {
-                            ip,
-                            node: self.opts.node.clone(),
-                            vtep: self.opts.underlay_ip,
-                        });
-                        self.own_set(&key, Some(val.clone()));
-                        let mut c = self.client.clone();
-                        if let Err(e) = call("put", c.put(key, val, self.put_opts())).await {
-                            tracing::warn!(error = %e, network, endpoint = %info.name,
-                                "registering the endpoint in etcd failed; retrying later");
-                            self.dirty.store(true, Ordering::Relaxed);
-                        }
+                        self.register_endpoint(network, mac, ip, &info).await;
                     }
                     Err(e) => tracing::warn!(error = %e, mac = %info.mac, "endpoint MAC"),
                 }
@@ -1133,6 +1169,48 @@ impl Cluster {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Writes (or rewrites) the record of a local endpoint of distributed `network`.
+    async fn register_endpoint(
+        &self,
+        network: &str,
+        mac: MacAddr,
+        ip: Ipv4Addr,
+        info: &netyard_cli::model::EndpointInfo,
+    ) {
+        let key = self.key(&format!("endpoints/{network}/{mac}"));
+        let val = json(&EndpointRec {
+            ip,
+            node: self.opts.node.clone(),
+            vtep: self.opts.underlay_ip,
+            name: info.name.clone(),
+            aliases: info.aliases.clone(),
+        });
+        self.own_set(&key, Some(val.clone()));
+        let mut c = self.client.clone();
+        if let Err(e) = call("put", c.put(key, val, self.put_opts())).await {
+            tracing::warn!(error = %e, network, endpoint = %info.name,
+                "registering the endpoint in etcd failed; retrying later");
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// After a local rename: the other hosts learn the new name (only for an endpoint this
+    /// node registered).
+    pub(crate) async fn renamed(&self, network: &str, info: &netyard_cli::model::EndpointInfo) {
+        let (Ok(mac), Ok(ip)) = (info.mac.parse::<MacAddr>(), info.ip.parse::<Ipv4Addr>()) else {
+            return;
+        };
+        let key = self.key(&format!("endpoints/{network}/{mac}"));
+        let ours = self
+            .own
+            .lock()
+            .map(|o| o.contains_key(&key))
+            .unwrap_or(false);
+        if ours {
+            self.register_endpoint(network, mac, ip, info).await;
         }
     }
 

@@ -76,6 +76,9 @@ struct Network {
     endpoints: BTreeMap<String, Endpoint>,
     /// Names of endpoints being attached right now.
     reserved: BTreeSet<String>,
+    /// Endpoints other hosts registered in etcd on this (distributed) network, answered by
+    /// this host's resolver as Docker's overlay networks do.
+    remote_names: Vec<netyard_dns::Entry>,
 }
 
 struct Gateway {
@@ -196,16 +199,38 @@ impl Daemon {
         let entries = st
             .values()
             .flat_map(|n| {
-                n.endpoints.values().map(move |e| netyard_dns::Entry {
-                    network: n.name.clone(),
-                    name: e.name.clone(),
-                    aliases: e.aliases.clone(),
-                    ipv4: Some(e.ip),
-                    ipv6: None,
-                })
+                n.endpoints
+                    .values()
+                    .map(move |e| netyard_dns::Entry {
+                        network: n.name.clone(),
+                        name: e.name.clone(),
+                        aliases: e.aliases.clone(),
+                        ipv4: Some(e.ip),
+                        ipv6: None,
+                    })
+                    .chain(n.remote_names.iter().cloned())
             })
             .collect();
         self.dns.set_records(entries);
+    }
+
+    /// Sets the names of the endpoints other hosts hold on distributed `network` (each
+    /// entry's `network` is overwritten with it). False if there is no such network here.
+    pub(crate) async fn set_remote_names(
+        &self,
+        network: &str,
+        mut entries: Vec<netyard_dns::Entry>,
+    ) -> bool {
+        let mut st = self.state.lock().await;
+        let Some(net) = st.get_mut(network) else {
+            return false;
+        };
+        for e in &mut entries {
+            e.network = network.to_string();
+        }
+        net.remote_names = entries;
+        self.refresh_dns(&st);
+        true
     }
 
     // ---- networks ----
@@ -408,8 +433,21 @@ impl Daemon {
     }
 
     /// Renames an endpoint on a network; DNS answers the new name at once and the old one no
-    /// more.
+    /// more (with etcd, on the other hosts too once they see the new record).
     pub async fn rename(
+        &self,
+        network: &str,
+        name: &str,
+        new_name: &str,
+    ) -> Result<EndpointInfo, DaemonError> {
+        let info = self.rename_local(network, name, new_name).await?;
+        if let Some(c) = self.cluster.get() {
+            c.renamed(network, &info).await;
+        }
+        Ok(info)
+    }
+
+    async fn rename_local(
         &self,
         network: &str,
         name: &str,
@@ -1342,6 +1380,7 @@ fn build_network(p: NetworkPlan, dns: &Dns) -> Result<Network, DaemonError> {
         ager,
         endpoints: BTreeMap::new(),
         reserved: BTreeSet::new(),
+        remote_names: Vec::new(),
     })
 }
 

@@ -31,6 +31,7 @@ const LEASE_TTL: u64 = 3;
 /// Fails naming the package unless etcd is installed.
 fn require_etcd() {
     require_program("etcd", "etcd-server");
+    require_program("dig", "dnsutils");
 }
 
 /// Three hosts on one underlay with etcd. Fields drop in order: c, b, then a (which holds etcd
@@ -166,6 +167,22 @@ fn expect_within(lab: &Lab, timeout: Duration, what: &str, f: impl FnMut() -> bo
 }
 
 /// `network inspect NAME` on `lab`, if it has the network.
+/// The A records `name` resolves to through the embedded resolver (127.0.0.11) in `ns`.
+fn resolve(lab: &Lab, ns: &str, name: &str) -> Vec<String> {
+    let o = lab.ns_cmd(
+        ns,
+        &["dig", "+short", "+time=2", "+tries=1", "@127.0.0.11", name],
+        Duration::from_secs(5),
+    );
+    let mut ips: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    ips.sort();
+    ips
+}
+
 fn inspect(lab: &Lab, name: &str) -> Option<Value> {
     let o = lab.ny(&["network", "inspect", name]);
     if !o.status.success() {
@@ -284,6 +301,34 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
         let (f, t2) = (ep(from), ep(to));
         labs[f.host].assert_ping(&f.ns, &t2.ip);
     }
+    // Names cross hosts through etcd, as on a Docker overlay network: each container resolves
+    // the other hosts' endpoints through its own host's resolver; a rename is seen everywhere.
+    for (from, to) in [
+        ("e00", "e10"),
+        ("e21", "e01"),
+        ("e11", "e20"),
+        ("e01", "e00"),
+    ] {
+        let (f, t2) = (ep(from), ep(to));
+        let lab = labs[f.host];
+        expect_within(
+            lab,
+            Duration::from_secs(10),
+            &format!("{from} on host {} resolves {to} (host {})", f.host, t2.host),
+            || resolve(lab, &f.ns, to) == [t2.ip.clone()],
+        );
+    }
+    b.ny_ok(&["rename", &net, "e10", "web"]);
+    expect_within(
+        a,
+        Duration::from_secs(10),
+        "e00 on a resolves b's renamed e10 as web, and e10 no more",
+        || {
+            resolve(a, &ep("e00").ns, "web") == [ep("e10").ip.clone()]
+                && resolve(a, &ep("e00").ns, "e10").is_empty()
+        },
+    );
+
     // Each host's gateway answers locally.
     for e in [ep("e00"), ep("e10"), ep("e20")] {
         labs[e.host].assert_ping(&e.ns, &sn.ip(1));
@@ -312,6 +357,13 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
             },
         );
     }
+    let asker = ep("e20");
+    expect_within(
+        c,
+        Duration::from_secs(10),
+        "the detached e11's name disappears on c",
+        || resolve(c, &asker.ns, "e11").is_empty() && !resolve(c, &asker.ns, "web").is_empty(),
+    );
 
     // A second distributed network, created on b: removed everywhere by `network rm` on a,
     // which is refused while c has an endpoint on it.
@@ -396,6 +448,12 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
             },
         );
     }
+    expect_within(
+        a,
+        Duration::from_secs(10),
+        "the killed daemon's endpoints' names disappear on a",
+        || resolve(a, &ep("e00").ns, "e20").is_empty(),
+    );
     let took = killed.elapsed();
     eprintln!("entries of the killed daemon gone after {took:?} (lease TTL {LEASE_TTL} s)");
     // a and b still reach each other; c's address is free again.
