@@ -17,20 +17,20 @@
 //! - Sends happen on the gateway task, non-blocking, batched: a burst's datagrams leave in one
 //!   `sendmmsg` per socket when the burst ends ([`crate::batch`]); a full socket buffer drops
 //!   the packet.
-//! - A reader task per flow turns what the socket receives into frames (IPv4 id per flow,
-//!   TTL 64, full checksums, fragmented past the MTU) and hands them to the gateway task over
-//!   a bounded channel; a full channel makes the reader wait, so the host socket's buffer
-//!   absorbs (and at worst drops) a burst. The gateway task accounts them in the flow table,
-//!   writes the endpoint's MAC and sends them to the switch.
+//! - Replies: every flow's socket is in the engine's own epoll (level-triggered), which the
+//!   gateway task awaits through tokio. Woken, it reads each ready socket (up to 32
+//!   datagrams per turn) into one reused buffer with room in front, builds the frames there in
+//!   place (IPv4 id per flow, TTL 64, full checksums, fragments past the MTU written over the
+//!   data already sent), accounts them in the flow table, writes the endpoint's MAC and sends
+//!   them to the switch: no task, channel hop or allocation per datagram.
 //! - ICMP errors: host sockets have `IP_RECVERR`, so every ICMP error the host receives for a
-//!   flow (port, host, net unreachable, time exceeded) lands in the socket's error queue. The
-//!   reader drains it and the gateway sends the endpoint the same type and code, quoting the
-//!   endpoint's own last packet, so its socket fails fast (ECONNREFUSED) instead of timing out.
-//!   A send that fails synchronously with ENETUNREACH/EHOSTUNREACH/ECONNREFUSED is answered
-//!   the same way. (If a send and the reader both see one error, the endpoint may get the
-//!   ICMP error twice; that race is narrow and harmless.)
-//! - Expired flows ([`FlowTable::expire`], swept every second) drop their socket and abort
-//!   their reader.
+//!   flow (port, host, net unreachable, time exceeded) lands in the socket's error queue
+//!   (epoll reports EPOLLERR). The gateway drains it and sends the endpoint the same type and
+//!   code, quoting the endpoint's own last packet, so its socket fails fast (ECONNREFUSED)
+//!   instead of timing out. A send that fails synchronously with
+//!   ENETUNREACH/EHOSTUNREACH/ECONNREFUSED is answered the same way.
+//! - Expired flows ([`FlowTable::expire`], swept every second) close their socket (which
+//!   leaves the epoll); so does a socket failing more than 64 times in a row.
 //!
 //! TCP never reaches this engine: the gateway hands it to the relay ([`crate::tcp`]), which
 //! shares this engine's flow table and counters.
@@ -47,25 +47,24 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{
     self, setsockopt, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
     SockProtocol, SockType, SockaddrIn,
 };
 use serde::Serialize;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::io::unix::AsyncFd;
 
 use crate::batch::DatagramBatch;
 use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
+use crate::epoll::{async_epoll, EpollFd};
 use crate::packet::{self, Subnet, QUOTE_MAX};
 
 /// How often expired flows are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Frames queued from the readers to the gateway task.
-const EVENT_QUEUE: usize = 1024;
-/// Datagrams a reader takes per wake-up before yielding.
+/// Ready sockets taken per `epoll_wait`.
+const EVENTS: usize = 64;
+/// Datagrams read from one socket per wake-up before the next socket's turn.
 const READER_BURST: usize = 32;
 /// Largest IPv4 packet.
 const MAX_IP: usize = 65_535;
@@ -283,31 +282,21 @@ impl EgressHandle {
 }
 
 /// What a reader hands the gateway task.
-#[derive(Debug)]
-pub(crate) enum Event {
-    /// One datagram (or echo reply) for the endpoint: its frames (several if fragmented),
-    /// without the Ethernet destination, and its payload length.
-    Reply {
-        id: FlowId,
-        frames: Vec<Vec<u8>>,
-        payload_len: usize,
-    },
-    /// The host received an ICMP error for the flow.
-    IcmpError { id: FlowId, icmp_type: u8, code: u8 },
-    /// The flow's socket failed for good.
-    Failed { id: FlowId },
-}
-
 /// The per-flow I/O state, owned by the gateway task.
 struct FlowIo {
     key: FlowKey,
-    sock: Arc<UdpSocket>,
-    reader: JoinHandle<()>,
+    /// Connected, non-blocking, watched by the engine's epoll (token: the flow id).
+    sock: std::net::UdpSocket,
     /// The endpoint's MAC, from its latest frame.
     mac: [u8; 6],
     /// The endpoint's latest packet's IPv4 header and 8 bytes, quoted in ICMP errors.
     quote: [u8; QUOTE_MAX],
     quote_len: usize,
+    /// IPv4 identification of the flow's replies.
+    ident: u16,
+    /// Receive errors in a row: a datagram socket reports a pending error once, so a long
+    /// run means the socket itself is broken.
+    errors_in_a_row: u32,
 }
 
 impl FlowIo {
@@ -316,13 +305,6 @@ impl FlowIo {
         let n = quote.len().min(QUOTE_MAX);
         self.quote[..n].copy_from_slice(&quote[..n]);
         self.quote_len = n;
-    }
-}
-
-impl Drop for FlowIo {
-    fn drop(&mut self) {
-        // The reader holds the other reference to the socket; it closes once both are gone.
-        self.reader.abort();
     }
 }
 
@@ -344,7 +326,10 @@ pub(crate) struct Egress {
     cfg: EgressConfig,
     shared: Arc<Shared>,
     flows: HashMap<FlowId, FlowIo>,
-    events: mpsc::Sender<Event>,
+    /// Watches every flow's socket; the gateway task awaits it.
+    epoll: Arc<AsyncFd<EpollFd>>,
+    /// Receive buffer of every reply: headroom for the headers, then the largest datagram.
+    rx: Vec<u8>,
     /// IPv4 identification of the ICMP errors the gateway originates.
     ident: u16,
     next_sweep: Option<Instant>,
@@ -371,28 +356,32 @@ impl FrameSink for VnetSink<'_> {
 static ICMP_DENIED_LOGGED: AtomicBool = AtomicBool::new(false);
 
 impl Egress {
-    /// The engine, the receiving end of its readers' channel (the gateway task selects on
-    /// it) and the daemon's handle.
-    pub(crate) fn new(cfg: EgressConfig) -> (Egress, mpsc::Receiver<Event>, EgressHandle) {
+    /// The engine and the daemon's handle. Must be called inside a tokio runtime (the
+    /// engine's epoll registers with it).
+    pub(crate) fn new(cfg: EgressConfig) -> io::Result<(Egress, EgressHandle)> {
         let shared = Arc::new(Shared {
             enabled: cfg.enabled,
             table: Mutex::new(FlowTable::new(cfg.limits)),
             counters: EgressCounters::default(),
         });
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        (
+        Ok((
             Egress {
                 cfg,
                 shared: shared.clone(),
                 flows: HashMap::new(),
-                events: tx,
+                epoll: async_epoll()?,
+                rx: vec![0u8; packet::UDP_HEADROOM + MAX_IP],
                 ident: 0,
                 next_sweep: None,
                 batch: DatagramBatch::new(BATCH_BYTES, BATCH_COUNT),
             },
-            rx,
             EgressHandle { shared },
-        )
+        ))
+    }
+
+    /// The epoll the gateway task awaits (then calls [`Egress::poll_host`]).
+    pub(crate) fn epoll(&self) -> Arc<AsyncFd<EpollFd>> {
+        self.epoll.clone()
     }
 
     /// Where a flow's host socket connects: the destination, or the host's 127.0.0.1 for the
@@ -550,7 +539,9 @@ impl Egress {
     /// about to be closed and maybe reused.
     fn forget(&mut self, id: FlowId) {
         self.batch.forget(id);
-        self.flows.remove(&id);
+        if let Some(io) = self.flows.remove(&id) {
+            let _ = self.epoll.get_ref().0.delete(&io.sock);
+        }
     }
 
     /// Sends the datagrams [`Egress::outbound`] queued during this burst. The gateway calls it
@@ -625,33 +616,30 @@ impl Egress {
         }
     }
 
-    /// Opens the host socket of a new flow and starts its reader.
+    /// Opens the host socket of a new flow and watches it.
     fn open(&mut self, id: FlowId, key: FlowKey) -> io::Result<()> {
-        let std_sock = match key.proto {
+        let sock = match key.proto {
             Proto::Udp => udp_socket(self.host_target(key.dest))?,
             Proto::Icmp => icmp_socket(*key.dest.ip())?,
             // TCP flows belong to the relay, never to this engine.
             Proto::Tcp => return Err(io::ErrorKind::Unsupported.into()),
         };
-        let sock = Arc::new(UdpSocket::from_std(std_sock)?);
-        let reader = ReaderCtx {
-            id,
-            key,
-            gw_mac: self.cfg.gw_mac,
-            mtu: self.cfg.mtu,
-            // Spread the flows' IPv4 identification sequences.
-            ident: (id.0 as u16).wrapping_mul(0x9e37),
-        };
-        let task = tokio::spawn(read_loop(reader, sock.clone(), self.events.clone()));
+        // Level-triggered: a socket left with data after its burst is reported again.
+        self.epoll
+            .get_ref()
+            .0
+            .add(&sock, EpollEvent::new(EpollFlags::EPOLLIN, id.0))?;
         self.flows.insert(
             id,
             FlowIo {
                 key,
                 sock,
-                reader: task,
                 mac: [0; 6],
                 quote: [0; QUOTE_MAX],
                 quote_len: 0,
+                // Spread the flows' IPv4 identification sequences.
+                ident: (id.0 as u16).wrapping_mul(0x9e37),
+                errors_in_a_row: 0,
             },
         );
         self.shared.counters.flows_created.fetch_add(1, Relaxed);
@@ -661,51 +649,121 @@ impl Egress {
         Ok(())
     }
 
-    /// Handles what a reader reported.
-    pub(crate) fn event(&mut self, ev: Event, now: Instant, out: &impl FrameSink) {
-        match ev {
-            Event::Reply {
-                id,
-                frames,
-                payload_len,
-            } => {
-                let Some(mac) = self.flows.get(&id).map(|io| io.mac) else {
-                    self.count(EgressDrop::StaleReply);
-                    return;
-                };
-                if !self.shared.table().inbound(id, payload_len, now) {
-                    self.count(EgressDrop::StaleReply);
-                    return;
-                }
-                let mut sent = true;
-                for mut f in frames {
-                    packet::set_eth_dst(&mut f, mac);
-                    sent &= out.send_frame(&f);
-                }
-                if sent {
-                    let c = &self.shared.counters;
-                    c.packets_in.fetch_add(1, Relaxed);
-                    c.bytes_in.fetch_add(payload_len as u64, Relaxed);
-                } else {
-                    self.count(EgressDrop::ReplyQueueFull);
-                }
+    /// Serves the flows' host sockets that are ready: replies become frames for their
+    /// endpoints, ICMP errors the host received are relayed. Returns true if more may be
+    /// waiting (the caller keeps the readiness and comes back).
+    pub(crate) fn poll_host(&mut self, now: Instant, out: &impl FrameSink) -> bool {
+        let mut events = [EpollEvent::empty(); EVENTS];
+        let n = match self.epoll.get_ref().0.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        let mut more = n == EVENTS;
+        for ev in &events[..n] {
+            let id = FlowId(ev.data());
+            more |= self.read_flow(id, ev.events().contains(EpollFlags::EPOLLERR), now, out);
+        }
+        more
+    }
+
+    /// Reads up to [`READER_BURST`] datagrams of one flow's socket, each into the engine's one
+    /// receive buffer and turned into frames in place: nothing allocated per datagram. True
+    /// if the socket may hold more.
+    fn read_flow(&mut self, id: FlowId, error: bool, now: Instant, out: &impl FrameSink) -> bool {
+        let (gw_mac, mtu) = (self.cfg.gw_mac, self.cfg.mtu);
+        let mut check_errors = error;
+        let mut more = false;
+        let mut failed = false;
+        let Some(io) = self.flows.get_mut(&id) else {
+            return false;
+        };
+        let headroom = match io.key.proto {
+            Proto::Icmp => packet::ICMP_HEADROOM,
+            Proto::Udp | Proto::Tcp => packet::UDP_HEADROOM,
+        };
+        for i in 0..=READER_BURST {
+            if i == READER_BURST {
+                more = true;
+                break;
             }
-            Event::IcmpError {
-                id,
-                icmp_type,
-                code,
-            } => {
-                let Some(io) = self.flows.get(&id) else {
-                    return;
-                };
-                let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
-                self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
+            let len = match socket::recv(
+                io.sock.as_raw_fd(),
+                &mut self.rx[headroom..],
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(len) => len,
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    io.errors_in_a_row += 1;
+                    if io.errors_in_a_row > MAX_ERRORS_IN_A_ROW {
+                        tracing::debug!(error = %e, flow = ?io.key, "host socket failed");
+                        failed = true;
+                    }
+                    // A pending socket error (ECONNREFUSED and the like): its ICMP error is in
+                    // the error queue.
+                    check_errors = true;
+                    break;
+                }
+            };
+            io.errors_in_a_row = 0;
+            if !self.shared.table().inbound(id, len, now) {
+                self.shared.counters.drop(EgressDrop::StaleReply);
+                continue;
             }
-            Event::Failed { id } => {
-                self.forget(id);
-                self.shared.table().remove(id);
+            io.ident = io.ident.wrapping_add(1);
+            let (mac, key) = (io.mac, io.key);
+            let link = packet::Link {
+                gw_mac,
+                mtu,
+                ident: io.ident,
+            };
+            let mut sent = true;
+            let mut emit = |f: &mut [u8]| {
+                packet::set_eth_dst(f, mac);
+                sent &= out.send_frame(f);
+            };
+            let buf = &mut self.rx[..headroom + len];
+            let frames = match key.proto {
+                Proto::Udp => packet::udp_frames_in(buf, key.dest, key.endpoint, link, &mut emit),
+                Proto::Icmp => packet::icmp_echo_reply_frames_in(
+                    buf,
+                    *key.dest.ip(),
+                    *key.endpoint.ip(),
+                    key.endpoint.port(),
+                    link,
+                    &mut emit,
+                ),
+                Proto::Tcp => 0,
+            };
+            let c = &self.shared.counters;
+            if frames == 0 {
+                continue;
+            } else if sent {
+                c.packets_in.fetch_add(1, Relaxed);
+                c.bytes_in.fetch_add(len as u64, Relaxed);
+            } else {
+                c.drop(EgressDrop::ReplyQueueFull);
             }
         }
+        if check_errors {
+            let (seen, errs) = drain_errqueue(io.sock.as_raw_fd());
+            if seen > 0 {
+                // The receive errors came from the error queue: the socket is fine.
+                io.errors_in_a_row = 0;
+                failed = false;
+            }
+            let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
+            for (icmp_type, code) in errs {
+                self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
+            }
+        }
+        if failed {
+            self.forget(id);
+            self.shared.table().remove(id);
+            return false;
+        }
+        more
     }
 }
 
@@ -783,130 +841,6 @@ fn drain_errqueue(fd: RawFd) -> (usize, Vec<(u8, u8)>) {
 fn relayed_icmp_error(icmp_type: u8, code: u8) -> bool {
     (icmp_type == packet::ICMP_DEST_UNREACH && code != packet::UNREACH_FRAG_NEEDED)
         || icmp_type == packet::ICMP_TIME_EXCEEDED
-}
-
-/// What a reader needs to build its flow's replies.
-struct ReaderCtx {
-    id: FlowId,
-    key: FlowKey,
-    gw_mac: [u8; 6],
-    mtu: usize,
-    ident: u16,
-}
-
-impl ReaderCtx {
-    /// The frames of one received datagram (`buf` holds the headroom, then the datagram).
-    fn frames(&mut self, buf: Vec<u8>) -> Vec<Vec<u8>> {
-        self.ident = self.ident.wrapping_add(1);
-        match self.key.proto {
-            Proto::Udp => packet::udp_frames(
-                buf,
-                self.key.dest,
-                self.key.endpoint,
-                self.ident,
-                self.gw_mac,
-                self.mtu,
-            ),
-            Proto::Icmp => packet::icmp_echo_reply_frames(
-                buf,
-                *self.key.dest.ip(),
-                *self.key.endpoint.ip(),
-                self.key.endpoint.port(),
-                self.ident,
-                self.gw_mac,
-                self.mtu,
-            ),
-            Proto::Tcp => Vec::new(),
-        }
-    }
-
-    fn headroom(&self) -> usize {
-        match self.key.proto {
-            Proto::Udp | Proto::Tcp => packet::UDP_HEADROOM,
-            Proto::Icmp => packet::ICMP_HEADROOM,
-        }
-    }
-}
-
-/// One flow's reader: replies and ICMP errors from its host socket, to the gateway task.
-async fn read_loop(mut ctx: ReaderCtx, sock: Arc<UdpSocket>, events: mpsc::Sender<Event>) {
-    let id = ctx.id;
-    // Receive errors in a row: a datagram socket reports a pending error once, so a long run
-    // means the socket itself is broken (and would spin this loop).
-    let mut errors_in_a_row = 0u32;
-    loop {
-        let ready = match sock.ready(Interest::READABLE | Interest::ERROR).await {
-            Ok(r) => r,
-            Err(_) => {
-                let _ = events.send(Event::Failed { id }).await;
-                return;
-            }
-        };
-        let mut check_errors = ready.is_error();
-        if ready.is_readable() {
-            for _ in 0..READER_BURST {
-                let headroom = ctx.headroom();
-                // Room for the largest datagram; only the bytes received are touched, and the
-                // buffer shrinks to them in place.
-                let mut buf = Vec::with_capacity(headroom + MAX_IP);
-                buf.resize(headroom, 0);
-                match sock.try_recv_buf(&mut buf) {
-                    Ok(_) => {
-                        errors_in_a_row = 0;
-                        buf.shrink_to_fit();
-                        let payload_len = buf.len() - headroom;
-                        let frames = ctx.frames(buf);
-                        if frames.is_empty() {
-                            continue;
-                        }
-                        let ev = Event::Reply {
-                            id,
-                            frames,
-                            payload_len,
-                        };
-                        if events.send(ev).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        errors_in_a_row += 1;
-                        if errors_in_a_row > MAX_ERRORS_IN_A_ROW {
-                            tracing::debug!(error = %e, flow = ?ctx.key, "host socket failed");
-                            let _ = events.send(Event::Failed { id }).await;
-                            return;
-                        }
-                        // A pending socket error (ECONNREFUSED and the like): its ICMP error
-                        // is in the error queue.
-                        check_errors = true;
-                        break;
-                    }
-                }
-            }
-        }
-        if check_errors {
-            let (seen, errs) = drain_errqueue(sock.as_raw_fd());
-            if seen > 0 {
-                // The receive errors came from the error queue: the socket is fine.
-                errors_in_a_row = 0;
-            }
-            // Clear the error readiness now that the queue is empty.
-            let _ = sock.try_io(Interest::ERROR, || {
-                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-            });
-            for (icmp_type, code) in errs {
-                let ev = Event::IcmpError {
-                    id,
-                    icmp_type,
-                    code,
-                };
-                if events.send(ev).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@
 //! Before smoltcp, each frame is classified ([`crate::packet::is_egress`]): IPv4 sent to the
 //! gateway's MAC for an address outside the network goes to the egress engine
 //! ([`crate::egress`]: UDP and ICMP echo through host sockets, with a connection tracker);
-//! everything else goes to smoltcp as before. Replies from the engine's per-flow readers come
-//! back on a channel this task also selects on, and expired flows are swept once a second
-//! while there are any.
+//! everything else goes to smoltcp as before. The engine's flow sockets are in its own epoll,
+//! which this task also selects on (and serves in place), and expired flows are swept once a
+//! second while there are any. TCP goes to the relay ([`crate::tcp`]), whose epoll this task
+//! selects on too.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -38,10 +39,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::conntrack::FlowLimits;
-use crate::egress::{Egress, EgressConfig, EgressHandle, Event, FrameSink, VnetSink};
+use crate::egress::{Egress, EgressConfig, EgressHandle, FrameSink, VnetSink};
+use crate::epoll::EpollFd;
 use crate::packet::{self, Subnet};
 use crate::publish::{PublishCmd, Publisher};
-use crate::tcp::relay::{EpollFd, Relay, RelayConfig};
+use crate::tcp::relay::{Relay, RelayConfig};
 use crate::uplink::{Direct, Uplink};
 
 /// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
@@ -185,7 +187,7 @@ pub fn start(
     direct: Option<Direct>,
 ) -> io::Result<GatewayHandle> {
     let peer = Uplink::new(AsyncMemPeer::new(peer)?, direct);
-    let (egress, events, handle) = Egress::new(EgressConfig {
+    let (egress, handle) = Egress::new(EgressConfig {
         enabled: cfg.egress,
         subnet: Subnet {
             gateway: cfg.ip,
@@ -195,7 +197,7 @@ pub fn start(
         mtu: cfg.mtu,
         limits: cfg.flow_limits,
         host_loopback: cfg.host_loopback,
-    });
+    })?;
     let (relay, epoll) = Relay::new(
         RelayConfig {
             subnet: Subnet {
@@ -219,7 +221,7 @@ pub fn start(
         relay,
         scratch: Vec::new(),
     };
-    let task = tokio::spawn(run(cfg, peer, dns, engines, events, publish_rx, epoll));
+    let task = tokio::spawn(run(cfg, peer, dns, engines, publish_rx, epoll));
     Ok(GatewayHandle {
         task,
         egress: handle,
@@ -348,7 +350,6 @@ async fn run(
     peer: Uplink,
     dns: Option<Arc<dyn DnsService>>,
     mut eng: Engines,
-    mut events: mpsc::Receiver<Event>,
     mut publish_rx: mpsc::UnboundedReceiver<PublishCmd>,
     epoll: Arc<AsyncFd<EpollFd>>,
 ) {
@@ -392,6 +393,7 @@ async fn run(
             });
         }
     }
+    let egress_epoll = eng.egress.epoll();
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(1024);
     let mut rx_buf = vec![0u8; 65_536 + 64];
     let mut pending: Vec<Reply> = Vec::new();
@@ -509,14 +511,10 @@ async fn run(
                 PublishCmd::Add(id, rule) => eng.relay.publish(id, rule),
                 PublishCmd::Remove(id) => eng.relay.unpublish(id),
             },
-            Some(ev) = events.recv() => {
-                let t = Instant::now();
-                let sink = VnetSink(&peer);
-                eng.egress.event(ev, t, &sink);
-                for _ in 1..RX_BURST {
-                    match events.try_recv() {
-                        Ok(ev) => eng.egress.event(ev, t, &sink),
-                        Err(_) => break,
+            g = egress_epoll.readable() => {
+                if let Ok(mut g) = g {
+                    if !eng.egress.poll_host(Instant::now(), &VnetSink(&peer)) {
+                        g.clear_ready();
                     }
                 }
             }

@@ -12,6 +12,7 @@
 mod batch;
 pub mod conntrack;
 pub mod egress;
+mod epoll;
 pub mod gateway;
 pub mod packet;
 pub mod publish;

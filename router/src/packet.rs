@@ -264,73 +264,85 @@ pub fn set_eth_dst(frame: &mut [u8], mac: [u8; 6]) {
     }
 }
 
-/// Turns a buffer holding `headroom` free bytes then an L4 message into IPv4 frames from `src`
-/// to `dst`: one frame in place if it fits `mtu` (the IP packet size), else fragments. The L4
-/// message's own header and checksum must already be in place.
+/// What the frames the gateway builds carry from it: its MAC (the source), the network's
+/// MTU (IP packet size: larger packets are fragmented) and the IPv4 identification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub gw_mac: [u8; 6],
+    pub mtu: usize,
+    pub ident: u16,
+}
+
+/// Puts Ethernet and IPv4 headers in front of the L4 message in `buf` (after
+/// [`ICMP_HEADROOM`] free bytes) and hands each resulting frame to `emit`: one frame, or IPv4
+/// fragments past `mtu`. Works in place: a fragment's headers are written over the tail of
+/// the previous fragment's data, which `emit` has already consumed, so nothing is copied or
+/// allocated. Returns how many frames were emitted (0: too big for IPv4).
 fn finish_ipv4(
-    mut buf: Vec<u8>,
+    buf: &mut [u8],
     src: Ipv4Addr,
     dst: Ipv4Addr,
     proto: IpNumber,
-    ident: u16,
-    gw_mac: [u8; 6],
-    mtu: usize,
-) -> Vec<Vec<u8>> {
+    link: Link,
+    emit: &mut dyn FnMut(&mut [u8]),
+) -> usize {
+    let Link { gw_mac, mtu, ident } = link;
     let Some(l4_len) = buf.len().checked_sub(ICMP_HEADROOM) else {
-        return Vec::new();
+        return 0;
     };
     if IPV4_HDR + l4_len <= mtu {
         let Some(ip) = ipv4_header(src, dst, proto, ident, l4_len, 0, false) else {
-            return Vec::new();
+            return 0;
         };
         buf[..ETH_HDR].copy_from_slice(&ethernet_header(gw_mac));
         buf[ETH_HDR..ICMP_HEADROOM].copy_from_slice(&ip);
-        return vec![buf];
+        emit(buf);
+        return 1;
     }
     // Fragments carry a multiple of 8 bytes each, but the last.
     let per = (mtu.saturating_sub(IPV4_HDR) / 8) * 8;
-    if per == 0 {
-        return Vec::new();
+    if per == 0 || u16::try_from(l4_len / 8).is_err() {
+        return 0;
     }
-    let l4 = &buf[ICMP_HEADROOM..];
-    let mut frames = Vec::with_capacity(l4.len().div_ceil(per));
-    for (i, chunk) in l4.chunks(per).enumerate() {
-        let offset = i * per;
-        let more = offset + chunk.len() < l4.len();
-        let Ok(units) = u16::try_from(offset / 8) else {
-            return Vec::new();
+    let mut offset = 0;
+    let mut n = 0;
+    while offset < l4_len {
+        let len = per.min(l4_len - offset);
+        let more = offset + len < l4_len;
+        let units = (offset / 8) as u16; // < 8192: checked above
+        let Some(ip) = ipv4_header(src, dst, proto, ident, len, units, more) else {
+            return n;
         };
-        let Some(ip) = ipv4_header(src, dst, proto, ident, chunk.len(), units, more) else {
-            return Vec::new();
-        };
-        let mut f = Vec::with_capacity(ICMP_HEADROOM + chunk.len());
-        f.extend_from_slice(&ethernet_header(gw_mac));
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(chunk);
-        frames.push(f);
+        // The fragment's data sits at ICMP_HEADROOM + offset: its headers go just before.
+        let frame = &mut buf[offset..ICMP_HEADROOM + offset + len];
+        frame[..ETH_HDR].copy_from_slice(&ethernet_header(gw_mac));
+        frame[ETH_HDR..ICMP_HEADROOM].copy_from_slice(&ip);
+        emit(frame);
+        n += 1;
+        offset += len;
     }
-    frames
+    n
 }
 
-/// Builds the frames of a UDP datagram from `from` to `to`. `buf` holds [`UDP_HEADROOM`]
-/// free bytes, then the payload (as a host socket received it). Empty if the payload cannot
-/// be an IPv4 UDP datagram (over 65,507 bytes).
-pub fn udp_frames(
-    mut buf: Vec<u8>,
+/// Builds the frames of a UDP datagram from `from` to `to` in place and hands each to `emit`
+/// (see [`finish_ipv4`]). `buf` holds [`UDP_HEADROOM`] free bytes, then the payload (as a host
+/// socket received it). Returns 0 if the payload cannot be an IPv4 UDP datagram (over 65,507
+/// bytes).
+pub fn udp_frames_in(
+    buf: &mut [u8],
     from: SocketAddrV4,
     to: SocketAddrV4,
-    ident: u16,
-    gw_mac: [u8; 6],
-    mtu: usize,
-) -> Vec<Vec<u8>> {
+    link: Link,
+    emit: &mut dyn FnMut(&mut [u8]),
+) -> usize {
     let Some(payload_len) = buf.len().checked_sub(UDP_HEADROOM) else {
-        return Vec::new();
+        return 0;
     };
     let Ok(udp_len) = u16::try_from(UDP_HDR + payload_len) else {
-        return Vec::new();
+        return 0;
     };
     if usize::from(udp_len) + IPV4_HDR > usize::from(u16::MAX) {
-        return Vec::new();
+        return 0;
     }
     let hdr = UdpHeader {
         source_port: from.port(),
@@ -344,36 +356,36 @@ pub fn udp_frames(
     // 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff.
     let c = sum.to_ones_complement_with_no_zero().to_ne_bytes();
     buf[ICMP_HEADROOM + 6..UDP_HEADROOM].copy_from_slice(&c);
-    finish_ipv4(buf, *from.ip(), *to.ip(), IpNumber::UDP, ident, gw_mac, mtu)
+    finish_ipv4(buf, *from.ip(), *to.ip(), IpNumber::UDP, link, emit)
 }
 
-/// Builds the frames of an ICMP echo reply from `from` to `to`. `buf` holds
-/// [`ICMP_HEADROOM`] free bytes, then the ICMP message a ping socket received; the echo
-/// identifier becomes `echo_ident` (the endpoint's, which the kernel replaced by the socket's)
-/// and the checksum is recomputed. Empty if the message is not an echo reply.
-pub fn icmp_echo_reply_frames(
-    mut buf: Vec<u8>,
+/// Builds the frames of an ICMP echo reply from `from` to `to` in place and hands each to
+/// `emit`. `buf` holds [`ICMP_HEADROOM`] free bytes, then the ICMP message a ping socket
+/// received; the echo identifier becomes `echo_ident` (the endpoint's, which the kernel
+/// replaced by the socket's) and the checksum is recomputed. Returns 0 if the message is not
+/// an echo reply.
+pub fn icmp_echo_reply_frames_in(
+    buf: &mut [u8],
     from: Ipv4Addr,
     to: Ipv4Addr,
     echo_ident: u16,
-    ident: u16,
-    gw_mac: [u8; 6],
-    mtu: usize,
-) -> Vec<Vec<u8>> {
+    link: Link,
+    emit: &mut dyn FnMut(&mut [u8]),
+) -> usize {
     if buf.len() < ICMP_HEADROOM + ICMP_HDR
         || buf.len() - ICMP_HEADROOM + IPV4_HDR > usize::from(u16::MAX)
     {
-        return Vec::new();
+        return 0;
     }
     let msg = &mut buf[ICMP_HEADROOM..];
     if msg[0] != ICMP_ECHO_REPLY || msg[1] != 0 {
-        return Vec::new();
+        return 0;
     }
     msg[2..4].copy_from_slice(&[0, 0]);
     msg[4..6].copy_from_slice(&echo_ident.to_be_bytes());
     let c = checksum_bytes(Sum16BitWords::new().add_slice(msg));
     msg[2..4].copy_from_slice(&c);
-    finish_ipv4(buf, from, to, IpNumber::ICMP, ident, gw_mac, mtu)
+    finish_ipv4(buf, from, to, IpNumber::ICMP, link, emit)
 }
 
 /// An ICMP error frame (`icmp_type`/`code`, e.g. destination unreachable) from `from` to
@@ -394,10 +406,14 @@ pub fn icmp_error_frame(
     buf.extend_from_slice(quote);
     let c = checksum_bytes(Sum16BitWords::new().add_slice(&buf[ICMP_HEADROOM..]));
     buf[ICMP_HEADROOM + 2..ICMP_HEADROOM + 4].copy_from_slice(&c);
-    // Small enough for any MTU an IPv4 network has (576 at least).
-    finish_ipv4(buf, from, to, IpNumber::ICMP, ident, gw_mac, 576)
-        .into_iter()
-        .next()
+    // Small enough for any MTU an IPv4 network has (576 at least): always one frame.
+    let link = Link {
+        gw_mac,
+        mtu: 576,
+        ident,
+    };
+    let n = finish_ipv4(&mut buf, from, to, IpNumber::ICMP, link, &mut |_| {});
+    (n == 1).then_some(buf)
 }
 
 /// An ICMP destination unreachable frame.
@@ -426,6 +442,47 @@ pub fn time_exceeded_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frames [`udp_frames_in`] emits, collected.
+    fn udp_frames(
+        mut buf: Vec<u8>,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        ident: u16,
+        mac: [u8; 6],
+        mtu: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        let link = Link {
+            gw_mac: mac,
+            mtu,
+            ident,
+        };
+        udp_frames_in(&mut buf, from, to, link, &mut |f| v.push(f.to_vec()));
+        v
+    }
+
+    /// The frames [`icmp_echo_reply_frames_in`] emits, collected.
+    fn icmp_echo_reply_frames(
+        mut buf: Vec<u8>,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        echo_ident: u16,
+        ident: u16,
+        mac: [u8; 6],
+        mtu: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        let link = Link {
+            gw_mac: mac,
+            mtu,
+            ident,
+        };
+        icmp_echo_reply_frames_in(&mut buf, from, to, echo_ident, link, &mut |f| {
+            v.push(f.to_vec())
+        });
+        v
+    }
     use etherparse::PacketBuilder;
 
     const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];

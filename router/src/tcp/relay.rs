@@ -13,16 +13,18 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::uplink::Uplink;
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
 use tokio::io::unix::AsyncFd;
+
+use crate::epoll::{async_epoll, EpollFd};
 
 use super::conn::{Conn, HostIo, Next, ReadEnd, SegOut, State};
 use super::seg::{self, Addressing, Seg, SegHdr, ACK, RST, SYN};
@@ -47,15 +49,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ports shown as the source of published connections from loopback or IPv6 clients (the
 /// gateway's address stands in for them).
 const MASQ_PORTS: std::ops::RangeInclusive<u16> = 61_000..=65_000;
-
-/// The epoll instance, shared with the gateway task that waits on it.
-pub(crate) struct EpollFd(Epoll);
-
-impl AsRawFd for EpollFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0 .0.as_raw_fd()
-    }
-}
 
 /// What the relay knows of its gateway.
 #[derive(Debug, Clone, Copy)]
@@ -177,13 +170,7 @@ impl Relay {
         cfg: RelayConfig,
         shared: Arc<Shared>,
     ) -> io::Result<(Relay, Arc<AsyncFd<EpollFd>>)> {
-        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        // SAFETY: the AsyncFd owns the EpollFd, which owns the epoll fd (an OwnedFd never
-        // replaced), so the fd stays open and the same for the AsyncFd's whole life.
-        let epoll =
-            unsafe { AsyncFd::register_with_interest(EpollFd(ep), tokio::io::Interest::READABLE) }
-                .map_err(|e| e.into_parts().1)?;
-        let epoll = Arc::new(epoll);
+        let epoll = async_epoll()?;
         let relay = Relay {
             cfg,
             shared,
@@ -932,20 +919,25 @@ impl Relay {
             );
             self.next_tick.get_or_insert(now + TICK);
             self.ip_id = self.ip_id.wrapping_add(1);
-            let frames = packet::udp_frames(
-                buf[..packet::UDP_HEADROOM + n].to_vec(),
+            let mut full = false;
+            let link = packet::Link {
+                gw_mac: self.cfg.gw_mac,
+                mtu: self.cfg.mtu,
+                ident: self.ip_id,
+            };
+            packet::udp_frames_in(
+                &mut buf[..packet::UDP_HEADROOM + n],
                 shown,
                 container,
-                self.ip_id,
-                self.cfg.gw_mac,
-                self.cfg.mtu,
+                link,
+                &mut |f| {
+                    packet::set_eth_dst(f, mac);
+                    full |= !VnetSink(peer).send_frame(f);
+                },
             );
             self.udp_buf = buf;
-            for mut f in frames {
-                packet::set_eth_dst(&mut f, mac);
-                if !VnetSink(peer).send_frame(&f) {
-                    self.count(EgressDrop::ReplyQueueFull);
-                }
+            if full {
+                self.count(EgressDrop::ReplyQueueFull);
             }
         }
         self.blocked = true;
