@@ -443,45 +443,41 @@ pub fn time_exceeded_frame(
 mod tests {
     use super::*;
 
-    /// The frames [`udp_frames_in`] emits, collected.
-    fn udp_frames(
+    /// The frames a builder emits from `buf`, collected.
+    fn collect(
         mut buf: Vec<u8>,
-        from: SocketAddrV4,
-        to: SocketAddrV4,
-        ident: u16,
-        mac: [u8; 6],
-        mtu: usize,
+        build: impl FnOnce(&mut [u8], &mut dyn FnMut(&mut [u8])) -> usize,
     ) -> Vec<Vec<u8>> {
         let mut v = Vec::new();
-        let link = Link {
-            gw_mac: mac,
-            mtu,
-            ident,
-        };
-        udp_frames_in(&mut buf, from, to, link, &mut |f| v.push(f.to_vec()));
+        build(&mut buf, &mut |f| v.push(f.to_vec()));
         v
     }
 
-    /// The frames [`icmp_echo_reply_frames_in`] emits, collected.
+    fn udp_frames(
+        buf: Vec<u8>,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        ident: u16,
+        gw_mac: [u8; 6],
+        mtu: usize,
+    ) -> Vec<Vec<u8>> {
+        let link = Link { gw_mac, mtu, ident };
+        collect(buf, |b, e| udp_frames_in(b, from, to, link, e))
+    }
+
     fn icmp_echo_reply_frames(
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
         from: Ipv4Addr,
         to: Ipv4Addr,
         echo_ident: u16,
         ident: u16,
-        mac: [u8; 6],
+        gw_mac: [u8; 6],
         mtu: usize,
     ) -> Vec<Vec<u8>> {
-        let mut v = Vec::new();
-        let link = Link {
-            gw_mac: mac,
-            mtu,
-            ident,
-        };
-        icmp_echo_reply_frames_in(&mut buf, from, to, echo_ident, link, &mut |f| {
-            v.push(f.to_vec())
-        });
-        v
+        let link = Link { gw_mac, mtu, ident };
+        collect(buf, |b, e| {
+            icmp_echo_reply_frames_in(b, from, to, echo_ident, link, e)
+        })
     }
     use etherparse::PacketBuilder;
 
