@@ -8,7 +8,7 @@
 //! | key | value | lease |
 //! |---|---|---|
 //! | `nodes/NODE` | `{"underlay_ip"}`: the node's VTEP | the node's |
-//! | `networks/NAME` | `{"vni","subnet","gateway","port","mtu","internal","aging","max_macs_per_port","created_by"}` | none: networks persist |
+//! | `networks/NAME` | `{"vni","subnet","gateway","port","mtu","internal","aging","max_macs_per_port","host_loopback","max_flows","max_flows_per_endpoint","created_by"}` | none: networks persist |
 //! | `endpoints/NETWORK/MAC` | `{"ip","node","vtep","name","aliases"}` | the node's |
 //! | `ipam/NETWORK/IP` | `{"node","endpoint"}` | the node's |
 //!
@@ -231,6 +231,13 @@ struct NetworkRec {
     internal: bool,
     aging: u64,
     max_macs_per_port: u32,
+    /// The router's options, the same on every host (absent in older records: defaults).
+    #[serde(default)]
+    host_loopback: bool,
+    #[serde(default)]
+    max_flows: Option<u32>,
+    #[serde(default)]
+    max_flows_per_endpoint: Option<u32>,
     #[serde(default)]
     created_by: String,
 }
@@ -247,6 +254,9 @@ impl NetworkRec {
             internal: info.internal,
             aging: info.aging,
             max_macs_per_port: info.max_macs_per_port,
+            host_loopback: info.host_loopback,
+            max_flows: Some(info.max_flows),
+            max_flows_per_endpoint: Some(info.max_flows_per_endpoint),
             created_by: node.to_string(),
         })
     }
@@ -267,6 +277,9 @@ impl NetworkRec {
             gateway: Some(self.gateway.clone()),
             mtu: Some(self.mtu),
             internal: self.internal,
+            host_loopback: self.host_loopback,
+            max_flows: self.max_flows,
+            max_flows_per_endpoint: self.max_flows_per_endpoint,
             aging: Some(self.aging),
             max_macs_per_port: Some(self.max_macs_per_port),
             vxlan: Some(self.vni),
@@ -1400,6 +1413,9 @@ mod tests {
             internal: false,
             aging: 300,
             max_macs_per_port: 1024,
+            host_loopback: true,
+            max_flows: Some(1000),
+            max_flows_per_endpoint: Some(10),
             created_by: "a".into(),
         };
         let back: NetworkRec = serde_json::from_str(&json(&rec)).unwrap();
@@ -1409,5 +1425,18 @@ mod tests {
         assert_eq!(req.vxlan_local.as_deref(), Some("198.18.0.2"));
         assert_eq!(req.subnet.as_deref(), Some("10.1.0.0/24"));
         assert!(req.vxlan_peers.is_empty());
+        // The router's options travel too.
+        assert!(req.host_loopback);
+        assert_eq!(
+            (req.max_flows, req.max_flows_per_endpoint),
+            (Some(1000), Some(10))
+        );
+        // A record written before they existed still parses, with the defaults.
+        let old = r#"{"vni":7,"subnet":"10.2.0.0/24","gateway":"10.2.0.1","port":4789,
+            "mtu":1450,"aging":300,"max_macs_per_port":1024}"#;
+        let old: NetworkRec = serde_json::from_str(old).unwrap();
+        let req = old.request("old", Ipv4Addr::new(198, 18, 0, 2));
+        assert!(!req.host_loopback);
+        assert_eq!((req.max_flows, req.max_flows_per_endpoint), (None, None));
     }
 }

@@ -205,9 +205,20 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
     let labs = t.labs();
     let (a, b, c) = (&t.a, &t.b, &t.c);
     let sn = Subnet::random();
-    let net = a.network("ov", &sn, &["--vxlan", "4343"]);
+    let net = a.network(
+        "ov",
+        &sn,
+        &[
+            "--vxlan",
+            "4343",
+            "--host-loopback",
+            "--max-flows-per-endpoint",
+            "64",
+        ],
+    );
 
-    // The network appears on b and c with the same definition, its tunnel on their VTEP.
+    // The network appears on b and c with the same definition (router options too), its
+    // tunnel on their VTEP.
     let mine = inspect(a, &net).unwrap_or_else(|| a.fail("no network on a"));
     for (i, lab) in labs.iter().enumerate() {
         expect_within(
@@ -221,6 +232,9 @@ fn three_hosts_share_networks_endpoints_and_addresses_through_etcd() {
                         && n["mtu"] == mine["mtu"]
                         && n["vxlan"]["vni"] == 4343
                         && n["vxlan"]["local"] == t.ips[i]
+                        && n["host_loopback"] == true
+                        && n["max_flows_per_endpoint"] == 64
+                        && n["max_flows"] == mine["max_flows"]
                 })
             },
         );
