@@ -234,6 +234,41 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
     if got != "hello from outside" {
         lab.fail(&format!("rootless TCP egress:\n{}", show(&o)));
     }
+    // ICMP echo to "outside": the host namespace's ping_group_range is its default ("1 0")
+    // and the daemon has no CAP_NET_RAW for a raw socket, so the ping fails and is counted;
+    // once the range covers the daemon's group, it goes through ICMP datagram sockets.
+    let ping_out = |pid: u32| {
+        let mut c = in_container(pid, &["ping", "-n", "-c", "1", "-W", "2", &out.ip]);
+        run_bounded(&mut c, Duration::from_secs(15))
+    };
+    let o = ping_out(p1);
+    if o.status.success() {
+        lab.fail(&format!(
+            "ping left an unprivileged daemon without ICMP sockets:\n{}",
+            show(&o)
+        ));
+    }
+    let row = flows_row(&lab, "rl");
+    let denied = row["stats"]["drops"]["icmp_not_permitted"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(denied >= 1, "icmp_not_permitted not counted: {row}");
+    cmd_ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.host.name,
+        "sysctl",
+        "-qw",
+        &format!("net.ipv4.ping_group_range={gid} {gid}"),
+    ]);
+    let o = ping_out(p1);
+    if !o.status.success() {
+        lab.fail(&format!(
+            "rootless ping through ICMP datagram sockets:\n{}",
+            show(&o)
+        ));
+    }
     let mut server = in_container(p2, &["python3", "-c", EGRESS_SERVER, "8080"]);
     lab.keep(Bg::spawn(
         &mut server,

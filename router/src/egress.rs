@@ -12,8 +12,11 @@
 //!   the kernel only delivers that destination's replies to it. ICMP echo: one unprivileged
 //!   ICMP datagram socket per flow (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`, allowed when
 //!   `net.ipv4.ping_group_range` covers the daemon's group); the kernel replaces the echo
-//!   identifier with the socket's, and replies get the endpoint's back. Without permission
-//!   the packet is dropped as [`EgressDrop::IcmpNotPermitted`] (and a warning logged once).
+//!   identifier with the socket's, and replies get the endpoint's back. When the range
+//!   excludes the daemon (the default of a new namespace) and it has `CAP_NET_RAW`, one raw
+//!   ICMP socket per engine serves every ICMP flow instead ([`crate::rawicmp`]). Without
+//!   either, the packet is dropped as [`EgressDrop::IcmpNotPermitted`] (a warning logged
+//!   once).
 //! - Sends happen on the gateway task, non-blocking, batched: a burst's datagrams leave in one
 //!   `sendmmsg` per socket when the burst ends ([`crate::batch`]); a full socket buffer drops
 //!   the packet.
@@ -41,7 +44,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -59,6 +62,7 @@ use crate::batch::DatagramBatch;
 use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
 use crate::epoll::{async_epoll, EpollFd};
 use crate::packet::{self, Subnet, QUOTE_MAX};
+use crate::rawicmp::{self, RawIcmp, RawRx};
 
 /// How often expired flows are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -100,7 +104,7 @@ pub enum EgressDrop {
     /// The flow table is full.
     FlowTableFull,
     /// ICMP echo needs an ICMP datagram socket, which `net.ipv4.ping_group_range` denies the
-    /// daemon.
+    /// daemon, or a raw one, which needs `CAP_NET_RAW`.
     IcmpNotPermitted,
     /// The host socket for a new flow could not be created (e.g. out of file descriptors).
     HostSocketError,
@@ -284,9 +288,9 @@ impl EgressHandle {
 /// What a reader hands the gateway task.
 /// The per-flow I/O state, owned by the gateway task.
 struct FlowIo {
+    id: FlowId,
     key: FlowKey,
-    /// Connected, non-blocking, watched by the engine's epoll (token: the flow id).
-    sock: std::net::UdpSocket,
+    sock: FlowSock,
     /// The endpoint's MAC, from its latest frame.
     mac: [u8; 6],
     /// The endpoint's latest packet's IPv4 header and 8 bytes, quoted in ICMP errors.
@@ -299,7 +303,79 @@ struct FlowIo {
     errors_in_a_row: u32,
 }
 
+/// A flow's way out.
+enum FlowSock {
+    /// Its own connected, non-blocking socket (UDP, or ICMP datagram), watched by the
+    /// engine's epoll (token: the flow id).
+    Own(std::net::UdpSocket),
+    /// The engine's raw ICMP socket, under this echo identifier ([`crate::rawicmp`]).
+    Raw(u16),
+}
+
+/// Whether the engine has a raw ICMP socket (opened the first time ICMP datagram sockets are
+/// refused).
+enum RawState {
+    Untried,
+    Open(RawIcmp),
+    Denied,
+}
+
+/// The epoll token of the raw ICMP socket (flow ids count up from 0 and never get there).
+const RAW_TOKEN: u64 = u64::MAX;
+
 impl FlowIo {
+    /// Turns the reply in `buf` (`headroom` free bytes, then the datagram or ICMP message)
+    /// into frames in place and sends them to the endpoint, accounted in the flow table.
+    fn deliver(
+        &mut self,
+        shared: &Shared,
+        cfg: &EgressConfig,
+        buf: &mut [u8],
+        headroom: usize,
+        now: Instant,
+        out: &impl FrameSink,
+    ) {
+        let len = buf.len().saturating_sub(headroom);
+        if !shared.table().inbound(self.id, len, now) {
+            shared.counters.drop(EgressDrop::StaleReply);
+            return;
+        }
+        self.ident = self.ident.wrapping_add(1);
+        let (mac, key) = (self.mac, self.key);
+        let link = packet::Link {
+            gw_mac: cfg.gw_mac,
+            mtu: cfg.mtu,
+            ident: self.ident,
+        };
+        let mut sent = true;
+        let mut emit = |f: &mut [u8]| {
+            packet::set_eth_dst(f, mac);
+            sent &= out.send_frame(f);
+        };
+        let frames = match key.proto {
+            Proto::Udp => packet::udp_frames_in(buf, key.dest, key.endpoint, link, &mut emit),
+            Proto::Icmp => packet::icmp_echo_reply_frames_in(
+                buf,
+                *key.dest.ip(),
+                *key.endpoint.ip(),
+                key.endpoint.port(),
+                link,
+                &mut emit,
+            ),
+            Proto::Tcp => 0,
+        };
+        let c = &shared.counters;
+        if frames == 0 {
+            return;
+        }
+        if sent {
+            c.packets_in.fetch_add(1, Relaxed);
+            c.bytes_in.fetch_add(len as u64, Relaxed);
+        } else {
+            c.drop(EgressDrop::ReplyQueueFull);
+        }
+    }
+
     fn remember(&mut self, mac: [u8; 6], quote: &[u8]) {
         self.mac = mac;
         let n = quote.len().min(QUOTE_MAX);
@@ -330,6 +406,11 @@ pub(crate) struct Egress {
     epoll: Arc<AsyncFd<EpollFd>>,
     /// Receive buffer of every reply: headroom for the headers, then the largest datagram.
     rx: Vec<u8>,
+    /// The raw ICMP socket, when ICMP datagram sockets are refused, and its flows.
+    raw: RawState,
+    raw_flows: HashMap<u16, FlowId>,
+    /// An echo request rewritten for the raw socket.
+    raw_scratch: Vec<u8>,
     /// IPv4 identification of the ICMP errors the gateway originates.
     ident: u16,
     next_sweep: Option<Instant>,
@@ -371,6 +452,9 @@ impl Egress {
                 flows: HashMap::new(),
                 epoll: async_epoll()?,
                 rx: vec![0u8; packet::UDP_HEADROOM + MAX_IP],
+                raw: RawState::Untried,
+                raw_flows: HashMap::new(),
+                raw_scratch: Vec::new(),
                 ident: 0,
                 next_sweep: None,
                 batch: DatagramBatch::new(BATCH_BYTES, BATCH_COUNT),
@@ -528,19 +612,69 @@ impl Egress {
             return;
         };
         io.remember(pkt.src_mac, pkt.quote);
-        let fd = io.sock.as_raw_fd();
-        if !self.batch.fits(pkt.payload.len()) {
-            self.flush(out);
+        match io.sock {
+            FlowSock::Own(ref s) => {
+                let fd = s.as_raw_fd();
+                if !self.batch.fits(pkt.payload.len()) {
+                    self.flush(out);
+                }
+                self.batch.push(id, fd, pkt.payload);
+            }
+            FlowSock::Raw(ident) => {
+                let dest = *io.key.dest.ip();
+                self.send_raw(id, pkt.payload, dest, ident, out);
+            }
         }
-        self.batch.push(id, fd, pkt.payload);
+    }
+
+    /// Sends an echo request through the raw socket, at once (pings are few).
+    fn send_raw(
+        &mut self,
+        id: FlowId,
+        msg: &[u8],
+        dest: Ipv4Addr,
+        ident: u16,
+        out: &impl FrameSink,
+    ) {
+        let RawState::Open(raw) = &self.raw else {
+            self.count(EgressDrop::HostSocketError);
+            return;
+        };
+        let fd = raw.as_fd().as_raw_fd();
+        match raw.send(msg, dest, ident, &mut self.raw_scratch) {
+            Ok(()) => {
+                let c = &self.shared.counters;
+                c.packets_out.fetch_add(1, Relaxed);
+                c.bytes_out.fetch_add(msg.len() as u64, Relaxed);
+            }
+            Err(e) => self.send_failed(id, fd, e, out),
+        }
+    }
+
+    /// Counts a failed send and answers an unreachable one.
+    fn send_failed(&mut self, id: FlowId, fd: RawFd, e: Errno, out: &impl FrameSink) {
+        match e {
+            Errno::EAGAIN | Errno::ENOBUFS => self.count(EgressDrop::HostSendBusy),
+            Errno::ECONNREFUSED | Errno::EHOSTUNREACH | Errno::ENETUNREACH => {
+                self.count(EgressDrop::Unreachable);
+                self.answer_send_error(id, fd, e, out);
+            }
+            _ => self.count(EgressDrop::HostSendError),
+        }
     }
 
     /// Drops a flow's I/O (its socket closes), and its datagrams not sent yet, whose fd is
     /// about to be closed and maybe reused.
     fn forget(&mut self, id: FlowId) {
         self.batch.forget(id);
-        if let Some(io) = self.flows.remove(&id) {
-            let _ = self.epoll.get_ref().0.delete(&io.sock);
+        match self.flows.remove(&id).map(|io| io.sock) {
+            Some(FlowSock::Own(s)) => {
+                let _ = self.epoll.get_ref().0.delete(&s);
+            }
+            Some(FlowSock::Raw(ident)) => {
+                self.raw_flows.remove(&ident);
+            }
+            None => {}
         }
     }
 
@@ -558,12 +692,7 @@ impl Egress {
                 c.packets_out.fetch_add(1, Relaxed);
                 c.bytes_out.fetch_add(len as u64, Relaxed);
             }
-            Err(Errno::EAGAIN | Errno::ENOBUFS) => self.count(EgressDrop::HostSendBusy),
-            Err(e @ (Errno::ECONNREFUSED | Errno::EHOSTUNREACH | Errno::ENETUNREACH)) => {
-                self.count(EgressDrop::Unreachable);
-                self.answer_send_error(id, fd, e, out);
-            }
-            Err(_) => self.count(EgressDrop::HostSendError),
+            Err(e) => self.send_failed(id, fd, e, out),
         });
         self.batch = batch;
     }
@@ -603,8 +732,9 @@ impl Egress {
                 self.count(EgressDrop::IcmpNotPermitted);
                 if !ICMP_DENIED_LOGGED.swap(true, Relaxed) {
                     tracing::warn!(
-                        "ICMP echo from containers is dropped: the daemon may not open ICMP \
-                         datagram sockets; allow its group in net.ipv4.ping_group_range \
+                        "ICMP echo from containers is dropped: the daemon may open neither ICMP \
+                         datagram sockets nor raw ones (no CAP_NET_RAW); allow its group in \
+                         net.ipv4.ping_group_range \
                          (e.g. sysctl -w net.ipv4.ping_group_range=\"0 2147483647\")"
                     );
                 }
@@ -616,22 +746,58 @@ impl Egress {
         }
     }
 
+    /// An echo identifier on the raw ICMP socket, opening it the first time; `denied` (why
+    /// the ICMP datagram socket was refused) if there is no raw socket either.
+    fn raw_ident(&mut self, denied: io::Error) -> io::Result<u16> {
+        if let RawState::Untried = self.raw {
+            self.raw = match RawIcmp::open().and_then(|r| {
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, RAW_TOKEN);
+                self.epoll.get_ref().0.add(&r, ev)?;
+                Ok(r)
+            }) {
+                Ok(r) => {
+                    tracing::info!(
+                        "ICMP echo from containers goes through a raw socket \
+                         (net.ipv4.ping_group_range excludes the daemon's group)"
+                    );
+                    RawState::Open(r)
+                }
+                Err(_) => RawState::Denied,
+            };
+        }
+        match self.raw {
+            RawState::Open(_) => Ok(RawIcmp::next_ident(|i| self.raw_flows.contains_key(&i))),
+            _ => Err(denied),
+        }
+    }
+
     /// Opens the host socket of a new flow and watches it.
     fn open(&mut self, id: FlowId, key: FlowKey) -> io::Result<()> {
         let sock = match key.proto {
-            Proto::Udp => udp_socket(self.host_target(key.dest))?,
-            Proto::Icmp => icmp_socket(*key.dest.ip())?,
+            Proto::Udp => FlowSock::Own(udp_socket(self.host_target(key.dest))?),
+            Proto::Icmp => match icmp_socket(*key.dest.ip()) {
+                Ok(s) => FlowSock::Own(s),
+                Err(e) if is_permission(&e) => FlowSock::Raw(self.raw_ident(e)?),
+                Err(e) => return Err(e),
+            },
             // TCP flows belong to the relay, never to this engine.
             Proto::Tcp => return Err(io::ErrorKind::Unsupported.into()),
         };
-        // Level-triggered: a socket left with data after its burst is reported again.
-        self.epoll
-            .get_ref()
-            .0
-            .add(&sock, EpollEvent::new(EpollFlags::EPOLLIN, id.0))?;
+        match &sock {
+            // Level-triggered: a socket left with data after its burst is reported again.
+            FlowSock::Own(s) => self
+                .epoll
+                .get_ref()
+                .0
+                .add(s, EpollEvent::new(EpollFlags::EPOLLIN, id.0))?,
+            FlowSock::Raw(ident) => {
+                self.raw_flows.insert(*ident, id);
+            }
+        }
         self.flows.insert(
             id,
             FlowIo {
+                id,
                 key,
                 sock,
                 mac: [0; 6],
@@ -660,6 +826,10 @@ impl Egress {
         };
         let mut more = n == EVENTS;
         for ev in &events[..n] {
+            if ev.data() == RAW_TOKEN {
+                more |= self.read_raw(now, out);
+                continue;
+            }
             let id = FlowId(ev.data());
             more |= self.read_flow(id, ev.events().contains(EpollFlags::EPOLLERR), now, out);
         }
@@ -670,13 +840,16 @@ impl Egress {
     /// receive buffer and turned into frames in place: nothing allocated per datagram. True
     /// if the socket may hold more.
     fn read_flow(&mut self, id: FlowId, error: bool, now: Instant, out: &impl FrameSink) -> bool {
-        let (gw_mac, mtu) = (self.cfg.gw_mac, self.cfg.mtu);
         let mut check_errors = error;
         let mut more = false;
         let mut failed = false;
         let Some(io) = self.flows.get_mut(&id) else {
             return false;
         };
+        let FlowSock::Own(sock) = &io.sock else {
+            return false;
+        };
+        let fd = sock.as_raw_fd();
         let headroom = match io.key.proto {
             Proto::Icmp => packet::ICMP_HEADROOM,
             Proto::Udp | Proto::Tcp => packet::UDP_HEADROOM,
@@ -686,11 +859,7 @@ impl Egress {
                 more = true;
                 break;
             }
-            let len = match socket::recv(
-                io.sock.as_raw_fd(),
-                &mut self.rx[headroom..],
-                MsgFlags::MSG_DONTWAIT,
-            ) {
+            let len = match socket::recv(fd, &mut self.rx[headroom..], MsgFlags::MSG_DONTWAIT) {
                 Ok(len) => len,
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => continue,
@@ -707,47 +876,11 @@ impl Egress {
                 }
             };
             io.errors_in_a_row = 0;
-            if !self.shared.table().inbound(id, len, now) {
-                self.shared.counters.drop(EgressDrop::StaleReply);
-                continue;
-            }
-            io.ident = io.ident.wrapping_add(1);
-            let (mac, key) = (io.mac, io.key);
-            let link = packet::Link {
-                gw_mac,
-                mtu,
-                ident: io.ident,
-            };
-            let mut sent = true;
-            let mut emit = |f: &mut [u8]| {
-                packet::set_eth_dst(f, mac);
-                sent &= out.send_frame(f);
-            };
             let buf = &mut self.rx[..headroom + len];
-            let frames = match key.proto {
-                Proto::Udp => packet::udp_frames_in(buf, key.dest, key.endpoint, link, &mut emit),
-                Proto::Icmp => packet::icmp_echo_reply_frames_in(
-                    buf,
-                    *key.dest.ip(),
-                    *key.endpoint.ip(),
-                    key.endpoint.port(),
-                    link,
-                    &mut emit,
-                ),
-                Proto::Tcp => 0,
-            };
-            let c = &self.shared.counters;
-            if frames == 0 {
-                continue;
-            } else if sent {
-                c.packets_in.fetch_add(1, Relaxed);
-                c.bytes_in.fetch_add(len as u64, Relaxed);
-            } else {
-                c.drop(EgressDrop::ReplyQueueFull);
-            }
+            io.deliver(&self.shared, &self.cfg, buf, headroom, now, out);
         }
         if check_errors {
-            let (seen, errs) = drain_errqueue(io.sock.as_raw_fd());
+            let (seen, errs) = drain_errqueue(fd);
             if seen > 0 {
                 // The receive errors came from the error queue: the socket is fine.
                 io.errors_in_a_row = 0;
@@ -765,6 +898,78 @@ impl Egress {
         }
         more
     }
+
+    /// Reads up to [`READER_BURST`] datagrams of the raw ICMP socket: echo replies and errors
+    /// for its flows go to their endpoints, the rest (it sees every ICMP message the host
+    /// gets) is ignored. True if it may hold more.
+    fn read_raw(&mut self, now: Instant, out: &impl FrameSink) -> bool {
+        for _ in 0..READER_BURST {
+            let RawState::Open(raw) = &self.raw else {
+                return false;
+            };
+            let n = match raw.recv(&mut self.rx) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return false,
+            };
+            let Some(got) = self.rx.get(..n) else {
+                continue;
+            };
+            match rawicmp::parse(got) {
+                RawRx::EchoReply { src, ident, msg } => {
+                    let Some(io) = self
+                        .raw_flow(ident, src)
+                        .and_then(|id| self.flows.get_mut(&id))
+                    else {
+                        continue;
+                    };
+                    // The ICMP message moves behind the headroom its frame needs.
+                    let len = msg.len();
+                    self.rx.copy_within(msg, packet::ICMP_HEADROOM);
+                    let buf = &mut self.rx[..packet::ICMP_HEADROOM + len];
+                    io.deliver(
+                        &self.shared,
+                        &self.cfg,
+                        buf,
+                        packet::ICMP_HEADROOM,
+                        now,
+                        out,
+                    );
+                }
+                RawRx::Error {
+                    dest,
+                    ident,
+                    icmp_type,
+                    code,
+                } if relayed_icmp_error(icmp_type, code) => {
+                    let Some(io) = self
+                        .raw_flow(ident, dest)
+                        .and_then(|id| self.flows.get(&id))
+                    else {
+                        continue;
+                    };
+                    let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
+                    self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// The raw-socket flow with echo identifier `ident` whose destination is `peer`.
+    fn raw_flow(&self, ident: u16, peer: Ipv4Addr) -> Option<FlowId> {
+        let id = *self.raw_flows.get(&ident)?;
+        self.flows
+            .get(&id)
+            .is_some_and(|io| *io.key.dest.ip() == peer)
+            .then_some(id)
+    }
+}
+
+/// A refusal for lack of permission (ping_group_range, a missing capability).
+fn is_permission(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
 }
 
 fn unreach_code(e: Errno) -> u8 {

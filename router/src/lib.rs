@@ -16,5 +16,6 @@ mod epoll;
 pub mod gateway;
 pub mod packet;
 pub mod publish;
+mod rawicmp;
 pub mod tcp;
 pub mod uplink;

@@ -381,11 +381,20 @@ pub fn icmp_echo_reply_frames_in(
     if msg[0] != ICMP_ECHO_REPLY || msg[1] != 0 {
         return 0;
     }
+    set_echo_ident(msg, echo_ident);
+    finish_ipv4(buf, from, to, IpNumber::ICMP, link, emit)
+}
+
+/// Sets the identifier of an ICMP echo message (request or reply, at least 8 bytes) and
+/// recomputes its checksum.
+pub fn set_echo_ident(msg: &mut [u8], ident: u16) {
+    if msg.len() < ICMP_HDR {
+        return;
+    }
     msg[2..4].copy_from_slice(&[0, 0]);
-    msg[4..6].copy_from_slice(&echo_ident.to_be_bytes());
+    msg[4..6].copy_from_slice(&ident.to_be_bytes());
     let c = checksum_bytes(Sum16BitWords::new().add_slice(msg));
     msg[2..4].copy_from_slice(&c);
-    finish_ipv4(buf, from, to, IpNumber::ICMP, link, emit)
 }
 
 /// An ICMP error frame (`icmp_type`/`code`, e.g. destination unreachable) from `from` to
