@@ -266,15 +266,7 @@ fn outside_with_echo(lab: &Lab, port: u16) -> Outside {
 }
 
 fn allow_ping_sockets(lab: &Lab) {
-    cmd_ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &lab.host.name,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ping_group_range=0 2147483647",
-    ]);
+    lab.set_ping_group_range("0 2147483647");
 }
 
 #[test]

@@ -253,15 +253,7 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
         .as_u64()
         .unwrap_or(0);
     assert!(denied >= 1, "icmp_not_permitted not counted: {row}");
-    cmd_ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &lab.host.name,
-        "sysctl",
-        "-qw",
-        &format!("net.ipv4.ping_group_range={gid} {gid}"),
-    ]);
+    lab.set_ping_group_range(&format!("{gid} {gid}"));
     let o = ping_out(p1);
     if !o.status.success() {
         lab.fail(&format!(

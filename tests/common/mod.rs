@@ -812,6 +812,13 @@ impl Lab {
     pub fn ns_cmd(&self, ns: &str, argv: &[&str], timeout: Duration) -> Output {
         ns_cmd(ns, argv, timeout)
     }
+
+    /// Sets `net.ipv4.ping_group_range` ("LOW HIGH") in the host namespace: the groups that
+    /// may open ICMP datagram sockets there (a new namespace's default "1 0" allows none).
+    pub fn set_ping_group_range(&self, range: &str) {
+        let kv = format!("net.ipv4.ping_group_range={range}");
+        cmd_ok(&["ip", "netns", "exec", &self.host.name, "sysctl", "-qw", &kv]);
+    }
 }
 
 /// Runs a command given as argv inside namespace `ns` (`ip netns exec NS ARGV`), bounded by
