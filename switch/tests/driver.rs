@@ -63,6 +63,21 @@ fn recv(peer: &MemPeer) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The port's counters once `done` holds of them (or after 2 s, for the assertion to show).
+async fn settled(
+    port: &SwitchPort,
+    done: impl Fn(&netyard_switch::PortStats) -> bool,
+) -> netyard_switch::PortStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let c = port.counters.snapshot();
+        if done(&c) || tokio::time::Instant::now() >= deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("join")
 }
@@ -123,7 +138,8 @@ async fn floods_learns_forwards_and_counts_drops() {
     assert_eq!(c.drops.get("over_mtu"), Some(&1));
     assert_eq!(c.drops_total, 3);
     assert_eq!(c.rx_packets, 4);
-    let a = ports[0].counters.snapshot();
+    // A's transmit count is bumped just after its write, which the peer may see first.
+    let a = settled(&ports[0], |a| a.tx_packets >= 2).await;
     assert_eq!((a.rx_packets, a.tx_packets, a.drops_total), (1, 2, 0));
     let macs: Vec<String> = sw
         .fdb
@@ -228,7 +244,7 @@ async fn gso_crosses_whole_to_offload_ports_and_is_segmented_for_plain_ones() {
         joined.extend_from_slice(&l4[20..]);
     }
     assert_eq!(joined, payload);
-    let c = ports[2].counters.snapshot();
+    let c = settled(&ports[2], |c| c.tx_packets >= segs.len() as u64).await;
     assert_eq!(c.tx_segmented, 1);
     assert_eq!(c.tx_packets, segs.len() as u64);
     assert_eq!(ports[0].counters.snapshot().rx_gso, 1);
