@@ -907,7 +907,8 @@ impl Egress {
             let RawState::Open(raw) = &self.raw else {
                 return false;
             };
-            let n = match raw.recv(&mut self.rx) {
+            // At most one IPv4 packet, so the message still fits once moved behind the headroom.
+            let n = match raw.recv(&mut self.rx[..MAX_IP]) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(_) => return false,
