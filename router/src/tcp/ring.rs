@@ -31,11 +31,6 @@ impl Ring {
         }
     }
 
-    /// The most the ring holds.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// The memory allocated now.
     pub fn allocated(&self) -> usize {
         self.buf.len()
