@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use netyard_cli::model::{ApiError, EndpointCreate, NetworkCreate};
+use netyard_api::model::{ApiError, EndpointCreate, NetworkCreate};
 use serde::de::DeserializeOwned;
 
 use crate::error::DaemonError;
@@ -110,11 +110,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .with_state(d)
 }
 
-async fn list_networks(State(d): D) -> Res<Vec<netyard_cli::model::NetworkInfo>> {
+async fn list_networks(State(d): D) -> Res<Vec<netyard_api::model::NetworkInfo>> {
     Ok(Json(d.networks().await))
 }
 
-async fn create_network(State(d): D, body: Bytes) -> Res<netyard_cli::model::NetworkInfo> {
+async fn create_network(State(d): D, body: Bytes) -> Res<netyard_api::model::NetworkInfo> {
     let req: NetworkCreate = parse_body(&body)?;
     Ok(Json(d.create_network(req).await?))
 }
@@ -146,7 +146,7 @@ async fn attach(
     State(d): D,
     Path(name): Path<String>,
     body: Bytes,
-) -> Res<netyard_cli::model::EndpointInfo> {
+) -> Res<netyard_api::model::EndpointInfo> {
     let mut req: EndpointCreate = parse_body(&body)?;
     if let Some(n) = &req.network {
         if n != &name {
@@ -177,7 +177,7 @@ async fn rename(
     State(d): D,
     Path((name, ep)): Path<(String, String)>,
     body: Bytes,
-) -> Res<netyard_cli::model::EndpointInfo> {
+) -> Res<netyard_api::model::EndpointInfo> {
     let b: RenameBody = parse_body(&body)?;
     Ok(Json(d.rename(&name, &ep, &b.name).await?))
 }
@@ -187,8 +187,8 @@ async fn publish(
     State(d): D,
     Path((name, ep)): Path<(String, String)>,
     body: Bytes,
-) -> Res<netyard_cli::model::EndpointInfo> {
-    let b: netyard_cli::model::PublishRequest = parse_body(&body)?;
+) -> Res<netyard_api::model::EndpointInfo> {
+    let b: netyard_api::model::PublishRequest = parse_body(&body)?;
     Ok(Json(d.publish(&name, &ep, &b.publish).await?))
 }
 
@@ -197,11 +197,11 @@ async fn publish(
 async fn unpublish(
     State(d): D,
     Path((name, ep, spec)): Path<(String, String, String)>,
-) -> Res<netyard_cli::model::EndpointInfo> {
+) -> Res<netyard_api::model::EndpointInfo> {
     Ok(Json(d.unpublish(&name, &ep, &spec).await?))
 }
 
-async fn fdb(State(d): D, Path(name): Path<String>) -> Res<Vec<netyard_cli::model::FdbRow>> {
+async fn fdb(State(d): D, Path(name): Path<String>) -> Res<Vec<netyard_api::model::FdbRow>> {
     Ok(Json(d.fdb(&name).await?))
 }
 
@@ -209,8 +209,8 @@ async fn fdb_add(
     State(d): D,
     Path(name): Path<String>,
     body: Bytes,
-) -> Res<netyard_cli::model::FdbRow> {
-    let req: netyard_cli::model::FdbAdd = parse_body(&body)?;
+) -> Res<netyard_api::model::FdbRow> {
+    let req: netyard_api::model::FdbAdd = parse_body(&body)?;
     Ok(Json(d.fdb_add(&name, req).await?))
 }
 
@@ -219,7 +219,7 @@ async fn fdb_del(State(d): D, Path((name, mac)): Path<(String, String)>) -> Res<
     Ok(Json(serde_json::json!({"removed": mac})))
 }
 
-async fn endpoints(State(d): D) -> Res<Vec<netyard_cli::model::EndpointInfo>> {
+async fn endpoints(State(d): D) -> Res<Vec<netyard_api::model::EndpointInfo>> {
     Ok(Json(d.endpoints().await))
 }
 
@@ -227,7 +227,7 @@ async fn flows(State(d): D) -> Res<serde_json::Value> {
     Ok(Json(d.flows().await))
 }
 
-async fn stats(State(d): D) -> Res<Vec<netyard_cli::model::PortStatsRow>> {
+async fn stats(State(d): D) -> Res<Vec<netyard_api::model::PortStatsRow>> {
     Ok(Json(d.stats().await))
 }
 

@@ -49,7 +49,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
     TxnOp, WatchOptions,
 };
-use netyard_cli::model::{EndpointCreate, NetworkCreate, NetworkInfo};
+use netyard_api::model::{EndpointCreate, NetworkCreate, NetworkInfo};
 use netyard_switch::MacAddr;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -1108,7 +1108,7 @@ impl Cluster {
         d: &Daemon,
         network: &str,
         mut req: EndpointCreate,
-    ) -> Result<netyard_cli::model::EndpointInfo, DaemonError> {
+    ) -> Result<netyard_api::model::EndpointInfo, DaemonError> {
         if !self.distributed(network).await {
             return d.attach_local(network, req).await;
         }
@@ -1191,7 +1191,7 @@ impl Cluster {
         network: &str,
         mac: MacAddr,
         ip: Ipv4Addr,
-        info: &netyard_cli::model::EndpointInfo,
+        info: &netyard_api::model::EndpointInfo,
     ) {
         let key = self.key(&format!("endpoints/{network}/{mac}"));
         let val = json(&EndpointRec {
@@ -1212,7 +1212,7 @@ impl Cluster {
 
     /// After a local rename: the other hosts learn the new name (only for an endpoint this
     /// node registered).
-    pub(crate) async fn renamed(&self, network: &str, info: &netyard_cli::model::EndpointInfo) {
+    pub(crate) async fn renamed(&self, network: &str, info: &netyard_api::model::EndpointInfo) {
         let (Ok(mac), Ok(ip)) = (info.mac.parse::<MacAddr>(), info.ip.parse::<Ipv4Addr>()) else {
             return;
         };

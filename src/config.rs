@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use netyard_cli::model::{EndpointCreate, NetworkCreate};
+use netyard_api::model::{EndpointCreate, NetworkCreate};
 use serde::Deserialize;
 
 use crate::error::DaemonError;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use netyard_cli::model::{EndpointCreate, NetworkCreate};
+use netyard_api::model::{EndpointCreate, NetworkCreate};
 use netyard_cli::nsexec;
 
 use crate::daemon::{self, Options};

@@ -12,8 +12,8 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
-use netyard_cli::model::PortMapping;
-use netyard_cli::portspec::{self, HostPort, PortRequest, PortSpec, Proto};
+use netyard_api::model::PortMapping;
+use netyard_api::portspec::{self, HostPort, PortRequest, PortSpec, Proto};
 use netyard_router::publish::{HostSocket, PublishId, PublishRule, Publisher};
 use socket2::{Domain, Protocol, Socket, Type};
 

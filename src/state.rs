@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
-use netyard_cli::model::{
+use netyard_api::model::{
     Counters, EndpointCreate, EndpointInfo, FdbAdd, FdbRow, NetworkCreate, NetworkInfo,
     PortStatsRow, VxlanInfo,
 };
@@ -528,7 +528,7 @@ impl Daemon {
     }
 
     /// Stops publishing the endpoint's ports that `spec` names (see
-    /// `netyard_cli::portspec::PortSpec::matches`); refused if it names none.
+    /// `netyard_api::portspec::PortSpec::matches`); refused if it names none.
     pub async fn unpublish(
         &self,
         network: &str,
@@ -536,7 +536,7 @@ impl Daemon {
         spec: &str,
     ) -> Result<EndpointInfo, DaemonError> {
         let spec =
-            netyard_cli::portspec::parse(spec).map_err(|e| DaemonError::invalid("spec", e))?;
+            netyard_api::portspec::parse(spec).map_err(|e| DaemonError::invalid("spec", e))?;
         let mut st = self.state.lock().await;
         let net = st
             .get_mut(network)

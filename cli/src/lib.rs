@@ -6,9 +6,9 @@
 
 pub mod client;
 pub mod commands;
-pub mod model;
+pub use netyard_api::model;
 pub mod nsexec;
-pub mod portspec;
+pub use netyard_api::portspec;
 pub mod table;
 
 use std::path::PathBuf;
