@@ -98,6 +98,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/stats", get(stats))
         .route("/v1/flows", get(flows))
+        .route("/v1/system/reset", axum::routing::post(reset))
         .fallback(|| async {
             Failure(
                 StatusCode::NOT_FOUND,
@@ -108,6 +109,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
             )
         })
         .with_state(d)
+}
+
+async fn reset(State(d): D) -> Res<netyard_api::model::ResetReport> {
+    Ok(Json(d.reset().await?))
 }
 
 async fn list_networks(State(d): D) -> Res<Vec<netyard_api::model::NetworkInfo>> {

@@ -1185,6 +1185,33 @@ impl Cluster {
         }
     }
 
+    /// After a restart: an endpoint this node re-adopted keeps its address claim and its
+    /// record, moved under the new lease (the old lease may still be alive, so the claim is
+    /// taken over as "ours from before" by the keeper's republishing).
+    pub(crate) async fn readopt(&self, info: &netyard_api::model::EndpointInfo) {
+        let network = info.network.as_str();
+        if !self.distributed(network).await {
+            return;
+        }
+        let (Ok(mac), Ok(ip)) = (info.mac.parse::<MacAddr>(), info.ip.parse::<Ipv4Addr>()) else {
+            return;
+        };
+        let claim_key = self.key(&format!("ipam/{network}/{ip}"));
+        self.own_set(
+            &claim_key,
+            Some(json(&ClaimRec {
+                node: self.opts.node.clone(),
+                endpoint: info.name.clone(),
+            })),
+        );
+        self.register_endpoint(network, mac, ip, info).await;
+        if let Err(e) = self.publish_own().await {
+            tracing::warn!(error = %e, network, endpoint = %info.name,
+                "re-registering a restored endpoint in etcd failed; retrying later");
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Writes (or rewrites) the record of a local endpoint of distributed `network`.
     async fn register_endpoint(
         &self,

@@ -10,13 +10,17 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::dnsd::DnsOptions;
 use crate::error::DaemonError;
+use crate::spec::StateSpec;
 use crate::state::Daemon;
+use crate::store::Store;
 
 /// What `netyard daemon` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub api: PathBuf,
     pub config: Option<PathBuf>,
+    /// Where the state is kept (locked, one daemon per directory); None keeps none, as
+    /// `ephemeral` (the demo, tests that build the daemon in-process).
     pub state_dir: Option<PathBuf>,
     /// `--dns-upstream`: ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT); the host's resolv.conf when
     /// empty.
@@ -25,6 +29,8 @@ pub struct Options {
     pub dns_ttl: Option<u32>,
     /// `--etcd` and its companions: VXLAN networks, endpoints and IPAM shared through etcd.
     pub etcd: Option<crate::cluster::ClusterOptions>,
+    /// `--ephemeral`: no state, no persistent device, everything removed on exit.
+    pub ephemeral: bool,
 }
 
 impl Options {
@@ -37,6 +43,7 @@ impl Options {
             dns_upstreams: Vec::new(),
             dns_ttl: None,
             etcd: None,
+            ephemeral: true,
         }
     }
 
@@ -97,7 +104,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops serving, removes every endpoint and device, and removes the socket.
+    /// Stops serving and removes the socket; an ephemeral daemon also removes every endpoint
+    /// and device, a persistent one leaves them for the next start.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -114,20 +122,44 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonEr
     move |source| DaemonError::Io { context, source }
 }
 
-/// Binds the API socket (refusing if another daemon answers there), applies the config and
-/// starts serving. On any error nothing is left behind.
+/// Binds the API socket (refusing if another daemon answers there), takes back the saved
+/// state, applies the config and starts serving. On any error nothing is left behind and no
+/// file of the state directory has changed.
 pub async fn start(opts: Options) -> Result<Running, DaemonError> {
     let config = match &opts.config {
         Some(p) => Some(Config::load(p)?),
         None => None,
     };
     opts.dns()?;
-    if let Some(dir) = &opts.state_dir {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
+    // The state directory is locked and read before anything else: a second daemon on it, a
+    // corrupt file or a newer schema stop the start here, with nothing changed.
+    let (store, saved) = match (&opts.state_dir, opts.ephemeral) {
+        (None, _) | (_, true) => (None, None),
+        (Some(dir), false) => {
+            let store = Store::open(dir).map_err(store_err)?;
+            let saved: Option<StateSpec> = store.load().map_err(store_err)?;
+            (Some(store), saved)
+        }
+    };
     let listener = bind_api(&opts.api).await?;
     let dns = opts.dns()?;
-    let daemon = Arc::new(Daemon::new(dns));
+    let daemon = Arc::new(Daemon::new(dns, store));
+    if let Some(saved) = saved {
+        let t0 = std::time::Instant::now();
+        match daemon.restore(saved).await {
+            Ok(r) => tracing::info!(
+                networks = r.networks,
+                endpoints = r.endpoints,
+                dropped = r.dropped.len(),
+                ms = t0.elapsed().as_millis() as u64,
+                "state restored"
+            ),
+            Err(e) => {
+                let _ = std::fs::remove_file(&opts.api);
+                return Err(e);
+            }
+        }
+    }
     if let Some(etcd) = opts.etcd.clone() {
         // Before the config: its VXLAN networks are registered like the API's.
         if let Err(e) = crate::cluster::start(&daemon, etcd).await {
@@ -135,6 +167,7 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
             let _ = std::fs::remove_file(&opts.api);
             return Err(e);
         }
+        daemon.reregister().await;
     }
     if let Some(cfg) = config {
         let path = opts
@@ -181,6 +214,15 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
         server,
         reaper,
     })
+}
+
+fn store_err(e: crate::store::StoreError) -> DaemonError {
+    match e {
+        crate::store::StoreError::Locked { .. } => {
+            DaemonError::conflict(Some("state-dir"), e.to_string())
+        }
+        _ => DaemonError::invalid("state-dir", e.to_string()),
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: every egress flow and every attached
@@ -239,15 +281,37 @@ async fn bind_api(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 /// Creates the config's networks then endpoints; stops at the first failure (the caller then
-/// tears everything down).
+/// tears everything down). An entry the saved state already holds is taken as it is: when
+/// it matches nothing happens, when it differs the state wins and a log line names the
+/// fields; so a restart with the same `--config` is never an error.
 async fn apply_config(d: &Daemon, cfg: Config) -> Result<(), DaemonError> {
     for (i, n) in cfg.network.into_iter().enumerate() {
+        if let Some(saved) = d.saved_network(&n.name).await {
+            let differ = crate::plan::network_differs(&n, &saved);
+            if differ.is_empty() {
+                tracing::info!(network = %n.name, "config: network already in the state");
+            } else {
+                tracing::warn!(network = %n.name, fields = ?differ,
+                    "config: the saved network differs from the config; keeping the saved one");
+            }
+            continue;
+        }
         d.create_network(n)
             .await
             .map_err(|e| e.within(&format!("network[{i}].")))?;
     }
     for (i, e) in cfg.endpoint.into_iter().enumerate() {
         let net = e.network.clone().unwrap_or_default();
+        if let Some(saved) = d.saved_endpoint(&net, &e.name).await {
+            let differ = crate::plan::endpoint_differs(&e, &saved);
+            if differ.is_empty() {
+                tracing::info!(network = %net, endpoint = %e.name, "config: endpoint already in the state");
+            } else {
+                tracing::warn!(network = %net, endpoint = %e.name, fields = ?differ,
+                    "config: the saved endpoint differs from the config; keeping the saved one");
+            }
+            continue;
+        }
         d.attach(&net, e)
             .await
             .map_err(|err| err.within(&format!("endpoint[{i}].")))?;

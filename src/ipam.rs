@@ -79,6 +79,19 @@ impl Ipam {
 
     /// Takes the next free address after the last one handed out.
     pub fn next_free(&mut self) -> Result<Ipv4Addr, IpamError> {
+        let ip = self.peek_free()?;
+        self.used.insert(ip);
+        self.advance(ip);
+        Ok(ip)
+    }
+
+    /// The address [`Ipam::next_free`] would hand out, without taking it or moving on.
+    pub fn peek_free(&self) -> Result<Ipv4Addr, IpamError> {
+        self.peek_free_except(&BTreeSet::new())
+    }
+
+    /// Like [`Ipam::peek_free`], also skipping `skip` (addresses claimed elsewhere).
+    pub fn peek_free_except(&self, skip: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
         let first = u32::from(self.subnet.network());
         let size = 1u64 << (32 - u32::from(self.subnet.prefix_len()));
         let mut cand = self.cursor;
@@ -89,13 +102,20 @@ impl Ipam {
                 cand + 1
             };
             let ip = Ipv4Addr::from(cand);
-            if self.check(ip).is_ok() {
-                self.used.insert(ip);
-                self.cursor = cand;
+            if self.check(ip).is_ok() && !skip.contains(&ip) {
                 return Ok(ip);
             }
         }
         Err(IpamError::Exhausted(self.subnet))
+    }
+
+    /// Moves the cursor to `ip`, an address just handed out for good (an attach that
+    /// succeeded): the next automatic address comes after it. A failed attach does not call
+    /// this, so it leaves the next attach the same address.
+    pub fn advance(&mut self, ip: Ipv4Addr) {
+        if self.subnet.contains(&ip) {
+            self.cursor = u32::from(ip);
+        }
     }
 
     pub fn release(&mut self, ip: Ipv4Addr) {

@@ -10,7 +10,11 @@ pub mod dnsd;
 pub mod error;
 pub mod ipam;
 pub mod netns;
+pub mod plan;
 pub mod ports;
+pub mod runtime;
+pub mod spec;
 pub mod state;
+pub mod store;
 
 pub use error::DaemonError;

@@ -3,7 +3,10 @@
 
 use anyhow::Context;
 use clap::Parser;
-use netyard_cli::{commands, default_api_path, ApiClient, Cli, Command, DaemonArgs, FdbCommand};
+use netyard_cli::{
+    commands, default_api_path, default_persistent_state_dir, ApiClient, Cli, Command, DaemonArgs,
+    FdbCommand,
+};
 
 fn main() {
     let cli = Cli::parse();
@@ -57,7 +60,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 netyard::daemon::run(netyard::daemon::Options {
                     api,
                     config: a.config,
-                    state_dir: a.state_dir,
+                    // The default is resolved here, where it is defined (the CLI crate), so
+                    // the library never guesses a directory: an ephemeral daemon has none.
+                    state_dir: if a.ephemeral {
+                        None
+                    } else {
+                        Some(a.state_dir.unwrap_or_else(default_persistent_state_dir))
+                    },
+                    ephemeral: a.ephemeral,
                     dns_upstreams: a.dns_upstream,
                     dns_ttl: a.dns_ttl,
                     etcd: netyard::cluster::ClusterOptions::from_flags(
@@ -113,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 (None, None) => anyhow::bail!("fdb: give a network"),
             },
             Command::Flows { json } => commands::flows(&c, json).await?,
+            Command::System(s) => commands::system(&c, s).await?,
             Command::Stats { json } => commands::stats(&c, json).await?,
             Command::Run(a) => commands::run(&c, a).await?,
             Command::Capture {

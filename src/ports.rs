@@ -25,10 +25,13 @@ pub const MAX_PORTS_PER_REQUEST: usize = 4096;
 /// Listen backlog of a published TCP port.
 const BACKLOG: i32 = 1024;
 
-/// A published port as bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A published port as bound (persisted as is: an ephemeral host port is recorded as the
+/// port the kernel gave, so a restart binds the same one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// The host IP the SPEC named; None: every address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
     /// Without a host IP: one dual-stack socket on `[::]` (false: `0.0.0.0` only).
     pub dual_stack: bool,
@@ -120,6 +123,28 @@ pub fn bind_all(specs: &[PortSpec], taken: &[Taken]) -> Result<Vec<Bound>, Daemo
         }
     }
     Ok(bound)
+}
+
+/// Binds a mapping again exactly as it was (after a restart): the same host address, port
+/// and family, so clients find it where it was. Nothing else is tried on failure.
+pub fn bind_exact(m: &Mapping) -> io::Result<Bound> {
+    let (socket, _) = match (m.host_ip, m.dual_stack) {
+        (Some(ip), _) => open(SocketAddr::new(ip, m.host_port), m.proto, true)?,
+        (None, true) => open(
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), m.host_port),
+            m.proto,
+            false,
+        )?,
+        (None, false) => open(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), m.host_port),
+            m.proto,
+            false,
+        )?,
+    };
+    Ok(Bound {
+        mapping: m.clone(),
+        sockets: vec![socket],
+    })
 }
 
 /// Hands bound sockets to the gateway: each becomes a rule forwarding to `ip`'s port.

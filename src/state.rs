@@ -1,77 +1,46 @@
 //! The daemon's state: networks, their switches and endpoints; every control operation.
 //!
-//! Control operations hold the state mutex only to validate, reserve and commit; the slow part
-//! of an attach (entering the namespace, creating and configuring the device) runs without it,
-//! on a reservation (the endpoint name and address are taken), so a slow or failing attach
-//! neither blocks nor disturbs the others. A failed attach releases its reservation and
-//! removes whatever it created.
+//! Each operation takes the state mutex, plans (`src/plan/`: pure, request + specs -> new
+//! spec or a field error), builds through the port kinds (`src/runtime/`), commits, and
+//! persists the new spec (`src/store.rs`) before it answers. The slow part of an attach
+//! (entering the namespace, creating and configuring the device) runs without the lock, on a
+//! reservation (the endpoint name and address are taken), so a slow or failing attach neither
+//! blocks nor disturbs the others. A failed attach releases its reservation, leaves IPAM as it
+//! was and removes whatever it created.
+//!
+//! A daemon with a state directory leaves every endpoint in place when it stops (devices,
+//! addresses, routes): a restart is not a teardown; [`Daemon::restore`] takes them back. An
+//! `--ephemeral` daemon keeps no state and removes everything when it stops.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use netyard_api::model::{
     Counters, EndpointCreate, EndpointInfo, FdbAdd, FdbRow, NetworkCreate, NetworkInfo,
-    PortStatsRow, VxlanInfo,
+    PortStatsRow, ResetReport, VxlanInfo,
 };
 use netyard_switch::capture::{Capture, CapturedFrame};
-use netyard_switch::overlay::RemoteTable;
-use netyard_switch::sys::packet::PacketPort;
-use netyard_switch::sys::tap::TapPort;
-use netyard_switch::sys::vxlan::{VxlanConfig, VxlanError, VxlanPort};
-use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
-use netyard_switch::{driver, MacAddr, Port, PortStats, Switch, SwitchConfig, SwitchPort};
+use netyard_switch::{driver, MacAddr, PortStats, Switch, SwitchPort};
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
-use crate::dnsd::{self, Dns, DnsOptions, NsKey};
+use crate::dnsd::{self, Dns, DnsOptions};
 use crate::error::DaemonError;
-use crate::ipam::{pick_free_subnet, Ipam};
-use crate::netns::{self, NsOpenRequest, NsTarget};
+use crate::ipam::Ipam;
+use crate::netns::{self, NsStatus, NsTarget};
+use crate::plan::{self, parse_vtep, EndpointPlan, NsRequest};
 use crate::ports;
-use netyard_router::conntrack::FlowLimits;
-
-const DEFAULT_MTU: u32 = 1500;
-const DEFAULT_AGING_SECS: u64 = 300;
-const DEFAULT_MAX_MACS: u32 = 1024;
-/// Upper bound of `max_flows` and `max_flows_per_endpoint` (each flow may hold a socket).
-const MAX_FLOWS: u32 = 1_048_576;
-
-/// How an endpoint is wired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Tap,
-    Veth,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Tap => "tap",
-            Kind::Veth => "veth",
-        }
-    }
-}
+use crate::runtime::ports::veth::Veth;
+use crate::runtime::ports::{endpoint as endpoint_kind, EndpointCx, EndpointRemains};
+use crate::runtime::{EndpointLive, NetworkLive};
+use crate::spec::{EndpointSpec, NetworkSpec, PortKindName, SavedNetwork, StateSpec};
+use crate::store::Store;
 
 struct Network {
-    name: String,
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-    mtu: u32,
-    internal: bool,
-    host_loopback: bool,
-    flow_limits: FlowLimits,
-    aging: u64,
-    max_macs: u32,
-    switch: Arc<Switch>,
-    ager: JoinHandle<()>,
-    /// The gateway's switch port, its driver and the gateway task itself.
-    gw: Gateway,
-    /// The VXLAN tunnel port, on a network that spans hosts.
-    vxlan: Option<Vxlan>,
+    spec: NetworkSpec,
+    live: NetworkLive,
     ipam: Ipam,
     endpoints: BTreeMap<String, Endpoint>,
     /// Names of endpoints being attached right now.
@@ -81,109 +50,41 @@ struct Network {
     remote_names: Vec<netyard_dns::Entry>,
 }
 
-struct Gateway {
-    mac: MacAddr,
-    port: Arc<SwitchPort>,
-    tasks: Vec<JoinHandle<()>>,
-    /// The gateway's egress engine: its flow table and counters.
-    egress: netyard_router::egress::EgressHandle,
-    /// Adds and removes the network's published ports.
-    publisher: netyard_router::publish::Publisher,
-}
-
-impl Gateway {
-    fn stop(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// A network's VXLAN tunnel: its switch port ("vxlan"), the port's driver, and the remote
-/// table shared with the port (for `fdb` and static entries).
-struct Vxlan {
-    plan: VxlanPlan,
-    underlay_mtu: Option<u32>,
-    flow_source_ports: bool,
-    table: Arc<RemoteTable>,
-    port: Arc<SwitchPort>,
-    task: JoinHandle<()>,
-}
-
-/// A validated `--vxlan` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct VxlanPlan {
-    vni: u32,
-    local: Ipv4Addr,
-    port: u16,
-    peers: Vec<Ipv4Addr>,
-}
-
 struct Endpoint {
-    name: String,
-    kind: Kind,
-    ip: Ipv4Addr,
-    mac: MacAddr,
-    ifname: String,
-    netns: String,
-    host_ifname: Option<String>,
-    offload: bool,
-    aliases: Vec<String>,
-    ns_key: NsKey,
-    port: Arc<SwitchPort>,
-    task: JoinHandle<()>,
+    spec: EndpointSpec,
+    live: EndpointLive,
     /// Published ports, each a rule of the network's gateway.
     published: Vec<ports::Published>,
 }
 
-/// A validated network request.
-#[derive(Debug, Clone)]
-struct NetworkPlan {
-    name: String,
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-    mtu: u32,
-    internal: bool,
-    host_loopback: bool,
-    flow_limits: FlowLimits,
-    aging: u64,
-    max_macs: u32,
-    vxlan: Option<VxlanPlan>,
-    underlay_mtu: Option<u32>,
-}
-
-/// A validated endpoint request with its reserved address.
-struct EndpointPlan {
-    network: String,
-    name: String,
-    target: NsTarget,
-    netns_label: String,
-    ip: Ipv4Addr,
-    prefix_len: u8,
-    gateway: Ipv4Addr,
-    mtu: u32,
-    mac: MacAddr,
-    ifname: String,
-    kind: Kind,
-    offload: bool,
-    aliases: Vec<String>,
-    ns_key: NsKey,
-    internal: bool,
-}
+type Networks = BTreeMap<String, Network>;
 
 /// The daemon: all networks of this process.
 pub struct Daemon {
-    state: Mutex<BTreeMap<String, Network>>,
+    state: Mutex<Networks>,
     dns: Dns,
+    /// The state directory; None for an `--ephemeral` daemon.
+    store: Option<Store>,
     /// The etcd registry (`--etcd`), set once at start-up; see `src/cluster.rs`.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
+/// What a restore found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub networks: usize,
+    pub endpoints: usize,
+    /// Endpoints dropped, with the reason.
+    pub dropped: Vec<(String, String, String)>,
+}
+
 impl Daemon {
-    pub fn new(dns: DnsOptions) -> Daemon {
+    /// A daemon keeping its state in `store` (None: ephemeral).
+    pub fn new(dns: DnsOptions, store: Option<Store>) -> Daemon {
         Daemon {
             state: Mutex::new(BTreeMap::new()),
             dns: Dns::new(dns),
+            store,
             cluster: std::sync::OnceLock::new(),
         }
     }
@@ -193,19 +94,36 @@ impl Daemon {
         &self.dns
     }
 
+    /// Does this daemon keep state (devices outlive it)?
+    pub fn persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Writes the state file (nothing for an ephemeral daemon). Called with the state locked
+    /// after every change and before the API answers, so what was acknowledged is on disk.
+    fn persist(&self, st: &Networks) -> Result<(), DaemonError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        store.save(&snapshot(st)).map_err(|e| DaemonError::Io {
+            context: "saving the state".to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
     /// Publishes every endpoint's names to the resolver. Called with the state locked after
     /// each change, so the records always match the state.
-    fn refresh_dns(&self, st: &BTreeMap<String, Network>) {
+    fn refresh_dns(&self, st: &Networks) {
         let entries = st
             .values()
             .flat_map(|n| {
                 n.endpoints
                     .values()
                     .map(move |e| netyard_dns::Entry {
-                        network: n.name.clone(),
-                        name: e.name.clone(),
-                        aliases: e.aliases.clone(),
-                        ipv4: Some(e.ip),
+                        network: n.spec.name.clone(),
+                        name: e.spec.name.clone(),
+                        aliases: e.spec.aliases.clone(),
+                        ipv4: Some(e.spec.ip),
                         ipv6: None,
                     })
                     .chain(n.remote_names.iter().cloned())
@@ -233,6 +151,149 @@ impl Daemon {
         true
     }
 
+    // ---- restart ----
+
+    /// Takes back what a previous daemon left: every network is built again (switch, gateway,
+    /// tunnel, static entries, DNS records), every endpoint whose namespace is still the one
+    /// recorded is re-adopted (its device reopened, its resolver listening again, its
+    /// published ports bound again); an endpoint whose namespace is gone or was replaced is
+    /// removed and its address released, with a log line. A network that cannot be built
+    /// fails the start (the state file is left as it was).
+    pub async fn restore(&self, saved: StateSpec) -> Result<Restored, DaemonError> {
+        let mut report = Restored::default();
+        let mut st = self.state.lock().await;
+        for (name, saved_net) in saved.networks {
+            let spec = saved_net.network;
+            let live = match NetworkLive::build(&spec, &self.dns, true).await {
+                Ok(l) => l,
+                Err(e) => {
+                    drop(st);
+                    self.shutdown_in_process().await;
+                    return Err(DaemonError::Io {
+                        context: format!("restoring network {name:?}"),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            };
+            let mut net = Network {
+                ipam: Ipam::new(spec.subnet, spec.gateway),
+                spec,
+                live,
+                endpoints: BTreeMap::new(),
+                reserved: BTreeSet::new(),
+                remote_names: Vec::new(),
+            };
+            let adopted = futures::future::join_all(
+                saved_net
+                    .endpoints
+                    .into_values()
+                    .map(|ep| self.adopt_endpoint(&net.spec, &net.live, ep)),
+            )
+            .await;
+            for r in adopted {
+                match r {
+                    Ok((spec, live)) => {
+                        let _ = net.ipam.take(spec.ip);
+                        net.ipam.advance(spec.ip);
+                        let published = rebind(&net, &spec);
+                        net.endpoints.insert(
+                            spec.name.clone(),
+                            Endpoint {
+                                spec,
+                                live,
+                                published,
+                            },
+                        );
+                        report.endpoints += 1;
+                    }
+                    Err((ep, why)) => {
+                        tracing::warn!(network = %name, endpoint = %ep, reason = %why,
+                            "endpoint not restored: removed, its address released");
+                        report.dropped.push((name.clone(), ep, why));
+                    }
+                }
+            }
+            tracing::info!(network = %name, endpoints = net.endpoints.len(), "network restored");
+            st.insert(name, net);
+            report.networks += 1;
+        }
+        self.refresh_dns(&st);
+        self.persist(&st)?;
+        Ok(report)
+    }
+
+    /// Re-adopts one endpoint, or says why not (its name and the reason).
+    async fn adopt_endpoint(
+        &self,
+        net: &NetworkSpec,
+        live: &NetworkLive,
+        spec: EndpointSpec,
+    ) -> Result<(EndpointSpec, EndpointLive), (String, String)> {
+        let fail = |why: String| (spec.name.clone(), why);
+        match netns::check(Path::new(&spec.netns), &spec.identity) {
+            NsStatus::Same => {}
+            status => {
+                // The container is gone: what is left of it on our side goes too (a veth's
+                // host end; a TAP went with its namespace).
+                if spec.kind == PortKindName::Veth {
+                    endpoint_kind::teardown(&spec, EndpointRemains { ctl: None }).await;
+                }
+                return Err(fail(match status {
+                    NsStatus::Gone => format!("its namespace {} is gone", spec.netns),
+                    _ => format!("{} is now another namespace", spec.netns),
+                }));
+            }
+        }
+        let target = match ns_target(&spec) {
+            Ok(t) => t,
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let cx = EndpointCx {
+            net,
+            target: &target,
+            persist: true,
+        };
+        let dev = endpoint_kind::adopt(&cx, &spec)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if let Err(e) = self
+            .dns
+            .join(spec.ns_key(), &target, &net.name, net.internal)
+            .await
+        {
+            return Err(fail(e.to_string()));
+        }
+        let sp = live.switch.add_port(spec.name.clone(), dev.port);
+        let task = match driver::spawn_port(live.switch.clone(), sp.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                live.switch.remove_port(sp.id);
+                self.dns.leave(spec.ns_key(), &net.name).await;
+                return Err(fail(format!("starting its driver: {e}")));
+            }
+        };
+        tracing::info!(network = %net.name, endpoint = %spec.name, ip = %spec.ip,
+            kind = spec.kind.as_str(), "endpoint re-adopted");
+        Ok((
+            spec,
+            EndpointLive {
+                port: sp,
+                task,
+                ctl: dev.ctl,
+            },
+        ))
+    }
+
+    /// Re-registers the restored endpoints of distributed networks in etcd (after the
+    /// registry started).
+    pub async fn reregister(&self) {
+        let Some(c) = self.cluster.get() else { return };
+        let infos: Vec<EndpointInfo> = self.endpoints().await;
+        for info in infos {
+            c.readopt(&info).await;
+        }
+    }
+
     // ---- networks ----
 
     pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkInfo, DaemonError> {
@@ -258,10 +319,24 @@ impl Daemon {
             None => None,
         };
         let mut st = self.state.lock().await;
-        let plan = plan_network(&req, &st, &routes, underlay_mtu)?;
-        let net = build_network(plan, &self.dns)?;
+        let spec = plan::plan_network(&req, st.values().map(|n| &n.spec), &routes, underlay_mtu)?;
+        let live = NetworkLive::build(&spec, &self.dns, false).await?;
+        let net = Network {
+            ipam: Ipam::new(spec.subnet, spec.gateway),
+            spec,
+            live,
+            endpoints: BTreeMap::new(),
+            reserved: BTreeSet::new(),
+            remote_names: Vec::new(),
+        };
         let info = net.info();
         st.insert(info.name.clone(), net);
+        if let Err(e) = self.persist(&st) {
+            if let Some(net) = st.remove(&info.name) {
+                net.live.stop(&net.spec).await;
+            }
+            return Err(e);
+        }
         tracing::info!(network = %info.name, subnet = %info.subnet, "network created");
         Ok(info)
     }
@@ -312,15 +387,13 @@ impl Daemon {
             ));
         }
         let removed = st.remove(name);
+        let saved = self.persist(&st);
         drop(st);
-        if let Some(mut net) = removed {
-            net.ager.abort();
+        if let Some(net) = removed {
             net.withdraw_ports();
-            net.gw.stop();
-            if let Some(vx) = net.vxlan.take() {
-                stop_vxlan(&net.switch, vx).await;
-            }
+            net.live.stop(&net.spec).await;
         }
+        saved?;
         tracing::info!(network = %name, "network removed");
         Ok(())
     }
@@ -345,14 +418,14 @@ impl Daemon {
         req: EndpointCreate,
     ) -> Result<EndpointInfo, DaemonError> {
         let specs = ports::parse_specs(&req.publish)?;
-        let (plan, bound) = {
+        let (plan, bound, net_spec) = {
             let mut st = self.state.lock().await;
             let taken = published_ports(&st);
             let net = st
                 .get_mut(network)
                 .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-            let plan = plan_endpoint(net, &req)?;
-            if !specs.is_empty() && net.internal {
+            let plan = plan::plan_endpoint(&req, &net.spec, &net.ipam, &net.taken())?;
+            if !specs.is_empty() && net.spec.internal {
                 return Err(no_publish_on_internal(network));
             }
             // Host ports are bound before anything is created: a busy one fails the attach
@@ -362,29 +435,16 @@ impl Daemon {
                 .take(plan.ip)
                 .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
             net.reserved.insert(plan.name.clone());
-            (plan, bound)
+            (plan, bound, net.spec.clone())
         };
-        let mut built = build_port(&plan).await;
-        if let Ok((_, host_ifname)) = &built {
-            // The resolver listens before attach returns, as the interface is configured.
-            if let Err(e) = self
-                .dns
-                .join(plan.ns_key, &plan.target, network, plan.internal)
-                .await
-            {
-                if let Some(h) = host_ifname {
-                    remove_host_link(h).await;
-                }
-                built = Err(e);
-            }
-        }
+        let built = self.build_endpoint(&net_spec, &plan).await;
         let mut st = self.state.lock().await;
         let Some(net) = st.get_mut(network) else {
             // Networks with reservations cannot be removed; this is unreachable in practice.
             return Err(DaemonError::NoNetwork(network.to_string()));
         };
         net.reserved.remove(&plan.name);
-        let (port, host_ifname) = match built {
+        let (spec, target, dev) = match built {
             Ok(b) => b,
             Err(e) => {
                 net.ipam.release(plan.ip);
@@ -393,43 +453,112 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let sp = net.switch.add_port(plan.name.clone(), port);
-        let task = match driver::spawn_port(net.switch.clone(), sp.clone()) {
+        let sp = net.live.switch.add_port(spec.name.clone(), dev.port);
+        let task = match driver::spawn_port(net.live.switch.clone(), sp.clone()) {
             Ok(t) => t,
             Err(e) => {
-                net.switch.remove_port(sp.id);
+                net.live.switch.remove_port(sp.id);
                 net.ipam.release(plan.ip);
                 drop(st);
-                self.dns.leave(plan.ns_key, network).await;
-                if let Some(h) = host_ifname {
-                    remove_host_link(&h).await;
-                }
+                self.dns.leave(spec.ns_key(), network).await;
+                drop(sp);
+                endpoint_kind::teardown(&spec, EndpointRemains { ctl: dev.ctl }).await;
                 return Err(DaemonError::Io {
                     context: format!("starting the driver of {:?}", plan.name),
                     source: e,
                 });
             }
         };
+        drop(target);
+        net.ipam.advance(spec.ip);
+        let published = ports::hand_over(&net.live.gw.publisher, bound, spec.ip, spec.mac.0);
+        let mut spec = spec;
+        spec.published = published.iter().map(|p| p.mapping.clone()).collect();
         let ep = Endpoint {
+            spec,
+            live: EndpointLive {
+                port: sp,
+                task,
+                ctl: dev.ctl,
+            },
+            published,
+        };
+        let info = ep.info(net);
+        net.endpoints.insert(plan.name.clone(), ep);
+        self.refresh_dns(&st);
+        if let Err(e) = self.persist(&st) {
+            drop(st);
+            let _ = self.detach_local(network, &plan.name).await;
+            return Err(e);
+        }
+        tracing::info!(network, endpoint = %info.name, ip = %info.ip, kind = %info.kind, "attached");
+        Ok(info)
+    }
+
+    /// The slow part of an attach, without the lock: resolves the namespace, records its
+    /// identity, creates and configures the device and starts the namespace's resolver.
+    /// Cleans up after itself on failure.
+    async fn build_endpoint(
+        &self,
+        net: &NetworkSpec,
+        plan: &EndpointPlan,
+    ) -> Result<
+        (
+            EndpointSpec,
+            NsTarget,
+            crate::runtime::ports::EndpointDevice,
+        ),
+        DaemonError,
+    > {
+        let (target, pid) = match &plan.ns {
+            NsRequest::Path { netns, userns } => (
+                NsTarget::from_paths(PathBuf::from(netns), userns.as_ref().map(PathBuf::from))
+                    .map_err(|e| DaemonError::invalid("netns", e))?,
+                None,
+            ),
+            NsRequest::Pid(pid) => (
+                NsTarget::from_pid(*pid).map_err(|e| DaemonError::invalid("pid", e))?,
+                Some(*pid),
+            ),
+        };
+        let field = if pid.is_some() { "pid" } else { "netns" };
+        let identity = netns::identify(&target, pid).map_err(|e| DaemonError::invalid(field, e))?;
+        let spec = EndpointSpec {
             name: plan.name.clone(),
             kind: plan.kind,
             ip: plan.ip,
             mac: plan.mac,
             ifname: plan.ifname.clone(),
-            netns: plan.netns_label.clone(),
-            host_ifname,
+            netns: plan.ns.label(),
+            userns: match &plan.ns {
+                NsRequest::Path { userns, .. } => userns.clone(),
+                NsRequest::Pid(_) => None,
+            },
+            pid,
+            identity,
+            host_ifname: (plan.kind == PortKindName::Veth).then(Veth::host_name),
             offload: plan.offload,
             aliases: plan.aliases.clone(),
-            ns_key: plan.ns_key,
-            port: sp,
-            task,
-            published: ports::hand_over(&net.gw.publisher, bound, plan.ip, plan.mac.0),
+            published: Vec::new(),
         };
-        let info = ep.info(net);
-        net.endpoints.insert(plan.name.clone(), ep);
-        self.refresh_dns(&st);
-        tracing::info!(network, endpoint = %info.name, ip = %info.ip, kind = %info.kind, "attached");
-        Ok(info)
+        let cx = EndpointCx {
+            net,
+            target: &target,
+            persist: self.persistent(),
+        };
+        let dev = endpoint_kind::setup(&cx, &spec).await?;
+        // The resolver listens before attach returns, as the interface is configured.
+        if let Err(e) = self
+            .dns
+            .join(spec.ns_key(), &target, &net.name, net.internal)
+            .await
+        {
+            let remains = EndpointRemains { ctl: dev.ctl };
+            drop(dev.port);
+            endpoint_kind::teardown(&spec, remains).await;
+            return Err(e);
+        }
+        Ok((spec, target, dev))
     }
 
     /// Renames an endpoint on a network; DNS answers the new name at once and the old one no
@@ -453,7 +582,7 @@ impl Daemon {
         name: &str,
         new_name: &str,
     ) -> Result<EndpointInfo, DaemonError> {
-        valid_name("name", new_name)?;
+        plan::valid_name("name", new_name)?;
         let mut st = self.state.lock().await;
         let net = st
             .get_mut(network)
@@ -480,11 +609,12 @@ impl Daemon {
                 name: name.to_string(),
             });
         };
-        ep.name = new_name.to_string();
-        ep.aliases.retain(|a| a != new_name);
+        ep.spec.name = new_name.to_string();
+        ep.spec.aliases.retain(|a| a != new_name);
         let info = ep.info(net);
         net.endpoints.insert(new_name.to_string(), ep);
         self.refresh_dns(&st);
+        self.persist(&st)?;
         tracing::info!(network, endpoint = name, new_name, "renamed");
         Ok(info)
     }
@@ -506,7 +636,7 @@ impl Daemon {
         let net = st
             .get_mut(network)
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-        if net.internal {
+        if net.spec.internal {
             return Err(no_publish_on_internal(network));
         }
         let no_endpoint = || DaemonError::NoEndpoint {
@@ -515,14 +645,16 @@ impl Daemon {
         };
         let ep = net.endpoints.get_mut(name).ok_or_else(no_endpoint)?;
         let bound = ports::bind_all(&specs, &taken)?;
-        let new = ports::hand_over(&net.gw.publisher, bound, ep.ip, ep.mac.0);
+        let new = ports::hand_over(&net.live.gw.publisher, bound, ep.spec.ip, ep.spec.mac.0);
         let added: Vec<_> = new.iter().map(|p| p.mapping.info()).collect();
         ep.published.extend(new);
+        ep.spec.published = ep.published.iter().map(|p| p.mapping.clone()).collect();
         let info = net
             .endpoints
             .get(name)
             .map(|e| e.info(net))
             .ok_or_else(no_endpoint)?;
+        self.persist(&st)?;
         tracing::info!(network, endpoint = name, ports = ?added, "published");
         Ok(info)
     }
@@ -562,13 +694,15 @@ impl Daemon {
             .into_iter()
             .partition(named);
         ep.published = kept;
-        ports::withdraw(&net.gw.publisher, &gone);
+        ep.spec.published = ep.published.iter().map(|p| p.mapping.clone()).collect();
+        ports::withdraw(&net.live.gw.publisher, &gone);
         let info = net
             .endpoints
             .get(name)
             .map(|e| e.info(net))
             .ok_or_else(no_endpoint)?;
         let removed: Vec<_> = gone.iter().map(|p| p.mapping.info()).collect();
+        self.persist(&st)?;
         tracing::info!(network, endpoint = name, ports = ?removed, "unpublished");
         Ok(info)
     }
@@ -581,7 +715,7 @@ impl Daemon {
     }
 
     pub(crate) async fn detach_local(&self, network: &str, name: &str) -> Result<(), DaemonError> {
-        let ep = {
+        let (ep, saved) = {
             let mut st = self.state.lock().await;
             let net = st
                 .get_mut(network)
@@ -593,14 +727,15 @@ impl Daemon {
                     network: network.to_string(),
                     name: name.to_string(),
                 })?;
-            net.switch.remove_port(ep.port.id);
-            net.ipam.release(ep.ip);
-            ports::withdraw(&net.gw.publisher, &ep.published);
+            net.live.switch.remove_port(ep.live.port.id);
+            net.ipam.release(ep.spec.ip);
+            ports::withdraw(&net.live.gw.publisher, &ep.published);
             self.refresh_dns(&st);
-            ep
+            (ep, self.persist(&st))
         };
-        self.dns.leave(ep.ns_key, network).await;
+        self.dns.leave(ep.spec.ns_key(), network).await;
         teardown_endpoint(ep).await;
+        saved?;
         tracing::info!(network, endpoint = name, "detached");
         Ok(())
     }
@@ -624,9 +759,10 @@ impl Daemon {
                     network: network.to_string(),
                     name: name.to_string(),
                 })?
+                .live
                 .port
                 .clone()],
-            None => net.switch.ports().iter().cloned().collect(),
+            None => net.live.switch.ports().iter().cloned().collect(),
         };
         let (cap, rx) = Capture::new(endpoint.is_some(), 4096);
         let mut guard = CaptureGuard {
@@ -652,9 +788,9 @@ impl Daemon {
             st.values()
                 .map(|n| {
                     serde_json::json!({
-                        "network": n.name,
-                        "stats": n.gw.egress.stats(),
-                        "flows": n.gw.egress.flows(),
+                        "network": n.spec.name,
+                        "stats": n.live.gw.egress.stats(),
+                        "flows": n.live.gw.egress.flows(),
                     })
                 })
                 .collect(),
@@ -670,8 +806,8 @@ impl Daemon {
                 .flat_map(|n| {
                     n.endpoints
                         .values()
-                        .filter(|e| e.task.is_finished())
-                        .map(|e| (n.name.clone(), e.name.clone()))
+                        .filter(|e| e.live.task.is_finished())
+                        .map(|e| (n.spec.name.clone(), e.spec.name.clone()))
                 })
                 .collect()
         };
@@ -697,9 +833,10 @@ impl Daemon {
         let net = st
             .get(network)
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-        let now = net.switch.now_ms();
-        let ports = net.switch.ports();
+        let now = net.live.switch.now_ms();
+        let ports = net.live.switch.ports();
         let mut remotes: BTreeMap<MacAddr, netyard_switch::overlay::RemoteView> = net
+            .live
             .vxlan
             .as_ref()
             .map(|vx| {
@@ -710,8 +847,9 @@ impl Daemon {
                     .collect()
             })
             .unwrap_or_default();
-        let vx_port = net.vxlan.as_ref().map(|vx| vx.port.id);
+        let vx_port = net.live.vxlan.as_ref().map(|vx| vx.port.id);
         let mut rows: Vec<FdbRow> = net
+            .live
             .switch
             .fdb
             .entries(now)
@@ -761,35 +899,40 @@ impl Daemon {
             ));
         }
         let remote = parse_vtep("remote", &req.remote)?;
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
         let (net, vx) = tunnel_of(&st, network)?;
-        if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
+        if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gw.mac == mac {
             return Err(DaemonError::conflict(
                 Some("mac"),
                 format!("{mac} belongs to this host's network {network:?}"),
             ));
         }
         vx.table.add_static(mac, remote);
-        net.switch.fdb.add_static(mac, vx.port.id);
-        tracing::info!(network, %mac, %remote, "static remote entry added");
-        Ok(FdbRow {
+        net.live.switch.fdb.add_static(mac, vx.port.id);
+        let row = FdbRow {
             mac: mac.to_string(),
             port: vx.port.name.clone(),
             port_id: vx.port.id,
             age: 0.0,
             is_static: true,
             remote: Some(remote.to_string()),
-        })
+        };
+        if let Some(net) = st.get_mut(network) {
+            net.spec.static_fdb.insert(mac, remote);
+        }
+        self.persist(&st)?;
+        tracing::info!(network, %mac, %remote, "static remote entry added");
+        Ok(row)
     }
 
     /// Removes a static remote entry (and the switch's static entry for it).
     pub async fn fdb_del(&self, network: &str, mac: &str) -> Result<(), DaemonError> {
         let mac: MacAddr = mac.parse().map_err(|e| DaemonError::invalid("mac", e))?;
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
         let (net, vx) = tunnel_of(&st, network)?;
         let is_static = vx
             .table
-            .entries(net.switch.now_ms())
+            .entries(net.live.switch.now_ms())
             .iter()
             .any(|e| e.mac == mac && e.is_static);
         if !is_static {
@@ -799,7 +942,11 @@ impl Daemon {
             ));
         }
         vx.table.remove(&mac);
-        net.switch.fdb.remove_static(&mac, vx.port.id);
+        net.live.switch.fdb.remove_static(&mac, vx.port.id);
+        if let Some(net) = st.get_mut(network) {
+            net.spec.static_fdb.remove(&mac);
+        }
+        self.persist(&st)?;
         tracing::info!(network, %mac, "static remote entry removed");
         Ok(())
     }
@@ -811,14 +958,14 @@ impl Daemon {
                 // The gateway's row is named "(gateway)": not a valid endpoint name, so it
                 // never clashes with one.
                 let gw = PortStatsRow {
-                    network: n.name.clone(),
+                    network: n.spec.name.clone(),
                     endpoint: "(gateway)".to_string(),
                     kind: "gateway".to_string(),
-                    counters: counters(&n.gw.port.counters.snapshot()),
+                    counters: counters(&n.live.gw.port.counters.snapshot()),
                 };
                 // Likewise "(vxlan)" for the tunnel port.
-                let vx = n.vxlan.as_ref().map(|vx| PortStatsRow {
-                    network: n.name.clone(),
+                let vx = n.live.vxlan.as_ref().map(|vx| PortStatsRow {
+                    network: n.spec.name.clone(),
                     endpoint: "(vxlan)".to_string(),
                     kind: "vxlan".to_string(),
                     counters: counters(&vx.port.counters.snapshot()),
@@ -826,10 +973,10 @@ impl Daemon {
                 n.endpoints
                     .values()
                     .map(move |e| PortStatsRow {
-                        network: n.name.clone(),
-                        endpoint: e.name.clone(),
-                        kind: e.kind.as_str().to_string(),
-                        counters: counters(&e.port.counters.snapshot()),
+                        network: n.spec.name.clone(),
+                        endpoint: e.spec.name.clone(),
+                        kind: endpoint_kind::describe(&e.spec).kind.to_string(),
+                        counters: counters(&e.live.port.counters.snapshot()),
                     })
                     .chain(std::iter::once(gw))
                     .chain(vx)
@@ -837,12 +984,24 @@ impl Daemon {
             .collect()
     }
 
-    /// Removes every endpoint (and so every device netyard created) and every network.
+    /// Stops the daemon. A persistent daemon stops its tasks and closes its descriptors but
+    /// leaves every endpoint's device, address and route in place (persistent TAPs, veth
+    /// pairs) for the next start to re-adopt; an ephemeral one removes everything it made.
     pub async fn shutdown(&self) {
         if let Some(c) = self.cluster.get() {
-            // Revokes the lease: this node's keys vanish from etcd at once.
+            // Revokes the lease: this node's keys vanish from etcd at once (a restart
+            // registers them again).
             c.stop().await;
         }
+        if self.persistent() {
+            self.shutdown_in_process().await;
+        } else {
+            self.remove_everything().await;
+        }
+    }
+
+    /// Stops every task and closes every descriptor, leaving the devices.
+    async fn shutdown_in_process(&self) {
         let nets: Vec<Network> = {
             let mut st = self.state.lock().await;
             std::mem::take(&mut *st).into_values().collect()
@@ -850,18 +1009,135 @@ impl Daemon {
         self.dns.set_records(Vec::new());
         self.dns.shutdown().await;
         for mut net in nets {
-            net.ager.abort();
             net.withdraw_ports();
-            net.gw.stop();
-            if let Some(vx) = net.vxlan.take() {
-                stop_vxlan(&net.switch, vx).await;
-            }
             for (_, ep) in std::mem::take(&mut net.endpoints) {
-                net.switch.remove_port(ep.port.id);
-                teardown_endpoint(ep).await;
+                net.live.switch.remove_port(ep.live.port.id);
+                ep.live.task.abort();
+                let _ = ep.live.task.await;
+                crate::runtime::ports::release(ep.live.port).await;
             }
+            net.live.stop(&net.spec).await;
         }
     }
+
+    /// Removes every endpoint (and so every device netyard created) and every network.
+    /// Returns how many of each.
+    async fn remove_everything(&self) -> ResetReport {
+        let nets: Vec<Network> = {
+            let mut st = self.state.lock().await;
+            std::mem::take(&mut *st).into_values().collect()
+        };
+        self.dns.set_records(Vec::new());
+        let mut report = ResetReport {
+            networks_removed: nets.len(),
+            endpoints_removed: 0,
+        };
+        for mut net in nets {
+            net.withdraw_ports();
+            for (_, ep) in std::mem::take(&mut net.endpoints) {
+                net.live.switch.remove_port(ep.live.port.id);
+                self.dns.leave(ep.spec.ns_key(), &net.spec.name).await;
+                teardown_endpoint(ep).await;
+                report.endpoints_removed += 1;
+            }
+            net.live.stop(&net.spec).await;
+        }
+        self.dns.shutdown().await;
+        report
+    }
+
+    /// `netyard system reset`: detaches every endpoint (devices removed), removes every
+    /// network and clears the state; the daemon keeps running, empty.
+    pub async fn reset(&self) -> Result<ResetReport, DaemonError> {
+        let mut removed = ResetReport::default();
+        let names: Vec<(String, Vec<String>)> = {
+            let st = self.state.lock().await;
+            st.values()
+                .map(|n| (n.spec.name.clone(), n.endpoints.keys().cloned().collect()))
+                .collect()
+        };
+        for (network, eps) in &names {
+            for ep in eps {
+                match self.detach(network, ep).await {
+                    Ok(()) | Err(DaemonError::NoEndpoint { .. }) => removed.endpoints_removed += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        for (network, _) in &names {
+            match self.remove_network(network).await {
+                Ok(()) | Err(DaemonError::NoNetwork(_)) => removed.networks_removed += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let st = self.state.lock().await;
+        self.persist(&st)?;
+        tracing::info!(
+            networks = removed.networks_removed,
+            endpoints = removed.endpoints_removed,
+            "system reset"
+        );
+        Ok(removed)
+    }
+
+    /// The saved spec of a network, and of one of its endpoints, for `--config` entries the
+    /// state already holds.
+    pub(crate) async fn saved_network(&self, name: &str) -> Option<NetworkSpec> {
+        self.state.lock().await.get(name).map(|n| n.spec.clone())
+    }
+
+    pub(crate) async fn saved_endpoint(&self, network: &str, name: &str) -> Option<EndpointSpec> {
+        let st = self.state.lock().await;
+        st.get(network)?.endpoints.get(name).map(|e| e.spec.clone())
+    }
+}
+
+/// The persisted form of the state.
+fn snapshot(st: &Networks) -> StateSpec {
+    StateSpec {
+        networks: st
+            .iter()
+            .map(|(name, n)| {
+                (
+                    name.clone(),
+                    SavedNetwork {
+                        network: n.spec.clone(),
+                        endpoints: n
+                            .endpoints
+                            .iter()
+                            .map(|(k, e)| (k.clone(), e.spec.clone()))
+                            .collect(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The namespace of a recorded endpoint, for re-adopting it.
+fn ns_target(spec: &EndpointSpec) -> Result<NsTarget, DaemonError> {
+    match spec.pid {
+        Some(pid) => NsTarget::from_pid(pid).map_err(|e| DaemonError::invalid("pid", e)),
+        None => NsTarget::from_paths(
+            PathBuf::from(&spec.netns),
+            spec.userns.as_ref().map(PathBuf::from),
+        )
+        .map_err(|e| DaemonError::invalid("netns", e)),
+    }
+}
+
+/// Binds a restored endpoint's published ports again, exactly as they were; a port that
+/// something else took meanwhile is logged and left out.
+fn rebind(net: &Network, spec: &EndpointSpec) -> Vec<ports::Published> {
+    let mut bound = Vec::new();
+    for m in &spec.published {
+        match ports::bind_exact(m) {
+            Ok(b) => bound.push(b),
+            Err(e) => tracing::warn!(network = %net.spec.name, endpoint = %spec.name,
+                port = ?m.info(), error = %e, "published port not restored"),
+        }
+    }
+    ports::hand_over(&net.live.gw.publisher, bound, spec.ip, spec.mac.0)
 }
 
 impl Network {
@@ -869,30 +1145,63 @@ impl Network {
     /// sockets).
     fn withdraw_ports(&self) {
         for ep in self.endpoints.values() {
-            ports::withdraw(&self.gw.publisher, &ep.published);
+            ports::withdraw(&self.live.gw.publisher, &ep.published);
+        }
+    }
+
+    /// What the network's endpoints hold, for planning an attach.
+    fn taken(&self) -> plan::Taken {
+        let mut macs: BTreeSet<MacAddr> = self.endpoints.values().map(|e| e.spec.mac).collect();
+        macs.insert(self.live.gw.mac);
+        plan::Taken {
+            names: self
+                .endpoints
+                .keys()
+                .chain(self.reserved.iter())
+                .cloned()
+                .collect(),
+            macs,
+            remote_static: self
+                .live
+                .vxlan
+                .as_ref()
+                .map(|vx| {
+                    vx.table
+                        .entries(0)
+                        .into_iter()
+                        .filter(|e| e.is_static)
+                        .map(|e| (e.mac, e.vtep))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
     fn info(&self) -> NetworkInfo {
+        let s = &self.spec;
         NetworkInfo {
-            name: self.name.clone(),
-            subnet: self.subnet.to_string(),
-            gateway: self.gateway.to_string(),
-            mtu: self.mtu,
-            internal: self.internal,
-            host_loopback: self.host_loopback,
-            max_flows_per_endpoint: self.flow_limits.max_per_endpoint,
-            max_flows: self.flow_limits.max_total,
-            aging: self.aging,
-            max_macs_per_port: self.max_macs,
+            name: s.name.clone(),
+            subnet: s.subnet.to_string(),
+            gateway: s.gateway.to_string(),
+            mtu: s.mtu,
+            internal: s.internal,
+            host_loopback: s.host_loopback,
+            max_flows_per_endpoint: s.max_flows_per_endpoint,
+            max_flows: s.max_flows,
+            aging: s.aging,
+            max_macs_per_port: s.max_macs_per_port,
             endpoints: self.endpoints.keys().cloned().collect(),
-            vxlan: self.vxlan.as_ref().map(|vx| VxlanInfo {
-                vni: vx.plan.vni,
-                local: vx.plan.local.to_string(),
-                port: vx.plan.port,
-                peers: vx.plan.peers.iter().map(ToString::to_string).collect(),
-                underlay_mtu: vx.underlay_mtu,
-                flow_source_ports: vx.flow_source_ports,
+            vxlan: s.vxlan.as_ref().map(|v| VxlanInfo {
+                vni: v.vni,
+                local: v.local.to_string(),
+                port: v.port,
+                peers: v.peers.iter().map(ToString::to_string).collect(),
+                underlay_mtu: v.underlay_mtu,
+                flow_source_ports: self
+                    .live
+                    .vxlan
+                    .as_ref()
+                    .is_some_and(|vx| vx.flow_source_ports),
             }),
         }
     }
@@ -900,21 +1209,23 @@ impl Network {
 
 impl Endpoint {
     fn info(&self, net: &Network) -> EndpointInfo {
+        let s = &self.spec;
+        let d = endpoint_kind::describe(s);
         EndpointInfo {
-            name: self.name.clone(),
-            network: net.name.clone(),
-            kind: self.kind.as_str().to_string(),
-            ip: self.ip.to_string(),
-            prefix_len: net.subnet.prefix_len(),
-            gateway: net.gateway.to_string(),
-            mac: self.mac.to_string(),
-            ifname: self.ifname.clone(),
-            netns: self.netns.clone(),
-            host_ifname: self.host_ifname.clone(),
-            offload: self.offload,
-            port: self.port.id,
-            counters: counters(&self.port.counters.snapshot()),
-            aliases: self.aliases.clone(),
+            name: s.name.clone(),
+            network: net.spec.name.clone(),
+            kind: d.kind.to_string(),
+            ip: s.ip.to_string(),
+            prefix_len: net.spec.subnet.prefix_len(),
+            gateway: net.spec.gateway.to_string(),
+            mac: s.mac.to_string(),
+            ifname: s.ifname.clone(),
+            netns: s.netns.clone(),
+            host_ifname: d.host_ifname,
+            offload: s.offload,
+            port: self.live.port.id,
+            counters: counters(&self.live.port.counters.snapshot()),
+            aliases: s.aliases.clone(),
             resolv_conf: dnsd::resolv_conf(),
             ports: self.published.iter().map(|p| p.mapping.info()).collect(),
         }
@@ -956,43 +1267,18 @@ impl Drop for CaptureGuard {
     }
 }
 
-/// Stops an endpoint's driver and removes its device. The TAP device disappears when its fd
-/// closes; a veth pair is deleted through its host end.
+/// Stops an endpoint's driver and removes its device: a persistent TAP is made
+/// non-persistent and closed, an ephemeral one vanishes with its fd, a veth pair is deleted
+/// through its host end.
 async fn teardown_endpoint(ep: Endpoint) {
-    ep.task.abort();
-    let _ = ep.task.await;
-    // Another port's task may still hold a port snapshot for the rest of its burst; wait for
-    // it so the device is gone when detach returns.
-    let port = ep.port;
-    for _ in 0..400 {
-        if Arc::strong_count(&port) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    drop(port);
-    if let Some(h) = ep.host_ifname {
-        remove_host_link(&h).await;
-    }
-}
-
-/// Stops a tunnel: removes its port from the switch, stops the driver and waits until the
-/// port (and so its sockets) is gone, so the UDP port is free again when this returns.
-async fn stop_vxlan(switch: &Switch, vx: Vxlan) {
-    switch.remove_port(vx.port.id);
-    vx.task.abort();
-    let _ = vx.task.await;
-    let port = vx.port;
-    for _ in 0..400 {
-        if Arc::strong_count(&port) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    ep.live.task.abort();
+    let _ = ep.live.task.await;
+    crate::runtime::ports::release(ep.live.port).await;
+    endpoint_kind::teardown(&ep.spec, EndpointRemains { ctl: ep.live.ctl }).await;
 }
 
 /// The underlay MTU for a `--vxlan` request, from the interface holding `vxlan_local` or the
-/// route to the first peer. Unparsable fields are left to `plan_network` to report.
+/// route to the first peer. Unparsable fields are left to planning to report.
 async fn find_underlay_mtu(req: &NetworkCreate) -> Option<u32> {
     let local = req.vxlan_local.as_deref().and_then(|s| s.parse().ok());
     let peer = req.vxlan_peers.first().and_then(|s| s.parse().ok());
@@ -1000,116 +1286,31 @@ async fn find_underlay_mtu(req: &NetworkCreate) -> Option<u32> {
     netns::underlay_mtu(&h, local, peer).await
 }
 
-/// A VTEP address: IPv4 unicast.
-fn parse_vtep(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
-    let ip: Ipv4Addr = s
-        .parse()
-        .map_err(|_| DaemonError::invalid(field, format!("{s:?} is not an IPv4 address")))?;
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-        return Err(DaemonError::invalid(
-            field,
-            format!("{ip} is not a unicast address"),
-        ));
-    }
-    Ok(ip)
-}
-
-/// Validates the `vxlan*` fields of a network request.
-fn plan_vxlan(
-    req: &NetworkCreate,
-    existing: &BTreeMap<String, Network>,
-) -> Result<Option<VxlanPlan>, DaemonError> {
-    let Some(vni) = req.vxlan else {
-        for (field, set) in [
-            ("vxlan_local", req.vxlan_local.is_some()),
-            ("vxlan_port", req.vxlan_port.is_some()),
-            ("vxlan_peers", !req.vxlan_peers.is_empty()),
-        ] {
-            if set {
-                return Err(DaemonError::invalid(field, "needs vxlan (the VNI)"));
-            }
-        }
-        return Ok(None);
-    };
-    if vni > VNI_MAX {
-        return Err(DaemonError::invalid(
-            "vxlan",
-            format!("VNI {vni} out of range (0 to {VNI_MAX})"),
-        ));
-    }
-    let local = match &req.vxlan_local {
-        Some(s) => {
-            let ip: Ipv4Addr = s.parse().map_err(|_| {
-                DaemonError::invalid("vxlan_local", format!("{s:?} is not an IPv4 address"))
-            })?;
-            if ip.is_multicast() || ip.is_broadcast() {
-                return Err(DaemonError::invalid(
-                    "vxlan_local",
-                    format!("{ip} is not a unicast address"),
-                ));
-            }
-            ip
-        }
-        None => Ipv4Addr::UNSPECIFIED,
-    };
-    let port = match req.vxlan_port {
-        None => VXLAN_PORT,
-        Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
-            DaemonError::invalid("vxlan_port", format!("{p} out of range (1 to 65535)"))
-        })?,
-    };
-    let mut peers = Vec::new();
-    for (i, s) in req.vxlan_peers.iter().enumerate() {
-        let ip = parse_vtep(&format!("vxlan_peers[{i}]"), s)?;
-        if ip == local {
-            return Err(DaemonError::invalid(
-                format!("vxlan_peers[{i}]"),
-                format!("{ip} is the local address itself"),
-            ));
-        }
-        if !peers.contains(&ip) {
-            peers.push(ip);
-        }
-    }
-    for other in existing.values() {
-        let Some(vx) = &other.vxlan else { continue };
-        if vx.plan.vni == vni {
-            return Err(DaemonError::conflict(
-                Some("vxlan"),
-                format!("network {:?} already uses VNI {vni}", other.name),
-            ));
-        }
-        // Tunnels on one port share its socket when they bind the same address; 0.0.0.0
-        // and a specific address cannot both be bound on one port.
-        let overlapping =
-            vx.plan.local != local && (vx.plan.local.is_unspecified() || local.is_unspecified());
-        if vx.plan.port == port && overlapping {
-            return Err(DaemonError::conflict(
-                Some("vxlan_port"),
-                format!(
-                    "network {:?} has its VXLAN socket on {}:{port}: a tunnel on that port must \
-                     bind the same address (give --vxlan-local {}) or use another --vxlan-port",
-                    other.name, vx.plan.local, vx.plan.local
-                ),
-            ));
-        }
-    }
-    Ok(Some(VxlanPlan {
-        vni,
-        local,
-        port,
-        peers,
-    }))
+/// A network and its VXLAN tunnel, for the `fdb add/del` requests that need both.
+fn tunnel_of<'a>(
+    st: &'a Networks,
+    network: &str,
+) -> Result<(&'a Network, &'a crate::runtime::ports::vxlan::VxlanLive), DaemonError> {
+    let net = st
+        .get(network)
+        .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+    let vx = net.live.vxlan.as_ref().ok_or_else(|| {
+        DaemonError::invalid(
+            "network",
+            format!("network {network:?} has no VXLAN tunnel (create it with --vxlan)"),
+        )
+    })?;
+    Ok((net, vx))
 }
 
 /// Every port published on this daemon, with its network and endpoint.
-fn published_ports(st: &BTreeMap<String, Network>) -> Vec<ports::Taken> {
+fn published_ports(st: &Networks) -> Vec<ports::Taken> {
     st.values()
         .flat_map(|n| {
             n.endpoints.values().flat_map(move |e| {
                 e.published.iter().map(move |p| ports::Taken {
-                    network: n.name.clone(),
-                    endpoint: e.name.clone(),
+                    network: n.spec.name.clone(),
+                    endpoint: e.spec.name.clone(),
                     mapping: p.mapping.clone(),
                 })
             })
@@ -1124,17 +1325,6 @@ fn no_publish_on_internal(network: &str) -> DaemonError {
     )
 }
 
-async fn remove_host_link(name: &str) {
-    match netns::host_handle() {
-        Ok(h) => {
-            if let Err(e) = netns::delete_link(&h, name).await {
-                tracing::warn!(link = name, error = %e, "could not delete veth host end");
-            }
-        }
-        Err(e) => tracing::warn!(link = name, error = %e, "no netlink handle to delete veth"),
-    }
-}
-
 /// Every IPv4 route and address subnet of the daemon's namespace except default routes.
 async fn host_routes() -> Vec<IpNet> {
     let Ok(h) = netns::host_handle() else {
@@ -1146,633 +1336,6 @@ async fn host_routes() -> Vec<IpNet> {
         .into_iter()
         .filter(|n| n.prefix_len() > 0)
         .collect()
-}
-
-fn valid_name(field: &str, s: &str) -> Result<(), DaemonError> {
-    let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if s.is_empty() || s.len() > 64 || !ok_first || !ok_rest {
-        return Err(DaemonError::invalid(
-            field,
-            format!("{s:?} is not a valid name (1-64 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"),
-        ));
-    }
-    Ok(())
-}
-
-/// A DNS name as an alias: dot-separated labels of letters, digits, '-' and '_'.
-fn valid_dns_name(field: &str, s: &str) -> Result<(), DaemonError> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !ok {
-        return Err(DaemonError::invalid(
-            field,
-            format!("{s:?} is not a valid DNS name (labels of letters, digits, '-', '_')"),
-        ));
-    }
-    Ok(())
-}
-
-fn plan_network(
-    req: &NetworkCreate,
-    existing: &BTreeMap<String, Network>,
-    host_routes: &[IpNet],
-    underlay_mtu: Option<u32>,
-) -> Result<NetworkPlan, DaemonError> {
-    valid_name("name", &req.name)?;
-    if existing.contains_key(&req.name) {
-        return Err(DaemonError::conflict(
-            Some("name"),
-            format!("a network named {:?} already exists", req.name),
-        ));
-    }
-    let subnet = match &req.subnet {
-        Some(s) => {
-            let net: IpNet = s.parse().map_err(|_| {
-                DaemonError::invalid("subnet", format!("{s:?} is not a CIDR such as 10.1.0.0/24"))
-            })?;
-            let IpNet::V4(v4) = net else {
-                return Err(DaemonError::invalid(
-                    "subnet",
-                    "IPv6 subnets are not supported yet",
-                ));
-            };
-            if v4.prefix_len() > 30 || v4.prefix_len() < 8 {
-                return Err(DaemonError::invalid(
-                    "subnet",
-                    format!("prefix /{} out of range (8 to 30)", v4.prefix_len()),
-                ));
-            }
-            let v4 = v4.trunc();
-            if let Some(other) = existing.values().find(|n| overlaps(n.subnet, v4)) {
-                return Err(DaemonError::conflict(
-                    Some("subnet"),
-                    format!("{v4} overlaps network {:?} ({})", other.name, other.subnet),
-                ));
-            }
-            v4
-        }
-        None => {
-            let mut taken: Vec<IpNet> = host_routes.to_vec();
-            taken.extend(existing.values().map(|n| IpNet::V4(n.subnet)));
-            pick_free_subnet(&taken).ok_or_else(|| {
-                DaemonError::conflict(Some("subnet"), "no free /24 left in the default pools")
-            })?
-        }
-    };
-    let gateway = match &req.gateway {
-        Some(g) => {
-            let ip: Ipv4Addr = g.parse().map_err(|_| {
-                DaemonError::invalid("gateway", format!("{g:?} is not an IPv4 address"))
-            })?;
-            if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                return Err(DaemonError::invalid(
-                    "gateway",
-                    format!("{ip} is not a host address of {subnet}"),
-                ));
-            }
-            ip
-        }
-        None => first_host(subnet),
-    };
-    let vxlan = plan_vxlan(req, existing)?;
-    // Over VXLAN the inner frame, its Ethernet header and 36 bytes of outer headers must fit
-    // the underlay's MTU: 50 bytes of overhead, never fragmented.
-    let overhead = VXLAN_IPV4_OVERHEAD as u32;
-    let underlay_mtu = underlay_mtu.filter(|_| vxlan.is_some());
-    let mtu = match (req.mtu, &vxlan) {
-        (Some(m), _) => m,
-        (None, Some(_)) => underlay_mtu.unwrap_or(DEFAULT_MTU).saturating_sub(overhead),
-        (None, None) => DEFAULT_MTU,
-    };
-    if !(576..=65_000).contains(&mtu) {
-        return Err(DaemonError::invalid(
-            "mtu",
-            format!("{mtu} out of range (576 to 65000)"),
-        ));
-    }
-    if let Some(u) = underlay_mtu {
-        if mtu + overhead > u {
-            return Err(DaemonError::invalid(
-                "mtu",
-                format!(
-                    "{mtu} does not fit the VXLAN underlay (MTU {u} minus {overhead} bytes of \
-                     encapsulation: at most {})",
-                    u.saturating_sub(overhead)
-                ),
-            ));
-        }
-    }
-    let aging = req.aging.unwrap_or(DEFAULT_AGING_SECS);
-    if aging == 0 || aging > 1_000_000 {
-        return Err(DaemonError::invalid(
-            "aging",
-            format!("{aging} out of range (1 to 1000000 seconds)"),
-        ));
-    }
-    let max_macs = req.max_macs_per_port.unwrap_or(DEFAULT_MAX_MACS);
-    if max_macs == 0 || max_macs > 1_000_000 {
-        return Err(DaemonError::invalid(
-            "max_macs_per_port",
-            format!("{max_macs} out of range (1 to 1000000)"),
-        ));
-    }
-    if req.host_loopback && req.internal {
-        return Err(DaemonError::invalid(
-            "host_loopback",
-            "an internal network has no egress, so no host loopback either",
-        ));
-    }
-    let mut flow_limits = FlowLimits::default();
-    for (field, value, slot) in [
-        (
-            "max_flows_per_endpoint",
-            req.max_flows_per_endpoint,
-            &mut flow_limits.max_per_endpoint,
-        ),
-        ("max_flows", req.max_flows, &mut flow_limits.max_total),
-    ] {
-        if let Some(v) = value {
-            if v == 0 || v > MAX_FLOWS {
-                return Err(DaemonError::invalid(
-                    field,
-                    format!("{v} out of range (1 to {MAX_FLOWS})"),
-                ));
-            }
-            *slot = v;
-        }
-    }
-    Ok(NetworkPlan {
-        name: req.name.clone(),
-        subnet,
-        gateway,
-        mtu,
-        internal: req.internal,
-        host_loopback: req.host_loopback,
-        flow_limits,
-        aging,
-        max_macs,
-        vxlan,
-        underlay_mtu,
-    })
-}
-
-fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
-}
-
-fn first_host(n: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(n.network()).saturating_add(1))
-}
-
-fn build_network(p: NetworkPlan, dns: &Dns) -> Result<Network, DaemonError> {
-    let switch = Switch::new(
-        p.name.clone(),
-        SwitchConfig {
-            mtu: u16::try_from(p.mtu).unwrap_or(u16::MAX),
-            aging_ms: p.aging.saturating_mul(1000),
-            max_macs_per_port: p.max_macs as usize,
-        },
-    );
-    let ager = driver::spawn_ager(switch.clone());
-    let gateway = match start_gateway(&p, &switch, dns) {
-        Ok(g) => g,
-        Err(e) => {
-            ager.abort();
-            return Err(e);
-        }
-    };
-    let vxlan = match p
-        .vxlan
-        .as_ref()
-        .map(|v| start_vxlan(&p, v, &switch, &gateway))
-    {
-        Some(Err(e)) => {
-            ager.abort();
-            gateway.stop();
-            return Err(e);
-        }
-        Some(Ok(vx)) => Some(vx),
-        None => None,
-    };
-    Ok(Network {
-        gw: gateway,
-        vxlan,
-        ipam: Ipam::new(p.subnet, p.gateway),
-        name: p.name,
-        subnet: p.subnet,
-        gateway: p.gateway,
-        mtu: p.mtu,
-        internal: p.internal,
-        host_loopback: p.host_loopback,
-        flow_limits: p.flow_limits,
-        aging: p.aging,
-        max_macs: p.max_macs,
-        switch,
-        ager,
-        endpoints: BTreeMap::new(),
-        reserved: BTreeSet::new(),
-        remote_names: Vec::new(),
-    })
-}
-
-/// The gateway: a port on the switch served by the router's userspace interface (ARP, ICMP
-/// echo and DNS on port 53 for the gateway address). Its MAC follows the endpoints' scheme
-/// (02:42 and the address), so it is unique on the network.
-fn start_gateway(p: &NetworkPlan, switch: &Arc<Switch>, dns: &Dns) -> Result<Gateway, DaemonError> {
-    let io = |context: &'static str| {
-        move |source| DaemonError::Io {
-            context: context.to_string(),
-            source,
-        }
-    };
-    let o = p.gateway.octets();
-    let mac = MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]]);
-    // The gateway takes TCP super-frames whole (the TCP relay handles them as single
-    // segments); UDP GSO frames are cut by the switch.
-    let caps = netyard_switch::PortCaps {
-        vnet_hdr: true,
-        gso_tcp: true,
-        gso_udp: false,
-    };
-    let (port, peer) =
-        netyard_switch::sys::MemPort::pair(caps).map_err(io("creating the gateway port"))?;
-    let sp = switch.add_port("gateway", Box::new(port));
-    let driver_task = match driver::spawn_port(switch.clone(), sp.clone()) {
-        Ok(t) => t,
-        Err(e) => {
-            switch.remove_port(sp.id);
-            return Err(io("starting the gateway port")(e));
-        }
-    };
-    let svc: Arc<dyn netyard_router::gateway::DnsService> =
-        Arc::new(dnsd::GatewayDns::new(dns, &p.name, p.internal));
-    let cfg = netyard_router::gateway::GatewayConfig {
-        ip: p.gateway,
-        prefix_len: p.subnet.prefix_len(),
-        mac: mac.0,
-        mtu: p.mtu as usize,
-        egress: !p.internal,
-        flow_limits: p.flow_limits,
-        host_loopback: p.host_loopback,
-    };
-    let direct = netyard_router::uplink::Direct {
-        switch: switch.clone(),
-        port: sp.clone(),
-    };
-    let gw = match netyard_router::gateway::start(cfg, peer, Some(svc), Some(direct)) {
-        Ok(t) => t,
-        Err(e) => {
-            driver_task.abort();
-            switch.remove_port(sp.id);
-            return Err(io("starting the gateway")(e));
-        }
-    };
-    Ok(Gateway {
-        mac,
-        port: sp,
-        tasks: vec![driver_task, gw.task],
-        egress: gw.egress,
-        publisher: gw.publisher,
-    })
-}
-
-/// A network and its VXLAN tunnel, for the `fdb add/del` requests that need both.
-fn tunnel_of<'a>(
-    st: &'a BTreeMap<String, Network>,
-    network: &str,
-) -> Result<(&'a Network, &'a Vxlan), DaemonError> {
-    let net = st
-        .get(network)
-        .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-    let vx = net.vxlan.as_ref().ok_or_else(|| {
-        DaemonError::invalid(
-            "network",
-            format!("network {network:?} has no VXLAN tunnel (create it with --vxlan)"),
-        )
-    })?;
-    Ok((net, vx))
-}
-
-/// The VXLAN tunnel port: a UDP socket of the daemon's namespace on `local:port`, added to the
-/// switch as port "vxlan" with its own driver. On a network that spans hosts every host has a
-/// gateway with the same address and MAC, so that MAC is pinned (static) to the local gateway
-/// port: a remote gateway's frames never move it into the tunnel.
-fn start_vxlan(
-    p: &NetworkPlan,
-    v: &VxlanPlan,
-    switch: &Arc<Switch>,
-    gw: &Gateway,
-) -> Result<Vxlan, DaemonError> {
-    let table = Arc::new(RemoteTable::new(
-        p.aging.saturating_mul(1000),
-        p.max_macs as usize,
-        v.peers.clone(),
-    ));
-    let cfg = VxlanConfig {
-        vni: v.vni,
-        local: v.local,
-        port: v.port,
-        mtu: u16::try_from(p.mtu).unwrap_or(u16::MAX),
-        epoch: switch.epoch(),
-    };
-    let port = VxlanPort::open(cfg, table.clone()).map_err(|e| match &e {
-        VxlanError::Bind { source, .. } if source.raw_os_error() == Some(libc::EADDRINUSE) => {
-            DaemonError::conflict(
-                Some("vxlan_port"),
-                format!("{e}: the address and port are in use"),
-            )
-        }
-        VxlanError::Bind { source, .. } if source.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
-            DaemonError::invalid(
-                "vxlan_local",
-                format!("{} is not an address of this host", v.local),
-            )
-        }
-        VxlanError::VniTaken { .. } => DaemonError::conflict(Some("vxlan"), &e),
-        _ => DaemonError::Io {
-            context: format!("opening the VXLAN tunnel of {:?}", p.name),
-            source: std::io::Error::new(
-                e.io()
-                    .map_or(std::io::ErrorKind::Other, std::io::Error::kind),
-                e.to_string(),
-            ),
-        },
-    })?;
-    let flow_source_ports = port.flow_ports();
-    if !flow_source_ports {
-        tracing::warn!(
-            network = %p.name,
-            "no source port of 49152-65535 could be bound: VXLAN datagrams leave from port {} \
-             instead of a per-flow source port",
-            v.port
-        );
-    }
-    let sp = switch.add_port("vxlan", Box::new(port));
-    let task = match driver::spawn_port(switch.clone(), sp.clone()) {
-        Ok(t) => t,
-        Err(e) => {
-            switch.remove_port(sp.id);
-            return Err(DaemonError::Io {
-                context: "starting the VXLAN port".to_string(),
-                source: e,
-            });
-        }
-    };
-    switch.fdb.add_static(gw.mac, gw.port.id);
-    tracing::info!(network = %p.name, vni = v.vni, local = %v.local, port = v.port,
-        peers = ?v.peers, mtu = p.mtu, "VXLAN tunnel up");
-    Ok(Vxlan {
-        plan: v.clone(),
-        underlay_mtu: p.underlay_mtu,
-        flow_source_ports,
-        table,
-        port: sp,
-        task,
-    })
-}
-
-fn plan_endpoint(net: &mut Network, req: &EndpointCreate) -> Result<EndpointPlan, DaemonError> {
-    valid_name("name", &req.name)?;
-    if net.endpoints.contains_key(&req.name) || net.reserved.contains(&req.name) {
-        return Err(DaemonError::conflict(
-            Some("name"),
-            format!(
-                "an endpoint named {:?} is already attached to network {:?}",
-                req.name, net.name
-            ),
-        ));
-    }
-    let (target, netns_label) = match (&req.netns, req.pid) {
-        (Some(_), Some(_)) => {
-            return Err(DaemonError::invalid(
-                "netns",
-                "give either netns or pid, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(DaemonError::invalid(
-                "netns",
-                "missing: give the namespace path (netns) or a process id (pid)",
-            ))
-        }
-        (Some(path), None) => {
-            if path.is_empty() {
-                return Err(DaemonError::invalid("netns", "empty path"));
-            }
-            let t =
-                NsTarget::from_paths(PathBuf::from(path), req.userns.as_ref().map(PathBuf::from))
-                    .map_err(|e| DaemonError::invalid("netns", e))?;
-            (t, path.clone())
-        }
-        (None, Some(pid)) => {
-            if pid <= 0 {
-                return Err(DaemonError::invalid(
-                    "pid",
-                    format!("{pid} is not a process id"),
-                ));
-            }
-            let t = NsTarget::from_pid(pid.unsigned_abs())
-                .map_err(|e| DaemonError::invalid("pid", e))?;
-            (t, format!("/proc/{pid}/ns/net"))
-        }
-    };
-    let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
-    if ifname.is_empty()
-        || ifname.len() > 15
-        || ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        || ifname == "."
-        || ifname == ".."
-    {
-        return Err(DaemonError::invalid(
-            "ifname",
-            format!(
-                "{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
-            ),
-        ));
-    }
-    let kind = match req.kind.as_deref().unwrap_or("tap") {
-        "tap" => Kind::Tap,
-        "veth" => Kind::Veth,
-        other => {
-            return Err(DaemonError::invalid(
-                "kind",
-                format!("{other:?} is not a port kind (tap or veth)"),
-            ))
-        }
-    };
-    let ip = match &req.ip {
-        Some(s) => {
-            let ip: Ipv4Addr = s
-                .parse()
-                .map_err(|_| DaemonError::invalid("ip", format!("{s:?} is not an IPv4 address")))?;
-            net.ipam.check(ip).map_err(|e| match e {
-                crate::ipam::IpamError::InUse(_) => DaemonError::conflict(Some("ip"), e),
-                _ => DaemonError::invalid("ip", e),
-            })?;
-            ip
-        }
-        None => {
-            // Peek at the next free address without consuming the cursor twice: take it now
-            // and give it back to the caller, which takes it again under the same lock.
-            let ip = net
-                .ipam
-                .next_free()
-                .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
-            net.ipam.release(ip);
-            ip
-        }
-    };
-    let mac = match &req.mac {
-        Some(s) => {
-            let m: MacAddr = s.parse().map_err(|e| DaemonError::invalid("mac", e))?;
-            if m.is_multicast() || m.is_zero() {
-                return Err(DaemonError::invalid(
-                    "mac",
-                    format!("{m} is not a unicast address"),
-                ));
-            }
-            m
-        }
-        // Docker's scheme: 02:42 followed by the IPv4 address, unique on the network.
-        None => {
-            let o = ip.octets();
-            MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
-        }
-    };
-    if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
-        return Err(DaemonError::conflict(
-            Some("mac"),
-            format!("{mac} is already used on network {:?}", net.name),
-        ));
-    }
-    if let Some(vx) = &net.vxlan {
-        let remote = vx
-            .table
-            .entries(0)
-            .into_iter()
-            .find(|e| e.mac == mac && e.is_static);
-        if let Some(r) = remote {
-            return Err(DaemonError::conflict(
-                Some("mac"),
-                format!(
-                    "{mac} has a static remote entry (behind {}) on network {:?}: remove it \
-                     with `fdb del` first",
-                    r.vtep, net.name
-                ),
-            ));
-        }
-    }
-    let mut aliases = Vec::new();
-    for (i, a) in req.aliases.iter().enumerate() {
-        valid_dns_name(&format!("aliases[{i}]"), a)?;
-        if !aliases.contains(a) && a != &req.name {
-            aliases.push(a.clone());
-        }
-    }
-    let ns_key = dnsd::ns_key(&target).map_err(|e| DaemonError::invalid("netns", e))?;
-    Ok(EndpointPlan {
-        aliases,
-        ns_key,
-        internal: net.internal,
-        network: net.name.clone(),
-        name: req.name.clone(),
-        target,
-        netns_label,
-        ip,
-        prefix_len: net.subnet.prefix_len(),
-        gateway: net.gateway,
-        mtu: net.mtu,
-        mac,
-        ifname,
-        kind,
-        offload: req.offload.unwrap_or(true),
-    })
-}
-
-/// Creates and configures the endpoint's device; returns the port and the host-side
-/// interface to remove at detach (veth only). Cleans up after itself on failure.
-async fn build_port(p: &EndpointPlan) -> Result<(Box<dyn Port>, Option<String>), DaemonError> {
-    let ns_err = |source| DaemonError::Namespace {
-        name: p.name.clone(),
-        source,
-    };
-    let port_err = |source| DaemonError::Port {
-        name: p.name.clone(),
-        source,
-    };
-    match p.kind {
-        Kind::Tap => {
-            let req = NsOpenRequest::tap(p.ifname.clone(), p.offload);
-            let fds = netns::open_in_ns(&p.target, req).await.map_err(ns_err)?;
-            let tap_fd = fds.fds.into_iter().next().ok_or_else(|| DaemonError::Io {
-                context: format!("attaching {:?}", p.name),
-                source: std::io::Error::other("namespace helper returned no TAP descriptor"),
-            })?;
-            let port = TapPort::from_fd(tap_fd, p.ifname.clone(), p.offload).map_err(port_err)?;
-            configure(p, fds.netlink).await.map_err(ns_err)?;
-            Ok((Box::new(port), None))
-        }
-        Kind::Veth => {
-            let host = netns::host_handle().map_err(ns_err)?;
-            let fds = netns::open_in_ns(&p.target, NsOpenRequest::netlink_only())
-                .await
-                .map_err(ns_err)?;
-            let host_name = format!("ny{:08x}", rand::random::<u32>());
-            netns::create_veth(&host, &host_name, &p.target, &p.ifname, p.mtu)
-                .await
-                .map_err(ns_err)?;
-            let result: Result<Box<dyn Port>, DaemonError> = async {
-                configure(p, fds.netlink).await.map_err(ns_err)?;
-                let port = PacketPort::open(&host_name, p.offload).map_err(port_err)?;
-                Ok(Box::new(port) as Box<dyn Port>)
-            }
-            .await;
-            match result {
-                Ok(port) => Ok((port, Some(host_name))),
-                Err(e) => {
-                    let _ = netns::delete_link(&host, &host_name).await;
-                    Err(e)
-                }
-            }
-        }
-    }
-}
-
-/// Configures the endpoint's interface inside its namespace, through the namespace's own
-/// netlink socket: MAC, MTU, address, up, `lo` up, default route via the gateway.
-async fn configure(p: &EndpointPlan, nl: netns::NetlinkFd) -> Result<(), crate::netns::NetnsError> {
-    let handle = nl.into_handle()?;
-    netns::configure_endpoint(
-        &handle,
-        &p.ifname,
-        p.mac.0,
-        p.mtu,
-        IpAddr::V4(p.ip),
-        p.prefix_len,
-        Some(IpAddr::V4(p.gateway)),
-    )
-    .await
-}
-
-impl std::fmt::Debug for EndpointPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointPlan")
-            .field("network", &self.network)
-            .field("name", &self.name)
-            .field("ip", &self.ip)
-            .finish()
-    }
 }
 
 // ---- Hooks of the etcd registry (src/cluster.rs): each takes the state lock briefly. ----
@@ -1790,25 +1353,13 @@ impl Daemon {
         network: &str,
         skip: &BTreeSet<Ipv4Addr>,
     ) -> Result<Ipv4Addr, DaemonError> {
-        let mut st = self.state.lock().await;
+        let st = self.state.lock().await;
         let net = st
-            .get_mut(network)
+            .get(network)
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-        let size = 1u64 << (32 - u32::from(net.subnet.prefix_len()));
-        for _ in 0..size {
-            let ip = net
-                .ipam
-                .next_free()
-                .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
-            net.ipam.release(ip);
-            if !skip.contains(&ip) {
-                return Ok(ip);
-            }
-        }
-        Err(DaemonError::conflict(
-            Some("ip"),
-            format!("no free address left in {}", net.subnet),
-        ))
+        net.ipam
+            .peek_free_except(skip)
+            .map_err(|e| DaemonError::conflict(Some("ip"), e))
     }
 
     /// Marks an address another node claimed as in use here. False if the network is unknown.
@@ -1828,7 +1379,7 @@ impl Daemon {
     pub(crate) async fn ipam_release_remote(&self, network: &str, ip: Ipv4Addr) {
         let mut st = self.state.lock().await;
         if let Some(net) = st.get_mut(network) {
-            if !net.endpoints.values().any(|e| e.ip == ip) {
+            if !net.endpoints.values().any(|e| e.spec.ip == ip) {
                 net.ipam.release(ip);
             }
         }
@@ -1846,14 +1397,14 @@ impl Daemon {
         let Some(net) = st.get(network) else {
             return false;
         };
-        let Some(vx) = &net.vxlan else {
+        let Some(vx) = &net.live.vxlan else {
             return false;
         };
-        if net.endpoints.values().any(|e| e.mac == mac) || net.gw.mac == mac {
+        if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gw.mac == mac {
             return false;
         }
         vx.table.add_static(mac, vtep);
-        net.switch.fdb.add_static(mac, vx.port.id);
+        net.live.switch.fdb.add_static(mac, vx.port.id);
         true
     }
 
@@ -1861,9 +1412,9 @@ impl Daemon {
     pub(crate) async fn clear_remote_static(&self, network: &str, mac: MacAddr) {
         let st = self.state.lock().await;
         if let Some(net) = st.get(network) {
-            if let Some(vx) = &net.vxlan {
+            if let Some(vx) = &net.live.vxlan {
                 vx.table.remove(&mac);
-                net.switch.fdb.remove_static(&mac, vx.port.id);
+                net.live.switch.fdb.remove_static(&mac, vx.port.id);
             }
         }
     }
@@ -1872,12 +1423,15 @@ impl Daemon {
     /// VTEPs). False if the network has no tunnel.
     pub(crate) async fn set_cluster_peers(&self, network: &str, extra: &[Ipv4Addr]) -> bool {
         let st = self.state.lock().await;
-        let Some(vx) = st.get(network).and_then(|n| n.vxlan.as_ref()) else {
+        let Some(net) = st.get(network) else {
             return false;
         };
-        let mut peers = vx.plan.peers.clone();
+        let (Some(vx), Some(vs)) = (&net.live.vxlan, &net.spec.vxlan) else {
+            return false;
+        };
+        let mut peers = vs.peers.clone();
         for p in extra {
-            if !peers.contains(p) && *p != vx.plan.local {
+            if !peers.contains(p) && *p != vs.local {
                 peers.push(*p);
             }
         }
@@ -1893,7 +1447,7 @@ impl Daemon {
     ) -> Option<(Ipv4Addr, MacAddr)> {
         let st = self.state.lock().await;
         let ep = st.get(network)?.endpoints.get(name)?;
-        Some((ep.ip, ep.mac))
+        Some((ep.spec.ip, ep.spec.mac))
     }
 
     /// Does this daemon have endpoints (or attaches in progress) on `network`?

@@ -235,3 +235,10 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// The answer of `POST /v1/system/reset`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResetReport {
+    pub networks_removed: usize,
+    pub endpoints_removed: usize,
+}

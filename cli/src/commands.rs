@@ -11,7 +11,7 @@ use crate::model::{
 };
 use crate::portspec::format_ports;
 use crate::table::render;
-use crate::{nsexec, AttachArgs, NetworkCommand, RunArgs};
+use crate::{nsexec, AttachArgs, NetworkCommand, RunArgs, SystemCommand};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -594,4 +594,47 @@ pub async fn flows(c: &ApiClient, json: bool) -> Result<i32, CliError> {
         )
     );
     Ok(0)
+}
+
+/// What the daemon answers to `POST /v1/system/reset`.
+#[derive(Debug, serde::Deserialize)]
+struct ResetAnswer {
+    networks_removed: u64,
+    endpoints_removed: u64,
+}
+
+/// "1 network", "3 endpoints".
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("{n} {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// `netyard system reset`: the daemon removes every network and endpoint and its saved state.
+pub async fn system(c: &ApiClient, cmd: SystemCommand) -> Result<i32, CliError> {
+    match cmd {
+        SystemCommand::Reset => {
+            let r: ResetAnswer = decode(c.post("/v1/system/reset", &serde_json::json!({})).await?)?;
+            println!(
+                "removed {} and {}",
+                count(r.networks_removed, "network"),
+                count(r.endpoints_removed, "endpoint")
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(count(0, "network"), "0 networks");
+        assert_eq!(count(1, "network"), "1 network");
+        assert_eq!(count(3, "endpoint"), "3 endpoints");
+    }
 }

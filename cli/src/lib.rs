@@ -110,6 +110,16 @@ pub enum Command {
     Run(RunArgs),
     /// Start an embedded daemon with a demo network and two namespaces that ping each other.
     Demo(DemoArgs),
+    /// The daemon as a whole.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove every network and endpoint and forget the saved state: the daemon starts over
+    /// empty, as on its first run.
+    Reset,
 }
 
 #[derive(Debug, Args)]
@@ -117,9 +127,14 @@ pub struct DaemonArgs {
     /// TOML file declaring networks and endpoints to create at start-up.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory for the daemon's state (default /run/netyard or $XDG_RUNTIME_DIR/netyard).
+    /// Where the daemon keeps its state (default /var/lib/netyard as root,
+    /// $XDG_STATE_HOME/netyard or ~/.local/state/netyard otherwise). One daemon per directory.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Keep no state, make no device persistent, remove everything on exit (tests, demos,
+    /// benchmarks).
+    #[arg(long, conflicts_with = "state_dir")]
+    pub ephemeral: bool,
     /// Upstream DNS server for names outside netyard (repeatable, at most 3; default: the
     /// host's /etc/resolv.conf). Queried from the daemon's namespace, so loopback works.
     #[arg(long, value_name = "ADDR[:PORT]")]
@@ -309,7 +324,39 @@ pub fn default_api_path() -> PathBuf {
     default_state_dir().join("api.sock")
 }
 
-/// /run/netyard as root, $XDG_RUNTIME_DIR/netyard (or /tmp/netyard-UID) otherwise.
+/// Where the daemon keeps its state when `--state-dir` is not given: /var/lib/netyard as root;
+/// otherwise $XDG_STATE_HOME/netyard, or ~/.local/state/netyard (the XDG default), with the
+/// home directory from $HOME or else the user database. Only a user with no home at all gets a
+/// directory under the runtime one, which does not survive a reboot.
+pub fn default_persistent_state_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/var/lib/netyard");
+    }
+    // The XDG spec says relative values are invalid and to be ignored.
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+        if d.is_absolute() {
+            return d.join("netyard");
+        }
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .or_else(|| {
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+                .filter(|h| h.is_absolute())
+        });
+    match home {
+        Some(h) => h.join(".local/state/netyard"),
+        None => default_state_dir().join("state"),
+    }
+}
+
+/// The API socket's directory: /run/netyard as root, $XDG_RUNTIME_DIR/netyard (or
+/// /tmp/netyard-UID) otherwise.
 pub fn default_state_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/run/netyard");
@@ -317,5 +364,48 @@ pub fn default_state_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("netyard"),
         _ => PathBuf::from(format!("/tmp/netyard-{}", nix::unistd::geteuid())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(args: &[&str]) -> Result<DaemonArgs, clap::Error> {
+        let cli = Cli::try_parse_from([&["netyard", "daemon"], args].concat())?;
+        match cli.command {
+            Command::Daemon(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ephemeral_and_state_dir_exclude_each_other() {
+        let a = daemon(&["--ephemeral"]).expect("--ephemeral");
+        assert!(a.ephemeral && a.state_dir.is_none());
+        let a = daemon(&["--state-dir", "/tmp/x"]).expect("--state-dir");
+        assert!(!a.ephemeral);
+        assert_eq!(a.state_dir, Some(PathBuf::from("/tmp/x")));
+        let e = daemon(&["--ephemeral", "--state-dir", "/tmp/x"]).expect_err("both");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn system_reset_parses() {
+        let cli = Cli::try_parse_from(["netyard", "system", "reset"]).expect("parse");
+        assert!(matches!(cli.command, Command::System(SystemCommand::Reset)));
+        assert!(Cli::try_parse_from(["netyard", "system"]).is_err());
+    }
+
+    #[test]
+    fn the_persistent_default_is_absolute_and_not_the_socket_dir() {
+        let d = default_persistent_state_dir();
+        assert!(d.is_absolute(), "{}", d.display());
+        assert!(
+            d.ends_with("netyard") || d.ends_with("state"),
+            "{}",
+            d.display()
+        );
+        assert_ne!(d, default_state_dir());
     }
 }

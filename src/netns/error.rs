@@ -5,6 +5,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use super::TapMode;
+
 /// Why entering a namespace or configuring an interface failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -153,16 +155,62 @@ pub enum NetnsError {
         source: io::Error,
     },
 
-    /// Creating the TAP device inside the namespace failed.
-    #[error("creating TAP device {ifname} in {}: {source}", .netns.display())]
+    /// Creating, or reopening, the TAP device inside the namespace failed.
+    #[error("{} TAP device {ifname} in {}: {source}", tap_action(*.mode), .netns.display())]
     CreateTap {
         /// The TAP's name.
         ifname: String,
         /// The network namespace.
         netns: PathBuf,
+        /// How it was to be opened.
+        mode: TapMode,
         /// What the kernel said (EPERM on /dev/net/tun: its mode is not 0666; EBUSY: a TAP of
-        /// that name is already open).
+        /// that name is already open; EINVAL: an interface of that name is no TAP).
         source: io::Error,
+    },
+
+    /// Reopening a persistent TAP failed because there is none of that name (the container,
+    /// or someone in it, deleted it; a new one was not made in its place).
+    #[error(
+        "TAP {ifname} does not exist in {} (reopening a persistent TAP)",
+        .netns.display()
+    )]
+    TapNotFound {
+        /// The TAP's name.
+        ifname: String,
+        /// The network namespace.
+        netns: PathBuf,
+    },
+
+    /// Creating a persistent TAP failed because an interface of that name exists (it is never
+    /// taken over: it may be another endpoint's persistent TAP).
+    #[error(
+        "TAP {ifname} not created in {}: an interface of that name exists (creating a \
+         persistent TAP)",
+        .netns.display()
+    )]
+    TapExists {
+        /// The TAP's name.
+        ifname: String,
+        /// The network namespace.
+        netns: PathBuf,
+    },
+
+    /// Reading a process's start time (`/proc/PID/stat`) failed: the process is gone, or the
+    /// file is unreadable.
+    #[error("reading the start time of process {pid} (/proc/{pid}/stat): {source}")]
+    ProcStat {
+        /// The process.
+        pid: u32,
+        /// What went wrong.
+        source: io::Error,
+    },
+
+    /// The process exited, or its pid was reused, while its namespace was being identified.
+    #[error("process {pid} exited or was replaced while its network namespace was identified")]
+    ProcessChanged {
+        /// The process.
+        pid: u32,
     },
 
     /// Creating or binding a socket inside the namespace failed.
@@ -335,5 +383,14 @@ fn join_netns_hint(joined_userns: bool, source: &io::Error) -> &'static str {
          pass --userns PATH or --pid PID)"
     } else {
         ""
+    }
+}
+
+/// What opening a TAP in `mode` does, for [`NetnsError::CreateTap`].
+fn tap_action(mode: TapMode) -> &'static str {
+    match mode {
+        TapMode::Ephemeral => "creating",
+        TapMode::Persistent => "creating persistent",
+        TapMode::Reopen => "reopening persistent",
     }
 }

@@ -10,12 +10,17 @@
 //!   [`configure_endpoint`]). In the rootless case the kernel checks both the socket's
 //!   credentials (made inside the container's user namespace, so privileged there) and the
 //!   sender's (the daemon's user owns that user namespace, so it is privileged there too).
-//! - optionally a TAP device ([`NsOpen::Tap`]), which lives as long as its descriptor, and
-//!   sockets bound inside the namespace ([`NsOpen::UdpBind`], [`NsOpen::TcpListen`], for the
-//!   DNS resolver).
+//! - optionally a TAP device ([`NsOpen::Tap`]), which lives as long as its descriptor, or,
+//!   made [`TapMode::Persistent`], until it is deleted or its namespace dies, so that a
+//!   restarted daemon can [`TapMode::Reopen`] it by name; and sockets bound inside the
+//!   namespace ([`NsOpen::UdpBind`], [`NsOpen::TcpListen`], for the DNS resolver).
 //!
 //! veth pairs ([`create_veth`]) are made from the daemon's namespace, with the peer created
 //! directly in the target; they need CAP_NET_ADMIN there, so a rootless daemon uses TAPs.
+//!
+//! Across a daemon restart, [`identify`] (at attach) and [`check`] (at recovery) tell whether
+//! a recorded netns path still leads to the same namespace, so a recycled pid or a reused name
+//! is never taken for the old container.
 //!
 //! Every `unsafe` block of this module is in `sys`.
 //!
@@ -23,6 +28,7 @@
 
 mod config;
 mod error;
+mod identity;
 mod open;
 mod sys;
 
@@ -34,4 +40,8 @@ pub use config::{
     link_index, underlay_mtu,
 };
 pub use error::NetnsError;
+pub use identity::{check, identify, NsIdentity, NsStatus};
+/// How a TAP is opened ([`NsOpen::Tap`]); the switch crate's type, so the fd goes straight to
+/// `netyard_switch::sys::TapPort::from_fd`.
+pub use netyard_switch::sys::tap::TapMode;
 pub use open::{open_in_ns, NetlinkFd, NsFds, NsOpen, NsOpenRequest, NsTarget};

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::sys::{self, Failure, PreparedOp, Report, Step};
-use super::NetnsError;
+use super::{NetnsError, TapMode};
 
 /// The namespaces of a container: its network namespace, and the user namespace that owns
 /// it when that is not the daemon's own (rootless containers).
@@ -19,7 +19,7 @@ pub struct NsTarget {
 
 /// The kinds of namespace files [`NsTarget`] checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NsKind {
+pub(super) enum NsKind {
     Net,
     User,
 }
@@ -55,7 +55,7 @@ fn ns_type_name(flag: libc::c_int) -> &'static str {
 }
 
 /// Opens a namespace file and checks that it is a namespace of the expected kind.
-fn open_ns_file(path: &Path, kind: NsKind) -> Result<OwnedFd, NetnsError> {
+pub(super) fn open_ns_file(path: &Path, kind: NsKind) -> Result<OwnedFd, NetnsError> {
     let file = File::open(path).map_err(|source| NetnsError::OpenNamespace {
         path: path.to_owned(),
         source,
@@ -152,15 +152,26 @@ impl NsTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NsOpen {
-    /// A TAP device named `ifname` (created, or attached to if a TAP of that name exists and
-    /// is not open), opened `O_NONBLOCK`, without the packet-information prefix, with the
-    /// virtio-net header when `vnet_hdr` is set (offloads: the caller sets the header size and
-    /// TUNSETOFFLOAD on the fd). The device lives as long as the descriptor.
+    /// A TAP device named `ifname`, opened `O_NONBLOCK`, without the packet-information
+    /// prefix, with the virtio-net header when `vnet_hdr` is set (offloads: the caller sets
+    /// the header size and TUNSETOFFLOAD on the fd, e.g. with
+    /// `netyard_switch::sys::TapPort::from_fd`). `mode` decides the device's lifetime:
+    ///
+    /// - [`TapMode::Ephemeral`]: created, or attached to if a TAP of that name exists and is
+    ///   not open; it lives as long as the descriptor.
+    /// - [`TapMode::Persistent`]: created exclusively (an existing interface of that name is
+    ///   [`NetnsError::TapExists`]), owned by the daemon's user as seen inside the namespace's
+    ///   user namespace, and persistent: it outlives the descriptor, so a restarted daemon
+    ///   can reopen it.
+    /// - [`TapMode::Reopen`]: attached to an existing persistent TAP; a missing one is
+    ///   [`NetnsError::TapNotFound`], never created.
     Tap {
         /// The interface name inside the namespace.
         ifname: String,
         /// Open with `IFF_VNET_HDR`.
         vnet_hdr: bool,
+        /// Create, create persistent, or reopen.
+        mode: TapMode,
     },
     /// A non-blocking UDP socket bound to the address (e.g. `127.0.0.11:53` for the DNS
     /// resolver; the address must exist, so bring `lo` up first).
@@ -182,12 +193,18 @@ impl NsOpenRequest {
         NsOpenRequest::default()
     }
 
-    /// The netlink socket and a TAP device.
+    /// The netlink socket and an ephemeral TAP device (it dies with its descriptor).
     pub fn tap(ifname: impl Into<String>, vnet_hdr: bool) -> Self {
+        NsOpenRequest::tap_mode(ifname, vnet_hdr, TapMode::Ephemeral)
+    }
+
+    /// The netlink socket and a TAP device opened as `mode` says (see [`NsOpen::Tap`]).
+    pub fn tap_mode(ifname: impl Into<String>, vnet_hdr: bool, mode: TapMode) -> Self {
         NsOpenRequest {
             items: vec![NsOpen::Tap {
                 ifname: ifname.into(),
                 vnet_hdr,
+                mode,
             }],
         }
     }
@@ -266,11 +283,16 @@ fn prepare(req: &NsOpenRequest) -> Result<Vec<PreparedOp>, NetnsError> {
     req.items
         .iter()
         .map(|item| match item {
-            NsOpen::Tap { ifname, vnet_hdr } => {
+            NsOpen::Tap {
+                ifname,
+                vnet_hdr,
+                mode,
+            } => {
                 validate_ifname(ifname)?;
                 Ok(PreparedOp::Tap {
                     name: ifname.clone(),
                     vnet_hdr: *vnet_hdr,
+                    mode: *mode,
                 })
             }
             NsOpen::UdpBind(addr) => Ok(PreparedOp::Udp((*addr).into())),
@@ -412,11 +434,7 @@ fn failure_error(target: &NsTarget, req: &NsOpenRequest, f: Failure) -> NetnsErr
         },
         Step::Netlink => NetnsError::NetlinkSocket { netns, source },
         Step::Item(i) => match req.items.get(i) {
-            Some(NsOpen::Tap { ifname, .. }) => NetnsError::CreateTap {
-                ifname: ifname.clone(),
-                netns,
-                source,
-            },
+            Some(NsOpen::Tap { ifname, mode, .. }) => tap_error(ifname, *mode, netns, source),
             Some(NsOpen::UdpBind(addr)) => NetnsError::BindSocket {
                 kind: "UDP",
                 addr: *addr,
@@ -436,6 +454,24 @@ fn failure_error(target: &NsTarget, req: &NsOpenRequest, f: Failure) -> NetnsErr
                     format!("failure reported for unknown item {i}"),
                 ),
             },
+        },
+    }
+}
+
+/// The error for a TAP that could not be opened: the two expected refusals get their own
+/// variants, anything else says which mode failed.
+fn tap_error(ifname: &str, mode: TapMode, netns: PathBuf, source: std::io::Error) -> NetnsError {
+    let ifname = ifname.to_owned();
+    match (mode, source.raw_os_error()) {
+        // open_tap_raw's own answer for a name with no persistent TAP behind it.
+        (TapMode::Reopen, Some(libc::ENODEV)) => NetnsError::TapNotFound { ifname, netns },
+        // IFF_TUN_EXCL: the only EBUSY of creating a device.
+        (TapMode::Persistent, Some(libc::EBUSY)) => NetnsError::TapExists { ifname, netns },
+        _ => NetnsError::CreateTap {
+            ifname,
+            netns,
+            mode,
+            source,
         },
     }
 }

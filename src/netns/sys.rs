@@ -23,6 +23,8 @@ use nix::sys::socket::{
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use super::TapMode;
+
 /// Room for an interface name and its terminating NUL, as the kernel's `IFNAMSIZ`.
 pub(super) const IFNAMSIZ: usize = libc::IFNAMSIZ;
 
@@ -33,8 +35,13 @@ const LISTEN_BACKLOG: c_int = 128;
 #[derive(Clone)]
 pub(super) enum PreparedOp {
     /// A TAP device: its name (already validated, so opening it cannot fail on the name and
-    /// build an allocated error) and whether it carries the virtio-net header.
-    Tap { name: String, vnet_hdr: bool },
+    /// build an allocated error), whether it carries the virtio-net header, and how to open
+    /// it.
+    Tap {
+        name: String,
+        vnet_hdr: bool,
+        mode: TapMode,
+    },
     /// A UDP socket bound to the address.
     Udp(RawAddr),
     /// A TCP socket bound to the address, listening.
@@ -198,17 +205,23 @@ fn open_netlink() -> Result<RawFd, i32> {
 
 fn open_op(op: &PreparedOp) -> Result<RawFd, i32> {
     match op {
-        PreparedOp::Tap { name, vnet_hdr } => open_tap(name, *vnet_hdr),
+        PreparedOp::Tap {
+            name,
+            vnet_hdr,
+            mode,
+        } => open_tap(name, *vnet_hdr, *mode),
         PreparedOp::Udp(addr) => open_socket(addr, false),
         PreparedOp::Tcp(addr) => open_socket(addr, true),
     }
 }
 
-/// open(/dev/net/tun) + TUNSETIFF, by the switch crate's allocation-free `open_tap_raw`
-/// (documented fit for a forked child): creates (or attaches to) the TAP named `name` in the
-/// current network namespace.
-fn open_tap(name: &str, vnet_hdr: bool) -> Result<RawFd, i32> {
-    match netyard_switch::sys::tap::open_tap_raw(name, vnet_hdr) {
+/// open(/dev/net/tun) + TUNSETIFF (+ TUNSETOWNER and TUNSETPERSIST for a persistent TAP), by
+/// the switch crate's allocation-free `open_tap_raw` (documented fit for a forked child):
+/// creates, creates persistent, or reopens the TAP named `name` in the current network
+/// namespace. In the forked child, the owner it sets is the daemon's uid as mapped in the
+/// container's user namespace, which is what lets a later child reopen it.
+fn open_tap(name: &str, vnet_hdr: bool, mode: TapMode) -> Result<RawFd, i32> {
+    match netyard_switch::sys::tap::open_tap_raw(name, vnet_hdr, mode) {
         Ok((fd, _name)) => Ok(fd.into_raw_fd()),
         // Kernel errors are plain errnos (no allocation); the name was validated before.
         Err(e) => Err(e.raw_os_error().unwrap_or(libc::EINVAL)),

@@ -319,6 +319,243 @@ async fn bad_targets_and_requests_fail_clearly() {
     }
 }
 
+/// Opens `req` in `target`, retrying while the TAP is busy: a TAP fd just closed may live on
+/// for a moment in a child that another test thread forked (to run `ip`, say) until it execs.
+async fn open_retrying_busy(target: &NsTarget, req: NsOpenRequest) -> Result<NsFds, NetnsError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match open_in_ns(target, req.clone()).await {
+            Err(NetnsError::CreateTap { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `linkinfo.info_data` of `ifname` (`persist`, `user`, `vnet_hdr`...), from `ip -d -j`.
+fn tun_info(ip: impl Fn(&[&str]) -> Value, ifname: &str) -> Value {
+    let links = ip(&["-d", "link", "show", "dev", ifname]);
+    assert_eq!(links[0]["linkinfo"]["info_kind"], "tun", "{links}");
+    links[0]["linkinfo"]["info_data"].clone()
+}
+
+/// A daemon restart as the TAP sees it: a persistent TAP outlives the fd with its
+/// configuration, is never created twice, and is reopened by name with offloads; a missing
+/// one is not silently made anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_tap_outlives_its_fd_and_is_reopened() {
+    use netyard_switch::sys::tap::set_persist;
+    use netyard_switch::sys::TapPort;
+    use netyard_switch::Port;
+
+    let ns = TestNetns::new("ptap");
+    let target = ns.target();
+    let persistent = NsOpenRequest::tap_mode("eth0", true, TapMode::Persistent);
+    assert_eq!(
+        persistent.items,
+        vec![NsOpen::Tap {
+            ifname: "eth0".into(),
+            vnet_hdr: true,
+            mode: TapMode::Persistent
+        }]
+    );
+    let reopen = NsOpenRequest::tap_mode("eth0", true, TapMode::Reopen);
+    let NsFds { netlink, fds } = open_in_ns(&target, persistent.clone())
+        .await
+        .expect("persistent TAP");
+    let handle = netlink.into_handle().expect("handle");
+    let (addr, gw, mac) = random_endpoint();
+    configure_endpoint(&handle, "eth0", mac, 1400, addr.into(), 24, Some(gw.into()))
+        .await
+        .expect("configure_endpoint");
+    let info = tun_info(|a| ns.ip_json(a), "eth0");
+    assert_eq!(info["persist"], true, "{info}");
+    assert_eq!(info["vnet_hdr"], true, "{info}");
+    assert_eq!(info["user"], "root", "{info}");
+
+    // The "daemon" goes away: the TAP and its configuration stay.
+    drop(fds);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        link_exists(&handle, "eth0").await.unwrap(),
+        "died with its fd"
+    );
+    let links = ns.ip_json(&["addr", "show", "dev", "eth0"]);
+    assert_eq!(links[0]["address"], mac_str(mac), "{links}");
+    assert_eq!(links[0]["mtu"], 1400, "{links}");
+
+    // Creating it again is refused, whatever its state.
+    match open_in_ns(&target, persistent.clone()).await {
+        Err(e @ NetnsError::TapExists { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("eth0") && msg.contains(&ns.name), "{msg}");
+            assert!(msg.contains("creating a persistent TAP"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Reopened by name, it carries GSO offloads again and the endpoint is as configured.
+    let NsFds { fds, .. } = open_retrying_busy(&target, reopen.clone())
+        .await
+        .expect("reopen");
+    let [fd]: [std::os::fd::OwnedFd; 1] = fds.try_into().expect("one TAP fd");
+    let tap = TapPort::from_fd(fd, "eth0".into(), true).expect("TapPort on a reopened fd");
+    assert!(
+        tap.caps().vnet_hdr && tap.caps().gso_tcp,
+        "{:?}",
+        tap.caps()
+    );
+    assert_endpoint(|a| ns.ip_json(a), "eth0", mac, 1400, addr, gw);
+
+    // Held by the reopened fd, it cannot be reopened twice.
+    match open_in_ns(&target, reopen.clone()).await {
+        Err(
+            e @ NetnsError::CreateTap {
+                mode: TapMode::Reopen,
+                ..
+            },
+        ) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("reopening persistent TAP device eth0"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A missing TAP is an error naming it and the namespace, and nothing is created.
+    match open_in_ns(
+        &target,
+        NsOpenRequest::tap_mode("eth9", true, TapMode::Reopen),
+    )
+    .await
+    {
+        Err(e @ NetnsError::TapNotFound { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "TAP eth9 does not exist in {} (reopening a persistent TAP)",
+                ns.path().display()
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!link_exists(&handle, "eth9").await.unwrap());
+
+    // Deleting the endpoint: clear the flag, close the fd, and the TAP is gone.
+    drop(tap);
+    let NsFds { fds, .. } = open_retrying_busy(&target, reopen.clone())
+        .await
+        .expect("reopen");
+    let [fd]: [std::os::fd::OwnedFd; 1] = fds.try_into().expect("one TAP fd");
+    set_persist(std::os::fd::AsFd::as_fd(&fd), false).expect("TUNSETPERSIST 0");
+    drop(fd);
+    assert!(
+        eventually(|| async { !link_exists(&handle, "eth0").await.unwrap() }).await,
+        "TAP still there after TUNSETPERSIST 0 and close"
+    );
+    match open_in_ns(&target, reopen).await {
+        Err(NetnsError::TapNotFound { ifname, .. }) => assert_eq!(ifname, "eth0"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn identity_of_a_named_netns_follows_its_path() {
+    let ns = TestNetns::new("id");
+    let path = ns.path();
+    let id = identify(&ns.target(), None).expect("identify");
+    assert_eq!((id.pid, id.pid_start), (None, None));
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (id.dev, id.ino),
+        (
+            std::os::unix::fs::MetadataExt::dev(&meta),
+            std::os::unix::fs::MetadataExt::ino(&meta)
+        )
+    );
+    assert_eq!(check(&path, &id), NsStatus::Same);
+
+    // Keep the old namespace alive, as the daemon's TAP fd does: its inode number cannot go
+    // to the namespace made next.
+    let held = std::fs::File::open(&path).unwrap();
+    run("ip", &["netns", "del", &ns.name]);
+    assert_eq!(check(&path, &id), NsStatus::Gone);
+    run("ip", &["netns", "add", &ns.name]);
+    assert_eq!(check(&path, &id), NsStatus::Replaced);
+    drop(held);
+
+    // What is not a network namespace is none.
+    assert_eq!(check(Path::new("/proc/self/ns/user"), &id), NsStatus::Gone);
+    let file = std::env::temp_dir().join(format!("ny-t-notns-{:08x}", rand::random::<u32>()));
+    std::fs::write(&file, b"x").unwrap();
+    let status = check(&file, &id);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(status, NsStatus::Gone);
+}
+
+#[test]
+fn identity_of_a_process_netns_ends_with_the_process() {
+    let own_netns = ns_inode("/proc/self/ns/net");
+    let mut child = KillOnDrop(
+        Command::new("unshare")
+            .args(["-n", "sleep", "30"])
+            .spawn()
+            .expect("unshare -n sleep 30"),
+    );
+    let pid = child.0.id();
+    let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // unshare execs sleep in the same process once the namespace is made.
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "sleep")
+        || ns_inode(&path.to_string_lossy()) == own_netns
+    {
+        assert!(
+            Instant::now() < deadline,
+            "unshare did not set up its netns"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let target = NsTarget::from_pid(pid).expect("target");
+    assert_eq!(target.netns(), path);
+    let id = identify(&target, Some(pid)).expect("identify");
+    assert_eq!(id.pid, Some(pid));
+    assert!(id.pid_start.is_some(), "{id:?}");
+    assert_eq!(check(&path, &id), NsStatus::Same);
+    // Without the pid, the namespace alone: the same too.
+    let ns_only = NsIdentity {
+        pid: None,
+        pid_start: None,
+        ..id.clone()
+    };
+    assert_eq!(check(&path, &ns_only), NsStatus::Same);
+    // The pid now started at another time: a recycled pid, another process.
+    let recycled = NsIdentity {
+        pid_start: id.pid_start.map(|s| s + 1),
+        ..id.clone()
+    };
+    assert_eq!(check(&path, &recycled), NsStatus::Replaced);
+    // Another namespace behind the path.
+    let other = NsIdentity {
+        ino: id.ino + 1,
+        ..id.clone()
+    };
+    assert_eq!(check(&path, &other), NsStatus::Replaced);
+
+    child.0.kill().expect("kill");
+    child.0.wait().expect("reap");
+    assert_eq!(check(&path, &id), NsStatus::Gone);
+    assert_eq!(check(&path, &ns_only), NsStatus::Gone);
+    match identify(&target, Some(pid)) {
+        Err(NetnsError::ProcStat { pid: p, .. }) => assert_eq!(p, pid),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_routes_lists_routes_and_address_subnets() {
     let ns = TestNetns::new("rt");
@@ -605,6 +842,14 @@ fn rootless_tap_through_user_namespace() {
     assert_endpoint(ip, "eth0", mac, 1400, addr, gw);
     let listening = run("nsenter", &[&format!("--net={netns_path}"), "ss", "-Hlun"]);
     assert!(listening.contains("127.0.0.11:53"), "{listening}");
+    // The persistent TAP the worker made through its child, whose fd is closed: still there,
+    // owned by the worker's user (the child set its uid as mapped in the user namespace).
+    let info = tun_info(ip, "eth1");
+    assert_eq!(info["persist"], true, "{info}");
+    assert!(
+        info["user"] == ROOTLESS_USER || info["user"] == uid.as_str(),
+        "{info}"
+    );
 
     let mut stdin = worker.0.stdin.take().unwrap();
     writeln!(stdin, "done").unwrap();
@@ -682,10 +927,46 @@ fn rootless_worker() {
             other => panic!("{other:?}"),
         }
 
+        // A persistent TAP, made by the forked child inside the user namespace, outlives
+        // its fd.
+        let persistent = NsOpenRequest::tap_mode("eth1", true, TapMode::Persistent);
+        let made = open_in_ns(&target, persistent.clone())
+            .await
+            .expect("persistent TAP through the user namespace");
+        drop(made);
+        assert!(link_exists(&handle, "eth1").await.unwrap());
+
         println!("{READY}");
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).unwrap();
         drop(sockets);
         drop(fds);
+
+        // After root looked: the child path refuses to make it twice, reopens it (an
+        // unprivileged "restarted daemon") and does not invent a missing one.
+        match open_in_ns(&target, persistent).await {
+            Err(NetnsError::TapExists { ifname, .. }) => assert_eq!(ifname, "eth1"),
+            other => panic!("{other:?}"),
+        }
+        let reopened = open_in_ns(
+            &target,
+            NsOpenRequest::tap_mode("eth1", true, TapMode::Reopen),
+        )
+        .await
+        .expect("reopen through the user namespace");
+        let [fd]: [std::os::fd::OwnedFd; 1] = reopened.fds.try_into().expect("one TAP fd");
+        let tap = netyard_switch::sys::TapPort::from_fd(fd, "eth1".into(), true)
+            .expect("TapPort on a reopened fd");
+        match open_in_ns(
+            &target,
+            NsOpenRequest::tap_mode("eth8", true, TapMode::Reopen),
+        )
+        .await
+        {
+            Err(NetnsError::TapNotFound { ifname, .. }) => assert_eq!(ifname, "eth8"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!link_exists(&handle, "eth8").await.unwrap());
+        drop(tap);
     });
 }

@@ -404,7 +404,10 @@ impl Lab {
         lab
     }
 
-    /// The daemon command line: `ip netns exec HOST [setpriv ...] netyard daemon --api API ARGS`.
+    /// The daemon command line: `ip netns exec HOST [setpriv ...] netyard daemon --api API
+    /// [--state-dir DIR/state] ARGS`. The lab's own state directory keeps parallel tests apart
+    /// (the default one would be shared, and locked by the first daemon); a test that gives
+    /// `--state-dir` or `--ephemeral` itself gets only what it gave.
     pub fn daemon_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host.name]);
@@ -412,11 +415,14 @@ impl Lab {
             c.args(r.prefix());
             c.env("XDG_RUNTIME_DIR", &r.runtime_dir);
         }
-        c.arg(NETYARD)
-            .arg("daemon")
-            .arg("--api")
-            .arg(&self.api)
-            .args(args);
+        c.arg(NETYARD).arg("daemon").arg("--api").arg(&self.api);
+        let own = args
+            .iter()
+            .any(|a| *a == "--ephemeral" || *a == "--state-dir" || a.starts_with("--state-dir="));
+        if !own {
+            c.arg("--state-dir").arg(self.dir.join("state"));
+        }
+        c.args(args);
         c.env("NETYARD_LOG", "info").env("NO_COLOR", "1");
         c
     }

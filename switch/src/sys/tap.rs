@@ -1,15 +1,28 @@
 //! TAP devices.
 //!
-//! [`open_tap`] creates the device inside the container's network namespace (the daemon forks a
+//! [`open_tap`] opens the device inside the container's network namespace (the daemon forks a
 //! child or uses a thread that joined the namespace); the fd then travels to the daemon, which
-//! wraps it in a [`TapPort`]. The device is not persistent: it disappears when the last fd
-//! closes, so a dead daemon leaves nothing behind.
+//! wraps it in a [`TapPort`]. Its [`TapMode`] decides the device's lifetime:
+//!
+//! - [`TapMode::Ephemeral`]: the device disappears when the last fd closes, so a dead daemon
+//!   leaves nothing behind.
+//! - [`TapMode::Persistent`]: the device is created exclusively (a taken name is an error),
+//!   owned by the caller's effective uid and marked persistent (TUNSETPERSIST): it outlives the
+//!   fd, and so a daemon restart. Without an fd it has no carrier and drops what the container
+//!   sends.
+//! - [`TapMode::Reopen`]: attaches to such a persistent device after a restart. It never
+//!   creates one: a missing device is `ENODEV`.
+//!
+//! A persistent device goes away with its namespace, or when an fd holder clears the flag
+//! ([`set_persist`]`(fd, false)`) and closes the last fd.
 //!
 //! With offloads the port follows Firecracker and cloud-hypervisor: `IFF_VNET_HDR`, a 10-byte
 //! header (TUNSETVNETHDRSZ) and TUNSETOFFLOAD with CSUM/TSO4/TSO6 plus USO4/USO6 where the
 //! kernel has them (Linux >= 6.2), so the kernel hands up to 64 KB GSO frames in one read. A
 //! TAP fd reads one frame per syscall (no recvmmsg), so big GSO frames are the only way to
-//! amortise syscalls.
+//! amortise syscalls. Header size and offloads belong to the device and survive a reopen, but
+//! [`TapPort::from_fd`] sets them again anyway, so a reopened fd never depends on what the
+//! previous holder left.
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -26,31 +39,96 @@ const OFFLOAD_TCP: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TU
 /// UDP segmentation offload, added when the kernel knows it.
 const OFFLOAD_UDP: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 
-/// Creates (or attaches to) the non-persistent TAP device `name` in the calling thread's
-/// network namespace and returns its fd and the kernel's name for it (`name` may be empty or a
-/// pattern like `"tap%d"`).
+/// What [`open_tap`] does with the device name (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapMode {
+    /// Creates the device, or attaches to an existing TAP of that name that no fd holds; it
+    /// vanishes with its last fd (unless it was made persistent by someone else).
+    Ephemeral,
+    /// Creates the device exclusively (`IFF_TUN_EXCL`: an existing interface of that name is
+    /// `EBUSY`, never taken over), sets its owner to the caller's effective uid (TUNSETOWNER, so
+    /// a rootless daemon's child may reopen it) and makes it persistent (TUNSETPERSIST).
+    Persistent,
+    /// Attaches to an existing persistent TAP: `ENODEV` if there is none of that name (nothing
+    /// is created), `EINVAL` if the interface is not a TAP, `EBUSY` if another fd holds it.
+    Reopen,
+}
+
+/// Opens the TAP device `name` in the calling thread's network namespace as `mode` says and
+/// returns its fd and the kernel's name for it (`name` may be empty or a pattern like
+/// `"tap%d"` when creating).
 ///
 /// The fd is `O_RDWR|O_CLOEXEC|O_NONBLOCK` with `IFF_TAP|IFF_NO_PI`, plus `IFF_VNET_HDR` when
-/// `vnet_hdr`. Only plain syscalls are made, and the returned `String` is the only allocation,
-/// so this is fit for a forked child of a multi-threaded process; [`open_tap_raw`] avoids even
-/// that.
-pub fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<(OwnedFd, String)> {
-    let (fd, raw) = open_tap_raw(name, vnet_hdr)?;
+/// `vnet_hdr` (a reopen passes the same flags; they replace the previous holder's). Errors are
+/// bare errnos (see [`TapMode`]); callers name the device (`SysError::CreateTap`). Only plain
+/// syscalls are made, and the returned `String` is the only allocation, so this is fit for a
+/// forked child of a multi-threaded process; [`open_tap_raw`] avoids even that.
+pub fn open_tap(name: &str, vnet_hdr: bool, mode: TapMode) -> io::Result<(OwnedFd, String)> {
+    let (fd, raw) = open_tap_raw(name, vnet_hdr, mode)?;
     let bytes = raw.map(|c| c.to_ne_bytes()[0]);
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     Ok((fd, String::from_utf8_lossy(&bytes[..len]).into_owned()))
 }
 
 /// [`open_tap`] without any allocation: the name comes back as the kernel's NUL-padded
-/// `IFNAMSIZ` array.
+/// `IFNAMSIZ` array, and every error is an `io::Error` holding a raw errno.
+///
+/// A failure after the device was created (TUNSETOWNER, TUNSETPERSIST) closes the fd, which
+/// removes the device again: a persistent TAP exists only if this returned it.
 pub fn open_tap_raw(
     name: &str,
     vnet_hdr: bool,
+    mode: TapMode,
 ) -> io::Result<(OwnedFd, [libc::c_char; libc::IFNAMSIZ])> {
-    let mut req = IfReq::new(name)?.with_flags(tap_flags(vnet_hdr));
+    let mut flags = tap_flags(vnet_hdr);
+    match mode {
+        TapMode::Ephemeral => {}
+        TapMode::Persistent => flags |= IFF_TUN_EXCL,
+        // TUNSETIFF has no "attach only" flag and would create a missing device: look first.
+        TapMode::Reopen => {
+            if !interface_exists(name)? {
+                return Err(io::Error::from_raw_os_error(libc::ENODEV));
+            }
+        }
+    }
+    let mut req = IfReq::new(name)?.with_flags(flags);
     let fd = open_tun_dev()?;
     set_iff(fd.as_fd(), &mut req)?;
+    match mode {
+        TapMode::Ephemeral => {}
+        TapMode::Persistent => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            set_owner(fd.as_fd(), euid)?;
+            set_persist(fd.as_fd(), true)?;
+        }
+        TapMode::Reopen => {
+            // The device may have vanished between the look-up and TUNSETIFF, which then made
+            // a new one: that one is not persistent, and dropping `fd` removes it again.
+            if get_iff_flags(fd.as_fd())? & IFF_PERSIST == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENODEV));
+            }
+        }
+    }
     Ok((fd, req.name_raw()))
+}
+
+/// TUNSETPERSIST: whether the TAP behind `fd` outlives its last fd. Clearing it on a device
+/// that is still open removes the device when its last fd closes.
+pub fn set_persist(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: `fd` is a valid open fd and TUNSETPERSIST takes its argument by value (no memory
+    // is accessed); the return value is checked.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(on)) })?;
+    Ok(())
+}
+
+/// TUNSETOWNER: the user (as seen from the caller's user namespace) who may attach to the TAP
+/// behind `fd` without CAP_NET_ADMIN. `EINVAL` if `uid` is not mapped there.
+pub fn set_owner(fd: BorrowedFd<'_>, uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: `fd` is a valid open fd and TUNSETOWNER takes its argument by value (no memory
+    // is accessed); the return value is checked.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOWNER, libc::c_ulong::from(uid)) })?;
+    Ok(())
 }
 
 // TUNSETIFF/TUNGETIFF flags from linux/if_tun.h, typed as the 16-bit `ifr_flags` they travel
@@ -59,6 +137,10 @@ const IFF_TUN: u16 = 0x0001;
 const IFF_TAP: u16 = 0x0002;
 const IFF_NO_PI: u16 = 0x1000;
 const IFF_VNET_HDR: u16 = 0x4000;
+/// TUNGETIFF reports it on a persistent device.
+const IFF_PERSIST: u16 = 0x0800;
+/// TUNSETIFF: fail with EBUSY instead of attaching to an existing device.
+const IFF_TUN_EXCL: u16 = 0x8000;
 
 /// The TUNSETIFF flags netyard uses.
 fn tap_flags(vnet_hdr: bool) -> u16 {
@@ -81,6 +163,24 @@ fn open_tun_dev() -> io::Result<OwnedFd> {
     })?;
     // SAFETY: `fd` was just returned by a successful open and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether interface `name` exists in the calling thread's network namespace (SIOCGIFINDEX).
+fn interface_exists(name: &str) -> io::Result<bool> {
+    let mut req = IfReq::new(name)?;
+    // SAFETY: socket takes only integers; its return value is checked.
+    let sock =
+        cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `sock` was just returned by a successful socket call and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: `sock` is a valid socket and `req` points to a live, initialised `ifreq` that
+    // SIOCGIFINDEX reads and writes (the index, in the union) within its size; the return
+    // value is checked.
+    match cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, req.as_mut_ptr()) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// TUNSETIFF: creates or attaches to the device named in `req`; the kernel writes back the
@@ -151,12 +251,14 @@ pub struct TapPort {
 }
 
 impl TapPort {
-    /// Wraps a TAP fd from [`open_tap`]. `offloads` must match how it was opened
-    /// (`vnet_hdr == offloads`), which is checked with TUNGETIFF.
+    /// Wraps a TAP fd from [`open_tap`], in any [`TapMode`]. `offloads` must match how it was
+    /// opened (`vnet_hdr == offloads`), which is checked with TUNGETIFF.
     ///
     /// With `offloads`, sets a 10-byte vnet header and CSUM/TSO4/TSO6 (+USO4/USO6 when the
     /// kernel accepts them): caps are `vnet_hdr`, `gso_tcp`, and `gso_udp` only if USO was
-    /// accepted. Without, caps are [`PortCaps::PLAIN`]. Ensures `O_NONBLOCK` either way.
+    /// accepted. Without, caps are [`PortCaps::PLAIN`]. Ensures `O_NONBLOCK` either way. Both
+    /// are set on every call, never assumed: a reopened persistent TAP carries whatever header
+    /// size and offloads its previous holder left.
     pub fn from_fd(fd: OwnedFd, name: String, offloads: bool) -> Result<TapPort, SysError> {
         ensure_nonblocking(fd.as_fd(), &name)?;
         let actual = get_iff_flags(fd.as_fd()).map_err(|source| SysError::GetTapFlags {
@@ -265,8 +367,8 @@ mod tests {
 
     use super::*;
     use crate::sys::testutil::{
-        broadcast_arp, eth_frame, hdr_u16, in_new_netns, ipv4_gso, kernel_at_least, recv_matching,
-        wait_readable, GSO_TCPV4, GSO_UDP_L4,
+        broadcast_arp, eth_frame, eventually, hdr_u16, in_new_netns, ip_output, ipv4_gso,
+        kernel_at_least, recv_matching, wait_readable, GSO_TCPV4, GSO_UDP_L4,
     };
     use crate::sys::{set_link_up, FrameTruncated, PacketPort};
 
@@ -277,6 +379,8 @@ mod tests {
             (IFF_TAP, libc::IFF_TAP),
             (IFF_NO_PI, libc::IFF_NO_PI),
             (IFF_VNET_HDR, libc::IFF_VNET_HDR),
+            (IFF_PERSIST, libc::IFF_PERSIST),
+            (IFF_TUN_EXCL, libc::IFF_TUN_EXCL),
         ] {
             assert_eq!(libc::c_int::from(ours), theirs);
         }
@@ -285,7 +389,7 @@ mod tests {
     #[test]
     fn tap_offloads_and_frames_cross_the_kernel() {
         in_new_netns(|| {
-            let (fd, name) = open_tap("nytest0", true).expect("open_tap");
+            let (fd, name) = open_tap("nytest0", true, TapMode::Ephemeral).expect("open_tap");
             assert_eq!(name, "nytest0");
             let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
             assert_eq!(
@@ -348,37 +452,188 @@ mod tests {
     #[test]
     fn tap_gso_both_ways() {
         in_new_netns(|| {
-            let (fd, name) = open_tap("nytest3", true).expect("open_tap");
+            let (fd, name) = open_tap("nytest3", true, TapMode::Ephemeral).expect("open_tap");
             let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
-            set_link_up("nytest3").expect("link up");
-            let sock = PacketPort::open("nytest3", true).expect("packet socket");
-            let (a, b) = ([0x02, 0x4e, 0x59, 0, 2, 1], [0x02, 0x4e, 0x59, 0, 2, 2]);
-            let wait = Duration::from_secs(2);
-            let mut types = vec![GSO_TCPV4];
-            if tap.caps().gso_udp {
-                types.push(GSO_UDP_L4);
-            }
-            for gso_type in types {
-                // kernel -> TAP.
-                let (out, _) = ipv4_gso(a, b, gso_type, 3000, 1000);
-                sock.send(&out).expect("packet send");
-                let got = recv_matching(&tap, wait, |f| f.len() > 2000)
-                    .unwrap_or_else(|| panic!("GSO {gso_type} frame not read from the TAP"));
-                assert_eq!(got.len(), out.len(), "read as one super-frame");
-                assert_eq!(got[1], gso_type, "gso_type");
-                assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
-                assert_eq!(got[HDR..], out[HDR..]);
+            assert_gso_both_ways(&tap);
+        });
+    }
 
-                // TAP -> kernel.
-                let (out, _) = ipv4_gso(b, a, gso_type, 3000, 1000);
-                tap.send(&out).expect("tap send");
-                let got = recv_matching(&sock, wait, |f| f.len() > 2000)
-                    .unwrap_or_else(|| panic!("GSO {gso_type} frame written to the TAP lost"));
-                assert_eq!(got.len(), out.len(), "arrived as one super-frame");
-                assert_eq!(got[1], gso_type, "gso_type");
-                assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
-                assert_eq!(got[HDR..], out[HDR..]);
+    /// Sends TCP (and, with USO, UDP) GSO super-frames from the kernel to `tap` and back
+    /// through an AF_PACKET socket on its interface, and checks each crosses whole.
+    fn assert_gso_both_ways(tap: &TapPort) {
+        set_link_up(tap.name()).expect("link up");
+        let sock = PacketPort::open(tap.name(), true).expect("packet socket");
+        let (a, b) = ([0x02, 0x4e, 0x59, 0, 2, 1], [0x02, 0x4e, 0x59, 0, 2, 2]);
+        let wait = Duration::from_secs(2);
+        let mut types = vec![GSO_TCPV4];
+        if tap.caps().gso_udp {
+            types.push(GSO_UDP_L4);
+        }
+        for gso_type in types {
+            // kernel -> TAP.
+            let (out, _) = ipv4_gso(a, b, gso_type, 3000, 1000);
+            sock.send(&out).expect("packet send");
+            let got = recv_matching(tap, wait, |f| f.len() > 2000)
+                .unwrap_or_else(|| panic!("GSO {gso_type} frame not read from the TAP"));
+            assert_eq!(got.len(), out.len(), "read as one super-frame");
+            assert_eq!(got[1], gso_type, "gso_type");
+            assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
+            assert_eq!(got[HDR..], out[HDR..]);
+
+            // TAP -> kernel.
+            let (out, _) = ipv4_gso(b, a, gso_type, 3000, 1000);
+            tap.send(&out).expect("tap send");
+            let got = recv_matching(&sock, wait, |f| f.len() > 2000)
+                .unwrap_or_else(|| panic!("GSO {gso_type} frame written to the TAP lost"));
+            assert_eq!(got.len(), out.len(), "arrived as one super-frame");
+            assert_eq!(got[1], gso_type, "gso_type");
+            assert_eq!(hdr_u16(&got, 4), 1000, "gso_size");
+            assert_eq!(got[HDR..], out[HDR..]);
+        }
+    }
+
+    /// `ip -d link show NAME`, whose `tun` line shows `persist on|off` and `user NAME`. Used
+    /// sparingly: every fork copies the fds of all test threads for a moment (see
+    /// [`eventually`]).
+    fn tun_details(name: &str) -> String {
+        ip_output(&["-d", "link", "show", "dev", name])
+    }
+
+    fn persistent(fd: BorrowedFd<'_>) -> bool {
+        get_iff_flags(fd).expect("TUNGETIFF") & IFF_PERSIST != 0
+    }
+
+    fn exists(name: &str) -> bool {
+        nix::net::if_::if_nametoindex(name).is_ok()
+    }
+
+    /// Reopens the persistent TAP `name`, retrying while it is busy: the fd just closed may
+    /// live on for a moment in a child another test thread forked (see [`eventually`]).
+    fn reopen(name: &str, vnet_hdr: bool) -> (OwnedFd, String) {
+        let mut last = None;
+        eventually(Duration::from_secs(1), || {
+            match open_tap(name, vnet_hdr, TapMode::Reopen) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => false,
+                other => {
+                    last = Some(other);
+                    true
+                }
             }
+        });
+        match last {
+            Some(r) => r.unwrap_or_else(|e| panic!("reopen {name}: {e}")),
+            None => panic!("reopen {name}: still busy"),
+        }
+    }
+
+    /// Whether `name` is gone within a second (see [`eventually`]).
+    fn gone(name: &str) -> bool {
+        eventually(Duration::from_secs(1), || !exists(name))
+    }
+
+    /// The life of a persistent TAP across a "daemon restart": it outlives its fd, a reopen
+    /// attaches to it with offloads set again (whatever the holder in between left), and
+    /// clearing the flag lets it go with its last fd.
+    #[test]
+    fn persistent_tap_survives_its_fd_and_reopens() {
+        in_new_netns(|| {
+            let (fd, name) = open_tap("nyp0", true, TapMode::Persistent).expect("persistent");
+            assert_eq!(name, "nyp0");
+            assert!(persistent(fd.as_fd()));
+            let details = tun_details("nyp0");
+            assert!(details.contains("persist on"), "{details}");
+            // Owned by the creator: root here.
+            assert!(details.contains("user root"), "{details}");
+            let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
+            set_link_up("nyp0").expect("link up");
+            drop(tap);
+            // (Reopening below proves it more: Reopen refuses a device that is not persistent.)
+            assert!(exists("nyp0"), "persistent TAP died with its fd");
+
+            // A holder in between leaves another header size and no offloads behind.
+            let (fd, _) = reopen("nyp0", true);
+            set_vnet_hdr_size(fd.as_fd(), 12).expect("TUNSETVNETHDRSZ");
+            set_offload(fd.as_fd(), 0).expect("TUNSETOFFLOAD");
+            drop(fd);
+            assert!(exists("nyp0"));
+
+            // The restarted daemon reopens it: GSO super-frames cross with a 10-byte header.
+            let (fd, name) = reopen("nyp0", true);
+            assert_eq!(name, "nyp0");
+            let tap = TapPort::from_fd(fd, name, true).expect("from_fd on a reopened fd");
+            assert!(
+                tap.caps().vnet_hdr && tap.caps().gso_tcp,
+                "{:?}",
+                tap.caps()
+            );
+            assert_gso_both_ways(&tap);
+
+            // Reopened without the vnet header, the fd has none (the flags are the opener's).
+            drop(tap);
+            let (fd, name) = reopen("nyp0", false);
+            let tap = TapPort::from_fd(fd, name, false).expect("from_fd plain");
+            assert_eq!(tap.caps(), PortCaps::PLAIN);
+
+            // Clearing the flag: the device goes with its last fd.
+            set_persist(tap.fd.as_fd(), false).expect("TUNSETPERSIST 0");
+            assert!(exists("nyp0"), "gone while still open");
+            assert!(!persistent(tap.fd.as_fd()));
+            drop(tap);
+            assert!(gone("nyp0"), "non-persistent TAP outlived its last fd");
+        });
+    }
+
+    #[test]
+    fn reopen_never_creates_and_persistent_never_takes_over() {
+        in_new_netns(|| {
+            // Reopening a missing device fails with ENODEV and creates nothing.
+            let err = open_tap("nym0", true, TapMode::Reopen).expect_err("missing");
+            assert_eq!(err.raw_os_error(), Some(libc::ENODEV), "{err}");
+            assert!(!exists("nym0"), "Reopen created a device");
+            // Nor does a pattern name a device to reopen.
+            let err = open_tap("nym%d", true, TapMode::Reopen).expect_err("pattern");
+            assert_eq!(err.raw_os_error(), Some(libc::ENODEV), "{err}");
+            // An interface that is no TAP is refused by the kernel.
+            let err = open_tap("lo", true, TapMode::Reopen).expect_err("lo");
+            assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+
+            // Persistent on a taken name: EBUSY, whether the holder is an open ephemeral TAP,
+            // a closed persistent one or another kind of interface; the device stays as it was.
+            let (held, _) = open_tap("nyx0", true, TapMode::Ephemeral).expect("ephemeral");
+            let err = open_tap("nyx0", true, TapMode::Persistent).expect_err("taken");
+            assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+            assert!(!persistent(held.as_fd()));
+            // An open ephemeral TAP is not reopened either: it is busy, not persistent.
+            let err = open_tap("nyx0", true, TapMode::Reopen).expect_err("busy");
+            assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+            drop(held);
+            assert!(gone("nyx0"), "ephemeral TAP outlived its fd");
+
+            let (fd, _) = open_tap("nyx1", true, TapMode::Persistent).expect("persistent");
+            drop(fd);
+            let err = open_tap("nyx1", true, TapMode::Persistent).expect_err("exists");
+            assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+            assert!(exists("nyx1"));
+            // A persistent device is held by one fd at a time.
+            let (fd, _) = reopen("nyx1", true);
+            let err = open_tap("nyx1", true, TapMode::Reopen).expect_err("second reopen");
+            assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+            drop(fd);
+
+            let err = open_tap("lo", true, TapMode::Persistent).expect_err("lo");
+            assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+
+            // The owner is what TUNSETOWNER says (ip shows an unnamed uid as a number).
+            let (fd, _) = reopen("nyx1", true);
+            set_owner(fd.as_fd(), 4_242_424).expect("TUNSETOWNER");
+            let details = tun_details("nyx1");
+            assert!(details.contains("user 4242424"), "{details}");
+            set_persist(fd.as_fd(), false).expect("TUNSETPERSIST 0");
+            drop(fd);
+            assert!(
+                gone("nyx1"),
+                "TAP outlived its last fd after TUNSETPERSIST 0"
+            );
         });
     }
 
@@ -386,13 +641,13 @@ mod tests {
     fn tap_without_vnet_header() {
         in_new_netns(|| {
             // A header-less fd wrapped with offloads (and the reverse) is refused.
-            let (fd, name) = open_tap("nytest1", false).expect("open_tap");
+            let (fd, name) = open_tap("nytest1", false, TapMode::Ephemeral).expect("open_tap");
             let err = TapPort::from_fd(fd, name, true).expect_err("mismatch");
             assert!(
                 matches!(err, SysError::TapFlagsMismatch { vnet_hdr: true, .. }),
                 "{err}"
             );
-            let (fd, name) = open_tap("nytest1", true).expect("open_tap");
+            let (fd, name) = open_tap("nytest1", true, TapMode::Ephemeral).expect("open_tap");
             let err = TapPort::from_fd(fd, name, false).expect_err("mismatch");
             assert!(
                 matches!(
@@ -406,7 +661,7 @@ mod tests {
             );
 
             // The kernel picks the name from a pattern.
-            let (fd, name) = open_tap("nyt%d", false).expect("open_tap");
+            let (fd, name) = open_tap("nyt%d", false, TapMode::Ephemeral).expect("open_tap");
             assert_eq!(name, "nyt0");
             let tap = TapPort::from_fd(fd, name, false).expect("from_fd");
             assert_eq!(tap.caps(), PortCaps::PLAIN);
@@ -436,7 +691,7 @@ mod tests {
     #[test]
     fn tap_nonblocking_and_gone_when_closed() {
         in_new_netns(|| {
-            let (fd, name) = open_tap("nytest2", true).expect("open_tap");
+            let (fd, name) = open_tap("nytest2", true, TapMode::Ephemeral).expect("open_tap");
             // from_fd restores O_NONBLOCK if the fd lost it.
             fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("clear O_NONBLOCK");
             let tap = TapPort::from_fd(fd, name, true).expect("from_fd");
@@ -445,10 +700,7 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
             assert!(nix::net::if_::if_nametoindex("nytest2").is_ok());
             drop(tap);
-            assert!(
-                nix::net::if_::if_nametoindex("nytest2").is_err(),
-                "TAP outlived its fd"
-            );
+            assert!(gone("nytest2"), "TAP outlived its fd");
         });
     }
 }

@@ -36,6 +36,11 @@ where
 
 /// Runs `ip ARGS` in the calling thread's network namespace (children inherit it).
 pub(crate) fn ip(args: &[&str]) {
+    ip_output(args);
+}
+
+/// Runs `ip ARGS` like [`ip`] and returns its standard output.
+pub(crate) fn ip_output(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),
@@ -43,6 +48,7 @@ pub(crate) fn ip(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Whether the running kernel is at least `major.minor`.
@@ -54,6 +60,24 @@ pub(crate) fn kernel_at_least(major: u32, minor: u32) -> bool {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     have >= (major, minor)
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns its last answer.
+///
+/// For "gone once its fd is closed" checks: a test thread of the same process that forks (to
+/// run `ip`) at that moment gives the child a copy of every fd, close-on-exec or not, until
+/// it execs, so the device may outlive the close by a moment.
+pub(crate) fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Waits up to `timeout` for `fd` to become readable.

@@ -1,0 +1,214 @@
+//! Planning an attach: `attach` request + the network's spec and what its endpoints hold ->
+//! [`EndpointPlan`] (the name, address, MAC, interface and kind, all checked).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use netyard_api::model::EndpointCreate;
+use netyard_switch::MacAddr;
+
+use super::{valid_dns_name, valid_name};
+use crate::error::DaemonError;
+use crate::ipam::{Ipam, IpamError};
+use crate::spec::{NetworkSpec, PortKindName};
+
+/// What the network's endpoints already hold, for the uniqueness rules.
+#[derive(Debug, Default, Clone)]
+pub struct Taken {
+    /// Names of attached endpoints and of attaches in progress.
+    pub names: BTreeSet<String>,
+    /// MACs of attached endpoints and of the gateway.
+    pub macs: BTreeSet<MacAddr>,
+    /// MACs with a static remote entry (behind a VTEP), with that VTEP.
+    pub remote_static: Vec<(MacAddr, Ipv4Addr)>,
+}
+
+/// Where the container's network namespace is, as the request gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NsRequest {
+    /// A path (`/run/netns/NAME`, a bind mount), with the user namespace to join first.
+    Path {
+        netns: String,
+        userns: Option<String>,
+    },
+    /// A process's namespaces (`--pid`); finds its user namespace too.
+    Pid(u32),
+}
+
+impl NsRequest {
+    /// The namespace file, as `ps` and `inspect` show it.
+    pub fn label(&self) -> String {
+        match self {
+            NsRequest::Path { netns, .. } => netns.clone(),
+            NsRequest::Pid(pid) => format!("/proc/{pid}/ns/net"),
+        }
+    }
+}
+
+/// A checked attach request. The address is not taken yet: the caller takes it from the
+/// same IPAM under the same lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPlan {
+    pub name: String,
+    pub ns: NsRequest,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub ifname: String,
+    pub kind: PortKindName,
+    pub offload: bool,
+    pub aliases: Vec<String>,
+}
+
+/// Checks an attach request against its network. The next free address is chosen without
+/// being consumed (IPAM's cursor does not move), so a refused or failed attach leaves the
+/// next one the same address.
+pub fn plan_endpoint(
+    req: &EndpointCreate,
+    net: &NetworkSpec,
+    ipam: &Ipam,
+    taken: &Taken,
+) -> Result<EndpointPlan, DaemonError> {
+    valid_name("name", &req.name)?;
+    if taken.names.contains(&req.name) {
+        return Err(DaemonError::conflict(
+            Some("name"),
+            format!(
+                "an endpoint named {:?} is already attached to network {:?}",
+                req.name, net.name
+            ),
+        ));
+    }
+    let ns = match (&req.netns, req.pid) {
+        (Some(_), Some(_)) => {
+            return Err(DaemonError::invalid(
+                "netns",
+                "give either netns or pid, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(DaemonError::invalid(
+                "netns",
+                "missing: give the namespace path (netns) or a process id (pid)",
+            ))
+        }
+        (Some(path), None) => {
+            if path.is_empty() {
+                return Err(DaemonError::invalid("netns", "empty path"));
+            }
+            if req.userns.as_deref() == Some("") {
+                return Err(DaemonError::invalid("userns", "empty path"));
+            }
+            NsRequest::Path {
+                netns: path.clone(),
+                userns: req.userns.clone(),
+            }
+        }
+        (None, Some(pid)) => {
+            let pid = u32::try_from(pid)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| DaemonError::invalid("pid", format!("{pid} is not a process id")))?;
+            if req.userns.is_some() {
+                return Err(DaemonError::invalid(
+                    "userns",
+                    "not with pid: the process's own user namespace is used",
+                ));
+            }
+            NsRequest::Pid(pid)
+        }
+    };
+    let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        || ifname == "."
+        || ifname == ".."
+    {
+        return Err(DaemonError::invalid(
+            "ifname",
+            format!(
+                "{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+            ),
+        ));
+    }
+    let kind = match req.kind.as_deref().unwrap_or("tap") {
+        "tap" => PortKindName::Tap,
+        "veth" => PortKindName::Veth,
+        other => {
+            return Err(DaemonError::invalid(
+                "kind",
+                format!("{other:?} is not a port kind (tap or veth)"),
+            ))
+        }
+    };
+    let ip = match &req.ip {
+        Some(s) => {
+            let ip: Ipv4Addr = s
+                .parse()
+                .map_err(|_| DaemonError::invalid("ip", format!("{s:?} is not an IPv4 address")))?;
+            ipam.check(ip).map_err(|e| match e {
+                IpamError::InUse(_) => DaemonError::conflict(Some("ip"), e),
+                _ => DaemonError::invalid("ip", e),
+            })?;
+            ip
+        }
+        None => ipam
+            .peek_free()
+            .map_err(|e| DaemonError::conflict(Some("ip"), e))?,
+    };
+    let mac = match &req.mac {
+        Some(s) => {
+            let m: MacAddr = s.parse().map_err(|e| DaemonError::invalid("mac", e))?;
+            if m.is_multicast() || m.is_zero() {
+                return Err(DaemonError::invalid(
+                    "mac",
+                    format!("{m} is not a unicast address"),
+                ));
+            }
+            m
+        }
+        None => docker_mac(ip),
+    };
+    if taken.macs.contains(&mac) {
+        return Err(DaemonError::conflict(
+            Some("mac"),
+            format!("{mac} is already used on network {:?}", net.name),
+        ));
+    }
+    if let Some((_, vtep)) = taken.remote_static.iter().find(|(m, _)| *m == mac) {
+        return Err(DaemonError::conflict(
+            Some("mac"),
+            format!(
+                "{mac} has a static remote entry (behind {vtep}) on network {:?}: remove it \
+                 with `fdb del` first",
+                net.name
+            ),
+        ));
+    }
+    let mut aliases = Vec::new();
+    for (i, a) in req.aliases.iter().enumerate() {
+        valid_dns_name(&format!("aliases[{i}]"), a)?;
+        if !aliases.contains(a) && a != &req.name {
+            aliases.push(a.clone());
+        }
+    }
+    Ok(EndpointPlan {
+        name: req.name.clone(),
+        ns,
+        ip,
+        mac,
+        ifname,
+        kind,
+        offload: req.offload.unwrap_or(true),
+        aliases,
+    })
+}
+
+/// Docker's scheme: 02:42 followed by the IPv4 address, unique on the network (the gateway's
+/// MAC follows it too).
+pub fn docker_mac(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+}

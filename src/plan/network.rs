@@ -1,0 +1,274 @@
+//! Planning a network: `network create` request -> [`NetworkSpec`].
+
+use std::net::Ipv4Addr;
+
+use ipnet::{IpNet, Ipv4Net};
+use netyard_api::model::NetworkCreate;
+use netyard_router::conntrack::FlowLimits;
+use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
+
+use super::{valid_name, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS, DEFAULT_MTU, MAX_FLOWS};
+use crate::error::DaemonError;
+use crate::ipam::pick_free_subnet;
+use crate::spec::{NetworkSpec, VxlanSpec};
+
+/// Validates a `network create` request against the networks that exist, resolving every
+/// default: the subnet (the first free /24 of the default pools that overlaps no host route
+/// and no network), the gateway, the MTU (from the VXLAN underlay's, if any), the caps.
+pub fn plan_network<'a>(
+    req: &NetworkCreate,
+    existing: impl Iterator<Item = &'a NetworkSpec> + Clone,
+    host_routes: &[IpNet],
+    underlay_mtu: Option<u32>,
+) -> Result<NetworkSpec, DaemonError> {
+    valid_name("name", &req.name)?;
+    if existing.clone().any(|n| n.name == req.name) {
+        return Err(DaemonError::conflict(
+            Some("name"),
+            format!("a network named {:?} already exists", req.name),
+        ));
+    }
+    let subnet = match &req.subnet {
+        Some(s) => {
+            let net: IpNet = s.parse().map_err(|_| {
+                DaemonError::invalid("subnet", format!("{s:?} is not a CIDR such as 10.1.0.0/24"))
+            })?;
+            let IpNet::V4(v4) = net else {
+                return Err(DaemonError::invalid(
+                    "subnet",
+                    "IPv6 subnets are not supported yet",
+                ));
+            };
+            if v4.prefix_len() > 30 || v4.prefix_len() < 8 {
+                return Err(DaemonError::invalid(
+                    "subnet",
+                    format!("prefix /{} out of range (8 to 30)", v4.prefix_len()),
+                ));
+            }
+            let v4 = v4.trunc();
+            if let Some(other) = existing.clone().find(|n| overlaps(n.subnet, v4)) {
+                return Err(DaemonError::conflict(
+                    Some("subnet"),
+                    format!("{v4} overlaps network {:?} ({})", other.name, other.subnet),
+                ));
+            }
+            v4
+        }
+        None => {
+            let mut taken: Vec<IpNet> = host_routes.to_vec();
+            taken.extend(existing.clone().map(|n| IpNet::V4(n.subnet)));
+            pick_free_subnet(&taken).ok_or_else(|| {
+                DaemonError::conflict(Some("subnet"), "no free /24 left in the default pools")
+            })?
+        }
+    };
+    let gateway = match &req.gateway {
+        Some(g) => {
+            let ip: Ipv4Addr = g.parse().map_err(|_| {
+                DaemonError::invalid("gateway", format!("{g:?} is not an IPv4 address"))
+            })?;
+            if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                return Err(DaemonError::invalid(
+                    "gateway",
+                    format!("{ip} is not a host address of {subnet}"),
+                ));
+            }
+            ip
+        }
+        None => first_host(subnet),
+    };
+    let vxlan = plan_vxlan(req, existing)?;
+    // Over VXLAN the inner frame, its Ethernet header and 36 bytes of outer headers must fit
+    // the underlay's MTU: 50 bytes of overhead, never fragmented.
+    let overhead = VXLAN_IPV4_OVERHEAD as u32;
+    let underlay_mtu = underlay_mtu.filter(|_| vxlan.is_some());
+    let mtu = match (req.mtu, &vxlan) {
+        (Some(m), _) => m,
+        (None, Some(_)) => underlay_mtu.unwrap_or(DEFAULT_MTU).saturating_sub(overhead),
+        (None, None) => DEFAULT_MTU,
+    };
+    if !(576..=65_000).contains(&mtu) {
+        return Err(DaemonError::invalid(
+            "mtu",
+            format!("{mtu} out of range (576 to 65000)"),
+        ));
+    }
+    if let Some(u) = underlay_mtu {
+        if mtu + overhead > u {
+            return Err(DaemonError::invalid(
+                "mtu",
+                format!(
+                    "{mtu} does not fit the VXLAN underlay (MTU {u} minus {overhead} bytes of \
+                     encapsulation: at most {})",
+                    u.saturating_sub(overhead)
+                ),
+            ));
+        }
+    }
+    let aging = req.aging.unwrap_or(DEFAULT_AGING_SECS);
+    if aging == 0 || aging > 1_000_000 {
+        return Err(DaemonError::invalid(
+            "aging",
+            format!("{aging} out of range (1 to 1000000 seconds)"),
+        ));
+    }
+    let max_macs = req.max_macs_per_port.unwrap_or(DEFAULT_MAX_MACS);
+    if max_macs == 0 || max_macs > 1_000_000 {
+        return Err(DaemonError::invalid(
+            "max_macs_per_port",
+            format!("{max_macs} out of range (1 to 1000000)"),
+        ));
+    }
+    if req.host_loopback && req.internal {
+        return Err(DaemonError::invalid(
+            "host_loopback",
+            "an internal network has no egress, so no host loopback either",
+        ));
+    }
+    let defaults = FlowLimits::default();
+    let mut max_flows_per_endpoint = defaults.max_per_endpoint;
+    let mut max_flows = defaults.max_total;
+    for (field, value, slot) in [
+        (
+            "max_flows_per_endpoint",
+            req.max_flows_per_endpoint,
+            &mut max_flows_per_endpoint,
+        ),
+        ("max_flows", req.max_flows, &mut max_flows),
+    ] {
+        if let Some(v) = value {
+            if v == 0 || v > MAX_FLOWS {
+                return Err(DaemonError::invalid(
+                    field,
+                    format!("{v} out of range (1 to {MAX_FLOWS})"),
+                ));
+            }
+            *slot = v;
+        }
+    }
+    Ok(NetworkSpec {
+        name: req.name.clone(),
+        subnet,
+        gateway,
+        mtu,
+        internal: req.internal,
+        host_loopback: req.host_loopback,
+        max_flows_per_endpoint,
+        max_flows,
+        aging,
+        max_macs_per_port: max_macs,
+        vxlan: vxlan.map(|v| VxlanSpec { underlay_mtu, ..v }),
+        static_fdb: Default::default(),
+    })
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn first_host(n: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(n.network()).saturating_add(1))
+}
+
+/// A VTEP address: IPv4 unicast.
+pub fn parse_vtep(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| DaemonError::invalid(field, format!("{s:?} is not an IPv4 address")))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{ip} is not a unicast address"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// Validates the `vxlan*` fields of a network request.
+fn plan_vxlan<'a>(
+    req: &NetworkCreate,
+    existing: impl Iterator<Item = &'a NetworkSpec>,
+) -> Result<Option<VxlanSpec>, DaemonError> {
+    let Some(vni) = req.vxlan else {
+        for (field, set) in [
+            ("vxlan_local", req.vxlan_local.is_some()),
+            ("vxlan_port", req.vxlan_port.is_some()),
+            ("vxlan_peers", !req.vxlan_peers.is_empty()),
+        ] {
+            if set {
+                return Err(DaemonError::invalid(field, "needs vxlan (the VNI)"));
+            }
+        }
+        return Ok(None);
+    };
+    if vni > VNI_MAX {
+        return Err(DaemonError::invalid(
+            "vxlan",
+            format!("VNI {vni} out of range (0 to {VNI_MAX})"),
+        ));
+    }
+    let local = match &req.vxlan_local {
+        Some(s) => {
+            let ip: Ipv4Addr = s.parse().map_err(|_| {
+                DaemonError::invalid("vxlan_local", format!("{s:?} is not an IPv4 address"))
+            })?;
+            if ip.is_multicast() || ip.is_broadcast() {
+                return Err(DaemonError::invalid(
+                    "vxlan_local",
+                    format!("{ip} is not a unicast address"),
+                ));
+            }
+            ip
+        }
+        None => Ipv4Addr::UNSPECIFIED,
+    };
+    let port = match req.vxlan_port {
+        None => VXLAN_PORT,
+        Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            DaemonError::invalid("vxlan_port", format!("{p} out of range (1 to 65535)"))
+        })?,
+    };
+    let mut peers = Vec::new();
+    for (i, s) in req.vxlan_peers.iter().enumerate() {
+        let ip = parse_vtep(&format!("vxlan_peers[{i}]"), s)?;
+        if ip == local {
+            return Err(DaemonError::invalid(
+                format!("vxlan_peers[{i}]"),
+                format!("{ip} is the local address itself"),
+            ));
+        }
+        if !peers.contains(&ip) {
+            peers.push(ip);
+        }
+    }
+    for other in existing {
+        let Some(vx) = &other.vxlan else { continue };
+        if vx.vni == vni {
+            return Err(DaemonError::conflict(
+                Some("vxlan"),
+                format!("network {:?} already uses VNI {vni}", other.name),
+            ));
+        }
+        // Tunnels on one port share its socket when they bind the same address; 0.0.0.0
+        // and a specific address cannot both be bound on one port.
+        let overlapping =
+            vx.local != local && (vx.local.is_unspecified() || local.is_unspecified());
+        if vx.port == port && overlapping {
+            return Err(DaemonError::conflict(
+                Some("vxlan_port"),
+                format!(
+                    "network {:?} has its VXLAN socket on {}:{port}: a tunnel on that port must \
+                     bind the same address (give --vxlan-local {}) or use another --vxlan-port",
+                    other.name, vx.local, vx.local
+                ),
+            ));
+        }
+    }
+    Ok(Some(VxlanSpec {
+        vni,
+        local,
+        port,
+        peers,
+        underlay_mtu: None,
+    }))
+}

@@ -1,0 +1,334 @@
+//! The planning rules, without a kernel: each test is one rule of the API.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::{IpNet, Ipv4Net};
+use netyard_api::model::{EndpointCreate, NetworkCreate};
+use netyard_switch::MacAddr;
+
+use super::*;
+use crate::ipam::Ipam;
+use crate::netns::NsIdentity;
+use crate::spec::{EndpointSpec, NetworkSpec, PortKindName};
+
+fn net_req(name: &str) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        ..NetworkCreate::default()
+    }
+}
+
+fn plan(req: &NetworkCreate, existing: &[NetworkSpec]) -> Result<NetworkSpec, DaemonError> {
+    plan_network(req, existing.iter(), &[], None)
+}
+
+/// The field a planning error names.
+fn field(r: Result<impl std::fmt::Debug, DaemonError>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.field().unwrap_or("").to_string(),
+    }
+}
+
+fn lab() -> NetworkSpec {
+    let mut r = net_req("lab");
+    r.subnet = Some("10.1.0.0/24".into());
+    plan(&r, &[]).expect("plan lab")
+}
+
+#[test]
+fn a_network_gets_every_default_resolved() {
+    let n = lab();
+    assert_eq!(
+        n,
+        NetworkSpec {
+            name: "lab".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 1, 0, 1),
+            mtu: DEFAULT_MTU,
+            internal: false,
+            host_loopback: false,
+            max_flows_per_endpoint: 512,
+            max_flows: 16384,
+            aging: DEFAULT_AGING_SECS,
+            max_macs_per_port: DEFAULT_MAX_MACS,
+            vxlan: None,
+            static_fdb: Default::default(),
+        }
+    );
+}
+
+#[test]
+fn without_a_subnet_the_first_free_pool_subnet_is_taken() {
+    let routes: Vec<IpNet> = vec!["10.89.0.0/24".parse().unwrap()];
+    let mut first = plan_network(&net_req("a"), [].iter(), &routes, None).unwrap();
+    assert_eq!(first.subnet, "10.89.1.0/24".parse::<Ipv4Net>().unwrap());
+    first.name = "a".into();
+    let second = plan_network(&net_req("b"), [first].iter(), &routes, None).unwrap();
+    assert_eq!(second.subnet, "10.89.2.0/24".parse::<Ipv4Net>().unwrap());
+}
+
+#[test]
+fn network_field_errors_name_their_field() {
+    let existing = vec![lab()];
+    let cases: Vec<(&str, Box<dyn Fn(&mut NetworkCreate)>)> = vec![
+        ("name", Box::new(|r| r.name = "".into())),
+        ("name", Box::new(|r| r.name = "-x".into())),
+        ("name", Box::new(|r| r.name = "lab".into())),
+        ("subnet", Box::new(|r| r.subnet = Some("10.1.0.0".into()))),
+        ("subnet", Box::new(|r| r.subnet = Some("fd00::/64".into()))),
+        (
+            "subnet",
+            Box::new(|r| r.subnet = Some("10.0.0.0/31".into())),
+        ),
+        (
+            "subnet",
+            Box::new(|r| r.subnet = Some("10.1.0.128/25".into())),
+        ),
+        ("gateway", Box::new(|r| r.gateway = Some("x".into()))),
+        ("gateway", Box::new(|r| r.gateway = Some("10.9.0.1".into()))),
+        ("gateway", Box::new(|r| r.gateway = Some("10.2.0.0".into()))),
+        ("mtu", Box::new(|r| r.mtu = Some(100))),
+        ("mtu", Box::new(|r| r.mtu = Some(70_000))),
+        ("aging", Box::new(|r| r.aging = Some(0))),
+        (
+            "max_macs_per_port",
+            Box::new(|r| r.max_macs_per_port = Some(0)),
+        ),
+        ("max_flows", Box::new(|r| r.max_flows = Some(0))),
+        (
+            "max_flows_per_endpoint",
+            Box::new(|r| r.max_flows_per_endpoint = Some(MAX_FLOWS + 1)),
+        ),
+        (
+            "host_loopback",
+            Box::new(|r| {
+                r.internal = true;
+                r.host_loopback = true;
+            }),
+        ),
+        ("vxlan_port", Box::new(|r| r.vxlan_port = Some(4789))),
+        ("vxlan", Box::new(|r| r.vxlan = Some(1 << 24))),
+        (
+            "vxlan_local",
+            Box::new(|r| {
+                r.vxlan = Some(5);
+                r.vxlan_local = Some("224.0.0.1".into());
+            }),
+        ),
+        (
+            "vxlan_peers[1]",
+            Box::new(|r| {
+                r.vxlan = Some(5);
+                r.vxlan_peers = vec!["10.0.0.2".into(), "0.0.0.0".into()];
+            }),
+        ),
+    ];
+    for (want, set) in cases {
+        let mut r = net_req("other");
+        r.subnet = Some("10.2.0.0/24".into());
+        set(&mut r);
+        assert_eq!(field(plan(&r, &existing)), want, "{r:?}");
+    }
+}
+
+#[test]
+fn a_vxlan_network_takes_the_underlay_mtu_minus_the_encapsulation() {
+    let mut r = net_req("ov");
+    r.subnet = Some("10.3.0.0/24".into());
+    r.vxlan = Some(42);
+    let n = plan_network(&r, [].iter(), &[], Some(1500)).unwrap();
+    assert_eq!(n.mtu, 1450);
+    assert_eq!(
+        n.vxlan.as_ref().map(|v| (v.vni, v.port, v.underlay_mtu)),
+        Some((42, 4789, Some(1500)))
+    );
+    r.mtu = Some(1500);
+    assert_eq!(field(plan_network(&r, [].iter(), &[], Some(1500))), "mtu");
+    // Another network on the same VNI is refused.
+    r.mtu = None;
+    r.name = "ov2".into();
+    r.subnet = Some("10.4.0.0/24".into());
+    assert_eq!(
+        field(plan_network(&r, [n].iter(), &[], Some(1500))),
+        "vxlan"
+    );
+}
+
+fn ep_req(name: &str) -> EndpointCreate {
+    EndpointCreate {
+        name: name.into(),
+        netns: Some("/run/netns/x".into()),
+        ..EndpointCreate::default()
+    }
+}
+
+#[test]
+fn an_endpoint_gets_the_next_address_and_dockers_mac() {
+    let n = lab();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    let p = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(
+        p,
+        EndpointPlan {
+            name: "c1".into(),
+            ns: NsRequest::Path {
+                netns: "/run/netns/x".into(),
+                userns: None
+            },
+            ip: Ipv4Addr::new(10, 1, 0, 2),
+            mac: MacAddr([2, 0x42, 10, 1, 0, 2]),
+            ifname: "eth0".into(),
+            kind: PortKindName::Tap,
+            offload: true,
+            aliases: vec![],
+        }
+    );
+}
+
+#[test]
+fn planning_an_endpoint_consumes_no_address() {
+    let n = lab();
+    let mut ipam = Ipam::new(n.subnet, n.gateway);
+    let a = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    let b = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(
+        a.ip, b.ip,
+        "a refused or failed attach leaves the same next address"
+    );
+    // Taken for good and advanced: the next plan gets the following address.
+    ipam.take(a.ip).unwrap();
+    ipam.advance(a.ip);
+    let c = plan_endpoint(&ep_req("c2"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(c.ip, Ipv4Addr::new(10, 1, 0, 3));
+    // Taken but not advanced (an attach in progress): skipped, not reused.
+    let d = plan_endpoint(&ep_req("c3"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(d.ip, c.ip);
+}
+
+#[test]
+fn endpoint_field_errors_name_their_field() {
+    let n = lab();
+    let mut ipam = Ipam::new(n.subnet, n.gateway);
+    ipam.take(Ipv4Addr::new(10, 1, 0, 9)).unwrap();
+    let taken = Taken {
+        names: BTreeSet::from(["c0".to_string()]),
+        macs: BTreeSet::from([MacAddr([2, 0x42, 10, 1, 0, 1])]),
+        remote_static: vec![(MacAddr([2, 0, 0, 0, 0, 7]), Ipv4Addr::new(192, 0, 2, 1))],
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut EndpointCreate)>)> = vec![
+        ("name", Box::new(|r| r.name = "".into())),
+        ("name", Box::new(|r| r.name = "a b".into())),
+        ("name", Box::new(|r| r.name = "c0".into())),
+        ("netns", Box::new(|r| r.netns = None)),
+        ("netns", Box::new(|r| r.pid = Some(5))),
+        ("netns", Box::new(|r| r.netns = Some("".into()))),
+        (
+            "pid",
+            Box::new(|r| {
+                r.netns = None;
+                r.pid = Some(0);
+            }),
+        ),
+        (
+            "pid",
+            Box::new(|r| {
+                r.netns = None;
+                r.pid = Some(-3);
+            }),
+        ),
+        (
+            "userns",
+            Box::new(|r| {
+                r.netns = None;
+                r.pid = Some(3);
+                r.userns = Some("/proc/3/ns/user".into());
+            }),
+        ),
+        ("ifname", Box::new(|r| r.ifname = Some("a/b".into()))),
+        ("ifname", Box::new(|r| r.ifname = Some("x".repeat(16)))),
+        ("kind", Box::new(|r| r.kind = Some("macvtap".into()))),
+        ("ip", Box::new(|r| r.ip = Some("10.1.0".into()))),
+        ("ip", Box::new(|r| r.ip = Some("10.2.0.5".into()))),
+        ("ip", Box::new(|r| r.ip = Some("10.1.0.1".into()))),
+        ("ip", Box::new(|r| r.ip = Some("10.1.0.255".into()))),
+        ("ip", Box::new(|r| r.ip = Some("10.1.0.9".into()))),
+        ("mac", Box::new(|r| r.mac = Some("02:42".into()))),
+        (
+            "mac",
+            Box::new(|r| r.mac = Some("01:00:5e:00:00:01".into())),
+        ),
+        (
+            "mac",
+            Box::new(|r| r.mac = Some("02:42:0a:01:00:01".into())),
+        ),
+        (
+            "mac",
+            Box::new(|r| r.mac = Some("02:00:00:00:00:07".into())),
+        ),
+        (
+            "aliases[1]",
+            Box::new(|r| r.aliases = vec!["ok".into(), "no..dots".into()]),
+        ),
+    ];
+    for (want, set) in cases {
+        let mut r = ep_req("c1");
+        set(&mut r);
+        assert_eq!(field(plan_endpoint(&r, &n, &ipam, &taken)), want, "{r:?}");
+    }
+}
+
+#[test]
+fn aliases_drop_duplicates_and_the_endpoints_own_name() {
+    let n = lab();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    let mut r = ep_req("web");
+    r.aliases = vec!["api".into(), "web".into(), "api".into(), "www".into()];
+    let p = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.aliases, vec!["api".to_string(), "www".to_string()]);
+}
+
+#[test]
+fn a_config_entry_differs_only_in_the_fields_it_sets() {
+    let n = lab();
+    let mut r = net_req("lab");
+    assert!(
+        network_differs(&r, &n).is_empty(),
+        "defaults match what they became"
+    );
+    r.subnet = Some("10.1.0.0/24".into());
+    r.mtu = Some(1500);
+    assert!(network_differs(&r, &n).is_empty());
+    r.subnet = Some("10.7.0.0/24".into());
+    r.internal = true;
+    assert_eq!(network_differs(&r, &n), vec!["subnet", "internal"]);
+
+    let e = EndpointSpec {
+        name: "c1".into(),
+        kind: PortKindName::Tap,
+        ip: Ipv4Addr::new(10, 1, 0, 2),
+        mac: MacAddr([2, 0x42, 10, 1, 0, 2]),
+        ifname: "eth0".into(),
+        netns: "/run/netns/x".into(),
+        userns: None,
+        pid: None,
+        identity: NsIdentity {
+            dev: 4,
+            ino: 4026532000,
+            pid: None,
+            pid_start: None,
+        },
+        host_ifname: None,
+        offload: true,
+        aliases: vec!["web".into()],
+        published: vec![],
+    };
+    let mut q = ep_req("c1");
+    q.aliases = vec!["web".into()];
+    assert!(endpoint_differs(&q, &e).is_empty());
+    q.ip = Some("10.1.0.3".into());
+    q.kind = Some("veth".into());
+    q.aliases = vec![];
+    assert_eq!(endpoint_differs(&q, &e), vec!["ip", "kind", "aliases"]);
+}

@@ -1,0 +1,108 @@
+//! The live side of the state: what runs a network or an endpoint, built from its spec
+//! (`src/spec.rs`) through the port kinds (`ports/`). Nothing here decides anything; the
+//! state code (`src/state.rs`) plans, then builds or removes through these.
+
+pub mod ports;
+
+use std::sync::Arc;
+
+use netyard_switch::{driver, Switch, SwitchConfig, SwitchPort};
+use tokio::task::JoinHandle;
+
+use crate::dnsd::Dns;
+use crate::error::DaemonError;
+use crate::spec::NetworkSpec;
+use ports::gateway::{Gateway, GatewayLive};
+use ports::vxlan::{Vxlan, VxlanLive};
+use ports::{NetCx, PortKind};
+
+/// A running network: its switch, the MAC ager, the gateway and the tunnel.
+pub struct NetworkLive {
+    pub switch: Arc<Switch>,
+    ager: JoinHandle<()>,
+    pub gw: GatewayLive,
+    pub vxlan: Option<VxlanLive>,
+}
+
+impl NetworkLive {
+    /// Builds a network from its spec (`adopt`: after a restart; the in-process ports are made
+    /// again either way). On failure nothing is left running.
+    pub async fn build(
+        spec: &NetworkSpec,
+        dns: &Dns,
+        adopt: bool,
+    ) -> Result<NetworkLive, DaemonError> {
+        let switch = Switch::new(
+            spec.name.clone(),
+            SwitchConfig {
+                mtu: u16::try_from(spec.mtu).unwrap_or(u16::MAX),
+                aging_ms: spec.aging.saturating_mul(1000),
+                max_macs_per_port: spec.max_macs_per_port as usize,
+            },
+        );
+        let ager = driver::spawn_ager(switch.clone());
+        let cx = NetCx {
+            net: spec,
+            switch: &switch,
+            dns,
+        };
+        let gw = match if adopt {
+            Gateway::adopt(&cx, spec).await
+        } else {
+            Gateway::setup(&cx, spec).await
+        } {
+            Ok(g) => g,
+            Err(e) => {
+                ager.abort();
+                return Err(e);
+            }
+        };
+        let vxlan = match &spec.vxlan {
+            None => None,
+            Some(_) => {
+                let built = if adopt {
+                    Vxlan::adopt(&cx, spec).await
+                } else {
+                    Vxlan::setup(&cx, spec).await
+                };
+                match built {
+                    Ok(vx) => {
+                        // Every host of a VXLAN network has a gateway with the same address
+                        // and MAC: pinning it to the local gateway port keeps the remote
+                        // gateways' frames from moving it into the tunnel.
+                        switch.fdb.add_static(gw.mac, gw.port.id);
+                        Some(vx)
+                    }
+                    Err(e) => {
+                        ager.abort();
+                        Gateway::teardown(spec, gw).await;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        Ok(NetworkLive {
+            switch,
+            ager,
+            gw,
+            vxlan,
+        })
+    }
+
+    /// Stops the network's tasks and ports (its endpoints must be gone already).
+    pub async fn stop(self, spec: &NetworkSpec) {
+        self.ager.abort();
+        Gateway::teardown(spec, self.gw).await;
+        if let Some(vx) = self.vxlan {
+            Vxlan::teardown(spec, vx).await;
+        }
+    }
+}
+
+/// A running endpoint: its switch port and the port's driver.
+pub struct EndpointLive {
+    pub port: Arc<SwitchPort>,
+    pub task: JoinHandle<()>,
+    /// See [`ports::EndpointDevice::ctl`].
+    pub ctl: Option<std::os::fd::OwnedFd>,
+}

@@ -1,0 +1,153 @@
+//! One seam for every kind of port a network holds: the [`PortKind`] trait.
+//!
+//! A kind knows how to build its port from its spec (`setup`), how to take it back after the
+//! daemon restarted (`adopt`: the device outlived the daemon, or, for in-process ports such as
+//! the gateway, is simply made again), how to remove it (`teardown`) and how to name itself in
+//! `ps`, `stats` and `inspect` (`describe`). The daemon's state code only calls these; a new
+//! kind (an uplink to a host interface, a runtime front such as a slirp4netns-compatible TAP,
+//! a macvlan child) is one more file here and one arm in [`endpoint`].
+//!
+//! | file | kind | spec | survives a restart as |
+//! |---|---|---|---|
+//! | `tap.rs` | endpoint TAP in the container's namespace | `EndpointSpec` | a persistent TAP, reopened by name |
+//! | `veth.rs` | endpoint veth, host end served with AF_PACKET | `EndpointSpec` | the host end, reopened |
+//! | `gateway.rs` | the network's gateway (router task) | `NetworkSpec` | made again (in-process) |
+//! | `vxlan.rs` | the network's VXLAN tunnel | `NetworkSpec` | made again (a UDP socket) |
+
+pub mod gateway;
+pub mod tap;
+pub mod veth;
+pub mod vxlan;
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netyard_switch::{Port, Switch, SwitchPort};
+
+use crate::dnsd::Dns;
+use crate::error::DaemonError;
+use crate::netns::NsTarget;
+use crate::spec::{EndpointSpec, NetworkSpec, PortKindName};
+
+/// What the network-wide kinds (gateway, tunnel) are given.
+pub struct NetCx<'a> {
+    pub net: &'a NetworkSpec,
+    pub switch: &'a Arc<Switch>,
+    pub dns: &'a Dns,
+}
+
+/// What the endpoint kinds are given: the network's context, the namespace, and whether the
+/// device should outlive the daemon (false with `--ephemeral`).
+pub struct EndpointCx<'a> {
+    pub net: &'a NetworkSpec,
+    pub target: &'a NsTarget,
+    pub persist: bool,
+}
+
+/// How a port names itself to users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// The kind, as `ps` and `stats` show it.
+    pub kind: &'static str,
+    /// The device on the host side, if there is one.
+    pub host_ifname: Option<String>,
+}
+
+/// One kind of port. `Spec` is the plain data it is built from (persisted), `Built` the live
+/// handles setup and adopt hand back, `Remains` what is left to remove once the port is off
+/// the switch.
+pub trait PortKind {
+    type Cx<'a>;
+    type Spec;
+    type Built: Send;
+    type Remains: Send;
+    /// The kind's name (`ps`, `stats`, the state file).
+    const NAME: &'static str;
+
+    /// Creates the port from scratch.
+    fn setup<'a>(
+        cx: &'a Self::Cx<'a>,
+        spec: &'a Self::Spec,
+    ) -> impl Future<Output = Result<Self::Built, DaemonError>> + Send + 'a;
+
+    /// Takes the port back after a restart: what outlived the daemon is reopened, what did
+    /// not is made again. Never creates a device that should have been there.
+    fn adopt<'a>(
+        cx: &'a Self::Cx<'a>,
+        spec: &'a Self::Spec,
+    ) -> impl Future<Output = Result<Self::Built, DaemonError>> + Send + 'a;
+
+    /// Removes what setup made.
+    fn teardown<'a>(
+        spec: &'a Self::Spec,
+        remains: Self::Remains,
+    ) -> impl Future<Output = ()> + Send + 'a;
+
+    fn describe(spec: &Self::Spec) -> Description;
+}
+
+/// An endpoint's device as its kind built it, before it joins the switch.
+pub struct EndpointDevice {
+    pub port: Box<dyn Port>,
+    /// A second descriptor of a persistent TAP, kept to make it non-persistent at detach.
+    pub ctl: Option<OwnedFd>,
+}
+
+/// What is left of an endpoint's device once its port is off the switch.
+pub struct EndpointRemains {
+    pub ctl: Option<OwnedFd>,
+}
+
+/// The endpoint kinds by name: the one place that maps a spec's kind to its code.
+pub mod endpoint {
+    use super::*;
+
+    pub async fn setup(
+        cx: &EndpointCx<'_>,
+        spec: &EndpointSpec,
+    ) -> Result<EndpointDevice, DaemonError> {
+        match spec.kind {
+            PortKindName::Tap => tap::Tap::setup(cx, spec).await,
+            PortKindName::Veth => veth::Veth::setup(cx, spec).await,
+        }
+    }
+
+    pub async fn adopt(
+        cx: &EndpointCx<'_>,
+        spec: &EndpointSpec,
+    ) -> Result<EndpointDevice, DaemonError> {
+        match spec.kind {
+            PortKindName::Tap => tap::Tap::adopt(cx, spec).await,
+            PortKindName::Veth => veth::Veth::adopt(cx, spec).await,
+        }
+    }
+
+    pub async fn teardown(spec: &EndpointSpec, remains: EndpointRemains) {
+        match spec.kind {
+            PortKindName::Tap => tap::Tap::teardown(spec, remains).await,
+            PortKindName::Veth => veth::Veth::teardown(spec, remains).await,
+        }
+    }
+
+    pub fn describe(spec: &EndpointSpec) -> Description {
+        match spec.kind {
+            PortKindName::Tap => tap::Tap::describe(spec),
+            PortKindName::Veth => veth::Veth::describe(spec),
+        }
+    }
+}
+
+/// Waits (up to 2 s) until only this handle holds the port: another port's task may still
+/// hold a snapshot of the port set for the rest of its burst, and the device (or socket)
+/// must be gone when the caller returns.
+pub async fn release(port: Arc<SwitchPort>) {
+    for _ in 0..400 {
+        if Arc::strong_count(&port) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(port);
+}

@@ -1,0 +1,117 @@
+//! Endpoint port kind `tap`: a TAP device created inside the container's namespace, its fd
+//! served by the daemon. Unless the daemon is `--ephemeral`, the TAP is persistent
+//! (TUNSETPERSIST, owned by the creating user so a rootless daemon may reopen it): it outlives
+//! the daemon with its addresses and routes, and `adopt` reopens it by name inside the
+//! namespace with the offloads set again. Detach makes it non-persistent before closing it, so
+//! it vanishes then.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+use netyard_switch::sys::tap::{set_persist, TapPort};
+
+use super::{Description, EndpointCx, EndpointDevice, EndpointRemains, PortKind};
+use crate::error::DaemonError;
+use crate::netns::{self, NsOpenRequest, TapMode};
+use crate::spec::EndpointSpec;
+
+pub struct Tap;
+
+impl PortKind for Tap {
+    type Cx<'a> = EndpointCx<'a>;
+    type Spec = EndpointSpec;
+    type Built = EndpointDevice;
+    type Remains = EndpointRemains;
+    const NAME: &'static str = "tap";
+
+    async fn setup<'a>(
+        cx: &'a EndpointCx<'a>,
+        spec: &'a EndpointSpec,
+    ) -> Result<EndpointDevice, DaemonError> {
+        let mode = if cx.persist {
+            TapMode::Persistent
+        } else {
+            TapMode::Ephemeral
+        };
+        open(cx, spec, mode).await
+    }
+
+    async fn adopt<'a>(
+        cx: &'a EndpointCx<'a>,
+        spec: &'a EndpointSpec,
+    ) -> Result<EndpointDevice, DaemonError> {
+        open(cx, spec, TapMode::Reopen).await
+    }
+
+    async fn teardown<'a>(spec: &'a EndpointSpec, remains: EndpointRemains) {
+        // The port (and so its fd) is gone; the control descriptor is the last one. Once the
+        // device is no longer persistent, closing it removes the device.
+        if let Some(ctl) = remains.ctl {
+            if let Err(e) = set_persist(ctl.as_fd(), false) {
+                tracing::warn!(endpoint = %spec.name, error = %e, "could not make the TAP non-persistent");
+            }
+        }
+    }
+
+    fn describe(_spec: &EndpointSpec) -> Description {
+        Description {
+            kind: Self::NAME,
+            host_ifname: None,
+        }
+    }
+}
+
+async fn open(
+    cx: &EndpointCx<'_>,
+    spec: &EndpointSpec,
+    mode: TapMode,
+) -> Result<EndpointDevice, DaemonError> {
+    let ns_err = |source| DaemonError::Namespace {
+        name: spec.name.clone(),
+        source,
+    };
+    let req = NsOpenRequest::tap_mode(spec.ifname.clone(), spec.offload, mode);
+    let fds = netns::open_in_ns(cx.target, req).await.map_err(ns_err)?;
+    let tap_fd = fds.fds.into_iter().next().ok_or_else(|| DaemonError::Io {
+        context: format!("attaching {:?}", spec.name),
+        source: std::io::Error::other("namespace helper returned no TAP descriptor"),
+    })?;
+    let ctl = match mode {
+        TapMode::Ephemeral => None,
+        _ => Some(tap_fd.try_clone().map_err(|e| DaemonError::Io {
+            context: format!("duplicating the TAP descriptor of {:?}", spec.name),
+            source: e,
+        })?),
+    };
+    let port = TapPort::from_fd(tap_fd, spec.ifname.clone(), spec.offload).map_err(|source| {
+        DaemonError::Port {
+            name: spec.name.clone(),
+            source,
+        }
+    })?;
+    let result = async {
+        let handle = fds.netlink.into_handle()?;
+        netns::configure_endpoint(
+            &handle,
+            &spec.ifname,
+            spec.mac.0,
+            cx.net.mtu,
+            IpAddr::V4(spec.ip),
+            cx.net.subnet.prefix_len(),
+            Some(IpAddr::V4(cx.net.gateway)),
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = result {
+        // A persistent TAP that could not be configured must not stay behind.
+        if let (Some(c), TapMode::Persistent) = (&ctl, mode) {
+            let _ = set_persist(c.as_fd(), false);
+        }
+        return Err(ns_err(e));
+    }
+    Ok(EndpointDevice {
+        port: Box::new(port),
+        ctl,
+    })
+}

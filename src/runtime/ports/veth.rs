@@ -1,0 +1,144 @@
+//! Endpoint port kind `veth`: a veth pair whose peer is the container's interface and whose
+//! host end, in the daemon's namespace, is served with AF_PACKET. The pair outlives the daemon
+//! by itself (the host end is an ordinary link); `adopt` opens the host end again.
+
+use std::net::IpAddr;
+
+use netyard_switch::sys::packet::PacketPort;
+
+use super::{Description, EndpointCx, EndpointDevice, EndpointRemains, PortKind};
+use crate::error::DaemonError;
+use crate::netns::{self, NsOpenRequest};
+use crate::spec::EndpointSpec;
+
+pub struct Veth;
+
+impl Veth {
+    /// A fresh host-end name: `ny` and 8 hex digits.
+    pub fn host_name() -> String {
+        format!("ny{:08x}", rand::random::<u32>())
+    }
+}
+
+impl PortKind for Veth {
+    type Cx<'a> = EndpointCx<'a>;
+    type Spec = EndpointSpec;
+    type Built = EndpointDevice;
+    type Remains = EndpointRemains;
+    const NAME: &'static str = "veth";
+
+    /// `spec.host_ifname` names the host end to create (the planner picks it).
+    async fn setup<'a>(
+        cx: &'a EndpointCx<'a>,
+        spec: &'a EndpointSpec,
+    ) -> Result<EndpointDevice, DaemonError> {
+        let ns_err = |source| DaemonError::Namespace {
+            name: spec.name.clone(),
+            source,
+        };
+        let host_name = spec.host_ifname.clone().ok_or_else(|| {
+            DaemonError::invalid("kind", "a veth endpoint needs a host interface name")
+        })?;
+        let host = netns::host_handle().map_err(ns_err)?;
+        let fds = netns::open_in_ns(cx.target, NsOpenRequest::netlink_only())
+            .await
+            .map_err(ns_err)?;
+        netns::create_veth(&host, &host_name, cx.target, &spec.ifname, cx.net.mtu)
+            .await
+            .map_err(ns_err)?;
+        let result: Result<EndpointDevice, DaemonError> = async {
+            configure(cx, spec, fds.netlink).await.map_err(ns_err)?;
+            open_host_end(spec, &host_name)
+        }
+        .await;
+        if result.is_err() {
+            let _ = netns::delete_link(&host, &host_name).await;
+        }
+        result
+    }
+
+    async fn adopt<'a>(
+        cx: &'a EndpointCx<'a>,
+        spec: &'a EndpointSpec,
+    ) -> Result<EndpointDevice, DaemonError> {
+        let ns_err = |source| DaemonError::Namespace {
+            name: spec.name.clone(),
+            source,
+        };
+        let host_name = spec.host_ifname.clone().ok_or_else(|| {
+            DaemonError::invalid("host_ifname", "a veth endpoint's host end is not recorded")
+        })?;
+        let host = netns::host_handle().map_err(ns_err)?;
+        if !netns::link_exists(&host, &host_name)
+            .await
+            .map_err(ns_err)?
+        {
+            return Err(DaemonError::Io {
+                context: format!("adopting {:?}", spec.name),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("the veth host end {host_name} is gone"),
+                ),
+            });
+        }
+        let fds = netns::open_in_ns(cx.target, NsOpenRequest::netlink_only())
+            .await
+            .map_err(ns_err)?;
+        configure(cx, spec, fds.netlink).await.map_err(ns_err)?;
+        open_host_end(spec, &host_name)
+    }
+
+    async fn teardown<'a>(spec: &'a EndpointSpec, _remains: EndpointRemains) {
+        if let Some(h) = &spec.host_ifname {
+            remove_host_link(h).await;
+        }
+    }
+
+    fn describe(spec: &EndpointSpec) -> Description {
+        Description {
+            kind: Self::NAME,
+            host_ifname: spec.host_ifname.clone(),
+        }
+    }
+}
+
+fn open_host_end(spec: &EndpointSpec, host_name: &str) -> Result<EndpointDevice, DaemonError> {
+    let port = PacketPort::open(host_name, spec.offload).map_err(|source| DaemonError::Port {
+        name: spec.name.clone(),
+        source,
+    })?;
+    Ok(EndpointDevice {
+        port: Box::new(port),
+        ctl: None,
+    })
+}
+
+async fn configure(
+    cx: &EndpointCx<'_>,
+    spec: &EndpointSpec,
+    nl: netns::NetlinkFd,
+) -> Result<(), netns::NetnsError> {
+    let handle = nl.into_handle()?;
+    netns::configure_endpoint(
+        &handle,
+        &spec.ifname,
+        spec.mac.0,
+        cx.net.mtu,
+        IpAddr::V4(spec.ip),
+        cx.net.subnet.prefix_len(),
+        Some(IpAddr::V4(cx.net.gateway)),
+    )
+    .await
+}
+
+/// Deletes a veth pair through its host end (both ends go).
+pub async fn remove_host_link(name: &str) {
+    match netns::host_handle() {
+        Ok(h) => {
+            if let Err(e) = netns::delete_link(&h, name).await {
+                tracing::warn!(link = name, error = %e, "could not delete veth host end");
+            }
+        }
+        Err(e) => tracing::warn!(link = name, error = %e, "no netlink handle to delete veth"),
+    }
+}

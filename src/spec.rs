@@ -1,0 +1,131 @@
+//! What the daemon's state *is*, as plain serde data: the networks and endpoints it holds,
+//! with every choice already made (addresses, MACs, host ports, device names). This is what
+//! the state file holds (`src/store.rs`), what planning produces (`src/plan/`) and what the
+//! runtime builds from (`src/runtime/`); it holds no handle, task or file descriptor.
+//!
+//! Compatibility: fields added later get `#[serde(default)]`, so an older file still parses;
+//! a change that an older daemon could misread bumps `store::SCHEMA`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use netyard_switch::MacAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::netns::NsIdentity;
+use crate::ports::Mapping;
+
+/// Everything the daemon keeps across a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// Networks by name, each with its endpoints.
+    #[serde(default)]
+    pub networks: BTreeMap<String, SavedNetwork>,
+}
+
+/// A network and the endpoints this daemon attached to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedNetwork {
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointSpec>,
+}
+
+/// A network, as created: every default resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub host_loopback: bool,
+    pub max_flows_per_endpoint: u32,
+    pub max_flows: u32,
+    /// MAC ageing, seconds.
+    pub aging: u64,
+    pub max_macs_per_port: u32,
+    /// The tunnel of a network that spans hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<VxlanSpec>,
+    /// Static remote entries (`fdb add`): MAC -> VTEP.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub static_fdb: BTreeMap<MacAddr, Ipv4Addr>,
+}
+
+/// A network's VXLAN tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanSpec {
+    pub vni: u32,
+    /// Local address of the tunnel's socket (0.0.0.0: every address).
+    pub local: Ipv4Addr,
+    pub port: u16,
+    /// Flood peers (`--vxlan-peer`).
+    #[serde(default)]
+    pub peers: Vec<Ipv4Addr>,
+    /// The underlay's MTU found at creation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_mtu: Option<u32>,
+}
+
+/// How an endpoint is wired: the name of its port kind (`src/runtime/ports/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKindName {
+    Tap,
+    Veth,
+}
+
+impl PortKindName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKindName::Tap => "tap",
+            PortKindName::Veth => "veth",
+        }
+    }
+}
+
+/// An attached endpoint: its namespace (and that namespace's identity, so a recycled pid or
+/// path is never taken for it), its interface and addresses, and its published ports as bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub name: String,
+    pub kind: PortKindName,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// The interface inside the container.
+    pub ifname: String,
+    /// The namespace as given: a path, or `/proc/PID/ns/net` for `--pid`.
+    pub netns: String,
+    /// The user namespace to join first (rootless), when given by path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<String>,
+    /// The process the endpoint was attached by (`--pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The namespace's identity at attach time.
+    pub identity: NsIdentity,
+    /// The veth's host end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
+    pub offload: bool,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub published: Vec<Mapping>,
+}
+
+impl EndpointSpec {
+    /// The DNS records' key of the endpoint's namespace.
+    pub fn ns_key(&self) -> (u64, u64) {
+        (self.identity.dev, self.identity.ino)
+    }
+}
