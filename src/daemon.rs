@@ -280,11 +280,32 @@ async fn bind_api(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-/// Creates the config's networks then endpoints; stops at the first failure (the caller then
-/// tears everything down). An entry the saved state already holds is taken as it is: when
-/// it matches nothing happens, when it differs the state wins and a log line names the
-/// fields; so a restart with the same `--config` is never an error.
+/// Creates the config's networks then endpoints; stops at the first failure and removes what
+/// this config created (all or nothing: what a saved state held stays). An entry the saved
+/// state already holds is taken as it is: when it matches nothing happens, when it differs
+/// the state wins and a log line names the fields; so a restart with the same `--config` is
+/// never an error.
 async fn apply_config(d: &Daemon, cfg: Config) -> Result<(), DaemonError> {
+    let mut networks = Vec::new();
+    let mut endpoints = Vec::new();
+    let r = apply_entries(d, cfg, &mut networks, &mut endpoints).await;
+    if r.is_err() {
+        for (net, name) in endpoints.iter().rev() {
+            let _ = d.detach(net, name).await;
+        }
+        for net in networks.iter().rev() {
+            let _ = d.remove_network(net).await;
+        }
+    }
+    r
+}
+
+async fn apply_entries(
+    d: &Daemon,
+    cfg: Config,
+    networks: &mut Vec<String>,
+    endpoints: &mut Vec<(String, String)>,
+) -> Result<(), DaemonError> {
     for (i, n) in cfg.network.into_iter().enumerate() {
         if let Some(saved) = d.saved_network(&n.name).await {
             let differ = crate::plan::network_differs(&n, &saved);
@@ -296,9 +317,11 @@ async fn apply_config(d: &Daemon, cfg: Config) -> Result<(), DaemonError> {
             }
             continue;
         }
+        let name = n.name.clone();
         d.create_network(n)
             .await
             .map_err(|e| e.within(&format!("network[{i}].")))?;
+        networks.push(name);
     }
     for (i, e) in cfg.endpoint.into_iter().enumerate() {
         let net = e.network.clone().unwrap_or_default();
@@ -312,9 +335,11 @@ async fn apply_config(d: &Daemon, cfg: Config) -> Result<(), DaemonError> {
             }
             continue;
         }
+        let name = e.name.clone();
         d.attach(&net, e)
             .await
             .map_err(|err| err.within(&format!("endpoint[{i}].")))?;
+        endpoints.push((net, name));
     }
     Ok(())
 }
