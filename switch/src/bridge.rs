@@ -1,18 +1,20 @@
 //! One learning switch: its ports, its MAC table and the forwarding decision.
 //!
-//! [`Switch::decide`] is the whole policy: a function of (ingress port, frame bytes, now) over
-//! the MAC table, returning a [`Verdict`]. It does no I/O; the driver acts on the verdict.
+//! [`Switch::decide`] is the whole policy: a function of (ingress port, the port's security
+//! policy, frame bytes, now) over the MAC table, returning a [`Verdict`]. It does no I/O; the
+//! driver acts on the verdict.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::capture::CaptureSlot;
 use crate::counters::{DropReason, PortCounters};
 use crate::fdb::{Fdb, LearnOutcome};
 use crate::port::{Port, PortId, VNET_HDR_LEN};
+use crate::security::{self, PortSecurity};
 use crate::wire::ethernet::MacAddr;
 
 /// Ethernet header without a VLAN tag.
@@ -71,6 +73,29 @@ pub struct SwitchPort {
     pub counters: PortCounters,
     /// Packet capture tap (off unless someone is capturing).
     pub capture: CaptureSlot,
+    /// Port security: `None` (the gateway, VXLAN, trusted endpoints) forwards whatever the
+    /// port sends. Swapped whole, read with one atomic load per frame, so the policy can change
+    /// while the port forwards.
+    security: ArcSwapOption<PortSecurity>,
+}
+
+impl SwitchPort {
+    /// Sets (or with `None` lifts) the port's security policy. Takes effect from the next
+    /// frame the port's driver reads; set it before [`crate::driver::spawn_port`] to check the
+    /// very first one.
+    pub fn set_security(&self, policy: Option<PortSecurity>) {
+        self.security.store(policy.map(Arc::new));
+    }
+
+    /// The port's current policy (for inspection).
+    pub fn security(&self) -> Option<Arc<PortSecurity>> {
+        self.security.load_full()
+    }
+
+    /// The policy as the forwarding path reads it: an atomic load, no lock, no allocation.
+    pub(crate) fn security_guard(&self) -> arc_swap::Guard<Option<Arc<PortSecurity>>> {
+        self.security.load()
+    }
 }
 
 impl std::fmt::Debug for SwitchPort {
@@ -145,6 +170,7 @@ impl Switch {
             port,
             counters: PortCounters::default(),
             capture: CaptureSlot::default(),
+            security: ArcSwapOption::empty(),
         });
         let mut next: Vec<Arc<SwitchPort>> = (**self.ports.load()).clone();
         next.push(sp.clone());
@@ -177,10 +203,13 @@ impl Switch {
     }
 
     /// Decides what happens to `frame` (vnet header + Ethernet frame) received on `ingress`
-    /// at `now` (switch clock, ms). Learns the source MAC as a side effect on the table.
+    /// at `now` (switch clock, ms), under the ingress port's `security` policy (`None`: not
+    /// checked). Learns the source MAC as a side effect on the table, only once the frame has
+    /// passed every check: a dropped frame never moves a MAC.
     pub fn decide(
         &self,
         ingress: PortId,
+        security: Option<&PortSecurity>,
         frame: &[u8],
         now: u64,
     ) -> (Verdict, Option<LearnOutcome>) {
@@ -200,6 +229,11 @@ impl Switch {
         }
         if src.is_zero() {
             return (Verdict::Drop(DropReason::ZeroSource), None);
+        }
+        if let Some(policy) = security {
+            if let Err(reason) = security::check(policy, eth) {
+                return (Verdict::Drop(reason), None);
+            }
         }
         let learned = self.fdb.learn(src, ingress, now);
         if dst.is_multicast() {
@@ -311,18 +345,27 @@ mod tests {
     #[test]
     fn unknown_unicast_floods_then_learned_unicast_forwards() {
         let (s, p1, p2) = sw();
-        assert_eq!(s.decide(p1, &frame(B, A, 46), 0).0, Verdict::Flood);
-        assert_eq!(s.decide(p2, &frame(A, B, 46), 1).0, Verdict::Forward(p1));
-        assert_eq!(s.decide(p1, &frame(B, A, 46), 2).0, Verdict::Forward(p2));
+        assert_eq!(s.decide(p1, None, &frame(B, A, 46), 0).0, Verdict::Flood);
+        assert_eq!(
+            s.decide(p2, None, &frame(A, B, 46), 1).0,
+            Verdict::Forward(p1)
+        );
+        assert_eq!(
+            s.decide(p1, None, &frame(B, A, 46), 2).0,
+            Verdict::Forward(p2)
+        );
     }
 
     #[test]
     fn broadcast_floods_and_never_returns_to_ingress() {
         let (s, p1, _) = sw();
-        assert_eq!(s.decide(p1, &frame(BCAST, A, 28), 0).0, Verdict::Flood);
+        assert_eq!(
+            s.decide(p1, None, &frame(BCAST, A, 28), 0).0,
+            Verdict::Flood
+        );
         // A frame to a MAC that lives on the ingress port is dropped, not reflected.
         assert_eq!(
-            s.decide(p1, &frame(A, B, 28), 1).0,
+            s.decide(p1, None, &frame(A, B, 28), 1).0,
             Verdict::Drop(DropReason::SamePort)
         );
     }
@@ -330,15 +373,18 @@ mod tests {
     #[test]
     fn aged_out_destination_floods_again() {
         let (s, p1, p2) = sw();
-        s.decide(p1, &frame(B, A, 46), 0);
-        assert_eq!(s.decide(p2, &frame(A, B, 46), 500).0, Verdict::Forward(p1));
-        assert_eq!(s.decide(p2, &frame(A, B, 46), 1501).0, Verdict::Flood);
+        s.decide(p1, None, &frame(B, A, 46), 0);
+        assert_eq!(
+            s.decide(p2, None, &frame(A, B, 46), 500).0,
+            Verdict::Forward(p1)
+        );
+        assert_eq!(s.decide(p2, None, &frame(A, B, 46), 1501).0, Verdict::Flood);
     }
 
     #[test]
     fn malformed_frames_are_dropped_with_their_reason() {
         let (s, p1, _) = sw();
-        let drop = |f: &[u8]| s.decide(p1, f, 0).0;
+        let drop = |f: &[u8]| s.decide(p1, None, f, 0).0;
         assert_eq!(drop(&[0u8; 3]), Verdict::Drop(DropReason::Runt));
         assert_eq!(
             drop(&frame(B, A, 0)[..VNET_HDR_LEN + 13]),
@@ -353,7 +399,7 @@ mod tests {
             Verdict::Drop(DropReason::ZeroSource)
         );
         assert_eq!(drop(&frame(B, A, 1501)), Verdict::Drop(DropReason::OverMtu));
-        assert_eq!(s.decide(p1, &frame(B, A, 1500), 0).0, Verdict::Flood);
+        assert_eq!(s.decide(p1, None, &frame(B, A, 1500), 0).0, Verdict::Flood);
         let mut bad = frame(B, A, 100);
         bad[1] = 3; // UFO: not accepted
         assert_eq!(drop(&bad), Verdict::Drop(DropReason::BadVnetHdr));
@@ -378,12 +424,132 @@ mod tests {
         assert!(s.fdb.entries(0).iter().all(|e| e.mac == MacAddr(A)));
     }
 
+    /// An IPv4/UDP frame from `src` (MAC and address) to B.
+    fn ipv4_frame(src: [u8; 6], ip: [u8; 4]) -> Vec<u8> {
+        let mut f = frame(B, src, 0);
+        let mut l3 = [0u8; 28];
+        l3[0] = 0x45;
+        l3[9] = 17;
+        l3[12..16].copy_from_slice(&ip);
+        l3[16..20].copy_from_slice(&[10, 0, 0, 11]);
+        f.extend_from_slice(&l3);
+        f
+    }
+
+    const A_IP: [u8; 4] = [10, 0, 0, 10];
+
+    fn a_policy() -> PortSecurity {
+        PortSecurity {
+            mac: MacAddr(A),
+            ipv4: vec![A_IP.into()],
+            ipv6: Vec::new(),
+        }
+    }
+
+    /// Runs `frame` through the driver's path from `ingress`, as read from its device.
+    fn forward(s: &Switch, ingress: PortId, frame: &[u8], now: u64) {
+        let ports = s.ports();
+        let port = Switch::port_in(&ports, ingress).expect("port");
+        crate::driver::forward(s, &ports, port, frame, now, &mut Vec::new());
+    }
+
+    fn stats(s: &Switch, id: PortId) -> crate::counters::PortStats {
+        let ports = s.ports();
+        Switch::port_in(&ports, id)
+            .expect("port")
+            .counters
+            .snapshot()
+    }
+
+    /// The counters of a port that received `frames` of `bytes` each and dropped them all
+    /// for `reason`.
+    fn dropped(frames: u64, bytes: usize, reason: &'static str) -> crate::counters::PortStats {
+        let mut want = PortCounters::default().snapshot();
+        want.rx_packets = frames;
+        want.rx_bytes = frames * (bytes - VNET_HDR_LEN) as u64;
+        want.drops_total = frames;
+        want.drops.insert(reason, frames);
+        want
+    }
+
+    fn secured() -> (Arc<Switch>, PortId, PortId) {
+        let (s, p1, p2) = sw();
+        s.ports()[0].set_security(Some(a_policy()));
+        // B lives on p2.
+        s.fdb.learn(MacAddr(B), p2, 0);
+        (s, p1, p2)
+    }
+
+    #[test]
+    fn a_frame_from_another_mac_is_dropped_as_spoofed_mac_and_not_learned() {
+        let (s, p1, p2) = secured();
+        let forged = ipv4_frame(B, A_IP);
+        assert_eq!(
+            s.decide(p1, Some(&a_policy()), &forged, 1).0,
+            Verdict::Drop(DropReason::SpoofedMac)
+        );
+        forward(&s, p1, &forged, 1);
+        assert_eq!(stats(&s, p1), dropped(1, forged.len(), "spoofed_mac"));
+        assert_eq!(s.fdb.lookup(&MacAddr(B), 1), Some(p2), "B stays on p2");
+        assert_eq!(stats(&s, p2).tx_packets, 0, "nothing reached B's port");
+    }
+
+    #[test]
+    fn a_forged_ipv4_source_is_dropped_as_spoofed_ipv4_and_its_mac_is_not_learned() {
+        let (s, p1, _) = secured();
+        let forged = ipv4_frame(A, [10, 0, 0, 11]);
+        forward(&s, p1, &forged, 1);
+        assert_eq!(stats(&s, p1), dropped(1, forged.len(), "spoofed_ipv4"));
+        assert_eq!(s.fdb.lookup(&MacAddr(A), 1), None);
+    }
+
+    #[test]
+    fn the_endpoints_own_frames_are_forwarded_and_learned() {
+        let (s, p1, p2) = secured();
+        let own = ipv4_frame(A, A_IP);
+        forward(&s, p1, &own, 1);
+        assert_eq!(s.fdb.lookup(&MacAddr(A), 1), Some(p1));
+        assert_eq!(stats(&s, p1).drops_total, 0);
+        assert_eq!(stats(&s, p2).tx_packets, 1, "unicast to B");
+    }
+
+    #[test]
+    fn lifting_the_policy_lets_the_same_forged_frame_through_at_the_next_frame() {
+        let (s, p1, p2) = secured();
+        let forged = ipv4_frame(A, [10, 0, 0, 11]);
+        forward(&s, p1, &forged, 1);
+        let port = s.ports()[0].clone();
+        assert_eq!(port.security(), Some(Arc::new(a_policy())));
+        port.set_security(None);
+        forward(&s, p1, &forged, 2);
+        assert_eq!(stats(&s, p1), {
+            let mut want = dropped(1, forged.len(), "spoofed_ipv4");
+            want.rx_packets = 2;
+            want.rx_bytes *= 2;
+            want
+        });
+        assert_eq!(stats(&s, p2).tx_packets, 1);
+        assert_eq!(s.fdb.lookup(&MacAddr(A), 2), Some(p1));
+    }
+
+    #[test]
+    fn structural_checks_come_before_port_security() {
+        let (s, p1, _) = secured();
+        let drop = |f: &[u8]| s.decide(p1, Some(&a_policy()), f, 0).0;
+        assert_eq!(drop(&[0u8; 3]), Verdict::Drop(DropReason::Runt));
+        assert_eq!(
+            drop(&frame(B, [3, 0, 0, 0, 0, 1], 46)),
+            Verdict::Drop(DropReason::MulticastSource)
+        );
+        assert_eq!(drop(&frame(B, A, 1501)), Verdict::Drop(DropReason::OverMtu));
+    }
+
     #[test]
     fn removing_a_port_flushes_its_macs() {
         let (s, p1, p2) = sw();
-        s.decide(p1, &frame(B, A, 46), 0);
+        s.decide(p1, None, &frame(B, A, 46), 0);
         assert!(s.remove_port(p1).is_some());
-        assert_eq!(s.decide(p2, &frame(A, B, 46), 1).0, Verdict::Flood);
+        assert_eq!(s.decide(p2, None, &frame(A, B, 46), 1).0, Verdict::Flood);
         assert_eq!(s.ports().len(), 1);
     }
 }

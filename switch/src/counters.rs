@@ -42,10 +42,23 @@ pub enum DropReason {
     VxlanWrongVni,
     /// A VXLAN packet for another VNI of a shared socket whose hand-off queue was full.
     VxlanHandoffFull,
+    /// Port security: the Ethernet source is not the endpoint's MAC.
+    SpoofedMac,
+    /// Port security: the IPv4 source is not one of the endpoint's addresses.
+    SpoofedIpv4,
+    /// Port security: an ARP packet whose sender MAC or address is not the endpoint's.
+    SpoofedArp,
+    /// Port security: the IPv6 source is not the endpoint's (nor link-local, nor `::`).
+    SpoofedIpv6,
+    /// Port security: a neighbour discovery message announcing another MAC, or an NA for an
+    /// address that is not the endpoint's.
+    SpoofedNdp,
+    /// Port security: an 802.1Q/802.1ad-tagged frame (only trusted ports may tag).
+    VlanTagged,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -61,6 +74,12 @@ impl DropReason {
         DropReason::VxlanNoIFlag,
         DropReason::VxlanWrongVni,
         DropReason::VxlanHandoffFull,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIpv4,
+        DropReason::SpoofedArp,
+        DropReason::SpoofedIpv6,
+        DropReason::SpoofedNdp,
+        DropReason::VlanTagged,
     ];
 
     /// The name used in stats and the API.
@@ -81,6 +100,12 @@ impl DropReason {
             DropReason::VxlanNoIFlag => "vxlan_i_flag_clear",
             DropReason::VxlanWrongVni => "vxlan_wrong_vni",
             DropReason::VxlanHandoffFull => "vxlan_handoff_full",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIpv4 => "spoofed_ipv4",
+            DropReason::SpoofedArp => "spoofed_arp",
+            DropReason::SpoofedIpv6 => "spoofed_ipv6",
+            DropReason::SpoofedNdp => "spoofed_ndp",
+            DropReason::VlanTagged => "vlan_tagged",
         }
     }
 

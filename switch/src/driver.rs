@@ -5,8 +5,8 @@
 //! the others). Each frame is decided by [`Switch::decide`] and written straight to the
 //! egress port's fd from this task: no channel hop, no per-frame allocation (the receive
 //! buffer and the segmentation scratch buffer belong to the task), and the only shared state
-//! touched per frame is the lock-free port snapshot, the lock-free MAC table and relaxed
-//! atomic counters.
+//! touched per frame is the lock-free port snapshot, the ingress port's security policy (one
+//! atomic load), the lock-free MAC table and relaxed atomic counters.
 //!
 //! A GSO super-frame is written whole to an egress port whose caps accept it; otherwise it is
 //! segmented in software ([`crate::gso::segment`]) and written as plain frames.
@@ -153,7 +153,12 @@ pub fn forward(
     ingress
         .capture
         .rx(frame.get(VNET_HDR_LEN..).unwrap_or_default());
-    let (verdict, learned) = switch.decide(ingress.id, frame, now);
+    let (verdict, learned) = {
+        // Held for the decision only: a guard is cheap, but one per thread at a time is the
+        // fast path.
+        let security = ingress.security_guard();
+        switch.decide(ingress.id, security.as_deref(), frame, now)
+    };
     if learned == Some(LearnOutcome::CapReached) {
         ingress
             .counters

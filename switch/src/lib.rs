@@ -6,6 +6,8 @@
 //!   ports that cannot take offloaded frames. No I/O.
 //! - [`fdb`] and [`bridge`]: MAC learning/ageing and the forwarding decision, pure functions of
 //!   (frame, now) over the table.
+//! - [`security`]: port security, the pure check of a frame's source MAC and addresses against
+//!   the endpoint's ([`PortSecurity`]), which the bridge runs before learning.
 //! - [`overlay`]: the VXLAN tunnel's remote MAC table (MAC -> VTEP, with ageing), flood list and
 //!   flow hash. No I/O.
 //! - [`port`]: the one `Port` trait every port kind implements; [`sys`] holds the kernel-backed
@@ -24,6 +26,7 @@ pub mod fdb;
 pub mod gso;
 pub mod overlay;
 pub mod port;
+pub mod security;
 pub mod sys;
 pub mod wire;
 
@@ -31,4 +34,5 @@ pub use bridge::{Switch, SwitchConfig, SwitchPort, Verdict};
 pub use counters::{DropReason, PortCounters, PortStats};
 pub use fdb::{Fdb, FdbEntry};
 pub use port::{Port, PortCaps, PortId};
+pub use security::PortSecurity;
 pub use wire::ethernet::MacAddr;

@@ -249,3 +249,100 @@ async fn gso_crosses_whole_to_offload_ports_and_is_segmented_for_plain_ones() {
     assert_eq!(c.tx_packets, segs.len() as u64);
     assert_eq!(ports[0].counters.snapshot().rx_gso, 1);
 }
+
+/// An IPv4/UDP frame from (`src` MAC, `ip`) to `dst`.
+fn ipv4_eth(dst: [u8; 6], src: [u8; 6], ip: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut l3 = [0u8; 28];
+    l3[0] = 0x45;
+    l3[9] = 17;
+    l3[12..16].copy_from_slice(&ip);
+    l3[16..20].copy_from_slice(&[10, 0, 0, 1]);
+    f.extend_from_slice(&l3);
+    f.resize(60, 0);
+    f
+}
+
+/// An ARP reply from `sha`/`spa` (Ethernet source `sha` too) to `dst`.
+fn arp_reply(dst: [u8; 6], sha: [u8; 6], spa: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[10, 0, 0, 10]);
+    f.resize(60, 0);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_frame_from_a_secured_port_never_reaches_another_and_trusting_it_lets_it_through()
+{
+    let Rig { sw, ports, peers } = rig(&[PortCaps::PLAIN, PortCaps::PLAIN, PortCaps::PLAIN]);
+    const C_IP: [u8; 4] = [10, 0, 0, 12];
+    const B_IP: [u8; 4] = [10, 0, 0, 11];
+    // p2 is C's port; C may only be C.
+    ports[2].set_security(Some(netyard_switch::PortSecurity {
+        mac: netyard_switch::MacAddr(C),
+        ipv4: vec![C_IP.into()],
+        ipv6: Vec::new(),
+    }));
+    let peers = Arc::new(peers);
+
+    // A (p0) and B (p1) say hello: learned on their ports.
+    let p = peers.clone();
+    let got = blocking(move || {
+        p[0].send_raw(&ipv4_eth(BCAST, A, [10, 0, 0, 10])).unwrap();
+        let heard = [recv(&p[1]).is_some(), recv(&p[2]).is_some()];
+        p[1].send_raw(&ipv4_eth(BCAST, B, B_IP)).unwrap();
+        [heard, [recv(&p[0]).is_some(), recv(&p[2]).is_some()]]
+    })
+    .await;
+    assert_eq!(got, [[true; 2]; 2]);
+
+    // C forges: B's MAC, B's address behind its own MAC, an ARP reply claiming B's address.
+    // Then one honest frame, which is the only thing A sees.
+    let p = peers.clone();
+    let (to_a, to_b) = blocking(move || {
+        p[2].send_raw(&ipv4_eth(A, B, B_IP)).unwrap();
+        p[2].send_raw(&ipv4_eth(A, C, B_IP)).unwrap();
+        p[2].send_raw(&arp_reply(A, C, B_IP)).unwrap();
+        p[2].send_raw(&ipv4_eth(A, C, C_IP)).unwrap();
+        let mut to_a = Vec::new();
+        while let Some(f) = recv(&p[0]) {
+            to_a.push(f);
+        }
+        (to_a, p[1].try_recv_raw(&mut [0u8; 100]).is_ok())
+    })
+    .await;
+    assert_eq!(to_a, vec![ipv4_eth(A, C, C_IP)], "only C's honest frame");
+    assert!(!to_b, "nothing reaches B");
+    let c = ports[2].counters.snapshot();
+    assert_eq!(
+        (c.rx_packets, c.drops_total),
+        (4, 3),
+        "every forged frame dropped: {c:?}"
+    );
+    for reason in ["spoofed_mac", "spoofed_ipv4", "spoofed_arp"] {
+        assert_eq!(c.drops.get(reason), Some(&1), "{reason}");
+    }
+    let now = sw.now_ms();
+    let b_port = sw.fdb.lookup(&netyard_switch::MacAddr(B), now);
+    assert_eq!(b_port, Some(ports[1].id), "B's MAC never moved");
+
+    // Trusted (a router container): the same frame from another address passes.
+    ports[2].set_security(None);
+    let p = peers.clone();
+    let got = blocking(move || {
+        p[2].send_raw(&ipv4_eth(A, C, B_IP)).unwrap();
+        recv(&p[0])
+    })
+    .await;
+    assert_eq!(got, Some(ipv4_eth(A, C, B_IP)));
+    assert_eq!(ports[2].counters.snapshot().drops_total, 3);
+}
