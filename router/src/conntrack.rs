@@ -13,9 +13,17 @@
 //! flow assured on the first packet *after* a reply; this table does it on the reply itself,
 //! which keeps request/response flows such as DNS on the longer timeout one exchange sooner.)
 //!
-//! Two caps bound the table: flows per endpoint address (default 512) and flows in total
-//! (default 16384). A packet that would open a flow past either cap gets
-//! [`Verdict::Drop`] with the cap it hit and opens nothing; the caller counts it.
+//! Two caps bound the table: flows per endpoint (default 512) and flows in total (default
+//! 16384). A packet that would open a flow past either cap gets [`Verdict::Drop`] with the cap
+//! it hit and opens nothing; the caller counts it.
+//!
+//! An endpoint is counted by its MAC (the Ethernet source of the frame that opened the flow,
+//! or the published container's MAC for a connection accepted on a published port), never by
+//! the source address in the packet: the address is whatever the sender wrote, and counting
+//! by it let one container spend its neighbour's quota by forging the neighbour's address.
+//! With port security on the endpoint's switch port, the MAC is the port's own, so the count
+//! is per port. The flow's key still holds the endpoint's address and port, which the
+//! replies go to and `netyard flows` lists.
 //!
 //! A packet for a flow that has outlived its timeout but that [`FlowTable::expire`] has not
 //! removed yet refreshes it, as if it had arrived a moment earlier: the sweep period bounds the
@@ -25,6 +33,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use netyard_switch::MacAddr;
 use serde::Serialize;
 
 /// The transport protocols the tracker knows.
@@ -92,7 +101,7 @@ pub struct FlowId(pub u64);
 /// Caps and idle timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowLimits {
-    /// Live flows per endpoint address.
+    /// Live flows per endpoint (counted by the endpoint's MAC).
     pub max_per_endpoint: u32,
     /// Live flows in the table.
     pub max_total: u32,
@@ -165,6 +174,8 @@ impl Tally {
 pub struct Flow {
     pub id: FlowId,
     pub key: FlowKey,
+    /// The endpoint the flow counts against: the MAC that opened it.
+    pub owner: MacAddr,
     pub created: Instant,
     pub last_seen: Instant,
     /// From the endpoint to the destination (payload bytes).
@@ -219,6 +230,8 @@ pub struct FlowEntry {
     pub protocol: Proto,
     /// The endpoint's address and port ("A.B.C.D:PORT"; ICMP: the echo identifier as port).
     pub endpoint: SocketAddrV4,
+    /// The endpoint's MAC, which the flow counts against ("02:42:...").
+    pub endpoint_mac: MacAddr,
     /// The destination ("A.B.C.D:PORT"; ICMP: port 0).
     pub destination: SocketAddrV4,
     pub state: FlowState,
@@ -242,7 +255,7 @@ pub struct FlowTable {
     limits: FlowLimits,
     flows: HashMap<FlowId, Flow>,
     by_key: HashMap<FlowKey, FlowId>,
-    per_endpoint: HashMap<Ipv4Addr, u32>,
+    per_endpoint: HashMap<MacAddr, u32>,
     next_id: u64,
 }
 
@@ -270,9 +283,9 @@ impl FlowTable {
         self.flows.is_empty()
     }
 
-    /// Live flows of one endpoint address.
-    pub fn endpoint_flows(&self, ip: Ipv4Addr) -> u32 {
-        self.per_endpoint.get(&ip).copied().unwrap_or(0)
+    /// Live flows of one endpoint (by its MAC).
+    pub fn endpoint_flows(&self, owner: MacAddr) -> u32 {
+        self.per_endpoint.get(&owner).copied().unwrap_or(0)
     }
 
     pub fn get(&self, id: FlowId) -> Option<&Flow> {
@@ -283,9 +296,16 @@ impl FlowTable {
         self.by_key.get(key).copied()
     }
 
-    /// An endpoint sent `bytes` of payload for `key`: the flow it belongs to, a new flow, or
-    /// a drop because a cap is reached.
-    pub fn outbound(&mut self, key: FlowKey, bytes: usize, now: Instant) -> Verdict {
+    /// The endpoint `owner` (the frame's source MAC) sent `bytes` of payload for `key`: the
+    /// flow it belongs to, a new flow counted against `owner`, or a drop because a cap is
+    /// reached. A packet of an existing flow stays with the flow's owner.
+    pub fn outbound(
+        &mut self,
+        key: FlowKey,
+        owner: MacAddr,
+        bytes: usize,
+        now: Instant,
+    ) -> Verdict {
         if let Some(id) = self.by_key.get(&key).copied() {
             if let Some(f) = self.flows.get_mut(&id) {
                 f.last_seen = now;
@@ -293,8 +313,7 @@ impl FlowTable {
                 return Verdict::Existing(id);
             }
         }
-        let ip = *key.endpoint.ip();
-        if self.endpoint_flows(ip) >= self.limits.max_per_endpoint {
+        if self.endpoint_flows(owner) >= self.limits.max_per_endpoint {
             return Verdict::Drop(CapHit::Endpoint);
         }
         if self.flows.len() >= self.limits.max_total as usize {
@@ -309,6 +328,7 @@ impl FlowTable {
             Flow {
                 id,
                 key,
+                owner,
                 created: now,
                 last_seen: now,
                 out,
@@ -318,7 +338,7 @@ impl FlowTable {
             },
         );
         self.by_key.insert(key, id);
-        *self.per_endpoint.entry(ip).or_insert(0) += 1;
+        *self.per_endpoint.entry(owner).or_insert(0) += 1;
         Verdict::New(id)
     }
 
@@ -353,11 +373,10 @@ impl FlowTable {
     pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
         let f = self.flows.remove(&id)?;
         self.by_key.remove(&f.key);
-        let ip = *f.key.endpoint.ip();
-        if let Some(n) = self.per_endpoint.get_mut(&ip) {
+        if let Some(n) = self.per_endpoint.get_mut(&f.owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_endpoint.remove(&ip);
+                self.per_endpoint.remove(&f.owner);
             }
         }
         Some(f)
@@ -396,6 +415,7 @@ impl FlowTable {
                     id: f.id,
                     protocol: f.key.proto,
                     endpoint: f.key.endpoint,
+                    endpoint_mac: f.owner,
                     destination: f.key.dest,
                     state: if let Some(s) = f.tcp_state {
                         s
@@ -425,6 +445,11 @@ impl FlowTable {
 mod tests {
     use super::*;
 
+    /// The MAC of the endpoint whose address ends in `last` (Docker's scheme).
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([2, 0x42, 10, 0, 0, last])
+    }
+
     fn ep(last: u8, port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), port)
     }
@@ -442,10 +467,13 @@ mod tests {
         let t0 = Instant::now();
         let mut t = FlowTable::new(FlowLimits::default());
         let k = FlowKey::udp(ep(2, 5000), dst(7));
-        let Verdict::New(id) = t.outbound(k, 10, t0) else {
+        let Verdict::New(id) = t.outbound(k, mac(2), 10, t0) else {
             panic!("first packet opens a flow")
         };
-        assert_eq!(t.outbound(k, 20, secs(t0, 1)), Verdict::Existing(id));
+        assert_eq!(
+            t.outbound(k, mac(2), 20, secs(t0, 1)),
+            Verdict::Existing(id)
+        );
         assert!(t.inbound(id, 30, secs(t0, 2)));
         let f = t.get(id).unwrap().clone();
         assert_eq!(
@@ -453,6 +481,7 @@ mod tests {
             Flow {
                 id,
                 key: k,
+                owner: mac(2),
                 created: t0,
                 last_seen: secs(t0, 2),
                 out: Tally {
@@ -468,7 +497,7 @@ mod tests {
             }
         );
         assert_eq!(t.len(), 1);
-        assert_eq!(t.endpoint_flows(*k.endpoint.ip()), 1);
+        assert_eq!(t.endpoint_flows(mac(2)), 1);
         assert_eq!(t.lookup(&k), Some(id));
 
         // Other port, other destination, other protocol: other flows.
@@ -476,10 +505,10 @@ mod tests {
         let k3 = FlowKey::udp(ep(2, 5000), dst(8));
         let k4 = FlowKey::icmp_echo(Ipv4Addr::new(10, 0, 0, 2), 5000, *dst(0).ip());
         for k in [k2, k3, k4] {
-            assert!(matches!(t.outbound(k, 1, t0), Verdict::New(_)));
+            assert!(matches!(t.outbound(k, mac(2), 1, t0), Verdict::New(_)));
         }
         assert_eq!(t.len(), 4);
-        assert_eq!(t.endpoint_flows(Ipv4Addr::new(10, 0, 0, 2)), 4);
+        assert_eq!(t.endpoint_flows(mac(2)), 4);
     }
 
     #[test]
@@ -489,13 +518,13 @@ mod tests {
         let unreplied = FlowKey::udp(ep(2, 1), dst(7));
         let assured = FlowKey::udp(ep(2, 2), dst(7));
         let ping = FlowKey::icmp_echo(Ipv4Addr::new(10, 0, 0, 2), 77, *dst(0).ip());
-        let Verdict::New(u) = t.outbound(unreplied, 1, t0) else {
+        let Verdict::New(u) = t.outbound(unreplied, mac(2), 1, t0) else {
             panic!()
         };
-        let Verdict::New(a) = t.outbound(assured, 1, t0) else {
+        let Verdict::New(a) = t.outbound(assured, mac(2), 1, t0) else {
             panic!()
         };
-        let Verdict::New(p) = t.outbound(ping, 1, t0) else {
+        let Verdict::New(p) = t.outbound(ping, mac(2), 1, t0) else {
             panic!()
         };
         assert!(t.inbound(a, 1, t0));
@@ -510,22 +539,22 @@ mod tests {
         assert!(t.expire(secs(t0, 179)).is_empty());
         assert_eq!(t.expire(secs(t0, 180)), vec![a], "assured UDP: 180 s");
         assert!(t.is_empty());
-        assert_eq!(t.endpoint_flows(Ipv4Addr::new(10, 0, 0, 2)), 0);
+        assert_eq!(t.endpoint_flows(mac(2)), 0);
         assert_eq!(t.next_deadline(), None);
 
         // Traffic keeps a flow alive.
-        let Verdict::New(id) = t.outbound(unreplied, 1, t0) else {
+        let Verdict::New(id) = t.outbound(unreplied, mac(2), 1, t0) else {
             panic!()
         };
         assert_eq!(
-            t.outbound(unreplied, 1, secs(t0, 25)),
+            t.outbound(unreplied, mac(2), 1, secs(t0, 25)),
             Verdict::Existing(id)
         );
         assert!(t.expire(secs(t0, 50)).is_empty());
         assert_eq!(t.expire(secs(t0, 55)), vec![id]);
         // A late reply for the expired flow is refused; ids are never reused.
         assert!(!t.inbound(id, 1, secs(t0, 56)));
-        let Verdict::New(again) = t.outbound(unreplied, 1, secs(t0, 56)) else {
+        let Verdict::New(again) = t.outbound(unreplied, mac(2), 1, secs(t0, 56)) else {
             panic!()
         };
         assert_ne!(again, id);
@@ -541,21 +570,21 @@ mod tests {
         let mut t = FlowTable::new(limits);
         for port in 0..3 {
             assert!(matches!(
-                t.outbound(FlowKey::udp(ep(2, port), dst(7)), 1, t0),
+                t.outbound(FlowKey::udp(ep(2, port), dst(7)), mac(2), 1, t0),
                 Verdict::New(_)
             ));
         }
         assert_eq!(
-            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), mac(2), 1, t0),
             Verdict::Drop(CapHit::Endpoint)
         );
         // Existing flows still pass, other endpoints are not affected.
         assert!(matches!(
-            t.outbound(FlowKey::udp(ep(2, 0), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(2, 0), dst(7)), mac(2), 1, t0),
             Verdict::Existing(_)
         ));
         assert!(matches!(
-            t.outbound(FlowKey::udp(ep(3, 9), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(3, 9), dst(7)), mac(3), 1, t0),
             Verdict::New(_)
         ));
         assert_eq!(t.len(), 4);
@@ -564,9 +593,45 @@ mod tests {
         assert!(t.remove(id).is_some());
         assert!(t.remove(id).is_none());
         assert!(matches!(
-            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), mac(2), 1, t0),
             Verdict::New(_)
         ));
+    }
+
+    #[test]
+    fn flows_with_a_forged_neighbour_source_count_against_the_attackers_mac() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new(FlowLimits {
+            max_per_endpoint: 3,
+            ..FlowLimits::default()
+        });
+        // The attacker (.3's MAC) writes its neighbour's address (.2) as the source.
+        for port in 0..3 {
+            let k = FlowKey::udp(ep(2, port), dst(7));
+            assert!(matches!(t.outbound(k, mac(3), 1, t0), Verdict::New(_)));
+        }
+        assert_eq!(
+            t.outbound(FlowKey::udp(ep(2, 9), dst(7)), mac(3), 1, t0),
+            Verdict::Drop(CapHit::Endpoint),
+            "the attacker's own quota is spent"
+        );
+        assert_eq!((t.endpoint_flows(mac(3)), t.endpoint_flows(mac(2))), (3, 0));
+        // The neighbour still opens flows from its own address.
+        assert!(matches!(
+            t.outbound(FlowKey::udp(ep(2, 100), dst(7)), mac(2), 1, t0),
+            Verdict::New(_)
+        ));
+        // The rows show the address the packets carried and the MAC they count against.
+        let rows = t.snapshot(t0);
+        let by = |m: MacAddr| rows.iter().filter(|r| r.endpoint_mac == m).count();
+        assert_eq!((by(mac(3)), by(mac(2))), (3, 1));
+        assert!(rows
+            .iter()
+            .all(|r| *r.endpoint.ip() == Ipv4Addr::new(10, 0, 0, 2)));
+        // Removing the attacker's flows frees its quota, not the neighbour's.
+        let id = t.lookup(&FlowKey::udp(ep(2, 0), dst(7))).unwrap();
+        assert_eq!(t.remove(id).map(|f| f.owner), Some(mac(3)));
+        assert_eq!((t.endpoint_flows(mac(3)), t.endpoint_flows(mac(2))), (2, 1));
     }
 
     #[test]
@@ -580,28 +645,28 @@ mod tests {
         let mut t = FlowTable::new(limits);
         for (last, port) in [(2, 1), (2, 2), (3, 1), (3, 2)] {
             assert!(matches!(
-                t.outbound(FlowKey::udp(ep(last, port), dst(7)), 1, t0),
+                t.outbound(FlowKey::udp(ep(last, port), dst(7)), mac(last), 1, t0),
                 Verdict::New(_)
             ));
         }
         assert_eq!(
-            t.outbound(FlowKey::udp(ep(4, 1), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(4, 1), dst(7)), mac(4), 1, t0),
             Verdict::Drop(CapHit::Total)
         );
         // An endpoint under its own cap still meets the total.
         assert_eq!(
-            t.outbound(FlowKey::udp(ep(2, 3), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(2, 3), dst(7)), mac(2), 1, t0),
             Verdict::Drop(CapHit::Total)
         );
         assert!(matches!(
-            t.outbound(FlowKey::udp(ep(2, 1), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(2, 1), dst(7)), mac(2), 1, t0),
             Verdict::Existing(_)
         ));
         assert_eq!(t.len(), 4);
         t.expire(secs(t0, 30));
         assert!(t.is_empty());
         assert!(matches!(
-            t.outbound(FlowKey::udp(ep(4, 1), dst(7)), 1, secs(t0, 30)),
+            t.outbound(FlowKey::udp(ep(4, 1), dst(7)), mac(4), 1, secs(t0, 30)),
             Verdict::New(_)
         ));
     }
@@ -614,14 +679,14 @@ mod tests {
             max_per_endpoint: 2,
             ..FlowLimits::default()
         });
-        t.outbound(FlowKey::udp(ep(2, 1), dst(7)), 1, t0);
-        t.outbound(FlowKey::udp(ep(2, 2), dst(7)), 1, t0);
+        t.outbound(FlowKey::udp(ep(2, 1), dst(7)), mac(2), 1, t0);
+        t.outbound(FlowKey::udp(ep(2, 2), dst(7)), mac(2), 1, t0);
         assert_eq!(
-            t.outbound(FlowKey::udp(ep(2, 3), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(2, 3), dst(7)), mac(2), 1, t0),
             Verdict::Drop(CapHit::Endpoint)
         );
         assert_eq!(
-            t.outbound(FlowKey::udp(ep(3, 3), dst(7)), 1, t0),
+            t.outbound(FlowKey::udp(ep(3, 3), dst(7)), mac(3), 1, t0),
             Verdict::Drop(CapHit::Total)
         );
     }
@@ -632,10 +697,10 @@ mod tests {
         let mut t = FlowTable::new(FlowLimits::default());
         let k1 = FlowKey::udp(ep(3, 4000), dst(53));
         let k2 = FlowKey::icmp_echo(Ipv4Addr::new(10, 0, 0, 2), 9, *dst(0).ip());
-        let Verdict::New(a) = t.outbound(k1, 40, t0) else {
+        let Verdict::New(a) = t.outbound(k1, mac(3), 40, t0) else {
             panic!()
         };
-        let Verdict::New(b) = t.outbound(k2, 64, secs(t0, 1)) else {
+        let Verdict::New(b) = t.outbound(k2, mac(2), 64, secs(t0, 1)) else {
             panic!()
         };
         t.inbound(a, 100, secs(t0, 2));
@@ -647,6 +712,7 @@ mod tests {
                     id: b,
                     protocol: Proto::Icmp,
                     endpoint: "10.0.0.2:9".parse().unwrap(),
+                    endpoint_mac: mac(2),
                     destination: "198.18.0.2:0".parse().unwrap(),
                     state: FlowState::Unreplied,
                     packets_out: 1,
@@ -661,6 +727,7 @@ mod tests {
                     id: a,
                     protocol: Proto::Udp,
                     endpoint: "10.0.0.3:4000".parse().unwrap(),
+                    endpoint_mac: mac(3),
                     destination: "198.18.0.2:53".parse().unwrap(),
                     state: FlowState::Assured,
                     packets_out: 1,

@@ -58,6 +58,8 @@ use nix::sys::socket::{
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
+use netyard_switch::MacAddr;
+
 use crate::batch::DatagramBatch;
 use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
 use crate::epoll::{async_epoll, EpollFd};
@@ -585,10 +587,10 @@ impl Egress {
             }
             return;
         }
-        let verdict = self
-            .shared
-            .table()
-            .outbound(pkt.key, pkt.payload.len(), now);
+        let verdict =
+            self.shared
+                .table()
+                .outbound(pkt.key, MacAddr(pkt.src_mac), pkt.payload.len(), now);
         let id = match verdict {
             Verdict::Drop(CapHit::Endpoint) => {
                 self.count(EgressDrop::EndpointFlowCap);

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::uplink::Uplink;
+use netyard_switch::MacAddr;
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
@@ -377,7 +378,8 @@ impl Relay {
             return;
         }
         let key = FlowKey::tcp(s.src, s.dst);
-        let flow = match self.admit(key, now) {
+        // Counted against the MAC that sent the SYN, not the address it wrote.
+        let flow = match self.admit(key, MacAddr(s.src_mac), now) {
             Some(f) => f,
             None => return,
         };
@@ -421,9 +423,10 @@ impl Relay {
         self.next_tick.get_or_insert(now + TICK);
     }
 
-    /// Admits a new connection in the shared flow table, or counts the cap it hit.
-    fn admit(&mut self, key: FlowKey, now: Instant) -> Option<FlowId> {
-        match self.shared.table().outbound(key, 0, now) {
+    /// Admits a new connection of endpoint `owner` in the shared flow table, or counts the cap
+    /// it hit.
+    fn admit(&mut self, key: FlowKey, owner: MacAddr, now: Instant) -> Option<FlowId> {
+        match self.shared.table().outbound(key, owner, 0, now) {
             Verdict::New(id) | Verdict::Existing(id) => Some(id),
             Verdict::Drop(CapHit::Endpoint) => {
                 self.count(EgressDrop::EndpointFlowCap);
@@ -837,7 +840,7 @@ impl Relay {
         let _ = stream.set_nodelay(true);
         let shown = self.shown_source(client, container, true);
         let key = FlowKey::tcp(container, shown);
-        let Some(flow) = self.admit(key, now) else {
+        let Some(flow) = self.admit(key, MacAddr(mac), now) else {
             linger_zero(&stream);
             return;
         };
