@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod egress;
 mod epoll;
 pub mod gateway;
+pub mod limits;
 pub mod packet;
 pub mod publish;
 mod rawicmp;
