@@ -63,6 +63,8 @@ use netyard_switch::MacAddr;
 use crate::batch::DatagramBatch;
 use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
 use crate::epoll::{async_epoll, EpollFd};
+use crate::gateway::LocalSubnets;
+use crate::limits::{HostSocketPermit, HostSockets};
 use crate::packet::{self, Subnet, QUOTE_MAX};
 use crate::rawicmp::{self, RawIcmp, RawRx};
 
@@ -97,7 +99,7 @@ pub enum EgressDrop {
     /// A protocol egress does not carry (yet): anything but UDP and ICMP echo requests.
     Unsupported,
     /// A source outside the network (or the gateway's own), a destination that is never
-    /// routed (loopback, multicast, broadcast, 0/8, link-local, class E), or port 0.
+    /// routed (multicast, broadcast, 0/8, link-local, class E), or port 0.
     BadAddress,
     /// The TTL ran out at the gateway (answered with ICMP time exceeded).
     TtlExpired,
@@ -122,10 +124,19 @@ pub enum EgressDrop {
     StaleReply,
     /// A TCP segment for no connection the relay knows (answered with RST).
     TcpNoConnection,
+    /// The process-wide cap on host sockets is reached ([`crate::limits`]): no socket for a
+    /// new flow, answered as a full flow table is.
+    HostSocketCap,
+    /// The destination is inside a netyard network's subnet: refused locally with ICMP
+    /// "communication administratively prohibited", never sent to the host's routes.
+    RefusedLocalNetwork,
+    /// The destination is in 127.0.0.0/8: refused locally the same way (the host's loopback
+    /// is only reached through the gateway's address under `--host-loopback`).
+    RefusedLoopback,
 }
 
 impl EgressDrop {
-    pub const ALL: [EgressDrop; 17] = [
+    pub const ALL: [EgressDrop; 20] = [
         EgressDrop::Disabled,
         EgressDrop::Malformed,
         EgressDrop::BadChecksum,
@@ -143,6 +154,9 @@ impl EgressDrop {
         EgressDrop::ReplyQueueFull,
         EgressDrop::StaleReply,
         EgressDrop::TcpNoConnection,
+        EgressDrop::HostSocketCap,
+        EgressDrop::RefusedLocalNetwork,
+        EgressDrop::RefusedLoopback,
     ];
 
     /// The name used in the API.
@@ -165,6 +179,9 @@ impl EgressDrop {
             EgressDrop::ReplyQueueFull => "reply_queue_full",
             EgressDrop::StaleReply => "stale_reply",
             EgressDrop::TcpNoConnection => "tcp_no_connection",
+            EgressDrop::HostSocketCap => "host_socket_cap",
+            EgressDrop::RefusedLocalNetwork => "refused_local_network",
+            EgressDrop::RefusedLoopback => "refused_loopback",
         }
     }
 
@@ -308,8 +325,12 @@ struct FlowIo {
 /// A flow's way out.
 enum FlowSock {
     /// Its own connected, non-blocking socket (UDP, or ICMP datagram), watched by the
-    /// engine's epoll (token: the flow id).
-    Own(std::net::UdpSocket),
+    /// engine's epoll (token: the flow id), and its place under the host socket cap (given
+    /// back after the socket closes).
+    Own {
+        sock: std::net::UdpSocket,
+        _permit: HostSocketPermit,
+    },
     /// The engine's raw ICMP socket, under this echo identifier ([`crate::rawicmp`]).
     Raw(u16),
 }
@@ -320,6 +341,20 @@ enum RawState {
     Untried,
     Open(RawIcmp),
     Denied,
+}
+
+/// Why a new flow got no host socket.
+enum OpenError {
+    /// The process-wide host socket cap is reached.
+    Cap,
+    /// The socket could not be created or connected.
+    Io(io::Error),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
 }
 
 /// The epoll token of the raw ICMP socket (flow ids count up from 0 and never get there).
@@ -387,7 +422,7 @@ impl FlowIo {
 }
 
 /// What the engine knows of its gateway.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct EgressConfig {
     pub enabled: bool,
     pub subnet: Subnet,
@@ -397,6 +432,10 @@ pub(crate) struct EgressConfig {
     pub limits: FlowLimits,
     /// UDP to the gateway's address (but DNS) goes to the host's 127.0.0.1.
     pub host_loopback: bool,
+    /// The budget every flow's host socket is counted in (the process's, but in tests).
+    pub host_sockets: &'static HostSockets,
+    /// Every netyard network's subnet: destinations there are refused locally.
+    pub local_subnets: LocalSubnets,
 }
 
 /// The egress engine of one gateway task.
@@ -587,6 +626,19 @@ impl Egress {
             }
             return;
         }
+        // Checked on every packet, not only a flow's first: a network created while a flow
+        // lives is refused from then on. One atomic load, no lock.
+        if let Some(r) = packet::refusal(
+            *pkt.key.dest.ip(),
+            &self.cfg.subnet,
+            self.cfg.host_loopback,
+            &self.cfg.local_subnets.load(),
+        ) {
+            self.count(r.reason());
+            let (t, c) = (packet::ICMP_DEST_UNREACH, packet::UNREACH_ADMIN_PROHIBITED);
+            self.send_icmp_error(pkt.key, pkt.src_mac, pkt.quote, t, c, out);
+            return;
+        }
         let verdict =
             self.shared
                 .table()
@@ -603,7 +655,13 @@ impl Egress {
             Verdict::Existing(id) if self.flows.contains_key(&id) => id,
             Verdict::Existing(id) | Verdict::New(id) => match self.open(id, pkt.key) {
                 Ok(()) => id,
-                Err(e) => {
+                Err(OpenError::Cap) => {
+                    // As for a full flow table: dropped, counted, nothing opened.
+                    self.shared.table().remove(id);
+                    self.count(EgressDrop::HostSocketCap);
+                    return;
+                }
+                Err(OpenError::Io(e)) => {
                     self.shared.table().remove(id);
                     self.open_failed(&e, pkt.key, pkt.src_mac, pkt.quote, out);
                     return;
@@ -615,7 +673,7 @@ impl Egress {
         };
         io.remember(pkt.src_mac, pkt.quote);
         match io.sock {
-            FlowSock::Own(ref s) => {
+            FlowSock::Own { sock: ref s, .. } => {
                 let fd = s.as_raw_fd();
                 if !self.batch.fits(pkt.payload.len()) {
                     self.flush(out);
@@ -670,7 +728,7 @@ impl Egress {
     fn forget(&mut self, id: FlowId) {
         self.batch.forget(id);
         match self.flows.remove(&id).map(|io| io.sock) {
-            Some(FlowSock::Own(s)) => {
+            Some(FlowSock::Own { sock: s, .. }) => {
                 let _ = self.epoll.get_ref().0.delete(&s);
             }
             Some(FlowSock::Raw(ident)) => {
@@ -773,25 +831,39 @@ impl Egress {
         }
     }
 
-    /// Opens the host socket of a new flow and watches it.
-    fn open(&mut self, id: FlowId, key: FlowKey) -> io::Result<()> {
-        let sock = match key.proto {
-            Proto::Udp => FlowSock::Own(udp_socket(self.host_target(key.dest))?),
-            Proto::Icmp => match icmp_socket(*key.dest.ip()) {
-                Ok(s) => FlowSock::Own(s),
-                Err(e) if is_permission(&e) => FlowSock::Raw(self.raw_ident(e)?),
-                Err(e) => return Err(e),
-            },
+    /// Opens the host socket of a new flow (under the host socket cap) and watches it.
+    fn open(&mut self, id: FlowId, key: FlowKey) -> Result<(), OpenError> {
+        // Taken before the socket exists, so the cap bounds what is open at any instant.
+        let permit = match key.proto {
+            Proto::Udp | Proto::Icmp => {
+                self.cfg.host_sockets.try_acquire().ok_or(OpenError::Cap)?
+            }
             // TCP flows belong to the relay, never to this engine.
-            Proto::Tcp => return Err(io::ErrorKind::Unsupported.into()),
+            Proto::Tcp => return Err(io::Error::from(io::ErrorKind::Unsupported).into()),
+        };
+        let sock = match key.proto {
+            Proto::Icmp => match icmp_socket(*key.dest.ip()) {
+                Ok(sock) => FlowSock::Own {
+                    sock,
+                    _permit: permit,
+                },
+                // The shared raw socket needs no socket of the flow's own: the permit goes.
+                Err(e) if is_permission(&e) => FlowSock::Raw(self.raw_ident(e)?),
+                Err(e) => return Err(e.into()),
+            },
+            _ => FlowSock::Own {
+                sock: udp_socket(self.host_target(key.dest))?,
+                _permit: permit,
+            },
         };
         match &sock {
             // Level-triggered: a socket left with data after its burst is reported again.
-            FlowSock::Own(s) => self
+            FlowSock::Own { sock: s, .. } => self
                 .epoll
                 .get_ref()
                 .0
-                .add(s, EpollEvent::new(EpollFlags::EPOLLIN, id.0))?,
+                .add(s, EpollEvent::new(EpollFlags::EPOLLIN, id.0))
+                .map_err(io::Error::from)?,
             FlowSock::Raw(ident) => {
                 self.raw_flows.insert(*ident, id);
             }
@@ -848,7 +920,7 @@ impl Egress {
         let Some(io) = self.flows.get_mut(&id) else {
             return false;
         };
-        let FlowSock::Own(sock) = &io.sock else {
+        let FlowSock::Own { sock, .. } = &io.sock else {
             return false;
         };
         let fd = sock.as_raw_fd();
@@ -1054,6 +1126,183 @@ fn relayed_icmp_error(icmp_type: u8, code: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::cell::RefCell;
+
+    use arc_swap::ArcSwap;
+    use etherparse::{Icmpv4Slice, Ipv4Slice, PacketBuilder};
+    use ipnet::Ipv4Net;
+
+    const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
+    const EP_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 2];
+    const EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    /// A TEST-NET-2 address: outside every netyard network.
+    const OUT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    /// An address of another netyard network.
+    const OTHER_NET: Ipv4Addr = Ipv4Addr::new(10, 89, 1, 5);
+
+    /// Collects what the engine sends to the switch.
+    #[derive(Default)]
+    struct Frames(RefCell<Vec<Vec<u8>>>);
+
+    impl FrameSink for Frames {
+        fn send_frame(&self, frame: &[u8]) -> bool {
+            self.0.borrow_mut().push(frame.to_vec());
+            true
+        }
+    }
+
+    fn budget(cap: usize) -> &'static HostSockets {
+        Box::leak(Box::new(HostSockets::with_cap(cap)))
+    }
+
+    fn local_subnets(nets: &[&str]) -> LocalSubnets {
+        let nets: Vec<Ipv4Net> = nets.iter().map(|n| n.parse().expect("net")).collect();
+        Arc::new(ArcSwap::from_pointee(nets))
+    }
+
+    /// An engine for 10.0.0.0/24 next to the network 10.89.1.0/24.
+    fn engine(host_sockets: &'static HostSockets, local: LocalSubnets) -> (Egress, EgressHandle) {
+        Egress::new(EgressConfig {
+            enabled: true,
+            subnet: Subnet {
+                gateway: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 24,
+            },
+            gw_mac: GW_MAC,
+            mtu: 1500,
+            limits: FlowLimits::default(),
+            host_loopback: false,
+            host_sockets,
+            local_subnets: local,
+        })
+        .expect("engine")
+    }
+
+    fn udp_to(dst: Ipv4Addr) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv4(EP.octets(), dst.octets(), 64)
+            .udp(5000, 7);
+        let mut v = Vec::new();
+        b.write(&mut v, b"hello").expect("udp");
+        v
+    }
+
+    fn ping_to(dst: Ipv4Addr) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv4(EP.octets(), dst.octets(), 64)
+            .icmpv4_echo_request(0x1234, 1);
+        let mut v = Vec::new();
+        b.write(&mut v, b"ping").expect("echo");
+        v
+    }
+
+    /// The stats of an engine that saw nothing but `drops` and sent `icmp_errors` errors.
+    fn stats_with(drops: &[(&'static str, u64)], icmp_errors: u64) -> EgressStats {
+        let mut want = EgressStats {
+            enabled: true,
+            max_flows: FlowLimits::DEFAULT_MAX_TOTAL,
+            max_flows_per_endpoint: FlowLimits::DEFAULT_MAX_PER_ENDPOINT,
+            icmp_errors_sent: icmp_errors,
+            drops: EgressDrop::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
+            ..EgressStats::default()
+        };
+        for (name, n) in drops {
+            want.drops.insert(name, *n);
+            want.drops_total += n;
+        }
+        want
+    }
+
+    /// The (type, code, source, destination, quoted bytes) of an ICMP error frame.
+    fn icmp_error(f: &[u8]) -> (u8, u8, Ipv4Addr, Ipv4Addr, Vec<u8>) {
+        assert_eq!(&f[..6], &EP_MAC, "to the endpoint's MAC");
+        let ip = Ipv4Slice::from_slice(&f[packet::ETH_HDR..]).expect("ipv4");
+        let icmp = Icmpv4Slice::from_slice(ip.payload().payload).expect("icmp");
+        let h = ip.header();
+        (
+            icmp.type_u8(),
+            icmp.code_u8(),
+            h.source_addr(),
+            h.destination_addr(),
+            icmp.payload().to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn udp_to_another_networks_subnet_is_refused_administratively_and_opens_no_socket() {
+        let sockets = budget(16);
+        let (mut e, handle) = engine(sockets, local_subnets(&["10.0.0.0/24", "10.89.1.0/24"]));
+        let out = Frames::default();
+        let sent = udp_to(OTHER_NET);
+        e.outbound(&sent, Instant::now(), &out);
+        e.flush(&out);
+        let frames = out.0.take();
+        assert_eq!(frames.len(), 1, "one ICMP error");
+        let quote = sent[packet::ETH_HDR..packet::ETH_HDR + 28].to_vec();
+        assert_eq!(
+            icmp_error(&frames[0]),
+            (3, 13, Ipv4Addr::new(10, 0, 0, 1), EP, quote),
+            "administratively prohibited, from the gateway, quoting the datagram"
+        );
+        assert_eq!(
+            handle.stats(),
+            stats_with(&[("refused_local_network", 1)], 1)
+        );
+        assert!(handle.flows().is_empty());
+        assert_eq!(sockets.stats().open, 0, "no host socket");
+    }
+
+    #[tokio::test]
+    async fn ping_to_the_hosts_loopback_is_refused_as_refused_loopback() {
+        let sockets = budget(16);
+        let (mut e, handle) = engine(sockets, local_subnets(&[]));
+        let out = Frames::default();
+        e.outbound(&ping_to(Ipv4Addr::new(127, 0, 0, 1)), Instant::now(), &out);
+        let frames = out.0.take();
+        assert_eq!(frames.len(), 1);
+        let (t, c, from, to, _) = icmp_error(&frames[0]);
+        assert_eq!((t, c, from, to), (3, 13, Ipv4Addr::new(10, 0, 0, 1), EP));
+        assert_eq!(handle.stats(), stats_with(&[("refused_loopback", 1)], 1));
+        assert_eq!(sockets.stats().open, 0);
+    }
+
+    #[tokio::test]
+    async fn a_network_added_to_the_shared_list_is_refused_from_its_next_packet() {
+        let local = local_subnets(&["10.0.0.0/24"]);
+        let (mut e, handle) = engine(budget(0), local.clone());
+        let out = Frames::default();
+        // Not local yet: it goes on to the flow table and meets the (zero) socket cap.
+        e.outbound(&udp_to(OTHER_NET), Instant::now(), &out);
+        assert!(out.0.take().is_empty());
+        local.store(Arc::new(vec![
+            "10.0.0.0/24".parse().expect("net"),
+            "10.89.0.0/16".parse().expect("net"),
+        ]));
+        e.outbound(&udp_to(OTHER_NET), Instant::now(), &out);
+        assert_eq!(out.0.take().len(), 1);
+        assert_eq!(
+            handle.stats(),
+            stats_with(&[("host_socket_cap", 1), ("refused_local_network", 1)], 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_host_socket_cap_a_new_flow_is_dropped_as_host_socket_cap_like_a_full_table() {
+        let sockets = budget(0);
+        let (mut e, handle) = engine(sockets, local_subnets(&[]));
+        let out = Frames::default();
+        e.outbound(&udp_to(OUT), Instant::now(), &out);
+        e.outbound(&ping_to(OUT), Instant::now(), &out);
+        e.flush(&out);
+        assert!(out.0.take().is_empty(), "no answer, as for a full table");
+        assert_eq!(handle.stats(), stats_with(&[("host_socket_cap", 2)], 0));
+        assert!(
+            handle.flows().is_empty(),
+            "the refused flows left the table"
+        );
+        assert_eq!(sockets.stats().refused, 2);
+    }
 
     #[test]
     fn every_reason_has_its_own_counter_and_name() {

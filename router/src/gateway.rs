@@ -26,6 +26,9 @@ use std::time::Instant;
 
 use std::net::SocketAddrV4;
 
+use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
+
 use netyard_switch::gso;
 use netyard_switch::sys::{AsyncMemPeer, MemPeer};
 use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
@@ -63,8 +66,13 @@ pub trait DnsService: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
 }
 
+/// Every netyard network's subnet, shared by all gateways and swapped whole by the daemon
+/// when a network comes or goes (`local_subnets.store(Arc::new(list))`): egress reads it with
+/// one atomic load per packet, no lock.
+pub type LocalSubnets = Arc<ArcSwap<Vec<Ipv4Net>>>;
+
 /// The gateway's addresses and what it routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
@@ -79,6 +87,11 @@ pub struct GatewayConfig {
     /// Connections and datagrams to the gateway address (other than DNS on port 53) go to
     /// the host's 127.0.0.1 (`--host-loopback`), as slirp4netns maps 10.0.2.2.
     pub host_loopback: bool,
+    /// Every netyard network's subnet (this one's included or not): UDP, ICMP echo and TCP
+    /// for a destination inside one is refused locally with ICMP "administratively
+    /// prohibited" and counted (`refused_local_network`), never sent to a host socket.
+    /// `Default::default()` is an empty list (only the own subnet and 127/8 are refused).
+    pub local_subnets: LocalSubnets,
 }
 
 impl GatewayConfig {
@@ -92,6 +105,7 @@ impl GatewayConfig {
             egress: true,
             flow_limits: FlowLimits::default(),
             host_loopback: false,
+            local_subnets: LocalSubnets::default(),
         }
     }
 }
@@ -197,6 +211,8 @@ pub fn start(
         mtu: cfg.mtu,
         limits: cfg.flow_limits,
         host_loopback: cfg.host_loopback,
+        host_sockets: crate::limits::host_sockets(),
+        local_subnets: cfg.local_subnets.clone(),
     })?;
     let (relay, epoll) = Relay::new(
         RelayConfig {
@@ -207,12 +223,14 @@ pub fn start(
             gw_mac: cfg.mac,
             mtu: cfg.mtu,
             host_loopback: cfg.host_loopback,
+            host_sockets: crate::limits::host_sockets(),
+            local_subnets: cfg.local_subnets.clone(),
         },
         egress.shared(),
     )?;
     let (publisher, publish_rx) = Publisher::new();
     let engines = Engines {
-        cfg,
+        cfg: cfg.clone(),
         subnet: Subnet {
             gateway: cfg.ip,
             prefix_len: cfg.prefix_len,

@@ -16,6 +16,7 @@ use etherparse::checksum::Sum16BitWords;
 use etherparse::{
     EtherType, Icmpv4Slice, IpFragOffset, IpNumber, Ipv4Header, Ipv4Slice, UdpHeader, UdpSlice,
 };
+use ipnet::Ipv4Net;
 
 use crate::conntrack::FlowKey;
 use crate::egress::EgressDrop;
@@ -45,6 +46,12 @@ pub const UNREACH_HOST: u8 = 1;
 pub const UNREACH_PROTO: u8 = 2;
 pub const UNREACH_PORT: u8 = 3;
 pub const UNREACH_FRAG_NEEDED: u8 = 4;
+/// "Communication administratively prohibited" (RFC 1812): what the gateway answers for a
+/// destination it refuses by policy. Linux takes it as a hard error (EHOSTUNREACH), so a TCP
+/// connect and a connected UDP socket fail at once, where "net unreachable" is a soft error
+/// a connected UDP socket ignores; and it says what happened: the network exists, the
+/// gateway will not route there.
+pub const UNREACH_ADMIN_PROHIBITED: u8 = 13;
 
 /// The network a gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +91,58 @@ impl Subnet {
     }
 }
 
-/// An address egress never sends to: "this network", loopback, link-local, multicast, the
-/// reserved class E and limited broadcast.
+/// An address egress never sends to and answers nothing for: "this network", link-local,
+/// multicast, the reserved class E and limited broadcast. (Loopback is refused with an answer:
+/// see [`refusal`].)
 pub fn unroutable_destination(ip: Ipv4Addr) -> bool {
     let o = ip.octets();
-    o[0] == 0 || ip.is_loopback() || ip.is_link_local() || ip.is_multicast() || o[0] >= 240
+    o[0] == 0 || ip.is_link_local() || ip.is_multicast() || o[0] >= 240
+}
+
+/// Why the gateway refuses a destination itself, answering ICMP destination unreachable
+/// ([`UNREACH_ADMIN_PROHIBITED`]) instead of opening a host socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Inside a netyard network's subnet: another network's endpoints are not reached through
+    /// the host's routes (which would send the packet towards the LAN, or into whatever the
+    /// host has there), and the own subnet is on-link.
+    LocalNetwork,
+    /// 127.0.0.0/8: the host's loopback.
+    Loopback,
+}
+
+impl Refusal {
+    /// The counter it is counted under.
+    pub fn reason(self) -> EgressDrop {
+        match self {
+            Refusal::LocalNetwork => EgressDrop::RefusedLocalNetwork,
+            Refusal::Loopback => EgressDrop::RefusedLoopback,
+        }
+    }
+}
+
+/// Whether the gateway of `subnet` refuses to send to `dst` through a host socket, given
+/// every netyard network's subnet (`local_subnets`, its own included or not: its own is
+/// refused anyway). The one exception is the gateway's own address under `--host-loopback`
+/// (`host_loopback`), which is the sanctioned way to the host's 127.0.0.1; a literal 127/8
+/// destination is refused whatever the setting. Pure; called for every packet egress would
+/// send, so a network created meanwhile is refused from its first packet on.
+pub fn refusal(
+    dst: Ipv4Addr,
+    subnet: &Subnet,
+    host_loopback: bool,
+    local_subnets: &[Ipv4Net],
+) -> Option<Refusal> {
+    if host_loopback && dst == subnet.gateway {
+        return None;
+    }
+    if dst.is_loopback() {
+        return Some(Refusal::Loopback);
+    }
+    if subnet.contains(dst) || local_subnets.iter().any(|n| n.contains(&dst)) {
+        return Some(Refusal::LocalNetwork);
+    }
+    None
 }
 
 /// Whether a frame goes to the egress path rather than to the gateway's own stack: an IPv4
@@ -527,7 +581,6 @@ mod tests {
         }
         for bad in [
             [0, 1, 2, 3],
-            [127, 0, 0, 1],
             [169, 254, 1, 1],
             [224, 0, 0, 1],
             [255, 255, 255, 255],
@@ -541,6 +594,67 @@ mod tests {
             prefix_len: 0,
         };
         assert!(whole.contains(OUT));
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn another_networks_subnet_is_refused_as_local_network() {
+        let local = [
+            net("10.0.0.0/24"),
+            net("10.89.1.0/24"),
+            net("172.29.0.0/16"),
+        ];
+        for dst in [[10, 89, 1, 5], [10, 89, 1, 1], [172, 29, 200, 9]] {
+            assert_eq!(
+                refusal(Ipv4Addr::from(dst), &SUBNET, false, &local),
+                Some(Refusal::LocalNetwork),
+                "{dst:?}"
+            );
+        }
+        assert_eq!(refusal(OUT, &SUBNET, false, &local), None);
+        assert_eq!(
+            refusal(Ipv4Addr::new(10, 89, 2, 5), &SUBNET, false, &local),
+            None
+        );
+        assert_eq!(
+            Refusal::LocalNetwork.reason().as_str(),
+            "refused_local_network"
+        );
+    }
+
+    #[test]
+    fn the_own_subnet_is_refused_even_when_the_list_misses_it() {
+        assert_eq!(
+            refusal(Ipv4Addr::new(10, 0, 0, 7), &SUBNET, false, &[]),
+            Some(Refusal::LocalNetwork)
+        );
+        assert_eq!(
+            refusal(SUBNET.gateway, &SUBNET, false, &[]),
+            Some(Refusal::LocalNetwork),
+            "the gateway's address without --host-loopback"
+        );
+    }
+
+    #[test]
+    fn loopback_is_refused_and_only_the_gateway_address_maps_to_it_under_host_loopback() {
+        let local = [net("10.0.0.0/24")];
+        for host_loopback in [false, true] {
+            for dst in [[127, 0, 0, 1], [127, 1, 2, 3], [127, 255, 255, 255]] {
+                assert_eq!(
+                    refusal(Ipv4Addr::from(dst), &SUBNET, host_loopback, &local),
+                    Some(Refusal::Loopback),
+                    "{dst:?}, host_loopback {host_loopback}"
+                );
+            }
+        }
+        assert_eq!(refusal(SUBNET.gateway, &SUBNET, true, &local), None);
+        assert_eq!(Refusal::Loopback.reason().as_str(), "refused_loopback");
+        // Loopback parses (it is refused with an answer, not dropped as a bad address).
+        let f = udp_frame(EP, Ipv4Addr::new(127, 0, 0, 1), 5000, 7, b"x");
+        assert!(parse_outbound(&f, &SUBNET).is_ok());
     }
 
     #[test]
@@ -740,11 +854,6 @@ mod tests {
             (
                 "to multicast",
                 udp_frame(EP, Ipv4Addr::new(239, 1, 1, 1), 5000, 7, b"x"),
-                EgressDrop::BadAddress,
-            ),
-            (
-                "to loopback",
-                udp_frame(EP, Ipv4Addr::new(127, 0, 0, 1), 5000, 7, b"x"),
                 EgressDrop::BadAddress,
             ),
             (

@@ -26,6 +26,8 @@ use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockT
 use tokio::io::unix::AsyncFd;
 
 use crate::epoll::{async_epoll, EpollFd};
+use crate::gateway::LocalSubnets;
+use crate::limits::{HostSocketPermit, HostSockets};
 
 use super::conn::{Conn, HostIo, Next, ReadEnd, SegOut, State};
 use super::seg::{self, Addressing, Seg, SegHdr, ACK, RST, SYN};
@@ -52,17 +54,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const MASQ_PORTS: std::ops::RangeInclusive<u16> = 61_000..=65_000;
 
 /// What the relay knows of its gateway.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct RelayConfig {
     pub subnet: Subnet,
     pub gw_mac: [u8; 6],
     pub mtu: usize,
     pub host_loopback: bool,
+    /// The budget every connection's host socket is counted in (the process's, but in tests).
+    pub host_sockets: &'static HostSockets,
+    /// Every netyard network's subnet: connections there are refused locally.
+    pub local_subnets: LocalSubnets,
 }
 
 struct Entry {
     conn: Conn,
     sock: TcpStream,
+    /// The socket's place under the host socket cap (after `sock`: given back once it closed).
+    _permit: HostSocketPermit,
     addr: Addressing,
     flow: FlowId,
     created: Instant,
@@ -355,6 +363,11 @@ impl Relay {
             self.count(EgressDrop::Disabled);
             return;
         }
+        // The source first: nothing is answered to an address the sender made up.
+        if !self.cfg.subnet.valid_source(*s.src.ip()) {
+            self.count(EgressDrop::BadAddress);
+            return;
+        }
         let dst_ip = *s.dst.ip();
         let target = if dst_ip == self.cfg.subnet.gateway {
             if !self.cfg.host_loopback {
@@ -362,17 +375,29 @@ impl Relay {
                 return;
             }
             SocketAddrV4::new(Ipv4Addr::LOCALHOST, s.dst.port())
-        } else {
-            if packet::unroutable_destination(dst_ip) || self.cfg.subnet.contains(dst_ip) {
-                self.count(EgressDrop::BadAddress);
-                return;
-            }
-            s.dst
-        };
-        if !self.cfg.subnet.valid_source(*s.src.ip()) {
+        } else if let Some(r) = packet::refusal(
+            dst_ip,
+            &self.cfg.subnet,
+            self.cfg.host_loopback,
+            &self.cfg.local_subnets.load(),
+        ) {
+            // Another netyard network or the host's loopback: the endpoint's connect fails at
+            // once (EHOSTUNREACH), and no host socket is opened.
+            self.count(r.reason());
+            let addr = Addressing {
+                gw_mac: self.cfg.gw_mac,
+                endpoint_mac: s.src_mac,
+                from: s.dst,
+                to: s.src,
+            };
+            self.send_unreachable(&addr, s.quote, packet::UNREACH_ADMIN_PROHIBITED, peer);
+            return;
+        } else if packet::unroutable_destination(dst_ip) {
             self.count(EgressDrop::BadAddress);
             return;
-        }
+        } else {
+            s.dst
+        };
         if s.ttl <= 1 {
             self.count(EgressDrop::TtlExpired);
             return;
@@ -382,6 +407,13 @@ impl Relay {
         let flow = match self.admit(key, MacAddr(s.src_mac), now) {
             Some(f) => f,
             None => return,
+        };
+        // Under the host socket cap, or dropped as a SYN meeting a full flow table is (the
+        // endpoint retries).
+        let Some(permit) = self.cfg.host_sockets.try_acquire() else {
+            self.shared.table().remove(flow);
+            self.count(EgressDrop::HostSocketCap);
+            return;
         };
         let addr = Addressing {
             gw_mac: self.cfg.gw_mac,
@@ -412,6 +444,7 @@ impl Relay {
             Entry {
                 conn,
                 sock,
+                _permit: permit,
                 addr,
                 flow,
                 created: now,
@@ -455,27 +488,13 @@ impl Relay {
             Some(Errno::ECONNREFUSED) | None => None,
             Some(Errno::ENETUNREACH) => Some(packet::UNREACH_NET),
             Some(Errno::EHOSTUNREACH | Errno::ETIMEDOUT) => Some(packet::UNREACH_HOST),
-            Some(Errno::EACCES | Errno::EPERM) => Some(13), // administratively prohibited
+            Some(Errno::EACCES | Errno::EPERM) => Some(packet::UNREACH_ADMIN_PROHIBITED),
             Some(_) => None,
         };
         match code {
             Some(code) => {
                 self.count(EgressDrop::Unreachable);
-                self.ip_id = self.ip_id.wrapping_add(1);
-                if let Some(f) = packet::unreachable_frame(
-                    self.cfg.subnet.gateway,
-                    *addr.to.ip(),
-                    code,
-                    quote,
-                    self.ip_id,
-                    self.cfg.gw_mac,
-                ) {
-                    let mut f = f;
-                    packet::set_eth_dst(&mut f, addr.endpoint_mac);
-                    if VnetSink(peer).send_frame(&f) {
-                        self.shared.counters.icmp_errors_sent.fetch_add(1, Relaxed);
-                    }
-                }
+                self.send_unreachable(addr, quote, code, peer);
             }
             None => {
                 let h = SegHdr {
@@ -487,6 +506,26 @@ impl Relay {
                 };
                 self.send_rst(addr, h, peer);
             }
+        }
+    }
+
+    /// Sends the endpoint of `addr` an ICMP destination unreachable (`code`) from the gateway,
+    /// quoting its SYN.
+    fn send_unreachable(&mut self, addr: &Addressing, quote: &[u8], code: u8, peer: &Uplink) {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let Some(mut f) = packet::unreachable_frame(
+            self.cfg.subnet.gateway,
+            *addr.to.ip(),
+            code,
+            quote,
+            self.ip_id,
+            self.cfg.gw_mac,
+        ) else {
+            return;
+        };
+        packet::set_eth_dst(&mut f, addr.endpoint_mac);
+        if VnetSink(peer).send_frame(&f) {
+            self.shared.counters.icmp_errors_sent.fetch_add(1, Relaxed);
         }
     }
 
@@ -844,6 +883,14 @@ impl Relay {
             linger_zero(&stream);
             return;
         };
+        // The accepted socket exists already: at the cap it is reset at once (the client sees
+        // what a full flow table gives it).
+        let Some(permit) = self.cfg.host_sockets.try_acquire() else {
+            self.shared.table().remove(flow);
+            self.count(EgressDrop::HostSocketCap);
+            linger_zero(&stream);
+            return;
+        };
         let t = self.token();
         if self.register(&stream, t).is_err() {
             self.shared.table().remove(flow);
@@ -871,6 +918,7 @@ impl Relay {
             Entry {
                 conn,
                 sock: stream,
+                _permit: permit,
                 addr,
                 flow,
                 created: now,
@@ -984,5 +1032,152 @@ impl Drop for Relay {
         for e in self.conns.values() {
             linger_zero(&e.sock);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use arc_swap::ArcSwap;
+    use etherparse::{Icmpv4Slice, Ipv4Slice, PacketBuilder};
+    use netyard_switch::sys::{AsyncMemPeer, MemPort};
+    use netyard_switch::{Port, PortCaps};
+
+    use crate::conntrack::FlowLimits;
+    use crate::egress::{Egress, EgressConfig, EgressHandle};
+
+    const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
+    const EP_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 2];
+    const EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    /// A relay for 10.0.0.0/24 next to the network 10.89.1.0/24, the switch's end of its
+    /// uplink, and the egress handle with the counters.
+    fn relay(host_sockets: &'static HostSockets) -> (Relay, Uplink, MemPort, EgressHandle) {
+        let subnet = Subnet {
+            gateway: GW,
+            prefix_len: 24,
+        };
+        let local_subnets: LocalSubnets = Arc::new(ArcSwap::from_pointee(vec![
+            "10.0.0.0/24".parse().expect("net"),
+            "10.89.1.0/24".parse().expect("net"),
+        ]));
+        let (egress, handle) = Egress::new(EgressConfig {
+            enabled: true,
+            subnet,
+            gw_mac: GW_MAC,
+            mtu: 1500,
+            limits: FlowLimits::default(),
+            host_loopback: false,
+            host_sockets,
+            local_subnets: local_subnets.clone(),
+        })
+        .expect("egress");
+        let cfg = RelayConfig {
+            subnet,
+            gw_mac: GW_MAC,
+            mtu: 1500,
+            host_loopback: false,
+            host_sockets,
+            local_subnets,
+        };
+        let (relay, _epoll) = Relay::new(cfg, egress.shared()).expect("relay");
+        let caps = PortCaps {
+            vnet_hdr: true,
+            gso_tcp: true,
+            gso_udp: false,
+        };
+        let (port, peer) = MemPort::pair(caps).expect("socketpair");
+        let uplink = Uplink::new(AsyncMemPeer::new(peer).expect("peer"), None);
+        (relay, uplink, port, handle)
+    }
+
+    fn syn_to(dst: Ipv4Addr) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv4(EP.octets(), dst.octets(), 64)
+            .tcp(40000, 80, 1000, 64240)
+            .syn();
+        let mut v = Vec::new();
+        b.write(&mut v, b"").expect("syn");
+        v
+    }
+
+    /// Every frame the relay sent to the switch (virtio-net header stripped).
+    fn sent(port: &MemPort) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 70_000];
+        while let Ok(n) = port.recv(&mut buf) {
+            out.push(buf[VNET_HDR..n].to_vec());
+        }
+        out
+    }
+
+    const VNET_HDR: usize = netyard_switch::port::VNET_HDR_LEN;
+
+    fn drops(h: &EgressHandle) -> Vec<(&'static str, u64)> {
+        h.stats()
+            .drops
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_syn_to_another_network_or_loopback_is_refused_with_icmp_and_no_host_socket() {
+        let sockets: &'static HostSockets = Box::leak(Box::new(HostSockets::with_cap(16)));
+        let (mut relay, uplink, port, handle) = relay(sockets);
+        let now = Instant::now();
+        let to_net = syn_to(Ipv4Addr::new(10, 89, 1, 7));
+        relay.segment(&to_net, false, now, &uplink);
+        relay.segment(&syn_to(Ipv4Addr::new(127, 0, 0, 1)), false, now, &uplink);
+        let frames = sent(&port);
+        assert_eq!(frames.len(), 2, "one ICMP error each");
+        for f in &frames {
+            assert_eq!(&f[..6], &EP_MAC);
+            let ip = Ipv4Slice::from_slice(&f[packet::ETH_HDR..]).expect("ipv4");
+            let icmp = Icmpv4Slice::from_slice(ip.payload().payload).expect("icmp");
+            assert_eq!(
+                (icmp.type_u8(), icmp.code_u8()),
+                (3, 13),
+                "administratively prohibited"
+            );
+            assert_eq!(
+                (ip.header().source_addr(), ip.header().destination_addr()),
+                (GW, EP)
+            );
+        }
+        let ip = Ipv4Slice::from_slice(&frames[0][packet::ETH_HDR..]).expect("ipv4");
+        let icmp = Icmpv4Slice::from_slice(ip.payload().payload).expect("icmp");
+        assert_eq!(
+            icmp.payload(),
+            &to_net[packet::ETH_HDR..packet::ETH_HDR + 28],
+            "quotes the SYN"
+        );
+        assert_eq!(
+            drops(&handle),
+            vec![("refused_local_network", 1), ("refused_loopback", 1)]
+        );
+        assert_eq!(handle.stats().icmp_errors_sent, 2);
+        assert!(handle.flows().is_empty());
+        assert_eq!(sockets.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn at_the_host_socket_cap_a_syn_is_dropped_as_with_a_full_flow_table() {
+        let sockets: &'static HostSockets = Box::leak(Box::new(HostSockets::with_cap(0)));
+        let (mut relay, uplink, port, handle) = relay(sockets);
+        relay.segment(
+            &syn_to(Ipv4Addr::new(198, 18, 0, 2)),
+            false,
+            Instant::now(),
+            &uplink,
+        );
+        assert!(
+            sent(&port).is_empty(),
+            "nothing answered: the endpoint retries"
+        );
+        assert_eq!(drops(&handle), vec![("host_socket_cap", 1)]);
+        assert!(handle.flows().is_empty(), "the flow left the table");
     }
 }
