@@ -5,8 +5,12 @@
 //! The gateway task hands this engine every IPv4 frame sent to the gateway's MAC for an
 //! address outside the network ([`crate::packet::is_egress`]). The decision path is pure:
 //! [`crate::packet::parse_outbound`] checks the packet (one [`EgressDrop`] reason per way it
-//! can be wrong), [`crate::conntrack::FlowTable::outbound`] names its flow or refuses it at a
-//! cap. The I/O is here, at the edge:
+//! can be wrong), [`crate::packet::refusal`] refuses a destination inside any netyard network
+//! (the shared [`crate::gateway::LocalSubnets`]) or in 127/8, answered with ICMP
+//! "administratively prohibited" before any socket, [`crate::conntrack::FlowTable::outbound`]
+//! names its flow or refuses it at a cap (counted per endpoint MAC). A new flow's socket then
+//! needs a permit under the process-wide host socket cap ([`crate::limits`]). The I/O is here,
+//! at the edge:
 //!
 //! - UDP: one host socket per flow, bound to 0.0.0.0:0 and connected to the destination, so
 //!   the kernel only delivers that destination's replies to it. ICMP echo: one unprivileged

@@ -10,7 +10,9 @@
 //!
 //! Before smoltcp, each frame is classified ([`crate::packet::is_egress`]): IPv4 sent to the
 //! gateway's MAC for an address outside the network goes to the egress engine
-//! ([`crate::egress`]: UDP and ICMP echo through host sockets, with a connection tracker);
+//! ([`crate::egress`]: UDP and ICMP echo through host sockets, with a connection tracker;
+//! destinations in any netyard network's subnet, [`GatewayConfig::local_subnets`], or in
+//! 127/8 are refused there with ICMP, as the relay refuses such TCP);
 //! everything else goes to smoltcp as before. The engine's flow sockets are in its own epoll,
 //! which this task also selects on (and serves in place), and expired flows are swept once a
 //! second while there are any. TCP goes to the relay ([`crate::tcp`]), whose epoll this task

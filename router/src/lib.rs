@@ -4,10 +4,12 @@
 //! gateway address, which answers ARP and ICMP echo for it, and serves DNS on port 53 (UDP and
 //! TCP) through a [`gateway::DnsService`] the daemon provides. Packets for addresses outside
 //! the network go to [`egress`]: UDP and ICMP echo leave through host sockets of the daemon's
-//! namespace, tracked by [`conntrack`]'s flow table; [`packet`] parses and builds them. TCP
-//! (egress and published ports) goes through [`tcp`]'s relay; [`publish`] carries the bound
-//! host sockets of published ports to the gateway task; [`uplink`] is how the gateway's frames
-//! reach the switch.
+//! namespace, tracked by [`conntrack`]'s flow table (capped per endpoint MAC and in total);
+//! [`packet`] parses and builds them, and refuses destinations in other netyard networks or
+//! the host's loopback ([`packet::refusal`]). TCP (egress and published ports) goes through
+//! [`tcp`]'s relay; [`limits`] caps the host sockets both open, process-wide; [`publish`]
+//! carries the bound host sockets of published ports to the gateway task; [`uplink`] is how
+//! the gateway's frames reach the switch.
 
 mod batch;
 pub mod conntrack;
