@@ -46,6 +46,9 @@ pub struct NetworkSpec {
     pub internal: bool,
     #[serde(default)]
     pub host_loopback: bool,
+    /// Endpoint ports accept only their own MAC and addresses (trusted endpoints aside).
+    #[serde(default = "yes")]
+    pub port_security: bool,
     pub max_flows_per_endpoint: u32,
     pub max_flows: u32,
     /// MAC ageing, seconds.
@@ -57,6 +60,44 @@ pub struct NetworkSpec {
     /// Static remote entries (`fdb add`): MAC -> VTEP.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub static_fdb: BTreeMap<MacAddr, Ipv4Addr>,
+    /// The addresses of endpoints detached lately, oldest first: a container attached again
+    /// under the same name gets its address back while it is free (a restarted container
+    /// keeps its IP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<(String, Ipv4Addr)>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How many detached endpoints' addresses a network remembers.
+pub const RELEASED_MAX: usize = 1024;
+
+impl NetworkSpec {
+    /// Remembers the address a detached endpoint had.
+    pub fn remember_address(&mut self, name: &str, ip: Ipv4Addr) {
+        self.forget_address(name);
+        self.released.push((name.to_string(), ip));
+        if self.released.len() > RELEASED_MAX {
+            let extra = self.released.len() - RELEASED_MAX;
+            self.released.drain(..extra);
+        }
+    }
+
+    /// Forgets it (the name is attached again).
+    pub fn forget_address(&mut self, name: &str) {
+        self.released.retain(|(n, _)| n != name);
+    }
+
+    /// The address an endpoint of that name had, if it was detached lately.
+    pub fn released_address(&self, name: &str) -> Option<Ipv4Addr> {
+        self.released
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, ip)| *ip)
+    }
 }
 
 /// A network's VXLAN tunnel.
@@ -117,6 +158,9 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
     pub offload: bool,
+    /// No port security on this endpoint's port (a router or a bridge).
+    #[serde(default)]
+    pub trusted: bool,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -124,6 +168,16 @@ pub struct EndpointSpec {
 }
 
 impl EndpointSpec {
+    /// What the endpoint's port accepts, on a network with or without port security: None
+    /// when it is not checked.
+    pub fn port_security(&self, net: &NetworkSpec) -> Option<netyard_switch::PortSecurity> {
+        (net.port_security && !self.trusted).then(|| netyard_switch::PortSecurity {
+            mac: self.mac,
+            ipv4: vec![self.ip],
+            ipv6: Vec::new(),
+        })
+    }
+
     /// The DNS records' key of the endpoint's namespace.
     pub fn ns_key(&self) -> (u64, u64) {
         (self.identity.dev, self.identity.ino)

@@ -199,9 +199,11 @@ fn detach_removes_the_interface() {
     lab.assert_ping(&nb, ea["ip"].as_str().unwrap());
 }
 
+/// An `--ephemeral` daemon removes everything on SIGTERM (a persistent one leaves the
+/// endpoints for its next start: tests/restart.rs).
 #[test]
 fn shutdown_removes_everything() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_daemon_args(&["--ephemeral"]);
     let s1 = Subnet::random();
     let s2 = s1.other();
     lab.network("one", &s1, &[]);

@@ -27,6 +27,10 @@ pub struct NetworkCreate {
     /// 127.0.0.1 (as slirp4netns maps 10.0.2.2). Refused with `internal`.
     #[serde(default)]
     pub host_loopback: bool,
+    /// Endpoint ports accept only frames from the endpoint's own MAC and addresses
+    /// (default true); `--trusted` endpoints are exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
     /// Most live egress flows one endpoint may have (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_flows_per_endpoint: Option<u32>,
@@ -81,6 +85,9 @@ pub struct NetworkInfo {
     pub internal: bool,
     #[serde(default)]
     pub host_loopback: bool,
+    /// Port security on the network's endpoint ports.
+    #[serde(default)]
+    pub port_security: bool,
     #[serde(default)]
     pub max_flows_per_endpoint: u32,
     #[serde(default)]
@@ -88,6 +95,10 @@ pub struct NetworkInfo {
     pub aging: u64,
     pub max_macs_per_port: u32,
     pub endpoints: Vec<String>,
+    /// Endpoints detached because their container went away (process exited, namespace
+    /// deleted, device vanished).
+    #[serde(default)]
+    pub endpoints_reaped: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<VxlanInfo>,
 }
@@ -122,6 +133,10 @@ pub struct EndpointCreate {
     /// Enable the virtio-net header and offloads on the port (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
+    /// The endpoint may send from any MAC and address (a router or a bridge in a lab): no
+    /// port security on its port.
+    #[serde(default)]
+    pub trusted: bool,
     /// Extra DNS names of the endpoint on this network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
@@ -182,6 +197,9 @@ pub struct EndpointInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
     pub offload: bool,
+    /// Is the endpoint's port checked (only its own MAC and addresses pass)?
+    #[serde(default)]
+    pub port_security: bool,
     pub port: u32,
     pub counters: Counters,
     #[serde(default)]

@@ -60,6 +60,7 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             mtu,
             internal,
             host_loopback,
+            port_security,
             max_flows_per_endpoint,
             max_flows,
             aging,
@@ -76,6 +77,7 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 mtu,
                 internal,
                 host_loopback,
+                port_security,
                 max_flows_per_endpoint,
                 max_flows,
                 aging,
@@ -164,6 +166,7 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         ifname: Some(a.ifname),
         kind: Some(a.kind),
         offload: Some(!a.no_offload),
+        trusted: a.trusted,
         aliases: a.aliases,
         publish: a.publish,
     };
@@ -356,6 +359,7 @@ pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
         ifname: Some("eth0".into()),
         kind: Some(a.kind),
         offload: Some(!a.no_offload),
+        trusted: false,
         aliases: a.aliases,
         publish: a.publish,
     };

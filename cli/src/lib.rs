@@ -184,6 +184,10 @@ pub enum NetworkCommand {
         /// Connections to the gateway address (except DNS) reach the host's 127.0.0.1.
         #[arg(long)]
         host_loopback: bool,
+        /// Endpoint ports accept only frames from their own MAC and addresses [default:
+        /// true]; `--port-security=false` turns it off for the whole network.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        port_security: Option<bool>,
         /// Most live egress flows per endpoint [default: 512].
         #[arg(long, value_name = "N")]
         max_flows_per_endpoint: Option<u32>,
@@ -277,6 +281,9 @@ pub struct AttachArgs {
     /// Disable the virtio-net header and offloads on this port.
     #[arg(long)]
     pub no_offload: bool,
+    /// Let the endpoint send from any MAC and address (a router or bridge): no port security.
+    #[arg(long)]
+    pub trusted: bool,
     /// Extra DNS name of the endpoint on this network (repeatable).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,

@@ -155,6 +155,23 @@ pub enum NetnsError {
         source: io::Error,
     },
 
+    /// The TUN/TAP clone device cannot be opened by the daemon's user.
+    #[error(
+        "creating TAP device {ifname} in {}: cannot open {device}: {source}; the daemon's user \
+         needs read and write access to it (as root: chmod 0666 /dev/net/tun)",
+        .netns.display()
+    )]
+    TunNotAccessible {
+        /// The TAP's name.
+        ifname: String,
+        /// The network namespace.
+        netns: PathBuf,
+        /// The device with its mode and owner.
+        device: String,
+        /// What the kernel said.
+        source: io::Error,
+    },
+
     /// Creating, or reopening, the TAP device inside the namespace failed.
     #[error("{} TAP device {ifname} in {}: {source}", tap_action(*.mode), .netns.display())]
     CreateTap {

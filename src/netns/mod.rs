@@ -40,7 +40,7 @@ pub use config::{
     link_index, underlay_mtu,
 };
 pub use error::NetnsError;
-pub use identity::{check, identify, NsIdentity, NsStatus};
+pub use identity::{check, exit_watch, identify, wait_exit, NsIdentity, NsStatus};
 /// How a TAP is opened ([`NsOpen::Tap`]); the switch crate's type, so the fd goes straight to
 /// `netyard_switch::sys::TapPort::from_fd`.
 pub use netyard_switch::sys::tap::TapMode;

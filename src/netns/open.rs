@@ -458,6 +458,20 @@ fn failure_error(target: &NsTarget, req: &NsOpenRequest, f: Failure) -> NetnsErr
     }
 }
 
+/// `/dev/net/tun` with its mode and owner, as a refusal to open it should say.
+fn tun_device_mode() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/dev/net/tun") {
+        Ok(m) => format!(
+            "/dev/net/tun (mode {:04o}, owner uid {} gid {})",
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        ),
+        Err(e) => format!("/dev/net/tun ({e})"),
+    }
+}
+
 /// The error for a TAP that could not be opened: the two expected refusals get their own
 /// variants, anything else says which mode failed.
 fn tap_error(ifname: &str, mode: TapMode, netns: PathBuf, source: std::io::Error) -> NetnsError {
@@ -467,6 +481,13 @@ fn tap_error(ifname: &str, mode: TapMode, netns: PathBuf, source: std::io::Error
         (TapMode::Reopen, Some(libc::ENODEV)) => NetnsError::TapNotFound { ifname, netns },
         // IFF_TUN_EXCL: the only EBUSY of creating a device.
         (TapMode::Persistent, Some(libc::EBUSY)) => NetnsError::TapExists { ifname, netns },
+        // Opening the clone device itself was refused: say which device and why.
+        (_, Some(libc::EACCES)) => NetnsError::TunNotAccessible {
+            ifname,
+            netns,
+            device: tun_device_mode(),
+            source,
+        },
         _ => NetnsError::CreateTap {
             ifname,
             netns,

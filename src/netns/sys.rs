@@ -522,3 +522,29 @@ pub(super) fn tokio_netlink_socket(fd: OwnedFd) -> rtnetlink::sys::TokioSocket {
     // drop.
     unsafe { <rtnetlink::sys::TokioSocket as FromRawFd>::from_raw_fd(fd.into_raw_fd()) }
 }
+
+/// `pidfd_open(2)`: a descriptor that becomes readable when process `pid` exits (Linux 5.3).
+/// nix has no wrapper for it yet.
+pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours; the
+    // return value is checked before it is used as a descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "descriptor out of range"))?;
+    // SAFETY: `fd` was just returned by a successful pidfd_open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers an owned descriptor with tokio's reactor for readability.
+pub(super) fn async_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns `fd` for its whole life, so the descriptor stays open and names
+    // the same file description until the AsyncFd is dropped; OwnedFd::as_raw_fd always
+    // returns that descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

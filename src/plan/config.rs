@@ -36,6 +36,9 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     if req.host_loopback != saved.host_loopback {
         d.push("host_loopback");
     }
+    if req.port_security.is_some_and(|p| p != saved.port_security) {
+        d.push("port_security");
+    }
     if req.aging.is_some_and(|a| a != saved.aging) {
         d.push("aging");
     }
@@ -82,6 +85,9 @@ pub fn endpoint_differs(req: &EndpointCreate, saved: &EndpointSpec) -> Vec<&'sta
     }
     if req.ifname.as_deref().unwrap_or("eth0") != saved.ifname {
         d.push("ifname");
+    }
+    if req.trusted != saved.trusted {
+        d.push("trusted");
     }
     let ns_same = match (&req.netns, req.pid) {
         (Some(p), _) => *p == saved.netns,

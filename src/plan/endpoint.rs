@@ -56,6 +56,7 @@ pub struct EndpointPlan {
     pub ifname: String,
     pub kind: PortKindName,
     pub offload: bool,
+    pub trusted: bool,
     pub aliases: Vec<String>,
 }
 
@@ -154,9 +155,17 @@ pub fn plan_endpoint(
             })?;
             ip
         }
-        None => ipam
-            .peek_free()
-            .map_err(|e| DaemonError::conflict(Some("ip"), e))?,
+        // The address the name had before it was detached, while it is free (a restarted
+        // container keeps its IP), else the next free one.
+        None => match net
+            .released_address(&req.name)
+            .filter(|ip| ipam.check(*ip).is_ok())
+        {
+            Some(ip) => ip,
+            None => ipam
+                .peek_free()
+                .map_err(|e| DaemonError::conflict(Some("ip"), e))?,
+        },
     };
     let mac = match &req.mac {
         Some(s) => {
@@ -202,6 +211,7 @@ pub fn plan_endpoint(
         ifname,
         kind,
         offload: req.offload.unwrap_or(true),
+        trusted: req.trusted,
         aliases,
     })
 }

@@ -153,12 +153,14 @@ pub fn plan_network<'a>(
         mtu,
         internal: req.internal,
         host_loopback: req.host_loopback,
+        port_security: req.port_security.unwrap_or(true),
         max_flows_per_endpoint,
         max_flows,
         aging,
         max_macs_per_port: max_macs,
         vxlan: vxlan.map(|v| VxlanSpec { underlay_mtu, ..v }),
         static_fdb: Default::default(),
+        released: Vec::new(),
     })
 }
 

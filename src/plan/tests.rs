@@ -49,12 +49,14 @@ fn a_network_gets_every_default_resolved() {
             mtu: DEFAULT_MTU,
             internal: false,
             host_loopback: false,
+            port_security: true,
             max_flows_per_endpoint: 512,
             max_flows: 16384,
             aging: DEFAULT_AGING_SECS,
             max_macs_per_port: DEFAULT_MAX_MACS,
             vxlan: None,
             static_fdb: Default::default(),
+            released: vec![],
         }
     );
 }
@@ -182,6 +184,7 @@ fn an_endpoint_gets_the_next_address_and_dockers_mac() {
             ifname: "eth0".into(),
             kind: PortKindName::Tap,
             offload: true,
+            trusted: false,
             aliases: vec![],
         }
     );
@@ -321,6 +324,7 @@ fn a_config_entry_differs_only_in_the_fields_it_sets() {
         },
         host_ifname: None,
         offload: true,
+        trusted: false,
         aliases: vec!["web".into()],
         published: vec![],
     };
@@ -331,4 +335,46 @@ fn a_config_entry_differs_only_in_the_fields_it_sets() {
     q.kind = Some("veth".into());
     q.aliases = vec![];
     assert_eq!(endpoint_differs(&q, &e), vec!["ip", "kind", "aliases"]);
+}
+
+#[test]
+fn a_name_attached_again_gets_its_old_address_while_it_is_free() {
+    let mut n = lab();
+    let mut ipam = Ipam::new(n.subnet, n.gateway);
+    // c1 had .7 and was detached; .2 is the next free address.
+    n.remember_address("c1", Ipv4Addr::new(10, 1, 0, 7));
+    let p = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.ip, Ipv4Addr::new(10, 1, 0, 7));
+    // Another name gets the next free one.
+    let q = plan_endpoint(&ep_req("c2"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(q.ip, Ipv4Addr::new(10, 1, 0, 2));
+    // Taken meanwhile: the next free one.
+    ipam.take(Ipv4Addr::new(10, 1, 0, 7)).unwrap();
+    let r = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(r.ip, Ipv4Addr::new(10, 1, 0, 2));
+    // An explicit --ip wins.
+    let mut req = ep_req("c1");
+    req.ip = Some("10.1.0.9".into());
+    assert_eq!(
+        plan_endpoint(&req, &n, &ipam, &Taken::default())
+            .unwrap()
+            .ip,
+        Ipv4Addr::new(10, 1, 0, 9)
+    );
+}
+
+#[test]
+fn remembered_addresses_are_bounded_and_the_latest_wins() {
+    let mut n = lab();
+    n.remember_address("c1", Ipv4Addr::new(10, 1, 0, 7));
+    n.remember_address("c1", Ipv4Addr::new(10, 1, 0, 8));
+    assert_eq!(n.released_address("c1"), Some(Ipv4Addr::new(10, 1, 0, 8)));
+    assert_eq!(n.released.len(), 1);
+    for i in 0..(crate::spec::RELEASED_MAX + 5) {
+        n.remember_address(&format!("e{i}"), Ipv4Addr::new(10, 1, 0, 9));
+    }
+    assert_eq!(n.released.len(), crate::spec::RELEASED_MAX);
+    assert_eq!(n.released_address("c1"), None, "the oldest are forgotten");
+    n.forget_address("e1000");
+    assert_eq!(n.released_address("e1000"), None);
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::dnsd::Dns;
 use crate::error::DaemonError;
 use crate::spec::NetworkSpec;
+use netyard_router::gateway::LocalSubnets;
 use ports::gateway::{Gateway, GatewayLive};
 use ports::vxlan::{Vxlan, VxlanLive};
 use ports::{NetCx, PortKind};
@@ -30,6 +31,7 @@ impl NetworkLive {
     pub async fn build(
         spec: &NetworkSpec,
         dns: &Dns,
+        local_subnets: &LocalSubnets,
         adopt: bool,
     ) -> Result<NetworkLive, DaemonError> {
         let switch = Switch::new(
@@ -45,6 +47,7 @@ impl NetworkLive {
             net: spec,
             switch: &switch,
             dns,
+            local_subnets,
         };
         let gw = match if adopt {
             Gateway::adopt(&cx, spec).await

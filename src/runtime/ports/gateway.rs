@@ -91,6 +91,7 @@ impl PortKind for Gateway {
             egress: !p.internal,
             flow_limits: flow_limits(p),
             host_loopback: p.host_loopback,
+            local_subnets: cx.local_subnets.clone(),
         };
         let direct = netyard_router::uplink::Direct {
             switch: switch.clone(),

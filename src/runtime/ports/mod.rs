@@ -36,6 +36,8 @@ pub struct NetCx<'a> {
     pub net: &'a NetworkSpec,
     pub switch: &'a Arc<Switch>,
     pub dns: &'a Dns,
+    /// Every netyard network's subnet (egress to them is refused), shared by the gateways.
+    pub local_subnets: &'a netyard_router::gateway::LocalSubnets,
 }
 
 /// What the endpoint kinds are given: the network's context, the namespace, and whether the
