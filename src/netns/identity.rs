@@ -179,6 +179,30 @@ fn parse_start_time(stat: &[u8]) -> Option<u64> {
     rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
 }
 
+/// A pidfd of the process an endpoint was attached by (`--pid`), readable once it exits:
+/// `None` for an endpoint given by path. Fails with [`NetnsError::ProcessChanged`] when
+/// the pid already belongs to another process (the recorded one exited and the pid was
+/// reused), which the caller treats as an exit.
+pub fn exit_watch(id: &NsIdentity) -> Result<Option<std::os::fd::OwnedFd>, NetnsError> {
+    let Some(pid) = id.pid else {
+        return Ok(None);
+    };
+    let fd = super::sys::pidfd_open(pid).map_err(|source| NetnsError::ProcStat { pid, source })?;
+    // The pidfd names whatever process has the pid now: check it is still the recorded one.
+    match start_time(pid) {
+        Ok(t) if Some(t) == id.pid_start => Ok(Some(fd)),
+        _ => Err(NetnsError::ProcessChanged { pid }),
+    }
+}
+
+/// Waits until the process behind a pidfd from [`exit_watch`] exits (the pidfd turns
+/// readable then, once and for good).
+pub async fn wait_exit(pidfd: std::os::fd::OwnedFd) -> io::Result<()> {
+    let afd = super::sys::async_readable(pidfd)?;
+    let _ready = afd.readable().await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,28 +284,4 @@ mod tests {
             id
         );
     }
-}
-
-/// A pidfd of the process an endpoint was attached by (`--pid`), readable once it exits:
-/// `None` for an endpoint given by path. Fails with [`NetnsError::ProcessChanged`] when
-/// the pid already belongs to another process (the recorded one exited and the pid was
-/// reused), which the caller treats as an exit.
-pub fn exit_watch(id: &NsIdentity) -> Result<Option<std::os::fd::OwnedFd>, NetnsError> {
-    let Some(pid) = id.pid else {
-        return Ok(None);
-    };
-    let fd = super::sys::pidfd_open(pid).map_err(|source| NetnsError::ProcStat { pid, source })?;
-    // The pidfd names whatever process has the pid now: check it is still the recorded one.
-    match start_time(pid) {
-        Ok(t) if Some(t) == id.pid_start => Ok(Some(fd)),
-        _ => Err(NetnsError::ProcessChanged { pid }),
-    }
-}
-
-/// Waits until the process behind a pidfd from [`exit_watch`] exits (the pidfd turns
-/// readable then, once and for good).
-pub async fn wait_exit(pidfd: std::os::fd::OwnedFd) -> io::Result<()> {
-    let afd = super::sys::async_readable(pidfd)?;
-    let _ready = afd.readable().await?;
-    Ok(())
 }

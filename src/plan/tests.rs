@@ -12,6 +12,9 @@ use crate::ipam::Ipam;
 use crate::netns::NsIdentity;
 use crate::spec::{EndpointSpec, NetworkSpec, PortKindName};
 
+/// One change to a request, for the field-error tables.
+type Setter<T> = Box<dyn Fn(&mut T)>;
+
 fn net_req(name: &str) -> NetworkCreate {
     NetworkCreate {
         name: name.into(),
@@ -74,7 +77,7 @@ fn without_a_subnet_the_first_free_pool_subnet_is_taken() {
 #[test]
 fn network_field_errors_name_their_field() {
     let existing = vec![lab()];
-    let cases: Vec<(&str, Box<dyn Fn(&mut NetworkCreate)>)> = vec![
+    let cases: Vec<(&str, Setter<NetworkCreate>)> = vec![
         ("name", Box::new(|r| r.name = "".into())),
         ("name", Box::new(|r| r.name = "-x".into())),
         ("name", Box::new(|r| r.name = "lab".into())),
@@ -220,7 +223,7 @@ fn endpoint_field_errors_name_their_field() {
         macs: BTreeSet::from([MacAddr([2, 0x42, 10, 1, 0, 1])]),
         remote_static: vec![(MacAddr([2, 0, 0, 0, 0, 7]), Ipv4Addr::new(192, 0, 2, 1))],
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut EndpointCreate)>)> = vec![
+    let cases: Vec<(&str, Setter<EndpointCreate>)> = vec![
         ("name", Box::new(|r| r.name = "".into())),
         ("name", Box::new(|r| r.name = "a b".into())),
         ("name", Box::new(|r| r.name = "c0".into())),

@@ -118,7 +118,7 @@ impl PortKind for Gateway {
         Self::setup(cx, p).await
     }
 
-    async fn teardown<'a>(_spec: &'a NetworkSpec, live: GatewayLive) {
+    async fn teardown(_spec: &NetworkSpec, live: GatewayLive) {
         live.stop();
     }
 

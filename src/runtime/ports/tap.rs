@@ -43,7 +43,7 @@ impl PortKind for Tap {
         open(cx, spec, TapMode::Reopen).await
     }
 
-    async fn teardown<'a>(spec: &'a EndpointSpec, remains: EndpointRemains) {
+    async fn teardown(spec: &EndpointSpec, remains: EndpointRemains) {
         // The port (and so its fd) is gone; the control descriptor is the last one. Once the
         // device is no longer persistent, closing it removes the device.
         if let Some(ctl) = remains.ctl {

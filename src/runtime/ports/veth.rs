@@ -88,7 +88,7 @@ impl PortKind for Veth {
         open_host_end(spec, &host_name)
     }
 
-    async fn teardown<'a>(spec: &'a EndpointSpec, _remains: EndpointRemains) {
+    async fn teardown(spec: &EndpointSpec, _remains: EndpointRemains) {
         if let Some(h) = &spec.host_ifname {
             remove_host_link(h).await;
         }

@@ -116,7 +116,7 @@ impl PortKind for Vxlan {
 
     /// Removes the port from the switch, stops the driver and waits until the port (and so
     /// its sockets) is gone, so the UDP port is free again when this returns.
-    async fn teardown<'a>(_spec: &'a NetworkSpec, vx: VxlanLive) {
+    async fn teardown(_spec: &NetworkSpec, vx: VxlanLive) {
         vx.switch.remove_port(vx.port.id);
         vx.task.abort();
         let _ = vx.task.await;
