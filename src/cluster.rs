@@ -38,6 +38,9 @@
 //!   data plane as it is and retries (the watch resumes with a full resync; a lease that expired
 //!   meanwhile is granted anew and this node's keys are written again). Operations that need
 //!   etcd (creating or removing a distributed network, attaching to one) fail while it is down.
+//!
+//! This is the daemon's [`Registry`] when `--etcd` is given; it reaches the daemon only through
+//! [`RegistryHost`] (`src/registry.rs`), and does not know `src/state.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -49,13 +52,14 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
     TxnOp, WatchOptions,
 };
-use netyard_api::model::{EndpointCreate, NetworkCreate, NetworkInfo};
+use futures::future::BoxFuture;
+use netyard_api::model::{EndpointCreate, EndpointInfo, NetworkCreate, NetworkInfo};
 use netyard_switch::MacAddr;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::error::DaemonError;
-use crate::state::Daemon;
+use crate::registry::{Registry, RegistryHost};
 
 /// Key prefix when `--etcd-prefix` is not given.
 pub const DEFAULT_PREFIX: &str = "/netyard/v1/";
@@ -444,12 +448,13 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// Connects, registers this node, mirrors what etcd holds (creating its networks here) and
-/// starts the lease keeper and the watcher. Fails if etcd does not answer.
+/// Connects, registers this node, mirrors what etcd holds (creating its networks on `host`)
+/// and starts the lease keeper and the watcher (which holds `host` weakly). Returns the
+/// registry for the daemon to install. Fails if etcd does not answer.
 pub async fn start(
-    daemon: &Arc<Daemon>,
+    host: &Arc<dyn RegistryHost>,
     opts: ClusterOptions,
-) -> Result<Arc<Cluster>, DaemonError> {
+) -> Result<Arc<dyn Registry>, DaemonError> {
     let urls = opts.endpoints.join(",");
     let context = format!("connecting to etcd at {urls}");
     let connect = ConnectOptions::new()
@@ -482,12 +487,15 @@ pub async fn start(
     });
     c.own_set(&node_key, Some(node_val));
     c.publish_own().await.map_err(|e| e.into_daemon(&context))?;
-    daemon.set_cluster(c.clone());
-    let rev = c
-        .resync(daemon)
-        .await
-        .map_err(|e| e.into_daemon(&context))?;
-    let weak = Arc::downgrade(daemon);
+    let rev = match c.resync(host.as_ref()).await {
+        Ok(rev) => rev,
+        Err(e) => {
+            // Registered but not installed: the daemon will not revoke the lease, so do it.
+            c.stop().await;
+            return Err(e.into_daemon(&context));
+        }
+    };
+    let weak = Arc::downgrade(host);
     let keeper = tokio::spawn(c.clone().keep_lease());
     let watcher = tokio::spawn(c.clone().watch(weak, rev));
     if let Ok(mut t) = c.tasks.lock() {
@@ -682,7 +690,7 @@ impl Cluster {
 
     /// Reads the whole prefix, replaces the view with it and reconciles. Returns the revision
     /// to watch from.
-    async fn resync(&self, daemon: &Daemon) -> Result<i64, ClusterError> {
+    async fn resync(&self, host: &dyn RegistryHost) -> Result<i64, ClusterError> {
         // Locked before reading, so a network registered by the API meanwhile is either in
         // the snapshot or added to the view after it.
         let mut s = self.sync.lock().await;
@@ -704,7 +712,7 @@ impl Cluster {
         }
         s.view = view;
         let Sync { view, done } = &mut *s;
-        self.reconcile(daemon, view, done).await;
+        self.reconcile(host, view, done).await;
         Ok(rev + 1)
     }
 
@@ -714,7 +722,7 @@ impl Cluster {
     }
 
     /// Follows the prefix from `rev`; on any failure resyncs and follows again.
-    async fn watch(self: Arc<Self>, daemon: Weak<Daemon>, mut rev: i64) {
+    async fn watch(self: Arc<Self>, host: Weak<dyn RegistryHost>, mut rev: i64) {
         let mut healthy = true;
         loop {
             let mut c = self.client.clone();
@@ -745,7 +753,7 @@ impl Cluster {
                     if resp.events().is_empty() {
                         continue;
                     }
-                    let Some(d) = daemon.upgrade() else { return };
+                    let Some(d) = host.upgrade() else { return };
                     let mut s = self.sync.lock().await;
                     for ev in resp.events() {
                         let Some(kv) = ev.kv() else { continue };
@@ -759,7 +767,7 @@ impl Cluster {
                         }
                     }
                     let Sync { view, done } = &mut *s;
-                    self.reconcile(&d, view, done).await;
+                    self.reconcile(d.as_ref(), view, done).await;
                 },
                 Err(e) => {
                     if healthy {
@@ -770,8 +778,8 @@ impl Cluster {
             }
             loop {
                 tokio::time::sleep(RETRY).await;
-                let Some(d) = daemon.upgrade() else { return };
-                match self.resync(&d).await {
+                let Some(d) = host.upgrade() else { return };
+                match self.resync(d.as_ref()).await {
                     Ok(r) => {
                         rev = r;
                         if !healthy {
@@ -793,7 +801,7 @@ impl Cluster {
 
     /// Brings the data plane in line with the view: networks, flood peers, static remote
     /// entries and remote address claims.
-    async fn reconcile(&self, d: &Daemon, view: &View, done: &mut Programmed) {
+    async fn reconcile(&self, d: &dyn RegistryHost, view: &View, done: &mut Programmed) {
         let me = self.opts.node.as_str();
         // Networks: create what etcd has and this daemon lacks.
         for (name, rec) in &view.networks {
@@ -866,7 +874,7 @@ impl Cluster {
         peers.sort();
         peers.dedup();
         for name in &done.networks {
-            if done.peers.get(name) != Some(&peers) && d.set_cluster_peers(name, &peers).await {
+            if done.peers.get(name) != Some(&peers) && d.set_flood_peers(name, &peers).await {
                 tracing::info!(network = %name, ?peers, "flood peers from etcd");
                 done.peers.insert(name.clone(), peers.clone());
             }
@@ -963,11 +971,15 @@ impl Cluster {
 
     /// `network create --vxlan` with etcd: created here (its tunnel on `--underlay-ip`), then
     /// registered; the other daemons create theirs when they see the key.
-    pub(crate) async fn create_network(
+    async fn create_network(
         &self,
-        d: &Daemon,
+        d: &dyn RegistryHost,
         mut req: NetworkCreate,
     ) -> Result<NetworkInfo, DaemonError> {
+        if req.vxlan.is_none() {
+            // Not a VXLAN network: this host's only.
+            return d.create_network_local(req).await;
+        }
         let ul = self.opts.underlay_ip;
         match &req.vxlan_local {
             Some(l) if l.parse::<Ipv4Addr>().ok() != Some(ul) => {
@@ -1056,7 +1068,7 @@ impl Cluster {
 
     /// `network rm` with etcd: a distributed network is removed everywhere (refused while any
     /// node has endpoints on it); a local one only here.
-    pub(crate) async fn remove_network(&self, d: &Daemon, name: &str) -> Result<(), DaemonError> {
+    async fn remove_network(&self, d: &dyn RegistryHost, name: &str) -> Result<(), DaemonError> {
         let remote: Vec<String> = {
             let s = self.sync.lock().await;
             if !s.view.networks.contains_key(name) {
@@ -1103,12 +1115,12 @@ impl Cluster {
     }
 
     /// Attach with etcd: on a distributed network the address is claimed cluster-wide first.
-    pub(crate) async fn attach(
+    async fn attach(
         &self,
-        d: &Daemon,
+        d: &dyn RegistryHost,
         network: &str,
         mut req: EndpointCreate,
-    ) -> Result<netyard_api::model::EndpointInfo, DaemonError> {
+    ) -> Result<EndpointInfo, DaemonError> {
         if !self.distributed(network).await {
             return d.attach_local(network, req).await;
         }
@@ -1148,7 +1160,7 @@ impl Cluster {
             None => {
                 let mut skip = BTreeSet::new();
                 loop {
-                    let ip = d.cluster_next_free(network, &skip).await?;
+                    let ip = d.next_free(network, &skip).await?;
                     match self.claim(network, ip, &req.name).await? {
                         Claim::Ours => break ip,
                         Claim::Held(h) => {
@@ -1188,7 +1200,7 @@ impl Cluster {
     /// After a restart: an endpoint this node re-adopted keeps its address claim and its
     /// record, moved under the new lease (the old lease may still be alive, so the claim is
     /// taken over as "ours from before" by the keeper's republishing).
-    pub(crate) async fn readopt(&self, info: &netyard_api::model::EndpointInfo) {
+    async fn readopt(&self, info: &EndpointInfo) {
         let network = info.network.as_str();
         if !self.distributed(network).await {
             return;
@@ -1218,7 +1230,7 @@ impl Cluster {
         network: &str,
         mac: MacAddr,
         ip: Ipv4Addr,
-        info: &netyard_api::model::EndpointInfo,
+        info: &EndpointInfo,
     ) {
         let key = self.key(&format!("endpoints/{network}/{mac}"));
         let val = json(&EndpointRec {
@@ -1239,7 +1251,7 @@ impl Cluster {
 
     /// After a local rename: the other hosts learn the new name (only for an endpoint this
     /// node registered).
-    pub(crate) async fn renamed(&self, network: &str, info: &netyard_api::model::EndpointInfo) {
+    async fn renamed(&self, network: &str, info: &EndpointInfo) {
         let (Ok(mac), Ok(ip)) = (info.mac.parse::<MacAddr>(), info.ip.parse::<Ipv4Addr>()) else {
             return;
         };
@@ -1286,9 +1298,9 @@ impl Cluster {
     }
 
     /// Detach with etcd: the endpoint's keys are deleted (its entries vanish on the others).
-    pub(crate) async fn detach(
+    async fn detach(
         &self,
-        d: &Daemon,
+        d: &dyn RegistryHost,
         network: &str,
         name: &str,
     ) -> Result<(), DaemonError> {
@@ -1320,7 +1332,7 @@ impl Cluster {
 
     /// Stops the keeper and the watcher and revokes the lease (this node's keys vanish from
     /// etcd at once).
-    pub(crate) async fn stop(&self) {
+    async fn stop(&self) {
         if let Ok(mut t) = self.tasks.lock() {
             for task in t.drain(..) {
                 task.abort();
@@ -1332,6 +1344,55 @@ impl Cluster {
             Err(e) => tracing::warn!(error = %e, "revoking the etcd lease (its keys expire \
                 with its TTL)"),
         }
+    }
+}
+
+/// The daemon's operations go through the inherent methods above.
+impl Registry for Cluster {
+    fn create_network<'a>(
+        &'a self,
+        host: &'a dyn RegistryHost,
+        req: NetworkCreate,
+    ) -> BoxFuture<'a, Result<NetworkInfo, DaemonError>> {
+        Box::pin(Cluster::create_network(self, host, req))
+    }
+
+    fn remove_network<'a>(
+        &'a self,
+        host: &'a dyn RegistryHost,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), DaemonError>> {
+        Box::pin(Cluster::remove_network(self, host, name))
+    }
+
+    fn attach<'a>(
+        &'a self,
+        host: &'a dyn RegistryHost,
+        network: &'a str,
+        req: EndpointCreate,
+    ) -> BoxFuture<'a, Result<EndpointInfo, DaemonError>> {
+        Box::pin(Cluster::attach(self, host, network, req))
+    }
+
+    fn detach<'a>(
+        &'a self,
+        host: &'a dyn RegistryHost,
+        network: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), DaemonError>> {
+        Box::pin(Cluster::detach(self, host, network, name))
+    }
+
+    fn renamed<'a>(&'a self, network: &'a str, info: &'a EndpointInfo) -> BoxFuture<'a, ()> {
+        Box::pin(Cluster::renamed(self, network, info))
+    }
+
+    fn readopt<'a>(&'a self, info: &'a EndpointInfo) -> BoxFuture<'a, ()> {
+        Box::pin(Cluster::readopt(self, info))
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Cluster::stop(self))
     }
 }
 

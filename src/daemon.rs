@@ -162,10 +162,14 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
     }
     if let Some(etcd) = opts.etcd.clone() {
         // Before the config: its VXLAN networks are registered like the API's.
-        if let Err(e) = crate::cluster::start(&daemon, etcd).await {
-            daemon.shutdown().await;
-            let _ = std::fs::remove_file(&opts.api);
-            return Err(e);
+        let host: Arc<dyn crate::registry::RegistryHost> = daemon.clone();
+        match crate::cluster::start(&host, etcd).await {
+            Ok(registry) => daemon.set_registry(registry),
+            Err(e) => {
+                daemon.shutdown().await;
+                let _ = std::fs::remove_file(&opts.api);
+                return Err(e);
+            }
         }
         daemon.reregister().await;
     }

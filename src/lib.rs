@@ -12,6 +12,7 @@ pub mod ipam;
 pub mod netns;
 pub mod plan;
 pub mod ports;
+pub mod registry;
 pub mod runtime;
 pub mod spec;
 pub mod state;

@@ -65,8 +65,9 @@ pub struct Daemon {
     dns: Dns,
     /// The state directory; None for an `--ephemeral` daemon.
     store: Option<Store>,
-    /// The etcd registry (`--etcd`), set once at start-up; see `src/cluster.rs`.
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The cluster registry (`--etcd`: `src/cluster.rs`), set once at start-up; unset, the
+    /// daemon is on its own ([`Local`]). See `src/registry.rs`.
+    registry: std::sync::OnceLock<Arc<dyn Registry>>,
 }
 
 /// What a restore found.
@@ -85,7 +86,7 @@ impl Daemon {
             state: Mutex::new(BTreeMap::new()),
             dns: Dns::new(dns),
             store,
-            cluster: std::sync::OnceLock::new(),
+            registry: std::sync::OnceLock::new(),
         }
     }
 
@@ -287,20 +288,17 @@ impl Daemon {
     /// Re-registers the restored endpoints of distributed networks in etcd (after the
     /// registry started).
     pub async fn reregister(&self) {
-        let Some(c) = self.cluster.get() else { return };
+        let Some(r) = self.registry.get() else { return };
         let infos: Vec<EndpointInfo> = self.endpoints().await;
         for info in infos {
-            c.readopt(&info).await;
+            r.readopt(&info).await;
         }
     }
 
     // ---- networks ----
 
     pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkInfo, DaemonError> {
-        match self.cluster.get() {
-            Some(c) if req.vxlan.is_some() => c.clone().create_network(self, req).await,
-            _ => self.create_network_local(req).await,
-        }
+        self.registry().create_network(self, req).await
     }
 
     /// Creates a network in this daemon only (with etcd: not published).
@@ -358,10 +356,7 @@ impl Daemon {
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<(), DaemonError> {
-        match self.cluster.get() {
-            Some(c) => c.clone().remove_network(self, name).await,
-            None => self.remove_network_local(name).await,
-        }
+        self.registry().remove_network(self, name).await
     }
 
     /// Removes this daemon's instance of a network (with etcd: the key stays).
@@ -405,10 +400,7 @@ impl Daemon {
         network: &str,
         req: EndpointCreate,
     ) -> Result<EndpointInfo, DaemonError> {
-        match self.cluster.get() {
-            Some(c) => c.clone().attach(self, network, req).await,
-            None => self.attach_local(network, req).await,
-        }
+        self.registry().attach(self, network, req).await
     }
 
     /// Attaches without claiming the address in etcd (the cluster claims it first).
@@ -570,9 +562,7 @@ impl Daemon {
         new_name: &str,
     ) -> Result<EndpointInfo, DaemonError> {
         let info = self.rename_local(network, name, new_name).await?;
-        if let Some(c) = self.cluster.get() {
-            c.renamed(network, &info).await;
-        }
+        self.registry().renamed(network, &info).await;
         Ok(info)
     }
 
@@ -708,10 +698,7 @@ impl Daemon {
     }
 
     pub async fn detach(&self, network: &str, name: &str) -> Result<(), DaemonError> {
-        match self.cluster.get() {
-            Some(c) => c.clone().detach(self, network, name).await,
-            None => self.detach_local(network, name).await,
-        }
+        self.registry().detach(self, network, name).await
     }
 
     pub(crate) async fn detach_local(&self, network: &str, name: &str) -> Result<(), DaemonError> {
@@ -988,11 +975,9 @@ impl Daemon {
     /// leaves every endpoint's device, address and route in place (persistent TAPs, veth
     /// pairs) for the next start to re-adopt; an ephemeral one removes everything it made.
     pub async fn shutdown(&self) {
-        if let Some(c) = self.cluster.get() {
-            // Revokes the lease: this node's keys vanish from etcd at once (a restart
-            // registers them again).
-            c.stop().await;
-        }
+        // With etcd: revokes the lease, this node's keys vanish from etcd at once (a restart
+        // registers them again).
+        self.registry().stop().await;
         if self.persistent() {
             self.shutdown_in_process().await;
         } else {
@@ -1338,122 +1323,186 @@ async fn host_routes() -> Vec<IpNet> {
         .collect()
 }
 
-// ---- Hooks of the etcd registry (src/cluster.rs): each takes the state lock briefly. ----
+// ---- The cluster registry (src/registry.rs): the daemon is its host. ----
+
+use crate::registry::{Local, Registry, RegistryHost};
+use futures::future::BoxFuture;
 
 impl Daemon {
-    /// Installs the etcd registry; the wrappers above go through it from now on.
-    pub(crate) fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(c);
+    /// Installs the cluster registry (once, at start-up); the operations above go through it
+    /// from now on.
+    pub(crate) fn set_registry(&self, r: Arc<dyn Registry>) {
+        let _ = self.registry.set(r);
     }
 
-    /// The next address the network's IPAM would hand out that is not in `skip` (not taken:
-    /// the caller claims it in etcd, then attaches with it).
-    pub(crate) async fn cluster_next_free(
-        &self,
-        network: &str,
-        skip: &BTreeSet<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, DaemonError> {
-        let st = self.state.lock().await;
-        let net = st
-            .get(network)
-            .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
-        net.ipam
-            .peek_free_except(skip)
-            .map_err(|e| DaemonError::conflict(Some("ip"), e))
-    }
-
-    /// Marks an address another node claimed as in use here. False if the network is unknown.
-    pub(crate) async fn ipam_hold_remote(&self, network: &str, ip: Ipv4Addr) -> bool {
-        let mut st = self.state.lock().await;
-        match st.get_mut(network) {
-            Some(net) => {
-                // Already in use (a local reservation that will lose the claim): nothing to do.
-                let _ = net.ipam.take(ip);
-                true
-            }
-            None => false,
+    /// The registry: the one installed, else [`Local`].
+    fn registry(&self) -> &dyn Registry {
+        match self.registry.get() {
+            Some(r) => r.as_ref(),
+            None => &Local,
         }
     }
+}
 
-    /// Frees an address another node released, unless a local endpoint holds it.
-    pub(crate) async fn ipam_release_remote(&self, network: &str, ip: Ipv4Addr) {
-        let mut st = self.state.lock().await;
-        if let Some(net) = st.get_mut(network) {
-            if !net.endpoints.values().any(|e| e.spec.ip == ip) {
-                net.ipam.release(ip);
-            }
-        }
+/// What a registry asks of the daemon; each call takes the state lock briefly.
+impl RegistryHost for Daemon {
+    fn create_network_local(
+        &self,
+        req: NetworkCreate,
+    ) -> BoxFuture<'_, Result<NetworkInfo, DaemonError>> {
+        Box::pin(Daemon::create_network_local(self, req))
     }
 
-    /// A static remote entry put there by the registry: `mac` lives behind `vtep`. Refused
-    /// (false) when the network has no tunnel or the MAC is local.
-    pub(crate) async fn set_remote_static(
-        &self,
-        network: &str,
+    fn remove_network_local<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DaemonError>> {
+        Box::pin(Daemon::remove_network_local(self, name))
+    }
+
+    fn attach_local<'a>(
+        &'a self,
+        network: &'a str,
+        req: EndpointCreate,
+    ) -> BoxFuture<'a, Result<EndpointInfo, DaemonError>> {
+        Box::pin(Daemon::attach_local(self, network, req))
+    }
+
+    fn detach_local<'a>(
+        &'a self,
+        network: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), DaemonError>> {
+        Box::pin(Daemon::detach_local(self, network, name))
+    }
+
+    fn network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NetworkInfo, DaemonError>> {
+        Box::pin(Daemon::network(self, name))
+    }
+
+    fn has_endpoints<'a>(&'a self, network: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let st = self.state.lock().await;
+            st.get(network)
+                .is_some_and(|n| !n.endpoints.is_empty() || !n.reserved.is_empty())
+        })
+    }
+
+    fn endpoint_addr<'a>(
+        &'a self,
+        network: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Option<(Ipv4Addr, MacAddr)>> {
+        Box::pin(async move {
+            let st = self.state.lock().await;
+            let ep = st.get(network)?.endpoints.get(name)?;
+            Some((ep.spec.ip, ep.spec.mac))
+        })
+    }
+
+    fn next_free<'a>(
+        &'a self,
+        network: &'a str,
+        skip: &'a BTreeSet<Ipv4Addr>,
+    ) -> BoxFuture<'a, Result<Ipv4Addr, DaemonError>> {
+        Box::pin(async move {
+            let st = self.state.lock().await;
+            let net = st
+                .get(network)
+                .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+            net.ipam
+                .peek_free_except(skip)
+                .map_err(|e| DaemonError::conflict(Some("ip"), e))
+        })
+    }
+
+    fn ipam_hold_remote<'a>(&'a self, network: &'a str, ip: Ipv4Addr) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let mut st = self.state.lock().await;
+            match st.get_mut(network) {
+                Some(net) => {
+                    // Already in use (a local reservation that will lose the claim): nothing
+                    // to do.
+                    let _ = net.ipam.take(ip);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    fn ipam_release_remote<'a>(&'a self, network: &'a str, ip: Ipv4Addr) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut st = self.state.lock().await;
+            if let Some(net) = st.get_mut(network) {
+                if !net.endpoints.values().any(|e| e.spec.ip == ip) {
+                    net.ipam.release(ip);
+                }
+            }
+        })
+    }
+
+    fn set_remote_static<'a>(
+        &'a self,
+        network: &'a str,
         mac: MacAddr,
         vtep: Ipv4Addr,
-    ) -> bool {
-        let st = self.state.lock().await;
-        let Some(net) = st.get(network) else {
-            return false;
-        };
-        let Some(vx) = &net.live.vxlan else {
-            return false;
-        };
-        if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gw.mac == mac {
-            return false;
-        }
-        vx.table.add_static(mac, vtep);
-        net.live.switch.fdb.add_static(mac, vx.port.id);
-        true
-    }
-
-    /// Removes a static remote entry the registry put there.
-    pub(crate) async fn clear_remote_static(&self, network: &str, mac: MacAddr) {
-        let st = self.state.lock().await;
-        if let Some(net) = st.get(network) {
-            if let Some(vx) = &net.live.vxlan {
-                vx.table.remove(&mac);
-                net.live.switch.fdb.remove_static(&mac, vx.port.id);
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let st = self.state.lock().await;
+            let Some(net) = st.get(network) else {
+                return false;
+            };
+            let Some(vx) = &net.live.vxlan else {
+                return false;
+            };
+            if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gw.mac == mac {
+                return false;
             }
-        }
+            vx.table.add_static(mac, vtep);
+            net.live.switch.fdb.add_static(mac, vx.port.id);
+            true
+        })
     }
 
-    /// Sets the tunnel's flood list to its `--vxlan-peer`s plus `extra` (the other nodes'
-    /// VTEPs). False if the network has no tunnel.
-    pub(crate) async fn set_cluster_peers(&self, network: &str, extra: &[Ipv4Addr]) -> bool {
-        let st = self.state.lock().await;
-        let Some(net) = st.get(network) else {
-            return false;
-        };
-        let (Some(vx), Some(vs)) = (&net.live.vxlan, &net.spec.vxlan) else {
-            return false;
-        };
-        let mut peers = vs.peers.clone();
-        for p in extra {
-            if !peers.contains(p) && *p != vs.local {
-                peers.push(*p);
+    fn clear_remote_static<'a>(&'a self, network: &'a str, mac: MacAddr) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let st = self.state.lock().await;
+            if let Some(net) = st.get(network) {
+                if let Some(vx) = &net.live.vxlan {
+                    vx.table.remove(&mac);
+                    net.live.switch.fdb.remove_static(&mac, vx.port.id);
+                }
             }
-        }
-        vx.table.set_peers(peers);
-        true
+        })
     }
 
-    /// An endpoint's address and MAC.
-    pub(crate) async fn endpoint_addr(
-        &self,
-        network: &str,
-        name: &str,
-    ) -> Option<(Ipv4Addr, MacAddr)> {
-        let st = self.state.lock().await;
-        let ep = st.get(network)?.endpoints.get(name)?;
-        Some((ep.spec.ip, ep.spec.mac))
+    fn set_flood_peers<'a>(
+        &'a self,
+        network: &'a str,
+        extra: &'a [Ipv4Addr],
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let st = self.state.lock().await;
+            let Some(net) = st.get(network) else {
+                return false;
+            };
+            let (Some(vx), Some(vs)) = (&net.live.vxlan, &net.spec.vxlan) else {
+                return false;
+            };
+            let mut peers = vs.peers.clone();
+            for p in extra {
+                if !peers.contains(p) && *p != vs.local {
+                    peers.push(*p);
+                }
+            }
+            vx.table.set_peers(peers);
+            true
+        })
     }
 
-    /// Does this daemon have endpoints (or attaches in progress) on `network`?
-    pub(crate) async fn has_endpoints(&self, network: &str) -> bool {
-        let st = self.state.lock().await;
-        st.get(network)
-            .is_some_and(|n| !n.endpoints.is_empty() || !n.reserved.is_empty())
+    fn set_remote_names<'a>(
+        &'a self,
+        network: &'a str,
+        entries: Vec<netyard_dns::Entry>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(Daemon::set_remote_names(self, network, entries))
     }
 }
