@@ -188,13 +188,27 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
             });
         }
     }
+    // Endpoints follow their containers: a `--pid` endpoint's process exit arrives from its
+    // pidfd watcher at once; deleted namespaces and vanished devices are polled every second.
     let reaper = {
         let d = daemon.clone();
+        let mut exits = daemon.take_exits();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
-                tick.tick().await;
-                d.reap().await;
+                tokio::select! {
+                    _ = tick.tick() => {
+                        d.reap().await;
+                    }
+                    Some(e) = async {
+                        match exits.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        d.process_exited(e).await;
+                    }
+                }
             }
         })
     };

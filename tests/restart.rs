@@ -1066,77 +1066,7 @@ fn system_reset_removes_everything_and_a_restart_comes_up_empty() {
 // ---------------------------------------------------------------------------------------------
 // Rootless.
 
-const USER: &str = "nyrootless";
-
-fn ensure_user() -> (u32, u32) {
-    if !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
-        let o = cmd(
-            &[
-                "useradd",
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                USER,
-            ],
-            CLI_TIMEOUT,
-        );
-        // A parallel run may have created it meanwhile.
-        if !o.status.success() && !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
-            panic!(
-                "cannot create the user {USER} (needs root and useradd):\n{}",
-                show(&o)
-            );
-        }
-    }
-    let id = |flag: &str| -> u32 {
-        cmd_ok(&["id", flag, USER])
-            .trim()
-            .parse()
-            .expect("numeric id")
-    };
-    (id("-u"), id("-g"))
-}
-
-/// `unshare --user --map-root-user --net sleep 600` as the user (kept by the lab); its pid,
-/// once it sits in its own user and network namespaces.
-fn container(lab: &Lab, run_as: &RunAs, tag: &str) -> u32 {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &lab.host.name])
-        .args(run_as.prefix())
-        .args([
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--net",
-            "sleep",
-            "600",
-        ]);
-    let bg = Bg::spawn(&mut c, &lab.dir.join(format!("{tag}.log")));
-    let pid = bg.pid();
-    let ns = |p: &str, k: &str| std::fs::read_link(format!("/proc/{p}/ns/{k}")).ok();
-    let ready = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let p = pid.to_string();
-        comm.trim() == "sleep"
-            && ns(&p, "user").is_some()
-            && ns(&p, "user") != ns("self", "user")
-            && ns(&p, "net") != ns("self", "net")
-    });
-    if !ready {
-        let log = bg.log_text();
-        drop(bg);
-        lab.fail(&format!(
-            "`unshare --user --map-root-user --net` as {USER} did not come up (unprivileged user \
-             namespaces disabled? see user.max_user_namespaces):\n{log}"
-        ));
-    }
-    lab.keep(bg);
-    pid
-}
+const USER: &str = ROOTLESS_USER;
 
 /// Pings `ip` as the user from inside container `pid`'s own user and network namespaces.
 fn rootless_ping(lab: &Lab, run_as: &RunAs, pid: u32, ip: &str, when: &str) {
@@ -1171,7 +1101,7 @@ fn rootless_ping(lab: &Lab, run_as: &RunAs, pid: u32, ip: &str, when: &str) {
 #[test]
 fn a_rootless_daemon_readopts_its_user_namespace_containers() {
     require_root();
-    let (uid, gid) = ensure_user();
+    let (uid, gid) = ensure_rootless_user();
     let tun = Path::new("/dev/net/tun");
     let mode = std::fs::metadata(tun)
         .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
@@ -1210,8 +1140,8 @@ fn a_rootless_daemon_readopts_its_user_namespace_containers() {
 
     let sub = Subnet::random();
     lab.network("rl", &sub, &[]);
-    let p1 = container(&lab, &run_as, "c1");
-    let p2 = container(&lab, &run_as, "c2");
+    let p1 = rootless_container(&lab, &run_as, "c1");
+    let p2 = rootless_container(&lab, &run_as, "c2");
     let mut ips = Vec::new();
     for (name, pid) in [("c1", p1), ("c2", p2)] {
         let pid_s = pid.to_string();

@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use common::*;
 
-const USER: &str = "nyrootless";
-
 /// Accepts connections on the port in argv[1]; greets each and logs the peer's address.
 const EGRESS_SERVER: &str = r#"
 import socket, sys
@@ -44,80 +42,10 @@ while True:
 print(data.decode())
 "#;
 
-fn ensure_user() -> (u32, u32) {
-    if !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
-        let o = cmd(
-            &[
-                "useradd",
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                USER,
-            ],
-            CLI_TIMEOUT,
-        );
-        // A parallel run may have created it meanwhile.
-        if !o.status.success() && !cmd(&["id", "-u", USER], CLI_TIMEOUT).status.success() {
-            panic!(
-                "cannot create the user {USER} (needs root and useradd):\n{}",
-                show(&o)
-            );
-        }
-    }
-    let id = |flag: &str| -> u32 {
-        cmd_ok(&["id", flag, USER])
-            .trim()
-            .parse()
-            .expect("numeric id")
-    };
-    (id("-u"), id("-g"))
-}
-
-/// Starts `unshare --user --map-root-user --net sleep 600` as the user and waits until the
-/// process sits in its own user and network namespaces.
-fn container(lab: &Lab, run_as: &RunAs, tag: &str) -> u32 {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &lab.host.name])
-        .args(run_as.prefix())
-        .args([
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--net",
-            "sleep",
-            "600",
-        ]);
-    let bg = Bg::spawn(&mut c, &lab.dir.join(format!("{tag}.log")));
-    let pid = bg.pid();
-    let ns = |p: &str, k: &str| std::fs::read_link(format!("/proc/{p}/ns/{k}")).ok();
-    let ready = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let p = pid.to_string();
-        comm.trim() == "sleep"
-            && ns(&p, "user").is_some()
-            && ns(&p, "user") != ns("self", "user")
-            && ns(&p, "net") != ns("self", "net")
-    });
-    if !ready {
-        let log = bg.log_text();
-        drop(bg);
-        lab.fail(&format!(
-            "`unshare --user --map-root-user --net` as {USER} did not come up (unprivileged user \
-             namespaces disabled? see user.max_user_namespaces):\n{log}"
-        ));
-    }
-    lab.keep(bg);
-    pid
-}
-
 #[test]
 fn rootless_daemon_connects_two_user_namespace_containers() {
     require_root();
-    let (uid, gid) = ensure_user();
+    let (uid, gid) = ensure_rootless_user();
     let tun = std::path::Path::new("/dev/net/tun");
     let mode = std::fs::metadata(tun)
         .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
@@ -171,8 +99,8 @@ fn rootless_daemon_connects_two_user_namespace_containers() {
     let sn = Subnet::random();
     lab.network("rl", &sn, &[]);
     let out = lab.outside();
-    let p1 = container(&lab, &run_as, "c1");
-    let p2 = container(&lab, &run_as, "c2");
+    let p1 = rootless_container(&lab, &run_as, "c1");
+    let p2 = rootless_container(&lab, &run_as, "c2");
     let mut ips = Vec::new();
     for (name, pid, publish) in [("c1", p1, None), ("c2", p2, Some("18080:8080"))] {
         let pid_s = pid.to_string();

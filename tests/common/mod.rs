@@ -1117,3 +1117,87 @@ pub fn endpoint_flows(row: &Value, proto: &str, ip: &str) -> Vec<Value> {
         })
         .unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rootless daemons and user-namespace containers (tests/rootless.rs, tests/restart.rs).
+
+/// The unprivileged user rootless tests run the daemon and containers as.
+pub const ROOTLESS_USER: &str = "nyrootless";
+
+/// Makes sure [`ROOTLESS_USER`] exists; its uid and gid.
+pub fn ensure_rootless_user() -> (u32, u32) {
+    if !cmd(&["id", "-u", ROOTLESS_USER], CLI_TIMEOUT)
+        .status
+        .success()
+    {
+        let o = cmd(
+            &[
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                ROOTLESS_USER,
+            ],
+            CLI_TIMEOUT,
+        );
+        // A parallel run may have created it meanwhile.
+        if !o.status.success()
+            && !cmd(&["id", "-u", ROOTLESS_USER], CLI_TIMEOUT)
+                .status
+                .success()
+        {
+            panic!(
+                "cannot create the user {ROOTLESS_USER} (needs root and useradd):\n{}",
+                show(&o)
+            );
+        }
+    }
+    let id = |flag: &str| -> u32 {
+        cmd_ok(&["id", flag, ROOTLESS_USER])
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// Starts `unshare --user --map-root-user --net sleep 600` as the user and waits until the
+/// process sits in its own user and network namespaces.
+pub fn rootless_container(lab: &Lab, run_as: &RunAs, tag: &str) -> u32 {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.host.name])
+        .args(run_as.prefix())
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--net",
+            "sleep",
+            "600",
+        ]);
+    let bg = Bg::spawn(&mut c, &lab.dir.join(format!("{tag}.log")));
+    let pid = bg.pid();
+    let ns = |p: &str, k: &str| std::fs::read_link(format!("/proc/{p}/ns/{k}")).ok();
+    let ready = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let p = pid.to_string();
+        comm.trim() == "sleep"
+            && ns(&p, "user").is_some()
+            && ns(&p, "user") != ns("self", "user")
+            && ns(&p, "net") != ns("self", "net")
+    });
+    if !ready {
+        let log = bg.log_text();
+        drop(bg);
+        lab.fail(&format!(
+            "`unshare --user --map-root-user --net` as {ROOTLESS_USER} did not come up (unprivileged user \
+             namespaces disabled? see user.max_user_namespaces):\n{log}"
+        ));
+    }
+    lab.keep(bg);
+    pid
+}
