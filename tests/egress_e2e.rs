@@ -129,10 +129,14 @@ print(sent)
 "#;
 
 /// Sends hand-made broken frames to the gateway's MAC through an AF_PACKET socket: each class
-/// is the egress drop reason it must be counted under. Prints {reason: frames sent}.
+/// is the egress drop reason it must be counted under, except `forged_source` (an IPv4 source
+/// outside the network, 192.0.2.77): the switch drops it as `spoofed_ipv4` on a port with port
+/// security, the gateway as `bad_address` when a trusted port lets it through. A sixth argument
+/// sends only that class. Prints {class: frames sent}.
 const INJECT: &str = r#"
 import json, socket, struct, sys
 ifname, gw_mac, src_ip, dst_ip = sys.argv[1:5]
+only = sys.argv[5] if len(sys.argv) > 5 else None
 mac = lambda s: bytes(int(x, 16) for x in s.split(":"))
 src_mac = mac(open("/sys/class/net/%s/address" % ifname).read().strip())
 gw = mac(gw_mac)
@@ -187,8 +191,10 @@ cases = {
         ip4(253, b"junk"),
         ip4(1, icmp(13, 0, b"\x00" * 16)),
     ],
-    "bad_address": [
+    "forged_source": [
         ip4(17, udp(4000, 7, b"x", src="192.0.2.77"), src="192.0.2.77"),
+    ],
+    "bad_address": [
         ip4(17, udp(4000, 0, b"x")),
     ],
     "ttl_expired": [
@@ -199,6 +205,8 @@ s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((ifname, 0))
 sent = {}
 for reason, frames in cases.items():
+    if only is not None and reason != only:
+        continue
     for _ in range(5):
         for f in frames:
             s.send(gw + src_mac + b"\x08\x00" + f)
@@ -421,8 +429,12 @@ fn bad_input_and_flow_caps_leave_other_flows_working() {
     let net = lab.network("rough", &sub, &[]);
     let a = lab.ns("a");
     let b = lab.ns("b");
+    let t = lab.ns("t");
     let ep = lab.attach(&net, &a, "alpha", &[]);
     lab.attach(&net, &b, "beta", &[]);
+    // A trusted endpoint (no port security) gets a forged source past the switch, so the
+    // gateway's own check of it stays covered.
+    let ept = lab.attach(&net, &t, "trusty", &["--trusted"]);
     let client = lab.write_file("udp_client.py", UDP_CLIENT);
     let inject = lab.write_file("inject.py", INJECT);
     let flood = lab.write_file("udp_flood.py", UDP_FLOOD);
@@ -430,21 +442,67 @@ fn bad_input_and_flow_caps_leave_other_flows_working() {
     // A flow of alpha's that must survive everything below.
     py_ok(&lab, &a, &client, &[&out.ip, "7", "1", "40000"]);
 
-    // Broken frames: each counted under its reason, nothing else disturbed.
+    // Broken frames: each counted under its reason, nothing else disturbed. The forged source
+    // never reaches the gateway from alpha's port: the switch counts it as spoofed_ipv4.
     let ifname = ep["ifname"].as_str().unwrap_or("eth0").to_string();
     let gw_mac = gateway_mac(&sub.ip(1));
+    let spoofed_before = common::drops(&lab.counters(&net, "alpha"), "spoofed_ipv4");
     let sent = py_ok(&lab, &a, &inject, &[&ifname, &gw_mac, &sub.ip(2), &out.ip]);
     let sent: Value = serde_json::from_str(&sent).unwrap_or(Value::Null);
     let (stats, _) = egress(&lab, &net);
-    for (reason, n) in sent.as_object().cloned().unwrap_or_default() {
+    let sent = sent.as_object().cloned().unwrap_or_default();
+    for (reason, n) in &sent {
         let n = n.as_u64().unwrap_or(0);
-        let got = drop_count(&stats, &reason);
+        if reason == "forged_source" {
+            let n = n + spoofed_before;
+            let mut got = 0;
+            common::wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+                got = common::drops(&lab.counters(&net, "alpha"), "spoofed_ipv4");
+                got >= n
+            });
+            if got != n {
+                lab.fail(&format!(
+                    "alpha's port counted {got} spoofed_ipv4, {n} expected (it had \
+                     {spoofed_before} before the frames with a forged IPv4 source)"
+                ));
+            }
+            continue;
+        }
+        let got = drop_count(&stats, reason);
         if got < n {
             lab.fail(&format!(
                 "sent {n} frames for {reason}, counted {got}: {stats}"
             ));
         }
     }
+    // Only the frame with destination port 0 was the gateway's bad_address: the forged ones
+    // never got there.
+    let bad_from_alpha = sent.get("bad_address").and_then(Value::as_u64).unwrap_or(0);
+    assert_eq!(drop_count(&stats, "bad_address"), bad_from_alpha, "{stats}");
+    // From the trusted port the forged source passes the switch and the gateway drops it.
+    let ifname_t = ept["ifname"].as_str().unwrap_or("eth0").to_string();
+    let ip_t = ept["ip"].as_str().unwrap_or_default().to_string();
+    let sent_t = py_ok(
+        &lab,
+        &t,
+        &inject,
+        &[&ifname_t, &gw_mac, &ip_t, &out.ip, "forged_source"],
+    );
+    let sent_t: Value = serde_json::from_str(&sent_t).unwrap_or(Value::Null);
+    let n_t = sent_t["forged_source"].as_u64().unwrap_or(0);
+    assert!(n_t > 0, "{sent_t}");
+    let counted = common::wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        drop_count(&egress(&lab, &net).0, "bad_address") >= bad_from_alpha + n_t
+    });
+    let (stats, _) = egress(&lab, &net);
+    if !counted {
+        lab.fail(&format!(
+            "{n_t} forged-source frames from the trusted port: bad_address is not \
+             {bad_from_alpha} + {n_t}: {stats}"
+        ));
+    }
+    let tc = lab.counters(&net, "trusty");
+    assert_eq!(common::drops(&tc, "spoofed_ipv4"), 0, "trusted port: {tc}");
     assert!(lab.daemon_running(), "the daemon died on malformed input");
     py_ok(&lab, &a, &client, &[&out.ip, "7", "1", "40000"]);
     py_ok(&lab, &b, &client, &[&out.ip, "7", "3"]);
