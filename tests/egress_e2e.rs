@@ -13,64 +13,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cmd, cmd_ok, gateway_mac, show, wait_listening, Lab, Outside, Pair, Proto, Subnet};
+use common::{
+    cmd, cmd_ok, gateway_mac, show, wait_listening, Lab, Outside, Pair, Proto, Subnet, ECHO_SERVER,
+    UDP_CLIENT,
+};
 use serde_json::Value;
-
-/// A UDP echo server: replies with what it got, except that "big:N" asks for N bytes back.
-const ECHO_SERVER: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-print("ready", flush=True)
-while True:
-    data, addr = s.recvfrom(65535)
-    if data.startswith(b"big:"):
-        n = int(data[4:])
-        data = bytes(i % 251 for i in range(n))
-    s.sendto(data, addr)
-"#;
-
-/// Opens N sockets (or one bound to a given port), sends a distinct message on each to DEST
-/// PORT (again every second while unanswered) and checks every reply: content and source.
-/// Prints {"n", "ok", "errors"}; exits 1 unless all were answered within 10 s.
-const UDP_CLIENT: &str = r#"
-import json, select, socket, sys, time
-dest, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-bind_port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-socks = []
-for i in range(n):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", bind_port))
-    s.setblocking(False)
-    socks.append(s)
-index = {s.fileno(): i for i, s in enumerate(socks)}
-msg = lambda i: ("flow %d of %d" % (i, n)).encode()
-pending, errors, last = set(range(n)), [], 0.0
-deadline = time.time() + 10
-while pending and time.time() < deadline:
-    if time.time() - last > 1.0:
-        for i in pending:
-            try:
-                socks[i].sendto(msg(i), (dest, port))
-            except OSError as e:
-                errors.append("send %d: %s" % (i, e))
-        last = time.time()
-    r, _, _ = select.select([socks[i] for i in pending], [], [], 0.2)
-    for s in r:
-        i = index[s.fileno()]
-        try:
-            data, addr = s.recvfrom(65535)
-        except OSError as e:
-            errors.append("recv %d: %s" % (i, e))
-            continue
-        if data == msg(i) and addr == (dest, port):
-            pending.discard(i)
-        else:
-            errors.append("flow %d: %r from %s" % (i, data[:40], addr))
-print(json.dumps({"n": n, "ok": n - len(pending), "errors": errors[:5]}))
-sys.exit(0 if not pending else 1)
-"#;
 
 /// Asks the echo server for N bytes and checks them (the reply is fragmented on the way).
 const UDP_BIG: &str = r#"

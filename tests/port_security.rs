@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     cmd, cmd_ok, drops, gateway_mac, show, wait_listening, wait_until, Bg, Lab, Outside, Proto,
-    Subnet,
+    Subnet, ECHO_SERVER, UDP_CLIENT,
 };
 use serde_json::Value;
 
@@ -115,57 +115,6 @@ s.bind(("0.0.0.0", int(sys.argv[1])))
 while True:
     data, addr = s.recvfrom(65535)
     print("%s:%d %s" % (addr[0], addr[1], data.decode(errors="replace")), flush=True)
-"#;
-
-/// A UDP echo server on PORT.
-const ECHO_SERVER: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-while True:
-    data, addr = s.recvfrom(65535)
-    s.sendto(data, addr)
-"#;
-
-/// Opens N sockets, sends a distinct message on each to DEST PORT (again every second while
-/// unanswered) and checks every reply. Prints {"n", "ok", "errors"}; exits 1 unless all were
-/// answered within 10 s.
-const UDP_CLIENT: &str = r#"
-import json, select, socket, sys, time
-dest, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-socks = []
-for i in range(n):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
-    s.setblocking(False)
-    socks.append(s)
-index = {s.fileno(): i for i, s in enumerate(socks)}
-msg = lambda i: ("flow %d of %d" % (i, n)).encode()
-pending, errors, last = set(range(n)), [], 0.0
-deadline = time.time() + 10
-while pending and time.time() < deadline:
-    if time.time() - last > 1.0:
-        for i in pending:
-            try:
-                socks[i].sendto(msg(i), (dest, port))
-            except OSError as e:
-                errors.append("send %d: %s" % (i, e))
-        last = time.time()
-    r, _, _ = select.select([socks[i] for i in pending], [], [], 0.2)
-    for s in r:
-        i = index[s.fileno()]
-        try:
-            data, addr = s.recvfrom(65535)
-        except OSError as e:
-            errors.append("recv %d: %s" % (i, e))
-            continue
-        if data == msg(i) and addr == (dest, port):
-            pending.discard(i)
-        else:
-            errors.append("flow %d: %r from %s" % (i, data[:40], addr))
-print(json.dumps({"n": n, "ok": n - len(pending), "errors": errors[:5]}))
-sys.exit(0 if not pending else 1)
 "#;
 
 /// Tries to reach DEST: `udp PORT` (a connected UDP socket sends and waits for an answer),

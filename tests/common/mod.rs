@@ -1201,3 +1201,62 @@ pub fn rootless_container(lab: &Lab, run_as: &RunAs, tag: &str) -> u32 {
     lab.keep(bg);
     pid
 }
+
+// ---------------------------------------------------------------------------------------------
+// Python helpers shared by the egress and port security tests.
+
+/// A UDP echo server: replies with what it got, except that "big:N" asks for N bytes back.
+pub const ECHO_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, addr = s.recvfrom(65535)
+    if data.startswith(b"big:"):
+        n = int(data[4:])
+        data = bytes(i % 251 for i in range(n))
+    s.sendto(data, addr)
+"#;
+
+/// Opens N sockets (or one bound to a given port), sends a distinct message on each to DEST
+/// PORT (again every second while unanswered) and checks every reply: content and source.
+/// Prints {"n", "ok", "errors"}; exits 1 unless all were answered within 10 s.
+pub const UDP_CLIENT: &str = r#"
+import json, select, socket, sys, time
+dest, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+bind_port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", bind_port))
+    s.setblocking(False)
+    socks.append(s)
+index = {s.fileno(): i for i, s in enumerate(socks)}
+msg = lambda i: ("flow %d of %d" % (i, n)).encode()
+pending, errors, last = set(range(n)), [], 0.0
+deadline = time.time() + 10
+while pending and time.time() < deadline:
+    if time.time() - last > 1.0:
+        for i in pending:
+            try:
+                socks[i].sendto(msg(i), (dest, port))
+            except OSError as e:
+                errors.append("send %d: %s" % (i, e))
+        last = time.time()
+    r, _, _ = select.select([socks[i] for i in pending], [], [], 0.2)
+    for s in r:
+        i = index[s.fileno()]
+        try:
+            data, addr = s.recvfrom(65535)
+        except OSError as e:
+            errors.append("recv %d: %s" % (i, e))
+            continue
+        if data == msg(i) and addr == (dest, port):
+            pending.discard(i)
+        else:
+            errors.append("flow %d: %r from %s" % (i, data[:40], addr))
+print(json.dumps({"n": n, "ok": n - len(pending), "errors": errors[:5]}))
+sys.exit(0 if not pending else 1)
+"#;
