@@ -173,7 +173,15 @@ impl Daemon {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        store.save(&snapshot(st)).map_err(|e| DaemonError::Io {
+        let state = snapshot(st);
+        let save = || store.save(&state);
+        // Two fsyncs: let the runtime move this worker's other tasks elsewhere meanwhile
+        // (block_in_place exists only on the multi-threaded runtime the daemon runs on).
+        let saved = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(save),
+            _ => save(),
+        };
+        saved.map_err(|e| DaemonError::Io {
             context: "saving the state".to_string(),
             source: std::io::Error::other(e.to_string()),
         })

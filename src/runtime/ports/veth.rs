@@ -32,14 +32,8 @@ impl PortKind for Veth {
         cx: &'a EndpointCx<'a>,
         spec: &'a EndpointSpec,
     ) -> Result<EndpointDevice, DaemonError> {
-        let ns_err = |source| DaemonError::Namespace {
-            name: spec.name.clone(),
-            source,
-        };
-        let host_name = spec.host_ifname.clone().ok_or_else(|| {
-            DaemonError::invalid("kind", "a veth endpoint needs a host interface name")
-        })?;
-        let host = netns::host_handle().map_err(ns_err)?;
+        let ns_err = ns_error(spec);
+        let (host_name, host) = host_end(spec)?;
         let fds = netns::open_in_ns(cx.target, NsOpenRequest::netlink_only())
             .await
             .map_err(ns_err)?;
@@ -61,14 +55,8 @@ impl PortKind for Veth {
         cx: &'a EndpointCx<'a>,
         spec: &'a EndpointSpec,
     ) -> Result<EndpointDevice, DaemonError> {
-        let ns_err = |source| DaemonError::Namespace {
-            name: spec.name.clone(),
-            source,
-        };
-        let host_name = spec.host_ifname.clone().ok_or_else(|| {
-            DaemonError::invalid("host_ifname", "a veth endpoint's host end is not recorded")
-        })?;
-        let host = netns::host_handle().map_err(ns_err)?;
+        let ns_err = ns_error(spec);
+        let (host_name, host) = host_end(spec)?;
         if !netns::link_exists(&host, &host_name)
             .await
             .map_err(ns_err)?
@@ -100,6 +88,24 @@ impl PortKind for Veth {
             host_ifname: spec.host_ifname.clone(),
         }
     }
+}
+
+/// Maps a namespace error to the endpoint's.
+fn ns_error(spec: &EndpointSpec) -> impl Fn(netns::NetnsError) -> DaemonError + Copy + '_ {
+    move |source| DaemonError::Namespace {
+        name: spec.name.clone(),
+        source,
+    }
+}
+
+/// The host end's name (picked by the planner, recorded in the spec) and a netlink handle of
+/// the daemon's namespace, where it lives.
+fn host_end(spec: &EndpointSpec) -> Result<(String, rtnetlink::Handle), DaemonError> {
+    let name = spec.host_ifname.clone().ok_or_else(|| {
+        DaemonError::invalid("host_ifname", "a veth endpoint needs a host interface name")
+    })?;
+    let host = netns::host_handle().map_err(ns_error(spec))?;
+    Ok((name, host))
 }
 
 fn open_host_end(spec: &EndpointSpec, host_name: &str) -> Result<EndpointDevice, DaemonError> {
