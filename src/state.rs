@@ -251,15 +251,7 @@ impl Daemon {
                     });
                 }
             };
-            let mut net = Network {
-                ipam: Ipam::new(spec.subnet, spec.gateway),
-                spec,
-                live,
-                endpoints: BTreeMap::new(),
-                reserved: BTreeSet::new(),
-                remote_names: Vec::new(),
-                reaped: 0,
-            };
+            let mut net = Network::new(spec, live);
             let adopted = futures::future::join_all(
                 saved_net
                     .endpoints
@@ -399,15 +391,7 @@ impl Daemon {
         let mut st = self.state.lock().await;
         let spec = plan::plan_network(&req, st.values().map(|n| &n.spec), &routes, underlay_mtu)?;
         let live = NetworkLive::build(&spec, &self.dns, &self.subnets, false).await?;
-        let net = Network {
-            ipam: Ipam::new(spec.subnet, spec.gateway),
-            spec,
-            live,
-            endpoints: BTreeMap::new(),
-            reserved: BTreeSet::new(),
-            remote_names: Vec::new(),
-            reaped: 0,
-        };
+        let net = Network::new(spec, live);
         let info = net.info();
         st.insert(info.name.clone(), net);
         self.refresh_subnets(&st);
@@ -1298,6 +1282,19 @@ fn rebind(net: &Network, spec: &EndpointSpec) -> Vec<ports::Published> {
 }
 
 impl Network {
+    /// A network with no endpoint yet.
+    fn new(spec: NetworkSpec, live: NetworkLive) -> Network {
+        Network {
+            ipam: Ipam::new(spec.subnet, spec.gateway),
+            spec,
+            live,
+            endpoints: BTreeMap::new(),
+            reserved: BTreeSet::new(),
+            remote_names: Vec::new(),
+            reaped: 0,
+        }
+    }
+
     /// Stops every published port of the network's endpoints (the gateway closes their
     /// sockets).
     fn withdraw_ports(&self) {

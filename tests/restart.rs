@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1101,35 +1100,8 @@ fn rootless_ping(lab: &Lab, run_as: &RunAs, pid: u32, ip: &str, when: &str) {
 #[test]
 fn a_rootless_daemon_readopts_its_user_namespace_containers() {
     require_root();
-    let (uid, gid) = ensure_rootless_user();
-    let tun = Path::new("/dev/net/tun");
-    let mode = std::fs::metadata(tun)
-        .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
-        .permissions()
-        .mode();
-    if mode & 0o666 != 0o666 {
-        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666))
-            .unwrap_or_else(|e| panic!("chmod 0666 /dev/net/tun: {e}"));
-    }
-    let mut lab = Lab::bare();
-    let xdg = lab.dir.join("xdg");
-    std::fs::create_dir_all(&xdg).unwrap();
-    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::set_permissions(&lab.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    cmd_ok(&[
-        "chown",
-        "-R",
-        &format!("{uid}:{gid}"),
-        &lab.dir.to_string_lossy(),
-    ]);
-    lab.api = xdg.join("netyard").join("api.sock");
-    let run_as = RunAs {
-        uid,
-        gid,
-        runtime_dir: xdg.clone(),
-    };
-    lab.run_as = Some(run_as.clone());
-    lab.start_daemon(&[]);
+    let (mut lab, run_as) = Lab::rootless();
+    let uid = run_as.uid;
     let status = std::fs::read_to_string(format!("/proc/{}/status", lab.daemon_pid())).unwrap();
     assert!(
         status

@@ -1260,3 +1260,44 @@ while pending and time.time() < deadline:
 print(json.dumps({"n": n, "ok": n - len(pending), "errors": errors[:5]}))
 sys.exit(0 if not pending else 1)
 "#;
+
+impl Lab {
+    /// A lab whose daemon runs as [`ROOTLESS_USER`] (no capability), its API socket under a
+    /// runtime directory the user owns; /dev/net/tun is made 0666 where it is not. Returns the
+    /// lab and how to run commands as that user.
+    pub fn rootless() -> (Lab, RunAs) {
+        use std::os::unix::fs::PermissionsExt;
+        require_root();
+        let (uid, gid) = ensure_rootless_user();
+        let tun = Path::new("/dev/net/tun");
+        let mode = std::fs::metadata(tun)
+            .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
+            .permissions()
+            .mode();
+        if mode & 0o666 != 0o666 {
+            std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666))
+                .unwrap_or_else(|e| panic!("chmod 0666 /dev/net/tun: {e}"));
+        }
+        let mut lab = Lab::bare();
+        // The user owns the lab's directory and its runtime dir; the API socket lives under it.
+        let xdg = lab.dir.join("xdg");
+        std::fs::create_dir_all(&xdg).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&lab.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        cmd_ok(&[
+            "chown",
+            "-R",
+            &format!("{uid}:{gid}"),
+            &lab.dir.to_string_lossy(),
+        ]);
+        lab.api = xdg.join("netyard").join("api.sock");
+        let run_as = RunAs {
+            uid,
+            gid,
+            runtime_dir: xdg,
+        };
+        lab.run_as = Some(run_as.clone());
+        lab.start_daemon(&[]);
+        (lab, run_as)
+    }
+}
