@@ -20,6 +20,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,11 @@ struct Three {
     a: Lab,
     /// Underlay addresses of a, b, c.
     ips: [String; 3],
+    /// The underlay namespace (etcd runs there) and etcd's client URL.
+    u: String,
+    url: String,
+    /// The daemon arguments of a, b, c (a restart gives the same ones).
+    args: [Vec<String>; 3],
 }
 
 impl Three {
@@ -125,22 +131,69 @@ fn three_hosts() -> Three {
         panic!("etcd did not become healthy at {url} within 20 s; its log:\n{log}");
     }
     let ttl = LEASE_TTL.to_string();
-    for (i, lab) in [&mut a, &mut b, &mut c].into_iter().enumerate() {
-        let node = format!("n{i}");
-        lab.start_daemon(&[
+    let args = [0, 1, 2].map(|i| {
+        [
             "--dns-upstream",
             "127.0.0.1:5301",
             "--etcd",
             &url,
             "--node",
-            &node,
+            &format!("n{i}"),
             "--underlay-ip",
             &ips[i],
             "--etcd-lease-ttl",
             &ttl,
-        ]);
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
+    for (lab, args) in [&mut a, &mut b, &mut c].into_iter().zip(&args) {
+        lab.start_daemon(&strs(args));
     }
-    Three { c, b, etcd, a, ips }
+    Three {
+        c,
+        b,
+        etcd,
+        a,
+        ips,
+        u,
+        url,
+        args,
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Every key under the default prefix with the lease it is attached to (0: none), read
+/// through etcd's JSON gateway from the underlay namespace.
+fn etcd_keys(t: &Three) -> Vec<(String, i64)> {
+    let script = format!(
+        r#"
+import base64, json, urllib.request
+p = b"/netyard/v1/"
+end = p[:-1] + bytes([p[-1] + 1])
+b64 = lambda b: base64.b64encode(b).decode()
+req = urllib.request.Request("{url}/v3/kv/range",
+    data=json.dumps({{"key": b64(p), "range_end": b64(end)}}).encode())
+r = json.load(urllib.request.urlopen(req, timeout=2))
+for kv in r.get("kvs", []):
+    print(base64.b64decode(kv["key"]).decode(), kv.get("lease", "0"))
+"#,
+        url = t.url
+    );
+    let o = ns_cmd(&t.u, &["python3", "-c", &script], Duration::from_secs(5));
+    if !o.status.success() {
+        t.a.fail(&format!("reading etcd's keys: {}", show(&o)));
+    }
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, lease) = l.rsplit_once(' ')?;
+            Some((k.to_string(), lease.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The fdb row of `mac` (case-insensitive), if any.
@@ -513,4 +566,164 @@ fn etcd_flags_and_an_unreachable_etcd_are_clear_errors() {
         !lab.api.exists(),
         "the API socket was left behind after a failed start"
     );
+}
+
+/// The lease of the key `rest` (under the default prefix; compared case-insensitively), if
+/// etcd has it.
+fn key_lease(keys: &[(String, i64)], rest: &str) -> Option<i64> {
+    let want = format!("/netyard/v1/{rest}");
+    keys.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&want))
+        .map(|(_, l)| *l)
+}
+
+/// An endpoint made on one host of [`Three`] for the restart test.
+struct Made {
+    ns: String,
+    name: String,
+    ip: String,
+    mac: String,
+}
+
+fn made(lab: &Lab, net: &str, tag: &str) -> Made {
+    let ns = lab.ns(tag);
+    let e = lab.attach(net, &ns, tag, &[]);
+    Made {
+        ns,
+        name: tag.to_string(),
+        ip: e["ip"].as_str().unwrap_or_default().to_string(),
+        mac: e["mac"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// After a (re)start of a: a still lists its endpoint; b has it as a static remote entry,
+/// pings it across hosts and resolves its name; a has b's endpoint again; etcd holds a's
+/// endpoint and address keys under a live lease that is not `stale` (the previous run's).
+/// Returns that lease.
+fn check_adopted(
+    t: &Three,
+    net: &str,
+    ea: &Made,
+    eb: &Made,
+    stale: Option<i64>,
+    when: &str,
+) -> i64 {
+    let (a, b) = (&t.a, &t.b);
+    let e = a.endpoint(net, &ea.name);
+    if e["ip"] != ea.ip.as_str()
+        || !e["mac"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case(&ea.mac))
+    {
+        a.fail(&format!("{when}: a's endpoint changed: {e}"));
+    }
+    let bound = Duration::from_secs(LEASE_TTL + 20);
+    let ep_key = format!("endpoints/{net}/{}", ea.mac);
+    let ip_key = format!("ipam/{net}/{}", ea.ip);
+    let mut lease = 0;
+    expect_within(
+        a,
+        bound,
+        &format!("{when}: etcd holds {ep_key} and {ip_key} under a's new lease (not {stale:?})"),
+        || {
+            let keys = etcd_keys(t);
+            match (key_lease(&keys, &ep_key), key_lease(&keys, &ip_key)) {
+                (Some(l1), Some(l2)) if l1 == l2 && l1 != 0 && Some(l1) != stale => {
+                    lease = l1;
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    expect_within(
+        b,
+        bound,
+        &format!("{when}: b has a's {} behind {}", ea.mac, t.ips[0]),
+        || has_static_remote(b, net, &ea.mac, &t.ips[0]),
+    );
+    expect_within(
+        a,
+        bound,
+        &format!("{when}: a has b's {} behind {}", eb.mac, t.ips[1]),
+        || has_static_remote(a, net, &eb.mac, &t.ips[1]),
+    );
+    expect_within(b, bound, &format!("{when}: b pings a's {}", ea.ip), || {
+        b.ping(&eb.ns, &ea.ip)
+    });
+    expect_within(b, bound, &format!("{when}: b resolves {}", ea.name), || {
+        resolve(b, &eb.ns, &ea.name) == [ea.ip.clone()]
+    });
+    a.assert_ping(&ea.ns, &eb.ip);
+    lease
+}
+
+/// Starts a's daemon again with its first arguments and state directory; waits until ready.
+fn restart_a(t: &mut Three) {
+    eprintln!("----- a's previous daemon log -----\n{}", t.a.daemon_log());
+    t.a.start_daemon(&strs(&t.args[0]));
+    if !wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+        t.a.daemon_log().contains("netyard daemon ready")
+    }) {
+        t.a.fail("the restarted daemon did not log \"netyard daemon ready\" within 15 s");
+    }
+}
+
+#[test]
+fn a_restarted_daemon_registers_its_endpoints_in_etcd_again() {
+    let mut t = three_hosts();
+    let sn = Subnet::random();
+    let net = t.a.network("rs", &sn, &["--vxlan", "4345"]);
+    expect_within(&t.b, Duration::from_secs(10), "the network on b", || {
+        inspect(&t.b, &net).is_some()
+    });
+    let ea = made(&t.a, &net, "ra");
+    let eb = made(&t.b, &net, "rb");
+    let first = check_adopted(&t, &net, &ea, &eb, None, "before any restart");
+
+    // SIGTERM: a clean stop revokes the lease, so b forgets a's endpoint; the restart adopts
+    // it from the state directory and registers it again under a new lease.
+    let status = t.a.stop_daemon();
+    if status.code() != Some(0) {
+        t.a.fail(&format!("a's exit after SIGTERM: {status}"));
+    }
+    expect_within(
+        &t.b,
+        Duration::from_secs(10),
+        "b drops a's entry once a's lease is revoked",
+        || !has_static_remote(&t.b, &net, &ea.mac, &t.ips[0]),
+    );
+    restart_a(&mut t);
+    let second = check_adopted(&t, &net, &ea, &eb, Some(first), "after SIGTERM and start");
+
+    // kill -9: the old lease lives on for its TTL; the restart moves the keys under its new
+    // lease, so they outlive the old one's expiry.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(t.a.daemon_pid()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL a's daemon");
+    let killed = Instant::now();
+    let status = t.a.stop_daemon();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "a's daemon did not die of SIGKILL: {status}"
+    );
+    restart_a(&mut t);
+    eprintln!(
+        "a restarted {:?} after kill -9 (lease TTL {LEASE_TTL} s)",
+        killed.elapsed()
+    );
+    let third = check_adopted(&t, &net, &ea, &eb, Some(second), "after kill -9 and start");
+    let expired = killed + Duration::from_secs(LEASE_TTL + 3);
+    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
+    let fourth = check_adopted(
+        &t,
+        &net,
+        &ea,
+        &eb,
+        Some(second),
+        "after kill -9, start and the old lease's expiry",
+    );
+    if fourth != third {
+        t.a.fail(&format!("a's keys changed lease from {third} to {fourth}"));
+    }
 }
