@@ -331,6 +331,107 @@ impl Fnv {
     }
 }
 
+/// What [`inner_partial_csum`] found in a frame that came out of the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InnerCsum {
+    /// Not a TCP/UDP-over-IPv4 frame whose checksum field holds the pseudo-header sum: a
+    /// complete checksum (valid or not), UDP without a checksum, another protocol, a fragment,
+    /// a runt. Handed on as is; a genuinely bad checksum is the receiver's to drop.
+    Other,
+    /// The L4 checksum is partial (the field holds the folded pseudo-header sum, which is what
+    /// a kernel sender with CHECKSUM_PARTIAL leaves when nothing completes it): it is finished
+    /// by summing the frame from `csum_start` and storing at `csum_start + csum_offset`.
+    Partial { csum_start: u16, csum_offset: u16 },
+}
+
+/// Recognises a partial inner checksum: an untagged or 802.1Q-tagged Ethernet frame holding an
+/// unfragmented IPv4 TCP or UDP packet whose checksum field equals the folded pseudo-header sum
+/// of the packet (a complete checksum equals it only by a 1 in 65536 chance, and then
+/// completing it again gives the same value, so the test needs no pass over the payload).
+pub fn inner_partial_csum(f: &[u8]) -> InnerCsum {
+    let (l3, ethertype) = match f.get(12..14) {
+        Some([0x81, 0x00]) => (18, f.get(16..18)),
+        Some(t) => (14, Some(t)),
+        None => return InnerCsum::Other,
+    };
+    if ethertype != Some(&[0x08, 0x00][..]) {
+        return InnerCsum::Other;
+    }
+    let Some(ip) = f.get(l3..l3 + 20) else {
+        return InnerCsum::Other;
+    };
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    let csum_offset = match ip[9] {
+        6 => 16,
+        17 => 6,
+        _ => return InnerCsum::Other,
+    };
+    if ip[0] >> 4 != 4 || ihl < 20 || fragment || total < ihl + csum_offset + 2 {
+        return InnerCsum::Other;
+    }
+    if l3 + total > f.len() {
+        return InnerCsum::Other;
+    }
+    let l4 = l3 + ihl;
+    let field = u16::from_be_bytes([f[l4 + csum_offset], f[l4 + csum_offset + 1]]);
+    let (Ok(src), Ok(dst)) = (
+        <[u8; 4]>::try_from(&ip[12..16]),
+        <[u8; 4]>::try_from(&ip[16..20]),
+    ) else {
+        return InnerCsum::Other;
+    };
+    // total - ihl fits: both come from 16-bit fields.
+    let l4_len = u32::try_from(total - ihl).unwrap_or(0);
+    if field != checksum::fold(checksum::pseudo_header_v4(&src, &dst, ip[9], l4_len)) {
+        return InnerCsum::Other;
+    }
+    match (u16::try_from(l4), u16::try_from(csum_offset)) {
+        (Ok(csum_start), Ok(csum_offset)) => InnerCsum::Partial {
+            csum_start,
+            csum_offset,
+        },
+        _ => InnerCsum::Other,
+    }
+}
+
+/// Sets the vnet header `hdr` (zeroed first) of the received Ethernet frame `frame`: when its
+/// inner L4 checksum is partial ([`inner_partial_csum`]), NEEDS_CSUM with `csum_start` and
+/// `csum_offset`, so a TAP or AF_PACKET port hands it to a kernel that completes it (or
+/// trusts it, as it trusts its own partial packets) and the switch completes it for a port
+/// without a vnet header. A frame with bytes past the IP packet (Ethernet padding, which a
+/// completion from `csum_start` to the end would sum) is completed here instead. Returns what
+/// was found.
+pub fn rx_vnet_hdr(hdr: &mut [u8], frame: &mut [u8]) -> InnerCsum {
+    hdr.fill(0);
+    let found = inner_partial_csum(frame);
+    if let InnerCsum::Partial {
+        csum_start,
+        csum_offset,
+    } = found
+    {
+        let start = usize::from(csum_start);
+        let l3 = if frame[12..14] == [0x81, 0x00] {
+            18
+        } else {
+            14
+        };
+        let end = l3 + usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]));
+        if end < frame.len() {
+            // Cannot fail: inner_partial_csum checked the field lies within frame[..end].
+            let _ =
+                crate::gso::complete_checksum(&mut frame[..end], start, usize::from(csum_offset));
+        } else {
+            let mut v = crate::wire::vnet::VnetHdr::new_unchecked(hdr);
+            v.set_flags(crate::wire::vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM);
+            v.set_csum_start(csum_start);
+            v.set_csum_offset(csum_offset);
+        }
+    }
+    found
+}
+
 /// Largest IPv4 packet a merged super-frame may carry (the total-length field).
 const GRO_MAX_IP: usize = 65_535;
 /// Most frames one merged super-frame takes.
@@ -352,7 +453,10 @@ const TCP_FLAG_ACK: u8 = 0x10;
 
 /// Parses an untagged Ethernet frame holding a plain TCP/IPv4 segment that may be merged: no IP
 /// options, not a fragment, no padding, only ACK (and PSH) set, some payload, and a correct
-/// TCP checksum (a segment with a bad one is left alone for the receiver to drop).
+/// or partial TCP checksum (a segment with a bad one is left alone for the receiver to drop).
+/// A partial one (the folded pseudo-header sum, see [`inner_partial_csum`]) is as good: the
+/// merged frame's checksum is partial anyway, rewritten for the merged length, and whoever
+/// completes it sums the payload afresh.
 fn tcp4_seg(f: &[u8]) -> Option<Tcp4Seg> {
     let ip = f.get(14..34)?;
     if f[12..14] != [0x08, 0x00] || ip[0] != 0x45 || ip[9] != 6 {
@@ -374,8 +478,9 @@ fn tcp4_seg(f: &[u8]) -> Option<Tcp4Seg> {
     let src: [u8; 4] = ip[12..16].try_into().ok()?;
     let dst: [u8; 4] = ip[16..20].try_into().ok()?;
     let l4_len = u32::try_from(total - 20).ok()?;
-    let sum = checksum::add(checksum::pseudo_header_v4(&src, &dst, 6, l4_len), &f[34..]);
-    if checksum::fold(sum) != 0xffff {
+    let pseudo = checksum::pseudo_header_v4(&src, &dst, 6, l4_len);
+    let partial = u16::from_be_bytes([tcp[16], tcp[17]]) == checksum::fold(pseudo);
+    if !partial && checksum::fold(checksum::add(pseudo, &f[34..])) != 0xffff {
         return None;
     }
     Some(Tcp4Seg {
@@ -751,5 +856,143 @@ mod tests {
             tcp4(1200, 3, 100, ACK, 40000),
         ];
         assert_eq!(run(&frames, &mut out[..HDR_LEN + 66 + 250]), Some(2));
+    }
+    /// `f` (a valid TCP/IPv4 frame from [`tcp4`], untagged) with its checksum left partial, as
+    /// a kernel sender with CHECKSUM_PARTIAL leaves it.
+    fn partial(f: &[u8]) -> Vec<u8> {
+        let mut p = f.to_vec();
+        let l4 = u32::try_from(p.len() - 34).unwrap();
+        let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, l4);
+        p[50..52].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        p
+    }
+
+    fn hdr_of(h: &[u8]) -> crate::wire::vnet::VnetHdrRepr {
+        let v = crate::wire::vnet::VnetHdr::new_checked(h).unwrap();
+        crate::wire::vnet::VnetHdrRepr::parse(&v).unwrap()
+    }
+
+    #[test]
+    fn a_partial_tcp_checksum_becomes_needs_csum_and_completes_to_the_right_value() {
+        let good = tcp4(1000, 1, 100, ACK, 40000);
+        let mut f = partial(&good);
+        assert_ne!(f, good);
+        assert_eq!(
+            inner_partial_csum(&f),
+            InnerCsum::Partial {
+                csum_start: 34,
+                csum_offset: 16
+            }
+        );
+        let mut hdr = [0xa5u8; HDR_LEN];
+        let found = rx_vnet_hdr(&mut hdr, &mut f);
+        assert!(matches!(found, InnerCsum::Partial { .. }));
+        let repr = hdr_of(&hdr);
+        assert!(repr.needs_csum);
+        assert_eq!(repr.gso_type, crate::wire::vnet::GsoType::None);
+        assert_eq!((repr.csum_start, repr.csum_offset), (34, 16));
+        // Whoever completes it (the kernel behind a TAP, or the switch) gets the sender's
+        // checksum.
+        crate::gso::complete_checksum(&mut f, 34, 16).unwrap();
+        assert_eq!(f, good);
+    }
+
+    #[test]
+    fn a_bad_or_complete_checksum_is_not_taken_for_a_partial_one() {
+        let good = tcp4(1000, 1, 100, ACK, 40000);
+        assert_eq!(inner_partial_csum(&good), InnerCsum::Other);
+        // A wrong checksum field, and a right one over corrupted data.
+        let mut bad = good.clone();
+        bad[50] ^= 0x01;
+        let mut corrupt = good.clone();
+        corrupt[80] ^= 0xff;
+        for f in [good, bad, corrupt] {
+            let mut g = f.clone();
+            let mut hdr = [0xa5u8; HDR_LEN];
+            assert_eq!(rx_vnet_hdr(&mut hdr, &mut g), InnerCsum::Other);
+            assert_eq!(hdr, [0; HDR_LEN], "a zero header");
+            assert_eq!(g, f, "the frame untouched");
+        }
+        // A fragment, ICMP and a runt are never partial, whatever they hold.
+        let mut frag = partial(&tcp4(1000, 1, 100, ACK, 40000));
+        frag[20] |= 0x20; // MF
+        assert_eq!(inner_partial_csum(&frag), InnerCsum::Other);
+        let mut icmp = partial(&tcp4(1000, 1, 100, ACK, 40000));
+        icmp[23] = 1;
+        assert_eq!(inner_partial_csum(&icmp), InnerCsum::Other);
+        assert_eq!(inner_partial_csum(&icmp[..40]), InnerCsum::Other);
+        assert_eq!(inner_partial_csum(&[]), InnerCsum::Other);
+    }
+
+    #[test]
+    fn partial_udp_behind_a_vlan_tag_and_udp_without_checksum() {
+        let mut f = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+        f.extend_from_slice(b"data");
+        f[20..22].copy_from_slice(&32u16.to_be_bytes()); // IP total length
+        f[42..44].copy_from_slice(&12u16.to_be_bytes()); // UDP length
+                                                         // No checksum (zero): not partial.
+        assert_eq!(inner_partial_csum(&f), InnerCsum::Other);
+        let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 17, 12);
+        f[44..46].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        assert_eq!(
+            inner_partial_csum(&f),
+            InnerCsum::Partial {
+                csum_start: 38,
+                csum_offset: 6
+            }
+        );
+        let mut hdr = [0u8; HDR_LEN];
+        rx_vnet_hdr(&mut hdr, &mut f);
+        assert!(hdr_of(&hdr).needs_csum);
+        crate::gso::complete_checksum(&mut f, 38, 6).unwrap();
+        let sum = checksum::add(pseudo, &f[38..]);
+        assert_eq!(checksum::fold(sum), 0xffff, "a valid UDP checksum");
+    }
+
+    #[test]
+    fn a_padded_partial_frame_is_completed_in_place() {
+        let good = tcp4(1000, 1, 2, ACK, 40000);
+        let mut f = partial(&good);
+        f.extend_from_slice(&[0xee; 6]); // padding a completion to the end would sum
+        let mut hdr = [0u8; HDR_LEN];
+        assert!(matches!(
+            rx_vnet_hdr(&mut hdr, &mut f),
+            InnerCsum::Partial { .. }
+        ));
+        assert_eq!(hdr, [0; HDR_LEN], "complete: no NEEDS_CSUM");
+        assert_eq!(&f[..good.len()], &good[..]);
+    }
+
+    #[test]
+    fn gro_merges_partial_segments_into_a_correct_super_frame() {
+        let frames = [
+            tcp4(1000, 7, 100, ACK, 40000),
+            tcp4(1100, 8, 100, ACK, 40000),
+            tcp4(1200, 9, 100, ACK, 40000),
+            tcp4(1300, 10, 60, PSH_ACK, 40000),
+        ];
+        // All partial, and one partial among complete ones.
+        let all: Vec<Vec<u8>> = frames.iter().map(|f| partial(f)).collect();
+        let mut mixed = frames.to_vec();
+        mixed[1] = partial(&mixed[1]);
+        for input in [all, mixed] {
+            let refs: Vec<&[u8]> = input.iter().map(Vec::as_slice).collect();
+            let mut out = vec![0u8; 4096];
+            let (n, len) = gro_tcp4(&refs, &mut out).expect("merged");
+            assert_eq!(n, 4);
+            let repr = hdr_of(&out[..HDR_LEN]);
+            let mut got = Vec::new();
+            crate::gso::segment(&repr, &out[HDR_LEN..len], None, &mut Vec::new(), &mut |s| {
+                got.push(s.to_vec());
+                Ok(())
+            })
+            .expect("segment");
+            assert_eq!(
+                got,
+                frames.to_vec(),
+                "the senders' segments, checksums complete"
+            );
+        }
     }
 }

@@ -37,8 +37,12 @@
 //! `vxlan_i_flag_clear`; another VNI -> `vxlan_wrong_vni` (each a [`PortDrop`] the driver
 //! counts). Reserved bits are ignored. Otherwise the inner source MAC is learned against the
 //! outer source address ([`RemoteTable::learn`]) and the inner frame is returned behind a vnet
-//! header (zero, or describing a merged super-frame). The switch then applies its own checks
-//! (runt, over-MTU, ...).
+//! header (zero, or describing a merged super-frame). An inner TCP/UDP-over-IPv4 checksum left
+//! partial by the sender (a kernel VTEP over a veth underlay leaves CHECKSUM_PARTIAL packets
+//! unfinished: the field holds the pseudo-header sum) comes out as NEEDS_CSUM
+//! ([`rx_vnet_hdr`]), for the egress port's kernel or the switch to complete; any other bad
+//! checksum is left for the receiver to drop. The switch then applies its own checks (runt,
+//! over-MTU, ...).
 //!
 //! # Several VNIs on one socket
 //!
@@ -74,7 +78,8 @@ use super::{FrameTruncated, PortDrop, HDR};
 use crate::counters::DropReason;
 use crate::gso::{self, GsoError};
 use crate::overlay::{
-    flow_source_port, gro_tcp4, Destinations, RemoteTable, GRO_MAX_SEGS, SOURCE_PORT_MIN,
+    flow_source_port, gro_tcp4, rx_vnet_hdr, Destinations, RemoteTable, GRO_MAX_SEGS,
+    SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
 use crate::wire::ethernet::MacAddr;
@@ -515,7 +520,8 @@ impl VxlanPort {
             .into_io()
         })?;
         out.copy_from_slice(frame);
-        buf[..HDR].fill(0);
+        let (hdr, rest) = buf.split_at_mut(HDR);
+        rx_vnet_hdr(hdr, &mut rest[..frame.len()]);
         Ok(HDR + frame.len())
     }
 
@@ -634,7 +640,8 @@ impl Port for VxlanPort {
             .into_io()
         })?;
         out.copy_from_slice(frame);
-        buf[..HDR].fill(0);
+        let (hdr, rest) = buf.split_at_mut(HDR);
+        rx_vnet_hdr(hdr, &mut rest[..frame.len()]);
         Ok(HDR + frame.len())
     }
 
