@@ -14,8 +14,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    cmd, cmd_ok, gateway_mac, show, wait_listening, Lab, Outside, Pair, Proto, Subnet, ECHO_SERVER,
-    UDP_CLIENT,
+    cmd, cmd_ok, gateway_mac, py, py_ok, show, wait_listening, Lab, Outside, Pair, Proto, Subnet,
+    ECHO_SERVER, UDP_CLIENT,
 };
 use serde_json::Value;
 
@@ -160,25 +160,6 @@ for reason, frames in cases.items():
             sent[reason] = sent.get(reason, 0) + 1
 print(json.dumps(sent))
 "#;
-
-/// Runs a python script in `ns`; returns its output.
-fn py(ns: &str, script: &str, args: &[&str], timeout: Duration) -> std::process::Output {
-    let mut argv = vec!["ip", "netns", "exec", ns, "python3", script];
-    argv.extend_from_slice(args);
-    cmd(&argv, timeout)
-}
-
-/// Like [`py`], failing the test unless the script exits 0; returns stdout.
-fn py_ok(lab: &Lab, ns: &str, script: &str, args: &[&str]) -> String {
-    let o = py(ns, script, args, Duration::from_secs(60));
-    if !o.status.success() {
-        lab.fail(&format!(
-            "python3 {script} {args:?} in {ns} failed:\n{}",
-            show(&o)
-        ));
-    }
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
 
 /// One network's egress state from `netyard flows --json`: (stats, flows).
 fn egress(lab: &Lab, net: &str) -> (Value, Vec<Value>) {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -47,19 +46,6 @@ fn tcp_port_free(lab: &Lab, port: u16) -> bool {
         Duration::from_secs(10),
     );
     o.status.success()
-}
-
-/// Interfaces of the namespace behind an open nsfs file (the test holds it, so it outlives
-/// the process that made it).
-fn links_of(ns_file: &std::fs::File) -> String {
-    let path = format!("/proc/{}/fd/{}", std::process::id(), ns_file.as_raw_fd());
-    let o = run_bounded(
-        Command::new("nsenter")
-            .arg(format!("--net={path}"))
-            .args(["ip", "-o", "link"]),
-        Duration::from_secs(10),
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 /// A process in a network namespace of its own (`unshare -n sleep`).

@@ -18,7 +18,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -286,19 +285,6 @@ impl Drop for Podman {
             eprintln!("cleanup: rm -r {}: {e}", self.dir.display());
         }
     }
-}
-
-/// Interfaces of the namespace behind an open nsfs file (the test holds it open, so it
-/// outlives the container's processes).
-fn links_of(ns_file: &std::fs::File) -> String {
-    let path = format!("/proc/{}/fd/{}", std::process::id(), ns_file.as_raw_fd());
-    let o = run_bounded(
-        Command::new("nsenter")
-            .arg(format!("--net={path}"))
-            .args(["ip", "-o", "link"]),
-        Duration::from_secs(10),
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 /// Waits (up to [`GONE_BOUND`]) until `ps --json` lists no endpoint named `name`; returns how

@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    cmd, cmd_ok, drops, gateway_mac, show, wait_listening, wait_until, Bg, Lab, Outside, Proto,
-    Subnet, ECHO_SERVER, UDP_CLIENT,
+    cmd, cmd_ok, drops, gateway_mac, py, py_ok_within, show, wait_listening, wait_until, Bg, Lab,
+    Outside, Proto, Subnet, ECHO_SERVER, UDP_CLIENT,
 };
 use serde_json::Value;
 
@@ -140,31 +140,12 @@ except OSError as e:
 print(json.dumps({"result": res, "secs": round(time.time() - t, 3)}))
 "#;
 
-/// Runs a python script in `ns`, bounded; returns its output.
-fn py(ns: &str, script: &str, args: &[&str], timeout: Duration) -> std::process::Output {
-    let mut argv = vec!["ip", "netns", "exec", ns, "python3", script];
-    argv.extend_from_slice(args);
-    cmd(&argv, timeout)
-}
-
-/// Like [`py`], failing the test unless the script exits 0; returns its stdout, trimmed.
-fn py_ok(lab: &Lab, ns: &str, script: &str, args: &[&str]) -> String {
-    let o = py(ns, script, args, Duration::from_secs(120));
-    if !o.status.success() {
-        lab.fail(&format!(
-            "python3 {script} {args:?} in {ns} failed:\n{}",
-            show(&o)
-        ));
-    }
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// Sends forged frames with [`FORGE`] from `ns`'s eth0; returns how many were sent.
 fn forge(lab: &Lab, ns: &str, args: &[&str]) -> u64 {
     let script = lab.write_file("forge.py", FORGE);
     let mut a = vec!["eth0"];
     a.extend_from_slice(args);
-    let out = py_ok(lab, ns, &script, &a);
+    let out = py_ok_within(lab, ns, &script, &a, Duration::from_secs(120));
     out.parse()
         .unwrap_or_else(|_| lab.fail(&format!("forge.py {args:?} printed {out:?}")))
 }

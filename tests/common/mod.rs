@@ -1301,3 +1301,41 @@ impl Lab {
         (lab, run_as)
     }
 }
+
+/// Runs a python script in `ns`, bounded; returns its output.
+pub fn py(ns: &str, script: &str, args: &[&str], timeout: Duration) -> Output {
+    let mut argv = vec!["ip", "netns", "exec", ns, "python3", script];
+    argv.extend_from_slice(args);
+    cmd(&argv, timeout)
+}
+
+/// Like [`py`] (60 s), failing the test unless the script exits 0; returns stdout, trimmed.
+pub fn py_ok(lab: &Lab, ns: &str, script: &str, args: &[&str]) -> String {
+    py_ok_within(lab, ns, script, args, Duration::from_secs(60))
+}
+
+/// [`py_ok`] with its own bound.
+pub fn py_ok_within(lab: &Lab, ns: &str, script: &str, args: &[&str], timeout: Duration) -> String {
+    let o = py(ns, script, args, timeout);
+    if !o.status.success() {
+        lab.fail(&format!(
+            "python3 {script} {args:?} in {ns} failed:\n{}",
+            show(&o)
+        ));
+    }
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Interfaces of the namespace behind an open nsfs file (the test holds it open, so it
+/// outlives the container's processes).
+pub fn links_of(ns_file: &std::fs::File) -> String {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/{}/fd/{}", std::process::id(), ns_file.as_raw_fd());
+    let o = run_bounded(
+        Command::new("nsenter")
+            .arg(format!("--net={path}"))
+            .args(["ip", "-o", "link"]),
+        Duration::from_secs(10),
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
