@@ -9,6 +9,12 @@ use netyard_cli::{
 };
 
 fn main() {
+    // The runtime contracts come first: a runtime runs the binary under another name
+    // (slirp4netns, pasta), with CNI's environment, or with netavark's plugin subcommands,
+    // and none of them speaks netyard's own command line.
+    if let Some(code) = netyard::front_door(std::env::args_os().collect()) {
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("NETYARD_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(match cli.command {
