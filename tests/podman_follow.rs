@@ -3,33 +3,21 @@
 //! `podman start` it is attached again under the same name and gets the same address back;
 //! `podman rm -f` leaves nothing behind.
 //!
-//! Podman runs the way ../shared/RUNTIMES.md says it must on these machines: a private
-//! containers.conf through CONTAINERS_CONF (runc, nofile/nproc ulimits, cgroupfs, file events, a
-//! private network config directory), private vfs storage (`--root`, `--runroot`, `--tmpdir` in
-//! the test's directory) and an image imported from busybox-static (nothing can be pulled).
-//! Podman, conmon and runc run in a mount namespace of their own, held open by a `sleep`, in
-//! which /run, /var/lib and /dev/shm are private tmpfs: what they would write machine-wide
-//! (/run/containers, /run/runc, /var/lib/containers/cache, /dev/shm/libpod_lock) vanishes with
-//! that namespace. The containers' cgroups live under a parent named after the test, removed at
-//! the end. Podman itself runs in the machine's network namespace (runc cannot run inside
-//! `ip netns exec`), but `--network none` gives each container a namespace of its own holding
-//! only `lo`: the only traffic is between that namespace and the test's peer namespace, through
-//! the daemon in the lab's host namespace.
+//! Podman runs as tests/common/podman.rs sets it up (private configuration, storage and mount
+//! namespace). `--network none` gives each container a namespace of its own holding only `lo`:
+//! the only traffic is between that namespace and the test's peer namespace, through the daemon
+//! in the lab's host namespace.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::podman::*;
 use common::*;
 
 /// How long the endpoint of a container that went away may stay in `ps` (generous, for a
 /// loaded machine; it takes milliseconds).
 const GONE_BOUND: Duration = Duration::from_secs(15);
-
-/// How long one podman call may take.
-const PODMAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The container's command: a shell that exits on SIGTERM (busybox `sleep` as PID 1 would
 /// ignore it, and `podman stop` would wait for its timeout).
@@ -37,255 +25,6 @@ const CONTAINER_CMD: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
 
 /// The busybox applets the container uses.
 const APPLETS: &[&str] = &["sh", "sleep", "ping", "ip", "cat"];
-
-/// Fails unless `/bin/busybox` is a static binary (busybox-static: the image has no C library).
-fn require_static_busybox() {
-    if !Path::new("/bin/busybox").is_file() {
-        panic!(
-            "this test needs a static `/bin/busybox` to build its image: install it with \
-             `apt-get install busybox-static`"
-        );
-    }
-    let o = cmd(&["ldd", "/bin/busybox"], CLI_TIMEOUT);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    if !(text.contains("not a dynamic executable") || text.contains("statically linked")) {
-        panic!(
-            "/bin/busybox is dynamically linked (the `busybox` package); this test copies it into \
-             an image without a C library: install `busybox-static` instead:\n{text}"
-        );
-    }
-}
-
-/// Root Podman with private configuration, storage and mount namespace (see the module's
-/// comment). Dropping it removes every container and image it made, kills whatever is left in
-/// its cgroups, removes those cgroups and its directory.
-struct Podman {
-    dir: PathBuf,
-    conf: PathBuf,
-    /// The cgroup parent of the containers (and of conmon), one directory in each hierarchy.
-    cgroup: String,
-    /// `unshare --mount sleep`: holds the mount namespace every podman call enters.
-    holder: Option<Bg>,
-}
-
-impl Podman {
-    fn new(lab: &Lab) -> Podman {
-        let dir = lab.dir.join("podman");
-        for d in ["tmp", "networks", "rootfs/bin"] {
-            std::fs::create_dir_all(dir.join(d))
-                .unwrap_or_else(|e| panic!("mkdir {}/{d}: {e}", dir.display()));
-        }
-        let conf = dir.join("containers.conf");
-        let mut p = Podman {
-            conf,
-            cgroup: format!("nyt{}podman", lab.id),
-            holder: None,
-            dir,
-        };
-        std::fs::write(
-            &p.conf,
-            format!(
-                "[containers]\n\
-                 default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-                 [engine]\n\
-                 runtime = \"runc\"\n\
-                 cgroup_manager = \"cgroupfs\"\n\
-                 events_logger = \"file\"\n\
-                 [network]\n\
-                 network_config_dir = \"{}\"\n",
-                p.dir.join("networks").display()
-            ),
-        )
-        .expect("writing containers.conf");
-
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sleep", "3600"]);
-        let holder = Bg::spawn(&mut c, &p.dir.join("holder.log"));
-        let pid = holder.pid();
-        p.holder = Some(holder);
-        let mnt = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-        let own = wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
-            let m = mnt(&pid.to_string());
-            m.is_some() && m != mnt("self")
-        });
-        if !own {
-            lab.fail("`unshare --mount sleep` did not enter a mount namespace of its own");
-        }
-        // `-n`: no /run/mount/utab, which mount would otherwise create in the machine's /run.
-        let o = cmd(
-            &[
-                "nsenter",
-                "-t",
-                &pid.to_string(),
-                "-m",
-                "sh",
-                "-c",
-                "mount -n -t tmpfs -o mode=755 nyt-podman /run && \
-                 mount -n -t tmpfs -o mode=755 nyt-podman /var/lib && \
-                 mount -n -t tmpfs -o mode=1777 nyt-podman /dev/shm",
-            ],
-            CLI_TIMEOUT,
-        );
-        if !o.status.success() {
-            lab.fail(&format!(
-                "private /run, /var/lib, /dev/shm for podman:\n{}",
-                show(&o)
-            ));
-        }
-        p
-    }
-
-    fn holder_pid(&self) -> Option<u32> {
-        self.holder.as_ref().map(Bg::pid)
-    }
-
-    /// `nsenter -t HOLDER -m podman --root ... ARGS` with the private containers.conf.
-    fn command(&self, args: &[&str]) -> Command {
-        let pid = self.holder_pid().expect("podman's mount namespace");
-        let mut c = Command::new("nsenter");
-        c.args(["-t", &pid.to_string(), "-m", "podman"])
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env("CONTAINERS_CONF", &self.conf)
-            .env("TMPDIR", self.dir.join("tmp"))
-            .env_remove("CONTAINERS_STORAGE_CONF")
-            .env_remove("CONTAINER_HOST");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run_bounded(&mut self.command(args), PODMAN_TIMEOUT)
-    }
-
-    /// A podman call that must succeed; its stdout, trimmed.
-    fn ok(&self, lab: &Lab, args: &[&str]) -> String {
-        let o = self.run(args);
-        if !o.status.success() {
-            lab.fail(&format!(
-                "`podman {}` failed:\n{}",
-                args.join(" "),
-                show(&o)
-            ));
-        }
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    /// Imports `localhost/NAME` from a rootfs of busybox-static and a few applet links.
-    fn import_busybox(&self, lab: &Lab, name: &str) {
-        let rootfs = self.dir.join("rootfs");
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy /bin/busybox");
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("applet link");
-        }
-        let tar = self.dir.join("rootfs.tar");
-        cmd_ok(&[
-            "tar",
-            "-C",
-            &rootfs.to_string_lossy(),
-            "-cf",
-            &tar.to_string_lossy(),
-            ".",
-        ]);
-        let image = format!("localhost/{name}");
-        self.ok(
-            lab,
-            &[
-                "import",
-                "--quiet",
-                "--change",
-                "ENV PATH=/bin",
-                &tar.to_string_lossy(),
-                &image,
-            ],
-        );
-    }
-
-    /// The PID of container `name`'s first process (0 when it is not running).
-    fn pid(&self, lab: &Lab, name: &str) -> u32 {
-        let out = self.ok(lab, &["inspect", "-f", "{{.State.Pid}}", name]);
-        out.parse()
-            .unwrap_or_else(|e| lab.fail(&format!("podman inspect pid {out:?}: {e}")))
-    }
-
-    /// The test's cgroup directories (cgroup v2 at the root, or one per v1 hierarchy).
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let root = Path::new("/sys/fs/cgroup");
-        let mut v = vec![root.join(&self.cgroup)];
-        if let Ok(rd) = std::fs::read_dir(root) {
-            for e in rd.flatten() {
-                v.push(e.path().join(&self.cgroup));
-            }
-        }
-        v.into_iter().filter(|p| p.is_dir()).collect()
-    }
-}
-
-/// `dir` and every directory below it, deepest first.
-fn dirs_post_order(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs_post_order(&e.path(), out);
-            }
-        }
-    }
-    out.push(dir.to_path_buf());
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        if self.holder.as_mut().is_some_and(Bg::running) {
-            for args in [
-                &["rm", "--force", "--time", "0", "--all"][..],
-                &["rmi", "--force", "--all"][..],
-            ] {
-                let o = self.run(args);
-                if !o.status.success() {
-                    eprintln!("cleanup: podman {}: {}", args.join(" "), show(&o));
-                }
-            }
-        }
-        // Whatever is left in the test's cgroups (a conmon, a container podman lost) goes.
-        let mut dirs = Vec::new();
-        for d in self.cgroup_dirs() {
-            dirs_post_order(&d, &mut dirs);
-        }
-        for d in &dirs {
-            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                eprintln!("cleanup: killing {pid}, left in {}", d.display());
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        if let Some(mut h) = self.holder.take() {
-            h.stop(Duration::from_secs(3));
-        }
-        let removed = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            dirs.iter()
-                .all(|d| !d.exists() || std::fs::remove_dir(d).is_ok())
-        });
-        if !removed {
-            let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
-            eprintln!("cleanup: cgroups left: {left:?}");
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("cleanup: rm -r {}: {e}", self.dir.display());
-        }
-    }
-}
 
 /// Waits (up to [`GONE_BOUND`]) until `ps --json` lists no endpoint named `name`; returns how
 /// long it took.
@@ -354,13 +93,7 @@ fn reaped(lab: &Lab, net: &str) -> u64 {
 #[test]
 fn a_podman_container_is_followed_through_stop_start_and_rm() {
     require_root();
-    require_program("podman", "podman");
-    require_program("runc", "runc");
-    require_program("conmon", "conmon");
-    require_program("nsenter", "util-linux");
-    require_program("unshare", "util-linux");
-    require_program("tar", "tar");
-    require_static_busybox();
+    require_podman();
     let t_test = Instant::now();
 
     let lab = Lab::new();
@@ -375,7 +108,7 @@ fn a_podman_container_is_followed_through_stop_start_and_rm() {
     let podman = Podman::new(&lab);
     let image = format!("nyt{}img", lab.id);
     let name = format!("nyt{}c", lab.id);
-    podman.import_busybox(&lab, &image);
+    podman.import_busybox(&lab, &image, APPLETS);
     let image = format!("localhost/{image}");
 
     // Run and attach by PID.

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod podman;
+
 /// The binary under test.
 pub const NETYARD: &str = env!("CARGO_BIN_EXE_netyard");
 
@@ -365,6 +367,9 @@ pub struct Lab {
     pub api: PathBuf,
     pub host: Netns,
     pub run_as: Option<RunAs>,
+    /// Start the daemon in this process's mount namespace (see
+    /// [`Lab::start_daemon_in_mount_ns`]).
+    daemon_mnt: Option<u32>,
     daemon: Option<Bg>,
     daemon_log: PathBuf,
     /// Container namespaces, deleted after the daemon stopped.
@@ -390,6 +395,7 @@ impl Lab {
             dir,
             host,
             run_as: None,
+            daemon_mnt: None,
             daemon: None,
             namespaces: Mutex::new(Vec::new()),
             bgs: Mutex::new(Vec::new()),
@@ -409,8 +415,17 @@ impl Lab {
     /// (the default one would be shared, and locked by the first daemon); a test that gives
     /// `--state-dir` or `--ephemeral` itself gets only what it gave.
     pub fn daemon_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.host.name]);
+        let mut c;
+        if let Some(pid) = self.daemon_mnt {
+            // nsenter opens the namespace files before it enters any, so the host namespace's
+            // path is resolved in the machine's mount namespace.
+            c = Command::new("nsenter");
+            c.args(["-t", &pid.to_string(), "-m"])
+                .arg(format!("--net={}", self.host.path()));
+        } else {
+            c = Command::new("ip");
+            c.args(["netns", "exec", &self.host.name]);
+        }
         if let Some(r) = &self.run_as {
             c.args(r.prefix());
             c.env("XDG_RUNTIME_DIR", &r.runtime_dir);
@@ -453,6 +468,15 @@ impl Lab {
                 self.api.display()
             ));
         }
+    }
+
+    /// Starts the daemon as [`Lab::start_daemon`] does, but in the mount namespace of process
+    /// `pid` (`nsenter -t PID -m --net=HOST`): a runtime that keeps its namespaces' bind mounts
+    /// in a private mount namespace (tests/common/podman.rs) and the daemon that opens them by
+    /// path must share it, as they share the machine's in production.
+    pub fn start_daemon_in_mount_ns(&mut self, pid: u32, args: &[&str]) {
+        self.daemon_mnt = Some(pid);
+        self.start_daemon(args);
     }
 
     /// Runs the daemon with `args` expecting it to exit on its own (a bad config); returns its

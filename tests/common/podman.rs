@@ -1,0 +1,325 @@
+//! Root Podman for the tests that drive it (tests/podman_follow.rs, tests/cni_podman.rs).
+//!
+//! Podman runs the way ../shared/RUNTIMES.md says it must on these machines: a private
+//! containers.conf through CONTAINERS_CONF (runc, nofile/nproc ulimits, cgroupfs, file events, a
+//! private network config directory, plus whatever the test adds), private vfs storage
+//! (`--root`, `--runroot`, `--tmpdir` in the test's directory) and an image imported from
+//! busybox-static (nothing can be pulled). Podman, conmon and runc run in a mount namespace of
+//! their own, held open by a `sleep`, in which /run, /var/lib and /dev/shm are private tmpfs:
+//! what they would write machine-wide (/run/containers, /run/runc, /run/netns,
+//! /var/lib/containers/cache, /var/lib/cni/results, /dev/shm/libpod_lock) vanishes with that
+//! namespace. The containers' cgroups live under a parent named after the test, removed at the
+//! end. Podman itself runs in the machine's network namespace (runc cannot run inside
+//! `ip netns exec`).
+//!
+//! A test whose daemon must open the namespaces Podman makes (/run/netns/cni-...: only visible
+//! in Podman's mount namespace) starts it there with [`Lab::start_daemon_in_mount_ns`].
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use super::*;
+
+/// How long one podman call may take.
+pub const PODMAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fails unless podman, runc, conmon, nsenter, unshare and tar are installed and
+/// `/bin/busybox` is a static binary.
+pub fn require_podman() {
+    require_program("podman", "podman");
+    require_program("runc", "runc");
+    require_program("conmon", "conmon");
+    require_program("nsenter", "util-linux");
+    require_program("unshare", "util-linux");
+    require_program("tar", "tar");
+    require_static_busybox();
+}
+
+/// Fails unless `/bin/busybox` is a static binary (busybox-static: the image has no C library).
+pub fn require_static_busybox() {
+    if !Path::new("/bin/busybox").is_file() {
+        panic!(
+            "this test needs a static `/bin/busybox` to build its image: install it with \
+             `apt-get install busybox-static`"
+        );
+    }
+    let o = cmd(&["ldd", "/bin/busybox"], CLI_TIMEOUT);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if !(text.contains("not a dynamic executable") || text.contains("statically linked")) {
+        panic!(
+            "/bin/busybox is dynamically linked (the `busybox` package); this test copies it into \
+             an image without a C library: install `busybox-static` instead:\n{text}"
+        );
+    }
+}
+
+/// Writes a rootfs of busybox-static with links for `applets` under `dir/rootfs` and packs it
+/// as `dir/rootfs.tar`; returns the tar's path.
+pub fn busybox_rootfs_tar(dir: &Path, applets: &[&str]) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir rootfs/bin");
+    for d in ["etc", "tmp", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir in rootfs");
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy /bin/busybox");
+    for a in applets {
+        let link = rootfs.join("bin").join(a);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", link).expect("applet link");
+        }
+    }
+    let tar = dir.join("rootfs.tar");
+    cmd_ok(&[
+        "tar",
+        "-C",
+        &rootfs.to_string_lossy(),
+        "-cf",
+        &tar.to_string_lossy(),
+        ".",
+    ]);
+    tar
+}
+
+/// Root Podman with private configuration, storage and mount namespace (see the module's
+/// comment). Dropping it removes every container and image it made, kills whatever is left in
+/// its cgroups, removes those cgroups and its directory. Declare it after the [`Lab`], so its
+/// containers go before the daemon stops.
+pub struct Podman {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    /// The cgroup parent of the containers (and of conmon), one directory in each hierarchy.
+    pub cgroup: String,
+    /// `unshare --mount sleep`: holds the mount namespace every podman call enters.
+    holder: Option<Bg>,
+}
+
+impl Podman {
+    pub fn new(lab: &Lab) -> Podman {
+        Podman::with_conf(lab, "", "")
+    }
+
+    /// Podman whose containers.conf has `network` added to its `[network]` table and `engine`
+    /// to its `[engine]` table (TOML lines).
+    pub fn with_conf(lab: &Lab, network: &str, engine: &str) -> Podman {
+        let dir = lab.dir.join("podman");
+        for d in ["tmp", "networks"] {
+            std::fs::create_dir_all(dir.join(d))
+                .unwrap_or_else(|e| panic!("mkdir {}/{d}: {e}", dir.display()));
+        }
+        let conf = dir.join("containers.conf");
+        let mut p = Podman {
+            conf,
+            cgroup: format!("nyt{}podman", lab.id),
+            holder: None,
+            dir,
+        };
+        std::fs::write(
+            &p.conf,
+            format!(
+                "[containers]\n\
+                 default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [engine]\n\
+                 runtime = \"runc\"\n\
+                 cgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"file\"\n\
+                 {engine}\n\
+                 [network]\n\
+                 network_config_dir = \"{}\"\n\
+                 {network}\n",
+                p.networks_dir().display()
+            ),
+        )
+        .expect("writing containers.conf");
+
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sleep", "3600"]);
+        let holder = Bg::spawn(&mut c, &p.dir.join("holder.log"));
+        let pid = holder.pid();
+        p.holder = Some(holder);
+        let mnt = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
+        let own = wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+            let m = mnt(&pid.to_string());
+            m.is_some() && m != mnt("self")
+        });
+        if !own {
+            lab.fail("`unshare --mount sleep` did not enter a mount namespace of its own");
+        }
+        // `-n`: no /run/mount/utab, which mount would otherwise create in the machine's /run.
+        let o = cmd(
+            &[
+                "nsenter",
+                "-t",
+                &pid.to_string(),
+                "-m",
+                "sh",
+                "-c",
+                "mount -n -t tmpfs -o mode=755 nyt-podman /run && \
+                 mount -n -t tmpfs -o mode=755 nyt-podman /var/lib && \
+                 mount -n -t tmpfs -o mode=1777 nyt-podman /dev/shm",
+            ],
+            CLI_TIMEOUT,
+        );
+        if !o.status.success() {
+            lab.fail(&format!(
+                "private /run, /var/lib, /dev/shm for podman:\n{}",
+                show(&o)
+            ));
+        }
+        p
+    }
+
+    /// The directory of network configurations (`network_config_dir`: Podman's CNI
+    /// conflists with the CNI backend).
+    pub fn networks_dir(&self) -> PathBuf {
+        self.dir.join("networks")
+    }
+
+    /// The process holding Podman's mount namespace.
+    pub fn holder_pid(&self) -> u32 {
+        self.holder
+            .as_ref()
+            .map(Bg::pid)
+            .expect("podman's mount namespace")
+    }
+
+    /// `nsenter -t HOLDER -m podman --root ... ARGS` with the private containers.conf.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let pid = self.holder_pid();
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &pid.to_string(), "-m", "podman"])
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("CONTAINERS_CONF", &self.conf)
+            .env("TMPDIR", self.dir.join("tmp"))
+            .env_remove("CONTAINERS_STORAGE_CONF")
+            .env_remove("CONTAINER_HOST");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_bounded(&mut self.command(args), PODMAN_TIMEOUT)
+    }
+
+    /// A podman call that must succeed; its stdout, trimmed.
+    pub fn ok(&self, lab: &Lab, args: &[&str]) -> String {
+        let o = self.run(args);
+        if !o.status.success() {
+            lab.fail(&format!(
+                "`podman {}` failed:\n{}",
+                args.join(" "),
+                show(&o)
+            ));
+        }
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Imports `localhost/NAME` from a rootfs of busybox-static with links for `applets`.
+    pub fn import_busybox(&self, lab: &Lab, name: &str, applets: &[&str]) {
+        let tar = busybox_rootfs_tar(&self.dir, applets);
+        let image = format!("localhost/{name}");
+        self.ok(
+            lab,
+            &[
+                "import",
+                "--quiet",
+                "--change",
+                "ENV PATH=/bin",
+                &tar.to_string_lossy(),
+                &image,
+            ],
+        );
+    }
+
+    /// The PID of container `name`'s first process (0 when it is not running).
+    pub fn pid(&self, lab: &Lab, name: &str) -> u32 {
+        let out = self.ok(lab, &["inspect", "-f", "{{.State.Pid}}", name]);
+        out.parse()
+            .unwrap_or_else(|e| lab.fail(&format!("podman inspect pid {out:?}: {e}")))
+    }
+
+    /// The test's cgroup directories (cgroup v2 at the root, or one per v1 hierarchy).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let root = Path::new("/sys/fs/cgroup");
+        let mut v = vec![root.join(&self.cgroup)];
+        if let Ok(rd) = std::fs::read_dir(root) {
+            for e in rd.flatten() {
+                v.push(e.path().join(&self.cgroup));
+            }
+        }
+        v.into_iter().filter(|p| p.is_dir()).collect()
+    }
+}
+
+/// `dir` and every directory below it, deepest first.
+pub fn dirs_post_order(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs_post_order(&e.path(), out);
+            }
+        }
+    }
+    out.push(dir.to_path_buf());
+}
+
+/// Kills whatever process is left in `dirs` (cgroup directories, deepest first), then removes
+/// them (waiting up to 10 s for the kernel to let go).
+pub fn kill_and_remove_cgroups(dirs: &[PathBuf]) {
+    for d in dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            eprintln!("cleanup: killing {pid}, left in {}", d.display());
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let removed = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        dirs.iter()
+            .all(|d| !d.exists() || std::fs::remove_dir(d).is_ok())
+    });
+    if !removed {
+        let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
+        eprintln!("cleanup: cgroups left: {left:?}");
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if self.holder.as_mut().is_some_and(Bg::running) {
+            for args in [
+                &["rm", "--force", "--time", "0", "--all"][..],
+                &["rmi", "--force", "--all"][..],
+            ] {
+                let o = self.run(args);
+                if !o.status.success() {
+                    eprintln!("cleanup: podman {}: {}", args.join(" "), show(&o));
+                }
+            }
+        }
+        // Whatever is left in the test's cgroups (a conmon, a container podman lost) goes.
+        let mut dirs = Vec::new();
+        for d in self.cgroup_dirs() {
+            dirs_post_order(&d, &mut dirs);
+        }
+        if let Some(mut h) = self.holder.take() {
+            h.stop(Duration::from_secs(3));
+        }
+        kill_and_remove_cgroups(&dirs);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("cleanup: rm -r {}: {e}", self.dir.display());
+        }
+    }
+}
