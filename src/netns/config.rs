@@ -412,6 +412,76 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
     Ok(nets)
 }
 
+/// The host's IPv4 uplink as pasta finds it: the interface of the first IPv4 default route
+/// (its name and first IPv4 address), and the first IPv4 address that is not loopback on any
+/// interface (for a host without a default route).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostUplink {
+    pub default_if: Option<(String, Option<Ipv4Addr>)>,
+    pub any_addr: Option<Ipv4Addr>,
+}
+
+pub async fn host_uplink(handle: &Handle) -> Result<HostUplink, NetnsError> {
+    let mut default_index = None;
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(route) = routes
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListRoutes {
+            source: Box::new(source),
+        })?
+    {
+        if route.header.address_family != AddressFamily::Inet
+            || route.header.destination_prefix_length != 0
+            || route.header.kind != RouteType::Unicast
+        {
+            continue;
+        }
+        default_index = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        if default_index.is_some() {
+            break;
+        }
+    }
+    let mut out = HostUplink::default();
+    let mut default_addr = None;
+    let mut addrs = handle.address().get().execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListAddresses {
+            source: Box::new(source),
+        })?
+    {
+        let Some(IpAddr::V4(ip)) = address_of(&msg) else {
+            continue;
+        };
+        if ip.is_loopback() {
+            continue;
+        }
+        out.any_addr.get_or_insert(ip);
+        if Some(msg.header.index) == default_index && default_addr.is_none() {
+            default_addr = Some(ip);
+        }
+    }
+    if let Some(index) = default_index {
+        let mut links = handle.link().get().match_index(index).execute();
+        if let Ok(Some(link)) = links.try_next().await {
+            let name = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            out.default_if = name.map(|n| (n, default_addr));
+        }
+    }
+    Ok(out)
+}
+
 /// The MTU of the underlay a VXLAN tunnel runs over: that of the interface holding `local`
 /// (when given and not 0.0.0.0), else that of the interface of the route to `peer`. `None`
 /// when neither can be found (no such address, no route, no peer): the caller picks a

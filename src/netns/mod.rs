@@ -36,8 +36,8 @@ mod sys;
 mod tests;
 
 pub use config::{
-    configure_endpoint, create_veth, delete_link, host_handle, host_routes, link_exists,
-    link_index, underlay_mtu,
+    configure_endpoint, create_veth, delete_link, host_handle, host_routes, host_uplink,
+    link_exists, link_index, underlay_mtu, HostUplink,
 };
 pub use error::NetnsError;
 pub use identity::{check, exit_watch, identify, wait_exit, NsIdentity, NsStatus};
