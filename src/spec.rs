@@ -46,6 +46,12 @@ pub struct NetworkSpec {
     pub internal: bool,
     #[serde(default)]
     pub host_loopback: bool,
+    /// More addresses the gateway answers on (ARP, ICMP echo, DNS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_extra: Vec<Ipv4Addr>,
+    /// Destination maps of egress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maps: Vec<AddrMapSpec>,
     /// Endpoint ports accept only their own MAC and addresses (trusted endpoints aside).
     #[serde(default = "yes")]
     pub port_security: bool,
@@ -65,6 +71,14 @@ pub struct NetworkSpec {
     /// keeps its IP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<(String, Ipv4Addr)>,
+}
+
+/// A destination map: egress to `guest` leaves to `host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddrMapSpec {
+    pub guest: Ipv4Addr,
+    pub host: Ipv4Addr,
 }
 
 fn yes() -> bool {

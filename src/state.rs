@@ -80,6 +80,28 @@ pub struct Daemon {
     /// Every network's subnet, shared with every gateway: egress to another netyard
     /// network's subnet is refused locally, never sent to the host's routes.
     subnets: netyard_router::gateway::LocalSubnets,
+    /// How endpoints are made (the runtime fronts change it).
+    endpoints: EndpointOptions,
+}
+
+/// How a daemon makes its endpoints. The daemon's own are configured and get the resolver's
+/// 127.0.0.11 listeners; a runtime front (`src/fronts/`) may leave the interface to the
+/// container's runtime and serve DNS only at the gateway's addresses, as slirp4netns does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointOptions {
+    /// Configure the interface inside the namespace (address, routes, `lo` up).
+    pub configure: bool,
+    /// Listen on 127.0.0.11:53 inside the namespace.
+    pub dns_in_namespace: bool,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        EndpointOptions {
+            configure: true,
+            dns_in_namespace: true,
+        }
+    }
 }
 
 /// The process an endpoint was attached by exited.
@@ -111,7 +133,14 @@ impl Daemon {
             exits,
             exits_rx: std::sync::Mutex::new(Some(exits_rx)),
             subnets: Default::default(),
+            endpoints: EndpointOptions::default(),
         }
+    }
+
+    /// Changes how endpoints are made (before the first attach).
+    pub fn with_endpoint_options(mut self, o: EndpointOptions) -> Daemon {
+        self.endpoints = o;
+        self
     }
 
     /// Publishes the networks' subnets to the gateways. Called with the state locked after
@@ -324,6 +353,7 @@ impl Daemon {
             net,
             target: &target,
             persist: true,
+            configure: self.endpoints.configure,
         };
         let dev = endpoint_kind::adopt(&cx, &spec)
             .await
@@ -610,14 +640,18 @@ impl Daemon {
             net,
             target: &target,
             persist: self.persistent(),
+            configure: self.endpoints.configure,
         };
         let dev = endpoint_kind::setup(&cx, &spec).await?;
         // The resolver listens before attach returns, as the interface is configured.
-        if let Err(e) = self
-            .dns
-            .join(spec.ns_key(), &target, &net.name, net.internal)
-            .await
-        {
+        let joined = if self.endpoints.dns_in_namespace {
+            self.dns
+                .join(spec.ns_key(), &target, &net.name, net.internal)
+                .await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = joined {
             let remains = EndpointRemains { ctl: dev.ctl };
             drop(dev.port);
             endpoint_kind::teardown(&spec, remains).await;
@@ -1284,8 +1318,13 @@ fn rebind(net: &Network, spec: &EndpointSpec) -> Vec<ports::Published> {
 impl Network {
     /// A network with no endpoint yet.
     fn new(spec: NetworkSpec, live: NetworkLive) -> Network {
+        let mut ipam = Ipam::new(spec.subnet, spec.gateway);
+        // The gateway's extra addresses inside the subnet are never handed out.
+        for &ip in &spec.gateway_extra {
+            let _ = ipam.take(ip);
+        }
         Network {
-            ipam: Ipam::new(spec.subnet, spec.gateway),
+            ipam,
             spec,
             live,
             endpoints: BTreeMap::new(),
@@ -1340,6 +1379,15 @@ impl Network {
             mtu: s.mtu,
             internal: s.internal,
             host_loopback: s.host_loopback,
+            gateway_extra: s.gateway_extra.iter().map(ToString::to_string).collect(),
+            maps: s
+                .maps
+                .iter()
+                .map(|m| netyard_api::model::AddrMapReq {
+                    guest: m.guest.to_string(),
+                    host: m.host.to_string(),
+                })
+                .collect(),
             port_security: s.port_security,
             max_flows_per_endpoint: s.max_flows_per_endpoint,
             max_flows: s.max_flows,

@@ -636,6 +636,74 @@ fn host_loopback_reaches_host_services_only_with_the_flag() {
     );
 }
 
+/// Case 7b: extra gateway addresses and destination maps (the fronts' layout): the gateway
+/// answers ping and DNS on an extra address inside the subnet and on one outside it (through
+/// the default route); a map sends TCP and UDP for a link-local address to the host's
+/// 127.0.0.1, and the replies come back from the mapped address.
+#[test]
+fn extra_gateway_addresses_answer_and_maps_reach_their_host_address() {
+    common::require_program("dig", "dnsutils");
+    let w = world();
+    w.serve(&w.lab.host.name, "host", "127.0.0.1", &[7071]);
+    let sub = Subnet::random();
+    let dns_in = sub.ip(3);
+    let net = w.lab.network(
+        "xg",
+        &sub,
+        &[
+            "--gateway-extra",
+            &dns_in,
+            "--gateway-extra",
+            "169.254.1.1",
+            "--map",
+            "169.254.1.2=127.0.0.1",
+        ],
+    );
+    let a = w.lab.ns("a");
+    let alpha = w.lab.attach(&net, &a, "alpha", &[]);
+    for dns in [dns_in.as_str(), "169.254.1.1"] {
+        let o = cmd(
+            &["ip", "netns", "exec", &a, "ping", "-c", "1", "-W", "5", dns],
+            Duration::from_secs(20),
+        );
+        assert!(o.status.success(), "ping {dns}: {}", show(&o));
+        let o = cmd(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &a,
+                "dig",
+                "+short",
+                "+time=2",
+                "+tries=2",
+                &format!("@{dns}"),
+                "alpha",
+            ],
+            Duration::from_secs(20),
+        );
+        let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if got != ip_of(&alpha) {
+            w.fail(&format!(
+                "dig @{dns} alpha: want {}, got:\n{}",
+                ip_of(&alpha),
+                show(&o)
+            ));
+        }
+    }
+    let v = w.client_ok(&a, "169.254.1.2", 7071, &["up", "1000000"]);
+    assert_eq!(v["label"], "host", "{v}");
+    assert!(s(&v, "peer").starts_with("127.0.0.1:"), "{v}");
+    let v = w.client(&a, "169.254.1.2", 7071, &["udp"]);
+    if v["result"] != "reply" || v["label"] != "host" {
+        w.fail(&format!("UDP to 169.254.1.2:7071 through the map: {v}"));
+    }
+    assert_eq!(v["from"], "169.254.1.2:7071", "reply's source: {v}");
+    // The gateway's own address is not mapped here: nothing listens there.
+    let v = w.client(&a, &sub.ip(1), 7071, &["connect", "10"]);
+    assert_eq!(v["result"], "refused", "{v}");
+}
+
 /// Case 8: `--internal`: no egress (publishing is refused, see tests/publish_cli.rs). A
 /// container of an ordinary network reaches the same server, so the failure is the flag's.
 #[test]

@@ -27,6 +27,15 @@ pub struct NetworkCreate {
     /// 127.0.0.1 (as slirp4netns maps 10.0.2.2). Refused with `internal`.
     #[serde(default)]
     pub host_loopback: bool,
+    /// More IPv4 addresses the gateway answers on (ARP, ICMP echo, DNS on port 53), e.g.
+    /// slirp4netns's DNS address beside its gateway. One outside the subnet is reached
+    /// through the endpoints' default route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_extra: Vec<String>,
+    /// Destination maps: egress (TCP, UDP, ICMP echo) to `guest` leaves to `host`, replies
+    /// come back from `guest`. Refused with `internal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maps: Vec<AddrMapReq>,
     /// Endpoint ports accept only frames from the endpoint's own MAC and addresses
     /// (default true); `--trusted` endpoints are exempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +68,16 @@ pub struct NetworkCreate {
     pub vxlan_peers: Vec<String>,
 }
 
+/// One destination map of a network: IPv4 addresses as strings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AddrMapReq {
+    /// The address endpoints send to.
+    pub guest: String,
+    /// The address the host socket connects to (e.g. 127.0.0.1).
+    pub host: String,
+}
+
 /// The VXLAN side of a network.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VxlanInfo {
@@ -85,6 +104,10 @@ pub struct NetworkInfo {
     pub internal: bool,
     #[serde(default)]
     pub host_loopback: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_extra: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maps: Vec<AddrMapReq>,
     /// Port security on the network's endpoint ports.
     #[serde(default)]
     pub port_security: bool,

@@ -60,6 +60,8 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             mtu,
             internal,
             host_loopback,
+            gateway_extra,
+            maps,
             port_security,
             max_flows_per_endpoint,
             max_flows,
@@ -70,6 +72,18 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             vxlan_port,
             vxlan_peers,
         } => {
+            // The daemon checks both addresses and names the field; a map without "=" is
+            // passed with an empty host, which it refuses the same way.
+            let maps = maps
+                .iter()
+                .map(|m| {
+                    let (guest, host) = m.split_once('=').unwrap_or((m, ""));
+                    netyard_api::model::AddrMapReq {
+                        guest: guest.to_string(),
+                        host: host.to_string(),
+                    }
+                })
+                .collect();
             let req = NetworkCreate {
                 name,
                 subnet,
@@ -77,6 +91,8 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 mtu,
                 internal,
                 host_loopback,
+                gateway_extra,
+                maps,
                 port_security,
                 max_flows_per_endpoint,
                 max_flows,

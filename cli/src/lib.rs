@@ -165,6 +165,8 @@ pub struct DaemonArgs {
     pub threads: Option<u16>,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
     /// Create a network.
@@ -184,6 +186,13 @@ pub enum NetworkCommand {
         /// Connections to the gateway address (except DNS) reach the host's 127.0.0.1.
         #[arg(long)]
         host_loopback: bool,
+        /// One more address the gateway answers on (ARP, ping, DNS); repeatable.
+        #[arg(long = "gateway-extra", value_name = "IP")]
+        gateway_extra: Vec<String>,
+        /// Egress to GUEST leaves to the host address HOST (replies come from GUEST);
+        /// repeatable.
+        #[arg(long = "map", value_name = "GUEST=HOST")]
+        maps: Vec<String>,
         /// Endpoint ports accept only frames from their own MAC and addresses [default:
         /// true]; `--port-security=false` turns it off for the whole network.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]

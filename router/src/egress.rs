@@ -434,8 +434,10 @@ pub(crate) struct EgressConfig {
     /// The network's MTU (IP packet size).
     pub mtu: usize,
     pub limits: FlowLimits,
-    /// UDP to the gateway's address (but DNS) goes to the host's 127.0.0.1.
-    pub host_loopback: bool,
+    /// Destination maps (`--host-loopback` included, see [`packet::effective_maps`]): a
+    /// mapped destination's socket connects to the host address, replies come from the
+    /// destination.
+    pub maps: Vec<packet::AddrMap>,
     /// The budget every flow's host socket is counted in (the process's, but in tests).
     pub host_sockets: &'static HostSockets,
     /// Every netyard network's subnet: destinations there are refused locally.
@@ -513,13 +515,11 @@ impl Egress {
         self.epoll.clone()
     }
 
-    /// Where a flow's host socket connects: the destination, or the host's 127.0.0.1 for the
-    /// gateway's own address under `--host-loopback`.
+    /// Where a flow's host socket connects: the destination, or its map's host address.
     fn host_target(&self, dest: SocketAddrV4) -> SocketAddrV4 {
-        if self.cfg.host_loopback && *dest.ip() == self.cfg.subnet.gateway {
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, dest.port())
-        } else {
-            dest
+        match packet::mapped(*dest.ip(), &self.cfg.maps) {
+            Some(host) => SocketAddrV4::new(host, dest.port()),
+            None => dest,
         }
     }
 
@@ -606,7 +606,7 @@ impl Egress {
             self.count(EgressDrop::Disabled);
             return;
         }
-        let pkt = match packet::parse_outbound(frame, &self.cfg.subnet) {
+        let pkt = match packet::parse_outbound_mapped(frame, &self.cfg.subnet, &self.cfg.maps) {
             Ok(p) => p,
             Err(reason) => {
                 self.count(reason);
@@ -632,10 +632,10 @@ impl Egress {
         }
         // Checked on every packet, not only a flow's first: a network created while a flow
         // lives is refused from then on. One atomic load, no lock.
-        if let Some(r) = packet::refusal(
+        if let Err(r) = packet::egress_target(
             *pkt.key.dest.ip(),
             &self.cfg.subnet,
-            self.cfg.host_loopback,
+            &self.cfg.maps,
             &self.cfg.local_subnets.load(),
         ) {
             self.count(r.reason());
@@ -686,6 +686,7 @@ impl Egress {
             }
             FlowSock::Raw(ident) => {
                 let dest = *io.key.dest.ip();
+                let dest = packet::mapped(dest, &self.cfg.maps).unwrap_or(dest);
                 self.send_raw(id, pkt.payload, dest, ident, out);
             }
         }
@@ -846,7 +847,7 @@ impl Egress {
             Proto::Tcp => return Err(io::Error::from(io::ErrorKind::Unsupported).into()),
         };
         let sock = match key.proto {
-            Proto::Icmp => match icmp_socket(*key.dest.ip()) {
+            Proto::Icmp => match icmp_socket(*self.host_target(key.dest).ip()) {
                 Ok(sock) => FlowSock::Own {
                     sock,
                     _permit: permit,
@@ -1036,12 +1037,12 @@ impl Egress {
         true
     }
 
-    /// The raw-socket flow with echo identifier `ident` whose destination is `peer`.
+    /// The raw-socket flow with echo identifier `ident` whose (host) destination is `peer`.
     fn raw_flow(&self, ident: u16, peer: Ipv4Addr) -> Option<FlowId> {
         let id = *self.raw_flows.get(&ident)?;
         self.flows
             .get(&id)
-            .is_some_and(|io| *io.key.dest.ip() == peer)
+            .is_some_and(|io| *self.host_target(io.key.dest).ip() == peer)
             .then_some(id)
     }
 }
@@ -1176,7 +1177,7 @@ mod tests {
             gw_mac: GW_MAC,
             mtu: 1500,
             limits: FlowLimits::default(),
-            host_loopback: false,
+            maps: Vec::new(),
             host_sockets,
             local_subnets: local,
         })

@@ -38,7 +38,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant as SInstant;
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -87,8 +87,18 @@ pub struct GatewayConfig {
     /// Caps and idle timeouts of the egress flow table.
     pub flow_limits: FlowLimits,
     /// Connections and datagrams to the gateway address (other than DNS on port 53) go to
-    /// the host's 127.0.0.1 (`--host-loopback`), as slirp4netns maps 10.0.2.2.
+    /// the host's 127.0.0.1 (`--host-loopback`), as slirp4netns maps 10.0.2.2: a shorthand
+    /// for a map of the gateway's address to 127.0.0.1 (a map in `maps` naming the gateway
+    /// wins).
     pub host_loopback: bool,
+    /// More addresses the gateway answers on besides `ip` (ARP, ICMP echo, DNS on port 53):
+    /// slirp4netns's DNS address 10.0.2.3, pasta's `--dns-forward` address. One outside the
+    /// subnet is reached through the endpoint's default route.
+    pub extra_ips: Vec<Ipv4Addr>,
+    /// Destination maps: TCP, UDP and ICMP echo to `guest` leave through a host socket to
+    /// `host`, replies come back from `guest`. A mapped address of the gateway's own keeps
+    /// DNS on port 53 for itself.
+    pub maps: Vec<packet::AddrMap>,
     /// Every netyard network's subnet (this one's included or not): UDP, ICMP echo and TCP
     /// for a destination inside one is refused locally with ICMP "administratively
     /// prohibited" and counted (`refused_local_network`), never sent to a host socket.
@@ -107,8 +117,20 @@ impl GatewayConfig {
             egress: true,
             flow_limits: FlowLimits::default(),
             host_loopback: false,
+            extra_ips: Vec::new(),
+            maps: Vec::new(),
             local_subnets: LocalSubnets::default(),
         }
+    }
+
+    /// The maps egress applies, `host_loopback` folded in.
+    fn effective_maps(&self) -> Vec<packet::AddrMap> {
+        packet::effective_maps(self.ip, self.host_loopback, &self.maps)
+    }
+
+    /// Whether `ip` is one of the gateway's own addresses.
+    pub fn is_own(&self, ip: Ipv4Addr) -> bool {
+        ip == self.ip || self.extra_ips.contains(&ip)
     }
 }
 
@@ -173,7 +195,7 @@ impl Device for QueueDevice {
 /// An answer on its way back to a client.
 enum Reply {
     Udp {
-        to: IpEndpoint,
+        to: udp::UdpMetadata,
         msg: Vec<u8>,
     },
     Tcp {
@@ -212,7 +234,7 @@ pub fn start(
         gw_mac: cfg.mac,
         mtu: cfg.mtu,
         limits: cfg.flow_limits,
-        host_loopback: cfg.host_loopback,
+        maps: cfg.effective_maps(),
         host_sockets: crate::limits::host_sockets(),
         local_subnets: cfg.local_subnets.clone(),
     })?;
@@ -224,7 +246,10 @@ pub fn start(
             },
             gw_mac: cfg.mac,
             mtu: cfg.mtu,
-            host_loopback: cfg.host_loopback,
+            maps: cfg.effective_maps(),
+            own: std::iter::once(cfg.ip)
+                .chain(cfg.extra_ips.iter().copied())
+                .collect(),
             host_sockets: crate::limits::host_sockets(),
             local_subnets: cfg.local_subnets.clone(),
         },
@@ -240,6 +265,7 @@ pub fn start(
         egress,
         relay,
         scratch: Vec::new(),
+        maps: cfg.effective_maps(),
     };
     let task = tokio::spawn(run(cfg, peer, dns, engines, publish_rx, epoll));
     Ok(GatewayHandle {
@@ -298,6 +324,8 @@ struct Engines {
     relay: Relay,
     /// Reused for software segmentation of GSO frames that go to smoltcp or UDP egress.
     scratch: Vec<u8>,
+    /// `cfg`'s maps with `host_loopback` folded in.
+    maps: Vec<packet::AddrMap>,
 }
 
 impl Engines {
@@ -315,9 +343,9 @@ impl Engines {
         let to_gw_mac = frame.get(0..6) == Some(&self.cfg.mac[..]);
         if to_gw_mac {
             if let Some((proto, src, dst)) = l4_ports(frame) {
-                let outside = !self.subnet.contains(*dst.ip());
-                let to_gw = *dst.ip() == self.cfg.ip;
-                if proto == 6 && (outside || (to_gw && self.relay.owns_gateway_tcp(src, dst))) {
+                let own = self.cfg.is_own(*dst.ip());
+                let outside = !own && !self.subnet.contains(*dst.ip());
+                if proto == 6 && (outside || (own && self.relay.owns_gateway_tcp(src, dst))) {
                     let trusted = hdr.needs_csum || hdr.data_valid;
                     self.relay.segment(frame, trusted, now, peer);
                     return;
@@ -344,8 +372,10 @@ impl Engines {
 
     /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
     fn plain(&mut self, frame: &[u8], now: Instant, dev: &mut QueueDevice, peer: &Uplink) {
-        let mut to_host_loopback = false;
+        let mut mapped_own = false;
+        let mut own = false;
         if frame.get(0..6) == Some(&self.cfg.mac[..]) {
+            own = packet::ipv4_dst(frame).is_some_and(|d| self.cfg.is_own(d));
             if let Some((17, src, dst)) = l4_ports(frame) {
                 if self.relay.owns_udp(src, dst) {
                     if let Ok(p) = packet::parse_outbound(frame, &self.subnet) {
@@ -353,11 +383,12 @@ impl Engines {
                     }
                     return;
                 }
-                to_host_loopback =
-                    *dst.ip() == self.cfg.ip && self.cfg.host_loopback && dst.port() != 53;
+                // UDP to a mapped address of the gateway's own leaves, but DNS stays here.
+                mapped_own =
+                    own && dst.port() != 53 && packet::mapped(*dst.ip(), &self.maps).is_some();
             }
         }
-        if to_host_loopback || packet::is_egress(frame, self.cfg.mac, &self.subnet) {
+        if mapped_own || (!own && packet::is_egress(frame, self.cfg.mac, &self.subnet)) {
             self.egress.outbound(frame, now, &VnetSink(peer));
         } else {
             dev.rx.push_back(frame.to_vec());
@@ -386,6 +417,18 @@ async fn run(
     );
     iface.update_ip_addrs(|a| {
         let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
+        // smoltcp answers ARP and ICMP echo for each; one outside the subnet is a host route.
+        for &x in &cfg.extra_ips {
+            let inside = packet::Subnet {
+                gateway: cfg.ip,
+                prefix_len: cfg.prefix_len,
+            }
+            .contains(x);
+            let len = if inside { cfg.prefix_len } else { 32 };
+            if a.push(IpCidr::new(IpAddress::Ipv4(x), len)).is_err() {
+                tracing::warn!(address = %x, "gateway: too many addresses; {x} not served");
+            }
+        }
     });
     let mut sockets = SocketSet::new(Vec::new());
     let mut udp_handle = None;
@@ -395,7 +438,8 @@ async fn run(
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0u8; 64 * 1024]),
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0u8; 64 * 1024]),
         );
-        if u.bind((IpAddress::Ipv4(cfg.ip), 53)).is_ok() {
+        // Port 53 of every address of the gateway's; answers leave from the address asked.
+        if u.bind(53).is_ok() {
             udp_handle = Some(sockets.add(u));
         }
         for _ in 0..TCP_POOL {
@@ -430,7 +474,7 @@ async fn run(
                 let query = q[..n].to_vec();
                 let svc = svc.clone();
                 let tx = reply_tx.clone();
-                let to = meta.endpoint;
+                let to = meta;
                 tokio::spawn(async move {
                     if let Some(msg) = svc.answer(query, false).await {
                         let _ = tx.send(Reply::Udp { to, msg }).await;

@@ -145,6 +145,61 @@ pub fn refusal(
     None
 }
 
+/// A destination map: what an endpoint sends to `guest` leaves through a host socket to
+/// `host`, and the replies come back from `guest` (slirp4netns's 10.0.2.2 -> 127.0.0.1,
+/// pasta's `--map-guest-addr` and `--map-host-loopback`). The mapped address is exempt from
+/// the loopback and local-network refusals (the map is the sanction), nothing else is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrMap {
+    pub guest: Ipv4Addr,
+    pub host: Ipv4Addr,
+}
+
+/// The maps a gateway applies: `maps`, and the gateway's own address to the host's
+/// 127.0.0.1 under `--host-loopback` unless `maps` already says where it goes.
+pub fn effective_maps(gateway: Ipv4Addr, host_loopback: bool, maps: &[AddrMap]) -> Vec<AddrMap> {
+    let mut out = maps.to_vec();
+    if host_loopback && !maps.iter().any(|m| m.guest == gateway) {
+        out.push(AddrMap {
+            guest: gateway,
+            host: Ipv4Addr::LOCALHOST,
+        });
+    }
+    out
+}
+
+/// Where a destination's host map sends it, if one does.
+pub fn mapped(dst: Ipv4Addr, maps: &[AddrMap]) -> Option<Ipv4Addr> {
+    maps.iter().find(|m| m.guest == dst).map(|m| m.host)
+}
+
+/// The address a host socket for `dst` connects to: the map's host address for a mapped
+/// destination (whatever it is: the map sanctions it), else `dst` itself unless [`refusal`]
+/// refuses it. Pure, called for every packet as [`refusal`] is.
+pub fn egress_target(
+    dst: Ipv4Addr,
+    subnet: &Subnet,
+    maps: &[AddrMap],
+    local_subnets: &[Ipv4Net],
+) -> Result<Ipv4Addr, Refusal> {
+    if let Some(host) = mapped(dst, maps) {
+        return Ok(host);
+    }
+    match refusal(dst, subnet, false, local_subnets) {
+        Some(r) => Err(r),
+        None => Ok(dst),
+    }
+}
+
+/// The IPv4 destination of an Ethernet frame, by fixed offsets (None: not IPv4 or too short).
+pub fn ipv4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
+    if frame.get(12..14)? != EtherType::IPV4.0.to_be_bytes() {
+        return None;
+    }
+    let d = frame.get(ETH_HDR + 16..ETH_HDR + 20)?;
+    Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+}
+
 /// Whether a frame goes to the egress path rather than to the gateway's own stack: an IPv4
 /// frame sent to the gateway's MAC whose destination address is outside the subnet. Looks at
 /// fixed offsets only; a frame too short to tell stays with the stack (which drops it).
@@ -199,6 +254,16 @@ fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNumber, len: u16) -> Sum
 /// checksum, lengths, no fragment) + UDP (length, checksum unless 0) or ICMP echo request
 /// (checksum).
 pub fn parse_outbound<'a>(frame: &'a [u8], subnet: &Subnet) -> Result<Outbound<'a>, EgressDrop> {
+    parse_outbound_mapped(frame, subnet, &[])
+}
+
+/// [`parse_outbound`] for a gateway with destination maps: a mapped destination is taken
+/// whatever its address (a link-local `--map-guest-addr`, the gateway's own address).
+pub fn parse_outbound_mapped<'a>(
+    frame: &'a [u8],
+    subnet: &Subnet,
+    maps: &[AddrMap],
+) -> Result<Outbound<'a>, EgressDrop> {
     let (Some(src_mac), Some(ip_bytes)) = (frame.get(6..12), frame.get(ETH_HDR..)) else {
         return Err(EgressDrop::Malformed);
     };
@@ -217,7 +282,8 @@ pub fn parse_outbound<'a>(frame: &'a [u8], subnet: &Subnet) -> Result<Outbound<'
     // The gateway's own address only arrives here under `--host-loopback` (the gateway task
     // decides); other addresses of the network never leave it.
     let inside = subnet.contains(dst) && dst != subnet.gateway;
-    if !subnet.valid_source(src) || unroutable_destination(dst) || inside {
+    let is_mapped = mapped(dst, maps).is_some();
+    if !subnet.valid_source(src) || (!is_mapped && (unroutable_destination(dst) || inside)) {
         return Err(EgressDrop::BadAddress);
     }
     // The IPv4 header's own length bounds the payload (Ethernet may pad short frames).
@@ -623,6 +689,88 @@ mod tests {
             Refusal::LocalNetwork.reason().as_str(),
             "refused_local_network"
         );
+    }
+
+    #[test]
+    fn a_mapped_destination_goes_to_its_host_address_and_only_it_bypasses_the_refusals() {
+        let local = [net("10.0.0.0/24"), net("10.89.1.0/24")];
+        let lo = Ipv4Addr::LOCALHOST;
+        let guest = Ipv4Addr::new(169, 254, 1, 2);
+        let host = Ipv4Addr::new(192, 0, 2, 7);
+        let other_net = Ipv4Addr::new(10, 89, 1, 9);
+        let maps = [
+            AddrMap { guest, host },
+            AddrMap {
+                guest: SUBNET.gateway,
+                host: lo,
+            },
+            AddrMap {
+                guest: Ipv4Addr::new(198, 18, 0, 9),
+                host: other_net,
+            },
+        ];
+        assert_eq!(egress_target(guest, &SUBNET, &maps, &local), Ok(host));
+        assert_eq!(
+            egress_target(SUBNET.gateway, &SUBNET, &maps, &local),
+            Ok(lo)
+        );
+        // The target of a map is taken as is, even inside another network.
+        assert_eq!(
+            egress_target(Ipv4Addr::new(198, 18, 0, 9), &SUBNET, &maps, &local),
+            Ok(other_net)
+        );
+        // Unmapped destinations keep every refusal; a literal loopback address included.
+        assert_eq!(egress_target(OUT, &SUBNET, &maps, &local), Ok(OUT));
+        assert_eq!(
+            egress_target(lo, &SUBNET, &maps, &local),
+            Err(Refusal::Loopback)
+        );
+        assert_eq!(
+            egress_target(other_net, &SUBNET, &maps, &local),
+            Err(Refusal::LocalNetwork)
+        );
+        assert_eq!(
+            egress_target(Ipv4Addr::new(10, 0, 0, 7), &SUBNET, &maps, &local),
+            Err(Refusal::LocalNetwork)
+        );
+        assert_eq!(
+            egress_target(SUBNET.gateway, &SUBNET, &[], &local),
+            Err(Refusal::LocalNetwork)
+        );
+        // A link-local mapped destination parses; unmapped it is a bad address.
+        let f = udp_frame(EP, guest, 5000, 7, b"x");
+        assert!(parse_outbound_mapped(&f, &SUBNET, &maps).is_ok());
+        assert_eq!(
+            parse_outbound(&f, &SUBNET).err(),
+            Some(EgressDrop::BadAddress)
+        );
+        assert_eq!(ipv4_dst(&f), Some(guest));
+    }
+
+    #[test]
+    fn host_loopback_is_the_gateway_mapped_to_127_0_0_1_unless_a_map_names_the_gateway() {
+        let lo = Ipv4Addr::LOCALHOST;
+        let gw = SUBNET.gateway;
+        assert_eq!(effective_maps(gw, false, &[]), vec![]);
+        assert_eq!(
+            effective_maps(gw, true, &[]),
+            vec![AddrMap {
+                guest: gw,
+                host: lo
+            }]
+        );
+        let own = AddrMap {
+            guest: gw,
+            host: Ipv4Addr::new(192, 0, 2, 1),
+        };
+        assert_eq!(effective_maps(gw, true, &[own]), vec![own]);
+        for host_loopback in [false, true] {
+            let maps = effective_maps(gw, host_loopback, &[]);
+            assert_eq!(
+                egress_target(gw, &SUBNET, &maps, &[]).ok(),
+                host_loopback.then_some(lo)
+            );
+        }
     }
 
     #[test]

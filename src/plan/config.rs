@@ -36,6 +36,30 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     if req.host_loopback != saved.host_loopback {
         d.push("host_loopback");
     }
+    let extra: Vec<Option<Ipv4Addr>> = req.gateway_extra.iter().map(|s| s.parse().ok()).collect();
+    if extra
+        != saved
+            .gateway_extra
+            .iter()
+            .map(|ip| Some(*ip))
+            .collect::<Vec<_>>()
+    {
+        d.push("gateway_extra");
+    }
+    let maps: Vec<Option<(Ipv4Addr, Ipv4Addr)>> = req
+        .maps
+        .iter()
+        .map(|m| Some((m.guest.parse().ok()?, m.host.parse().ok()?)))
+        .collect();
+    if maps
+        != saved
+            .maps
+            .iter()
+            .map(|m| Some((m.guest, m.host)))
+            .collect::<Vec<_>>()
+    {
+        d.push("maps");
+    }
     if req.port_security.is_some_and(|p| p != saved.port_security) {
         d.push("port_security");
     }

@@ -10,7 +10,7 @@ use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
 use super::{valid_name, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS, DEFAULT_MTU, MAX_FLOWS};
 use crate::error::DaemonError;
 use crate::ipam::pick_free_subnet;
-use crate::spec::{NetworkSpec, VxlanSpec};
+use crate::spec::{AddrMapSpec, NetworkSpec, VxlanSpec};
 
 /// Validates a `network create` request against the networks that exist, resolving every
 /// default: the subnet (the first free /24 of the default pools that overlaps no host route
@@ -87,10 +87,12 @@ pub fn plan_network<'a>(
         (None, Some(_)) => underlay_mtu.unwrap_or(DEFAULT_MTU).saturating_sub(overhead),
         (None, None) => DEFAULT_MTU,
     };
-    if !(576..=65_000).contains(&mtu) {
+    // 65521 is slirp4netns's ceiling (Podman and RootlessKit ask for 65520): an IPv4 packet
+    // that size, its Ethernet and virtio-net headers still fit every 64 KiB frame buffer.
+    if !(576..=MTU_MAX).contains(&mtu) {
         return Err(DaemonError::invalid(
             "mtu",
-            format!("{mtu} out of range (576 to 65000)"),
+            format!("{mtu} out of range (576 to {MTU_MAX})"),
         ));
     }
     if let Some(u) = underlay_mtu {
@@ -125,6 +127,7 @@ pub fn plan_network<'a>(
             "an internal network has no egress, so no host loopback either",
         ));
     }
+    let (gateway_extra, maps) = plan_gateway_addresses(req, subnet, gateway)?;
     let defaults = FlowLimits::default();
     let mut max_flows_per_endpoint = defaults.max_per_endpoint;
     let mut max_flows = defaults.max_total;
@@ -153,6 +156,8 @@ pub fn plan_network<'a>(
         mtu,
         internal: req.internal,
         host_loopback: req.host_loopback,
+        gateway_extra,
+        maps,
         port_security: req.port_security.unwrap_or(true),
         max_flows_per_endpoint,
         max_flows,
@@ -162,6 +167,95 @@ pub fn plan_network<'a>(
         static_fdb: Default::default(),
         released: Vec::new(),
     })
+}
+
+/// Most extra gateway addresses (the gateway's interface holds at most 8 in all).
+pub const GATEWAY_EXTRA_MAX: usize = 7;
+
+/// The largest network MTU.
+pub const MTU_MAX: u32 = 65_521;
+
+/// A unicast IPv4 address for `field`.
+fn parse_unicast(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| DaemonError::invalid(field, format!("{s:?} is not an IPv4 address")))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{ip} is not a unicast address"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// Validates `gateway_extra` and `maps`: extra addresses are unicast, not the gateway, not
+/// the subnet's network or broadcast address, no duplicates; a map's guest address inside
+/// the subnet must be one of the gateway's (nobody else would answer ARP for it), each guest
+/// address is mapped once, and an internal network (no egress) has no maps.
+fn plan_gateway_addresses(
+    req: &NetworkCreate,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+) -> Result<(Vec<Ipv4Addr>, Vec<AddrMapSpec>), DaemonError> {
+    if req.gateway_extra.len() > GATEWAY_EXTRA_MAX {
+        return Err(DaemonError::invalid(
+            "gateway_extra",
+            format!(
+                "{} addresses, at most {GATEWAY_EXTRA_MAX}",
+                req.gateway_extra.len()
+            ),
+        ));
+    }
+    let mut extra = Vec::new();
+    for (i, s) in req.gateway_extra.iter().enumerate() {
+        let field = format!("gateway_extra[{i}]");
+        let ip = parse_unicast(&field, s)?;
+        if ip == gateway {
+            return Err(DaemonError::invalid(field, format!("{ip} is the gateway")));
+        }
+        if ip.is_loopback() {
+            return Err(DaemonError::invalid(field, format!("{ip} is loopback")));
+        }
+        if subnet.contains(&ip) && (ip == subnet.network() || ip == subnet.broadcast()) {
+            return Err(DaemonError::invalid(
+                field,
+                format!("{ip} is not a host address of {subnet}"),
+            ));
+        }
+        if extra.contains(&ip) {
+            return Err(DaemonError::invalid(field, format!("{ip} is listed twice")));
+        }
+        extra.push(ip);
+    }
+    if req.internal && !req.maps.is_empty() {
+        return Err(DaemonError::invalid(
+            "maps",
+            "an internal network has no egress, so no maps either",
+        ));
+    }
+    let mut maps: Vec<AddrMapSpec> = Vec::new();
+    for (i, m) in req.maps.iter().enumerate() {
+        let guest = parse_unicast(&format!("maps[{i}].guest"), &m.guest)?;
+        let host = parse_unicast(&format!("maps[{i}].host"), &m.host)?;
+        if subnet.contains(&guest) && guest != gateway && !extra.contains(&guest) {
+            return Err(DaemonError::invalid(
+                format!("maps[{i}].guest"),
+                format!(
+                    "{guest} is inside {subnet} but not one of the gateway's addresses \
+                     (the gateway or gateway_extra)"
+                ),
+            ));
+        }
+        if maps.iter().any(|o| o.guest == guest) {
+            return Err(DaemonError::invalid(
+                format!("maps[{i}].guest"),
+                format!("{guest} is mapped twice"),
+            ));
+        }
+        maps.push(AddrMapSpec { guest, host });
+    }
+    Ok((extra, maps))
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {

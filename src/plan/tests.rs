@@ -52,6 +52,8 @@ fn a_network_gets_every_default_resolved() {
             mtu: DEFAULT_MTU,
             internal: false,
             host_loopback: false,
+            gateway_extra: vec![],
+            maps: vec![],
             port_security: true,
             max_flows_per_endpoint: 512,
             max_flows: 16384,
@@ -62,6 +64,41 @@ fn a_network_gets_every_default_resolved() {
             released: vec![],
         }
     );
+}
+
+fn map(guest: &str, host: &str) -> netyard_api::model::AddrMapReq {
+    netyard_api::model::AddrMapReq {
+        guest: guest.into(),
+        host: host.into(),
+    }
+}
+
+#[test]
+fn extra_gateway_addresses_and_maps_are_kept_as_given() {
+    let mut r = net_req("slirp");
+    r.subnet = Some("10.0.2.0/24".into());
+    r.gateway = Some("10.0.2.2".into());
+    r.gateway_extra = vec!["10.0.2.3".into(), "169.254.1.1".into()];
+    r.maps = vec![
+        map("10.0.2.2", "127.0.0.1"),
+        map("10.0.2.3", "127.0.0.53"),
+        map("169.254.1.2", "192.0.2.1"),
+    ];
+    let n = plan(&r, &[]).expect("plan");
+    assert_eq!(
+        n.gateway_extra,
+        vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(169, 254, 1, 1)]
+    );
+    assert_eq!(n.maps.len(), 3);
+    assert_eq!(n.maps[2].guest, Ipv4Addr::new(169, 254, 1, 2));
+    assert_eq!(n.maps[2].host, Ipv4Addr::new(192, 0, 2, 1));
+    // A state file written before these fields loads with neither.
+    let mut old = serde_json::to_value(lab()).expect("json");
+    let o = old.as_object_mut().expect("object");
+    assert!(!o.contains_key("gateway_extra") && !o.contains_key("maps"));
+    o.remove("port_security");
+    let back: NetworkSpec = serde_json::from_value(old).expect("old spec");
+    assert!(back.gateway_extra.is_empty() && back.maps.is_empty());
 }
 
 #[test]
@@ -111,6 +148,54 @@ fn network_field_errors_name_their_field() {
             Box::new(|r| {
                 r.internal = true;
                 r.host_loopback = true;
+            }),
+        ),
+        (
+            "gateway_extra[0]",
+            Box::new(|r| r.gateway_extra = vec!["x".into()]),
+        ),
+        (
+            "gateway_extra[0]",
+            Box::new(|r| r.gateway_extra = vec!["10.2.0.1".into()]),
+        ),
+        (
+            "gateway_extra[0]",
+            Box::new(|r| r.gateway_extra = vec!["10.2.0.255".into()]),
+        ),
+        (
+            "gateway_extra[1]",
+            Box::new(|r| r.gateway_extra = vec!["10.2.0.3".into(), "10.2.0.3".into()]),
+        ),
+        (
+            "gateway_extra",
+            Box::new(|r| r.gateway_extra = (2..10).map(|i| format!("10.2.0.{i}")).collect()),
+        ),
+        (
+            "maps[0].guest",
+            Box::new(|r| r.maps = vec![map("y", "127.0.0.1")]),
+        ),
+        (
+            "maps[0].host",
+            Box::new(|r| r.maps = vec![map("10.2.0.1", "0.0.0.0")]),
+        ),
+        (
+            "maps[0].guest",
+            Box::new(|r| r.maps = vec![map("10.2.0.9", "127.0.0.1")]),
+        ),
+        (
+            "maps[1].guest",
+            Box::new(|r| {
+                r.maps = vec![
+                    map("169.254.1.2", "127.0.0.1"),
+                    map("169.254.1.2", "192.0.2.1"),
+                ]
+            }),
+        ),
+        (
+            "maps",
+            Box::new(|r| {
+                r.internal = true;
+                r.maps = vec![map("10.2.0.1", "127.0.0.1")];
             }),
         ),
         ("vxlan_port", Box::new(|r| r.vxlan_port = Some(4789))),

@@ -59,7 +59,11 @@ pub(crate) struct RelayConfig {
     pub subnet: Subnet,
     pub gw_mac: [u8; 6],
     pub mtu: usize,
-    pub host_loopback: bool,
+    /// Destination maps, `--host-loopback` included ([`packet::effective_maps`]).
+    pub maps: Vec<packet::AddrMap>,
+    /// The gateway's own addresses (its address and the extra ones): TCP to one of them is
+    /// the relay's only when mapped (and not DNS) or a published connection's.
+    pub own: Vec<Ipv4Addr>,
     /// The budget every connection's host socket is counted in (the process's, but in tests).
     pub host_sockets: &'static HostSockets,
     /// Every netyard network's subnet: connections there are refused locally.
@@ -244,12 +248,14 @@ impl Relay {
         Ok(())
     }
 
-    /// Whether a TCP frame to the gateway's own address is the relay's: a published
-    /// connection shown as coming from the gateway, or (with `--host-loopback`) anything but
-    /// DNS.
+    /// Whether a TCP frame to one of the gateway's own addresses is the relay's: a published
+    /// connection shown as coming from the gateway, or (a mapped address, as the gateway's
+    /// under `--host-loopback`) anything but DNS.
     pub(crate) fn owns_gateway_tcp(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
         self.by_key.contains_key(&(src, dst))
-            || (self.cfg.host_loopback && self.shared.enabled && dst.port() != 53)
+            || (self.shared.enabled
+                && dst.port() != 53
+                && packet::mapped(*dst.ip(), &self.cfg.maps).is_some())
     }
 
     /// Whether a UDP datagram from an endpoint answers a published UDP flow.
@@ -369,16 +375,16 @@ impl Relay {
             return;
         }
         let dst_ip = *s.dst.ip();
-        let target = if dst_ip == self.cfg.subnet.gateway {
-            if !self.cfg.host_loopback {
-                self.refuse(s, peer);
-                return;
-            }
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, s.dst.port())
-        } else if let Some(r) = packet::refusal(
+        let target = if let Some(host) = packet::mapped(dst_ip, &self.cfg.maps) {
+            SocketAddrV4::new(host, s.dst.port())
+        } else if dst_ip == self.cfg.subnet.gateway || self.cfg.own.contains(&dst_ip) {
+            // The gateway's own address, unmapped: nothing listens there.
+            self.refuse(s, peer);
+            return;
+        } else if let Err(r) = packet::egress_target(
             dst_ip,
             &self.cfg.subnet,
-            self.cfg.host_loopback,
+            &self.cfg.maps,
             &self.cfg.local_subnets.load(),
         ) {
             // Another netyard network or the host's loopback: the endpoint's connect fails at
@@ -1069,7 +1075,7 @@ mod tests {
             gw_mac: GW_MAC,
             mtu: 1500,
             limits: FlowLimits::default(),
-            host_loopback: false,
+            maps: Vec::new(),
             host_sockets,
             local_subnets: local_subnets.clone(),
         })
@@ -1078,7 +1084,8 @@ mod tests {
             subnet,
             gw_mac: GW_MAC,
             mtu: 1500,
-            host_loopback: false,
+            maps: Vec::new(),
+            own: vec![GW],
             host_sockets,
             local_subnets,
         };

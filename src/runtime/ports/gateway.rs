@@ -91,6 +91,15 @@ impl PortKind for Gateway {
             egress: !p.internal,
             flow_limits: flow_limits(p),
             host_loopback: p.host_loopback,
+            extra_ips: p.gateway_extra.clone(),
+            maps: p
+                .maps
+                .iter()
+                .map(|m| netyard_router::packet::AddrMap {
+                    guest: m.guest,
+                    host: m.host,
+                })
+                .collect(),
             local_subnets: cx.local_subnets.clone(),
         };
         let direct = netyard_router::uplink::Direct {

@@ -46,6 +46,9 @@ pub struct EndpointCx<'a> {
     pub net: &'a NetworkSpec,
     pub target: &'a NsTarget,
     pub persist: bool,
+    /// Configure the interface (MAC, MTU, address, up, `lo` up, default route); false leaves
+    /// that to the container's runtime (RootlessKit configures its own `tap0`).
+    pub configure: bool,
 }
 
 /// How a port names itself to users.
