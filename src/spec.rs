@@ -179,6 +179,9 @@ pub struct EndpointSpec {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub published: Vec<Mapping>,
+    /// Who attached it (a runtime plugin's key), as the request gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl EndpointSpec {

@@ -635,6 +635,7 @@ impl Daemon {
             trusted: plan.trusted,
             aliases: plan.aliases.clone(),
             published: Vec::new(),
+            owner: plan.owner.clone(),
         };
         let cx = EndpointCx {
             net,
@@ -1433,6 +1434,7 @@ impl Endpoint {
             aliases: s.aliases.clone(),
             resolv_conf: dnsd::resolv_conf(),
             ports: self.published.iter().map(|p| p.mapping.info()).collect(),
+            owner: s.owner.clone(),
         }
     }
 }

@@ -167,6 +167,11 @@ pub struct EndpointCreate {
     /// (see `netyard_cli::portspec`). All or nothing: one busy host port fails the attach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// Who attached the endpoint, for a runtime plugin to find it again by its own key (the
+    /// CNI plugin: `cni:CONTAINERID:IFNAME`): an opaque string of at most 256 printable
+    /// characters, kept and shown as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `POST /v1/networks/{network}/endpoints/{ep}/ports`: publish more ports of a running
@@ -233,6 +238,9 @@ pub struct EndpointInfo {
     /// Published ports.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// Who attached it (`EndpointCreate::owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One row of `fdb`.

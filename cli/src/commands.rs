@@ -185,6 +185,7 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         trusted: a.trusted,
         aliases: a.aliases,
         publish: a.publish,
+        owner: None,
     };
     let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
@@ -378,6 +379,7 @@ pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
         trusted: false,
         aliases: a.aliases,
         publish: a.publish,
+        owner: None,
     };
     let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;

@@ -58,6 +58,7 @@ pub struct EndpointPlan {
     pub offload: bool,
     pub trusted: bool,
     pub aliases: Vec<String>,
+    pub owner: Option<String>,
 }
 
 /// Checks an attach request against its network. The next free address is chosen without
@@ -203,7 +204,16 @@ pub fn plan_endpoint(
             aliases.push(a.clone());
         }
     }
+    if let Some(o) = &req.owner {
+        if o.is_empty() || o.chars().count() > 256 || o.chars().any(char::is_control) {
+            return Err(DaemonError::invalid(
+                "owner",
+                "1-256 characters, no control characters",
+            ));
+        }
+    }
     Ok(EndpointPlan {
+        owner: req.owner.clone(),
         name: req.name.clone(),
         ns,
         ip,

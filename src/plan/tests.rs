@@ -274,8 +274,24 @@ fn an_endpoint_gets_the_next_address_and_dockers_mac() {
             offload: true,
             trusted: false,
             aliases: vec![],
+            owner: None,
         }
     );
+}
+
+#[test]
+fn an_owner_is_kept_as_given_and_checked() {
+    let n = lab();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    let mut r = ep_req("c1");
+    r.owner = Some("cni:abc:eth0".into());
+    let p = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.owner.as_deref(), Some("cni:abc:eth0"));
+    for bad in ["", "a\nb", &"x".repeat(257)] {
+        r.owner = Some(bad.to_string());
+        let e = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap_err();
+        assert_eq!(e.field(), Some("owner"), "{bad:?}: {e}");
+    }
 }
 
 #[test]
@@ -415,6 +431,7 @@ fn a_config_entry_differs_only_in_the_fields_it_sets() {
         trusted: false,
         aliases: vec!["web".into()],
         published: vec![],
+        owner: None,
     };
     let mut q = ep_req("c1");
     q.aliases = vec!["web".into()];

@@ -362,6 +362,7 @@ fn ep() -> EndpointInfo {
         aliases: vec![],
         resolv_conf: String::new(),
         ports: vec![],
+        owner: None,
     }
 }
 
