@@ -547,3 +547,88 @@ async fn route_oif(handle: &Handle, dst: Ipv4Addr) -> Option<u32> {
         }
     }
 }
+
+/// An interface as a namespace holds it: what CNI's CHECK compares with ADD's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkView {
+    pub up: bool,
+    pub mac: Vec<u8>,
+    /// IPv4 addresses with their prefix lengths.
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// IPv4 unicast routes out of the interface: destination and gateway.
+    pub routes: Vec<(ipnet::Ipv4Net, Option<Ipv4Addr>)>,
+}
+
+/// The interface `ifname` of `handle`'s namespace, or `None` when there is none.
+pub async fn view_link(handle: &Handle, ifname: &str) -> Result<Option<LinkView>, NetnsError> {
+    let Some(link) = get_link(handle, ifname).await? else {
+        return Ok(None);
+    };
+    let index = link.header.index;
+    let mut view = LinkView {
+        up: is_up(&link),
+        mac: link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(m) => Some(m.clone()),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        ..LinkView::default()
+    };
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(msg) = addrs
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListAddresses {
+            source: Box::new(source),
+        })?
+    {
+        if let (true, Some(IpAddr::V4(a))) = (msg.header.index == index, address_of(&msg)) {
+            view.addrs.push((a, msg.header.prefix_len));
+        }
+    }
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(route) = routes
+        .try_next()
+        .await
+        .map_err(|source| NetnsError::ListRoutes {
+            source: Box::new(source),
+        })?
+    {
+        if route.header.kind != RouteType::Unicast {
+            continue;
+        }
+        let oif = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        if oif != Some(index) {
+            continue;
+        }
+        let dst = route
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            })
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let gw = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        });
+        if let Ok(net) = ipnet::Ipv4Net::new(dst, route.header.destination_prefix_length) {
+            view.routes.push((net, gw));
+        }
+    }
+    Ok(Some(view))
+}

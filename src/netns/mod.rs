@@ -37,7 +37,7 @@ mod tests;
 
 pub use config::{
     configure_endpoint, create_veth, delete_link, host_handle, host_routes, host_uplink,
-    link_exists, link_index, underlay_mtu, HostUplink,
+    link_exists, link_index, underlay_mtu, view_link, HostUplink, LinkView,
 };
 pub use error::NetnsError;
 pub use identity::{check, exit_watch, identify, wait_exit, NsIdentity, NsStatus};
