@@ -47,6 +47,8 @@ fn net_info() -> NetworkInfo {
         mtu: 1400,
         internal: false,
         host_loopback: false,
+        gateway_extra: vec![],
+        maps: vec![],
         port_security: true,
         max_flows_per_endpoint: 512,
         max_flows: 16384,
