@@ -246,7 +246,7 @@ fn store_err(e: crate::store::StoreError) -> DaemonError {
 /// Raises the soft limit on open files to the hard one: every egress flow and every attached
 /// namespace's resolver holds descriptors, and the default soft limit (1024) is far below
 /// what the flow caps allow.
-fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {

@@ -3,5 +3,6 @@
 //! one network with one endpoint in its own process, on the daemon's engine (the same
 //! `State`, ports and gateway), with no daemon, API socket or state directory.
 
+pub mod engine;
 pub mod pasta;
 pub mod slirp4netns;
