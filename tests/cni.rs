@@ -432,3 +432,39 @@ fn bad_configurations_and_environments_are_refused_naming_the_field() {
     assert_eq!(names_in_ps(&lab), vec!["ctr1".to_string()]);
     cni_ok(&lab, "DEL", &env, &up11);
 }
+
+#[test]
+fn an_attachment_survives_a_daemon_restart_and_del_still_finds_it() {
+    require_root();
+    let mut lab = Lab::new();
+    let sub = Subnet::random();
+    let ns = lab.ns("r");
+    let path = format!("/run/netns/{ns}");
+    let conf = base_conf(&lab, "1.0.0", "rs", &sub);
+    let env = [
+        ("CNI_CONTAINERID", "ctr-restart"),
+        ("CNI_NETNS", path.as_str()),
+        ("CNI_IFNAME", "net1"),
+        ("CNI_ARGS", "K8S_POD_NAME=db"),
+    ];
+    let r = cni_ok(&lab, "ADD", &env, &conf);
+    assert_eq!(r["interfaces"][0]["name"], "net1", "{r}");
+    lab.stop_daemon();
+    // The daemon is down: DEL cannot detach and says so (the runtime retries).
+    cni_err(&lab, "DEL", &env, &conf, 11, "not reachable");
+    lab.start_daemon(&[]);
+    let mut check = conf.clone();
+    check["prevResult"] = r.clone();
+    cni_ok(&lab, "CHECK", &env, &check);
+    assert_eq!(lab.endpoint("rs", "db")["owner"], "cni:ctr-restart:net1");
+    cni_ok(&lab, "DEL", &env, &check);
+    let left = names_in_ps(&lab);
+    assert!(
+        left.is_empty(),
+        "ps after DEL following a restart: {left:?}"
+    );
+    assert!(
+        !links(&ns).contains(&"net1".to_string()),
+        "net1 is still in {ns} after DEL"
+    );
+}

@@ -481,3 +481,89 @@ fn check_passes_when_all_is_as_add_left_it_and_names_each_difference() {
         "{p:?}"
     );
 }
+
+#[test]
+fn the_daemons_refusals_name_the_runtimes_field() {
+    use axum::http::StatusCode;
+    use netyard_api::model::ApiError;
+    use netyard_cli::ClientError;
+    let api = |field: Option<&str>, status: StatusCode| {
+        ClientError::Api(
+            ApiError {
+                error: "why".into(),
+                field: field.map(str::to_string),
+            },
+            status,
+        )
+    };
+    let cases = [
+        (
+            Some("netns"),
+            StatusCode::BAD_REQUEST,
+            Code::UnknownContainer,
+            "CNI_NETNS",
+        ),
+        (
+            Some("ifname"),
+            StatusCode::BAD_REQUEST,
+            Code::InvalidEnvironment,
+            "CNI_IFNAME",
+        ),
+        (
+            Some("ip"),
+            StatusCode::CONFLICT,
+            Code::Refused,
+            "runtimeConfig.ips",
+        ),
+        (
+            Some("mac"),
+            StatusCode::BAD_REQUEST,
+            Code::Refused,
+            "runtimeConfig.mac",
+        ),
+        (
+            Some("publish[1]"),
+            StatusCode::CONFLICT,
+            Code::Refused,
+            "runtimeConfig.portMappings[1]",
+        ),
+        (
+            Some("aliases[0]"),
+            StatusCode::BAD_REQUEST,
+            Code::InvalidConfig,
+            "runtimeConfig.aliases[0]",
+        ),
+        (
+            Some("subnet"),
+            StatusCode::BAD_REQUEST,
+            Code::InvalidConfig,
+            "subnet",
+        ),
+        (
+            Some("subnet"),
+            StatusCode::CONFLICT,
+            Code::Refused,
+            "subnet",
+        ),
+        (
+            None,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::IoFailure,
+            "refused",
+        ),
+    ];
+    for (field, status, code, named) in cases {
+        let e = CniError::from_daemon("ADD", &api(field, status));
+        assert_eq!(e.code, code, "{field:?} {status}: {e}");
+        assert!(e.msg.contains(named), "{field:?}: {e}");
+        assert_eq!(e.details, "why");
+    }
+    let gone = ClientError::Connect {
+        path: "/x.sock".into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    };
+    assert_eq!(
+        CniError::from_daemon("DEL", &gone).code,
+        Code::TryAgainLater
+    );
+}
