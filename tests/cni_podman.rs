@@ -80,7 +80,7 @@ fn podman_containers_on_a_netyard_cni_network_resolve_reach_and_publish() {
     let bin = lab.dir.join("cnibin");
     std::fs::create_dir_all(&bin).expect("mkdir cnibin");
     std::os::unix::fs::symlink(NETYARD, bin.join("netyard")).expect("link netyard");
-    let podman = Podman::with_conf(
+    let mut podman = Podman::with_conf(
         &lab,
         &format!(
             "network_backend = \"cni\"\ncni_plugin_dirs = [\"{}\"]",
@@ -89,6 +89,7 @@ fn podman_containers_on_a_netyard_cni_network_resolve_reach_and_publish() {
         "enable_port_reservation = false",
     );
     lab.start_daemon_in_mount_ns(podman.holder_pid(), &[]);
+    podman.in_netns(&lab.host.path());
     let outside = lab.outside();
 
     let sub = Subnet::random();

@@ -96,6 +96,9 @@ pub struct Podman {
     pub cgroup: String,
     /// `unshare --mount sleep`: holds the mount namespace every podman call enters.
     holder: Option<Bg>,
+    /// The network namespace podman (and so conmon, which reserves published ports) runs in;
+    /// the machine's when `None`.
+    netns: Option<String>,
 }
 
 impl Podman {
@@ -116,6 +119,7 @@ impl Podman {
             conf,
             cgroup: format!("nyt{}podman", lab.id),
             holder: None,
+            netns: None,
             dir,
         };
         std::fs::write(
@@ -179,6 +183,14 @@ impl Podman {
         self.dir.join("networks")
     }
 
+    /// Runs podman in the network namespace at `path` (opened in the machine's mount
+    /// namespace), e.g. the lab's host namespace, where the daemon publishes ports: as in
+    /// production, where Podman, conmon and the daemon share the host's. Podman's containers
+    /// get namespaces of their own either way.
+    pub fn in_netns(&mut self, path: &str) {
+        self.netns = Some(path.to_string());
+    }
+
     /// The process holding Podman's mount namespace.
     pub fn holder_pid(&self) -> u32 {
         self.holder
@@ -191,7 +203,11 @@ impl Podman {
     pub fn command(&self, args: &[&str]) -> Command {
         let pid = self.holder_pid();
         let mut c = Command::new("nsenter");
-        c.args(["-t", &pid.to_string(), "-m", "podman"])
+        c.args(["-t", &pid.to_string(), "-m"]);
+        if let Some(n) = &self.netns {
+            c.arg(format!("--net={n}"));
+        }
+        c.arg("podman")
             .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--runroot")
