@@ -271,8 +271,13 @@ fn two_containers_reach_and_resolve_each_other_and_a_published_port_keeps_the_cl
     let s1 = w.setup(&format!("/run/netns/{c1}"), &o1, &net);
     let s2 = w.setup(&format!("/run/netns/{c2}"), &o2, &net);
     let gw = subnet.ip(1);
-    for (s, ns, name, host) in [(&s1, &c1, "web1", 5), (&s2, &c2, "web2", 6)] {
+    for (s, ns, name, host, o) in [(&s1, &c1, "web1", 5, &o1), (&s2, &c2, "web2", 6, &o2)] {
         let ep = lab.endpoint(&net, name);
+        let key = format!(
+            "netavark:{}:{net}",
+            o["container_id"].as_str().unwrap_or_default()
+        );
+        assert_eq!(ep["owner"], key.as_str(), "the endpoint's owner key");
         assert_eq!(
             ep["ip"],
             subnet.ip(host),

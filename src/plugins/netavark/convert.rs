@@ -278,6 +278,12 @@ pub fn endpoint_name(exec: &PluginExec) -> Result<String, PluginError> {
     Ok(short)
 }
 
+/// The endpoint's owner key: the container and network, netavark's key for an attachment
+/// (the name may change with `podman rename`, the namespace path with a restart).
+pub fn owner(exec: &PluginExec) -> String {
+    format!("netavark:{}:{}", exec.container_id, exec.network.name)
+}
+
 /// The attach request for `setup NETNS`.
 pub fn endpoint_request(
     exec: &PluginExec,
@@ -332,6 +338,7 @@ pub fn endpoint_request(
         kind: Some(kind.to_string()),
         aliases,
         publish: publish_specs(exec.port_mappings.as_deref().unwrap_or_default())?,
+        owner: Some(owner(exec)),
         ..EndpointCreate::default()
     })
 }

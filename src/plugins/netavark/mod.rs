@@ -16,7 +16,8 @@
 //!   made elsewhere, or a daemon reset since), attaches NETNS with netavark's interface name,
 //!   Podman's address and MAC, the aliases as DNS names and the port mappings published, and
 //!   answers the status block.
-//! - `teardown NETNS`: detaches the network's endpoints in NETNS; nothing to detach is
+//! - `teardown NETNS`: detaches the container's endpoint on the network (its owner key
+//!   `netavark:CONTAINERID:NETWORK`, or any in NETNS); nothing to detach is
 //!   success (netavark calls it again after failures, and with a namespace already gone).
 //! - `info`: name, version and API version.
 //!
@@ -31,14 +32,14 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Read};
 
 use axum::http::StatusCode;
-use netyard_api::model::EndpointInfo;
+use netyard_api::model::{EndpointCreate, EndpointInfo};
 use netyard_cli::{ApiClient, ClientError};
 
 use super::daemon;
 use types::{Info, JsonError, Network, PluginExec, API_VERSION};
 
 pub use convert::{
-    check_existing, completed, endpoint_name, endpoint_request, network_plan, publish_specs,
+    check_existing, completed, endpoint_name, endpoint_request, network_plan, owner, publish_specs,
     status_block, NetworkPlan, OPTIONS,
 };
 
@@ -198,7 +199,7 @@ async fn setup(netns: &str, exec: PluginExec) -> Result<types::StatusBlock, Plug
     check_existing(&plan.create, &info, "network.")?;
     let ep = match daemon::attach(&c, net, &req).await {
         Ok(ep) => ep,
-        Err(e) => match again(&c, net, &req.name, netns, &e).await {
+        Err(e) => match again(&c, net, &req, &e).await {
             Some(ep) => ep,
             None => {
                 return Err(PluginError::Client {
@@ -211,20 +212,19 @@ async fn setup(netns: &str, exec: PluginExec) -> Result<types::StatusBlock, Plug
     status_block(&ep, exec.network.dns_enabled)
 }
 
-/// A setup repeated for a namespace that is already attached under the same name (netavark
-/// retrying, a plugin call whose answer was lost) gets that endpoint back.
+/// A setup repeated for an attachment that exists already (netavark retrying, a plugin call
+/// whose answer was lost) gets that endpoint back: same name, owner and namespace.
 async fn again(
     c: &ApiClient,
     net: &str,
-    name: &str,
-    netns: &str,
+    req: &EndpointCreate,
     e: &ClientError,
 ) -> Option<EndpointInfo> {
     if daemon::refused(e) != Some(StatusCode::CONFLICT) {
         return None;
     }
-    let ep = daemon::endpoint(c, net, name).await.ok().flatten()?;
-    (ep.netns == netns).then_some(ep)
+    let ep = daemon::endpoint(c, net, &req.name).await.ok().flatten()?;
+    (ep.owner == req.owner && Some(&ep.netns) == req.netns.as_ref()).then_some(ep)
 }
 
 async fn teardown(netns: &str, exec: PluginExec) -> Result<(), PluginError> {
@@ -237,7 +237,12 @@ async fn teardown(netns: &str, exec: PluginExec) -> Result<(), PluginError> {
             .map_err(client("listing netyard's endpoints"))?,
     )
     .map_err(|e| PluginError::Daemon(format!("the daemon's endpoint list: {e}")))?;
-    for ep in all.iter().filter(|e| &e.network == net && e.netns == netns) {
+    // Its owner key finds the attachment; the namespace path finds one made without it.
+    let key = owner(&exec);
+    let mine = |e: &&EndpointInfo| {
+        &e.network == net && (e.owner.as_ref() == Some(&key) || e.netns == netns)
+    };
+    for ep in all.iter().filter(mine) {
         daemon::detach(&c, net, &ep.name)
             .await
             .map_err(client(format!("detaching {:?} from {net:?}", ep.name)))?;

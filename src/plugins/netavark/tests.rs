@@ -40,24 +40,12 @@ fn field(e: PluginError) -> String {
 }
 
 fn net_info() -> NetworkInfo {
-    NetworkInfo {
-        name: "lab".into(),
-        subnet: "10.90.3.0/24".into(),
-        gateway: "10.90.3.1".into(),
-        mtu: 1400,
-        internal: false,
-        host_loopback: false,
-        gateway_extra: vec![],
-        maps: vec![],
-        port_security: true,
-        max_flows_per_endpoint: 512,
-        max_flows: 16384,
-        aging: 300,
-        max_macs_per_port: 1024,
-        endpoints: vec![],
-        endpoints_reaped: 0,
-        vxlan: None,
-    }
+    // From JSON, so fields the API gains later take their defaults here too.
+    serde_json::from_value(serde_json::json!({
+        "name": "lab", "subnet": "10.90.3.0/24", "gateway": "10.90.3.1", "mtu": 1400,
+        "internal": false, "aging": 300, "max_macs_per_port": 1024, "endpoints": [],
+    }))
+    .expect("a NetworkInfo")
 }
 
 #[test]
@@ -230,6 +218,10 @@ fn setup_maps_the_container_to_an_attach_request() {
     );
     assert_eq!(r.publish, vec!["8080:80/tcp"]);
     assert_eq!(r.pid, None);
+    assert_eq!(
+        r.owner.as_deref(),
+        Some("netavark:0123456789abcdef0123:lab")
+    );
 
     // Without static addresses netyard's IPAM chooses.
     let mut e = exec();
@@ -346,26 +338,12 @@ fn port_mapping_errors_name_their_json_path() {
 }
 
 fn ep() -> EndpointInfo {
-    EndpointInfo {
-        name: "web1".into(),
-        network: "lab".into(),
-        kind: "veth".into(),
-        ip: "10.90.3.7".into(),
-        prefix_len: 24,
-        gateway: "10.90.3.1".into(),
-        mac: "02:00:00:00:00:07".into(),
-        ifname: "eth1".into(),
-        netns: "/run/netns/c1".into(),
-        host_ifname: None,
-        offload: true,
-        port_security: true,
-        port: 2,
-        counters: Counters::default(),
-        aliases: vec![],
-        resolv_conf: String::new(),
-        ports: vec![],
-        owner: None,
-    }
+    serde_json::from_value(serde_json::json!({
+        "name": "web1", "network": "lab", "kind": "veth", "ip": "10.90.3.7", "prefix_len": 24,
+        "gateway": "10.90.3.1", "mac": "02:00:00:00:00:07", "ifname": "eth1",
+        "netns": "/run/netns/c1", "offload": true, "port": 2, "counters": Counters::default(),
+    }))
+    .expect("an EndpointInfo")
 }
 
 #[test]
