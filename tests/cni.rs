@@ -131,8 +131,12 @@ fn add_check_del_and_version_drive_a_real_daemon() {
             "IgnoreUnknown=1;K8S_POD_NAME=web;K8S_POD_NAMESPACE=default",
         ),
     ];
+    let t = std::time::Instant::now();
     let r1 = cni_ok(&lab, "ADD", &env1, &conf1);
-    println!("ADD result: {r1}");
+    println!(
+        "ADD (network created, TAP, published port) took {:?}: {r1}",
+        t.elapsed()
+    );
     assert_eq!(
         r1,
         json!({
@@ -164,7 +168,9 @@ fn add_check_del_and_version_drive_a_real_daemon() {
         ("CNI_NETNS", p2.as_str()),
         ("CNI_IFNAME", "eth0"),
     ];
+    let t = std::time::Instant::now();
     let r2 = cni_ok(&lab, "ADD", &env2, &conf2);
+    println!("ADD (existing network) took {:?}", t.elapsed());
     assert_eq!(r2["cniVersion"], "0.4.0");
     assert_eq!(r2["ips"][0]["version"], "4", "{r2}");
     assert_eq!(r2["ips"][0]["interface"], 0, "{r2}");
@@ -199,7 +205,9 @@ fn add_check_del_and_version_drive_a_real_daemon() {
     // CHECK: fine right after ADD; an address removed behind the plugin's back is named.
     let mut check2 = conf2.clone();
     check2["prevResult"] = r2.clone();
+    let t = std::time::Instant::now();
     let v = cni_ok(&lab, "CHECK", &env2, &check2);
+    println!("CHECK took {:?}", t.elapsed());
     assert_eq!(v, Value::Null, "CHECK prints nothing on success");
     let mut check1 = conf1.clone();
     check1["prevResult"] = r1.clone();
@@ -234,7 +242,9 @@ fn add_check_del_and_version_drive_a_real_daemon() {
     // DEL: with prevResult, again, without the namespace: all success, endpoints gone.
     let mut del1 = conf1.clone();
     del1["prevResult"] = r1.clone();
+    let t = std::time::Instant::now();
     cni_ok(&lab, "DEL", &env1, &del1);
+    println!("DEL took {:?}", t.elapsed());
     assert!(!names_in_ps(&lab).contains(&"web".to_string()));
     cni_ok(&lab, "DEL", &env1, &del1);
     cni_ok(

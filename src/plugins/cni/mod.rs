@@ -24,7 +24,7 @@ pub mod result;
 #[cfg(test)]
 mod tests;
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use netyard_api::model::{EndpointCreate, EndpointInfo, NetworkInfo};
 use netyard_cli::ApiClient;
@@ -40,7 +40,13 @@ use crate::netns::{self, NsOpenRequest, NsTarget};
 /// on stdin); returns the exit status.
 pub fn main(_args: Vec<std::ffi::OsString>) -> i32 {
     let mut stdin = Vec::new();
-    let read = std::io::stdin().read_to_end(&mut stdin);
+    // A terminal (someone trying `CNI_COMMAND=VERSION netyard` by hand) gives no
+    // configuration rather than a wait for end of input.
+    let read = if std::io::stdin().is_terminal() {
+        Ok(0)
+    } else {
+        std::io::stdin().read_to_end(&mut stdin)
+    };
     let env = config::parse_env(|k| std::env::var(k).ok());
     let version = config::version_asked(&stdin);
     let outcome = match (read, env) {
