@@ -4,6 +4,9 @@
 //! driver) as Podman makes it: `netavark --config DIR --plugin-directory D setup NETNS <
 //! options.json`, then `teardown`.
 //!
+//! The last test runs Debian 13's Podman 5.4 itself (with the libsubid it needs beside it) on
+//! that netavark: `podman network create -d netyard`, `podman run`, `podman rm -f`.
+//!
 //! netavark runs in the lab's host namespace, where the daemon runs and publishes ports; the
 //! containers are test-made namespaces. What Podman does around netavark is done by the test:
 //! it writes the status block's DNS servers into the container's resolv.conf (here
@@ -16,6 +19,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::podman::*;
 use common::*;
 use serde_json::{json, Value};
 
@@ -60,6 +64,9 @@ fn unpack_netavark() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("nyt-netavark-{}", std::process::id()));
     DIR.set(dir.clone())
         .map_err(|_| "netavark unpacked twice".to_string())?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("script"), script.to_string_lossy().as_bytes())
+        .map_err(|e| format!("writing {}/script: {e}", dir.display()))?;
     // SAFETY: registers a plain function with no arguments; it runs once at exit.
     unsafe {
         libc::atexit(remove_netavark_dir);
@@ -89,6 +96,66 @@ fn unpack_netavark() -> Result<PathBuf, String> {
         return Err(format!("the unpacked netavark does not run:\n{}", show(&v)));
     }
     Ok(bin)
+}
+
+/// Fetches Debian 13's libsubid5 (Podman 5 links it; Debian 12 has libsubid4) into `$1/lib`,
+/// from the Debian archive this machine uses, as debian13-bin.sh fetches the C library.
+const LIBSUBID: &str = r#"
+set -eu
+dir=$1; lists=$(mktemp -d); trap 'rm -rf "$lists"' EXIT
+uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+[ -n "$uri" ] || uri=$(awk '$1 == "deb" && $3 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" >"$lists/trixie.sources"
+opts="-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts=$lists -o Dir::State::Lists=$lists/state -o Dir::Cache=$lists/cache -o APT::Sandbox::User=root"
+mkdir -p "$lists/state/partial" "$lists/cache/archives/partial" "$lists/x"
+apt-get $opts update -qq
+(cd "$lists" && apt-get $opts download libsubid5 >/dev/null)
+dpkg-deb -x "$lists"/libsubid5_*.deb "$lists/x"
+cp -a "$lists/x/usr/lib/x86_64-linux-gnu/." "$dir/lib/"
+"#;
+
+/// Debian 13's Podman 5 (with its C library and libsubid), unpacked once per run beside
+/// netavark.
+fn podman5() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let netavark = netavark();
+        let base = netavark.parent().expect("netavark's directory");
+        let dir = base.join("podman5");
+        let script = std::fs::read_to_string(base.join("script")).unwrap_or_default();
+        let o = run_bounded(
+            std::process::Command::new("bash")
+                .arg(&script)
+                .arg("podman")
+                .arg(&dir)
+                .arg("podman"),
+            Duration::from_secs(300),
+        );
+        if !o.status.success() {
+            return Err(format!(
+                "cannot fetch Debian 13's podman with {script}:\n{}",
+                show(&o)
+            ));
+        }
+        let o = run_bounded(
+            std::process::Command::new("bash")
+                .args(["-c", LIBSUBID, "libsubid"])
+                .arg(&dir),
+            Duration::from_secs(300),
+        );
+        let bin = dir.join("podman");
+        let v = cmd(&[&bin.to_string_lossy(), "--version"], CLI_TIMEOUT);
+        if !o.status.success() || !v.status.success() {
+            return Err(format!(
+                "cannot fetch Debian 13's libsubid5 for Podman 5:\n{}\npodman --version:\n{}",
+                show(&o),
+                show(&v)
+            ));
+        }
+        Ok(bin)
+    })
+    .clone()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// /etc/netns/NS/resolv.conf (what Podman would write from the status block), removed on drop.
@@ -498,4 +565,219 @@ fn create_completes_the_config_and_bad_input_gets_netavarks_error_shape() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     assert_eq!(v["api_version"], "1.0.0", "{}", show(&o));
     assert_eq!(v["name"], "netyard");
+}
+
+/// A CGI script answering the client's address as the container saw it.
+const WHO_CGI: &str =
+    "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"peer=$REMOTE_ADDR\"\n";
+
+/// `http_get.py HOST PORT PATH`: prints the whole answer.
+const HTTP_GET: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(("GET %s HTTP/1.0\r\n\r\n" % sys.argv[3]).encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+print(out.decode())
+"#;
+
+/// The `peer=` line of the CGI's answer (a v4-mapped address shown as IPv4).
+fn peer(answer: &str) -> String {
+    answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peer="))
+        .unwrap_or_default()
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_start_matches("::ffff:")
+        .to_string()
+}
+
+#[test]
+fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
+    require_podman();
+    require_program("python3", "python3");
+    let podman5 = podman5();
+    let netavark = netavark();
+    let mut lab = Lab::bare();
+    let plugins = lab.dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("mkdir plugins");
+    std::os::unix::fs::symlink(NETYARD, plugins.join("netyard")).expect("link netyard");
+    // Podman 5 finds netavark through helper_binaries_dir; port reservation is off as the
+    // README says (Podman 5 still binds published ports itself before netavark runs).
+    let mut podman = Podman::with_conf(
+        &lab,
+        &format!(
+            "network_backend = \"netavark\"\nnetavark_plugin_dirs = [\"{}\"]",
+            plugins.display()
+        ),
+        &format!(
+            "enable_port_reservation = false\nhelper_binaries_dir = [\"{}\", \"/usr/lib/podman\", \"/usr/libexec/podman\"]",
+            netavark.parent().expect("netavark's directory").display()
+        ),
+    );
+    podman.set_program(&podman5);
+    // Podman's /run/netns/netns-... bind mounts live in its mount namespace: the daemon shares
+    // it, as it shares the host's in production.
+    lab.start_daemon_in_mount_ns(podman.holder_pid(), &[]);
+    podman.in_netns(&lab.host.path());
+    let outside = lab.outside();
+
+    let sub = Subnet::random();
+    let net = format!("nyp{}", lab.id);
+    let api = format!("api={}", lab.api.display());
+    podman.ok(
+        &lab,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netyard",
+            "--subnet",
+            &sub.cidr(),
+            "-o",
+            &api,
+            &net,
+        ],
+    );
+    let inspect = lab.ny_json(&["network", "inspect", &net]);
+    assert_eq!(
+        inspect["subnet"],
+        sub.cidr(),
+        "create made the netyard network"
+    );
+
+    let www = podman.dir.join("rootfs/www/cgi-bin");
+    std::fs::create_dir_all(&www).expect("mkdir www");
+    std::fs::write(www.join("who"), WHO_CGI).expect("cgi");
+    cmd_ok(&["chmod", "755", &www.join("who").to_string_lossy()]);
+    let image = format!("nyt{}img", lab.id);
+    podman.import_busybox(
+        &lab,
+        &image,
+        &[
+            "sh", "sleep", "httpd", "nc", "cat", "nslookup", "ping", "echo",
+        ],
+    );
+    let image = format!("localhost/{image}");
+    let cgroup = format!("/{}", podman.cgroup);
+    let (web, cli) = (format!("nyt{}web", lab.id), format!("nyt{}cli", lab.id));
+    podman.ok(
+        &lab,
+        &[
+            "run",
+            "-d",
+            "--network",
+            &net,
+            "--cgroup-parent",
+            &cgroup,
+            "--name",
+            &web,
+            "-p",
+            "18081:80",
+            &image,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    podman.ok(
+        &lab,
+        &[
+            "run",
+            "-d",
+            "--network",
+            &net,
+            "--cap-add",
+            "NET_RAW",
+            "--cgroup-parent",
+            &cgroup,
+            "--name",
+            &cli,
+            &image,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 1000 & wait",
+        ],
+    );
+    let ep_web = lab.endpoint(&net, &web);
+    let ep_cli = lab.endpoint(&net, &cli);
+    let shown = podman.ok(
+        &lab,
+        &[
+            "inspect",
+            &web,
+            "--format",
+            "{{json .NetworkSettings.Networks}}",
+        ],
+    );
+    let shown: Value = serde_json::from_str(&shown).unwrap_or(Value::Null);
+    assert_eq!(
+        shown[&net]["IPAddress"], ep_web["ip"],
+        "podman inspect shows the status block"
+    );
+    assert_eq!(shown[&net]["MacAddress"], ep_web["mac"]);
+
+    // Podman wrote the status block's DNS server (the gateway) into resolv.conf.
+    let resolv = podman.ok(&lab, &["exec", &cli, "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains(&format!("nameserver {}", sub.ip(1))),
+        "{cli}'s resolv.conf does not name the gateway:\n{resolv}"
+    );
+    let looked = podman.ok(&lab, &["exec", &cli, "nslookup", &web]);
+    let ip_web = ep_web["ip"].as_str().unwrap_or_default();
+    assert!(
+        looked.contains(ip_web),
+        "nslookup {web} from {cli}:\n{looked}"
+    );
+    podman.ok(&lab, &["exec", &cli, "ping", "-c", "2", "-W", "3", &web]);
+    let answer = podman.ok(
+        &lab,
+        &[
+            "exec",
+            &cli,
+            "sh",
+            "-c",
+            &format!("printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc {web} 80"),
+        ],
+    );
+    assert_eq!(
+        peer(&answer),
+        ep_cli["ip"].as_str().unwrap_or_default(),
+        "{answer}"
+    );
+
+    // -p 18081:80 from the outside namespace keeps the client's address.
+    let o = ns_cmd(
+        &outside.ns,
+        &[
+            "python3",
+            "-c",
+            HTTP_GET,
+            &outside.host_ip,
+            "18081",
+            "/cgi-bin/who",
+        ],
+        Duration::from_secs(20),
+    );
+    let body = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || peer(&body) != outside.ip {
+        lab.fail(&format!(
+            "{}:18081 from the outside ({}) did not show the client's address:\n{}",
+            outside.host_ip,
+            outside.ip,
+            show(&o)
+        ));
+    }
+
+    // podman rm -f: netavark teardown for both; nothing left in ps.
+    podman.ok(&lab, &["rm", "-f", "--time", "0", &web, &cli]);
+    let ps = lab.ny_json(&["ps", "--json"]);
+    assert_eq!(ps, json!([]), "netyard ps after podman rm -f");
 }

@@ -99,6 +99,9 @@ pub struct Podman {
     /// The network namespace podman (and so conmon, which reserves published ports) runs in;
     /// the machine's when `None`.
     netns: Option<String>,
+    /// The podman binary (`podman` from PATH unless [`Podman::set_program`] names another, such
+    /// as Debian 13's Podman 5 for the netavark plugin's test).
+    program: PathBuf,
 }
 
 impl Podman {
@@ -120,6 +123,7 @@ impl Podman {
             cgroup: format!("nyt{}podman", lab.id),
             holder: None,
             netns: None,
+            program: PathBuf::from("podman"),
             dir,
         };
         std::fs::write(
@@ -191,6 +195,11 @@ impl Podman {
         self.netns = Some(path.to_string());
     }
 
+    /// Runs `program` instead of the podman on PATH.
+    pub fn set_program(&mut self, program: &Path) {
+        self.program = program.to_path_buf();
+    }
+
     /// The process holding Podman's mount namespace.
     pub fn holder_pid(&self) -> u32 {
         self.holder
@@ -207,7 +216,7 @@ impl Podman {
         if let Some(n) = &self.netns {
             c.arg(format!("--net={n}"));
         }
-        c.arg("podman")
+        c.arg(&self.program)
             .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--runroot")
