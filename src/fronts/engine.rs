@@ -14,6 +14,7 @@
 //! let why = engine.gone().await;   // the container's process exited, its namespace path
 //!                                  // names another namespace, or its TAP vanished
 //! engine.stop().await;             // removes the endpoint (the TAP) and the network
+//!                                  // (takes &self: an Arc<Engine> shared with tasks works)
 //! ```
 //!
 //! [`Engine::start`] must run inside a multi-threaded tokio runtime. It returns once the TAP
@@ -224,7 +225,7 @@ impl Engine {
 
     /// Stops: the published ports close, the endpoint's TAP (if the engine created it) and
     /// the network's ports are removed.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         self.daemon.shutdown().await;
     }
 }
