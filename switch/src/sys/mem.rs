@@ -65,6 +65,16 @@ fn send_msg(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
     check_sent(n, bytes.len())
 }
 
+/// Makes closing one end visible to the other at once. `close` alone only drops this
+/// process's reference: while any other thread is between `fork` and `exec` (a test spawning
+/// `ip`, say), the child holds a copy of every fd, CLOEXEC or not, and the socket stays open
+/// until that child execs, so the other end reads `WouldBlock` instead of end-of-file.
+/// `shutdown` acts on the socket itself, whoever else holds the fd.
+fn shut(fd: &OwnedFd) {
+    // An error (ENOTCONN: the other end is already gone) leaves nothing to announce.
+    let _ = socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Both);
+}
+
 /// Waits until `fd` has `events` or `deadline` passes (then `TimedOut`).
 fn wait_for(fd: BorrowedFd<'_>, events: PollFlags, deadline: Instant) -> io::Result<()> {
     loop {
@@ -117,6 +127,18 @@ impl MemPort {
                 timeout: DEFAULT_TIMEOUT,
             },
         ))
+    }
+}
+
+impl Drop for MemPort {
+    fn drop(&mut self) {
+        shut(&self.fd);
+    }
+}
+
+impl Drop for MemPeer {
+    fn drop(&mut self) {
+        shut(&self.fd);
     }
 }
 
@@ -438,11 +460,15 @@ mod tests {
             assert_eq!(peer.recv_raw(&mut got).unwrap(), 65_536);
             assert_eq!(got[..65_536], big[HDR..]);
         }
+        // Another copy of the fd (what a child forked by another test thread holds until it
+        // execs) must not hide the close: this was the test's flake.
+        let held = peer.as_fd().try_clone_to_owned().unwrap();
         drop(peer);
         assert_eq!(
             port.recv(&mut small).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
+        drop(held);
         assert_eq!(
             port.send(&big).unwrap_err().kind(),
             io::ErrorKind::BrokenPipe
