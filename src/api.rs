@@ -99,6 +99,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/flows", get(flows))
         .route("/v1/system/reset", axum::routing::post(reset))
+        .route("/v1/subnets/free", axum::routing::post(free_subnet))
         .fallback(|| async {
             Failure(
                 StatusCode::NOT_FOUND,
@@ -113,6 +114,24 @@ pub fn router(d: Arc<Daemon>) -> Router {
 
 async fn reset(State(d): D) -> Res<netyard_api::model::ResetReport> {
     Ok(Json(d.reset().await?))
+}
+
+async fn free_subnet(State(d): D, body: Bytes) -> Res<netyard_api::model::FreeSubnet> {
+    let req: netyard_api::model::FreeSubnetRequest = parse_body(&body)?;
+    let mut exclude = Vec::new();
+    for (i, s) in req.exclude.iter().enumerate() {
+        let n: ipnet::IpNet = s.parse().map_err(|_| {
+            DaemonError::invalid(
+                &format!("exclude[{i}]"),
+                format!("{s:?} is not a CIDR such as 10.1.0.0/24"),
+            )
+        })?;
+        exclude.push(n);
+    }
+    let subnet = d.free_subnet(&exclude).await?;
+    Ok(Json(netyard_api::model::FreeSubnet {
+        subnet: subnet.to_string(),
+    }))
 }
 
 async fn list_networks(State(d): D) -> Res<Vec<netyard_api::model::NetworkInfo>> {

@@ -52,6 +52,10 @@ pub struct NetworkSpec {
     /// Destination maps of egress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maps: Vec<AddrMapSpec>,
+    /// The daemon serves DNS on 127.0.0.11 in the network's containers (false when the
+    /// runtime serves that address itself: Docker).
+    #[serde(default = "yes")]
+    pub container_resolver: bool,
     /// Endpoint ports accept only their own MAC and addresses (trusted endpoints aside).
     #[serde(default = "yes")]
     pub port_security: bool,
@@ -171,6 +175,13 @@ pub struct EndpointSpec {
     /// The veth's host end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
+    /// A veth whose container end was left in the daemon's namespace under this name for the
+    /// runtime to move into its container (Docker's remote network drivers). netyard never
+    /// enters that container: `netns` is empty and `identity` zero, nothing is configured
+    /// inside it, the reaper does not check a namespace for it, and a restarted daemon adopts
+    /// it by its host end alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     pub offload: bool,
     /// No port security on this endpoint's port (a router or a bridge).
     #[serde(default)]
@@ -193,6 +204,11 @@ impl EndpointSpec {
             ipv4: vec![self.ip],
             ipv6: Vec::new(),
         })
+    }
+
+    /// Was the container end handed to a runtime (see `peer`)?
+    pub fn handed_over(&self) -> bool {
+        self.peer.is_some()
     }
 
     /// The DNS records' key of the endpoint's namespace.

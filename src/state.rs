@@ -331,7 +331,10 @@ impl Daemon {
         spec: EndpointSpec,
     ) -> Result<(EndpointSpec, EndpointLive), (String, String)> {
         let fail = |why: String| (spec.name.clone(), why);
+        // A handed-over veth has no namespace of netyard's: its host end alone tells whether
+        // the container still has it (the kind's adopt fails when it is gone).
         match netns::check(Path::new(&spec.netns), &spec.identity) {
+            _ if spec.handed_over() => {}
             NsStatus::Same => {}
             status => {
                 // The container is gone: what is left of it on our side goes too (a veth's
@@ -345,25 +348,37 @@ impl Daemon {
                 }));
             }
         }
-        let target = match ns_target(&spec) {
-            Ok(t) => t,
-            Err(e) => return Err(fail(e.to_string())),
+        let target = match spec.handed_over() {
+            true => None,
+            false => match ns_target(&spec) {
+                Ok(t) => Some(t),
+                Err(e) => return Err(fail(e.to_string())),
+            },
         };
         let cx = EndpointCx {
             net,
-            target: &target,
+            target: target.as_ref(),
             persist: true,
             configure: self.endpoints.configure,
         };
-        let dev = endpoint_kind::adopt(&cx, &spec)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if let Err(e) = self
-            .dns
-            .join(spec.ns_key(), &target, &net.name, net.internal)
-            .await
+        let dev = match endpoint_kind::adopt(&cx, &spec).await {
+            Ok(d) => d,
+            Err(e) if spec.handed_over() => {
+                return Err(fail(format!("its container took its interface away: {e}")))
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        if let Some(target) = target
+            .as_ref()
+            .filter(|_| net.container_resolver && self.endpoints.dns_in_namespace)
         {
-            return Err(fail(e.to_string()));
+            if let Err(e) = self
+                .dns
+                .join(spec.ns_key(), target, &net.name, net.internal)
+                .await
+            {
+                return Err(fail(e.to_string()));
+            }
         }
         let sp = live.switch.add_port(spec.name.clone(), dev.port);
         sp.set_security(spec.port_security(net));
@@ -433,6 +448,18 @@ impl Daemon {
         }
         tracing::info!(network = %info.name, subnet = %info.subnet, "network created");
         Ok(info)
+    }
+
+    /// The subnet a network created now without one would get, avoiding `exclude` too (a
+    /// runtime's IPAM picks its pool before it creates the network).
+    pub async fn free_subnet(&self, exclude: &[IpNet]) -> Result<ipnet::Ipv4Net, DaemonError> {
+        let mut taken = host_routes().await;
+        taken.extend_from_slice(exclude);
+        let st = self.state.lock().await;
+        taken.extend(st.values().map(|n| IpNet::V4(n.spec.subnet)));
+        crate::ipam::pick_free_subnet(&taken).ok_or_else(|| {
+            DaemonError::conflict(Some("subnet"), "no free /24 left in the default pools")
+        })
     }
 
     pub async fn networks(&self) -> Vec<NetworkInfo> {
@@ -599,24 +626,36 @@ impl Daemon {
     ) -> Result<
         (
             EndpointSpec,
-            NsTarget,
+            Option<NsTarget>,
             crate::runtime::ports::EndpointDevice,
         ),
         DaemonError,
     > {
         let (target, pid) = match &plan.ns {
             NsRequest::Path { netns, userns } => (
-                NsTarget::from_paths(PathBuf::from(netns), userns.as_ref().map(PathBuf::from))
-                    .map_err(|e| DaemonError::invalid("netns", e))?,
+                Some(
+                    NsTarget::from_paths(PathBuf::from(netns), userns.as_ref().map(PathBuf::from))
+                        .map_err(|e| DaemonError::invalid("netns", e))?,
+                ),
                 None,
             ),
             NsRequest::Pid(pid) => (
-                NsTarget::from_pid(*pid).map_err(|e| DaemonError::invalid("pid", e))?,
+                Some(NsTarget::from_pid(*pid).map_err(|e| DaemonError::invalid("pid", e))?),
                 Some(*pid),
             ),
+            NsRequest::HandOver { .. } => (None, None),
         };
         let field = if pid.is_some() { "pid" } else { "netns" };
-        let identity = netns::identify(&target, pid).map_err(|e| DaemonError::invalid(field, e))?;
+        let identity = match &target {
+            Some(t) => netns::identify(t, pid).map_err(|e| DaemonError::invalid(field, e))?,
+            // No namespace: the runtime moves the interface (see `EndpointSpec::peer`).
+            None => netns::NsIdentity {
+                dev: 0,
+                ino: 0,
+                pid: None,
+                pid_start: None,
+            },
+        };
         let spec = EndpointSpec {
             name: plan.name.clone(),
             kind: plan.kind,
@@ -626,11 +665,15 @@ impl Daemon {
             netns: plan.ns.label(),
             userns: match &plan.ns {
                 NsRequest::Path { userns, .. } => userns.clone(),
-                NsRequest::Pid(_) => None,
+                NsRequest::Pid(_) | NsRequest::HandOver { .. } => None,
             },
             pid,
             identity,
             host_ifname: (plan.kind == PortKindName::Veth).then(Veth::host_name),
+            peer: match &plan.ns {
+                NsRequest::HandOver { peer } => Some(peer.clone()),
+                _ => None,
+            },
             offload: plan.offload,
             trusted: plan.trusted,
             aliases: plan.aliases.clone(),
@@ -639,24 +682,27 @@ impl Daemon {
         };
         let cx = EndpointCx {
             net,
-            target: &target,
+            target: target.as_ref(),
             persist: self.persistent(),
             configure: self.endpoints.configure,
         };
         let dev = endpoint_kind::setup(&cx, &spec).await?;
-        // The resolver listens before attach returns, as the interface is configured.
-        let joined = if self.endpoints.dns_in_namespace {
-            self.dns
-                .join(spec.ns_key(), &target, &net.name, net.internal)
+        // The resolver listens before attach returns, as the interface is configured (unless
+        // the runtime serves 127.0.0.11 itself, or netyard never enters the container).
+        if let Some(target) = target
+            .as_ref()
+            .filter(|_| net.container_resolver && self.endpoints.dns_in_namespace)
+        {
+            if let Err(e) = self
+                .dns
+                .join(spec.ns_key(), target, &net.name, net.internal)
                 .await
-        } else {
-            Ok(())
-        };
-        if let Err(e) = joined {
-            let remains = EndpointRemains { ctl: dev.ctl };
-            drop(dev.port);
-            endpoint_kind::teardown(&spec, remains).await;
-            return Err(e);
+            {
+                let remains = EndpointRemains { ctl: dev.ctl };
+                drop(dev.port);
+                endpoint_kind::teardown(&spec, remains).await;
+                return Err(e);
+            }
         }
         Ok((spec, target, dev))
     }
@@ -918,6 +964,10 @@ impl Daemon {
         for (network, name, spec, finished) in suspects {
             let why = if finished {
                 Some("its device vanished".to_string())
+            } else if spec.handed_over() {
+                // No namespace to check: the runtime detaches it (Docker's Leave and
+                // DeleteEndpoint), or its device vanishes with the container.
+                None
             } else {
                 match netns::check(Path::new(&spec.netns), &spec.identity) {
                     NsStatus::Same => None,
@@ -1389,6 +1439,7 @@ impl Network {
                     host: m.host.to_string(),
                 })
                 .collect(),
+            container_resolver: s.container_resolver,
             port_security: s.port_security,
             max_flows_per_endpoint: s.max_flows_per_endpoint,
             max_flows: s.max_flows,
@@ -1432,7 +1483,11 @@ impl Endpoint {
             port: self.live.port.id,
             counters: counters(&self.live.port.counters.snapshot()),
             aliases: s.aliases.clone(),
-            resolv_conf: dnsd::resolv_conf(),
+            resolv_conf: if net.spec.container_resolver {
+                dnsd::resolv_conf()
+            } else {
+                format!("nameserver {}\noptions ndots:0\n", net.spec.gateway)
+            },
             ports: self.published.iter().map(|p| p.mapping.info()).collect(),
             owner: s.owner.clone(),
         }

@@ -36,6 +36,11 @@ pub struct NetworkCreate {
     /// come back from `guest`. Refused with `internal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maps: Vec<AddrMapReq>,
+    /// The daemon serves DNS on 127.0.0.11 inside the network's containers (default true).
+    /// False for networks a runtime with its own resolver there drives (Docker): the
+    /// containers still reach netyard's resolver at the gateway's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_resolver: Option<bool>,
     /// Endpoint ports accept only frames from the endpoint's own MAC and addresses
     /// (default true); `--trusted` endpoints are exempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +113,9 @@ pub struct NetworkInfo {
     pub gateway_extra: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maps: Vec<AddrMapReq>,
+    /// Does the daemon serve DNS on 127.0.0.11 inside the network's containers?
+    #[serde(default = "yes")]
+    pub container_resolver: bool,
     /// Port security on the network's endpoint ports.
     #[serde(default)]
     pub port_security: bool,
@@ -153,6 +161,12 @@ pub struct EndpointCreate {
     /// "tap" (default) or "veth".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// A veth whose container end stays in the daemon's namespace under this name, for a
+    /// runtime to move into its container (Docker's remote network drivers), instead of
+    /// `netns`/`pid`. The runtime configures that end (address, routes); netyard serves the
+    /// host end. Implies kind "veth".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// Enable the virtio-net header and offloads on the port (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
@@ -193,6 +207,10 @@ pub struct PortMapping {
     pub container_port: u16,
     /// "tcp" or "udp".
     pub protocol: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Per-port counters.
@@ -283,6 +301,22 @@ pub struct ApiError {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// `POST /v1/subnets/free`: the subnet `network create` would pick now without `--subnet`
+/// (for a runtime's IPAM, which picks a pool before it creates the network), avoiding
+/// `exclude` too (pools it handed out that are no network yet).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FreeSubnetRequest {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// The answer of `POST /v1/subnets/free`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FreeSubnet {
+    pub subnet: String,
 }
 
 /// The answer of `POST /v1/system/reset`.

@@ -193,6 +193,11 @@ pub enum NetworkCommand {
         /// repeatable.
         #[arg(long = "map", value_name = "GUEST=HOST")]
         maps: Vec<String>,
+        /// Serve DNS on 127.0.0.11 inside the network's containers [default: true];
+        /// `--container-resolver=false` for containers whose runtime serves that address
+        /// itself (Docker): they reach netyard's resolver at the gateway's address.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        container_resolver: Option<bool>,
         /// Endpoint ports accept only frames from their own MAC and addresses [default:
         /// true]; `--port-security=false` turns it off for the whole network.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]

@@ -321,6 +321,55 @@ pub async fn create_veth(
     Ok(())
 }
 
+/// Creates a veth pair with both ends in the daemon's namespace: `host_name` (up, served by
+/// netyard) and `peer_name` (down, with `peer_mac` and `mtu`), which a runtime then moves into
+/// its container and configures itself (Docker's remote network drivers: the interface Join
+/// names). Nothing is left behind on failure.
+pub async fn create_veth_for_runtime(
+    host: &Handle,
+    host_name: &str,
+    peer_name: &str,
+    peer_mac: [u8; 6],
+    mtu: u32,
+) -> Result<(), NetnsError> {
+    validate_ifname(host_name)?;
+    validate_ifname(peer_name)?;
+    let peer = LinkUnspec::new_with_name(peer_name)
+        .mtu(mtu)
+        .address(peer_mac.to_vec())
+        .build();
+    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host_name)
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    if let Err(source) = host.link().add(msg).execute().await {
+        return Err(match nl_errno(&source) {
+            Some(libc::EPERM) | Some(libc::EACCES) => NetnsError::VethNeedsPrivilege {
+                host: host_name.to_owned(),
+                peer: peer_name.to_owned(),
+                source: Box::new(source),
+            },
+            _ => NetnsError::CreateVeth {
+                host: host_name.to_owned(),
+                peer: peer_name.to_owned(),
+                netns: Path::new("/proc/self/ns/net").to_owned(),
+                source: Box::new(source),
+            },
+        });
+    }
+    let finish = async {
+        disable_ipv6(host_name)?;
+        let link = require_link(host, host_name).await?;
+        set_up(host, host_name, &link).await
+    };
+    if let Err(e) = finish.await {
+        let _ = delete_link(host, host_name).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Writes 1 to `/proc/sys/net/ipv6/conf/<ifname>/disable_ipv6` if that file exists (it does
 /// not when IPv6 is off). A write to procfs that completes at once, so it runs inline: it must
 /// run on a thread of the namespace being configured, and tokio's blocking pool might not be.

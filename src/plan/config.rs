@@ -60,6 +60,12 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     {
         d.push("maps");
     }
+    if req
+        .container_resolver
+        .is_some_and(|r| r != saved.container_resolver)
+    {
+        d.push("container_resolver");
+    }
     if req.port_security.is_some_and(|p| p != saved.port_security) {
         d.push("port_security");
     }
@@ -104,7 +110,8 @@ pub fn endpoint_differs(req: &EndpointCreate, saved: &EndpointSpec) -> Vec<&'sta
     {
         d.push("mac");
     }
-    if req.kind.as_deref().unwrap_or("tap") != saved.kind.as_str() {
+    let default_kind = if req.peer.is_some() { "veth" } else { "tap" };
+    if req.kind.as_deref().unwrap_or(default_kind) != saved.kind.as_str() {
         d.push("kind");
     }
     if req.ifname.as_deref().unwrap_or("eth0") != saved.ifname {
@@ -112,6 +119,9 @@ pub fn endpoint_differs(req: &EndpointCreate, saved: &EndpointSpec) -> Vec<&'sta
     }
     if req.trusted != saved.trusted {
         d.push("trusted");
+    }
+    if req.peer.is_some() && req.peer != saved.peer {
+        d.push("peer");
     }
     let ns_same = match (&req.netns, req.pid) {
         (Some(p), _) => *p == saved.netns,

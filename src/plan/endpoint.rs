@@ -33,6 +33,9 @@ pub enum NsRequest {
     },
     /// A process's namespaces (`--pid`); finds its user namespace too.
     Pid(u32),
+    /// None: the container end of a veth stays in the daemon's namespace under this name, for
+    /// the runtime to move (Docker's remote network drivers).
+    HandOver { peer: String },
 }
 
 impl NsRequest {
@@ -41,6 +44,7 @@ impl NsRequest {
         match self {
             NsRequest::Path { netns, .. } => netns.clone(),
             NsRequest::Pid(pid) => format!("/proc/{pid}/ns/net"),
+            NsRequest::HandOver { .. } => String::new(),
         }
     }
 }
@@ -81,6 +85,23 @@ pub fn plan_endpoint(
         ));
     }
     let ns = match (&req.netns, req.pid) {
+        (None, None) if req.peer.is_some() => {
+            let peer = req.peer.clone().unwrap_or_default();
+            valid_ifname("peer", &peer)?;
+            if req.userns.is_some() {
+                return Err(DaemonError::invalid(
+                    "userns",
+                    "not with peer: netyard does not enter the container",
+                ));
+            }
+            NsRequest::HandOver { peer }
+        }
+        (Some(_), _) | (_, Some(_)) if req.peer.is_some() => {
+            return Err(DaemonError::invalid(
+                "peer",
+                "not with netns or pid: the runtime moves the peer into its container",
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(DaemonError::invalid(
                 "netns",
@@ -120,22 +141,19 @@ pub fn plan_endpoint(
         }
     };
     let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
-    if ifname.is_empty()
-        || ifname.len() > 15
-        || ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        || ifname == "."
-        || ifname == ".."
+    valid_ifname("ifname", &ifname)?;
+    let handed_over = matches!(ns, NsRequest::HandOver { .. });
+    let kind = match req
+        .kind
+        .as_deref()
+        .unwrap_or(if handed_over { "veth" } else { "tap" })
     {
-        return Err(DaemonError::invalid(
-            "ifname",
-            format!(
-                "{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
-            ),
-        ));
-    }
-    let kind = match req.kind.as_deref().unwrap_or("tap") {
+        "tap" if handed_over => {
+            return Err(DaemonError::invalid(
+                "kind",
+                "a peer left for the runtime to move is a veth's end: kind must be veth",
+            ))
+        }
         "tap" => PortKindName::Tap,
         "veth" => PortKindName::Veth,
         other => {
@@ -224,6 +242,26 @@ pub fn plan_endpoint(
         trusted: req.trusted,
         aliases,
     })
+}
+
+/// An interface name as Linux takes it: 1-15 bytes, no '/', ':' or white space.
+fn valid_ifname(field: &str, ifname: &str) -> Result<(), DaemonError> {
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        || ifname == "."
+        || ifname == ".."
+    {
+        return Err(DaemonError::invalid(
+            field,
+            format!(
+                "{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Docker's scheme: 02:42 followed by the IPv4 address, unique on the network (the gateway's

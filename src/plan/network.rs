@@ -158,6 +158,7 @@ pub fn plan_network<'a>(
         host_loopback: req.host_loopback,
         gateway_extra,
         maps,
+        container_resolver: req.container_resolver.unwrap_or(true),
         port_security: req.port_security.unwrap_or(true),
         max_flows_per_endpoint,
         max_flows,

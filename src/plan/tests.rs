@@ -54,6 +54,7 @@ fn a_network_gets_every_default_resolved() {
             host_loopback: false,
             gateway_extra: vec![],
             maps: vec![],
+            container_resolver: true,
             port_security: true,
             max_flows_per_endpoint: 512,
             max_flows: 16384,
@@ -295,6 +296,44 @@ fn an_owner_is_kept_as_given_and_checked() {
 }
 
 #[test]
+fn a_peer_for_the_runtime_is_a_veth_with_no_namespace_and_the_address_given() {
+    let n = lab();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    let mut r = ep_req("4f1c2a9e0b7d");
+    r.netns = None;
+    r.peer = Some("nyd4f1c2a9e0b7d".into());
+    r.ip = Some("10.1.0.7".into());
+    let p = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(
+        p,
+        EndpointPlan {
+            name: "4f1c2a9e0b7d".into(),
+            ns: NsRequest::HandOver {
+                peer: "nyd4f1c2a9e0b7d".into()
+            },
+            ip: Ipv4Addr::new(10, 1, 0, 7),
+            mac: MacAddr([2, 0x42, 10, 1, 0, 7]),
+            ifname: "eth0".into(),
+            kind: PortKindName::Veth,
+            offload: true,
+            trusted: false,
+            aliases: vec![],
+        }
+    );
+    assert_eq!(p.ns.label(), "", "no namespace to show");
+}
+
+#[test]
+fn a_network_may_leave_127_0_0_11_to_the_runtime() {
+    assert!(lab().container_resolver, "served by default");
+    let mut r = net_req("docker");
+    r.container_resolver = Some(false);
+    let n = plan(&r, &[]).unwrap();
+    assert!(!n.container_resolver);
+    assert_eq!(network_differs(&r, &lab()), vec!["container_resolver"]);
+}
+
+#[test]
 fn planning_an_endpoint_consumes_no_address() {
     let n = lab();
     let mut ipam = Ipam::new(n.subnet, n.gateway);
@@ -378,6 +417,30 @@ fn endpoint_field_errors_name_their_field() {
             "aliases[1]",
             Box::new(|r| r.aliases = vec!["ok".into(), "no..dots".into()]),
         ),
+        ("peer", Box::new(|r| r.peer = Some("nyd0".into()))),
+        (
+            "peer",
+            Box::new(|r| {
+                r.netns = None;
+                r.peer = Some("x".repeat(16));
+            }),
+        ),
+        (
+            "kind",
+            Box::new(|r| {
+                r.netns = None;
+                r.peer = Some("nyd0".into());
+                r.kind = Some("tap".into());
+            }),
+        ),
+        (
+            "userns",
+            Box::new(|r| {
+                r.netns = None;
+                r.peer = Some("nyd0".into());
+                r.userns = Some("/proc/3/ns/user".into());
+            }),
+        ),
     ];
     for (want, set) in cases {
         let mut r = ep_req("c1");
@@ -427,6 +490,7 @@ fn a_config_entry_differs_only_in_the_fields_it_sets() {
             pid_start: None,
         },
         host_ifname: None,
+        peer: None,
         offload: true,
         trusted: false,
         aliases: vec!["web".into()],

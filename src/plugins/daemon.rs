@@ -5,7 +5,11 @@
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
-use netyard_api::model::{EndpointCreate, EndpointInfo, NetworkCreate, NetworkInfo};
+use netyard_api::model::{
+    EndpointCreate, EndpointInfo, FreeSubnet, FreeSubnetRequest, NetworkCreate, NetworkInfo,
+    PublishRequest,
+};
+use netyard_cli::commands::seg;
 use netyard_cli::{default_api_path, ApiClient, ClientError};
 
 /// The daemon's socket: the plugin configuration's `api` when given, else `NETYARD_API`, else
@@ -109,6 +113,62 @@ pub async fn remove_network(c: &ApiClient, network: &str) -> Result<bool, Client
     match c.delete(&format!("/v1/networks/{network}")).await {
         Ok(_) => Ok(true),
         Err(e) if refused(&e) == Some(StatusCode::NOT_FOUND) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The subnet a network created now without one would get, avoiding `exclude` (pools a
+/// runtime's IPAM handed out that are no network yet).
+pub async fn free_subnet(c: &ApiClient, exclude: &[String]) -> Result<String, ClientError> {
+    let req = FreeSubnetRequest {
+        exclude: exclude.to_vec(),
+    };
+    let v: FreeSubnet = info(c, c.post("/v1/subnets/free", &req).await?)?;
+    Ok(v.subnet)
+}
+
+/// Publishes more ports of an attached endpoint (Docker's SPECs; all or nothing).
+pub async fn publish(
+    c: &ApiClient,
+    network: &str,
+    name: &str,
+    specs: &[String],
+) -> Result<EndpointInfo, ClientError> {
+    let req = PublishRequest {
+        publish: specs.to_vec(),
+    };
+    let uri = format!(
+        "/v1/networks/{}/endpoints/{}/ports",
+        seg(network),
+        seg(name)
+    );
+    info(c, c.post(&uri, &req).await?)
+}
+
+/// Stops publishing the ports `spec` names; an endpoint, network or port already gone is
+/// success (`Ok(false)`).
+pub async fn unpublish(
+    c: &ApiClient,
+    network: &str,
+    name: &str,
+    spec: &str,
+) -> Result<bool, ClientError> {
+    let uri = format!(
+        "/v1/networks/{}/endpoints/{}/ports/{}",
+        seg(network),
+        seg(name),
+        seg(spec)
+    );
+    match c.delete(&uri).await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                refused(&e),
+                Some(StatusCode::NOT_FOUND) | Some(StatusCode::CONFLICT)
+            ) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }

@@ -10,7 +10,7 @@
 //! | file | kind | spec | survives a restart as |
 //! |---|---|---|---|
 //! | `tap.rs` | endpoint TAP in the container's namespace | `EndpointSpec` | a persistent TAP, reopened by name |
-//! | `veth.rs` | endpoint veth, host end served with AF_PACKET | `EndpointSpec` | the host end, reopened |
+//! | `veth.rs` | endpoint veth, host end served with AF_PACKET (or its peer left for the runtime to move: Docker) | `EndpointSpec` | the host end, reopened |
 //! | `gateway.rs` | the network's gateway (router task) | `NetworkSpec` | made again (in-process) |
 //! | `vxlan.rs` | the network's VXLAN tunnel | `NetworkSpec` | made again (a UDP socket) |
 
@@ -40,11 +40,12 @@ pub struct NetCx<'a> {
     pub local_subnets: &'a netyard_router::gateway::LocalSubnets,
 }
 
-/// What the endpoint kinds are given: the network's context, the namespace, and whether the
-/// device should outlive the daemon (false with `--ephemeral`).
+/// What the endpoint kinds are given: the network's context, the namespace (none for a veth
+/// whose container end the runtime moves: `EndpointSpec::peer`), and whether the device
+/// should outlive the daemon (false with `--ephemeral`).
 pub struct EndpointCx<'a> {
     pub net: &'a NetworkSpec,
-    pub target: &'a NsTarget,
+    pub target: Option<&'a NsTarget>,
     pub persist: bool,
     /// Configure the interface (MAC, MTU, address, up, `lo` up, default route); false leaves
     /// that to the container's runtime (RootlessKit configures its own `tap0`).
@@ -141,6 +142,21 @@ pub mod endpoint {
             PortKindName::Tap => tap::Tap::describe(spec),
             PortKindName::Veth => veth::Veth::describe(spec),
         }
+    }
+}
+
+impl EndpointCx<'_> {
+    /// The container's namespace, which every kind but a handed-over veth enters.
+    pub fn target_of(&self, spec: &EndpointSpec) -> Result<&NsTarget, DaemonError> {
+        self.target.ok_or_else(|| {
+            DaemonError::invalid(
+                "netns",
+                format!(
+                    "endpoint {:?} has no namespace netyard may enter",
+                    spec.name
+                ),
+            )
+        })
     }
 }
 

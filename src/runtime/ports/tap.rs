@@ -71,7 +71,9 @@ async fn open(
         source,
     };
     let req = NsOpenRequest::tap_mode(spec.ifname.clone(), spec.offload, mode);
-    let fds = netns::open_in_ns(cx.target, req).await.map_err(ns_err)?;
+    let fds = netns::open_in_ns(cx.target_of(spec)?, req)
+        .await
+        .map_err(ns_err)?;
     let tap_fd = fds.fds.into_iter().next().ok_or_else(|| DaemonError::Io {
         context: format!("attaching {:?}", spec.name),
         source: std::io::Error::other("namespace helper returned no TAP descriptor"),

@@ -1,6 +1,12 @@
 //! Endpoint port kind `veth`: a veth pair whose peer is the container's interface and whose
 //! host end, in the daemon's namespace, is served with AF_PACKET. The pair outlives the daemon
 //! by itself (the host end is an ordinary link); `adopt` opens the host end again.
+//!
+//! Handed over (`EndpointSpec::peer`): both ends are made in the daemon's namespace and the
+//! peer is left there, down, with the endpoint's MAC and the network's MTU, for the runtime to
+//! move into its container and configure (Docker's remote network drivers name it in Join's
+//! answer; Docker moves it back under that name at Leave). netyard never enters the container,
+//! so `adopt` only opens the host end again.
 
 use std::net::IpAddr;
 
@@ -34,10 +40,21 @@ impl PortKind for Veth {
     ) -> Result<EndpointDevice, DaemonError> {
         let ns_err = ns_error(spec);
         let (host_name, host) = host_end(spec)?;
-        let fds = netns::open_in_ns(cx.target, NsOpenRequest::netlink_only())
+        if let Some(peer) = &spec.peer {
+            netns::create_veth_for_runtime(&host, &host_name, peer, spec.mac.0, cx.net.mtu)
+                .await
+                .map_err(ns_err)?;
+            let opened = open_host_end(spec, &host_name);
+            if opened.is_err() {
+                let _ = netns::delete_link(&host, &host_name).await;
+            }
+            return opened;
+        }
+        let target = cx.target_of(spec)?;
+        let fds = netns::open_in_ns(target, NsOpenRequest::netlink_only())
             .await
             .map_err(ns_err)?;
-        netns::create_veth(&host, &host_name, cx.target, &spec.ifname, cx.net.mtu)
+        netns::create_veth(&host, &host_name, target, &spec.ifname, cx.net.mtu)
             .await
             .map_err(ns_err)?;
         let result: Result<EndpointDevice, DaemonError> = async {
@@ -69,7 +86,10 @@ impl PortKind for Veth {
                 ),
             });
         }
-        let fds = netns::open_in_ns(cx.target, NsOpenRequest::netlink_only())
+        if spec.handed_over() {
+            return open_host_end(spec, &host_name);
+        }
+        let fds = netns::open_in_ns(cx.target_of(spec)?, NsOpenRequest::netlink_only())
             .await
             .map_err(ns_err)?;
         configure(cx, spec, fds.netlink).await.map_err(ns_err)?;
