@@ -1,0 +1,648 @@
+//! Docker's requests -> netyard's: pure functions, unit-tested with requests as Docker 20.10
+//! sends them. Names are derived from Docker's ids, so the plugin keeps no table of its own
+//! (a restarted plugin serves the networks and endpoints it made before):
+//!
+//! - a network is named by the first 12 characters of Docker's network id (what `docker
+//!   network ls` shows);
+//! - an endpoint by the first 12 of its endpoint id; the veth end Docker moves into the
+//!   container is `nyd` and those 12 (15 bytes, Linux's limit).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use netyard_api::model::{EndpointCreate, NetworkCreate};
+
+use super::wire::{
+    CreateEndpoint, CreateNetwork, PortBinding, ENABLE_IPV6, GENERIC, INTERNAL, PORT_MAP,
+};
+
+/// A request netyard cannot serve: the field at fault (as Docker's JSON names it) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Fault {
+    pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Fault {
+        Fault {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "netyard: {}: {}", self.field, self.reason)
+    }
+}
+
+/// The first 12 characters of a Docker id (64 hex digits).
+fn short_id(field: &str, id: &str) -> Result<String, Fault> {
+    if id.len() < 12 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Fault::new(
+            field,
+            format!("{id:?} is not a Docker id (at least 12 letters and digits)"),
+        ));
+    }
+    Ok(id[..12].to_ascii_lowercase())
+}
+
+/// The netyard network of a Docker network.
+pub fn network_name(network_id: &str) -> Result<String, Fault> {
+    short_id("NetworkID", network_id)
+}
+
+/// The netyard endpoint of a Docker endpoint.
+pub fn endpoint_name(endpoint_id: &str) -> Result<String, Fault> {
+    short_id("EndpointID", endpoint_id)
+}
+
+/// The veth end Docker moves into the container (named in Join's answer).
+pub fn peer_name(endpoint_id: &str) -> Result<String, Fault> {
+    Ok(format!("nyd{}", endpoint_name(endpoint_id)?))
+}
+
+/// The `-o KEY=VALUE` driver options netyard reads, with the network field each sets.
+pub const DRIVER_OPTIONS: &[&str] = &[
+    "netyard.mtu",
+    "com.docker.network.driver.mtu",
+    "netyard.host_loopback",
+    "netyard.port_security",
+    "netyard.max_flows",
+    "netyard.max_flows_per_endpoint",
+    "netyard.aging",
+    "netyard.max_macs_per_port",
+];
+
+/// CreateNetwork -> `network create`: the subnet and gateway Docker's IPAM gave (netyard's
+/// own or another), `--internal`, the `-o netyard.*` options. 127.0.0.11 is left to
+/// Docker's resolver (`container_resolver: false`).
+pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
+    let name = network_name(&req.network_id)?;
+    if !req.ipv6_data.is_empty()
+        || req
+            .options
+            .get(ENABLE_IPV6)
+            .is_some_and(|v| v.as_bool() == Some(true))
+    {
+        return Err(Fault::new(
+            "IPv6Data",
+            "netyard networks are IPv4 only: create the network without --ipv6",
+        ));
+    }
+    let pool = match req.ipv4_data.as_slice() {
+        [one] => one,
+        [] => {
+            return Err(Fault::new(
+                "IPv4Data",
+                "no IPv4 pool: give --subnet or use --ipam-driver netyard",
+            ))
+        }
+        _ => {
+            return Err(Fault::new(
+                "IPv4Data",
+                "netyard networks have one subnet: give one --subnet",
+            ))
+        }
+    };
+    let subnet: Ipv4Net = pool.pool.parse().map_err(|_| {
+        Fault::new(
+            "IPv4Data[0].Pool",
+            format!("{:?} is not an IPv4 CIDR", pool.pool),
+        )
+    })?;
+    let gateway = match pool.gateway.as_str() {
+        "" => None,
+        g => Some(
+            g.parse::<Ipv4Net>()
+                .map(|n| n.addr())
+                .or_else(|_| g.parse::<Ipv4Addr>())
+                .map_err(|_| {
+                    Fault::new(
+                        "IPv4Data[0].Gateway",
+                        format!("{g:?} is not an IPv4 address"),
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    let internal = match req.options.get(INTERNAL) {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| {
+                Fault::new(
+                    format!("Options.{INTERNAL}"),
+                    format!("{v} is not true or false"),
+                )
+            })?,
+    };
+    let mut out = NetworkCreate {
+        name,
+        subnet: Some(subnet.trunc().to_string()),
+        gateway,
+        internal,
+        container_resolver: Some(false),
+        ..NetworkCreate::default()
+    };
+    let generic: BTreeMap<String, String> = match req.options.get(GENERIC) {
+        None | Some(serde_json::Value::Null) => BTreeMap::new(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            Fault::new(
+                format!("Options.{GENERIC}"),
+                "driver options must be KEY=VALUE strings",
+            )
+        })?,
+    };
+    for (k, v) in &generic {
+        let field = || format!("Options.{GENERIC}.{k}");
+        let num = |max: u64| -> Result<u64, Fault> {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| Fault::new(field(), format!("{v:?} is not a number")))
+        };
+        let boolean = || -> Result<bool, Fault> {
+            v.parse::<bool>()
+                .map_err(|_| Fault::new(field(), format!("{v:?} is not true or false")))
+        };
+        let small = |max: u64| -> Result<u32, Fault> {
+            num(max).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        match k.as_str() {
+            "netyard.mtu" | "com.docker.network.driver.mtu" => {
+                out.mtu = Some(small(u64::from(u32::MAX))?)
+            }
+            "netyard.host_loopback" => out.host_loopback = boolean()?,
+            "netyard.port_security" => out.port_security = Some(boolean()?),
+            "netyard.max_flows" => out.max_flows = Some(small(u64::from(u32::MAX))?),
+            "netyard.max_flows_per_endpoint" => {
+                out.max_flows_per_endpoint = Some(small(u64::from(u32::MAX))?)
+            }
+            "netyard.aging" => out.aging = Some(num(u64::MAX)?),
+            "netyard.max_macs_per_port" => {
+                out.max_macs_per_port = Some(small(u64::from(u32::MAX))?)
+            }
+            other if other.starts_with("netyard.") => {
+                return Err(Fault::new(
+                    field(),
+                    format!(
+                        "not a netyard option (known: {})",
+                        DRIVER_OPTIONS.join(", ")
+                    ),
+                ))
+            }
+            // Another driver's or Docker's own: not ours to refuse.
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// CreateEndpoint -> attach: a veth whose container end waits in the daemon's namespace for
+/// Docker, with the address Docker's IPAM gave (the daemon must honour it) and Docker's MAC
+/// when it gave one.
+pub fn endpoint_request(req: &CreateEndpoint) -> Result<EndpointCreate, Fault> {
+    let name = endpoint_name(&req.endpoint_id)?;
+    let iface = req.interface.clone().unwrap_or_default();
+    if !iface.address_ipv6.is_empty() {
+        return Err(Fault::new(
+            "Interface.AddressIPv6",
+            "netyard networks are IPv4 only",
+        ));
+    }
+    let ip = match iface.address.as_str() {
+        "" => {
+            return Err(Fault::new(
+                "Interface.Address",
+                "missing: Docker's IPAM gave the endpoint no IPv4 address",
+            ))
+        }
+        a => a
+            .parse::<Ipv4Net>()
+            .map(|n| n.addr())
+            .or_else(|_| a.parse::<Ipv4Addr>())
+            .map_err(|_| {
+                Fault::new("Interface.Address", format!("{a:?} is not an IPv4 address"))
+            })?,
+    };
+    Ok(EndpointCreate {
+        name,
+        peer: Some(peer_name(&req.endpoint_id)?),
+        kind: Some("veth".into()),
+        ip: Some(ip.to_string()),
+        mac: (!iface.mac_address.is_empty()).then(|| iface.mac_address.clone()),
+        ..EndpointCreate::default()
+    })
+}
+
+/// ProgramExternalConnectivity's `-p` bindings -> netyard's published-port SPECs
+/// (`[HOSTIP:][HOSTPORT[-END]:]CPORT/PROTO`, the same grammar). Exposed ports without a
+/// binding publish nothing, as with Docker's bridge.
+pub fn port_specs(options: &BTreeMap<String, serde_json::Value>) -> Result<Vec<String>, Fault> {
+    let bindings: Vec<PortBinding> = match options.get(PORT_MAP) {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            Fault::new(
+                format!("Options.{PORT_MAP}"),
+                format!("not a list of port bindings: {e}"),
+            )
+        })?,
+    };
+    let mut specs = Vec::new();
+    for (i, b) in bindings.iter().enumerate() {
+        let field = |f: &str| format!("Options.{PORT_MAP}[{i}].{f}");
+        let proto = match b.proto {
+            6 => "tcp",
+            17 => "udp",
+            p => {
+                return Err(Fault::new(
+                    field("Proto"),
+                    format!("protocol {p} cannot be published (tcp and udp can)"),
+                ))
+            }
+        };
+        if b.port == 0 {
+            return Err(Fault::new(field("Port"), "0 is not a container port"));
+        }
+        let host_ip = match b.host_ip.as_str() {
+            "" => String::new(),
+            ip => match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(v4)) => format!("{v4}:"),
+                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:"),
+                Err(_) => {
+                    return Err(Fault::new(
+                        field("HostIP"),
+                        format!("{ip:?} is not an IP address"),
+                    ))
+                }
+            },
+        };
+        let host_ports = match (b.host_port, b.host_port_end) {
+            (0, _) => String::new(),
+            (start, end) if end <= start => start.to_string(),
+            (start, end) => format!("{start}-{end}"),
+        };
+        specs.push(match (host_ip.is_empty(), host_ports.is_empty()) {
+            (true, true) => format!("{}/{proto}", b.port),
+            (false, true) => format!("{host_ip}:{}/{proto}", b.port),
+            _ => format!("{host_ip}{host_ports}:{}/{proto}", b.port),
+        });
+    }
+    Ok(specs)
+}
+
+/// A PoolID (netyard's are the pool's CIDR).
+pub fn parse_pool(field: &str, pool: &str) -> Result<Ipv4Net, Fault> {
+    let net: Ipv4Net = pool
+        .parse()
+        .map_err(|_| Fault::new(field, format!("{pool:?} is not an IPv4 CIDR")))?;
+    if net.prefix_len() < 8 || net.prefix_len() > 30 {
+        return Err(Fault::new(
+            field,
+            format!("prefix /{} out of range (8 to 30)", net.prefix_len()),
+        ));
+    }
+    Ok(net.trunc())
+}
+
+/// RequestPool: the pool asked for (`None`: netyard picks a free one).
+pub fn requested_pool(req: &super::wire::RequestPool) -> Result<Option<Ipv4Net>, Fault> {
+    if req.v6 {
+        return Err(Fault::new(
+            "V6",
+            "netyard's IPAM serves IPv4 only: create the network without --ipv6",
+        ));
+    }
+    if !req.sub_pool.is_empty() {
+        return Err(Fault::new(
+            "SubPool",
+            "--ip-range is not supported: netyard hands out the whole subnet",
+        ));
+    }
+    match req.pool.as_str() {
+        "" => Ok(None),
+        p => parse_pool("Pool", p).map(Some),
+    }
+}
+
+/// An address of `pool` as RequestAddress answers it: with the pool's prefix.
+pub fn with_prefix(ip: Ipv4Addr, pool: Ipv4Net) -> String {
+    format!("{ip}/{}", pool.prefix_len())
+}
+
+/// A host address of `pool` (neither its network nor its broadcast address).
+pub fn host_address(field: &str, s: &str, pool: Ipv4Net) -> Result<Ipv4Addr, Fault> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| Fault::new(field, format!("{s:?} is not an IPv4 address")))?;
+    if !pool.contains(&ip) || ip == pool.network() || ip == pool.broadcast() {
+        return Err(Fault::new(
+            field,
+            format!("{ip} is not a host address of {pool}"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// The gateway netyard gives a network without `--gateway`: the pool's first host address
+/// (as `network create`).
+pub fn default_gateway(pool: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(pool.network()).saturating_add(1))
+}
+
+/// The first host address of `pool` that is neither the gateway nor in `taken`.
+pub fn free_address(
+    pool: Ipv4Net,
+    gateway: Ipv4Addr,
+    taken: &std::collections::BTreeSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    pool.hosts()
+        .find(|ip| *ip != gateway && !taken.contains(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{Interface, IpamData, RequestPool};
+    use super::*;
+    use serde_json::json;
+
+    const NET: &str = "3b1f2c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+    const EP: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
+
+    /// CreateNetwork as Docker 20.10 sends it for `docker network create -d netyard
+    /// --ipam-driver netyard --subnet 10.77.0.0/24 --internal -o netyard.mtu=1400`.
+    fn create_network() -> CreateNetwork {
+        serde_json::from_value(json!({
+            "NetworkID": NET,
+            "Options": {
+                "com.docker.network.enable_ipv6": false,
+                "com.docker.network.generic": {"netyard.mtu": "1400"},
+                "com.docker.network.internal": true
+            },
+            "IPv4Data": [{"AddressSpace": "netyard-local", "Gateway": "10.77.0.1/24",
+                          "Pool": "10.77.0.0/24"}],
+            "IPv6Data": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn create_network_maps_pool_gateway_internal_and_options() {
+        let r = network_request(&create_network()).unwrap();
+        assert_eq!(
+            r,
+            NetworkCreate {
+                name: "3b1f2c0d9e8a".into(),
+                subnet: Some("10.77.0.0/24".into()),
+                gateway: Some("10.77.0.1".into()),
+                mtu: Some(1400),
+                internal: true,
+                container_resolver: Some(false),
+                ..NetworkCreate::default()
+            }
+        );
+    }
+
+    #[test]
+    fn create_network_errors_name_their_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut CreateNetwork)>)> = vec![
+            ("NetworkID", Box::new(|r| r.network_id = "abc".into())),
+            (
+                "NetworkID",
+                Box::new(|r| r.network_id = "../../etc/passwd".into()),
+            ),
+            (
+                "IPv6Data",
+                Box::new(|r| r.ipv6_data = vec![IpamData::default()]),
+            ),
+            (
+                "IPv6Data",
+                Box::new(|r| {
+                    r.options.insert(ENABLE_IPV6.into(), json!(true));
+                }),
+            ),
+            ("IPv4Data", Box::new(|r| r.ipv4_data.clear())),
+            (
+                "IPv4Data",
+                Box::new(|r| r.ipv4_data.push(IpamData::default())),
+            ),
+            (
+                "IPv4Data[0].Pool",
+                Box::new(|r| r.ipv4_data[0].pool = "fd00::/64".into()),
+            ),
+            (
+                "IPv4Data[0].Gateway",
+                Box::new(|r| r.ipv4_data[0].gateway = "gw".into()),
+            ),
+            (
+                "Options.com.docker.network.internal",
+                Box::new(|r| {
+                    r.options.insert(INTERNAL.into(), json!(7));
+                }),
+            ),
+            (
+                "Options.com.docker.network.generic.netyard.mtu",
+                Box::new(|r| {
+                    r.options
+                        .insert(GENERIC.into(), json!({"netyard.mtu": "big"}));
+                }),
+            ),
+            (
+                "Options.com.docker.network.generic.netyard.color",
+                Box::new(|r| {
+                    r.options
+                        .insert(GENERIC.into(), json!({"netyard.color": "red"}));
+                }),
+            ),
+            (
+                "Options.com.docker.network.generic",
+                Box::new(|r| {
+                    r.options.insert(GENERIC.into(), json!(["x"]));
+                }),
+            ),
+        ];
+        for (want, set) in cases {
+            let mut r = create_network();
+            set(&mut r);
+            let e = network_request(&r).expect_err(want);
+            assert_eq!(e.field, want, "{e}");
+            assert!(e.to_string().starts_with(&format!("netyard: {want}: ")));
+        }
+    }
+
+    #[test]
+    fn other_drivers_options_are_left_alone() {
+        let mut r = create_network();
+        r.options.insert(
+            GENERIC.into(),
+            json!({"com.docker.network.bridge.name": "x", "com.docker.network.driver.mtu": "9000"}),
+        );
+        assert_eq!(network_request(&r).unwrap().mtu, Some(9000));
+    }
+
+    #[test]
+    fn create_endpoint_is_a_veth_left_for_docker_with_dockers_address() {
+        let r: CreateEndpoint = serde_json::from_value(json!({
+            "NetworkID": NET, "EndpointID": EP,
+            "Interface": {"Address": "10.77.0.2/24", "AddressIPv6": "", "MacAddress": ""},
+            "Options": {"com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": 80}],
+                        "com.docker.network.portmap": []}
+        }))
+        .unwrap();
+        assert_eq!(
+            endpoint_request(&r).unwrap(),
+            EndpointCreate {
+                name: "9e8d7c6b5a4f".into(),
+                peer: Some("nyd9e8d7c6b5a4f".into()),
+                kind: Some("veth".into()),
+                ip: Some("10.77.0.2".into()),
+                ..EndpointCreate::default()
+            }
+        );
+        assert_eq!(peer_name(EP).unwrap().len(), 15, "Linux's longest name");
+        let mut with_mac = r.clone();
+        with_mac.interface = Some(Interface {
+            address: "10.77.0.2/24".into(),
+            mac_address: "02:42:0a:4d:00:09".into(),
+            ..Interface::default()
+        });
+        assert_eq!(
+            endpoint_request(&with_mac).unwrap().mac.as_deref(),
+            Some("02:42:0a:4d:00:09")
+        );
+        for (want, iface) in [
+            ("Interface.Address", None),
+            (
+                "Interface.Address",
+                Some(Interface {
+                    address: "ten".into(),
+                    ..Interface::default()
+                }),
+            ),
+            (
+                "Interface.AddressIPv6",
+                Some(Interface {
+                    address: "10.77.0.2/24".into(),
+                    address_ipv6: "fd00::2/64".into(),
+                    ..Interface::default()
+                }),
+            ),
+        ] {
+            let mut bad = r.clone();
+            bad.interface = iface;
+            assert_eq!(endpoint_request(&bad).unwrap_err().field, want);
+        }
+    }
+
+    #[test]
+    fn port_bindings_become_specs_keeping_host_ip_and_ranges() {
+        let opts: BTreeMap<String, serde_json::Value> = serde_json::from_value(json!({
+            "com.docker.network.portmap": [
+                {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080},
+                {"Proto": 17, "IP": "", "Port": 53, "HostIP": "127.0.0.1", "HostPort": 0, "HostPortEnd": 0},
+                {"Proto": 6, "IP": "", "Port": 22, "HostIP": "::1", "HostPort": 2200, "HostPortEnd": 2210},
+                {"Proto": 6, "IP": "", "Port": 443, "HostIP": "", "HostPort": 0, "HostPortEnd": 0}
+            ]
+        }))
+        .unwrap();
+        let specs = port_specs(&opts).unwrap();
+        assert_eq!(
+            specs,
+            vec![
+                "8080:80/tcp",
+                "127.0.0.1::53/udp",
+                "[::1]:2200-2210:22/tcp",
+                "443/tcp"
+            ]
+        );
+        for s in &specs {
+            netyard_api::portspec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        assert!(port_specs(&BTreeMap::new()).unwrap().is_empty());
+        let sctp: BTreeMap<String, serde_json::Value> = serde_json::from_value(
+            json!({"com.docker.network.portmap": [{"Proto": 132, "Port": 9}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            port_specs(&sctp).unwrap_err().field,
+            "Options.com.docker.network.portmap[0].Proto"
+        );
+    }
+
+    #[test]
+    fn pools_are_ipv4_cidrs_without_sub_pools() {
+        let mut r = RequestPool {
+            address_space: "netyard-local".into(),
+            pool: "10.77.0.9/24".into(),
+            ..RequestPool::default()
+        };
+        assert_eq!(
+            requested_pool(&r).unwrap(),
+            Some("10.77.0.0/24".parse().unwrap())
+        );
+        r.pool.clear();
+        assert_eq!(requested_pool(&r).unwrap(), None);
+        for (want, set) in [
+            (
+                "V6",
+                Box::new(|r: &mut RequestPool| r.v6 = true) as Box<dyn Fn(&mut RequestPool)>,
+            ),
+            (
+                "SubPool",
+                Box::new(|r| {
+                    r.pool = "10.77.0.0/24".into();
+                    r.sub_pool = "10.77.0.128/25".into();
+                }),
+            ),
+            ("Pool", Box::new(|r| r.pool = "10.77.0.0/31".into())),
+            ("Pool", Box::new(|r| r.pool = "nope".into())),
+        ] {
+            let mut b = r.clone();
+            set(&mut b);
+            assert_eq!(requested_pool(&b).unwrap_err().field, want);
+        }
+    }
+
+    #[test]
+    fn null_maps_from_docker_read_as_empty() {
+        // As Docker 20.10 sends a container's RequestAddress (Go's nil map).
+        let r: super::super::wire::RequestAddress = serde_json::from_value(
+            json!({"PoolID": "10.77.0.0/24", "Address": "", "Options": null}),
+        )
+        .unwrap();
+        assert!(r.options.is_empty());
+        let n: CreateNetwork = serde_json::from_value(
+            json!({"NetworkID": NET, "Options": null, "IPv4Data": null, "IPv6Data": null}),
+        )
+        .unwrap();
+        assert_eq!(network_request(&n).unwrap_err().field, "IPv4Data");
+    }
+
+    #[test]
+    fn addresses_skip_the_gateway_and_what_is_taken() {
+        let pool: Ipv4Net = "10.77.0.0/29".parse().unwrap();
+        let gw = default_gateway(pool);
+        assert_eq!(gw, Ipv4Addr::new(10, 77, 0, 1));
+        let mut taken = std::collections::BTreeSet::new();
+        assert_eq!(
+            free_address(pool, gw, &taken),
+            Some(Ipv4Addr::new(10, 77, 0, 2))
+        );
+        taken.extend((2..=6).map(|h| Ipv4Addr::new(10, 77, 0, h)));
+        assert_eq!(free_address(pool, gw, &taken), None, "full");
+        assert_eq!(with_prefix(gw, pool), "10.77.0.1/29");
+        assert_eq!(
+            host_address("Address", "10.77.0.7", pool)
+                .unwrap_err()
+                .field,
+            "Address"
+        );
+        assert!(host_address("Address", "10.77.0.6", pool).is_ok());
+    }
+}
