@@ -122,7 +122,7 @@ async fn free_subnet(State(d): D, body: Bytes) -> Res<netyard_api::model::FreeSu
     for (i, s) in req.exclude.iter().enumerate() {
         let n: ipnet::IpNet = s.parse().map_err(|_| {
             DaemonError::invalid(
-                &format!("exclude[{i}]"),
+                format!("exclude[{i}]"),
                 format!("{s:?} is not a CIDR such as 10.1.0.0/24"),
             )
         })?;

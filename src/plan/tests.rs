@@ -318,6 +318,7 @@ fn a_peer_for_the_runtime_is_a_veth_with_no_namespace_and_the_address_given() {
             offload: true,
             trusted: false,
             aliases: vec![],
+            owner: None,
         }
     );
     assert_eq!(p.ns.label(), "", "no namespace to show");

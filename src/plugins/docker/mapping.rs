@@ -372,6 +372,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// One change to a request, for the field-error tables.
+    type Setter<T> = Box<dyn Fn(&mut T)>;
+
     const NET: &str = "3b1f2c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
     const EP: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
 
@@ -411,7 +414,7 @@ mod tests {
 
     #[test]
     fn create_network_errors_name_their_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut CreateNetwork)>)> = vec![
+        let cases: Vec<(&str, Setter<CreateNetwork>)> = vec![
             ("NetworkID", Box::new(|r| r.network_id = "abc".into())),
             (
                 "NetworkID",
@@ -591,7 +594,7 @@ mod tests {
         for (want, set) in [
             (
                 "V6",
-                Box::new(|r: &mut RequestPool| r.v6 = true) as Box<dyn Fn(&mut RequestPool)>,
+                Box::new(|r: &mut RequestPool| r.v6 = true) as Setter<RequestPool>,
             ),
             (
                 "SubPool",
