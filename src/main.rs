@@ -16,6 +16,20 @@ fn main() {
         std::process::exit(code);
     }
     let cli = Cli::parse();
+    // Reached only behind global flags (`netyard --api P docker-plugin`): front_door runs it
+    // otherwise. The plugin starts its own runtime, so it runs before ours.
+    if let Command::DockerPlugin { args } = &cli.command {
+        let mut args = args.clone();
+        if let Some(api) = cli
+            .api
+            .as_ref()
+            .filter(|_| !args.iter().any(|a| a == "--api"))
+        {
+            args.push("--api".into());
+            args.push(api.into());
+        }
+        std::process::exit(netyard::plugins::docker::main(args));
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("NETYARD_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(match cli.command {
             Command::Daemon(_) => "info",
@@ -132,6 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::System(s) => commands::system(&c, s).await?,
             Command::Stats { json } => commands::stats(&c, json).await?,
             Command::Run(a) => commands::run(&c, a).await?,
+            // Dispatched in `main`, before this runtime started.
+            Command::DockerPlugin { .. } => 2,
             Command::Capture {
                 network,
                 endpoint,

@@ -89,6 +89,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve Docker's remote network and IPAM driver (`docker network create -d netyard
+    /// --ipam-driver netyard`) on /run/docker/plugins/netyard.sock; `netyard docker-plugin
+    /// --help` lists its options.
+    #[command(name = "docker-plugin", disable_help_flag = true)]
+    DockerPlugin {
+        /// The plugin's own arguments (`--socket PATH`, `--api PATH`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Capture a network's (or one endpoint's) frames to a pcap file.
     Capture {
         network: String,
