@@ -1,0 +1,371 @@
+//! `netyard slirp4netns`, driven as Podman 4.3 drives slirp4netns: the binary under the name
+//! `slirp4netns` (a link), `-c -e 3 -r 4 --api-socket P --netns-type=path NETNS tap0` with a
+//! real exit pipe and ready pipe, in the lab's "host" namespace, which has a veth to an
+//! "outside" namespace (198.18.X.0/24) holding the servers and a dnsmasq on its loopback as
+//! the upstream resolver (`/etc/netns/HOST/resolv.conf`, which `ip netns exec` binds over
+//! /etc/resolv.conf). Checked: the guest's layout, a fetch from the outside server, a name
+//! resolved through 10.0.2.3 (forwarded to dnsmasq) and the guest's own, a ping to the
+//! outside, the API socket (add/list/remove with slirp4netns's JSON, malformed requests) with
+//! a forwarded connection that keeps the client's address, and exit on the exit fd's
+//! hang-up leaving nothing behind. Bad command lines: unknown option, missing namespace,
+//! closed exit fd.
+//!
+//! Not here yet: rootless Podman 4.3 and RootlessKit 1.1 themselves (RootlessKit needs
+//! subordinate ids for the test user).
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Greets each TCP client with its address as the server saw it, then closes.
+const PEER_SERVER: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(16)
+while True:
+    c, a = s.accept()
+    c.sendall(("%s %s\n" % (sys.argv[2], a[0])).encode())
+    c.close()
+"#;
+
+/// Connects to argv[1]:argv[2] and prints what it receives.
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+data = b""
+while True:
+    b = c.recv(100)
+    if not b:
+        break
+    data += b
+print(data.decode().strip())
+"#;
+
+/// One request to a unix socket (half-closed after it, as Podman does); prints the reply.
+const API_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode())
+s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    data += b
+print(data.decode())
+"#;
+
+/// Removes `/etc/netns/NAME` (the host namespace's resolv.conf) when the test ends.
+struct EtcNetns(std::path::PathBuf);
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The link named `slirp4netns` to the netyard binary, as `--network-cmd-path` takes it.
+fn front_link(lab: &Lab) -> String {
+    let link = lab.dir.join("slirp4netns");
+    let _ = std::os::unix::fs::symlink(NETYARD, &link);
+    link.to_string_lossy().into_owned()
+}
+
+/// Runs the front in the host namespace with `argv`, fds 3 and 4 from the files given.
+fn spawn_front(lab: &Lab, argv: &[&str], fd3: &str, fd4: &str, log: &str) -> Bg {
+    let script = format!("exec \"$0\" \"$@\" 3<{fd3} 4>{fd4}");
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.host.name, "sh", "-c", &script])
+        .arg(front_link(lab))
+        .args(argv);
+    Bg::spawn(&mut c, &lab.dir.join(log))
+}
+
+fn api(lab: &Lab, sock: &str, req: &str) -> Value {
+    let out = py_ok(
+        lab,
+        &lab.host.name,
+        &lab.write_file("api.py", API_CLIENT),
+        &[sock, req],
+    );
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| lab.fail(&format!("API reply to {req} is no JSON ({e}): {out:?}")))
+}
+
+#[test]
+fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_hangup() {
+    require_program("dnsmasq", "dnsmasq-base");
+    require_program("dig", "dnsutils");
+    let lab = Lab::bare();
+    let out = lab.outside();
+    let guest_ns = lab.ns("g");
+    let client = lab.write_file("client.py", CLIENT);
+    // The upstream resolver: dnsmasq on the host namespace's loopback, named by its
+    // resolv.conf.
+    let etc = EtcNetns(std::path::Path::new("/etc/netns").join(&lab.host.name));
+    std::fs::create_dir_all(&etc.0).expect("mkdir /etc/netns/HOST");
+    std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.1\n").expect("resolv.conf");
+    lab.bg_in(
+        &lab.host.name,
+        &[
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file",
+            "--user=root",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            &format!("--host-record=server.outside.test,{}", out.ip),
+        ],
+        "dnsmasq.log",
+    );
+    lab.bg_in(
+        &out.ns,
+        &["python3", "-c", PEER_SERVER, "8080", "outside"],
+        "outside_server.log",
+    );
+    assert!(wait_listening(&out.ns, 8080, Proto::Tcp), "outside server");
+    // Exit pipe: the test holds it read-write, so dropping it is the runtime's hang-up.
+    let fifo = |n: &str| {
+        let p = lab.dir.join(n);
+        cmd_ok(&["mkfifo", &p.to_string_lossy()]);
+        p
+    };
+    let (exit_p, ready_p) = (fifo("exit.fifo"), fifo("ready.fifo"));
+    let exit_w = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&exit_p)
+        .expect("exit fifo");
+    let mut ready_r = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&ready_p)
+        .expect("ready fifo");
+    let sock = lab.dir.join("front.sock").to_string_lossy().into_owned();
+    let netns = format!("/run/netns/{guest_ns}");
+    let mut front = spawn_front(
+        &lab,
+        &[
+            "--disable-host-loopback",
+            "--mtu=65520",
+            "--enable-sandbox",
+            "--enable-seccomp",
+            "--enable-ipv6",
+            "-c",
+            "-e",
+            "3",
+            "-r",
+            "4",
+            "--api-socket",
+            &sock,
+            "--netns-type=path",
+            &netns,
+            "tap0",
+        ],
+        &exit_p.to_string_lossy(),
+        &ready_p.to_string_lossy(),
+        "front.log",
+    );
+    let mut got = Vec::new();
+    let ready = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        let mut b = [0u8; 8];
+        if let Ok(n) = ready_r.read(&mut b) {
+            got.extend_from_slice(&b[..n]);
+        }
+        !got.is_empty()
+    });
+    if !ready || got != b"1" {
+        lab.fail(&format!(
+            "no \"1\" on the ready fd (got {got:?}):\n{}",
+            front.log_text()
+        ));
+    }
+    // The layout slirp4netns gives with -c.
+    let addr = cmd_ok(&["ip", "-n", &guest_ns, "-4", "-o", "addr", "show", "tap0"]);
+    assert!(addr.contains("10.0.2.100/24"), "{addr}");
+    let mtu = cmd_ok(&["ip", "-n", &guest_ns, "link", "show", "tap0"]);
+    assert!(mtu.contains("mtu 65520"), "{mtu}");
+    let route = cmd_ok(&["ip", "-n", &guest_ns, "route", "show", "default"]);
+    assert!(route.contains("via 10.0.2.2"), "{route}");
+
+    // Egress: a fetch from the outside server, which sees the host's address.
+    let got = py_ok(&lab, &guest_ns, &client, &[&out.ip, "8080"]);
+    assert_eq!(got.trim(), format!("outside {}", out.host_ip));
+    // DNS through 10.0.2.3: forwarded to dnsmasq, and the guest's own name.
+    for (name, want) in [
+        ("server.outside.test", out.ip.as_str()),
+        ("guest", "10.0.2.100"),
+    ] {
+        let o = ns_cmd(
+            &guest_ns,
+            &["dig", "+short", "+time=2", "+tries=3", "@10.0.2.3", name],
+            Duration::from_secs(30),
+        );
+        let ans = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if ans != want {
+            lab.fail(&format!("dig @10.0.2.3 {name}: want {want}:\n{}", show(&o)));
+        }
+    }
+    lab.assert_ping(&guest_ns, &out.ip);
+    // --disable-host-loopback: the gateway refuses TCP.
+    let o = py(
+        &guest_ns,
+        &client,
+        &["10.0.2.2", "22"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !o.status.success(),
+        "TCP to 10.0.2.2 with --disable-host-loopback: {}",
+        show(&o)
+    );
+
+    // The API socket: a forwarded port keeps the client's address.
+    lab.bg_in(
+        &guest_ns,
+        &["python3", "-c", PEER_SERVER, "80", "guest"],
+        "guest_server.log",
+    );
+    assert!(wait_listening(&guest_ns, 80, Proto::Tcp), "guest server");
+    let r = api(
+        &lab,
+        &sock,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":18080,"guest_addr":"","guest_port":80}}"#,
+    );
+    assert_eq!(r["return"]["id"], 1, "{r}");
+    let got = py_ok(&lab, &out.ns, &client, &[&out.host_ip, "18080"]);
+    assert_eq!(
+        got.trim(),
+        format!("guest {}", out.ip),
+        "client address kept"
+    );
+    let r = api(&lab, &sock, r#"{"execute":"list_hostfwd"}"#);
+    assert_eq!(r["return"]["entries"][0]["host_port"], 18080, "{r}");
+    assert_eq!(r["return"]["entries"][0]["guest_addr"], "10.0.2.100", "{r}");
+    for (req, desc) in [
+        ("badjson", "bad request: cannot parse JSON"),
+        (r#"{"unexpectedjson": 42}"#, "bad request: no execute found"),
+        (r#"{"execute": "bad"}"#, "bad request: unknown execute"),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"bad"}}"#,
+            "bad request: add_hostfwd: bad arguments.proto",
+        ),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":18080,"guest_port":80}}"#,
+            "bad request: add_hostfwd: slirp_add_hostfwd failed",
+        ),
+    ] {
+        let r = api(&lab, &sock, req);
+        assert_eq!(r["error"]["desc"], desc, "{req}: {r}");
+    }
+    let r = api(
+        &lab,
+        &sock,
+        r#"{"execute":"remove_hostfwd","arguments":{"id":1}}"#,
+    );
+    assert_eq!(r, serde_json::json!({"return": {}}));
+    let r = api(
+        &lab,
+        &sock,
+        r#"{"execute":"remove_hostfwd","arguments":{"id":1}}"#,
+    );
+    assert_eq!(
+        r["error"]["desc"],
+        "bad request: remove_hostfwd: bad arguments.id"
+    );
+    let o = py(
+        &out.ns,
+        &client,
+        &[&out.host_ip, "18080"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !o.status.success(),
+        "the removed forward still answers: {}",
+        show(&o)
+    );
+
+    // The runtime's end of the exit pipe closes: the front exits 0 and leaves nothing.
+    drop(exit_w);
+    let status = front.wait(Duration::from_secs(20));
+    if status.map(|s| s.code()) != Some(Some(0)) {
+        lab.fail(&format!(
+            "after the exit fd's hang-up: {status:?}\n{}",
+            front.log_text()
+        ));
+    }
+    assert!(
+        !links(&guest_ns).iter().any(|l| l == "tap0"),
+        "tap0 left behind"
+    );
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "API socket left behind"
+    );
+}
+
+#[test]
+fn bad_command_lines_fail_as_slirp4netns_does_and_make_nothing() {
+    let lab = Lab::bare();
+    let guest_ns = lab.ns("g");
+    let link = front_link(&lab);
+    let netns = format!("/run/netns/{guest_ns}");
+    let run = |argv: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &lab.host.name, &link]).args(argv);
+        run_bounded(&mut c, Duration::from_secs(30))
+    };
+    let o = run(&["--bogus", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unrecognized option '--bogus'") && err.contains("Usage: slirp4netns"));
+    let o = run(&[
+        "-c",
+        "--netns-type=path",
+        "/run/netns/nyt-no-such-ns",
+        "tap0",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nyt-no-such-ns"),
+        "{}",
+        show(&o)
+    );
+    let o = run(&["-c", "99999999", "tap0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    // A closed exit fd: slirp4netns takes it as its exit event (status 0); nothing is made.
+    let o = run(&["-c", "-e", "9", "--netns-type=path", &netns, "tap0"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exit fd 9"),
+        "{}",
+        show(&o)
+    );
+    assert!(!links(&guest_ns).iter().any(|l| l == "tap0"), "tap0 made");
+    // --help and --version as the runtimes read them.
+    let o = run(&["--help"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && h.contains("--netns-type") && h.contains("--enable-sandbox"));
+    let o = run(&["--version"]);
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        v.starts_with("slirp4netns version 1.2.0\n") && v.contains("netyard"),
+        "{v}"
+    );
+}
