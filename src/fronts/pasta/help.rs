@@ -40,15 +40,16 @@ namespace goes away. Running a COMMAND in new namespaces is not supported.
   -p, --pcap FILE	Accepted, no effect
   -P, --pid FILE	Write own PID to the given file
   -m, --mtu MTU	Assign MTU to the namespace interface
-    a zero value leaves the interface's MTU alone
+    a zero value leaves the TAP's own (1500)
     default: 65520
   -a, --address ADDR	Assign IPv4 address ADDR
-    default: 10.0.2.100 (see --config-net)
+    default: the second address of a private /24 that
+             overlaps no host route (10.89.0.0/16 first)
   -n, --netmask MASK	Assign IPv4 MASK, dot-decimal or bits
     default: 24
   -M, --mac-addr ADDR	Accepted, no effect
   -g, --gateway ADDR	Pass IPv4 address as gateway
-    default: 10.0.2.2, the first address of the subnet otherwise
+    default: the subnet's first address
   -i, --interface NAME	Accepted, no effect
   -o, --outbound ADDR	Accepted, no effect
   --outbound-if4 NAME	Accepted, no effect

@@ -45,7 +45,7 @@ pub struct Layout {
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub guest: Ipv4Addr,
-    /// The interface's MTU; None: leave it alone (`-m 0`).
+    /// The network's MTU; None (`-m 0`, pasta: "disables assignment"): the TAP's own, 1500.
     pub mtu: Option<u32>,
     pub ifname: String,
     /// Addresses besides the gateway's that answer ARP, ping and DNS (`--dns-forward`).

@@ -299,5 +299,32 @@ fn piece(start: u32, end: u32) -> PortRange {
     }
 }
 
+/// The forwards of `-t` (`tcp`) and `-u` (`udp`) as the daemon's published-port SPECs
+/// (`[HOSTIP:]HOST[-END]:CTR[-END]/PROTO`, Docker's form, which `ports::parse_specs` takes):
+/// one SPEC per range. A forward without an address binds every address of the host, as
+/// pasta's does. An interface scope (`%IF`) has no SPEC form and is dropped (the caller logs
+/// it): the port is bound on the address alone.
+pub fn publish_specs(tcp: &PortMode, udp: &PortMode) -> Vec<String> {
+    let mut out = Vec::new();
+    for (mode, proto) in [(tcp, "tcp"), (udp, "udp")] {
+        let PortMode::Spec(list) = mode else {
+            continue;
+        };
+        for f in list {
+            let last_target = f.target_of(f.host.end);
+            let host_ip = match f.addr {
+                Some(IpAddr::V4(a)) => format!("{a}:"),
+                Some(IpAddr::V6(a)) => format!("[{a}]:"),
+                None => String::new(),
+            };
+            out.push(format!(
+                "{host_ip}{}-{}:{}-{}/{proto}",
+                f.host.start, f.host.end, f.target, last_target
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

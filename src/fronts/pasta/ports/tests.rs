@@ -210,3 +210,28 @@ fn the_ephemeral_range_parses_from_proc() {
     assert_eq!(Ephemeral::parse("60999 32768"), None);
     assert_eq!(Ephemeral::parse("x"), None);
 }
+
+#[test]
+fn forwards_become_the_daemons_publish_specs() {
+    let mut t = PortMode::Unset;
+    add(&mut t, 't', "8080-8080:80-80", eph()).unwrap();
+    add(&mut t, 't', "127.0.0.1/9000-9001:90-91", eph()).unwrap();
+    add(&mut t, 't', "::1/7000", eph()).unwrap();
+    let mut u = PortMode::Unset;
+    add(&mut u, 'u', "5353:53", eph()).unwrap();
+    let specs = publish_specs(&t, &u);
+    assert_eq!(
+        specs,
+        vec![
+            "8080-8080:80-80/tcp",
+            "127.0.0.1:9000-9001:90-91/tcp",
+            "[::1]:7000-7000:7000-7000/tcp",
+            "5353-5353:53-53/udp",
+        ]
+    );
+    // and the daemon's parser takes every one of them
+    for s in &specs {
+        netyard_api::portspec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    assert!(publish_specs(&PortMode::None, &PortMode::Unset).is_empty());
+}
