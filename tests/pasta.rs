@@ -736,3 +736,81 @@ fn rootless_podman_namespace_in_a_user_namespace() {
     }
     drop(named);
 }
+
+/// `pasta [OPTION]... PID`: the process's namespace is served until the process exits.
+#[test]
+fn a_pid_target_is_served_until_its_process_exits() {
+    let lab = Lab::bare();
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &lab.host.name,
+        "unshare",
+        "--net",
+        "sleep",
+        "600",
+    ]);
+    let mut holder = Bg::spawn(&mut c, &lab.dir.join("holder.log"));
+    let target = holder.pid();
+    let in_ns = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let comm = std::fs::read_to_string(format!("/proc/{target}/comm")).unwrap_or_default();
+        comm.trim() == "sleep"
+    });
+    assert!(in_ns, "unshare --net sleep did not start");
+    let pid_file = lab.dir.join("pasta.pid").display().to_string();
+    let args: Vec<String> = [
+        "--config-net",
+        "-t",
+        "none",
+        "-u",
+        "none",
+        "-T",
+        "none",
+        "-U",
+        "none",
+        "--quiet",
+        "--pid",
+        &pid_file,
+        &target.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = run_pasta(&lab, &args);
+    let pid: Option<u32> = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let _helper = Helper(pid);
+    if !o.status.success() {
+        lab.fail(&format!("pasta PID failed: {}", show(&o)));
+    }
+    let pid = pid.unwrap_or_else(|| lab.fail("no pid file"));
+    let t = target.to_string();
+    let route = cmd_ok(&[
+        "nsenter", "-t", &t, "-n", "ip", "-4", "route", "show", "default",
+    ]);
+    let gw = route
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let o = cmd(
+        &["nsenter", "-t", &t, "-n", "ping", "-c", "1", "-W", "3", &gw],
+        CLI_TIMEOUT,
+    );
+    if !o.status.success() {
+        lab.fail(&format!(
+            "ping to the gateway {gw} from the PID's namespace: {}",
+            show(&o)
+        ));
+    }
+    holder.stop(Duration::from_secs(3));
+    let gone = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        !alive(pid)
+    });
+    if !gone {
+        lab.fail(&format!(
+            "the helper {pid} did not quit after process {target} exited"
+        ));
+    }
+}

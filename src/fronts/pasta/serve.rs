@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::background::{self, Readiness, Side};
-use super::layout::{self, HostView, Layout};
+use super::layout::{self, HostView};
 use super::options::{Options, Target};
 use super::ports;
+use crate::fronts::engine::{Engine, EngineConfig, EngineEndpoint, EngineNs, Gone};
 use crate::netns::{self, NetnsError, NsIdentity, NsStatus, NsTarget};
 
 /// How often the namespace's path is looked at: pasta watches it with inotify; a stat a few
@@ -146,8 +147,8 @@ fn init_logging(o: &Options) -> Result<(), String> {
 
 /// The child: everything after the fork. Returns the exit status.
 async fn serve(o: Options, target: NsTarget, id: NsIdentity, ready: Readiness) -> i32 {
-    let served = match setup(&o, &target).await {
-        Ok(s) => s,
+    let engine = match setup(&o, &target).await {
+        Ok(e) => e,
         Err(msg) => {
             ready.fail(&msg);
             return 1;
@@ -155,47 +156,56 @@ async fn serve(o: Options, target: NsTarget, id: NsIdentity, ready: Readiness) -
     };
     if let Err(e) = ready.ready(o.pid_file.as_deref()) {
         tracing::error!(error = %e, "reporting ready");
-        served.stop().await;
+        engine.stop().await;
         return 1;
     }
-    let why = wait_for_end(&o, &target, &id).await;
+    let why = wait_for_end(&o, &target, &id, &engine).await;
     tracing::info!(reason = why, "stopping");
-    served.stop().await;
+    engine.stop().await;
     0
 }
 
-/// Waits until the namespace goes away (its path no longer names it, or the PID exits), or
-/// SIGTERM/SIGINT/SIGHUP arrives; returns why.
-async fn wait_for_end(o: &Options, target: &NsTarget, id: &NsIdentity) -> &'static str {
+/// Waits until the namespace goes away or SIGTERM/SIGINT/SIGHUP arrives; returns why.
+///
+/// The engine sees a PID target's exit at once (a pidfd) and a path or TAP gone within a
+/// second; the path is also looked at every 200 ms here, so Podman's next container does not
+/// wait on a lingering helper. `--no-netns-quit` keeps a path target served until a signal.
+async fn wait_for_end(
+    o: &Options,
+    target: &NsTarget,
+    id: &NsIdentity,
+    engine: &Engine,
+) -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
     let mut hup = signal(SignalKind::hangup()).ok();
     let path: PathBuf = target.netns().to_path_buf();
-    let watch_path = !o.no_netns_quit;
-    let gone = async {
-        if id.pid.is_some() {
-            // A PID target: its process's exit ends it (pasta quits with the namespace).
-            match netns::exit_watch(id) {
-                Ok(Some(fd)) => {
-                    let _ = netns::wait_exit(fd).await;
-                }
-                _ => return,
-            }
-            return;
+    let follow = id.pid.is_some() || !o.no_netns_quit;
+    let watch = async {
+        if !follow {
+            return std::future::pending::<&'static str>().await;
         }
-        if !watch_path {
-            std::future::pending::<()>().await;
-        }
+        // One future for the whole wait: the engine hands its exit notices out once.
+        let gone = engine.gone();
+        tokio::pin!(gone);
+        let mut tick = tokio::time::interval(WATCH_EVERY);
         loop {
-            tokio::time::sleep(WATCH_EVERY).await;
-            if netns::check(&path, id) != NsStatus::Same {
-                return;
+            tokio::select! {
+                g = &mut gone => return match g {
+                    Gone::ProcessExited => "the namespace's process exited",
+                    Gone::NamespaceGone => "the namespace is gone",
+                },
+                _ = tick.tick() => {
+                    if id.pid.is_none() && netns::check(&path, id) != NsStatus::Same {
+                        return "the namespace is gone";
+                    }
+                }
             }
         }
     };
     tokio::select! {
-        _ = gone => "the namespace is gone",
+        why = watch => why,
         _ = recv(&mut term) => "SIGTERM",
         _ = recv(&mut int) => "SIGINT",
         _ = recv(&mut hup) => "SIGHUP",
@@ -224,28 +234,16 @@ async fn host_view() -> Result<HostView, NetnsError> {
     })
 }
 
-/// The namespace as served: stop it to tear everything down.
-struct Served {
-    daemon: crate::state::Daemon,
-}
+/// The TAP's own MTU, for `-m 0` (pasta: "disables assignment").
+const TAP_DEFAULT_MTU: u32 = 1500;
 
-impl Served {
-    async fn stop(self) {
-        self.daemon.shutdown().await;
-    }
-}
-
-/// The one network's and endpoint's name (nobody sees them: there is no API).
-const NAME: &str = "pasta";
-
-/// Plans the layout, starts the engine with the namespace's TAP and publishes the ports.
-async fn setup(o: &Options, target: &NsTarget) -> Result<Served, String> {
+/// Plans the layout and starts the engine with the namespace's TAP and the published ports.
+async fn setup(o: &Options, target: &NsTarget) -> Result<Engine, String> {
     let host = host_view()
         .await
         .map_err(|e| format!("netyard pasta: reading the host's routes: {e}"))?;
     let layout = layout::plan(o, &host).map_err(|e| format!("netyard pasta: {e}"))?;
     tracing::info!(?layout, "namespace layout");
-    let specs = ports::publish_specs(&o.tcp, &o.udp);
     for mode in [&o.tcp, &o.udp] {
         if let ports::PortMode::Spec(list) = mode {
             for f in list.iter().filter(|f| f.ifname.is_some()) {
@@ -257,91 +255,42 @@ async fn setup(o: &Options, target: &NsTarget) -> Result<Served, String> {
             }
         }
     }
-    let upstreams = match o.dns_host.first() {
-        Some(ip) => vec![std::net::SocketAddr::new((*ip).into(), 53)],
-        None => netyard_dns::upstreams_from_resolv_conf(Path::new("/etc/resolv.conf"))
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no upstream DNS servers: --dns-forward will not resolve");
-                Vec::new()
-            }),
-    };
-    let daemon = crate::state::Daemon::new(
-        crate::dnsd::DnsOptions {
-            upstreams,
-            ttl: netyard_dns::DEFAULT_LOCAL_TTL,
+    let ns = match o.target {
+        Some(Target::Pid(pid)) if !o.netns_only && o.userns.is_none() => EngineNs::Pid(pid),
+        _ => EngineNs::Path {
+            netns: target.netns().display().to_string(),
+            userns: target.userns().map(|p| p.display().to_string()),
         },
-        None,
-    )
-    .with_endpoint_options(crate::state::EndpointOptions {
-        // Without --config-net pasta leaves the interface to the namespace's owner.
-        configure: o.config_net,
-        // Podman's resolv.conf names the --dns-forward address, served at the gateway.
-        dns_in_namespace: false,
-    });
-    let served = Served { daemon };
-    if let Err(e) = start(o, target, &layout, specs, &served.daemon).await {
-        served.stop().await;
-        return Err(e);
-    }
-    Ok(served)
-}
-
-/// The network and the endpoint, on the daemon's engine.
-async fn start(
-    o: &Options,
-    target: &NsTarget,
-    layout: &Layout,
-    publish: Vec<String>,
-    daemon: &crate::state::Daemon,
-) -> Result<(), String> {
-    let net = netyard_api::model::NetworkCreate {
-        name: NAME.to_string(),
-        subnet: Some(layout.subnet.to_string()),
-        gateway: Some(layout.gateway.to_string()),
-        mtu: layout.mtu,
+    };
+    let cfg = EngineConfig {
+        subnet: layout.subnet,
+        gateway: layout.gateway,
+        dns: layout.dns_forward.first().copied(),
+        mtu: layout.mtu.unwrap_or(TAP_DEFAULT_MTU),
         host_loopback: layout.gateway_to_host_loopback,
-        gateway_extra: layout.dns_forward.iter().map(|a| a.to_string()).collect(),
-        maps: layout
-            .maps
+        maps: layout.maps.iter().map(|m| (m.from, m.to)).collect(),
+        dns_upstreams: o
+            .dns_host
             .iter()
-            .map(|m| netyard_api::model::AddrMapReq {
-                guest: m.from.to_string(),
-                host: m.to.to_string(),
-            })
+            .map(|ip| std::net::SocketAddr::new((*ip).into(), 53))
             .collect(),
-        // The namespace has one endpoint, its own: no neighbour to protect.
-        port_security: Some(false),
-        ..Default::default()
+        endpoint: EngineEndpoint {
+            name: "pasta".to_string(),
+            ns,
+            tap: layout.ifname.clone(),
+            mac: o.ns_mac.map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }),
+            ip: layout.guest,
+            // Without --config-net pasta leaves the interface to the namespace's owner.
+            configure: o.config_net,
+            publish: ports::publish_specs(&o.tcp, &o.udp),
+        },
     };
-    daemon
-        .create_network(net)
+    Engine::start(cfg)
         .await
-        .map_err(|e| format!("netyard pasta: {e}"))?;
-    let (netns, pid) = match o.target {
-        Some(Target::Pid(pid)) if !o.netns_only && o.userns.is_none() => {
-            (None, i32::try_from(pid).ok())
-        }
-        _ => (Some(target.netns().display().to_string()), None),
-    };
-    let ep = netyard_api::model::EndpointCreate {
-        name: NAME.to_string(),
-        netns,
-        pid,
-        userns: target.userns().map(|p| p.display().to_string()),
-        ip: Some(layout.guest.to_string()),
-        mac: o.ns_mac.map(|m| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        }),
-        ifname: Some(layout.ifname.clone()),
-        publish,
-        ..Default::default()
-    };
-    daemon
-        .attach(NAME, ep)
-        .await
-        .map_err(|e| format!("netyard pasta: {e}"))?;
-    Ok(())
+        .map_err(|e| format!("netyard pasta: {e}"))
 }
