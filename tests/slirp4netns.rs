@@ -10,8 +10,9 @@
 //! hang-up leaving nothing behind. Bad command lines: unknown option, missing namespace,
 //! closed exit fd.
 //!
-//! Not here yet: rootless Podman 4.3 and RootlessKit 1.1 themselves (RootlessKit needs
-//! subordinate ids for the test user).
+//! RootlessKit 1.1 itself runs on the front as the unprivileged test user (which gets a
+//! subordinate id range once, for RootlessKit's mappings). Not here yet: rootless Podman 4.3
+//! itself.
 
 mod common;
 
@@ -368,4 +369,115 @@ fn bad_command_lines_fail_as_slirp4netns_does_and_make_nothing() {
         v.starts_with("slirp4netns version 1.2.0\n") && v.contains("netyard"),
         "{v}"
     );
+}
+
+/// RootlessKit 1.1 as an unprivileged user: `--net=slirp4netns --slirp4netns-binary=LINK
+/// --port-driver=slirp4netns`. RootlessKit creates tap0 itself and configures it; the front
+/// opens it inside the child's user namespace (`-r 3 PID tap0`). From the shell inside: the
+/// address, ping to the resolver, a fetch from outside, `rootlessctl add-ports`; from outside,
+/// the forwarded port, with the client's address kept. When RootlessKit exits, so does the
+/// front.
+#[test]
+fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
+    require_program("rootlesskit", "rootlesskit");
+    require_program("rootlessctl", "rootlesskit");
+    let (uid, gid) = ensure_rootless_user();
+    // RootlessKit maps subordinate ids: give the test user a range once.
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if !subuid
+        .lines()
+        .any(|l| l.starts_with(&format!("{ROOTLESS_USER}:")))
+    {
+        cmd_ok(&[
+            "usermod",
+            "--add-subuids",
+            "200000-265535",
+            "--add-subgids",
+            "200000-265535",
+            ROOTLESS_USER,
+        ]);
+    }
+    let lab = Lab::bare();
+    let out = lab.outside();
+    lab.bg_in(
+        &out.ns,
+        &["python3", "-c", PEER_SERVER, "8080", "outside"],
+        "outside_server.log",
+    );
+    assert!(wait_listening(&out.ns, 8080, Proto::Tcp), "outside server");
+    let d = lab.dir.join("rk");
+    std::fs::create_dir_all(&d).expect("mkdir rk");
+    cmd_ok(&["chmod", "0777", &d.to_string_lossy()]);
+    cmd_ok(&["chmod", "0755", &lab.dir.to_string_lossy()]);
+    let client = lab.write_file("client.py", CLIENT);
+    let server = lab.write_file("server.py", PEER_SERVER);
+    let link = front_link(&lab);
+    let ds = d.to_string_lossy().into_owned();
+    let script = format!(
+        "set -e; D={ds}; \
+         ip -4 -o addr show tap0 > $D/addr; \
+         ping -c 1 -W 5 10.0.2.3 > $D/ping; \
+         python3 {client} {oip} 8080 > $D/fetch; \
+         (python3 {server} 80 guest > $D/server.log 2>&1 &); \
+         sleep 0.5; \
+         rootlessctl --socket $D/st/api.sock add-ports 0.0.0.0:18081:80/tcp > $D/ports; \
+         touch $D/ready; \
+         while [ ! -e $D/stop ]; do sleep 0.1; done",
+        oip = out.ip
+    );
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.host.name]).args([
+        "setpriv",
+        &format!("--reuid={uid}"),
+        &format!("--regid={gid}"),
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+        "env",
+        &format!("HOME={ds}"),
+        &format!("XDG_RUNTIME_DIR={ds}"),
+        "rootlesskit",
+        &format!("--state-dir={ds}/st"),
+        "--net=slirp4netns",
+        &format!("--slirp4netns-binary={link}"),
+        "--port-driver=slirp4netns",
+        "--disable-host-loopback",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let mut rk = Bg::spawn(&mut c, &lab.dir.join("rootlesskit.log"));
+    let ready = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        d.join("ready").exists() || !rk.running()
+    });
+    let file = |n: &str| std::fs::read_to_string(d.join(n)).unwrap_or_default();
+    if !ready || !d.join("ready").exists() {
+        lab.fail(&format!(
+            "rootlesskit's shell did not get through (addr {:?}, ping {:?}, fetch {:?}, ports {:?}):\n{}",
+            file("addr"),
+            file("ping"),
+            file("fetch"),
+            file("ports"),
+            rk.log_text()
+        ));
+    }
+    assert!(file("addr").contains("10.0.2.100/24"), "{}", file("addr"));
+    assert_eq!(file("fetch").trim(), format!("outside {}", out.host_ip));
+    // rootlessctl prints the id slirp4netns answered: the first is 1.
+    assert_eq!(file("ports").trim(), "1");
+    let got = py_ok(&lab, &out.ns, &client, &[&out.host_ip, "18081"]);
+    assert_eq!(
+        got.trim(),
+        format!("guest {}", out.ip),
+        "client address kept"
+    );
+    std::fs::write(d.join("stop"), "").expect("stop");
+    if rk.wait(Duration::from_secs(30)).is_none() {
+        lab.fail(&format!("rootlesskit did not exit:\n{}", rk.log_text()));
+    }
+    // The front followed it.
+    let left = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        !cmd(&["pgrep", "-f", &link], CLI_TIMEOUT).status.success()
+    });
+    assert!(left, "the front outlived rootlesskit");
 }

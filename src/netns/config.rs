@@ -145,6 +145,28 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     })
 }
 
+/// Sets an interface's MAC address (unchanged if it already has it).
+pub async fn set_mac(handle: &Handle, ifname: &str, mac: [u8; 6]) -> Result<(), NetnsError> {
+    let link = require_link(handle, ifname).await?;
+    if link
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::Address(m) if m.as_slice() == mac))
+    {
+        return Ok(());
+    }
+    let msg = LinkUnspec::new_with_index(link.header.index).address(mac.to_vec());
+    handle
+        .link()
+        .set(msg.build())
+        .execute()
+        .await
+        .map_err(|source| NetnsError::SetLinkAttrs {
+            ifname: ifname.to_owned(),
+            source: Box::new(source),
+        })
+}
+
 /// Configures an endpoint interface: sets its MAC address and MTU, brings it and `lo` up,
 /// adds `addr/prefix_len` and a default route via `gateway`.
 ///

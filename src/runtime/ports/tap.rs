@@ -92,10 +92,13 @@ async fn open(
         }
     })?;
     let result = async {
-        if !cx.configure {
-            return Ok(());
-        }
         let handle = fds.netlink.into_handle()?;
+        if !cx.configure {
+            // The runtime configures the interface; only the MAC is netyard's, because the
+            // gateway addresses the endpoint's frames (published connections) to it before
+            // the endpoint has sent anything.
+            return netns::set_mac(&handle, &spec.ifname, spec.mac.0).await;
+        }
         netns::configure_endpoint(
             &handle,
             &spec.ifname,
