@@ -111,11 +111,6 @@ impl Readiness {
             eprintln!("{msg}");
         }
     }
-
-    /// True when a parent waits for the word (the process forked).
-    pub fn backgrounded(&self) -> bool {
-        self.pipe.is_some()
-    }
 }
 
 /// pasta writes its pid, a newline, to the file (created or truncated, 0644).
