@@ -144,6 +144,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             },
             Command::Flows { json } => commands::flows(&c, json).await?,
             Command::System(s) => commands::system(&c, s).await?,
+            Command::Completions { shell } => {
+                netyard_cli::manual::completions(shell, &mut std::io::stdout());
+                0
+            }
+            Command::Man { dir } => {
+                let pages = netyard_cli::manual::man_pages(&dir)
+                    .with_context(|| format!("writing man pages into {}", dir.display()))?;
+                for page in pages {
+                    println!("{}", page.display());
+                }
+                0
+            }
             Command::Stats { json } => commands::stats(&c, json).await?,
             Command::Run(a) => commands::run(&c, a).await?,
             // Dispatched in `main`, before this runtime started.

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod manual;
 pub use netyard_api::model;
 pub mod nsexec;
 pub use netyard_api::portspec;
@@ -119,6 +120,16 @@ pub enum Command {
     Run(RunArgs),
     /// Start an embedded daemon with a demo network and two namespaces that ping each other.
     Demo(DemoArgs),
+    /// Print a shell completion script: `netyard completions bash >
+    /// /etc/bash_completion.d/netyard` (zsh: a `_netyard` file in $fpath; fish:
+    /// ~/.config/fish/completions/netyard.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (netyard.1 and one per subcommand, netyard-network-create.1, ...)
+    /// into DIR, e.g. /usr/local/share/man/man1.
+    Man { dir: PathBuf },
     /// The daemon as a whole.
     #[command(subcommand)]
     System(SystemCommand),
