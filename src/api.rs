@@ -1,16 +1,21 @@
 //! The control API: HTTP+JSON over a Unix socket (axum). Every error is an [`ApiError`] body
 //! naming the field at fault where there is one.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use netyard_api::model::{ApiError, EndpointCreate, NetworkCreate};
 use serde::de::DeserializeOwned;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
 
 use crate::error::DaemonError;
 use crate::state::Daemon;
@@ -30,13 +35,7 @@ impl From<DaemonError> for Failure {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
         };
-        Failure(
-            status,
-            ApiError {
-                field: e.field().map(str::to_string),
-                error: e.to_string(),
-            },
-        )
+        Failure::new(status, e.field().map(str::to_string), e.to_string())
     }
 }
 
@@ -48,23 +47,160 @@ impl IntoResponse for Failure {
 
 type Res<T> = Result<Json<T>, Failure>;
 
+/// Largest request body the API reads (`413` beyond it).
+pub const BODY_MAX: usize = 1 << 20;
+/// How long a client has to send a request's headers (and, idle, its next request) and then
+/// its body: a slow or silent client gives its connection back.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections held at once (bounds the daemon's fds); more wait in the socket's backlog until
+/// one closes or times out.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Requests handled at once; more wait for a turn once their body is in.
+pub const MAX_REQUESTS: usize = 64;
+/// Longest error message sent back: serde quotes bad values whole, and a reply must never
+/// grow with the input.
+const ERROR_MAX: usize = 512;
+
+impl Failure {
+    fn new(status: StatusCode, field: Option<String>, error: String) -> Failure {
+        let error = if error.len() > ERROR_MAX {
+            let mut cut = ERROR_MAX;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}... ({} bytes)", &error[..cut], error.len())
+        } else {
+            error
+        };
+        Failure(status, ApiError { field, error })
+    }
+}
+
+/// Parses a JSON body; a bad one names the field by its path (`subnet`, `aliases[2]`).
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the field in backticks: surface it as `field` too.
-        let field = msg
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // An unknown or missing field is named in backticks by serde, at the path's parent.
+        let named = msg
             .split('`')
             .nth(1)
             .filter(|_| msg.contains("field"))
             .map(str::to_string);
-        Failure(
+        let field = named.or((path != ".").then_some(path));
+        Failure::new(
             StatusCode::BAD_REQUEST,
-            ApiError {
-                error: format!("invalid request body: {msg}"),
-                field,
+            field.clone(),
+            match field {
+                Some(f) => format!("invalid request body: {f}: {msg}"),
+                None => format!("invalid request body: {msg}"),
             },
         )
     })
+}
+
+/// Reads the whole body before any handler runs: more than [`BODY_MAX`] bytes is `413`, a
+/// body that does not arrive within [`CLIENT_TIMEOUT`] is `408`, both in the JSON error shape.
+/// Then waits for one of [`MAX_REQUESTS`] turns (held until the response starts: a capture's
+/// stream does not keep it).
+async fn bounded_body(State(turns): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            format!("request body larger than {BODY_MAX} bytes"),
+        )
+        .into_response()
+    };
+    if declared.is_some_and(|n| n > BODY_MAX as u64) {
+        return too_big();
+    }
+    let bytes =
+        match tokio::time::timeout(CLIENT_TIMEOUT, axum::body::to_bytes(body, BODY_MAX)).await {
+            Err(_) => {
+                return Failure::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    None,
+                    format!("request body not received within {CLIENT_TIMEOUT:?}"),
+                )
+                .into_response()
+            }
+            Ok(Err(_)) => return too_big(),
+            Ok(Ok(b)) => b,
+        };
+    let Ok(_turn) = turns.acquire().await else {
+        return Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the daemon is stopping".into(),
+        )
+        .into_response();
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Serves the API on `listener` until `stop` resolves, then lets running requests finish.
+/// Written on hyper rather than `axum::serve` for what that does not offer: a header read
+/// timeout (which also closes idle keep-alive connections) and a bound on connections.
+pub async fn serve(listener: UnixListener, app: Router, stop: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            () = &mut stop => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let io = tokio::select! {
+            () = &mut stop => break,
+            r = listener.accept() => match r {
+                Ok((io, _)) => io,
+                Err(e) => {
+                    // Out of fds, say: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting an API connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut closed = closed.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(CLIENT_TIMEOUT);
+            let conn = b.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+            tokio::pin!(conn);
+            let r = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = closed.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "API connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while conns.join_next().await.is_some() {}
 }
 
 pub fn router(d: Arc<Daemon>) -> Router {
@@ -109,6 +245,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
                 },
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(MAX_REQUESTS)),
+            bounded_body,
+        ))
         .with_state(d)
 }
 
@@ -344,7 +484,12 @@ fn serde_urlencoded_lite<T: DeserializeOwned>(q: &str) -> Result<T, Failure> {
         let val = v
             .parse::<u64>()
             .map(serde_json::Value::from)
-            .or_else(|_| v.parse::<f64>().map(serde_json::Value::from))
+            // NaN and infinities would become JSON null (no limit at all): keep them as text,
+            // so the field's type check refuses them by name.
+            .or_else(|_| match v.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(serde_json::Value::from(f)),
+                _ => Err(()),
+            })
             .unwrap_or(serde_json::Value::String(v));
         m.insert(percent_decode(k), val);
     }

@@ -1,6 +1,6 @@
 //! Running the daemon: config, API socket, serving, clean shutdown.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -215,14 +215,10 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let app = crate::api::router(daemon.clone());
     let server = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "API server failed");
-        }
+        crate::api::serve(listener, app, async {
+            let _ = stopped.await;
+        })
+        .await;
     });
     tracing::info!(api = %opts.api.display(), "netyard daemon ready");
     Ok(Running {
@@ -291,11 +287,33 @@ async fn bind_api(path: &Path) -> Result<UnixListener, DaemonError> {
         std::fs::remove_file(path)
             .map_err(io_err(format!("removing stale socket {}", path.display())))?;
     }
-    let listener =
-        UnixListener::bind(path).map_err(io_err(format!("binding {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err(format!("setting mode 0600 on {}", path.display())))?;
-    Ok(listener)
+    // The socket gets its final mode before it has its final name: bound in a fresh 0700
+    // directory next to it (nobody else can reach it there), made 0600, then renamed into
+    // place. A process-wide umask would race with the other threads creating files.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = dir.join(format!(".netyard-api.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io_err(format!("creating {}", private.display())))?;
+    let staged = private.join("api.sock");
+    let placed = UnixListener::bind(&staged)
+        .map_err(io_err(format!("binding {}", staged.display())))
+        .and_then(|l| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("setting mode 0600 on {}", staged.display())))?;
+            std::fs::rename(&staged, path).map_err(io_err(format!(
+                "moving the API socket to {}",
+                path.display()
+            )))?;
+            Ok(l)
+        });
+    let _ = std::fs::remove_dir_all(&private);
+    placed
 }
 
 /// Creates the config's networks then endpoints; stops at the first failure and removes what

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use netyard_api::model::EndpointCreate;
 use netyard_switch::MacAddr;
 
-use super::{valid_dns_name, valid_name};
+use super::{valid_dns_name, valid_ifname, valid_name};
 use crate::error::DaemonError;
 use crate::ipam::{Ipam, IpamError};
 use crate::spec::{NetworkSpec, PortKindName};

@@ -7,7 +7,7 @@ use netyard_api::model::NetworkCreate;
 use netyard_router::conntrack::FlowLimits;
 use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
 
-use super::{valid_name, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS, DEFAULT_MTU, MAX_FLOWS};
+use super::{quoted, valid_name, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS, DEFAULT_MTU, MAX_FLOWS};
 use crate::error::DaemonError;
 use crate::ipam::pick_free_subnet;
 use crate::spec::{AddrMapSpec, NetworkSpec, VxlanSpec};
@@ -31,7 +31,10 @@ pub fn plan_network<'a>(
     let subnet = match &req.subnet {
         Some(s) => {
             let net: IpNet = s.parse().map_err(|_| {
-                DaemonError::invalid("subnet", format!("{s:?} is not a CIDR such as 10.1.0.0/24"))
+                DaemonError::invalid(
+                    "subnet",
+                    format!("{} is not a CIDR such as 10.1.0.0/24", quoted(s)),
+                )
             })?;
             let IpNet::V4(v4) = net else {
                 return Err(DaemonError::invalid(
@@ -46,6 +49,7 @@ pub fn plan_network<'a>(
                 ));
             }
             let v4 = v4.trunc();
+            unusable_subnet(v4)?;
             if let Some(other) = existing.clone().find(|n| overlaps(n.subnet, v4)) {
                 return Err(DaemonError::conflict(
                     Some("subnet"),
@@ -65,7 +69,7 @@ pub fn plan_network<'a>(
     let gateway = match &req.gateway {
         Some(g) => {
             let ip: Ipv4Addr = g.parse().map_err(|_| {
-                DaemonError::invalid("gateway", format!("{g:?} is not an IPv4 address"))
+                DaemonError::invalid("gateway", format!("{} is not an IPv4 address", quoted(g)))
             })?;
             if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
                 return Err(DaemonError::invalid(
@@ -178,9 +182,9 @@ pub const MTU_MAX: u32 = 65_521;
 
 /// A unicast IPv4 address for `field`.
 fn parse_unicast(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
-    let ip: Ipv4Addr = s
-        .parse()
-        .map_err(|_| DaemonError::invalid(field, format!("{s:?} is not an IPv4 address")))?;
+    let ip: Ipv4Addr = s.parse().map_err(|_| {
+        DaemonError::invalid(field, format!("{} is not an IPv4 address", quoted(s)))
+    })?;
     if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
         return Err(DaemonError::invalid(
             field,
@@ -259,6 +263,41 @@ fn plan_gateway_addresses(
     Ok((extra, maps))
 }
 
+/// Address blocks no container network can use: hosts there are unreachable, mean something
+/// else to every stack, or are never forwarded (RFC 6890).
+const UNUSABLE: [(&str, &str); 4] = [
+    (
+        "0.0.0.0/8",
+        "\"this network\" (0.0.0.0/8), which no host may use as its address",
+    ),
+    (
+        "127.0.0.0/8",
+        "loopback (127.0.0.0/8), which never leaves a host",
+    ),
+    (
+        "224.0.0.0/4",
+        "multicast (224.0.0.0/4), which no host may use as its address",
+    ),
+    (
+        "240.0.0.0/4",
+        "reserved (240.0.0.0/4, with the broadcast address), which stacks refuse",
+    ),
+];
+
+/// Refuses a subnet overlapping any [`UNUSABLE`] block, naming the subnet and the block.
+fn unusable_subnet(v4: Ipv4Net) -> Result<(), DaemonError> {
+    for (block, what) in UNUSABLE {
+        let b: Ipv4Net = block.parse().expect("constant CIDR");
+        if overlaps(b, v4) {
+            return Err(DaemonError::invalid(
+                "subnet",
+                format!("{v4} is not usable for a network: it overlaps {what}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -269,9 +308,9 @@ fn first_host(n: Ipv4Net) -> Ipv4Addr {
 
 /// A VTEP address: IPv4 unicast.
 pub fn parse_vtep(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
-    let ip: Ipv4Addr = s
-        .parse()
-        .map_err(|_| DaemonError::invalid(field, format!("{s:?} is not an IPv4 address")))?;
+    let ip: Ipv4Addr = s.parse().map_err(|_| {
+        DaemonError::invalid(field, format!("{} is not an IPv4 address", quoted(s)))
+    })?;
     if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
         return Err(DaemonError::invalid(
             field,
@@ -307,7 +346,10 @@ fn plan_vxlan<'a>(
     let local = match &req.vxlan_local {
         Some(s) => {
             let ip: Ipv4Addr = s.parse().map_err(|_| {
-                DaemonError::invalid("vxlan_local", format!("{s:?} is not an IPv4 address"))
+                DaemonError::invalid(
+                    "vxlan_local",
+                    format!("{} is not an IPv4 address", quoted(s)),
+                )
             })?;
             if ip.is_multicast() || ip.is_broadcast() {
                 return Err(DaemonError::invalid(

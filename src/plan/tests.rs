@@ -548,3 +548,98 @@ fn remembered_addresses_are_bounded_and_the_latest_wins() {
     n.forget_address("e1000");
     assert_eq!(n.released_address("e1000"), None);
 }
+
+/// The error text of a planning failure.
+fn reason(r: Result<impl std::fmt::Debug, DaemonError>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn unusable_subnets_are_refused_naming_the_subnet() {
+    for (cidr, what) in [
+        ("127.0.0.0/8", "loopback"),
+        ("127.5.0.0/24", "loopback"),
+        ("224.0.0.0/24", "multicast"),
+        ("239.1.0.0/16", "multicast"),
+        ("0.0.0.0/8", "this network"),
+        ("0.1.2.0/24", "this network"),
+        ("255.255.255.0/24", "broadcast"),
+        ("240.0.0.0/8", "reserved"),
+        ("232.0.0.0/8", "multicast"),
+    ] {
+        let mut r = net_req("n");
+        r.subnet = Some(cidr.into());
+        let e = plan(&r, &[]).unwrap_err();
+        assert_eq!(e.field(), Some("subnet"), "{cidr}");
+        let msg = e.to_string();
+        let net: Ipv4Net = cidr.parse::<Ipv4Net>().unwrap().trunc();
+        assert!(msg.contains(&net.to_string()), "{cidr}: {msg}");
+        assert!(msg.contains(what), "{cidr}: {msg}");
+    }
+    // Next to the blocks is fine.
+    for cidr in ["1.0.0.0/24", "126.255.255.0/24", "223.255.255.0/24"] {
+        let mut r = net_req("n");
+        r.subnet = Some(cidr.into());
+        plan(&r, &[]).unwrap_or_else(|e| panic!("{cidr}: {e}"));
+    }
+}
+
+#[test]
+fn names_are_bounded_and_quoted_only_in_part() {
+    let huge = "a".repeat(1_500_000);
+    let long_net = "n".repeat(65);
+    for (name, why) in [
+        (huge.as_str(), "1500000 bytes long, at most 64"),
+        (long_net.as_str(), "65 bytes long, at most 64"),
+        ("", "empty"),
+        ("-x", "must start with a letter or digit"),
+        ("a b", "character ' ' is not allowed"),
+        ("caf\u{e9}", "character '\u{e9}' is not allowed"),
+    ] {
+        let msg = reason(plan(&net_req(name), &[]));
+        assert!(msg.starts_with("name: "), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+        assert!(
+            msg.len() < 300,
+            "the error quotes the whole name: {} bytes",
+            msg.len()
+        );
+    }
+    plan(&net_req(&"n".repeat(64)), &[]).unwrap();
+
+    let n = lab();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    let mut r = ep_req("c1");
+    r.aliases = vec!["ok".into(), "x".repeat(254)];
+    let msg = reason(plan_endpoint(&r, &n, &ipam, &Taken::default()));
+    assert!(msg.starts_with("aliases[1]: "), "{msg}");
+    assert!(msg.contains("254 bytes long, at most 253"), "{msg}");
+    assert!(msg.len() < 300, "{msg}");
+    r.aliases = vec!["a..b".into()];
+    assert!(reason(plan_endpoint(&r, &n, &ipam, &Taken::default())).contains("labels are 1-63"));
+    r.aliases = vec![format!("{}.{}", "a".repeat(63), "b".repeat(63))];
+    plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap();
+}
+
+#[test]
+fn ifname_errors_say_why() {
+    let n = lab();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    for (ifname, why) in [
+        ("lo", "loopback interface \"lo\" already"),
+        ("abcdefghijklmnop", "16 bytes long, at most 15"),
+        ("a/b", "character '/' is not allowed"),
+        ("a b", "character ' ' is not allowed"),
+        ("", "empty"),
+        ("..", "not a file name"),
+    ] {
+        let mut r = ep_req("c1");
+        r.ifname = Some(ifname.into());
+        let msg = reason(plan_endpoint(&r, &n, &ipam, &Taken::default()));
+        assert!(msg.starts_with("ifname: "), "{msg}");
+        assert!(msg.contains(why), "{ifname:?}: {msg}");
+    }
+}
