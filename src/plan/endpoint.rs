@@ -244,26 +244,6 @@ pub fn plan_endpoint(
     })
 }
 
-/// An interface name as Linux takes it: 1-15 bytes, no '/', ':' or white space.
-fn valid_ifname(field: &str, ifname: &str) -> Result<(), DaemonError> {
-    if ifname.is_empty()
-        || ifname.len() > 15
-        || ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        || ifname == "."
-        || ifname == ".."
-    {
-        return Err(DaemonError::invalid(
-            field,
-            format!(
-                "{ifname:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Docker's scheme: 02:42 followed by the IPv4 address, unique on the network (the gateway's
 /// MAC follows it too).
 pub fn docker_mac(ip: Ipv4Addr) -> MacAddr {
