@@ -307,36 +307,50 @@ pub async fn create_veth(
         .mtu(mtu)
         .setns_by_fd(netns_fd.as_raw_fd())
         .build();
+    let added = add_veth(host, host_name, peer, ifname_in_ns, target.netns(), mtu).await;
+    // The fd is only needed until the kernel has the request.
+    drop(netns_fd);
+    added
+}
+
+/// Adds a veth pair whose host end is `host_name` and whose peer is `peer` (named
+/// `peer_name`, in `peer_netns`: only for the error), then brings the host end up with IPv6
+/// off. The one RTM_NEWLINK path of both kinds of veth endpoint; nothing is left behind on
+/// failure (deleting one end deletes both).
+async fn add_veth(
+    host: &Handle,
+    host_name: &str,
+    peer: LinkMessage,
+    peer_name: &str,
+    peer_netns: &Path,
+    mtu: u32,
+) -> Result<(), NetnsError> {
     let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(host_name)
         .mtu(mtu)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
-    let created = host.link().add(msg).execute().await;
-    drop(netns_fd);
-    if let Err(source) = created {
+    if let Err(source) = host.link().add(msg).execute().await {
         return Err(match nl_errno(&source) {
             Some(libc::EPERM) | Some(libc::EACCES) => NetnsError::VethNeedsPrivilege {
                 host: host_name.to_owned(),
-                peer: ifname_in_ns.to_owned(),
+                peer: peer_name.to_owned(),
                 source: Box::new(source),
             },
             _ => NetnsError::CreateVeth {
                 host: host_name.to_owned(),
-                peer: ifname_in_ns.to_owned(),
-                netns: target.netns().to_owned(),
+                peer: peer_name.to_owned(),
+                netns: peer_netns.to_owned(),
                 source: Box::new(source),
             },
         });
     }
-
     let finish = async {
         disable_ipv6(host_name)?;
         let link = require_link(host, host_name).await?;
         set_up(host, host_name, &link).await
     };
     if let Err(e) = finish.await {
-        // Do not leave a half-made pair behind; deleting one end deletes both.
         let _ = delete_link(host, host_name).await;
         return Err(e);
     }
@@ -360,36 +374,15 @@ pub async fn create_veth_for_runtime(
         .mtu(mtu)
         .address(peer_mac.to_vec())
         .build();
-    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-        .name(host_name)
-        .mtu(mtu)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build();
-    if let Err(source) = host.link().add(msg).execute().await {
-        return Err(match nl_errno(&source) {
-            Some(libc::EPERM) | Some(libc::EACCES) => NetnsError::VethNeedsPrivilege {
-                host: host_name.to_owned(),
-                peer: peer_name.to_owned(),
-                source: Box::new(source),
-            },
-            _ => NetnsError::CreateVeth {
-                host: host_name.to_owned(),
-                peer: peer_name.to_owned(),
-                netns: Path::new("/proc/self/ns/net").to_owned(),
-                source: Box::new(source),
-            },
-        });
-    }
-    let finish = async {
-        disable_ipv6(host_name)?;
-        let link = require_link(host, host_name).await?;
-        set_up(host, host_name, &link).await
-    };
-    if let Err(e) = finish.await {
-        let _ = delete_link(host, host_name).await;
-        return Err(e);
-    }
-    Ok(())
+    add_veth(
+        host,
+        host_name,
+        peer,
+        peer_name,
+        Path::new("/proc/self/ns/net"),
+        mtu,
+    )
+    .await
 }
 
 /// Writes 1 to `/proc/sys/net/ipv6/conf/<ifname>/disable_ipv6` if that file exists (it does
