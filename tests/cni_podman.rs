@@ -43,21 +43,6 @@ while True:
 print(out.decode())
 "#;
 
-/// A shell that exits on SIGTERM (busybox `sleep` as PID 1 would ignore it).
-const IDLE: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
-
-/// The client address in the CGI's answer (httpd listens dual-stack: an IPv4 client shows
-/// as `[::ffff:A.B.C.D]`).
-fn peer(answer: &str) -> String {
-    let line = answer
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("peer="))
-        .unwrap_or_default();
-    line.trim_matches(|c| c == '[' || c == ']')
-        .trim_start_matches("::ffff:")
-        .to_string()
-}
-
 fn ps_names(lab: &Lab) -> Vec<String> {
     lab.ny_json(&["ps", "--json"])
         .as_array()
@@ -217,7 +202,7 @@ fn podman_containers_on_a_netyard_cni_network_resolve_reach_and_publish() {
         ],
     );
     assert!(
-        peer(&answer) == ip2,
+        cgi_peer(&answer) == ip2,
         "{c2} -> {c1}:80 by name, answer:\n{answer}"
     );
     println!("{c2} resolves and reaches {c1} by name");
@@ -237,7 +222,7 @@ fn podman_containers_on_a_netyard_cni_network_resolve_reach_and_publish() {
         Duration::from_secs(20),
     );
     let body = String::from_utf8_lossy(&o.stdout);
-    if !o.status.success() || peer(&body) != outside.ip {
+    if !o.status.success() || cgi_peer(&body) != outside.ip {
         lab.fail(&format!(
             "{url} from the outside namespace ({}) did not show the client's address:\n{}",
             outside.ip,
@@ -246,7 +231,7 @@ fn podman_containers_on_a_netyard_cni_network_resolve_reach_and_publish() {
     }
     println!(
         "published 8080 -> {c1}:80 answers {url}, the container saw the client {}",
-        peer(&body)
+        cgi_peer(&body)
     );
 
     // podman rm -f: CNI DEL for both; nothing left in ps.

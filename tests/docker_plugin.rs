@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::podman::{busybox_rootfs_tar, dirs_post_order, kill_and_remove_cgroups};
+use common::podman::{
+    busybox_rootfs_tar, cgi_peer, dirs_post_order, kill_and_remove_cgroups, IDLE,
+};
 use common::*;
 
 /// How long one docker call may take.
@@ -35,21 +37,6 @@ const APPLETS: &[&str] = &[
 /// The web server's CGI script: answers with the client's address as httpd saw it.
 const WHO_CGI: &str =
     "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"peer=$REMOTE_ADDR\"\n";
-
-/// A shell that exits on SIGTERM (busybox `sleep` as PID 1 would ignore it).
-const IDLE: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
-
-/// The client address in the CGI's answer (httpd listens dual-stack: an IPv4 client shows
-/// as `[::ffff:A.B.C.D]`).
-fn peer(answer: &str) -> String {
-    let line = answer
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("peer="))
-        .unwrap_or_default();
-    line.trim_matches(|c| c == '[' || c == ']')
-        .trim_start_matches("::ffff:")
-        .to_string()
-}
 
 /// dockerd and the netyard plugin in a private mount namespace of the lab's host network
 /// namespace. Dropping it removes the containers, stops dockerd (by PID) and the plugin,
@@ -550,7 +537,7 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
             &format!("printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc {c1} 80"),
         ],
     );
-    assert_eq!(peer(&answer), ip2, "{c2} -> {c1}:80 by name:\n{answer}");
+    assert_eq!(cgi_peer(&answer), ip2, "{c2} -> {c1}:80 by name:\n{answer}");
     println!("{c2} resolves, pings and reaches {c1} by name");
 
     // -p 8080:80 from the outside namespace: the container sees the client's own address.
@@ -564,7 +551,7 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
     };
     let o = fetch();
     let body = String::from_utf8_lossy(&o.stdout).to_string();
-    if !o.status.success() || peer(&body) != outside.ip {
+    if !o.status.success() || cgi_peer(&body) != outside.ip {
         lab.fail(&format!(
             "{url} from the outside namespace ({}) did not show the client's address:\n{}",
             outside.ip,
@@ -595,7 +582,7 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
     assert!(again.contains(&format!("from {ip1}")), "{again}");
     let o = fetch();
     assert!(
-        peer(&String::from_utf8_lossy(&o.stdout)) == outside.ip,
+        cgi_peer(&String::from_utf8_lossy(&o.stdout)) == outside.ip,
         "published port after a restart:\n{}",
         show(&o)
     );

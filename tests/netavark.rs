@@ -585,17 +585,6 @@ while True:
 print(out.decode())
 "#;
 
-/// The `peer=` line of the CGI's answer (a v4-mapped address shown as IPv4).
-fn peer(answer: &str) -> String {
-    answer
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("peer="))
-        .unwrap_or_default()
-        .trim_matches(|c| c == '[' || c == ']')
-        .trim_start_matches("::ffff:")
-        .to_string()
-}
-
 #[test]
 fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
     require_podman();
@@ -703,7 +692,7 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
             &image,
             "sh",
             "-c",
-            "trap 'exit 0' TERM; sleep 1000 & wait",
+            IDLE,
         ],
     );
     let ep_web = lab.endpoint(&net, &web);
@@ -748,7 +737,7 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
         ],
     );
     assert_eq!(
-        peer(&answer),
+        cgi_peer(&answer),
         ep_cli["ip"].as_str().unwrap_or_default(),
         "{answer}"
     );
@@ -767,7 +756,7 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
         Duration::from_secs(20),
     );
     let body = String::from_utf8_lossy(&o.stdout);
-    if !o.status.success() || peer(&body) != outside.ip {
+    if !o.status.success() || cgi_peer(&body) != outside.ip {
         lab.fail(&format!(
             "{}:18081 from the outside ({}) did not show the client's address:\n{}",
             outside.host_ip,

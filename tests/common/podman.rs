@@ -348,3 +348,19 @@ impl Drop for Podman {
         }
     }
 }
+
+/// A container's command: a shell that exits on SIGTERM (busybox `sleep` as PID 1 would
+/// ignore it, and a runtime's stop would wait for its timeout).
+pub const IDLE: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
+
+/// The client address in the `peer=` line of the test images' CGI answer (busybox httpd
+/// listens dual-stack: an IPv4 client shows as `[::ffff:A.B.C.D]`).
+pub fn cgi_peer(answer: &str) -> String {
+    answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peer="))
+        .unwrap_or_default()
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_start_matches("::ffff:")
+        .to_string()
+}
