@@ -6,7 +6,7 @@
 //! address outside the network ([`crate::packet::is_egress`]). The decision path is pure:
 //! [`crate::packet::parse_outbound`] checks the packet (one [`EgressDrop`] reason per way it
 //! can be wrong), [`crate::packet::refusal`] refuses a destination inside any netyard network
-//! (the shared [`crate::gateway::LocalSubnets`]) or in 127/8, answered with ICMP
+//! (the shared [`crate::packet::LocalSubnets`]) or in 127/8, answered with ICMP
 //! "administratively prohibited" before any socket, [`crate::conntrack::FlowTable::outbound`]
 //! names its flow or refuses it at a cap (counted per endpoint MAC). A new flow's socket then
 //! needs a permit under the process-wide host socket cap ([`crate::limits`]). The I/O is here,
@@ -45,12 +45,12 @@
 //! The flow table and the counters are shared with the daemon through [`EgressHandle`]; the
 //! table's lock is only taken for short synchronous updates, never across an await.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -59,18 +59,22 @@ use nix::sys::socket::{
     self, setsockopt, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
     SockProtocol, SockType, SockaddrIn,
 };
-use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
 use netyard_switch::MacAddr;
 
 use crate::batch::DatagramBatch;
-use crate::conntrack::{CapHit, FlowEntry, FlowId, FlowKey, FlowLimits, FlowTable, Proto, Verdict};
+use crate::conntrack::{CapHit, FlowId, FlowKey, FlowLimits, Proto, Verdict};
+use crate::counters::Shared;
 use crate::epoll::{async_epoll, EpollFd};
-use crate::gateway::LocalSubnets;
 use crate::limits::{HostSocketPermit, HostSockets};
-use crate::packet::{self, Subnet, QUOTE_MAX};
+use crate::packet::{self, LocalSubnets, Subnet, QUOTE_MAX};
 use crate::rawicmp::{self, RawIcmp, RawRx};
+use crate::sink::FrameSink;
+
+// The daemon and the tests name these through `egress`, where they lived first.
+pub use crate::counters::{EgressCounters, EgressHandle, EgressStats};
+pub use crate::drops::EgressDrop;
 
 /// How often expired flows are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -86,227 +90,6 @@ const BATCH_BYTES: usize = 128 * 1024;
 const BATCH_COUNT: usize = 64;
 /// Receive errors in a row after which a flow's socket is given up.
 const MAX_ERRORS_IN_A_ROW: u32 = 64;
-
-/// Why an egress packet (or a reply to one) was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EgressDrop {
-    /// The network is internal: nothing leaves it.
-    Disabled,
-    /// An IPv4, UDP or ICMP header is cut short or inconsistent (version, header length,
-    /// total length, UDP length).
-    Malformed,
-    /// The IPv4 header, UDP or ICMP checksum is wrong.
-    BadChecksum,
-    /// An IPv4 fragment: endpoint fragments are not reassembled.
-    Fragment,
-    /// A protocol egress does not carry (yet): anything but UDP and ICMP echo requests.
-    Unsupported,
-    /// A source outside the network (or the gateway's own), a destination that is never
-    /// routed (multicast, broadcast, 0/8, link-local, class E), or port 0.
-    BadAddress,
-    /// The TTL ran out at the gateway (answered with ICMP time exceeded).
-    TtlExpired,
-    /// The endpoint has as many flows as it may.
-    EndpointFlowCap,
-    /// The flow table is full.
-    FlowTableFull,
-    /// ICMP echo needs an ICMP datagram socket, which `net.ipv4.ping_group_range` denies the
-    /// daemon, or a raw one, which needs `CAP_NET_RAW`.
-    IcmpNotPermitted,
-    /// The host socket for a new flow could not be created (e.g. out of file descriptors).
-    HostSocketError,
-    /// The destination is unreachable from the host (answered with ICMP unreachable).
-    Unreachable,
-    /// The host socket's send buffer is full.
-    HostSendBusy,
-    /// The host socket's send failed otherwise.
-    HostSendError,
-    /// A reply could not be queued to the switch (its port queue is full).
-    ReplyQueueFull,
-    /// A reply arrived for a flow that had just been removed.
-    StaleReply,
-    /// A TCP segment for no connection the relay knows (answered with RST).
-    TcpNoConnection,
-    /// The process-wide cap on host sockets is reached ([`crate::limits`]): no socket for a
-    /// new flow, answered as a full flow table is.
-    HostSocketCap,
-    /// The destination is inside a netyard network's subnet: refused locally with ICMP
-    /// "communication administratively prohibited", never sent to the host's routes.
-    RefusedLocalNetwork,
-    /// The destination is in 127.0.0.0/8: refused locally the same way (the host's loopback
-    /// is only reached through the gateway's address under `--host-loopback`).
-    RefusedLoopback,
-}
-
-impl EgressDrop {
-    pub const ALL: [EgressDrop; 20] = [
-        EgressDrop::Disabled,
-        EgressDrop::Malformed,
-        EgressDrop::BadChecksum,
-        EgressDrop::Fragment,
-        EgressDrop::Unsupported,
-        EgressDrop::BadAddress,
-        EgressDrop::TtlExpired,
-        EgressDrop::EndpointFlowCap,
-        EgressDrop::FlowTableFull,
-        EgressDrop::IcmpNotPermitted,
-        EgressDrop::HostSocketError,
-        EgressDrop::Unreachable,
-        EgressDrop::HostSendBusy,
-        EgressDrop::HostSendError,
-        EgressDrop::ReplyQueueFull,
-        EgressDrop::StaleReply,
-        EgressDrop::TcpNoConnection,
-        EgressDrop::HostSocketCap,
-        EgressDrop::RefusedLocalNetwork,
-        EgressDrop::RefusedLoopback,
-    ];
-
-    /// The name used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EgressDrop::Disabled => "egress_disabled",
-            EgressDrop::Malformed => "malformed",
-            EgressDrop::BadChecksum => "bad_checksum",
-            EgressDrop::Fragment => "fragment",
-            EgressDrop::Unsupported => "unsupported",
-            EgressDrop::BadAddress => "bad_address",
-            EgressDrop::TtlExpired => "ttl_expired",
-            EgressDrop::EndpointFlowCap => "endpoint_flow_cap",
-            EgressDrop::FlowTableFull => "flow_table_full",
-            EgressDrop::IcmpNotPermitted => "icmp_not_permitted",
-            EgressDrop::HostSocketError => "host_socket_error",
-            EgressDrop::Unreachable => "unreachable",
-            EgressDrop::HostSendBusy => "host_send_busy",
-            EgressDrop::HostSendError => "host_send_error",
-            EgressDrop::ReplyQueueFull => "reply_queue_full",
-            EgressDrop::StaleReply => "stale_reply",
-            EgressDrop::TcpNoConnection => "tcp_no_connection",
-            EgressDrop::HostSocketCap => "host_socket_cap",
-            EgressDrop::RefusedLocalNetwork => "refused_local_network",
-            EgressDrop::RefusedLoopback => "refused_loopback",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Live egress counters of one gateway (relaxed atomics).
-#[derive(Debug, Default)]
-pub struct EgressCounters {
-    /// Packets (and payload bytes) sent on host sockets.
-    pub packets_out: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Replies (datagrams, and payload bytes) delivered to endpoints.
-    pub packets_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub flows_created: AtomicU64,
-    pub flows_expired: AtomicU64,
-    /// ICMP errors (unreachable, time exceeded) sent to endpoints.
-    pub icmp_errors_sent: AtomicU64,
-    drops: [AtomicU64; EgressDrop::ALL.len()],
-}
-
-impl EgressCounters {
-    pub fn drop(&self, reason: EgressDrop) {
-        self.drops[reason.index()].fetch_add(1, Relaxed);
-    }
-
-    pub fn drops(&self, reason: EgressDrop) -> u64 {
-        self.drops[reason.index()].load(Relaxed)
-    }
-}
-
-/// A serialisable copy of one gateway's egress state: what `netyard flows` shows next to the
-/// flows.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct EgressStats {
-    /// False on internal networks.
-    pub enabled: bool,
-    /// Live flows.
-    pub flows: u64,
-    pub max_flows: u32,
-    pub max_flows_per_endpoint: u32,
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-    pub flows_created: u64,
-    pub flows_expired: u64,
-    pub icmp_errors_sent: u64,
-    pub drops_total: u64,
-    /// Every [`EgressDrop`] by name, zeros included.
-    pub drops: BTreeMap<&'static str, u64>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) enabled: bool,
-    table: Mutex<FlowTable>,
-    pub(crate) counters: EgressCounters,
-}
-
-impl Shared {
-    pub(crate) fn table(&self) -> MutexGuard<'_, FlowTable> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The daemon's view of a gateway's egress: its flows and counters. Cheap to clone.
-#[derive(Clone)]
-pub struct EgressHandle {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for EgressHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EgressHandle")
-            .field("enabled", &self.shared.enabled)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EgressHandle {
-    /// Whether egress is on (false for internal networks).
-    pub fn enabled(&self) -> bool {
-        self.shared.enabled
-    }
-
-    /// Every live flow, ordered by endpoint, destination, protocol.
-    pub fn flows(&self) -> Vec<FlowEntry> {
-        self.shared.table().snapshot(Instant::now())
-    }
-
-    /// The counters and the table's size and caps.
-    pub fn stats(&self) -> EgressStats {
-        let (flows, limits) = {
-            let t = self.shared.table();
-            (t.len() as u64, t.limits())
-        };
-        let c = &self.shared.counters;
-        let drops: BTreeMap<&'static str, u64> = EgressDrop::ALL
-            .iter()
-            .map(|r| (r.as_str(), c.drops(*r)))
-            .collect();
-        EgressStats {
-            enabled: self.shared.enabled,
-            flows,
-            max_flows: limits.max_total,
-            max_flows_per_endpoint: limits.max_per_endpoint,
-            packets_out: c.packets_out.load(Relaxed),
-            bytes_out: c.bytes_out.load(Relaxed),
-            packets_in: c.packets_in.load(Relaxed),
-            bytes_in: c.bytes_in.load(Relaxed),
-            flows_created: c.flows_created.load(Relaxed),
-            flows_expired: c.flows_expired.load(Relaxed),
-            icmp_errors_sent: c.icmp_errors_sent.load(Relaxed),
-            drops_total: drops.values().sum(),
-            drops,
-        }
-    }
-}
 
 /// What a reader hands the gateway task.
 /// The per-flow I/O state, owned by the gateway task.
@@ -465,21 +248,6 @@ pub(crate) struct Egress {
     batch: DatagramBatch<FlowId>,
 }
 
-/// Sends a frame to the switch; false if it could not be queued.
-pub(crate) trait FrameSink {
-    fn send_frame(&self, frame: &[u8]) -> bool;
-}
-
-/// The gateway's port takes a virtio-net header before each frame: frames built without
-/// one go out behind an all-zero header (no offload asked).
-pub(crate) struct VnetSink<'a>(pub &'a crate::uplink::Uplink);
-
-impl FrameSink for VnetSink<'_> {
-    fn send_frame(&self, frame: &[u8]) -> bool {
-        self.0.send_plain(frame)
-    }
-}
-
 /// Only logs the first ICMP permission failure of the process.
 static ICMP_DENIED_LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -487,11 +255,7 @@ impl Egress {
     /// The engine and the daemon's handle. Must be called inside a tokio runtime (the
     /// engine's epoll registers with it).
     pub(crate) fn new(cfg: EgressConfig) -> io::Result<(Egress, EgressHandle)> {
-        let shared = Arc::new(Shared {
-            enabled: cfg.enabled,
-            table: Mutex::new(FlowTable::new(cfg.limits)),
-            counters: EgressCounters::default(),
-        });
+        let shared = Arc::new(Shared::new(cfg.enabled, cfg.limits));
         Ok((
             Egress {
                 cfg,

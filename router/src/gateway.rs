@@ -28,9 +28,6 @@ use std::time::Instant;
 
 use std::net::SocketAddrV4;
 
-use arc_swap::ArcSwap;
-use ipnet::Ipv4Net;
-
 use netyard_switch::gso;
 use netyard_switch::sys::{AsyncMemPeer, MemPeer};
 use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
@@ -44,10 +41,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::conntrack::FlowLimits;
-use crate::egress::{Egress, EgressConfig, EgressHandle, FrameSink, VnetSink};
+use crate::egress::{Egress, EgressConfig, EgressHandle};
 use crate::epoll::EpollFd;
 use crate::packet::{self, Subnet};
 use crate::publish::{PublishCmd, Publisher};
+use crate::sink::{FrameSink, VnetSink};
 use crate::tcp::relay::{Relay, RelayConfig};
 use crate::uplink::{Direct, Uplink};
 
@@ -68,10 +66,7 @@ pub trait DnsService: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
 }
 
-/// Every netyard network's subnet, shared by all gateways and swapped whole by the daemon
-/// when a network comes or goes (`local_subnets.store(Arc::new(list))`): egress reads it with
-/// one atomic load per packet, no lock.
-pub type LocalSubnets = Arc<ArcSwap<Vec<Ipv4Net>>>;
+pub use crate::packet::LocalSubnets;
 
 /// The gateway's addresses and what it routes.
 #[derive(Debug, Clone)]

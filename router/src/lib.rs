@@ -9,10 +9,14 @@
 //! the host's loopback ([`packet::refusal`]). TCP (egress and published ports) goes through
 //! [`tcp`]'s relay; [`limits`] caps the host sockets both open, process-wide; [`publish`]
 //! carries the bound host sockets of published ports to the gateway task; [`uplink`] is how
-//! the gateway's frames reach the switch.
+//! the gateway's frames reach the switch. Below the engines, so that no module imports
+//! another in a circle: [`egress::EgressDrop`] (the drop reasons, in `drops`), the counters and
+//! flow table the engines share (`counters`) and the frame sink they write to (`sink`).
 
 mod batch;
 pub mod conntrack;
+mod counters;
+mod drops;
 pub mod egress;
 mod epoll;
 pub mod gateway;
@@ -20,5 +24,6 @@ pub mod limits;
 pub mod packet;
 pub mod publish;
 mod rawicmp;
+mod sink;
 pub mod tcp;
 pub mod uplink;

@@ -19,7 +19,12 @@ use etherparse::{
 use ipnet::Ipv4Net;
 
 use crate::conntrack::FlowKey;
-use crate::egress::EgressDrop;
+use crate::drops::EgressDrop;
+
+/// Every netyard network's subnet, shared by all gateways and swapped whole by the daemon
+/// when a network comes or goes (`local_subnets.store(Arc::new(list))`): egress reads it with
+/// one atomic load per packet, no lock.
+pub type LocalSubnets = std::sync::Arc<arc_swap::ArcSwap<Vec<Ipv4Net>>>;
 
 pub const ETH_HDR: usize = 14;
 pub const IPV4_HDR: usize = 20;

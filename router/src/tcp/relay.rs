@@ -26,15 +26,16 @@ use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockT
 use tokio::io::unix::AsyncFd;
 
 use crate::epoll::{async_epoll, EpollFd};
-use crate::gateway::LocalSubnets;
 use crate::limits::{HostSocketPermit, HostSockets};
 
 use super::conn::{Conn, HostIo, Next, ReadEnd, SegOut, State};
 use super::seg::{self, Addressing, Seg, SegHdr, ACK, RST, SYN};
 use crate::conntrack::{CapHit, FlowId, FlowKey, Verdict};
-use crate::egress::{EgressDrop, FrameSink, Shared, VnetSink};
-use crate::packet::{self, Subnet};
+use crate::counters::Shared;
+use crate::drops::EgressDrop;
+use crate::packet::{self, LocalSubnets, Subnet};
 use crate::publish::{HostSocket, PublishId, PublishRule};
+use crate::sink::{FrameSink, VnetSink};
 
 /// Each direction's buffer per connection.
 const RING: usize = 1 << 20;

@@ -12,7 +12,7 @@ use netyard_switch::wire::vnet::{
     VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN,
 };
 
-use crate::egress::EgressDrop;
+use crate::drops::EgressDrop;
 use crate::packet::{ETH_HDR, IPV4_HDR, TTL};
 
 pub const FIN: u8 = 0x01;
