@@ -11,8 +11,8 @@
 //! closed exit fd.
 //!
 //! RootlessKit 1.1 itself runs on the front as the unprivileged test user (which gets a
-//! subordinate id range once, for RootlessKit's mappings). Not here yet: rootless Podman 4.3
-//! itself.
+//! subordinate id range once, for RootlessKit's mappings), with the same checks from a shell
+//! inside it. Rootless Podman 4.3 on the front: tests/slirp4netns_podman.rs.
 
 mod common;
 
@@ -77,6 +77,33 @@ impl Drop for EtcNetns {
     }
 }
 
+/// The upstream resolver: dnsmasq on the host namespace's loopback, answering
+/// server.outside.test with the outside address, named by the host namespace's resolv.conf
+/// (`/etc/netns/HOST/resolv.conf`, which `ip netns exec` binds over /etc/resolv.conf; removed
+/// when the returned guard drops).
+fn upstream_resolver(lab: &Lab, out: &Outside) -> EtcNetns {
+    let etc = EtcNetns(std::path::Path::new("/etc/netns").join(&lab.host.name));
+    std::fs::create_dir_all(&etc.0).expect("mkdir /etc/netns/HOST");
+    std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.1\n").expect("resolv.conf");
+    lab.bg_in(
+        &lab.host.name,
+        &[
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file",
+            "--user=root",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            &format!("--host-record=server.outside.test,{}", out.ip),
+        ],
+        "dnsmasq.log",
+    );
+    etc
+}
+
 /// The link named `slirp4netns` to the netyard binary, as `--network-cmd-path` takes it.
 fn front_link(lab: &Lab) -> String {
     let link = lab.dir.join("slirp4netns");
@@ -113,27 +140,7 @@ fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_h
     let out = lab.outside();
     let guest_ns = lab.ns("g");
     let client = lab.write_file("client.py", CLIENT);
-    // The upstream resolver: dnsmasq on the host namespace's loopback, named by its
-    // resolv.conf.
-    let etc = EtcNetns(std::path::Path::new("/etc/netns").join(&lab.host.name));
-    std::fs::create_dir_all(&etc.0).expect("mkdir /etc/netns/HOST");
-    std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.1\n").expect("resolv.conf");
-    lab.bg_in(
-        &lab.host.name,
-        &[
-            "dnsmasq",
-            "--conf-file=/dev/null",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--pid-file",
-            "--user=root",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            &format!("--host-record=server.outside.test,{}", out.ip),
-        ],
-        "dnsmasq.log",
-    );
+    let _etc = upstream_resolver(&lab, &out);
     lab.bg_in(
         &out.ns,
         &["python3", "-c", PEER_SERVER, "8080", "outside"],
@@ -374,29 +381,18 @@ fn bad_command_lines_fail_as_slirp4netns_does_and_make_nothing() {
 /// RootlessKit 1.1 as an unprivileged user: `--net=slirp4netns --slirp4netns-binary=LINK
 /// --port-driver=slirp4netns`. RootlessKit creates tap0 itself and configures it; the front
 /// opens it inside the child's user namespace (`-r 3 PID tap0`). From the shell inside: the
-/// address, ping to the resolver, a fetch from outside, `rootlessctl add-ports`; from outside,
-/// the forwarded port, with the client's address kept. When RootlessKit exits, so does the
-/// front.
+/// address, ping to the resolver and to the outside, a name resolved through 10.0.2.3 (by
+/// dnsmasq behind it), a fetch from outside, `rootlessctl add-ports`; from outside, the
+/// forwarded port, with the client's address kept. When RootlessKit exits, so does the front.
 #[test]
 fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
     require_program("rootlesskit", "rootlesskit");
     require_program("rootlessctl", "rootlesskit");
     let (uid, gid) = ensure_rootless_user();
     // RootlessKit maps subordinate ids: give the test user a range once.
-    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    if !subuid
-        .lines()
-        .any(|l| l.starts_with(&format!("{ROOTLESS_USER}:")))
-    {
-        cmd_ok(&[
-            "usermod",
-            "--add-subuids",
-            "200000-265535",
-            "--add-subgids",
-            "200000-265535",
-            ROOTLESS_USER,
-        ]);
-    }
+    ensure_rootless_subids();
+    require_program("dnsmasq", "dnsmasq-base");
+    require_program("dig", "dnsutils");
     let lab = Lab::bare();
     let out = lab.outside();
     lab.bg_in(
@@ -405,6 +401,10 @@ fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
         "outside_server.log",
     );
     assert!(wait_listening(&out.ns, 8080, Proto::Tcp), "outside server");
+    let _etc = upstream_resolver(&lab, &out);
+    // The front's echo sockets are unprivileged ICMP sockets of the user's group: it has no
+    // CAP_NET_RAW in the host namespace.
+    lab.set_ping_group_range(&format!("{gid} {gid}"));
     let d = lab.dir.join("rk");
     std::fs::create_dir_all(&d).expect("mkdir rk");
     cmd_ok(&["chmod", "0777", &d.to_string_lossy()]);
@@ -417,6 +417,8 @@ fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
         "set -e; D={ds}; \
          ip -4 -o addr show tap0 > $D/addr; \
          ping -c 1 -W 5 10.0.2.3 > $D/ping; \
+         ping -c 1 -W 5 {oip} > $D/ping_out; \
+         dig +short +time=2 +tries=3 @10.0.2.3 server.outside.test > $D/dig; \
          python3 {client} {oip} 8080 > $D/fetch; \
          (python3 {server} 80 guest > $D/server.log 2>&1 &); \
          sleep 0.5; \
@@ -453,15 +455,27 @@ fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
     let file = |n: &str| std::fs::read_to_string(d.join(n)).unwrap_or_default();
     if !ready || !d.join("ready").exists() {
         lab.fail(&format!(
-            "rootlesskit's shell did not get through (addr {:?}, ping {:?}, fetch {:?}, ports {:?}):\n{}",
+            "rootlesskit's shell did not get through (addr {:?}, ping {:?}, ping out {:?}, dig {:?}, fetch {:?}, ports {:?}):\n{}",
             file("addr"),
             file("ping"),
+            file("ping_out"),
+            file("dig"),
             file("fetch"),
             file("ports"),
             rk.log_text()
         ));
     }
     assert!(file("addr").contains("10.0.2.100/24"), "{}", file("addr"));
+    assert!(
+        file("ping_out").contains("1 received") || file("ping_out").contains("1 packets received"),
+        "{}",
+        file("ping_out")
+    );
+    assert_eq!(
+        file("dig").trim(),
+        out.ip,
+        "server.outside.test through 10.0.2.3"
+    );
     assert_eq!(file("fetch").trim(), format!("outside {}", out.host_ip));
     // rootlessctl prints the id slirp4netns answered: the first is 1.
     assert_eq!(file("ports").trim(), "1");

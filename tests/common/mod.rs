@@ -1189,6 +1189,40 @@ pub fn ensure_rootless_user() -> (u32, u32) {
     (id("-u"), id("-g"))
 }
 
+/// Gives [`ROOTLESS_USER`] the subordinate id range 200000-265535 (uids and gids) unless it
+/// has one: RootlessKit and rootless Podman map it into their user namespaces.
+pub fn ensure_rootless_subids() {
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if !subuid
+        .lines()
+        .any(|l| l.starts_with(&format!("{ROOTLESS_USER}:")))
+    {
+        cmd_ok(&[
+            "usermod",
+            "--add-subuids",
+            "200000-265535",
+            "--add-subgids",
+            "200000-265535",
+            ROOTLESS_USER,
+        ]);
+    }
+}
+
+/// Makes /dev/net/tun usable by unprivileged users (0666, its usual mode; some machines ship
+/// 0600): a rootless daemon or front opens it.
+pub fn tun_world_accessible() {
+    use std::os::unix::fs::PermissionsExt;
+    let tun = Path::new("/dev/net/tun");
+    let mode = std::fs::metadata(tun)
+        .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
+        .permissions()
+        .mode();
+    if mode & 0o666 != 0o666 {
+        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666))
+            .unwrap_or_else(|e| panic!("chmod 0666 /dev/net/tun: {e}"));
+    }
+}
+
 /// Starts `unshare --user --map-root-user --net sleep 600` as the user and waits until the
 /// process sits in its own user and network namespaces.
 pub fn rootless_container(lab: &Lab, run_as: &RunAs, tag: &str) -> u32 {
@@ -1293,15 +1327,7 @@ impl Lab {
         use std::os::unix::fs::PermissionsExt;
         require_root();
         let (uid, gid) = ensure_rootless_user();
-        let tun = Path::new("/dev/net/tun");
-        let mode = std::fs::metadata(tun)
-            .unwrap_or_else(|e| panic!("/dev/net/tun: {e}"))
-            .permissions()
-            .mode();
-        if mode & 0o666 != 0o666 {
-            std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666))
-                .unwrap_or_else(|e| panic!("chmod 0666 /dev/net/tun: {e}"));
-        }
+        tun_world_accessible();
         let mut lab = Lab::bare();
         // The user owns the lab's directory and its runtime dir; the API socket lives under it.
         let xdg = lab.dir.join("xdg");
