@@ -14,6 +14,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "podman/mod.rs"]
+mod podman;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -54,6 +56,10 @@ enum Kind {
     Netyard,
     Slirp,
     Pasta,
+    /// Rootless Podman's container through Podman's own slirp4netns.
+    PodmanSlirp,
+    /// Rootless Podman's container through netyard's slirp4netns front.
+    PodmanNetyard,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -62,7 +68,7 @@ struct Tool {
     mtu: u32,
 }
 
-const TOOLS: [Tool; 5] = [
+const TOOLS: [Tool; 9] = [
     Tool {
         kind: Kind::Netyard,
         mtu: 1500,
@@ -83,6 +89,22 @@ const TOOLS: [Tool; 5] = [
         kind: Kind::Pasta,
         mtu: 65520,
     },
+    Tool {
+        kind: Kind::PodmanNetyard,
+        mtu: 1500,
+    },
+    Tool {
+        kind: Kind::PodmanNetyard,
+        mtu: 65520,
+    },
+    Tool {
+        kind: Kind::PodmanSlirp,
+        mtu: 1500,
+    },
+    Tool {
+        kind: Kind::PodmanSlirp,
+        mtu: 65520,
+    },
 ];
 
 impl Tool {
@@ -91,7 +113,14 @@ impl Tool {
             Kind::Netyard => "netyard".to_string(),
             Kind::Slirp => format!("slirp4netns-{}", self.mtu),
             Kind::Pasta => format!("pasta-{}", self.mtu),
+            Kind::PodmanSlirp => format!("podman-slirp4netns-{}", self.mtu),
+            Kind::PodmanNetyard => format!("podman-netyard-{}", self.mtu),
         }
+    }
+
+    /// A scenario with rootless Podman in the loop.
+    fn podman(self) -> bool {
+        matches!(self.kind, Kind::PodmanSlirp | Kind::PodmanNetyard)
     }
 
     /// Short tag for namespace names.
@@ -100,6 +129,8 @@ impl Tool {
             Kind::Netyard => "ny".to_string(),
             Kind::Slirp => format!("s{}", self.mtu / 1000),
             Kind::Pasta => format!("p{}", self.mtu / 1000),
+            Kind::PodmanSlirp => format!("ps{}", self.mtu / 1000),
+            Kind::PodmanNetyard => format!("pn{}", self.mtu / 1000),
         }
     }
 
@@ -114,9 +145,12 @@ impl Tool {
             Kind::Netyard => "netyard",
             Kind::Slirp => "slirp4netns",
             Kind::Pasta => "pasta",
+            Kind::PodmanSlirp => "podman-slirp4netns",
+            Kind::PodmanNetyard => "podman-netyard",
         };
         s == self.name()
             || s == kind
+            || (self.podman() && s == "podman")
             || (self.kind == Kind::Slirp && (s == "slirp" || s == format!("slirp-{}", self.mtu)))
     }
 }
@@ -233,10 +267,12 @@ struct Opts {
 }
 
 const USAGE: &str = "usage: cargo bench --bench egress -- [--seconds N] [--runs N] \
-[--only LIST] [--udp-tool iperf3|rust] [--json FILE]
+[--only LIST] [--udp-tool iperf3|rust] [--json FILE] [podman]
   --only takes a comma-separated list of tools (netyard, slirp4netns, slirp4netns-1500,
-  slirp4netns-65520, pasta, pasta-1500, pasta-65520) and/or tests (tcp-out, tcp-in, udp64,
-  pub-tcp, pub-cps); no tool named means all tools, no test named means all tests.";
+  slirp4netns-65520, pasta, pasta-1500, pasta-65520; podman: rootless Podman's container
+  through podman-netyard-1500, podman-netyard-65520, podman-slirp4netns-1500,
+  podman-slirp4netns-65520) and/or tests (tcp-out, tcp-in, udp64, pub-tcp, pub-cps); no tool
+  named means all tools, no test named means all tests. A bare `podman` is `--only podman`.";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let (mut runs, mut udp_tool) = (1, UdpTool::Iperf3);
@@ -254,6 +290,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--only" => {
                 (tools, tests) = parse_only(&it.value(flag)?, tools.clone(), tests.clone())?
             }
+            // `cargo bench --bench egress -- podman`: the runtime scenarios alone.
+            "podman" => (tools, tests) = parse_only("podman", tools.clone(), tests.clone())?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -338,6 +376,8 @@ struct Lab {
     forwarder: Option<(usize, String)>,
     /// Why the published ports are not there, when they are not.
     publish_error: Option<String>,
+    /// Rootless Podman, in the `podman-*` scenarios (dropped before the namespaces).
+    podman: Option<podman::RootlessPodman>,
     namespaces: Namespaces,
 }
 
@@ -356,9 +396,15 @@ impl Lab {
             daemon: None,
             forwarder: None,
             publish_error: None,
+            podman: None,
             namespaces: Namespaces::default(),
         };
-        for ns in [lab.h.clone(), lab.o.clone(), lab.c.clone()] {
+        // A Podman container's namespace is Podman's: it is named once the container runs.
+        let mut made = vec![lab.h.clone(), lab.o.clone()];
+        if !tool.podman() {
+            made.push(lab.c.clone());
+        }
+        for ns in made {
             lab.namespaces.add(&ns)?;
         }
         // host <-> outside: one veth, 198.18.N.1 and .2, MTU 1500. No default route anywhere:
@@ -380,6 +426,11 @@ impl Lab {
             }
             Kind::Slirp => lab.setup_slirp()?,
             Kind::Pasta => lab.setup_pasta()?,
+            Kind::PodmanSlirp => lab.setup_podman(None)?,
+            Kind::PodmanNetyard => {
+                let bin = ctx.run.netyard.clone()?;
+                lab.setup_podman(Some(&bin))?
+            }
         }
         // The container's servers behind the published ports.
         let c = lab.c.clone();
@@ -554,6 +605,27 @@ impl Lab {
         self.wait_container_addr("out0")
     }
 
+    /// Rootless Podman in "host" runs the container (`podman run -d --network
+    /// slirp4netns:mtu=M,port_handler=slirp4netns -p ...`), its helper Podman's own slirp4netns
+    /// or netyard's front (`netyard`: `--network-cmd-path` to a link named slirp4netns). The
+    /// ports go through the helper's API socket (`port_handler=slirp4netns`): Podman's default
+    /// handler, rootlessport, connects from inside the container's namespace and would leave
+    /// the helper out of the published-port path. The container's namespace is then named
+    /// (`ip netns attach`) for the load, which runs in it as in the other scenarios.
+    fn setup_podman(&mut self, netyard: Option<&Path>) -> Result<(), String> {
+        let p = podman::RootlessPodman::start(&self.dir.join("p"), &self.h, netyard)?;
+        let p = self.podman.insert(p);
+        let network = format!("slirp4netns:mtu={},port_handler=slirp4netns", self.tool.mtu);
+        let mut publish = Vec::new();
+        for (host, guest) in [(PUB_IPERF_PORT, IPERF_PORT), (PUB_ACCEPT_PORT, ACCEPT_PORT)] {
+            publish.push(format!("{host}:{guest}"));
+        }
+        let pid = p.run_idle("c", &network, &publish)?;
+        let c = self.c.clone();
+        self.namespaces.attach(&c, pid)?;
+        self.wait_container_addr("tap0")
+    }
+
     fn forwarder_alive(&mut self) -> Result<(), String> {
         let Some((idx, log)) = self.forwarder.clone() else {
             return Ok(());
@@ -618,6 +690,8 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.servers.stop_all();
+        // Its processes live in "host": gone before the namespaces' teardown kills them.
+        drop(self.podman.take());
         if let Some(mut d) = self.daemon.take() {
             if !d.stop(Duration::from_secs(10)) {
                 eprintln!(
@@ -1062,10 +1136,85 @@ fn run_tool(ctx: &Ctx, tool: Tool, run: usize, tests: &[Test]) -> Result<Outcome
     Ok(o)
 }
 
+/// The runtime scenarios: each `podman-netyard-M` divided by each `podman-slirp4netns-M`, then
+/// the issue's targets (netyard's front at MTU 1500 against Podman's default, slirp4netns at
+/// 65520: at least 3x out, 2x in), each said met or not. Pushes the ratios to `ratios`.
+fn podman_ratios(
+    opts: &Opts,
+    samples: &[(String, &'static str, f64)],
+    metrics: &[&(Test, MetricDef)],
+    ratios: &mut Vec<Value>,
+) {
+    let named = |k: Kind| -> Vec<String> {
+        opts.tools
+            .iter()
+            .filter(|t| t.kind == k)
+            .map(|t| t.name())
+            .collect()
+    };
+    let (ours, theirs) = (named(Kind::PodmanNetyard), named(Kind::PodmanSlirp));
+    if ours.is_empty() || theirs.is_empty() {
+        return;
+    }
+    let w0 = 16;
+    let cw = 26;
+    println!("# rootless Podman: netyard's front / Podman's slirp4netns, same run");
+    let mut header = format!("{:<w0$} {:<22}", "metric", "");
+    for t in &theirs {
+        header.push_str(&format!(" {:>cw$}", format!("vs {t}")));
+    }
+    println!("{}", header.trim_end());
+    let med = |tool: &String, m: &str| median_of(samples, tool, m).map(|x| x.0);
+    for (_, m) in metrics {
+        for o in &ours {
+            let mut line = format!("{:<w0$} {:<22}", m.name, o);
+            for t in &theirs {
+                let cell = match (med(o, m.name), med(t, m.name)) {
+                    (Some(v), Some(b)) if b > 0.0 => {
+                        ratios
+                            .push(json!({"metric": m.name, "tool": o, "peer": t, "ratio": v / b}));
+                        format!("{:.2}x", v / b)
+                    }
+                    _ => "n/a".to_string(),
+                };
+                line.push_str(&format!(" {cell:>cw$}"));
+            }
+            println!("{}", line.trim_end());
+        }
+    }
+    let (o, t) = (
+        "podman-netyard-1500".to_string(),
+        "podman-slirp4netns-65520".to_string(),
+    );
+    for (metric, target) in [("tcp_out_gbps", 3.0), ("tcp_in_gbps", 2.0)] {
+        let line = match (med(&o, metric), med(&t, metric)) {
+            (Some(v), Some(b)) if b > 0.0 => {
+                let r = v / b;
+                let verdict = if r >= target { "met" } else { "NOT met" };
+                format!("{r:.2}x (target {target:.0}x: {verdict})")
+            }
+            _ => "n/a (both scenarios needed)".to_string(),
+        };
+        println!("# target: {o} / {t} {metric}: {line}");
+    }
+}
+
+fn package_version(package: &str) -> String {
+    run_child(
+        Command::new("dpkg-query").args(["-W", "-f", "${Version}", package]),
+        Duration::from_secs(10),
+        false,
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .map(|o| o.stdout.trim().to_string())
+    .unwrap_or_default()
+}
+
 fn tool_version(kind: Kind) -> String {
     let package = match kind {
-        Kind::Netyard => return String::new(),
-        Kind::Slirp => "slirp4netns",
+        Kind::Netyard | Kind::PodmanNetyard => return String::new(),
+        Kind::Slirp | Kind::PodmanSlirp => "slirp4netns",
         Kind::Pasta => "passt",
     };
     run_child(
@@ -1090,7 +1239,10 @@ fn run_bench(opts: &Opts) -> i32 {
     let Some(dir_guard) = scratch_dir(NS_PREFIX, TMP_PREFIX) else {
         return 1;
     };
-    let needs_netyard = opts.tools.iter().any(|t| t.kind == Kind::Netyard);
+    let needs_netyard = opts
+        .tools
+        .iter()
+        .any(|t| matches!(t.kind, Kind::Netyard | Kind::PodmanNetyard));
     let netyard = netyard_if(needs_netyard);
     match (&netyard, needs_netyard) {
         (Ok(bin), _) => eprintln!("egress bench: netyard binary {}", bin.display()),
@@ -1154,9 +1306,13 @@ fn report(
          close, one at a time, through the published port",
         opts.base.seconds, opts.runs
     );
-    let versions: Vec<String> = [Kind::Slirp, Kind::Pasta]
+    let mut versions: Vec<String> = [Kind::Slirp, Kind::Pasta]
         .into_iter()
-        .filter(|k| opts.tools.iter().any(|t| t.kind == *k))
+        .filter(|k| {
+            opts.tools
+                .iter()
+                .any(|t| t.kind == *k || (*k == Kind::Slirp && t.kind == Kind::PodmanSlirp))
+        })
         .map(|k| {
             let name = if k == Kind::Slirp {
                 "slirp4netns"
@@ -1166,6 +1322,9 @@ fn report(
             format!("{name} {}", tool_version(k))
         })
         .collect();
+    if opts.tools.iter().any(|t| t.podman()) {
+        versions.push(format!("podman {}", package_version("podman")));
+    }
     if !versions.is_empty() {
         println!("# peers: {}", versions.join(", "));
     }
@@ -1219,8 +1378,11 @@ fn report(
         }
         println!("{}", line.trim_end());
     }
-    // netyard / each peer.
-    let peers: Vec<&String> = names.iter().filter(|n| *n != "netyard").collect();
+    // netyard / each peer (the runtime scenarios have their own table below).
+    let peers: Vec<&String> = names
+        .iter()
+        .filter(|n| *n != "netyard" && !n.starts_with("podman-"))
+        .collect();
     let mut ratios = Vec::new();
     if names.iter().any(|n| n == "netyard") && !peers.is_empty() {
         println!("# netyard / peer, same run (above 1.00x: netyard is faster)");
@@ -1246,6 +1408,7 @@ fn report(
             println!("{}", line.trim_end());
         }
     }
+    podman_ratios(opts, samples, &metrics, &mut ratios);
     for (i, (tool, test, e)) in reasons.iter().enumerate() {
         println!("# [{}] {tool} {}: n/a (error: {e})", i + 1, test.name());
     }

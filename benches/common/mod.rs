@@ -440,6 +440,14 @@ impl Namespaces {
         Ok(name.to_string())
     }
 
+    /// `ip netns attach NAME PID`: a name for the network namespace of a process a runtime
+    /// made (deleted like the others: the name goes, the namespace lives with its processes).
+    pub fn attach(&mut self, name: &str, pid: u32) -> Result<String, String> {
+        ip(&["netns", "attach", name, &pid.to_string()])?;
+        self.0.push(name.to_string());
+        Ok(name.to_string())
+    }
+
     pub fn names(&self) -> &[String] {
         &self.0
     }
