@@ -234,6 +234,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/stats", get(stats))
         .route("/v1/flows", get(flows))
+        .route("/v1/dns", get(dns_counters))
         .route("/v1/system/reset", axum::routing::post(reset))
         .route("/v1/subnets/free", axum::routing::post(free_subnet))
         .fallback(|| async {
@@ -389,6 +390,11 @@ async fn endpoints(State(d): D) -> Res<Vec<netyard_api::model::EndpointInfo>> {
 
 async fn flows(State(d): D) -> Res<serde_json::Value> {
     Ok(Json(d.flows().await))
+}
+
+/// The embedded resolver's counters (`netyard top` takes its query rate from two of these).
+async fn dns_counters(State(d): D) -> Res<netyard_dns::CountersSnapshot> {
+    Ok(Json(d.dns().resolver().counters().snapshot()))
 }
 
 async fn stats(State(d): D) -> Res<Vec<netyard_api::model::PortStatsRow>> {

@@ -179,7 +179,7 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        if let Err(e) = apply_config(&daemon, cfg).await {
+        if let Err(e) = apply_config(&daemon, &cfg).await {
             daemon.shutdown().await;
             let _ = std::fs::remove_file(&opts.api);
             return Err(DaemonError::Config {
@@ -253,17 +253,30 @@ pub(crate) fn raise_nofile_limit() {
     }
 }
 
-/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly; SIGHUP applies `--config` again.
+/// Under systemd (`NOTIFY_SOCKET`), READY=1 is sent once the API socket serves and the saved
+/// state is re-adopted, RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     raise_nofile_limit();
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt()).map_err(io_err("installing SIGINT handler"))?;
     let mut term = signal(SignalKind::terminate()).map_err(io_err("installing SIGTERM handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err("installing SIGHUP handler"))?;
+    let config = opts.config.clone();
     let running = start(opts).await?;
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    crate::service::ready("serving");
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                crate::service::reloading();
+                reload(&running.daemon, config.as_deref()).await;
+                crate::service::ready("serving (config reloaded)");
+            }
+        }
     }
+    crate::service::stopping();
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())
@@ -316,66 +329,159 @@ async fn bind_api(path: &Path) -> Result<UnixListener, DaemonError> {
     placed
 }
 
-/// Creates the config's networks then endpoints; stops at the first failure and removes what
-/// this config created (all or nothing: what a saved state held stays). An entry the saved
-/// state already holds is taken as it is: when it matches nothing happens, when it differs
-/// the state wins and a log line names the fields; so a restart with the same `--config` is
-/// never an error.
-async fn apply_config(d: &Daemon, cfg: Config) -> Result<(), DaemonError> {
-    let mut networks = Vec::new();
-    let mut endpoints = Vec::new();
-    let r = apply_entries(d, cfg, &mut networks, &mut endpoints).await;
-    if r.is_err() {
-        for (net, name) in endpoints.iter().rev() {
-            let _ = d.detach(net, name).await;
-        }
-        for net in networks.iter().rev() {
-            let _ = d.remove_network(net).await;
-        }
-    }
-    r
+/// What applying a config did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub networks: usize,
+    pub endpoints: usize,
+    pub ports: usize,
+    /// Entries that differ in what cannot change live (logged, left as they run).
+    pub kept: usize,
+    pub unchanged: usize,
 }
 
-async fn apply_entries(
-    d: &Daemon,
-    cfg: Config,
-    networks: &mut Vec<String>,
-    endpoints: &mut Vec<(String, String)>,
-) -> Result<(), DaemonError> {
-    for (i, n) in cfg.network.into_iter().enumerate() {
-        if let Some(saved) = d.saved_network(&n.name).await {
-            let differ = crate::plan::network_differs(&n, &saved);
-            if differ.is_empty() {
-                tracing::info!(network = %n.name, "config: network already in the state");
-            } else {
-                tracing::warn!(network = %n.name, fields = ?differ,
-                    "config: the saved network differs from the config; keeping the saved one");
-            }
-            continue;
+/// What one application created, to undo it when a later entry fails.
+#[derive(Default)]
+struct Created {
+    networks: Vec<String>,
+    endpoints: Vec<(String, String)>,
+    /// (network, endpoint, exact SPECs of the mappings added).
+    ports: Vec<(String, String, Vec<String>)>,
+}
+
+/// Applies a config to the running state, at start and on SIGHUP (planned by
+/// `plan::plan_config`): creates its new networks, then its new endpoints, then publishes the
+/// ports running endpoints do not publish yet; logs, by name and field, each entry that
+/// differs from what runs in what cannot change live, and leaves it as it runs (so a restart
+/// with the same `--config` is never an error). All or nothing: when an entry fails, what this
+/// call created is removed again and the error names the entry's field.
+pub async fn apply_config(d: &Daemon, cfg: &Config) -> Result<Applied, DaemonError> {
+    let running = d.specs().await;
+    let plan = crate::plan::plan_config(cfg, &running)?;
+    for k in &plan.kept {
+        match &k.endpoint {
+            None => tracing::warn!(network = %k.network, fields = ?k.fields,
+                "config: the network differs in fields that cannot change live; keeping it as it runs"),
+            Some(ep) => tracing::warn!(network = %k.network, endpoint = %ep, fields = ?k.fields,
+                "config: the endpoint differs in fields that cannot change live; keeping it as it runs"),
         }
-        let name = n.name.clone();
-        d.create_network(n)
+    }
+    let mut created = Created::default();
+    if let Err(e) = carry_out(d, &plan, &running, &mut created).await {
+        for (net, ep, specs) in created.ports.iter().rev() {
+            for spec in specs {
+                let _ = d.unpublish(net, ep, spec).await;
+            }
+        }
+        for (net, name) in created.endpoints.iter().rev() {
+            let _ = d.detach(net, name).await;
+        }
+        for net in created.networks.iter().rev() {
+            let _ = d.remove_network(net).await;
+        }
+        return Err(e);
+    }
+    Ok(Applied {
+        networks: created.networks.len(),
+        endpoints: created.endpoints.len(),
+        ports: created.ports.iter().map(|(_, _, s)| s.len()).sum(),
+        kept: plan.kept.len(),
+        unchanged: plan.unchanged,
+    })
+}
+
+async fn carry_out(
+    d: &Daemon,
+    plan: &crate::plan::ConfigPlan,
+    running: &StateSpec,
+    created: &mut Created,
+) -> Result<(), DaemonError> {
+    for (i, n) in &plan.networks {
+        d.create_network(n.clone())
             .await
             .map_err(|e| e.within(&format!("network[{i}].")))?;
-        networks.push(name);
+        created.networks.push(n.name.clone());
     }
-    for (i, e) in cfg.endpoint.into_iter().enumerate() {
+    for (i, e) in &plan.endpoints {
         let net = e.network.clone().unwrap_or_default();
-        if let Some(saved) = d.saved_endpoint(&net, &e.name).await {
-            let differ = crate::plan::endpoint_differs(&e, &saved);
-            if differ.is_empty() {
-                tracing::info!(network = %net, endpoint = %e.name, "config: endpoint already in the state");
-            } else {
-                tracing::warn!(network = %net, endpoint = %e.name, fields = ?differ,
-                    "config: the saved endpoint differs from the config; keeping the saved one");
-            }
-            continue;
-        }
-        let name = e.name.clone();
-        d.attach(&net, e)
+        d.attach(&net, e.clone())
             .await
             .map_err(|err| err.within(&format!("endpoint[{i}].")))?;
-        endpoints.push((net, name));
+        created.endpoints.push((net, e.name.clone()));
+    }
+    for p in &plan.publish {
+        let mut before: Vec<(u16, u16, String)> = running
+            .networks
+            .get(&p.network)
+            .and_then(|n| n.endpoints.get(&p.endpoint))
+            .map(|e| {
+                e.published
+                    .iter()
+                    .map(|m| (m.host_port, m.container_port, m.proto.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut added = Vec::new();
+        // One SPEC at a time, so an error names the file's `publish[j]`.
+        for (j, spec) in &p.specs {
+            let r = d
+                .publish(&p.network, &p.endpoint, std::slice::from_ref(spec))
+                .await;
+            let info = match r {
+                Ok(info) => info,
+                Err(e) => {
+                    created
+                        .ports
+                        .push((p.network.clone(), p.endpoint.clone(), added));
+                    return Err(e.at(format!("endpoint[{}].publish[{j}]", p.index)));
+                }
+            };
+            for m in info.ports {
+                let key = (m.host_port, m.container_port, m.protocol.clone());
+                if !before.contains(&key) {
+                    // Exactly this mapping: host port and container port, any host IP.
+                    added.push(format!(
+                        "{}:{}/{}",
+                        m.host_port, m.container_port, m.protocol
+                    ));
+                    before.push(key);
+                }
+            }
+        }
+        created
+            .ports
+            .push((p.network.clone(), p.endpoint.clone(), added));
     }
     Ok(())
+}
+
+/// SIGHUP: reads `--config` again and applies it. A file that does not parse or an entry that
+/// fails changes nothing (the error is logged naming the file and the field); the daemon runs
+/// on either way.
+pub async fn reload(d: &Daemon, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: no --config to reload; nothing changed");
+        return;
+    };
+    let shown = path.display().to_string();
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(config = %shown, error = %e, "config reload failed; nothing changed");
+            return;
+        }
+    };
+    match apply_config(d, &cfg).await {
+        Ok(a) => tracing::info!(
+            config = %shown,
+            networks_created = a.networks,
+            endpoints_created = a.endpoints,
+            ports_published = a.ports,
+            kept_as_running = a.kept,
+            unchanged = a.unchanged,
+            "config reloaded"
+        ),
+        Err(e) => tracing::error!(config = %shown, error = %e,
+            "config reload failed; nothing changed"),
+    }
 }

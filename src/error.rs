@@ -57,6 +57,19 @@ impl DaemonError {
         }
     }
 
+    /// The same error naming `field` instead (an error about one item of a list, raised by
+    /// a call that saw only that item).
+    pub fn at(self, field: String) -> DaemonError {
+        match self {
+            DaemonError::Invalid { reason, .. } => DaemonError::Invalid { field, reason },
+            DaemonError::Conflict { reason, .. } => DaemonError::Conflict {
+                field: Some(field),
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// Prefixes the field with a location (e.g. `endpoint[2].`), for config files.
     pub fn within(self, prefix: &str) -> DaemonError {
         match self {

@@ -16,6 +16,7 @@ pub mod plugins;
 pub mod ports;
 pub mod registry;
 pub mod runtime;
+pub mod service;
 pub mod spec;
 pub mod state;
 pub mod store;

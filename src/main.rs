@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use netyard_cli::{
     commands, default_api_path, default_persistent_state_dir, ApiClient, Cli, Command, DaemonArgs,
-    FdbCommand,
+    FdbCommand, LogFormat,
 };
 
 fn main() {
@@ -36,11 +36,21 @@ fn main() {
             _ => "warn",
         })
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if matches!(&cli.command, Command::Daemon(a) if a.log_format == LogFormat::Json) {
+        // One flat object per line: the message and the event's fields at the top level,
+        // no span context (the daemon logs from few spans), so Loki or jq read it as is.
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -157,6 +167,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 0
             }
             Command::Stats { json } => commands::stats(&c, json).await?,
+            Command::Top {
+                once,
+                json,
+                interval,
+            } => {
+                let every = std::time::Duration::from_secs_f64(interval);
+                if once {
+                    netyard_cli::top::once(&c, every, json).await?
+                } else {
+                    netyard_cli::top::live(&c, every).await?
+                }
+            }
             Command::Run(a) => commands::run(&c, a).await?,
             // Dispatched in `main`, before this runtime started.
             Command::DockerPlugin { .. } => 2,

@@ -1306,15 +1306,9 @@ impl Daemon {
         Ok(removed)
     }
 
-    /// The saved spec of a network, and of one of its endpoints, for `--config` entries the
-    /// state already holds.
-    pub(crate) async fn saved_network(&self, name: &str) -> Option<NetworkSpec> {
-        self.state.lock().await.get(name).map(|n| n.spec.clone())
-    }
-
-    pub(crate) async fn saved_endpoint(&self, network: &str, name: &str) -> Option<EndpointSpec> {
-        let st = self.state.lock().await;
-        st.get(network)?.endpoints.get(name).map(|e| e.spec.clone())
+    /// Every network and endpoint spec as they run now, for planning a `--config` against.
+    pub(crate) async fn specs(&self) -> StateSpec {
+        snapshot(&*self.state.lock().await)
     }
 }
 

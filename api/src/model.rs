@@ -295,6 +295,30 @@ pub struct PortStatsRow {
     pub counters: Counters,
 }
 
+/// `GET /v1/dns`: the embedded resolver's counters since the daemon started (the daemon sends
+/// more; these are the ones clients read). Every query ends in exactly one outcome.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct DnsCounters {
+    pub queries_udp: u64,
+    pub queries_tcp: u64,
+    /// Outcome: answered from the containers' names.
+    pub local_answers: u64,
+    /// Outcome: a local name without a record of the asked type.
+    pub nodata: u64,
+    /// Outcome: answered from the cache of upstream answers.
+    pub cache_hits: u64,
+    /// Outcome: answered with an upstream's reply.
+    pub forwarded: u64,
+    /// Outcome: every upstream failed.
+    pub servfail: u64,
+    /// Outcome: refused (a name outside netyard asked from an internal network, or too many
+    /// upstream queries at once).
+    pub refused: u64,
+    /// Of `cache_hits + forwarded`: the answer was NXDOMAIN.
+    pub nxdomain: u64,
+}
+
 /// Every error the API returns: HTTP 4xx/5xx with this body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ApiError {

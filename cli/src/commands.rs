@@ -24,6 +24,9 @@ pub enum CliError {
     },
     #[error("unexpected answer from the daemon: {0}")]
     Decode(String),
+    /// The command cannot run as asked (e.g. the live view without a terminal).
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {

@@ -11,6 +11,7 @@ pub use netyard_api::model;
 pub mod nsexec;
 pub use netyard_api::portspec;
 pub mod table;
+pub mod top;
 
 use std::path::PathBuf;
 
@@ -89,6 +90,19 @@ pub enum Command {
     Stats {
         #[arg(long)]
         json: bool,
+    },
+    /// Live view: every port's packets, bytes and drops per second, the busiest egress flows
+    /// and the DNS query rate, refreshed every --interval; q (or Ctrl-C) quits.
+    Top {
+        /// Print one reading and exit: two samples --interval apart.
+        #[arg(long)]
+        once: bool,
+        /// With --once: the reading as JSON.
+        #[arg(long, requires = "once")]
+        json: bool,
+        /// Seconds between samples (0.1 to 60).
+        #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = interval_secs)]
+        interval: f64,
     },
     /// Serve Docker's remote network and IPAM driver (`docker network create -d netyard
     /// --ipam-driver netyard`) on /run/docker/plugins/netyard.sock; `netyard docker-plugin
@@ -183,6 +197,17 @@ pub struct DaemonArgs {
     /// shared with busy containers, fewer threads compete less with them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Log lines as text, or as one JSON object per line for journald or Loki (`timestamp`,
+    /// `level`, `target`, `message` and the event's fields).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// `daemon --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once per process: the size of the largest variant costs nothing worth a Box.
@@ -358,6 +383,18 @@ pub struct DemoArgs {
     /// Port kind for the two demo namespaces.
     #[arg(long, default_value = "tap")]
     pub kind: String,
+}
+
+/// `top --interval`: seconds, 0.1 to 60.
+fn interval_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (0.1..=60.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} out of range (0.1 to 60 seconds)"))
+    }
 }
 
 /// Where the API socket lives when `--api`/`NETYARD_API` are not given.

@@ -1,13 +1,127 @@
-//! `--config` entries against the saved state: which fields the config gives that the saved
-//! spec does not have. The state wins (containers depend on what it holds); the caller logs
-//! the fields named here.
+//! `--config` against the running state, at start and on every SIGHUP: which entries are new
+//! (created), which ports a running endpoint does not publish yet (published), and which fields
+//! the file gives that the running spec does not have. Those cannot change live (containers
+//! depend on an address, a subnet, an MTU): the running spec wins and the caller logs the
+//! fields named here.
 
 use std::net::Ipv4Addr;
 
 use netyard_api::model::{EndpointCreate, NetworkCreate};
+use netyard_api::portspec::{self, PortSpec};
 use netyard_switch::MacAddr;
 
-use crate::spec::{EndpointSpec, NetworkSpec};
+use crate::config::Config;
+use crate::error::DaemonError;
+use crate::ports::Mapping;
+use crate::spec::{EndpointSpec, NetworkSpec, StateSpec};
+
+/// What a config asks of the running state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigPlan {
+    /// Networks to create, with their index in the file (errors name `network[i].`).
+    pub networks: Vec<(usize, NetworkCreate)>,
+    /// Endpoints to attach, with their index in the file (`endpoint[i].`).
+    pub endpoints: Vec<(usize, EndpointCreate)>,
+    /// Ports running endpoints are to publish.
+    pub publish: Vec<NewPorts>,
+    /// Entries that differ from what runs in fields that cannot change live.
+    pub kept: Vec<Kept>,
+    /// Entries already as the file says.
+    pub unchanged: usize,
+}
+
+/// SPECs of a running endpoint's config entry that it does not publish yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPorts {
+    /// The entry's index in the file.
+    pub index: usize,
+    pub network: String,
+    pub endpoint: String,
+    /// Each SPEC with its index in the entry's `publish` (errors name `publish[j]`).
+    pub specs: Vec<(usize, String)>,
+}
+
+/// A config entry that differs from the running one; the running one is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub network: String,
+    /// None for the network itself.
+    pub endpoint: Option<String>,
+    pub fields: Vec<&'static str>,
+}
+
+/// Plans `cfg` against `state` (what runs now). A SPEC that does not parse is an error naming
+/// `endpoint[i].publish[j]`; every other check is the API's, when the plan is carried out.
+pub fn plan_config(cfg: &Config, state: &StateSpec) -> Result<ConfigPlan, DaemonError> {
+    let mut plan = ConfigPlan::default();
+    for (i, n) in cfg.network.iter().enumerate() {
+        match state.networks.get(&n.name) {
+            None => plan.networks.push((i, n.clone())),
+            Some(saved) => {
+                let fields = network_differs(n, &saved.network);
+                if fields.is_empty() {
+                    plan.unchanged += 1;
+                } else {
+                    plan.kept.push(Kept {
+                        network: n.name.clone(),
+                        endpoint: None,
+                        fields,
+                    });
+                }
+            }
+        }
+    }
+    for (i, e) in cfg.endpoint.iter().enumerate() {
+        let net = e.network.clone().unwrap_or_default();
+        let Some(saved) = state
+            .networks
+            .get(&net)
+            .and_then(|n| n.endpoints.get(&e.name))
+        else {
+            plan.endpoints.push((i, e.clone()));
+            continue;
+        };
+        let fields = endpoint_differs(e, saved);
+        let mut specs = Vec::new();
+        for (j, s) in e.publish.iter().enumerate() {
+            let spec = portspec::parse(s)
+                .map_err(|err| DaemonError::invalid(format!("endpoint[{i}].publish[{j}]"), err))?;
+            if !published_already(&spec, &saved.published) {
+                specs.push((j, s.clone()));
+            }
+        }
+        if fields.is_empty() && specs.is_empty() {
+            plan.unchanged += 1;
+        }
+        if !fields.is_empty() {
+            plan.kept.push(Kept {
+                network: net.clone(),
+                endpoint: Some(e.name.clone()),
+                fields,
+            });
+        }
+        if !specs.is_empty() {
+            plan.publish.push(NewPorts {
+                index: i,
+                network: net,
+                endpoint: e.name.clone(),
+                specs,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Does the endpoint publish every container port of `spec` as `spec` asks (an ephemeral
+/// host port matches whichever port was bound)?
+fn published_already(spec: &PortSpec, published: &[Mapping]) -> bool {
+    (spec.container_ports.start..=spec.container_ports.end).all(|cport| {
+        published.iter().any(|m| {
+            m.container_port == cport
+                && spec.matches(m.host_ip, m.host_port, m.container_port, m.proto)
+        })
+    })
+}
 
 /// The fields `req` sets to something other than what `saved` holds (fields the request
 /// leaves to their defaults are not compared: the saved value is what the default became).

@@ -10,7 +10,7 @@ mod network;
 #[cfg(test)]
 mod tests;
 
-pub use config::{endpoint_differs, network_differs};
+pub use config::{endpoint_differs, network_differs, plan_config, ConfigPlan, Kept, NewPorts};
 pub use endpoint::{docker_mac, plan_endpoint, EndpointPlan, NsRequest, Taken};
 pub use network::{parse_vtep, plan_network};
 

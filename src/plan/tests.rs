@@ -643,3 +643,170 @@ fn ifname_errors_say_why() {
         assert!(msg.contains(why), "{ifname:?}: {msg}");
     }
 }
+
+fn running_endpoint(name: &str, published: Vec<crate::ports::Mapping>) -> EndpointSpec {
+    EndpointSpec {
+        name: name.into(),
+        kind: PortKindName::Tap,
+        ip: Ipv4Addr::new(10, 1, 0, 2),
+        mac: MacAddr([2, 0x42, 10, 1, 0, 2]),
+        ifname: "eth0".into(),
+        netns: "/run/netns/x".into(),
+        userns: None,
+        pid: None,
+        identity: NsIdentity {
+            dev: 4,
+            ino: 4026532000,
+            pid: None,
+            pid_start: None,
+        },
+        host_ifname: None,
+        peer: None,
+        offload: true,
+        trusted: false,
+        aliases: vec![],
+        published,
+        owner: None,
+    }
+}
+
+fn tcp(host_port: u16, container_port: u16) -> crate::ports::Mapping {
+    crate::ports::Mapping {
+        host_ip: None,
+        dual_stack: true,
+        host_port,
+        container_port,
+        proto: netyard_api::portspec::Proto::Tcp,
+    }
+}
+
+/// A running state: network "lab" with endpoint "c1" publishing 8080->80 and an ephemeral
+/// host port (40000) for 443.
+fn running() -> crate::spec::StateSpec {
+    let mut endpoints = std::collections::BTreeMap::new();
+    endpoints.insert(
+        "c1".to_string(),
+        running_endpoint("c1", vec![tcp(8080, 80), tcp(40000, 443)]),
+    );
+    let mut networks = std::collections::BTreeMap::new();
+    networks.insert(
+        "lab".to_string(),
+        crate::spec::SavedNetwork {
+            network: lab(),
+            endpoints,
+        },
+    );
+    crate::spec::StateSpec { networks }
+}
+
+fn config(text: &str) -> crate::config::Config {
+    crate::config::Config::parse(text).expect("config parses")
+}
+
+#[test]
+fn the_same_config_again_changes_nothing() {
+    let cfg = config(
+        r#"
+        [[network]]
+        name = "lab"
+        subnet = "10.1.0.0/24"
+        [[endpoint]]
+        network = "lab"
+        name = "c1"
+        netns = "/run/netns/x"
+        publish = ["8080:80", "443"]
+        "#,
+    );
+    let plan = plan_config(&cfg, &running()).unwrap();
+    assert_eq!(
+        plan,
+        ConfigPlan {
+            unchanged: 2,
+            ..ConfigPlan::default()
+        }
+    );
+}
+
+#[test]
+fn a_config_adds_what_is_new_and_keeps_what_cannot_change_live() {
+    let cfg = config(
+        r#"
+        [[network]]
+        name = "lab"
+        subnet = "10.1.0.0/24"
+        mtu = 9000
+        [[network]]
+        name = "new"
+        [[endpoint]]
+        network = "lab"
+        name = "c1"
+        netns = "/run/netns/x"
+        ip = "10.1.0.9"
+        publish = ["8080:80", "9090:90/udp", "127.0.0.1:8081:81"]
+        [[endpoint]]
+        network = "new"
+        name = "c2"
+        netns = "/run/netns/y"
+        "#,
+    );
+    let plan = plan_config(&cfg, &running()).unwrap();
+    assert_eq!(
+        plan,
+        ConfigPlan {
+            networks: vec![(1, cfg.network[1].clone())],
+            endpoints: vec![(1, cfg.endpoint[1].clone())],
+            publish: vec![NewPorts {
+                index: 0,
+                network: "lab".into(),
+                endpoint: "c1".into(),
+                specs: vec![(1, "9090:90/udp".into()), (2, "127.0.0.1:8081:81".into())],
+            }],
+            kept: vec![
+                Kept {
+                    network: "lab".into(),
+                    endpoint: None,
+                    fields: vec!["mtu"],
+                },
+                Kept {
+                    network: "lab".into(),
+                    endpoint: Some("c1".into()),
+                    fields: vec!["ip"],
+                },
+            ],
+            unchanged: 0,
+        }
+    );
+}
+
+#[test]
+fn a_port_published_on_another_host_port_is_new() {
+    let cfg = config(
+        r#"
+        [[endpoint]]
+        network = "lab"
+        name = "c1"
+        netns = "/run/netns/x"
+        publish = ["8081:80", "8080-8081:80"]
+        "#,
+    );
+    let plan = plan_config(&cfg, &running()).unwrap();
+    // 8081:80 is not what runs (8080:80); a range containing the bound port is.
+    assert_eq!(plan.publish[0].specs, vec![(0, "8081:80".to_string())]);
+}
+
+#[test]
+fn a_bad_spec_in_the_config_names_its_field() {
+    let cfg = config(
+        r#"
+        [[endpoint]]
+        network = "lab"
+        name = "c1"
+        netns = "/run/netns/x"
+        publish = ["80", "70000:80"]
+        "#,
+    );
+    assert_eq!(
+        field(plan_config(&cfg, &running())),
+        "endpoint[0].publish[1]"
+    );
+}
