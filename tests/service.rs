@@ -130,8 +130,10 @@ fn readiness_reload_and_stop_are_notified() {
             Subnet::random().cidr()
         ),
     );
+    let t0 = Instant::now();
     let pid = start_notified(&lab, &notify, &["--config", &config]);
     notify.expect(&lab, "READY=1");
+    println!("READY=1 {:?} after the start", t0.elapsed());
     // At READY=1 the API answers at once, with the config applied: nothing to poll for.
     let o = lab.ny(&["network", "ls", "--json"]);
     assert!(

@@ -14,8 +14,9 @@ use common::*;
 use portable_pty::{native_pty_system, Child, CommandBuilder, PtySize};
 use serde_json::Value;
 
-/// A lab with network `n<id>`, endpoints `web<id>` and `db<id>`, and a ping stream (20 per
-/// second) from web to db until the lab ends.
+/// A lab with network `n<id>`, endpoints `web<id>` and `db<id>`, a ping stream (20 per
+/// second) from web to db and one (10 per second) from web to an "outside" namespace through
+/// the gateway's egress (a flow), until the lab ends.
 fn lab_with_traffic() -> (Lab, String, String, String) {
     let lab = Lab::new();
     let net = lab.network(&format!("n{}", lab.id), &Subnet::random(), &[]);
@@ -29,6 +30,13 @@ fn lab_with_traffic() -> (Lab, String, String, String) {
         &ns_w,
         &["ping", "-n", "-q", "-i", "0.05", &db_ip],
         "ping.log",
+    );
+    let outside = lab.outside();
+    lab.assert_ping(&ns_w, &outside.ip);
+    lab.bg_in(
+        &ns_w,
+        &["ping", "-n", "-q", "-i", "0.1", &outside.ip],
+        "egress.log",
     );
     (lab, net, web, db)
 }
@@ -77,11 +85,26 @@ fn once_json_names_the_endpoints_and_shows_the_traffic() {
         );
     }
     assert!(port(&reading, &net, "(gateway)")["kind"] == "gateway");
-    assert!(reading["flows"].is_array(), "{reading:#}");
+    // The egress ping is a flow, named by its endpoint.
+    let flows = reading["flows"].as_array().cloned().unwrap_or_default();
+    assert!(
+        flows.iter().any(|f| f["endpoint"] == web.as_str()
+            && f["protocol"] == "icmp"
+            && f["packets_per_s"].as_f64().is_some_and(|v| v > 0.0)),
+        "no busy ICMP flow of {web} in {reading:#}"
+    );
     assert!(
         reading["dns"]["queries_per_s"].is_number(),
         "no DNS rate: {reading:#}"
     );
+    // Without --json: the same tables as text.
+    let text = lab.ny_ok(&["top", "--once", "--interval", "0.2"]);
+    for needle in [&web, &db, "RX PKT/S", "BUSIEST FLOWS", "queries/s"] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    // The live view refuses to run without a terminal, saying what to use instead.
+    let o = lab.ny(&["top"]);
+    assert_one_line_error("top without a terminal", &o, &["terminal", "--once --json"]);
 }
 
 /// The live view in a pseudo-terminal, its screen kept up to date by a reader thread.
@@ -197,7 +220,10 @@ fn the_live_view_shows_the_endpoints_and_q_or_ctrl_c_end_it() {
     let (lab, net, web, db) = lab_with_traffic();
     for keys in [&b"q"[..], &b"\x03"[..]] {
         let mut live = Live::start(&lab);
-        live.wait_for(&lab, &[&net, &web, &db, "(gateway)", "DNS", "queries/s"]);
+        live.wait_for(
+            &lab,
+            &[&net, &web, &db, "(gateway)", "DNS", "queries/s", "icmp"],
+        );
         let status = live.quit_with(&lab, keys);
         assert!(
             status.success(),
