@@ -1,4 +1,6 @@
-//! Running as a service (issue 17): the systemd unit in contrib/ verifies, readiness and
+//! Running as a service (issue 17): the systemd unit in contrib/ verifies, the daemon works
+//! with only the capabilities the unit keeps (setpriv cuts the bounding set as systemd would:
+//! TAP and veth endpoints, switching, egress ping, a port below 1024), readiness and
 //! stopping are notified over `NOTIFY_SOCKET` (READY=1 only once the API answers), SIGHUP
 //! applies `--config` again (new networks, endpoints and published ports created, what cannot
 //! change live logged by name and field and kept, a bad file changes nothing), and
@@ -340,4 +342,89 @@ fn sighup_reloads_the_config_and_json_logs_parse() {
             );
         }
     }
+}
+
+/// The capabilities the unit keeps (`CapabilityBoundingSet=`), as setpriv names them.
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(UNIT).expect("contrib/netyard.service");
+    unit.lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("a CapabilityBoundingSet line")
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect()
+}
+
+/// The capability's bit in /proc/PID/status's masks.
+fn cap_bit(name: &str) -> u64 {
+    let n = match name {
+        "dac_read_search" => 2,
+        "net_bind_service" => 10,
+        "net_admin" => 12,
+        "net_raw" => 13,
+        "sys_ptrace" => 19,
+        "sys_admin" => 21,
+        other => panic!("the test does not know capability {other:?}: add its number"),
+    };
+    1 << n
+}
+
+#[test]
+fn the_units_capabilities_are_enough() {
+    require_program("setpriv", "util-linux");
+    let lab = Lab::bare();
+    let caps = unit_capabilities();
+    // As systemd starts it: root, the bounding set cut to the unit's, no new privileges.
+    let bounding = format!(
+        "-all,{}",
+        caps.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.host.name])
+        .args(["setpriv", "--no-new-privs", "--bounding-set", &bounding])
+        .arg(NETYARD)
+        .arg("daemon")
+        .arg("--api")
+        .arg(&lab.api)
+        .arg("--state-dir")
+        .arg(lab.dir.join("state"))
+        .env("NETYARD_LOG", "info")
+        .env("NO_COLOR", "1");
+    let bg = Bg::spawn(&mut c, &lab.dir.join("daemon.log"));
+    let pid = bg.pid();
+    lab.keep(bg);
+    let api = lab.api.clone();
+    if !wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+        std::os::unix::net::UnixStream::connect(&api).is_ok()
+    }) {
+        lab.fail("the daemon with the unit's capabilities did not serve its API within 15 s");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .expect("CapEff");
+    let want = caps.iter().map(|c| cap_bit(c)).fold(0, |a, b| a | b);
+    assert_eq!(
+        eff, want,
+        "the daemon runs with capabilities {eff:#x}, not the unit's {want:#x}"
+    );
+
+    // TAP and veth endpoints (namespaces entered, devices made), switching between them,
+    // egress ICMP through the raw socket, a published port below 1024.
+    let net = lab.network(&format!("c{}", lab.id), &Subnet::random(), &[]);
+    let (ns_t, ns_v) = (lab.ns("t"), lab.ns("v"));
+    lab.attach(&net, &ns_t, "t", &[]);
+    let v = lab.attach(&net, &ns_v, "v", &["--kind", "veth", "-p", "80:8080"]);
+    lab.assert_ping(&ns_t, v["ip"].as_str().expect("v's address"));
+    let outside = lab.outside();
+    lab.assert_ping(&ns_t, &outside.ip);
+    assert_eq!(v["ports"][0]["host_port"], 80, "{v}");
+    lab.ny_ok(&["detach", &net, "v"]);
+    lab.ny_ok(&["detach", &net, "t"]);
+    lab.ny_ok(&["network", "rm", &net]);
 }
