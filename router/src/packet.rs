@@ -12,11 +12,11 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::checksum::Sum16BitWords;
 use etherparse::{
     EtherType, Icmpv4Slice, IpFragOffset, IpNumber, Ipv4Header, Ipv4Slice, UdpHeader, UdpSlice,
 };
 use ipnet::Ipv4Net;
+use netyard_switch::wire::checksum;
 
 use crate::conntrack::FlowKey;
 use crate::drops::EgressDrop;
@@ -237,22 +237,19 @@ pub struct Outbound<'a> {
     pub ttl: u8,
 }
 
-fn sum_is_valid(sum: Sum16BitWords) -> bool {
-    sum.ones_complement() == 0
+/// Whether a partial sum over bytes that include their checksum field verifies (the switch's
+/// one checksum implementation, [`checksum`], for every header the router reads or writes).
+fn sum_is_valid(sum: u64) -> bool {
+    checksum::fold(sum) == 0xffff
 }
 
-/// The bytes of a checksum field: etherparse sums 16-bit words in native byte order, so its
-/// result is written back in native order too.
-fn checksum_bytes(sum: Sum16BitWords) -> [u8; 2] {
-    sum.ones_complement().to_ne_bytes()
+/// The bytes of a checksum field for a partial sum taken with the field zero.
+fn checksum_bytes(sum: u64) -> [u8; 2] {
+    (!checksum::fold(sum)).to_be_bytes()
 }
 
-fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNumber, len: u16) -> Sum16BitWords {
-    let l = len.to_be_bytes();
-    Sum16BitWords::new()
-        .add_slice(&src.octets())
-        .add_slice(&dst.octets())
-        .add_slice(&[0, proto.0, l[0], l[1]])
+fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNumber, len: u16) -> u64 {
+    checksum::pseudo_header_v4(&src.octets(), &dst.octets(), proto.0, u32::from(len))
 }
 
 /// Parses and checks what an endpoint of `subnet` sends for egress: Ethernet + IPv4 (header
@@ -276,7 +273,7 @@ pub fn parse_outbound_mapped<'a>(
     mac.copy_from_slice(src_mac);
     let ip = Ipv4Slice::from_slice(ip_bytes).map_err(|_| EgressDrop::Malformed)?;
     let hdr = ip.header();
-    if !sum_is_valid(Sum16BitWords::new().add_slice(hdr.slice())) {
+    if !sum_is_valid(checksum::add(0, hdr.slice())) {
         return Err(EgressDrop::BadChecksum);
     }
     if hdr.is_fragmenting_payload() {
@@ -305,7 +302,10 @@ pub fn parse_outbound_mapped<'a>(
             if udp.checksum() != 0 {
                 let seg = udp.slice();
                 let len = u16::try_from(seg.len()).map_err(|_| EgressDrop::Malformed)?;
-                if !sum_is_valid(pseudo_header(src, dst, IpNumber::UDP, len).add_slice(seg)) {
+                if !sum_is_valid(checksum::add(
+                    pseudo_header(src, dst, IpNumber::UDP, len),
+                    seg,
+                )) {
                     return Err(EgressDrop::BadChecksum);
                 }
             }
@@ -325,7 +325,7 @@ pub fn parse_outbound_mapped<'a>(
         }
         IpNumber::ICMP => {
             let icmp = Icmpv4Slice::from_slice(l4).map_err(|_| EgressDrop::Malformed)?;
-            if !sum_is_valid(Sum16BitWords::new().add_slice(l4)) {
+            if !sum_is_valid(checksum::add(0, l4)) {
                 return Err(EgressDrop::BadChecksum);
             }
             if icmp.type_u8() != ICMP_ECHO_REQUEST || icmp.code_u8() != 0 {
@@ -368,10 +368,12 @@ fn ipv4_header(
     h.dont_fragment = false;
     h.more_fragments = more_fragments;
     h.fragment_offset = IpFragOffset::try_new(frag_units).ok()?;
-    h.header_checksum = h.calc_header_checksum();
     let bytes = h.to_bytes();
     let mut out = [0u8; IPV4_HDR];
     out.copy_from_slice(bytes.get(..IPV4_HDR)?);
+    out[10..12].fill(0);
+    let c = checksum::checksum(&out);
+    out[10..12].copy_from_slice(&c.to_be_bytes());
     Some(out)
 }
 
@@ -476,10 +478,16 @@ pub fn udp_frames_in(
         checksum: 0,
     };
     buf[ICMP_HEADROOM..UDP_HEADROOM].copy_from_slice(&hdr.to_bytes());
-    let sum = pseudo_header(*from.ip(), *to.ip(), IpNumber::UDP, udp_len)
-        .add_slice(&buf[ICMP_HEADROOM..]);
+    let sum = checksum::add(
+        pseudo_header(*from.ip(), *to.ip(), IpNumber::UDP, udp_len),
+        &buf[ICMP_HEADROOM..],
+    );
     // 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff.
-    let c = sum.to_ones_complement_with_no_zero().to_ne_bytes();
+    let c = match !checksum::fold(sum) {
+        0 => 0xffff,
+        c => c,
+    }
+    .to_be_bytes();
     buf[ICMP_HEADROOM + 6..UDP_HEADROOM].copy_from_slice(&c);
     finish_ipv4(buf, *from.ip(), *to.ip(), IpNumber::UDP, link, emit)
 }
@@ -518,7 +526,7 @@ pub fn set_echo_ident(msg: &mut [u8], ident: u16) {
     }
     msg[2..4].copy_from_slice(&[0, 0]);
     msg[4..6].copy_from_slice(&ident.to_be_bytes());
-    let c = checksum_bytes(Sum16BitWords::new().add_slice(msg));
+    let c = checksum_bytes(checksum::add(0, msg));
     msg[2..4].copy_from_slice(&c);
 }
 
@@ -538,7 +546,7 @@ pub fn icmp_error_frame(
     buf.resize(ICMP_HEADROOM, 0);
     buf.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0, 0, 0]);
     buf.extend_from_slice(quote);
-    let c = checksum_bytes(Sum16BitWords::new().add_slice(&buf[ICMP_HEADROOM..]));
+    let c = checksum_bytes(checksum::add(0, &buf[ICMP_HEADROOM..]));
     buf[ICMP_HEADROOM + 2..ICMP_HEADROOM + 4].copy_from_slice(&c);
     // Small enough for any MTU an IPv4 network has (576 at least): always one frame.
     let link = Link {
@@ -862,7 +870,7 @@ mod tests {
     fn fix_ip_checksum(f: &mut [u8]) {
         let ihl = usize::from(f[ETH_HDR] & 0xf) * 4;
         f[ETH_HDR + 10..ETH_HDR + 12].copy_from_slice(&[0, 0]);
-        let c = checksum_bytes(Sum16BitWords::new().add_slice(&f[ETH_HDR..ETH_HDR + ihl]));
+        let c = checksum_bytes(checksum::add(0, &f[ETH_HDR..ETH_HDR + ihl]));
         f[ETH_HDR + 10..ETH_HDR + 12].copy_from_slice(&c);
     }
 
@@ -1141,7 +1149,7 @@ mod tests {
             assert!(f.len() - ETH_HDR <= 1500);
             let ip = Ipv4Slice::from_slice(&f[ETH_HDR..]).unwrap();
             let h = ip.header();
-            assert!(sum_is_valid(Sum16BitWords::new().add_slice(h.slice())));
+            assert!(sum_is_valid(checksum::add(0, h.slice())));
             assert_eq!(h.identification(), 77);
             assert_eq!(usize::from(h.fragments_offset().byte_offset()), l4.len());
             assert_eq!(h.more_fragments(), i < 2);
@@ -1149,7 +1157,7 @@ mod tests {
         }
         assert_eq!(l4.len(), 8 + 3000);
         assert_eq!(&l4[8..], &payload[..]);
-        let sum = pseudo_header(OUT, EP, IpNumber::UDP, 3008).add_slice(&l4);
+        let sum = checksum::add(pseudo_header(OUT, EP, IpNumber::UDP, 3008), &l4);
         assert!(
             sum_is_valid(sum),
             "UDP checksum over the reassembled datagram"
@@ -1234,6 +1242,6 @@ mod tests {
         let ip = Ipv4Slice::from_slice(&te[ETH_HDR..]).unwrap();
         let icmp = Icmpv4Slice::from_slice(ip.payload().payload).unwrap();
         assert_eq!((icmp.type_u8(), icmp.code_u8()), (11, 0));
-        assert!(sum_is_valid(Sum16BitWords::new().add_slice(icmp.slice())));
+        assert!(sum_is_valid(checksum::add(0, icmp.slice())));
     }
 }

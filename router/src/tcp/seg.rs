@@ -8,6 +8,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use netyard_switch::wire::checksum;
 use netyard_switch::wire::vnet::{
     VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN,
 };
@@ -70,32 +71,12 @@ impl Seg<'_> {
     }
 }
 
-fn sum16(mut acc: u32, bytes: &[u8]) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        // Fold now and then so a 64 KiB payload never overflows.
-        if acc > 0x7fff_0000 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u32 {
-    let acc = sum16(0, &src.octets());
-    let acc = sum16(acc, &dst.octets());
-    acc + 6 + tcp_len as u32
+/// The TCP pseudo-header's partial sum ([`checksum`], the switch's one implementation). A
+/// length past 16 bits (a super-frame whose IP length says 0) is summed whole, as the switch's
+/// segmentation does.
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u64 {
+    let len = u32::try_from(tcp_len).unwrap_or(u32::MAX);
+    checksum::pseudo_header_v4(&src.octets(), &dst.octets(), 6, len)
 }
 
 /// Parses an IPv4 TCP segment. `frame` is the Ethernet frame (virtio-net header removed);
@@ -112,7 +93,7 @@ pub fn parse(frame: &[u8], csum_trusted: bool) -> Result<Seg<'_>, EgressDrop> {
     if ip[0] >> 4 != 4 || ihl < IPV4_HDR || ip.len() < ihl {
         return Err(malformed);
     }
-    if fold(sum16(0, &ip[..ihl])) != 0xffff {
+    if checksum::fold(checksum::add(0, &ip[..ihl])) != 0xffff {
         return Err(EgressDrop::BadChecksum);
     }
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
@@ -138,7 +119,9 @@ pub fn parse(frame: &[u8], csum_trusted: bool) -> Result<Seg<'_>, EgressDrop> {
     if doff < TCP_HDR || tcp.len() < doff {
         return Err(malformed);
     }
-    if !csum_trusted && fold(sum16(pseudo(src_ip, dst_ip, tcp.len()), tcp)) != 0xffff {
+    if !csum_trusted
+        && checksum::fold(checksum::add(pseudo(src_ip, dst_ip, tcp.len()), tcp)) != 0xffff
+    {
         return Err(EgressDrop::BadChecksum);
     }
     let be16 = |o: usize| u16::from_be_bytes([tcp[o], tcp[o + 1]]);
@@ -261,7 +244,7 @@ pub fn build(
     buf.extend_from_slice(&[0x45, 0, tl[0], tl[1], id[0], id[1], 0x40, 0, TTL, 6, 0, 0]);
     buf.extend_from_slice(&a.from.ip().octets());
     buf.extend_from_slice(&a.to.ip().octets());
-    let c = !fold(sum16(0, &buf[ip_start..ip_start + IPV4_HDR]));
+    let c = checksum::checksum(&buf[ip_start..ip_start + IPV4_HDR]);
     buf[ip_start + 10..ip_start + 12].copy_from_slice(&c.to_be_bytes());
     // TCP with the pseudo-header sum in the checksum field (NEEDS_CSUM).
     buf.extend_from_slice(&a.from.port().to_be_bytes());
@@ -271,7 +254,7 @@ pub fn build(
     buf.push((((TCP_HDR + olen) / 4) as u8) << 4);
     buf.push(h.flags);
     buf.extend_from_slice(&h.window.to_be_bytes());
-    let partial = fold(pseudo(*a.from.ip(), *a.to.ip(), tcp_len));
+    let partial = checksum::fold(pseudo(*a.from.ip(), *a.to.ip(), tcp_len));
     buf.extend_from_slice(&partial.to_be_bytes());
     buf.extend_from_slice(&[0, 0]);
     buf.extend_from_slice(&opts[..olen]);
