@@ -77,7 +77,7 @@ impl Failure {
 }
 
 /// Parses a JSON body; a bad one names the field by its path (`subnet`, `aliases[2]`).
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

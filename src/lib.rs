@@ -9,6 +9,7 @@ pub mod demo;
 pub mod dnsd;
 pub mod error;
 pub mod fronts;
+pub mod fuzzing;
 pub mod ipam;
 pub mod netns;
 pub mod plan;

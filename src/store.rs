@@ -166,13 +166,7 @@ impl Store {
     /// it, renames it over, fsyncs the directory.
     pub fn save<T: serde::Serialize>(&self, state: &T) -> Result<(), StoreError> {
         let path = self.path();
-        // Compact would do as well; pretty is for the user who looks at the file. No trailing
-        // newline: load treats any byte after the object as damage.
-        let bytes = serde_json::to_vec_pretty(&Envelope {
-            schema: SCHEMA,
-            state,
-        })
-        .map_err(|e| StoreError::Io {
+        let bytes = encode(state).map_err(|e| StoreError::Io {
             path: path.clone(),
             context: "encoding the state for".into(),
             source: e.into(),
@@ -254,7 +248,17 @@ impl Store {
 
 /// Parses a whole state file: exactly one JSON object spanning every byte, with a known schema
 /// and a state that deserialises as `T`.
-fn decode<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {
+/// The file's bytes for `state`: the envelope with the schema, pretty (for the user who looks
+/// at the file), no trailing newline (load treats any byte after the object as damage).
+pub fn encode<T: serde::Serialize>(state: &T) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec_pretty(&Envelope {
+        schema: SCHEMA,
+        state,
+    })
+}
+
+/// Checks and parses a state file's bytes; `path` is what errors name.
+pub fn decode<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |field: &str, reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         field: field.to_string(),

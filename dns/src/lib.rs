@@ -24,6 +24,7 @@
 mod cache;
 pub mod counters;
 pub mod error;
+pub mod fuzzing;
 mod mmsg;
 pub mod records;
 pub mod resolv_conf;

@@ -131,9 +131,9 @@ pub(crate) enum Step {
 
 /// A query on its way upstream. Holds one of the concurrency permits until it is answered.
 pub(crate) struct ForwardJob {
-    request: Message,
-    key: Key,
-    limit: usize,
+    pub(crate) request: Message,
+    pub(crate) key: Key,
+    pub(crate) limit: usize,
     transport: Transport,
     _permit: OwnedSemaphorePermit,
 }
@@ -143,7 +143,7 @@ pub(crate) struct ForwardJob {
 pub struct Resolver {
     config: ResolverConfig,
     records: Arc<RecordStore>,
-    cache: Cache,
+    pub(crate) cache: Cache,
     permits: Arc<Semaphore>,
     counters: Counters,
 }
@@ -411,7 +411,7 @@ impl Resolver {
 }
 
 /// The largest answer the client accepts: 512 bytes over UDP unless its EDNS says more.
-fn response_limit(request: &Message, transport: Transport) -> usize {
+pub(crate) fn response_limit(request: &Message, transport: Transport) -> usize {
     match transport {
         // Message::max_payload is the EDNS size, never below 512.
         Transport::Udp => usize::from(request.max_payload()),
@@ -451,7 +451,7 @@ fn local_response(request: &Message, answers: Vec<Record>) -> Message {
 }
 
 /// An upstream (or cached) answer dressed for the client: its id, its question, its RD/CD.
-fn relayed_response(request: &Message, mut upstream: Message) -> Message {
+pub(crate) fn relayed_response(request: &Message, mut upstream: Message) -> Message {
     upstream
         .set_id(request.id())
         .set_message_type(MessageType::Response)
@@ -473,7 +473,7 @@ fn relayed_response(request: &Message, mut upstream: Message) -> Message {
 
 /// The query sent upstream: the client's question, RD, CD and EDNS (so the upstream honours
 /// the client's UDP size and options), our own random id.
-fn upstream_query(request: &Message, id: u16) -> Message {
+pub(crate) fn upstream_query(request: &Message, id: u16) -> Message {
     let mut query = Message::new();
     query
         .set_id(id)
@@ -489,7 +489,7 @@ fn upstream_query(request: &Message, id: u16) -> Message {
 }
 
 /// Encode `response`; if it exceeds `limit`, its truncated form (TC, question and EDNS only).
-fn encode(response: &Message, limit: usize) -> Option<Vec<u8>> {
+pub(crate) fn encode(response: &Message, limit: usize) -> Option<Vec<u8>> {
     let encoded = response.to_vec().and_then(|bytes| {
         if bytes.len() <= limit {
             Ok(bytes)

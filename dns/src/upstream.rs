@@ -29,7 +29,7 @@ pub(crate) struct Expect<'a> {
 }
 
 /// Is this the reply we wait for?
-enum Verdict {
+pub(crate) enum Verdict {
     Accept(Message),
     /// Ours (right id) but unusable: give up on this server.
     Bad(String),
@@ -38,7 +38,7 @@ enum Verdict {
 }
 
 impl Expect<'_> {
-    fn judge(&self, bytes: &[u8]) -> Verdict {
+    pub(crate) fn judge(&self, bytes: &[u8]) -> Verdict {
         let message = match Message::from_vec(bytes) {
             Ok(message) => message,
             Err(e) => {

@@ -284,7 +284,7 @@ fn now(start: std::time::Instant) -> SInstant {
 }
 
 /// The TCP or UDP ports of an IPv4 packet in `frame` (Ethernet), by fixed offsets.
-fn l4_ports(frame: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
+pub(crate) fn l4_ports(frame: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
     let ip = frame.get(packet::ETH_HDR..)?;
     if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
         return None;

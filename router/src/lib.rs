@@ -19,6 +19,7 @@ mod counters;
 mod drops;
 pub mod egress;
 mod epoll;
+pub mod fuzzing;
 pub mod gateway;
 pub mod limits;
 pub mod packet;

@@ -23,6 +23,7 @@ pub mod capture;
 pub mod counters;
 pub mod driver;
 pub mod fdb;
+pub mod fuzzing;
 pub mod gso;
 pub mod overlay;
 pub mod port;

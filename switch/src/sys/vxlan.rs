@@ -496,10 +496,7 @@ impl VxlanPort {
 
     /// Checks one datagram; returns its inner frame.
     fn check<'a>(&self, dgram: &'a [u8]) -> Result<&'a [u8], DropReason> {
-        if vni_of(dgram)? != self.cfg.vni {
-            return Err(DropReason::VxlanWrongVni);
-        }
-        Ok(&dgram[VXLAN_HDR_LEN..])
+        decap(dgram, self.cfg.vni)
     }
 
     /// Hands out one datagram another port queued for this one.
@@ -535,6 +532,14 @@ impl VxlanPort {
             self.table.maybe_expire(now);
         }
     }
+}
+
+/// Checks a datagram's VXLAN header (long enough, I flag, `vni`); returns its inner frame.
+pub fn decap(dgram: &[u8], vni: u32) -> Result<&[u8], DropReason> {
+    if vni_of(dgram)? != vni {
+        return Err(DropReason::VxlanWrongVni);
+    }
+    Ok(&dgram[VXLAN_HDR_LEN..])
 }
 
 /// The VNI of a datagram with a valid header.
