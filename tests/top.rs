@@ -1,8 +1,8 @@
 //! `netyard top` (issue 17) against a real daemon in a test namespace, with two endpoints and
 //! a ping stream between them: `--once --json` names the endpoints and shows the stream's
 //! rate; the live view, driven through a pseudo-terminal (portable-pty) and read back as a
-//! screen (vt100), shows the endpoint names, and `q` or Ctrl-C end it with status 0 and the
-//! terminal restored (the alternate screen left).
+//! screen (vt100), shows the endpoint names and an egress flow, and `q`, Ctrl-C or SIGTERM
+//! end it with status 0 and the terminal restored (the alternate screen left).
 
 mod common;
 
@@ -177,12 +177,22 @@ impl Live {
         }
     }
 
-    /// Sends `keys` and waits (up to 10 s) for the program to exit; returns its status.
-    fn quit_with(&mut self, lab: &Lab, keys: &[u8]) -> portable_pty::ExitStatus {
-        self.writer
-            .write_all(keys)
-            .expect("typing into the terminal");
-        self.writer.flush().expect("flush");
+    /// Types `keys` (or sends a signal) and waits (up to 10 s) for the program to exit;
+    /// returns its status.
+    fn end(&mut self, lab: &Lab, how: &End) -> portable_pty::ExitStatus {
+        match how {
+            End::Keys(keys) => {
+                self.writer
+                    .write_all(keys)
+                    .expect("typing into the terminal");
+                self.writer.flush().expect("flush");
+            }
+            End::Signal(sig) => {
+                let pid = self.child.process_id().expect("the program's pid");
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+                nix::sys::signal::kill(pid, *sig).expect("signalling netyard top");
+            }
+        }
         let mut status = None;
         wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
             status = self.child.try_wait().ok().flatten();
@@ -190,7 +200,7 @@ impl Live {
         });
         let status = status.unwrap_or_else(|| {
             lab.fail(&format!(
-                "netyard top did not exit within 10 s of {keys:?}; its screen:\n{}",
+                "netyard top did not exit within 10 s of {how:?}; its screen:\n{}",
                 self.contents()
             ))
         });
@@ -206,6 +216,13 @@ impl Live {
     }
 }
 
+/// How a test ends the live view.
+#[derive(Debug)]
+enum End {
+    Keys(&'static [u8]),
+    Signal(nix::sys::signal::Signal),
+}
+
 impl Drop for Live {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
@@ -216,25 +233,29 @@ impl Drop for Live {
 }
 
 #[test]
-fn the_live_view_shows_the_endpoints_and_q_or_ctrl_c_end_it() {
+fn the_live_view_shows_the_endpoints_and_q_ctrl_c_or_sigterm_end_it() {
     let (lab, net, web, db) = lab_with_traffic();
-    for keys in [&b"q"[..], &b"\x03"[..]] {
+    for how in [
+        End::Keys(b"q"),
+        End::Keys(b"\x03"),
+        End::Signal(nix::sys::signal::Signal::SIGTERM),
+    ] {
         let mut live = Live::start(&lab);
         live.wait_for(
             &lab,
             &[&net, &web, &db, "(gateway)", "DNS", "queries/s", "icmp"],
         );
-        let status = live.quit_with(&lab, keys);
+        let status = live.end(&lab, &how);
         assert!(
             status.success(),
-            "netyard top ended with {status:?} on {keys:?}; its screen:\n{}",
+            "netyard top ended with {status:?} on {how:?}; its screen:\n{}",
             live.contents()
         );
         let parser = live.screen.lock().expect("screen");
         let screen = parser.screen();
         assert!(
             !screen.alternate_screen() && !screen.hide_cursor(),
-            "the terminal was not restored after {keys:?} (alternate screen {}, cursor hidden {})",
+            "the terminal was not restored after {how:?} (alternate screen {}, cursor hidden {})",
             screen.alternate_screen(),
             screen.hide_cursor()
         );

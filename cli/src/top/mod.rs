@@ -5,8 +5,8 @@
 //! It works over the API only (`/v1/stats`, `/v1/endpoints`, `/v1/flows`, `/v1/dns`), like
 //! any client: a rate is the difference of two samples over the time between them
 //! ([`rates::rates`], pure and unit-tested). The live view leaves the terminal as it found it
-//! on `q`, Esc, Ctrl-C (a key in raw mode, not a signal), SIGTERM, an error or a panic
-//! (ratatui's panic hook).
+//! on `q`, Esc, Ctrl-C (a key in raw mode, not a signal), SIGTERM, SIGINT, SIGHUP, an error
+//! or a panic (ratatui's panic hook).
 
 pub mod rates;
 mod view;
@@ -127,8 +127,12 @@ pub async fn live(c: &ApiClient, interval: Duration) -> Result<i32, CliError> {
         let context = context.to_string();
         move |source| CliError::Io { context, source }
     };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(io("installing the SIGTERM handler"))?;
+    // Signals from elsewhere end the view like `q` (the terminal restored); at the keyboard
+    // raw mode makes Ctrl-C a key instead.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(io("installing a SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("installing a SIGINT handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io("installing a SIGHUP handler"))?;
     let mut screen = Screen(ratatui::try_init().map_err(io("setting up the terminal"))?);
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(interval);
@@ -160,6 +164,8 @@ pub async fn live(c: &ApiClient, interval: Duration) -> Result<i32, CliError> {
                 None => break,
             },
             _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => break,
         }
         screen
             .0
