@@ -206,12 +206,30 @@ const METRICS: &[(Test, MetricDef)] = &[
         },
     ),
     (
+        Test::TcpOut,
+        MetricDef {
+            name: "tcp_out_cpu_s_per_gb",
+            unit: "CPU s/GB",
+            decimals: 2,
+            lower_is_better: true,
+        },
+    ),
+    (
         Test::TcpIn,
         MetricDef {
             name: "tcp_in_gbps",
             unit: "Gbit/s",
             decimals: 2,
             lower_is_better: false,
+        },
+    ),
+    (
+        Test::TcpIn,
+        MetricDef {
+            name: "tcp_in_cpu_s_per_gb",
+            unit: "CPU s/GB",
+            decimals: 2,
+            lower_is_better: true,
         },
     ),
     (
@@ -239,6 +257,15 @@ const METRICS: &[(Test, MetricDef)] = &[
             unit: "Gbit/s",
             decimals: 2,
             lower_is_better: false,
+        },
+    ),
+    (
+        Test::PubTcp,
+        MetricDef {
+            name: "pub_tcp_cpu_s_per_gb",
+            unit: "CPU s/GB",
+            decimals: 2,
+            lower_is_better: true,
         },
     ),
     (
@@ -626,6 +653,37 @@ impl Lab {
         self.wait_container_addr("tap0")
     }
 
+    /// CPU seconds (user + system) the tool's processes have used so far: the daemon, the
+    /// forwarder, or the Podman container's helper (every live slirp4netns process in
+    /// Podman's PID namespace).
+    fn helper_cpu(&self) -> Option<f64> {
+        let mut pids = Vec::new();
+        if let Some(d) = &self.daemon {
+            pids.push(d.child.id());
+        }
+        if let Some((idx, _)) = &self.forwarder {
+            pids.extend(self.servers.pid(*idx));
+        }
+        if let Some(p) = &self.podman {
+            pids.extend(p.helper_pids());
+        }
+        if pids.is_empty() {
+            return None;
+        }
+        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)? as f64;
+        let mut ticks = 0u64;
+        for pid in pids {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+            ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        }
+        Some(ticks as f64 / tick)
+    }
+
     fn forwarder_alive(&mut self) -> Result<(), String> {
         let Some((idx, log)) = self.forwarder.clone() else {
             return Ok(());
@@ -785,6 +843,25 @@ fn tcp_figures(
     Ok(vec![(metric, t.bps / 1e9)])
 }
 
+/// Adds `metric`, the tool's CPU seconds (user + system, from `cpu0` to now) per GB moved, to
+/// a throughput figure `f` (Gbit/s over the test's seconds): the cost of the path in the tool's
+/// own processes, which the machine's other load skews less than it skews throughput.
+fn with_cpu(
+    lab: &Lab,
+    cpu0: Option<f64>,
+    mut f: Figures,
+    metric: &'static str,
+    ctx: &Ctx,
+) -> Figures {
+    let gb = f.first().map(|x| x.1 * ctx.run.seconds as f64 / 8.0);
+    if let (Some(a), Some(b), Some(gb)) = (cpu0, lab.helper_cpu(), gb) {
+        if gb > 0.0 && b >= a {
+            f.push((metric, (b - a) / gb));
+        }
+    }
+    f
+}
+
 fn measure(
     lab: &mut Lab,
     ctx: &Ctx,
@@ -793,16 +870,20 @@ fn measure(
 ) -> Result<Figures, String> {
     match test {
         Test::TcpOut => {
+            let cpu0 = lab.helper_cpu();
             let v = egress_iperf(lab, ctx, &[])?;
-            tcp_figures(&v, "tcp_out_gbps", notes)
+            let f = tcp_figures(&v, "tcp_out_gbps", notes)?;
+            Ok(with_cpu(lab, cpu0, f, "tcp_out_cpu_s_per_gb", ctx))
         }
         Test::TcpIn => {
+            let cpu0 = lab.helper_cpu();
             let v = egress_iperf(
                 lab,
                 ctx,
                 &["-R", IPERF_RCV_TIMEOUT[0], IPERF_RCV_TIMEOUT[1]],
             )?;
-            tcp_figures(&v, "tcp_in_gbps", notes)
+            let f = tcp_figures(&v, "tcp_in_gbps", notes)?;
+            Ok(with_cpu(lab, cpu0, f, "tcp_in_cpu_s_per_gb", ctx))
         }
         Test::Udp64 => match ctx.udp_tool {
             UdpTool::Iperf3 => {
@@ -821,6 +902,7 @@ fn measure(
             if let Some(e) = &lab.publish_error {
                 return Err(e.clone());
             }
+            let cpu0 = lab.helper_cpu();
             let v = iperf_client(
                 &lab.o,
                 &ctx.iperf,
@@ -829,7 +911,8 @@ fn measure(
                 ctx.run.seconds,
                 &IPERF_TIMEOUTS,
             )?;
-            tcp_figures(&v, "pub_tcp_gbps", notes)
+            let f = tcp_figures(&v, "pub_tcp_gbps", notes)?;
+            Ok(with_cpu(lab, cpu0, f, "pub_tcp_cpu_s_per_gb", ctx))
         }
         Test::PubCps => {
             if let Some(e) = &lab.publish_error {
@@ -1156,9 +1239,12 @@ fn podman_ratios(
     if ours.is_empty() || theirs.is_empty() {
         return;
     }
-    let w0 = 16;
+    let w0 = 21;
     let cw = 26;
-    println!("# rootless Podman: netyard's front / Podman's slirp4netns, same run");
+    println!(
+        "# rootless Podman: netyard's front / Podman's slirp4netns, same run (above 1.00x: \
+         netyard is better; for CPU s/GB, the peer's cost over netyard's)"
+    );
     let mut header = format!("{:<w0$} {:<22}", "metric", "");
     for t in &theirs {
         header.push_str(&format!(" {:>cw$}", format!("vs {t}")));
@@ -1170,10 +1256,11 @@ fn podman_ratios(
             let mut line = format!("{:<w0$} {:<22}", m.name, o);
             for t in &theirs {
                 let cell = match (med(o, m.name), med(t, m.name)) {
-                    (Some(v), Some(b)) if b > 0.0 => {
-                        ratios
-                            .push(json!({"metric": m.name, "tool": o, "peer": t, "ratio": v / b}));
-                        format!("{:.2}x", v / b)
+                    (Some(v), Some(b)) if b > 0.0 && v > 0.0 => {
+                        // Above 1.00x: netyard is better (for a cost, the peer's over ours).
+                        let r = if m.lower_is_better { b / v } else { v / b };
+                        ratios.push(json!({"metric": m.name, "tool": o, "peer": t, "ratio": r}));
+                        format!("{r:.2}x")
                     }
                     _ => "n/a".to_string(),
                 };
@@ -1351,7 +1438,7 @@ fn report(
         Some(reasons.len())
     };
     let mut results = Vec::new();
-    let w0 = 16;
+    let w0 = 21;
     let cw = names.iter().map(|n| n.len()).max().unwrap_or(8).max(10);
     let mut header = format!("{:<w0$} {:<15}", "metric", "unit");
     for n in &names {
@@ -1385,7 +1472,10 @@ fn report(
         .collect();
     let mut ratios = Vec::new();
     if names.iter().any(|n| n == "netyard") && !peers.is_empty() {
-        println!("# netyard / peer, same run (above 1.00x: netyard is faster)");
+        println!(
+            "# netyard / peer, same run (above 1.00x: netyard is better; for CPU s/GB, the \
+             peer's cost over netyard's)"
+        );
         let mut header = format!("{:<w0$} {:<15}", "metric", "");
         for p in &peers {
             header.push_str(&format!(" {:>cw$}", format!("vs {p}")));
@@ -1397,9 +1487,11 @@ fn report(
             for p in &peers {
                 let base = median_of(samples, *p, m.name).map(|x| x.0);
                 let cell = match (ny, base) {
-                    (Some(v), Some(b)) if b > 0.0 => {
-                        ratios.push(json!({"metric": m.name, "peer": p, "ratio": v / b}));
-                        format!("{:.2}x", v / b)
+                    (Some(v), Some(b)) if b > 0.0 && v > 0.0 => {
+                        // Above 1.00x: netyard is better (for a cost, the peer's over ours).
+                        let r = if m.lower_is_better { b / v } else { v / b };
+                        ratios.push(json!({"metric": m.name, "peer": p, "ratio": r}));
+                        format!("{r:.2}x")
                     }
                     _ => "n/a".to_string(),
                 };

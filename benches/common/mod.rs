@@ -528,6 +528,11 @@ impl Servers {
         self.children.get_mut(idx)
     }
 
+    /// The pid of child `idx` (`ip netns exec` execs the program: the program's pid).
+    pub fn pid(&self, idx: usize) -> Option<u32> {
+        self.children.get(idx).map(Child::id)
+    }
+
     pub fn log_path(&self, log: &str) -> PathBuf {
         self.dir.join(log)
     }

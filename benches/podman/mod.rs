@@ -14,6 +14,7 @@
 //! bench's load runs in it as in the other scenarios' container namespace.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -354,6 +355,27 @@ impl RootlessPodman {
             .map_err(|e| format!("podman inspect pid: {e}"))?;
         self.host_pid(inner)
             .ok_or_else(|| format!("no process {inner} in podman's PID namespace"))
+    }
+
+    /// The live processes of the container's network helper: every process of the PID
+    /// namespace whose program is named slirp4netns (Podman's own, or the link to netyard).
+    pub fn helper_pids(&self) -> Vec<u32> {
+        let Ok(ns) = fs::read_link(format!("/proc/{}/ns/pid", self.init)) else {
+            return Vec::new();
+        };
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns))
+            .filter(|pid| {
+                let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let argv0 = argv.split(|b| *b == 0).next().unwrap_or_default();
+                Path::new(std::ffi::OsStr::from_bytes(argv0)).file_name()
+                    == Some(std::ffi::OsStr::new("slirp4netns"))
+            })
+            .collect()
     }
 
     /// The machine's pid of process `inner` as Podman's PID namespace numbers it: the process
