@@ -1173,14 +1173,14 @@ impl Daemon {
                     network: n.spec.name.clone(),
                     endpoint: "(gateway)".to_string(),
                     kind: "gateway".to_string(),
-                    counters: counters(&n.live.gw.port.counters.snapshot()),
+                    counters: counters(&synced(&n.live.gw.port)),
                 };
                 // Likewise "(vxlan)" for the tunnel port.
                 let vx = n.live.vxlan.as_ref().map(|vx| PortStatsRow {
                     network: n.spec.name.clone(),
                     endpoint: "(vxlan)".to_string(),
                     kind: "vxlan".to_string(),
-                    counters: counters(&vx.port.counters.snapshot()),
+                    counters: counters(&synced(&vx.port)),
                 });
                 n.endpoints
                     .values()
@@ -1188,7 +1188,7 @@ impl Daemon {
                         network: n.spec.name.clone(),
                         endpoint: e.spec.name.clone(),
                         kind: endpoint_kind::describe(&e.spec).kind.to_string(),
-                        counters: counters(&e.live.port.counters.snapshot()),
+                        counters: counters(&synced(&e.live.port)),
                     })
                     .chain(std::iter::once(gw))
                     .chain(vx)
@@ -1486,6 +1486,15 @@ impl Endpoint {
             owner: s.owner.clone(),
         }
     }
+}
+
+/// The port's counters, with what the kernel dropped for it read first (a syscall or a
+/// netlink round trip: a stats request's cost, off the fast path).
+pub(crate) fn synced(port: &SwitchPort) -> PortStats {
+    if let Err(e) = port.sync_kernel_drops() {
+        tracing::debug!(port = %port.name, error = %e, "reading kernel drop counters failed");
+    }
+    port.counters.snapshot()
 }
 
 fn counters(s: &PortStats) -> Counters {

@@ -29,6 +29,7 @@
 mod config;
 mod error;
 mod identity;
+mod linkstats;
 mod open;
 mod sys;
 
@@ -42,6 +43,7 @@ pub use config::{
 };
 pub use error::NetnsError;
 pub use identity::{check, exit_watch, identify, wait_exit, NsIdentity, NsStatus};
+pub use linkstats::LinkDropReader;
 /// How a TAP is opened ([`NsOpen::Tap`]); the switch crate's type, so the fd goes straight to
 /// `netyard_switch::sys::TapPort::from_fd`.
 pub use netyard_switch::sys::tap::TapMode;

@@ -178,6 +178,10 @@ pub enum NsOpen {
     UdpBind(SocketAddr),
     /// A non-blocking TCP socket bound to the address (with `SO_REUSEADDR`) and listening.
     TcpListen(SocketAddr),
+    /// Another NETLINK_ROUTE socket, kept apart from the configuring one (whose rtnetlink
+    /// connection owns everything it reads): a TAP's device drop counters are read through
+    /// it ([`LinkDropReader`](super::LinkDropReader)).
+    Netlink,
 }
 
 /// What [`open_in_ns`] should create: the netlink socket always, then `items` in order.
@@ -297,6 +301,7 @@ fn prepare(req: &NsOpenRequest) -> Result<Vec<PreparedOp>, NetnsError> {
             }
             NsOpen::UdpBind(addr) => Ok(PreparedOp::Udp((*addr).into())),
             NsOpen::TcpListen(addr) => Ok(PreparedOp::Tcp((*addr).into())),
+            NsOpen::Netlink => Ok(PreparedOp::Netlink),
         })
         .collect()
 }
@@ -447,6 +452,7 @@ fn failure_error(target: &NsTarget, req: &NsOpenRequest, f: Failure) -> NetnsErr
                 netns,
                 source,
             },
+            Some(NsOpen::Netlink) => NetnsError::NetlinkSocket { netns, source },
             None => NetnsError::ReceiveFds {
                 netns,
                 source: std::io::Error::new(

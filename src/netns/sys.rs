@@ -46,6 +46,8 @@ pub(super) enum PreparedOp {
     Udp(RawAddr),
     /// A TCP socket bound to the address, listening.
     Tcp(RawAddr),
+    /// A NETLINK_ROUTE socket.
+    Netlink,
 }
 
 /// A socket address ready to be passed to `bind(2)`.
@@ -212,6 +214,7 @@ fn open_op(op: &PreparedOp) -> Result<RawFd, i32> {
         } => open_tap(name, *vnet_hdr, *mode),
         PreparedOp::Udp(addr) => open_socket(addr, false),
         PreparedOp::Tcp(addr) => open_socket(addr, true),
+        PreparedOp::Netlink => open_netlink(),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::capture::CaptureSlot;
-use crate::counters::{DropReason, PortCounters};
+use crate::counters::{DropReason, KernelAccumulator, PortCounters};
 use crate::fdb::{Fdb, LearnOutcome};
 use crate::port::{Port, PortId, VNET_HDR_LEN};
 use crate::security::{self, PortSecurity};
@@ -77,9 +77,27 @@ pub struct SwitchPort {
     /// port sends. Swapped whole, read with one atomic load per frame, so the policy can change
     /// while the port forwards.
     security: ArcSwapOption<PortSecurity>,
+    /// The last kernel totals seen (see [`SwitchPort::sync_kernel_drops`]); the mutex orders
+    /// concurrent readers, off the fast path.
+    kernel: Mutex<KernelAccumulator>,
 }
 
 impl SwitchPort {
+    /// Reads the kernel's drop counters of the port's socket or device
+    /// ([`Port::kernel_drops`]) and adds what they grew by to [`SwitchPort::counters`], each
+    /// under its own reason. Costs a syscall or two (a netlink round trip for a TAP): call it
+    /// before showing counters and now and then (the ager does, so a 32-bit kernel counter
+    /// cannot wrap twice unseen), never per frame.
+    pub fn sync_kernel_drops(&self) -> std::io::Result<()> {
+        let mut acc = self.kernel.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut readings = Vec::new();
+        self.port.kernel_drops(&mut readings)?;
+        for r in readings {
+            self.counters.drop_n(r.reason, acc.advance(r));
+        }
+        Ok(())
+    }
+
     /// Sets (or with `None` lifts) the port's security policy. Takes effect from the next
     /// frame the port's driver reads; set it before [`crate::driver::spawn_port`] to check the
     /// very first one.
@@ -171,7 +189,13 @@ impl Switch {
             counters: PortCounters::default(),
             capture: CaptureSlot::default(),
             security: ArcSwapOption::empty(),
+            kernel: Mutex::new(KernelAccumulator::default()),
         });
+        // The kernel's totals as the port joins are its baseline: what a persistent TAP
+        // dropped before this daemon is not counted, as none of its other counters is.
+        if let Err(e) = sp.sync_kernel_drops() {
+            tracing::debug!(port = %sp.name, error = %e, "reading kernel drop counters failed");
+        }
         let mut next: Vec<Arc<SwitchPort>> = (**self.ports.load()).clone();
         next.push(sp.clone());
         self.ports.store(Arc::new(next));

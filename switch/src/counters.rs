@@ -55,10 +55,22 @@ pub enum DropReason {
     SpoofedNdp,
     /// Port security: an 802.1Q/802.1ad-tagged frame (only trusted ports may tag).
     VlanTagged,
+    /// Kernel: the AF_PACKET socket's receive buffer was full, so the kernel dropped frames the
+    /// host end of the veth handed it before netyard could read them (PACKET_STATISTICS).
+    PacketRcvbufFull,
+    /// Kernel: the TAP device's queue towards netyard was full (the container sent faster than
+    /// netyard read), counted by the device as `tx_dropped`.
+    TapQueueFull,
+    /// Kernel: frames netyard wrote to the TAP that the container's kernel dropped on input (a
+    /// full backlog), counted by the device as `rx_dropped`.
+    TapRxDropped,
+    /// Kernel: datagrams the kernel dropped because a UDP socket's receive buffer was full
+    /// (the socket's drop count, as SO_RXQ_OVFL reports it).
+    UdpRcvbufFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -80,6 +92,10 @@ impl DropReason {
         DropReason::SpoofedIpv6,
         DropReason::SpoofedNdp,
         DropReason::VlanTagged,
+        DropReason::PacketRcvbufFull,
+        DropReason::TapQueueFull,
+        DropReason::TapRxDropped,
+        DropReason::UdpRcvbufFull,
     ];
 
     /// The name used in stats and the API.
@@ -106,6 +122,10 @@ impl DropReason {
             DropReason::SpoofedIpv6 => "spoofed_ipv6",
             DropReason::SpoofedNdp => "spoofed_ndp",
             DropReason::VlanTagged => "vlan_tagged",
+            DropReason::PacketRcvbufFull => "packet_rcvbuf_full",
+            DropReason::TapQueueFull => "tap_queue_full",
+            DropReason::TapRxDropped => "tap_rx_dropped",
+            DropReason::UdpRcvbufFull => "udp_rcvbuf_full",
         }
     }
 
@@ -139,6 +159,13 @@ impl PortCounters {
         self.drops[reason.index()].load(Relaxed)
     }
 
+    /// Adds `n` drops at once (kernel-side counters, read off the fast path).
+    pub fn drop_n(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.drops[reason.index()].fetch_add(n, Relaxed);
+        }
+    }
+
     pub fn rx(&self, bytes: usize) {
         self.rx_packets.fetch_add(1, Relaxed);
         self.rx_bytes.fetch_add(bytes as u64, Relaxed);
@@ -165,6 +192,60 @@ impl PortCounters {
             learn_cap_hits: self.learn_cap_hits.load(Relaxed),
             drops_total: drops.values().sum(),
             drops,
+        }
+    }
+}
+
+/// One reading of a counter the kernel keeps for a port's socket or device (see
+/// [`Port::kernel_drops`](crate::port::Port::kernel_drops)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelReading {
+    pub reason: DropReason,
+    pub count: KernelCount,
+}
+
+/// How the kernel hands a counter out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelCount {
+    /// Drops since the previous reading: the kernel resets the counter when it is read
+    /// (AF_PACKET's PACKET_STATISTICS).
+    Since(u64),
+    /// The kernel's running total, which wraps at `bits` bits: a device's 64-bit
+    /// `rx_dropped`, a socket's 32-bit drop count. It started before netyard looked (a
+    /// persistent TAP keeps its counters across daemon restarts), so only what it grows by
+    /// after the first reading counts.
+    Total { value: u64, bits: u32 },
+}
+
+/// Turns a port's kernel readings into increments of its drop counters: remembers each
+/// reason's last total. Pure: the caller reads the kernel and serialises the calls (two
+/// readers racing could otherwise apply an older total after a newer one, and a wrapping
+/// difference would count 2^32 drops).
+#[derive(Debug, Default)]
+pub struct KernelAccumulator {
+    last: [Option<u64>; DropReason::ALL.len()],
+}
+
+impl KernelAccumulator {
+    /// How many drops `reading` adds: a [`KernelCount::Since`] all of them; a
+    /// [`KernelCount::Total`] nothing the first time (the baseline), then its growth since the
+    /// previous total, modulo its width (so a 32-bit counter that wrapped once between two
+    /// readings still counts right).
+    pub fn advance(&mut self, reading: KernelReading) -> u64 {
+        match reading.count {
+            KernelCount::Since(n) => n,
+            KernelCount::Total { value, bits } => {
+                let mask = if bits >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
+                let value = value & mask;
+                let slot = &mut self.last[reading.reason.index()];
+                let added = slot.map_or(0, |prev| value.wrapping_sub(prev) & mask);
+                *slot = Some(value);
+                added
+            }
         }
     }
 }
@@ -197,5 +278,84 @@ mod tests {
         let s = c.snapshot();
         assert_eq!(s.drops_total, DropReason::ALL.len() as u64);
         assert!(s.drops.values().all(|v| *v == 1));
+    }
+
+    fn total(reason: DropReason, value: u64, bits: u32) -> KernelReading {
+        KernelReading {
+            reason,
+            count: KernelCount::Total { value, bits },
+        }
+    }
+
+    #[test]
+    fn counts_reset_on_read_are_added_whole() {
+        let mut acc = KernelAccumulator::default();
+        let since = |n| KernelReading {
+            reason: DropReason::PacketRcvbufFull,
+            count: KernelCount::Since(n),
+        };
+        assert_eq!(
+            acc.advance(since(59_000)),
+            59_000,
+            "the first reading counts"
+        );
+        assert_eq!(acc.advance(since(0)), 0);
+        assert_eq!(acc.advance(since(7)), 7);
+    }
+
+    #[test]
+    fn a_running_total_counts_its_growth_after_the_first_reading() {
+        let mut acc = KernelAccumulator::default();
+        let r = DropReason::TapQueueFull;
+        assert_eq!(
+            acc.advance(total(r, 1_000, 64)),
+            0,
+            "drops before netyard looked"
+        );
+        assert_eq!(acc.advance(total(r, 1_000, 64)), 0);
+        assert_eq!(acc.advance(total(r, 1_250, 64)), 250);
+        assert_eq!(acc.advance(total(r, 1_251, 64)), 1);
+    }
+
+    #[test]
+    fn each_reason_keeps_its_own_baseline() {
+        let mut acc = KernelAccumulator::default();
+        assert_eq!(acc.advance(total(DropReason::TapQueueFull, 10, 64)), 0);
+        assert_eq!(acc.advance(total(DropReason::TapRxDropped, 500, 64)), 0);
+        assert_eq!(acc.advance(total(DropReason::TapQueueFull, 12, 64)), 2);
+        assert_eq!(acc.advance(total(DropReason::TapRxDropped, 503, 64)), 3);
+    }
+
+    #[test]
+    fn a_32_bit_total_that_wrapped_counts_across_the_wrap() {
+        let mut acc = KernelAccumulator::default();
+        let r = DropReason::UdpRcvbufFull;
+        assert_eq!(acc.advance(total(r, u64::from(u32::MAX) - 4, 32)), 0);
+        assert_eq!(
+            acc.advance(total(r, 5, 32)),
+            10,
+            "4 up to the wrap, then 0..=5"
+        );
+        // Bits above the width (a sign-extended value) are ignored.
+        assert_eq!(acc.advance(total(r, 0xffff_ffff_0000_0006, 32)), 1);
+    }
+
+    #[test]
+    fn a_64_bit_total_wraps_too() {
+        let mut acc = KernelAccumulator::default();
+        let r = DropReason::TapRxDropped;
+        assert_eq!(acc.advance(total(r, u64::MAX, 64)), 0);
+        assert_eq!(acc.advance(total(r, 1, 64)), 2);
+    }
+
+    #[test]
+    fn added_drops_show_in_the_snapshot_under_their_reason() {
+        let c = PortCounters::default();
+        c.drop_n(DropReason::PacketRcvbufFull, 59_000);
+        c.drop_n(DropReason::TapQueueFull, 0);
+        let s = c.snapshot();
+        assert_eq!(s.drops["packet_rcvbuf_full"], 59_000);
+        assert_eq!(s.drops["tap_queue_full"], 0);
+        assert_eq!(s.drops_total, 59_000);
     }
 }

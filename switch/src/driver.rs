@@ -58,7 +58,8 @@ pub fn spawn_port(switch: Arc<Switch>, port: Arc<SwitchPort>) -> io::Result<Join
 }
 
 /// Starts the task that sweeps aged-out MACs out of the table (lookups already ignore them;
-/// the sweep frees their memory and their place under the per-port cap).
+/// the sweep frees their memory and their place under the per-port cap) and reads the ports'
+/// kernel drop counters on the same tick.
 pub fn spawn_ager(switch: Arc<Switch>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let period = Duration::from_millis((switch.fdb.aging_ms() / 4).clamp(100, 10_000));
@@ -67,6 +68,13 @@ pub fn spawn_ager(switch: Arc<Switch>) -> JoinHandle<()> {
         loop {
             tick.tick().await;
             switch.fdb.expire(switch.now_ms());
+            // The kernel's 32-bit drop counters (PACKET_STATISTICS, a socket's drop count)
+            // must be read before they can wrap twice; a few syscalls per port every tick.
+            for port in switch.ports().iter() {
+                if let Err(e) = port.sync_kernel_drops() {
+                    tracing::debug!(port = %port.name, error = %e, "reading kernel drop counters failed");
+                }
+            }
         }
     })
 }

@@ -51,4 +51,13 @@ pub trait Port: Send + Sync + 'static {
     fn raw_fd(&self) -> RawFd;
     /// A short label for logs and stats ("tap", "veth", "mem").
     fn kind(&self) -> &'static str;
+    /// Reads the drop counters the kernel keeps for this port's socket or device (frames lost
+    /// where netyard cannot see them: a full socket buffer, a full TAP queue) into `out`.
+    /// Called off the fast path (a stats request, a scrape, the ager's tick), never per frame;
+    /// [`SwitchPort::sync_kernel_drops`](crate::SwitchPort::sync_kernel_drops) turns the
+    /// readings into counts. Ports without such counters read nothing.
+    fn kernel_drops(&self, out: &mut Vec<crate::counters::KernelReading>) -> io::Result<()> {
+        let _ = out;
+        Ok(())
+    }
 }

@@ -245,6 +245,50 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Reads an array of `u32` socket option values (a `struct` of `__u32` fields in the uapi)
+/// into `out`, returning how many the kernel filled in.
+fn get_u32s_opt(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    out: &mut [u32],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of_val(out)).map_err(invalid)?;
+    // SAFETY: `fd` is a valid open fd; `out` is a live, writable buffer of `len` bytes (any bit
+    // pattern is a valid u32) and `len` is a live socklen_t the kernel updates; the return
+    // value is checked.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            out.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    let filled = usize::try_from(len).map_err(invalid)? / std::mem::size_of::<u32>();
+    Ok(filled.min(out.len()))
+}
+
+/// The kernel's count of datagrams a socket dropped, mostly for a full receive buffer
+/// (`sk_drops`, 32 bits, wrapping). SO_RXQ_OVFL hands out the same counter, but in a control
+/// message with every datagram received, that is on the fast path; `SO_MEMINFO`
+/// (`SK_MEMINFO_DROPS`, Linux >= 4.14) reads it on demand.
+pub fn socket_drops(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+    const SK_MEMINFO_VARS: usize = 9;
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let at = usize::try_from(libc::SK_MEMINFO_DROPS).map_err(invalid)?;
+    let filled = get_u32s_opt(fd, libc::SOL_SOCKET, libc::SO_MEMINFO, &mut info)?;
+    if filled <= at {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO without the drop count (kernel older than 4.14)",
+        ));
+    }
+    Ok(info[at])
+}
+
 /// The part of `buf` a header-less device reads into: everything after the header space.
 fn payload_mut(buf: &mut [u8]) -> io::Result<&mut [u8]> {
     buf.get_mut(HDR..).ok_or_else(short_buffer)

@@ -34,12 +34,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 
 use super::{check_sent, cvt, finish_recv, invalid, payload, payload_mut, socklen, SysError, HDR};
+use crate::counters::{DropReason, KernelCount, KernelReading};
 use crate::port::{Port, PortCaps};
 
 // From linux/if_packet.h (not exported by every libc 0.2 release).
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_STATISTICS: libc::c_int = 6;
 
 /// Requested socket buffer size, each way. Enough for 64 full 64 KB GSO frames.
 const SOCK_BUF_BYTES: usize = 4 << 20;
@@ -358,6 +360,30 @@ impl Port for PacketPort {
 
     fn kind(&self) -> &'static str {
         "veth"
+    }
+
+    /// PACKET_STATISTICS: frames the kernel dropped since the last reading, for a full
+    /// receive buffer (the kernel resets the count when it is read).
+    fn kernel_drops(&self, out: &mut Vec<KernelReading>) -> io::Result<()> {
+        // struct tpacket_stats { __u32 tp_packets; __u32 tp_drops; }
+        let mut st = [0u32; 2];
+        let filled = super::get_u32s_opt(
+            self.fd.as_fd(),
+            libc::SOL_PACKET,
+            PACKET_STATISTICS,
+            &mut st,
+        )?;
+        if filled < 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "PACKET_STATISTICS answered short",
+            ));
+        }
+        out.push(KernelReading {
+            reason: DropReason::PacketRcvbufFull,
+            count: KernelCount::Since(u64::from(st[1])),
+        });
+        Ok(())
     }
 }
 

@@ -32,6 +32,7 @@ use nix::sys::uio::readv;
 
 use super::ifreq::IfReq;
 use super::{check_sent, cvt, finish_recv, invalid, payload, payload_mut, SysError, HDR};
+use crate::counters::{DropReason, KernelCount, KernelReading};
 use crate::port::{Port, PortCaps};
 
 /// Offloads asked of every TAP with a vnet header.
@@ -248,6 +249,27 @@ pub struct TapPort {
     fd: OwnedFd,
     name: String,
     caps: PortCaps,
+    /// Reads the device's own drop counters, if the daemon gave a reader.
+    device_drops: Option<Box<dyn DeviceDrops>>,
+}
+
+/// The drop counters a TAP device keeps itself (`struct rtnl_link_stats64`), from the device's
+/// point of view: it "transmits" what the container sends to netyard and "receives" what
+/// netyard writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceDropCounts {
+    /// Frames netyard wrote that the container's kernel dropped on input (a full backlog).
+    pub rx_dropped: u64,
+    /// Frames the container sent that the device dropped because its queue to netyard
+    /// (`txqueuelen` frames) was full.
+    pub tx_dropped: u64,
+}
+
+/// Reads a TAP device's [`DeviceDropCounts`]. The counters live with the device in the
+/// container's namespace, which the TAP fd gives no way to query: the daemon supplies a
+/// reader that can (a netlink socket opened in that namespace).
+pub trait DeviceDrops: Send + Sync + std::fmt::Debug + 'static {
+    fn read(&self) -> io::Result<DeviceDropCounts>;
 }
 
 impl TapPort {
@@ -278,7 +300,20 @@ impl TapPort {
         } else {
             PortCaps::PLAIN
         };
-        Ok(TapPort { fd, name, caps })
+        Ok(TapPort {
+            fd,
+            name,
+            caps,
+            device_drops: None,
+        })
+    }
+
+    /// Gives the port a reader of the device's own drop counters, which
+    /// [`Port::kernel_drops`] then reports (`tap_queue_full`, `tap_rx_dropped`).
+    #[must_use]
+    pub fn with_device_drops(mut self, reader: Box<dyn DeviceDrops>) -> TapPort {
+        self.device_drops = Some(reader);
+        self
     }
 
     /// Sets the header size and the offloads, falling back to no USO on kernels without it.
@@ -358,6 +393,21 @@ impl Port for TapPort {
 
     fn kind(&self) -> &'static str {
         "tap"
+    }
+
+    /// The device's running totals (64-bit), if the port has a reader for them.
+    fn kernel_drops(&self, out: &mut Vec<KernelReading>) -> io::Result<()> {
+        let Some(reader) = &self.device_drops else {
+            return Ok(());
+        };
+        let c = reader.read()?;
+        let total = |reason, value| KernelReading {
+            reason,
+            count: KernelCount::Total { value, bits: 64 },
+        };
+        out.push(total(DropReason::TapQueueFull, c.tx_dropped));
+        out.push(total(DropReason::TapRxDropped, c.rx_dropped));
+        Ok(())
     }
 }
 

@@ -75,7 +75,7 @@ use nix::sys::socket::{
 
 use super::packet::{set_buf, set_int_opt};
 use super::{FrameTruncated, PortDrop, HDR};
-use crate::counters::DropReason;
+use crate::counters::{DropReason, KernelAccumulator, KernelCount, KernelReading};
 use crate::gso::{self, GsoError};
 use crate::overlay::{
     flow_source_port, gro_tcp4, rx_vnet_hdr, Destinations, RemoteTable, GRO_MAX_SEGS,
@@ -209,6 +209,10 @@ struct Shared {
     vnis: Mutex<HashMap<u32, Arc<Handoff>>>,
     /// Cleared if the kernel refuses UDP_SEGMENT: datagrams then go one by one.
     udp_gso: AtomicBool,
+    /// The receive socket's last drop total: one baseline per socket, so a drop on a socket
+    /// several VNIs share is counted once, on the port that reads the counter first (which
+    /// VNI a datagram the kernel dropped was for cannot be known).
+    rx_drops: Mutex<KernelAccumulator>,
 }
 
 /// Datagrams another VNI's port read from the shared socket, waiting for this one (with their
@@ -322,6 +326,7 @@ impl Shared {
             }),
             vnis: Mutex::new(HashMap::new()),
             udp_gso: AtomicBool::new(true),
+            rx_drops: Mutex::new(KernelAccumulator::default()),
         })
     }
 }
@@ -748,6 +753,28 @@ impl Port for VxlanPort {
 
     fn kind(&self) -> &'static str {
         "vxlan"
+    }
+
+    /// The shared receive socket's drop count (a full receive buffer), as increments.
+    fn kernel_drops(&self, out: &mut Vec<KernelReading>) -> io::Result<()> {
+        let mut acc = self
+            .shared
+            .rx_drops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let total = super::socket_drops(self.shared.udp.as_fd())?;
+        let added = acc.advance(KernelReading {
+            reason: DropReason::UdpRcvbufFull,
+            count: KernelCount::Total {
+                value: u64::from(total),
+                bits: 32,
+            },
+        });
+        out.push(KernelReading {
+            reason: DropReason::UdpRcvbufFull,
+            count: KernelCount::Since(added),
+        });
+        Ok(())
     }
 }
 
