@@ -235,6 +235,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/flows", get(flows))
         .route("/v1/dns", get(dns_counters))
+        .route("/metrics", get(metrics))
         .route("/v1/system/reset", axum::routing::post(reset))
         .route("/v1/subnets/free", axum::routing::post(free_subnet))
         .fallback(|| async {
@@ -251,6 +252,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
             bounded_body,
         ))
         .with_state(d)
+}
+
+/// Prometheus's text format (`crate::metrics`).
+async fn metrics(State(d): D) -> impl IntoResponse {
+    crate::metrics::answer(&d).await
 }
 
 async fn reset(State(d): D) -> Res<netyard_api::model::ResetReport> {

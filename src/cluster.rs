@@ -44,7 +44,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -201,6 +201,20 @@ impl ClusterError {
     }
 }
 
+/// etcd requests that failed (`netyard_etcd_errors_total{kind="request"}`), process-wide: one
+/// registry per daemon process.
+static REQUEST_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// etcd requests that timed out (`{kind="timeout"}`).
+static REQUEST_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+/// etcd requests of this process that failed and that timed out, for the metrics.
+pub fn etcd_errors() -> (u64, u64) {
+    (
+        REQUEST_ERRORS.load(Ordering::Relaxed),
+        REQUEST_TIMEOUTS.load(Ordering::Relaxed),
+    )
+}
+
 /// Runs one etcd request with the request timeout.
 async fn call<T>(
     op: impl Into<String>,
@@ -208,11 +222,17 @@ async fn call<T>(
 ) -> Result<T, ClusterError> {
     match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(ClusterError::Request {
-            op: op.into(),
-            source,
-        }),
-        Err(_) => Err(ClusterError::Timeout { op: op.into() }),
+        Ok(Err(source)) => {
+            REQUEST_ERRORS.fetch_add(1, Ordering::Relaxed);
+            Err(ClusterError::Request {
+                op: op.into(),
+                source,
+            })
+        }
+        Err(_) => {
+            REQUEST_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+            Err(ClusterError::Timeout { op: op.into() })
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Options {
     pub etcd: Option<crate::cluster::ClusterOptions>,
     /// `--ephemeral`: no state, no persistent device, everything removed on exit.
     pub ephemeral: bool,
+    /// `--metrics-addr`: ADDR:PORT of a TCP listener serving only `/metrics` (off when None;
+    /// the API socket serves `/metrics` either way).
+    pub metrics_addr: Option<String>,
 }
 
 impl Options {
@@ -44,6 +47,7 @@ impl Options {
             dns_ttl: None,
             etcd: None,
             ephemeral: true,
+            metrics_addr: None,
         }
     }
 
@@ -101,6 +105,8 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
+    /// The `--metrics-addr` listener's task (stopped with the API server).
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -111,6 +117,9 @@ impl Running {
             let _ = s.send(());
         }
         let _ = (&mut self.server).await;
+        if let Some(m) = self.metrics.take() {
+            m.abort();
+        }
         self.reaper.abort();
         self.daemon.shutdown().await;
         let _ = std::fs::remove_file(&self.api);
@@ -131,6 +140,11 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
         None => None,
     };
     opts.dns()?;
+    let metrics_addr = opts
+        .metrics_addr
+        .as_deref()
+        .map(crate::metrics::parse_addr)
+        .transpose()?;
     // The state directory is locked and read before anything else: a second daemon on it, a
     // corrupt file or a newer schema stop the start here, with nothing changed.
     let (store, saved) = match (&opts.state_dir, opts.ephemeral) {
@@ -140,6 +154,11 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
             let saved: Option<StateSpec> = store.load().map_err(store_err)?;
             (Some(store), saved)
         }
+    };
+    // Bound before the API socket, so a port in use fails the start with nothing to undo.
+    let metrics_listener = match metrics_addr {
+        Some(a) => Some(crate::metrics::bind(a).await?),
+        None => None,
     };
     let listener = bind_api(&opts.api).await?;
     let dns = opts.dns()?;
@@ -220,6 +239,16 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
         })
         .await;
     });
+    let metrics = metrics_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(addr = %a, "serving /metrics");
+        }
+        tokio::spawn(crate::metrics::serve(
+            l,
+            daemon.clone(),
+            std::future::pending(),
+        ))
+    });
     tracing::info!(api = %opts.api.display(), "netyard daemon ready");
     Ok(Running {
         daemon,
@@ -227,6 +256,7 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
         stop: Some(stop),
         server,
         reaper,
+        metrics,
     })
 }
 

@@ -100,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     ephemeral: a.ephemeral,
                     dns_upstreams: a.dns_upstream,
                     dns_ttl: a.dns_ttl,
+                    metrics_addr: a.metrics_addr,
                     etcd: netyard::cluster::ClusterOptions::from_flags(
                         a.etcd,
                         a.node,

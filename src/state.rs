@@ -1488,6 +1488,52 @@ impl Endpoint {
     }
 }
 
+impl Daemon {
+    /// What a Prometheus scrape shows (`crate::metrics`): every port's counters (kernel drops
+    /// read first, as for `stats`), each network's tables and egress counters, the resolver's.
+    pub async fn metrics_sample(&self) -> crate::metrics::Sample {
+        use crate::metrics::{NetworkSample, PortSample};
+        let st = self.state.lock().await;
+        let mut sample = crate::metrics::Sample::default();
+        for n in st.values() {
+            let row = |endpoint: &str, kind: &str, port: &SwitchPort| PortSample {
+                network: n.spec.name.clone(),
+                endpoint: endpoint.to_string(),
+                kind: kind.to_string(),
+                stats: synced(port),
+            };
+            for e in n.endpoints.values() {
+                let kind = endpoint_kind::describe(&e.spec).kind;
+                sample.ports.push(row(&e.spec.name, kind, &e.live.port));
+            }
+            sample
+                .ports
+                .push(row("(gateway)", "gateway", &n.live.gw.port));
+            if let Some(vx) = &n.live.vxlan {
+                sample.ports.push(row("(vxlan)", "vxlan", &vx.port));
+            }
+            let mut flows: std::collections::BTreeMap<&'static str, u64> =
+                ["tcp", "udp", "icmp"].into_iter().map(|p| (p, 0)).collect();
+            for f in n.live.gw.egress.flows() {
+                *flows.entry(f.protocol.as_str()).or_default() += 1;
+            }
+            sample.networks.push(NetworkSample {
+                name: n.spec.name.clone(),
+                fdb_entries: n.live.switch.fdb.len(),
+                vxlan_peers: n.live.vxlan.as_ref().map(|vx| vx.table.peers().len()),
+                egress: n.live.gw.egress.stats(),
+                flows,
+            });
+        }
+        drop(st);
+        let resolver = self.dns.resolver();
+        sample.dns = resolver.counters().snapshot();
+        sample.dns_latency = resolver.latency().snapshot();
+        sample.etcd_errors = crate::cluster::etcd_errors();
+        sample
+    }
+}
+
 /// The port's counters, with what the kernel dropped for it read first (a syscall or a
 /// netlink round trip: a stats request's cost, off the fast path).
 pub(crate) fn synced(port: &SwitchPort) -> PortStats {

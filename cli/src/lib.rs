@@ -201,6 +201,10 @@ pub struct DaemonArgs {
     /// `level`, `target`, `message` and the event's fields).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
+    /// Also serve Prometheus metrics (`/metrics`, nothing else) over plain HTTP on this TCP
+    /// address, e.g. 127.0.0.1:9495 (off by default; the API socket serves `/metrics` always).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 /// `daemon --log-format`.

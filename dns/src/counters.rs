@@ -10,6 +10,7 @@
 //! `send_errors` come from the serving loops).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -65,6 +66,8 @@ counters! {
     dropped_malformed,
     /// Of `cache_hits + forwarded`: the answer was NXDOMAIN.
     nxdomain,
+    /// Of `nxdomain`: answered from the cache.
+    nxdomain_cached,
     /// Of `refused`: the cap on concurrent upstream queries was reached.
     cap_hits,
     /// Upstream attempts that timed out.
@@ -102,5 +105,96 @@ impl CountersSnapshot {
             + self.formerr
             + self.notimp
             + self.dropped_malformed
+    }
+}
+
+/// Upper bounds (inclusive, in microseconds) of the latency histogram's buckets; one more
+/// bucket takes everything slower. From a local answer (tens of microseconds) to the forward
+/// deadline (seconds).
+pub const LATENCY_BOUNDS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000,
+];
+
+/// How long answers took: fixed buckets of relaxed atomics, so a query adds two increments and
+/// takes no lock.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// One per bound, then the overflow bucket (not cumulative).
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+/// A copy of a [`LatencyHistogram`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LatencySnapshot {
+    /// Per bucket, not cumulative: `buckets[i]` counts answers in
+    /// (`LATENCY_BOUNDS_US[i-1]`, `LATENCY_BOUNDS_US[i]`], the last one those slower than
+    /// every bound.
+    pub buckets: [u64; LATENCY_BOUNDS_US.len() + 1],
+    /// Sum of the observed latencies, in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencySnapshot {
+    /// Answers observed.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// The bucket a latency of `us` microseconds falls in.
+pub fn bucket_index(us: u64) -> usize {
+    LATENCY_BOUNDS_US.partition_point(|&bound| bound < us)
+}
+
+impl LatencyHistogram {
+    /// Counts one answer that took `took`.
+    pub fn observe(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[bucket_index(us)].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Reads every bucket (each atomically; not one atomic snapshot).
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum_us: self.sum_us.load(Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn a_latency_falls_in_the_first_bucket_whose_bound_it_does_not_exceed() {
+        assert_eq!(bucket_index(0), 0);
+        assert_eq!(bucket_index(100), 0, "bounds are inclusive");
+        assert_eq!(bucket_index(101), 1);
+        assert_eq!(bucket_index(2_500_000), LATENCY_BOUNDS_US.len() - 1);
+        assert_eq!(
+            bucket_index(2_500_001),
+            LATENCY_BOUNDS_US.len(),
+            "overflow bucket"
+        );
+        assert_eq!(bucket_index(u64::MAX), LATENCY_BOUNDS_US.len());
+    }
+
+    #[test]
+    fn observations_land_in_their_buckets_with_their_sum() {
+        let h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(40));
+        h.observe(Duration::from_micros(40));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(9));
+        let s = h.snapshot();
+        assert_eq!(s.count(), 4);
+        assert_eq!(s.buckets[0], 2);
+        assert_eq!(s.buckets[bucket_index(30_000)], 1);
+        assert_eq!(s.buckets[LATENCY_BOUNDS_US.len()], 1);
+        assert_eq!(s.sum_us, 80 + 30_000 + 9_000_000);
     }
 }

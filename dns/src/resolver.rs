@@ -37,7 +37,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{Cache, Key};
-use crate::counters::Counters;
+use crate::counters::{Counters, LatencyHistogram};
 use crate::records::{Answer, RecordStore};
 use crate::resolv_conf::MAX_UPSTREAMS;
 use crate::upstream::{exchange_tcp, exchange_udp, Expect};
@@ -136,6 +136,8 @@ pub(crate) struct ForwardJob {
     pub(crate) limit: usize,
     transport: Transport,
     _permit: OwnedSemaphorePermit,
+    /// When the query arrived (for the latency histogram).
+    started: std::time::Instant,
 }
 
 /// The embedded DNS server's brain, shared (in an `Arc`) by every serving loop.
@@ -146,6 +148,7 @@ pub struct Resolver {
     pub(crate) cache: Cache,
     permits: Arc<Semaphore>,
     counters: Counters,
+    latency: LatencyHistogram,
 }
 
 impl Resolver {
@@ -170,6 +173,7 @@ impl Resolver {
             cache,
             permits,
             counters: Counters::default(),
+            latency: LatencyHistogram::default(),
         }
     }
 
@@ -186,6 +190,12 @@ impl Resolver {
     /// The live counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// How long answers took, from the query's arrival to the answer's bytes (dropped queries
+    /// are not in it).
+    pub fn latency(&self) -> &LatencyHistogram {
+        &self.latency
     }
 
     /// Answer one query message from `asker`, received over `transport`.
@@ -208,6 +218,22 @@ impl Resolver {
 
     /// Everything up to the upstream exchange: no I/O, no waiting.
     pub(crate) fn prepare(&self, bytes: &[u8], asker: &AskerContext, transport: Transport) -> Step {
+        let started = std::time::Instant::now();
+        let step = self.decide(bytes, asker, transport, started);
+        if matches!(step, Step::Reply(_)) {
+            self.latency.observe(started.elapsed());
+        }
+        step
+    }
+
+    /// [`Resolver::prepare`] without the clock.
+    fn decide(
+        &self,
+        bytes: &[u8],
+        asker: &AskerContext,
+        transport: Transport,
+        started: std::time::Instant,
+    ) -> Step {
         let c = &self.counters;
         Counters::inc(match transport {
             Transport::Udp => &c.queries_udp,
@@ -290,6 +316,7 @@ impl Resolver {
             Counters::inc(&c.cache_hits);
             if cached.response_code() == ResponseCode::NXDomain {
                 Counters::inc(&c.nxdomain);
+                Counters::inc(&c.nxdomain_cached);
             }
             return self.reply(relayed_response(&request, cached), limit);
         }
@@ -313,11 +340,21 @@ impl Resolver {
             limit,
             transport,
             _permit: permit,
+            started,
         }))
     }
 
     /// Ask the upstream servers in order; relay the first usable answer, or SERVFAIL.
     pub(crate) async fn forward(&self, job: ForwardJob) -> Option<Vec<u8>> {
+        let started = job.started;
+        let answer = self.ask_upstreams(job).await;
+        if answer.is_some() {
+            self.latency.observe(started.elapsed());
+        }
+        answer
+    }
+
+    async fn ask_upstreams(&self, job: ForwardJob) -> Option<Vec<u8>> {
         let c = &self.counters;
         let start = tokio::time::Instant::now();
         let deadline = start + self.config.forward_deadline;

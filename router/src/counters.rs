@@ -26,6 +26,10 @@ pub struct EgressCounters {
     pub flows_expired: AtomicU64,
     /// ICMP errors (unreachable, time exceeded) sent to endpoints.
     pub icmp_errors_sent: AtomicU64,
+    /// Connections accepted on published TCP ports and handed to an endpoint.
+    pub published_tcp: AtomicU64,
+    /// New clients on published UDP ports (a client's first datagram; later ones reuse it).
+    pub published_udp: AtomicU64,
     drops: [AtomicU64; EgressDrop::ALL.len()],
 }
 
@@ -56,6 +60,10 @@ pub struct EgressStats {
     pub flows_created: u64,
     pub flows_expired: u64,
     pub icmp_errors_sent: u64,
+    /// Published TCP connections handed to endpoints.
+    pub published_tcp: u64,
+    /// New clients of published UDP ports.
+    pub published_udp: u64,
     pub drops_total: u64,
     /// Every [`EgressDrop`] by name, zeros included.
     pub drops: BTreeMap<&'static str, u64>,
@@ -129,6 +137,8 @@ impl EgressHandle {
             flows_created: c.flows_created.load(Relaxed),
             flows_expired: c.flows_expired.load(Relaxed),
             icmp_errors_sent: c.icmp_errors_sent.load(Relaxed),
+            published_tcp: c.published_tcp.load(Relaxed),
+            published_udp: c.published_udp.load(Relaxed),
             drops_total: drops.values().sum(),
             drops,
         }

@@ -550,6 +550,7 @@ mod tests {
             let mut want = dropped(1, forged.len(), "spoofed_ipv4");
             want.rx_packets = 2;
             want.rx_bytes *= 2;
+            want.learned = 1;
             want
         });
         assert_eq!(stats(&s, p2).tx_packets, 1);

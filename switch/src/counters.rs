@@ -147,6 +147,11 @@ pub struct PortCounters {
     pub tx_segmented: AtomicU64,
     /// Source MACs not learned because the port reached its cap.
     pub learn_cap_hits: AtomicU64,
+    /// Source MACs learned on this port (new, or moved here from another port).
+    pub learned: AtomicU64,
+    /// Frames received on this port that the switch flooded (broadcast, multicast, unknown
+    /// unicast).
+    pub flooded: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -190,6 +195,8 @@ impl PortCounters {
             rx_gso: self.rx_gso.load(Relaxed),
             tx_segmented: self.tx_segmented.load(Relaxed),
             learn_cap_hits: self.learn_cap_hits.load(Relaxed),
+            learned: self.learned.load(Relaxed),
+            flooded: self.flooded.load(Relaxed),
             drops_total: drops.values().sum(),
             drops,
         }
@@ -260,6 +267,8 @@ pub struct PortStats {
     pub rx_gso: u64,
     pub tx_segmented: u64,
     pub learn_cap_hits: u64,
+    pub learned: u64,
+    pub flooded: u64,
     pub drops_total: u64,
     pub drops: BTreeMap<&'static str, u64>,
 }

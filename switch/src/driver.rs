@@ -167,11 +167,20 @@ pub fn forward(
         let security = ingress.security_guard();
         switch.decide(ingress.id, security.as_deref(), frame, now)
     };
-    if learned == Some(LearnOutcome::CapReached) {
-        ingress
-            .counters
-            .learn_cap_hits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match learned {
+        Some(LearnOutcome::CapReached) => {
+            ingress
+                .counters
+                .learn_cap_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Some(LearnOutcome::Learned | LearnOutcome::Moved { .. }) => {
+            ingress
+                .counters
+                .learned
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        _ => {}
     }
     match verdict {
         Verdict::Drop(reason) => ingress.counters.drop(reason),
@@ -183,6 +192,10 @@ pub fn forward(
         }
         Verdict::Flood => {
             count_gso(ingress, frame);
+            ingress
+                .counters
+                .flooded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for egress in ports.iter().filter(|p| p.id != ingress.id) {
                 transmit(egress, frame, scratch);
             }

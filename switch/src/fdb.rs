@@ -83,6 +83,16 @@ impl Fdb {
         }
     }
 
+    /// Entries in the table (static ones and dynamic ones not swept yet).
+    pub fn len(&self) -> usize {
+        self.table.load().len()
+    }
+
+    /// Whether the table has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn aging_ms(&self) -> u64 {
         self.aging_ms.load(Relaxed)
     }

@@ -934,6 +934,7 @@ impl Relay {
             },
         );
         self.shared.counters.flows_created.fetch_add(1, Relaxed);
+        self.shared.counters.published_tcp.fetch_add(1, Relaxed);
         self.next_tick.get_or_insert(now + TICK);
     }
 
@@ -964,6 +965,7 @@ impl Relay {
                 None => {
                     let s = self.shown_source(client, container, false);
                     self.udp_clients.insert((t, client), (container, s));
+                    self.shared.counters.published_udp.fetch_add(1, Relaxed);
                     s
                 }
             };
