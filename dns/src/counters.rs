@@ -6,8 +6,8 @@
 //! refused + formerr + notimp + dropped_malformed` (once no query is in flight).
 //!
 //! The other counters break an outcome down (`nxdomain`, `cap_hits`) or count events that are not
-//! queries (`upstream_timeouts`, `upstream_failures` are per upstream attempt; `tcp_rejected` and
-//! `send_errors` come from the serving loops).
+//! queries (`upstream_timeouts`, `upstream_failures` are per upstream attempt; `tcp_rejected`,
+//! `tcp_evicted` and `send_errors` come from the serving loops).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -75,8 +75,10 @@ counters! {
     /// Upstream attempts that failed otherwise (connection refused, SERVFAIL or REFUSED answer,
     /// unreadable or mismatched reply).
     upstream_failures,
-    /// TCP connections closed at once because the listener had too many.
+    /// TCP connections closed at once because the listener had too many, all of them busy.
     tcp_rejected,
+    /// Idle TCP connections closed to make room for a new one at the cap.
+    tcp_evicted,
     /// Answers that could not be sent back to the client.
     send_errors,
 }

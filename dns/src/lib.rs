@@ -10,7 +10,8 @@
 //!   NODATA vs NXDOMAIN, FORMERR/NOTIMP for bad queries, REFUSED on internal networks and over
 //!   the concurrency cap, forwarding to at most 3 upstreams with per-server timeouts and
 //!   SERVFAIL when they all fail, a bounded cache with negative caching.
-//! - [`server`]: UDP and TCP serving loops ([`serve_udp`], [`serve_tcp`]).
+//! - [`server`]: UDP and TCP serving loops ([`serve_udp`], [`serve_tcp`]); [`conns`]: the TCP
+//!   connection cap, which closes the connection idle longest rather than refuse a new one.
 //! - [`resolv_conf`]: the host's upstream servers.
 //! - [`counters`]: one counter per outcome; every query ends in exactly one.
 //!
@@ -22,6 +23,7 @@
 //! uncached name at once cause two upstream queries).
 
 mod cache;
+pub mod conns;
 pub mod counters;
 pub mod error;
 pub mod fuzzing;

@@ -17,11 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::conns::{Activity, Admission, Conns};
 use crate::counters::Counters;
 use crate::resolver::{AskerContext, Resolver, Step, Transport};
 
@@ -106,15 +109,14 @@ async fn send_udp(socket: &UdpSocket, answer: &[u8], peer: SocketAddr, counters:
 
 /// Answer DNS over TCP on `listener` until the task is aborted: several queries per connection,
 /// pipelined, each answer framed with its 2-byte length; idle connections are closed after
-/// [`crate::ResolverConfig::tcp_idle_timeout`], and at most
-/// [`crate::ResolverConfig::tcp_max_connections`] are open at once.
+/// [`crate::ResolverConfig::tcp_idle_timeout`]. At most
+/// [`crate::ResolverConfig::tcp_max_connections`] are open at once: at the cap the connection
+/// idle longest is closed to make room (`tcp_evicted`), and a new one is refused
+/// (`tcp_rejected`) only when every open one has a query in flight (see [`crate::conns`]).
 pub async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>, asker: AskerHandle) {
-    let connections = Arc::new(Semaphore::new(
-        resolver
-            .config()
-            .tcp_max_connections
-            .min(Semaphore::MAX_PERMITS),
-    ));
+    let table = Arc::new(Mutex::new(Conns::new(
+        resolver.config().tcp_max_connections,
+    )));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -124,20 +126,34 @@ pub async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>, asker: As
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::debug!(%peer, "too many DNS TCP connections; closing");
-            Counters::inc(&resolver.counters().tcp_rejected);
-            drop(stream);
-            continue;
-        };
+        // A poisoned lock only means a serving task panicked; the table is still whole.
+        let mut conns = table.lock().unwrap_or_else(|p| p.into_inner());
+        match conns.admit() {
+            Admission::Admitted => {}
+            Admission::Evicted(id) => {
+                tracing::debug!(%peer, evicted = id, "DNS TCP connection cap: closed the one idle longest");
+                Counters::inc(&resolver.counters().tcp_evicted);
+            }
+            Admission::Refused => {
+                tracing::debug!(%peer, "too many busy DNS TCP connections; closing");
+                Counters::inc(&resolver.counters().tcp_rejected);
+                drop(stream);
+                continue;
+            }
+        }
+        let (id, activity) = conns.activity();
         let resolver = Arc::clone(&resolver);
         let asker = asker.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, resolver, asker).await {
+        let done = Arc::clone(&table);
+        let act = Arc::clone(&activity);
+        // Spawned with the table locked: the task cannot remove its entry before it is in.
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, resolver, asker, act).await {
                 tracing::debug!(error = %e, %peer, "DNS TCP connection ended");
             }
-            drop(permit);
+            done.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         });
+        conns.insert(id, activity, task.abort_handle());
     }
 }
 
@@ -163,16 +179,19 @@ async fn serve_connection(
     stream: TcpStream,
     resolver: Arc<Resolver>,
     asker: AskerHandle,
+    activity: Arc<Activity>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let idle = resolver.config().tcp_idle_timeout;
     let (mut reader, mut writer) = stream.into_split();
     let (answers, mut to_send) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
     let counters_resolver = Arc::clone(&resolver);
+    let written = Arc::clone(&activity);
     let write_task = tokio::spawn(async move {
         while let Some(answer) = to_send.recv().await {
             let Ok(len) = u16::try_from(answer.len()) else {
                 // encode() keeps TCP answers within 65535 bytes; never send a corrupt frame.
+                written.query_done();
                 continue;
             };
             let mut framed = Vec::with_capacity(answer.len() + 2);
@@ -182,6 +201,7 @@ async fn serve_connection(
                 Counters::inc(&counters_resolver.counters().send_errors);
                 return Err(e);
             }
+            written.query_done();
         }
         writer.shutdown().await
     });
@@ -194,23 +214,30 @@ async fn serve_connection(
             Err(e) => break Err(e),
         };
         let who = asker.get();
+        activity.touch();
         match resolver.prepare(&message, &who, Transport::Tcp) {
             Step::Reply(answer) => {
+                activity.query_started();
                 if answers.send(answer).await.is_err() {
                     break Ok(()); // the writer is gone: the client closed.
                 }
             }
             Step::Drop => {}
             Step::Forward(job) => {
+                activity.query_started();
                 let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
                     break Ok(());
                 };
                 let resolver = Arc::clone(&resolver);
                 let answers = answers.clone();
+                let activity = Arc::clone(&activity);
                 tokio::spawn(async move {
-                    if let Some(answer) = resolver.forward(*job).await {
+                    match resolver.forward(*job).await {
                         // A send error means the client is gone; nothing to do.
-                        let _ = answers.send(answer).await;
+                        Some(answer) => {
+                            let _ = answers.send(answer).await;
+                        }
+                        None => activity.query_done(),
                     }
                     drop(slot);
                 });

@@ -234,7 +234,7 @@ async fn tcp_pipelines_several_queries_per_connection() {
 #[tokio::test]
 async fn tcp_idle_timeout_and_connection_cap() {
     let r = resolver(vec![], |c| {
-        c.tcp_idle_timeout = Duration::from_millis(200);
+        c.tcp_idle_timeout = Duration::from_millis(300);
         c.tcp_max_connections = 1;
     });
     let (addr, tasks) = start(Arc::clone(&r), AskerHandle::new(net1())).await;
@@ -242,24 +242,28 @@ async fn tcp_idle_timeout_and_connection_cap() {
     send_framed(&mut first, &[query_bytes(1, "web.", RecordType::A)]).await;
     assert_eq!(parse(&read_framed(&mut first).await).id(), 1);
 
-    // A second connection while the first is open: closed at once.
+    // A second connection while the first is open and idle (its query answered): the first
+    // gives way, the second is served.
     let mut second = TcpStream::connect(addr).await.expect("connect");
     let mut byte = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(1), second.read(&mut byte))
+    let n = tokio::time::timeout(Duration::from_secs(1), first.read(&mut byte))
         .await
-        .expect("closed promptly")
+        .expect("the idle connection is closed promptly")
         .unwrap_or(0);
     assert_eq!(n, 0);
-    assert_eq!(r.counters().snapshot().tcp_rejected, 1);
+    send_framed(&mut second, &[query_bytes(2, "web.", RecordType::A)]).await;
+    assert_eq!(parse(&read_framed(&mut second).await).id(), 2);
+    let snap = r.counters().snapshot();
+    assert_eq!((snap.tcp_evicted, snap.tcp_rejected), (1, 0));
 
-    // The first goes idle and is closed by the server.
-    let n = tokio::time::timeout(Duration::from_secs(2), first.read(&mut byte))
+    // The second goes idle and is closed by the server.
+    let n = tokio::time::timeout(Duration::from_secs(2), second.read(&mut byte))
         .await
         .expect("idle close")
         .unwrap_or(0);
     assert_eq!(n, 0);
 
-    // Its slot is free again.
+    // Its slot is free again, with nobody evicted.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut third = TcpStream::connect(addr).await.expect("connect");
     send_framed(&mut third, &[query_bytes(3, "db.", RecordType::A)]).await;
@@ -267,6 +271,7 @@ async fn tcp_idle_timeout_and_connection_cap() {
         answer_data(&parse(&read_framed(&mut third).await)),
         ["10.1.0.3"]
     );
+    assert_eq!(r.counters().snapshot().tcp_evicted, 1);
     for t in tasks {
         t.abort();
     }
