@@ -8,7 +8,34 @@ use netyard_cli::{
     FdbCommand, LogFormat,
 };
 
+/// mimalloc instead of glibc's malloc: glibc kept what a round of 500 attaches and detaches
+/// had freed (heap fragmented across its per-thread arenas; `malloc_trim` got back a third of
+/// it), so the daemon's RSS grew round after round while heaptrack showed 1.4 MB live after
+/// the detaches. mimalloc hands freed pages back to the kernel (MADV_DONTNEED), with the
+/// options [`tune_allocator`] sets. The crate builds its C source with the `cc` crate: the C
+/// compiler Rust's own linking needs, no system package.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's defaults keep memory for speed: arenas committed up front (RSS 28 MiB at start
+/// instead of 14, 69 MiB with 200 endpoints instead of 24; memory of a committed arena is not
+/// purged) and freed pages purged 1 s later. Arenas are committed on demand through a
+/// compile-time default (`MI_DEFAULT_ARENA_EAGER_COMMIT=0` in .cargo/config.toml: the first
+/// arena exists before `main`); the purge delay is set here, to purge at once: the daemon
+/// allocates little on its data path.
+fn tune_allocator() {
+    // The option's number in libmimalloc-sys 0.1.49's mimalloc v3 (include/mimalloc.h,
+    // `mi_option_e`), which the crate does not name; the version is pinned in Cargo.toml.
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: mi_option_set only stores a number in mimalloc's option table (atomically); any
+    // value is valid for this option.
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+    }
+}
+
 fn main() {
+    tune_allocator();
     // The runtime contracts come first: a runtime runs the binary under another name
     // (slirp4netns, pasta), with CNI's environment, or with netavark's plugin subcommands,
     // and none of them speaks netyard's own command line.

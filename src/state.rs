@@ -34,6 +34,7 @@ use crate::plan::{self, parse_vtep, EndpointPlan, NsRequest};
 use crate::ports;
 use crate::runtime::ports::veth::Veth;
 use crate::runtime::ports::{endpoint as endpoint_kind, EndpointCx, EndpointRemains};
+use crate::runtime::teardown::Teardowns;
 use crate::runtime::{EndpointLive, NetworkLive};
 use crate::spec::{EndpointSpec, NetworkSpec, PortKindName, SavedNetwork, StateSpec};
 use crate::store::Store;
@@ -82,6 +83,8 @@ pub struct Daemon {
     subnets: netyard_router::gateway::LocalSubnets,
     /// How endpoints are made (the runtime fronts change it).
     endpoints: EndpointOptions,
+    /// Endpoint devices being removed after their detach answered.
+    teardowns: Teardowns,
 }
 
 /// How a daemon makes its endpoints. The daemon's own are configured and get the resolver's
@@ -134,6 +137,7 @@ impl Daemon {
             exits_rx: std::sync::Mutex::new(Some(exits_rx)),
             subnets: Default::default(),
             endpoints: EndpointOptions::default(),
+            teardowns: Teardowns::default(),
         }
     }
 
@@ -686,6 +690,10 @@ impl Daemon {
             persist: self.persistent(),
             configure: self.endpoints.configure,
         };
+        // A device of this namespace still being removed may hold the interface name.
+        self.teardowns
+            .settled_in((spec.identity.dev, spec.identity.ino))
+            .await;
         let dev = endpoint_kind::setup(&cx, &spec).await?;
         // The resolver listens before attach returns, as the interface is configured (unless
         // the runtime serves 127.0.0.11 itself, or netyard never enters the container).
@@ -876,10 +884,24 @@ impl Daemon {
             (ep, self.persist(&st))
         };
         self.dns.leave(ep.spec.ns_key(), network).await;
-        teardown_endpoint(ep).await;
+        // The change is on disk; the device goes right after the answer (runtime/teardown.rs).
+        self.teardown_later(ep);
         saved?;
         tracing::info!(network, endpoint = name, "detached");
         Ok(())
+    }
+
+    /// Stops an endpoint at once (its driver and watcher; a persistent TAP stops being
+    /// persistent, so a daemon killed now leaves no device behind) and removes its device in
+    /// the background.
+    fn teardown_later(&self, ep: Endpoint) {
+        if let Some(w) = &ep.watch {
+            w.abort();
+        }
+        ep.live.task.abort();
+        endpoint_kind::unpersist(&ep.spec, ep.live.ctl.as_ref());
+        let ns = (ep.spec.identity.dev, ep.spec.identity.ino);
+        self.teardowns.start(ns, teardown_endpoint(ep));
     }
 
     /// Starts a packet capture on a network (every port's received frames) or on one endpoint
@@ -1203,6 +1225,8 @@ impl Daemon {
         // With etcd: revokes the lease, this node's keys vanish from etcd at once (a restart
         // registers them again).
         self.registry().stop().await;
+        // Detaches answered before the stop finish removing their devices.
+        self.teardowns.settled().await;
         if self.persistent() {
             self.shutdown_in_process().await;
         } else {
@@ -1246,35 +1270,52 @@ impl Daemon {
         }
     }
 
-    /// Removes every endpoint (and so every device netyard created) and every network.
-    /// Returns how many of each.
+    /// Removes every endpoint (and so every device netyard created) and every network, the
+    /// endpoints' devices concurrently (runtime/teardown.rs). Returns how many of each.
     async fn remove_everything(&self) -> ResetReport {
         let nets: Vec<Network> = {
             let mut st = self.state.lock().await;
-            std::mem::take(&mut *st).into_values().collect()
+            let nets = std::mem::take(&mut *st).into_values().collect();
+            self.refresh_subnets(&st);
+            nets
         };
         self.dns.set_records(Vec::new());
+        self.dns.shutdown().await;
+        self.remove_networks(nets).await
+    }
+
+    /// Takes networks already out of the state apart: every endpoint's device is removed
+    /// concurrently (this waits for all of them), then the networks stop.
+    async fn remove_networks(&self, mut nets: Vec<Network>) -> ResetReport {
         let mut report = ResetReport {
             networks_removed: nets.len(),
             endpoints_removed: 0,
         };
-        for mut net in nets {
+        for net in nets.iter_mut() {
             net.withdraw_ports();
             for (_, ep) in std::mem::take(&mut net.endpoints) {
                 net.live.switch.remove_port(ep.live.port.id);
                 self.dns.leave(ep.spec.ns_key(), &net.spec.name).await;
-                teardown_endpoint(ep).await;
+                self.teardown_later(ep);
                 report.endpoints_removed += 1;
             }
-            net.live.stop(&net.spec).await;
         }
-        self.dns.shutdown().await;
+        self.teardowns.settled().await;
+        futures::future::join_all(nets.into_iter().map(|n| async move {
+            n.live.stop(&n.spec).await;
+        }))
+        .await;
         report
     }
 
     /// `netyard system reset`: detaches every endpoint (devices removed), removes every
     /// network and clears the state; the daemon keeps running, empty.
     pub async fn reset(&self) -> Result<ResetReport, DaemonError> {
+        if self.registry.get().is_none() {
+            return self.reset_local().await;
+        }
+        // With a cluster registry every detach and removal is also registered (etcd keys):
+        // one at a time through it.
         let mut removed = ResetReport::default();
         let names: Vec<(String, Vec<String>)> = {
             let st = self.state.lock().await;
@@ -1298,6 +1339,39 @@ impl Daemon {
         }
         let st = self.state.lock().await;
         self.persist(&st)?;
+        tracing::info!(
+            networks = removed.networks_removed,
+            endpoints = removed.endpoints_removed,
+            "system reset"
+        );
+        Ok(removed)
+    }
+
+    /// `system reset` on a daemon of its own: one state change and one write for everything,
+    /// then every device removed concurrently (with 500 endpoints, one detach after another
+    /// took 13.7 s). All or nothing: an attach in progress, or a failed write, changes nothing.
+    async fn reset_local(&self) -> Result<ResetReport, DaemonError> {
+        let nets: Vec<Network> = {
+            let mut st = self.state.lock().await;
+            if let Some((name, n)) = st.iter().find(|(_, n)| !n.reserved.is_empty()) {
+                return Err(DaemonError::conflict(
+                    None,
+                    format!(
+                        "network {name:?} has endpoint(s) being attached ({}): try again",
+                        n.reserved.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            let taken = std::mem::take(&mut *st);
+            if let Err(e) = self.persist(&st) {
+                *st = taken;
+                return Err(e);
+            }
+            self.refresh_dns(&st);
+            self.refresh_subnets(&st);
+            taken.into_values().collect()
+        };
+        let removed = self.remove_networks(nets).await;
         tracing::info!(
             networks = removed.networks_removed,
             endpoints = removed.endpoints_removed,
@@ -1582,10 +1656,7 @@ impl Drop for CaptureGuard {
 /// non-persistent and closed, an ephemeral one vanishes with its fd, a veth pair is deleted
 /// through its host end.
 async fn teardown_endpoint(ep: Endpoint) {
-    if let Some(w) = &ep.watch {
-        w.abort();
-    }
-    ep.live.task.abort();
+    // Aborted by `teardown_later`; its end releases the driver's hold on the port.
     let _ = ep.live.task.await;
     crate::runtime::ports::release(ep.live.port).await;
     endpoint_kind::teardown(&ep.spec, EndpointRemains { ctl: ep.live.ctl }).await;

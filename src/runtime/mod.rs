@@ -3,6 +3,7 @@
 //! state code (`src/state.rs`) plans, then builds or removes through these.
 
 pub mod ports;
+pub mod teardown;
 
 use std::sync::Arc;
 

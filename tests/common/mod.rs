@@ -99,6 +99,12 @@ pub fn wait_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> boo
     }
 }
 
+/// Whether `gone` becomes true within 5 s: a detach answers once the state changed, and the
+/// endpoint's device is removed right after (runtime/teardown.rs).
+pub fn gone_soon(gone: impl FnMut() -> bool) -> bool {
+    wait_until(Duration::from_secs(5), Duration::from_millis(20), gone)
+}
+
 /// Runs `cmd` to completion with captured output, killing its process group after `timeout`.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
     cmd.stdin(Stdio::null())

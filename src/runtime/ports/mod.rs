@@ -130,6 +130,15 @@ pub mod endpoint {
         }
     }
 
+    /// What must happen before a detach answers: a persistent TAP stops being persistent
+    /// (`ctl`), so that it vanishes with the daemon's descriptors should the daemon die before
+    /// the teardown. Nothing for a veth: deleting the pair is the slow part.
+    pub fn unpersist(spec: &EndpointSpec, ctl: Option<&OwnedFd>) {
+        if let (PortKindName::Tap, Some(ctl)) = (spec.kind, ctl) {
+            tap::unpersist(spec, ctl);
+        }
+    }
+
     pub async fn teardown(spec: &EndpointSpec, remains: EndpointRemains) {
         match spec.kind {
             PortKindName::Tap => tap::Tap::teardown(spec, remains).await,
@@ -162,7 +171,9 @@ impl EndpointCx<'_> {
 
 /// Waits (up to 2 s) until only this handle holds the port: another port's task may still
 /// hold a snapshot of the port set for the rest of its burst, and the device (or socket)
-/// must be gone when the caller returns.
+/// must be gone when the caller returns. The last close runs on the blocking pool: closing a
+/// TAP unregisters its device and closing an AF_PACKET socket waits for an RCU grace period
+/// (10-20 ms), which must not stall a runtime worker.
 pub async fn release(port: Arc<SwitchPort>) {
     for _ in 0..400 {
         if Arc::strong_count(&port) == 1 {
@@ -170,5 +181,11 @@ pub async fn release(port: Arc<SwitchPort>) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    drop(port);
+    close_blocking(port).await;
+}
+
+/// Drops `what` (the last holder of a descriptor whose close may sleep in the kernel) on the
+/// blocking pool, and waits for it.
+pub async fn close_blocking<T: Send + 'static>(what: T) {
+    let _ = tokio::task::spawn_blocking(move || drop(what)).await;
 }

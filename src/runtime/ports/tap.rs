@@ -45,11 +45,11 @@ impl PortKind for Tap {
 
     async fn teardown(spec: &EndpointSpec, remains: EndpointRemains) {
         // The port (and so its fd) is gone; the control descriptor is the last one. Once the
-        // device is no longer persistent, closing it removes the device.
+        // device is no longer persistent (already so after a detach: `unpersist`), closing it
+        // removes the device.
         if let Some(ctl) = remains.ctl {
-            if let Err(e) = set_persist(ctl.as_fd(), false) {
-                tracing::warn!(endpoint = %spec.name, error = %e, "could not make the TAP non-persistent");
-            }
+            unpersist(spec, &ctl);
+            super::close_blocking(ctl).await;
         }
     }
 
@@ -58,6 +58,14 @@ impl PortKind for Tap {
             kind: Self::NAME,
             host_ifname: None,
         }
+    }
+}
+
+/// Makes a persistent TAP non-persistent through its control descriptor: it vanishes when its
+/// last descriptor closes.
+pub fn unpersist(spec: &EndpointSpec, ctl: &std::os::fd::OwnedFd) {
+    if let Err(e) = set_persist(ctl.as_fd(), false) {
+        tracing::warn!(endpoint = %spec.name, error = %e, "could not make the TAP non-persistent");
     }
 }
 

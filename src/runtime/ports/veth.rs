@@ -158,13 +158,31 @@ async fn configure(
 }
 
 /// Deletes a veth pair through its host end (both ends go).
+///
+/// RTM_DELLINK is answered only once the kernel has unregistered both ends (RCU waits, about
+/// 25 ms), and the request runs in the sending thread: on a runtime worker it stalls the
+/// runtime, and with two workers the teardowns of a stop went two at a time. It is sent from
+/// the blocking pool instead, on a netlink socket of its own (measured with `ip link del`: 200
+/// pairs took 5.5 s one after another, 0.9 s 32 at a time). The pool's threads are in the
+/// daemon's namespace, where host ends live.
 pub async fn remove_host_link(name: &str) {
-    match netns::host_handle() {
-        Ok(h) => {
-            if let Err(e) = netns::delete_link(&h, name).await {
-                tracing::warn!(link = name, error = %e, "could not delete veth host end");
-            }
-        }
-        Err(e) => tracing::warn!(link = name, error = %e, "no netlink handle to delete veth"),
+    let link = name.to_string();
+    let deleted = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| format!("no runtime for the netlink request: {e}"))?;
+        rt.block_on(async {
+            let h = netns::host_handle().map_err(|e| e.to_string())?;
+            netns::delete_link(&h, &link)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    if let Err(e) = deleted {
+        tracing::warn!(link = name, error = %e, "could not delete veth host end");
     }
 }

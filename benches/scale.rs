@@ -1,0 +1,491 @@
+//! The scale benchmark (issue 19): an `--ephemeral` daemon with N endpoints (500 by default)
+//! on one network. How long attaching them all takes, how long one detach takes as the API sees
+//! it, how long `system reset` and a SIGTERM take to remove them all, and the daemon's resident
+//! memory over rounds of attaching and detaching them all ("10 rounds end within 10% of the
+//! first round's RSS").
+//!
+//! Run as root: `cargo bench --bench scale -- [--endpoints N] [--rounds R] [--kind tap,veth]
+//! [--json FILE]`. benches/README.md describes what is measured and how. This is a
+//! measurement, never a test: nothing here asserts on a figure (tests/scale.rs checks that
+//! nothing is left).
+//!
+//! Every API call is the bench's own HTTP request on the daemon's socket, timed in-process from
+//! the connect to the end of the answer: no CLI process in the figures.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::{
+    can_make_namespaces, finish, interrupted, kernel_release, locate_or_build_netyard, median,
+    nsexec, parse_args, percentile, scratch_dir, BaseOpts, Namespaces,
+};
+
+/// Every namespace is `nys-<pid>-<kind>-{h,e0,e1,...}`.
+const NS_PREFIX: &str = "nys-";
+const TMP_PREFIX: &str = "netyard-scalebench-";
+const NETWORK: &str = "bench";
+/// A /16, so that any `--endpoints` fits.
+const SUBNET: &str = "10.246.0.0/16";
+const MAX_ENDPOINTS: usize = 5000;
+/// The issue's targets.
+const TEARDOWN_TARGET_MS: f64 = 2000.0;
+const DETACH_TARGET_MS: f64 = 10.0;
+const RSS_TARGET_RATIO: f64 = 1.10;
+/// Time given to the allocator to hand freed memory back, and to the background teardowns to
+/// end, before the RSS after a round's detaches is read.
+const SETTLE: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Tap,
+    Veth,
+}
+
+impl Kind {
+    fn arg(self) -> &'static str {
+        match self {
+            Kind::Tap => "tap",
+            Kind::Veth => "veth",
+        }
+    }
+}
+
+struct Opts {
+    base: BaseOpts,
+    endpoints: usize,
+    rounds: usize,
+    kinds: Vec<Kind>,
+}
+
+const USAGE: &str = "usage: cargo bench --bench scale -- [--endpoints N (500)] [--rounds R (10)] \
+[--kind tap|veth|tap,veth (tap)] [--json FILE]";
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let (mut endpoints, mut rounds) = (500usize, 10usize);
+    let mut kinds = vec![Kind::Tap];
+    let base = parse_args(args, |flag, it| {
+        match flag {
+            "--endpoints" => endpoints = it.positive(flag)?,
+            "--rounds" => rounds = it.positive(flag)?,
+            "--kind" => {
+                kinds = Vec::new();
+                for k in it.value(flag)?.split(',') {
+                    let k = match k.trim() {
+                        "tap" => Kind::Tap,
+                        "veth" => Kind::Veth,
+                        other => return Err(format!("unknown kind {other:?} (tap, veth)")),
+                    };
+                    if !kinds.contains(&k) {
+                        kinds.push(k);
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    if !(2..=MAX_ENDPOINTS).contains(&endpoints) {
+        return Err(format!("--endpoints takes 2 to {MAX_ENDPOINTS}"));
+    }
+    Ok(Opts {
+        base,
+        endpoints,
+        rounds,
+        kinds,
+    })
+}
+
+fn main() {
+    common::bench_main("scale", USAGE, |_| None, parse_opts, run_bench);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API, spoken directly.
+
+/// `METHOD path` with an optional JSON body on the API socket (HTTP/1.0: the answer ends with
+/// the connection). Returns the status, the body and the time from connect to the answer's end.
+fn api(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String, f64), String> {
+    let t0 = Instant::now();
+    let mut s = UnixStream::connect(sock).map_err(|e| format!("connecting: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: netyard\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .map_err(|e| format!("reading: {e}"))?;
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string(), ms))
+}
+
+/// `api` that must answer 2xx; the time it took.
+fn api_ok(sock: &Path, method: &str, path: &str, body: Option<&Value>) -> Result<f64, String> {
+    let (status, text, ms) = api(sock, method, path, body)?;
+    if !(200..300).contains(&status) {
+        return Err(format!("{method} {path}: HTTP {status}: {}", text.trim()));
+    }
+    Ok(ms)
+}
+
+/// The daemon's resident set (VmRSS), in MiB.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One kind.
+
+struct Setup {
+    ns: Namespaces,
+    host: String,
+    endpoints: Vec<String>,
+    daemon: Child,
+    api: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        common::stop(&mut self.daemon, Duration::from_secs(20));
+        self.ns.delete_all();
+    }
+}
+
+fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize) -> Result<Setup, String> {
+    let tag = format!("{NS_PREFIX}{}-{}", std::process::id(), kind.arg());
+    let mut ns = Namespaces::default();
+    let host = ns.add(&format!("{tag}-h"))?;
+    let mut endpoints = Vec::with_capacity(n);
+    for i in 0..n {
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+        endpoints.push(ns.add(&format!("{tag}-e{i}"))?);
+    }
+    let api = dir.join(format!("{}.sock", kind.arg()));
+    let log = dir.join(format!("{}.log", kind.arg()));
+    let logf = File::create(&log).map_err(|e| e.to_string())?;
+    let log2 = logf.try_clone().map_err(|e| e.to_string())?;
+    let apis = api.to_string_lossy().into_owned();
+    let daemon = nsexec(&host, None, bin, &["--api", &apis, "daemon", "--ephemeral"])
+        .stdin(Stdio::null())
+        .stdout(logf)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("starting the daemon: {e}"))?;
+    let mut s = Setup {
+        ns,
+        host,
+        endpoints,
+        daemon,
+        api,
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api_ok(&s.api, "GET", "/v1/networks", None).is_err() {
+        if Instant::now() > deadline || s.daemon.try_wait().ok().flatten().is_some() {
+            return Err(format!(
+                "the daemon did not answer; its log ends: {}",
+                common::last_lines(&fs::read_to_string(&s.log).unwrap_or_default(), 3)
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    api_ok(
+        &s.api,
+        "POST",
+        "/v1/networks",
+        Some(&json!({"name": NETWORK, "subnet": SUBNET})),
+    )?;
+    Ok(s)
+}
+
+/// Attaches every endpoint, one request after another as a runtime starting containers would;
+/// the total in ms.
+fn attach_all(s: &Setup, kind: Kind) -> Result<f64, String> {
+    let t0 = Instant::now();
+    for (i, ns) in s.endpoints.iter().enumerate() {
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+        let req = json!({"name": format!("e{i}"), "netns": format!("/run/netns/{ns}"), "kind": kind.arg()});
+        api_ok(
+            &s.api,
+            "POST",
+            &format!("/v1/networks/{NETWORK}/endpoints"),
+            Some(&req),
+        )?;
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Detaches every endpoint one after another; each detach's time as the API answered it.
+fn detach_all(s: &Setup) -> Result<Vec<f64>, String> {
+    let mut v = Vec::with_capacity(s.endpoints.len());
+    for i in 0..s.endpoints.len() {
+        v.push(api_ok(
+            &s.api,
+            "DELETE",
+            &format!("/v1/networks/{NETWORK}/endpoints/e{i}"),
+            None,
+        )?);
+    }
+    Ok(v)
+}
+
+/// Interfaces other than `lo` left in the endpoints' namespaces, and host ends in the host's.
+fn leftovers(s: &Setup) -> usize {
+    let count = |ns: &str| {
+        std::process::Command::new("ip")
+            .args(["-n", ns, "-o", "link", "show"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.contains(": lo:"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    s.endpoints.iter().map(|ns| count(ns)).sum::<usize>() + count(&s.host)
+}
+
+struct KindResult {
+    figures: Vec<(&'static str, f64, &'static str)>,
+    rss: Vec<(f64, f64)>,
+    notes: Vec<String>,
+}
+
+fn one_kind(bin: &Path, dir: &Path, kind: Kind, opts: &Opts) -> Result<KindResult, String> {
+    let n = opts.endpoints;
+    eprintln!("[{}] {n} namespaces and a daemon ...", kind.arg());
+    let mut s = setup(bin, dir, kind, n)?;
+    let pid = s.daemon.id();
+    let mut figures = Vec::new();
+    let mut notes = Vec::new();
+    let mut rss = Vec::new();
+    let mut detaches = Vec::new();
+    let mut attaches = Vec::new();
+    let start_rss = rss_mib(pid).unwrap_or(0.0);
+    for round in 1..=opts.rounds {
+        let a = attach_all(&s, kind)?;
+        attaches.push(a);
+        let attached = rss_mib(pid).unwrap_or(0.0);
+        let d = detach_all(&s)?;
+        thread::sleep(SETTLE);
+        let detached = rss_mib(pid).unwrap_or(0.0);
+        let mut sorted = d.clone();
+        sorted.sort_by(f64::total_cmp);
+        eprintln!(
+            "  round {round}: attach {:.0} ms ({:.1} ms each), detach median {:.2} ms p90 {:.2} ms, \
+             RSS {attached:.1} MiB attached, {detached:.1} MiB after",
+            a,
+            a / n as f64,
+            median(&sorted),
+            percentile(&sorted, 90.0)
+        );
+        detaches.extend(d);
+        rss.push((attached, detached));
+    }
+    detaches.sort_by(f64::total_cmp);
+    attaches.sort_by(f64::total_cmp);
+    figures.push(("attach_all_ms", median(&attaches), "ms"));
+    figures.push(("attach_per_endpoint_ms", median(&attaches) / n as f64, "ms"));
+    figures.push(("detach_median_ms", median(&detaches), "ms"));
+    figures.push(("detach_p90_ms", percentile(&detaches, 90.0), "ms"));
+    figures.push((
+        "detach_max_ms",
+        detaches.last().copied().unwrap_or(0.0),
+        "ms",
+    ));
+    figures.push(("rss_start_mib", start_rss, "MiB"));
+    if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
+        figures.push(("rss_attached_first_mib", first.0, "MiB"));
+        figures.push(("rss_attached_last_mib", last.0, "MiB"));
+        figures.push(("rss_detached_first_mib", first.1, "MiB"));
+        figures.push(("rss_detached_last_mib", last.1, "MiB"));
+        figures.push(("rss_attached_last_over_first", last.0 / first.0, "x"));
+        figures.push(("rss_detached_last_over_first", last.1 / first.1, "x"));
+    }
+
+    // system reset of all of them.
+    attach_all(&s, kind)?;
+    let reset = api_ok(&s.api, "POST", "/v1/system/reset", None)?;
+    figures.push(("reset_ms", reset, "ms"));
+    let left = leftovers(&s);
+    if left > 0 {
+        notes.push(format!("{left} interface(s) left right after system reset"));
+    }
+    api_ok(
+        &s.api,
+        "POST",
+        "/v1/networks",
+        Some(&json!({"name": NETWORK, "subnet": SUBNET})),
+    )?;
+
+    // SIGTERM with all of them attached.
+    attach_all(&s, kind)?;
+    let t0 = Instant::now();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = t0 + Duration::from_secs(60);
+    let status = loop {
+        if let Ok(Some(st)) = s.daemon.try_wait() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    let took = t0.elapsed().as_secs_f64() * 1000.0;
+    match status {
+        Some(st) if st.success() => figures.push(("sigterm_ms", took, "ms")),
+        Some(st) => return Err(format!("the daemon exited with {st} on SIGTERM")),
+        None => return Err("the daemon did not exit within 60 s of SIGTERM".into()),
+    }
+    let left = leftovers(&s);
+    if left > 0 {
+        notes.push(format!("{left} interface(s) left after the daemon exited"));
+    }
+    s.ns.delete_all();
+    Ok(KindResult {
+        figures,
+        rss,
+        notes,
+    })
+}
+
+fn run_bench(opts: &Opts) -> i32 {
+    if !can_make_namespaces() {
+        return 1;
+    }
+    let Some(scratch) = scratch_dir(NS_PREFIX, TMP_PREFIX) else {
+        return 1;
+    };
+    let bin = match locate_or_build_netyard() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("# error: {e}");
+            return 1;
+        }
+    };
+    let n = opts.endpoints;
+    println!(
+        "# scale bench: {n} endpoints on one network of an --ephemeral daemon; {} round(s) of \
+         attach all + detach all, then system reset of {n}, then SIGTERM with {n}",
+        opts.rounds
+    );
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    for &kind in &opts.kinds {
+        if interrupted() {
+            break;
+        }
+        let scenario = format!("netyard-{}", kind.arg());
+        match one_kind(&bin, &scratch.0, kind, opts) {
+            Ok(r) => {
+                for (i, (a, d)) in r.rss.iter().enumerate() {
+                    println!(
+                        "{scenario:<13} rss_round_{:<2}              {a:>8.1} MiB attached  {d:>8.1} MiB after detaching all",
+                        i + 1
+                    );
+                }
+                for (metric, value, unit) in &r.figures {
+                    println!("{scenario:<13} {metric:<28} {value:>9.2} {unit}");
+                    results.push(json!({"scenario": scenario, "metric": metric, "value": value, "unit": unit}));
+                }
+                let get = |m: &str| r.figures.iter().find(|f| f.0 == m).map(|f| f.1);
+                for (m, target, what) in [
+                    (
+                        "sigterm_ms",
+                        TEARDOWN_TARGET_MS,
+                        "the issue's 2 s for a SIGTERM",
+                    ),
+                    (
+                        "reset_ms",
+                        TEARDOWN_TARGET_MS,
+                        "the issue's 2 s for a reset",
+                    ),
+                    (
+                        "detach_median_ms",
+                        DETACH_TARGET_MS,
+                        "the issue's 10 ms per detach",
+                    ),
+                    (
+                        "rss_detached_last_over_first",
+                        RSS_TARGET_RATIO,
+                        "the issue's 1.10 (last round's RSS within 10% of the first's)",
+                    ),
+                ] {
+                    if let Some(v) = get(m) {
+                        println!("{scenario:<13} {m:<28} {:>9.2}x {what}", v / target);
+                    }
+                }
+                for note in r.notes {
+                    println!("# {scenario}: {note}");
+                    notes.push(format!("{scenario}: {note}"));
+                }
+                results.push(json!({"scenario": scenario, "metric": "rss_rounds_mib",
+                    "attached": r.rss.iter().map(|x| x.0).collect::<Vec<_>>(),
+                    "detached": r.rss.iter().map(|x| x.1).collect::<Vec<_>>()}));
+            }
+            Err(e) => {
+                println!("# error: {scenario}: {e}");
+                if !interrupted() {
+                    errors.push(format!("{scenario}: {e}"));
+                }
+            }
+        }
+    }
+    let doc = json!({
+        "bench": "scale",
+        "kernel": kernel_release(),
+        "cpus": thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "options": {"endpoints": n, "rounds": opts.rounds,
+                    "kinds": opts.kinds.iter().map(|k| k.arg()).collect::<Vec<_>>()},
+        "results": results,
+        "notes": notes,
+        "errors": errors,
+    });
+    finish(opts.base.json.as_deref(), &doc, !errors.is_empty())
+}
