@@ -59,25 +59,13 @@ fn endpoint_ip(i: usize) -> Ipv4Addr {
 // ---------------------------------------------------------------------------------------------
 // Options.
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Tap,
-    Veth,
-}
+use common::EndpointKind as Kind;
 
-impl Kind {
-    fn arg(self) -> &'static str {
-        match self {
-            Kind::Tap => "tap",
-            Kind::Veth => "veth",
-        }
-    }
-
-    fn scenario(self) -> &'static str {
-        match self {
-            Kind::Tap => "netyard-tap",
-            Kind::Veth => "netyard-veth",
-        }
+/// The bench's scenario name for a kind of endpoint.
+fn scenario(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tap => "netyard-tap",
+        Kind::Veth => "netyard-veth",
     }
 }
 
@@ -101,19 +89,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--endpoints" => endpoints = it.positive(flag)?,
             "--runs" => runs = it.positive(flag)?,
             "--timeout" => timeout = it.positive(flag)?,
-            "--kind" => {
-                kinds = Vec::new();
-                for k in it.value(flag)?.split(',') {
-                    let k = match k.trim() {
-                        "tap" => Kind::Tap,
-                        "veth" => Kind::Veth,
-                        other => return Err(format!("unknown kind {other:?} (tap, veth)")),
-                    };
-                    if !kinds.contains(&k) {
-                        kinds.push(k);
-                    }
-                }
-            }
+            "--kind" => kinds = Kind::parse_list(&it.value(flag)?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -894,17 +870,17 @@ fn run_bench(opts: &Opts) -> i32 {
     each_run(
         opts.runs,
         &opts.kinds,
-        |k| format!("{} with {n} endpoints", k.scenario()),
+        |k| format!("{} with {n} endpoints", scenario(k)),
         |kind, run, t0| match one_run(&ctx, kind, run) {
             Ok(r) => {
-                print_summary(kind.scenario(), t0, &r.figures);
-                common::keep_notes(kind.scenario(), run, r.notes, &mut notes);
+                print_summary(scenario(kind), t0, &r.figures);
+                common::keep_notes(scenario(kind), run, r.notes, &mut notes);
                 samples.extend(r.figures.into_iter().map(|(m, v)| (kind, m, v)));
             }
             Err(e) => {
-                eprintln!("  {}: {e}", kind.scenario());
+                eprintln!("  {}: {e}", scenario(kind));
                 if !interrupted() {
-                    errors.push(format!("{} run {run}: {e}", kind.scenario()));
+                    errors.push(format!("{} run {run}: {e}", scenario(kind)));
                 }
             }
         },
@@ -919,11 +895,11 @@ fn run_bench(opts: &Opts) -> i32 {
             let runs: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
             println!(
                 "{:<14} {metric:<28} {med:>9.1} {unit}  (runs: {})",
-                kind.scenario(),
+                scenario(kind),
                 runs.join(" ")
             );
             results.push(json!({
-                "scenario": kind.scenario(), "kind": kind.arg(), "metric": metric,
+                "scenario": scenario(kind), "kind": kind.arg(), "metric": metric,
                 "value": med, "unit": unit, "lower_is_better": true, "samples": v,
             }));
         }
@@ -932,7 +908,7 @@ fn run_bench(opts: &Opts) -> i32 {
                 println!(
                     "{:<14} {:<28} {:>9.2}x the issue's 1 s (\"the new daemon forwards again \
                      within about 1 s of its start\")",
-                    kind.scenario(),
+                    scenario(kind),
                     format!("forwarding_ms{suffix} / 1 s"),
                     med / TARGET_MS
                 );

@@ -45,20 +45,7 @@ const RSS_TARGET_RATIO: f64 = 1.10;
 /// end, before the RSS after a round's detaches is read.
 const SETTLE: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Tap,
-    Veth,
-}
-
-impl Kind {
-    fn arg(self) -> &'static str {
-        match self {
-            Kind::Tap => "tap",
-            Kind::Veth => "veth",
-        }
-    }
-}
+use common::EndpointKind as Kind;
 
 struct Opts {
     base: BaseOpts,
@@ -77,19 +64,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         match flag {
             "--endpoints" => endpoints = it.positive(flag)?,
             "--rounds" => rounds = it.positive(flag)?,
-            "--kind" => {
-                kinds = Vec::new();
-                for k in it.value(flag)?.split(',') {
-                    let k = match k.trim() {
-                        "tap" => Kind::Tap,
-                        "veth" => Kind::Veth,
-                        other => return Err(format!("unknown kind {other:?} (tap, veth)")),
-                    };
-                    if !kinds.contains(&k) {
-                        kinds.push(k);
-                    }
-                }
-            }
+            "--kind" => kinds = Kind::parse_list(&it.value(flag)?)?,
             _ => return Ok(false),
         }
         Ok(true)

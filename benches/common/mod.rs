@@ -1403,3 +1403,36 @@ pub fn finish(json: Option<&Path>, doc: &Value, failed: bool) -> i32 {
     }
     exit_status(failed)
 }
+
+/// The port kind a bench attaches endpoints as (`attach --kind`), shared by the scale and
+/// restart benches.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EndpointKind {
+    Tap,
+    Veth,
+}
+
+impl EndpointKind {
+    pub fn arg(self) -> &'static str {
+        match self {
+            EndpointKind::Tap => "tap",
+            EndpointKind::Veth => "veth",
+        }
+    }
+
+    /// `--kind tap,veth`: a comma list, each kind once, in the order given.
+    pub fn parse_list(value: &str) -> Result<Vec<EndpointKind>, String> {
+        let mut kinds = Vec::new();
+        for k in value.split(',') {
+            let k = match k.trim() {
+                "tap" => EndpointKind::Tap,
+                "veth" => EndpointKind::Veth,
+                other => return Err(format!("unknown kind {other:?} (tap, veth)")),
+            };
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        Ok(kinds)
+    }
+}
