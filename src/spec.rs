@@ -59,6 +59,12 @@ pub struct NetworkSpec {
     /// Endpoint ports accept only their own MAC and addresses (trusted endpoints aside).
     #[serde(default = "yes")]
     pub port_security: bool,
+    /// Inter-container communication (Docker's `enable_icc`): false isolates the endpoint
+    /// ports and the VXLAN tunnel from each other, so endpoints reach only the gateway.
+    /// Written only when false, so a state file without isolation stays readable by a daemon
+    /// that predates the field.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub icc: bool,
     pub max_flows_per_endpoint: u32,
     pub max_flows: u32,
     /// MAC ageing, seconds.
@@ -87,6 +93,10 @@ pub struct AddrMapSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// How many detached endpoints' addresses a network remembers.

@@ -386,6 +386,7 @@ impl Daemon {
         }
         let sp = live.switch.add_port(spec.name.clone(), dev.port);
         sp.set_security(spec.port_security(net));
+        live.switch.isolate(&sp, !net.icc);
         let task = match driver::spawn_port(live.switch.clone(), sp.clone()) {
             Ok(t) => t,
             Err(e) => {
@@ -576,6 +577,7 @@ impl Daemon {
         let sp = net.live.switch.add_port(spec.name.clone(), dev.port);
         // Checked from the very first frame: set before the driver starts.
         sp.set_security(spec.port_security(&net.spec));
+        net.live.switch.isolate(&sp, !net.spec.icc);
         let task = match driver::spawn_port(net.live.switch.clone(), sp.clone()) {
             Ok(t) => t,
             Err(e) => {
@@ -1509,6 +1511,7 @@ impl Network {
                 .collect(),
             container_resolver: s.container_resolver,
             port_security: s.port_security,
+            icc: s.icc,
             max_flows_per_endpoint: s.max_flows_per_endpoint,
             max_flows: s.max_flows,
             aging: s.aging,

@@ -45,6 +45,11 @@ pub struct NetworkCreate {
     /// (default true); `--trusted` endpoints are exempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_security: Option<bool>,
+    /// Inter-container communication (default true; Docker's
+    /// `com.docker.network.bridge.enable_icc`): false lets endpoints exchange frames only with
+    /// the gateway (egress, DNS, published ports), never with each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icc: Option<bool>,
     /// Most live egress flows one endpoint may have (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_flows_per_endpoint: Option<u32>,
@@ -119,6 +124,9 @@ pub struct NetworkInfo {
     /// Port security on the network's endpoint ports.
     #[serde(default)]
     pub port_security: bool,
+    /// Inter-container communication: false when endpoints reach only the gateway.
+    #[serde(default = "yes")]
+    pub icc: bool,
     #[serde(default)]
     pub max_flows_per_endpoint: u32,
     #[serde(default)]

@@ -251,6 +251,11 @@ pub enum NetworkCommand {
         /// true]; `--port-security=false` turns it off for the whole network.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         port_security: Option<bool>,
+        /// Inter-container communication [default: true]; `--icc=false` lets the network's
+        /// endpoints reach only the gateway (egress, DNS, published ports), never each other
+        /// (Docker's com.docker.network.bridge.enable_icc).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        icc: Option<bool>,
         /// Most live egress flows per endpoint [default: 512].
         #[arg(long, value_name = "N")]
         max_flows_per_endpoint: Option<u32>,

@@ -183,6 +183,9 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     if req.port_security.is_some_and(|p| p != saved.port_security) {
         d.push("port_security");
     }
+    if req.icc.is_some_and(|i| i != saved.icc) {
+        d.push("icc");
+    }
     if req.aging.is_some_and(|a| a != saved.aging) {
         d.push("aging");
     }

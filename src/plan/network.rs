@@ -164,6 +164,7 @@ pub fn plan_network<'a>(
         maps,
         container_resolver: req.container_resolver.unwrap_or(true),
         port_security: req.port_security.unwrap_or(true),
+        icc: req.icc.unwrap_or(true),
         max_flows_per_endpoint,
         max_flows,
         aging,

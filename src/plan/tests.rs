@@ -56,6 +56,7 @@ fn a_network_gets_every_default_resolved() {
             maps: vec![],
             container_resolver: true,
             port_security: true,
+            icc: true,
             max_flows_per_endpoint: 512,
             max_flows: 16384,
             aging: DEFAULT_AGING_SECS,
@@ -100,6 +101,27 @@ fn extra_gateway_addresses_and_maps_are_kept_as_given() {
     o.remove("port_security");
     let back: NetworkSpec = serde_json::from_value(old).expect("old spec");
     assert!(back.gateway_extra.is_empty() && back.maps.is_empty());
+}
+
+#[test]
+fn icc_false_is_kept_and_only_written_when_false() {
+    let mut r = net_req("iso");
+    r.subnet = Some("10.1.0.0/24".into());
+    r.icc = Some(false);
+    let n = plan(&r, &[]).expect("plan");
+    assert!(!n.icc);
+    let json = serde_json::to_value(&n).expect("json");
+    assert_eq!(json["icc"], false);
+    let back: NetworkSpec = serde_json::from_value(json).expect("back");
+    assert_eq!(back, n);
+    // With isolation off (the default) the field is left out, so a state file a daemon
+    // without the field wrote loads as icc=true and an older daemon can read ours.
+    let old = serde_json::to_value(lab()).expect("json");
+    assert!(old.get("icc").is_none());
+    let back: NetworkSpec = serde_json::from_value(old).expect("old spec");
+    assert!(back.icc);
+    r.icc = Some(true);
+    assert_eq!(network_differs(&r, &n), vec!["icc"]);
 }
 
 #[test]

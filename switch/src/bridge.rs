@@ -4,7 +4,7 @@
 //! policy, frame bytes, now) over the MAC table, returning a [`Verdict`]. It does no I/O; the
 //! driver acts on the verdict.
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -61,6 +61,9 @@ pub enum Verdict {
     Forward(PortId),
     /// Send to every port of the switch except the ingress one.
     Flood,
+    /// Send to every port that is not isolated (a broadcast from an endpoint of a network
+    /// without inter-container communication: it reaches the gateway only).
+    FloodOpen,
     /// Drop, counting the reason on the ingress port.
     Drop(DropReason),
 }
@@ -77,6 +80,10 @@ pub struct SwitchPort {
     /// port sends. Swapped whole, read with one atomic load per frame, so the policy can change
     /// while the port forwards.
     security: ArcSwapOption<PortSecurity>,
+    /// An isolated port exchanges frames only with ports that are not (the gateway), as the
+    /// kernel bridge's `isolated` port flag: how `icc=false` keeps endpoints apart. Set with
+    /// [`Switch::isolate`].
+    isolated: AtomicBool,
     /// The last kernel totals seen (see [`SwitchPort::sync_kernel_drops`]); the mutex orders
     /// concurrent readers, off the fast path.
     kernel: Mutex<KernelAccumulator>,
@@ -110,6 +117,11 @@ impl SwitchPort {
         self.security.load_full()
     }
 
+    /// Is the port isolated (see [`Switch::isolate`])?
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Relaxed)
+    }
+
     /// The policy as the forwarding path reads it: an atomic load, no lock, no allocation.
     pub(crate) fn security_guard(&self) -> arc_swap::Guard<Option<Arc<PortSecurity>>> {
         self.security.load()
@@ -137,6 +149,9 @@ pub struct Switch {
     ports_writer: Mutex<()>,
     next_id: AtomicU32,
     epoch: Instant,
+    /// Has any port ever been isolated? Switches without isolation (the common case) then pay
+    /// one relaxed load per frame for it, not a port lookup.
+    isolating: AtomicBool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -158,6 +173,7 @@ impl Switch {
             ports_writer: Mutex::new(()),
             next_id: AtomicU32::new(1),
             epoch: Instant::now(),
+            isolating: AtomicBool::new(false),
         })
     }
 
@@ -189,6 +205,7 @@ impl Switch {
             counters: PortCounters::default(),
             capture: CaptureSlot::default(),
             security: ArcSwapOption::empty(),
+            isolated: AtomicBool::new(false),
             kernel: Mutex::new(KernelAccumulator::default()),
         });
         // The kernel's totals as the port joins are its baseline: what a persistent TAP
@@ -200,6 +217,25 @@ impl Switch {
         next.push(sp.clone());
         self.ports.store(Arc::new(next));
         sp
+    }
+
+    /// Isolates `port` (or lifts it): frames between two isolated ports are dropped as
+    /// [`DropReason::IccBlocked`] and an isolated port's floods reach only the ports that are
+    /// not isolated. Set it before the port's driver starts to cover the first frame.
+    pub fn isolate(&self, port: &SwitchPort, on: bool) {
+        if on {
+            self.isolating.store(true, Relaxed);
+        }
+        port.isolated.store(on, Relaxed);
+    }
+
+    /// Is the port with this id isolated? (A port that left the switch is not.)
+    fn isolated_id(&self, id: PortId) -> bool {
+        self.ports
+            .load()
+            .iter()
+            .find(|p| p.id == id)
+            .is_some_and(|p| p.is_isolated())
     }
 
     /// Removes a port and forgets its MACs. Returns it so the caller can stop its driver.
@@ -260,13 +296,22 @@ impl Switch {
             }
         }
         let learned = self.fdb.learn(src, ingress, now);
+        // Learning still happens for an isolated port: the MAC does live there, and the
+        // gateway's replies must find it.
+        let isolated = self.isolating.load(Relaxed) && self.isolated_id(ingress);
+        let flood = if isolated {
+            Verdict::FloodOpen
+        } else {
+            Verdict::Flood
+        };
         if dst.is_multicast() {
-            return (Verdict::Flood, Some(learned));
+            return (flood, Some(learned));
         }
         let v = match self.fdb.lookup(&dst, now) {
             Some(p) if p == ingress => Verdict::Drop(DropReason::SamePort),
+            Some(p) if isolated && self.isolated_id(p) => Verdict::Drop(DropReason::IccBlocked),
             Some(p) => Verdict::Forward(p),
-            None => Verdict::Flood,
+            None => flood,
         };
         (v, Some(learned))
     }
@@ -567,6 +612,88 @@ mod tests {
             Verdict::Drop(DropReason::MulticastSource)
         );
         assert_eq!(drop(&frame(B, A, 1501)), Verdict::Drop(DropReason::OverMtu));
+    }
+
+    const GW: [u8; 6] = [2, 0x42, 10, 0, 0, 1];
+
+    /// A switch of an `icc=false` network: the gateway port and two isolated endpoint ports.
+    fn isolated() -> (Arc<Switch>, PortId, PortId, PortId) {
+        let s = Switch::new("t", SwitchConfig::default());
+        let gw = s.add_port("gateway", Box::new(NullPort)).id;
+        for name in ["a", "b"] {
+            let p = s.add_port(name, Box::new(NullPort));
+            s.isolate(&p, true);
+        }
+        let ports = s.ports();
+        (s.clone(), gw, ports[1].id, ports[2].id)
+    }
+
+    #[test]
+    fn an_isolated_endpoints_frame_for_another_endpoint_is_dropped_as_icc_blocked() {
+        let (s, _, a, b) = isolated();
+        s.fdb.learn(MacAddr(B), b, 0);
+        let f = frame(B, A, 46);
+        forward(&s, a, &f, 1);
+        let mut want = dropped(1, f.len(), "icc_blocked");
+        want.learned = 1;
+        assert_eq!(stats(&s, a), want);
+        assert_eq!(stats(&s, b).tx_packets, 0, "nothing reached B");
+        // A was still learned on its port: the gateway's replies find it.
+        assert_eq!(s.fdb.lookup(&MacAddr(A), 1), Some(a));
+        assert_eq!(
+            s.decide(a, None, &f, 2).0,
+            Verdict::Drop(DropReason::IccBlocked)
+        );
+    }
+
+    #[test]
+    fn isolated_endpoints_and_the_gateway_reach_each_other() {
+        let (s, gw, a, _) = isolated();
+        assert_eq!(s.decide(gw, None, &frame(A, GW, 46), 0).0, Verdict::Flood);
+        assert_eq!(
+            s.decide(a, None, &frame(GW, A, 46), 1).0,
+            Verdict::Forward(gw)
+        );
+        assert_eq!(
+            s.decide(gw, None, &frame(A, GW, 46), 2).0,
+            Verdict::Forward(a)
+        );
+    }
+
+    #[test]
+    fn an_isolated_endpoints_broadcast_and_unknown_unicast_reach_the_gateway_only() {
+        let (s, gw, a, b) = isolated();
+        let arp = frame(BCAST, A, 28);
+        assert_eq!(s.decide(a, None, &arp, 0).0, Verdict::FloodOpen);
+        forward(&s, a, &arp, 0);
+        assert_eq!(stats(&s, gw).tx_packets, 1);
+        assert_eq!(stats(&s, b).tx_packets, 0);
+        assert_eq!(
+            stats(&s, a).drops_total,
+            0,
+            "a flood that reached the gateway is no drop"
+        );
+        let unknown = frame([2, 0, 0, 0, 0, 0x77], A, 46);
+        assert_eq!(s.decide(a, None, &unknown, 1).0, Verdict::FloodOpen);
+        // The gateway's own broadcast still reaches every endpoint.
+        forward(&s, gw, &frame(BCAST, GW, 28), 2);
+        assert_eq!(stats(&s, a).tx_packets, 1);
+        assert_eq!(stats(&s, b).tx_packets, 1);
+    }
+
+    #[test]
+    fn lifting_isolation_lets_endpoints_talk_again() {
+        let (s, _, a, b) = isolated();
+        s.fdb.learn(MacAddr(B), b, 0);
+        let ports = s.ports();
+        for p in ports.iter() {
+            s.isolate(p, false);
+        }
+        assert_eq!(
+            s.decide(a, None, &frame(B, A, 46), 1).0,
+            Verdict::Forward(b)
+        );
+        assert_eq!(s.decide(a, None, &frame(BCAST, A, 46), 1).0, Verdict::Flood);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum DropReason {
     OverMtu,
     /// The destination was learned on the ingress port itself: it never goes back out.
     SamePort,
+    /// Inter-container communication is off on the network (`icc=false`): a frame from one
+    /// isolated port (an endpoint, the VXLAN tunnel) for another. Only the gateway may talk to
+    /// them.
+    IccBlocked,
     /// The device reported a frame larger than the receive buffer.
     RxTruncated,
     /// The device's read failed with an error other than EAGAIN.
@@ -70,13 +74,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
         DropReason::ZeroSource,
         DropReason::OverMtu,
         DropReason::SamePort,
+        DropReason::IccBlocked,
         DropReason::RxTruncated,
         DropReason::RxError,
         DropReason::TxQueueFull,
@@ -107,6 +112,7 @@ impl DropReason {
             DropReason::ZeroSource => "zero_source",
             DropReason::OverMtu => "over_mtu",
             DropReason::SamePort => "same_port",
+            DropReason::IccBlocked => "icc_blocked",
             DropReason::RxTruncated => "rx_truncated",
             DropReason::RxError => "rx_error",
             DropReason::TxQueueFull => "tx_queue_full",

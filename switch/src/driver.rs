@@ -200,6 +200,19 @@ pub fn forward(
                 transmit(egress, frame, scratch);
             }
         }
+        Verdict::FloodOpen => {
+            count_gso(ingress, frame);
+            ingress
+                .counters
+                .flooded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for egress in ports
+                .iter()
+                .filter(|p| p.id != ingress.id && !p.is_isolated())
+            {
+                transmit(egress, frame, scratch);
+            }
+        }
     }
 }
 

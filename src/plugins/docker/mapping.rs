@@ -72,6 +72,7 @@ pub const DRIVER_OPTIONS: &[&str] = &[
     "com.docker.network.driver.mtu",
     "netyard.host_loopback",
     "netyard.port_security",
+    "com.docker.network.bridge.enable_icc",
     "netyard.max_flows",
     "netyard.max_flows_per_endpoint",
     "netyard.aging",
@@ -180,6 +181,8 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
             }
             "netyard.host_loopback" => out.host_loopback = boolean()?,
             "netyard.port_security" => out.port_security = Some(boolean()?),
+            // Docker's bridge driver option, honoured the same way by netyard's switch.
+            "com.docker.network.bridge.enable_icc" => out.icc = Some(boolean()?),
             "netyard.max_flows" => out.max_flows = Some(small(u64::from(u32::MAX))?),
             "netyard.max_flows_per_endpoint" => {
                 out.max_flows_per_endpoint = Some(small(u64::from(u32::MAX))?)
@@ -487,6 +490,25 @@ mod tests {
             json!({"com.docker.network.bridge.name": "x", "com.docker.network.driver.mtu": "9000"}),
         );
         assert_eq!(network_request(&r).unwrap().mtu, Some(9000));
+    }
+
+    #[test]
+    fn dockers_enable_icc_option_turns_isolation_on() {
+        let mut r = create_network();
+        r.options.insert(
+            GENERIC.into(),
+            json!({"com.docker.network.bridge.enable_icc": "false"}),
+        );
+        assert_eq!(network_request(&r).unwrap().icc, Some(false));
+        r.options.insert(
+            GENERIC.into(),
+            json!({"com.docker.network.bridge.enable_icc": "maybe"}),
+        );
+        let e = network_request(&r).expect_err("maybe");
+        assert_eq!(
+            e.field,
+            "Options.com.docker.network.generic.com.docker.network.bridge.enable_icc"
+        );
     }
 
     #[test]

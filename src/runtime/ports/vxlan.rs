@@ -85,6 +85,9 @@ impl PortKind for Vxlan {
             );
         }
         let sp = switch.add_port(Self::NAME, Box::new(port));
+        // icc=false holds across hosts too: the tunnel is isolated like an endpoint, so local
+        // endpoints reach no remote one and remote ones reach only this host's gateway.
+        switch.isolate(&sp, !p.icc);
         let task = match driver::spawn_port(switch.clone(), sp.clone()) {
             Ok(t) => t,
             Err(e) => {
