@@ -431,6 +431,11 @@ fn run_bench(opts: &Opts) -> i32 {
                         RSS_TARGET_RATIO,
                         "the issue's 1.10 (last round's RSS within 10% of the first's)",
                     ),
+                    (
+                        "rss_attached_last_over_first",
+                        RSS_TARGET_RATIO,
+                        "the issue's 1.10, with all N attached",
+                    ),
                 ] {
                     if let Some(v) = get(m) {
                         println!("{scenario:<13} {m:<28} {:>9.2}x {what}", v / target);

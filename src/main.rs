@@ -23,14 +23,25 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// compile-time default (`MI_DEFAULT_ARENA_EAGER_COMMIT=0` in .cargo/config.toml: the first
 /// arena exists before `main`); the purge delay is set here, to purge at once: the daemon
 /// allocates little on its data path.
+///
+/// `page_max_reclaim` 0: a thread that frees into a page another (since idle or exited) thread
+/// abandoned no longer adopts it while it already owns pages of that size class. With the
+/// default (adopt always), what stayed resident after detaching 500 endpoints depended on
+/// which thread happened to adopt which half-empty page: 25 to 45 MiB from one round to the
+/// next (scale bench, 10 rounds). Not adopting lets the abandoned page empty and be purged:
+/// 20.7 then 21-22.7 MiB every round (benches/README.md). The attach and teardown bursts run
+/// on tokio's blocking threads, which is where the abandoned pages come from.
 fn tune_allocator() {
-    // The option's number in libmimalloc-sys 0.1.49's mimalloc v3 (include/mimalloc.h,
-    // `mi_option_e`), which the crate does not name; the version is pinned in Cargo.toml.
+    // The options' numbers in libmimalloc-sys 0.1.49's mimalloc v3 (c_src/mimalloc/v3/include/
+    // mimalloc.h, `mi_option_e`), which the crate does not name; the version is pinned in
+    // Cargo.toml.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    const PAGE_MAX_RECLAIM: libmimalloc_sys::mi_option_t = 41;
     // SAFETY: mi_option_set only stores a number in mimalloc's option table (atomically); any
-    // value is valid for this option.
+    // value is valid for these options.
     unsafe {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(PAGE_MAX_RECLAIM, 0);
     }
 }
 
@@ -105,6 +116,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         builder.worker_threads(usize::from(*n));
     }
     let rt = builder
+        // Blocking threads serve bursts (attaching, entering namespaces, teardown): one
+        // idle for half a second exits, handing its allocator pages back (see
+        // tune_allocator) instead of holding them for tokio's default 10 s.
+        .thread_keep_alive(std::time::Duration::from_millis(500))
         .enable_all()
         .thread_name("netyard")
         .build()

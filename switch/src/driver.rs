@@ -80,7 +80,17 @@ pub fn spawn_ager(switch: Arc<Switch>) -> JoinHandle<()> {
 }
 
 async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRef>) {
-    let mut buf = vec![0u8; RX_BUF_LEN];
+    // Its own mapping: pages become resident only as frames fill them (sys::pagebuf says
+    // why); the allocator's zeroed memory if the kernel refuses a mapping.
+    let mut mapped = crate::sys::pagebuf::PageBuf::new(RX_BUF_LEN).ok();
+    let mut fallback = Vec::new();
+    let buf: &mut [u8] = match mapped.as_mut() {
+        Some(m) => m,
+        None => {
+            fallback.resize(RX_BUF_LEN, 0u8);
+            &mut fallback
+        }
+    };
     let mut scratch: Vec<u8> = Vec::with_capacity(RX_BUF_LEN);
     loop {
         let mut guard = match afd.ready(READY_INTEREST).await {
@@ -94,7 +104,7 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
         let ports = switch.ports();
         let mut handled = 0;
         while handled < BURST_BUDGET {
-            match port.port.recv(&mut buf) {
+            match port.port.recv(buf) {
                 Ok(len) => {
                     handled += 1;
                     if let Some(frame) = buf.get(..len) {

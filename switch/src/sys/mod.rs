@@ -9,6 +9,7 @@
 //! - [`vxlan`]: a VXLAN tunnel ([`VxlanPort`]): a UDP socket of the daemon's namespace that
 //!   carries the network's frames to and from remote VTEPs.
 //! - [`link`]: bringing an interface up with plain ioctls.
+//! - [`pagebuf`]: a port's receive buffer in its own anonymous mapping ([`PageBuf`](pagebuf::PageBuf)).
 //!
 //! # Frame contract
 //!
@@ -46,6 +47,7 @@ use std::io;
 pub mod link;
 pub mod mem;
 pub mod packet;
+pub mod pagebuf;
 pub mod tap;
 pub mod vxlan;
 
