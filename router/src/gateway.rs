@@ -1,7 +1,8 @@
 //! A network's gateway: a smoltcp interface behind a switch port.
 //!
-//! The switch sees an ordinary port (an in-memory socketpair port without offloads, so the
-//! switch segments any GSO frame for it). This task owns the other end: it feeds received
+//! The switch sees an ordinary port (in the daemon an in-process hand-off port taking TCP
+//! super-frames, [`crate::uplink`]; a socketpair port in tests). This task owns the other end:
+//! it feeds received
 //! frames to smoltcp, which answers ARP and ICMP echo for the gateway address by itself, and
 //! it serves DNS on the gateway's port 53 (UDP, and TCP with the 2-byte length framing) by
 //! handing each query to the [`DnsService`] on a task of its own, so a slow upstream never
@@ -29,7 +30,8 @@ use std::time::Instant;
 use std::net::SocketAddrV4;
 
 use netyard_switch::gso;
-use netyard_switch::sys::{AsyncMemPeer, MemPeer};
+use netyard_switch::sys::pagebuf::PageBuf;
+use netyard_switch::sys::MemPeer;
 use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -47,7 +49,7 @@ use crate::packet::{self, Subnet};
 use crate::publish::{PublishCmd, Publisher};
 use crate::sink::{FrameSink, VnetSink};
 use crate::tcp::relay::{Relay, RelayConfig};
-use crate::uplink::{Direct, Uplink};
+use crate::uplink::{SwitchLink, Uplink};
 
 /// Listening TCP sockets kept ready on port 53 (each serves one connection at a time).
 const TCP_POOL: usize = 8;
@@ -209,17 +211,15 @@ struct TcpConn {
     was_active: bool,
 }
 
-/// Starts the gateway task on `peer` (the switch holds the matching port); returns the task
-/// and the egress handle. With `direct`, frames the gateway sends are forwarded by the task
-/// itself (see [`crate::uplink`]). Must be called from within the daemon's runtime, in the namespace
-/// whose sockets egress should use.
+/// Starts the gateway task on `link` (the switch holds the matching port; see
+/// [`crate::uplink`]); returns the task and the egress handle. Must be called from within the
+/// daemon's runtime, in the namespace whose sockets egress should use.
 pub fn start(
     cfg: GatewayConfig,
-    peer: MemPeer,
+    link: SwitchLink,
     dns: Option<Arc<dyn DnsService>>,
-    direct: Option<Direct>,
 ) -> io::Result<GatewayHandle> {
-    let peer = Uplink::new(AsyncMemPeer::new(peer)?, direct);
+    let peer = Uplink::new(link)?;
     let (egress, handle) = Egress::new(EgressConfig {
         enabled: cfg.egress,
         subnet: Subnet {
@@ -262,7 +262,9 @@ pub fn start(
         scratch: Vec::new(),
         maps: cfg.effective_maps(),
     };
-    let task = tokio::spawn(run(cfg, peer, dns, engines, publish_rx, epoll));
+    // As long as the switch's receive buffers: in process, the two trade places.
+    let rx_buf = PageBuf::new(netyard_switch::driver::RX_BUF_LEN)?;
+    let task = tokio::spawn(run(cfg, peer, dns, engines, publish_rx, epoll, rx_buf));
     Ok(GatewayHandle {
         task,
         egress: handle,
@@ -276,7 +278,7 @@ pub fn spawn(
     peer: MemPeer,
     dns: Option<Arc<dyn DnsService>>,
 ) -> io::Result<JoinHandle<()>> {
-    Ok(start(cfg, peer, dns, None)?.task)
+    Ok(start(cfg, SwitchLink::Socket(peer), dns)?.task)
 }
 
 fn now(start: std::time::Instant) -> SInstant {
@@ -398,6 +400,7 @@ async fn run(
     mut eng: Engines,
     mut publish_rx: mpsc::UnboundedReceiver<PublishCmd>,
     epoll: Arc<AsyncFd<EpollFd>>,
+    mut rx_buf: PageBuf,
 ) {
     let start = std::time::Instant::now();
     let mut dev = QueueDevice {
@@ -454,7 +457,7 @@ async fn run(
     }
     let egress_epoll = eng.egress.epoll();
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(1024);
-    let mut rx_buf = vec![0u8; 65_536 + 64];
+
     let mut pending: Vec<Reply> = Vec::new();
 
     loop {

@@ -23,7 +23,8 @@ use crate::bridge::{Switch, SwitchPort, Verdict};
 use crate::counters::DropReason;
 use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
-use crate::port::VNET_HDR_LEN;
+use crate::port::{PortCaps, VNET_HDR_LEN};
+use crate::sys::pagebuf::PageBuf;
 use crate::sys::{FrameTruncated, PortDrop};
 use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
 
@@ -81,16 +82,13 @@ pub fn spawn_ager(switch: Arc<Switch>) -> JoinHandle<()> {
 
 async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRef>) {
     // Its own mapping: pages become resident only as frames fill them (sys::pagebuf says
-    // why); the allocator's zeroed memory if the kernel refuses a mapping.
-    let mut mapped = crate::sys::pagebuf::PageBuf::new(RX_BUF_LEN).ok();
+    // why); the allocator's zeroed memory if the kernel refuses a mapping (then a frame for
+    // an in-process port is copied, not handed over).
+    let mut mapped = PageBuf::new(RX_BUF_LEN).ok();
     let mut fallback = Vec::new();
-    let buf: &mut [u8] = match mapped.as_mut() {
-        Some(m) => m,
-        None => {
-            fallback.resize(RX_BUF_LEN, 0u8);
-            &mut fallback
-        }
-    };
+    if mapped.is_none() {
+        fallback.resize(RX_BUF_LEN, 0u8);
+    }
     let mut scratch: Vec<u8> = Vec::with_capacity(RX_BUF_LEN);
     loop {
         let mut guard = match afd.ready(READY_INTEREST).await {
@@ -104,11 +102,20 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
         let ports = switch.ports();
         let mut handled = 0;
         while handled < BURST_BUDGET {
-            match port.port.recv(buf) {
+            let received = match mapped.as_mut() {
+                Some(m) => port.port.recv(m),
+                None => port.port.recv(&mut fallback),
+            };
+            match received {
                 Ok(len) => {
                     handled += 1;
-                    if let Some(frame) = buf.get(..len) {
-                        forward(&switch, &ports, &port, frame, now, &mut scratch);
+                    match mapped.as_mut() {
+                        Some(m) => forward_buf(&switch, &ports, &port, m, len, now, &mut scratch),
+                        None => {
+                            if let Some(frame) = fallback.get(..len) {
+                                forward(&switch, &ports, &port, frame, now, &mut scratch);
+                            }
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -165,6 +172,38 @@ pub fn forward(
     now: u64,
     scratch: &mut Vec<u8>,
 ) {
+    let verdict = decide(switch, ingress, frame, now);
+    act(ports, ingress, frame, verdict, scratch);
+}
+
+/// [`forward`] for a frame in a buffer the caller owns (`buf[..len]`, the port task's
+/// receive buffer): a single egress port that takes buffers ([`Port::hand_off`], the
+/// gateway's in-process port) gets the buffer itself, and `buf` is replaced by an empty one.
+pub fn forward_buf(
+    switch: &Switch,
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    buf: &mut PageBuf,
+    len: usize,
+    now: u64,
+    scratch: &mut Vec<u8>,
+) {
+    let Some(frame) = buf.get(..len) else {
+        return;
+    };
+    match decide(switch, ingress, frame, now) {
+        Verdict::Forward(id) => {
+            count_gso(ingress, frame);
+            if let Some(egress) = Switch::port_in(ports, id) {
+                transmit_buf(egress, buf, len, scratch);
+            }
+        }
+        verdict => act(ports, ingress, frame, verdict, scratch),
+    }
+}
+
+/// The bridge's verdict on one frame, with the ingress port's counters and capture.
+fn decide(switch: &Switch, ingress: &SwitchPort, frame: &[u8], now: u64) -> Verdict {
     ingress
         .counters
         .rx(frame.len().saturating_sub(VNET_HDR_LEN));
@@ -192,6 +231,17 @@ pub fn forward(
         }
         _ => {}
     }
+    verdict
+}
+
+/// Carries out a verdict on a borrowed frame.
+fn act(
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    frame: &[u8],
+    verdict: Verdict,
+    scratch: &mut Vec<u8>,
+) {
     match verdict {
         Verdict::Drop(reason) => ingress.counters.drop(reason),
         Verdict::Forward(id) => {
@@ -236,6 +286,53 @@ fn count_gso(ingress: &SwitchPort, frame: &[u8]) {
     }
 }
 
+/// Whether `egress` cannot take the offload `hdr` asks for (the switch segments in software).
+fn needs_software(caps: PortCaps, hdr: &VnetHdrRepr) -> bool {
+    match hdr.gso_type {
+        GsoType::None => hdr.needs_csum && !caps.vnet_hdr,
+        GsoType::TcpV4 | GsoType::TcpV6 => !caps.gso_tcp,
+        GsoType::UdpL4 => !caps.gso_udp,
+        GsoType::Unknown(_) => true,
+    }
+}
+
+/// [`transmit`] of `buf[..len]`, handing the buffer itself to a port that takes buffers
+/// when the frame needs no software segmentation.
+fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, scratch: &mut Vec<u8>) {
+    let Some(frame) = buf.get(..len) else {
+        return;
+    };
+    let whole = VnetHdr::new_checked(frame)
+        .ok()
+        .and_then(|v| VnetHdrRepr::parse(&v).ok())
+        .is_some_and(|hdr| !needs_software(egress.port.caps(), &hdr));
+    if whole {
+        egress
+            .capture
+            .tx(frame.get(VNET_HDR_LEN..).unwrap_or_default());
+        match egress.port.hand_off(buf, len) {
+            Ok(true) => {
+                egress.counters.tx(len.saturating_sub(VNET_HDR_LEN));
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                egress.counters.drop(tx_reason(&e));
+                return;
+            }
+        }
+        // Not taken: the ordinary write, without counting the capture twice.
+        if let Some(frame) = buf.get(..len) {
+            match egress.port.send(frame) {
+                Ok(()) => egress.counters.tx(len.saturating_sub(VNET_HDR_LEN)),
+                Err(e) => egress.counters.drop(tx_reason(&e)),
+            }
+        }
+        return;
+    }
+    transmit(egress, frame, scratch);
+}
+
 /// Writes `frame` (vnet header + Ethernet) to `egress`, segmenting in software when the
 /// egress cannot take the offload the frame carries.
 pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
@@ -248,12 +345,7 @@ pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
         egress.counters.drop(DropReason::BadGso);
         return;
     };
-    let software = match hdr.gso_type {
-        GsoType::None => hdr.needs_csum && !caps.vnet_hdr,
-        GsoType::TcpV4 | GsoType::TcpV6 => !caps.gso_tcp,
-        GsoType::UdpL4 => !caps.gso_udp,
-        GsoType::Unknown(_) => true,
-    };
+    let software = needs_software(caps, &hdr);
     egress.capture.tx(&frame[VNET_HDR_LEN..]);
     if !software {
         match egress.port.send(frame) {

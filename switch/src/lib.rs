@@ -12,6 +12,8 @@
 //!   flow hash. No I/O.
 //! - [`port`]: the one `Port` trait every port kind implements; [`sys`] holds the kernel-backed
 //!   ones (TAP, AF_PACKET, VXLAN) and owns every `unsafe` call.
+//! - [`handoff`]: an in-process port whose frames are handed to a consumer in this process
+//!   (the router's gateway) as buffers, without a syscall or a copy.
 //! - [`driver`]: the tokio tasks that move bytes: drain a ready port until EAGAIN within a
 //!   budget, ask the bridge for a verdict, write to the egress port(s).
 //!
@@ -25,6 +27,7 @@ pub mod driver;
 pub mod fdb;
 pub mod fuzzing;
 pub mod gso;
+pub mod handoff;
 pub mod overlay;
 pub mod port;
 pub mod security;

@@ -45,6 +45,13 @@ pub trait Port: Send + Sync + 'static {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes one frame (vnet header + Ethernet frame).
     fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// Takes the frame in `buf[..len]` by taking the buffer itself and leaving an empty one
+    /// of the same length in its place (an in-process consumer, [`crate::handoff`]): no copy.
+    /// `Ok(false)` when this port does not take buffers (the default: use [`Port::send`]).
+    fn hand_off(&self, buf: &mut crate::sys::pagebuf::PageBuf, len: usize) -> io::Result<bool> {
+        let _ = (buf, len);
+        Ok(false)
+    }
     /// The device's capabilities.
     fn caps(&self) -> PortCaps;
     /// The fd the driver registers for read readiness. Owned by the port.

@@ -346,3 +346,54 @@ async fn a_forged_frame_from_a_secured_port_never_reaches_another_and_trusting_i
     assert_eq!(got, Some(ipv4_eth(A, C, B_IP)));
     assert_eq!(ports[2].counters.snapshot().drops_total, 3);
 }
+
+/// The gateway's in-process port: a unicast TCP super-frame from a port task reaches the
+/// consumer whole in the buffer the port task read it into (no copy), a broadcast is copied
+/// to it, and both are counted as any port's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_port_gets_unicast_frames_as_buffers_and_floods_as_copies() {
+    use netyard_switch::handoff::HandoffPort;
+    const G: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    let Rig { sw, ports, peers } = rig(&[OFFLOAD]);
+    let caps = PortCaps {
+        vnet_hdr: true,
+        gso_tcp: true,
+        gso_udp: false,
+    };
+    let (hp, rx) = HandoffPort::pair(caps, driver::RX_BUF_LEN);
+    let gw = sw.add_port("gw", Box::new(hp));
+    // The consumer's frames reach the switch as the gateway sends them (it learns G there).
+    let mut scratch = Vec::new();
+    let from_g = with_hdr(&eth(A, G, 46));
+    driver::forward(&sw, &sw.ports(), &gw, &from_g, sw.now_ms(), &mut scratch);
+    let peers = Arc::new(peers);
+    let p = peers.clone();
+    assert!(blocking(move || recv(&p[0])).await.is_some(), "G to A");
+
+    let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    let sf = tcp_super_frame(G, A, &payload, 1448);
+    let bcast = with_hdr(&eth(BCAST, A, 46));
+    let p = peers.clone();
+    let (sf2, b2) = (sf.clone(), bcast.clone());
+    blocking(move || {
+        p[0].send_raw(&sf2).unwrap();
+        p[0].send_raw(&b2).unwrap();
+    })
+    .await;
+    let mut buf = netyard_switch::sys::pagebuf::PageBuf::new(driver::RX_BUF_LEN).expect("map");
+    let got = async {
+        let n = rx.recv(&mut buf).await.expect("super-frame");
+        let first = buf[..n].to_vec();
+        let n = rx.recv(&mut buf).await.expect("broadcast");
+        (first, buf[..n].to_vec())
+    };
+    let (first, second) = tokio::time::timeout(Duration::from_secs(2), got)
+        .await
+        .expect("frames within 2 s");
+    assert_eq!(first, sf, "the super-frame whole, header included");
+    assert_eq!(second, bcast);
+    let c = settled(&gw, |c| c.tx_packets >= 2).await;
+    assert_eq!((c.tx_packets, c.tx_segmented, c.drops_total), (2, 0, 0));
+    assert_eq!(c.rx_packets, 1, "the frame the gateway sent");
+    assert_eq!(ports[0].counters.snapshot().flooded, 1);
+}

@@ -1050,7 +1050,7 @@ mod tests {
 
     use arc_swap::ArcSwap;
     use etherparse::{Icmpv4Slice, Ipv4Slice, PacketBuilder};
-    use netyard_switch::sys::{AsyncMemPeer, MemPort};
+    use netyard_switch::sys::MemPort;
     use netyard_switch::{Port, PortCaps};
 
     use crate::conntrack::FlowLimits;
@@ -1099,7 +1099,7 @@ mod tests {
             gso_udp: false,
         };
         let (port, peer) = MemPort::pair(caps).expect("socketpair");
-        let uplink = Uplink::new(AsyncMemPeer::new(peer).expect("peer"), None);
+        let uplink = Uplink::new(crate::uplink::SwitchLink::Socket(peer)).expect("peer");
         (relay, uplink, port, handle)
     }
 

@@ -1,5 +1,5 @@
 //! Network port kind `gateway`: the network's router (ARP, ICMP echo, DNS on port 53, egress,
-//! the TCP relay, published ports) on a task of its own behind an in-memory port of the
+//! the TCP relay, published ports) on a task of its own behind an in-process port of the
 //! switch. It lives in the daemon's process, so after a restart it is simply made again; what
 //! it held (relayed connections, UDP flows, published connections in flight) is gone, and the
 //! containers see a reset or an ICMP error for them, never a hang.
@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use netyard_router::conntrack::FlowLimits;
+use netyard_switch::handoff::HandoffPort;
 use netyard_switch::{driver, MacAddr, SwitchPort};
 use tokio::task::JoinHandle;
 
@@ -71,16 +72,11 @@ impl PortKind for Gateway {
             gso_tcp: true,
             gso_udp: false,
         };
-        let (port, peer) =
-            netyard_switch::sys::MemPort::pair(caps).map_err(io("creating the gateway port"))?;
+        // In process: the port tasks hand the gateway task their frames' buffers, and the
+        // gateway task forwards its own frames (netyard_router::uplink); no port task reads
+        // this port.
+        let (port, rx) = HandoffPort::pair(caps, driver::RX_BUF_LEN);
         let sp = switch.add_port(Self::NAME, Box::new(port));
-        let driver_task = match driver::spawn_port(switch.clone(), sp.clone()) {
-            Ok(t) => t,
-            Err(e) => {
-                switch.remove_port(sp.id);
-                return Err(io("starting the gateway port")(e));
-            }
-        };
         let svc: Arc<dyn netyard_router::gateway::DnsService> =
             Arc::new(dnsd::GatewayDns::new(cx.dns, &p.name, p.internal));
         let cfg = netyard_router::gateway::GatewayConfig {
@@ -106,10 +102,10 @@ impl PortKind for Gateway {
             switch: switch.clone(),
             port: sp.clone(),
         };
-        let gw = match netyard_router::gateway::start(cfg, peer, Some(svc), Some(direct)) {
+        let link = netyard_router::uplink::SwitchLink::InProcess { rx, direct };
+        let gw = match netyard_router::gateway::start(cfg, link, Some(svc)) {
             Ok(t) => t,
             Err(e) => {
-                driver_task.abort();
                 switch.remove_port(sp.id);
                 return Err(io("starting the gateway")(e));
             }
@@ -117,7 +113,7 @@ impl PortKind for Gateway {
         Ok(GatewayLive {
             mac,
             port: sp,
-            tasks: vec![driver_task, gw.task],
+            tasks: vec![gw.task],
             egress: gw.egress,
             publisher: gw.publisher,
         })
