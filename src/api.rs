@@ -231,6 +231,20 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}/fdb", get(fdb).post(fdb_add))
         .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
         .route("/v1/networks/{name}/capture", get(capture))
+        .route("/v1/links", get(links_all))
+        .route("/v1/networks/{name}/links", get(links_of))
+        .route(
+            "/v1/networks/{name}/links/{port}",
+            get(link_one).post(link_set).delete(link_reset),
+        )
+        .route(
+            "/v1/networks/{name}/links/{port}/down",
+            axum::routing::post(link_down),
+        )
+        .route(
+            "/v1/networks/{name}/links/{port}/up",
+            axum::routing::post(link_up),
+        )
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/stats", get(stats))
         .route("/v1/flows", get(flows))
@@ -388,6 +402,53 @@ async fn fdb_add(
 async fn fdb_del(State(d): D, Path((name, mac)): Path<(String, String)>) -> Res<serde_json::Value> {
     d.fdb_del(&name, &mac).await?;
     Ok(Json(serde_json::json!({"removed": mac})))
+}
+
+async fn links_all(State(d): D) -> Res<Vec<netyard_api::model::LinkInfo>> {
+    Ok(Json(d.links(None, None).await?))
+}
+
+async fn links_of(State(d): D, Path(name): Path<String>) -> Res<Vec<netyard_api::model::LinkInfo>> {
+    Ok(Json(d.links(Some(&name), None).await?))
+}
+
+async fn link_one(
+    State(d): D,
+    Path((name, port)): Path<(String, String)>,
+) -> Res<Vec<netyard_api::model::LinkInfo>> {
+    Ok(Json(d.links(Some(&name), Some(&port)).await?))
+}
+
+/// `POST .../links/{port}` with a [`netyard_api::model::LinkSettings`]: `link set`.
+async fn link_set(
+    State(d): D,
+    Path((name, port)): Path<(String, String)>,
+    body: Bytes,
+) -> Res<netyard_api::model::LinkInfo> {
+    let req: netyard_api::model::LinkSettings = parse_body(&body)?;
+    Ok(Json(d.link_set(&name, &port, &req).await?))
+}
+
+/// `DELETE .../links/{port}`: `link reset`.
+async fn link_reset(
+    State(d): D,
+    Path((name, port)): Path<(String, String)>,
+) -> Res<netyard_api::model::LinkInfo> {
+    Ok(Json(d.link_reset(&name, &port).await?))
+}
+
+async fn link_down(
+    State(d): D,
+    Path((name, port)): Path<(String, String)>,
+) -> Res<netyard_api::model::LinkInfo> {
+    Ok(Json(d.link_carrier(&name, &port, false).await?))
+}
+
+async fn link_up(
+    State(d): D,
+    Path((name, port)): Path<(String, String)>,
+) -> Res<netyard_api::model::LinkInfo> {
+    Ok(Json(d.link_carrier(&name, &port, true).await?))
 }
 
 async fn endpoints(State(d): D) -> Res<Vec<netyard_api::model::EndpointInfo>> {

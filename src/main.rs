@@ -196,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 (None, None) => anyhow::bail!("fdb: give a network"),
             },
             Command::Flows { json } => commands::flows(&c, json).await?,
+            Command::Link(l) => netyard_cli::link::run(&c, l).await?,
             Command::System(s) => commands::system(&c, s).await?,
             Command::Completions { shell } => {
                 netyard_cli::manual::completions(shell, &mut std::io::stdout());

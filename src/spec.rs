@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use netyard_switch::impair::LinkSpec;
 use netyard_switch::MacAddr;
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,10 @@ pub struct NetworkSpec {
     /// keeps its IP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<(String, Ipv4Addr)>,
+    /// Impairment and carrier of the network's own ports, by port name (`vxlan`; a router's
+    /// interface later): `link set NETWORK vxlan ...`. An endpoint's are in its own spec.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, LinkSpec>,
 }
 
 /// A destination map: egress to `guest` leaves to `host`.
@@ -203,6 +208,9 @@ pub struct EndpointSpec {
     /// Who attached it (a runtime plugin's key), as the request gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The link's impairment and carrier (`link set`, `link down`).
+    #[serde(default, skip_serializing_if = "LinkSpec::is_clear")]
+    pub link: LinkSpec,
 }
 
 impl EndpointSpec {

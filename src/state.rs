@@ -39,6 +39,10 @@ use crate::runtime::{EndpointLive, NetworkLive};
 use crate::spec::{EndpointSpec, NetworkSpec, PortKindName, SavedNetwork, StateSpec};
 use crate::store::Store;
 
+mod links;
+
+pub use links::{restore_link, VXLAN as VXLAN_LINK};
+
 struct Network {
     spec: NetworkSpec,
     live: NetworkLive,
@@ -387,6 +391,7 @@ impl Daemon {
         let sp = live.switch.add_port(spec.name.clone(), dev.port);
         sp.set_security(spec.port_security(net));
         live.switch.isolate(&sp, !net.icc);
+        links::restore_link(&live.switch, &sp, &spec.link, &spec.name);
         let task = match driver::spawn_port(live.switch.clone(), sp.clone()) {
             Ok(t) => t,
             Err(e) => {
@@ -685,6 +690,7 @@ impl Daemon {
             aliases: plan.aliases.clone(),
             published: Vec::new(),
             owner: plan.owner.clone(),
+            link: Default::default(),
         };
         let cx = EndpointCx {
             net,

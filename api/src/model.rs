@@ -357,3 +357,97 @@ pub struct ResetReport {
     pub networks_removed: usize,
     pub endpoints_removed: usize,
 }
+
+/// A link's impairment as users write it (tc's units: `20ms`, `1%`, `10mbit`): the body of
+/// `POST /v1/networks/{network}/links/{port}` (`link set`), and each direction of
+/// [`LinkInfo`] (where `direction` is absent and every value is in its canonical form, so a
+/// shown setting can be sent back as is). A set replaces the direction's whole impairment, as
+/// `tc qdisc replace ... netem` does: a value left out is off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSettings {
+    /// "out" (default: what the port sends, as netem on the endpoint's own interface), "in"
+    /// (what it receives) or "both".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Mean added delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Delay spread around the mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// "normal" (default, the jitter is the standard deviation) or "uniform".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<String>,
+    /// Independent loss per packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<String>,
+    /// Bursty loss (Gilbert model): "P_bad,P_good", the chances per packet of entering and of
+    /// leaving the state where every packet is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_burst: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<String>,
+    /// Share of packets sent at once while the others wait their delay (needs `delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reorder: Option<String>,
+    /// Wire rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Most packets the link holds (default 1000, netem's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Seed of the random draws, for a repeatable run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// What one direction of a link did since the daemon started.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct LinkWayCounters {
+    /// Packets held for a later send (delay, rate).
+    pub delayed: u64,
+    /// Dropped by the loss model.
+    pub loss: u64,
+    /// Dropped because the link held `limit` packets.
+    pub limit: u64,
+    /// Dropped with the carrier off.
+    pub down: u64,
+    /// Held when the settings changed, and dropped.
+    pub flushed: u64,
+    pub duplicated: u64,
+    pub corrupted: u64,
+    pub reordered: u64,
+    /// GSO super-frames cut into their packets (loss, duplicate or corrupt set).
+    pub segmented: u64,
+    /// Packets held now.
+    pub held: u64,
+}
+
+/// Both directions' counters.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkCounters {
+    pub out: LinkWayCounters,
+    #[serde(rename = "in")]
+    pub inbound: LinkWayCounters,
+}
+
+/// A link as `link show` reports it: a port of a network (an endpoint, or "vxlan").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub network: String,
+    /// The endpoint's name, or "vxlan" for the network's tunnel.
+    pub port: String,
+    /// "tap", "veth", "vxlan".
+    pub kind: String,
+    /// Carrier off (`link down`).
+    pub down: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<LinkSettings>,
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<LinkSettings>,
+    pub counters: LinkCounters,
+}

@@ -29,11 +29,11 @@ pub enum CliError {
     Usage(String),
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
     serde_json::from_value(v).map_err(|e| CliError::Decode(e.to_string()))
 }
 
-fn print_json(v: &impl serde::Serialize) {
+pub(crate) fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("netyard: cannot render JSON: {e}"),

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod link;
 pub mod manual;
 pub use netyard_api::model;
 pub mod nsexec;
@@ -81,6 +82,10 @@ pub enum Command {
     },
     /// Show a network's MAC table (`fdb NETWORK`), or change its static remote entries.
     Fdb(FdbArgs),
+    /// Link impairment and faults: netem's delay, jitter, loss, duplication, corruption,
+    /// reordering and rate per endpoint and direction, and carrier off/on, at runtime.
+    #[command(subcommand)]
+    Link(link::LinkCommand),
     /// Egress flows through each network's gateway (the connection tracker).
     Flows {
         #[arg(long)]

@@ -5,6 +5,7 @@
 
 mod config;
 mod endpoint;
+pub mod link;
 mod network;
 
 #[cfg(test)]

@@ -172,6 +172,7 @@ pub fn plan_network<'a>(
         vxlan: vxlan.map(|v| VxlanSpec { underlay_mtu, ..v }),
         static_fdb: Default::default(),
         released: Vec::new(),
+        links: Default::default(),
     })
 }
 

@@ -64,6 +64,7 @@ fn a_network_gets_every_default_resolved() {
             vxlan: None,
             static_fdb: Default::default(),
             released: vec![],
+            links: Default::default(),
         }
     );
 }
@@ -519,6 +520,7 @@ fn a_config_entry_differs_only_in_the_fields_it_sets() {
         aliases: vec!["web".into()],
         published: vec![],
         owner: None,
+        link: Default::default(),
     };
     let mut q = ep_req("c1");
     q.aliases = vec!["web".into()];
@@ -689,6 +691,7 @@ fn running_endpoint(name: &str, published: Vec<crate::ports::Mapping>) -> Endpoi
         aliases: vec![],
         published,
         owner: None,
+        link: Default::default(),
     }
 }
 

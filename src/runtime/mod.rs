@@ -75,6 +75,9 @@ impl NetworkLive {
                         // and MAC: pinning it to the local gateway port keeps the remote
                         // gateways' frames from moving it into the tunnel.
                         switch.fdb.add_static(gw.mac, gw.port.id);
+                        if let Some(link) = spec.links.get(crate::state::VXLAN_LINK) {
+                            crate::state::restore_link(&switch, &vx.port, link, "vxlan");
+                        }
                         Some(vx)
                     }
                     Err(e) => {

@@ -76,6 +76,9 @@ pub struct SwitchPort {
     pub counters: PortCounters,
     /// Packet capture tap (off unless someone is capturing).
     pub capture: CaptureSlot,
+    /// The link's carrier and impairment ([`crate::impair`]): one relaxed load per frame
+    /// when nothing is set.
+    pub link: crate::impair::link::LinkSlot,
     /// Port security: `None` (the gateway, VXLAN, trusted endpoints) forwards whatever the
     /// port sends. Swapped whole, read with one atomic load per frame, so the policy can change
     /// while the port forwards.
@@ -204,6 +207,7 @@ impl Switch {
             port,
             counters: PortCounters::default(),
             capture: CaptureSlot::default(),
+            link: Default::default(),
             security: ArcSwapOption::empty(),
             isolated: AtomicBool::new(false),
             kernel: Mutex::new(KernelAccumulator::default()),

@@ -71,10 +71,18 @@ pub enum DropReason {
     /// Kernel: datagrams the kernel dropped because a UDP socket's receive buffer was full
     /// (the socket's drop count, as SO_RXQ_OVFL reports it).
     UdpRcvbufFull,
+    /// Impairment: the link's loss model dropped it (`link set --loss/--loss-burst`).
+    ImpairLoss,
+    /// Impairment: the link already held `--limit` packets (delayed or waiting for the rate).
+    ImpairLimit,
+    /// Impairment: held by the link when its settings changed, and dropped with them.
+    ImpairFlushed,
+    /// The link's carrier is off (`link down`): dropped either way.
+    LinkDown,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -101,6 +109,10 @@ impl DropReason {
         DropReason::TapQueueFull,
         DropReason::TapRxDropped,
         DropReason::UdpRcvbufFull,
+        DropReason::ImpairLoss,
+        DropReason::ImpairLimit,
+        DropReason::ImpairFlushed,
+        DropReason::LinkDown,
     ];
 
     /// The name used in stats and the API.
@@ -132,6 +144,10 @@ impl DropReason {
             DropReason::TapQueueFull => "tap_queue_full",
             DropReason::TapRxDropped => "tap_rx_dropped",
             DropReason::UdpRcvbufFull => "udp_rcvbuf_full",
+            DropReason::ImpairLoss => "impair_loss",
+            DropReason::ImpairLimit => "impair_limit",
+            DropReason::ImpairFlushed => "impair_flushed",
+            DropReason::LinkDown => "link_down",
         }
     }
 

@@ -23,6 +23,7 @@ use crate::bridge::{Switch, SwitchPort, Verdict};
 use crate::counters::DropReason;
 use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
+use crate::impair;
 use crate::port::{PortCaps, VNET_HDR_LEN};
 use crate::sys::pagebuf::PageBuf;
 use crate::sys::{FrameTruncated, PortDrop};
@@ -172,6 +173,28 @@ pub fn forward(
     now: u64,
     scratch: &mut Vec<u8>,
 ) {
+    received(ingress, frame);
+    // The link's impairment of what the port sends acts before the switch sees the frame, as
+    // netem on the sender's own interface would; a held frame is decided when it leaves.
+    if ingress.link.hooks_out()
+        && impair::link::on_out(ingress, frame, &mut |f| {
+            forward_decided(switch, ports, ingress, f, now, scratch)
+        })
+    {
+        return;
+    }
+    forward_decided(switch, ports, ingress, frame, now, scratch);
+}
+
+/// [`forward`] once received and past the ingress link's impairment: decides and writes.
+pub(crate) fn forward_decided(
+    switch: &Switch,
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    frame: &[u8],
+    now: u64,
+    scratch: &mut Vec<u8>,
+) {
     let verdict = decide(switch, ingress, frame, now);
     act(ports, ingress, frame, verdict, scratch);
 }
@@ -191,6 +214,12 @@ pub fn forward_buf(
     let Some(frame) = buf.get(..len) else {
         return;
     };
+    if ingress.link.hooks_out() {
+        // An impaired or cut link: the borrowed path, which holds a copy if it must.
+        forward(switch, ports, ingress, frame, now, scratch);
+        return;
+    }
+    received(ingress, frame);
     match decide(switch, ingress, frame, now) {
         Verdict::Forward(id) => {
             count_gso(ingress, frame);
@@ -202,14 +231,18 @@ pub fn forward_buf(
     }
 }
 
-/// The bridge's verdict on one frame, with the ingress port's counters and capture.
-fn decide(switch: &Switch, ingress: &SwitchPort, frame: &[u8], now: u64) -> Verdict {
+/// Counts and captures a frame the port gave.
+fn received(ingress: &SwitchPort, frame: &[u8]) {
     ingress
         .counters
         .rx(frame.len().saturating_sub(VNET_HDR_LEN));
     ingress
         .capture
         .rx(frame.get(VNET_HDR_LEN..).unwrap_or_default());
+}
+
+/// The bridge's verdict on one frame, with the ingress port's learning counters.
+fn decide(switch: &Switch, ingress: &SwitchPort, frame: &[u8], now: u64) -> Verdict {
     let (verdict, learned) = {
         // Held for the decision only: a guard is cheap, but one per thread at a time is the
         // fast path.
@@ -302,6 +335,10 @@ fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, scratch: &mu
     let Some(frame) = buf.get(..len) else {
         return;
     };
+    if egress.link.hooks_in() {
+        transmit(egress, frame, scratch);
+        return;
+    }
     let whole = VnetHdr::new_checked(frame)
         .ok()
         .and_then(|v| VnetHdrRepr::parse(&v).ok())
@@ -334,8 +371,19 @@ fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, scratch: &mu
 }
 
 /// Writes `frame` (vnet header + Ethernet) to `egress`, segmenting in software when the
-/// egress cannot take the offload the frame carries.
+/// egress cannot take the offload the frame carries; the egress link's impairment of what it
+/// receives first.
 pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
+    if egress.link.hooks_in()
+        && impair::link::on_in(egress, frame, &mut |f| transmit_now(egress, f, scratch))
+    {
+        return;
+    }
+    transmit_now(egress, frame, scratch);
+}
+
+/// [`transmit`] after the egress link's impairment.
+pub(crate) fn transmit_now(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
     let caps = egress.port.caps();
     let Ok(view) = VnetHdr::new_checked(frame) else {
         egress.counters.drop(DropReason::BadGso);

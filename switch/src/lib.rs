@@ -10,6 +10,8 @@
 //!   the endpoint's ([`PortSecurity`]), which the bridge runs before learning.
 //! - [`overlay`]: the VXLAN tunnel's remote MAC table (MAC -> VTEP, with ageing), flood list and
 //!   flow hash. No I/O.
+//! - [`impair`]: link impairment (netem's delay, loss, rate..., carrier off) per port and
+//!   direction: a pure model, and the hooks and release task the driver uses.
 //! - [`port`]: the one `Port` trait every port kind implements; [`sys`] holds the kernel-backed
 //!   ones (TAP, AF_PACKET, VXLAN) and owns every `unsafe` call.
 //! - [`handoff`]: an in-process port whose frames are handed to a consumer in this process
@@ -28,6 +30,7 @@ pub mod fdb;
 pub mod fuzzing;
 pub mod gso;
 pub mod handoff;
+pub mod impair;
 pub mod overlay;
 pub mod port;
 pub mod security;
