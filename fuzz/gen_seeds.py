@@ -83,6 +83,13 @@ seeds['gateway_ingest'] = {
     'udp_gso': vnet(1, 5, 42, 100, 34, 6) + eth(GW, EP, ipv4(17, udp(bytes(500)))),
     'mapped': vnet() + eth(GW, EP, ipv4(17, udp(b'x', dport=80), dst=bytes([10, 89, 0, 254]))),
 }
+seeds['wire_views'] = {
+    'tcp_syn': b'\0' + eth(GW, EP, ipv4(6, syn)),
+    'udp': b'\0' + eth(GW, EP, udp_pkt),
+    'icmp_echo': b'\0' + eth(GW, EP, ipv4(1, icmp_echo())),
+    'tagged_udp': b'\0' + EP + GW + b'\x81\x00\x00\x05\x08\x00' + udp_pkt,
+    'gso_len0': b'\1' + eth(GW, EP, bytes([0x45, 0, 0, 0]) + ipv4(6, big)[4:]),
+}
 def op(kind, flags=0, a=0x8000, b=0x8000, c=0):
     return struct.pack('!BBHHH', kind, flags, a, b, c)
 seeds['tcp_conn'] = {

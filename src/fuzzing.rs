@@ -16,7 +16,7 @@ use crate::spec::StateSpec;
 
 pub use netyard_dns::fuzzing::query as dns_query;
 pub use netyard_router::fuzzing::{gateway_ingest, tcp_conn};
-pub use netyard_switch::fuzzing::{frame_path, gso_segment, vxlan_decap};
+pub use netyard_switch::fuzzing::{frame_path, gso_segment, vxlan_decap, wire_views};
 
 /// A fuzz target's function: the fuzzer's bytes in, a panic on a finding.
 pub type Target = fn(&[u8]);
@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame_path", frame_path),
     ("gso_segment", gso_segment),
     ("vxlan_decap", vxlan_decap),
+    ("wire_views", wire_views),
     ("gateway_ingest", gateway_ingest),
     ("tcp_conn", tcp_conn),
     ("dns_query", dns_query),

@@ -3,12 +3,13 @@
 //!
 //! - interop: host A runs netyard (its daemon inside A's namespace) with two containers on a
 //!   `--vxlan 4242 --vxlan-peer B` network; host B has the Linux kernel's vxlan device (learning,
-//!   `remote A`) on a kernel bridge with a namespace behind it. Ping and ARP across, iperf3 both
-//!   ways, 1 GiB byte-identical.
+//!   `remote A`) on a kernel bridge with a namespace behind it, every offload of B at its
+//!   default (partial inner checksums, TSO super-packets through the tunnel). Ping and ARP
+//!   across, iperf3 both ways, 1 GiB byte-identical.
 //! - netyard to netyard: a daemon in each host namespace, static peers; then a second network
 //!   pair on another UDP port with no peers at all, reached through static `fdb add` entries.
-//! - bad input: VXLAN datagrams with a wrong VNI, the I flag clear, truncated headers and inner
-//!   frames over the MTU, sent with python3 from B to A's port: each dropped and counted under
+//! - bad input: VXLAN datagrams with a wrong VNI, the I flag clear, truncated headers, inner
+//!   frames over the MTU and an inner UDP checksum that is wrong (not partial), sent with python3 from B to A's port: each dropped and counted under
 //!   its reason on the `(vxlan)` stats row, while traffic keeps flowing.
 //!
 //! Heavy tests (iperf3, bulk transfers) run one at a time; nothing asserts on a speed.
@@ -71,54 +72,15 @@ fn underlay(id: &str, a: &str, b: &str) -> Underlay {
     u
 }
 
-/// Turns TCP segmentation and generic segmentation offload off on `ifname` in `ns` (the legacy
-/// `ETHTOOL_STSO` and `ETHTOOL_SGSO` ioctls, what `ethtool -K IF tso off gso off` does; ethtool
-/// itself is not a test dependency). TX checksum offload stays on.
-const TSO_OFF_PY: &str = r#"
-import ctypes, fcntl, socket, struct, sys
-SIOCETHTOOL = 0x8946
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for cmd in (0x1f, 0x24):  # ETHTOOL_STSO, ETHTOOL_SGSO
-    ev = ctypes.create_string_buffer(struct.pack('II', cmd, 0))
-    ifr = struct.pack('16sP', sys.argv[1].encode(), ctypes.addressof(ev)).ljust(40, b'\0')
-    fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
-"#;
-
-fn tso_off(ns: &str, ifname: &str) {
-    let o = cmd(
-        &[
-            "ip", "netns", "exec", ns, "python3", "-c", TSO_OFF_PY, ifname,
-        ],
-        CLI_TIMEOUT,
-    );
-    assert!(
-        o.status.success(),
-        "tso/gso off on {ns}/{ifname}: {}",
-        show(&o)
-    );
-}
-
-/// The underlay veth of host namespace `hb` (`nyt<id>ub`).
-fn underlay_ifname(hb: &str) -> String {
-    links(hb)
-        .into_iter()
-        .find(|l| l.ends_with("ub"))
-        .unwrap_or_else(|| panic!("no underlay veth in {hb}"))
-}
-
 /// Host B's kernel side: `vx0` (VNI 4242, port 4789, learning, remote A) and a veth to
 /// namespace `k` on bridge `br0`; `k` gets `ip/24` with MTU 1450. Returns k's MAC.
 ///
-/// B's offloads stay at their defaults: what vx0 sends crosses the veth underlay with the inner
-/// TCP/UDP checksum left partial (CHECKSUM_PARTIAL, which a veth never completes), and netyard's
-/// VXLAN port must hand it on as a NEEDS_CSUM frame for the container's kernel to take.
-///
-/// TSO and GSO are still turned off on B's underlay veth (TX checksum offload stays on). With
-/// them on, vx0's TCP super-packets cross the veth unsegmented and reach A's `UDP_GRO` socket
-/// whole, with the inner MSS as the datagram size, which the port cuts wrongly: a separate bug
-/// (kernel to netyard bulk TCP stalls), still open.
+/// B's offloads stay at their defaults (TX checksum, TSO and GSO on): what vx0 sends crosses
+/// the veth underlay with the inner TCP/UDP checksum left partial (CHECKSUM_PARTIAL, which a
+/// veth never completes), and its TCP super-packets cross unsegmented, reaching A's `UDP_GRO`
+/// socket whole with the inner MSS as the segment size. netyard's VXLAN port must hand the
+/// first on as NEEDS_CSUM frames and the second as GSO super-frames (issue 16).
 fn kernel_vtep(hb: &str, u: &Underlay, k: &str, ip: &str) -> String {
-    tso_off(hb, &underlay_ifname(hb));
     for args in [
         &[
             "link", "add", "vx0", "type", "vxlan", "id", VNI, "dstport", "4789", "local", &u.b_ip,
@@ -371,6 +333,7 @@ fn interop_with_the_kernel_vxlan_iperf3_both_ways_and_one_gib_intact() {
         "vxlan_truncated",
         "vxlan_i_flag_clear",
         "vxlan_wrong_vni",
+        "vxlan_bad_inner_checksum",
         "over_mtu",
     ] {
         if drops(&c, reason) != 0 {
@@ -389,6 +352,19 @@ def hdr(flags, v):
     return bytes([flags, 0, 0, 0]) + struct.pack('!I', v << 8)
 inner = b'\xff' * 6 + src_mac + b'\x88\xb5' + b'x' * 46
 big = dst_mac + src_mac + b'\x08\x00' + b'y' * 1600
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    t = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while t >> 16: t = (t & 0xffff) + (t >> 16)
+    return t
+src_ip, dst_ip = bytes([10, 0, 0, 9]), bytes([10, 0, 0, 11])
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 32, 1, 0, 64, 17, 0, src_ip, dst_ip)
+ip = ip[:10] + struct.pack('!H', 0xffff ^ csum(ip)) + ip[12:]
+pseudo = src_ip + dst_ip + struct.pack('!BBH', 0, 17, 12)
+udp = struct.pack('!HHHH', 1000, 9, 12, 0) + b'data'
+good, partial = 0xffff ^ csum(pseudo + udp), csum(pseudo)
+bad = next(c for c in (good ^ 0x0101, good ^ 0x0202) if c not in (0, partial))
+badsum = dst_mac + src_mac + b'\x08\x00' + ip + udp[:6] + struct.pack('!H', bad) + udp[8:]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for _ in range(count):
     s.sendto(hdr(0x08, vni + 1) + inner, (dst, 4789))   # wrong VNI
@@ -396,6 +372,7 @@ for _ in range(count):
     s.sendto(b'\x08\x00\x00', (dst, 4789))              # truncated header
     s.sendto(hdr(0x08, vni)[:7], (dst, 4789))           # truncated header
     s.sendto(hdr(0x08, vni) + big, (dst, 4789))         # inner frame over the MTU
+    s.sendto(hdr(0x08, vni) + badsum, (dst, 4789))      # inner UDP checksum wrong, not partial
 "#;
 
 #[test]
@@ -447,6 +424,7 @@ fn bad_vxlan_input_is_dropped_counted_and_traffic_flows() {
         ("vxlan_i_flag_clear", n),
         ("vxlan_truncated", 2 * n),
         ("over_mtu", n),
+        ("vxlan_bad_inner_checksum", n),
     ];
     let mut c = Value::Null;
     let settled = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {

@@ -32,6 +32,9 @@ use std::net::SocketAddrV4;
 use netyard_switch::gso;
 use netyard_switch::sys::pagebuf::PageBuf;
 use netyard_switch::sys::MemPeer;
+use netyard_switch::wire::ethernet::{EtherType, EthernetFrame};
+use netyard_switch::wire::ip::Lengths;
+use netyard_switch::wire::ipv4::Ipv4Packet;
 use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -285,31 +288,24 @@ fn now(start: std::time::Instant) -> SInstant {
     SInstant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX))
 }
 
-/// The TCP or UDP ports of an IPv4 packet in `frame` (Ethernet), by fixed offsets.
+/// The protocol, source and destination (address and TCP/UDP port) of an untagged IPv4
+/// packet in `frame` (Ethernet). Only classifies: the lengths are read as a GSO super-frame's
+/// (a TAP's may say 0) and nothing else is checked; the engine the frame goes to checks it.
 pub(crate) fn l4_ports(frame: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
-    let ip = frame.get(packet::ETH_HDR..)?;
-    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.outer_ethertype() != EtherType::Ipv4 {
         return None;
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let proto = *ip.get(9)?;
-    let a = |o: usize| {
-        Some(Ipv4Addr::new(
-            *ip.get(o)?,
-            *ip.get(o + 1)?,
-            *ip.get(o + 2)?,
-            *ip.get(o + 3)?,
-        ))
-    };
-    let l4 = ip.get(ihl..ihl + 4)?;
+    let ip = Ipv4Packet::new_checked_with(frame.get(eth.header_len()..)?, Lengths::Gso).ok()?;
+    let l4 = ip.payload().get(..4)?;
     let (sp, dp) = (
         u16::from_be_bytes([l4[0], l4[1]]),
         u16::from_be_bytes([l4[2], l4[3]]),
     );
     Some((
-        proto,
-        SocketAddrV4::new(a(12)?, sp),
-        SocketAddrV4::new(a(16)?, dp),
+        u8::from(ip.protocol()),
+        SocketAddrV4::new(ip.src_addr(), sp),
+        SocketAddrV4::new(ip.dst_addr(), dp),
     ))
 }
 

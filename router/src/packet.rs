@@ -1,8 +1,8 @@
 //! Egress packets: what an endpoint sends, parsed and checked; what goes back, built.
 //!
-//! Pure functions over byte slices, no I/O. Parsing uses etherparse's checked slices, so no
-//! packet bytes can make it panic: every way a packet can be wrong is an [`EgressDrop`]
-//! reason. Builders write plain Ethernet frames (no virtio-net header) with full IPv4 and
+//! Pure functions over byte slices, no I/O. Parsing goes through the switch's checked wire
+//! views (`netyard_switch::wire`), so no packet bytes can make it panic: every way a packet
+//! can be wrong is an [`EgressDrop`] reason. Builders write plain Ethernet frames (no virtio-net header) with full IPv4 and
 //! UDP/ICMP checksums; the Ethernet destination of a reply is left to the caller (the
 //! endpoint's MAC may change while a flow lives, and the gateway task knows the latest one).
 //!
@@ -12,11 +12,13 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::{
-    EtherType, Icmpv4Slice, IpFragOffset, IpNumber, Ipv4Header, Ipv4Slice, UdpHeader, UdpSlice,
-};
 use ipnet::Ipv4Net;
 use netyard_switch::wire::checksum;
+use netyard_switch::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+use netyard_switch::wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
+use netyard_switch::wire::ip::IpProtocol;
+use netyard_switch::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use netyard_switch::wire::udp::{UdpPacket, UdpRepr};
 
 use crate::conntrack::FlowKey;
 use crate::drops::EgressDrop;
@@ -196,31 +198,26 @@ pub fn egress_target(
     }
 }
 
-/// The IPv4 destination of an Ethernet frame, by fixed offsets (None: not IPv4 or too short).
+/// The IPv4 destination of an untagged Ethernet frame with an IPv4 EtherType, for
+/// classification only: the fixed header need only be there. Version, header and total
+/// length are not checked, so a malformed packet still goes where its address says and is
+/// counted there ([`parse_outbound`] checks everything); None: not IPv4 or too short.
 pub fn ipv4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
-    if frame.get(12..14)? != EtherType::IPV4.0.to_be_bytes() {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.outer_ethertype() != EtherType::Ipv4 {
         return None;
     }
-    let d = frame.get(ETH_HDR + 16..ETH_HDR + 20)?;
-    Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+    let l3 = frame.get(eth.header_len()..)?;
+    // new_unchecked: the accessor below reads only the fixed header, checked to fit here.
+    (l3.len() >= IPV4_HDR).then(|| Ipv4Packet::new_unchecked(l3).dst_addr())
 }
 
 /// Whether a frame goes to the egress path rather than to the gateway's own stack: an IPv4
-/// frame sent to the gateway's MAC whose destination address is outside the subnet. Looks at
-/// fixed offsets only; a frame too short to tell stays with the stack (which drops it).
+/// frame sent to the gateway's MAC whose destination address is outside the subnet. A frame
+/// too short or malformed to tell stays with the stack (which drops it).
 pub fn is_egress(frame: &[u8], gw_mac: [u8; 6], subnet: &Subnet) -> bool {
-    let (Some(dst_mac), Some(ethertype), Some(dst_ip)) = (
-        frame.get(0..6),
-        frame.get(12..14),
-        frame.get(ETH_HDR + 16..ETH_HDR + 20),
-    ) else {
-        return false;
-    };
-    if dst_mac != gw_mac || ethertype != EtherType::IPV4.0.to_be_bytes() {
-        return false;
-    }
-    let dst = Ipv4Addr::new(dst_ip[0], dst_ip[1], dst_ip[2], dst_ip[3]);
-    !subnet.contains(dst)
+    let to_gw = EthernetFrame::new_checked(frame).is_ok_and(|e| e.dst_addr() == MacAddr(gw_mac));
+    to_gw && ipv4_dst(frame).is_some_and(|dst| !subnet.contains(dst))
 }
 
 /// A checked outbound packet.
@@ -237,19 +234,13 @@ pub struct Outbound<'a> {
     pub ttl: u8,
 }
 
-/// Whether a partial sum over bytes that include their checksum field verifies (the switch's
-/// one checksum implementation, [`checksum`], for every header the router reads or writes).
-fn sum_is_valid(sum: u64) -> bool {
-    checksum::fold(sum) == 0xffff
-}
-
-/// The bytes of a checksum field for a partial sum taken with the field zero.
-fn checksum_bytes(sum: u64) -> [u8; 2] {
-    (!checksum::fold(sum)).to_be_bytes()
-}
-
-fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpNumber, len: u16) -> u64 {
-    checksum::pseudo_header_v4(&src.octets(), &dst.octets(), proto.0, u32::from(len))
+fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, len: u16) -> u64 {
+    checksum::pseudo_header_v4(
+        &src.octets(),
+        &dst.octets(),
+        u8::from(proto),
+        u32::from(len),
+    )
 }
 
 /// Parses and checks what an endpoint of `subnet` sends for egress: Ethernet + IPv4 (header
@@ -266,21 +257,18 @@ pub fn parse_outbound_mapped<'a>(
     subnet: &Subnet,
     maps: &[AddrMap],
 ) -> Result<Outbound<'a>, EgressDrop> {
-    let (Some(src_mac), Some(ip_bytes)) = (frame.get(6..12), frame.get(ETH_HDR..)) else {
-        return Err(EgressDrop::Malformed);
-    };
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(src_mac);
-    let ip = Ipv4Slice::from_slice(ip_bytes).map_err(|_| EgressDrop::Malformed)?;
-    let hdr = ip.header();
-    if !sum_is_valid(checksum::add(0, hdr.slice())) {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| EgressDrop::Malformed)?;
+    let mac = eth.src_addr().0;
+    let ip_bytes = frame.get(eth.header_len()..).unwrap_or_default();
+    let ip = Ipv4Packet::new_checked(ip_bytes).map_err(|_| EgressDrop::Malformed)?;
+    if !ip.verify_checksum() {
         return Err(EgressDrop::BadChecksum);
     }
-    if hdr.is_fragmenting_payload() {
+    if ip.is_fragment() {
         return Err(EgressDrop::Fragment);
     }
-    let src = hdr.source_addr();
-    let dst = hdr.destination_addr();
+    let src = ip.src_addr();
+    let dst = ip.dst_addr();
     // The gateway's own address only arrives here under `--host-loopback` (the gateway task
     // decides); other addresses of the network never leave it.
     let inside = subnet.contains(dst) && dst != subnet.gateway;
@@ -289,50 +277,41 @@ pub fn parse_outbound_mapped<'a>(
         return Err(EgressDrop::BadAddress);
     }
     // The IPv4 header's own length bounds the payload (Ethernet may pad short frames).
-    let l4 = ip.payload().payload;
-    let quote_len = hdr.slice().len() + l4.len().min(8);
-    let quote = ip_bytes.get(..quote_len).ok_or(EgressDrop::Malformed)?;
-    let ttl = hdr.ttl();
-    match ip.payload_ip_number() {
-        IpNumber::UDP => {
-            let udp = UdpSlice::from_slice(l4).map_err(|_| EgressDrop::Malformed)?;
-            if udp.length() == 0 {
-                return Err(EgressDrop::Malformed);
+    let l4 = ip.payload();
+    let quote = ip_bytes
+        .get(..ip.header_len() + l4.len().min(8))
+        .ok_or(EgressDrop::Malformed)?;
+    let ttl = ip.ttl();
+    match ip.protocol() {
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(l4).map_err(|_| EgressDrop::Malformed)?;
+            let len = u16::try_from(udp.datagram().len()).map_err(|_| EgressDrop::Malformed)?;
+            if !udp.verify_checksum(pseudo_header(src, dst, IpProtocol::Udp, len)) {
+                return Err(EgressDrop::BadChecksum);
             }
-            if udp.checksum() != 0 {
-                let seg = udp.slice();
-                let len = u16::try_from(seg.len()).map_err(|_| EgressDrop::Malformed)?;
-                if !sum_is_valid(checksum::add(
-                    pseudo_header(src, dst, IpNumber::UDP, len),
-                    seg,
-                )) {
-                    return Err(EgressDrop::BadChecksum);
-                }
-            }
-            if udp.destination_port() == 0 || udp.source_port() == 0 {
+            let repr = UdpRepr::parse(&udp).map_err(|_| EgressDrop::Malformed)?;
+            if repr.dst_port == 0 || repr.src_port == 0 {
                 return Err(EgressDrop::BadAddress);
             }
             Ok(Outbound {
                 src_mac: mac,
                 key: FlowKey::udp(
-                    SocketAddrV4::new(src, udp.source_port()),
-                    SocketAddrV4::new(dst, udp.destination_port()),
+                    SocketAddrV4::new(src, repr.src_port),
+                    SocketAddrV4::new(dst, repr.dst_port),
                 ),
                 payload: udp.payload(),
                 quote,
                 ttl,
             })
         }
-        IpNumber::ICMP => {
-            let icmp = Icmpv4Slice::from_slice(l4).map_err(|_| EgressDrop::Malformed)?;
-            if !sum_is_valid(checksum::add(0, l4)) {
+        IpProtocol::Icmp => {
+            let icmp = Icmpv4Packet::new_checked(l4).map_err(|_| EgressDrop::Malformed)?;
+            if !icmp.verify_checksum() {
                 return Err(EgressDrop::BadChecksum);
             }
-            if icmp.type_u8() != ICMP_ECHO_REQUEST || icmp.code_u8() != 0 {
+            let Ok(Icmpv4Repr::EchoRequest { ident, .. }) = Icmpv4Repr::parse(&icmp) else {
                 return Err(EgressDrop::Unsupported);
-            }
-            let b = icmp.bytes5to8();
-            let ident = u16::from_be_bytes([b[0], b[1]]);
+            };
             Ok(Outbound {
                 src_mac: mac,
                 key: FlowKey::icmp_echo(src, ident, dst),
@@ -346,41 +325,45 @@ pub fn parse_outbound_mapped<'a>(
     }
 }
 
-/// An IPv4 header with its checksum.
+/// An IPv4 header with its checksum; `None` if the payload does not fit a packet or the
+/// offset is not a multiple of 8 below 65536.
 fn ipv4_header(
     src: Ipv4Addr,
     dst: Ipv4Addr,
-    proto: IpNumber,
+    proto: IpProtocol,
     ident: u16,
     payload_len: usize,
     frag_units: u16,
     more_fragments: bool,
 ) -> Option<[u8; IPV4_HDR]> {
-    let mut h = Ipv4Header::new(
-        u16::try_from(payload_len).ok()?,
-        TTL,
-        proto,
-        src.octets(),
-        dst.octets(),
+    if IPV4_HDR + payload_len > usize::from(u16::MAX) || frag_units >= 8192 {
+        return None;
+    }
+    Some(
+        Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: proto,
+            payload_len,
+            ttl: TTL,
+            ident,
+            dont_frag: false,
+            more_frags: more_fragments,
+            frag_offset: frag_units * 8,
+        }
+        .to_bytes(),
     )
-    .ok()?;
-    h.identification = ident;
-    h.dont_fragment = false;
-    h.more_fragments = more_fragments;
-    h.fragment_offset = IpFragOffset::try_new(frag_units).ok()?;
-    let bytes = h.to_bytes();
-    let mut out = [0u8; IPV4_HDR];
-    out.copy_from_slice(bytes.get(..IPV4_HDR)?);
-    out[10..12].fill(0);
-    let c = checksum::checksum(&out);
-    out[10..12].copy_from_slice(&c.to_be_bytes());
-    Some(out)
 }
 
 fn ethernet_header(src_mac: [u8; 6]) -> [u8; ETH_HDR] {
     let mut h = [0u8; ETH_HDR];
-    h[6..12].copy_from_slice(&src_mac);
-    h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    EthernetRepr {
+        src_addr: MacAddr(src_mac),
+        dst_addr: MacAddr([0; 6]),
+        vlan_tci: None,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut h[..]));
     h
 }
 
@@ -409,7 +392,7 @@ fn finish_ipv4(
     buf: &mut [u8],
     src: Ipv4Addr,
     dst: Ipv4Addr,
-    proto: IpNumber,
+    proto: IpProtocol,
     link: Link,
     emit: &mut dyn FnMut(&mut [u8]),
 ) -> usize {
@@ -471,25 +454,20 @@ pub fn udp_frames_in(
     if usize::from(udp_len) + IPV4_HDR > usize::from(u16::MAX) {
         return 0;
     }
-    let hdr = UdpHeader {
-        source_port: from.port(),
-        destination_port: to.port(),
-        length: udp_len,
-        checksum: 0,
-    };
-    buf[ICMP_HEADROOM..UDP_HEADROOM].copy_from_slice(&hdr.to_bytes());
-    let sum = checksum::add(
-        pseudo_header(*from.ip(), *to.ip(), IpNumber::UDP, udp_len),
-        &buf[ICMP_HEADROOM..],
-    );
-    // 0 means "no checksum" in UDP: a computed 0 is sent as 0xffff.
-    let c = match !checksum::fold(sum) {
-        0 => 0xffff,
-        c => c,
+    let mut udp = UdpPacket::new_unchecked(&mut buf[ICMP_HEADROOM..]);
+    UdpRepr {
+        src_port: from.port(),
+        dst_port: to.port(),
     }
-    .to_be_bytes();
-    buf[ICMP_HEADROOM + 6..UDP_HEADROOM].copy_from_slice(&c);
-    finish_ipv4(buf, *from.ip(), *to.ip(), IpNumber::UDP, link, emit)
+    .emit(&mut udp, payload_len);
+    // 0 means "no checksum" in UDP: fill_checksum sends a computed 0 as 0xffff.
+    udp.fill_checksum(pseudo_header(
+        *from.ip(),
+        *to.ip(),
+        IpProtocol::Udp,
+        udp_len,
+    ));
+    finish_ipv4(buf, *from.ip(), *to.ip(), IpProtocol::Udp, link, emit)
 }
 
 /// Builds the frames of an ICMP echo reply from `from` to `to` in place and hands each to
@@ -515,7 +493,7 @@ pub fn icmp_echo_reply_frames_in(
         return 0;
     }
     set_echo_ident(msg, echo_ident);
-    finish_ipv4(buf, from, to, IpNumber::ICMP, link, emit)
+    finish_ipv4(buf, from, to, IpProtocol::Icmp, link, emit)
 }
 
 /// Sets the identifier of an ICMP echo message (request or reply, at least 8 bytes) and
@@ -524,10 +502,9 @@ pub fn set_echo_ident(msg: &mut [u8], ident: u16) {
     if msg.len() < ICMP_HDR {
         return;
     }
-    msg[2..4].copy_from_slice(&[0, 0]);
-    msg[4..6].copy_from_slice(&ident.to_be_bytes());
-    let c = checksum_bytes(checksum::add(0, msg));
-    msg[2..4].copy_from_slice(&c);
+    let mut icmp = Icmpv4Packet::new_unchecked(msg);
+    icmp.set_echo_ident(ident);
+    icmp.fill_checksum();
 }
 
 /// An ICMP error frame (`icmp_type`/`code`, e.g. destination unreachable) from `from` to
@@ -544,17 +521,21 @@ pub fn icmp_error_frame(
     let quote = quote.get(..quote.len().min(QUOTE_MAX))?;
     let mut buf = Vec::with_capacity(ICMP_HEADROOM + ICMP_HDR + quote.len());
     buf.resize(ICMP_HEADROOM, 0);
-    buf.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0, 0, 0]);
+    buf.extend_from_slice(&[0; ICMP_HDR]);
     buf.extend_from_slice(quote);
-    let c = checksum_bytes(checksum::add(0, &buf[ICMP_HEADROOM..]));
-    buf[ICMP_HEADROOM + 2..ICMP_HEADROOM + 4].copy_from_slice(&c);
+    Icmpv4Repr::Other {
+        msg_type: icmp_type,
+        code,
+        rest: [0; 4],
+    }
+    .emit(&mut Icmpv4Packet::new_unchecked(&mut buf[ICMP_HEADROOM..]));
     // Small enough for any MTU an IPv4 network has (576 at least): always one frame.
     let link = Link {
         gw_mac,
         mtu: 576,
         ident,
     };
-    let n = finish_ipv4(&mut buf, from, to, IpNumber::ICMP, link, &mut |_| {});
+    let n = finish_ipv4(&mut buf, from, to, IpProtocol::Icmp, link, &mut |_| {});
     (n == 1).then_some(buf)
 }
 
@@ -584,6 +565,16 @@ pub fn time_exceeded_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a partial sum over bytes that include their checksum field verifies.
+    fn sum_is_valid(sum: u64) -> bool {
+        checksum::fold(sum) == 0xffff
+    }
+
+    /// The bytes of a checksum field for a partial sum taken with the field zero.
+    fn checksum_bytes(sum: u64) -> [u8; 2] {
+        (!checksum::fold(sum)).to_be_bytes()
+    }
 
     /// The frames a builder emits from `buf`, collected.
     fn collect(
@@ -621,7 +612,7 @@ mod tests {
             icmp_echo_reply_frames_in(b, from, to, echo_ident, link, e)
         })
     }
-    use etherparse::PacketBuilder;
+    use etherparse::{Icmpv4Slice, IpNumber, Ipv4Header, Ipv4Slice, PacketBuilder};
 
     const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
     const EP_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 2];
@@ -1157,7 +1148,7 @@ mod tests {
         }
         assert_eq!(l4.len(), 8 + 3000);
         assert_eq!(&l4[8..], &payload[..]);
-        let sum = checksum::add(pseudo_header(OUT, EP, IpNumber::UDP, 3008), &l4);
+        let sum = checksum::add(pseudo_header(OUT, EP, IpProtocol::Udp, 3008), &l4);
         assert!(
             sum_is_valid(sum),
             "UDP checksum over the reassembled datagram"

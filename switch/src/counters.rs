@@ -46,6 +46,10 @@ pub enum DropReason {
     VxlanWrongVni,
     /// A VXLAN packet for another VNI of a shared socket whose hand-off queue was full.
     VxlanHandoffFull,
+    /// An inner TCP or UDP checksum out of a VXLAN tunnel that is wrong and not a partial one
+    /// (the pseudo-header sum a kernel sender's CHECKSUM_PARTIAL leaves, which is handed on as
+    /// NEEDS_CSUM): the frame was damaged, or was never checksummed.
+    VxlanBadInnerChecksum,
     /// Port security: the Ethernet source is not the endpoint's MAC.
     SpoofedMac,
     /// Port security: the IPv4 source is not one of the endpoint's addresses.
@@ -82,7 +86,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -99,6 +103,7 @@ impl DropReason {
         DropReason::VxlanNoIFlag,
         DropReason::VxlanWrongVni,
         DropReason::VxlanHandoffFull,
+        DropReason::VxlanBadInnerChecksum,
         DropReason::SpoofedMac,
         DropReason::SpoofedIpv4,
         DropReason::SpoofedArp,
@@ -134,6 +139,7 @@ impl DropReason {
             DropReason::VxlanNoIFlag => "vxlan_i_flag_clear",
             DropReason::VxlanWrongVni => "vxlan_wrong_vni",
             DropReason::VxlanHandoffFull => "vxlan_handoff_full",
+            DropReason::VxlanBadInnerChecksum => "vxlan_bad_inner_checksum",
             DropReason::SpoofedMac => "spoofed_mac",
             DropReason::SpoofedIpv4 => "spoofed_ipv4",
             DropReason::SpoofedArp => "spoofed_arp",

@@ -14,6 +14,12 @@ use crate::overlay::{self, InnerCsum};
 use crate::port::{Port, PortCaps, PortId, VNET_HDR_LEN};
 use crate::security::PortSecurity;
 use crate::wire::checksum;
+use crate::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
+use crate::wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
+use crate::wire::ip::{IpProtocol, Lengths};
+use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HDR_LEN};
+use crate::wire::tcp::{TcpPacket, TcpRepr};
+use crate::wire::udp::{UdpPacket, UdpRepr, UDP_HDR_LEN};
 use crate::wire::vnet::{GsoType, VnetHdrRepr};
 use crate::MacAddr;
 
@@ -182,5 +188,87 @@ pub fn vxlan_decap(data: &[u8]) {
     if let Some((merged, len)) = overlay::gro_tcp4(&[&inner, &inner, x, y], &mut out) {
         assert!(merged >= 2 && len <= out.len());
         let _ = checksum::checksum(&out[..len]);
+    }
+}
+
+/// Every L2-L4 view at once, as smoltcp's `packet_parser`: `data[0]` picks strict or GSO
+/// lengths ([`Lengths`]), the rest is an Ethernet frame. Whatever a view accepts, its
+/// accessors must not panic, its `Repr` must parse, and emitting that `Repr` and parsing the
+/// result must give it back.
+pub fn wire_views(data: &[u8]) {
+    let Some((&ctl, frame)) = data.split_first() else {
+        return;
+    };
+    let lengths = if ctl & 1 == 0 {
+        Lengths::Strict
+    } else {
+        Lengths::Gso
+    };
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return;
+    };
+    let er = EthernetRepr::parse(&eth).unwrap_or_else(|e| panic!("checked frame: {e}"));
+    let mut buf = vec![0xa5u8; er.buffer_len()];
+    er.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    let back = EthernetRepr::parse(&EthernetFrame::new_checked(&buf[..]).expect("emitted"));
+    assert_eq!(back, Ok(er), "Ethernet round trip");
+    if eth.ethertype() != EtherType::Ipv4 {
+        return;
+    }
+    let l3 = frame.get(eth.header_len()..).unwrap_or_default();
+    let Ok(ip) = Ipv4Packet::new_checked_with(l3, lengths) else {
+        return;
+    };
+    assert!(ip.header_len() <= ip.packet_len() && ip.packet_len() <= l3.len());
+    let _ = (ip.verify_checksum(), ip.is_fragment(), ip.dscp_ecn());
+    let ir = Ipv4Repr::parse(&ip).unwrap_or_else(|e| panic!("checked packet: {e}"));
+    if IPV4_HDR_LEN + ir.payload_len <= usize::from(u16::MAX) {
+        let mut buf = vec![0xa5u8; IPV4_HDR_LEN + ir.payload_len];
+        let mut out = Ipv4Packet::new_unchecked(&mut buf[..]);
+        ir.emit(&mut out);
+        assert!(out.verify_checksum(), "an emitted header verifies");
+        let back = Ipv4Repr::parse(&Ipv4Packet::new_checked(&buf[..]).expect("emitted"));
+        assert_eq!(back, Ok(ir), "IPv4 round trip");
+    }
+    let payload = ip.payload();
+    let pseudo = ip.pseudo_header(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+    match ip.protocol() {
+        IpProtocol::Tcp => {
+            let Ok(tcp) = TcpPacket::new_checked(payload) else {
+                return;
+            };
+            let _ = (tcp.verify_checksum(pseudo), tcp.checksum_is_partial(pseudo));
+            let tr = TcpRepr::parse(&tcp).unwrap_or_else(|e| panic!("checked segment: {e}"));
+            let mut buf = vec![0xa5u8; tr.header_len()];
+            tr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]));
+            let back = TcpRepr::parse(&TcpPacket::new_checked(&buf[..]).expect("emitted"));
+            assert_eq!(back, Ok(tr), "TCP round trip");
+        }
+        IpProtocol::Udp => {
+            let Ok(udp) = UdpPacket::new_checked_with(payload, lengths) else {
+                return;
+            };
+            assert!(udp.datagram_len() <= payload.len());
+            let _ = (udp.verify_checksum(pseudo), udp.payload().len());
+            let ur = UdpRepr::parse(&udp).unwrap_or_else(|e| panic!("checked datagram: {e}"));
+            let mut buf = [0xa5u8; UDP_HDR_LEN];
+            ur.emit(&mut UdpPacket::new_unchecked(&mut buf[..]), 0);
+            let back = UdpRepr::parse(&UdpPacket::new_checked(&buf[..]).expect("emitted"));
+            assert_eq!(back, Ok(ur), "UDP round trip");
+        }
+        IpProtocol::Icmp => {
+            let Ok(icmp) = Icmpv4Packet::new_checked(payload) else {
+                return;
+            };
+            let _ = icmp.verify_checksum();
+            let cr = Icmpv4Repr::parse(&icmp).unwrap_or_else(|e| panic!("checked message: {e}"));
+            let mut buf = icmp.message().to_vec();
+            let mut out = Icmpv4Packet::new_unchecked(&mut buf[..]);
+            cr.emit(&mut out);
+            assert!(out.verify_checksum(), "an emitted message verifies");
+            let back = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&buf[..]).expect("emitted"));
+            assert_eq!(back, Ok(cr), "ICMP round trip");
+        }
+        _ => {}
     }
 }

@@ -21,8 +21,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use crate::wire::checksum;
-use crate::wire::ethernet::MacAddr;
-use crate::wire::vnet::VNET_HDR_LEN as HDR_LEN;
+use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr, ETH_HDR_LEN};
+use crate::wire::ip::{IpProtocol, Lengths};
+use crate::wire::ipv4::{Ipv4Packet, IPV4_HDR_LEN};
+use crate::wire::tcp::{self, TcpPacket, TCP_HDR_LEN};
+use crate::wire::udp::{self, UdpPacket};
+use crate::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN as HDR_LEN};
 
 /// One remote MAC.
 #[derive(Debug)]
@@ -266,39 +270,38 @@ pub const SOURCE_PORT_MIN: u16 = 49152;
 /// ECMP keeps them in order; different flows spread.
 pub fn flow_source_port(inner: &[u8]) -> u16 {
     let mut h = Fnv::default();
-    h.write(inner.get(..14).unwrap_or(inner));
-    let mut l3 = 14;
-    let mut ethertype = inner.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    if ethertype == Some(0x8100) {
-        ethertype = inner.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]]));
-        l3 = 18;
-    }
-    match ethertype {
-        Some(0x0800) => {
-            if let Some(ip) = inner.get(l3..l3 + 20) {
-                h.write(&ip[12..20]); // addresses
-                h.write(&ip[9..10]); // protocol
-                let ihl = usize::from(ip[0] & 0x0f) * 4;
-                let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-                if first_fragment && matches!(ip[9], 6 | 17 | 132) {
-                    if let Some(ports) = inner.get(l3 + ihl..l3 + ihl + 4) {
-                        h.write(ports);
+    h.write(inner.get(..ETH_HDR_LEN).unwrap_or(inner));
+    if let Ok(eth) = EthernetFrame::new_checked(inner) {
+        match eth.ethertype() {
+            EtherType::Ipv4 => {
+                // Gso lengths: a super-frame's total length may be 0; the hash reads headers.
+                if let Ok(ip) = Ipv4Packet::new_checked_with(eth.payload(), Lengths::Gso) {
+                    h.write(&ip.src_octets());
+                    h.write(&ip.dst_octets());
+                    let proto = u8::from(ip.protocol());
+                    h.write(&[proto]);
+                    let first_fragment = ip.frag_offset() == 0;
+                    if first_fragment && matches!(proto, 6 | 17 | 132) {
+                        if let Some(ports) = ip.payload().get(..4) {
+                            h.write(ports);
+                        }
                     }
                 }
             }
-        }
-        Some(0x86dd) => {
-            if let Some(ip) = inner.get(l3..l3 + 40) {
-                h.write(&ip[8..40]); // addresses
-                h.write(&ip[6..7]); // next header
-                if matches!(ip[6], 6 | 17 | 132) {
-                    if let Some(ports) = inner.get(l3 + 40..l3 + 44) {
-                        h.write(ports);
+            EtherType::Ipv6 => {
+                // By offsets until the IPv6 view comes (issue 15).
+                if let Some(ip) = eth.payload().get(..40) {
+                    h.write(&ip[8..40]); // addresses
+                    h.write(&ip[6..7]); // next header
+                    if matches!(ip[6], 6 | 17 | 132) {
+                        if let Some(ports) = eth.payload().get(40..44) {
+                            h.write(ports);
+                        }
                     }
                 }
             }
+            _ => {}
         }
-        _ => {}
     }
     let span = u64::from(u16::MAX - SOURCE_PORT_MIN) + 1;
     // The remainder is below 16384, so it fits.
@@ -334,66 +337,81 @@ impl Fnv {
 /// What [`inner_partial_csum`] found in a frame that came out of the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InnerCsum {
-    /// Not a TCP/UDP-over-IPv4 frame whose checksum field holds the pseudo-header sum: a
-    /// complete checksum (valid or not), UDP without a checksum, another protocol, a fragment,
-    /// a runt. Handed on as is; a genuinely bad checksum is the receiver's to drop.
+    /// Nothing to check: not an unfragmented TCP/UDP-over-IPv4 packet the views accept (the
+    /// receiver's stack judges it), or UDP without a checksum. Handed on as is.
     Other,
+    /// A complete L4 checksum that verifies. Handed on as is.
+    Valid,
     /// The L4 checksum is partial (the field holds the folded pseudo-header sum, which is what
     /// a kernel sender with CHECKSUM_PARTIAL leaves when nothing completes it): it is finished
     /// by summing the frame from `csum_start` and storing at `csum_start + csum_offset`.
     Partial { csum_start: u16, csum_offset: u16 },
+    /// Wrong and not partial: the frame is dropped (`vxlan_bad_inner_checksum`).
+    Bad,
 }
 
-/// Recognises a partial inner checksum: an untagged or 802.1Q-tagged Ethernet frame holding an
-/// unfragmented IPv4 TCP or UDP packet whose checksum field equals the folded pseudo-header sum
-/// of the packet (a complete checksum equals it only by a 1 in 65536 chance, and then
-/// completing it again gives the same value, so the test needs no pass over the payload).
+/// Judges the inner L4 checksum of an untagged or 802.1Q-tagged Ethernet frame holding an
+/// unfragmented IPv4 TCP or UDP packet: partial when the field equals the folded
+/// pseudo-header sum of the packet (a complete checksum equals it only by a 1 in 65536 chance,
+/// and then completing it again gives the same value), else valid or bad by a pass over the
+/// segment (what the kernel's receive path would do with it).
 pub fn inner_partial_csum(f: &[u8]) -> InnerCsum {
-    let (l3, ethertype) = match f.get(12..14) {
-        Some([0x81, 0x00]) => (18, f.get(16..18)),
-        Some(t) => (14, Some(t)),
-        None => return InnerCsum::Other,
-    };
-    if ethertype != Some(&[0x08, 0x00][..]) {
-        return InnerCsum::Other;
+    partial_csum_at(f).map_or(InnerCsum::Other, |(p, _)| p)
+}
+
+/// [`inner_partial_csum`]'s finding and where the IP packet ends in `f`.
+fn partial_csum_at(f: &[u8]) -> Option<(InnerCsum, usize)> {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    if eth.ethertype() != EtherType::Ipv4 {
+        return None;
     }
-    let Some(ip) = f.get(l3..l3 + 20) else {
-        return InnerCsum::Other;
-    };
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-    let csum_offset = match ip[9] {
-        6 => 16,
-        17 => 6,
-        _ => return InnerCsum::Other,
-    };
-    if ip[0] >> 4 != 4 || ihl < 20 || fragment || total < ihl + csum_offset + 2 {
-        return InnerCsum::Other;
+    let l3 = eth.header_len();
+    let ip = Ipv4Packet::new_checked(f.get(l3..)?).ok()?;
+    let found = l4_csum(&ip, l3)?;
+    Some((found, l3 + ip.packet_len()))
+}
+
+/// The L4 checksum verdict of an IPv4 packet (at `l3` in its frame): `None` when there is
+/// nothing to check.
+fn l4_csum(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Option<InnerCsum> {
+    if ip.is_fragment() {
+        return None;
     }
-    if l3 + total > f.len() {
-        return InnerCsum::Other;
-    }
-    let l4 = l3 + ihl;
-    let field = u16::from_be_bytes([f[l4 + csum_offset], f[l4 + csum_offset + 1]]);
-    let (Ok(src), Ok(dst)) = (
-        <[u8; 4]>::try_from(&ip[12..16]),
-        <[u8; 4]>::try_from(&ip[16..20]),
-    ) else {
-        return InnerCsum::Other;
+    // Both lengths come from 16-bit fields (or a 64 KiB buffer).
+    let l4_len = u32::try_from(ip.packet_len() - ip.header_len()).ok()?;
+    let pseudo = ip.pseudo_header(l4_len);
+    let (partial, valid, csum_offset) = match ip.protocol() {
+        IpProtocol::Tcp => {
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            let partial = tcp.checksum_is_partial(pseudo);
+            (
+                partial,
+                partial || tcp.verify_checksum(pseudo),
+                tcp::CHECKSUM_OFFSET,
+            )
+        }
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+            if udp.checksum() == 0 {
+                return None;
+            }
+            let partial = udp.checksum_is_partial(pseudo);
+            (
+                partial,
+                partial || udp.verify_checksum(pseudo),
+                udp::CHECKSUM_OFFSET,
+            )
+        }
+        _ => return None,
     };
-    // total - ihl fits: both come from 16-bit fields.
-    let l4_len = u32::try_from(total - ihl).unwrap_or(0);
-    if field != checksum::fold(checksum::pseudo_header_v4(&src, &dst, ip[9], l4_len)) {
-        return InnerCsum::Other;
-    }
-    match (u16::try_from(l4), u16::try_from(csum_offset)) {
-        (Ok(csum_start), Ok(csum_offset)) => InnerCsum::Partial {
-            csum_start,
-            csum_offset,
+    Some(match (partial, valid) {
+        (true, _) => InnerCsum::Partial {
+            csum_start: u16::try_from(l3 + ip.header_len()).ok()?,
+            csum_offset: u16::try_from(csum_offset).ok()?,
         },
-        _ => InnerCsum::Other,
-    }
+        (false, true) => InnerCsum::Valid,
+        (false, false) => InnerCsum::Bad,
+    })
 }
 
 /// Sets the vnet header `hdr` (zeroed first) of the received Ethernet frame `frame`: when its
@@ -402,24 +420,20 @@ pub fn inner_partial_csum(f: &[u8]) -> InnerCsum {
 /// trusts it, as it trusts its own partial packets) and the switch completes it for a port
 /// without a vnet header. A frame with bytes past the IP packet (Ethernet padding, which a
 /// completion from `csum_start` to the end would sum) is completed here instead. Returns what
-/// was found.
+/// was found: the caller drops [`InnerCsum::Bad`].
 pub fn rx_vnet_hdr(hdr: &mut [u8], frame: &mut [u8]) -> InnerCsum {
     hdr.fill(0);
-    let found = inner_partial_csum(frame);
+    let Some((found, end)) = partial_csum_at(frame) else {
+        return InnerCsum::Other;
+    };
     if let InnerCsum::Partial {
         csum_start,
         csum_offset,
     } = found
     {
         let start = usize::from(csum_start);
-        let l3 = if frame[12..14] == [0x81, 0x00] {
-            18
-        } else {
-            14
-        };
-        let end = l3 + usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]));
         if end < frame.len() {
-            // Cannot fail: inner_partial_csum checked the field lies within frame[..end].
+            // Cannot fail: partial_csum_at checked the field lies within frame[..end].
             let _ =
                 crate::gso::complete_checksum(&mut frame[..end], start, usize::from(csum_offset));
         } else {
@@ -430,6 +444,94 @@ pub fn rx_vnet_hdr(hdr: &mut [u8], frame: &mut [u8]) -> InnerCsum {
         }
     }
     found
+}
+
+/// What [`rx_super_packet`] made of a read that is one tunnelled GSO super-packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuperPacket {
+    /// Not one: an ordinary burst of datagrams (or one datagram).
+    No,
+    /// One, its vnet header written: hand the frame on whole.
+    Yes,
+    /// One whose inner checksum is wrong and not partial: drop it
+    /// (`vxlan_bad_inner_checksum`).
+    Bad,
+}
+
+/// Recognises a read that is one VXLAN datagram carrying a TCP GSO super-packet, and writes
+/// the vnet header that hands it on whole.
+///
+/// A kernel VTEP whose underlay device has TSO/GSO (a veth's default) sends a TCP super-packet
+/// through vxlan as one GSO skb (`SKB_GSO_TCPV4 | SKB_GSO_UDP_TUNNEL`); over a veth it reaches
+/// this namespace unsegmented and the receive socket takes it whole: one datagram of up to
+/// 64 KiB, with no `UDP_GRO` control message (the kernel gives one only for `SKB_GSO_UDP_L4`),
+/// so nothing says the sender's MSS. Handed on as a plain frame it is over the MTU. It is told
+/// from a genuinely oversized frame by its inner packet: unfragmented TCP over IPv4 whose IP
+/// packet ends exactly where the frame does.
+///
+/// `frame` is the inner Ethernet frame (the datagram after the VXLAN header), `mtu` the
+/// network's. When it is one, `hdr` gets TCPv4 GSO with NEEDS_CSUM and a `gso_size` that
+/// fills the MTU (`mtu` minus its IP and TCP headers: a byte stream may be cut anywhere, and
+/// the sender's MSS is no larger, since its interface has the network's MTU), and the
+/// checksum field gets the pseudo-header sum over the whole packet (the kernel leaves it so; a
+/// complete one that verifies is turned into it, whoever segments sums afresh). A UDP
+/// super-packet is not taken: its datagram boundaries are the sender's `gso_size`, which the
+/// read does not carry.
+pub fn rx_super_packet(hdr: &mut [u8], frame: &mut [u8], mtu: usize) -> SuperPacket {
+    let Some((repr, csum_field)) = super_packet(frame, mtu) else {
+        return SuperPacket::No;
+    };
+    let Some(repr) = repr else {
+        return SuperPacket::Bad;
+    };
+    let Some(out) = hdr.get_mut(..HDR_LEN) else {
+        return SuperPacket::No;
+    };
+    out.copy_from_slice(&repr.to_bytes());
+    let (field, pseudo) = csum_field;
+    if let Some(f) = frame.get_mut(field..field + 2) {
+        f.copy_from_slice(&pseudo.to_be_bytes());
+    }
+    SuperPacket::Yes
+}
+
+/// [`rx_super_packet`]'s judgement: `None` when `frame` is not a super-packet; else the vnet
+/// header (`None` for a bad checksum) and the checksum field's offset and partial value.
+#[allow(clippy::type_complexity)]
+fn super_packet(frame: &[u8], mtu: usize) -> Option<(Option<VnetHdrRepr>, (usize, u16))> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EtherType::Ipv4 {
+        return None;
+    }
+    let l3 = eth.header_len();
+    let ip = Ipv4Packet::new_checked_with(frame.get(l3..)?, Lengths::Gso).ok()?;
+    if l3 + ip.packet_len() != frame.len()
+        || ip.packet_len() <= mtu
+        || ip.is_fragment()
+        || ip.protocol() != IpProtocol::Tcp
+    {
+        return None;
+    }
+    let l4 = l3 + ip.header_len();
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let headers = ip.header_len() + tcp.header_len();
+    let gso_size = mtu.checked_sub(headers).filter(|g| *g > 0)?;
+    let l4_len = u32::try_from(ip.packet_len() - ip.header_len()).ok()?;
+    let partial = checksum::fold(ip.pseudo_header(l4_len));
+    let verdict = match l4_csum(&ip, l3) {
+        Some(InnerCsum::Bad) => None,
+        _ => Some(VnetHdrRepr {
+            needs_csum: true,
+            data_valid: false,
+            gso_type: GsoType::TcpV4,
+            ecn: false,
+            hdr_len: u16::try_from(l3 + headers).ok()?,
+            gso_size: u16::try_from(gso_size).ok()?,
+            csum_start: u16::try_from(l4).ok()?,
+            csum_offset: u16::try_from(tcp::CHECKSUM_OFFSET).ok()?,
+        }),
+    };
+    Some((verdict, (l4 + tcp::CHECKSUM_OFFSET, partial)))
 }
 
 /// Largest IPv4 packet a merged super-frame may carry (the total-length field).
@@ -447,9 +549,8 @@ struct Tcp4Seg {
     flags: u8,
 }
 
-const TCP_FLAG_FIN: u8 = 0x01;
-const TCP_FLAG_PSH: u8 = 0x08;
-const TCP_FLAG_ACK: u8 = 0x10;
+/// Ethernet + IPv4 header of a segment [`tcp4_seg`] takes (untagged, no IP options).
+const GRO_L4_OFF: usize = ETH_HDR_LEN + IPV4_HDR_LEN;
 
 /// Parses an untagged Ethernet frame holding a plain TCP/IPv4 segment that may be merged: no IP
 /// options, not a fragment, no padding, only ACK (and PSH) set, some payload, and a correct
@@ -458,51 +559,61 @@ const TCP_FLAG_ACK: u8 = 0x10;
 /// merged frame's checksum is partial anyway, rewritten for the merged length, and whoever
 /// completes it sums the payload afresh.
 fn tcp4_seg(f: &[u8]) -> Option<Tcp4Seg> {
-    let ip = f.get(14..34)?;
-    if f[12..14] != [0x08, 0x00] || ip[0] != 0x45 || ip[9] != 6 {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    if eth.is_vlan_tagged() || eth.ethertype() != EtherType::Ipv4 {
         return None;
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if total + 14 != f.len() || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.header_len() != IPV4_HDR_LEN
+        || ip.protocol() != IpProtocol::Tcp
+        || ip.packet_len() + ETH_HDR_LEN != f.len()
+        || ip.is_fragment()
+    {
         return None;
     }
-    let tcp = f.get(34..54)?;
-    let thl = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    if thl < 20 || 34 + thl >= f.len() || flags & !(TCP_FLAG_ACK | TCP_FLAG_PSH) != 0 {
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let flags = tcp.flags();
+    if tcp.payload().is_empty()
+        || flags & !(tcp::flags::ACK | tcp::flags::PSH) != 0
+        || flags & tcp::flags::ACK == 0
+    {
         return None;
     }
-    if flags & TCP_FLAG_ACK == 0 {
-        return None;
-    }
-    let src: [u8; 4] = ip[12..16].try_into().ok()?;
-    let dst: [u8; 4] = ip[16..20].try_into().ok()?;
-    let l4_len = u32::try_from(total - 20).ok()?;
-    let pseudo = checksum::pseudo_header_v4(&src, &dst, 6, l4_len);
-    let partial = u16::from_be_bytes([tcp[16], tcp[17]]) == checksum::fold(pseudo);
-    if !partial && checksum::fold(checksum::add(pseudo, &f[34..])) != 0xffff {
+    let pseudo = ip.pseudo_header(u32::try_from(ip.payload().len()).ok()?);
+    if !tcp.checksum_is_partial(pseudo) && !tcp.verify_checksum(pseudo) {
         return None;
     }
     Some(Tcp4Seg {
-        hdr_len: 34 + thl,
-        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
-        payload: f.len() - 34 - thl,
+        hdr_len: GRO_L4_OFF + tcp.header_len(),
+        seq: tcp.seq_number(),
+        payload: tcp.payload().len(),
         flags,
     })
 }
 
-/// Whether `b` may follow `a` in one super-frame, header-wise: same MACs, same IPv4 TOS, DF,
-/// TTL and addresses, same TCP ports, ack, window and options.
+/// Whether `b` may follow `a` in one super-frame, header-wise: same MACs, same IPv4 DSCP/ECN,
+/// DF, TTL and addresses, same TCP ports, ack, data offset, window and options. Both passed
+/// [`tcp4_seg`] with the same header length `hdr_len`.
 fn same_flow(a: &[u8], b: &[u8], hdr_len: usize) -> bool {
-    a[..14] == b[..14]
-        && a[15] == b[15]
-        && a[20] & 0x40 == b[20] & 0x40
-        && a[22] == b[22]
-        && a[26..34] == b[26..34]
-        && a[34..38] == b[34..38]
-        && a[42..47] == b[42..47]
-        && a[48..50] == b[48..50]
-        && a[54..hdr_len] == b[54..hdr_len]
+    let (ia, ib) = (
+        Ipv4Packet::new_unchecked(&a[ETH_HDR_LEN..]),
+        Ipv4Packet::new_unchecked(&b[ETH_HDR_LEN..]),
+    );
+    let (ta, tb) = (
+        TcpPacket::new_unchecked(&a[GRO_L4_OFF..]),
+        TcpPacket::new_unchecked(&b[GRO_L4_OFF..]),
+    );
+    a[..ETH_HDR_LEN] == b[..ETH_HDR_LEN]
+        && ia.dscp_ecn() == ib.dscp_ecn()
+        && ia.dont_frag() == ib.dont_frag()
+        && ia.ttl() == ib.ttl()
+        && ia.src_octets() == ib.src_octets()
+        && ia.dst_octets() == ib.dst_octets()
+        && ta.src_port() == tb.src_port()
+        && ta.dst_port() == tb.dst_port()
+        && ta.ack_number() == tb.ack_number()
+        && ta.window_len() == tb.window_len()
+        && a[GRO_L4_OFF + TCP_HDR_LEN..hdr_len] == b[GRO_L4_OFF + TCP_HDR_LEN..hdr_len]
 }
 
 /// Userspace GRO for frames that came out of the tunnel: merges the longest run of `frames`,
@@ -519,7 +630,7 @@ fn same_flow(a: &[u8], b: &[u8], hdr_len: usize) -> bool {
 pub fn gro_tcp4(frames: &[&[u8]], out: &mut [u8]) -> Option<(usize, usize)> {
     let first = frames.first()?;
     let s0 = tcp4_seg(first)?;
-    if s0.flags & TCP_FLAG_PSH != 0 {
+    if s0.flags & tcp::flags::PSH != 0 {
         return None;
     }
     let mss = s0.payload;
@@ -533,7 +644,7 @@ pub fn gro_tcp4(frames: &[&[u8]], out: &mut [u8]) -> Option<(usize, usize)> {
             || s.seq != next_seq
             || s.payload > mss
             || !same_flow(first, f, s0.hdr_len)
-            || s0.hdr_len - 14 + total + s.payload > GRO_MAX_IP
+            || s0.hdr_len - ETH_HDR_LEN + total + s.payload > GRO_MAX_IP
             || HDR_LEN + s0.hdr_len + total + s.payload > out.len()
         {
             break;
@@ -542,7 +653,7 @@ pub fn gro_tcp4(frames: &[&[u8]], out: &mut [u8]) -> Option<(usize, usize)> {
         total += s.payload;
         flags |= s.flags;
         next_seq = next_seq.wrapping_add(u32::try_from(s.payload).ok()?);
-        if s.payload < mss || s.flags & TCP_FLAG_PSH != 0 {
+        if s.payload < mss || s.flags & tcp::flags::PSH != 0 {
             break;
         }
     }
@@ -550,15 +661,18 @@ pub fn gro_tcp4(frames: &[&[u8]], out: &mut [u8]) -> Option<(usize, usize)> {
         return None;
     }
     let hdr_len = s0.hdr_len;
-    let ip_len = hdr_len - 14 + total;
-    let mut vnet = [0u8; HDR_LEN];
-    vnet[0] = 1; // NEEDS_CSUM
-    vnet[1] = 1; // TCPv4
-    vnet[2..4].copy_from_slice(&u16::try_from(hdr_len).ok()?.to_ne_bytes());
-    vnet[4..6].copy_from_slice(&u16::try_from(mss).ok()?.to_ne_bytes());
-    vnet[6..8].copy_from_slice(&34u16.to_ne_bytes());
-    vnet[8..10].copy_from_slice(&16u16.to_ne_bytes());
-    out[..HDR_LEN].copy_from_slice(&vnet);
+    let ip_len16 = u16::try_from(hdr_len - ETH_HDR_LEN + total).ok()?;
+    let vnet = VnetHdrRepr {
+        needs_csum: true,
+        data_valid: false,
+        gso_type: GsoType::TcpV4,
+        ecn: false,
+        hdr_len: u16::try_from(hdr_len).ok()?,
+        gso_size: u16::try_from(mss).ok()?,
+        csum_start: u16::try_from(GRO_L4_OFF).ok()?,
+        csum_offset: u16::try_from(tcp::CHECKSUM_OFFSET).ok()?,
+    };
+    out[..HDR_LEN].copy_from_slice(&vnet.to_bytes());
     let frame = &mut out[HDR_LEN..];
     frame[..hdr_len].copy_from_slice(&first[..hdr_len]);
     let mut at = hdr_len;
@@ -567,17 +681,13 @@ pub fn gro_tcp4(frames: &[&[u8]], out: &mut [u8]) -> Option<(usize, usize)> {
         frame[at..at + p.len()].copy_from_slice(p);
         at += p.len();
     }
-    let ip_len16 = u16::try_from(ip_len).ok()?;
-    frame[16..18].copy_from_slice(&ip_len16.to_be_bytes());
-    frame[24..26].fill(0);
-    let ip_sum = checksum::checksum(&frame[14..34]);
-    frame[24..26].copy_from_slice(&ip_sum.to_be_bytes());
-    frame[47] = flags & !TCP_FLAG_FIN;
-    let src: [u8; 4] = frame[26..30].try_into().ok()?;
-    let dst: [u8; 4] = frame[30..34].try_into().ok()?;
-    let l4_len = u32::from(ip_len16) - 20;
-    let pseudo = checksum::fold(checksum::pseudo_header_v4(&src, &dst, 6, l4_len));
-    frame[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH_HDR_LEN..GRO_L4_OFF]);
+    ip.set_total_len(ip_len16);
+    ip.fill_checksum();
+    let pseudo = ip.pseudo_header(u32::from(ip_len16) - 20);
+    let mut tcp = TcpPacket::new_unchecked(&mut frame[GRO_L4_OFF..hdr_len]);
+    tcp.set_flags(flags & !tcp::flags::FIN);
+    tcp.fill_partial_checksum(pseudo);
     Some((n, HDR_LEN + at))
 }
 
@@ -900,16 +1010,21 @@ mod tests {
     #[test]
     fn a_bad_or_complete_checksum_is_not_taken_for_a_partial_one() {
         let good = tcp4(1000, 1, 100, ACK, 40000);
-        assert_eq!(inner_partial_csum(&good), InnerCsum::Other);
-        // A wrong checksum field, and a right one over corrupted data.
+        assert_eq!(inner_partial_csum(&good), InnerCsum::Valid);
+        // A wrong checksum field, and a right one over corrupted data: bad, for the port to
+        // drop and count.
         let mut bad = good.clone();
         bad[50] ^= 0x01;
         let mut corrupt = good.clone();
         corrupt[80] ^= 0xff;
-        for f in [good, bad, corrupt] {
+        for (f, want) in [
+            (good, InnerCsum::Valid),
+            (bad, InnerCsum::Bad),
+            (corrupt, InnerCsum::Bad),
+        ] {
             let mut g = f.clone();
             let mut hdr = [0xa5u8; HDR_LEN];
-            assert_eq!(rx_vnet_hdr(&mut hdr, &mut g), InnerCsum::Other);
+            assert_eq!(rx_vnet_hdr(&mut hdr, &mut g), want);
             assert_eq!(hdr, [0; HDR_LEN], "a zero header");
             assert_eq!(g, f, "the frame untouched");
         }
@@ -948,6 +1063,60 @@ mod tests {
         crate::gso::complete_checksum(&mut f, 38, 6).unwrap();
         let sum = checksum::add(pseudo, &f[38..]);
         assert_eq!(checksum::fold(sum), 0xffff, "a valid UDP checksum");
+    }
+
+    /// A kernel VTEP's TSO super-packet, read whole as one datagram: one frame with a GSO
+    /// header that fills the MTU, not a frame over the MTU.
+    #[test]
+    fn a_tunnelled_super_packet_goes_on_whole_as_gso() {
+        let payload = 1000 * 20;
+        // IP and TCP headers are 20 + 32 bytes: an MTU of 1052 fits 1000 bytes a segment.
+        let mtu = 1052;
+        let good = tcp4(1000, 1, payload, ACK, 40000);
+        for f in [partial(&good), good.clone()] {
+            let mut g = f.clone();
+            let mut hdr = [0xa5u8; HDR_LEN];
+            assert_eq!(rx_super_packet(&mut hdr, &mut g, mtu), SuperPacket::Yes);
+            let h = hdr_of(&hdr);
+            assert_eq!(h.gso_type, crate::wire::vnet::GsoType::TcpV4);
+            assert_eq!(
+                (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+                (1000, 66, 34, 16)
+            );
+            assert!(h.needs_csum);
+            assert_eq!(
+                g,
+                partial(&good),
+                "the checksum field holds the pseudo-header sum"
+            );
+            let mut segs = Vec::new();
+            crate::gso::segment(&h, &g, None, &mut Vec::new(), &mut |s| {
+                segs.push(s.to_vec());
+                Ok(())
+            })
+            .expect("segments");
+            assert_eq!(segs.len(), 20);
+            assert!(segs
+                .iter()
+                .all(|s| inner_partial_csum(s) == InnerCsum::Valid));
+        }
+        // A bad checksum is judged, not passed; a packet within the MTU, two packets in one
+        // read (the first ends before the read does) and UDP are not super-packets.
+        let mut bad = good.clone();
+        bad[60] ^= 1;
+        let mut hdr = [0u8; HDR_LEN];
+        assert_eq!(rx_super_packet(&mut hdr, &mut bad, mtu), SuperPacket::Bad);
+        let mut g = good.clone();
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut g, 52 + payload),
+            SuperPacket::No
+        );
+        let mut two = tcp4(1000, 1, 2000, ACK, 40000);
+        two.extend_from_slice(&tcp4(3000, 2, 2000, ACK, 40000));
+        assert_eq!(rx_super_packet(&mut hdr, &mut two, mtu), SuperPacket::No);
+        let mut udp = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
+        assert_eq!(rx_super_packet(&mut hdr, &mut udp, 10), SuperPacket::No);
+        assert_eq!(rx_super_packet(&mut hdr, &mut [], mtu), SuperPacket::No);
     }
 
     #[test]

@@ -9,21 +9,23 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use netyard_switch::wire::checksum;
-use netyard_switch::wire::vnet::{
-    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN,
-};
+use netyard_switch::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+use netyard_switch::wire::ip::{IpProtocol, Lengths};
+use netyard_switch::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use netyard_switch::wire::tcp::{self, TcpPacket, TcpRepr};
+use netyard_switch::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr, VNET_HDR_LEN};
 
 use crate::drops::EgressDrop;
 use crate::packet::{ETH_HDR, IPV4_HDR, TTL};
 
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
+pub const FIN: u8 = tcp::flags::FIN;
+pub const SYN: u8 = tcp::flags::SYN;
+pub const RST: u8 = tcp::flags::RST;
+pub const PSH: u8 = tcp::flags::PSH;
+pub const ACK: u8 = tcp::flags::ACK;
 
 /// TCP header without options.
-pub const TCP_HDR: usize = 20;
+pub const TCP_HDR: usize = tcp::TCP_HDR_LEN;
 /// Headers before the TCP options in a built frame.
 pub const HEADROOM: usize = VNET_HDR_LEN + ETH_HDR + IPV4_HDR;
 /// Largest Ethernet frame built (the switch's and the kernel's 64 KiB limit).
@@ -82,93 +84,59 @@ fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u64 {
 /// Parses an IPv4 TCP segment. `frame` is the Ethernet frame (virtio-net header removed);
 /// `csum_trusted` when the header said NEEDS_CSUM or DATA_VALID (a partial checksum from the
 /// endpoint's own kernel cannot be verified, and needs not be).
+///
+/// A trusted frame's IPv4 total length is read as a GSO super-frame's ([`Lengths::Gso`]: 0
+/// means the whole frame): a super-frame always comes with NEEDS_CSUM (the kernel hands GSO
+/// only with CHECKSUM_PARTIAL), so `csum_trusted` covers every GSO frame and the relay's
+/// interface needs no second flag.
 pub fn parse(frame: &[u8], csum_trusted: bool) -> Result<Seg<'_>, EgressDrop> {
     let malformed = EgressDrop::Malformed;
-    let eth = frame.get(..ETH_HDR).ok_or(malformed)?;
-    if eth[12..14] != [0x08, 0x00] {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| malformed)?;
+    if eth.outer_ethertype() != EtherType::Ipv4 {
         return Err(malformed);
     }
-    let ip = &frame[ETH_HDR..];
-    let ihl = usize::from(ip.first().ok_or(malformed)? & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < IPV4_HDR || ip.len() < ihl {
-        return Err(malformed);
-    }
-    if checksum::fold(checksum::add(0, &ip[..ihl])) != 0xffff {
+    let lengths = if csum_trusted {
+        Lengths::Gso
+    } else {
+        Lengths::Strict
+    };
+    let l3 = frame.get(eth.header_len()..).unwrap_or_default();
+    let ip = Ipv4Packet::new_checked_with(l3, lengths).map_err(|_| malformed)?;
+    if !ip.verify_checksum() {
         return Err(EgressDrop::BadChecksum);
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    // A GSO super-frame from a TAP may say 0 or the real length; trust the frame then.
-    let ip = if total >= ihl && total <= ip.len() {
-        &ip[..total]
-    } else if total == 0 {
-        ip
-    } else {
-        return Err(malformed);
-    };
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & 0x3fff != 0 {
+    if ip.is_fragment() {
         return Err(EgressDrop::Fragment);
     }
-    if ip[9] != 6 {
+    if ip.protocol() != IpProtocol::Tcp {
         return Err(EgressDrop::Unsupported);
     }
-    let src_ip = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let tcp = &ip[ihl..];
-    let doff = usize::from(tcp.get(12).ok_or(malformed)? >> 4) * 4;
-    if doff < TCP_HDR || tcp.len() < doff {
-        return Err(malformed);
-    }
-    if !csum_trusted
-        && checksum::fold(checksum::add(pseudo(src_ip, dst_ip, tcp.len()), tcp)) != 0xffff
-    {
+    let (src_ip, dst_ip) = (ip.src_addr(), ip.dst_addr());
+    let tcp = TcpPacket::new_checked(ip.payload()).map_err(|_| malformed)?;
+    if !csum_trusted && !tcp.verify_checksum(pseudo(src_ip, dst_ip, tcp.segment().len())) {
         return Err(EgressDrop::BadChecksum);
     }
-    let be16 = |o: usize| u16::from_be_bytes([tcp[o], tcp[o + 1]]);
-    let be32 = |o: usize| u32::from_be_bytes([tcp[o], tcp[o + 1], tcp[o + 2], tcp[o + 3]]);
-    let flags = tcp[13] & 0x3f;
-    let mut opts = SynOpts::default();
-    if flags & SYN != 0 {
-        let mut o = &tcp[TCP_HDR..doff];
-        while let Some(&kind) = o.first() {
-            match kind {
-                0 => break,
-                1 => o = &o[1..],
-                _ => {
-                    let Some(&len) = o.get(1) else { break };
-                    let len = usize::from(len);
-                    if len < 2 || len > o.len() {
-                        break;
-                    }
-                    match (kind, len) {
-                        (2, 4) => opts.mss = Some(u16::from_be_bytes([o[2], o[3]])),
-                        (3, 3) => opts.wscale = Some(o[2].min(14)),
-                        _ => {}
-                    }
-                    o = &o[len..];
-                }
-            }
-        }
-    }
-    let mut src_mac = [0u8; 6];
-    src_mac.copy_from_slice(&eth[6..12]);
-    let sport = be16(0);
-    let dport = be16(2);
-    if sport == 0 || dport == 0 {
+    let repr = TcpRepr::parse(&tcp).map_err(|_| malformed)?;
+    if repr.src_port == 0 || repr.dst_port == 0 {
         return Err(EgressDrop::BadAddress);
     }
+    let packet = ip.packet();
     Ok(Seg {
-        src_mac,
-        src: SocketAddrV4::new(src_ip, sport),
-        dst: SocketAddrV4::new(dst_ip, dport),
-        seq: be32(4),
-        ack: be32(8),
-        flags,
-        window: be16(14),
-        opts,
-        payload: &tcp[doff..],
-        quote: &ip[..(ihl + 8).min(ip.len())],
-        ttl: ip[8],
+        src_mac: eth.src_addr().0,
+        src: SocketAddrV4::new(src_ip, repr.src_port),
+        dst: SocketAddrV4::new(dst_ip, repr.dst_port),
+        seq: repr.seq_number,
+        ack: repr.ack_number,
+        // URG, ECE and CWR are not interpreted.
+        flags: repr.flags & 0x3f,
+        window: repr.window_len,
+        opts: SynOpts {
+            mss: repr.max_seg_size,
+            wscale: repr.window_scale,
+        },
+        payload: tcp.payload(),
+        quote: &packet[..(ip.header_len() + 8).min(packet.len())],
+        ttl: ip.ttl(),
     })
 }
 
@@ -204,62 +172,66 @@ pub fn build(
     ip_id: u16,
 ) {
     let plen = payload.0.len() + payload.1.len();
-    let mut opts = [0u8; 8];
-    let mut olen = 0;
-    if let Some(s) = h.syn {
-        if let Some(m) = s.mss {
-            opts[..4].copy_from_slice(&[2, 4, (m >> 8) as u8, m as u8]);
-            olen = 4;
-        }
-        if let Some(w) = s.wscale {
-            opts[olen..olen + 4].copy_from_slice(&[1, 3, 3, w]);
-            olen += 4;
-        }
-    }
-    let tcp_len = TCP_HDR + olen + plen;
-    let ip_len = IPV4_HDR + tcp_len;
+    let syn = h.syn.unwrap_or_default();
+    let tcp_repr = TcpRepr {
+        src_port: a.from.port(),
+        dst_port: a.to.port(),
+        seq_number: h.seq,
+        ack_number: h.ack,
+        flags: h.flags,
+        window_len: h.window,
+        max_seg_size: syn.mss,
+        window_scale: syn.wscale,
+    };
+    let tcp_hdr = tcp_repr.header_len();
+    let tcp_len = tcp_hdr + plen;
     let gso = plen > usize::from(mss) && mss > 0;
+    let l3 = VNET_HDR_LEN + ETH_HDR;
+    let l4 = l3 + IPV4_HDR;
     buf.clear();
-    // virtio-net header.
-    let hdr_len = (ETH_HDR + IPV4_HDR + TCP_HDR + olen) as u16;
-    let csum_start = (ETH_HDR + IPV4_HDR) as u16;
-    buf.push(VIRTIO_NET_HDR_F_NEEDS_CSUM);
-    buf.push(if gso {
-        VIRTIO_NET_HDR_GSO_TCPV4
-    } else {
-        VIRTIO_NET_HDR_GSO_NONE
-    });
-    buf.extend_from_slice(&hdr_len.to_ne_bytes());
-    buf.extend_from_slice(&(if gso { mss } else { 0 }).to_ne_bytes());
-    buf.extend_from_slice(&csum_start.to_ne_bytes());
-    buf.extend_from_slice(&16u16.to_ne_bytes());
-    // Ethernet.
-    buf.extend_from_slice(&a.endpoint_mac);
-    buf.extend_from_slice(&a.gw_mac);
-    buf.extend_from_slice(&[0x08, 0x00]);
-    // IPv4, don't fragment.
-    let ip_start = buf.len();
-    let tl = (ip_len.min(0xffff) as u16).to_be_bytes();
-    let id = ip_id.to_be_bytes();
-    buf.extend_from_slice(&[0x45, 0, tl[0], tl[1], id[0], id[1], 0x40, 0, TTL, 6, 0, 0]);
-    buf.extend_from_slice(&a.from.ip().octets());
-    buf.extend_from_slice(&a.to.ip().octets());
-    let c = checksum::checksum(&buf[ip_start..ip_start + IPV4_HDR]);
-    buf[ip_start + 10..ip_start + 12].copy_from_slice(&c.to_be_bytes());
-    // TCP with the pseudo-header sum in the checksum field (NEEDS_CSUM).
-    buf.extend_from_slice(&a.from.port().to_be_bytes());
-    buf.extend_from_slice(&a.to.port().to_be_bytes());
-    buf.extend_from_slice(&h.seq.to_be_bytes());
-    buf.extend_from_slice(&h.ack.to_be_bytes());
-    buf.push((((TCP_HDR + olen) / 4) as u8) << 4);
-    buf.push(h.flags);
-    buf.extend_from_slice(&h.window.to_be_bytes());
-    let partial = checksum::fold(pseudo(*a.from.ip(), *a.to.ip(), tcp_len));
-    buf.extend_from_slice(&partial.to_be_bytes());
-    buf.extend_from_slice(&[0, 0]);
-    buf.extend_from_slice(&opts[..olen]);
+    buf.resize(l4 + tcp_hdr, 0);
     buf.extend_from_slice(payload.0);
     buf.extend_from_slice(payload.1);
+    // Header lengths are at most 14 + 20 + 28 bytes: the conversions cannot fail.
+    let to16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
+    VnetHdrRepr {
+        needs_csum: true,
+        data_valid: false,
+        gso_type: if gso { GsoType::TcpV4 } else { GsoType::None },
+        ecn: false,
+        hdr_len: to16(ETH_HDR + IPV4_HDR + tcp_hdr),
+        gso_size: if gso { mss } else { 0 },
+        csum_start: to16(ETH_HDR + IPV4_HDR),
+        csum_offset: to16(tcp::CHECKSUM_OFFSET),
+    }
+    .emit(&mut VnetHdr::new_unchecked(&mut buf[..VNET_HDR_LEN]));
+    EthernetRepr {
+        src_addr: MacAddr(a.gw_mac),
+        dst_addr: MacAddr(a.endpoint_mac),
+        vlan_tci: None,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(
+        &mut buf[VNET_HDR_LEN..l3],
+    ));
+    // Don't fragment; a super-frame's total length is capped at 65535 (the frame is its
+    // extent).
+    Ipv4Repr {
+        src_addr: *a.from.ip(),
+        dst_addr: *a.to.ip(),
+        protocol: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ttl: TTL,
+        ident: ip_id,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut buf[l3..l4]));
+    // TCP with the pseudo-header sum in the checksum field (NEEDS_CSUM).
+    let mut tcp = TcpPacket::new_unchecked(&mut buf[l4..]);
+    tcp_repr.emit(&mut tcp);
+    tcp.fill_partial_checksum(pseudo(*a.from.ip(), *a.to.ip(), tcp_len));
 }
 
 /// Largest payload of one built frame for a given MSS: whole segments within 64 KiB.
@@ -375,6 +347,28 @@ mod tests {
             Err(EgressDrop::BadChecksum),
             "IP header sum"
         );
+    }
+
+    #[test]
+    fn a_trusted_super_frame_may_say_ip_length_zero_an_untrusted_one_may_not() {
+        let mut buf = Vec::new();
+        let data = vec![7u8; 3000];
+        let h = SegHdr {
+            seq: 1,
+            ack: 1,
+            flags: ACK,
+            window: 100,
+            syn: None,
+        };
+        build(&mut buf, &addr(), &h, (&data, b""), 1448, 1);
+        let frame = &mut buf[VNET_HDR_LEN..];
+        frame[ETH_HDR + 2..ETH_HDR + 4].fill(0);
+        frame[ETH_HDR + 10..ETH_HDR + 12].fill(0);
+        let c = checksum::checksum(&frame[ETH_HDR..ETH_HDR + IPV4_HDR]);
+        frame[ETH_HDR + 10..ETH_HDR + 12].copy_from_slice(&c.to_be_bytes());
+        let s = parse(frame, true).expect("a GSO super-frame (NEEDS_CSUM) with length 0");
+        assert_eq!(s.payload, &data[..]);
+        assert_eq!(parse(frame, false), Err(EgressDrop::Malformed));
     }
 
     #[test]

@@ -78,8 +78,8 @@ use super::{FrameTruncated, PortDrop, HDR};
 use crate::counters::{DropReason, KernelAccumulator, KernelCount, KernelReading};
 use crate::gso::{self, GsoError};
 use crate::overlay::{
-    flow_source_port, gro_tcp4, rx_vnet_hdr, Destinations, RemoteTable, GRO_MAX_SEGS,
-    SOURCE_PORT_MIN,
+    flow_source_port, gro_tcp4, rx_super_packet, rx_vnet_hdr, Destinations, InnerCsum, RemoteTable,
+    SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
 use crate::wire::ethernet::MacAddr;
@@ -512,7 +512,6 @@ impl VxlanPort {
         buf: &mut [u8],
     ) -> io::Result<usize> {
         let frame = self.check(dgram).map_err(|r| PortDrop(r).into_io())?;
-        self.learn(frame, from);
         let cap = buf.len();
         let out = buf.get_mut(HDR..HDR + frame.len()).ok_or_else(|| {
             FrameTruncated {
@@ -523,7 +522,11 @@ impl VxlanPort {
         })?;
         out.copy_from_slice(frame);
         let (hdr, rest) = buf.split_at_mut(HDR);
-        rx_vnet_hdr(hdr, &mut rest[..frame.len()]);
+        if rx_vnet_hdr(hdr, &mut rest[..frame.len()]) == InnerCsum::Bad {
+            return Err(PortDrop(DropReason::VxlanBadInnerChecksum).into_io());
+        }
+        // Learned only from a frame that is handed on: a dropped one teaches nothing.
+        self.learn(frame, from);
         Ok(HDR + frame.len())
     }
 
@@ -619,8 +622,27 @@ impl Port for VxlanPort {
         let (len, seg, pos) = (b.len, b.seg, b.pos);
         let data = &b.buf[..len];
         let first_end = (pos + seg).min(len);
+        if first_end == len && len - pos > VXLAN_HDR_LEN + self.max_frame {
+            // One datagram over the MTU: maybe a kernel VTEP's tunnelled TSO super-packet
+            // (see `overlay::rx_super_packet`), else dropped as over_mtu by the switch.
+            let whole = &data[pos + VXLAN_HDR_LEN..len];
+            if let Some(out) = buf.get_mut(..HDR + whole.len()) {
+                out[HDR..].copy_from_slice(whole);
+                let (hdr, rest) = out.split_at_mut(HDR);
+                match rx_super_packet(hdr, rest, usize::from(self.cfg.mtu)) {
+                    SuperPacket::No => {}
+                    SuperPacket::Yes => {
+                        b.pos = len;
+                        return Ok(HDR + whole.len());
+                    }
+                    SuperPacket::Bad => {
+                        b.pos = len;
+                        return Err(PortDrop(DropReason::VxlanBadInnerChecksum).into_io());
+                    }
+                }
+            }
+        }
         let frame = &data[pos + VXLAN_HDR_LEN..first_end];
-        self.learn(frame, b.from);
         // Consecutive valid datagrams of this read, for merging.
         let mut frames: [&[u8]; GRO_MAX_SEGS] = [&[]; GRO_MAX_SEGS];
         frames[0] = frame;
@@ -638,6 +660,7 @@ impl Port for VxlanPort {
         if count > 1 {
             if let Some((merged, n)) = gro_tcp4(&frames[..count], buf) {
                 b.pos = (pos + merged * seg).min(len);
+                self.learn(frame, b.from);
                 return Ok(n);
             }
         }
@@ -651,7 +674,10 @@ impl Port for VxlanPort {
         })?;
         out.copy_from_slice(frame);
         let (hdr, rest) = buf.split_at_mut(HDR);
-        rx_vnet_hdr(hdr, &mut rest[..frame.len()]);
+        if rx_vnet_hdr(hdr, &mut rest[..frame.len()]) == InnerCsum::Bad {
+            return Err(PortDrop(DropReason::VxlanBadInnerChecksum).into_io());
+        }
+        self.learn(frame, b.from);
         Ok(HDR + frame.len())
     }
 
