@@ -461,6 +461,7 @@ async fn flows(State(d): D) -> Res<serde_json::Value> {
 
 /// The embedded resolver's counters (`netyard top` takes its query rate from two of these).
 async fn dns_counters(State(d): D) -> Res<netyard_dns::CountersSnapshot> {
+    d.dns().sync_kernel_drops().await;
     Ok(Json(d.dns().resolver().counters().snapshot()))
 }
 

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use netyard_dns::{
@@ -52,9 +54,28 @@ struct Listener {
     tasks: Vec<JoinHandle<()>>,
     /// Network name -> internal.
     networks: BTreeMap<String, bool>,
+    /// A duplicate of the UDP socket the serving task owns, for reading its kernel drop
+    /// count off the query path.
+    udp: OwnedFd,
+    /// The drop count at the last reading (a new socket starts at 0).
+    udp_drops_seen: u32,
 }
 
 impl Listener {
+    /// Datagrams the kernel dropped at this listener's full UDP receive buffer since the last
+    /// reading (`SO_MEMINFO`'s `sk_drops`, 32 bits, wrapping: one reading a scrape apart
+    /// cannot miss a wrap at any real rate). A failed reading counts nothing.
+    fn udp_drops(&mut self) -> u64 {
+        match netyard_switch::sys::socket_drops(self.udp.as_fd()) {
+            Ok(total) => {
+                let added = total.wrapping_sub(self.udp_drops_seen);
+                self.udp_drops_seen = total;
+                u64::from(added)
+            }
+            Err(_) => 0,
+        }
+    }
+
     fn context(&self) -> AskerContext {
         AskerContext {
             networks: self.networks.keys().cloned().collect(),
@@ -164,13 +185,14 @@ impl Dns {
             move |source| DaemonError::Io { context, source }
         };
         // Registered with the DNS runtime's reactor, where they are served.
-        let (udp, tcp) = {
+        let (udp, tcp, udp_dup) = {
             let _rt = self.rt.enter();
-            let udp = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(udp))
-                .map_err(io("udp socket"))?;
+            let udp = std::net::UdpSocket::from(udp);
+            let dup = OwnedFd::from(udp.try_clone().map_err(io("udp socket"))?);
+            let udp = tokio::net::UdpSocket::from_std(udp).map_err(io("udp socket"))?;
             let tcp = tokio::net::TcpListener::from_std(std::net::TcpListener::from(tcp))
                 .map_err(io("tcp listener"))?;
-            (udp, tcp)
+            (udp, tcp, dup)
         };
         let mut networks = BTreeMap::new();
         networks.insert(network.to_string(), internal);
@@ -181,6 +203,8 @@ impl Dns {
             }),
             tasks: Vec::new(),
             networks,
+            udp: udp_dup,
+            udp_drops_seen: 0,
         };
         l.asker.set(l.context());
         l.tasks.push(
@@ -201,7 +225,13 @@ impl Dns {
         let Some(l) = ls.get_mut(&key) else { return };
         l.networks.remove(network);
         if l.networks.is_empty() {
-            if let Some(l) = ls.remove(&key) {
+            if let Some(mut l) = ls.remove(&key) {
+                // Its last drops, before the socket closes.
+                let added = l.udp_drops();
+                self.resolver
+                    .counters()
+                    .udp_rcvbuf_full
+                    .fetch_add(added, Relaxed);
                 for t in l.tasks {
                     t.abort();
                 }
@@ -209,6 +239,18 @@ impl Dns {
         } else {
             l.asker.set(l.context());
         }
+    }
+
+    /// Adds what the kernel dropped at the listeners' full UDP receive buffers since the
+    /// last reading to the resolver's `udp_rcvbuf_full`. Called when the counters are asked
+    /// for (`/v1/dns`, a metrics sample), never per query: one `getsockopt` per listener.
+    pub async fn sync_kernel_drops(&self) {
+        let mut ls = self.listeners.lock().await;
+        let added: u64 = ls.values_mut().map(Listener::udp_drops).sum();
+        self.resolver
+            .counters()
+            .udp_rcvbuf_full
+            .fetch_add(added, Relaxed);
     }
 
     pub async fn shutdown(&self) {

@@ -370,6 +370,14 @@ impl Collector for SampleCollector {
                 .into_iter()
                 .map(|(rcode, source, k)| (vec![("rcode", rcode), ("source", source)], k)),
         )?;
+        family(
+            &mut enc,
+            "netyard_dns_drops",
+            "DNS queries dropped before the resolver saw them, by reason (udp_rcvbuf_full: \
+             the kernel dropped them at a listener's full UDP receive buffer).",
+            c,
+            [(vec![("reason", "udp_rcvbuf_full")], s.dns.udp_rcvbuf_full)],
+        )?;
         let lat = &s.dns_latency;
         let mut m = enc.encode_descriptor(
             "netyard_dns_latency_seconds",

@@ -1609,6 +1609,7 @@ impl Daemon {
             });
         }
         drop(st);
+        self.dns.sync_kernel_drops().await;
         let resolver = self.dns.resolver();
         sample.dns = resolver.counters().snapshot();
         sample.dns_latency = resolver.latency().snapshot();

@@ -9,11 +9,21 @@
 //!   device counts it as `tx_dropped`, read through a netlink socket of the container's
 //!   namespace, and `stats` shows it as `tap_queue_full`.
 //!
+//! - DNS: queries to a namespace's resolver (127.0.0.11:53) while the daemon is stopped
+//!   overflow the listener's UDP receive buffer; `GET /v1/dns` shows exactly the kernel's own
+//!   drop count of that socket (`/proc/net/udp`) as `udp_rcvbuf_full`.
+//!
+//! - `tap_rx_dropped` has no test: the container's kernel drops what netyard writes to its TAP
+//!   only when its input backlog is full, and that bound (`net.core.netdev_max_backlog`) is
+//!   one for the whole machine, not per namespace: provoking it would disturb every other
+//!   test running, and a stopped daemon writes nothing to overflow it with.
+//!
 //! Frames are written with a python AF_PACKET socket on the container's eth0, from the
 //! endpoint's own MAC to an unknown unicast MAC, inside the lab's namespaces only.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{drops, num, py_ok_within, wait_until, Lab, Subnet};
@@ -160,3 +170,81 @@ fn a_flood_that_overflows_the_tap_queue_shows_its_drops_in_stats() {
     );
     assert_accounted(20_000, &before, &after, "tap_queue_full");
 }
+
+/// `dnsflood.py COUNT`: COUNT queries for `flood.` to 127.0.0.11:53 from one socket (UDP to
+/// loopback never blocks: what the listener's buffer cannot hold the kernel drops), then the
+/// listener socket's drop count from /proc/net/udp (its last column), printed.
+const DNS_FLOOD: &str = r#"
+import socket, struct, sys
+count = int(sys.argv[1])
+q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + b"\x05flood\x00" + struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(q, ("127.0.0.11", 53))
+for line in open("/proc/net/udp").read().splitlines()[1:]:
+    f = line.split()
+    if f[1] == "0B00007F:0035":
+        print(f[-1])
+"#;
+
+/// `GET PATH` over the API socket: the JSON body.
+fn api_json(lab: &Lab, path: &str) -> Value {
+    let mut s = std::os::unix::net::UnixStream::connect(&lab.api)
+        .unwrap_or_else(|e| lab.fail(&format!("connect {}: {e}", lab.api.display())));
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: netyard\r\n\r\n")
+        .unwrap_or_else(|e| lab.fail(&format!("write request: {e}")));
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .unwrap_or_else(|e| lab.fail(&format!("read answer: {e}")));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| lab.fail(&format!("{path}: {e}: {answer}")))
+}
+
+#[test]
+fn queries_dropped_at_a_full_dns_listener_show_as_udp_rcvbuf_full() {
+    let lab = Lab::new();
+    let subnet = Subnet::random();
+    let net = lab.network(&format!("kd{}", lab.id), &subnet, &[]);
+    let ns = lab.ns("c");
+    lab.attach(&net, &ns, "asker", &[]);
+    let before = num(&api_json(&lab, "/v1/dns"), "udp_rcvbuf_full");
+    let script = lab.write_file("dnsflood.py", DNS_FLOOD);
+    // The default receive buffer (rmem_default, about 200 KiB) holds a few hundred queries;
+    // 20,000 cannot fit while nobody reads.
+    let kernel: u64 = {
+        let _stopped = pause_daemon(&lab);
+        py_ok_within(&lab, &ns, &script, &["20000"], Duration::from_secs(120))
+            .parse()
+            .unwrap_or_else(|e| lab.fail(&format!("no listener drop count in /proc/net/udp: {e}")))
+    };
+    assert!(
+        kernel > 10_000,
+        "the flood overflowed the listener: {kernel} drops"
+    );
+    let after = num(&api_json(&lab, "/v1/dns"), "udp_rcvbuf_full");
+    assert_eq!(
+        after - before,
+        kernel,
+        "udp_rcvbuf_full counts exactly the socket's drops"
+    );
+    let metrics = {
+        let mut s = std::os::unix::net::UnixStream::connect(&lab.api).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: netyard\r\n\r\n").expect("write");
+        let mut a = String::new();
+        s.read_to_string(&mut a).expect("read");
+        a
+    };
+    let line = format!("netyard_dns_drops_total{{reason=\"udp_rcvbuf_full\"}} {after}");
+    assert!(
+        metrics.contains(&line),
+        "/metrics has `{line}`: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("dns_drops"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+

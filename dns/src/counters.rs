@@ -7,7 +7,8 @@
 //!
 //! The other counters break an outcome down (`nxdomain`, `cap_hits`) or count events that are not
 //! queries (`upstream_timeouts`, `upstream_failures` are per upstream attempt; `tcp_rejected`,
-//! `tcp_evicted` and `send_errors` come from the serving loops).
+//! `tcp_evicted` and `send_errors` come from the serving loops; `udp_rcvbuf_full` from the kernel,
+//! read by the daemon from the listeners' sockets when the counters are asked for).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -81,6 +82,9 @@ counters! {
     tcp_evicted,
     /// Answers that could not be sent back to the client.
     send_errors,
+    /// Kernel: queries the kernel dropped because a listener's UDP receive buffer was full
+    /// (the sockets' drop counts, `SO_MEMINFO`, read on a stats request or a scrape).
+    udp_rcvbuf_full,
 }
 
 impl Counters {

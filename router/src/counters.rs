@@ -38,6 +38,11 @@ impl EgressCounters {
         self.drops[reason.index()].fetch_add(1, Relaxed);
     }
 
+    /// Counts `n` drops of `reason` at once (a kernel count's growth).
+    pub fn drop_n(&self, reason: EgressDrop, n: u64) {
+        self.drops[reason.index()].fetch_add(n, Relaxed);
+    }
+
     pub fn drops(&self, reason: EgressDrop) -> u64 {
         self.drops[reason.index()].load(Relaxed)
     }

@@ -54,10 +54,14 @@ pub enum EgressDrop {
     /// The destination is in 127.0.0.0/8: refused locally the same way (the host's loopback
     /// is only reached through the gateway's address under `--host-loopback`).
     RefusedLoopback,
+    /// Kernel: replies the host dropped because a flow socket's receive buffer was full (the
+    /// socket's drop count, `SO_MEMINFO`, read on the sweep after the flow was read, and when
+    /// the flow closes).
+    UdpRcvbufFull,
 }
 
 impl EgressDrop {
-    pub const ALL: [EgressDrop; 20] = [
+    pub const ALL: [EgressDrop; 21] = [
         EgressDrop::Disabled,
         EgressDrop::Malformed,
         EgressDrop::BadChecksum,
@@ -78,6 +82,7 @@ impl EgressDrop {
         EgressDrop::HostSocketCap,
         EgressDrop::RefusedLocalNetwork,
         EgressDrop::RefusedLoopback,
+        EgressDrop::UdpRcvbufFull,
     ];
 
     /// The name used in the API.
@@ -103,6 +108,7 @@ impl EgressDrop {
             EgressDrop::HostSocketCap => "host_socket_cap",
             EgressDrop::RefusedLocalNetwork => "refused_local_network",
             EgressDrop::RefusedLoopback => "refused_loopback",
+            EgressDrop::UdpRcvbufFull => "udp_rcvbuf_full",
         }
     }
 

@@ -107,6 +107,31 @@ struct FlowIo {
     /// Receive errors in a row: a datagram socket reports a pending error once, so a long
     /// run means the socket itself is broken.
     errors_in_a_row: u32,
+    /// The socket's kernel drop count at the last reading (a new socket starts at 0).
+    drops_seen: u32,
+    /// Read since the last sweep: only such a socket can have dropped anything since (a
+    /// receive buffer fills only while datagrams arrive, and their arrival wakes the read), so
+    /// the sweep asks the kernel about these alone.
+    read_since_sweep: bool,
+}
+
+impl FlowIo {
+    /// Datagrams the kernel dropped at this flow's full receive buffer since the last reading
+    /// (`SO_MEMINFO`'s `sk_drops`, 32 bits, wrapping). 0 for a flow on the raw ICMP socket
+    /// (shared, counted by the engine's own reader) and for a failed reading.
+    fn kernel_drops(&mut self) -> u64 {
+        let FlowSock::Own { sock, .. } = &self.sock else {
+            return 0;
+        };
+        match netyard_switch::sys::socket_drops(sock.as_fd()) {
+            Ok(total) => {
+                let added = total.wrapping_sub(self.drops_seen);
+                self.drops_seen = total;
+                u64::from(added)
+            }
+            Err(_) => 0,
+        }
+    }
 }
 
 /// A flow's way out.
@@ -315,6 +340,18 @@ impl Egress {
             return;
         }
         self.next_sweep = Some(now + SWEEP_EVERY);
+        // Kernel drops of the sockets read since the last sweep: off the read path, one
+        // getsockopt per active flow a second.
+        let mut dropped = 0;
+        for io in self.flows.values_mut().filter(|io| io.read_since_sweep) {
+            io.read_since_sweep = false;
+            dropped += io.kernel_drops();
+        }
+        if dropped > 0 {
+            self.shared
+                .counters
+                .drop_n(EgressDrop::UdpRcvbufFull, dropped);
+        }
         let gone = self.shared.table().expire(now);
         self.shared
             .counters
@@ -496,7 +533,15 @@ impl Egress {
     /// about to be closed and maybe reused.
     fn forget(&mut self, id: FlowId) {
         self.batch.forget(id);
-        match self.flows.remove(&id).map(|io| io.sock) {
+        let mut io = self.flows.remove(&id);
+        // Its last drops, before the socket closes.
+        let dropped = io.as_mut().map_or(0, FlowIo::kernel_drops);
+        if dropped > 0 {
+            self.shared
+                .counters
+                .drop_n(EgressDrop::UdpRcvbufFull, dropped);
+        }
+        match io.map(|io| io.sock) {
             Some(FlowSock::Own { sock: s, .. }) => {
                 let _ = self.epoll.get_ref().0.delete(&s);
             }
@@ -649,6 +694,8 @@ impl Egress {
                 // Spread the flows' IPv4 identification sequences.
                 ident: (id.0 as u16).wrapping_mul(0x9e37),
                 errors_in_a_row: 0,
+                drops_seen: 0,
+                read_since_sweep: false,
             },
         );
         self.shared.counters.flows_created.fetch_add(1, Relaxed);
@@ -693,6 +740,7 @@ impl Egress {
             return false;
         };
         let fd = sock.as_raw_fd();
+        io.read_since_sweep = true;
         let headroom = match io.key.proto {
             Proto::Icmp => packet::ICMP_HEADROOM,
             Proto::Udp | Proto::Tcp => packet::UDP_HEADROOM,
