@@ -13,6 +13,8 @@
 //!   overflow the listener's UDP receive buffer; `GET /v1/dns` shows exactly the kernel's own
 //!   drop count of that socket (`/proc/net/udp`) as `udp_rcvbuf_full`.
 //!
+//! - VXLAN: datagrams to the tunnel's port while the daemon is stopped overflow its UDP
+//!   socket; the `(vxlan)` row shows exactly the socket's own drop count as `udp_rcvbuf_full`.
 //! - `tap_rx_dropped` has no test: the container's kernel drops what netyard writes to its TAP
 //!   only when its input backlog is full, and that bound (`net.core.netdev_max_backlog`) is
 //!   one for the whole machine, not per namespace: provoking it would disturb every other
@@ -248,3 +250,71 @@ fn queries_dropped_at_a_full_dns_listener_show_as_udp_rcvbuf_full() {
     );
 }
 
+/// `vxflood.py PORT VNI COUNT`: COUNT VXLAN datagrams (VNI, a 60-byte inner frame to an
+/// unknown unicast MAC) to 127.0.0.1:PORT, then the drop count of the socket bound there
+/// (`/proc/net/udp`'s last column), printed.
+const VXLAN_FLOOD: &str = r#"
+import socket, struct, sys
+port, vni, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+inner = bytes.fromhex("020000000001" "02aa00000002") + b"\x88\xb5" + bytes(46)
+d = bytes([0x08, 0, 0, 0]) + struct.pack("!I", vni << 8) + inner
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(d, ("127.0.0.1", port))
+want = "0100007F:%04X" % port
+for line in open("/proc/net/udp").read().splitlines()[1:]:
+    f = line.split()
+    if f[1] == want:
+        print(f[-1])
+"#;
+
+#[test]
+fn datagrams_dropped_at_a_full_vxlan_socket_show_as_udp_rcvbuf_full() {
+    let lab = Lab::new();
+    let subnet = Subnet::random();
+    let port = 20_000 + rand::random::<u16>() % 20_000;
+    let net = lab.network(
+        &format!("kv{}", lab.id),
+        &subnet,
+        &[
+            "--vxlan",
+            "4343",
+            "--vxlan-local",
+            "127.0.0.1",
+            "--vxlan-port",
+            &port.to_string(),
+            "--mtu",
+            "1450",
+        ],
+    );
+    // The first reading is the baseline; a new socket's is 0.
+    let before = drops(&lab.counters(&net, "(vxlan)"), "udp_rcvbuf_full");
+    let script = lab.write_file("vxflood.py", VXLAN_FLOOD);
+    let host = lab.host.name.clone();
+    // The socket's buffer is a few MiB: some ten thousand small datagrams fit, 200,000 not.
+    let kernel: u64 = {
+        let _stopped = pause_daemon(&lab);
+        py_ok_within(
+            &lab,
+            &host,
+            &script,
+            &[&port.to_string(), "4343", "200000"],
+            Duration::from_secs(120),
+        )
+        .parse()
+        .unwrap_or_else(|e| lab.fail(&format!("no VXLAN socket drop count in /proc/net/udp: {e}")))
+    };
+    assert!(
+        kernel > 50_000,
+        "the flood overflowed the socket: {kernel} drops"
+    );
+    let mut got = 0;
+    let settled = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        got = drops(&lab.counters(&net, "(vxlan)"), "udp_rcvbuf_full") - before;
+        got == kernel
+    });
+    assert!(
+        settled,
+        "(vxlan) udp_rcvbuf_full {got}, the socket's own drop count {kernel}"
+    );
+}
