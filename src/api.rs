@@ -177,7 +177,16 @@ pub async fn serve(listener: UnixListener, app: Router, stop: impl Future<Output
                 }
             },
         };
-        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The client's pid (SO_PEERCRED, in the daemon's PID namespace; 0 when the client's
+        // process is not visible there), for the handlers that watch their client.
+        let peer = Peer(
+            io.peer_cred()
+                .ok()
+                .and_then(|c| c.pid())
+                .and_then(|p| u32::try_from(p).ok()),
+        );
+        let svc =
+            hyper_util::service::TowerToHyperService::new(app.clone().layer(axum::Extension(peer)));
         let mut closed = closed.clone();
         conns.spawn(async move {
             let _permit = permit;
@@ -202,6 +211,10 @@ pub async fn serve(listener: UnixListener, app: Router, stop: impl Future<Output
     let _ = closing.send(true);
     while conns.join_next().await.is_some() {}
 }
+
+/// The API connection's peer process, as the kernel saw it connect.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<u32>);
 
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
@@ -246,6 +259,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
             axum::routing::post(link_up),
         )
         .route("/v1/endpoints", get(endpoints))
+        .route("/v1/joins", axum::routing::post(join))
+        .route("/v1/joins/{name}", delete(unjoin))
         .route("/v1/stats", get(stats))
         .route("/v1/flows", get(flows))
         .route("/v1/dns", get(dns_counters))
@@ -344,6 +359,23 @@ async fn attach(
     }
     req.network = Some(name.clone());
     Ok(Json(d.attach(&name, req).await?))
+}
+
+/// `run --network container:NAME` registers itself while it runs (`crate::joins`); its
+/// process is the connection's peer.
+async fn join(
+    State(d): D,
+    peer: Option<axum::Extension<Peer>>,
+    body: Bytes,
+) -> Res<netyard_api::model::JoinInfo> {
+    let req: netyard_api::model::JoinCreate = parse_body(&body)?;
+    let pid = peer.and_then(|axum::Extension(Peer(p))| p);
+    Ok(Json(d.join(req, pid).await?))
+}
+
+async fn unjoin(State(d): D, Path(name): Path<String>) -> Res<serde_json::Value> {
+    d.unjoin(&name)?;
+    Ok(Json(serde_json::json!({"removed": name})))
 }
 
 async fn detach(State(d): D, Path((name, ep)): Path<(String, String)>) -> Res<serde_json::Value> {

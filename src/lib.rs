@@ -11,6 +11,7 @@ pub mod error;
 pub mod fronts;
 pub mod fuzzing;
 pub mod ipam;
+pub mod joins;
 pub mod metrics;
 pub mod netns;
 pub mod plan;

@@ -89,6 +89,8 @@ pub struct Daemon {
     endpoints: EndpointOptions,
     /// Endpoint devices being removed after their detach answered.
     teardowns: Teardowns,
+    /// `run --network container:NAME` runs, listed by `ps` while they run.
+    joins: crate::joins::Joins,
 }
 
 /// How a daemon makes its endpoints. The daemon's own are configured and get the resolver's
@@ -142,6 +144,7 @@ impl Daemon {
             subnets: Default::default(),
             endpoints: EndpointOptions::default(),
             teardowns: Teardowns::default(),
+            joins: Default::default(),
         }
     }
 
@@ -1065,9 +1068,124 @@ impl Daemon {
 
     pub async fn endpoints(&self) -> Vec<EndpointInfo> {
         let st = self.state.lock().await;
-        st.values()
+        let mut out: Vec<EndpointInfo> = st
+            .values()
             .flat_map(|n| n.endpoints.values().map(move |e| e.info(n)))
-            .collect()
+            .collect();
+        // Runs that joined an endpoint's namespace: one row per network of the target, with
+        // its addresses and counters (they share its interfaces).
+        for j in self.joins.list() {
+            for n in st.values() {
+                if let Some(e) = n
+                    .endpoints
+                    .get(&j.target)
+                    .filter(|e| e.spec.ns_key() == j.ns_key)
+                {
+                    let mut info = e.info(n);
+                    info.name = j.name.clone();
+                    info.kind = "container".into();
+                    info.target = Some(j.target.clone());
+                    info.ports.clear();
+                    info.owner = None;
+                    out.push(info);
+                }
+            }
+        }
+        out
+    }
+
+    /// Registers a `run --network container:TARGET` (see `crate::joins`) until
+    /// [`Daemon::unjoin`] or until process `peer` (the API client) exits.
+    pub async fn join(
+        &self,
+        req: netyard_api::model::JoinCreate,
+        peer: Option<u32>,
+    ) -> Result<netyard_api::model::JoinInfo, DaemonError> {
+        crate::plan::valid_name("name", &req.name)?;
+        crate::plan::valid_name("target", &req.target)?;
+        // Without the client's pid the registration could outlive a killed client.
+        let pid = peer.filter(|p| *p != 0).ok_or_else(|| {
+            DaemonError::invalid(
+                "name",
+                "the client's process is not visible from the daemon's PID namespace, so its \
+                 end could not be noticed",
+            )
+        })?;
+        let st = self.state.lock().await;
+        let candidates: Vec<(&str, &EndpointSpec)> = st
+            .values()
+            .filter_map(|n| {
+                n.endpoints
+                    .get(&req.target)
+                    .map(|e| (n.spec.name.as_str(), &e.spec))
+            })
+            .collect();
+        let target = crate::joins::pick_target(&req.target, &candidates)?;
+        if let Some((net, _)) = st
+            .values()
+            .find(|n| n.endpoints.contains_key(&req.name))
+            .map(|n| (n.spec.name.clone(), ()))
+        {
+            return Err(DaemonError::conflict(
+                Some("name"),
+                format!("an endpoint named {:?} is on network {net:?}", req.name),
+            ));
+        }
+        let first = st
+            .values()
+            .find(|n| n.endpoints.contains_key(&req.target))
+            .map(|n| &n.spec);
+        let resolv_conf = match first {
+            Some(n) if !n.container_resolver => {
+                format!("nameserver {}\noptions ndots:0\n", n.gateway)
+            }
+            _ => dnsd::resolv_conf(),
+        };
+        let watch = crate::netns::NsIdentity {
+            dev: 0,
+            ino: 0,
+            pid: Some(pid),
+            pid_start: crate::netns::start_time(pid).ok(),
+        };
+        let pidfd = crate::netns::exit_watch(&watch).map_err(|e| DaemonError::Io {
+            context: format!("watching the client process {pid}"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let info = netyard_api::model::JoinInfo {
+            name: req.name.clone(),
+            target: req.target.clone(),
+            netns: target.netns.clone(),
+            netns_dev: target.identity.dev,
+            netns_ino: target.identity.ino,
+            resolv_conf,
+        };
+        let joined = self.joins.add(&req.name, &req.target, target.ns_key())?;
+        drop(st);
+        if let Some(fd) = pidfd {
+            let joins = self.joins.clone();
+            let (id, name) = (joined.id, joined.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::netns::wait_exit(fd).await {
+                    tracing::warn!(name, error = %e, "watching a joined run failed");
+                }
+                joins.remove_id(id);
+                tracing::info!(name, "joined run ended");
+            });
+        }
+        tracing::info!(name = %req.name, target = %req.target, pid, "run joined a container");
+        Ok(info)
+    }
+
+    /// Forgets a `container:` run registered under `name`.
+    pub fn unjoin(&self, name: &str) -> Result<(), DaemonError> {
+        if self.joins.remove(name) {
+            Ok(())
+        } else {
+            Err(DaemonError::invalid(
+                "name",
+                format!("no run named {name:?} joins a container"),
+            ))
+        }
     }
 
     pub async fn fdb(&self, network: &str) -> Result<Vec<FdbRow>, DaemonError> {
@@ -1567,6 +1685,7 @@ impl Endpoint {
             },
             ports: self.published.iter().map(|p| p.mapping.info()).collect(),
             owner: s.owner.clone(),
+            target: None,
         }
     }
 }

@@ -267,6 +267,36 @@ pub struct EndpointInfo {
     /// Who attached it (`EndpointCreate::owner`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Kind "container": the endpoint whose namespace this run joined (`netyard run
+    /// --network container:NAME`); the addresses and counters shown are that endpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// `POST /v1/joins`: a `netyard run --network container:TARGET` registers itself while it
+/// runs in TARGET's namespace. The daemon forgets it on `DELETE /v1/joins/{name}` or when the
+/// process that asked (the API connection's peer) exits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinCreate {
+    /// The run's name (`--name`), listed by `ps` with kind "container".
+    pub name: String,
+    /// The endpoint whose network namespace the run joins.
+    pub target: String,
+}
+
+/// The answer of `POST /v1/joins`: where the target's namespace is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JoinInfo {
+    pub name: String,
+    pub target: String,
+    /// The namespace's path as the daemon sees it (its mount namespace).
+    pub netns: String,
+    /// The namespace file's device and inode: what the client checks it opened.
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    /// The target's resolv.conf (of its first network).
+    pub resolv_conf: String,
 }
 
 /// One row of `fdb`.

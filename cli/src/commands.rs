@@ -365,45 +365,84 @@ pub async fn stats(c: &ApiClient, json: bool) -> Result<i32, CliError> {
     Ok(0)
 }
 
-/// `netyard run`: fresh namespace, attach, run the command, detach. Returns the command's
-/// exit code (128 + signal number if it was killed by a signal).
+/// `netyard run`: the namespace its `--network` asks for (fresh and attached to each network
+/// in order, fresh with only `lo`, the daemon's, or an endpoint's), the command in it, then
+/// detach. Returns the command's exit code (128 + signal number if it was killed by a signal).
 pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
+    use crate::runmode::{plan, EndpointFlags, RunMode};
     let io = |context: &str| {
         let context = context.to_string();
         move |source| CliError::Io { context, source }
     };
-    let ns = nsexec::new_netns().map_err(io("creating the namespace"))?;
-    let req = EndpointCreate {
-        network: None,
-        name: a.name.clone(),
-        netns: Some(nsexec::fd_path(&ns)),
-        pid: None,
-        userns: None,
-        ip: a.ip,
-        mac: a.mac,
-        ifname: Some("eth0".into()),
-        kind: Some(a.kind),
-        peer: None,
-        offload: Some(!a.no_offload),
-        trusted: false,
-        aliases: a.aliases,
-        publish: a.publish,
-        owner: None,
+    let flags = EndpointFlags {
+        ip: a.ip.is_some(),
+        mac: a.mac.is_some(),
+        alias: !a.aliases.is_empty(),
+        publish: !a.publish.is_empty(),
+        kind: a.kind.is_some(),
+        no_offload: a.no_offload,
     };
-    let uri = format!("/v1/networks/{}/endpoints", seg(&a.network));
-    let e: EndpointInfo = decode(c.post(&uri, &req).await?)?;
-    if !e.ports.is_empty() {
-        eprintln!("published: {}", format_ports(&e.ports));
+    let mode = plan(&a.network, &flags).map_err(|e| CliError::Usage(e.to_string()))?;
+    match mode {
+        RunMode::None => {
+            let ns = nsexec::new_netns_lo_up()
+                .await
+                .map_err(io("creating the namespace"))?;
+            run_in(&ns, &a.cmd, None).await
+        }
+        RunMode::Host => {
+            let pid = nsexec::daemon_pid(c.path())
+                .await
+                .map_err(io("finding the daemon"))?;
+            let ns = nsexec::daemon_netns(pid).map_err(io("entering the daemon's namespace"))?;
+            run_in(&ns, &a.cmd, None).await
+        }
+        RunMode::Container(target) => run_joined(c, &a, &target).await,
+        RunMode::Networks(nets) => run_attached(c, a, &nets).await,
     }
-    let detach_uri = format!("{uri}/{}", seg(&a.name));
+}
 
-    // The command's /etc/resolv.conf points at the embedded resolver.
+/// `run --network container:TARGET`: registered with the daemon while it runs (so `ps` lists
+/// it), in TARGET's namespace, with TARGET's resolv.conf; nothing of TARGET is changed.
+async fn run_joined(c: &ApiClient, a: &RunArgs, target: &str) -> Result<i32, CliError> {
+    let dpid = nsexec::daemon_pid(c.path())
+        .await
+        .map_err(|source| CliError::Io {
+            context: "finding the daemon".into(),
+            source,
+        })?;
+    let req = crate::model::JoinCreate {
+        name: a.name.clone(),
+        target: target.to_string(),
+    };
+    let j: crate::model::JoinInfo = match c.post("/v1/joins", &req).await {
+        Ok(v) => decode(v)?,
+        // The daemon names the field "target": say which flag that is.
+        Err(ClientError::Api(e, _)) if e.field.as_deref() == Some("target") => {
+            return Err(CliError::Usage(format!(
+                "--network container:{target}: {}",
+                e.error.strip_prefix("target: ").unwrap_or(&e.error)
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let leave = format!("/v1/joins/{}", seg(&j.name));
+    let ns = match nsexec::open_daemon_path(dpid, &j.netns, j.netns_dev, j.netns_ino) {
+        Ok(ns) => ns,
+        Err(source) => {
+            let _ = c.delete(&leave).await;
+            return Err(CliError::Io {
+                context: format!("entering the namespace of {target}"),
+                source,
+            });
+        }
+    };
     let resolv = std::env::temp_dir().join(format!(
         "netyard-run-{}-{}.resolv.conf",
         std::process::id(),
-        e.name
+        j.name
     ));
-    let result = match std::fs::write(&resolv, &e.resolv_conf) {
+    let result = match std::fs::write(&resolv, &j.resolv_conf) {
         Ok(()) => run_in(&ns, &a.cmd, Some(&resolv)).await,
         Err(source) => Err(CliError::Io {
             context: format!("writing {}", resolv.display()),
@@ -411,7 +450,101 @@ pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
         }),
     };
     let _ = std::fs::remove_file(&resolv);
-    let detached = c.delete(&detach_uri).await;
+    let left = c.delete(&leave).await;
+    let code = result?;
+    left?;
+    Ok(code)
+}
+
+/// `run --network NET [--network NET2 ...]`: a fresh namespace attached to each network in
+/// order (eth0, eth1, ...; all or nothing), resolv.conf from the first. The endpoint options
+/// (`--ip`, `--mac`, `--alias`, `-p`) are the first network's.
+async fn run_attached(c: &ApiClient, a: RunArgs, nets: &[String]) -> Result<i32, CliError> {
+    let ns = nsexec::new_netns().map_err(|source| CliError::Io {
+        context: "creating the namespace".into(),
+        source,
+    })?;
+    let mut attached: Vec<String> = Vec::new();
+    let mut first: Option<EndpointInfo> = None;
+    let mut failure = None;
+    for (i, net) in nets.iter().enumerate() {
+        let req = EndpointCreate {
+            network: None,
+            name: a.name.clone(),
+            netns: Some(nsexec::fd_path(&ns)),
+            pid: None,
+            userns: None,
+            ip: if i == 0 { a.ip.clone() } else { None },
+            mac: if i == 0 { a.mac.clone() } else { None },
+            ifname: Some(format!("eth{i}")),
+            kind: Some(a.kind.clone().unwrap_or_else(|| "tap".into())),
+            peer: None,
+            offload: Some(!a.no_offload),
+            trusted: false,
+            aliases: if i == 0 {
+                a.aliases.clone()
+            } else {
+                Vec::new()
+            },
+            publish: if i == 0 {
+                a.publish.clone()
+            } else {
+                Vec::new()
+            },
+            owner: None,
+        };
+        let uri = format!("/v1/networks/{}/endpoints", seg(net));
+        match c
+            .post(&uri, &req)
+            .await
+            .map_err(CliError::from)
+            .and_then(decode::<EndpointInfo>)
+        {
+            Ok(e) => {
+                attached.push(format!("{uri}/{}", seg(&a.name)));
+                first.get_or_insert(e);
+            }
+            Err(e) => {
+                failure = Some(if nets.len() > 1 {
+                    CliError::Usage(format!("--network {net}: {e}"))
+                } else {
+                    e
+                });
+                break;
+            }
+        }
+    }
+    let result = match (failure, &first) {
+        (Some(e), _) => Err(e),
+        (None, None) => Err(CliError::Usage("--network: no network given".into())),
+        (None, Some(e)) => {
+            if !e.ports.is_empty() {
+                eprintln!("published: {}", format_ports(&e.ports));
+            }
+            // The command's /etc/resolv.conf points at the embedded resolver.
+            let resolv = std::env::temp_dir().join(format!(
+                "netyard-run-{}-{}.resolv.conf",
+                std::process::id(),
+                e.name
+            ));
+            let r = match std::fs::write(&resolv, &e.resolv_conf) {
+                Ok(()) => run_in(&ns, &a.cmd, Some(&resolv)).await,
+                Err(source) => Err(CliError::Io {
+                    context: format!("writing {}", resolv.display()),
+                    source,
+                }),
+            };
+            let _ = std::fs::remove_file(&resolv);
+            r
+        }
+    };
+    // Detach in reverse order, every one even if one fails.
+    let mut detached = Ok(());
+    for uri in attached.iter().rev() {
+        if let Err(e) = c.delete(uri).await {
+            detached = Err(e);
+        }
+    }
     let code = result?;
     detached?;
     Ok(code)

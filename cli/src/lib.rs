@@ -10,6 +10,7 @@ pub mod link;
 pub mod manual;
 pub use netyard_api::model;
 pub mod nsexec;
+pub mod runmode;
 pub use netyard_api::portspec;
 pub mod table;
 pub mod top;
@@ -368,16 +369,20 @@ pub struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    #[arg(long)]
-    pub network: String,
+    /// A network to attach to (repeatable: eth0, eth1, ... in order), or Docker's modes:
+    /// `none` (only `lo`), `host` (the daemon's network namespace), `container:NAME` (the
+    /// namespace of endpoint NAME).
+    #[arg(long, required = true, value_name = "NET|none|host|container:NAME")]
+    pub network: Vec<String>,
     #[arg(long)]
     pub name: String,
     #[arg(long)]
     pub ip: Option<String>,
     #[arg(long)]
     pub mac: Option<String>,
-    #[arg(long, default_value = "tap")]
-    pub kind: String,
+    /// tap (default) or veth.
+    #[arg(long)]
+    pub kind: Option<String>,
     /// Extra DNS name of the endpoint (repeatable).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,

@@ -88,3 +88,79 @@ pub fn enter_before_exec(
     }
     Ok(())
 }
+
+/// A fresh network namespace with `lo` up and nothing else (`run --network none`): the
+/// namespace's netlink socket is made on the same short-lived thread, then used from the
+/// runtime.
+pub async fn new_netns_lo_up() -> io::Result<OwnedFd> {
+    let rt = tokio::runtime::Handle::current();
+    let (ns, conn, handle) = std::thread::spawn(move || {
+        // rtnetlink registers its socket with the runtime: enter it on this thread.
+        let _rt = rt.enter();
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!(
+                    "creating a network namespace (unshare CLONE_NEWNET) needs CAP_SYS_ADMIN: {e}"
+                ),
+            )
+        })?;
+        let f = std::fs::File::open("/proc/thread-self/ns/net")?;
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        Ok::<_, io::Error>((OwnedFd::from(f), conn, handle))
+    })
+    .join()
+    .map_err(|_| io::Error::other("namespace thread panicked"))??;
+    let task = tokio::spawn(conn);
+    let up = handle
+        .link()
+        .set(rtnetlink::LinkUnspec::new_with_name("lo").up().build())
+        .execute()
+        .await;
+    task.abort();
+    up.map_err(|e| io::Error::other(format!("setting lo up: {e}")))?;
+    Ok(ns)
+}
+
+/// The daemon's process id as seen from here: the API socket's peer credentials
+/// (SO_PEERCRED), which the kernel gives in the caller's PID namespace, so it is right even
+/// when the daemon was started in another network or mount namespace. (An API field would be
+/// the daemon's own view of its pid, wrong from another PID namespace.)
+pub async fn daemon_pid(api: &std::path::Path) -> io::Result<u32> {
+    let s = tokio::net::UnixStream::connect(api)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", api.display())))?;
+    let pid = s.peer_cred()?.pid().unwrap_or(0);
+    u32::try_from(pid).ok().filter(|p| *p != 0).ok_or_else(|| {
+        io::Error::other(format!(
+            "the daemon behind {} is not visible from this PID namespace",
+            api.display()
+        ))
+    })
+}
+
+/// The daemon's network namespace (`run --network host`).
+pub fn daemon_netns(daemon_pid: u32) -> io::Result<OwnedFd> {
+    let p = format!("/proc/{daemon_pid}/ns/net");
+    std::fs::File::open(&p)
+        .map(OwnedFd::from)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {p}: {e}")))
+}
+
+/// Opens the namespace file `path` as the daemon sees it (through its root directory, so a
+/// bind mount or `/proc` path of the daemon's mount namespace resolves as it does there) and
+/// checks it is the namespace `(dev, ino)` the daemon recorded.
+pub fn open_daemon_path(daemon_pid: u32, path: &str, dev: u64, ino: u64) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    let through_root = format!("/proc/{daemon_pid}/root{path}");
+    let f = std::fs::File::open(&through_root)
+        .or_else(|_| std::fs::File::open(path))
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
+    let m = f.metadata()?;
+    if (m.dev(), m.ino()) != (dev, ino) {
+        return Err(io::Error::other(format!(
+            "{path} is no longer the namespace the daemon recorded"
+        )));
+    }
+    Ok(OwnedFd::from(f))
+}

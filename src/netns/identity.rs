@@ -160,7 +160,7 @@ fn is_not_found(e: &io::Error) -> bool {
 }
 
 /// `starttime` of process `pid`, from `/proc/PID/stat`.
-fn start_time(pid: u32) -> io::Result<u64> {
+pub fn start_time(pid: u32) -> io::Result<u64> {
     let stat = std::fs::read(format!("/proc/{pid}/stat"))?;
     parse_start_time(&stat).ok_or_else(|| {
         io::Error::new(

@@ -42,7 +42,7 @@ pub use config::{
     HostUplink, LinkView,
 };
 pub use error::NetnsError;
-pub use identity::{check, exit_watch, identify, wait_exit, NsIdentity, NsStatus};
+pub use identity::{check, exit_watch, identify, start_time, wait_exit, NsIdentity, NsStatus};
 pub use linkstats::LinkDropReader;
 /// How a TAP is opened ([`NsOpen::Tap`]); the switch crate's type, so the fd goes straight to
 /// `netyard_switch::sys::TapPort::from_fd`.
