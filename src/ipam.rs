@@ -29,6 +29,8 @@ pub enum IpamError {
 pub struct Ipam {
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
+    /// Where automatic addresses come from (Docker's `--ip-range`): the subnet when None.
+    range: Option<Ipv4Net>,
     used: BTreeSet<Ipv4Addr>,
     /// The last address handed out automatically.
     cursor: u32,
@@ -39,9 +41,27 @@ impl Ipam {
         Ipam {
             subnet,
             gateway,
+            range: None,
             used: BTreeSet::new(),
             cursor: u32::from(subnet.network()),
         }
+    }
+
+    /// Hands out automatic addresses from `range` only (planning checked it lies inside the
+    /// subnet); explicit ones may still be anywhere in the subnet, as with Docker.
+    pub fn with_range(mut self, range: Option<Ipv4Net>) -> Ipam {
+        self.range = range.filter(|r| self.subnet.contains(r));
+        // Just before the range, so its first address (a host address when the range is
+        // smaller than the subnet) comes first.
+        if let Some(r) = self.range {
+            self.cursor = u32::from(r.network()).saturating_sub(1);
+        }
+        self
+    }
+
+    /// The block automatic addresses come from.
+    fn pool(&self) -> Ipv4Net {
+        self.range.unwrap_or(self.subnet)
     }
 
     pub fn subnet(&self) -> Ipv4Net {
@@ -92,11 +112,12 @@ impl Ipam {
 
     /// Like [`Ipam::peek_free`], also skipping `skip` (addresses claimed elsewhere).
     pub fn peek_free_except(&self, skip: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
-        let first = u32::from(self.subnet.network());
-        let size = 1u64 << (32 - u32::from(self.subnet.prefix_len()));
+        let pool = self.pool();
+        let first = u32::from(pool.network());
+        let size = 1u64 << (32 - u32::from(pool.prefix_len()));
         let mut cand = self.cursor;
         for _ in 0..size {
-            cand = if u64::from(cand - first) + 1 >= size {
+            cand = if cand < first || u64::from(cand - first) + 1 >= size {
                 first
             } else {
                 cand + 1
@@ -106,14 +127,15 @@ impl Ipam {
                 return Ok(ip);
             }
         }
-        Err(IpamError::Exhausted(self.subnet))
+        Err(IpamError::Exhausted(pool))
     }
 
     /// Moves the cursor to `ip`, an address just handed out for good (an attach that
     /// succeeded): the next automatic address comes after it. A failed attach does not call
-    /// this, so it leaves the next attach the same address.
+    /// this, so it leaves the next attach the same address. An address outside the range
+    /// (an explicit `--ip`) leaves the cursor where it was.
     pub fn advance(&mut self, ip: Ipv4Addr) {
-        if self.subnet.contains(&ip) {
+        if self.pool().contains(&ip) {
             self.cursor = u32::from(ip);
         }
     }
@@ -200,6 +222,34 @@ mod tests {
         for _ in 0..7 {
             assert_ne!(ipam.next_free().unwrap(), Ipv4Addr::new(10, 1, 0, 9));
         }
+    }
+
+    #[test]
+    fn a_range_bounds_automatic_addresses_but_not_explicit_ones() {
+        let mut ipam = Ipam::new(net("192.168.7.0/24"), Ipv4Addr::new(192, 168, 7, 1))
+            .with_range(Some(net("192.168.7.128/30")));
+        let got: Vec<Ipv4Addr> = (0..4).map(|_| ipam.next_free().unwrap()).collect();
+        let want: Vec<Ipv4Addr> = (128..=131).map(|i| Ipv4Addr::new(192, 168, 7, i)).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            ipam.next_free(),
+            Err(IpamError::Exhausted(net("192.168.7.128/30")))
+        );
+        // An explicit address outside the range but inside the subnet is fine and does not
+        // move the cursor out of the range.
+        ipam.take(Ipv4Addr::new(192, 168, 7, 9)).unwrap();
+        ipam.advance(Ipv4Addr::new(192, 168, 7, 9));
+        ipam.release(Ipv4Addr::new(192, 168, 7, 129));
+        assert_eq!(ipam.next_free().unwrap(), Ipv4Addr::new(192, 168, 7, 129));
+    }
+
+    #[test]
+    fn a_range_holding_the_gateway_skips_it() {
+        let mut ipam = Ipam::new(net("192.168.7.0/24"), Ipv4Addr::new(192, 168, 7, 1))
+            .with_range(Some(net("192.168.7.0/30")));
+        assert_eq!(ipam.next_free().unwrap(), Ipv4Addr::new(192, 168, 7, 2));
+        assert_eq!(ipam.next_free().unwrap(), Ipv4Addr::new(192, 168, 7, 3));
+        assert!(ipam.next_free().is_err());
     }
 
     #[test]

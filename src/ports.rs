@@ -149,11 +149,16 @@ pub fn bind_exact(m: &Mapping) -> io::Result<Bound> {
 
 /// Hands bound sockets to the gateway: each becomes a rule forwarding to `ip`'s port.
 pub fn hand_over(
-    publisher: &Publisher,
+    publisher: Option<&Publisher>,
     bound: Vec<Bound>,
     ip: Ipv4Addr,
     mac: [u8; 6],
 ) -> Vec<Published> {
+    // No gateway (a macvlan network, which refuses publishing before binding): nothing to
+    // serve the sockets, which close here.
+    let Some(publisher) = publisher else {
+        return Vec::new();
+    };
     bound
         .into_iter()
         .map(|b| {
@@ -171,7 +176,8 @@ pub fn hand_over(
 }
 
 /// Stops the gateway's rules of `published` (it closes their sockets).
-pub fn withdraw(publisher: &Publisher, published: &[Published]) {
+pub fn withdraw(publisher: Option<&Publisher>, published: &[Published]) {
+    let Some(publisher) = publisher else { return };
     for p in published {
         publisher.unpublish(p.id);
     }

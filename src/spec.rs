@@ -86,6 +86,42 @@ pub struct NetworkSpec {
     /// interface later): `link set NETWORK vxlan ...`. An endpoint's are in its own spec.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, LinkSpec>,
+    /// How the network reaches beyond its switch: netyard's gateway (bridge) or an uplink on
+    /// a host interface (macvlan).
+    #[serde(default, skip_serializing_if = "Driver::is_bridge")]
+    pub driver: Driver,
+    /// The host interface of a macvlan network's uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Where automatic addresses come from (inside `subnet`; the whole subnet when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
+}
+
+/// A network's driver, Docker's word for how its containers reach the world.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// netyard's gateway: egress, NAT-free relaying, published ports, DNS at the gateway.
+    #[default]
+    Bridge,
+    /// An uplink port on a host interface (`parent`): endpoints sit on that interface's LAN
+    /// with their own MACs and the LAN's router as their gateway; netyard has no gateway on
+    /// the network.
+    Macvlan,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Bridge => "bridge",
+            Driver::Macvlan => "macvlan",
+        }
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        *self == Driver::Bridge
+    }
 }
 
 /// A destination map: egress to `guest` leaves to `host`.

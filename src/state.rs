@@ -157,7 +157,13 @@ impl Daemon {
     /// Publishes the networks' subnets to the gateways. Called with the state locked after
     /// a network is created, removed or restored.
     fn refresh_subnets(&self, st: &Networks) {
-        let all: Vec<ipnet::Ipv4Net> = st.values().map(|n| n.spec.subnet).collect();
+        // A macvlan network's subnet is a real LAN the host routes to: egress of the other
+        // networks may go there like anywhere else.
+        let all: Vec<ipnet::Ipv4Net> = st
+            .values()
+            .filter(|n| n.spec.driver.is_bridge())
+            .map(|n| n.spec.subnet)
+            .collect();
         self.subnets.store(Arc::new(all));
     }
 
@@ -324,6 +330,7 @@ impl Daemon {
                     }
                 }
             }
+            net.sync_uplink();
             tracing::info!(network = %name, endpoints = net.endpoints.len(), "network restored");
             st.insert(name, net);
             report.networks += 1;
@@ -446,8 +453,18 @@ impl Daemon {
             Some(_) => find_underlay_mtu(&req).await,
             None => None,
         };
+        let parent = match (&req.driver, &req.parent) {
+            (Some(d), Some(p)) if d == "macvlan" => parent_link(p).await?,
+            _ => None,
+        };
         let mut st = self.state.lock().await;
-        let spec = plan::plan_network(&req, st.values().map(|n| &n.spec), &routes, underlay_mtu)?;
+        let spec = plan::plan_network_on(
+            &req,
+            st.values().map(|n| &n.spec),
+            &routes,
+            underlay_mtu,
+            parent,
+        )?;
         let live = NetworkLive::build(&spec, &self.dns, &self.subnets, false).await?;
         let net = Network::new(spec, live);
         let info = net.info();
@@ -603,7 +620,7 @@ impl Daemon {
         };
         drop(target);
         net.ipam.advance(spec.ip);
-        let published = ports::hand_over(&net.live.gw.publisher, bound, spec.ip, spec.mac.0);
+        let published = ports::hand_over(net.live.publisher(), bound, spec.ip, spec.mac.0);
         let mut spec = spec;
         spec.published = published.iter().map(|p| p.mapping.clone()).collect();
         net.spec.forget_address(&spec.name);
@@ -620,6 +637,7 @@ impl Daemon {
         };
         let info = ep.info(net);
         net.endpoints.insert(plan.name.clone(), ep);
+        net.sync_uplink();
         self.refresh_dns(&st);
         if let Err(e) = self.persist(&st) {
             drop(st);
@@ -802,13 +820,14 @@ impl Daemon {
         if net.spec.internal {
             return Err(no_publish_on_internal(network));
         }
+        plan::no_publish_on_macvlan(&net.spec)?;
         let no_endpoint = || DaemonError::NoEndpoint {
             network: network.to_string(),
             name: name.to_string(),
         };
         let ep = net.endpoints.get_mut(name).ok_or_else(no_endpoint)?;
         let bound = ports::bind_all(&specs, &taken)?;
-        let new = ports::hand_over(&net.live.gw.publisher, bound, ep.spec.ip, ep.spec.mac.0);
+        let new = ports::hand_over(net.live.publisher(), bound, ep.spec.ip, ep.spec.mac.0);
         let added: Vec<_> = new.iter().map(|p| p.mapping.info()).collect();
         ep.published.extend(new);
         ep.spec.published = ep.published.iter().map(|p| p.mapping.clone()).collect();
@@ -858,7 +877,7 @@ impl Daemon {
             .partition(named);
         ep.published = kept;
         ep.spec.published = ep.published.iter().map(|p| p.mapping.clone()).collect();
-        ports::withdraw(&net.live.gw.publisher, &gone);
+        ports::withdraw(net.live.publisher(), &gone);
         let info = net
             .endpoints
             .get(name)
@@ -888,9 +907,10 @@ impl Daemon {
                     name: name.to_string(),
                 })?;
             net.live.switch.remove_port(ep.live.port.id);
+            net.sync_uplink();
             net.ipam.release(ep.spec.ip);
             net.spec.remember_address(&ep.spec.name, ep.spec.ip);
-            ports::withdraw(&net.live.gw.publisher, &ep.published);
+            ports::withdraw(net.live.publisher(), &ep.published);
             self.refresh_dns(&st);
             (ep, self.persist(&st))
         };
@@ -961,12 +981,14 @@ impl Daemon {
         let st = self.state.lock().await;
         serde_json::Value::Array(
             st.values()
-                .map(|n| {
-                    serde_json::json!({
+                .filter_map(|n| {
+                    // A macvlan network has no gateway, so no egress flows.
+                    let gw = n.live.gw.as_ref()?;
+                    Some(serde_json::json!({
                         "network": n.spec.name,
-                        "stats": n.live.gw.egress.stats(),
-                        "flows": n.live.gw.egress.flows(),
-                    })
+                        "stats": gw.egress.stats(),
+                        "flows": gw.egress.flows(),
+                    }))
                 })
                 .collect(),
         )
@@ -1261,7 +1283,8 @@ impl Daemon {
         let remote = parse_vtep("remote", &req.remote)?;
         let mut st = self.state.lock().await;
         let (net, vx) = tunnel_of(&st, network)?;
-        if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gw.mac == mac {
+        if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gateway_mac() == Some(mac)
+        {
             return Err(DaemonError::conflict(
                 Some("mac"),
                 format!("{mac} belongs to this host's network {network:?}"),
@@ -1317,12 +1340,19 @@ impl Daemon {
             .flat_map(|n| {
                 // The gateway's row is named "(gateway)": not a valid endpoint name, so it
                 // never clashes with one.
-                let gw = PortStatsRow {
+                let gw = n.live.gw.as_ref().map(|gw| PortStatsRow {
                     network: n.spec.name.clone(),
                     endpoint: "(gateway)".to_string(),
                     kind: "gateway".to_string(),
-                    counters: counters(&synced(&n.live.gw.port)),
-                };
+                    counters: counters(&synced(&gw.port)),
+                });
+                // And "(uplink)" for a macvlan network's port on its parent.
+                let up = n.live.uplink.as_ref().map(|up| PortStatsRow {
+                    network: n.spec.name.clone(),
+                    endpoint: "(uplink)".to_string(),
+                    kind: "macvlan".to_string(),
+                    counters: counters(&synced(&up.port)),
+                });
                 // Likewise "(vxlan)" for the tunnel port.
                 let vx = n.live.vxlan.as_ref().map(|vx| PortStatsRow {
                     network: n.spec.name.clone(),
@@ -1338,8 +1368,9 @@ impl Daemon {
                         kind: endpoint_kind::describe(&e.spec).kind.to_string(),
                         counters: counters(&synced(&e.live.port)),
                     })
-                    .chain(std::iter::once(gw))
+                    .chain(gw)
                     .chain(vx)
+                    .chain(up)
             })
             .collect()
     }
@@ -1557,13 +1588,13 @@ fn rebind(net: &Network, spec: &EndpointSpec) -> Vec<ports::Published> {
                 port = ?m.info(), error = %e, "published port not restored"),
         }
     }
-    ports::hand_over(&net.live.gw.publisher, bound, spec.ip, spec.mac.0)
+    ports::hand_over(net.live.publisher(), bound, spec.ip, spec.mac.0)
 }
 
 impl Network {
     /// A network with no endpoint yet.
     fn new(spec: NetworkSpec, live: NetworkLive) -> Network {
-        let mut ipam = Ipam::new(spec.subnet, spec.gateway);
+        let mut ipam = Ipam::new(spec.subnet, spec.gateway).with_range(spec.ip_range);
         // The gateway's extra addresses inside the subnet are never handed out.
         for &ip in &spec.gateway_extra {
             let _ = ipam.take(ip);
@@ -1583,14 +1614,20 @@ impl Network {
     /// sockets).
     fn withdraw_ports(&self) {
         for ep in self.endpoints.values() {
-            ports::withdraw(&self.live.gw.publisher, &ep.published);
+            ports::withdraw(self.live.publisher(), &ep.published);
         }
+    }
+
+    /// Tells a macvlan network's uplink which MACs to let in from the LAN: its endpoints'.
+    fn sync_uplink(&self) {
+        self.live
+            .set_endpoint_macs(self.endpoints.values().map(|e| e.spec.mac));
     }
 
     /// What the network's endpoints hold, for planning an attach.
     fn taken(&self) -> plan::Taken {
         let mut macs: BTreeSet<MacAddr> = self.endpoints.values().map(|e| e.spec.mac).collect();
-        macs.insert(self.live.gw.mac);
+        macs.extend(self.live.gateway_mac());
         plan::Taken {
             names: self
                 .endpoints
@@ -1654,8 +1691,25 @@ impl Network {
                     .as_ref()
                     .is_some_and(|vx| vx.flow_source_ports),
             }),
+            driver: s.driver.as_str().to_string(),
+            parent: s.parent.clone(),
+            ip_range: s.ip_range.map(|r| r.to_string()),
+            note: macvlan_note(s),
         }
     }
+}
+
+/// What `network inspect` tells of a macvlan network's behaviour.
+fn macvlan_note(s: &NetworkSpec) -> Option<String> {
+    let parent = s.parent.as_deref()?;
+    Some(format!(
+        "macvlan: the containers are hosts of the LAN on {parent} with MACs of their own, {} \
+         their gateway; the host itself cannot reach them through {parent} (as with Docker's \
+         macvlan: what it sends there leaves on the wire), only other hosts of that LAN can; \
+         no netyard gateway, no published ports, names resolve at 127.0.0.11 inside the \
+         containers",
+        s.gateway
+    ))
 }
 
 impl Endpoint {
@@ -1708,22 +1762,31 @@ impl Daemon {
                 let kind = endpoint_kind::describe(&e.spec).kind;
                 sample.ports.push(row(&e.spec.name, kind, &e.live.port));
             }
-            sample
-                .ports
-                .push(row("(gateway)", "gateway", &n.live.gw.port));
+            if let Some(gw) = &n.live.gw {
+                sample.ports.push(row("(gateway)", "gateway", &gw.port));
+            }
             if let Some(vx) = &n.live.vxlan {
                 sample.ports.push(row("(vxlan)", "vxlan", &vx.port));
             }
+            if let Some(up) = &n.live.uplink {
+                sample.ports.push(row("(uplink)", "macvlan", &up.port));
+            }
             let mut flows: std::collections::BTreeMap<&'static str, u64> =
                 ["tcp", "udp", "icmp"].into_iter().map(|p| (p, 0)).collect();
-            for f in n.live.gw.egress.flows() {
+            let gw_flows = n.live.gw.as_ref().map(|gw| gw.egress.flows());
+            for f in gw_flows.iter().flatten() {
                 *flows.entry(f.protocol.as_str()).or_default() += 1;
             }
             sample.networks.push(NetworkSample {
                 name: n.spec.name.clone(),
                 fdb_entries: n.live.switch.fdb.len(),
                 vxlan_peers: n.live.vxlan.as_ref().map(|vx| vx.table.peers().len()),
-                egress: n.live.gw.egress.stats(),
+                egress: n
+                    .live
+                    .gw
+                    .as_ref()
+                    .map(|gw| gw.egress.stats())
+                    .unwrap_or_default(),
                 flows,
             });
         }
@@ -1789,6 +1852,29 @@ async fn teardown_endpoint(ep: Endpoint) {
     let _ = ep.live.task.await;
     crate::runtime::ports::release(ep.live.port).await;
     endpoint_kind::teardown(&ep.spec, EndpointRemains { ctl: ep.live.ctl }).await;
+}
+
+/// A macvlan request's parent as the daemon's namespace holds it (planning refuses a missing
+/// or down one, naming it).
+async fn parent_link(name: &str) -> Result<Option<plan::ParentLink>, DaemonError> {
+    // A name the kernel could not hold is left to planning to refuse.
+    if plan::valid_ifname("parent", name).is_err() {
+        return Ok(None);
+    }
+    let h = netns::host_handle().map_err(|e| DaemonError::Io {
+        context: "reading the parent interface".to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let state = netns::link_state(&h, name)
+        .await
+        .map_err(|e| DaemonError::Io {
+            context: format!("reading the parent interface {name:?}"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok(Some(match state {
+        None => plan::ParentLink::Missing,
+        Some((up, mtu)) => plan::ParentLink::Found { up, mtu },
+    }))
 }
 
 /// The underlay MTU for a `--vxlan` request, from the interface holding `vxlan_local` or the
@@ -1982,7 +2068,9 @@ impl RegistryHost for Daemon {
             let Some(vx) = &net.live.vxlan else {
                 return false;
             };
-            if net.endpoints.values().any(|e| e.spec.mac == mac) || net.live.gw.mac == mac {
+            if net.endpoints.values().any(|e| e.spec.mac == mac)
+                || net.live.gateway_mac() == Some(mac)
+            {
                 return false;
             }
             vx.table.add_static(mac, vtep);

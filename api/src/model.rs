@@ -76,6 +76,18 @@ pub struct NetworkCreate {
     /// unicast frames.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vxlan_peers: Vec<String>,
+    /// `bridge` (the default: netyard's gateway relays egress, serves DNS and publishes ports) or `macvlan` (the
+    /// switch's uplink is `parent`, a host interface: endpoints are on its LAN with their
+    /// own MACs, the LAN's router is their gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// The host interface a macvlan network's uplink is opened on (`-o parent=IFACE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// IPv4 CIDR inside the subnet that automatic addresses come from (Docker's
+    /// `--ip-range`); `--ip` may still name any address of the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
 }
 
 /// One destination map of a network: IPv4 addresses as strings.
@@ -140,6 +152,22 @@ pub struct NetworkInfo {
     pub endpoints_reaped: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<VxlanInfo>,
+    /// `bridge` or `macvlan`.
+    #[serde(default = "bridge")]
+    pub driver: String,
+    /// A macvlan network's host interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    /// What a user of the network should know about how it behaves (a macvlan network: the
+    /// host cannot reach its containers through the parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn bridge() -> String {
+    "bridge".to_string()
 }
 
 /// `POST /v1/networks/{network}/endpoints`, and an `[[endpoint]]` table of the config file

@@ -54,6 +54,42 @@ pub fn seg(s: &str) -> String {
     out
 }
 
+/// Docker's `-o KEY=VALUE` driver options: `parent=IFACE` (the same as `--parent`, which it
+/// must not contradict) and `macvlan_mode=bridge`, the only mode netyard has (endpoints of the
+/// network reach each other through its switch). Anything else is refused by name.
+fn driver_opts(opts: &[String], parent: Option<String>) -> Result<Option<String>, CliError> {
+    let mut parent = parent;
+    for o in opts {
+        let Some((key, value)) = o.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "-o {o:?}: give KEY=VALUE (parent=IFACE or macvlan_mode=bridge)"
+            )));
+        };
+        match key {
+            "parent" => match &parent {
+                Some(p) if p != value => {
+                    return Err(CliError::Usage(format!(
+                        "-o parent={value} contradicts --parent {p}"
+                    )))
+                }
+                _ => parent = Some(value.to_string()),
+            },
+            "macvlan_mode" if value == "bridge" => {}
+            "macvlan_mode" => {
+                return Err(CliError::Usage(format!(
+                    "-o macvlan_mode={value}: netyard's macvlan networks have bridge mode only"
+                )))
+            }
+            other => {
+                return Err(CliError::Usage(format!(
+                    "-o {other}: not an option netyard knows (parent, macvlan_mode)"
+                )))
+            }
+        }
+    }
+    Ok(parent)
+}
+
 pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError> {
     match cmd {
         NetworkCommand::Create {
@@ -76,7 +112,12 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             vxlan_local,
             vxlan_port,
             vxlan_peers,
+            driver,
+            parent,
+            ip_range,
+            opts,
         } => {
+            let parent = driver_opts(&opts, parent)?;
             // The daemon checks both addresses and names the field; a map without "=" is
             // passed with an empty host, which it refuses the same way.
             let maps = maps
@@ -109,6 +150,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 vxlan_local,
                 vxlan_port,
                 vxlan_peers,
+                driver,
+                parent,
+                ip_range,
             };
             let n: NetworkInfo = decode(c.post("/v1/networks", &req).await?)?;
             match &n.vxlan {
@@ -123,7 +167,13 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                     v.port,
                     v.peers.join(", ")
                 ),
-                None => println!("{} {} gateway {}", n.name, n.subnet, n.gateway),
+                None => match &n.parent {
+                    Some(p) => println!(
+                        "{} {} gateway {} mtu {} {} on {p}",
+                        n.name, n.subnet, n.gateway, n.mtu, n.driver
+                    ),
+                    None => println!("{} {} gateway {}", n.name, n.subnet, n.gateway),
+                },
             }
         }
         NetworkCommand::Ls { json } => {
@@ -137,6 +187,7 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                     .map(|n| {
                         vec![
                             n.name.clone(),
+                            n.driver.clone(),
                             n.subnet.clone(),
                             n.gateway.clone(),
                             n.mtu.to_string(),
@@ -154,6 +205,7 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                     render(
                         &[
                             "NAME",
+                            "DRIVER",
                             "SUBNET",
                             "GATEWAY",
                             "MTU",

@@ -287,6 +287,19 @@ pub enum NetworkCommand {
         /// A remote VTEP that gets broadcast, multicast and unknown unicast (repeatable).
         #[arg(long = "vxlan-peer", value_name = "IP", requires = "vxlan")]
         vxlan_peers: Vec<String>,
+        /// bridge (netyard's gateway) or macvlan (the containers join the LAN of --parent
+        /// with their own MACs; the LAN's router is their gateway) [default: bridge].
+        #[arg(short = 'd', long, value_name = "DRIVER")]
+        driver: Option<String>,
+        /// The host interface a macvlan network's uplink is opened on (needs CAP_NET_RAW).
+        #[arg(long, value_name = "IFACE")]
+        parent: Option<String>,
+        /// Automatic addresses come from this CIDR inside the subnet.
+        #[arg(long, value_name = "CIDR")]
+        ip_range: Option<String>,
+        /// A driver option as Docker takes it: parent=IFACE, macvlan_mode=bridge (repeatable).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
     },
     /// List networks.
     Ls {

@@ -83,6 +83,22 @@ pub async fn link_exists(handle: &Handle, name: &str) -> Result<bool, NetnsError
     Ok(get_link(handle, name).await?.is_some())
 }
 
+/// Whether `name` is administratively up and its MTU, or `None` when there is no such link
+/// (a macvlan network's parent, checked before planning).
+pub async fn link_state(handle: &Handle, name: &str) -> Result<Option<(bool, u32)>, NetnsError> {
+    Ok(get_link(handle, name).await?.map(|l| {
+        let mtu = l
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            })
+            .unwrap_or(1500);
+        (is_up(&l), mtu)
+    }))
+}
+
 fn is_up(link: &LinkMessage) -> bool {
     link.header.flags.contains(LinkFlags::Up)
 }

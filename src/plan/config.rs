@@ -186,6 +186,22 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     if req.icc.is_some_and(|i| i != saved.icc) {
         d.push("icc");
     }
+    if req.driver.as_deref().unwrap_or("bridge") != saved.driver.as_str() {
+        d.push("driver");
+    }
+    if req.parent != saved.parent {
+        d.push("parent");
+    }
+    if !req
+        .ip_range
+        .as_deref()
+        .map_or(saved.ip_range.is_none(), |r| {
+            r.parse::<ipnet::Ipv4Net>()
+                .is_ok_and(|n| Some(n.trunc()) == saved.ip_range)
+        })
+    {
+        d.push("ip_range");
+    }
     if req.aging.is_some_and(|a| a != saved.aging) {
         d.push("aging");
     }

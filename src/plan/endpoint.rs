@@ -84,6 +84,9 @@ pub fn plan_endpoint(
             ),
         ));
     }
+    if !req.publish.is_empty() {
+        no_publish_on_macvlan(net)?;
+    }
     let ns = match (&req.netns, req.pid) {
         (None, None) if req.peer.is_some() => {
             let peer = req.peer.clone().unwrap_or_default();
@@ -249,4 +252,21 @@ pub fn plan_endpoint(
 pub fn docker_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
     MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+}
+
+/// A macvlan network publishes nothing: its containers have addresses of the LAN, reached
+/// directly, and netyard has no gateway there to relay through.
+pub fn no_publish_on_macvlan(net: &NetworkSpec) -> Result<(), DaemonError> {
+    if net.driver != crate::spec::Driver::Macvlan {
+        return Ok(());
+    }
+    Err(DaemonError::invalid(
+        "publish",
+        format!(
+            "network {:?} is a macvlan network: its containers are on the LAN of {} with \
+             addresses of their own, reached there directly; there is no port to publish",
+            net.name,
+            net.parent.as_deref().unwrap_or("its parent")
+        ),
+    ))
 }

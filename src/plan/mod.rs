@@ -12,8 +12,10 @@ mod network;
 mod tests;
 
 pub use config::{endpoint_differs, network_differs, plan_config, ConfigPlan, Kept, NewPorts};
-pub use endpoint::{docker_mac, plan_endpoint, EndpointPlan, NsRequest, Taken};
-pub use network::{parse_vtep, plan_network};
+pub use endpoint::{
+    docker_mac, no_publish_on_macvlan, plan_endpoint, EndpointPlan, NsRequest, Taken,
+};
+pub use network::{parse_vtep, plan_network, plan_network_on, ParentLink};
 
 use crate::error::DaemonError;
 

@@ -10,7 +10,7 @@ use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
 use super::{quoted, valid_name, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS, DEFAULT_MTU, MAX_FLOWS};
 use crate::error::DaemonError;
 use crate::ipam::pick_free_subnet;
-use crate::spec::{AddrMapSpec, NetworkSpec, VxlanSpec};
+use crate::spec::{AddrMapSpec, Driver, NetworkSpec, VxlanSpec};
 
 /// Validates a `network create` request against the networks that exist, resolving every
 /// default: the subnet (the first free /24 of the default pools that overlaps no host route
@@ -21,6 +21,30 @@ pub fn plan_network<'a>(
     host_routes: &[IpNet],
     underlay_mtu: Option<u32>,
 ) -> Result<NetworkSpec, DaemonError> {
+    plan_network_on(req, existing, host_routes, underlay_mtu, None)
+}
+
+/// A macvlan network's parent interface as the daemon found it in its namespace (read before
+/// planning, so planning stays pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentLink {
+    Missing,
+    Found {
+        /// Administratively up (IFF_UP).
+        up: bool,
+        mtu: u32,
+    },
+}
+
+/// [`plan_network`], with what the daemon found of the request's `parent` (None: not looked
+/// up, so not checked).
+pub fn plan_network_on<'a>(
+    req: &NetworkCreate,
+    existing: impl Iterator<Item = &'a NetworkSpec> + Clone,
+    host_routes: &[IpNet],
+    underlay_mtu: Option<u32>,
+    parent_link: Option<ParentLink>,
+) -> Result<NetworkSpec, DaemonError> {
     valid_name("name", &req.name)?;
     if existing.clone().any(|n| n.name == req.name) {
         return Err(DaemonError::conflict(
@@ -28,6 +52,7 @@ pub fn plan_network<'a>(
             format!("a network named {:?} already exists", req.name),
         ));
     }
+    let driver = plan_driver(req, existing.clone(), parent_link)?;
     let subnet = match &req.subnet {
         Some(s) => {
             let net: IpNet = s.parse().map_err(|_| {
@@ -86,10 +111,15 @@ pub fn plan_network<'a>(
     // the underlay's MTU: 50 bytes of overhead, never fragmented.
     let overhead = VXLAN_IPV4_OVERHEAD as u32;
     let underlay_mtu = underlay_mtu.filter(|_| vxlan.is_some());
+    let parent_mtu = match parent_link {
+        Some(ParentLink::Found { mtu, .. }) if driver == Driver::Macvlan => Some(mtu),
+        _ => None,
+    };
     let mtu = match (req.mtu, &vxlan) {
         (Some(m), _) => m,
         (None, Some(_)) => underlay_mtu.unwrap_or(DEFAULT_MTU).saturating_sub(overhead),
-        (None, None) => DEFAULT_MTU,
+        // A macvlan network's frames cross its parent as they are.
+        (None, None) => parent_mtu.unwrap_or(DEFAULT_MTU),
     };
     // 65521 is slirp4netns's ceiling (Podman and RootlessKit ask for 65520): an IPv4 packet
     // that size, its Ethernet and virtio-net headers still fit every 64 KiB frame buffer.
@@ -99,6 +129,15 @@ pub fn plan_network<'a>(
             format!("{mtu} out of range (576 to {MTU_MAX})"),
         ));
     }
+    if let (Some(p), Some(parent)) = (parent_mtu, &req.parent) {
+        if mtu > p {
+            return Err(DaemonError::invalid(
+                "mtu",
+                format!("{mtu} is above the MTU of the parent interface {parent:?} ({p})"),
+            ));
+        }
+    }
+    let ip_range = plan_ip_range(req, subnet, gateway)?;
     if let Some(u) = underlay_mtu {
         if mtu + overhead > u {
             return Err(DaemonError::invalid(
@@ -173,7 +212,153 @@ pub fn plan_network<'a>(
         static_fdb: Default::default(),
         released: Vec::new(),
         links: Default::default(),
+        driver,
+        parent: req.parent.clone().filter(|_| driver == Driver::Macvlan),
+        ip_range,
     })
+}
+
+/// The driver of a request, and the rules of a macvlan network: its parent interface exists,
+/// is up and is no other network's parent; it has the LAN's subnet; it has no netyard gateway,
+/// so nothing that needs one (internal, host loopback, extra gateway addresses, maps, DNS at
+/// the gateway) and no tunnel.
+fn plan_driver<'a>(
+    req: &NetworkCreate,
+    mut existing: impl Iterator<Item = &'a NetworkSpec>,
+    parent_link: Option<ParentLink>,
+) -> Result<Driver, DaemonError> {
+    let driver = match req.driver.as_deref() {
+        None | Some("bridge") => Driver::Bridge,
+        Some("macvlan") => Driver::Macvlan,
+        Some(other) => {
+            return Err(DaemonError::invalid(
+                "driver",
+                format!("{} is not a driver (bridge or macvlan)", quoted(other)),
+            ))
+        }
+    };
+    if driver == Driver::Bridge {
+        if req.parent.is_some() {
+            return Err(DaemonError::invalid(
+                "parent",
+                "only a macvlan network has a parent interface (give driver macvlan)",
+            ));
+        }
+        return Ok(driver);
+    }
+    let Some(parent) = &req.parent else {
+        return Err(DaemonError::invalid(
+            "parent",
+            "missing: a macvlan network needs the host interface of its LAN (--parent IFACE              or -o parent=IFACE)",
+        ));
+    };
+    super::valid_ifname("parent", parent)?;
+    if req.subnet.is_none() {
+        return Err(DaemonError::invalid(
+            "subnet",
+            "missing: a macvlan network's containers take addresses of the LAN on its parent:              give the LAN's --subnet (and its router as --gateway)",
+        ));
+    }
+    let no_gateway = "a macvlan network has no netyard gateway: its containers reach the LAN                       directly and the world through the LAN's router";
+    for (field, set) in [
+        ("host_loopback", req.host_loopback),
+        ("gateway_extra", !req.gateway_extra.is_empty()),
+        ("maps", !req.maps.is_empty()),
+    ] {
+        if set {
+            return Err(DaemonError::invalid(field, no_gateway));
+        }
+    }
+    // Docker turns an internal macvlan network into one on a dummy parent; here a macvlan
+    // network *is* its uplink, and a bridge network with --internal already gives
+    // containers that reach only each other.
+    if req.internal {
+        return Err(DaemonError::invalid(
+            "internal",
+            "a macvlan network is its uplink to the LAN on its parent, so it cannot be              internal: for containers that reach only each other create a bridge network              with --internal",
+        ));
+    }
+    if req.vxlan.is_some() {
+        return Err(DaemonError::invalid(
+            "vxlan",
+            "a macvlan network's uplink is its parent interface, not a VXLAN tunnel",
+        ));
+    }
+    if req.container_resolver == Some(false) {
+        return Err(DaemonError::invalid(
+            "container_resolver",
+            "a macvlan network's containers reach the embedded DNS only at 127.0.0.11 (it              has no netyard gateway to serve DNS at)",
+        ));
+    }
+    // Docker refuses a second macvlan network on one parent too: frames of one LAN cannot be
+    // told apart by network; 802.1Q sub-interfaces (eth0.10) are separate parents.
+    if let Some(other) = existing.find(|n| n.parent.as_deref() == Some(parent.as_str())) {
+        return Err(DaemonError::conflict(
+            Some("parent"),
+            format!(
+                "network {:?} already uses {parent:?} as its parent: one macvlan network per                  parent interface (give each network its own 802.1Q sub-interface, e.g.                  {parent}.10, created beforehand)",
+                other.name
+            ),
+        ));
+    }
+    match parent_link {
+        None => {}
+        Some(ParentLink::Missing) => {
+            return Err(DaemonError::invalid(
+                "parent",
+                format!("no interface {parent:?} in the daemon's network namespace"),
+            ))
+        }
+        Some(ParentLink::Found { up: false, .. }) => {
+            return Err(DaemonError::invalid(
+                "parent",
+                format!("{parent:?} is down: bring it up first (ip link set {parent} up)"),
+            ))
+        }
+        Some(ParentLink::Found { .. }) => {}
+    }
+    Ok(driver)
+}
+
+/// `ip_range`: a CIDR inside the subnet holding at least one address IPAM may hand out.
+fn plan_ip_range(
+    req: &NetworkCreate,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+) -> Result<Option<Ipv4Net>, DaemonError> {
+    let Some(s) = &req.ip_range else {
+        return Ok(None);
+    };
+    let net: IpNet = s.parse().map_err(|_| {
+        DaemonError::invalid(
+            "ip_range",
+            format!("{} is not a CIDR such as 10.1.0.128/25", quoted(s)),
+        )
+    })?;
+    let IpNet::V4(range) = net else {
+        return Err(DaemonError::invalid(
+            "ip_range",
+            "IPv6 ranges are not supported yet",
+        ));
+    };
+    let range = range.trunc();
+    if !subnet.contains(&range) {
+        return Err(DaemonError::invalid(
+            "ip_range",
+            format!("{range} is not inside the subnet {subnet}"),
+        ));
+    }
+    let usable = range
+        .hosts()
+        .chain([range.network(), range.broadcast()])
+        .any(|ip| ip != gateway && ip != subnet.network() && ip != subnet.broadcast());
+    if !usable {
+        return Err(DaemonError::invalid(
+            "ip_range",
+            format!("{range} holds no address to hand out (only the gateway or reserved ones)"),
+        ));
+    }
+    Ok(Some(range))
 }
 
 /// Most extra gateway addresses (the gateway's interface holds at most 8 in all).

@@ -65,6 +65,9 @@ fn a_network_gets_every_default_resolved() {
             static_fdb: Default::default(),
             released: vec![],
             links: Default::default(),
+            driver: crate::spec::Driver::Bridge,
+            parent: None,
+            ip_range: None,
         }
     );
 }
@@ -834,4 +837,162 @@ fn a_bad_spec_in_the_config_names_its_field() {
         field(plan_config(&cfg, &running())),
         "endpoint[0].publish[1]"
     );
+}
+
+// ---- macvlan networks and ip ranges ----
+
+fn macvlan_req(name: &str, parent: &str) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        driver: Some("macvlan".into()),
+        parent: Some(parent.into()),
+        subnet: Some("192.168.7.0/24".into()),
+        gateway: Some("192.168.7.254".into()),
+        ..NetworkCreate::default()
+    }
+}
+
+const UP_9000: Option<ParentLink> = Some(ParentLink::Found {
+    up: true,
+    mtu: 9000,
+});
+
+fn plan_on(
+    req: &NetworkCreate,
+    existing: &[NetworkSpec],
+    parent: Option<ParentLink>,
+) -> Result<NetworkSpec, DaemonError> {
+    plan_network_on(req, existing.iter(), &[], None, parent)
+}
+
+#[test]
+fn a_macvlan_network_keeps_its_parent_and_takes_its_mtu() {
+    let n = plan_on(&macvlan_req("lan", "eth0"), &[], UP_9000).unwrap();
+    assert_eq!(n.driver, crate::spec::Driver::Macvlan);
+    assert_eq!(n.parent.as_deref(), Some("eth0"));
+    assert_eq!(n.gateway, Ipv4Addr::new(192, 168, 7, 254));
+    assert_eq!(n.mtu, 9000);
+    let mut r = macvlan_req("lan", "eth0");
+    r.mtu = Some(1500);
+    assert_eq!(plan_on(&r, &[], UP_9000).unwrap().mtu, 1500);
+    r.mtu = Some(9001);
+    assert_eq!(field(plan_on(&r, &[], UP_9000)), "mtu");
+    // A bridge network keeps the default driver and has no parent.
+    assert_eq!(lab().driver, crate::spec::Driver::Bridge);
+    assert_eq!(lab().parent, None);
+}
+
+#[test]
+fn macvlan_field_errors_name_their_field() {
+    let up = UP_9000;
+    let cases: Vec<(&str, Setter<NetworkCreate>, Option<ParentLink>)> = vec![
+        ("driver", Box::new(|r| r.driver = Some("ipvlan".into())), up),
+        ("parent", Box::new(|r| r.parent = None), up),
+        ("parent", Box::new(|r| r.parent = Some("a/b".into())), up),
+        ("parent", Box::new(|_| {}), Some(ParentLink::Missing)),
+        (
+            "parent",
+            Box::new(|_| {}),
+            Some(ParentLink::Found {
+                up: false,
+                mtu: 1500,
+            }),
+        ),
+        ("subnet", Box::new(|r| r.subnet = None), up),
+        ("internal", Box::new(|r| r.internal = true), up),
+        ("host_loopback", Box::new(|r| r.host_loopback = true), up),
+        (
+            "gateway_extra",
+            Box::new(|r| r.gateway_extra = vec!["192.168.7.9".into()]),
+            up,
+        ),
+        (
+            "maps",
+            Box::new(|r| r.maps = vec![map("192.168.7.9", "127.0.0.1")]),
+            up,
+        ),
+        ("vxlan", Box::new(|r| r.vxlan = Some(7)), up),
+        (
+            "container_resolver",
+            Box::new(|r| r.container_resolver = Some(false)),
+            up,
+        ),
+        (
+            "ip_range",
+            Box::new(|r| r.ip_range = Some("10.9.9.0/28".into())),
+            up,
+        ),
+    ];
+    for (want, set, parent) in cases {
+        let mut r = macvlan_req("lan", "eth0");
+        set(&mut r);
+        assert_eq!(field(plan_on(&r, &[], parent)), want, "{r:?}");
+    }
+    // A parent on a bridge network is refused too.
+    let mut r = net_req("br");
+    r.parent = Some("eth0".into());
+    assert_eq!(field(plan(&r, &[])), "parent");
+}
+
+#[test]
+fn one_macvlan_network_per_parent() {
+    let first = plan_on(&macvlan_req("lan", "eth0"), &[], UP_9000).unwrap();
+    let mut second = macvlan_req("lan2", "eth0");
+    second.subnet = Some("192.168.8.0/24".into());
+    second.gateway = None;
+    let e = plan_on(&second, std::slice::from_ref(&first), UP_9000).unwrap_err();
+    assert_eq!(e.field(), Some("parent"));
+    assert!(e.to_string().contains("\"lan\""), "{e}");
+    assert!(e.to_string().contains("eth0.10"), "{e}");
+    // A VLAN sub-interface is another parent.
+    second.parent = Some("eth0.10".into());
+    assert!(plan_on(&second, &[first], UP_9000).is_ok());
+}
+
+#[test]
+fn ip_ranges_lie_inside_the_subnet_and_hold_an_address() {
+    let mut r = net_req("r");
+    r.subnet = Some("10.1.0.0/24".into());
+    r.ip_range = Some("10.1.0.129/25".into());
+    assert_eq!(
+        plan(&r, &[]).unwrap().ip_range,
+        Some("10.1.0.128/25".parse().unwrap())
+    );
+    for bad in [
+        "10.1.0.0/23",
+        "10.2.0.0/28",
+        "nonsense",
+        "fd00::/64",
+        "10.1.0.1/32",
+    ] {
+        r.ip_range = Some(bad.into());
+        assert_eq!(field(plan(&r, &[])), "ip_range", "{bad}");
+    }
+}
+
+#[test]
+fn a_macvlan_network_publishes_nothing() {
+    let n = plan_on(&macvlan_req("lan", "eth0"), &[], UP_9000).unwrap();
+    let ipam = Ipam::new(n.subnet, n.gateway);
+    let mut r = ep_req("c1");
+    r.publish = vec!["8080:80".into()];
+    let e = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap_err();
+    assert_eq!(e.field(), Some("publish"));
+    assert!(e.to_string().contains("macvlan"), "{e}");
+    r.publish.clear();
+    let p = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.ip, Ipv4Addr::new(192, 168, 7, 1));
+}
+
+#[test]
+fn a_config_entry_differs_in_driver_parent_and_range() {
+    let n = plan_on(&macvlan_req("lan", "eth0"), &[], UP_9000).unwrap();
+    assert!(network_differs(&macvlan_req("lan", "eth0"), &n).is_empty());
+    let mut r = macvlan_req("lan", "eth1");
+    r.ip_range = Some("192.168.7.0/25".into());
+    assert_eq!(network_differs(&r, &n), vec!["parent", "ip_range"]);
+    r.driver = None;
+    r.parent = None;
+    r.ip_range = None;
+    assert_eq!(network_differs(&r, &n), vec!["driver", "parent"]);
 }

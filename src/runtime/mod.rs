@@ -12,18 +12,21 @@ use tokio::task::JoinHandle;
 
 use crate::dnsd::Dns;
 use crate::error::DaemonError;
-use crate::spec::NetworkSpec;
+use crate::spec::{Driver, NetworkSpec};
 use netyard_router::gateway::LocalSubnets;
 use ports::gateway::{Gateway, GatewayLive};
+use ports::macvlan::{Macvlan, MacvlanLive};
 use ports::vxlan::{Vxlan, VxlanLive};
 use ports::{NetCx, PortKind};
 
-/// A running network: its switch, the MAC ager, the gateway and the tunnel.
+/// A running network: its switch, the MAC ager, the gateway (none on a macvlan network),
+/// the tunnel and the uplink (a macvlan network's).
 pub struct NetworkLive {
     pub switch: Arc<Switch>,
     ager: JoinHandle<()>,
-    pub gw: GatewayLive,
+    pub gw: Option<GatewayLive>,
     pub vxlan: Option<VxlanLive>,
+    pub uplink: Option<MacvlanLive>,
 }
 
 impl NetworkLive {
@@ -50,6 +53,27 @@ impl NetworkLive {
             dns,
             local_subnets,
         };
+        if spec.driver == Driver::Macvlan {
+            // No gateway: the LAN's router is the endpoints' gateway, the uplink their way out.
+            let built = if adopt {
+                Macvlan::adopt(&cx, spec).await
+            } else {
+                Macvlan::setup(&cx, spec).await
+            };
+            return match built {
+                Ok(up) => Ok(NetworkLive {
+                    switch,
+                    ager,
+                    gw: None,
+                    vxlan: None,
+                    uplink: Some(up),
+                }),
+                Err(e) => {
+                    ager.abort();
+                    Err(e)
+                }
+            };
+        }
         let gw = match if adopt {
             Gateway::adopt(&cx, spec).await
         } else {
@@ -91,17 +115,40 @@ impl NetworkLive {
         Ok(NetworkLive {
             switch,
             ager,
-            gw,
+            gw: Some(gw),
             vxlan,
+            uplink: None,
         })
     }
 
     /// Stops the network's tasks and ports (its endpoints must be gone already).
     pub async fn stop(self, spec: &NetworkSpec) {
         self.ager.abort();
-        Gateway::teardown(spec, self.gw).await;
+        if let Some(gw) = self.gw {
+            Gateway::teardown(spec, gw).await;
+        }
         if let Some(vx) = self.vxlan {
             Vxlan::teardown(spec, vx).await;
+        }
+        if let Some(up) = self.uplink {
+            Macvlan::teardown(spec, up).await;
+        }
+    }
+
+    /// The gateway's publisher (None on a macvlan network, which publishes nothing).
+    pub fn publisher(&self) -> Option<&netyard_router::publish::Publisher> {
+        self.gw.as_ref().map(|g| &g.publisher)
+    }
+
+    /// The gateway's MAC, if the network has a gateway.
+    pub fn gateway_mac(&self) -> Option<netyard_switch::MacAddr> {
+        self.gw.as_ref().map(|g| g.mac)
+    }
+
+    /// Tells the uplink (if any) which MACs its endpoints own now.
+    pub fn set_endpoint_macs(&self, macs: impl IntoIterator<Item = netyard_switch::MacAddr>) {
+        if let Some(up) = &self.uplink {
+            up.set_macs(macs);
         }
     }
 }

@@ -83,10 +83,16 @@ pub enum DropReason {
     ImpairFlushed,
     /// The link's carrier is off (`link down`): dropped either way.
     LinkDown,
+    /// A macvlan uplink: a unicast frame from the LAN for a MAC no endpoint of the network has
+    /// (the uplink is promiscuous; Docker's macvlan never sees such frames either).
+    UplinkNotOurs,
+    /// A macvlan uplink: a frame from the LAN whose source is one of the network's endpoints'
+    /// MACs (a loop, or a LAN host forging it).
+    UplinkOwnSource,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Runt,
         DropReason::BadVnetHdr,
         DropReason::MulticastSource,
@@ -118,6 +124,8 @@ impl DropReason {
         DropReason::ImpairLimit,
         DropReason::ImpairFlushed,
         DropReason::LinkDown,
+        DropReason::UplinkNotOurs,
+        DropReason::UplinkOwnSource,
     ];
 
     /// The name used in stats and the API.
@@ -154,6 +162,8 @@ impl DropReason {
             DropReason::ImpairLimit => "impair_limit",
             DropReason::ImpairFlushed => "impair_flushed",
             DropReason::LinkDown => "link_down",
+            DropReason::UplinkNotOurs => "uplink_not_ours",
+            DropReason::UplinkOwnSource => "uplink_own_source",
         }
     }
 

@@ -4,8 +4,8 @@
 //! daemon restarted (`adopt`: the device outlived the daemon, or, for in-process ports such as
 //! the gateway, is simply made again), how to remove it (`teardown`) and how to name itself in
 //! `ps`, `stats` and `inspect` (`describe`). The daemon's state code only calls these; a new
-//! kind (an uplink to a host interface, a runtime front such as a slirp4netns-compatible TAP,
-//! a macvlan child) is one more file here and one arm in [`endpoint`].
+//! kind (a runtime front such as a slirp4netns-compatible TAP) is one more file here and one
+//! arm in [`endpoint`] (or a field of `NetworkLive`, for a network's own port).
 //!
 //! | file | kind | spec | survives a restart as |
 //! |---|---|---|---|
@@ -13,8 +13,10 @@
 //! | `veth.rs` | endpoint veth, host end served with AF_PACKET (or its peer left for the runtime to move: Docker) | `EndpointSpec` | the host end, reopened |
 //! | `gateway.rs` | the network's gateway (router task) | `NetworkSpec` | made again (in-process) |
 //! | `vxlan.rs` | the network's VXLAN tunnel | `NetworkSpec` | made again (a UDP socket) |
+//! | `macvlan.rs` | a macvlan network's uplink on its parent interface (AF_PACKET, filtered to the endpoints' MACs) | `NetworkSpec` | made again (the socket reopened) |
 
 pub mod gateway;
+pub mod macvlan;
 pub mod tap;
 pub mod veth;
 pub mod vxlan;

@@ -206,6 +206,33 @@ impl PacketPort {
         })
     }
 
+    /// Puts the interface in promiscuous mode for as long as this socket lives
+    /// (`PACKET_ADD_MEMBERSHIP` with `PACKET_MR_PROMISC`: the kernel counts such members and
+    /// drops the mode when the last socket closes, so a crashed daemon leaves nothing set).
+    /// An uplink needs it: the LAN sends frames to its endpoints' MACs, not the interface's.
+    pub fn set_promiscuous(&self) -> io::Result<()> {
+        let ifindex = libc::c_int::try_from(self.ifindex).map_err(invalid)?;
+        let mreq = libc::packet_mreq {
+            mr_ifindex: ifindex,
+            mr_type: libc::c_ushort::try_from(libc::PACKET_MR_PROMISC).map_err(invalid)?,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        let len = socklen::<libc::packet_mreq>()?;
+        // SAFETY: `self.fd` is a valid open socket; `mreq` is a live, initialised
+        // `packet_mreq` and `len` is its size; the return value is checked.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                std::ptr::from_ref(&mreq).cast(),
+                len,
+            )
+        })?;
+        Ok(())
+    }
+
     /// The interface the socket is bound to.
     pub fn ifname(&self) -> &str {
         &self.ifname
