@@ -322,6 +322,19 @@ fn containers_on_a_macvlan_network_are_hosts_of_the_lan() {
         "--internal",
     ]);
     assert_one_line_error("internal macvlan", &o, &["internal", "macvlan"]);
+    let o = lab.ny(&[
+        "network",
+        "create",
+        "mvbad",
+        "-d",
+        "macvlan",
+        "--parent",
+        "down0",
+        "--subnet",
+        &ocidr,
+        "--icc=false",
+    ]);
+    assert_one_line_error("icc on macvlan", &o, &["icc", "macvlan"]);
     let o = lab.ny(&["network", "create", "mvbad", "-d", "ipvlan"]);
     assert_one_line_error("unknown driver", &o, &["driver", "ipvlan"]);
     assert_eq!(

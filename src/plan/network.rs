@@ -284,6 +284,16 @@ fn plan_driver<'a>(
             "a macvlan network's uplink is its parent interface, not a VXLAN tunnel",
         ));
     }
+    // Isolation keeps endpoints talking only to netyard's gateway, which a macvlan network
+    // lacks: its containers would reach nothing but the LAN's hosts, not even each other
+    // (Docker's enable_icc is a bridge option too).
+    if req.icc == Some(false) {
+        return Err(DaemonError::invalid(
+            "icc",
+            "a macvlan network has no netyard gateway to isolate its endpoints behind: \
+             --icc=false is a bridge network's option",
+        ));
+    }
     if req.container_resolver == Some(false) {
         return Err(DaemonError::invalid(
             "container_resolver",

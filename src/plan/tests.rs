@@ -912,6 +912,7 @@ fn macvlan_field_errors_name_their_field() {
             up,
         ),
         ("vxlan", Box::new(|r| r.vxlan = Some(7)), up),
+        ("icc", Box::new(|r| r.icc = Some(false)), up),
         (
             "container_resolver",
             Box::new(|r| r.container_resolver = Some(false)),
