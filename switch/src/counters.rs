@@ -190,7 +190,31 @@ pub struct PortCounters {
     /// Frames received on this port that the switch flooded (broadcast, multicast, unknown
     /// unicast).
     pub flooded: AtomicU64,
-    drops: [AtomicU64; DropReason::ALL.len()],
+    drops: PerReason<AtomicU64>,
+}
+
+/// One value per drop reason. (The standard library implements `Default` for arrays of at
+/// most 32 elements only, and there are more reasons than that.)
+#[derive(Debug)]
+struct PerReason<T>([T; DropReason::ALL.len()]);
+
+impl<T: Default> Default for PerReason<T> {
+    fn default() -> Self {
+        PerReason(std::array::from_fn(|_| T::default()))
+    }
+}
+
+impl<T> std::ops::Index<usize> for PerReason<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.0[i]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for PerReason<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.0[i]
+    }
 }
 
 impl PortCounters {
@@ -268,7 +292,7 @@ pub enum KernelCount {
 /// difference would count 2^32 drops).
 #[derive(Debug, Default)]
 pub struct KernelAccumulator {
-    last: [Option<u64>; DropReason::ALL.len()],
+    last: PerReason<Option<u64>>,
 }
 
 impl KernelAccumulator {
