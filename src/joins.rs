@@ -138,6 +138,7 @@ mod tests {
             aliases: vec![],
             published: vec![],
             owner: None,
+            link: Default::default(),
         }
     }
 
