@@ -16,8 +16,10 @@ use crate::security::PortSecurity;
 use crate::wire::checksum;
 use crate::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
+use crate::wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
 use crate::wire::ip::{IpProtocol, Lengths};
 use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HDR_LEN};
+use crate::wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use crate::wire::tcp::{TcpPacket, TcpRepr};
 use crate::wire::udp::{UdpPacket, UdpRepr, UDP_HDR_LEN};
 use crate::wire::vnet::{GsoType, VnetHdrRepr};
@@ -212,6 +214,10 @@ pub fn wire_views(data: &[u8]) {
     er.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     let back = EthernetRepr::parse(&EthernetFrame::new_checked(&buf[..]).expect("emitted"));
     assert_eq!(back, Ok(er), "Ethernet round trip");
+    if eth.ethertype() == EtherType::Ipv6 {
+        wire_ipv6(frame.get(eth.header_len()..).unwrap_or_default(), lengths);
+        return;
+    }
     if eth.ethertype() != EtherType::Ipv4 {
         return;
     }
@@ -271,4 +277,41 @@ pub fn wire_views(data: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// The IPv6 layer of [`wire_views`]: the header, the transport behind the extension headers,
+/// ICMPv6 with its NDP options; each `Repr` round-trips.
+fn wire_ipv6(l3: &[u8], lengths: Lengths) {
+    let Ok(ip) = Ipv6Packet::new_checked_with(l3, lengths) else {
+        return;
+    };
+    assert!(ip.packet_len() <= l3.len());
+    let ir = Ipv6Repr::parse(&ip).unwrap_or_else(|e| panic!("checked packet: {e}"));
+    let mut buf = vec![0xa5u8; ir.buffer_len() + ir.payload_len];
+    ir.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+    if let Ok(back) = Ipv6Packet::new_checked_with(&buf[..], lengths) {
+        assert_eq!(Ipv6Repr::parse(&back), Ok(ir), "IPv6 round trip");
+    }
+    let Some((IpProtocol::Icmpv6, msg)) = ip.upper_layer() else {
+        return;
+    };
+    let Ok(icmp) = Icmpv6Packet::new_checked(msg) else {
+        return;
+    };
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let _ = icmp.verify_checksum(&src, &dst);
+    for o in icmp.options().flatten() {
+        let mut b = vec![0u8; o.buffer_len()];
+        o.emit(&mut b);
+    }
+    let cr = Icmpv6Repr::parse(&icmp).unwrap_or_else(|e| panic!("checked message: {e}"));
+    let mut buf = icmp.message().to_vec();
+    let mut out = Icmpv6Packet::new_unchecked(&mut buf[..]);
+    cr.emit(&src, &dst, &mut out);
+    assert!(
+        out.verify_checksum(&src, &dst),
+        "an emitted message verifies"
+    );
+    let back = Icmpv6Repr::parse(&Icmpv6Packet::new_checked(&buf[..]).expect("emitted"));
+    assert_eq!(back, Ok(cr), "ICMPv6 round trip");
 }

@@ -7,15 +7,17 @@
 //! the VXLAN port reads L2-L4 headers through these views, and every checksum goes through
 //! [`checksum`].
 //!
-//! L3 is IPv4 today ([`ipv4`]); [`ip`] holds what the versions share ([`ip::IpProtocol`],
-//! [`ip::IpVersion`] to pick a view, [`ip::Lengths`] for GSO super-frames), so an `ipv6`
-//! view of the same shape slots in beside it.
+//! L3 is IPv4 ([`ipv4`]) and IPv6 ([`ipv6`], with [`icmpv6`] for ICMPv6 and Neighbor
+//! Discovery); [`ip`] holds what the versions share ([`ip::IpProtocol`], [`ip::IpVersion`] to
+//! pick a view, [`ip::Lengths`] for GSO super-frames).
 
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 pub mod vnet;
