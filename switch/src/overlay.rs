@@ -2,10 +2,11 @@
 //! underlay IPv4 address) owns which inner MAC, the peers that get flooded frames, and the
 //! UDP source port of a flow. [`crate::sys::vxlan::VxlanPort`] does the sockets.
 //!
-//! Like [`crate::fdb`], the table is an immutable map behind an [`ArcSwap`]: the send path's
-//! lookup is an atomic load and a probe, refreshing a known MAC is an atomic store, and only
-//! key-set changes (a new MAC, a move, an expiry) take the writer mutex and publish a copy,
-//! bounded by a cap on entries. Time is an argument (ms on the switch clock).
+//! Like [`crate::fdb`], the table is a concurrent map whose reads take no lock: the send path's
+//! lookup is a probe, refreshing a known MAC is an atomic store, and only key-set changes (a
+//! new MAC, a move, an expiry) take the writer mutex, which keeps the count of learned entries
+//! that the cap bounds; each changes one entry, whatever the table's size. Time is an argument
+//! (ms on the switch clock).
 //!
 //! Semantics follow the Linux vxlan driver: learned entries map the inner source MAC to the
 //! outer source address and age out; a MAC that shows up behind another VTEP moves there;
@@ -13,12 +14,13 @@
 //! multicast and unknown unicast go to every peer (head-end replication, the kernel's
 //! all-zero FDB entries).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
+
+use crate::fdb::{mac_map, MacMap};
 
 use crate::wire::checksum;
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr, ETH_HDR_LEN};
@@ -74,14 +76,13 @@ pub struct RemoteView {
     pub is_static: bool,
 }
 
-type Table = HashMap<MacAddr, Arc<RemoteEntry>>;
-
 /// The remote MAC table and flood list of one VXLAN network.
 #[derive(Debug)]
 pub struct RemoteTable {
-    table: ArcSwap<Table>,
+    table: MacMap<RemoteEntry>,
     peers: ArcSwap<Vec<Ipv4Addr>>,
-    writer: Mutex<()>,
+    /// Serialises writers; holds how many learned (not static) entries the table has.
+    writer: Mutex<usize>,
     aging_ms: u64,
     max_entries: usize,
     /// When the last sweep ran (switch clock, ms), so [`RemoteTable::maybe_expire`] is cheap.
@@ -93,9 +94,9 @@ impl RemoteTable {
     /// `max_entries` learned MACs, flooding to `peers`.
     pub fn new(aging_ms: u64, max_entries: usize, peers: Vec<Ipv4Addr>) -> RemoteTable {
         RemoteTable {
-            table: ArcSwap::from_pointee(Table::new()),
+            table: mac_map(),
             peers: ArcSwap::from_pointee(peers),
-            writer: Mutex::new(()),
+            writer: Mutex::new(0),
             aging_ms,
             max_entries,
             last_sweep: AtomicU64::new(0),
@@ -118,7 +119,7 @@ impl RemoteTable {
 
     /// The VTEP of `mac`, if known and not aged out.
     pub fn lookup(&self, mac: &MacAddr, now: u64) -> Option<Ipv4Addr> {
-        match self.table.load().get(mac) {
+        match self.table.pin().get(mac) {
             Some(e) if !self.expired(e, now) => Some(e.vtep),
             _ => None,
         }
@@ -137,7 +138,7 @@ impl RemoteTable {
     /// Records that a frame from `mac` came out of the tunnel from `vtep` at `now`. Group and
     /// all-zero MACs are never learned.
     pub fn learn(&self, mac: MacAddr, vtep: Ipv4Addr, now: u64) -> RemoteLearn {
-        if let Some(e) = self.table.load().get(&mac) {
+        if let Some(e) = self.table.pin().get(&mac) {
             if e.is_static {
                 return RemoteLearn::Static;
             }
@@ -149,10 +150,10 @@ impl RemoteTable {
         if mac.is_multicast() || mac.is_zero() {
             return RemoteLearn::Ignored;
         }
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let cur = self.table.load_full();
-        let previous = cur.get(&mac).cloned();
-        if let Some(e) = &previous {
+        let mut learned = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = self.table.pin();
+        let previous = t.get(&mac);
+        if let Some(e) = previous {
             if e.is_static {
                 return RemoteLearn::Static;
             }
@@ -161,65 +162,82 @@ impl RemoteTable {
                 return RemoteLearn::Refreshed;
             }
         }
-        let mut next: Table = (*cur).clone();
-        if previous.is_none() {
-            let learned = |t: &Table| t.values().filter(|e| !e.is_static).count();
-            if learned(&next) >= self.max_entries {
-                // Make room from aged-out entries before refusing.
-                next.retain(|_, e| !self.expired(e, now));
-                if learned(&next) >= self.max_entries {
-                    return RemoteLearn::CapReached;
-                }
+        let from = previous.map(|e| e.vtep);
+        if from.is_none() && *learned >= self.max_entries {
+            // Make room from aged-out entries before refusing.
+            *learned = learned.saturating_sub(self.sweep(now));
+            if *learned >= self.max_entries {
+                return RemoteLearn::CapReached;
             }
         }
-        next.insert(
+        t.insert(
             mac,
-            Arc::new(RemoteEntry {
+            RemoteEntry {
                 vtep,
                 last_seen: AtomicU64::new(now),
                 is_static: false,
-            }),
+            },
         );
-        self.table.store(Arc::new(next));
-        match previous {
-            Some(old) => RemoteLearn::Moved { from: old.vtep },
-            None => RemoteLearn::Learned,
+        match from {
+            Some(old) => RemoteLearn::Moved { from: old },
+            None => {
+                *learned += 1;
+                RemoteLearn::Learned
+            }
         }
+    }
+
+    /// Removes the expired entries (the writer lock held); how many.
+    fn sweep(&self, now: u64) -> usize {
+        let mut removed = 0;
+        self.table.pin().retain(|_, e| {
+            let keep = !self.expired(e, now);
+            removed += usize::from(!keep);
+            keep
+        });
+        removed
     }
 
     /// Adds or replaces a static entry.
     pub fn add_static(&self, mac: MacAddr, vtep: Ipv4Addr) {
-        self.mutate(|t| {
-            t.insert(
-                mac,
-                Arc::new(RemoteEntry {
-                    vtep,
-                    last_seen: AtomicU64::new(0),
-                    is_static: true,
-                }),
-            );
-        });
+        let mut learned = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = self.table.pin();
+        let old = t.insert(
+            mac,
+            RemoteEntry {
+                vtep,
+                last_seen: AtomicU64::new(0),
+                is_static: true,
+            },
+        );
+        if old.is_some_and(|o| !o.is_static) {
+            *learned = learned.saturating_sub(1);
+        }
     }
 
     /// Removes `mac`, static or learned. Returns whether it was there.
     pub fn remove(&self, mac: &MacAddr) -> bool {
-        let mut found = false;
-        self.mutate(|t| found = t.remove(mac).is_some());
-        found
+        let mut learned = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.table.pin().remove(mac) {
+            Some(old) => {
+                if !old.is_static {
+                    *learned = learned.saturating_sub(1);
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes learned entries idle longer than the ageing time. Returns how many.
     pub fn expire(&self, now: u64) -> usize {
         self.last_sweep.store(now, Relaxed);
-        if !self.table.load().values().any(|e| self.expired(e, now)) {
+        if !self.table.pin().values().any(|e| self.expired(e, now)) {
             return 0;
         }
-        let mut removed = 0;
-        self.mutate(|t| {
-            let before = t.len();
-            t.retain(|_, e| !self.expired(e, now));
-            removed = before - t.len();
-        });
+        let mut learned = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = self.sweep(now);
+        *learned = learned.saturating_sub(removed);
         removed
     }
 
@@ -234,7 +252,7 @@ impl RemoteTable {
 
     /// Every live entry, sorted by MAC.
     pub fn entries(&self, now: u64) -> Vec<RemoteView> {
-        let t = self.table.load();
+        let t = self.table.pin();
         let mut v: Vec<RemoteView> = t
             .iter()
             .filter(|(_, e)| !self.expired(e, now))
@@ -251,13 +269,6 @@ impl RemoteTable {
             .collect();
         v.sort_by_key(|e| e.mac);
         v
-    }
-
-    fn mutate(&self, f: impl FnOnce(&mut Table)) {
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next: Table = (*self.table.load_full()).clone();
-        f(&mut next);
-        self.table.store(Arc::new(next));
     }
 }
 
@@ -787,7 +798,7 @@ mod tests {
         t.learn(mac(1), A, 0);
         t.maybe_expire(200); // too early: not a sweep
         t.maybe_expire(1500);
-        assert!(t.table.load().is_empty(), "swept");
+        assert!(t.table.is_empty(), "swept");
     }
 
     fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
