@@ -342,6 +342,50 @@ fn interop_with_the_kernel_vxlan_iperf3_both_ways_and_one_gib_intact() {
     }
 }
 
+/// Python that sends `sends` UDP GSO writes (`UDP_SEGMENT`) of `per` datagrams of `size` bytes
+/// each: datagram `k` is its number as 4 bytes, then `size - 4` bytes of `k % 251`.
+const UDP_GSO_SEND_PY: &str = r#"
+import socket, struct, sys, time
+dst, port, size, per, sends = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(17, 103, size)  # SOL_UDP, UDP_SEGMENT
+k = 0
+for _ in range(sends):
+    buf = b''
+    for _ in range(per):
+        buf += struct.pack('!I', k) + bytes([k % 251]) * (size - 4)
+        k += 1
+    s.sendto(buf, (dst, port))
+    time.sleep(0.02)
+"#;
+
+/// Python that receives such datagrams on `port` until 2 s pass without one, and prints
+/// `received intact bad_size bad_content` as one line.
+const UDP_GSO_RECV_PY: &str = r#"
+import socket, struct, sys
+port, size = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', port))
+s.settimeout(20)
+got = intact = bad_size = bad_content = 0
+while True:
+    try:
+        d = s.recv(65536)
+    except socket.timeout:
+        break
+    s.settimeout(2)
+    got += 1
+    if len(d) != size:
+        bad_size += 1
+        continue
+    k = struct.unpack('!I', d[:4])[0]
+    if d[4:] == bytes([k % 251]) * (size - 4):
+        intact += 1
+    else:
+        bad_content += 1
+print(got, intact, bad_size, bad_content)
+"#;
+
 /// Python that sends `count` copies of each malformed datagram from B to A's VXLAN port.
 const BAD_INPUT_PY: &str = r#"
 import socket, struct, sys
@@ -374,6 +418,101 @@ for _ in range(count):
     s.sendto(hdr(0x08, vni) + big, (dst, 4789))         # inner frame over the MTU
     s.sendto(hdr(0x08, vni) + badsum, (dst, 4789))      # inner UDP checksum wrong, not partial
 "#;
+
+/// A UDP GSO sender behind the kernel VTEP (its offloads at their defaults, so the super-packet
+/// crosses vxlan and the veth underlay whole and netyard's `UDP_GRO` socket reads it as one
+/// datagram with the sender's datagram size) to a TAP and a veth container: every datagram
+/// arrives with the sender's size and content, nothing is dropped as over the MTU, and the
+/// tunnel port took super-frames (issue 16).
+#[test]
+fn interop_udp_gso_super_packets_from_a_kernel_vtep_arrive_as_the_senders_datagrams() {
+    let _serial = serial();
+    let t = interop();
+    let (lab, sn) = (&t.lab, &t.sn);
+    lab.assert_ping(&t.k1, &sn.ip(11));
+    lab.assert_ping(&t.k1, &sn.ip(12));
+    let (size, per, sends) = (1200usize, 16usize, 25usize);
+    for (c, ip) in [(&t.c1, sn.ip(11)), (&t.c2, sn.ip(12))] {
+        let port = 20000 + (rand::random::<u16>() % 40000);
+        let recv = Bg::spawn(
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                c,
+                "python3",
+                "-c",
+                UDP_GSO_RECV_PY,
+                &port.to_string(),
+                &size.to_string(),
+            ]),
+            &lab.dir.join(format!("udp-gso-recv-{port}.log")),
+        );
+        if !wait_listening(c, port, Proto::Udp) {
+            lab.fail(&format!("the receiver never bound: {}", recv.log_text()));
+        }
+        let o = cmd(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &t.k1,
+                "python3",
+                "-c",
+                UDP_GSO_SEND_PY,
+                &ip,
+                &port.to_string(),
+                &size.to_string(),
+                &per.to_string(),
+                &sends.to_string(),
+            ],
+            Duration::from_secs(60),
+        );
+        if !o.status.success() {
+            lab.fail(&format!("the UDP GSO sender failed:\n{}", show(&o)));
+        }
+        let done = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            recv.log_text().split_whitespace().count() == 4
+        });
+        let line = recv.log_text();
+        let f: Vec<usize> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        eprintln!("UDP GSO to {c}: received intact bad_size bad_content = {line}");
+        let sent = per * sends;
+        // Datagrams may be lost like any UDP (none are expected here); none may be cut,
+        // merged or changed.
+        if !done || f.len() != 4 || f[1] != f[0] || f[0] * 10 < sent * 9 {
+            lab.fail(&format!(
+                "{c}: of {sent} datagrams of {size} bytes: {line} (received intact bad_size \
+                 bad_content); (vxlan) {}",
+                vxlan_counters(lab, &t.net)
+            ));
+        }
+    }
+    let c = vxlan_counters(lab, &t.net);
+    for reason in [
+        "over_mtu",
+        "vxlan_bad_inner_checksum",
+        "vxlan_i_flag_clear",
+        "vxlan_wrong_vni",
+        "vxlan_truncated",
+    ] {
+        if drops(&c, reason) != 0 {
+            lab.fail(&format!("(vxlan) dropped {reason}: {c}"));
+        }
+    }
+    if c["rx_gso"].as_u64().unwrap_or(0) == 0 {
+        lab.fail(&format!(
+            "the kernel VTEP's UDP GSO sends did not reach the tunnel port as super-packets: {c}"
+        ));
+    }
+    eprintln!(
+        "(vxlan) {c}\nc1 (tap) {}\nc2 (veth) {}",
+        lab.counters(&t.net, "c1"),
+        lab.counters(&t.net, "c2")
+    );
+}
 
 #[test]
 fn bad_vxlan_input_is_dropped_counted_and_traffic_flows() {

@@ -485,11 +485,22 @@ pub enum SuperPacket {
 /// fills the MTU (`mtu` minus its IP and TCP headers: a byte stream may be cut anywhere, and
 /// the sender's MSS is no larger, since its interface has the network's MTU), and the
 /// checksum field gets the pseudo-header sum over the whole packet (the kernel leaves it so; a
-/// complete one that verifies is turned into it, whoever segments sums afresh). A UDP
-/// super-packet is not taken: its datagram boundaries are the sender's `gso_size`, which the
-/// read does not carry.
-pub fn rx_super_packet(hdr: &mut [u8], frame: &mut [u8], mtu: usize) -> SuperPacket {
-    let Some((repr, csum_field)) = super_packet(frame, mtu) else {
+/// complete one that verifies is turned into it, whoever segments sums afresh).
+///
+/// A UDP super-packet (a sender's `UDP_SEGMENT` send, `SKB_GSO_UDP_L4 | SKB_GSO_UDP_TUNNEL`)
+/// does come with a `UDP_GRO` control message, whose size is the inner datagrams' payload size
+/// (the sender's `gso_size`): given as `udp_gso`, it becomes the UDP_L4 vnet header's
+/// `gso_size`, so each datagram comes out with the sender's boundaries, by the receiving
+/// kernel or by the switch's segmentation for a port without UDP GSO. Without it a UDP
+/// super-packet is not taken (its boundaries are unknown), nor when a datagram of that size
+/// would not fit the MTU.
+pub fn rx_super_packet(
+    hdr: &mut [u8],
+    frame: &mut [u8],
+    mtu: usize,
+    udp_gso: Option<usize>,
+) -> SuperPacket {
+    let Some((repr, csum_field)) = super_packet(frame, mtu, udp_gso) else {
         return SuperPacket::No;
     };
     let Some(repr) = repr else {
@@ -509,40 +520,68 @@ pub fn rx_super_packet(hdr: &mut [u8], frame: &mut [u8], mtu: usize) -> SuperPac
 /// [`rx_super_packet`]'s judgement: `None` when `frame` is not a super-packet; else the vnet
 /// header (`None` for a bad checksum) and the checksum field's offset and partial value.
 #[allow(clippy::type_complexity)]
-fn super_packet(frame: &[u8], mtu: usize) -> Option<(Option<VnetHdrRepr>, (usize, u16))> {
+fn super_packet(
+    frame: &[u8],
+    mtu: usize,
+    udp_gso: Option<usize>,
+) -> Option<(Option<VnetHdrRepr>, (usize, u16))> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.ethertype() != EtherType::Ipv4 {
         return None;
     }
     let l3 = eth.header_len();
     let ip = Ipv4Packet::new_checked_with(frame.get(l3..)?, Lengths::Gso).ok()?;
-    if l3 + ip.packet_len() != frame.len()
-        || ip.packet_len() <= mtu
-        || ip.is_fragment()
-        || ip.protocol() != IpProtocol::Tcp
-    {
+    if l3 + ip.packet_len() != frame.len() || ip.packet_len() <= mtu || ip.is_fragment() {
         return None;
     }
     let l4 = l3 + ip.header_len();
-    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    let headers = ip.header_len() + tcp.header_len();
-    let gso_size = mtu.checked_sub(headers).filter(|g| *g > 0)?;
-    let l4_len = u32::try_from(ip.packet_len() - ip.header_len()).ok()?;
-    let partial = checksum::fold(ip.pseudo_header(l4_len));
+    let l4_len = ip.packet_len() - ip.header_len();
+    let (gso_type, l4_hdr, gso_size, csum_offset) = match ip.protocol() {
+        IpProtocol::Tcp => {
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            let headers = ip.header_len() + tcp.header_len();
+            let gso_size = mtu.checked_sub(headers).filter(|g| *g > 0)?;
+            (
+                GsoType::TcpV4,
+                tcp.header_len(),
+                gso_size,
+                tcp::CHECKSUM_OFFSET,
+            )
+        }
+        IpProtocol::Udp => {
+            let gso_size = udp_gso.filter(|g| *g > 0)?;
+            let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+            // The kernel writes the whole super-packet's length (the views take it as is, not
+            // the 64 KiB-capped field of a segment); a datagram of gso_size must fit the MTU.
+            if usize::from(udp.len()) != l4_len
+                || ip.header_len() + udp::UDP_HDR_LEN + gso_size > mtu
+            {
+                return None;
+            }
+            (
+                GsoType::UdpL4,
+                udp::UDP_HDR_LEN,
+                gso_size,
+                udp::CHECKSUM_OFFSET,
+            )
+        }
+        _ => return None,
+    };
+    let partial = checksum::fold(ip.pseudo_header(u32::try_from(l4_len).ok()?));
     let verdict = match l4_csum(&ip, l3) {
         Some(InnerCsum::Bad) => None,
         _ => Some(VnetHdrRepr {
             needs_csum: true,
             data_valid: false,
-            gso_type: GsoType::TcpV4,
+            gso_type,
             ecn: false,
-            hdr_len: u16::try_from(l3 + headers).ok()?,
+            hdr_len: u16::try_from(l4 + l4_hdr).ok()?,
             gso_size: u16::try_from(gso_size).ok()?,
             csum_start: u16::try_from(l4).ok()?,
-            csum_offset: u16::try_from(tcp::CHECKSUM_OFFSET).ok()?,
+            csum_offset: u16::try_from(csum_offset).ok()?,
         }),
     };
-    Some((verdict, (l4 + tcp::CHECKSUM_OFFSET, partial)))
+    Some((verdict, (l4 + csum_offset, partial)))
 }
 
 /// Largest IPv4 packet a merged super-frame may carry (the total-length field).
@@ -1087,7 +1126,10 @@ mod tests {
         for f in [partial(&good), good.clone()] {
             let mut g = f.clone();
             let mut hdr = [0xa5u8; HDR_LEN];
-            assert_eq!(rx_super_packet(&mut hdr, &mut g, mtu), SuperPacket::Yes);
+            assert_eq!(
+                rx_super_packet(&mut hdr, &mut g, mtu, None),
+                SuperPacket::Yes
+            );
             let h = hdr_of(&hdr);
             assert_eq!(h.gso_type, crate::wire::vnet::GsoType::TcpV4);
             assert_eq!(
@@ -1116,18 +1158,102 @@ mod tests {
         let mut bad = good.clone();
         bad[60] ^= 1;
         let mut hdr = [0u8; HDR_LEN];
-        assert_eq!(rx_super_packet(&mut hdr, &mut bad, mtu), SuperPacket::Bad);
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut bad, mtu, None),
+            SuperPacket::Bad
+        );
         let mut g = good.clone();
         assert_eq!(
-            rx_super_packet(&mut hdr, &mut g, 52 + payload),
+            rx_super_packet(&mut hdr, &mut g, 52 + payload, None),
             SuperPacket::No
         );
         let mut two = tcp4(1000, 1, 2000, ACK, 40000);
         two.extend_from_slice(&tcp4(3000, 2, 2000, ACK, 40000));
-        assert_eq!(rx_super_packet(&mut hdr, &mut two, mtu), SuperPacket::No);
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut two, mtu, None),
+            SuperPacket::No
+        );
         let mut udp = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
-        assert_eq!(rx_super_packet(&mut hdr, &mut udp, 10), SuperPacket::No);
-        assert_eq!(rx_super_packet(&mut hdr, &mut [], mtu), SuperPacket::No);
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut udp, 10, None),
+            SuperPacket::No
+        );
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut [], mtu, None),
+            SuperPacket::No
+        );
+    }
+
+    /// A UDP/IPv4 super-packet of `n` datagrams of `size` payload bytes each as a kernel UDP
+    /// GSO sender leaves it: lengths of the whole, the checksum field partial.
+    fn udp4_super(n: usize, size: usize) -> Vec<u8> {
+        let payload = n * size;
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = u16::try_from(20 + 8 + payload).unwrap();
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        let ip_sum = checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        let l4 = u16::try_from(8 + payload).unwrap();
+        f.extend_from_slice(&[0x9c, 0x40, 0x13, 0x89]);
+        f.extend_from_slice(&l4.to_be_bytes());
+        let pseudo = checksum::pseudo_header_v4(&[10, 0, 0, 1], &[10, 0, 0, 2], 17, l4.into());
+        f.extend_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        f.extend((0..payload).map(|i| u8::try_from(i % 251).unwrap()));
+        f
+    }
+
+    /// A kernel VTEP's UDP GSO super-packet, read whole with the sender's datagram size from
+    /// UDP_GRO: one UDP_L4 GSO frame that segments back into the sender's datagrams.
+    #[test]
+    fn a_tunnelled_udp_super_packet_goes_on_as_udp_gso_with_the_senders_size() {
+        let (n, size) = (20, 1000);
+        let mtu = 20 + 8 + 1200;
+        let f = udp4_super(n, size);
+        let mut g = f.clone();
+        let mut hdr = [0xa5u8; HDR_LEN];
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut g, mtu, Some(size)),
+            SuperPacket::Yes
+        );
+        let h = hdr_of(&hdr);
+        assert_eq!(h.gso_type, crate::wire::vnet::GsoType::UdpL4);
+        assert_eq!(
+            (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+            (1000, 42, 34, 6)
+        );
+        assert!(h.needs_csum);
+        assert_eq!(g, f, "the partial checksum stays");
+        let mut segs = Vec::new();
+        crate::gso::segment(&h, &g, None, &mut Vec::new(), &mut |s| {
+            segs.push(s.to_vec());
+            Ok(())
+        })
+        .expect("segments");
+        assert_eq!(segs.len(), n);
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(s.len(), 42 + size, "datagram {i} has the sender's size");
+            assert_eq!(inner_partial_csum(s), InnerCsum::Valid, "datagram {i}");
+            assert_eq!(&s[42..], &f[42 + i * size..42 + (i + 1) * size]);
+        }
+        // Without the sender's size, or with one over the MTU, it is not taken; a bad
+        // checksum is judged.
+        let mut hdr = [0u8; HDR_LEN];
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut g, mtu, None),
+            SuperPacket::No
+        );
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut g, mtu, Some(1201)),
+            SuperPacket::No
+        );
+        let mut bad = f.clone();
+        bad[40] ^= 1;
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut bad, mtu, Some(size)),
+            SuperPacket::Bad
+        );
     }
 
     #[test]

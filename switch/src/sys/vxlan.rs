@@ -542,6 +542,19 @@ impl VxlanPort {
     }
 }
 
+/// Whether `read` is one VXLAN datagram whose inner untagged IPv4 packet ends exactly where the
+/// read does (its total length says so): a super-packet, not a batch of datagrams.
+fn inner_ip_spans(read: &[u8]) -> bool {
+    let eth = VXLAN_HDR_LEN;
+    let ip = eth + 14;
+    let (Some(ethertype), Some(total)) = (read.get(eth + 12..eth + 14), read.get(ip + 2..ip + 4))
+    else {
+        return false;
+    };
+    ethertype == [0x08, 0x00]
+        && ip + usize::from(u16::from_be_bytes([total[0], total[1]])) == read.len()
+}
+
 /// Checks a datagram's VXLAN header (long enough, I flag, `vni`); returns its inner frame.
 pub fn decap(dgram: &[u8], vni: u32) -> Result<&[u8], DropReason> {
     if vni_of(dgram)? != vni {
@@ -621,15 +634,23 @@ impl Port for VxlanPort {
         let b = &mut *b;
         let (len, seg, pos) = (b.len, b.seg, b.pos);
         let data = &b.buf[..len];
-        let first_end = (pos + seg).min(len);
+        let mut first_end = (pos + seg).min(len);
+        // A kernel VTEP's inner UDP GSO send is one datagram that UDP_GRO hands over whole,
+        // with the inner datagrams' size as the segment size: the read is one datagram.
+        let udp_super = pos == 0 && first_end < len && inner_ip_spans(data);
+        if udp_super {
+            first_end = len;
+        }
         if first_end == len && len - pos > VXLAN_HDR_LEN + self.max_frame {
-            // One datagram over the MTU: maybe a kernel VTEP's tunnelled TSO super-packet
-            // (see `overlay::rx_super_packet`), else dropped as over_mtu by the switch.
+            // One datagram over the MTU: maybe a kernel VTEP's tunnelled TSO or UDP GSO
+            // super-packet (see `overlay::rx_super_packet`), else dropped as over_mtu by the
+            // switch.
             let whole = &data[pos + VXLAN_HDR_LEN..len];
             if let Some(out) = buf.get_mut(..HDR + whole.len()) {
                 out[HDR..].copy_from_slice(whole);
                 let (hdr, rest) = out.split_at_mut(HDR);
-                match rx_super_packet(hdr, rest, usize::from(self.cfg.mtu)) {
+                let udp_gso = udp_super.then_some(seg);
+                match rx_super_packet(hdr, rest, usize::from(self.cfg.mtu), udp_gso) {
                     SuperPacket::No => {}
                     SuperPacket::Yes => {
                         b.pos = len;
