@@ -60,6 +60,9 @@ enum Kind {
     PodmanSlirp,
     /// Rootless Podman's container through netyard's slirp4netns front.
     PodmanNetyard,
+    /// pasta from `--pasta PATH` (a current build: ../shared/tools/modern-pasta.sh), set up
+    /// as Debian's.
+    PastaNew,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,7 +71,7 @@ struct Tool {
     mtu: u32,
 }
 
-const TOOLS: [Tool; 9] = [
+const TOOLS: [Tool; 11] = [
     Tool {
         kind: Kind::Netyard,
         mtu: 1500,
@@ -87,6 +90,14 @@ const TOOLS: [Tool; 9] = [
     },
     Tool {
         kind: Kind::Pasta,
+        mtu: 65520,
+    },
+    Tool {
+        kind: Kind::PastaNew,
+        mtu: 1500,
+    },
+    Tool {
+        kind: Kind::PastaNew,
         mtu: 65520,
     },
     Tool {
@@ -113,6 +124,7 @@ impl Tool {
             Kind::Netyard => "netyard".to_string(),
             Kind::Slirp => format!("slirp4netns-{}", self.mtu),
             Kind::Pasta => format!("pasta-{}", self.mtu),
+            Kind::PastaNew => format!("pasta-new-{}", self.mtu),
             Kind::PodmanSlirp => format!("podman-slirp4netns-{}", self.mtu),
             Kind::PodmanNetyard => format!("podman-netyard-{}", self.mtu),
         }
@@ -129,6 +141,7 @@ impl Tool {
             Kind::Netyard => "ny".to_string(),
             Kind::Slirp => format!("s{}", self.mtu / 1000),
             Kind::Pasta => format!("p{}", self.mtu / 1000),
+            Kind::PastaNew => format!("q{}", self.mtu / 1000),
             Kind::PodmanSlirp => format!("ps{}", self.mtu / 1000),
             Kind::PodmanNetyard => format!("pn{}", self.mtu / 1000),
         }
@@ -145,12 +158,14 @@ impl Tool {
             Kind::Netyard => "netyard",
             Kind::Slirp => "slirp4netns",
             Kind::Pasta => "pasta",
+            Kind::PastaNew => "pasta-new",
             Kind::PodmanSlirp => "podman-slirp4netns",
             Kind::PodmanNetyard => "podman-netyard",
         };
         s == self.name()
             || s == kind
             || (self.podman() && s == "podman")
+            || (self.kind == Kind::PastaNew && s == "pasta")
             || (self.kind == Kind::Slirp && (s == "slirp" || s == format!("slirp-{}", self.mtu)))
     }
 }
@@ -291,10 +306,14 @@ struct Opts {
     tools: Vec<Tool>,
     tests: Vec<Test>,
     udp_tool: UdpTool,
+    /// `--pasta PATH`: a second pasta, measured beside Debian's.
+    pasta_new: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench egress -- [--seconds N] [--runs N] \
-[--only LIST] [--udp-tool iperf3|rust] [--json FILE] [podman]
+[--only LIST] [--udp-tool iperf3|rust] [--pasta PATH] [--json FILE] [podman]
+  --pasta PATH adds a second pasta (pasta-new-1500, pasta-new-65520; --only pasta-new), e.g. the
+  current build ../shared/tools/modern-pasta.sh installs, measured beside Debian's.
   --only takes a comma-separated list of tools (netyard, slirp4netns, slirp4netns-1500,
   slirp4netns-65520, pasta, pasta-1500, pasta-65520; podman: rootless Podman's container
   through podman-netyard-1500, podman-netyard-65520, podman-slirp4netns-1500,
@@ -303,6 +322,7 @@ const USAGE: &str = "usage: cargo bench --bench egress -- [--seconds N] [--runs 
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let (mut runs, mut udp_tool) = (1, UdpTool::Iperf3);
+    let mut pasta_new = None;
     let (mut tools, mut tests) = (TOOLS.to_vec(), Test::ALL.to_vec());
     let base = parse_args(args, |flag, it| {
         match flag {
@@ -314,6 +334,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     other => return Err(format!("unknown UDP tool {other:?} (iperf3, rust)")),
                 }
             }
+            "--pasta" => pasta_new = Some(PathBuf::from(it.value(flag)?)),
             "--only" => {
                 (tools, tests) = parse_only(&it.value(flag)?, tools.clone(), tests.clone())?
             }
@@ -323,12 +344,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         }
         Ok(true)
     })?;
+    if pasta_new.is_none() {
+        tools.retain(|t| t.kind != Kind::PastaNew);
+    }
     Ok(Opts {
         base,
         runs,
         tools,
         tests,
         udp_tool,
+        pasta_new,
     })
 }
 
@@ -388,6 +413,7 @@ struct Ctx {
     run: Run,
     iperf: PathBuf,
     udp_tool: UdpTool,
+    pasta_new: Option<PathBuf>,
 }
 
 struct Lab {
@@ -452,7 +478,14 @@ impl Lab {
                 lab.setup_netyard(&bin)?;
             }
             Kind::Slirp => lab.setup_slirp()?,
-            Kind::Pasta => lab.setup_pasta()?,
+            Kind::Pasta => {
+                let bin = which("pasta").ok_or("pasta not installed (apt-get install passt)")?;
+                lab.setup_pasta(&bin)?
+            }
+            Kind::PastaNew => {
+                let bin = ctx.pasta_new.clone().ok_or("no --pasta PATH")?;
+                lab.setup_pasta(&bin)?
+            }
             Kind::PodmanSlirp => lab.setup_podman(None)?,
             Kind::PodmanNetyard => {
                 let bin = ctx.run.netyard.clone()?;
@@ -587,8 +620,7 @@ impl Lab {
     /// pasta in "host" on the container's namespace: the container gets a copy of host's
     /// address (198.18.N.1/24) and a default route to a gateway address nobody has (mapping the
     /// gateway to the host is off), the ports with `-t`, nothing forwarded back (`-T/-U none`).
-    fn setup_pasta(&mut self) -> Result<(), String> {
-        let pasta = which("pasta").ok_or("pasta not installed (apt-get install passt)")?;
+    fn setup_pasta(&mut self, pasta: &Path) -> Result<(), String> {
         let mtu = self.tool.mtu.to_string();
         let gw = format!("198.18.{}.254", self.tool.octet());
         let netns = format!("/run/netns/{}", self.c);
@@ -598,7 +630,7 @@ impl Lab {
         let idx = self.servers.spawn(
             &h,
             None,
-            &pasta,
+            pasta,
             &[
                 "--foreground",
                 // As root pasta would drop to "nobody", which cannot enter the namespace.
@@ -1303,6 +1335,8 @@ fn tool_version(kind: Kind) -> String {
         Kind::Netyard | Kind::PodmanNetyard => return String::new(),
         Kind::Slirp | Kind::PodmanSlirp => "slirp4netns",
         Kind::Pasta => "passt",
+        // modern-pasta.sh writes the package's version beside the binary.
+        Kind::PastaNew => return String::new(),
     };
     run_child(
         Command::new("dpkg-query").args(["-W", "-f", "${Version}", package]),
@@ -1340,6 +1374,7 @@ fn run_bench(opts: &Opts) -> i32 {
         run: Run::new(&dir_guard, opts.base.seconds, netyard),
         iperf,
         udp_tool: opts.udp_tool,
+        pasta_new: opts.pasta_new.clone(),
     };
 
     let mut samples: Vec<(String, &'static str, f64)> = Vec::new();
@@ -1409,6 +1444,17 @@ fn report(
             format!("{name} {}", tool_version(k))
         })
         .collect();
+    if let Some(p) = opts
+        .pasta_new
+        .as_ref()
+        .filter(|_| opts.tools.iter().any(|t| t.kind == Kind::PastaNew))
+    {
+        let v = p
+            .parent()
+            .and_then(|d| fs::read_to_string(d.join("VERSION")).ok())
+            .unwrap_or_else(|| "(version unknown)".into());
+        versions.push(format!("pasta-new {} ({})", v.trim(), p.display()));
+    }
     if opts.tools.iter().any(|t| t.podman()) {
         versions.push(format!("podman {}", package_version("podman")));
     }
