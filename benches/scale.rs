@@ -61,16 +61,23 @@ struct Opts {
     svg: Option<PathBuf>,
     /// Also measure the live egress flows one daemon holds within its open-file limit.
     flows: bool,
+    /// Also send frames from this many source MACs through a kernel VTEP (0: not).
+    macs: usize,
+    /// IPv6 off in every endpoint namespace before attaching (what Docker does on an
+    /// IPv4-only network), to tell the cost of each new interface's IPv6 multicast.
+    no_ipv6: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench scale -- [--endpoints N (500)] [--rounds R (10)] \
-[--kind tap|veth|tap,veth (tap)] [--flows] [--json FILE] [--svg FILE]";
+[--kind tap|veth|tap,veth (tap)] [--flows] [--macs N] [--no-ipv6] [--json FILE] [--svg FILE]";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let (mut endpoints, mut rounds) = (500usize, 10usize);
     let mut kinds = vec![Kind::Tap];
     let mut svg = None;
     let mut flows = false;
+    let mut macs = 0usize;
+    let mut no_ipv6 = false;
     let base = parse_args(args, |flag, it| {
         match flag {
             "--endpoints" => endpoints = it.positive(flag)?,
@@ -78,6 +85,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--kind" => kinds = Kind::parse_list(&it.value(flag)?)?,
             "--svg" => svg = Some(PathBuf::from(it.value(flag)?)),
             "--flows" => flows = true,
+            "--macs" => macs = it.positive(flag)?,
+            "--no-ipv6" => no_ipv6 = true,
             _ => return Ok(false),
         }
         Ok(true)
@@ -92,6 +101,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         kinds,
         svg,
         flows,
+        macs,
+        no_ipv6,
     })
 }
 
@@ -177,7 +188,7 @@ impl Drop for Setup {
     }
 }
 
-fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize) -> Result<Setup, String> {
+fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize, no_ipv6: bool) -> Result<Setup, String> {
     let tag = format!("{NS_PREFIX}{}-{}", std::process::id(), kind.arg());
     let mut ns = Namespaces::default();
     let host = ns.add(&format!("{tag}-h"))?;
@@ -186,7 +197,19 @@ fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize) -> Result<Setup, String> 
         if interrupted() {
             return Err("interrupted".into());
         }
-        endpoints.push(ns.add(&format!("{tag}-e{i}"))?);
+        let e = ns.add(&format!("{tag}-e{i}"))?;
+        if no_ipv6 {
+            // Interfaces made or moved here later take the namespace's default.
+            let ok = std::process::Command::new("ip")
+                .args(["netns", "exec", &e, "sysctl", "-q", "-w"])
+                .arg("net.ipv6.conf.default.disable_ipv6=1")
+                .status()
+                .is_ok_and(|st| st.success());
+            if !ok {
+                return Err(format!("could not turn IPv6 off in {e}"));
+            }
+        }
+        endpoints.push(e);
     }
     let api = dir.join(format!("{}.sock", kind.arg()));
     let log = dir.join(format!("{}.log", kind.arg()));
@@ -310,7 +333,7 @@ struct KindResult {
 fn one_kind(bin: &Path, dir: &Path, kind: Kind, opts: &Opts) -> Result<KindResult, String> {
     let n = opts.endpoints;
     eprintln!("[{}] {n} namespaces and a daemon ...", kind.arg());
-    let mut s = setup(bin, dir, kind, n)?;
+    let mut s = setup(bin, dir, kind, n, opts.no_ipv6)?;
     let pid = s.daemon.id();
     let mut figures = Vec::new();
     let mut notes = Vec::new();
@@ -432,14 +455,19 @@ fn one_kind(bin: &Path, dir: &Path, kind: Kind, opts: &Opts) -> Result<KindResul
 
 /// Python run in the container: one UDP datagram from each of `count` source ports (from
 /// 1024 on) to `dst:9`, through a raw socket, so that the container itself holds no socket
-/// per port.
+/// per port; 200 at a time, 20 ms apart (faster, the TAP queue overflows while the daemon
+/// opens a socket per new flow), and everything twice (a flow whose first datagram was lost
+/// is opened by the second).
 const FLOWS_PY: &str = r#"
-import socket, struct, sys
+import socket, struct, sys, time
 dst, count = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-for i in range(count):
-    sport = 1024 + i % 64000
-    s.sendto(struct.pack('!HHHH', sport, 9, 12, 0) + b'flow', (dst, 0))
+for _ in range(2):
+    for i in range(count):
+        sport = 1024 + i % 64000
+        s.sendto(struct.pack('!HHHH', sport, 9, 12, 0) + b'flow', (dst, 0))
+        if i % 200 == 199:
+            time.sleep(0.02)
 "#;
 
 /// A daemon in `h` whose network's flow caps are the largest allowed, one container `c`, an
@@ -455,8 +483,8 @@ fn egress_flows(bin: &Path, dir: &Path, count: usize) -> Result<(u64, u64, u64),
     common::ip(&[
         "-n", &h, "link", "add", "out0", "type", "veth", "peer", "name", "out0", "netns", &o,
     ])?;
-    common::ip_addr_up(&h, "out0", "198.19.0.1/24")?;
-    common::ip_addr_up(&o, "out0", "198.19.0.2/24")?;
+    common::ip_addr_up(&h, "out0", "198.19.0.1")?;
+    common::ip_addr_up(&o, "out0", "198.19.0.2")?;
     let sock = dir.join("flows.sock");
     let log = dir.join("flows.log");
     let logf = File::create(&log).map_err(|e| e.to_string())?;
@@ -556,6 +584,199 @@ fn egress_flows(bin: &Path, dir: &Path, count: usize) -> Result<(u64, u64, u64),
     let _ = sink.wait();
     s.endpoints.clear();
     Ok((limit, last, fds))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many source MACs through a VXLAN tunnel port.
+
+/// Python run behind the kernel VTEP: `count` frames (EtherType 0x88b5, local experimental),
+/// each from its own source MAC, to `dst` (the container's MAC), in `batches` equal batches;
+/// waits for a line on stdin before each batch and prints one when it is sent.
+const MACS_PY: &str = r#"
+import socket, struct, sys
+dst, count, batches = bytes.fromhex(sys.argv[1].replace(':', '')), int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(('eth0', 0))
+per = count // batches
+for b in range(batches):
+    sys.stdin.readline()
+    for i in range(b * per, (b + 1) * per):
+        src = b'\x02\x5a' + struct.pack('!I', i)
+        s.send(dst + src + b'\x88\xb5' + b'\0' * 46)
+    print('sent', flush=True)
+"#;
+
+/// The daemon's CPU time in ns, over all its threads (`schedstat`'s first field: ns on the
+/// CPU; `stat`'s ticks are 10 ms, too coarse for a batch).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .filter_map(|t| fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+/// A daemon in `h` with a VXLAN network (MAC cap `count + 1000` per port) and one container;
+/// host `b` has the kernel's vxlan on a bridge with namespace `k` behind it. `k` sends frames
+/// from `count` source MACs to the container in 10 batches; per batch, the daemon's CPU time
+/// per frame it took (ns), the MACs in its table, and the frames the tunnel port took. Returns
+/// those rows.
+fn macs_through_vtep(
+    bin: &Path,
+    dir: &Path,
+    count: usize,
+) -> Result<Vec<(usize, f64, u64)>, String> {
+    let tag = format!("{NS_PREFIX}{}-mac", std::process::id());
+    let mut ns = Namespaces::default();
+    let h = ns.add(&format!("{tag}-h"))?;
+    let b = ns.add(&format!("{tag}-b"))?;
+    let k = ns.add(&format!("{tag}-k"))?;
+    let c = ns.add(&format!("{tag}-c"))?;
+    common::ip(&[
+        "-n", &h, "link", "add", "u0", "type", "veth", "peer", "name", "u0", "netns", &b,
+    ])?;
+    common::ip_addr_up(&h, "u0", "198.19.1.1")?;
+    common::ip_addr_up(&b, "u0", "198.19.1.2")?;
+    for args in [
+        &[
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            "4242",
+            "dstport",
+            "4789",
+            "local",
+            "198.19.1.2",
+            "remote",
+            "198.19.1.1",
+        ][..],
+        &["link", "set", "vx0", "mtu", "1450"],
+        &["link", "add", "br0", "type", "bridge"],
+        &["link", "set", "vx0", "master", "br0"],
+        &[
+            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", &k,
+        ],
+        &["link", "set", "vb0", "mtu", "1450"],
+        &["link", "set", "vb0", "master", "br0"],
+        &["link", "set", "vx0", "up"],
+        &["link", "set", "vb0", "up"],
+        &["link", "set", "br0", "up"],
+    ] {
+        let mut a = vec!["-n", b.as_str()];
+        a.extend_from_slice(args);
+        common::ip(&a)?;
+    }
+    common::ip(&["-n", &k, "link", "set", "eth0", "mtu", "1450", "up"])?;
+    let sock = dir.join("macs.sock");
+    let log = dir.join("macs.log");
+    let logf = File::create(&log).map_err(|e| e.to_string())?;
+    let log2 = logf.try_clone().map_err(|e| e.to_string())?;
+    let apis = sock.to_string_lossy().into_owned();
+    let daemon = nsexec(&h, None, bin, &["--api", &apis, "daemon", "--ephemeral"])
+        .stdin(Stdio::null())
+        .stdout(logf)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("starting the daemon: {e}"))?;
+    let s = Setup {
+        ns,
+        host: h,
+        endpoints: vec![],
+        daemon,
+        api: sock,
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api_ok(&s.api, "GET", "/v1/networks", None).is_err() {
+        if Instant::now() > deadline {
+            return Err("the daemon did not answer".into());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    api_ok(
+        &s.api,
+        "POST",
+        "/v1/networks",
+        Some(&json!({"name": "macs", "subnet": "10.244.0.0/24",
+            "max_macs_per_port": count + 1000,
+            "vxlan": 4242, "vxlan_peers": ["198.19.1.2"]})),
+    )?;
+    let path = "/v1/networks/macs/endpoints";
+    let (status, text, _) = api(
+        &s.api,
+        "POST",
+        path,
+        Some(&json!({"name": "c", "netns": format!("/run/netns/{c}"), "kind": "tap"})),
+    )?;
+    if !(200..300).contains(&status) {
+        return Err(format!("POST {path}: HTTP {status}: {}", text.trim()));
+    }
+    let mac = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["mac"].as_str().map(str::to_string))
+        .ok_or("no MAC in the attach answer")?;
+    let batches = 10;
+    let mut sender = std::process::Command::new("ip")
+        .args(["netns", "exec", &k, "python3", "-c", MACS_PY, &mac])
+        .arg(count.to_string())
+        .arg(batches.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("the sender: {e}"))?;
+    let pid = s.daemon.id();
+    let fdb_len = || -> usize {
+        api(&s.api, "GET", "/v1/networks/macs/fdb", None)
+            .ok()
+            .and_then(|(_, b, _)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v.as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    // Frames the tunnel port took (the kernel drops what its socket buffer cannot hold).
+    let vxlan_rx = || -> u64 {
+        api(&s.api, "GET", "/v1/stats", None)
+            .ok()
+            .and_then(|(_, b, _)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| {
+                v.as_array()?
+                    .iter()
+                    .find(|r| r["network"] == "macs" && r["endpoint"] == "(vxlan)")
+                    .and_then(|r| r["counters"]["rx_packets"].as_u64())
+            })
+            .unwrap_or(0)
+    };
+    let mut rows = Vec::new();
+    let (mut stdin, stdout) = (sender.stdin.take(), sender.stdout.take());
+    let mut lines = stdout.map(|o| std::io::BufRead::lines(std::io::BufReader::new(o)));
+    for _ in 0..batches {
+        let rx0 = vxlan_rx();
+        let before = cpu_ns(pid).unwrap_or(0);
+        let go = stdin
+            .as_mut()
+            .map(|i| i.write_all(b"go\n").and_then(|_| i.flush()));
+        if !matches!(go, Some(Ok(()))) {
+            break;
+        }
+        if !matches!(lines.as_mut().and_then(Iterator::next), Some(Ok(_))) {
+            break;
+        }
+        // Let the daemon drain what the kernel queued, then read its CPU time.
+        thread::sleep(Duration::from_millis(500));
+        let ns = cpu_ns(pid).unwrap_or(0).saturating_sub(before);
+        let frames = vxlan_rx().saturating_sub(rx0).max(1);
+        let per = ns as f64 / frames as f64;
+        rows.push((fdb_len(), per, frames));
+    }
+    drop(stdin);
+    let _ = sender.kill();
+    let _ = sender.wait();
+    Ok(rows)
 }
 
 /// The unit of figure `m`.
@@ -693,6 +914,25 @@ fn run_bench(opts: &Opts) -> i32 {
             Err(e) => {
                 println!("# error: egress flows: {e}");
                 errors.push(format!("egress flows: {e}"));
+            }
+        }
+    }
+    if opts.macs > 0 && !interrupted() {
+        match macs_through_vtep(&bin, &scratch.0, opts.macs) {
+            Ok(rows) => {
+                for (macs, ns, frames) in &rows {
+                    println!(
+                        "netyard-vxlan mac_table_{macs:<8}           {ns:>9.0} ns daemon CPU per frame \
+                         ({frames} of a batch of {} frames from new source MACs reached it)",
+                        opts.macs / 10
+                    );
+                }
+                results.push(json!({"scenario": "netyard-vxlan", "metric": "cpu_ns_per_frame_by_table_size",
+                    "rows": rows.iter().map(|r| json!({"macs": r.0, "ns_per_frame": r.1, "frames": r.2})).collect::<Vec<_>>()}));
+            }
+            Err(e) => {
+                println!("# error: MACs through a kernel VTEP: {e}");
+                errors.push(format!("macs: {e}"));
             }
         }
     }
