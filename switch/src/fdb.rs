@@ -329,6 +329,29 @@ mod tests {
         );
     }
 
+    /// 100,000 MACs: every one found on its port, the per-port counts right after moves and
+    /// a flush (each change touches one entry; the table is never copied).
+    #[test]
+    fn a_hundred_thousand_macs() {
+        let f = Fdb::new(300_000, 100_000);
+        let m = |i: u32| {
+            let b = i.to_be_bytes();
+            MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]])
+        };
+        for i in 0..100_000 {
+            assert_eq!(f.learn(m(i), 1 + i % 2, 0), LearnOutcome::Learned);
+        }
+        assert_eq!(f.len(), 100_000);
+        assert_eq!((f.count_on(1), f.count_on(2)), (50_000, 50_000));
+        assert!((0..100_000).all(|i| f.lookup(&m(i), 1) == Some(1 + i % 2)));
+        for i in (0..1000).filter(|i| i % 2 == 0) {
+            assert_eq!(f.learn(m(i), 2, 2), LearnOutcome::Moved { from: 1 });
+        }
+        assert_eq!((f.count_on(1), f.count_on(2)), (49_500, 50_500));
+        f.flush_port(2);
+        assert_eq!((f.len(), f.count_on(1), f.count_on(2)), (49_500, 49_500, 0));
+    }
+
     #[test]
     fn flush_port_forgets_its_macs() {
         let f = Fdb::new(300_000, 16);

@@ -831,6 +831,34 @@ mod tests {
         assert_eq!(t.lookup(&mac(1), 120), Some(A));
     }
 
+    /// The learned count the cap checks follows removals, statics replacing learned entries,
+    /// moves and expiry (it is kept beside the table, not counted by a scan).
+    #[test]
+    fn the_learned_count_follows_every_change() {
+        let t = RemoteTable::new(100, 2, vec![]);
+        t.learn(mac(1), A, 0);
+        t.learn(mac(2), A, 0);
+        assert_eq!(t.learn(mac(3), A, 0), RemoteLearn::CapReached);
+        assert!(t.remove(&mac(1)));
+        assert_eq!(t.learn(mac(3), A, 0), RemoteLearn::Learned);
+        t.add_static(mac(2), B);
+        assert_eq!(
+            t.learn(mac(4), A, 0),
+            RemoteLearn::Learned,
+            "mac(2) is static now"
+        );
+        assert_eq!(t.learn(mac(4), B, 1), RemoteLearn::Moved { from: A });
+        assert_eq!(
+            t.learn(mac(5), A, 1),
+            RemoteLearn::CapReached,
+            "a move adds none"
+        );
+        assert_eq!(t.expire(200), 2);
+        assert_eq!(t.learn(mac(5), A, 200), RemoteLearn::Learned);
+        assert_eq!(t.learn(mac(6), A, 200), RemoteLearn::Learned);
+        assert_eq!(t.learn(mac(7), A, 200), RemoteLearn::CapReached);
+    }
+
     #[test]
     fn maybe_expire_sweeps_at_most_every_quarter_ageing() {
         let t = RemoteTable::new(1000, 16, vec![]);
