@@ -165,6 +165,8 @@ pub fn hand_over(
             let id = publisher.publish(PublishRule {
                 sockets: b.sockets,
                 container: SocketAddrV4::new(ip, b.mapping.container_port),
+                // The endpoint's IPv6 address comes with the spec's (issue 15).
+                container6: None,
                 container_mac: mac,
             });
             Published {

@@ -47,7 +47,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{
     self, setsockopt, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
-    SockProtocol, SockType, SockaddrIn,
+    SockProtocol, SockType, SockaddrStorage,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -69,6 +69,7 @@ use crate::counters::Shared;
 use crate::epoll::{async_epoll, EpollFd};
 use crate::limits::{HostSocketPermit, HostSockets};
 use crate::packet::{self, LocalSubnets, Subnet, QUOTE_MAX};
+use crate::packet6::{self, Side6};
 use crate::rawicmp::{self, RawIcmp, RawRx};
 use crate::sink::FrameSink;
 
@@ -120,7 +121,7 @@ impl FlowIo {
     /// (`SO_MEMINFO`'s `sk_drops`, 32 bits, wrapping). 0 for a flow on the raw ICMP socket
     /// (shared, counted by the engine's own reader) and for a failed reading.
     fn kernel_drops(&mut self) -> u64 {
-        let FlowSock::Own { sock, .. } = &self.sock else {
+        let Some(sock) = self.sock.own() else {
             return 0;
         };
         match netyard_switch::sys::socket_drops(sock.as_fd()) {
@@ -145,6 +146,26 @@ enum FlowSock {
     },
     /// The engine's raw ICMP socket, under this echo identifier ([`crate::rawicmp`]).
     Raw(u16),
+    /// ICMPv6 echo when ICMPv6 datagram sockets are refused: a raw ICMPv6 socket of its own,
+    /// connected to the destination (the kernel then hands it only that address's ICMPv6,
+    /// and computes the checksum of what it sends), under an echo identifier of its own from
+    /// the raw sockets' process-wide sequence (replies to other flows' identifiers, which
+    /// the socket sees too, are skipped). Watched by the epoll like an own socket.
+    Raw6 {
+        sock: std::net::UdpSocket,
+        ident: u16,
+        _permit: HostSocketPermit,
+    },
+}
+
+impl FlowSock {
+    /// The socket this flow reads and writes itself, if it has one.
+    fn own(&self) -> Option<&std::net::UdpSocket> {
+        match self {
+            FlowSock::Own { sock, .. } | FlowSock::Raw6 { sock, .. } => Some(sock),
+            FlowSock::Raw(_) => None,
+        }
+    }
 }
 
 /// Whether the engine has a raw ICMP socket (opened the first time ICMP datagram sockets are
@@ -201,17 +222,20 @@ impl FlowIo {
             packet::set_eth_dst(f, mac);
             sent &= out.send_frame(f);
         };
-        let frames = match key.proto {
-            Proto::Udp => packet::udp_frames_in(buf, key.dest, key.endpoint, link, &mut emit),
-            Proto::Icmp => packet::icmp_echo_reply_frames_in(
-                buf,
-                *key.dest.ip(),
-                *key.endpoint.ip(),
-                key.endpoint.port(),
-                link,
-                &mut emit,
-            ),
-            Proto::Tcp => 0,
+        let frames = match (key.proto, key.dest, key.endpoint) {
+            (Proto::Udp, SocketAddr::V4(d), SocketAddr::V4(e)) => {
+                packet::udp_frames_in(buf, d, e, link, &mut emit)
+            }
+            (Proto::Udp, SocketAddr::V6(d), SocketAddr::V6(e)) => {
+                packet6::udp_frames_in(buf, d, e, link, &mut emit)
+            }
+            (Proto::Icmp, SocketAddr::V4(d), SocketAddr::V4(e)) => {
+                packet::icmp_echo_reply_frames_in(buf, *d.ip(), *e.ip(), e.port(), link, &mut emit)
+            }
+            (Proto::Icmp, SocketAddr::V6(d), SocketAddr::V6(e)) => {
+                packet6::echo_reply_frames_in(buf, *d.ip(), *e.ip(), e.port(), link, &mut emit)
+            }
+            _ => 0,
         };
         let c = &shared.counters;
         if frames == 0 {
@@ -250,6 +274,8 @@ pub(crate) struct EgressConfig {
     pub host_sockets: &'static HostSockets,
     /// Every netyard network's subnet: destinations there are refused locally.
     pub local_subnets: LocalSubnets,
+    /// The gateway's IPv6 side, on a dual-stack network.
+    pub v6: Option<Side6>,
 }
 
 /// The egress engine of one gateway task.
@@ -287,7 +313,7 @@ impl Egress {
                 shared: shared.clone(),
                 flows: HashMap::new(),
                 epoll: async_epoll()?,
-                rx: vec![0u8; packet::UDP_HEADROOM + MAX_IP],
+                rx: vec![0u8; packet6::UDP_HEADROOM + MAX_IP],
                 raw: RawState::Untried,
                 raw_flows: HashMap::new(),
                 raw_scratch: Vec::new(),
@@ -305,10 +331,19 @@ impl Egress {
     }
 
     /// Where a flow's host socket connects: the destination, or its map's host address.
-    fn host_target(&self, dest: SocketAddrV4) -> SocketAddrV4 {
-        match packet::mapped(*dest.ip(), &self.cfg.maps) {
-            Some(host) => SocketAddrV4::new(host, dest.port()),
-            None => dest,
+    fn host_target(&self, dest: SocketAddr) -> SocketAddr {
+        match dest {
+            SocketAddr::V4(d) => match packet::mapped(*d.ip(), &self.cfg.maps) {
+                Some(host) => SocketAddrV4::new(host, d.port()).into(),
+                None => dest,
+            },
+            SocketAddr::V6(d) => {
+                let maps = self.cfg.v6.as_ref().map_or(&[][..], |v6| &v6.maps[..]);
+                match packet6::mapped(*d.ip(), maps) {
+                    Some(host) => SocketAddrV6::new(host, d.port(), 0, 0).into(),
+                    None => dest,
+                }
+            }
         }
     }
 
@@ -362,35 +397,51 @@ impl Egress {
         }
     }
 
-    /// Sends the endpoint of flow `key` an ICMP error quoting its packet `quote`.
+    /// Sends the endpoint of flow `key` an ICMP error quoting its packet `quote`: ICMPv4
+    /// or ICMPv6 by the flow's family (`err`'s type and code are that family's; `info` is
+    /// ICMPv6's packet-too-big MTU).
     fn send_icmp_error(
         &mut self,
         key: FlowKey,
         mac: [u8; 6],
         quote: &[u8],
-        icmp_type: u8,
-        code: u8,
+        err: IcmpErr,
         out: &impl FrameSink,
     ) {
-        // Port and protocol unreachable come from the destination itself; anything else from
-        // a router on the way, which for the endpoint is its gateway.
-        let from = if icmp_type == packet::ICMP_DEST_UNREACH
-            && (code == packet::UNREACH_PROTO || code == packet::UNREACH_PORT)
-        {
-            *key.dest.ip()
-        } else {
-            self.cfg.subnet.gateway
-        };
-        let ident = self.next_ident();
-        let Some(mut f) = packet::icmp_error_frame(
-            from,
-            *key.endpoint.ip(),
+        let IcmpErr {
             icmp_type,
             code,
-            quote,
-            ident,
-            self.cfg.gw_mac,
-        ) else {
+            info,
+        } = err;
+        let f = match (key.dest.ip(), key.endpoint.ip()) {
+            (IpAddr::V4(dest), IpAddr::V4(ep)) => {
+                // Port and protocol unreachable come from the destination itself; anything
+                // else from a router on the way, which for the endpoint is its gateway.
+                let from = if icmp_type == packet::ICMP_DEST_UNREACH
+                    && (code == packet::UNREACH_PROTO || code == packet::UNREACH_PORT)
+                {
+                    dest
+                } else {
+                    self.cfg.subnet.gateway
+                };
+                let ident = self.next_ident();
+                packet::icmp_error_frame(from, ep, icmp_type, code, quote, ident, self.cfg.gw_mac)
+            }
+            (IpAddr::V6(dest), IpAddr::V6(ep)) => {
+                let Some(v6) = &self.cfg.v6 else {
+                    return;
+                };
+                let from =
+                    if icmp_type == packet6::ICMP6_DEST_UNREACH && code == packet6::UNREACH_PORT {
+                        dest
+                    } else {
+                        v6.subnet.gateway
+                    };
+                packet6::icmp_error_frame(from, ep, icmp_type, code, info, quote, self.cfg.gw_mac)
+            }
+            _ => None,
+        };
+        let Some(mut f) = f else {
             return;
         };
         packet::set_eth_dst(&mut f, mac);
@@ -407,7 +458,14 @@ impl Egress {
             self.count(EgressDrop::Disabled);
             return;
         }
-        let pkt = match packet::parse_outbound_mapped(frame, &self.cfg.subnet, &self.cfg.maps) {
+        let v6 = packet6::ipv6_dst(frame).is_some();
+        let parsed = match (&self.cfg.v6, v6) {
+            (Some(side), true) => packet6::parse_outbound(frame, &side.subnet, &side.maps),
+            // IPv6 on a network without it never gets here (the gateway keeps it).
+            (None, true) => Err(EgressDrop::Unsupported),
+            (_, false) => packet::parse_outbound_mapped(frame, &self.cfg.subnet, &self.cfg.maps),
+        };
+        let pkt = match parsed {
             Ok(p) => p,
             Err(reason) => {
                 self.count(reason);
@@ -416,32 +474,41 @@ impl Egress {
         };
         if pkt.ttl <= 1 {
             self.count(EgressDrop::TtlExpired);
-            let ident = self.next_ident();
-            if let Some(mut f) = packet::time_exceeded_frame(
-                self.cfg.subnet.gateway,
-                *pkt.key.endpoint.ip(),
-                pkt.quote,
-                ident,
-                self.cfg.gw_mac,
-            ) {
-                packet::set_eth_dst(&mut f, pkt.src_mac);
-                if out.send_frame(&f) {
-                    self.shared.counters.icmp_errors_sent.fetch_add(1, Relaxed);
-                }
-            }
+            let err = if v6 {
+                IcmpErr::new(packet6::ICMP6_TIME_EXCEEDED, 0)
+            } else {
+                IcmpErr::new(packet::ICMP_TIME_EXCEEDED, 0)
+            };
+            self.send_icmp_error(pkt.key, pkt.src_mac, pkt.quote, err, out);
             return;
         }
         // Checked on every packet, not only a flow's first: a network created while a flow
         // lives is refused from then on. One atomic load, no lock.
-        if let Err(r) = packet::egress_target(
-            *pkt.key.dest.ip(),
-            &self.cfg.subnet,
-            &self.cfg.maps,
-            &self.cfg.local_subnets.load(),
-        ) {
+        let refused = match (pkt.key.dest.ip(), &self.cfg.v6) {
+            (IpAddr::V4(d), _) => packet::egress_target(
+                d,
+                &self.cfg.subnet,
+                &self.cfg.maps,
+                &self.cfg.local_subnets.load(),
+            )
+            .err(),
+            (IpAddr::V6(d), Some(side)) => {
+                packet6::egress_target(d, &side.subnet, &side.maps, &side.local_subnets.load())
+                    .err()
+            }
+            (IpAddr::V6(_), None) => Some(packet::Refusal::LocalNetwork),
+        };
+        if let Some(r) = refused {
             self.count(r.reason());
-            let (t, c) = (packet::ICMP_DEST_UNREACH, packet::UNREACH_ADMIN_PROHIBITED);
-            self.send_icmp_error(pkt.key, pkt.src_mac, pkt.quote, t, c, out);
+            let err = if v6 {
+                IcmpErr::new(
+                    packet6::ICMP6_DEST_UNREACH,
+                    packet6::UNREACH_ADMIN_PROHIBITED,
+                )
+            } else {
+                IcmpErr::new(packet::ICMP_DEST_UNREACH, packet::UNREACH_ADMIN_PROHIBITED)
+            };
+            self.send_icmp_error(pkt.key, pkt.src_mac, pkt.quote, err, out);
             return;
         }
         let verdict =
@@ -485,8 +552,25 @@ impl Egress {
                 }
                 self.batch.push(id, fd, pkt.payload);
             }
+            FlowSock::Raw6 {
+                sock: ref s, ident, ..
+            } => {
+                let fd = s.as_raw_fd();
+                // Under the flow's own identifier; the kernel fills in the checksum.
+                self.raw_scratch.clear();
+                self.raw_scratch.extend_from_slice(pkt.payload);
+                if let Some(i) = self.raw_scratch.get_mut(4..6) {
+                    i.copy_from_slice(&ident.to_be_bytes());
+                }
+                if !self.batch.fits(pkt.payload.len()) {
+                    self.flush(out);
+                }
+                self.batch.push(id, fd, &self.raw_scratch);
+            }
             FlowSock::Raw(ident) => {
-                let dest = *io.key.dest.ip();
+                let IpAddr::V4(dest) = io.key.dest.ip() else {
+                    return;
+                };
                 let dest = packet::mapped(dest, &self.cfg.maps).unwrap_or(dest);
                 self.send_raw(id, pkt.payload, dest, ident, out);
             }
@@ -542,7 +626,7 @@ impl Egress {
                 .drop_n(EgressDrop::UdpRcvbufFull, dropped);
         }
         match io.map(|io| io.sock) {
-            Some(FlowSock::Own { sock: s, .. }) => {
+            Some(FlowSock::Own { sock: s, .. } | FlowSock::Raw6 { sock: s, .. }) => {
                 let _ = self.epoll.get_ref().0.delete(&s);
             }
             Some(FlowSock::Raw(ident)) => {
@@ -576,15 +660,15 @@ impl Egress {
     /// own meaning.
     fn answer_send_error(&mut self, id: FlowId, fd: RawFd, e: Errno, out: &impl FrameSink) {
         let (_, mut errs) = drain_errqueue(fd);
-        if errs.is_empty() {
-            errs.push((packet::ICMP_DEST_UNREACH, unreach_code(e)));
-        }
         let Some(io) = self.flows.get(&id) else {
             return;
         };
+        if errs.is_empty() {
+            errs.push(unreach_err(e, io.key.dest.is_ipv6()));
+        }
         let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
-        for (t, c) in errs {
-            self.send_icmp_error(key, mac, &quote[..n], t, c, out);
+        for err in errs {
+            self.send_icmp_error(key, mac, &quote[..n], err, out);
         }
     }
 
@@ -597,10 +681,12 @@ impl Egress {
         out: &impl FrameSink,
     ) {
         match e.raw_os_error().map(Errno::from_raw) {
-            Some(e @ (Errno::ENETUNREACH | Errno::EHOSTUNREACH)) => {
+            Some(e @ (Errno::ENETUNREACH | Errno::EHOSTUNREACH | Errno::EADDRNOTAVAIL)) => {
+                // EADDRNOTAVAIL: an IPv6 destination on a host without an IPv6 source
+                // address; for the endpoint that is "no route".
                 self.count(EgressDrop::Unreachable);
-                let t = packet::ICMP_DEST_UNREACH;
-                self.send_icmp_error(key, mac, quote, t, unreach_code(e), out);
+                let err = unreach_err(e, key.dest.is_ipv6());
+                self.send_icmp_error(key, mac, quote, err, out);
             }
             Some(Errno::EACCES | Errno::EPERM) if key.proto == Proto::Icmp => {
                 self.count(EgressDrop::IcmpNotPermitted);
@@ -655,8 +741,9 @@ impl Egress {
             // TCP flows belong to the relay, never to this engine.
             Proto::Tcp => return Err(io::Error::from(io::ErrorKind::Unsupported).into()),
         };
-        let sock = match key.proto {
-            Proto::Icmp => match icmp_socket(*self.host_target(key.dest).ip()) {
+        let target = self.host_target(key.dest);
+        let sock = match (key.proto, target.ip()) {
+            (Proto::Icmp, IpAddr::V4(dest)) => match icmp_socket(dest) {
                 Ok(sock) => FlowSock::Own {
                     sock,
                     _permit: permit,
@@ -665,14 +752,30 @@ impl Egress {
                 Err(e) if is_permission(&e) => FlowSock::Raw(self.raw_ident(e)?),
                 Err(e) => return Err(e.into()),
             },
+            (Proto::Icmp, IpAddr::V6(dest)) => match icmp6_socket(dest, false) {
+                Ok(sock) => FlowSock::Own {
+                    sock,
+                    _permit: permit,
+                },
+                Err(e) if is_permission(&e) => match icmp6_socket(dest, true) {
+                    Ok(sock) => FlowSock::Raw6 {
+                        sock,
+                        ident: RawIcmp::next_ident(|i| self.raw_flows.contains_key(&i)),
+                        _permit: permit,
+                    },
+                    // Neither: reported as the datagram socket's refusal.
+                    Err(_) => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            },
             _ => FlowSock::Own {
-                sock: udp_socket(self.host_target(key.dest))?,
+                sock: udp_socket(target)?,
                 _permit: permit,
             },
         };
         match &sock {
             // Level-triggered: a socket left with data after its burst is reported again.
-            FlowSock::Own { sock: s, .. } => self
+            FlowSock::Own { sock: s, .. } | FlowSock::Raw6 { sock: s, .. } => self
                 .epoll
                 .get_ref()
                 .0
@@ -736,14 +839,21 @@ impl Egress {
         let Some(io) = self.flows.get_mut(&id) else {
             return false;
         };
-        let FlowSock::Own { sock, .. } = &io.sock else {
+        let Some(sock) = io.sock.own() else {
             return false;
         };
         let fd = sock.as_raw_fd();
+        // Echo replies on a raw ICMPv6 socket must carry the flow's identifier.
+        let raw6 = match io.sock {
+            FlowSock::Raw6 { ident, .. } => Some(ident),
+            _ => None,
+        };
         io.read_since_sweep = true;
-        let headroom = match io.key.proto {
-            Proto::Icmp => packet::ICMP_HEADROOM,
-            Proto::Udp | Proto::Tcp => packet::UDP_HEADROOM,
+        let headroom = match (io.key.proto, io.key.dest.is_ipv6()) {
+            (Proto::Icmp, false) => packet::ICMP_HEADROOM,
+            (Proto::Udp | Proto::Tcp, false) => packet::UDP_HEADROOM,
+            (Proto::Icmp, true) => packet6::ICMP_HEADROOM,
+            (Proto::Udp | Proto::Tcp, true) => packet6::UDP_HEADROOM,
         };
         for i in 0..=READER_BURST {
             if i == READER_BURST {
@@ -768,6 +878,15 @@ impl Egress {
             };
             io.errors_in_a_row = 0;
             let buf = &mut self.rx[..headroom + len];
+            if let Some(ident) = raw6 {
+                let msg = &buf[headroom..];
+                let ours = msg.len() >= 8
+                    && msg[0] == packet6::ICMP6_ECHO_REPLY
+                    && msg[4..6] == ident.to_be_bytes();
+                if !ours {
+                    continue;
+                }
+            }
             io.deliver(&self.shared, &self.cfg, buf, headroom, now, out);
         }
         if check_errors {
@@ -778,8 +897,8 @@ impl Egress {
                 failed = false;
             }
             let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
-            for (icmp_type, code) in errs {
-                self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
+            for err in errs {
+                self.send_icmp_error(key, mac, &quote[..n], err, out);
             }
         }
         if failed {
@@ -841,7 +960,8 @@ impl Egress {
                         continue;
                     };
                     let (key, mac, quote, n) = (io.key, io.mac, io.quote, io.quote_len);
-                    self.send_icmp_error(key, mac, &quote[..n], icmp_type, code, out);
+                    let err = IcmpErr::new(icmp_type, code);
+                    self.send_icmp_error(key, mac, &quote[..n], err, out);
                 }
                 _ => {}
             }
@@ -854,7 +974,7 @@ impl Egress {
         let id = *self.raw_flows.get(&ident)?;
         self.flows
             .get(&id)
-            .is_some_and(|io| *self.host_target(io.key.dest).ip() == peer)
+            .is_some_and(|io| self.host_target(io.key.dest).ip() == IpAddr::V4(peer))
             .then_some(id)
     }
 }
@@ -864,20 +984,78 @@ fn is_permission(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
 }
 
-fn unreach_code(e: Errno) -> u8 {
-    match e {
-        Errno::ENETUNREACH => packet::UNREACH_NET,
-        Errno::EHOSTUNREACH => packet::UNREACH_HOST,
-        _ => packet::UNREACH_PORT,
+/// An ICMP error to send an endpoint: type and code of its family, and ICMPv6's 32-bit
+/// field after them (the MTU of a packet too big; 0 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IcmpErr {
+    icmp_type: u8,
+    code: u8,
+    info: u32,
+}
+
+impl IcmpErr {
+    fn new(icmp_type: u8, code: u8) -> IcmpErr {
+        IcmpErr {
+            icmp_type,
+            code,
+            info: 0,
+        }
     }
 }
 
-/// A UDP socket of the daemon's namespace, connected to `dest`, with `IP_RECVERR`.
-fn udp_socket(dest: SocketAddrV4) -> io::Result<std::net::UdpSocket> {
-    let s = std::net::UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+/// The destination unreachable a failed send or connect stands for, in the flow's family.
+fn unreach_err(e: Errno, v6: bool) -> IcmpErr {
+    if v6 {
+        let code = match e {
+            Errno::ENETUNREACH | Errno::EADDRNOTAVAIL => packet6::UNREACH_NOROUTE,
+            Errno::EHOSTUNREACH => packet6::UNREACH_ADDR,
+            _ => packet6::UNREACH_PORT,
+        };
+        return IcmpErr::new(packet6::ICMP6_DEST_UNREACH, code);
+    }
+    let code = match e {
+        Errno::ENETUNREACH | Errno::EADDRNOTAVAIL => packet::UNREACH_NET,
+        Errno::EHOSTUNREACH => packet::UNREACH_HOST,
+        _ => packet::UNREACH_PORT,
+    };
+    IcmpErr::new(packet::ICMP_DEST_UNREACH, code)
+}
+
+/// A UDP socket of the daemon's namespace, connected to `dest`, with `IP_RECVERR` (or
+/// `IPV6_RECVERR`).
+fn udp_socket(dest: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let any: SocketAddr = match dest {
+        SocketAddr::V4(_) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into(),
+    };
+    let s = std::net::UdpSocket::bind(any)?;
     s.set_nonblocking(true)?;
-    setsockopt(&s, sockopt::Ipv4RecvErr, &true)?;
+    match dest {
+        SocketAddr::V4(_) => setsockopt(&s, sockopt::Ipv4RecvErr, &true)?,
+        SocketAddr::V6(_) => setsockopt(&s, sockopt::Ipv6RecvErr, &true)?,
+    }
     s.connect(dest)?;
+    Ok(s)
+}
+
+/// An ICMPv6 socket connected to `dest` with `IPV6_RECVERR`: an unprivileged datagram
+/// ("ping") socket, or with `raw` a raw one (`CAP_NET_RAW`). The datagram socket is refused
+/// with EACCES when `net.ipv4.ping_group_range` (which governs ICMPv6 too) excludes the
+/// process's group.
+fn icmp6_socket(dest: Ipv6Addr, raw: bool) -> io::Result<std::net::UdpSocket> {
+    let fd = socket::socket(
+        AddressFamily::Inet6,
+        if raw {
+            SockType::Raw
+        } else {
+            SockType::Datagram
+        },
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::IcmpV6,
+    )?;
+    let s = std::net::UdpSocket::from(fd);
+    setsockopt(&s, sockopt::Ipv6RecvErr, &true)?;
+    s.connect(SocketAddrV6::new(dest, 0, 0, 0))?;
     Ok(s)
 }
 
@@ -899,15 +1077,15 @@ fn icmp_socket(dest: Ipv4Addr) -> io::Result<std::net::UdpSocket> {
 /// Takes every error queued on a socket with `IP_RECVERR`; returns how many there were and
 /// the (type, code) of those to relay to the endpoint ([`relayed_icmp_error`]). Errors of
 /// local origin (e.g. a path MTU notice) are not relayed.
-fn drain_errqueue(fd: RawFd) -> (usize, Vec<(u8, u8)>) {
+fn drain_errqueue(fd: RawFd) -> (usize, Vec<IcmpErr>) {
     let mut seen = 0;
     let mut out = Vec::new();
     // Bounded: the queue is bounded by the socket's receive buffer, this loop too.
     for _ in 0..64 {
         let mut data = [0u8; 64];
         let mut iov = [io::IoSliceMut::new(&mut data)];
-        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in);
-        let msg = match socket::recvmsg::<SockaddrIn>(
+        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+        let msg = match socket::recvmsg::<SockaddrStorage>(
             fd,
             &mut iov,
             Some(&mut cmsg),
@@ -921,16 +1099,39 @@ fn drain_errqueue(fd: RawFd) -> (usize, Vec<(u8, u8)>) {
             continue;
         };
         for c in cmsgs {
-            if let ControlMessageOwned::Ipv4RecvErr(ee, _) = c {
-                if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP
-                    && relayed_icmp_error(ee.ee_type, ee.ee_code)
+            match c {
+                ControlMessageOwned::Ipv4RecvErr(ee, _)
+                    if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                        && relayed_icmp_error(ee.ee_type, ee.ee_code) =>
                 {
-                    out.push((ee.ee_type, ee.ee_code));
+                    out.push(IcmpErr::new(ee.ee_type, ee.ee_code));
                 }
+                ControlMessageOwned::Ipv6RecvErr(ee, _)
+                    if ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6
+                        && relayed_icmp6_error(ee.ee_type) =>
+                {
+                    // ee_info: a packet too big's MTU.
+                    out.push(IcmpErr {
+                        icmp_type: ee.ee_type,
+                        code: ee.ee_code,
+                        info: ee.ee_info,
+                    });
+                }
+                _ => {}
             }
         }
     }
     (seen, out)
+}
+
+/// The ICMPv6 errors relayed to endpoints: destination unreachable, time exceeded and packet
+/// too big (with the host path's MTU: harmless to the endpoint, whose own link's MTU is the
+/// network's, and what RFC 4443 asks a router to say).
+fn relayed_icmp6_error(icmp_type: u8) -> bool {
+    matches!(
+        icmp_type,
+        packet6::ICMP6_DEST_UNREACH | packet6::ICMP6_PACKET_TOO_BIG | packet6::ICMP6_TIME_EXCEEDED
+    )
 }
 
 /// The ICMP errors relayed to endpoints: destination unreachable (but "fragmentation needed",
@@ -992,8 +1193,143 @@ mod tests {
             maps: Vec::new(),
             host_sockets,
             local_subnets: local,
+            v6: Some(Side6 {
+                subnet: packet6::Subnet6 {
+                    gateway: GW6,
+                    prefix_len: 64,
+                },
+                // --host-loopback: the gateway's IPv6 address is the host's ::1.
+                maps: packet6::effective_maps(GW6, true, &[]),
+                local_subnets: Arc::new(ArcSwap::from_pointee(vec!["fd00:2::/64"
+                    .parse()
+                    .expect("net")])),
+            }),
         })
         .expect("engine")
+    }
+
+    const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+    const EP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
+
+    fn udp6_to(dst: Ipv6Addr, port: u16, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv6(EP6.octets(), dst.octets(), 64)
+            .udp(5000, port);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).expect("udp");
+        v
+    }
+
+    /// Polls the engine's host sockets until `n` frames came back (bounded).
+    fn poll_frames(e: &mut Egress, out: &Frames, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            e.poll_host(Instant::now(), out);
+            got.extend(out.0.take());
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn ipv6_udp_goes_out_through_a_host_socket_and_its_reply_comes_back_as_ipv6() {
+        // A server on the host's ::1, reached as the gateway's IPv6 address (--host-loopback).
+        let server = std::net::UdpSocket::bind("[::1]:0").expect("bind ::1");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let port = server.local_addr().expect("addr").port();
+        let (mut e, handle) = engine(budget(16), local_subnets(&[]));
+        let out = Frames::default();
+        e.outbound(&udp6_to(GW6, port, b"question"), Instant::now(), &out);
+        e.flush(&out);
+        let mut buf = [0u8; 64];
+        let (n, from) = server.recv_from(&mut buf).expect("the datagram arrives");
+        assert_eq!(&buf[..n], b"question");
+        server.send_to(b"answer", from).expect("reply");
+        let frames = poll_frames(&mut e, &out, 1);
+        assert_eq!(frames.len(), 1);
+        let mut want = Vec::new();
+        PacketBuilder::ethernet2(GW_MAC, EP_MAC)
+            .ipv6(GW6.octets(), EP6.octets(), 64)
+            .udp(port, 5000)
+            .write(&mut want, b"answer")
+            .expect("udp");
+        assert_eq!(
+            frames[0], want,
+            "from the gateway's IPv6 address, to the endpoint"
+        );
+        let flows = handle.flows();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].endpoint.to_string(), "[fd00:1::2]:5000");
+    }
+
+    #[tokio::test]
+    async fn ipv6_udp_to_another_network_or_loopback_is_refused_with_icmpv6_and_no_socket() {
+        let sockets = budget(16);
+        let (mut e, handle) = engine(sockets, local_subnets(&[]));
+        let out = Frames::default();
+        let sent = udp6_to("fd00:2::7".parse().expect("v6"), 53, b"x");
+        e.outbound(&sent, Instant::now(), &out);
+        e.outbound(
+            &udp6_to(Ipv6Addr::LOCALHOST, 53, b"x"),
+            Instant::now(),
+            &out,
+        );
+        let frames = out.0.take();
+        assert_eq!(frames.len(), 2);
+        for f in &frames {
+            assert_eq!(&f[..6], &EP_MAC);
+            let p = etherparse::SlicedPacket::from_ethernet(f).expect("parses");
+            let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+                panic!("ICMPv6")
+            };
+            assert_eq!(
+                icmp.icmp_type(),
+                etherparse::Icmpv6Type::DestinationUnreachable(
+                    etherparse::icmpv6::DestUnreachableCode::Prohibited
+                )
+            );
+        }
+        let p = etherparse::SlicedPacket::from_ethernet(&frames[0]).expect("parses");
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!("ICMPv6")
+        };
+        assert_eq!(
+            icmp.payload(),
+            &sent[packet::ETH_HDR..],
+            "quotes the datagram"
+        );
+        assert_eq!(
+            handle.stats(),
+            stats_with(&[("refused_local_network", 1), ("refused_loopback", 1)], 2)
+        );
+        assert_eq!(sockets.stats().open, 0);
+    }
+
+    #[tokio::test]
+    async fn ipv6_ping_through_a_host_socket_gets_its_reply_with_the_endpoints_identifier() {
+        let (mut e, _handle) = engine(budget(16), local_subnets(&[]));
+        let out = Frames::default();
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv6(EP6.octets(), GW6.octets(), 64)
+            .icmpv6_echo_request(0x4242, 1);
+        let mut ping = Vec::new();
+        b.write(&mut ping, b"ping6").expect("echo");
+        e.outbound(&ping, Instant::now(), &out);
+        e.flush(&out);
+        let frames = poll_frames(&mut e, &out, 1);
+        assert_eq!(frames.len(), 1, "the host's ::1 answers");
+        let mut want = Vec::new();
+        PacketBuilder::ethernet2(GW_MAC, EP_MAC)
+            .ipv6(GW6.octets(), EP6.octets(), 64)
+            .icmpv6_echo_reply(0x4242, 1)
+            .write(&mut want, b"ping6")
+            .expect("reply");
+        assert_eq!(frames[0], want);
     }
 
     fn udp_to(dst: Ipv4Addr) -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! the very code the targets run.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
@@ -13,6 +13,7 @@ use netyard_switch::gso;
 use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
 
 use crate::packet::{self, AddrMap, Subnet, QUOTE_MAX};
+use crate::packet6;
 use crate::tcp::conn::{Conn, HostIo, Next, SegOut};
 use crate::tcp::seg::{self, Seg, SegHdr, SynOpts, ACK, SYN};
 
@@ -65,8 +66,10 @@ pub fn gateway_ingest(data: &[u8]) {
 fn plain(frame: &[u8]) {
     let sn = subnet();
     let _ = crate::gateway::l4_ports(frame);
+    let _ = crate::gateway::l4_ports6(frame);
     let _ = packet::ipv4_dst(frame);
     let _ = packet::is_egress(frame, GW_MAC, &sn);
+    plain6(frame);
     let maps = [AddrMap {
         guest: Ipv4Addr::new(10, 89, 0, 254),
         host: Ipv4Addr::LOCALHOST,
@@ -81,10 +84,12 @@ fn plain(frame: &[u8]) {
             p.quote.len() <= QUOTE_MAX,
             "a quote longer than ICMP errors carry"
         );
-        let dst = *p.key.dest.ip();
+        let (IpAddr::V4(dst), IpAddr::V4(ep)) = (p.key.dest.ip(), p.key.endpoint.ip()) else {
+            panic!("an IPv4 packet parsed into IPv6 addresses");
+        };
         let _ = packet::refusal(dst, &sn, true, &local);
         let _ = packet::egress_target(dst, &sn, m, &local);
-        let reply = packet::unreachable_frame(dst, *p.key.endpoint.ip(), 3, p.quote, 1, GW_MAC);
+        let reply = packet::unreachable_frame(dst, ep, 3, p.quote, 1, GW_MAC);
         let reply = reply.unwrap_or_else(|| panic!("no ICMP error for a parsed packet"));
         // What the gateway builds parses back as a complete IPv4 packet.
         let ip = reply.get(packet::ETH_HDR..).unwrap_or_default();
@@ -93,6 +98,29 @@ fn plain(frame: &[u8]) {
             "the ICMP error the gateway built does not parse"
         );
     }
+}
+
+/// The IPv6 half: parsed, and an ICMPv6 error built about it that parses back.
+fn plain6(frame: &[u8]) {
+    let sn = packet6::Subnet6 {
+        gateway: Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1),
+        prefix_len: 64,
+    };
+    let _ = packet6::ipv6_dst(frame);
+    let Ok(p) = packet6::parse_outbound(frame, &sn, &[]) else {
+        return;
+    };
+    assert!(p.quote.len() <= QUOTE_MAX);
+    let (IpAddr::V6(dst), IpAddr::V6(ep)) = (p.key.dest.ip(), p.key.endpoint.ip()) else {
+        panic!("an IPv6 packet parsed into IPv4 addresses");
+    };
+    let _ = packet6::egress_target(dst, &sn, &[], &[]);
+    let reply = packet6::icmp_error_frame(dst, ep, 1, 4, 0, p.quote, GW_MAC)
+        .unwrap_or_else(|| panic!("no ICMPv6 error for a parsed packet"));
+    assert!(
+        etherparse::SlicedPacket::from_ethernet(&reply).is_ok(),
+        "the ICMPv6 error the gateway built does not parse"
+    );
 }
 
 /// The relay's segment parser, and on a parsed SYN a connection fed the segment.
@@ -176,8 +204,8 @@ pub fn tcp_conn(data: &[u8]) {
     let dst = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80);
     let syn = Seg {
         src_mac: [2, 0, 0, 0, 0, 2],
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         seq: peer_iss,
         ack: 0,
         flags: SYN,

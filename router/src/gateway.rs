@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 
 use netyard_switch::gso;
 use netyard_switch::sys::pagebuf::PageBuf;
@@ -35,6 +35,7 @@ use netyard_switch::sys::MemPeer;
 use netyard_switch::wire::ethernet::{EtherType, EthernetFrame};
 use netyard_switch::wire::ip::Lengths;
 use netyard_switch::wire::ipv4::Ipv4Packet;
+use netyard_switch::wire::ipv6::Ipv6Packet;
 use netyard_switch::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -49,6 +50,7 @@ use crate::conntrack::FlowLimits;
 use crate::egress::{Egress, EgressConfig, EgressHandle};
 use crate::epoll::EpollFd;
 use crate::packet::{self, Subnet};
+use crate::packet6;
 use crate::publish::{PublishCmd, Publisher};
 use crate::sink::{FrameSink, VnetSink};
 use crate::tcp::relay::{Relay, RelayConfig};
@@ -104,6 +106,20 @@ pub struct GatewayConfig {
     /// prohibited" and counted (`refused_local_network`), never sent to a host socket.
     /// `Default::default()` is an empty list (only the own subnet and 127/8 are refused).
     pub local_subnets: LocalSubnets,
+    /// A dual-stack network's IPv6 side: the gateway's address and the prefix.
+    pub ipv6: Option<GatewayV6>,
+    /// IPv6 destination maps, as `maps` (`host_loopback` adds the gateway's IPv6 address to
+    /// the host's `::1` unless one names it).
+    pub maps6: Vec<packet6::AddrMap6>,
+    /// Every netyard network's IPv6 prefix: IPv6 egress there is refused as for IPv4.
+    pub local_subnets6: packet6::LocalSubnets6,
+}
+
+/// The gateway's IPv6 address in the network's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayV6 {
+    pub addr: std::net::Ipv6Addr,
+    pub prefix: ipnet::Ipv6Net,
 }
 
 impl GatewayConfig {
@@ -120,7 +136,22 @@ impl GatewayConfig {
             extra_ips: Vec::new(),
             maps: Vec::new(),
             local_subnets: LocalSubnets::default(),
+            ipv6: None,
+            maps6: Vec::new(),
+            local_subnets6: packet6::LocalSubnets6::default(),
         }
+    }
+
+    /// The IPv6 side as the egress engines see it (maps with `host_loopback` folded in).
+    fn side6(&self) -> Option<packet6::Side6> {
+        self.ipv6.map(|v6| packet6::Side6 {
+            subnet: packet6::Subnet6 {
+                gateway: v6.addr,
+                prefix_len: v6.prefix.prefix_len(),
+            },
+            maps: packet6::effective_maps(v6.addr, self.host_loopback, &self.maps6),
+            local_subnets: self.local_subnets6.clone(),
+        })
     }
 
     /// The maps egress applies, `host_loopback` folded in.
@@ -235,6 +266,7 @@ pub fn start(
         maps: cfg.effective_maps(),
         host_sockets: crate::limits::host_sockets(),
         local_subnets: cfg.local_subnets.clone(),
+        v6: cfg.side6(),
     })?;
     let (relay, epoll) = Relay::new(
         RelayConfig {
@@ -250,6 +282,7 @@ pub fn start(
                 .collect(),
             host_sockets: crate::limits::host_sockets(),
             local_subnets: cfg.local_subnets.clone(),
+            v6: cfg.side6(),
         },
         egress.shared(),
     )?;
@@ -264,6 +297,7 @@ pub fn start(
         relay,
         scratch: Vec::new(),
         maps: cfg.effective_maps(),
+        v6: cfg.side6(),
     };
     // As long as the switch's receive buffers: in process, the two trade places.
     let rx_buf = PageBuf::new(netyard_switch::driver::RX_BUF_LEN)?;
@@ -309,6 +343,26 @@ pub(crate) fn l4_ports(frame: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)>
     ))
 }
 
+/// [`l4_ports`] for an untagged IPv6 packet, past its extension headers.
+pub(crate) fn l4_ports6(frame: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.outer_ethertype() != EtherType::Ipv6 {
+        return None;
+    }
+    let ip = Ipv6Packet::new_checked_with(frame.get(eth.header_len()..)?, Lengths::Gso).ok()?;
+    let (proto, l4) = ip.upper_layer()?;
+    let l4 = l4.get(..4)?;
+    let (sp, dp) = (
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    );
+    Some((
+        u8::from(proto),
+        SocketAddr::new(ip.src_addr().into(), sp),
+        SocketAddr::new(ip.dst_addr().into(), dp),
+    ))
+}
+
 /// Everything the gateway task owns besides smoltcp.
 struct Engines {
     cfg: GatewayConfig,
@@ -319,6 +373,8 @@ struct Engines {
     scratch: Vec<u8>,
     /// `cfg`'s maps with `host_loopback` folded in.
     maps: Vec<packet::AddrMap>,
+    /// The IPv6 side of a dual-stack network, as the engines see it.
+    v6: Option<packet6::Side6>,
 }
 
 impl Engines {
@@ -334,11 +390,17 @@ impl Engines {
         };
         let now = Instant::now();
         let to_gw_mac = frame.get(0..6) == Some(&self.cfg.mac[..]);
+        if to_gw_mac && self.takes_ipv6(frame) {
+            // Whole, GSO super-frames included: the relay takes them so, egress cuts them.
+            self.ipv6_egress(&hdr, frame, now, peer);
+            return;
+        }
         if to_gw_mac {
             if let Some((proto, src, dst)) = l4_ports(frame) {
                 let own = self.cfg.is_own(*dst.ip());
                 let outside = !own && !self.subnet.contains(*dst.ip());
-                if proto == 6 && (outside || (own && self.relay.owns_gateway_tcp(src, dst))) {
+                let owned = own && self.relay.owns_gateway_tcp(src.into(), dst.into());
+                if proto == 6 && (outside || owned) {
                     let trusted = hdr.needs_csum || hdr.data_valid;
                     self.relay.segment(frame, trusted, now, peer);
                     return;
@@ -363,6 +425,75 @@ impl Engines {
         self.plain(frame, now, dev, peer);
     }
 
+    /// Whether an IPv6 frame sent to the gateway's MAC is the IPv6 egress engines': unicast
+    /// beyond the network (not on-link, not link-local, not multicast), or to the gateway's
+    /// IPv6 address when that is mapped to the host (`--host-loopback`; DNS on port 53
+    /// stays with the resolver) or the relay's (a published connection shown as the
+    /// gateway). Everything else IPv6 is the gateway's own (NDP, echo, DNS).
+    fn takes_ipv6(&self, frame: &[u8]) -> bool {
+        let Some(v6) = &self.v6 else {
+            return false;
+        };
+        let Some(dst) = packet6::ipv6_dst(frame) else {
+            return false;
+        };
+        if dst == v6.subnet.gateway {
+            let Some((proto, src, dst)) = l4_ports6(frame) else {
+                return false;
+            };
+            let mapped = packet6::mapped(v6.subnet.gateway, &v6.maps).is_some();
+            return (proto == 6 && self.relay.owns_gateway_tcp(src, dst))
+                || (proto == 17
+                    && (self.relay.owns_udp(src, dst) || (mapped && dst.port() != 53)));
+        }
+        !(dst.is_multicast()
+            || dst.is_unspecified()
+            || netyard_switch::wire::ipv6::is_link_local(&dst)
+            || v6.subnet.contains(dst))
+    }
+
+    /// An IPv6 frame for the egress engines ([`Engines::takes_ipv6`]), as the switch handed
+    /// it over: `hdr` is its virtio-net header (a TCP super-frame keeps its GSO type;
+    /// checksums may be partial). TCP goes to the relay whole; UDP and ICMPv6 are cut (a UDP
+    /// GSO frame) or completed, then go to a published UDP flow's reply path or egress.
+    fn ipv6_egress(&mut self, hdr: &VnetHdrRepr, frame: &mut [u8], now: Instant, peer: &Uplink) {
+        if matches!(l4_ports6(frame), Some((6, _, _))) {
+            let trusted = hdr.needs_csum || hdr.data_valid;
+            self.relay.segment(frame, trusted, now, peer);
+            return;
+        }
+        if hdr.gso_type != GsoType::None {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let _ = gso::segment(hdr, frame, None, &mut scratch, &mut |seg: &[u8]| {
+                self.plain6(seg, now, peer);
+                Ok(())
+            });
+            self.scratch = scratch;
+            return;
+        }
+        if hdr.needs_csum
+            && gso::complete_checksum(frame, hdr.csum_start.into(), hdr.csum_offset.into()).is_err()
+        {
+            return;
+        }
+        self.plain6(frame, now, peer);
+    }
+
+    /// A complete IPv6 frame for egress: a reply to a published UDP flow, or egress.
+    fn plain6(&mut self, frame: &[u8], now: Instant, peer: &Uplink) {
+        if let Some((17, src, dst)) = l4_ports6(frame) {
+            if self.relay.owns_udp(src, dst) {
+                if let Some(v6) = &self.v6 {
+                    if let Ok(p) = packet6::parse_outbound(frame, &v6.subnet, &v6.maps) {
+                        self.relay.udp_reply(src, dst, p.payload, now);
+                    }
+                }
+                return;
+            }
+        }
+        self.egress.outbound(frame, now, &VnetSink(peer));
+    }
+
     /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
     fn plain(&mut self, frame: &[u8], now: Instant, dev: &mut QueueDevice, peer: &Uplink) {
         let mut mapped_own = false;
@@ -370,9 +501,9 @@ impl Engines {
         if frame.get(0..6) == Some(&self.cfg.mac[..]) {
             own = packet::ipv4_dst(frame).is_some_and(|d| self.cfg.is_own(d));
             if let Some((17, src, dst)) = l4_ports(frame) {
-                if self.relay.owns_udp(src, dst) {
+                if self.relay.owns_udp(src.into(), dst.into()) {
                     if let Ok(p) = packet::parse_outbound(frame, &self.subnet) {
-                        self.relay.udp_reply(src, dst, p.payload, now);
+                        self.relay.udp_reply(src.into(), dst.into(), p.payload, now);
                     }
                     return;
                 }

@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod limits;
 pub mod packet;
+pub mod packet6;
 pub mod publish;
 mod rawicmp;
 mod sink;

@@ -7,7 +7,7 @@
 //! container, keeping the client's real address and port as the source the container sees
 //! (a loopback client is shown as the gateway address, which the container can answer).
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -29,6 +29,10 @@ pub struct PublishRule {
     pub sockets: Vec<HostSocket>,
     /// The endpoint's address and the container port.
     pub container: SocketAddrV4,
+    /// The endpoint's IPv6 address and the container port, on a dual-stack network: IPv6
+    /// clients reach it with their own address as source. None: IPv6 clients reach the IPv4
+    /// address, shown as the gateway.
+    pub container6: Option<SocketAddrV6>,
     /// The endpoint's MAC (frames into the container are addressed to it).
     pub container_mac: [u8; 6],
 }

@@ -761,8 +761,8 @@ mod tests {
     fn seg(seq: u32, ack: u32, flags: u8, window: u16, payload: &[u8]) -> Seg<'_> {
         Seg {
             src_mac: [2, 0, 0, 0, 0, 2],
-            src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000),
-            dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80),
+            src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000).into(),
+            dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80).into(),
             seq,
             ack,
             flags,

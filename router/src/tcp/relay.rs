@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -22,7 +22,9 @@ use crate::uplink::Uplink;
 use netyard_switch::MacAddr;
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+use nix::sys::socket::{
+    self, setsockopt, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
+};
 use tokio::io::unix::AsyncFd;
 
 use crate::epoll::{async_epoll, EpollFd};
@@ -34,6 +36,7 @@ use crate::conntrack::{CapHit, FlowId, FlowKey, Verdict};
 use crate::counters::Shared;
 use crate::drops::EgressDrop;
 use crate::packet::{self, LocalSubnets, Subnet};
+use crate::packet6::{self, Side6};
 use crate::publish::{HostSocket, PublishId, PublishRule};
 use crate::sink::{FrameSink, VnetSink};
 
@@ -50,8 +53,8 @@ const TICK: Duration = Duration::from_millis(25);
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// A destination that neither accepts nor refuses within this is reported unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Ports shown as the source of published connections from loopback or IPv6 clients (the
-/// gateway's address stands in for them).
+/// Ports shown as the source of published connections from loopback clients, or IPv6 ones
+/// of an endpoint without IPv6 (the gateway's address stands in for them).
 const MASQ_PORTS: std::ops::RangeInclusive<u16> = 61_000..=65_000;
 
 /// What the relay knows of its gateway.
@@ -69,6 +72,8 @@ pub(crate) struct RelayConfig {
     pub host_sockets: &'static HostSockets,
     /// Every netyard network's subnet: connections there are refused locally.
     pub local_subnets: LocalSubnets,
+    /// The gateway's IPv6 side, on a dual-stack network.
+    pub v6: Option<Side6>,
 }
 
 struct Entry {
@@ -87,6 +92,9 @@ struct Entry {
 struct Listener {
     sock: HostSocket,
     container: SocketAddrV4,
+    /// The endpoint's IPv6 address and the container port, when it has one: IPv6 clients
+    /// go there.
+    container6: Option<SocketAddrV6>,
     mac: [u8; 6],
 }
 
@@ -133,12 +141,12 @@ pub(crate) struct Relay {
     shared: Arc<Shared>,
     epoll: Arc<AsyncFd<EpollFd>>,
     conns: HashMap<u64, Entry>,
-    by_key: HashMap<(SocketAddrV4, SocketAddrV4), u64>,
+    by_key: HashMap<(SocketAddr, SocketAddr), u64>,
     listeners: HashMap<u64, Listener>,
     rules: HashMap<PublishId, Vec<u64>>,
-    udp: HashMap<(SocketAddrV4, SocketAddrV4), UdpPub>,
+    udp: HashMap<(SocketAddr, SocketAddr), UdpPub>,
     /// The same flows by (listener, client): the key `udp` has them under.
-    udp_clients: HashMap<(u64, SocketAddr), (SocketAddrV4, SocketAddrV4)>,
+    udp_clients: HashMap<(u64, SocketAddr), (SocketAddr, SocketAddr)>,
     next_token: u64,
     frame: Vec<u8>,
     ip_id: u16,
@@ -164,16 +172,20 @@ fn linger_zero(fd: &impl AsFd) {
 }
 
 /// Starts a non-blocking connect to `dest`.
-fn connect(dest: SocketAddrV4) -> io::Result<TcpStream> {
+fn connect(dest: SocketAddr) -> io::Result<TcpStream> {
+    let family = match dest {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
     let fd: OwnedFd = socket::socket(
-        AddressFamily::Inet,
+        family,
         SockType::Stream,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
     // The endpoint's stack already decided its segment boundaries: pass them on.
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(dest)) {
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(dest)) {
         Ok(()) | Err(Errno::EINPROGRESS) => Ok(TcpStream::from(fd)),
         Err(e) => Err(e.into()),
     }
@@ -214,8 +226,10 @@ impl Relay {
         self.shared.counters.drop(r);
     }
 
-    fn mss(&self) -> u16 {
-        u16::try_from(self.cfg.mtu.saturating_sub(40))
+    /// Our MSS: the MTU less the IP and TCP headers of the connection's family.
+    fn mss(&self, v6: bool) -> u16 {
+        let headers = if v6 { 60 } else { 40 };
+        u16::try_from(self.cfg.mtu.saturating_sub(headers))
             .unwrap_or(u16::MAX)
             .max(536)
     }
@@ -226,7 +240,7 @@ impl Relay {
     /// holds the previous connection in TIME_WAIT, Linux takes the new SYN only if its sequence
     /// number is above the old connection's (we send no timestamps), and answers anything else
     /// with a bare ACK, which costs the new connection an RST and a SYN retransmission.
-    fn iss(&self, ours: SocketAddrV4, theirs: SocketAddrV4) -> u32 {
+    fn iss(&self, ours: SocketAddr, theirs: SocketAddr) -> u32 {
         let ticks = (self.epoch.elapsed().as_micros() / 4) as u32;
         ticks.wrapping_add(self.isn.hash_one((ours, theirs)) as u32)
     }
@@ -252,15 +266,24 @@ impl Relay {
     /// Whether a TCP frame to one of the gateway's own addresses is the relay's: a published
     /// connection shown as coming from the gateway, or (a mapped address, as the gateway's
     /// under `--host-loopback`) anything but DNS.
-    pub(crate) fn owns_gateway_tcp(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
+    pub(crate) fn owns_gateway_tcp(&self, src: SocketAddr, dst: SocketAddr) -> bool {
         self.by_key.contains_key(&(src, dst))
-            || (self.shared.enabled
-                && dst.port() != 53
-                && packet::mapped(*dst.ip(), &self.cfg.maps).is_some())
+            || (self.shared.enabled && dst.port() != 53 && self.mapped(dst.ip()).is_some())
+    }
+
+    /// Where a destination map sends `dst`, in its family.
+    fn mapped(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(d) => packet::mapped(d, &self.cfg.maps).map(IpAddr::V4),
+            IpAddr::V6(d) => {
+                let maps = self.cfg.v6.as_ref().map_or(&[][..], |v6| &v6.maps[..]);
+                packet6::mapped(d, maps).map(IpAddr::V6)
+            }
+        }
     }
 
     /// Whether a UDP datagram from an endpoint answers a published UDP flow.
-    pub(crate) fn owns_udp(&self, src: SocketAddrV4, dst: SocketAddrV4) -> bool {
+    pub(crate) fn owns_udp(&self, src: SocketAddr, dst: SocketAddr) -> bool {
         self.udp.contains_key(&(src, dst))
     }
 
@@ -370,40 +393,31 @@ impl Relay {
             self.count(EgressDrop::Disabled);
             return;
         }
-        // The source first: nothing is answered to an address the sender made up.
-        if !self.cfg.subnet.valid_source(*s.src.ip()) {
-            self.count(EgressDrop::BadAddress);
-            return;
-        }
-        let dst_ip = *s.dst.ip();
-        let target = if let Some(host) = packet::mapped(dst_ip, &self.cfg.maps) {
-            SocketAddrV4::new(host, s.dst.port())
-        } else if dst_ip == self.cfg.subnet.gateway || self.cfg.own.contains(&dst_ip) {
-            // The gateway's own address, unmapped: nothing listens there.
-            self.refuse(s, peer);
-            return;
-        } else if let Err(r) = packet::egress_target(
-            dst_ip,
-            &self.cfg.subnet,
-            &self.cfg.maps,
-            &self.cfg.local_subnets.load(),
-        ) {
-            // Another netyard network or the host's loopback: the endpoint's connect fails at
-            // once (EHOSTUNREACH), and no host socket is opened.
-            self.count(r.reason());
-            let addr = Addressing {
-                gw_mac: self.cfg.gw_mac,
-                endpoint_mac: s.src_mac,
-                from: s.dst,
-                to: s.src,
-            };
-            self.send_unreachable(&addr, s.quote, packet::UNREACH_ADMIN_PROHIBITED, peer);
-            return;
-        } else if packet::unroutable_destination(dst_ip) {
-            self.count(EgressDrop::BadAddress);
-            return;
-        } else {
-            s.dst
+        let target = match self.egress_target(s) {
+            Target::Connect(t) => t,
+            Target::Refuse => {
+                // The gateway's own address, unmapped: nothing listens there.
+                self.refuse(s, peer);
+                return;
+            }
+            Target::Prohibited(r) => {
+                // Another netyard network or the host's loopback: the endpoint's connect
+                // fails at once (EHOSTUNREACH, or EACCES over IPv6), and no host socket is
+                // opened.
+                self.count(r.reason());
+                let addr = Addressing {
+                    gw_mac: self.cfg.gw_mac,
+                    endpoint_mac: s.src_mac,
+                    from: s.dst,
+                    to: s.src,
+                };
+                self.send_unreachable(&addr, s.quote, Unreach::Prohibited, peer);
+                return;
+            }
+            Target::Drop(r) => {
+                self.count(r);
+                return;
+            }
         };
         if s.ttl <= 1 {
             self.count(EgressDrop::TtlExpired);
@@ -444,7 +458,7 @@ impl Relay {
             return;
         }
         let iss = self.iss(s.dst, s.src);
-        let conn = Conn::from_syn(s, iss, self.mss(), RING);
+        let conn = Conn::from_syn(s, iss, self.mss(s.src.is_ipv6()), RING);
         self.by_key.insert((s.src, s.dst), t);
         self.conns.insert(
             t,
@@ -461,6 +475,59 @@ impl Relay {
         );
         self.shared.counters.flows_created.fetch_add(1, Relaxed);
         self.next_tick.get_or_insert(now + TICK);
+    }
+
+    /// Where an endpoint's SYN goes: the host address to connect to, or why not. The source
+    /// is checked first: nothing is answered to an address the sender made up.
+    fn egress_target(&self, s: &Seg<'_>) -> Target {
+        match (s.src.ip(), s.dst.ip()) {
+            (IpAddr::V4(src), IpAddr::V4(dst_ip)) => {
+                if !self.cfg.subnet.valid_source(src) {
+                    return Target::Drop(EgressDrop::BadAddress);
+                }
+                if let Some(host) = packet::mapped(dst_ip, &self.cfg.maps) {
+                    return Target::Connect(SocketAddrV4::new(host, s.dst.port()).into());
+                }
+                if dst_ip == self.cfg.subnet.gateway || self.cfg.own.contains(&dst_ip) {
+                    return Target::Refuse;
+                }
+                if let Err(r) = packet::egress_target(
+                    dst_ip,
+                    &self.cfg.subnet,
+                    &self.cfg.maps,
+                    &self.cfg.local_subnets.load(),
+                ) {
+                    return Target::Prohibited(r);
+                }
+                if packet::unroutable_destination(dst_ip) {
+                    return Target::Drop(EgressDrop::BadAddress);
+                }
+                Target::Connect(s.dst)
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst_ip)) => {
+                let Some(v6) = &self.cfg.v6 else {
+                    return Target::Drop(EgressDrop::Unsupported);
+                };
+                if !v6.subnet.valid_source(src) {
+                    return Target::Drop(EgressDrop::BadAddress);
+                }
+                if let Some(host) = packet6::mapped(dst_ip, &v6.maps) {
+                    return Target::Connect(SocketAddrV6::new(host, s.dst.port(), 0, 0).into());
+                }
+                if dst_ip == v6.subnet.gateway {
+                    return Target::Refuse;
+                }
+                if packet6::unroutable_destination(dst_ip) {
+                    return Target::Drop(EgressDrop::BadAddress);
+                }
+                match packet6::egress_target(dst_ip, &v6.subnet, &v6.maps, &v6.local_subnets.load())
+                {
+                    Ok(_) => Target::Connect(s.dst),
+                    Err(r) => Target::Prohibited(r),
+                }
+            }
+            _ => Target::Drop(EgressDrop::Malformed),
+        }
     }
 
     /// Admits a new connection of endpoint `owner` in the shared flow table, or counts the cap
@@ -493,9 +560,10 @@ impl Relay {
         let errno = e.raw_os_error().map(Errno::from_raw);
         let code = match errno {
             Some(Errno::ECONNREFUSED) | None => None,
-            Some(Errno::ENETUNREACH) => Some(packet::UNREACH_NET),
-            Some(Errno::EHOSTUNREACH | Errno::ETIMEDOUT) => Some(packet::UNREACH_HOST),
-            Some(Errno::EACCES | Errno::EPERM) => Some(packet::UNREACH_ADMIN_PROHIBITED),
+            // EADDRNOTAVAIL: an IPv6 destination on a host without an IPv6 address.
+            Some(Errno::ENETUNREACH | Errno::EADDRNOTAVAIL) => Some(Unreach::Net),
+            Some(Errno::EHOSTUNREACH | Errno::ETIMEDOUT) => Some(Unreach::Host),
+            Some(Errno::EACCES | Errno::EPERM) => Some(Unreach::Prohibited),
             Some(_) => None,
         };
         match code {
@@ -516,18 +584,35 @@ impl Relay {
         }
     }
 
-    /// Sends the endpoint of `addr` an ICMP destination unreachable (`code`) from the gateway,
-    /// quoting its SYN.
-    fn send_unreachable(&mut self, addr: &Addressing, quote: &[u8], code: u8, peer: &Uplink) {
+    /// Sends the endpoint of `addr` an ICMP (or ICMPv6) destination unreachable from the
+    /// gateway, quoting its SYN.
+    fn send_unreachable(&mut self, addr: &Addressing, quote: &[u8], why: Unreach, peer: &Uplink) {
         self.ip_id = self.ip_id.wrapping_add(1);
-        let Some(mut f) = packet::unreachable_frame(
-            self.cfg.subnet.gateway,
-            *addr.to.ip(),
-            code,
-            quote,
-            self.ip_id,
-            self.cfg.gw_mac,
-        ) else {
+        let f = match addr.to.ip() {
+            IpAddr::V4(to) => packet::unreachable_frame(
+                self.cfg.subnet.gateway,
+                to,
+                why.code_v4(),
+                quote,
+                self.ip_id,
+                self.cfg.gw_mac,
+            ),
+            IpAddr::V6(to) => {
+                let Some(v6) = &self.cfg.v6 else {
+                    return;
+                };
+                packet6::icmp_error_frame(
+                    v6.subnet.gateway,
+                    to,
+                    packet6::ICMP6_DEST_UNREACH,
+                    why.code_v6(),
+                    0,
+                    quote,
+                    self.cfg.gw_mac,
+                )
+            }
+        };
+        let Some(mut f) = f else {
             return;
         };
         packet::set_eth_dst(&mut f, addr.endpoint_mac);
@@ -769,6 +854,7 @@ impl Relay {
                 Listener {
                     sock,
                     container: rule.container,
+                    container6: rule.container6,
                     mac: rule.container_mac,
                 },
             );
@@ -797,14 +883,21 @@ impl Relay {
         self.udp_clients.retain(|_, key| udp.contains_key(key));
     }
 
-    /// What the endpoint sees as the client's address: the client itself when it is an IPv4
-    /// address the endpoint can answer, else the gateway with a port of its own.
-    fn shown_source(
+    /// Where a published connection (or UDP flow) from `client` goes, and what the endpoint
+    /// sees as its source: `(target, shown)`. An IPv6 client (not IPv4-mapped) reaches the
+    /// endpoint's IPv6 address when it has one (and the network IPv6); every other client
+    /// reaches its IPv4 address. The client itself is shown when the endpoint can answer it
+    /// (not loopback, unspecified, link-local or inside the network, and no connection of
+    /// that pair yet); else the gateway's address of the target's family stands in, with a
+    /// port of its own. An IPv6 client of an endpoint without IPv6 is shown as the IPv4
+    /// gateway, as before IPv6 existed.
+    fn route_client(
         &mut self,
         client: SocketAddr,
         container: SocketAddrV4,
+        container6: Option<SocketAddrV6>,
         tcp: bool,
-    ) -> SocketAddrV4 {
+    ) -> (SocketAddr, SocketAddr) {
         let v4 = match client {
             SocketAddr::V4(a) => Some(a),
             SocketAddr::V6(a) => a
@@ -812,19 +905,38 @@ impl Relay {
                 .to_ipv4_mapped()
                 .map(|ip| SocketAddrV4::new(ip, a.port())),
         };
-        if let Some(a) = v4 {
-            let ip = *a.ip();
-            let clash = if tcp {
-                self.by_key.contains_key(&(container, a))
-            } else {
-                false
-            };
-            if !ip.is_loopback() && !ip.is_unspecified() && !self.cfg.subnet.contains(ip) && !clash
-            {
-                return a;
+        let (target, candidate): (SocketAddr, Option<SocketAddr>) = match (v4, client) {
+            (Some(a), _) => {
+                let ip = *a.ip();
+                let ok = !ip.is_loopback() && !ip.is_unspecified() && !self.cfg.subnet.contains(ip);
+                (container.into(), ok.then_some(a.into()))
+            }
+            (None, SocketAddr::V6(a)) => match (container6, &self.cfg.v6) {
+                (Some(c6), Some(v6)) => {
+                    let ip = *a.ip();
+                    let ok = !ip.is_loopback()
+                        && !ip.is_unspecified()
+                        && !packet6::unroutable_destination(ip)
+                        && !v6.subnet.contains(ip);
+                    // Flow label and scope dropped: the key must match what segments parse to.
+                    let shown = SocketAddrV6::new(ip, a.port(), 0, 0);
+                    (c6.into(), ok.then_some(shown.into()))
+                }
+                _ => (container.into(), None),
+            },
+            (None, SocketAddr::V4(_)) => (container.into(), None),
+        };
+        if let Some(c) = candidate {
+            let clash = tcp && self.by_key.contains_key(&(target, c));
+            if !clash {
+                return (target, c);
             }
         }
-        // Loopback, IPv6 or clashing clients: the gateway stands in, with a fresh port.
+        let gw: IpAddr = match (target, &self.cfg.v6) {
+            (SocketAddr::V6(_), Some(v6)) => v6.subnet.gateway.into(),
+            _ => self.cfg.subnet.gateway.into(),
+        };
+        // The gateway stands in, with a fresh port.
         for _ in 0..=(MASQ_PORTS.end() - MASQ_PORTS.start()) {
             let p = self.masq_next;
             self.masq_next = if p >= *MASQ_PORTS.end() {
@@ -832,24 +944,24 @@ impl Relay {
             } else {
                 p + 1
             };
-            let a = SocketAddrV4::new(self.cfg.subnet.gateway, p);
+            let a = SocketAddr::new(gw, p);
             let used = if tcp {
-                self.by_key.contains_key(&(container, a))
+                self.by_key.contains_key(&(target, a))
             } else {
-                self.udp.contains_key(&(container, a))
+                self.udp.contains_key(&(target, a))
             };
             if !used {
-                return a;
+                return (target, a);
             }
         }
-        SocketAddrV4::new(self.cfg.subnet.gateway, *MASQ_PORTS.start())
+        (target, SocketAddr::new(gw, *MASQ_PORTS.start()))
     }
 
     fn on_listener(&mut self, t: u64, now: Instant, peer: &Uplink) {
         let Some(l) = self.listeners.get(&t) else {
             return;
         };
-        let (container, mac) = (l.container, l.mac);
+        let (container, container6, mac) = (l.container, l.container6, l.mac);
         match &l.sock {
             HostSocket::Tcp(ls) => {
                 let mut accepted = Vec::new();
@@ -864,18 +976,21 @@ impl Relay {
                     self.blocked = true;
                 }
                 for (stream, client) in accepted {
-                    self.inbound(stream, client, container, mac, now, peer);
+                    let (target, shown) = self.route_client(client, container, container6, true);
+                    self.inbound(stream, target, shown, mac, now, peer);
                 }
             }
-            HostSocket::Udp(_) => self.on_udp_listener(t, container, mac, now, peer),
+            HostSocket::Udp(_) => self.on_udp_listener(t, container, container6, mac, now, peer),
         }
     }
 
+    /// A client accepted on a published port: a connection to the endpoint's `target`,
+    /// shown as coming from `shown`.
     fn inbound(
         &mut self,
         stream: TcpStream,
-        client: SocketAddr,
-        container: SocketAddrV4,
+        target: SocketAddr,
+        shown: SocketAddr,
         mac: [u8; 6],
         now: Instant,
         peer: &Uplink,
@@ -884,8 +999,7 @@ impl Relay {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let shown = self.shown_source(client, container, true);
-        let key = FlowKey::tcp(container, shown);
+        let key = FlowKey::tcp(target, shown);
         let Some(flow) = self.admit(key, MacAddr(mac), now) else {
             linger_zero(&stream);
             return;
@@ -908,10 +1022,10 @@ impl Relay {
             gw_mac: self.cfg.gw_mac,
             endpoint_mac: mac,
             from: shown,
-            to: container,
+            to: target,
         };
-        let iss = self.iss(shown, container);
-        let mss = self.mss();
+        let iss = self.iss(shown, target);
+        let mss = self.mss(target.is_ipv6());
         let mut w = Wire {
             peer,
             buf: &mut self.frame,
@@ -919,7 +1033,7 @@ impl Relay {
             ip_id: &mut self.ip_id,
         };
         let conn = Conn::open(iss, mss, RING, now, &mut w);
-        self.by_key.insert((container, shown), t);
+        self.by_key.insert((target, shown), t);
         self.conns.insert(
             t,
             Entry {
@@ -942,16 +1056,20 @@ impl Relay {
         &mut self,
         t: u64,
         container: SocketAddrV4,
+        container6: Option<SocketAddrV6>,
         mac: [u8; 6],
         now: Instant,
         peer: &Uplink,
     ) {
+        // Received behind the larger (IPv6) headroom; an IPv4 frame starts further in.
+        const H6: usize = packet6::UDP_HEADROOM;
+        const H4: usize = packet::UDP_HEADROOM;
         for _ in 0..ACCEPT_BURST {
             let Some(HostSocket::Udp(sock)) = self.listeners.get(&t).map(|l| &l.sock) else {
                 return;
             };
             let mut buf = std::mem::take(&mut self.udp_buf);
-            let r = sock.recv_from(&mut buf[packet::UDP_HEADROOM..]);
+            let r = sock.recv_from(&mut buf[H6..]);
             let (n, client) = match r {
                 Ok(x) => x,
                 Err(_) => {
@@ -960,17 +1078,17 @@ impl Relay {
                 }
             };
             // Reuse the mapping of a known client.
-            let shown = match self.udp_clients.get(&(t, client)) {
-                Some((_, s)) => *s,
+            let (target, shown) = match self.udp_clients.get(&(t, client)) {
+                Some(k) => *k,
                 None => {
-                    let s = self.shown_source(client, container, false);
-                    self.udp_clients.insert((t, client), (container, s));
+                    let k = self.route_client(client, container, container6, false);
+                    self.udp_clients.insert((t, client), k);
                     self.shared.counters.published_udp.fetch_add(1, Relaxed);
-                    s
+                    k
                 }
             };
             self.udp.insert(
-                (container, shown),
+                (target, shown),
                 UdpPub {
                     listener: t,
                     client,
@@ -985,16 +1103,19 @@ impl Relay {
                 mtu: self.cfg.mtu,
                 ident: self.ip_id,
             };
-            packet::udp_frames_in(
-                &mut buf[..packet::UDP_HEADROOM + n],
-                shown,
-                container,
-                link,
-                &mut |f| {
-                    packet::set_eth_dst(f, mac);
-                    full |= !VnetSink(peer).send_frame(f);
-                },
-            );
+            let mut emit = |f: &mut [u8]| {
+                packet::set_eth_dst(f, mac);
+                full |= !VnetSink(peer).send_frame(f);
+            };
+            match (shown, target) {
+                (SocketAddr::V4(from), SocketAddr::V4(to)) => {
+                    packet::udp_frames_in(&mut buf[H6 - H4..H6 + n], from, to, link, &mut emit);
+                }
+                (SocketAddr::V6(from), SocketAddr::V6(to)) => {
+                    packet6::udp_frames_in(&mut buf[..H6 + n], from, to, link, &mut emit);
+                }
+                _ => {}
+            }
             self.udp_buf = buf;
             if full {
                 self.count(EgressDrop::ReplyQueueFull);
@@ -1006,8 +1127,8 @@ impl Relay {
     /// An endpoint's UDP reply to a published flow's client: out of the published socket.
     pub(crate) fn udp_reply(
         &mut self,
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: SocketAddr,
+        dst: SocketAddr,
         payload: &[u8],
         now: Instant,
     ) {
@@ -1032,6 +1153,45 @@ impl Relay {
         self.udp
             .retain(|_, u| now.duration_since(u.last) < Duration::from_secs(180));
         self.forget_gone_udp_clients();
+    }
+}
+
+/// Where an endpoint's SYN goes ([`Relay::egress_target`]).
+enum Target {
+    /// Connect a host socket there.
+    Connect(SocketAddr),
+    /// The gateway's own address, unmapped: answered with RST.
+    Refuse,
+    /// Refused by policy: answered with ICMP "administratively prohibited".
+    Prohibited(packet::Refusal),
+    /// Dropped, counted as this.
+    Drop(EgressDrop),
+}
+
+/// Why a destination cannot be reached, as the endpoint is told in its family's ICMP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unreach {
+    Net,
+    Host,
+    Prohibited,
+}
+
+impl Unreach {
+    fn code_v4(self) -> u8 {
+        match self {
+            Unreach::Net => packet::UNREACH_NET,
+            Unreach::Host => packet::UNREACH_HOST,
+            Unreach::Prohibited => packet::UNREACH_ADMIN_PROHIBITED,
+        }
+    }
+
+    /// ICMPv6's codes: any of them fails a connecting Linux socket at once.
+    fn code_v6(self) -> u8 {
+        match self {
+            Unreach::Net => packet6::UNREACH_NOROUTE,
+            Unreach::Host => packet6::UNREACH_ADDR,
+            Unreach::Prohibited => packet6::UNREACH_ADMIN_PROHIBITED,
+        }
     }
 }
 
@@ -1081,6 +1241,7 @@ mod tests {
             maps: Vec::new(),
             host_sockets,
             local_subnets: local_subnets.clone(),
+            v6: Some(side6()),
         })
         .expect("egress");
         let cfg = RelayConfig {
@@ -1091,6 +1252,7 @@ mod tests {
             own: vec![GW],
             host_sockets,
             local_subnets,
+            v6: Some(side6()),
         };
         let (relay, _epoll) = Relay::new(cfg, egress.shared()).expect("relay");
         let caps = PortCaps {
@@ -1101,6 +1263,109 @@ mod tests {
         let (port, peer) = MemPort::pair(caps).expect("socketpair");
         let uplink = Uplink::new(crate::uplink::SwitchLink::Socket(peer)).expect("peer");
         (relay, uplink, port, handle)
+    }
+
+    const GW6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+    const EP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
+
+    /// fd00:1::/64 next to the network fd00:2::/64, the gateway's address mapped to ::1.
+    fn side6() -> Side6 {
+        Side6 {
+            subnet: packet6::Subnet6 {
+                gateway: GW6,
+                prefix_len: 64,
+            },
+            maps: packet6::effective_maps(GW6, true, &[]),
+            local_subnets: Arc::new(ArcSwap::from_pointee(vec!["fd00:2::/64"
+                .parse()
+                .expect("net")])),
+        }
+    }
+
+    fn syn6_to(dst: std::net::Ipv6Addr, port: u16) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(EP_MAC, GW_MAC)
+            .ipv6(EP6.octets(), dst.octets(), 64)
+            .tcp(40000, port, 1000, 64240)
+            .syn();
+        let mut v = Vec::new();
+        b.write(&mut v, b"").expect("syn");
+        v
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_syn_connects_a_host_socket_and_is_answered_with_an_ipv6_syn_ack() {
+        let sockets: &'static HostSockets = Box::leak(Box::new(HostSockets::with_cap(16)));
+        let (mut relay, uplink, port, handle) = relay(sockets);
+        let listener = std::net::TcpListener::bind("[::1]:0").expect("bind ::1");
+        let lport = listener.local_addr().expect("addr").port();
+        relay.segment(&syn6_to(GW6, lport), false, Instant::now(), &uplink);
+        let mut frames = Vec::new();
+        for _ in 0..200 {
+            relay.poll_host(Instant::now(), &uplink);
+            frames.extend(sent(&port));
+            if !frames.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            frames.len(),
+            1,
+            "the SYN-ACK, once the host socket connected"
+        );
+        let p = etherparse::SlicedPacket::from_ethernet(&frames[0]).expect("parses");
+        let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+            panic!("IPv6")
+        };
+        assert_eq!(
+            (ip.header().source_addr(), ip.header().destination_addr()),
+            (GW6, EP6)
+        );
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!("TCP")
+        };
+        assert!(tcp.syn() && tcp.ack());
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (lport, 40000));
+        assert_eq!(tcp.acknowledgment_number(), 1001);
+        assert_eq!(
+            tcp.options_iterator().find_map(|o| match o {
+                Ok(etherparse::TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+                _ => None,
+            }),
+            Some(1440),
+            "MSS: the MTU less 60 bytes of IPv6 and TCP headers"
+        );
+        let (_conn, peer) = listener.accept().expect("the host side connected");
+        assert!(peer.is_ipv6());
+        let flows = handle.flows();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(
+            flows[0].destination.to_string(),
+            format!("[fd00:1::1]:{lport}")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_syn_to_another_network_is_refused_with_icmpv6() {
+        let sockets: &'static HostSockets = Box::leak(Box::new(HostSockets::with_cap(16)));
+        let (mut relay, uplink, port, handle) = relay(sockets);
+        let syn = syn6_to("fd00:2::9".parse().expect("v6"), 80);
+        relay.segment(&syn, false, Instant::now(), &uplink);
+        let frames = sent(&port);
+        assert_eq!(frames.len(), 1);
+        let p = etherparse::SlicedPacket::from_ethernet(&frames[0]).expect("parses");
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!("ICMPv6")
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Prohibited
+            )
+        );
+        assert_eq!(icmp.payload(), &syn[packet::ETH_HDR..packet::ETH_HDR + 48]);
+        assert_eq!(drops(&handle), vec![("refused_local_network", 1)]);
+        assert_eq!(sockets.open(), 0);
     }
 
     fn syn_to(dst: Ipv4Addr) -> Vec<u8> {

@@ -97,6 +97,10 @@ impl PortKind for Gateway {
                 })
                 .collect(),
             local_subnets: cx.local_subnets.clone(),
+            // The network's IPv6 side comes with the spec's IPv6 prefix (issue 15).
+            ipv6: None,
+            maps6: Vec::new(),
+            local_subnets6: Default::default(),
         };
         let direct = netyard_router::uplink::Direct {
             switch: switch.clone(),
