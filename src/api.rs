@@ -29,7 +29,9 @@ impl From<DaemonError> for Failure {
     fn from(e: DaemonError) -> Failure {
         let status = match &e {
             DaemonError::Invalid { .. } | DaemonError::Config { .. } => StatusCode::BAD_REQUEST,
-            DaemonError::NoNetwork(_) | DaemonError::NoEndpoint { .. } => StatusCode::NOT_FOUND,
+            DaemonError::NoNetwork(_)
+            | DaemonError::NoEndpoint { .. }
+            | DaemonError::NoRouter(_) => StatusCode::NOT_FOUND,
             DaemonError::Conflict { .. } => StatusCode::CONFLICT,
             DaemonError::Namespace { .. } | DaemonError::Port { .. } | DaemonError::Io { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -258,6 +260,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
             "/v1/networks/{name}/links/{port}/up",
             axum::routing::post(link_up),
         )
+        .route("/v1/routers", get(list_routers).post(create_router))
+        .route("/v1/routers/{name}", get(get_router).delete(remove_router))
+        .route("/v1/routers/{name}/routes", axum::routing::post(route_add))
+        .route("/v1/routers/{name}/routes/{prefix}", delete(route_del))
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/joins", axum::routing::post(join))
         .route("/v1/joins/{name}", delete(unjoin))
@@ -434,6 +440,42 @@ async fn fdb_add(
 async fn fdb_del(State(d): D, Path((name, mac)): Path<(String, String)>) -> Res<serde_json::Value> {
     d.fdb_del(&name, &mac).await?;
     Ok(Json(serde_json::json!({"removed": mac})))
+}
+
+async fn list_routers(State(d): D) -> Res<Vec<netyard_api::router::RouterInfo>> {
+    Ok(Json(d.routers().await))
+}
+
+async fn create_router(State(d): D, body: Bytes) -> Res<netyard_api::router::RouterInfo> {
+    let req: netyard_api::router::RouterCreate = parse_body(&body)?;
+    Ok(Json(d.create_router(req).await?))
+}
+
+async fn get_router(State(d): D, Path(name): Path<String>) -> Res<netyard_api::router::RouterInfo> {
+    Ok(Json(d.router(&name).await?))
+}
+
+async fn remove_router(State(d): D, Path(name): Path<String>) -> Res<serde_json::Value> {
+    d.remove_router(&name).await?;
+    Ok(Json(serde_json::json!({"removed": name})))
+}
+
+/// `POST /v1/routers/{name}/routes` with a [`netyard_api::router::RouteReq`].
+async fn route_add(
+    State(d): D,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Res<netyard_api::router::RouterInfo> {
+    let req: netyard_api::router::RouteReq = parse_body(&body)?;
+    Ok(Json(d.route_add(&name, req).await?))
+}
+
+/// `DELETE /v1/routers/{name}/routes/{prefix}` (the prefix's `/` percent-encoded).
+async fn route_del(
+    State(d): D,
+    Path((name, prefix)): Path<(String, String)>,
+) -> Res<netyard_api::router::RouterInfo> {
+    Ok(Json(d.route_del(&name, &prefix).await?))
 }
 
 async fn links_all(State(d): D) -> Res<Vec<netyard_api::model::LinkInfo>> {

@@ -9,6 +9,8 @@ pub enum DaemonError {
     Invalid { field: String, reason: String },
     #[error("no network named {0:?}")]
     NoNetwork(String),
+    #[error("no router named {0:?}")]
+    NoRouter(String),
     #[error("no endpoint named {name:?} on network {network:?}")]
     NoEndpoint { network: String, name: String },
     /// The request clashes with existing state.

@@ -197,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             },
             Command::Flows { json } => commands::flows(&c, json).await?,
             Command::Link(l) => netyard_cli::link::run(&c, l).await?,
+            Command::Router(r) => netyard_cli::router::run(&c, r).await?,
             Command::System(s) => commands::system(&c, s).await?,
             Command::Completions { shell } => {
                 netyard_cli::manual::completions(shell, &mut std::io::stdout());

@@ -24,6 +24,43 @@ pub struct StateSpec {
     /// Networks by name, each with its endpoints.
     #[serde(default)]
     pub networks: BTreeMap<String, SavedNetwork>,
+    /// Routers between networks (issue 18), by name. Written only when there is one, so a
+    /// state file without routers stays readable by a daemon that predates them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routers: BTreeMap<String, RouterSpec>,
+}
+
+/// A router between networks: one interface on each, static routes, masquerading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    pub name: String,
+    pub interfaces: Vec<RouterIfaceSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// A router's interface on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterIfaceSpec {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// Masquerade what leaves through this interface.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat: bool,
+    /// Impairment and carrier of the interface (`link set NETWORK ROUTER`).
+    #[serde(default, skip_serializing_if = "LinkSpec::is_clear")]
+    pub link: LinkSpec,
+}
+
+/// A static route: `prefix` via the next hop `via` (on one of the router's networks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub prefix: Ipv4Net,
+    pub via: Ipv4Addr,
 }
 
 /// A network and the endpoints this daemon attached to it.

@@ -40,6 +40,7 @@ use crate::spec::{EndpointSpec, NetworkSpec, PortKindName, SavedNetwork, StateSp
 use crate::store::Store;
 
 mod links;
+mod routers;
 
 pub use links::{restore_link, VXLAN as VXLAN_LINK};
 
@@ -91,6 +92,8 @@ pub struct Daemon {
     teardowns: Teardowns,
     /// `run --network container:NAME` runs, listed by `ps` while they run.
     joins: crate::joins::Joins,
+    /// Routers between networks (`src/state/routers.rs`), after the state lock when both.
+    routers: std::sync::Mutex<routers::Routers>,
 }
 
 /// How a daemon makes its endpoints. The daemon's own are configured and get the resolver's
@@ -145,6 +148,7 @@ impl Daemon {
             endpoints: EndpointOptions::default(),
             teardowns: Teardowns::default(),
             joins: Default::default(),
+            routers: Default::default(),
         }
     }
 
@@ -219,7 +223,8 @@ impl Daemon {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let state = snapshot(st);
+        let mut state = snapshot(st);
+        state.routers = self.router_specs();
         let save = || store.save(&state);
         // Two fsyncs: let the runtime move this worker's other tasks elsewhere meanwhile
         // (block_in_place exists only on the multi-threaded runtime the daemon runs on).
@@ -335,6 +340,7 @@ impl Daemon {
             st.insert(name, net);
             report.networks += 1;
         }
+        self.restore_routers(&mut st, saved.routers);
         self.refresh_dns(&st);
         self.refresh_subnets(&st);
         self.persist(&st)?;
@@ -534,6 +540,16 @@ impl Daemon {
                 ),
             ));
         }
+        let routers = self.routers_on(name);
+        if !routers.is_empty() {
+            return Err(DaemonError::conflict(
+                None,
+                format!(
+                    "network {name:?} has router(s) on it ({}): remove them first",
+                    routers.join(", ")
+                ),
+            ));
+        }
         let removed = st.remove(name);
         self.refresh_subnets(&st);
         let saved = self.persist(&st);
@@ -566,6 +582,15 @@ impl Daemon {
         let specs = ports::parse_specs(&req.publish)?;
         let (plan, bound, net_spec) = {
             let mut st = self.state.lock().await;
+            if self.routers_on(network).iter().any(|r| *r == req.name) {
+                return Err(DaemonError::conflict(
+                    Some("name"),
+                    format!(
+                        "router {:?} has an interface on network {network:?}: its port bears that name",
+                        req.name
+                    ),
+                ));
+            }
             let taken = published_ports(&st);
             let net = st
                 .get_mut(network)
@@ -643,6 +668,11 @@ impl Daemon {
             drop(st);
             let _ = self.detach_local(network, &plan.name).await;
             return Err(e);
+        }
+        // Routes to the networks behind the routers on this network, through them.
+        if let Some(ep) = st.get(network).and_then(|n| n.endpoints.get(&plan.name)) {
+            let ep = ep.spec.clone();
+            self.attach_router_routes(&st, network, &ep).await;
         }
         tracing::info!(network, endpoint = %info.name, ip = %info.ip, kind = %info.kind, "attached");
         Ok(info)
@@ -946,7 +976,12 @@ impl Daemon {
         let net = st
             .get(network)
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        let router = endpoint
+            .filter(|n| !net.endpoints.contains_key(*n))
+            .and_then(|n| self.router_port(network, n));
         let ports: Vec<Arc<SwitchPort>> = match endpoint {
+            // A router's interface on the network, by the router's name.
+            Some(_) if router.is_some() => router.map(|(_, sp)| sp).into_iter().collect(),
             Some(name) => vec![net
                 .endpoints
                 .get(name)
@@ -1336,6 +1371,8 @@ impl Daemon {
 
     pub async fn stats(&self) -> Vec<PortStatsRow> {
         let st = self.state.lock().await;
+        let routers = self.router_ports();
+        let routers = &routers;
         st.values()
             .flat_map(|n| {
                 // The gateway's row is named "(gateway)": not a valid endpoint name, so it
@@ -1360,6 +1397,16 @@ impl Daemon {
                     kind: "vxlan".to_string(),
                     counters: counters(&synced(&vx.port)),
                 });
+                let rt: Vec<PortStatsRow> = routers
+                    .iter()
+                    .filter(|(net, _, _)| *net == n.spec.name)
+                    .map(|(net, r, sp)| PortStatsRow {
+                        network: net.clone(),
+                        endpoint: r.clone(),
+                        kind: "router".to_string(),
+                        counters: counters(&synced(sp)),
+                    })
+                    .collect();
                 n.endpoints
                     .values()
                     .map(move |e| PortStatsRow {
@@ -1371,6 +1418,7 @@ impl Daemon {
                     .chain(gw)
                     .chain(vx)
                     .chain(up)
+                    .chain(rt)
             })
             .collect()
     }
@@ -1395,6 +1443,7 @@ impl Daemon {
     async fn shutdown_in_process(&self) {
         let nets: Vec<Network> = {
             let mut st = self.state.lock().await;
+            self.stop_routers();
             std::mem::take(&mut *st).into_values().collect()
         };
         self.dns.set_records(Vec::new());
@@ -1432,6 +1481,7 @@ impl Daemon {
     async fn remove_everything(&self) -> ResetReport {
         let nets: Vec<Network> = {
             let mut st = self.state.lock().await;
+            self.stop_routers();
             let nets = std::mem::take(&mut *st).into_values().collect();
             self.refresh_subnets(&st);
             nets
@@ -1474,6 +1524,7 @@ impl Daemon {
         // With a cluster registry every detach and removal is also registered (etcd keys):
         // one at a time through it.
         let mut removed = ResetReport::default();
+        self.stop_routers();
         let names: Vec<(String, Vec<String>)> = {
             let st = self.state.lock().await;
             st.values()
@@ -1519,6 +1570,7 @@ impl Daemon {
                     ),
                 ));
             }
+            self.stop_routers();
             let taken = std::mem::take(&mut *st);
             if let Err(e) = self.persist(&st) {
                 *st = taken;
@@ -1546,6 +1598,8 @@ impl Daemon {
 /// The persisted form of the state.
 fn snapshot(st: &Networks) -> StateSpec {
     StateSpec {
+        // The routers are added by `persist` (they are not under this lock).
+        routers: BTreeMap::new(),
         networks: st
             .iter()
             .map(|(name, n)| {

@@ -10,6 +10,7 @@ pub mod link;
 pub mod manual;
 pub use netyard_api::model;
 pub mod nsexec;
+pub mod router;
 pub mod runmode;
 pub use netyard_api::portspec;
 pub mod table;
@@ -87,6 +88,9 @@ pub enum Command {
     /// reordering and rate per endpoint and direction, and carrier off/on, at runtime.
     #[command(subcommand)]
     Link(link::LinkCommand),
+    /// Routers between networks: an interface on each, static routes, masquerading.
+    #[command(subcommand)]
+    Router(router::RouterCommand),
     /// Egress flows through each network's gateway (the connection tracker).
     Flows {
         #[arg(long)]

@@ -21,6 +21,7 @@ pub mod egress;
 mod epoll;
 pub mod fuzzing;
 pub mod gateway;
+pub mod l3;
 pub mod limits;
 pub mod packet;
 pub mod packet6;

@@ -294,6 +294,49 @@ pub async fn configure_endpoint(
     Ok(())
 }
 
+/// Adds (`add`) or deletes routes to `prefixes` via `gateway` on `ifname`: the routes of an
+/// endpoint to the networks behind a router on its network. Adding a route that exists and
+/// deleting one that does not are not errors (a route of another router to the same prefix
+/// is left as it is).
+pub async fn set_routes(
+    handle: &Handle,
+    ifname: &str,
+    gateway: Ipv4Addr,
+    prefixes: &[ipnet::Ipv4Net],
+    add: bool,
+) -> Result<(), NetnsError> {
+    let Some(index) = link_index(handle, ifname).await? else {
+        return Err(NetnsError::LinkNotFound {
+            ifname: ifname.to_owned(),
+        });
+    };
+    for p in prefixes {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(p.network(), p.prefix_len())
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        let r = if add {
+            handle.route().add(msg).execute().await
+        } else {
+            handle.route().del(msg).execute().await
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if add && nl_errno(&e) == Some(libc::EEXIST) => {}
+            Err(e) if !add && matches!(nl_errno(&e), Some(libc::ESRCH) | Some(libc::ENOENT)) => {}
+            Err(source) => {
+                return Err(NetnsError::AddRoute {
+                    ifname: ifname.to_owned(),
+                    gateway: IpAddr::V4(gateway),
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates a veth pair: `host_name` in the namespace of `host` (the daemon's), and its peer
 /// directly inside `target`'s network namespace as `ifname_in_ns`, both with `mtu`. IPv6 is
 /// disabled on the host end (so that end itself emits nothing: no router solicitation, no

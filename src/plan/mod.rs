@@ -7,6 +7,7 @@ mod config;
 mod endpoint;
 pub mod link;
 mod network;
+pub mod router;
 
 #[cfg(test)]
 mod tests;

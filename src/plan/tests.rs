@@ -724,7 +724,10 @@ fn running() -> crate::spec::StateSpec {
             endpoints,
         },
     );
-    crate::spec::StateSpec { networks }
+    crate::spec::StateSpec {
+        networks,
+        routers: Default::default(),
+    }
 }
 
 fn config(text: &str) -> crate::config::Config {

@@ -146,6 +146,24 @@ fn way(s: WayStats) -> LinkWayCounters {
     }
 }
 
+/// A port's link as `link show` shows it (a router's interface).
+fn port_link_info(network: &str, name: &str, kind: &str, port: &SwitchPort) -> LinkInfo {
+    let state = port.link.state();
+    let shown = |i: &Option<impair::Impairment>| i.as_ref().map(plan::link::settings);
+    LinkInfo {
+        network: network.to_string(),
+        port: name.to_string(),
+        kind: kind.to_string(),
+        down: state.spec.down,
+        out: shown(&state.spec.out),
+        inbound: shown(&state.spec.inbound),
+        counters: LinkCounters {
+            out: way(state.out),
+            inbound: way(state.inbound),
+        },
+    }
+}
+
 impl Daemon {
     /// Changes a link's spec with `change`, applies it to the running port at once and saves
     /// it. Nothing changes when `change` refuses.
@@ -159,6 +177,22 @@ impl Daemon {
         let net = st
             .get_mut(network)
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
+        // A router's interface on the network: its port bears the router's name (which no
+        // endpoint of the network may have), its spec is the router's.
+        if let Some((_, sp)) = self.router_port(network, port) {
+            let next = change(&self.router_link(network, port))?;
+            impair::apply(&net.live.switch, &sp, &next).map_err(|e| match e {
+                impair::LinkError::Invalid(f) => DaemonError::invalid(f.field, f.reason),
+                other => DaemonError::Io {
+                    context: format!("impairing {port:?}"),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })?;
+            self.store_router_link(network, port, next);
+            self.persist(&st)?;
+            tracing::info!(network, port, "router link changed");
+            return Ok(port_link_info(network, port, "router", &sp));
+        }
         let target = resolve(net, port)?;
         let next = change(&net.link_spec(&target))?;
         let sp = net
@@ -233,6 +267,13 @@ impl Daemon {
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
         match port {
             None => Ok(net.links()),
+            Some(p) if !net.endpoints.contains_key(p) && self.router_port(network, p).is_some() => {
+                Ok(self
+                    .router_port(network, p)
+                    .map(|(_, sp)| port_link_info(network, p, "router", &sp))
+                    .into_iter()
+                    .collect())
+            }
             Some(p) => {
                 let t = resolve(net, p)?;
                 Ok(net.link_info(&t).into_iter().collect())

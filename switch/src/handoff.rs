@@ -245,6 +245,24 @@ impl HandoffRx {
         .await
     }
 
+    /// Ready when a frame waits or the port is gone (then [`HandoffRx::try_recv`] says
+    /// which); otherwise registers `cx`'s waker. A consumer of several ports (a router, one
+    /// per network) waits on all of them with this.
+    pub fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let s = &self.shared;
+        let ready = || !s.full.is_empty() || s.closed.load(Ordering::Acquire);
+        if ready() {
+            return Poll::Ready(());
+        }
+        // Registered before looking again, so a frame queued in between is not missed.
+        s.waker.register(cx.waker());
+        if ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Frames waiting.
     pub fn queued(&self) -> usize {
         self.shared.full.len()

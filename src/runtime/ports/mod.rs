@@ -17,6 +17,7 @@
 
 pub mod gateway;
 pub mod macvlan;
+pub mod router;
 pub mod tap;
 pub mod veth;
 pub mod vxlan;

@@ -1,0 +1,419 @@
+//! Planning a router (issue 18): `router create` and `router route add` requests checked
+//! against the networks and the other routers, into a [`RouterSpec`] or the field at fault.
+//! Pure: the caller passes each network's spec, IPAM and endpoint names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use netyard_api::router::{RouteReq, RouterCreate};
+
+use super::{docker_mac, quoted, valid_name};
+use crate::error::DaemonError;
+use crate::ipam::Ipam;
+use crate::spec::{NetworkSpec, RouteSpec, RouterIfaceSpec, RouterSpec};
+
+/// What planning needs of one network.
+pub struct RouterNet<'a> {
+    pub spec: &'a NetworkSpec,
+    pub ipam: &'a Ipam,
+    /// Names of its endpoints (a router's port on the switch bears the router's name, so it
+    /// may not be an endpoint's).
+    pub endpoints: BTreeSet<&'a str>,
+}
+
+/// Most interfaces of one router and most static routes (a lab's router, not a backbone's:
+/// the route lookup is a scan).
+pub const MAX_INTERFACES: usize = 32;
+pub const MAX_ROUTES: usize = 256;
+
+/// Plans `router create`.
+pub fn plan_router(
+    req: &RouterCreate,
+    nets: &BTreeMap<String, RouterNet<'_>>,
+    routers: &BTreeMap<String, RouterSpec>,
+) -> Result<RouterSpec, DaemonError> {
+    valid_name("name", &req.name)?;
+    if routers.contains_key(&req.name) {
+        return Err(DaemonError::conflict(
+            Some("name"),
+            format!("a router named {:?} already exists", req.name),
+        ));
+    }
+    if req.interfaces.is_empty() {
+        return Err(DaemonError::invalid(
+            "interfaces",
+            "a router needs at least one network (--network NAME[=IP])",
+        ));
+    }
+    if req.interfaces.len() > MAX_INTERFACES {
+        return Err(DaemonError::invalid(
+            "interfaces",
+            format!(
+                "{} networks, at most {MAX_INTERFACES}",
+                req.interfaces.len()
+            ),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut interfaces = Vec::with_capacity(req.interfaces.len());
+    for (i, r) in req.interfaces.iter().enumerate() {
+        let field = |f: &str| format!("interfaces[{i}].{f}");
+        let Some(net) = nets.get(&r.network) else {
+            return Err(DaemonError::invalid(
+                field("network"),
+                format!("no network named {}", quoted(&r.network)),
+            ));
+        };
+        if !seen.insert(r.network.as_str()) {
+            return Err(DaemonError::invalid(
+                field("network"),
+                format!(
+                    "network {:?} is given twice: a router has one interface per network",
+                    r.network
+                ),
+            ));
+        }
+        if net.endpoints.contains(req.name.as_str()) {
+            return Err(DaemonError::conflict(
+                Some("name"),
+                format!(
+                    "network {:?} has an endpoint named {:?}: a router's interface is a port of that name",
+                    r.network, req.name
+                ),
+            ));
+        }
+        let ip = match &r.ip {
+            Some(s) => {
+                let ip: Ipv4Addr = s.parse().map_err(|_| {
+                    DaemonError::invalid(
+                        field("ip"),
+                        format!("{} is not an IPv4 address", quoted(s)),
+                    )
+                })?;
+                net.ipam
+                    .check(ip)
+                    .map_err(|e| DaemonError::invalid(field("ip"), e))?;
+                ip
+            }
+            None => net
+                .ipam
+                .peek_free()
+                .map_err(|e| DaemonError::conflict(Some(&field("ip")), e))?,
+        };
+        interfaces.push(RouterIfaceSpec {
+            network: r.network.clone(),
+            ip,
+            mac: docker_mac(ip),
+            nat: false,
+            link: Default::default(),
+        });
+    }
+    for (i, n) in req.nat.iter().enumerate() {
+        match interfaces.iter_mut().find(|f| f.network == *n) {
+            Some(f) => f.nat = true,
+            None => {
+                return Err(DaemonError::invalid(
+                    format!("nat[{i}]"),
+                    format!(
+                        "{} is not one of the router's networks (--network)",
+                        quoted(n)
+                    ),
+                ))
+            }
+        }
+    }
+    let mut spec = RouterSpec {
+        name: req.name.clone(),
+        interfaces,
+        routes: Vec::new(),
+    };
+    let subnets = subnets_of(nets);
+    for (i, r) in req.routes.iter().enumerate() {
+        let route =
+            plan_route(r, &spec, &subnets).map_err(|e| e.within(&format!("routes[{i}].")))?;
+        spec.routes.push(route);
+    }
+    Ok(spec)
+}
+
+/// Each network's subnet, by name.
+pub fn subnets_of(nets: &BTreeMap<String, RouterNet<'_>>) -> BTreeMap<String, Ipv4Net> {
+    nets.iter()
+        .map(|(k, n)| (k.clone(), n.spec.subnet))
+        .collect()
+}
+
+/// The interface (its index) whose network holds `ip`.
+pub fn iface_for(
+    router: &RouterSpec,
+    subnets: &BTreeMap<String, Ipv4Net>,
+    ip: Ipv4Addr,
+) -> Option<usize> {
+    router
+        .interfaces
+        .iter()
+        .position(|f| subnets.get(&f.network).is_some_and(|s| s.contains(&ip)))
+}
+
+/// Plans `router route add`: the prefix (host bits cleared) via a next hop on one of the
+/// router's networks, not the router itself, not a prefix it already routes statically.
+pub fn plan_route(
+    req: &RouteReq,
+    router: &RouterSpec,
+    subnets: &BTreeMap<String, Ipv4Net>,
+) -> Result<RouteSpec, DaemonError> {
+    let prefix: Ipv4Net = req.prefix.parse().map_err(|_| {
+        DaemonError::invalid(
+            "prefix",
+            format!(
+                "{} is not an IPv4 CIDR such as 10.1.0.0/24",
+                quoted(&req.prefix)
+            ),
+        )
+    })?;
+    let prefix = prefix.trunc();
+    let via: Ipv4Addr = req.via.parse().map_err(|_| {
+        DaemonError::invalid(
+            "via",
+            format!("{} is not an IPv4 address", quoted(&req.via)),
+        )
+    })?;
+    if iface_for(router, subnets, via).is_none() {
+        return Err(DaemonError::invalid(
+            "via",
+            format!(
+                "{via} is on none of router {:?}'s networks ({})",
+                router.name,
+                router
+                    .interfaces
+                    .iter()
+                    .map(|f| format!(
+                        "{} {}",
+                        f.network,
+                        subnets
+                            .get(&f.network)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if router.interfaces.iter().any(|f| f.ip == via) {
+        return Err(DaemonError::invalid(
+            "via",
+            format!("{via} is router {:?}'s own address", router.name),
+        ));
+    }
+    if router.routes.iter().any(|r| r.prefix == prefix) {
+        return Err(DaemonError::conflict(
+            Some("prefix"),
+            format!("router {:?} already has a route to {prefix}", router.name),
+        ));
+    }
+    if router.routes.len() >= MAX_ROUTES {
+        return Err(DaemonError::conflict(
+            Some("prefix"),
+            format!(
+                "router {:?} has {MAX_ROUTES} routes, the most it may have",
+                router.name
+            ),
+        ));
+    }
+    Ok(RouteSpec { prefix, via })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netyard_api::router::RouterInterfaceReq;
+
+    fn net(name: &str, subnet: &str) -> NetworkSpec {
+        let subnet: Ipv4Net = subnet.parse().expect("subnet");
+        let gateway = subnet.hosts().next().expect("host");
+        crate::plan::plan_network(
+            &netyard_api::model::NetworkCreate {
+                name: name.into(),
+                subnet: Some(subnet.to_string()),
+                gateway: Some(gateway.to_string()),
+                ..Default::default()
+            },
+            std::iter::empty(),
+            &[],
+            None,
+        )
+        .expect("network")
+    }
+
+    struct Fixture {
+        specs: Vec<NetworkSpec>,
+        ipams: Vec<Ipam>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let specs = vec![net("a", "10.1.0.0/24"), net("b", "10.2.0.0/24")];
+            let mut ipams: Vec<Ipam> = specs
+                .iter()
+                .map(|s| Ipam::new(s.subnet, s.gateway))
+                .collect();
+            ipams[0]
+                .take("10.1.0.2".parse().expect("ip"))
+                .expect("take");
+            Fixture { specs, ipams }
+        }
+
+        fn nets(&self) -> BTreeMap<String, RouterNet<'_>> {
+            self.specs
+                .iter()
+                .zip(&self.ipams)
+                .map(|(s, i)| {
+                    (
+                        s.name.clone(),
+                        RouterNet {
+                            spec: s,
+                            ipam: i,
+                            endpoints: ["web"].into_iter().collect(),
+                        },
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn req(ifaces: &[(&str, Option<&str>)]) -> RouterCreate {
+        RouterCreate {
+            name: "r1".into(),
+            interfaces: ifaces
+                .iter()
+                .map(|(n, ip)| RouterInterfaceReq {
+                    network: n.to_string(),
+                    ip: ip.map(str::to_string),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn field_of(r: Result<RouterSpec, DaemonError>) -> String {
+        r.expect_err("refused")
+            .field()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn a_router_gets_the_next_free_address_where_none_is_given_and_a_mac_from_it() {
+        let f = Fixture::new();
+        let mut r = req(&[("a", None), ("b", Some("10.2.0.254"))]);
+        r.nat = vec!["b".into()];
+        r.routes = vec![RouteReq {
+            prefix: "10.9.0.7/16".into(),
+            via: "10.2.0.9".into(),
+        }];
+        let s = plan_router(&r, &f.nets(), &BTreeMap::new()).expect("planned");
+        assert_eq!(s.interfaces[0].ip, Ipv4Addr::new(10, 1, 0, 3));
+        assert_eq!(s.interfaces[0].mac, docker_mac(Ipv4Addr::new(10, 1, 0, 3)));
+        assert!(!s.interfaces[0].nat);
+        assert_eq!(s.interfaces[1].ip, Ipv4Addr::new(10, 2, 0, 254));
+        assert!(s.interfaces[1].nat);
+        assert_eq!(
+            s.routes,
+            vec![RouteSpec {
+                prefix: "10.9.0.0/16".parse().expect("net"),
+                via: Ipv4Addr::new(10, 2, 0, 9)
+            }]
+        );
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let f = Fixture::new();
+        let nets = f.nets();
+        let none = BTreeMap::new();
+        assert_eq!(
+            field_of(plan_router(&req(&[("zz", None)]), &nets, &none)),
+            "interfaces[0].network"
+        );
+        assert_eq!(field_of(plan_router(&req(&[]), &nets, &none)), "interfaces");
+        assert_eq!(
+            field_of(plan_router(&req(&[("a", None), ("a", None)]), &nets, &none)),
+            "interfaces[1].network"
+        );
+        assert_eq!(
+            field_of(plan_router(&req(&[("a", Some("10.2.0.5"))]), &nets, &none)),
+            "interfaces[0].ip",
+            "outside the subnet"
+        );
+        assert_eq!(
+            field_of(plan_router(&req(&[("a", Some("10.1.0.2"))]), &nets, &none)),
+            "interfaces[0].ip",
+            "in use"
+        );
+        assert_eq!(
+            field_of(plan_router(&req(&[("a", Some("10.1.0.1"))]), &nets, &none)),
+            "interfaces[0].ip",
+            "the gateway"
+        );
+        assert_eq!(
+            field_of(plan_router(&req(&[("a", Some("nope"))]), &nets, &none)),
+            "interfaces[0].ip"
+        );
+        let mut r = req(&[("a", None)]);
+        r.nat = vec!["b".into()];
+        assert_eq!(field_of(plan_router(&r, &nets, &none)), "nat[0]");
+        let mut r = req(&[("a", None)]);
+        r.routes = vec![RouteReq {
+            prefix: "10.9.0.0/16".into(),
+            via: "10.2.0.9".into(),
+        }];
+        assert_eq!(field_of(plan_router(&r, &nets, &none)), "routes[0].via");
+        r.routes[0].prefix = "10.9.0.0/33".into();
+        assert_eq!(field_of(plan_router(&r, &nets, &none)), "routes[0].prefix");
+        let mut r = req(&[("a", None)]);
+        r.name = "web".into();
+        assert_eq!(
+            field_of(plan_router(&r, &nets, &none)),
+            "name",
+            "an endpoint's name"
+        );
+        let existing = plan_router(&req(&[("a", None)]), &nets, &none).expect("first");
+        let routers = BTreeMap::from([("r1".to_string(), existing)]);
+        assert_eq!(
+            field_of(plan_router(&req(&[("b", None)]), &nets, &routers)),
+            "name"
+        );
+    }
+
+    #[test]
+    fn a_route_via_the_router_itself_or_twice_to_one_prefix_is_refused() {
+        let f = Fixture::new();
+        let nets = f.nets();
+        let mut s = plan_router(&req(&[("a", None), ("b", None)]), &nets, &BTreeMap::new())
+            .expect("planned");
+        let subnets = subnets_of(&nets);
+        let own = RouteReq {
+            prefix: "10.9.0.0/16".into(),
+            via: s.interfaces[1].ip.to_string(),
+        };
+        assert_eq!(
+            plan_route(&own, &s, &subnets).expect_err("own").field(),
+            Some("via")
+        );
+        let ok = RouteReq {
+            prefix: "10.9.0.0/16".into(),
+            via: "10.2.0.77".into(),
+        };
+        s.routes.push(plan_route(&ok, &s, &subnets).expect("ok"));
+        assert_eq!(
+            iface_for(&s, &subnets, Ipv4Addr::new(10, 2, 0, 77)),
+            Some(1)
+        );
+        assert_eq!(
+            plan_route(&ok, &s, &subnets).expect_err("twice").field(),
+            Some("prefix")
+        );
+    }
+}
