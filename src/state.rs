@@ -582,7 +582,7 @@ impl Daemon {
         let specs = ports::parse_specs(&req.publish)?;
         let (plan, bound, net_spec) = {
             let mut st = self.state.lock().await;
-            if self.routers_on(network).iter().any(|r| *r == req.name) {
+            if self.routers_on(network).contains(&req.name) {
                 return Err(DaemonError::conflict(
                     Some("name"),
                     format!(

@@ -184,12 +184,32 @@ fn an_arp_request_for_the_interface_is_answered_and_teaches_the_cache() {
         (operation, source_protocol_addr, target_protocol_addr),
         (ArpOperation::Reply, R_A, HOST_A)
     );
-    // A request for another host is none of the router's business.
+    // A known host's request for another host refreshes its entry, and that is all.
+    let other = Ipv4Addr::new(10, 1, 0, 99);
     let n = arp_frame(
         &asker,
         ArpOperation::Request,
         MacAddr::BROADCAST,
-        Ipv4Addr::new(10, 1, 0, 99),
+        other,
+        &mut req,
+    )
+    .expect("built");
+    let refreshed = Verdict::Learned {
+        iface: 0,
+        ip: HOST_A,
+        reply: None,
+    };
+    assert_eq!(r.decide(0, &mut req[..n]), refreshed);
+    // A stranger's request for another host is none of the router's business.
+    let stranger = Iface {
+        ip: Ipv4Addr::new(10, 1, 0, 11),
+        ..asker
+    };
+    let n = arp_frame(
+        &stranger,
+        ArpOperation::Request,
+        MacAddr::BROADCAST,
+        other,
         &mut req,
     )
     .expect("built");

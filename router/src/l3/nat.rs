@@ -203,21 +203,20 @@ mod tests {
         let mut n = Nat::default();
         n.outbound(0, Proto::Icmp, A, 77, 0).expect("mapped");
         n.outbound(0, Proto::Udp, A, 53, 0).expect("mapped");
-        assert_eq!(n.inbound(0, Proto::Icmp, 77, ICMP_IDLE_MS - 1), Ok((A, 77)));
-        // The echo mapping was refreshed by the reply; the UDP one is idle.
+        assert_eq!(n.outbound(0, Proto::Icmp, A, 77, 25_000), Ok((77, false)));
+        assert_eq!(n.inbound(0, Proto::Icmp, 77, 50_000), Ok((A, 77)));
+        // The echo mapping was refreshed by the request and the reply; the UDP one is idle.
         n.expire(UDP_IDLE_MS);
         assert_eq!(n.len(), 1);
         assert_eq!(
             n.inbound(0, Proto::Udp, 53, UDP_IDLE_MS),
             Err(NatError::NoMapping)
         );
+        let later = 50_000 + ICMP_IDLE_MS;
         assert_eq!(
-            n.inbound(0, Proto::Icmp, 77, 2 * ICMP_IDLE_MS),
+            n.inbound(0, Proto::Icmp, 77, later),
             Err(NatError::NoMapping)
         );
-        assert_eq!(
-            n.outbound(0, Proto::Icmp, A, 77, 2 * ICMP_IDLE_MS),
-            Ok((77, true))
-        );
+        assert_eq!(n.outbound(0, Proto::Icmp, A, 77, later), Ok((77, true)));
     }
 }
