@@ -23,6 +23,7 @@
 //! frame ([`wire::vnet::VNET_HDR_LEN`]); ports without offloads read/write a zeroed one.
 
 pub mod bridge;
+pub mod busy_poll;
 pub mod capture;
 pub mod counters;
 pub mod driver;
