@@ -763,8 +763,10 @@ impl Egress {
                         ident: RawIcmp::next_ident(|i| self.raw_flows.contains_key(&i)),
                         _permit: permit,
                     },
-                    // Neither: reported as the datagram socket's refusal.
-                    Err(_) => return Err(e.into()),
+                    // No raw socket either: reported as the datagram socket's refusal.
+                    Err(raw) if is_permission(&raw) => return Err(e.into()),
+                    // The raw socket's connect failed (no route: answered unreachable).
+                    Err(raw) => return Err(raw.into()),
                 },
                 Err(e) => return Err(e.into()),
             },
