@@ -272,6 +272,15 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/dns", get(dns_counters))
         .route("/metrics", get(metrics))
         .route("/v1/system/reset", axum::routing::post(reset))
+        // Nodes and labs (`crate::lab`).
+        .route("/v1/nodes", get(nodes).post(node_create))
+        .route("/v1/nodes/{name}", get(node_one).delete(node_remove))
+        .route("/v1/nodes/{name}/routes", axum::routing::post(node_route))
+        .route("/v1/labs", get(labs))
+        .route(
+            "/v1/labs/{name}",
+            axum::routing::post(lab_put).delete(lab_remove),
+        )
         .route("/v1/subnets/free", axum::routing::post(free_subnet))
         .fallback(|| async {
             Failure(
@@ -295,7 +304,66 @@ async fn metrics(State(d): D) -> impl IntoResponse {
 }
 
 async fn reset(State(d): D) -> Res<netyard_api::model::ResetReport> {
-    Ok(Json(d.reset().await?))
+    let r = d.reset().await?;
+    d.labs().remove_all().await;
+    Ok(Json(r))
+}
+
+impl From<crate::lab::LabError> for Failure {
+    fn from(e: crate::lab::LabError) -> Failure {
+        use crate::lab::LabError as E;
+        let status = match &e {
+            E::Invalid { .. } => StatusCode::BAD_REQUEST,
+            E::NoNode(_) | E::NoLab(_) => StatusCode::NOT_FOUND,
+            E::Conflict(_) => StatusCode::CONFLICT,
+            E::Start { .. } | E::Route { .. } | E::Io { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Failure::new(status, e.field().map(str::to_string), e.to_string())
+    }
+}
+
+async fn nodes(State(d): D) -> Res<Vec<netyard_api::lab::NodeInfo>> {
+    Ok(Json(d.labs().nodes()))
+}
+
+async fn node_one(State(d): D, Path(name): Path<String>) -> Res<netyard_api::lab::NodeInfo> {
+    Ok(Json(d.labs().node(&name)?))
+}
+
+async fn node_create(State(d): D, body: Bytes) -> Res<netyard_api::lab::NodeInfo> {
+    let req: netyard_api::lab::NodeCreate = parse_body(&body)?;
+    Ok(Json(d.labs().create_node(req).await?))
+}
+
+async fn node_remove(State(d): D, Path(name): Path<String>) -> Res<netyard_api::lab::NodeInfo> {
+    Ok(Json(d.labs().remove_node(&name).await?))
+}
+
+async fn node_route(
+    State(d): D,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Res<netyard_api::lab::NodeRoute> {
+    let req: netyard_api::lab::NodeRoute = parse_body(&body)?;
+    d.labs().add_route(&name, &req).await?;
+    Ok(Json(req))
+}
+
+async fn labs(State(d): D) -> Res<Vec<netyard_api::lab::LabRecord>> {
+    Ok(Json(d.labs().labs()))
+}
+
+async fn lab_put(
+    State(d): D,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Res<netyard_api::lab::LabRecord> {
+    let rec: netyard_api::lab::LabRecord = parse_body(&body)?;
+    Ok(Json(d.labs().put_lab(&name, rec)?))
+}
+
+async fn lab_remove(State(d): D, Path(name): Path<String>) -> Res<netyard_api::lab::LabRecord> {
+    Ok(Json(d.labs().remove_lab(&name)?))
 }
 
 async fn free_subnet(State(d): D, body: Bytes) -> Res<netyard_api::model::FreeSubnet> {

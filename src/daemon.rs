@@ -121,6 +121,11 @@ impl Running {
             m.abort();
         }
         self.reaper.abort();
+        // An ephemeral daemon ends its nodes (their endpoints go with the daemon's
+        // shutdown); a persistent one leaves them running for the next start.
+        if !self.daemon.persistent() {
+            self.daemon.labs().remove_all().await;
+        }
         self.daemon.shutdown().await;
         let _ = std::fs::remove_file(&self.api);
     }
@@ -178,6 +183,9 @@ pub async fn start(opts: Options) -> Result<Running, DaemonError> {
                 return Err(e);
             }
         }
+    }
+    if let Err(e) = daemon.labs().restore() {
+        tracing::warn!(error = %e, "nodes and labs not restored");
     }
     if let Some(etcd) = opts.etcd.clone() {
         // Before the config: its VXLAN networks are registered like the API's.

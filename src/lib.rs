@@ -12,6 +12,7 @@ pub mod fronts;
 pub mod fuzzing;
 pub mod ipam;
 pub mod joins;
+pub mod lab;
 pub mod metrics;
 pub mod netns;
 pub mod plan;
@@ -58,6 +59,8 @@ pub fn front_door(argv: Vec<std::ffi::OsString>) -> Option<i32> {
     match first.as_str() {
         "create" | "setup" | "teardown" | "info" => Some(plugins::netavark::main(rest(1))),
         "docker-plugin" => Some(plugins::docker::main(rest(2))),
+        // A node's holder process, started by the daemon (`lab::init`).
+        "node-init" => Some(lab::init::main(rest(2))),
         _ => None,
     }
 }

@@ -229,14 +229,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::DockerPlugin { .. } => 2,
             Command::Capture {
                 network,
+                endpoint_arg,
                 endpoint,
                 count,
                 duration,
                 write,
             } => {
+                let endpoint = endpoint.or(endpoint_arg);
                 commands::capture(&c, &network, endpoint.as_deref(), count, duration, &write)
                     .await?
             }
+            Command::Lab(cmd) => netyard_cli::lab::run(&c, cmd).await?,
+            Command::Exec { node, cmd } => netyard_cli::exec::exec(&c, &node, &cmd).await?,
         };
         Ok(code)
     })

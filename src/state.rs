@@ -94,6 +94,8 @@ pub struct Daemon {
     joins: crate::joins::Joins,
     /// Routers between networks (`src/state/routers.rs`), after the state lock when both.
     routers: std::sync::Mutex<routers::Routers>,
+    /// Nodes (daemon-owned namespaces) and lab records (`crate::lab`).
+    labs: crate::lab::Labs,
 }
 
 /// How a daemon makes its endpoints. The daemon's own are configured and get the resolver's
@@ -140,7 +142,6 @@ impl Daemon {
         Daemon {
             state: Mutex::new(BTreeMap::new()),
             dns: Dns::new(dns),
-            store,
             registry: std::sync::OnceLock::new(),
             exits,
             exits_rx: std::sync::Mutex::new(Some(exits_rx)),
@@ -149,6 +150,8 @@ impl Daemon {
             teardowns: Teardowns::default(),
             joins: Default::default(),
             routers: Default::default(),
+            labs: crate::lab::Labs::new(store.as_ref().map(|s| s.dir().join("labs.json"))),
+            store,
         }
     }
 
@@ -210,6 +213,11 @@ impl Daemon {
     /// The embedded resolver (for its counters).
     pub fn dns(&self) -> &Dns {
         &self.dns
+    }
+
+    /// Nodes and lab records.
+    pub fn labs(&self) -> &crate::lab::Labs {
+        &self.labs
     }
 
     /// Does this daemon keep state (devices outlive it)?

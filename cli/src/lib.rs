@@ -6,6 +6,8 @@
 
 pub mod client;
 pub mod commands;
+pub mod exec;
+pub mod lab;
 pub mod link;
 pub mod manual;
 pub use netyard_api::model;
@@ -123,9 +125,13 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
-    /// Capture a network's (or one endpoint's) frames to a pcap file.
+    /// Capture a network's (or one endpoint's) frames to a pcap file: `capture NETWORK
+    /// [ENDPOINT] -w -` streams live to standard output (`| tshark -r -`, `| tcpdump -r -`).
     Capture {
         network: String,
+        /// Only this endpoint's port (frames it receives and sends), as --endpoint.
+        #[arg(value_name = "ENDPOINT", conflicts_with = "endpoint")]
+        endpoint_arg: Option<String>,
         /// Only this endpoint's port (frames it receives and sends); default: every frame
         /// entering the network's switch.
         #[arg(long)]
@@ -142,6 +148,16 @@ pub enum Command {
     },
     /// Run a command in a fresh network namespace attached to a network.
     Run(RunArgs),
+    /// Labs: networks, nodes, routes and impaired links from one TOML or YAML file.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+    /// Run a command in a node's namespace (a lab's node); its exit status is passed through.
+    Exec {
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Start an embedded daemon with a demo network and two namespaces that ping each other.
     Demo(DemoArgs),
     /// Print a shell completion script: `netyard completions bash >
