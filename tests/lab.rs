@@ -168,7 +168,7 @@ fn three_router_chain_forwards_through_each_router() {
     // The routers are trusted (they send other hosts' addresses), the hosts are not.
     let ps = lab.ny_json(&["ps", "--json"]);
     let r1 = find_endpoint(&ps, "b", "r1").expect("r1 on b");
-    assert_eq!(r1["trusted"], true, "{r1}");
+    assert_eq!(r1["port_security"], false, "{r1}");
     graphs(&lab, &file, &["h1", "r1", "r2", "r3", "h2"]);
     down_leaves_nothing(&lab, "chain", &pids, guard);
 }
