@@ -1,4 +1,5 @@
-//! IPv4 address management for one network, and choosing a free subnet for a new one.
+//! IPv4 and IPv6 address management for one network, and choosing a free subnet for a new
+//! one ([`pick_free_subnet`], and [`pick_ula`] for an IPv6 prefix).
 //!
 //! Addresses are handed out in order after the last one given, wrapping around, skipping the
 //! network address, the broadcast address, the gateway and anything in use: an address is
@@ -6,9 +7,9 @@
 //! peer's stale ARP entry has time to expire).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Why an address cannot be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +35,8 @@ pub struct Ipam {
     used: BTreeSet<Ipv4Addr>,
     /// The last address handed out automatically.
     cursor: u32,
+    /// A dual-stack network's IPv6 addresses.
+    v6: Option<Ipam6>,
 }
 
 impl Ipam {
@@ -44,7 +47,24 @@ impl Ipam {
             range: None,
             used: BTreeSet::new(),
             cursor: u32::from(subnet.network()),
+            v6: None,
         }
+    }
+
+    /// Adds IPv6 address management (a dual-stack network) for `subnet` with `gateway`.
+    pub fn with_ipv6(mut self, v6: Option<(Ipv6Net, Ipv6Addr)>) -> Ipam {
+        self.v6 = v6.map(|(subnet, gateway)| Ipam6::new(subnet, gateway));
+        self
+    }
+
+    /// The IPv6 side, on a dual-stack network.
+    pub fn v6(&self) -> Option<&Ipam6> {
+        self.v6.as_ref()
+    }
+
+    /// The IPv6 side, writable.
+    pub fn v6_mut(&mut self) -> Option<&mut Ipam6> {
+        self.v6.as_mut()
     }
 
     /// Hands out automatic addresses from `range` only (planning checked it lies inside the
@@ -168,6 +188,137 @@ pub fn pick_free_subnet(taken: &[IpNet]) -> Option<Ipv4Net> {
     })
 }
 
+/// Why an IPv6 address cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ipam6Error {
+    #[error("address {ip} is outside the network's IPv6 prefix {subnet}")]
+    OutsideSubnet { ip: Ipv6Addr, subnet: Ipv6Net },
+    #[error("address {0} is the network's IPv6 gateway")]
+    Gateway(Ipv6Addr),
+    #[error("address {0} is the prefix's subnet-router anycast address (all zeros)")]
+    Reserved(Ipv6Addr),
+    #[error("address {0} is already in use on this network")]
+    InUse(Ipv6Addr),
+    #[error("no free address left in {0}")]
+    Exhausted(Ipv6Net),
+}
+
+/// IPv6 address management for a dual-stack network: as [`Ipam`], addresses in order after the
+/// last one given, skipping the prefix's all-zeros address (the subnet-router anycast address
+/// every router answers, RFC 4291 section 2.6.1), the gateway and anything in use. A /64 is
+/// never exhausted in practice; the walk looks at most [`IPAM6_PROBE`] candidates.
+#[derive(Debug, Clone)]
+pub struct Ipam6 {
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    used: BTreeSet<Ipv6Addr>,
+    cursor: u128,
+}
+
+/// Candidates [`Ipam6::peek_free`] looks at before calling the prefix exhausted.
+pub const IPAM6_PROBE: u32 = 1 << 20;
+
+impl Ipam6 {
+    pub fn new(subnet: Ipv6Net, gateway: Ipv6Addr) -> Ipam6 {
+        Ipam6 {
+            subnet,
+            gateway,
+            used: BTreeSet::new(),
+            cursor: u128::from(subnet.network()),
+        }
+    }
+
+    pub fn subnet(&self) -> Ipv6Net {
+        self.subnet
+    }
+
+    /// Checks that `ip` could be taken, without taking it.
+    pub fn check(&self, ip: Ipv6Addr) -> Result<(), Ipam6Error> {
+        if !self.subnet.contains(&ip) {
+            return Err(Ipam6Error::OutsideSubnet {
+                ip,
+                subnet: self.subnet,
+            });
+        }
+        if ip == self.gateway {
+            return Err(Ipam6Error::Gateway(ip));
+        }
+        if ip == self.subnet.network() {
+            return Err(Ipam6Error::Reserved(ip));
+        }
+        if self.used.contains(&ip) {
+            return Err(Ipam6Error::InUse(ip));
+        }
+        Ok(())
+    }
+
+    /// Takes a specific address.
+    pub fn take(&mut self, ip: Ipv6Addr) -> Result<Ipv6Addr, Ipam6Error> {
+        self.check(ip)?;
+        self.used.insert(ip);
+        Ok(ip)
+    }
+
+    /// The address the next automatic attach gets, without taking it or moving on.
+    pub fn peek_free(&self) -> Result<Ipv6Addr, Ipam6Error> {
+        let first = u128::from(self.subnet.network());
+        let bits = 128 - u32::from(self.subnet.prefix_len());
+        // Offsets within the prefix; a /0 cannot be asked for (planning caps at /64).
+        let size: u128 = if bits >= 128 {
+            u128::MAX
+        } else {
+            1u128 << bits
+        };
+        let mut off = self.cursor.wrapping_sub(first);
+        for _ in 0..IPAM6_PROBE.min(u32::try_from(size).unwrap_or(u32::MAX)) {
+            off = if off.saturating_add(1) >= size {
+                0
+            } else {
+                off + 1
+            };
+            let ip = Ipv6Addr::from(first + off);
+            if self.check(ip).is_ok() {
+                return Ok(ip);
+            }
+        }
+        Err(Ipam6Error::Exhausted(self.subnet))
+    }
+
+    /// Moves the cursor to `ip`, an address just handed out for good.
+    pub fn advance(&mut self, ip: Ipv6Addr) {
+        if self.subnet.contains(&ip) {
+            self.cursor = u128::from(ip);
+        }
+    }
+
+    pub fn release(&mut self, ip: Ipv6Addr) {
+        self.used.remove(&ip);
+    }
+}
+
+/// fd00::/8, the locally assigned half of the unique local addresses (RFC 4193).
+pub const ULA_POOL: &str = "fd00::/8";
+
+/// A /64 of fd00::/8 for a network created with `--ipv6` and no `--subnet6`: fd, then a 40-bit
+/// global ID from `random` (RFC 4193 section 3.2: pseudo-random, so two sites merging rarely
+/// collide), then subnet ID 0. `random` yields candidate global IDs (the low 40 bits are
+/// used); the first whose /64 overlaps none of `taken` (host routes, other networks' prefixes)
+/// wins. `None` after 64 candidates all overlapped (a host route covering fd00::/8).
+pub fn pick_ula(taken: &[Ipv6Net], mut random: impl FnMut() -> u64) -> Option<Ipv6Net> {
+    for _ in 0..64 {
+        let gid = u128::from(random() & 0xff_ffff_ffff);
+        let addr = (0xfdu128 << 120) | (gid << 80);
+        let cand = Ipv6Net::new(Ipv6Addr::from(addr), 64).ok()?;
+        let overlaps = taken
+            .iter()
+            .any(|t| t.contains(&cand.network()) || cand.contains(&t.network()));
+        if !overlaps {
+            return Some(cand);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +413,81 @@ mod tests {
         // A default route covers everything; it must not count as an overlap of every subnet.
         let taken: Vec<IpNet> = taken.into_iter().filter(|n| n.prefix_len() > 0).collect();
         assert_eq!(pick_free_subnet(&taken), Some(net("10.89.2.0/24")));
+    }
+
+    fn net6(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    fn a6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_hands_out_in_order_skipping_anycast_and_gateway() {
+        let mut ipam = Ipam6::new(net6("fd00:1::/64"), a6("fd00:1::1"));
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let ip = ipam.peek_free().unwrap();
+            ipam.take(ip).unwrap();
+            ipam.advance(ip);
+            got.push(ip);
+        }
+        assert_eq!(got, vec![a6("fd00:1::2"), a6("fd00:1::3"), a6("fd00:1::4")]);
+        assert_eq!(
+            ipam.check(a6("fd00:1::")),
+            Err(Ipam6Error::Reserved(a6("fd00:1::")))
+        );
+        assert_eq!(
+            ipam.check(a6("fd00:1::1")),
+            Err(Ipam6Error::Gateway(a6("fd00:1::1")))
+        );
+        assert_eq!(
+            ipam.take(a6("fd00:1::3")),
+            Err(Ipam6Error::InUse(a6("fd00:1::3")))
+        );
+        assert!(matches!(
+            ipam.check(a6("fd00:2::3")),
+            Err(Ipam6Error::OutsideSubnet { .. })
+        ));
+        // A released address is not reused at once; peeking does not move on.
+        ipam.release(a6("fd00:1::3"));
+        assert_eq!(ipam.peek_free().unwrap(), a6("fd00:1::5"));
+        assert_eq!(ipam.peek_free().unwrap(), a6("fd00:1::5"));
+    }
+
+    #[test]
+    fn ipv6_small_prefix_wraps_and_exhausts() {
+        let mut ipam = Ipam6::new(net6("fd00:1::/126"), a6("fd00:1::1"));
+        for want in ["fd00:1::2", "fd00:1::3"] {
+            let ip = ipam.peek_free().unwrap();
+            assert_eq!(ip, a6(want));
+            ipam.take(ip).unwrap();
+            ipam.advance(ip);
+        }
+        assert_eq!(
+            ipam.peek_free(),
+            Err(Ipam6Error::Exhausted(net6("fd00:1::/126")))
+        );
+        ipam.release(a6("fd00:1::2"));
+        assert_eq!(ipam.peek_free().unwrap(), a6("fd00:1::2"));
+    }
+
+    #[test]
+    fn ula_has_the_rfc4193_shape_and_avoids_overlaps() {
+        let mut ids = [0xab_cdef_0123u64, 0x12_3456_789a].into_iter();
+        let got = pick_ula(&[], || ids.next().unwrap()).unwrap();
+        assert_eq!(got, net6("fdab:cdef:123::/64"));
+        // The first candidate overlaps a taken prefix (a host route, another network): the
+        // next is taken.
+        let mut ids = [0xab_cdef_0123u64, 0x12_3456_789a].into_iter();
+        let taken = [net6("fdab:cdef:123::/48")];
+        let got = pick_ula(&taken, || ids.next().unwrap()).unwrap();
+        assert_eq!(got, net6("fd12:3456:789a::/64"));
+        // Bits above the 40-bit global ID are ignored.
+        let got = pick_ula(&[], || u64::MAX).unwrap();
+        assert_eq!(got, net6("fdff:ffff:ffff::/64"));
+        // A route covering all of fd00::/8 leaves nothing.
+        assert_eq!(pick_ula(&[net6("fd00::/8")], || 7), None);
     }
 }

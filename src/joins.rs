@@ -120,6 +120,7 @@ mod tests {
             name: "web".into(),
             kind: PortKindName::Tap,
             ip: "10.1.0.2".parse().unwrap(),
+            ip6: None,
             mac: "02:42:0a:01:00:02".parse().unwrap(),
             ifname: "eth0".into(),
             netns: "/run/netns/web".into(),

@@ -7,9 +7,9 @@
 //! a change that an older daemon could misread bumps `store::SCHEMA`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netyard_switch::impair::LinkSpec;
 use netyard_switch::MacAddr;
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,10 @@ pub struct NetworkSpec {
     pub name: String,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// Dual stack: the IPv6 prefix and the gateway's address in it (absent on an IPv4-only
+    /// network, and in state files older than IPv6 support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Spec>,
     pub mtu: u32,
     #[serde(default)]
     pub internal: bool,
@@ -159,6 +163,14 @@ impl Driver {
     pub fn is_bridge(&self) -> bool {
         *self == Driver::Bridge
     }
+}
+
+/// A dual-stack network's IPv6 side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv6Spec {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
 }
 
 /// A destination map: egress to `guest` leaves to `host`.
@@ -247,6 +259,9 @@ pub struct EndpointSpec {
     pub name: String,
     pub kind: PortKindName,
     pub ip: Ipv4Addr,
+    /// The IPv6 address on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: MacAddr,
     /// The interface inside the container.
     pub ifname: String,
@@ -293,7 +308,7 @@ impl EndpointSpec {
         (net.port_security && !self.trusted).then(|| netyard_switch::PortSecurity {
             mac: self.mac,
             ipv4: vec![self.ip],
-            ipv6: Vec::new(),
+            ipv6: self.ip6.into_iter().collect(),
         })
     }
 

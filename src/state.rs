@@ -259,7 +259,7 @@ impl Daemon {
                         name: e.spec.name.clone(),
                         aliases: e.spec.aliases.clone(),
                         ipv4: Some(e.spec.ip),
-                        ipv6: None,
+                        ipv6: e.spec.ip6,
                     })
                     .chain(n.remote_names.iter().cloned())
             })
@@ -323,6 +323,10 @@ impl Daemon {
                     Ok((spec, live)) => {
                         let _ = net.ipam.take(spec.ip);
                         net.ipam.advance(spec.ip);
+                        if let (Some(ip6), Some(v6)) = (spec.ip6, net.ipam.v6_mut()) {
+                            let _ = v6.take(ip6);
+                            v6.advance(ip6);
+                        }
                         let published = rebind(&net, &spec);
                         let watch = self.watch_exit(&name, &spec);
                         net.endpoints.insert(
@@ -613,6 +617,12 @@ impl Daemon {
             net.ipam
                 .take(plan.ip)
                 .map_err(|e| DaemonError::conflict(Some("ip"), e))?;
+            if let (Some(ip6), Some(v6)) = (plan.ip6, net.ipam.v6_mut()) {
+                if let Err(e) = v6.take(ip6) {
+                    net.ipam.release(plan.ip);
+                    return Err(DaemonError::conflict(Some("ip6"), e));
+                }
+            }
             net.reserved.insert(plan.name.clone());
             (plan, bound, net.spec.clone())
         };
@@ -626,7 +636,7 @@ impl Daemon {
         let (spec, target, dev) = match built {
             Ok(b) => b,
             Err(e) => {
-                net.ipam.release(plan.ip);
+                net.release_addresses(plan.ip, plan.ip6);
                 drop(st);
                 tracing::warn!(network, endpoint = %plan.name, error = %e, "attach failed");
                 return Err(e);
@@ -640,7 +650,7 @@ impl Daemon {
             Ok(t) => t,
             Err(e) => {
                 net.live.switch.remove_port(sp.id);
-                net.ipam.release(plan.ip);
+                net.release_addresses(plan.ip, plan.ip6);
                 drop(st);
                 self.dns.leave(spec.ns_key(), network).await;
                 drop(sp);
@@ -653,6 +663,9 @@ impl Daemon {
         };
         drop(target);
         net.ipam.advance(spec.ip);
+        if let (Some(ip6), Some(v6)) = (spec.ip6, net.ipam.v6_mut()) {
+            v6.advance(ip6);
+        }
         let published = ports::hand_over(net.live.publisher(), bound, spec.ip, spec.mac.0);
         let mut spec = spec;
         spec.published = published.iter().map(|p| p.mapping.clone()).collect();
@@ -730,6 +743,7 @@ impl Daemon {
             name: plan.name.clone(),
             kind: plan.kind,
             ip: plan.ip,
+            ip6: plan.ip6,
             mac: plan.mac,
             ifname: plan.ifname.clone(),
             netns: plan.ns.label(),
@@ -946,7 +960,7 @@ impl Daemon {
                 })?;
             net.live.switch.remove_port(ep.live.port.id);
             net.sync_uplink();
-            net.ipam.release(ep.spec.ip);
+            net.release_addresses(ep.spec.ip, ep.spec.ip6);
             net.spec.remember_address(&ep.spec.name, ep.spec.ip);
             ports::withdraw(net.live.publisher(), &ep.published);
             self.refresh_dns(&st);
@@ -1656,7 +1670,9 @@ fn rebind(net: &Network, spec: &EndpointSpec) -> Vec<ports::Published> {
 impl Network {
     /// A network with no endpoint yet.
     fn new(spec: NetworkSpec, live: NetworkLive) -> Network {
-        let mut ipam = Ipam::new(spec.subnet, spec.gateway).with_range(spec.ip_range);
+        let mut ipam = Ipam::new(spec.subnet, spec.gateway)
+            .with_range(spec.ip_range)
+            .with_ipv6(spec.ipv6.map(|v| (v.subnet, v.gateway)));
         // The gateway's extra addresses inside the subnet are never handed out.
         for &ip in &spec.gateway_extra {
             let _ = ipam.take(ip);
@@ -1669,6 +1685,14 @@ impl Network {
             reserved: BTreeSet::new(),
             remote_names: Vec::new(),
             reaped: 0,
+        }
+    }
+
+    /// Gives an endpoint's addresses back to IPAM.
+    fn release_addresses(&mut self, ip: Ipv4Addr, ip6: Option<std::net::Ipv6Addr>) {
+        self.ipam.release(ip);
+        if let (Some(ip6), Some(v6)) = (ip6, self.ipam.v6_mut()) {
+            v6.release(ip6);
         }
     }
 
@@ -1720,6 +1744,12 @@ impl Network {
             name: s.name.clone(),
             subnet: s.subnet.to_string(),
             gateway: s.gateway.to_string(),
+            subnet6: s.ipv6.map(|v| v.subnet.to_string()),
+            gateway6: s.ipv6.map(|v| v.gateway.to_string()),
+            gateway6_link_local: s
+                .ipv6
+                .and(self.live.gateway_mac())
+                .map(|m| netyard_switch::wire::ipv6::link_local_from_mac(m).to_string()),
             mtu: s.mtu,
             internal: s.internal,
             host_loopback: s.host_loopback,
@@ -1785,6 +1815,8 @@ impl Endpoint {
             ip: s.ip.to_string(),
             prefix_len: net.spec.subnet.prefix_len(),
             gateway: net.spec.gateway.to_string(),
+            ip6: s.ip6.map(|a| a.to_string()),
+            prefix_len6: s.ip6.and(net.spec.ipv6).map(|v| v.subnet.prefix_len()),
             mac: s.mac.to_string(),
             ifname: s.ifname.clone(),
             netns: s.netns.clone(),

@@ -18,6 +18,17 @@ pub struct NetworkCreate {
     /// Defaults to the subnet's first host address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
+    /// Dual stack: endpoints also get an IPv6 address, the gateway sends Router
+    /// Advertisements and answers on its IPv6 address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
+    /// IPv6 prefix (/64 to /120) when `ipv6`; a /64 of fd00::/8 with a random global ID
+    /// (RFC 4193) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    /// IPv6 gateway address; the prefix's first address (`::1`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// No egress and no published ports.
@@ -122,6 +133,15 @@ pub struct NetworkInfo {
     pub name: String,
     pub subnet: String,
     pub gateway: String,
+    /// The IPv6 prefix of a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    /// The gateway's IPv6 address, and its link-local address (the containers' default
+    /// IPv6 route goes through it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6_link_local: Option<String>,
     pub mtu: u32,
     pub internal: bool,
     #[serde(default)]
@@ -189,6 +209,9 @@ pub struct EndpointCreate {
     pub userns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// The IPv6 address on a dual-stack network (IPAM's next when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// Interface name inside the namespace (default eth0).
@@ -272,6 +295,11 @@ pub struct EndpointInfo {
     pub ip: String,
     pub prefix_len: u8,
     pub gateway: String,
+    /// The IPv6 address on a dual-stack network, with its prefix length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len6: Option<u8>,
     pub mac: String,
     pub ifname: String,
     pub netns: String,

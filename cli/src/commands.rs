@@ -96,6 +96,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             name,
             subnet,
             gateway,
+            ipv6,
+            subnet6,
+            gateway6,
             mtu,
             internal,
             host_loopback,
@@ -134,6 +137,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 name,
                 subnet,
                 gateway,
+                ipv6,
+                subnet6,
+                gateway6,
                 mtu,
                 internal,
                 host_loopback,
@@ -174,6 +180,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                     ),
                     None => println!("{} {} gateway {}", n.name, n.subnet, n.gateway),
                 },
+            }
+            if let (Some(s6), Some(g6)) = (&n.subnet6, &n.gateway6) {
+                println!("{} {s6} gateway {g6}", n.name);
             }
         }
         NetworkCommand::Ls { json } => {
@@ -237,6 +246,7 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         pid: a.pid,
         userns: a.userns,
         ip: a.ip,
+        ip6: a.ip6,
         mac: a.mac,
         ifname: Some(a.ifname),
         kind: Some(a.kind),
@@ -253,6 +263,9 @@ pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {
         "{} attached to {}: {} {}/{} mac {} via {}",
         e.name, e.network, e.ifname, e.ip, e.prefix_len, e.mac, e.kind
     );
+    if let (Some(ip6), Some(len)) = (&e.ip6, e.prefix_len6) {
+        println!("{} {ip6}/{len}", e.ifname);
+    }
     if !e.ports.is_empty() {
         println!("published: {}", format_ports(&e.ports));
     }
@@ -286,7 +299,10 @@ pub async fn ps(c: &ApiClient, json: bool) -> Result<i32, CliError> {
                 e.name.clone(),
                 e.network.clone(),
                 e.kind.clone(),
-                format!("{}/{}", e.ip, e.prefix_len),
+                match (&e.ip6, e.prefix_len6) {
+                    (Some(ip6), Some(len)) => format!("{}/{},{ip6}/{len}", e.ip, e.prefix_len),
+                    _ => format!("{}/{}", e.ip, e.prefix_len),
+                },
                 e.mac.clone(),
                 e.ifname.clone(),
                 e.counters.rx_packets.to_string(),
@@ -427,7 +443,7 @@ pub async fn run(c: &ApiClient, a: RunArgs) -> Result<i32, CliError> {
         move |source| CliError::Io { context, source }
     };
     let flags = EndpointFlags {
-        ip: a.ip.is_some(),
+        ip: a.ip.is_some() || a.ip6.is_some(),
         mac: a.mac.is_some(),
         alias: !a.aliases.is_empty(),
         publish: !a.publish.is_empty(),
@@ -527,6 +543,7 @@ async fn run_attached(c: &ApiClient, a: RunArgs, nets: &[String]) -> Result<i32,
             pid: None,
             userns: None,
             ip: if i == 0 { a.ip.clone() } else { None },
+            ip6: if i == 0 { a.ip6.clone() } else { None },
             mac: if i == 0 { a.mac.clone() } else { None },
             ifname: Some(format!("eth{i}")),
             kind: Some(a.kind.clone().unwrap_or_else(|| "tap".into())),

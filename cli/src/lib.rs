@@ -253,6 +253,16 @@ pub enum NetworkCommand {
         /// Gateway address (default: the subnet's first address).
         #[arg(long)]
         gateway: Option<String>,
+        /// Dual stack: endpoints get an IPv6 address too; the gateway advertises itself as
+        /// their IPv6 router.
+        #[arg(long)]
+        ipv6: bool,
+        /// IPv6 prefix (needs --ipv6); a random /64 of fd00::/8 when absent.
+        #[arg(long, value_name = "PREFIX")]
+        subnet6: Option<String>,
+        /// IPv6 gateway address (needs --ipv6; default: the prefix's ::1).
+        #[arg(long, value_name = "ADDR")]
+        gateway6: Option<String>,
         #[arg(long)]
         mtu: Option<u32>,
         /// No traffic leaves the network (no egress, no published ports).
@@ -377,6 +387,9 @@ pub struct AttachArgs {
     pub name: String,
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on a dual-stack network (default: the next free one).
+    #[arg(long)]
+    pub ip6: Option<String>,
     #[arg(long)]
     pub mac: Option<String>,
     /// Interface name inside the namespace.
@@ -411,6 +424,9 @@ pub struct RunArgs {
     pub name: String,
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on a dual-stack network (default: the next free one).
+    #[arg(long)]
+    pub ip6: Option<String>,
     #[arg(long)]
     pub mac: Option<String>,
     /// tap (default) or veth.

@@ -18,6 +18,13 @@
 //! which this task also selects on (and serves in place), and expired flows are swept once a
 //! second while there are any. TCP goes to the relay ([`crate::tcp`]), whose epoll this task
 //! selects on too.
+//!
+//! On a dual-stack network ([`GatewayConfig::ipv6`]) IPv6 frames are decided by
+//! [`crate::ndp::decide`] first: Neighbor Solicitations for the gateway's addresses, Router
+//! Solicitations and echo requests to it are answered there, DNS to its IPv6 addresses and
+//! Neighbor Advertisements go to smoltcp (which has the IPv6 addresses too), and unicast
+//! beyond the network goes to [`Engines::ipv6_egress`], the seam of the IPv6 egress engine.
+//! Router Advertisements also leave unsolicited every [`crate::ndp::RA_INTERVAL_SECS`].
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -49,6 +56,7 @@ use tokio::task::JoinHandle;
 use crate::conntrack::FlowLimits;
 use crate::egress::{Egress, EgressConfig, EgressHandle};
 use crate::epoll::EpollFd;
+use crate::ndp::{self, Ndp6, V6Verdict};
 use crate::packet::{self, Subnet};
 use crate::packet6;
 use crate::publish::{PublishCmd, Publisher};
@@ -151,6 +159,17 @@ impl GatewayConfig {
             },
             maps: packet6::effective_maps(v6.addr, self.host_loopback, &self.maps6),
             local_subnets: self.local_subnets6.clone(),
+        })
+    }
+
+    /// The IPv6 side as [`crate::ndp`] needs it.
+    fn ndp6(&self) -> Option<Ndp6> {
+        self.ipv6.map(|v6| Ndp6 {
+            mac: netyard_switch::MacAddr(self.mac),
+            addr: v6.addr,
+            prefix: v6.prefix,
+            mtu: u32::try_from(self.mtu).unwrap_or(u32::MAX),
+            default_router: self.egress,
         })
     }
 
@@ -288,6 +307,7 @@ pub fn start(
     )?;
     let (publisher, publish_rx) = Publisher::new();
     let engines = Engines {
+        ndp6: cfg.ndp6(),
         cfg: cfg.clone(),
         subnet: Subnet {
             gateway: cfg.ip,
@@ -366,6 +386,8 @@ pub(crate) fn l4_ports6(frame: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
 /// Everything the gateway task owns besides smoltcp.
 struct Engines {
     cfg: GatewayConfig,
+    /// The IPv6 side of a dual-stack network.
+    ndp6: Option<Ndp6>,
     subnet: Subnet,
     egress: Egress,
     relay: Relay,
@@ -496,6 +518,26 @@ impl Engines {
 
     /// A complete frame (final checksums): UDP egress or replies, or smoltcp.
     fn plain(&mut self, frame: &[u8], now: Instant, dev: &mut QueueDevice, peer: &Uplink) {
+        if frame.get(12..14) == Some(&[0x86, 0xdd][..]) {
+            // IPv6: the gateway's own on a dual-stack network, nobody's on an IPv4-only one
+            // (smoltcp has no IPv6 address there and would drop it anyway).
+            let Some(cfg6) = self.ndp6.as_ref() else {
+                return;
+            };
+            match ndp::decide(cfg6, frame) {
+                V6Verdict::Reply(f) => {
+                    // A full queue drops the answer, as a lost frame; the host asks again.
+                    let _ = VnetSink(peer).send_frame(&f);
+                }
+                V6Verdict::Local => dev.rx.push_back(frame.to_vec()),
+                V6Verdict::Egress => {
+                    let mut f = frame.to_vec();
+                    self.ipv6_egress(&VnetHdrRepr::default(), &mut f, now, peer);
+                }
+                V6Verdict::Ignore => {}
+            }
+            return;
+        }
         let mut mapped_own = false;
         let mut own = false;
         if frame.get(0..6) == Some(&self.cfg.mac[..]) {
@@ -554,6 +596,15 @@ async fn run(
                 tracing::warn!(address = %x, "gateway: too many addresses; {x} not served");
             }
         }
+        // DNS on the IPv6 addresses (smoltcp's sockets take every address of the interface);
+        // NDP and echo for them are crate::ndp's.
+        if let Some(v6) = &eng.ndp6 {
+            for (addr, len) in [(v6.addr, v6.prefix.prefix_len()), (v6.link_local(), 64)] {
+                if a.push(IpCidr::new(IpAddress::Ipv6(addr), len)).is_err() {
+                    tracing::warn!(address = %addr, "gateway: too many addresses; {addr} not served");
+                }
+            }
+        }
     });
     let mut sockets = SocketSet::new(Vec::new());
     let mut udp_handle = None;
@@ -586,8 +637,19 @@ async fn run(
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(1024);
 
     let mut pending: Vec<Reply> = Vec::new();
+    // The first unsolicited RA at once: hosts up before the gateway (a restart) learn it
+    // without soliciting.
+    let mut next_ra = Instant::now();
 
     loop {
+        if let Some(v6) = &eng.ndp6 {
+            if Instant::now() >= next_ra {
+                let all = netyard_switch::wire::ipv6::ALL_NODES;
+                let f = ndp::router_advert(v6, all, netyard_switch::wire::ipv6::multicast_mac(all));
+                let _ = VnetSink(&peer).send_frame(&f);
+                next_ra = Instant::now() + std::time::Duration::from_secs(ndp::RA_INTERVAL_SECS);
+            }
+        }
         let ts = now(start);
         iface.poll(ts, &mut dev, &mut sockets);
 
@@ -672,6 +734,9 @@ async fn run(
         }
         if let Some(t) = eng.relay.wake_at() {
             delay = delay.min(t.saturating_duration_since(Instant::now()));
+        }
+        if eng.ndp6.is_some() {
+            delay = delay.min(next_ra.saturating_duration_since(Instant::now()));
         }
         tokio::select! {
             r = peer.recv(&mut rx_buf) => match r {

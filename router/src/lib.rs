@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod l3;
 pub mod limits;
+pub mod ndp;
 pub mod packet;
 pub mod packet6;
 pub mod publish;

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
@@ -337,6 +339,48 @@ pub async fn set_routes(
     Ok(())
 }
 
+/// Adds an endpoint's IPv6 address `addr/prefix_len` to `ifname` with `IFA_F_NODAD`, as
+/// Docker and netavark do: IPAM guarantees nobody else on the network holds it, and without
+/// duplicate address detection the address is usable at once instead of after a second of
+/// probing (a process started right after the attach could not bind it yet). The prefix route
+/// comes with it (on-link), the default route from the gateway's Router Advertisements.
+/// Idempotent as [`configure_endpoint`].
+pub async fn add_address6(
+    handle: &Handle,
+    ifname: &str,
+    addr: Ipv6Addr,
+    prefix_len: u8,
+) -> Result<(), NetnsError> {
+    let ip = IpAddr::V6(addr);
+    if IpNet::new(ip, prefix_len).is_err() {
+        return Err(NetnsError::InvalidAddress {
+            ifname: ifname.to_owned(),
+            addr: ip,
+            prefix_len,
+        });
+    }
+    let link = require_link(handle, ifname).await?;
+    let index = link.header.index;
+    if has_address(handle, index, ip, prefix_len).await? {
+        return Ok(());
+    }
+    let mut req = handle.address().add(index, ip, prefix_len);
+    let msg = req.message_mut();
+    msg.header.flags |= AddressHeaderFlags::Nodad;
+    msg.attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if nl_errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(source) => Err(NetnsError::AddAddress {
+            ifname: ifname.to_owned(),
+            addr: ip,
+            prefix_len,
+            source: Box::new(source),
+        }),
+    }
+}
+
 /// Creates a veth pair: `host_name` in the namespace of `host` (the daemon's), and its peer
 /// directly inside `target`'s network namespace as `ifname_in_ns`, both with `mtu`. IPv6 is
 /// disabled on the host end (so that end itself emits nothing: no router solicitation, no
@@ -476,39 +520,58 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool, NetnsError
     }
 }
 
-/// The IPv4 networks in use in `handle`'s namespace, for picking a free subnet: the
+/// The IPv4 and IPv6 networks in use in `handle`'s namespace, for picking a free subnet: the
 /// destination of every route of every table (default routes excluded, since they overlap
 /// everything; the local table's `local`/`broadcast` entries excluded, the addresses cover
 /// them) and the subnet of every address. Sorted, without duplicates.
 pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
     let mut nets = Vec::new();
 
-    let mut routes = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    while let Some(route) = routes
-        .try_next()
-        .await
-        .map_err(|source| NetnsError::ListRoutes {
-            source: Box::new(source),
-        })?
-    {
-        let header = &route.header;
-        if header.address_family != AddressFamily::Inet
-            || header.destination_prefix_length == 0
-            || matches!(header.kind, RouteType::Local | RouteType::Broadcast)
+    // Both families: IPv6 routes and addresses keep an automatic ULA prefix (`--ipv6`
+    // without `--subnet6`) off the host's own; an IPv4 candidate never overlaps an IPv6 one.
+    for request in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ] {
+        let mut routes = handle.route().get(request).execute();
+        while let Some(route) =
+            routes
+                .try_next()
+                .await
+                .map_err(|source| NetnsError::ListRoutes {
+                    source: Box::new(source),
+                })?
         {
-            continue;
-        }
-        let dst = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
-            _ => None,
-        });
-        if let Some(net) =
-            dst.and_then(|ip| IpNet::new(ip.into(), header.destination_prefix_length).ok())
-        {
-            nets.push(net.trunc());
+            let header = &route.header;
+            if !matches!(
+                header.address_family,
+                AddressFamily::Inet | AddressFamily::Inet6
+            ) || header.destination_prefix_length == 0
+                || matches!(
+                    header.kind,
+                    RouteType::Local | RouteType::Broadcast | RouteType::Multicast
+                )
+            {
+                continue;
+            }
+            let dst = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+                _ => None,
+            });
+            if let Some(net) =
+                dst.and_then(|ip| IpNet::new(ip, header.destination_prefix_length).ok())
+            {
+                // Link-local and multicast routes are on every IPv6 interface and never
+                // overlap a ULA prefix; they are left out so the list stays what it says.
+                if let IpNet::V6(v6) = net {
+                    let first = v6.network().segments()[0];
+                    if first & 0xffc0 == 0xfe80 || first & 0xff00 == 0xff00 {
+                        continue;
+                    }
+                }
+                nets.push(net.trunc());
+            }
         }
     }
 
@@ -520,12 +583,20 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
             source: Box::new(source),
         })?
     {
-        if msg.header.family != AddressFamily::Inet {
+        if !matches!(
+            msg.header.family,
+            AddressFamily::Inet | AddressFamily::Inet6
+        ) {
             continue;
         }
         if let Some(net) =
             address_of(&msg).and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok())
         {
+            if let IpNet::V6(v6) = net {
+                if v6.network().segments()[0] & 0xffc0 == 0xfe80 || v6.network().is_loopback() {
+                    continue;
+                }
+            }
             nets.push(net.trunc());
         }
     }

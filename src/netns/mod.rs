@@ -37,9 +37,9 @@ mod sys;
 mod tests;
 
 pub use config::{
-    configure_endpoint, create_veth, create_veth_for_runtime, delete_link, host_handle,
-    host_routes, host_uplink, link_exists, link_index, link_state, set_mac, set_routes,
-    underlay_mtu, view_link, HostUplink, LinkView,
+    add_address6, configure_endpoint, create_veth, create_veth_for_runtime, delete_link,
+    host_handle, host_routes, host_uplink, link_exists, link_index, link_state, set_mac,
+    set_routes, underlay_mtu, view_link, HostUplink, LinkView,
 };
 pub use error::NetnsError;
 pub use identity::{check, exit_watch, identify, start_time, wait_exit, NsIdentity, NsStatus};

@@ -2,14 +2,14 @@
 //! [`EndpointPlan`] (the name, address, MAC, interface and kind, all checked).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netyard_api::model::EndpointCreate;
 use netyard_switch::MacAddr;
 
 use super::{valid_dns_name, valid_ifname, valid_name};
 use crate::error::DaemonError;
-use crate::ipam::{Ipam, IpamError};
+use crate::ipam::{Ipam, Ipam6Error, IpamError};
 use crate::spec::{NetworkSpec, PortKindName};
 
 /// What the network's endpoints already hold, for the uniqueness rules.
@@ -56,6 +56,8 @@ pub struct EndpointPlan {
     pub name: String,
     pub ns: NsRequest,
     pub ip: Ipv4Addr,
+    /// The IPv6 address on a dual-stack network.
+    pub ip6: Option<Ipv6Addr>,
     pub mac: MacAddr,
     pub ifname: String,
     pub kind: PortKindName,
@@ -189,6 +191,32 @@ pub fn plan_endpoint(
                 .map_err(|e| DaemonError::conflict(Some("ip"), e))?,
         },
     };
+    let ip6 = match (&req.ip6, ipam.v6()) {
+        (Some(_), None) => {
+            return Err(DaemonError::invalid(
+                "ip6",
+                format!(
+                    "network {:?} is IPv4-only (create it with --ipv6 for IPv6 addresses)",
+                    net.name
+                ),
+            ))
+        }
+        (Some(s), Some(v6)) => {
+            let ip: Ipv6Addr = s.parse().map_err(|_| {
+                DaemonError::invalid("ip6", format!("{s:?} is not an IPv6 address"))
+            })?;
+            v6.check(ip).map_err(|e| match e {
+                Ipam6Error::InUse(_) => DaemonError::conflict(Some("ip6"), e),
+                _ => DaemonError::invalid("ip6", e),
+            })?;
+            Some(ip)
+        }
+        (None, Some(v6)) => Some(
+            v6.peek_free()
+                .map_err(|e| DaemonError::conflict(Some("ip6"), e))?,
+        ),
+        (None, None) => None,
+    };
     let mac = match &req.mac {
         Some(s) => {
             let m: MacAddr = s.parse().map_err(|e| DaemonError::invalid("mac", e))?;
@@ -238,6 +266,7 @@ pub fn plan_endpoint(
         name: req.name.clone(),
         ns,
         ip,
+        ip6,
         mac,
         ifname,
         kind,

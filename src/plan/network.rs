@@ -1,16 +1,16 @@
 //! Planning a network: `network create` request -> [`NetworkSpec`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netyard_api::model::NetworkCreate;
 use netyard_router::conntrack::FlowLimits;
 use netyard_switch::wire::vxlan::{VNI_MAX, VXLAN_IPV4_OVERHEAD, VXLAN_PORT};
 
 use super::{quoted, valid_name, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS, DEFAULT_MTU, MAX_FLOWS};
 use crate::error::DaemonError;
-use crate::ipam::pick_free_subnet;
-use crate::spec::{AddrMapSpec, Driver, NetworkSpec, VxlanSpec};
+use crate::ipam::{pick_free_subnet, pick_ula};
+use crate::spec::{AddrMapSpec, Driver, Ipv6Spec, NetworkSpec, VxlanSpec};
 
 /// Validates a `network create` request against the networks that exist, resolving every
 /// default: the subnet (the first free /24 of the default pools that overlaps no host route
@@ -106,6 +106,7 @@ pub fn plan_network_on<'a>(
         }
         None => first_host(subnet),
     };
+    let ipv6 = plan_ipv6(req, existing.clone(), host_routes, driver)?;
     let vxlan = plan_vxlan(req, existing)?;
     // Over VXLAN the inner frame, its Ethernet header and 36 bytes of outer headers must fit
     // the underlay's MTU: 50 bytes of overhead, never fragmented.
@@ -196,6 +197,7 @@ pub fn plan_network_on<'a>(
         name: req.name.clone(),
         subnet,
         gateway,
+        ipv6,
         mtu,
         internal: req.internal,
         host_loopback: req.host_loopback,
@@ -328,6 +330,140 @@ fn plan_driver<'a>(
         Some(ParentLink::Found { .. }) => {}
     }
     Ok(driver)
+}
+
+/// IPv6 blocks no container network can use, as [`UNUSABLE`] is for IPv4.
+const UNUSABLE6: [(&str, &str); 4] = [
+    (
+        "::/96",
+        "the unspecified, loopback and IPv4-compatible addresses (::/96)",
+    ),
+    (
+        "::ffff:0:0/96",
+        "IPv4-mapped addresses (::ffff:0:0/96), which stand for IPv4 peers",
+    ),
+    (
+        "fe80::/10",
+        "link-local (fe80::/10), which every interface has by itself",
+    ),
+    (
+        "ff00::/8",
+        "multicast (ff00::/8), which no host may use as its address",
+    ),
+];
+
+/// The shortest and longest IPv6 prefixes of a network.
+pub const PREFIX6_MIN: u8 = 48;
+pub const PREFIX6_MAX: u8 = 124;
+
+/// The IPv6 side of a dual-stack network (`ipv6`, `subnet6`, `gateway6`): a prefix that
+/// overlaps no other network's, no host route and no special block; without `subnet6` a
+/// random ULA /64 ([`pick_ula`]); the gateway inside it, by default its first address (::1).
+fn plan_ipv6<'a>(
+    req: &NetworkCreate,
+    mut existing: impl Iterator<Item = &'a NetworkSpec>,
+    host_routes: &[IpNet],
+    driver: Driver,
+) -> Result<Option<Ipv6Spec>, DaemonError> {
+    if !req.ipv6 {
+        for (field, set) in [
+            ("subnet6", req.subnet6.is_some()),
+            ("gateway6", req.gateway6.is_some()),
+        ] {
+            if set {
+                return Err(DaemonError::invalid(
+                    field,
+                    "needs ipv6 (--ipv6): the network is IPv4-only without it",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    if driver == Driver::Macvlan {
+        return Err(DaemonError::invalid(
+            "ipv6",
+            "a macvlan network takes its IPv6 from the LAN's own router: not supported yet",
+        ));
+    }
+    let subnet = match &req.subnet6 {
+        Some(s) => {
+            let v6: Ipv6Net = s.parse().map_err(|_| {
+                DaemonError::invalid(
+                    "subnet6",
+                    format!("{} is not an IPv6 CIDR such as fd00:1:2:3::/64", quoted(s)),
+                )
+            })?;
+            if !(PREFIX6_MIN..=PREFIX6_MAX).contains(&v6.prefix_len()) {
+                return Err(DaemonError::invalid(
+                    "subnet6",
+                    format!(
+                        "prefix /{} out of range ({PREFIX6_MIN} to {PREFIX6_MAX})",
+                        v6.prefix_len()
+                    ),
+                ));
+            }
+            let v6 = v6.trunc();
+            for (block, what) in UNUSABLE6 {
+                let b: Ipv6Net = block.parse().expect("constant CIDR");
+                if overlaps6(b, v6) {
+                    return Err(DaemonError::invalid(
+                        "subnet6",
+                        format!("{v6} is not usable for a network: it overlaps {what}"),
+                    ));
+                }
+            }
+            if let Some(other) = existing.find(|n| n.ipv6.is_some_and(|o| overlaps6(o.subnet, v6)))
+            {
+                let theirs = other.ipv6.map(|o| o.subnet.to_string()).unwrap_or_default();
+                return Err(DaemonError::conflict(
+                    Some("subnet6"),
+                    format!("{v6} overlaps network {:?} ({theirs})", other.name),
+                ));
+            }
+            v6
+        }
+        None => {
+            let mut taken: Vec<Ipv6Net> = host_routes
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V6(v6) => Some(*v6),
+                    IpNet::V4(_) => None,
+                })
+                .collect();
+            taken.extend(existing.filter_map(|n| n.ipv6.map(|v| v.subnet)));
+            // RFC 4193's global ID is pseudo-random: the only draw of planning, so two hosts
+            // (or two daemons) rarely pick the same prefix.
+            pick_ula(&taken, rand::random::<u64>).ok_or_else(|| {
+                DaemonError::conflict(
+                    Some("subnet6"),
+                    "no free /64 found in fd00::/8 (a host route covers it?): give --subnet6",
+                )
+            })?
+        }
+    };
+    let gateway = match &req.gateway6 {
+        Some(g) => {
+            let ip: Ipv6Addr = g.parse().map_err(|_| {
+                DaemonError::invalid("gateway6", format!("{} is not an IPv6 address", quoted(g)))
+            })?;
+            if !subnet.contains(&ip) || ip == subnet.network() {
+                return Err(DaemonError::invalid(
+                    "gateway6",
+                    format!(
+                        "{ip} is not a host address of {subnet} (inside it, not its all-zeros \
+                         anycast address)"
+                    ),
+                ));
+            }
+            ip
+        }
+        None => Ipv6Addr::from(u128::from(subnet.network()) + 1),
+    };
+    Ok(Some(Ipv6Spec { subnet, gateway }))
+}
+
+fn overlaps6(a: Ipv6Net, b: Ipv6Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// `ip_range`: a CIDR inside the subnet holding at least one address IPAM may hand out.

@@ -49,6 +49,7 @@ fn a_network_gets_every_default_resolved() {
             name: "lab".into(),
             subnet: "10.1.0.0/24".parse().unwrap(),
             gateway: Ipv4Addr::new(10, 1, 0, 1),
+            ipv6: None,
             mtu: DEFAULT_MTU,
             internal: false,
             host_loopback: false,
@@ -295,6 +296,7 @@ fn an_endpoint_gets_the_next_address_and_dockers_mac() {
                 userns: None
             },
             ip: Ipv4Addr::new(10, 1, 0, 2),
+            ip6: None,
             mac: MacAddr([2, 0x42, 10, 1, 0, 2]),
             ifname: "eth0".into(),
             kind: PortKindName::Tap,
@@ -338,6 +340,7 @@ fn a_peer_for_the_runtime_is_a_veth_with_no_namespace_and_the_address_given() {
                 peer: "nyd4f1c2a9e0b7d".into()
             },
             ip: Ipv4Addr::new(10, 1, 0, 7),
+            ip6: None,
             mac: MacAddr([2, 0x42, 10, 1, 0, 7]),
             ifname: "eth0".into(),
             kind: PortKindName::Veth,
@@ -505,6 +508,7 @@ fn a_config_entry_differs_only_in_the_fields_it_sets() {
         name: "c1".into(),
         kind: PortKindName::Tap,
         ip: Ipv4Addr::new(10, 1, 0, 2),
+        ip6: None,
         mac: MacAddr([2, 0x42, 10, 1, 0, 2]),
         ifname: "eth0".into(),
         netns: "/run/netns/x".into(),
@@ -676,6 +680,7 @@ fn running_endpoint(name: &str, published: Vec<crate::ports::Mapping>) -> Endpoi
         name: name.into(),
         kind: PortKindName::Tap,
         ip: Ipv4Addr::new(10, 1, 0, 2),
+        ip6: None,
         mac: MacAddr([2, 0x42, 10, 1, 0, 2]),
         ifname: "eth0".into(),
         netns: "/run/netns/x".into(),
@@ -999,4 +1004,140 @@ fn a_config_entry_differs_in_driver_parent_and_range() {
     r.parent = None;
     r.ip_range = None;
     assert_eq!(network_differs(&r, &n), vec!["driver", "parent"]);
+}
+
+#[test]
+fn a_dual_stack_network_gets_a_ula_prefix_and_its_first_address_as_gateway() {
+    let mut r = net_req("v6");
+    r.subnet = Some("10.6.0.0/24".into());
+    r.ipv6 = true;
+    let n = plan(&r, &[]).expect("plan");
+    let v6 = n.ipv6.expect("ipv6");
+    assert_eq!(v6.subnet.prefix_len(), 64);
+    assert_eq!(v6.subnet.network().segments()[0] >> 8, 0xfd, "{v6:?}");
+    assert_eq!(v6.subnet.network().segments()[3], 0, "subnet ID 0");
+    assert_eq!(
+        v6.gateway,
+        std::net::Ipv6Addr::from(u128::from(v6.subnet.network()) + 1)
+    );
+    // Given explicitly, with a gateway of its own.
+    r.subnet6 = Some("fd00:ab::/64".into());
+    r.gateway6 = Some("fd00:ab::fe".into());
+    let n = plan(&r, &[]).expect("plan");
+    let v6 = n.ipv6.expect("ipv6");
+    assert_eq!(v6.subnet, "fd00:ab::/64".parse().unwrap());
+    assert_eq!(
+        v6.gateway,
+        "fd00:ab::fe".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+}
+
+#[test]
+fn ipv6_bad_input_names_the_field() {
+    let mut other = net_req("other");
+    other.subnet = Some("10.7.0.0/24".into());
+    other.ipv6 = true;
+    other.subnet6 = Some("fd00:ab::/64".into());
+    let existing = plan(&other, &[]).expect("plan other");
+    let base = || {
+        let mut r = net_req("v6");
+        r.subnet = Some("10.6.0.0/24".into());
+        r
+    };
+    let cases: Vec<(Setter<NetworkCreate>, &str)> = vec![
+        (
+            Box::new(|r| r.subnet6 = Some("fd00:1::/64".into())),
+            "subnet6",
+        ),
+        (
+            Box::new(|r| r.gateway6 = Some("fd00:1::1".into())),
+            "gateway6",
+        ),
+        (
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("fd00:ab:0:0:1::/80".into());
+            }),
+            "subnet6",
+        ),
+        (
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("nope".into());
+            }),
+            "subnet6",
+        ),
+        (
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("fe80::/64".into());
+            }),
+            "subnet6",
+        ),
+        (
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("fd00:1::/32".into());
+            }),
+            "subnet6",
+        ),
+        (
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("fd00:1::/64".into());
+                r.gateway6 = Some("fd00:2::1".into());
+            }),
+            "gateway6",
+        ),
+        (
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("fd00:1::/64".into());
+                r.gateway6 = Some("fd00:1::".into());
+            }),
+            "gateway6",
+        ),
+    ];
+    for (edit, want) in cases {
+        let mut r = base();
+        edit(&mut r);
+        assert_eq!(
+            field(plan(&r, std::slice::from_ref(&existing))),
+            want,
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn an_endpoint_of_a_dual_stack_network_gets_an_ipv6_address() {
+    let mut r = net_req("v6");
+    r.subnet = Some("10.6.0.0/24".into());
+    r.ipv6 = true;
+    r.subnet6 = Some("fd00:ab::/64".into());
+    let n = plan(&r, &[]).expect("plan");
+    let v6 = n.ipv6.expect("ipv6");
+    let ipam = Ipam::new(n.subnet, n.gateway).with_ipv6(Some((v6.subnet, v6.gateway)));
+    let p = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.ip6, Some("fd00:ab::2".parse().unwrap()));
+    let mut e = ep_req("c1");
+    e.ip6 = Some("fd00:ab::99".into());
+    let p = plan_endpoint(&e, &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.ip6, Some("fd00:ab::99".parse().unwrap()));
+    for bad in ["fd00:cd::5", "fd00:ab::1", "10.6.0.9", "fd00:ab::"] {
+        e.ip6 = Some(bad.into());
+        assert_eq!(
+            field(plan_endpoint(&e, &n, &ipam, &Taken::default())),
+            "ip6",
+            "{bad}"
+        );
+    }
+    // --ip6 on an IPv4-only network.
+    let v4 = lab();
+    let ipam = Ipam::new(v4.subnet, v4.gateway);
+    e.ip6 = Some("fd00:ab::5".into());
+    assert_eq!(
+        field(plan_endpoint(&e, &v4, &ipam, &Taken::default())),
+        "ip6"
+    );
 }

@@ -97,8 +97,10 @@ impl PortKind for Gateway {
                 })
                 .collect(),
             local_subnets: cx.local_subnets.clone(),
-            // The network's IPv6 side comes with the spec's IPv6 prefix (issue 15).
-            ipv6: None,
+            ipv6: p.ipv6.map(|v| netyard_router::gateway::GatewayV6 {
+                addr: v.gateway,
+                prefix: v.subnet,
+            }),
             maps6: Vec::new(),
             local_subnets6: Default::default(),
         };

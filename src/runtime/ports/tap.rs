@@ -120,7 +120,11 @@ async fn open(
             cx.net.subnet.prefix_len(),
             Some(IpAddr::V4(cx.net.gateway)),
         )
-        .await
+        .await?;
+        if let (Some(ip6), Some(v6)) = (spec.ip6, cx.net.ipv6) {
+            netns::add_address6(&handle, &spec.ifname, ip6, v6.subnet.prefix_len()).await?;
+        }
+        Ok(())
     }
     .await;
     if let Err(e) = result {

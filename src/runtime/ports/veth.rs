@@ -154,7 +154,11 @@ async fn configure(
         cx.net.subnet.prefix_len(),
         Some(IpAddr::V4(cx.net.gateway)),
     )
-    .await
+    .await?;
+    if let (Some(ip6), Some(v6)) = (spec.ip6, cx.net.ipv6) {
+        netns::add_address6(&handle, &spec.ifname, ip6, v6.subnet.prefix_len()).await?;
+    }
+    Ok(())
 }
 
 /// Deletes a veth pair through its host end (both ends go).
