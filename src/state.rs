@@ -1816,6 +1816,7 @@ impl Endpoint {
             prefix_len: net.spec.subnet.prefix_len(),
             gateway: net.spec.gateway.to_string(),
             ip6: s.ip6.map(|a| a.to_string()),
+            gateway6: net.spec.ipv6.map(|v| v.gateway.to_string()),
             prefix_len6: s.ip6.and(net.spec.ipv6).map(|v| v.subnet.prefix_len()),
             mac: s.mac.to_string(),
             ifname: s.ifname.clone(),

@@ -300,6 +300,9 @@ pub struct EndpointInfo {
     pub ip6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_len6: Option<u8>,
+    /// The network's IPv6 gateway, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
     pub mac: String,
     pub ifname: String,
     pub netns: String,

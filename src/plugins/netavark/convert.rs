@@ -6,9 +6,9 @@
 //! (`network.options.mtu`, `port_mappings[1].protocol`), so a user finds the flag at fault.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netyard_api::model::{EndpointCreate, EndpointInfo, NetworkCreate, NetworkInfo};
 
 use super::types::{
@@ -82,13 +82,6 @@ pub fn network_plan(net: &Network, at: &str) -> Result<NetworkPlan, PluginError>
             e.to_string().trim_start_matches("name: ").to_string(),
         )
     })?;
-    if net.ipv6_enabled {
-        return Err(field_err(
-            at,
-            "ipv6_enabled",
-            "netyard networks are IPv4 only",
-        ));
-    }
     if net.routes.as_ref().is_some_and(|r| !r.is_empty()) {
         return Err(field_err(
             at,
@@ -120,15 +113,42 @@ pub fn network_plan(net: &Network, at: &str) -> Result<NetworkPlan, PluginError>
     let mut create = NetworkCreate {
         name: net.name.clone(),
         internal: net.internal,
+        // Dual stack: podman network create --ipv6 (with or without an IPv6 subnet).
+        ipv6: net.ipv6_enabled,
         ..NetworkCreate::default()
     };
     for (i, s) in net.subnets.iter().flatten().enumerate() {
-        let IpNet::V4(n) = s.subnet else {
-            return Err(field_err(
-                at,
-                format_args!("subnets[{i}].subnet"),
-                format!("{}: netyard networks are IPv4 only", s.subnet),
-            ));
+        let n = match s.subnet {
+            IpNet::V4(n) => n,
+            IpNet::V6(n6) => {
+                if !net.ipv6_enabled {
+                    return Err(field_err(
+                        at,
+                        format_args!("subnets[{i}].subnet"),
+                        format!("{n6} is IPv6 but ipv6_enabled is false"),
+                    ));
+                }
+                if create.subnet6.is_some() {
+                    return Err(field_err(
+                        at,
+                        format_args!("subnets[{i}]"),
+                        "a netyard network has one IPv6 prefix",
+                    ));
+                }
+                match s.gateway {
+                    None | Some(IpAddr::V6(_)) => {}
+                    Some(g) => {
+                        return Err(field_err(
+                            at,
+                            format_args!("subnets[{i}].gateway"),
+                            format!("{g} is not an IPv6 address"),
+                        ))
+                    }
+                }
+                create.subnet6 = Some(n6.trunc().to_string());
+                create.gateway6 = s.gateway.map(|g| g.to_string());
+                continue;
+            }
         };
         if create.subnet.is_some() {
             return Err(field_err(
@@ -218,6 +238,31 @@ pub fn check_existing(
             ));
         }
     }
+    if plan.ipv6 && info.subnet6.is_none() {
+        return Err(field_err(
+            at,
+            "ipv6_enabled",
+            format!(
+                "netyard already has a network {:?} without IPv6; remove it (netyard network \
+                 rm {}) or create the Podman network without --ipv6",
+                info.name, info.name
+            ),
+        ));
+    }
+    if let (Some(want), Some(theirs)) = (plan.subnet6.as_deref(), info.subnet6.as_deref()) {
+        let (w, t): (Option<Ipv6Net>, Option<Ipv6Net>) = (want.parse().ok(), theirs.parse().ok());
+        if w.map(|w| w.trunc()) != t.map(|t| t.trunc()) {
+            return Err(field_err(
+                at,
+                "subnets[1].subnet",
+                format!(
+                    "netyard already has a network {:?} with IPv6 prefix {theirs}; remove it \
+                     (netyard network rm {}) or use its prefix",
+                    info.name, info.name
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -242,11 +287,29 @@ pub fn completed(mut net: Network, info: &NetworkInfo) -> Result<Network, Plugin
         .as_ref()
         .and_then(|s| s.first())
         .and_then(|s| s.lease_range.clone());
-    net.subnets = Some(vec![Subnet {
+    let mut subnets = vec![Subnet {
         subnet: IpNet::V4(subnet),
         gateway: Some(IpAddr::V4(gateway)),
         lease_range,
-    }]);
+    }];
+    // A dual-stack network's prefix and gateway, as Podman lists them for --ipv6.
+    let v6 = info
+        .subnet6
+        .as_deref()
+        .and_then(|s| s.parse::<Ipv6Net>().ok());
+    if let Some(n6) = v6 {
+        subnets.push(Subnet {
+            subnet: IpNet::V6(n6),
+            gateway: info
+                .gateway6
+                .as_deref()
+                .and_then(|g| g.parse().ok())
+                .map(IpAddr::V6),
+            lease_range: None,
+        });
+    }
+    net.ipv6_enabled = v6.is_some();
+    net.subnets = Some(subnets);
     net.internal = info.internal;
     let opts = net.options.get_or_insert_with(BTreeMap::new);
     opts.insert("mtu".into(), info.mtu.to_string());
@@ -301,22 +364,16 @@ pub fn endpoint_request(
             "netyard takes no per-container network options",
         ));
     }
-    let mut ip = None;
+    let (mut ip, mut ip6) = (None, None);
     for (i, a) in o.static_ips.iter().flatten().enumerate() {
         match a {
             IpAddr::V4(v4) if ip.is_none() => ip = Some(v4.to_string()),
-            IpAddr::V4(_) => {
+            IpAddr::V6(v6) if ip6.is_none() => ip6 = Some(v6.to_string()),
+            _ => {
                 return Err(field_err(
                     "network_options.",
                     format_args!("static_ips[{i}]"),
-                    "one IPv4 address per netyard network",
-                ))
-            }
-            IpAddr::V6(_) => {
-                return Err(field_err(
-                    "network_options.",
-                    format_args!("static_ips[{i}]"),
-                    format!("{a}: netyard networks are IPv4 only"),
+                    "one IPv4 and one IPv6 address per netyard network",
                 ))
             }
         }
@@ -333,6 +390,7 @@ pub fn endpoint_request(
         name,
         netns: Some(netns.to_string()),
         ip,
+        ip6,
         mac: o.static_mac.clone().filter(|m| !m.is_empty()),
         ifname: Some(o.interface_name.clone()),
         kind: Some(kind.to_string()),
@@ -427,12 +485,31 @@ pub fn status_block(ep: &EndpointInfo, dns: bool) -> Result<StatusBlock, PluginE
         ))
     })?;
     let gateway: Option<Ipv4Addr> = ep.gateway.parse().ok();
+    let mut subnets = vec![NetAddress {
+        ipnet: IpNet::V4(net),
+        gateway: gateway.map(IpAddr::V4),
+    }];
+    // The IPv6 address of a dual-stack network, its gateway as Podman shows it (the
+    // container's route goes through the gateway's link-local address, from its RA).
+    if let (Some(a6), Some(len)) = (ep.ip6.as_deref(), ep.prefix_len6) {
+        let a6: Ipv6Addr = a6.parse().map_err(|_| {
+            PluginError::Daemon(format!("the daemon answered address {a6:?}, not IPv6"))
+        })?;
+        let n6 = Ipv6Net::new(a6, len).map_err(|_| {
+            PluginError::Daemon(format!("the daemon answered IPv6 prefix length {len}"))
+        })?;
+        subnets.push(NetAddress {
+            ipnet: IpNet::V6(n6),
+            gateway: ep
+                .gateway6
+                .as_deref()
+                .and_then(|g| g.parse().ok())
+                .map(IpAddr::V6),
+        });
+    }
     let iface = NetInterface {
         mac_address: ep.mac.clone(),
-        subnets: Some(vec![NetAddress {
-            ipnet: IpNet::V4(net),
-            gateway: gateway.map(IpAddr::V4),
-        }]),
+        subnets: Some(subnets),
     };
     Ok(StatusBlock {
         dns_search_domains: Some(Vec::new()),

@@ -90,7 +90,6 @@ fn network_field_errors_name_their_json_path() {
         f(&mut n);
         field(network_plan(&n, "network.").unwrap_err())
     };
-    assert_eq!(case(&|n| n.ipv6_enabled = true), "network.ipv6_enabled");
     assert_eq!(
         case(&|n| n.subnets = Some(vec![parse("s", br#"{"subnet": "fd00::/64"}"#).unwrap()])),
         "network.subnets[0].subnet"
@@ -248,8 +247,9 @@ fn container_field_errors_name_their_json_path() {
         "network_options.interface_name"
     );
     assert_eq!(
-        case(&|e| e.network_options.static_ips = Some(vec!["fd00::7".parse().unwrap()])),
-        "network_options.static_ips[0]"
+        case(&|e| e.network_options.static_ips =
+            Some(vec!["fd00::7".parse().unwrap(), "fd00::8".parse().unwrap()])),
+        "network_options.static_ips[1]"
     );
     assert_eq!(
         case(&|e| e.network_options.static_ips = Some(vec![
@@ -367,4 +367,80 @@ fn the_status_block_names_the_interface_its_address_and_the_gateway_as_dns_serve
     // DNS off (podman network create --disable-dns): the host's servers stay.
     let s = status_block(&ep(), false).unwrap();
     assert_eq!(s.dns_server_ips, Some(vec![]));
+}
+
+#[test]
+fn a_dual_stack_podman_network_maps_to_ipv6_and_back() {
+    let mut n = exec().network;
+    n.ipv6_enabled = true;
+    n.subnets = Some(vec![
+        parse(
+            "s",
+            br#"{"subnet": "10.90.3.0/24", "gateway": "10.90.3.1"}"#,
+        )
+        .unwrap(),
+        parse(
+            "s",
+            br#"{"subnet": "fd00:ab::/64", "gateway": "fd00:ab::1"}"#,
+        )
+        .unwrap(),
+    ]);
+    let p = network_plan(&n, "network.").unwrap();
+    assert!(p.create.ipv6);
+    assert_eq!(p.create.subnet6.as_deref(), Some("fd00:ab::/64"));
+    assert_eq!(p.create.gateway6.as_deref(), Some("fd00:ab::1"));
+    // A second IPv6 prefix, an IPv4 gateway on it, an IPv6 prefix without ipv6_enabled.
+    let mut bad = n.clone();
+    bad.subnets
+        .as_mut()
+        .unwrap()
+        .push(parse("s", br#"{"subnet": "fd00:cd::/64"}"#).unwrap());
+    assert_eq!(
+        field(network_plan(&bad, "network.").unwrap_err()),
+        "network.subnets[2]"
+    );
+    let mut bad = n.clone();
+    bad.subnets.as_mut().unwrap()[1].gateway = Some("10.0.0.1".parse().unwrap());
+    assert_eq!(
+        field(network_plan(&bad, "network.").unwrap_err()),
+        "network.subnets[1].gateway"
+    );
+    let mut bad = n.clone();
+    bad.ipv6_enabled = false;
+    assert_eq!(
+        field(network_plan(&bad, "network.").unwrap_err()),
+        "network.subnets[1].subnet"
+    );
+    // The daemon's answer fills the IPv6 prefix back in.
+    let mut info = net_info();
+    info.subnet6 = Some("fd00:ab::/64".into());
+    info.gateway6 = Some("fd00:ab::1".into());
+    check_existing(&p.create, &info, "network.").unwrap();
+    let done = completed(n.clone(), &info).unwrap();
+    assert!(done.ipv6_enabled);
+    let subs = done.subnets.unwrap();
+    assert_eq!(subs[1].subnet.to_string(), "fd00:ab::/64");
+    // An existing IPv4-only network does not match an IPv6 request.
+    assert_eq!(
+        field(check_existing(&p.create, &net_info(), "network.").unwrap_err()),
+        "network.ipv6_enabled"
+    );
+    // A container's IPv6 address, and the status block listing it.
+    let mut e = exec();
+    e.network = n;
+    e.network_options.static_ips = Some(vec![
+        "10.90.3.7".parse().unwrap(),
+        "fd00:ab::7".parse().unwrap(),
+    ]);
+    let req = endpoint_request(&e, "/x", "veth").unwrap();
+    assert_eq!(req.ip6.as_deref(), Some("fd00:ab::7"));
+    let mut ep = ep();
+    ep.ip6 = Some("fd00:ab::7".into());
+    ep.prefix_len6 = Some(64);
+    ep.gateway6 = Some("fd00:ab::1".into());
+    let v = serde_json::to_value(status_block(&ep, true).unwrap()).unwrap();
+    assert_eq!(
+        v["interfaces"]["eth1"]["subnets"][1],
+        serde_json::json!({"ipnet": "fd00:ab::7/64", "gateway": "fd00:ab::1"})
+    );
 }
