@@ -152,6 +152,7 @@ pub fn hand_over(
     publisher: Option<&Publisher>,
     bound: Vec<Bound>,
     ip: Ipv4Addr,
+    ip6: Option<std::net::Ipv6Addr>,
     mac: [u8; 6],
 ) -> Vec<Published> {
     // No gateway (a macvlan network, which refuses publishing before binding): nothing to
@@ -165,8 +166,9 @@ pub fn hand_over(
             let id = publisher.publish(PublishRule {
                 sockets: b.sockets,
                 container: SocketAddrV4::new(ip, b.mapping.container_port),
-                // The endpoint's IPv6 address comes with the spec's (issue 15).
-                container6: None,
+                // IPv6 clients reach the endpoint's IPv6 address when it has one.
+                container6: ip6
+                    .map(|a| std::net::SocketAddrV6::new(a, b.mapping.container_port, 0, 0)),
                 container_mac: mac,
             });
             Published {

@@ -666,7 +666,8 @@ impl Daemon {
         if let (Some(ip6), Some(v6)) = (spec.ip6, net.ipam.v6_mut()) {
             v6.advance(ip6);
         }
-        let published = ports::hand_over(net.live.publisher(), bound, spec.ip, spec.mac.0);
+        let published =
+            ports::hand_over(net.live.publisher(), bound, spec.ip, spec.ip6, spec.mac.0);
         let mut spec = spec;
         spec.published = published.iter().map(|p| p.mapping.clone()).collect();
         net.spec.forget_address(&spec.name);
@@ -879,7 +880,13 @@ impl Daemon {
         };
         let ep = net.endpoints.get_mut(name).ok_or_else(no_endpoint)?;
         let bound = ports::bind_all(&specs, &taken)?;
-        let new = ports::hand_over(net.live.publisher(), bound, ep.spec.ip, ep.spec.mac.0);
+        let new = ports::hand_over(
+            net.live.publisher(),
+            bound,
+            ep.spec.ip,
+            ep.spec.ip6,
+            ep.spec.mac.0,
+        );
         let added: Vec<_> = new.iter().map(|p| p.mapping.info()).collect();
         ep.published.extend(new);
         ep.spec.published = ep.published.iter().map(|p| p.mapping.clone()).collect();
@@ -1664,7 +1671,7 @@ fn rebind(net: &Network, spec: &EndpointSpec) -> Vec<ports::Published> {
                 port = ?m.info(), error = %e, "published port not restored"),
         }
     }
-    ports::hand_over(net.live.publisher(), bound, spec.ip, spec.mac.0)
+    ports::hand_over(net.live.publisher(), bound, spec.ip, spec.ip6, spec.mac.0)
 }
 
 impl Network {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod outside6;
 pub mod podman;
 
 /// The binary under test.
@@ -956,8 +957,10 @@ pub fn sha_transfer(lab: &Lab, ns_s: &str, ns_r: &str, ip_r: &str, bytes: u64) {
     let port = 20000 + (rand::random::<u16>() % 40000);
     let d = lab.dir.display().to_string();
     let tag = format!("{ns_s}-{port}");
+    // An IPv6 receiver is given as `[ADDR]`: socat's TCP-LISTEN would bind IPv4 only.
+    let tcp = if ip_r.starts_with('[') { "TCP6" } else { "TCP" };
     let recv = format!(
-        "socat -u -b 262144 TCP-LISTEN:{port},bind={ip_r},reuseaddr STDOUT | sha256sum > {d}/{tag}.recv"
+        "socat -u -b 262144 {tcp}-LISTEN:{port},bind={ip_r},reuseaddr STDOUT | sha256sum > {d}/{tag}.recv"
     );
     let mut receiver = Bg::spawn(
         Command::new("ip").args(["netns", "exec", ns_r, "sh", "-c", &recv]),
@@ -972,7 +975,7 @@ pub fn sha_transfer(lab: &Lab, ns_s: &str, ns_r: &str, ip_r: &str, bytes: u64) {
     let send = format!(
         "set -euo pipefail; mkfifo {d}/{tag}.fifo; sha256sum < {d}/{tag}.fifo > {d}/{tag}.sent & \
          head -c {bytes} /dev/urandom | tee {d}/{tag}.fifo | \
-         socat -u -b 262144 STDIN TCP:{ip_r}:{port}; wait"
+         socat -u -b 262144 STDIN {tcp}:{ip_r}:{port}; wait"
     );
     let o = run_bounded(
         Command::new("ip").args(["netns", "exec", ns_s, "bash", "-c", &send]),
