@@ -59,11 +59,13 @@ pub struct Side6 {
     pub local_subnets: LocalSubnets6,
 }
 
-pub const ICMP6_DEST_UNREACH: u8 = 1;
-pub const ICMP6_PACKET_TOO_BIG: u8 = 2;
-pub const ICMP6_TIME_EXCEEDED: u8 = 3;
-pub const ICMP6_ECHO_REQUEST: u8 = 128;
-pub const ICMP6_ECHO_REPLY: u8 = 129;
+// The message types are the wire view's (one list of ICMPv6 numbers in the project), under
+// the names this module's callers use.
+pub use netyard_switch::wire::icmpv6::msg_type::{
+    DST_UNREACHABLE as ICMP6_DEST_UNREACH, ECHO_REPLY as ICMP6_ECHO_REPLY,
+    ECHO_REQUEST as ICMP6_ECHO_REQUEST, PACKET_TOO_BIG as ICMP6_PACKET_TOO_BIG,
+    TIME_EXCEEDED as ICMP6_TIME_EXCEEDED,
+};
 
 /// ICMPv6 destination unreachable codes (RFC 4443 3.1).
 pub const UNREACH_NOROUTE: u8 = 0;
