@@ -488,6 +488,30 @@ pub async fn create_veth_for_runtime(
     .await
 }
 
+/// Whether the kernel has IPv6 at all (it has no `/proc/sys/net/ipv6` when booted with
+/// `ipv6.disable=1`, in every namespace): only then is there an interface's `disable_ipv6`
+/// to open ([`NsOpen::Ipv6Switch`](super::NsOpen::Ipv6Switch)).
+pub fn kernel_has_ipv6() -> bool {
+    Path::new("/proc/sys/net/ipv6").exists()
+}
+
+/// Turns IPv6 on or off on an endpoint's interface through its `disable_ipv6` file, opened
+/// inside the container's namespace ([`NsOpen::Ipv6Switch`](super::NsOpen::Ipv6Switch)).
+/// Call it while the interface is still down, so that an interface that gets IPv6 off never
+/// sends anything (no duplicate address detection, MLD report or router solicitation), as
+/// Docker does on an IPv4-only network. On also overrides a namespace whose default has IPv6
+/// off, so the endpoint of an IPv6 network always gets it.
+pub fn set_ipv6(file: std::os::fd::OwnedFd, ifname: &str, enable: bool) -> Result<(), NetnsError> {
+    use std::io::Write;
+    let mut f = std::fs::File::from(file);
+    let value: &[u8] = if enable { b"0" } else { b"1" };
+    f.write_all(value).map_err(|source| NetnsError::SetIpv6 {
+        ifname: ifname.to_owned(),
+        enable,
+        source,
+    })
+}
+
 /// Writes 1 to `/proc/sys/net/ipv6/conf/<ifname>/disable_ipv6` if that file exists (it does
 /// not when IPv6 is off). A write to procfs that completes at once, so it runs inline: it must
 /// run on a thread of the namespace being configured, and tokio's blocking pool might not be.

@@ -365,6 +365,28 @@ pub enum NetnsError {
         source: Box<rtnetlink::Error>,
     },
 
+    /// Opening an interface's `disable_ipv6` inside its namespace failed.
+    #[error("opening /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6 in {netns}: {source}")]
+    Ipv6Switch {
+        /// The interface.
+        ifname: String,
+        /// The network namespace file.
+        netns: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+
+    /// Writing an endpoint interface's `disable_ipv6` failed.
+    #[error("turning IPv6 {} on {ifname}: {source}", if *enable { "on" } else { "off" })]
+    SetIpv6 {
+        /// The interface.
+        ifname: String,
+        /// On or off.
+        enable: bool,
+        /// What the kernel said.
+        source: io::Error,
+    },
+
     /// Writing `disable_ipv6` of the host end failed.
     #[error("disabling IPv6 on {ifname}: {source}")]
     DisableIpv6 {

@@ -182,6 +182,14 @@ pub enum NsOpen {
     /// connection owns everything it reads): a TAP's device drop counters are read through
     /// it ([`LinkDropReader`](super::LinkDropReader)).
     Netlink,
+    /// `/proc/sys/net/ipv6/conf/IFNAME/disable_ipv6` of the namespace, opened for writing
+    /// (the interface must exist: put this item after the TAP, or open it after the veth).
+    /// The descriptor stays bound to the namespace's interface, so the daemon switches IPv6
+    /// on or off through it later ([`set_ipv6`](super::set_ipv6)), from its own thread.
+    Ipv6Switch {
+        /// The interface name inside the namespace.
+        ifname: String,
+    },
 }
 
 /// What [`open_in_ns`] should create: the netlink socket always, then `items` in order.
@@ -302,6 +310,17 @@ fn prepare(req: &NsOpenRequest) -> Result<Vec<PreparedOp>, NetnsError> {
             NsOpen::UdpBind(addr) => Ok(PreparedOp::Udp((*addr).into())),
             NsOpen::TcpListen(addr) => Ok(PreparedOp::Tcp((*addr).into())),
             NsOpen::Netlink => Ok(PreparedOp::Netlink),
+            NsOpen::Ipv6Switch { ifname } => {
+                validate_ifname(ifname)?;
+                // validate_ifname refuses NUL, so the path has none.
+                let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+                std::ffi::CString::new(path)
+                    .map(PreparedOp::WriteFile)
+                    .map_err(|_| NetnsError::InvalidIfname {
+                        name: ifname.clone(),
+                        reason: "contains '/', ':', NUL or whitespace",
+                    })
+            }
         })
         .collect()
 }
@@ -453,6 +472,11 @@ fn failure_error(target: &NsTarget, req: &NsOpenRequest, f: Failure) -> NetnsErr
                 source,
             },
             Some(NsOpen::Netlink) => NetnsError::NetlinkSocket { netns, source },
+            Some(NsOpen::Ipv6Switch { ifname }) => NetnsError::Ipv6Switch {
+                ifname: ifname.clone(),
+                netns,
+                source,
+            },
             None => NetnsError::ReceiveFds {
                 netns,
                 source: std::io::Error::new(

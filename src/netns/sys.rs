@@ -48,6 +48,10 @@ pub(super) enum PreparedOp {
     Tcp(RawAddr),
     /// A NETLINK_ROUTE socket.
     Netlink,
+    /// A file opened for writing (a sysctl of the namespace: procfs binds `/proc/sys/net` to
+    /// the opener's namespace, and the descriptor keeps it). The path is a `CString` made
+    /// before any fork, so opening it allocates nothing.
+    WriteFile(std::ffi::CString),
 }
 
 /// A socket address ready to be passed to `bind(2)`.
@@ -215,6 +219,19 @@ fn open_op(op: &PreparedOp) -> Result<RawFd, i32> {
         PreparedOp::Udp(addr) => open_socket(addr, false),
         PreparedOp::Tcp(addr) => open_socket(addr, true),
         PreparedOp::Netlink => open_netlink(),
+        PreparedOp::WriteFile(path) => open_write(path),
+    }
+}
+
+/// `path` opened write-only in the current namespace.
+fn open_write(path: &std::ffi::CStr) -> Result<RawFd, i32> {
+    // SAFETY: path is a NUL-terminated string owned by the caller's PreparedOp, valid for the
+    // call; open takes no other memory.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
     }
 }
 

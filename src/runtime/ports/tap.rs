@@ -78,8 +78,16 @@ async fn open(
         name: spec.name.clone(),
         source,
     };
-    let req =
+    let mut req =
         NsOpenRequest::tap_mode(spec.ifname.clone(), spec.offload, mode).with(NsOpen::Netlink);
+    // The interface's IPv6 switch, opened after the TAP exists (items run in order). Only
+    // when netyard configures the interface: otherwise the runtime decides.
+    let switch_ipv6 = cx.configure && netns::kernel_has_ipv6();
+    if switch_ipv6 {
+        req = req.with(NsOpen::Ipv6Switch {
+            ifname: spec.ifname.clone(),
+        });
+    }
     let fds = netns::open_in_ns(cx.target_of(spec)?, req)
         .await
         .map_err(ns_err)?;
@@ -90,6 +98,7 @@ async fn open(
             source: std::io::Error::other("namespace helper returned too few descriptors"),
         });
     };
+    let ipv6_fd = opened.next();
     let ctl = match mode {
         TapMode::Ephemeral => None,
         _ => Some(tap_fd.try_clone().map_err(|e| DaemonError::Io {
@@ -110,6 +119,10 @@ async fn open(
             // gateway addresses the endpoint's frames (published connections) to it before
             // the endpoint has sent anything.
             return netns::set_mac(&handle, &spec.ifname, spec.mac.0).await;
+        }
+        if let Some(fd) = ipv6_fd {
+            // Before configure_endpoint brings it up: see set_ipv6.
+            netns::set_ipv6(fd, &spec.ifname, cx.net.ipv6.is_some())?;
         }
         netns::configure_endpoint(
             &handle,

@@ -14,7 +14,7 @@ use netyard_switch::sys::packet::PacketPort;
 
 use super::{Description, EndpointCx, EndpointDevice, EndpointRemains, PortKind};
 use crate::error::DaemonError;
-use crate::netns::{self, NsOpenRequest};
+use crate::netns::{self, NsOpen, NsOpenRequest};
 use crate::spec::EndpointSpec;
 
 pub struct Veth;
@@ -51,14 +51,15 @@ impl PortKind for Veth {
             return opened;
         }
         let target = cx.target_of(spec)?;
-        let fds = netns::open_in_ns(target, NsOpenRequest::netlink_only())
-            .await
-            .map_err(ns_err)?;
         netns::create_veth(&host, &host_name, target, &spec.ifname, cx.net.mtu)
             .await
             .map_err(ns_err)?;
         let result: Result<EndpointDevice, DaemonError> = async {
-            configure(cx, spec, fds.netlink).await.map_err(ns_err)?;
+            // Opened after the peer exists: its IPv6 switch is one of the descriptors.
+            let fds = netns::open_in_ns(target, request(spec))
+                .await
+                .map_err(ns_err)?;
+            configure(cx, spec, fds).await.map_err(ns_err)?;
             open_host_end(spec, &host_name)
         }
         .await;
@@ -89,10 +90,10 @@ impl PortKind for Veth {
         if spec.handed_over() {
             return open_host_end(spec, &host_name);
         }
-        let fds = netns::open_in_ns(cx.target_of(spec)?, NsOpenRequest::netlink_only())
+        let fds = netns::open_in_ns(cx.target_of(spec)?, request(spec))
             .await
             .map_err(ns_err)?;
-        configure(cx, spec, fds.netlink).await.map_err(ns_err)?;
+        configure(cx, spec, fds).await.map_err(ns_err)?;
         open_host_end(spec, &host_name)
     }
 
@@ -139,12 +140,29 @@ fn open_host_end(spec: &EndpointSpec, host_name: &str) -> Result<EndpointDevice,
     })
 }
 
+/// What the container's namespace must give to configure the peer: its netlink socket and,
+/// when the kernel has IPv6, the peer's IPv6 switch.
+fn request(spec: &EndpointSpec) -> NsOpenRequest {
+    let req = NsOpenRequest::netlink_only();
+    if netns::kernel_has_ipv6() {
+        req.with(NsOpen::Ipv6Switch {
+            ifname: spec.ifname.clone(),
+        })
+    } else {
+        req
+    }
+}
+
 async fn configure(
     cx: &EndpointCx<'_>,
     spec: &EndpointSpec,
-    nl: netns::NetlinkFd,
+    fds: netns::NsFds,
 ) -> Result<(), netns::NetnsError> {
-    let handle = nl.into_handle()?;
+    if let Some(fd) = fds.fds.into_iter().next() {
+        // Before configure_endpoint brings it up: see set_ipv6. IPv6 only on an IPv6 network.
+        netns::set_ipv6(fd, &spec.ifname, cx.net.ipv6.is_some())?;
+    }
+    let handle = fds.netlink.into_handle()?;
     netns::configure_endpoint(
         &handle,
         &spec.ifname,
