@@ -83,9 +83,9 @@ pub struct Daemon {
     /// reaper (`daemon.rs`), which detaches them.
     exits: tokio::sync::mpsc::UnboundedSender<Exited>,
     exits_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Exited>>>,
-    /// Every network's subnet, shared with every gateway: egress to another netyard
-    /// network's subnet is refused locally, never sent to the host's routes.
-    subnets: netyard_router::gateway::LocalSubnets,
+    /// Every network's subnet and IPv6 prefix, shared with every gateway: egress to another
+    /// netyard network is refused locally, never sent to the host's routes.
+    subnets: crate::runtime::LocalPrefixes,
     /// How endpoints are made (the runtime fronts change it).
     endpoints: EndpointOptions,
     /// Endpoint devices being removed after their detach answered.
@@ -166,12 +166,13 @@ impl Daemon {
     fn refresh_subnets(&self, st: &Networks) {
         // A macvlan network's subnet is a real LAN the host routes to: egress of the other
         // networks may go there like anywhere else.
-        let all: Vec<ipnet::Ipv4Net> = st
-            .values()
-            .filter(|n| n.spec.driver.is_bridge())
-            .map(|n| n.spec.subnet)
+        let bridges = || st.values().filter(|n| n.spec.driver.is_bridge());
+        let v4: Vec<ipnet::Ipv4Net> = bridges().map(|n| n.spec.subnet).collect();
+        let v6: Vec<ipnet::Ipv6Net> = bridges()
+            .filter_map(|n| n.spec.ipv6.map(|v| v.subnet))
             .collect();
-        self.subnets.store(Arc::new(all));
+        self.subnets.v4.store(Arc::new(v4));
+        self.subnets.v6.store(Arc::new(v6));
     }
 
     /// The exits of `--pid` endpoints' processes, for the reaper (taken once).

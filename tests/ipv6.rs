@@ -217,6 +217,17 @@ fn dual_stack_addresses_ping_router_advert_dns_and_restart() {
         }
     }
 
+    // `ps` shows both addresses, `inspect` the IPv6 one and its prefix length.
+    let ps = lab.ny_ok(&["ps"]);
+    if !ps.contains(&format!("{}/24,{a6}/64", s(&a, "ip"))) {
+        lab.fail(&format!("ps does not show alpha's {a6}/64:\n{ps}"));
+    }
+    let shown = lab.ny_json(&["inspect", "bravo", "--network", &net]);
+    let shown = shown.as_array().and_then(|v| v.first()).unwrap_or(&shown);
+    if s(shown, "ip6") != b6 || shown["prefix_len6"] != 64 {
+        lab.fail(&format!("inspect bravo does not show {b6}/64: {shown}"));
+    }
+
     // Between containers (TAP <-> veth), and to the gateway.
     assert_ping6(&lab, &na, &b6);
     assert_ping6(&lab, &nb, &a6);

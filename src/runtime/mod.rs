@@ -14,10 +14,20 @@ use crate::dnsd::Dns;
 use crate::error::DaemonError;
 use crate::spec::{Driver, NetworkSpec};
 use netyard_router::gateway::LocalSubnets;
+use netyard_router::packet6::LocalSubnets6;
 use ports::gateway::{Gateway, GatewayLive};
 use ports::macvlan::{Macvlan, MacvlanLive};
 use ports::vxlan::{Vxlan, VxlanLive};
 use ports::{NetCx, PortKind};
+
+/// Every netyard network's subnet and IPv6 prefix, shared with every gateway: egress to
+/// another netyard network is refused locally (IPv4 and IPv6 alike), never sent to the host's
+/// routes, where it could leave the machine or loop back in through a published port.
+#[derive(Default, Clone)]
+pub struct LocalPrefixes {
+    pub v4: LocalSubnets,
+    pub v6: LocalSubnets6,
+}
 
 /// A running network: its switch, the MAC ager, the gateway (none on a macvlan network),
 /// the tunnel and the uplink (a macvlan network's).
@@ -35,7 +45,7 @@ impl NetworkLive {
     pub async fn build(
         spec: &NetworkSpec,
         dns: &Dns,
-        local_subnets: &LocalSubnets,
+        local_subnets: &LocalPrefixes,
         adopt: bool,
     ) -> Result<NetworkLive, DaemonError> {
         let switch = Switch::new(

@@ -96,13 +96,13 @@ impl PortKind for Gateway {
                     host: m.host,
                 })
                 .collect(),
-            local_subnets: cx.local_subnets.clone(),
+            local_subnets: cx.local_subnets.v4.clone(),
             ipv6: p.ipv6.map(|v| netyard_router::gateway::GatewayV6 {
                 addr: v.gateway,
                 prefix: v.subnet,
             }),
             maps6: Vec::new(),
-            local_subnets6: Default::default(),
+            local_subnets6: cx.local_subnets.v6.clone(),
         };
         let direct = netyard_router::uplink::Direct {
             switch: switch.clone(),

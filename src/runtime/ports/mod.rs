@@ -39,8 +39,9 @@ pub struct NetCx<'a> {
     pub net: &'a NetworkSpec,
     pub switch: &'a Arc<Switch>,
     pub dns: &'a Dns,
-    /// Every netyard network's subnet (egress to them is refused), shared by the gateways.
-    pub local_subnets: &'a netyard_router::gateway::LocalSubnets,
+    /// Every netyard network's subnet and IPv6 prefix (egress to them is refused), shared by
+    /// the gateways.
+    pub local_subnets: &'a super::LocalPrefixes,
 }
 
 /// What the endpoint kinds are given: the network's context, the namespace (none for a veth
