@@ -26,6 +26,7 @@ use crate::wire::checksum;
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr, ETH_HDR_LEN};
 use crate::wire::ip::{IpProtocol, Lengths};
 use crate::wire::ipv4::{Ipv4Packet, IPV4_HDR_LEN};
+use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::tcp::{self, TcpPacket, TCP_HDR_LEN};
 use crate::wire::udp::{self, UdpPacket};
 use crate::wire::vnet::{GsoType, VnetHdrRepr, VNET_HDR_LEN as HDR_LEN};
@@ -362,38 +363,87 @@ pub enum InnerCsum {
 }
 
 /// Judges the inner L4 checksum of an untagged or 802.1Q-tagged Ethernet frame holding an
-/// unfragmented IPv4 TCP or UDP packet: partial when the field equals the folded
-/// pseudo-header sum of the packet (a complete checksum equals it only by a 1 in 65536 chance,
-/// and then completing it again gives the same value), else valid or bad by a pass over the
-/// segment (what the kernel's receive path would do with it).
+/// unfragmented TCP or UDP packet over IPv4 or IPv6 (past IPv6's hop-by-hop, routing and
+/// destination options headers): partial when the field equals the folded pseudo-header sum
+/// of the packet (a complete checksum equals it only by a 1 in 65536 chance, and then
+/// completing it again gives the same value), else valid or bad by a pass over the segment
+/// (what the kernel's receive path would do with it).
 pub fn inner_partial_csum(f: &[u8]) -> InnerCsum {
     partial_csum_at(f).map_or(InnerCsum::Other, |(p, _)| p)
 }
 
-/// [`inner_partial_csum`]'s finding and where the IP packet ends in `f`.
-fn partial_csum_at(f: &[u8]) -> Option<(InnerCsum, usize)> {
-    let eth = EthernetFrame::new_checked(f).ok()?;
-    if eth.ethertype() != EtherType::Ipv4 {
-        return None;
-    }
-    let l3 = eth.header_len();
-    let ip = Ipv4Packet::new_checked(f.get(l3..)?).ok()?;
-    let found = l4_csum(&ip, l3)?;
-    Some((found, l3 + ip.packet_len()))
+/// Where an inner frame's transport lies, whichever the IP version: what the checksum and
+/// GSO judgements need, read once through the IPv4 or IPv6 view.
+#[derive(Debug, Clone, Copy)]
+struct InnerL3 {
+    /// Offset of the transport header in the frame.
+    l4: usize,
+    /// Where the IP packet ends in the frame (Ethernet padding may follow).
+    end: usize,
+    /// The transport protocol (after IPv6 extension headers).
+    proto: IpProtocol,
+    /// The pseudo-header sum of the transport over `end - l4` bytes.
+    pseudo: u64,
+    v6: bool,
 }
 
-/// The L4 checksum verdict of an IPv4 packet (at `l3` in its frame): `None` when there is
-/// nothing to check.
-fn l4_csum(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Option<InnerCsum> {
-    if ip.is_fragment() {
-        return None;
+impl InnerL3 {
+    /// Reads the IP header after the Ethernet header of `f` (`lengths`: a super-packet's may
+    /// be 0). `None` for anything but an unfragmented IPv4 or IPv6 packet the views accept.
+    fn parse(f: &[u8], lengths: Lengths) -> Option<InnerL3> {
+        let eth = EthernetFrame::new_checked(f).ok()?;
+        let l3 = eth.header_len();
+        // Both lengths come from 16-bit fields or a 64 KiB buffer, so the L4 length fits.
+        let (l4, end, proto, pseudo, v6) = match eth.ethertype() {
+            EtherType::Ipv4 => {
+                let ip = Ipv4Packet::new_checked_with(f.get(l3..)?, lengths).ok()?;
+                if ip.is_fragment() {
+                    return None;
+                }
+                let l4_len = u32::try_from(ip.packet_len() - ip.header_len()).ok()?;
+                (
+                    l3 + ip.header_len(),
+                    l3 + ip.packet_len(),
+                    ip.protocol(),
+                    ip.pseudo_header(l4_len),
+                    false,
+                )
+            }
+            EtherType::Ipv6 => {
+                let ip = Ipv6Packet::new_checked_with(f.get(l3..)?, lengths).ok()?;
+                // None for a fragment: its transport header is not whole.
+                let (proto, rest) = ip.upper_layer()?;
+                let end = l3 + ip.packet_len();
+                let l4_len = u32::try_from(rest.len()).ok()?;
+                let pseudo = ip.pseudo_header_for(proto, l4_len);
+                (end - rest.len(), end, proto, pseudo, true)
+            }
+            _ => return None,
+        };
+        Some(InnerL3 {
+            l4,
+            end,
+            proto,
+            pseudo,
+            v6,
+        })
     }
-    // Both lengths come from 16-bit fields (or a 64 KiB buffer).
-    let l4_len = u32::try_from(ip.packet_len() - ip.header_len()).ok()?;
-    let pseudo = ip.pseudo_header(l4_len);
-    let (partial, valid, csum_offset) = match ip.protocol() {
+}
+
+/// [`inner_partial_csum`]'s finding and where the IP packet ends in `f`.
+fn partial_csum_at(f: &[u8]) -> Option<(InnerCsum, usize)> {
+    let l3 = InnerL3::parse(f, Lengths::Strict)?;
+    Some((l4_csum(f, &l3)?, l3.end))
+}
+
+/// The L4 checksum verdict of the packet in frame `f` (`l3` read from it): `None` when there
+/// is nothing to check.
+fn l4_csum(f: &[u8], l3: &InnerL3) -> Option<InnerCsum> {
+    let seg = f.get(l3.l4..l3.end)?;
+    let pseudo = l3.pseudo;
+    let (partial, valid, csum_offset) = match l3.proto {
         IpProtocol::Tcp => {
-            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            let tcp = TcpPacket::new_checked(seg).ok()?;
             let partial = tcp.checksum_is_partial(pseudo);
             (
                 partial,
@@ -402,7 +452,8 @@ fn l4_csum(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Option<InnerCsum> {
             )
         }
         IpProtocol::Udp => {
-            let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+            let udp = UdpPacket::new_checked(seg).ok()?;
+            // Zero: no checksum (IPv4 only; IPv6 forbids it, and the receiver drops it).
             if udp.checksum() == 0 {
                 return None;
             }
@@ -417,7 +468,7 @@ fn l4_csum(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Option<InnerCsum> {
     };
     Some(match (partial, valid) {
         (true, _) => InnerCsum::Partial {
-            csum_start: u16::try_from(l3 + ip.header_len()).ok()?,
+            csum_start: u16::try_from(l3.l4).ok()?,
             csum_offset: u16::try_from(csum_offset).ok()?,
         },
         (false, true) => InnerCsum::Valid,
@@ -477,11 +528,11 @@ pub enum SuperPacket {
 /// this namespace unsegmented and the receive socket takes it whole: one datagram of up to
 /// 64 KiB, with no `UDP_GRO` control message (the kernel gives one only for `SKB_GSO_UDP_L4`),
 /// so nothing says the sender's MSS. Handed on as a plain frame it is over the MTU. It is told
-/// from a genuinely oversized frame by its inner packet: unfragmented TCP over IPv4 whose IP
-/// packet ends exactly where the frame does.
+/// from a genuinely oversized frame by its inner packet: unfragmented TCP over IPv4 or IPv6
+/// whose IP packet ends exactly where the frame does.
 ///
 /// `frame` is the inner Ethernet frame (the datagram after the VXLAN header), `mtu` the
-/// network's. When it is one, `hdr` gets TCPv4 GSO with NEEDS_CSUM and a `gso_size` that
+/// network's. When it is one, `hdr` gets TCPv4 (or TCPv6) GSO with NEEDS_CSUM and a `gso_size` that
 /// fills the MTU (`mtu` minus its IP and TCP headers: a byte stream may be cut anywhere, and
 /// the sender's MSS is no larger, since its interface has the network's MTU), and the
 /// checksum field gets the pseudo-header sum over the whole packet (the kernel leaves it so; a
@@ -525,37 +576,34 @@ fn super_packet(
     mtu: usize,
     udp_gso: Option<usize>,
 ) -> Option<(Option<VnetHdrRepr>, (usize, u16))> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EtherType::Ipv4 {
+    let l3 = InnerL3::parse(frame, Lengths::Gso)?;
+    let eth_len = EthernetFrame::new_checked(frame).ok()?.header_len();
+    // The IP packet's length, and its headers' (IPv6: with extension headers).
+    let ip_len = l3.end - eth_len;
+    let ip_hdrs = l3.l4 - eth_len;
+    if l3.end != frame.len() || ip_len <= mtu {
         return None;
     }
-    let l3 = eth.header_len();
-    let ip = Ipv4Packet::new_checked_with(frame.get(l3..)?, Lengths::Gso).ok()?;
-    if l3 + ip.packet_len() != frame.len() || ip.packet_len() <= mtu || ip.is_fragment() {
-        return None;
-    }
-    let l4 = l3 + ip.header_len();
-    let l4_len = ip.packet_len() - ip.header_len();
-    let (gso_type, l4_hdr, gso_size, csum_offset) = match ip.protocol() {
+    let l4_len = l3.end - l3.l4;
+    let seg = frame.get(l3.l4..l3.end)?;
+    let (gso_type, l4_hdr, gso_size, csum_offset) = match l3.proto {
         IpProtocol::Tcp => {
-            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-            let headers = ip.header_len() + tcp.header_len();
+            let tcp = TcpPacket::new_checked(seg).ok()?;
+            let headers = ip_hdrs + tcp.header_len();
             let gso_size = mtu.checked_sub(headers).filter(|g| *g > 0)?;
-            (
-                GsoType::TcpV4,
-                tcp.header_len(),
-                gso_size,
-                tcp::CHECKSUM_OFFSET,
-            )
+            let gso_type = if l3.v6 {
+                GsoType::TcpV6
+            } else {
+                GsoType::TcpV4
+            };
+            (gso_type, tcp.header_len(), gso_size, tcp::CHECKSUM_OFFSET)
         }
         IpProtocol::Udp => {
             let gso_size = udp_gso.filter(|g| *g > 0)?;
-            let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+            let udp = UdpPacket::new_checked(seg).ok()?;
             // The kernel writes the whole super-packet's length (the views take it as is, not
             // the 64 KiB-capped field of a segment); a datagram of gso_size must fit the MTU.
-            if usize::from(udp.len()) != l4_len
-                || ip.header_len() + udp::UDP_HDR_LEN + gso_size > mtu
-            {
+            if usize::from(udp.len()) != l4_len || ip_hdrs + udp::UDP_HDR_LEN + gso_size > mtu {
                 return None;
             }
             (
@@ -567,21 +615,21 @@ fn super_packet(
         }
         _ => return None,
     };
-    let partial = checksum::fold(ip.pseudo_header(u32::try_from(l4_len).ok()?));
-    let verdict = match l4_csum(&ip, l3) {
+    let partial = checksum::fold(l3.pseudo);
+    let verdict = match l4_csum(frame, &l3) {
         Some(InnerCsum::Bad) => None,
         _ => Some(VnetHdrRepr {
             needs_csum: true,
             data_valid: false,
             gso_type,
             ecn: false,
-            hdr_len: u16::try_from(l4 + l4_hdr).ok()?,
+            hdr_len: u16::try_from(l3.l4 + l4_hdr).ok()?,
             gso_size: u16::try_from(gso_size).ok()?,
-            csum_start: u16::try_from(l4).ok()?,
+            csum_start: u16::try_from(l3.l4).ok()?,
             csum_offset: u16::try_from(csum_offset).ok()?,
         }),
     };
-    Some((verdict, (l4 + csum_offset, partial)))
+    Some((verdict, (l3.l4 + csum_offset, partial)))
 }
 
 /// Largest IPv4 packet a merged super-frame may carry (the total-length field).
@@ -1209,6 +1257,113 @@ mod tests {
         assert_eq!(
             rx_super_packet(&mut hdr, &mut [], mtu, None),
             SuperPacket::No
+        );
+    }
+
+    const SRC6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const DST6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    /// A TCP/IPv6 frame with a valid checksum (`payload` bytes of a pattern), with a
+    /// destination options header of 8 bytes before TCP when `dest_opts`.
+    fn tcp6(seq: u32, payload: usize, dest_opts: bool) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+        let ext = if dest_opts { 8 } else { 0 };
+        let plen = u16::try_from(ext + 32 + payload).unwrap();
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&plen.to_be_bytes());
+        f.extend_from_slice(&[if dest_opts { 60 } else { 6 }, 64]);
+        f.extend_from_slice(&SRC6);
+        f.extend_from_slice(&DST6);
+        if dest_opts {
+            f.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]); // next TCP, PadN
+        }
+        let l4 = f.len();
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&5201u16.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&7u32.to_be_bytes());
+        f.extend_from_slice(&[0x80, ACK, 0x01, 0xf5, 0, 0, 0, 0]);
+        f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3]);
+        f.extend((0..payload).map(|i| u8::try_from((seq as usize + i) % 251).unwrap()));
+        let len = u32::try_from(f.len() - l4).unwrap();
+        let sum = checksum::add(checksum::pseudo_header_v6(&SRC6, &DST6, 6, len), &f[l4..]);
+        f[l4 + 16..l4 + 18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+        f
+    }
+
+    /// `f` (from [`tcp6`], TCP at `l4`) with the checksum field left partial, as a kernel
+    /// sender with CHECKSUM_PARTIAL leaves it.
+    fn partial6(f: &[u8], l4: usize) -> Vec<u8> {
+        let mut p = f.to_vec();
+        let len = u32::try_from(p.len() - l4).unwrap();
+        let pseudo = checksum::pseudo_header_v6(&SRC6, &DST6, 6, len);
+        p[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        p
+    }
+
+    /// IPv6 inner frames (issue 15): a kernel VTEP's partial TCPv6 checksum becomes
+    /// NEEDS_CSUM (past a destination options header too), a bad one is judged bad, and its
+    /// TSO6 super-packet goes on whole as TCPv6 GSO that segments into valid frames.
+    #[test]
+    fn ipv6_inner_frames_partial_checksums_and_super_packets() {
+        for (dest_opts, l4) in [(false, 54u16), (true, 62)] {
+            let good = tcp6(1000, 100, dest_opts);
+            assert_eq!(inner_partial_csum(&good), InnerCsum::Valid);
+            let mut f = partial6(&good, usize::from(l4));
+            assert_eq!(
+                inner_partial_csum(&f),
+                InnerCsum::Partial {
+                    csum_start: l4,
+                    csum_offset: 16
+                }
+            );
+            let mut hdr = [0xa5u8; HDR_LEN];
+            rx_vnet_hdr(&mut hdr, &mut f);
+            let repr = hdr_of(&hdr);
+            assert!(repr.needs_csum);
+            assert_eq!((repr.csum_start, repr.csum_offset), (l4, 16));
+            crate::gso::complete_checksum(&mut f, usize::from(l4), 16).unwrap();
+            assert_eq!(f, good);
+            let mut bad = good.clone();
+            bad[90] ^= 0xff;
+            assert_eq!(inner_partial_csum(&bad), InnerCsum::Bad);
+        }
+        // A fragment header first: nothing to judge.
+        let mut frag = tcp6(1000, 100, true);
+        frag[20] = 44;
+        assert_eq!(inner_partial_csum(&frag), InnerCsum::Other);
+
+        // The TSO6 super-packet: IPv6 and TCP headers are 40 + 32 bytes, so an MTU of 1072
+        // fits 1000 bytes a segment.
+        let mtu = 1072;
+        let good = tcp6(1000, 20 * 1000, false);
+        let mut g = partial6(&good, 54);
+        let mut hdr = [0xa5u8; HDR_LEN];
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut g, mtu, None),
+            SuperPacket::Yes
+        );
+        let h = hdr_of(&hdr);
+        assert_eq!(h.gso_type, crate::wire::vnet::GsoType::TcpV6);
+        assert_eq!(
+            (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+            (1000, 86, 54, 16)
+        );
+        let mut segs = Vec::new();
+        crate::gso::segment(&h, &g, None, &mut Vec::new(), &mut |s| {
+            segs.push(s.to_vec());
+            Ok(())
+        })
+        .expect("segments");
+        assert_eq!(segs.len(), 20);
+        assert!(segs
+            .iter()
+            .all(|s| inner_partial_csum(s) == InnerCsum::Valid));
+        let mut bad = good.clone();
+        bad[500] ^= 1;
+        assert_eq!(
+            rx_super_packet(&mut hdr, &mut bad, mtu, None),
+            SuperPacket::Bad
         );
     }
 
