@@ -407,6 +407,20 @@ fn internal_and_icc_false_apply_to_ipv6() {
             cmd_ok(&["ip", "-n", &na, "-6", "neigh"])
         ));
     }
+    // And a container that routes through the gateway anyway still gets nowhere: the outside
+    // namespace's IPv6 address (reachable from the daemon's namespace) does not answer.
+    let out = lab.outside6();
+    cmd_ok(&[
+        "ip", "-n", &na, "-6", "route", "add", "default", "via", &gw_ll, "dev", "eth0",
+    ]);
+    let o = ping6(&na, &out.ip);
+    if o.status.success() {
+        lab.fail(&format!(
+            "--internal: alpha reached the outside's {} over IPv6:\n{}",
+            out.ip,
+            show(&o)
+        ));
+    }
 
     // --icc=false: endpoints reach the gateway over IPv6, never each other.
     let sn2 = sn.other();
@@ -417,12 +431,16 @@ fn internal_and_icc_false_apply_to_ipv6() {
     lab.attach(&iso, &nc, "charlie", &[]);
     let d = lab.attach(&iso, &nd, "delta", &[]);
     assert_ping6(&lab, &nc, &gw6);
-    let o = ping6(&nc, &s(&d, "ip6"));
-    if o.status.success() {
-        lab.fail(&format!(
-            "--icc=false: charlie reached delta over IPv6:\n{}",
-            show(&o)
-        ));
+    assert_ping6(&lab, &nd, &gw6);
+    let c = lab.endpoint(&iso, "charlie");
+    for (from, to, what) in [
+        (&nc, s(&d, "ip6"), "charlie reached delta"),
+        (&nd, s(&c, "ip6"), "delta reached charlie"),
+    ] {
+        let o = ping6(from, &to);
+        if o.status.success() {
+            lab.fail(&format!("--icc=false: {what} over IPv6:\n{}", show(&o)));
+        }
     }
 }
 
