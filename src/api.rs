@@ -227,7 +227,9 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks", get(list_networks).post(create_network))
         .route(
             "/v1/networks/{name}",
-            get(get_network).delete(remove_network),
+            get(get_network)
+                .patch(update_network)
+                .delete(remove_network),
         )
         .route("/v1/networks/{name}/endpoints", axum::routing::post(attach))
         .route("/v1/networks/{name}/endpoints/{ep}", delete(detach))
@@ -512,6 +514,16 @@ async fn fdb_del(State(d): D, Path((name, mac)): Path<(String, String)>) -> Res<
 
 async fn list_routers(State(d): D) -> Res<Vec<netyard_api::router::RouterInfo>> {
     Ok(Json(d.routers().await))
+}
+
+/// `PATCH /v1/networks/{name}` with a [`netyard_api::model::NetworkUpdate`].
+async fn update_network(
+    State(d): D,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Res<netyard_api::model::NetworkInfo> {
+    let req: netyard_api::model::NetworkUpdate = parse_body(&body)?;
+    Ok(Json(d.update_network(&name, req).await?))
 }
 
 async fn create_router(State(d): D, body: Bytes) -> Res<netyard_api::router::RouterInfo> {

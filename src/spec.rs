@@ -137,6 +137,19 @@ pub struct NetworkSpec {
     /// Where automatic addresses come from (inside `subnet`; the whole subnet when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<Ipv4Net>,
+    /// A router on the network whose address there is the endpoints' default gateway
+    /// (`network update --gateway-router`); absent: netyard's gateway. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_router: Option<GatewayRouterSpec>,
+}
+
+/// A network's gateway router: its name and its address on the network (a router's addresses
+/// never change, so the address is kept here for the attach, which runs without the routers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRouterSpec {
+    pub router: String,
+    pub ip: Ipv4Addr,
 }
 
 /// A network's driver, Docker's word for how its containers reach the world.
@@ -193,6 +206,14 @@ fn is_true(b: &bool) -> bool {
 pub const RELEASED_MAX: usize = 1024;
 
 impl NetworkSpec {
+    /// The endpoints' default gateway: the gateway router's address, else netyard's gateway.
+    pub fn default_gateway(&self) -> Ipv4Addr {
+        self.gateway_router
+            .as_ref()
+            .map(|g| g.ip)
+            .unwrap_or(self.gateway)
+    }
+
     /// Remembers the address a detached endpoint had.
     pub fn remember_address(&mut self, name: &str, ip: Ipv4Addr) {
         self.forget_address(name);

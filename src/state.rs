@@ -39,6 +39,7 @@ use crate::runtime::{EndpointLive, NetworkLive};
 use crate::spec::{EndpointSpec, NetworkSpec, PortKindName, SavedNetwork, StateSpec};
 use crate::store::Store;
 
+mod gateway_router;
 mod links;
 mod routers;
 
@@ -693,9 +694,15 @@ impl Daemon {
             return Err(e);
         }
         // Routes to the networks behind the routers on this network, through them.
-        if let Some(ep) = st.get(network).and_then(|n| n.endpoints.get(&plan.name)) {
-            let ep = ep.spec.clone();
-            self.attach_router_routes(&st, network, &ep).await;
+        if let Some(net) = st.get(network) {
+            if let Some(ep) = net.endpoints.get(&plan.name) {
+                let ep = ep.spec.clone();
+                // The gateway router changed while the device was built without the lock.
+                let now = net.spec.default_gateway();
+                self.move_default_route(&ep, net_spec.default_gateway(), now)
+                    .await;
+                self.attach_router_routes(&st, network, &ep).await;
+            }
         }
         tracing::info!(network, endpoint = %info.name, ip = %info.ip, kind = %info.kind, "attached");
         Ok(info)
@@ -1777,6 +1784,8 @@ impl Network {
             max_flows: s.max_flows,
             aging: s.aging,
             max_macs_per_port: s.max_macs_per_port,
+            gateway_router: s.gateway_router.as_ref().map(|g| g.router.clone()),
+            gateway_router_ip: s.gateway_router.as_ref().map(|g| g.ip.to_string()),
             endpoints: self.endpoints.keys().cloned().collect(),
             endpoints_reaped: self.reaped,
             vxlan: s.vxlan.as_ref().map(|v| VxlanInfo {

@@ -123,6 +123,7 @@ fn down_leaves_nothing(lab: &Lab, name: &str, pids: &[u32], guard: Down<'_>) {
         ("labs", "lab ls"),
         ("networks", "network ls"),
         ("endpoints", "ps"),
+        ("routers", "router ls"),
     ] {
         let mut args: Vec<&str> = path.split(' ').collect();
         args.push("--json");
@@ -171,6 +172,134 @@ fn three_router_chain_forwards_through_each_router() {
     assert_eq!(r1["port_security"], false, "{r1}");
     graphs(&lab, &file, &["h1", "r1", "r2", "r3", "h2"]);
     down_leaves_nothing(&lab, "chain", &pids, guard);
+}
+
+/// The routed lab: netyard routers r1, r2 and edge (NAT on wan) between h1 and far, lan's
+/// gateway router r1. h1 reaches far through its default route alone (nothing announces wan
+/// to it), traceroute shows each router, far sees only edge's address; `network update
+/// --gateway-router` refuses bad input and moves h1's default route both ways; `router rm`
+/// refuses the gateway router; `lab down` leaves no router.
+#[test]
+fn routed_lab_with_netyard_routers_nat_and_a_gateway_router() {
+    require_program("tcpdump", "tcpdump");
+    require_program("traceroute", "traceroute");
+    let lab = new_lab();
+    let file = example("routed-lab.toml");
+    let (guard, pids) = up(&lab, &file, "routed");
+    assert_eq!(pids.len(), 2);
+    let routers = lab.ny_json(&["router", "ls", "--json"]);
+    assert_eq!(routers.as_array().map(Vec::len), Some(3), "{routers}");
+    // h1's default route is r1's address on lan; no route to wan was added by anyone.
+    let routes = exec_ok(&lab, "h1", &["ip", "-4", "route"]);
+    println!("h1's routes:\n{routes}");
+    assert!(routes.contains("default via 10.67.1.254"), "{routes}");
+    assert!(!routes.contains("10.67.4.0/24"), "{routes}");
+    // Three routers: far's reply arrives with TTL 64 - 3.
+    let out = exec_ok(&lab, "h1", &["ping", "-c", "2", "-W", "5", "10.67.4.10"]);
+    assert!(out.contains("ttl=61"), "{out}");
+    let t = exec_ok(
+        &lab,
+        "h1",
+        &["traceroute", "-n", "-I", "-q", "1", "-w", "2", "10.67.4.10"],
+    );
+    println!("{t}");
+    // The hop lines ("1  10.67.1.254  0.1 ms"; the header goes to stderr or is skipped).
+    let hops: Vec<&str> = t
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<u32>().is_ok())
+        })
+        .collect();
+    for (i, hop) in ["10.67.1.254", "10.67.2.12", "10.67.3.13", "10.67.4.10"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            hops.get(i).is_some_and(|l| l.contains(hop)),
+            "hop {} should be {hop}:\n{t}",
+            i + 1
+        );
+    }
+    // NAT on edge: far sees edge's wan address, never h1's.
+    let seen = fetch(&lab, "h1", "10.67.4.10:7000");
+    assert_eq!(
+        seen, "hello 10.67.4.13",
+        "far saw the connection from {seen}"
+    );
+    let dump = lab.dir.join("far-tcpdump.txt");
+    let script = format!(
+        "{} --api {} exec far -- tcpdump -n -l -i eth0 -c 4 icmp > {} 2>&1",
+        NETYARD,
+        lab.api.display(),
+        dump.display()
+    );
+    let mut cap = Bg::spawn(
+        std::process::Command::new("sh").args(["-c", &script]),
+        &lab.dir.join("far-tcpdump.log"),
+    );
+    let listening = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        std::fs::read_to_string(&dump).is_ok_and(|t| t.contains("listening on"))
+    });
+    assert!(
+        listening,
+        "tcpdump in far did not start: {}",
+        cap.log_text()
+    );
+    exec_ok(&lab, "h1", &["ping", "-c", "2", "-W", "5", "10.67.4.10"]);
+    assert!(
+        cap.wait(Duration::from_secs(20)).is_some(),
+        "tcpdump saw fewer than 4 ICMP packets"
+    );
+    let txt = std::fs::read_to_string(&dump).unwrap_or_default();
+    println!("{txt}");
+    assert!(txt.contains("10.67.4.13 > 10.67.4.10"), "{txt}");
+    assert!(
+        !txt.contains("10.67.1.10"),
+        "h1's address reached far:\n{txt}"
+    );
+    // Bad input names the field and changes nothing.
+    for (net, router, want) in [
+        ("lan", "nope", "no router named \"nope\""),
+        ("core", "edge", "no interface on network \"core\""),
+    ] {
+        let o = lab.ny(&["network", "update", net, "--gateway-router", router]);
+        assert!(!o.status.success(), "{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("gateway_router") && err.contains(want),
+            "{err}"
+        );
+    }
+    let lan = lab.ny_json(&["network", "inspect", "lan"]);
+    assert_eq!(lan["gateway_router"], "r1", "{lan}");
+    assert_eq!(lan["gateway_router_ip"], "10.67.1.254", "{lan}");
+    let core = lab.ny_json(&["network", "inspect", "core"]);
+    assert!(core["gateway_router"].is_null(), "{core}");
+    // The gateway router may not go while it is one.
+    let o = lab.ny(&["router", "rm", "r1"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("lan"),
+        "{}",
+        show(&o)
+    );
+    // Unset: h1's default route is netyard's gateway again (and far, another netyard
+    // network, is refused there); set again: through r1.
+    lab.ny_ok(&["network", "update", "lan", "--no-gateway-router"]);
+    let routes = exec_ok(&lab, "h1", &["ip", "-4", "route", "show", "default"]);
+    assert!(routes.contains("via 10.67.1.1 "), "{routes}");
+    let o = exec(&lab, "h1", &["ping", "-c", "1", "-W", "2", "10.67.4.10"]);
+    assert!(!o.status.success(), "far reached without r1: {}", show(&o));
+    lab.ny_ok(&["network", "update", "lan", "--gateway-router", "r1"]);
+    let routes = exec_ok(&lab, "h1", &["ip", "-4", "route", "show", "default"]);
+    assert!(routes.contains("via 10.67.1.254 "), "{routes}");
+    exec_ok(&lab, "h1", &["ping", "-c", "1", "-W", "5", "10.67.4.10"]);
+    let edge = lab.ny_json(&["router", "inspect", "edge"]);
+    println!("{edge:#}");
+    graphs(&lab, &file, &["h1", "r1", "r2", "edge", "far"]);
+    down_leaves_nothing(&lab, "routed", &pids, guard);
 }
 
 #[test]

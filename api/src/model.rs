@@ -7,6 +7,30 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// `PATCH /v1/networks/{name}` (`network update`): each field given is changed, each absent
+/// one kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkUpdate {
+    /// The endpoints' default gateway: a router with an interface on the network (its
+    /// address there), or `null` for netyard's own gateway again. Absent: unchanged.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub gateway_router: Option<Option<String>>,
+}
+
+/// A field that is present is `Some`, even when it is `null` (so `null` and absent differ).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// `POST /v1/networks`, and a `[[network]]` table of the daemon's config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +189,12 @@ pub struct NetworkInfo {
     pub max_flows: u32,
     pub aging: u64,
     pub max_macs_per_port: u32,
+    /// The router whose address on the network is the endpoints' default gateway
+    /// (`network update --gateway-router`), and that address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_router: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_router_ip: Option<String>,
     pub endpoints: Vec<String>,
     /// Endpoints detached because their container went away (process exited, namespace
     /// deleted, device vanished).

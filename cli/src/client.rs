@@ -57,6 +57,15 @@ impl ApiClient {
         self.call(Method::POST, uri, Some(v)).await
     }
 
+    pub async fn patch<T: serde::Serialize>(
+        &self,
+        uri: &str,
+        body: &T,
+    ) -> Result<serde_json::Value, ClientError> {
+        let v = serde_json::to_vec(body).map_err(|e| self.protocol(e))?;
+        self.call(Method::PATCH, uri, Some(v)).await
+    }
+
     fn protocol(&self, e: impl std::fmt::Display) -> ClientError {
         ClientError::Protocol {
             path: self.path.clone(),

@@ -230,6 +230,30 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
         NetworkCommand::Inspect { name } => {
             print_json(&c.get(&format!("/v1/networks/{}", seg(&name))).await?);
         }
+        NetworkCommand::Update {
+            name,
+            gateway_router,
+            no_gateway_router,
+        } => {
+            let req = crate::model::NetworkUpdate {
+                gateway_router: match (gateway_router, no_gateway_router) {
+                    (Some(r), _) => Some(Some(r)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+            };
+            let v = c
+                .patch(&format!("/v1/networks/{}", seg(&name)), &req)
+                .await?;
+            let gw = v["gateway_router_ip"]
+                .as_str()
+                .or(v["gateway"].as_str())
+                .unwrap_or("?");
+            match v["gateway_router"].as_str() {
+                Some(r) => println!("{name}: default gateway {gw} (router {r})"),
+                None => println!("{name}: default gateway {gw} (netyard's gateway)"),
+            }
+        }
         NetworkCommand::Rm { name } => {
             c.delete(&format!("/v1/networks/{}", seg(&name))).await?;
             println!("{name}");

@@ -338,6 +338,18 @@ pub enum NetworkCommand {
     },
     /// Show one network as JSON.
     Inspect { name: String },
+    /// Change a network: its endpoints' default gateway.
+    Update {
+        name: String,
+        /// The endpoints' default gateway becomes router ROUTER's address on the network
+        /// (ROUTER needs an interface on it), now and for every later attach; DNS stays at
+        /// 127.0.0.11, the network's gateway keeps its address.
+        #[arg(long, value_name = "ROUTER", conflicts_with = "no_gateway_router")]
+        gateway_router: Option<String>,
+        /// netyard's gateway is the default gateway again.
+        #[arg(long)]
+        no_gateway_router: bool,
+    },
     /// Remove a network (refused while endpoints are attached).
     Rm { name: String },
 }

@@ -410,9 +410,12 @@ impl Labs {
             .destination_prefix(to.network(), to.prefix_len())
             .gateway(via)
             .build();
+        // Replaced, not added: a router on the node's network may have given it a route to
+        // the same prefix already; the file's route is the one asked for.
         handle
             .route()
             .add(msg)
+            .replace()
             .execute()
             .await
             .map_err(|e| fail(format!("route {to} via {via}: {e}")))

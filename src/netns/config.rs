@@ -339,6 +339,55 @@ pub async fn set_routes(
     Ok(())
 }
 
+/// Moves the namespace's IPv4 default route on `ifname` from `old` to `new` (a network's
+/// gateway router set or unset). Only a default route through `old` on this interface is
+/// touched: a namespace whose default route is another network's keeps it, as at attach.
+/// Returns whether it was moved. A failure to add the new one puts the old one back.
+pub async fn swap_default_route(
+    handle: &Handle,
+    ifname: &str,
+    old: Ipv4Addr,
+    new: Ipv4Addr,
+) -> Result<bool, NetnsError> {
+    let Some(index) = link_index(handle, ifname).await? else {
+        return Err(NetnsError::LinkNotFound {
+            ifname: ifname.to_owned(),
+        });
+    };
+    let route = |gw: Ipv4Addr| {
+        RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build()
+    };
+    // The kernel deletes only a route with this gateway and interface (fib_nh_match).
+    match handle.route().del(route(old)).execute().await {
+        Ok(()) => {}
+        Err(e) if matches!(nl_errno(&e), Some(libc::ESRCH) | Some(libc::ENOENT)) => {
+            return Ok(false)
+        }
+        Err(source) => {
+            return Err(NetnsError::AddRoute {
+                ifname: ifname.to_owned(),
+                gateway: IpAddr::V4(old),
+                source: Box::new(source),
+            })
+        }
+    }
+    match handle.route().add(route(new)).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if nl_errno(&e) == Some(libc::EEXIST) => Ok(true),
+        Err(source) => {
+            let _ = handle.route().add(route(old)).execute().await;
+            Err(NetnsError::AddRoute {
+                ifname: ifname.to_owned(),
+                gateway: IpAddr::V4(new),
+                source: Box::new(source),
+            })
+        }
+    }
+}
+
 /// Adds an endpoint's IPv6 address `addr/prefix_len` to `ifname` with `IFA_F_NODAD`, as
 /// Docker and netavark do: IPAM guarantees nobody else on the network holds it, and without
 /// duplicate address detection the address is usable at once instead of after a second of

@@ -39,7 +39,8 @@ mod tests;
 pub use config::{
     add_address6, configure_endpoint, create_veth, create_veth_for_runtime, delete_link,
     host_handle, host_routes, host_uplink, kernel_has_ipv6, link_exists, link_index, link_state,
-    set_ipv6, set_mac, set_routes, underlay_mtu, view_link, HostUplink, LinkView,
+    set_ipv6, set_mac, set_routes, swap_default_route, underlay_mtu, view_link, HostUplink,
+    LinkView,
 };
 pub use error::NetnsError;
 pub use identity::{check, exit_watch, identify, start_time, wait_exit, NsIdentity, NsStatus};

@@ -5,6 +5,7 @@
 
 mod config;
 mod endpoint;
+pub mod gateway_router;
 pub mod link;
 mod network;
 pub mod router;

@@ -217,6 +217,7 @@ pub fn plan_network_on<'a>(
         driver,
         parent: req.parent.clone().filter(|_| driver == Driver::Macvlan),
         ip_range,
+        gateway_router: None,
     })
 }
 

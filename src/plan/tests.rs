@@ -69,6 +69,7 @@ fn a_network_gets_every_default_resolved() {
             driver: crate::spec::Driver::Bridge,
             parent: None,
             ip_range: None,
+            gateway_router: None,
         }
     );
 }

@@ -136,6 +136,17 @@ impl Daemon {
 
     pub async fn remove_router(&self, name: &str) -> Result<(), DaemonError> {
         let mut st = self.state.lock().await;
+        let gated =
+            crate::plan::gateway_router::networks_gated_by(st.values().map(|n| &n.spec), name);
+        if !gated.is_empty() {
+            return Err(DaemonError::conflict(
+                None,
+                format!(
+                    "router {name:?} is the gateway router of network(s) {}: `netyard network update NETWORK --no-gateway-router` first",
+                    gated.join(", ")
+                ),
+            ));
+        }
         let spec = self
             .unmake(&mut st, name)
             .ok_or_else(|| DaemonError::NoRouter(name.to_string()))?;

@@ -10,6 +10,7 @@ use netyard_api::lab::{LabEndpoint, LabRecord, NodeInfo};
 use super::plan::Plan;
 use crate::client::{ApiClient, ClientError};
 use crate::commands::{decode, print_json, seg, CliError};
+use crate::model::NetworkUpdate;
 use crate::table::render;
 
 /// Is this a "not found" answer (already gone: fine for a teardown)?
@@ -74,6 +75,23 @@ async fn steps(c: &ApiClient, plan: &Plan, rec: &mut LabRecord) -> Result<(), St
         rec.networks.push(n.name.clone());
         save(c, rec).await.map_err(at("saving the lab".into()))?;
     }
+    for r in &plan.routers {
+        c.post("/v1/routers", r)
+            .await
+            .map_err(CliError::from)
+            .map_err(at(format!("routers.{}", r.name)))?;
+        rec.routers.push(r.name.clone());
+        save(c, rec).await.map_err(at("saving the lab".into()))?;
+    }
+    for (net, router) in &plan.gateway_routers {
+        let body = NetworkUpdate {
+            gateway_router: Some(Some(router.clone())),
+        };
+        c.patch(&format!("/v1/networks/{}", seg(net)), &body)
+            .await
+            .map_err(CliError::from)
+            .map_err(at(format!("networks.{net}.gateway_router")))?;
+    }
     let mut pids = std::collections::BTreeMap::new();
     for n in &plan.nodes {
         let info: NodeInfo = c
@@ -133,7 +151,8 @@ async fn steps(c: &ApiClient, plan: &Plan, rec: &mut LabRecord) -> Result<(), St
     Ok(())
 }
 
-/// Removes what `rec` lists: endpoints, nodes, networks (what is gone already is fine).
+/// Removes what `rec` lists: endpoints, nodes, routers (a network's gateway router is
+/// unset first), networks (what is gone already is fine).
 /// Goes on past a failure and reports every one.
 pub async fn teardown(c: &ApiClient, rec: &LabRecord) -> Result<(), String> {
     let mut errors = Vec::new();
@@ -157,6 +176,27 @@ pub async fn teardown(c: &ApiClient, rec: &LabRecord) -> Result<(), String> {
     for n in rec.nodes.iter().rev() {
         let r = c.delete(&format!("/v1/nodes/{}", seg(n))).await;
         try_delete(r, format!("removing node {n}"));
+    }
+    if !rec.routers.is_empty() {
+        // `router rm` refuses a router that is some network's gateway router.
+        for n in &rec.networks {
+            let path = format!("/v1/networks/{}", seg(n));
+            let has = match c.get(&path).await {
+                Ok(v) => !v["gateway_router"].is_null(),
+                Err(_) => false,
+            };
+            if has {
+                let body = NetworkUpdate {
+                    gateway_router: Some(None),
+                };
+                let r = c.patch(&path, &body).await;
+                try_delete(r, format!("unsetting the gateway router of {n}"));
+            }
+        }
+    }
+    for r in rec.routers.iter().rev() {
+        let x = c.delete(&format!("/v1/routers/{}", seg(r))).await;
+        try_delete(x, format!("removing router {r}"));
     }
     for n in rec.networks.iter().rev() {
         let r = c.delete(&format!("/v1/networks/{}", seg(n))).await;

@@ -18,9 +18,9 @@ pub struct LabFile {
     pub networks: BTreeMap<String, NetworkDecl>,
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeDecl>,
-    /// netyard routers (`netyard router create`), for when the daemon has them.
+    /// netyard routers (`netyard router create`), created after the networks.
     #[serde(default)]
-    pub routers: BTreeMap<String, serde_json::Value>,
+    pub routers: BTreeMap<String, RouterDecl>,
     /// Link impairments: a node's link on a network, as `netyard link set`.
     #[serde(default)]
     pub links: Vec<LinkDecl>,
@@ -46,6 +46,44 @@ pub struct NetworkDecl {
     pub port_security: Option<bool>,
     #[serde(default)]
     pub vxlan: Option<VxlanDecl>,
+    /// A router of the file's `routers` (with an interface on this network) that is the
+    /// endpoints' default gateway instead of netyard's (`network update --gateway-router`).
+    #[serde(default)]
+    pub gateway_router: Option<String>,
+}
+
+/// A netyard router: `netyard router create NAME --network A[=IP] ... [--nat B] [--route ...]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterDecl {
+    /// One interface per network, in order.
+    pub networks: Vec<RouterIfaceDecl>,
+    /// The network whose interface masquerades what leaves through it.
+    #[serde(default)]
+    pub nat: Option<String>,
+    /// Static routes, each with its next hop on one of the router's networks.
+    #[serde(default)]
+    pub routes: Vec<RouterRouteDecl>,
+}
+
+/// A router's interface: written as a node's (`{ network = "a", ip = "10.1.0.254" }`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterIfaceDecl {
+    pub network: String,
+    /// Picked by `lab up` when absent: the lowest address of the subnet no one else in the
+    /// file names.
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// A router's static route (`to` is accepted for `prefix`, as a node's routes write it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterRouteDecl {
+    #[serde(alias = "to")]
+    pub prefix: String,
+    pub via: String,
 }
 
 /// A network spanning hosts (`--vxlan VNI --vxlan-local --vxlan-port --vxlan-peer`).
@@ -133,6 +171,7 @@ pub struct AttachDecl {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteDecl {
+    #[serde(alias = "prefix")]
     pub to: String,
     pub via: String,
 }
@@ -142,7 +181,7 @@ pub struct RouteDecl {
 #[serde(deny_unknown_fields)]
 pub struct LinkDecl {
     pub network: String,
-    /// The node whose link on `network` it is (or `vxlan`, the network's tunnel).
+    /// The node or router whose link on `network` it is (or `vxlan`, the network's tunnel).
     pub node: String,
     #[serde(default)]
     pub direction: Option<String>,

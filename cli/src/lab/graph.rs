@@ -1,6 +1,7 @@
-//! `lab graph`: the lab's networks, nodes (routers, the nodes that forward, drawn apart) and
-//! their links, impaired ones marked, as Graphviz dot, Mermaid, or an SVG drawn here. Pure:
-//! the lab file in, text out.
+//! `lab graph`: the lab's networks, nodes (container routers, the nodes that forward, drawn
+//! as diamonds), netyard routers (hexagons, their NAT interface marked) and their links,
+//! impaired ones marked, as Graphviz dot, Mermaid, or an SVG drawn here. Pure: the lab file
+//! in, text out.
 //!
 //! The SVG is written by hand: the crates that lay out graphs (layout-rs, and graphviz
 //! bindings needing the C library) are either unmaintained or a system package; a lab is a
@@ -49,21 +50,64 @@ fn impairment(l: &LinkDecl) -> String {
     parts.join(" ")
 }
 
+/// What a vertex on the node side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Node,
+    /// A node that forwards (a container router).
+    NodeRouter,
+    /// A netyard router.
+    Router,
+}
+
+/// The node-side vertices: nodes, then netyard routers (the plan keeps their names apart).
+fn vertices(lab: &LabFile) -> Vec<(&str, Kind)> {
+    lab.nodes
+        .iter()
+        .map(|(n, d)| {
+            let k = if is_router(d) {
+                Kind::NodeRouter
+            } else {
+                Kind::Node
+            };
+            (n.as_str(), k)
+        })
+        .chain(lab.routers.keys().map(|r| (r.as_str(), Kind::Router)))
+        .collect()
+}
+
 fn edges(lab: &LabFile) -> Vec<Edge> {
     let mut v = Vec::new();
+    let impaired = |name: &str, network: &str| {
+        let imp: Vec<String> = lab
+            .links
+            .iter()
+            .filter(|l| l.node == name && l.network == network)
+            .map(impairment)
+            .collect();
+        (!imp.is_empty()).then(|| imp.join("; "))
+    };
     for (name, n) in &lab.nodes {
         for (i, a) in n.networks.iter().enumerate() {
-            let imp: Vec<String> = lab
-                .links
-                .iter()
-                .filter(|l| l.node == *name && l.network == a.network)
-                .map(impairment)
-                .collect();
             v.push(Edge {
                 node: name.clone(),
                 network: a.network.clone(),
                 label: format!("eth{i} {}", a.ip.as_deref().unwrap_or("auto")),
-                impaired: (!imp.is_empty()).then(|| imp.join("; ")),
+                impaired: impaired(name, &a.network),
+            });
+        }
+    }
+    for (name, r) in &lab.routers {
+        for a in &r.networks {
+            let mut label = a.ip.clone().unwrap_or_else(|| "auto".into());
+            if r.nat.as_deref() == Some(a.network.as_str()) {
+                label.push_str(" NAT");
+            }
+            v.push(Edge {
+                node: name.clone(),
+                network: a.network.clone(),
+                label,
+                impaired: impaired(name, &a.network),
             });
         }
     }
@@ -82,6 +126,9 @@ fn net_label(lab: &LabFile, name: &str) -> String {
     }
     if let Some(v) = n.and_then(|n| n.vxlan.as_ref()) {
         let _ = write!(l, "\nvxlan {}", v.vni);
+    }
+    if let Some(r) = n.and_then(|n| n.gateway_router.as_ref()) {
+        let _ = write!(l, "\ngateway {r}");
     }
     l
 }
@@ -113,8 +160,12 @@ pub fn dot(lab: &LabFile, name: &str) -> String {
             dot_escape(&net_label(lab, n))
         );
     }
-    for (n, d) in &lab.nodes {
-        let shape = if is_router(d) { "diamond" } else { "box" };
+    for (n, k) in vertices(lab) {
+        let shape = match k {
+            Kind::Node => "box",
+            Kind::NodeRouter => "diamond",
+            Kind::Router => "hexagon, style=filled, fillcolor=\"#fde7c8\"",
+        };
         let _ = writeln!(
             o,
             "  {} [shape={shape}, label=\"{}\"];",
@@ -163,12 +214,12 @@ pub fn mermaid(lab: &LabFile) -> String {
             mermaid_text(&net_label(lab, n))
         );
     }
-    for (n, d) in &lab.nodes {
-        if is_router(d) {
-            let _ = writeln!(o, "  {}{{\"{}\"}}", id("node", n), mermaid_text(n));
-        } else {
-            let _ = writeln!(o, "  {}[\"{}\"]", id("node", n), mermaid_text(n));
-        }
+    for (n, k) in vertices(lab) {
+        let _ = match k {
+            Kind::Node => writeln!(o, "  {}[\"{}\"]", id("node", n), mermaid_text(n)),
+            Kind::NodeRouter => writeln!(o, "  {}{{\"{}\"}}", id("node", n), mermaid_text(n)),
+            Kind::Router => writeln!(o, "  {}{{{{\"{}\"}}}}", id("node", n), mermaid_text(n)),
+        };
     }
     let mut impaired = Vec::new();
     for (i, e) in edges(lab).into_iter().enumerate() {
@@ -211,10 +262,9 @@ fn xml(s: &str) -> String {
 /// alternating; vertices without an edge go in column 0.
 fn layout(lab: &LabFile, edges: &[Edge]) -> BTreeMap<(bool, String), (usize, usize)> {
     let mut col: BTreeMap<(bool, String), usize> = BTreeMap::new();
-    let starts = lab
-        .nodes
-        .keys()
-        .map(|n| (true, n.clone()))
+    let starts = vertices(lab)
+        .into_iter()
+        .map(|(n, _)| (true, n.to_string()))
         .chain(lab.networks.keys().map(|n| (false, n.clone())));
     for s in starts {
         if col.contains_key(&s) {
@@ -310,9 +360,11 @@ pub fn svg(lab: &LabFile, name: &str) -> String {
             );
         }
     }
-    for (n, d) in &lab.nodes {
-        let (x, y) = xy(&(true, n.clone()));
-        if is_router(d) {
+    for (n, k) in vertices(lab) {
+        let (x, y) = xy(&(true, n.to_string()));
+        if k == Kind::Router {
+            let _ = writeln!(o, "<polygon class=\"netyard-router\" points=\"{},{y} {},{} {},{} {},{y} {},{} {},{}\" fill=\"#fde7c8\" stroke=\"#b05a00\"/>", x - 52, x - 30, y - 24, x + 30, y - 24, x + 52, x + 30, y + 24, x - 30, y + 24);
+        } else if k == Kind::NodeRouter {
             let _ = writeln!(o, "<polygon class=\"router\" points=\"{},{y} {x},{} {},{y} {x},{}\" fill=\"#fef3e0\" stroke=\"#e37400\"/>", x - 50, y - 28, x + 50, y + 28);
         } else {
             let _ = writeln!(o, "<rect class=\"node\" x=\"{}\" y=\"{}\" width=\"96\" height=\"40\" rx=\"6\" fill=\"#f1f3f4\" stroke=\"#333\"/>", x - 48, y - 20);
@@ -392,6 +444,28 @@ delay = "20ms"
         assert_eq!(s.matches("class=\"impaired\"").count(), 1);
         assert!(s.contains("h&lt;2&gt;") && s.contains("t&amp;t"));
         assert!(!s.contains("h<2>"));
+    }
+
+    #[test]
+    fn netyard_routers_are_hexagons_with_their_nat_interface_marked() {
+        let text = format!(
+            "{LAB}[networks.c]\ngateway_router = \"edge\"\n[routers.edge]\nnetworks = [{{ network = \"b\", ip = \"10.2.0.254\" }}, {{ network = \"c\" }}]\nnat = \"c\"\n"
+        );
+        let lab = parse(&text, false).expect("parse");
+        let d = dot(&lab, "t");
+        assert!(d.contains("node_edge [shape=hexagon"), "{d}");
+        assert!(
+            d.contains("node_edge -- net_b [label=\"10.2.0.254\"]"),
+            "{d}"
+        );
+        assert!(d.contains("node_edge -- net_c [label=\"auto NAT\"]"), "{d}");
+        assert!(d.contains("gateway edge"), "{d}");
+        let m = mermaid(&lab);
+        assert!(m.contains("node_edge{{\"edge\"}}"), "{m}");
+        let s = svg(&lab, "t");
+        assert_eq!(s.matches("class=\"netyard-router\"").count(), 1, "{s}");
+        assert!(s.contains(">edge</text>"), "{s}");
+        assert_eq!(s.matches("class=\"link\"").count(), 6);
     }
 
     #[test]

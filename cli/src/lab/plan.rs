@@ -2,11 +2,17 @@
 //! each naming its path in the file. Pure: no daemon, no kernel.
 //!
 //! Checked here (the daemon checks each request again, and names the field; these checks
-//! exist so that a bad file creates nothing): names, references (a node's network, a link's
-//! network and node, a route's next hop on one of the node's networks), addresses (IPv4,
-//! inside the network's subnet when it is given, not the gateway, not taken twice), subnets,
-//! sysctls (`net.*` only), restart policies, link values (durations, percentages, rates,
-//! direction, as `link set` reads them), published port SPECs.
+//! exist so that a bad file creates nothing): names, references (a node's or router's
+//! network, a link's network and node or router, a route's next hop on one of the node's or
+//! router's networks, a router's NAT network among its networks, a network's gateway router
+//! on that network), addresses (IPv4, inside the network's subnet when it is given, not the
+//! gateway, not taken twice, nodes and routers alike), subnets and prefixes, sysctls (`net.*`
+//! only), restart policies, link values (durations, percentages, rates, direction, as `link
+//! set` reads them), published port SPECs.
+//!
+//! A router interface without an address gets one here (the lowest of the subnet that is not
+//! the gateway and that nothing in the file names), so that IPAM, which hands out the next
+//! free address, can never give the router an address a node names explicitly further on.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -16,6 +22,7 @@ use ipnet::Ipv4Net;
 use super::file::{Issue, LabFile};
 use crate::model::{EndpointCreate, LinkSettings, NetworkCreate};
 use netyard_api::lab::{NodeCreate, NodeRoute};
+use netyard_api::router::{RouteReq, RouterCreate, RouterInterfaceReq};
 
 /// One interface of a node: attached by the node's pid at apply time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +39,15 @@ pub struct Link {
     pub settings: LinkSettings,
 }
 
-/// What `up` does, in this order: networks, nodes, attachments, routes, links.
+/// What `up` does, in this order: networks, routers, gateway routers, nodes, attachments,
+/// routes, links.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub name: String,
     pub networks: Vec<NetworkCreate>,
+    pub routers: Vec<RouterCreate>,
+    /// (network, router): `network update NETWORK --gateway-router ROUTER`.
+    pub gateway_routers: Vec<(String, String)>,
     pub nodes: Vec<NodeCreate>,
     pub attaches: Vec<Attach>,
     pub routes: Vec<(String, NodeRoute)>,
@@ -77,16 +88,6 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
             },
             format!("the lab's name {name:?} {NAME_RULE}"),
         );
-    }
-    if !lab.routers.is_empty() {
-        for r in lab.routers.keys() {
-            bad(
-                format!("routers.{r}"),
-                "netyard routers are not available in this version: declare the router as a \
-                 node with `trusted = true` on its networks and sysctl net.ipv4.ip_forward = 1"
-                    .into(),
-            );
-        }
     }
     // Networks.
     let mut subnets: BTreeMap<&str, (Option<Ipv4Net>, Option<Ipv4Addr>)> = BTreeMap::new();
@@ -207,8 +208,23 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
             ..Default::default()
         });
     }
-    // Nodes and their interfaces.
     let mut taken: BTreeMap<(String, Ipv4Addr), String> = BTreeMap::new();
+    // Routers (before the nodes: `up` creates them first).
+    let routers = plan_routers(lab, &subnets, &mut taken, &mut bad);
+    let mut gateway_routers = Vec::new();
+    for (n, d) in &lab.networks {
+        let Some(r) = &d.gateway_router else { continue };
+        let p = format!("networks.{n}.gateway_router");
+        match lab.routers.get(r) {
+            None => bad(p, format!("no router {r:?} in routers")),
+            Some(rd) if !rd.networks.iter().any(|i| i.network == *n) => bad(
+                p,
+                format!("router {r:?} has no interface on {n:?} (add it to routers.{r}.networks)"),
+            ),
+            Some(_) => gateway_routers.push((n.clone(), r.clone())),
+        }
+    }
+    // Nodes and their interfaces.
     let mut nodes = Vec::new();
     let mut attaches = Vec::new();
     let mut routes = Vec::new();
@@ -216,6 +232,14 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
         let p = format!("nodes.{n}");
         if !valid_name(n) {
             bad(p.clone(), format!("{n:?} {NAME_RULE}"));
+        }
+        if lab.routers.contains_key(n) {
+            bad(
+                p.clone(),
+                format!(
+                    "routers.{n} has that name too: a router's interface is a port of its name"
+                ),
+            );
         }
         match d.restart.as_deref() {
             None | Some("always") | Some("never") => {}
@@ -382,10 +406,17 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
                     format!("network {:?} has no vxlan tunnel", l.network),
                 );
             }
+        } else if let Some(r) = lab.routers.get(&l.node) {
+            if !r.networks.iter().any(|i| i.network == l.network) {
+                bad(
+                    format!("{lp}.node"),
+                    format!("router {:?} is not on network {:?}", l.node, l.network),
+                );
+            }
         } else if !lab.nodes.contains_key(&l.node) {
             bad(
                 format!("{lp}.node"),
-                format!("no node {:?} in nodes", l.node),
+                format!("no node or router {:?} in nodes or routers", l.node),
             );
         } else if !lab.nodes[&l.node]
             .networks
@@ -424,6 +455,8 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
         Ok(Plan {
             name,
             networks,
+            routers,
+            gateway_routers,
             nodes,
             attaches,
             routes,
@@ -432,6 +465,192 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
     } else {
         Err(issues)
     }
+}
+
+/// Every address the file names explicitly on each network (nodes' and routers'), so that an
+/// address picked for a router avoids them.
+fn named_addresses(lab: &LabFile) -> BTreeMap<&str, Vec<Ipv4Addr>> {
+    let mut m: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
+    let nodes = lab
+        .nodes
+        .values()
+        .flat_map(|n| n.networks.iter().map(|a| (a.network.as_str(), &a.ip)));
+    let routers = lab
+        .routers
+        .values()
+        .flat_map(|r| r.networks.iter().map(|a| (a.network.as_str(), &a.ip)));
+    for (net, ip) in nodes.chain(routers) {
+        if let Some(ip) = ip.as_deref().and_then(|s| s.parse().ok()) {
+            m.entry(net).or_default().push(ip);
+        }
+    }
+    m
+}
+
+/// Checks the `routers` table into `router create` requests.
+fn plan_routers(
+    lab: &LabFile,
+    subnets: &BTreeMap<&str, (Option<Ipv4Net>, Option<Ipv4Addr>)>,
+    taken: &mut BTreeMap<(String, Ipv4Addr), String>,
+    bad: &mut impl FnMut(String, String),
+) -> Vec<RouterCreate> {
+    let named = named_addresses(lab);
+    let mut picked: Vec<(String, Ipv4Addr)> = Vec::new();
+    let mut out = Vec::new();
+    for (r, d) in &lab.routers {
+        let p = format!("routers.{r}");
+        if !valid_name(r) {
+            bad(p.clone(), format!("{r:?} {NAME_RULE}"));
+        }
+        if d.networks.is_empty() {
+            bad(
+                format!("{p}.networks"),
+                "a router needs at least one network".into(),
+            );
+        }
+        let mut interfaces = Vec::new();
+        // The router's networks with their subnets (None: not known before `up`).
+        let mut on: Vec<(String, Option<Ipv4Net>, Option<Ipv4Addr>)> = Vec::new();
+        for (i, a) in d.networks.iter().enumerate() {
+            let ap = format!("{p}.networks[{i}]");
+            let Some((subnet, gateway)) = subnets.get(a.network.as_str()).copied() else {
+                bad(
+                    format!("{ap}.network"),
+                    format!("no network {:?} in networks", a.network),
+                );
+                continue;
+            };
+            if on.iter().any(|(x, _, _)| *x == a.network) {
+                bad(
+                    format!("{ap}.network"),
+                    format!(
+                        "{p} is on {:?} already: one interface per network",
+                        a.network
+                    ),
+                );
+                continue;
+            }
+            let ip = match &a.ip {
+                Some(ip) => match ip.parse::<Ipv4Addr>() {
+                    Err(_) => {
+                        bad(format!("{ap}.ip"), format!("{ip:?} is not an IPv4 address"));
+                        None
+                    }
+                    Ok(addr) => {
+                        if let Some(s) = subnet {
+                            if !s.contains(&addr) || addr == s.network() || addr == s.broadcast() {
+                                bad(
+                                    format!("{ap}.ip"),
+                                    format!("{addr} is not a host address of {s}"),
+                                );
+                            }
+                        }
+                        if Some(addr) == gateway {
+                            bad(
+                                format!("{ap}.ip"),
+                                format!("{addr} is the gateway of {:?}", a.network),
+                            );
+                        }
+                        match taken.get(&(a.network.clone(), addr)) {
+                            Some(other) => bad(
+                                format!("{ap}.ip"),
+                                format!("{addr} is also {other} on {:?}", a.network),
+                            ),
+                            None => {
+                                taken.insert((a.network.clone(), addr), format!("{ap}.ip"));
+                            }
+                        }
+                        Some(addr)
+                    }
+                },
+                None => subnet.and_then(|s| {
+                    let avoid = named.get(a.network.as_str());
+                    let pick = s.hosts().find(|h| {
+                        Some(*h) != gateway
+                            && !avoid.is_some_and(|v| v.contains(h))
+                            && !picked.contains(&(a.network.clone(), *h))
+                    });
+                    if pick.is_none() {
+                        bad(
+                            format!("{ap}.ip"),
+                            format!("no address of {s} is left for the router"),
+                        );
+                    }
+                    if let Some(h) = pick {
+                        picked.push((a.network.clone(), h));
+                        taken.insert((a.network.clone(), h), format!("{ap} (picked)"));
+                    }
+                    pick
+                }),
+            };
+            on.push((a.network.clone(), subnet, ip));
+            interfaces.push(RouterInterfaceReq {
+                network: a.network.clone(),
+                ip: ip.map(|i| i.to_string()).or_else(|| a.ip.clone()),
+            });
+        }
+        let mut nat = Vec::new();
+        if let Some(n) = &d.nat {
+            if on.iter().any(|(x, _, _)| x == n) {
+                nat.push(n.clone());
+            } else {
+                bad(
+                    format!("{p}.nat"),
+                    format!("{n:?} is not one of the router's networks"),
+                );
+            }
+        }
+        let mut routes = Vec::new();
+        for (i, rt) in d.routes.iter().enumerate() {
+            let rp = format!("{p}.routes[{i}]");
+            match rt.prefix.parse::<Ipv4Net>() {
+                Err(_) => bad(
+                    format!("{rp}.prefix"),
+                    format!("{:?} is not an IPv4 prefix such as 10.1.2.0/24", rt.prefix),
+                ),
+                Ok(pfx) => {
+                    if routes.iter().any(|x: &RouteReq| {
+                        x.prefix
+                            .parse::<Ipv4Net>()
+                            .is_ok_and(|y| y.trunc() == pfx.trunc())
+                    }) {
+                        bad(
+                            format!("{rp}.prefix"),
+                            format!("{} is routed twice", pfx.trunc()),
+                        );
+                    }
+                }
+            }
+            match rt.via.parse::<Ipv4Addr>() {
+                Err(_) => bad(
+                    format!("{rp}.via"),
+                    format!("{:?} is not an IPv4 address", rt.via),
+                ),
+                Ok(via) => {
+                    let known: Vec<Ipv4Net> = on.iter().filter_map(|(_, s, _)| *s).collect();
+                    if on.iter().any(|(_, _, ip)| *ip == Some(via)) {
+                        bad(format!("{rp}.via"), format!("{via} is {p}'s own address"));
+                    } else if known.len() == on.len() && !known.iter().any(|s| s.contains(&via)) {
+                        bad(
+                            format!("{rp}.via"),
+                            format!("{via} is on none of {p}'s networks"),
+                        );
+                    }
+                }
+            }
+            routes.push(RouteReq {
+                prefix: rt.prefix.clone(),
+                via: rt.via.clone(),
+            });
+        }
+        out.push(RouterCreate {
+            name: r.clone(),
+            interfaces,
+            nat,
+            routes,
+        });
+    }
+    out
 }
 
 fn sysctl_ok(key: &str) -> bool {

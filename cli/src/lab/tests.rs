@@ -361,12 +361,127 @@ routes = [{ to = "nowhere", via = "10.99.0.1" }]
     );
 }
 
+const ROUTED: &str = r#"
+[networks.lan]
+subnet = "10.50.1.0/24"
+gateway_router = "r1"
+[networks.core]
+subnet = "10.50.2.0/24"
+[networks.wan]
+subnet = "10.50.3.0/24"
+[routers.r1]
+networks = [{ network = "lan" }, { network = "core", ip = "10.50.2.2" }]
+routes = [{ prefix = "10.50.3.0/24", via = "10.50.2.3" }]
+[routers.edge]
+networks = [{ network = "core", ip = "10.50.2.3" }, { network = "wan" }]
+nat = "wan"
+routes = [{ to = "10.50.1.0/24", via = "10.50.2.2" }]
+[nodes.h1]
+networks = [{ network = "lan", ip = "10.50.1.2" }]
+[nodes.far]
+networks = [{ network = "wan", ip = "10.50.3.3" }]
+[[links]]
+network = "core"
+node = "edge"
+delay = "5ms"
+"#;
+
 #[test]
-fn routers_are_refused_until_the_daemon_has_them() {
+fn routers_plan_into_router_creates_with_addresses_nat_and_routes() {
+    let lab = parse(ROUTED, false).expect("parse");
+    let p = plan(&lab, "routed.toml").expect("plan");
+    let rs: Vec<_> = p
+        .routers
+        .iter()
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.interfaces
+                    .iter()
+                    .map(|i| (i.network.clone(), i.ip.clone().unwrap_or_default()))
+                    .collect::<Vec<_>>(),
+                r.nat.clone(),
+                r.routes
+                    .iter()
+                    .map(|x| (x.prefix.clone(), x.via.clone()))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert_eq!(
-        paths("[routers.r1]\nnetworks = [\"a\"]\n"),
-        vec!["routers.r1"]
+        rs,
+        vec![
+            (
+                "edge",
+                // wan: .1 is the gateway, .3 is far's: .2 is picked.
+                vec![s("core", "10.50.2.3"), s("wan", "10.50.3.2")],
+                vec!["wan".to_string()],
+                vec![s("10.50.1.0/24", "10.50.2.2")]
+            ),
+            (
+                "r1",
+                // lan: .2 is h1's, so the router gets .3.
+                vec![s("lan", "10.50.1.3"), s("core", "10.50.2.2")],
+                vec![],
+                vec![s("10.50.3.0/24", "10.50.2.3")]
+            ),
+        ]
     );
+    assert_eq!(p.gateway_routers, vec![s("lan", "r1")]);
+    assert_eq!(p.links.len(), 1);
+}
+
+#[test]
+fn router_errors_name_their_path() {
+    let base = "[networks.a]\nsubnet = \"10.51.1.0/24\"\n[networks.b]\nsubnet = \"10.51.2.0/24\"\n[nodes.n]\nnetworks = [{ network = \"a\", ip = \"10.51.1.9\" }]\n";
+    let cases = [
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\" }, { network = \"zz\" }]\n",
+            "routers.r1.networks[1].network",
+        ),
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\", ip = \"10.51.2.5\" }]\n",
+            "routers.r1.networks[0].ip",
+        ),
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\", ip = \"10.51.1.1\" }]\n",
+            "routers.r1.networks[0].ip",
+        ),
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\", ip = \"10.51.1.9\" }]\n",
+            "nodes.n.networks[0].ip",
+        ),
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\" }]\nnat = \"b\"\n",
+            "routers.r1.nat",
+        ),
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\" }]\nroutes = [{ prefix = \"10.9.0.0/33\", via = \"10.51.1.7\" }]\n",
+            "routers.r1.routes[0].prefix",
+        ),
+        (
+            "[routers.r1]\nnetworks = [{ network = \"a\" }]\nroutes = [{ prefix = \"10.9.0.0/16\", via = \"10.51.1.7\" }, { prefix = \"10.8.0.0/16\", via = \"10.51.2.7\" }]\n",
+            "routers.r1.routes[1].via",
+        ),
+        ("[routers.n]\nnetworks = [{ network = \"a\" }]\n", "nodes.n"),
+        ("[routers.r1]\nnetworks = []\n", "routers.r1.networks"),
+    ];
+    for (extra, want) in cases {
+        let text = format!("{base}{extra}");
+        assert_eq!(paths(&text), vec![want.to_string()], "{text}");
+    }
+    let gw = format!(
+        "{}[routers.r1]\nnetworks = [{{ network = \"a\" }}]\n",
+        base.replace("[networks.b]\n", "[networks.b]\ngateway_router = \"r1\"\n")
+    );
+    assert_eq!(paths(&gw), vec!["networks.b.gateway_router"]);
+    let gw2 = base.replace("[networks.b]\n", "[networks.b]\ngateway_router = \"r9\"\n");
+    assert_eq!(paths(&gw2), vec!["networks.b.gateway_router"]);
+    let link = format!(
+        "{base}[routers.r1]\nnetworks = [{{ network = \"a\" }}]\n[[links]]\nnetwork = \"b\"\nnode = \"r1\"\ndelay = \"1ms\"\n"
+    );
+    assert_eq!(paths(&link), vec!["links[0].node"]);
 }
 
 #[test]

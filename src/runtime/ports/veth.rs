@@ -170,7 +170,7 @@ async fn configure(
         cx.net.mtu,
         IpAddr::V4(spec.ip),
         cx.net.subnet.prefix_len(),
-        Some(IpAddr::V4(cx.net.gateway)),
+        Some(IpAddr::V4(cx.net.default_gateway())),
     )
     .await?;
     if let (Some(ip6), Some(v6)) = (spec.ip6, cx.net.ipv6) {
