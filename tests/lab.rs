@@ -496,3 +496,97 @@ fn exec_passes_the_exit_status_and_nodes_restart_their_command() {
     );
     down_leaves_nothing(&lab, "rs", &pids, guard);
 }
+
+/// A lab file's VXLAN network (`vxlan = { vni, local, peers }`) reaches the Linux kernel's
+/// vxlan device: the daemon's namespace and a second "host" namespace `hb` are joined by a
+/// veth underlay (198.18.X.0/24, made here); `hb` has vx0 (learning, remote: the daemon's
+/// side) on a bridge with namespace `k` behind it, on the lab network's subnet.
+#[test]
+fn a_lab_vxlan_network_reaches_a_kernel_vxlan_peer() {
+    let lab = new_lab();
+    let hb = lab.ns("hb");
+    let k = lab.ns("k");
+    let x = rand::random::<u8>();
+    let (a_ip, b_ip) = (format!("198.18.{x}.1"), format!("198.18.{x}.2"));
+    let (ua, ub) = (format!("nyt{}ua", lab.id), format!("nyt{}ub", lab.id));
+    let host = lab.host.name.clone();
+    let sn = Subnet::random();
+    let vni = "4343";
+    let ip = |ns: &str, args: &[&str]| {
+        let mut a = vec!["ip", "-n", ns];
+        a.extend_from_slice(args);
+        cmd_ok(&a);
+    };
+    ip(
+        &host,
+        &[
+            "link", "add", &ua, "type", "veth", "peer", "name", &ub, "netns", &hb,
+        ],
+    );
+    ip(&host, &["addr", "add", &format!("{a_ip}/24"), "dev", &ua]);
+    ip(&hb, &["addr", "add", &format!("{b_ip}/24"), "dev", &ub]);
+    ip(&host, &["link", "set", &ua, "up"]);
+    ip(&hb, &["link", "set", &ub, "up"]);
+    for args in [
+        &[
+            "link", "add", "vx0", "type", "vxlan", "id", vni, "dstport", "4789", "local", &b_ip,
+            "remote", &a_ip,
+        ][..],
+        &["link", "set", "vx0", "mtu", "1450"],
+        &["link", "add", "br0", "type", "bridge"],
+        &["link", "set", "vx0", "master", "br0"],
+        &[
+            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", &k,
+        ],
+        &["link", "set", "vb0", "mtu", "1450"],
+        &["link", "set", "vb0", "master", "br0"],
+        &["link", "set", "vx0", "up"],
+        &["link", "set", "vb0", "up"],
+        &["link", "set", "br0", "up"],
+    ] {
+        ip(&hb, args);
+    }
+    ip(&k, &["link", "set", "eth0", "mtu", "1450"]);
+    ip(
+        &k,
+        &["addr", "add", &format!("{}/24", sn.ip(20)), "dev", "eth0"],
+    );
+    ip(&k, &["link", "set", "eth0", "up"]);
+    let f = lab.dir.join("vxlan-lab.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "name = \"vx\"\n[networks.ov]\nsubnet = \"{}\"\nvxlan = {{ vni = {vni}, local = \"{a_ip}\", peers = [\"{b_ip}\"] }}\n\
+             [nodes.c]\nnetworks = [{{ network = \"ov\", ip = \"{}\" }}]\n",
+            sn.cidr(),
+            sn.ip(11)
+        ),
+    )
+    .expect("write");
+    let (guard, pids) = up(&lab, &f.display().to_string(), "vx");
+    let info = lab.ny_json(&["network", "inspect", "ov"]);
+    assert_eq!(info["vxlan"]["vni"], 4343, "{info}");
+    assert_eq!(info["vxlan"]["local"], a_ip.as_str(), "{info}");
+    assert_eq!(info["vxlan"]["peers"], serde_json::json!([b_ip]), "{info}");
+    assert_eq!(info["mtu"], 1450, "{info}");
+    let out = exec_ok(&lab, "c", &["ping", "-c", "3", "-W", "5", &sn.ip(20)]);
+    println!("{out}");
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    let back = cmd_ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &k,
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "5",
+        &sn.ip(11),
+    ]);
+    assert!(back.contains(" 0% packet loss"), "{back}");
+    graphs(&lab, &f.display().to_string(), &["c"]);
+    let dot = lab.ny_ok(&["lab", "graph", &f.display().to_string()]);
+    assert!(dot.contains("vxlan 4343"), "{dot}");
+    down_leaves_nothing(&lab, "vx", &pids, guard);
+}
