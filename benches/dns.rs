@@ -2,8 +2,8 @@
 //! to the same load generator (dnsperf) in one client namespace, in one run.
 //!
 //! Run as root: `cargo bench --bench dns -- [--json FILE] [--seconds N] [--latency-seconds N]
-//! [--rate QPS]`. benches/README.md describes what is measured and how. This is a measurement,
-//! never a test: nothing here asserts on a figure.
+//! [--rate QPS] [--runs N] [--names local,cached] [--no-latency]`. benches/README.md describes what is
+//! measured and how. This is a measurement, never a test: nothing here asserts on a figure.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use common::{
     clean_stale, exit_status, install_signal_handlers, interrupted, kernel_release, last_lines,
-    locate_or_build_netyard, nsexec, parse_args, percentile, run_child, which, write_json,
+    locate_or_build_netyard, median, nsexec, parse_args, percentile, run_child, which, write_json,
     BaseOpts, Daemon, MetricDef, Namespaces, Servers, TempDir,
 };
 
@@ -50,17 +50,40 @@ struct Opts {
     latency_seconds: u64,
     /// Queries per second of the latency runs.
     rate: u64,
+    /// `--runs`: every test repeated this often (servers in turn, the order swapped each run);
+    /// each figure is the median, the ratios of every run are printed as the spread.
+    runs: usize,
+    /// `--names`: which name sets to measure (`local`, `cached`).
+    sets: Vec<&'static str>,
+    /// False with `--no-latency`: the saturating runs only.
+    latency: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench dns -- [--json FILE] [--seconds N] \
-[--latency-seconds N] [--rate QPS]";
+[--latency-seconds N] [--rate QPS] [--runs N] [--names local,cached] [--no-latency]";
+
+const SETS: [&str; 2] = ["local", "cached"];
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let (mut latency_seconds, mut rate) = (3, 2000);
+    let (mut latency_seconds, mut rate, mut runs) = (3, 2000, 1);
+    let mut sets = SETS.to_vec();
+    let mut latency = true;
     let base = parse_args(args, |flag, it| {
         match flag {
             "--latency-seconds" => latency_seconds = it.positive(flag)?,
             "--rate" => rate = it.positive(flag)?,
+            "--runs" => runs = it.positive(flag)?,
+            "--no-latency" => latency = false,
+            "--names" => {
+                let v = it.value(flag)?;
+                sets = Vec::new();
+                for name in v.split(',') {
+                    let set = SETS.iter().find(|s| **s == name).ok_or_else(|| {
+                        format!("--names: {name:?} is not one of {}", SETS.join(", "))
+                    })?;
+                    sets.push(*set);
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -69,6 +92,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         base,
         latency_seconds,
         rate,
+        runs,
+        sets,
+        latency,
     })
 }
 
@@ -96,6 +122,8 @@ struct Lab {
     namespaces: Namespaces,
     daemon: Option<Daemon>,
     servers: Servers,
+    /// The reference dnsmasq among `servers`.
+    reference: Option<usize>,
 }
 
 impl Lab {
@@ -108,6 +136,7 @@ impl Lab {
             namespaces: Namespaces::default(),
             daemon: None,
             servers: Servers::new(dir),
+            reference: None,
         };
         let mut all = vec![lab.h.clone(), lab.c.clone()];
         all.extend((0..ENDPOINTS).map(|i| format!("{NS_PREFIX}{pid}-e{i}")));
@@ -151,7 +180,7 @@ impl Lab {
         addr: &str,
         port: u16,
         extra: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
         let mut args: Vec<String> = vec![
             "--conf-file=/dev/null".into(),
             "--keep-in-foreground".into(),
@@ -192,7 +221,7 @@ impl Lab {
                 true,
             )?;
             if out.status.success() {
-                return Ok(());
+                return Ok(idx);
             }
             if let Some(c) = self.servers.child(idx) {
                 if let Ok(Some(st)) = c.try_wait() {
@@ -211,6 +240,31 @@ impl Lab {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+impl Lab {
+    /// The pid whose CPU time a server's queries cost: the daemon (every thread, not only the
+    /// resolver's) or the reference dnsmasq.
+    fn server_pid(&self, server: &str) -> Option<u32> {
+        match server {
+            "netyard" => self.daemon.as_ref().map(|d| d.child.id()),
+            _ => self.reference.and_then(|i| self.servers.pid(i)),
+        }
+    }
+}
+
+/// User plus system CPU time of process `pid` so far (all its threads), in seconds, from
+/// /proc/PID/stat (what getrusage(RUSAGE_CHILDREN) would give only after it exits).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)? as f64;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / tick)
 }
 
 impl Drop for Lab {
@@ -449,6 +503,12 @@ const METRICS: &[MetricDef] = &[
         lower_is_better: false,
     },
     MetricDef {
+        name: "cpu_us_per_query",
+        unit: "CPU us",
+        decimals: 2,
+        lower_is_better: true,
+    },
+    MetricDef {
         name: "avg_us_saturated",
         unit: "us",
         decimals: 0,
@@ -540,7 +600,7 @@ fn setup(lab: &mut Lab, tools: &Tools, names: &Names) -> Result<(), String> {
         hosts.push('\n');
     }
     write_file(&local_hosts, &hosts)?;
-    lab.start_dnsmasq(
+    lab.reference = Some(lab.start_dnsmasq(
         tools,
         "reference",
         &c,
@@ -552,7 +612,7 @@ fn setup(lab: &mut Lab, tools: &Tools, names: &Names) -> Result<(), String> {
             format!("--server=127.0.0.1#{UPSTREAM_PORT}"),
             "--cache-size=10000".to_string(),
         ],
-    )?;
+    )?);
 
     // Both answer every name right; the forwarded ones are now in both caches.
     for server in [NETYARD_ADDR, DNSMASQ_ADDR] {
@@ -621,18 +681,19 @@ fn run_bench(opts: &Opts) -> i32 {
     println!(
         "# dns bench: {} local names, {} forwarded names (cached); dnsperf ({dnsperf_version}) \
          in one client namespace, 1 socket, 100 queries in flight, {} s per rate test; latency \
-         at {} queries/s for {} s; reference: {dnsmasq_version}",
+         at {} queries/s for {} s; {} run(s); reference: {dnsmasq_version}",
         names.local.len(),
         names.forwarded.len(),
         opts.base.seconds,
         opts.rate,
-        opts.latency_seconds
+        opts.latency_seconds,
+        opts.runs
     );
 
     let mut errors: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    // (server, names) -> metric values in METRICS order.
-    let mut results: Vec<(&str, &str, Vec<f64>)> = Vec::new();
+    // (server, names, run) -> metric values in METRICS order (NaN where not measured).
+    let mut results: Vec<(&str, &str, usize, Vec<f64>)> = Vec::new();
     let mut raw: Vec<Value> = Vec::new();
     {
         let mut lab = match Lab::new(pid, &dir, &tools.netyard) {
@@ -647,32 +708,78 @@ fn run_bench(opts: &Opts) -> i32 {
             return if interrupted() { 130 } else { 1 };
         }
         let client = lab.c.clone();
-        'cases: for (set, file) in [("local", &local_file), ("cached", &fwd_file)] {
-            // Interleaved, so a slow drift of the machine's load affects both alike.
-            for (server_name, addr) in [("netyard", NETYARD_ADDR), ("dnsmasq", DNSMASQ_ADDR)] {
-                if interrupted() {
-                    break 'cases;
+        let servers = [("netyard", NETYARD_ADDR), ("dnsmasq", DNSMASQ_ADDR)];
+        'cases: for run in 0..opts.runs {
+            for &set in &opts.sets {
+                let file = if set == "local" {
+                    &local_file
+                } else {
+                    &fwd_file
+                };
+                // Interleaved, so a slow drift of the machine's load affects both alike; who
+                // goes first alternates from run to run.
+                let mut order = servers;
+                if run % 2 == 1 {
+                    order.reverse();
                 }
-                let label = format!("{server_name}-{set}");
-                let rate = rate_run(&tools, &client, addr, file, opts.base.seconds);
-                let lat = latency_run(&tools, &client, addr, file, opts.latency_seconds, opts.rate);
-                match (rate, lat) {
-                    (Ok(r), Ok(l)) => {
-                        if r.lost > 0 || l.lost > 0 || l.not_noerror > 0 {
-                            notes.push(format!(
-                                "{label}: {} lost at full rate, {} lost and {} not NOERROR at \
-                                 {} q/s (codes: {})",
-                                r.lost, l.lost, l.not_noerror, opts.rate, r.codes
+                for (server_name, addr) in order {
+                    if interrupted() {
+                        break 'cases;
+                    }
+                    let label = format!("{server_name}-{set}");
+                    let pid = lab.server_pid(server_name);
+                    let cpu0 = pid.and_then(cpu_seconds);
+                    let rate = rate_run(&tools, &client, addr, file, opts.base.seconds);
+                    let cpu1 = pid.and_then(cpu_seconds);
+                    let lat = if opts.latency {
+                        latency_run(&tools, &client, addr, file, opts.latency_seconds, opts.rate)
+                            .map(Some)
+                    } else {
+                        Ok(None)
+                    };
+                    match (rate, lat) {
+                        (Ok(r), Ok(l)) => {
+                            let (l_lost, l_bad) =
+                                l.as_ref().map_or((0, 0), |l| (l.lost, l.not_noerror));
+                            if r.lost > 0 || l_lost > 0 || l_bad > 0 {
+                                notes.push(format!(
+                                    "{label} (run {}): {} lost at full rate, {l_lost} lost and \
+                                     {l_bad} not NOERROR at {} q/s (codes: {})",
+                                    run + 1,
+                                    r.lost,
+                                    opts.rate,
+                                    r.codes
+                                ));
+                            }
+                            // CPU time of the server per answered query over the saturating
+                            // run (dnsperf counts completed queries itself).
+                            let cpu_us = match (cpu0, cpu1) {
+                                (Some(a), Some(b)) if r.completed > 0 => {
+                                    (b - a) * 1e6 / r.completed as f64
+                                }
+                                _ => f64::NAN,
+                            };
+                            raw.push(json!({
+                                "scenario": label, "run": run + 1, "sent": r.sent,
+                                "completed": r.completed, "lost": r.lost,
+                                "response_codes": r.codes,
+                                "server_cpu_s": cpu1.zip(cpu0).map(|(b, a)| b - a),
+                                "latency_answers": l.as_ref().map(|l| l.answered),
+                                "latency_lost": l.as_ref().map(|l| l.lost),
+                            }));
+                            let (p50, p99) =
+                                l.map_or((f64::NAN, f64::NAN), |l| (l.p50_us, l.p99_us));
+                            results.push((
+                                server_name,
+                                set,
+                                run,
+                                vec![r.qps, cpu_us, r.avg_us, p50, p99],
                             ));
                         }
-                        raw.push(json!({
-                            "scenario": label, "sent": r.sent, "completed": r.completed,
-                            "lost": r.lost, "response_codes": r.codes,
-                            "latency_answers": l.answered, "latency_lost": l.lost,
-                        }));
-                        results.push((server_name, set, vec![r.qps, r.avg_us, l.p50_us, l.p99_us]));
+                        (Err(e), _) | (_, Err(e)) => {
+                            errors.push(format!("{label} (run {}): {e}", run + 1))
+                        }
                     }
-                    (Err(e), _) | (_, Err(e)) => errors.push(format!("{label}: {e}")),
                 }
             }
         }
@@ -686,37 +793,89 @@ fn run_bench(opts: &Opts) -> i32 {
         }
     }
 
-    // Report: every figure, netyard's also as a ratio to dnsmasq's for the same names.
+    // Report: every figure (the median over runs), netyard's also as a ratio to dnsmasq's for
+    // the same names; with several runs, each run's ratio (its spread).
     let mut json_results = Vec::new();
-    for (server, set, values) in &results {
-        let reference = results
-            .iter()
-            .find(|(s, n, _)| *s == "dnsmasq" && n == set)
-            .map(|(_, _, v)| v);
-        for (i, m) in METRICS.iter().enumerate() {
-            let v = values[i];
-            let ratio = reference.map(|r| v / r[i]).filter(|r| r.is_finite());
-            let tail = match (server, ratio) {
-                (&"dnsmasq", _) => String::new(),
-                (_, Some(r)) => format!("  ({r:.2}x dnsmasq)"),
-                _ => String::new(),
-            };
-            let line = format!(
-                "{:<16} {:<18} {:>10.*} {:<9}{tail}",
-                format!("{server}-{set}"),
-                m.name,
-                m.decimals,
-                v,
-                m.unit
-            );
-            println!("{}", line.trim_end());
-            json_results.push(json!({
-                "scenario": format!("{server}-{set}"), "server": server, "names": set,
-                "metric": m.name, "value": v, "unit": m.unit,
-                "ratio": if *server == "dnsmasq" { Some(1.0) } else { ratio },
-                "lower_is_better": m.lower_is_better,
-            }));
+    let mut targets = Vec::new();
+    for &set in &opts.sets {
+        for server in ["netyard", "dnsmasq"] {
+            for (i, m) in METRICS.iter().enumerate() {
+                let per_run = |who: &str| -> Vec<(usize, f64)> {
+                    results
+                        .iter()
+                        .filter(|(s, n, _, v)| *s == who && *n == set && v[i].is_finite())
+                        .map(|(_, _, run, v)| (*run, v[i]))
+                        .collect()
+                };
+                let mine = per_run(server);
+                if mine.is_empty() {
+                    continue;
+                }
+                let median_of = |xs: &[(usize, f64)]| {
+                    let mut v: Vec<f64> = xs.iter().map(|x| x.1).collect();
+                    v.sort_by(f64::total_cmp);
+                    median(&v)
+                };
+                let value = median_of(&mine);
+                let reference = per_run("dnsmasq");
+                let ratio = (!reference.is_empty())
+                    .then(|| value / median_of(&reference))
+                    .filter(|r| r.is_finite());
+                // The same run's ratio, run by run.
+                let run_ratios: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|(run, v)| {
+                        reference.iter().find(|(r, _)| r == run).map(|(_, d)| v / d)
+                    })
+                    .filter(|r| r.is_finite())
+                    .collect();
+                let tail = match (server, ratio) {
+                    ("dnsmasq", _) | (_, None) => String::new(),
+                    (_, Some(r)) if run_ratios.len() > 1 => {
+                        let each: Vec<String> =
+                            run_ratios.iter().map(|r| format!("{r:.2}")).collect();
+                        format!("  ({r:.2}x dnsmasq; runs {})", each.join(" "))
+                    }
+                    (_, Some(r)) => format!("  ({r:.2}x dnsmasq)"),
+                };
+                let line = format!(
+                    "{:<16} {:<18} {:>10.*} {:<9}{tail}",
+                    format!("{server}-{set}"),
+                    m.name,
+                    m.decimals,
+                    value,
+                    m.unit
+                );
+                println!("{}", line.trim_end());
+                if server == "netyard" && set == "local" {
+                    if let Some(r) = ratio {
+                        match m.name {
+                            "qps" => targets.push(format!(
+                                "local names qps {r:.2}x dnsmasq (target at least 1.2x: {})",
+                                if r >= 1.2 { "met" } else { "NOT met" }
+                            )),
+                            "cpu_us_per_query" => targets.push(format!(
+                                "local names CPU per query {r:.2}x dnsmasq's (target at most \
+                                 1.0x: {})",
+                                if r <= 1.0 { "met" } else { "NOT met" }
+                            )),
+                            _ => {}
+                        }
+                    }
+                }
+                json_results.push(json!({
+                    "scenario": format!("{server}-{set}"), "server": server, "names": set,
+                    "metric": m.name, "value": value, "unit": m.unit,
+                    "ratio": if server == "dnsmasq" { Some(1.0) } else { ratio },
+                    "run_ratios": run_ratios,
+                    "samples": mine.iter().map(|x| x.1).collect::<Vec<f64>>(),
+                    "lower_is_better": m.lower_is_better,
+                }));
+            }
         }
+    }
+    for t in &targets {
+        println!("# target: {t}");
     }
     for n in &notes {
         println!("# note: {n}");
@@ -737,7 +896,8 @@ fn run_bench(opts: &Opts) -> i32 {
             "options": {
                 "seconds": opts.base.seconds, "latency_seconds": opts.latency_seconds,
                 "rate": opts.rate, "local_names": names.local.len(),
-                "forwarded_names": names.forwarded.len(),
+                "forwarded_names": names.forwarded.len(), "runs": opts.runs,
+                "names": opts.sets, "latency": opts.latency,
             },
         });
         if let Err(e) = write_json(path, &doc) {

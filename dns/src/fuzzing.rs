@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::Message;
 
+use crate::answer_cache::AnswerCache;
 use crate::records::{Entry, RecordStore, Records};
 use crate::resolver::{
     encode, relayed_response, response_limit, upstream_query, AskerContext, Resolver,
@@ -59,9 +60,43 @@ pub fn query(data: &[u8]) {
         Transport::Udp
     };
     let limit = Message::from_vec(q).map_or(512, |m| response_limit(&m, transport));
-    match resolver.prepare(q, &asker, transport) {
+    let step = resolver.prepare(q, &asker, transport);
+    if let (
+        Step::Local {
+            bytes,
+            kind,
+            reusable: true,
+        },
+        Transport::Udp,
+    ) = (&step, transport)
+    {
+        // The UDP loop's reuse: whatever the answer cache answers is the full path's answer,
+        // to this query and to the same query with another id, RD and CD.
+        let mut cache = AnswerCache::default();
+        cache.sync(&resolver.records().load(), &Arc::new(asker.clone()));
+        cache.insert(q, bytes, *kind);
+        let mut variant = q.to_vec();
+        if variant.len() >= 4 {
+            variant[0] ^= 0x5a;
+            variant[2] ^= 0x01;
+            variant[3] ^= 0x10;
+        }
+        for query in [q, &variant[..]] {
+            let mut out = Vec::new();
+            if let Some(kind) = cache.answer(query, &mut out) {
+                match resolver.prepare(query, &asker, transport) {
+                    Step::Local { bytes, kind: k, .. } => {
+                        assert_eq!(out, bytes, "a reused answer differs from the full path's");
+                        assert_eq!(kind, k, "a reused answer counted as another outcome");
+                    }
+                    _ => panic!("a reused answer where the full path answers otherwise"),
+                }
+            }
+        }
+    }
+    match step {
         Step::Drop => {}
-        Step::Reply(bytes) => {
+        Step::Reply(bytes) | Step::Local { bytes, .. } => {
             assert!(
                 bytes.len() <= limit.max(512),
                 "an answer over the client's limit"

@@ -15,13 +15,16 @@
 //! - [`resolv_conf`]: the host's upstream servers.
 //! - [`counters`]: one counter per outcome; every query ends in exactly one.
 //!
-//! All DNS wire format goes through `hickory-proto`; nothing here parses DNS by hand.
+//! All DNS wire format goes through `hickory-proto`, but for one fast path: [`server`]'s UDP
+//! loop answers a question it answered before from the encoded bytes (`answer_cache`, which
+//! reads a query's header, question extent and OPT record by hand to find and patch them).
 //!
 //! Not supported: DNSSEC validation (answers are relayed, DO/CD passed upstream, not part of
 //! the cache key), zone transfers, DNS over TLS/HTTPS, SRV records for services, EDNS client
 //! subnet, in-flight deduplication of identical upstream queries (two clients asking the same
 //! uncached name at once cause two upstream queries).
 
+mod answer_cache;
 mod cache;
 pub mod conns;
 pub mod counters;

@@ -103,6 +103,134 @@ impl Batch {
         let addr = to_socket_addr(&self.addrs[i])?;
         Some((&self.bufs[i][..self.lens[i]], addr))
     }
+
+    /// The `i`th sender's address as the kernel gave it (for [`Replies::push`]).
+    pub fn raw_peer(&self, i: usize) -> Option<(&libc::sockaddr_storage, libc::socklen_t)> {
+        (i < self.count).then(|| (&self.addrs[i], self.hdrs[i].msg_hdr.msg_namelen))
+    }
+}
+
+/// The answers to one batch of queries, sent with one `sendmmsg` (one system call per batch
+/// instead of one per answer). Buffers are kept from batch to batch (no allocation per answer)
+/// and grow on demand as [`Batch`]'s do.
+pub struct Replies {
+    bufs: Vec<Vec<u8>>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    namelens: [libc::socklen_t; BATCH],
+    iovs: Box<[libc::iovec; BATCH]>,
+    hdrs: Box<[libc::mmsghdr; BATCH]>,
+    /// Answers queued.
+    count: usize,
+    /// Of which already sent (or given up on).
+    sent: usize,
+}
+
+// SAFETY: as for Batch: the headers only point into buffers of the same Replies, rewritten
+// before every call.
+unsafe impl Send for Replies {}
+
+impl Default for Replies {
+    fn default() -> Self {
+        // SAFETY: plain C structs for which all-zero bytes are a valid (empty) value.
+        let (addrs, iovs, hdrs) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Replies {
+            bufs: Vec::new(),
+            addrs: Box::new(addrs),
+            namelens: [0; BATCH],
+            iovs: Box::new(iovs),
+            hdrs: Box::new(hdrs),
+            count: 0,
+            sent: 0,
+        }
+    }
+}
+
+impl Replies {
+    /// True when [`BATCH`] answers are queued: send them before queueing more.
+    pub fn is_full(&self) -> bool {
+        self.count == BATCH
+    }
+
+    /// True when every queued answer was sent (or skipped).
+    pub fn is_done(&self) -> bool {
+        self.sent == self.count
+    }
+
+    /// Queues an answer to `peer`: `fill` writes it into an empty buffer and says whether there
+    /// is one (false: nothing is queued). Nothing is queued when full.
+    pub fn push(
+        &mut self,
+        peer: (&libc::sockaddr_storage, libc::socklen_t),
+        fill: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
+        if self.is_full() {
+            return;
+        }
+        if self.bufs.len() == self.count {
+            self.bufs.push(Vec::with_capacity(512));
+        }
+        let buf = &mut self.bufs[self.count];
+        buf.clear();
+        if !fill(buf) {
+            return;
+        }
+        self.addrs[self.count] = *peer.0;
+        self.namelens[self.count] = peer.1;
+        self.count += 1;
+    }
+
+    /// Sends the queued answers not sent yet without blocking. `WouldBlock` (the socket's
+    /// buffer is full) keeps the rest for the next call; any other error is the first unsent
+    /// answer's, which is then skipped ([`Replies::is_done`] tells whether any are left).
+    pub fn send(&mut self, fd: RawFd) -> io::Result<()> {
+        while self.sent < self.count {
+            let first = self.sent;
+            for i in first..self.count {
+                self.iovs[i] = libc::iovec {
+                    iov_base: self.bufs[i].as_mut_ptr().cast(),
+                    iov_len: self.bufs[i].len(),
+                };
+                let h = &mut self.hdrs[i];
+                h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = self.namelens[i];
+                h.msg_hdr.msg_iov = &mut self.iovs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = std::ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+                h.msg_hdr.msg_flags = 0;
+                h.msg_len = 0;
+            }
+            // SAFETY: headers first..count are valid and point into buffers and addresses
+            // owned by `self`, which outlive the call; the kernel only reads them (and writes
+            // msg_len). The return value is checked.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs[first..].as_mut_ptr(),
+                    (self.count - first) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    self.sent += 1;
+                }
+                return Err(e);
+            }
+            self.sent += usize::try_from(n)
+                .unwrap_or(0)
+                .max(1)
+                .min(self.count - first);
+        }
+        Ok(())
+    }
+
+    /// Forgets every queued answer (keeping the buffers).
+    pub fn clear(&mut self) {
+        self.count = 0;
+        self.sent = 0;
+    }
 }
 
 fn to_socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -168,5 +296,46 @@ mod tests {
         }
         while b.recv(rx.as_raw_fd()).is_ok() {}
         assert_eq!(b.bufs.len(), BATCH, "grows to the batch size, no further");
+    }
+
+    #[test]
+    fn answers_a_batch_with_one_call_each_to_its_sender() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut b = Batch::new(512);
+        let mut replies = Replies::default();
+        for round in 0..2u8 {
+            for (i, c) in clients.iter().enumerate() {
+                c.send_to(&[i as u8; 4], rx.local_addr().unwrap()).unwrap();
+            }
+            let mut got = 0;
+            while got < clients.len() {
+                let n = b.recv(rx.as_raw_fd()).unwrap();
+                for i in 0..n {
+                    let (d, _) = b.get(i).unwrap();
+                    let d = d.to_vec();
+                    replies.push(b.raw_peer(i).unwrap(), |buf| {
+                        buf.extend_from_slice(&[d[0], round, 0xee]);
+                        true
+                    });
+                    // A fill that declines queues nothing.
+                    replies.push(b.raw_peer(i).unwrap(), |_| false);
+                }
+                got += n;
+            }
+            assert!(!replies.is_done());
+            replies.send(rx.as_raw_fd()).unwrap();
+            assert!(replies.is_done());
+            replies.clear();
+            for (i, c) in clients.iter().enumerate() {
+                let mut buf = [0u8; 16];
+                let (n, from) = c.recv_from(&mut buf).unwrap();
+                assert_eq!(from, rx.local_addr().unwrap());
+                assert_eq!(&buf[..n], &[i as u8, round, 0xee]);
+            }
+        }
     }
 }

@@ -36,6 +36,7 @@ use hickory_proto::rr::{DNSClass, Record};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::answer_cache::LocalKind;
 use crate::cache::{Cache, Key};
 use crate::counters::{Counters, LatencyHistogram};
 use crate::records::{Answer, RecordStore};
@@ -123,6 +124,14 @@ impl Default for ResolverConfig {
 pub(crate) enum Step {
     /// Send these bytes back.
     Reply(Vec<u8>),
+    /// Send these bytes back: a local answer (records or NODATA). `reusable` when the same
+    /// question gets the same bytes until the records change (see [`crate::answer_cache`]):
+    /// at most one record (several are shuffled per query), not truncated.
+    Local {
+        bytes: Vec<u8>,
+        kind: LocalKind,
+        reusable: bool,
+    },
     /// Send nothing.
     Drop,
     /// Ask upstream (see [`Resolver::forward`]).
@@ -210,7 +219,7 @@ impl Resolver {
         transport: Transport,
     ) -> Option<Vec<u8>> {
         match self.prepare(query, asker, transport) {
-            Step::Reply(bytes) => Some(bytes),
+            Step::Reply(bytes) | Step::Local { bytes, .. } => Some(bytes),
             Step::Drop => None,
             Step::Forward(job) => self.forward(*job).await,
         }
@@ -220,10 +229,22 @@ impl Resolver {
     pub(crate) fn prepare(&self, bytes: &[u8], asker: &AskerContext, transport: Transport) -> Step {
         let started = std::time::Instant::now();
         let step = self.decide(bytes, asker, transport, started);
-        if matches!(step, Step::Reply(_)) {
+        if matches!(step, Step::Reply(_) | Step::Local { .. }) {
             self.latency.observe(started.elapsed());
         }
         step
+    }
+
+    /// Counts a UDP query answered from a listener's [`crate::answer_cache::AnswerCache`]
+    /// exactly as [`Resolver::prepare`] counted it when it made the answer.
+    pub(crate) fn count_reused(&self, kind: LocalKind, started: std::time::Instant) {
+        let c = &self.counters;
+        Counters::inc(&c.queries_udp);
+        Counters::inc(match kind {
+            LocalKind::Answer => &c.local_answers,
+            LocalKind::NoData => &c.nodata,
+        });
+        self.latency.observe(started.elapsed());
     }
 
     /// [`Resolver::prepare`] without the clock.
@@ -295,11 +316,14 @@ impl Resolver {
             match answer {
                 Answer::Local { records } => {
                     Counters::inc(&c.local_answers);
-                    return self.reply(local_response(&request, records), limit);
+                    let reusable = records.len() <= 1;
+                    let response = local_response(&request, records);
+                    return local(response, limit, LocalKind::Answer, reusable);
                 }
                 Answer::NoData => {
                     Counters::inc(&c.nodata);
-                    return self.reply(local_response(&request, Vec::new()), limit);
+                    let response = local_response(&request, Vec::new());
+                    return local(response, limit, LocalKind::NoData, true);
                 }
                 Answer::NotLocal => {}
             }
@@ -444,6 +468,22 @@ impl Resolver {
             Some(bytes) => Step::Reply(bytes),
             None => Step::Drop,
         }
+    }
+}
+
+/// A local answer's step; reusable only when `reusable` and not truncated.
+fn local(response: Message, limit: usize, kind: LocalKind, reusable: bool) -> Step {
+    match encode(&response, limit) {
+        Some(bytes) => {
+            // encode() replaced an answer over the limit by its truncated form (TC set).
+            let truncated = bytes.get(2).is_some_and(|f| f & 0x02 != 0);
+            Step::Local {
+                reusable: reusable && !truncated,
+                bytes,
+                kind,
+            }
+        }
+        None => Step::Drop,
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::answer_cache::AnswerCache;
 use crate::conns::{Activity, Admission, Conns};
 use crate::counters::Counters;
 use crate::resolver::{AskerContext, Resolver, Step, Transport};
@@ -60,12 +61,16 @@ impl AskerHandle {
 }
 
 /// Answer DNS over UDP on `socket` until the task is aborted. Queries are read in batches
-/// (recvmmsg) while the socket has them; local answers are sent inline.
+/// (recvmmsg) while the socket has them; local answers are made inline (a question answered
+/// before from the listener's [`AnswerCache`], as bytes) and sent together at the end of the
+/// batch (sendmmsg); only forwarded queries get a task.
 pub async fn serve_udp(socket: UdpSocket, resolver: Arc<Resolver>, asker: AskerHandle) {
     use std::os::fd::AsRawFd;
     let socket = Arc::new(socket);
     let fd = socket.as_raw_fd();
     let mut batch = crate::mmsg::Batch::new(UDP_RECV_BUFFER);
+    let mut replies = crate::mmsg::Replies::default();
+    let mut cache = AnswerCache::default();
     loop {
         let n = match socket
             .async_io(tokio::io::Interest::READABLE, || batch.recv(fd))
@@ -79,12 +84,39 @@ pub async fn serve_udp(socket: UdpSocket, resolver: Arc<Resolver>, asker: AskerH
             }
         };
         let who = asker.get();
+        cache.sync(&resolver.records().load(), &who);
         for i in 0..n {
-            let Some((query, peer)) = batch.get(i) else {
+            let (Some((query, peer)), Some(raw_peer)) = (batch.get(i), batch.raw_peer(i)) else {
                 continue;
             };
+            let started = std::time::Instant::now();
+            let mut kind = None;
+            replies.push(raw_peer, |buf| {
+                kind = cache.answer(query, buf);
+                kind.is_some()
+            });
+            if let Some(kind) = kind {
+                resolver.count_reused(kind, started);
+                continue;
+            }
             match resolver.prepare(query, &who, Transport::Udp) {
-                Step::Reply(answer) => send_udp(&socket, &answer, peer, resolver.counters()).await,
+                Step::Reply(answer) => replies.push(raw_peer, |buf| {
+                    buf.extend_from_slice(&answer);
+                    true
+                }),
+                Step::Local {
+                    bytes,
+                    kind,
+                    reusable,
+                } => {
+                    if reusable {
+                        cache.insert(query, &bytes, kind);
+                    }
+                    replies.push(raw_peer, |buf| {
+                        buf.extend_from_slice(&bytes);
+                        true
+                    });
+                }
                 Step::Drop => {}
                 Step::Forward(job) => {
                     let socket = Arc::clone(&socket);
@@ -97,6 +129,16 @@ pub async fn serve_udp(socket: UdpSocket, resolver: Arc<Resolver>, asker: AskerH
                 }
             }
         }
+        while !replies.is_done() {
+            let sent = socket
+                .async_io(tokio::io::Interest::WRITABLE, || replies.send(fd))
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "DNS UDP send failed");
+                Counters::inc(&resolver.counters().send_errors);
+            }
+        }
+        replies.clear();
     }
 }
 
@@ -216,7 +258,7 @@ async fn serve_connection(
         let who = asker.get();
         activity.touch();
         match resolver.prepare(&message, &who, Transport::Tcp) {
-            Step::Reply(answer) => {
+            Step::Reply(answer) | Step::Local { bytes: answer, .. } => {
                 activity.query_started();
                 if answers.send(answer).await.is_err() {
                     break Ok(()); // the writer is gone: the client closed.
@@ -250,4 +292,94 @@ async fn serve_connection(
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
     read_result.and(write_result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Entry, RecordStore, Records};
+    use crate::ResolverConfig;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+
+    fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(id)
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        m.to_vec().unwrap()
+    }
+
+    fn records(ip: &str) -> Records {
+        Records::new(
+            vec![Entry {
+                network: "lab".into(),
+                name: "web".into(),
+                aliases: Vec::new(),
+                ipv4: Some(ip.parse().unwrap()),
+                ipv6: None,
+            }],
+            60,
+        )
+    }
+
+    async fn ask(client: &UdpSocket, id: u16, name: &str, qtype: RecordType) -> Message {
+        client.send(&query(id, name, qtype)).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.id(), id);
+        m
+    }
+
+    fn addrs(m: &Message) -> Vec<String> {
+        m.answers()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn repeated_questions_are_answered_counted_and_see_new_records_at_once() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let store = Arc::new(RecordStore::new(records("10.89.0.2")));
+        let resolver = Arc::new(Resolver::new(ResolverConfig::default(), Arc::clone(&store)));
+        let asker = AskerHandle::new(AskerContext {
+            networks: vec!["lab".into()],
+            internal: false,
+        });
+        let task = tokio::spawn(serve_udp(server, Arc::clone(&resolver), asker.clone()));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(addr).await.unwrap();
+
+        for id in 1..=3 {
+            assert_eq!(addrs(&ask(&client, id, "web", RecordType::A).await), ["10.89.0.2"]);
+            let nodata = ask(&client, 100 + id, "WEB.lab.", RecordType::AAAA).await;
+            assert!(nodata.answers().is_empty());
+        }
+        let c = resolver.counters().snapshot();
+        assert_eq!((c.queries_udp, c.local_answers, c.nodata), (6, 3, 3));
+
+        // New records: the next question sees them, not the answer made before.
+        store.replace(records("10.89.0.9"));
+        assert_eq!(addrs(&ask(&client, 7, "web", RecordType::A).await), ["10.89.0.9"]);
+        // Another asker (its network detached): the name is no longer local (no upstream:
+        // SERVFAIL), not the stored answer.
+        asker.set(AskerContext {
+            networks: vec!["other".into()],
+            internal: false,
+        });
+        let m = ask(&client, 8, "web", RecordType::A).await;
+        assert!(m.answers().is_empty());
+        task.abort();
+    }
 }
