@@ -66,10 +66,13 @@ struct Opts {
     /// IPv6 off in every endpoint namespace before attaching (what Docker does on an
     /// IPv4-only network), to tell the cost of each new interface's IPv6 multicast.
     no_ipv6: bool,
+    /// A dual-stack network (`--ipv6`): every endpoint gets IPv6, and with it the multicast
+    /// the switch's MLD snooping must keep from costing O(N) per attach.
+    ipv6: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench scale -- [--endpoints N (500)] [--rounds R (10)] \
-[--kind tap|veth|tap,veth (tap)] [--flows] [--macs N] [--no-ipv6] [--json FILE] [--svg FILE]";
+[--kind tap|veth|tap,veth (tap)] [--flows] [--macs N] [--no-ipv6] [--ipv6] [--json FILE] [--svg FILE]";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let (mut endpoints, mut rounds) = (500usize, 10usize);
@@ -78,6 +81,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut flows = false;
     let mut macs = 0usize;
     let mut no_ipv6 = false;
+    let mut ipv6 = false;
     let base = parse_args(args, |flag, it| {
         match flag {
             "--endpoints" => endpoints = it.positive(flag)?,
@@ -87,12 +91,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--flows" => flows = true,
             "--macs" => macs = it.positive(flag)?,
             "--no-ipv6" => no_ipv6 = true,
+            "--ipv6" => ipv6 = true,
             _ => return Ok(false),
         }
         Ok(true)
     })?;
     if !(2..=MAX_ENDPOINTS).contains(&endpoints) {
         return Err(format!("--endpoints takes 2 to {MAX_ENDPOINTS}"));
+    }
+    if ipv6 && no_ipv6 {
+        return Err("--ipv6 and --no-ipv6 exclude each other".into());
     }
     Ok(Opts {
         base,
@@ -103,6 +111,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         flows,
         macs,
         no_ipv6,
+        ipv6,
     })
 }
 
@@ -188,7 +197,8 @@ impl Drop for Setup {
     }
 }
 
-fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize, no_ipv6: bool) -> Result<Setup, String> {
+fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize, opts: &Opts) -> Result<Setup, String> {
+    let no_ipv6 = opts.no_ipv6;
     let tag = format!("{NS_PREFIX}{}-{}", std::process::id(), kind.arg());
     let mut ns = Namespaces::default();
     let host = ns.add(&format!("{tag}-h"))?;
@@ -244,7 +254,7 @@ fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize, no_ipv6: bool) -> Result<
         &s.api,
         "POST",
         "/v1/networks",
-        Some(&json!({"name": NETWORK, "subnet": SUBNET})),
+        Some(&json!({"name": NETWORK, "subnet": SUBNET, "ipv6": opts.ipv6})),
     )?;
     Ok(s)
 }
@@ -333,7 +343,7 @@ struct KindResult {
 fn one_kind(bin: &Path, dir: &Path, kind: Kind, opts: &Opts) -> Result<KindResult, String> {
     let n = opts.endpoints;
     eprintln!("[{}] {n} namespaces and a daemon ...", kind.arg());
-    let mut s = setup(bin, dir, kind, n, opts.no_ipv6)?;
+    let mut s = setup(bin, dir, kind, n, opts)?;
     let pid = s.daemon.id();
     let mut figures = Vec::new();
     let mut notes = Vec::new();

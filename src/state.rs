@@ -421,6 +421,9 @@ impl Daemon {
         let sp = live.switch.add_port(spec.name.clone(), dev.port);
         sp.set_security(spec.port_security(net));
         live.switch.isolate(&sp, !net.icc);
+        // A re-adopted endpoint stays a multicast router port (it gets all IPv6 multicast):
+        // its interface reported its groups to the daemon before this one, and netyard sends
+        // no MLD query that would make it report them again.
         links::restore_link(&live.switch, &sp, &spec.link, &spec.name);
         let task = match driver::spawn_port(live.switch.clone(), sp.clone()) {
             Ok(t) => t,
@@ -648,6 +651,10 @@ impl Daemon {
         // Checked from the very first frame: set before the driver starts.
         sp.set_security(spec.port_security(&net.spec));
         net.live.switch.isolate(&sp, !net.spec.icc);
+        // An endpoint gets the IPv6 multicast groups it reports, not all of them (MLD
+        // snooping). Its interface came up after the port existed (a TAP queues its first
+        // frames; a veth's socket is open before the peer comes up), so no report is missed.
+        net.live.switch.set_mld_router(&sp, false);
         let task = match driver::spawn_port(net.live.switch.clone(), sp.clone()) {
             Ok(t) => t,
             Err(e) => {

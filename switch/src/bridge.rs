@@ -13,6 +13,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::capture::CaptureSlot;
 use crate::counters::{DropReason, KernelAccumulator, PortCounters};
 use crate::fdb::{Fdb, LearnOutcome};
+use crate::mld::{self, Delivery, Groups};
 use crate::port::{Port, PortId, VNET_HDR_LEN};
 use crate::security::{self, PortSecurity};
 use crate::wire::ethernet::MacAddr;
@@ -66,6 +67,12 @@ pub enum Verdict {
     FloodOpen,
     /// Drop, counting the reason on the ingress port.
     Drop(DropReason),
+    /// An MLD report or done, already learned ([`crate::mld`]): to the multicast router ports
+    /// (and the ports that get all IPv6 multicast).
+    MldReport,
+    /// IPv6 multicast to this group: to its listeners and the router ports, or flooded when
+    /// nobody reported it ([`crate::mld::Groups::delivery`], asked when the frame is sent).
+    Ipv6Group(std::net::Ipv6Addr),
 }
 
 /// A port attached to a switch, with its counters.
@@ -87,6 +94,10 @@ pub struct SwitchPort {
     /// kernel bridge's `isolated` port flag: how `icc=false` keeps endpoints apart. Set with
     /// [`Switch::isolate`].
     isolated: AtomicBool,
+    /// A multicast router port gets every MLD report and all IPv6 multicast (the gateway, a
+    /// tunnel, a router: the default); an endpoint port only the groups it reported
+    /// ([`Switch::set_mld_router`], [`crate::mld`]).
+    mld_router: AtomicBool,
     /// The last kernel totals seen (see [`SwitchPort::sync_kernel_drops`]); the mutex orders
     /// concurrent readers, off the fast path.
     kernel: Mutex<KernelAccumulator>,
@@ -125,6 +136,11 @@ impl SwitchPort {
         self.isolated.load(Relaxed)
     }
 
+    /// Is the port a multicast router port (see [`Switch::set_mld_router`])?
+    pub fn is_mld_router(&self) -> bool {
+        self.mld_router.load(Relaxed)
+    }
+
     /// The policy as the forwarding path reads it: an atomic load, no lock, no allocation.
     pub(crate) fn security_guard(&self) -> arc_swap::Guard<Option<Arc<PortSecurity>>> {
         self.security.load()
@@ -155,6 +171,8 @@ pub struct Switch {
     /// Has any port ever been isolated? Switches without isolation (the common case) then pay
     /// one relaxed load per frame for it, not a port lookup.
     isolating: AtomicBool,
+    /// MLD snooping's memberships ([`crate::mld`]): taken for IPv6 multicast only.
+    groups: Mutex<Groups>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -177,6 +195,7 @@ impl Switch {
             next_id: AtomicU32::new(1),
             epoch: Instant::now(),
             isolating: AtomicBool::new(false),
+            groups: Mutex::new(Groups::default()),
         })
     }
 
@@ -210,6 +229,7 @@ impl Switch {
             link: Default::default(),
             security: ArcSwapOption::empty(),
             isolated: AtomicBool::new(false),
+            mld_router: AtomicBool::new(true),
             kernel: Mutex::new(KernelAccumulator::default()),
         });
         // The kernel's totals as the port joins are its baseline: what a persistent TAP
@@ -233,6 +253,38 @@ impl Switch {
         port.isolated.store(on, Relaxed);
     }
 
+    /// Makes `port` a multicast router port (`true`, every port's default) or an endpoint port
+    /// that gets only the IPv6 multicast groups it reported (`false`): see [`crate::mld`].
+    /// Set it before the port's driver starts, so its first reports are learned.
+    pub fn set_mld_router(&self, port: &SwitchPort, on: bool) {
+        port.mld_router.store(on, Relaxed);
+    }
+
+    /// Where IPv6 multicast to `group` goes now (see [`crate::mld::Groups::delivery`]).
+    pub fn mld_delivery(&self, group: std::net::Ipv6Addr) -> Delivery {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .delivery(group)
+    }
+
+    /// Where an MLD report goes now.
+    pub fn mld_report_delivery(&self) -> Delivery {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .report_delivery()
+    }
+
+    /// The IPv6 multicast groups `port` listens to, as snooping learned them.
+    pub fn mld_groups_of(&self, port: PortId) -> Vec<std::net::Ipv6Addr> {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .groups_of(port)
+            .to_vec()
+    }
+
     /// Is the port with this id isolated? (A port that left the switch is not.)
     fn isolated_id(&self, id: PortId) -> bool {
         self.ports
@@ -253,6 +305,10 @@ impl Switch {
         let next: Vec<Arc<SwitchPort>> = cur.iter().filter(|p| p.id != id).cloned().collect();
         self.ports.store(Arc::new(next));
         self.fdb.flush_port(id);
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove_port(id);
         Some(found)
     }
 
@@ -309,6 +365,22 @@ impl Switch {
             Verdict::Flood
         };
         if dst.is_multicast() {
+            // IPv6 multicast MACs are 33:33:xx:xx:xx:xx (RFC 2464): only those are snooped.
+            if dst.0[0] == 0x33 && dst.0[1] == 0x33 {
+                match mld::classify(eth) {
+                    mld::Class::Report(changes) => {
+                        if !changes.is_empty() {
+                            self.groups
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .learn(ingress, &changes);
+                        }
+                        return (Verdict::MldReport, Some(learned));
+                    }
+                    mld::Class::Data(group) => return (Verdict::Ipv6Group(group), Some(learned)),
+                    mld::Class::Flood => {}
+                }
+            }
             return (flood, Some(learned));
         }
         let v = match self.fdb.lookup(&dst, now) {

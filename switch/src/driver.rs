@@ -30,6 +30,7 @@ use crate::counters::DropReason;
 use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
 use crate::impair;
+use crate::mld::Delivery;
 use crate::port::{PortCaps, VNET_HDR_LEN};
 use crate::sys::pagebuf::PageBuf;
 use crate::sys::{FrameTruncated, PortDrop};
@@ -306,7 +307,7 @@ pub(crate) fn forward_decided(
     scratch: &mut Vec<u8>,
 ) {
     let verdict = decide(switch, ingress, frame, now);
-    act(ports, ingress, frame, verdict, scratch);
+    act(switch, ports, ingress, frame, verdict, scratch);
 }
 
 /// [`forward`] for a frame in a buffer the caller owns (`buf[..len]`, the port task's
@@ -337,7 +338,7 @@ pub fn forward_buf(
                 transmit_buf(egress, buf, len, scratch);
             }
         }
-        verdict => act(ports, ingress, frame, verdict, scratch),
+        verdict => act(switch, ports, ingress, frame, verdict, scratch),
     }
 }
 
@@ -379,6 +380,7 @@ fn decide(switch: &Switch, ingress: &SwitchPort, frame: &[u8], now: u64) -> Verd
 
 /// Carries out a verdict on a borrowed frame.
 fn act(
+    switch: &Switch,
     ports: &[Arc<SwitchPort>],
     ingress: &SwitchPort,
     frame: &[u8],
@@ -412,6 +414,45 @@ fn act(
             for egress in ports
                 .iter()
                 .filter(|p| p.id != ingress.id && !p.is_isolated())
+            {
+                transmit(egress, frame, scratch);
+            }
+        }
+        Verdict::MldReport => snooped(ports, ingress, switch.mld_report_delivery(), frame, scratch),
+        Verdict::Ipv6Group(group) => {
+            snooped(ports, ingress, switch.mld_delivery(group), frame, scratch);
+        }
+    }
+}
+
+/// Sends an IPv6 multicast frame where MLD snooping says ([`crate::mld`]): everywhere, or to
+/// the multicast router ports and the listed ones; an isolated ingress port's frames reach
+/// only ports that are not isolated, as its floods do.
+fn snooped(
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    delivery: Delivery,
+    frame: &[u8],
+    scratch: &mut Vec<u8>,
+) {
+    count_gso(ingress, frame);
+    let isolated = ingress.is_isolated();
+    let open = |p: &&Arc<SwitchPort>| p.id != ingress.id && !(isolated && p.is_isolated());
+    match delivery {
+        Delivery::Flood => {
+            ingress
+                .counters
+                .flooded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for egress in ports.iter().filter(open) {
+                transmit(egress, frame, scratch);
+            }
+        }
+        Delivery::RoutersAnd(listeners) => {
+            for egress in ports
+                .iter()
+                .filter(open)
+                .filter(|p| p.is_mld_router() || listeners.contains(&p.id))
             {
                 transmit(egress, frame, scratch);
             }

@@ -6,6 +6,8 @@
 //!   ports that cannot take offloaded frames. No I/O.
 //! - [`fdb`] and [`bridge`]: MAC learning/ageing and the forwarding decision, pure functions of
 //!   (frame, now) over the table.
+//! - [`mld`]: MLD snooping, the pure classification of IPv6 multicast and the table of who
+//!   listens to which group, so that IPv6 multicast reaches its listeners, not every port.
 //! - [`security`]: port security, the pure check of a frame's source MAC and addresses against
 //!   the endpoint's ([`PortSecurity`]), which the bridge runs before learning.
 //! - [`overlay`]: the VXLAN tunnel's remote MAC table (MAC -> VTEP, with ageing), flood list and
@@ -32,6 +34,7 @@ pub mod fuzzing;
 pub mod gso;
 pub mod handoff;
 pub mod impair;
+pub mod mld;
 pub mod overlay;
 pub mod port;
 pub mod security;

@@ -397,3 +397,126 @@ async fn a_handoff_port_gets_unicast_frames_as_buffers_and_floods_as_copies() {
     assert_eq!(c.rx_packets, 1, "the frame the gateway sent");
     assert_eq!(ports[0].counters.snapshot().flooded, 1);
 }
+
+/// An IPv6 frame from `src` (MAC) to `group` (its 33:33 MAC), carrying ICMPv6 `msg` behind a
+/// hop-by-hop header with the router alert option when `hbh` (as MLD messages are sent).
+fn ipv6_multicast(src: [u8; 6], group: std::net::Ipv6Addr, msg: &[u8], hbh: bool) -> Vec<u8> {
+    use netyard_switch::wire::ipv6::multicast_mac;
+    let mut f = Vec::new();
+    f.extend_from_slice(&multicast_mac(group).0);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    let ext: &[u8] = &[58, 0, 5, 2, 0, 0, 1, 0];
+    let len = msg.len() + if hbh { ext.len() } else { 0 };
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+    f.extend_from_slice(&[if hbh { 0 } else { 58 }, 1]);
+    f.extend_from_slice(&std::net::Ipv6Addr::UNSPECIFIED.octets());
+    f.extend_from_slice(&group.octets());
+    if hbh {
+        f.extend_from_slice(ext);
+    }
+    f.extend_from_slice(msg);
+    with_hdr(&f)
+}
+
+/// What each peer receives next, up to and including the broadcast `marker` every port gets
+/// after the frame under test: `true` where the frame under test came first.
+fn got_before_marker(peers: &[MemPeer], skip: usize, marker_len: usize) -> Vec<bool> {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == skip {
+                return false;
+            }
+            let first = recv(p).expect("a frame (at least the marker)");
+            if first.len() == marker_len {
+                return false;
+            }
+            let marker = recv(p).expect("the marker");
+            assert_eq!(
+                marker.len(),
+                marker_len,
+                "port {i}: one frame, then the marker"
+            );
+            true
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mld_snooping_sends_ipv6_multicast_to_listeners_and_the_router_port_only() {
+    use netyard_switch::wire::ipv6::{solicited_node, ALL_NODES, ALL_ROUTERS};
+    // Port 0 is the gateway (a multicast router port, the default); 1-3 are endpoints.
+    let sw = Switch::new("t", SwitchConfig::default());
+    let mut ports = Vec::new();
+    let mut peers = Vec::new();
+    for i in 0..4 {
+        let (p, mut peer) = MemPort::pair(OFFLOAD).expect("socketpair");
+        peer.set_timeout(Duration::from_millis(2000));
+        let sp = sw.add_port(format!("p{i}"), Box::new(p));
+        sw.set_mld_router(&sp, i == 0);
+        driver::spawn_port(sw.clone(), sp.clone()).expect("driver");
+        ports.push(sp);
+        peers.push(peer);
+    }
+    let peers = Arc::new(peers);
+    let macs = [[2, 0, 0, 0, 0, 0x10], A, B, C];
+    let group = solicited_node("fd00::2".parse().unwrap());
+    let other = solicited_node("fd00::99".parse().unwrap());
+    let marker = with_hdr(&eth(BCAST, [2, 0, 0, 0, 0, 0x99], 46));
+    // Sends `frame` from port `from`, then the marker from the same port (one driver task:
+    // the frame has reached every port it goes to before the marker does), and tells which
+    // ports got the frame.
+    let step = |from: usize, frame: Vec<u8>| {
+        let p = peers.clone();
+        let marker = marker.clone();
+        async move {
+            blocking(move || {
+                p[from].send_raw(&frame).unwrap();
+                p[from].send_raw(&marker).unwrap();
+                got_before_marker(&p, from, marker.len())
+            })
+            .await
+        }
+    };
+
+    // Port 1's MLDv2 report (change to exclude {}: join) goes to the gateway only.
+    let mut report = vec![143, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0];
+    report.extend_from_slice(&group.octets());
+    let mldv2: std::net::Ipv6Addr = "ff02::16".parse().unwrap();
+    let got = step(1, ipv6_multicast(macs[1], mldv2, &report, true)).await;
+    assert_eq!(got, [true, false, false, false]);
+    assert_eq!(sw.mld_groups_of(ports[1].id), [group]);
+
+    // A neighbour solicitation to that group from port 2: port 1 and the gateway.
+    let ns = [135, 0, 0, 0, 0, 0, 0, 0];
+    let got = step(2, ipv6_multicast(macs[2], group, &ns, false)).await;
+    assert_eq!(got, [true, true, false, false]);
+
+    // To a group nobody reported: flooded.
+    let got = step(2, ipv6_multicast(macs[2], other, &ns, false)).await;
+    assert_eq!(got, [true, true, false, true]);
+
+    // A router solicitation: the gateway only.
+    let rs = [133, 0, 0, 0, 0, 0, 0, 0];
+    let got = step(3, ipv6_multicast(macs[3], ALL_ROUTERS, &rs, false)).await;
+    assert_eq!(got, [true, false, false, false]);
+
+    // All nodes: everyone.
+    let ra = [134, 0, 0, 0, 0, 0, 0, 0];
+    let got = step(0, ipv6_multicast(macs[0], ALL_NODES, &ra, false)).await;
+    assert_eq!(got, [false, true, true, true]);
+
+    // Port 1 leaves (change to include {}): the group floods again; and a removed port is
+    // forgotten.
+    report[8] = 3;
+    step(1, ipv6_multicast(macs[1], mldv2, &report, true)).await;
+    assert!(sw.mld_groups_of(ports[1].id).is_empty());
+    report[8] = 4;
+    step(3, ipv6_multicast(macs[3], mldv2, &report, true)).await;
+    assert_eq!(sw.mld_groups_of(ports[3].id), [group]);
+    sw.remove_port(ports[3].id);
+    assert!(sw.mld_groups_of(ports[3].id).is_empty());
+}

@@ -55,12 +55,15 @@ impl PortKind for Veth {
             .await
             .map_err(ns_err)?;
         let result: Result<EndpointDevice, DaemonError> = async {
+            // The host end's socket first: it holds what the peer sends as it comes up (its
+            // MLD reports, which the switch's snooping must see).
+            let dev = open_host_end(spec, &host_name)?;
             // Opened after the peer exists: its IPv6 switch is one of the descriptors.
             let fds = netns::open_in_ns(target, request(spec))
                 .await
                 .map_err(ns_err)?;
             configure(cx, spec, fds).await.map_err(ns_err)?;
-            open_host_end(spec, &host_name)
+            Ok(dev)
         }
         .await;
         if result.is_err() {
