@@ -86,7 +86,6 @@ impl Listener {
 
 pub struct Dns {
     resolver: Arc<Resolver>,
-    ttl: u32,
     listeners: Mutex<HashMap<NsKey, Listener>>,
     /// The resolver's own single-threaded runtime (see [`dns_runtime`]).
     rt: tokio::runtime::Handle,
@@ -130,7 +129,6 @@ impl Dns {
         };
         Dns {
             resolver: Arc::new(Resolver::new(config, store)),
-            ttl: opts.ttl,
             listeners: Mutex::new(HashMap::new()),
             rt: dns_runtime(),
         }
@@ -140,11 +138,14 @@ impl Dns {
         &self.resolver
     }
 
-    /// Replaces every local name at once (attach, detach, rename).
+    /// Makes `entries` the local names (after an attach, detach or rename: the whole list).
+    /// Incremental: the next records are the current ones with the difference applied
+    /// ([`Records::updated`]). The state lock, held by every caller, makes this the only
+    /// writer, so nothing changes between the load and the replace.
     pub fn set_records(&self, entries: Vec<Entry>) {
-        self.resolver
-            .records()
-            .replace(Records::new(entries, self.ttl));
+        let store = self.resolver.records();
+        let next = store.load().updated(entries);
+        store.replace(next);
     }
 
     /// Makes sure the namespace has a listening resolver and that it answers for `network`.
