@@ -30,7 +30,10 @@
 //! difference.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
+
+use hashbrown::HashTable;
 use std::time::{Duration, Instant};
 
 use netyard_switch::MacAddr;
@@ -281,8 +284,15 @@ pub struct FlowEntry {
 #[derive(Debug, Clone)]
 pub struct FlowTable {
     limits: FlowLimits,
-    flows: HashMap<FlowId, Flow>,
-    by_key: HashMap<FlowKey, FlowId>,
+    /// By id. foldhash rather than SipHash: ids are the table's own counter, nobody else picks
+    /// them, and every key lookup ends in a lookup here (the index holds ids only).
+    flows: HashMap<FlowId, Flow, foldhash::fast::RandomState>,
+    /// The key index: each flow's id, found by the key its flow holds. The key is stored once,
+    /// in the flow: a `HashMap<FlowKey, FlowId>` held a second copy of every key (72 bytes,
+    /// with IPv6-capable addresses), which made a flow cost 508 bytes instead of 273.
+    by_key: HashTable<FlowId>,
+    /// Seeded per table (SipHash, as `HashMap`'s): keys come from the containers.
+    hasher: RandomState,
     per_endpoint: HashMap<MacAddr, u32>,
     next_id: u64,
 }
@@ -291,8 +301,9 @@ impl FlowTable {
     pub fn new(limits: FlowLimits) -> FlowTable {
         FlowTable {
             limits,
-            flows: HashMap::new(),
-            by_key: HashMap::new(),
+            flows: HashMap::default(),
+            by_key: HashTable::new(),
+            hasher: RandomState::new(),
             per_endpoint: HashMap::new(),
             next_id: 1,
         }
@@ -321,7 +332,12 @@ impl FlowTable {
     }
 
     pub fn lookup(&self, key: &FlowKey) -> Option<FlowId> {
-        self.by_key.get(key).copied()
+        let flows = &self.flows;
+        self.by_key
+            .find(self.hasher.hash_one(key), |id| {
+                flows.get(id).is_some_and(|f| f.key == *key)
+            })
+            .copied()
     }
 
     /// The endpoint `owner` (the frame's source MAC) sent `bytes` of payload for `key`: the
@@ -334,7 +350,7 @@ impl FlowTable {
         bytes: usize,
         now: Instant,
     ) -> Verdict {
-        if let Some(id) = self.by_key.get(&key).copied() {
+        if let Some(id) = self.lookup(&key) {
             if let Some(f) = self.flows.get_mut(&id) {
                 f.last_seen = now;
                 f.out.add(bytes);
@@ -365,7 +381,11 @@ impl FlowTable {
                 tcp_state: None,
             },
         );
-        self.by_key.insert(key, id);
+        let (flows, hasher) = (&self.flows, &self.hasher);
+        // The rehash closure finds each indexed id's key in its flow (all are in `flows`).
+        self.by_key.insert_unique(hasher.hash_one(key), id, |id| {
+            flows.get(id).map_or(0, |f| hasher.hash_one(f.key))
+        });
         *self.per_endpoint.entry(owner).or_insert(0) += 1;
         Verdict::New(id)
     }
@@ -400,7 +420,12 @@ impl FlowTable {
     /// Removes a flow (its host socket could not be opened, or it failed for good).
     pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
         let f = self.flows.remove(&id)?;
-        self.by_key.remove(&f.key);
+        if let Ok(entry) = self
+            .by_key
+            .find_entry(self.hasher.hash_one(f.key), |x| *x == id)
+        {
+            entry.remove();
+        }
         if let Some(n) = self.per_endpoint.get_mut(&f.owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
