@@ -260,17 +260,20 @@ fn setup(bin: &Path, dir: &Path, kind: Kind, n: usize, opts: &Opts) -> Result<Se
 }
 
 /// Attaches every endpoint, one request after another as a runtime starting containers would;
-/// the total in ms and the last endpoint's address.
-fn attach_all(s: &Setup, kind: Kind) -> Result<(f64, String), String> {
+/// the total in ms, the last endpoint's address and each request's time in ms (in order: whether
+/// an attach costs more as the network grows).
+fn attach_all(s: &Setup, kind: Kind) -> Result<(f64, String, Vec<f64>), String> {
     let t0 = Instant::now();
     let mut last_ip = String::new();
+    let mut each = Vec::with_capacity(s.endpoints.len());
     for (i, ns) in s.endpoints.iter().enumerate() {
         if interrupted() {
             return Err("interrupted".into());
         }
         let req = json!({"name": format!("e{i}"), "netns": format!("/run/netns/{ns}"), "kind": kind.arg()});
         let path = format!("/v1/networks/{NETWORK}/endpoints");
-        let (status, text, _) = api(&s.api, "POST", &path, Some(&req))?;
+        let (status, text, ms) = api(&s.api, "POST", &path, Some(&req))?;
+        each.push(ms);
         if !(200..300).contains(&status) {
             return Err(format!("POST {path}: HTTP {status}: {}", text.trim()));
         }
@@ -281,7 +284,7 @@ fn attach_all(s: &Setup, kind: Kind) -> Result<(f64, String), String> {
                 .unwrap_or_default();
         }
     }
-    Ok((t0.elapsed().as_secs_f64() * 1000.0, last_ip))
+    Ok((t0.elapsed().as_secs_f64() * 1000.0, last_ip, each))
 }
 
 /// Pings the last endpoint from the first (3 tries of 3 echoes, 1 s apart at most); whether one
@@ -353,7 +356,18 @@ fn one_kind(bin: &Path, dir: &Path, kind: Kind, opts: &Opts) -> Result<KindResul
     let mut detach_totals = Vec::new();
     let start_rss = rss_mib(pid).unwrap_or(0.0);
     for round in 1..=opts.rounds {
-        let (a, last_ip) = attach_all(&s, kind)?;
+        let (a, last_ip, each) = attach_all(&s, kind)?;
+        if round == 1 {
+            // The first and the last tenth's median: equal when an attach costs the same at N
+            // as at 1 (it cost O(N) while IPv6 multicast was flooded).
+            let tenth = (n / 10).max(1);
+            let mut first: Vec<f64> = each.iter().take(tenth).copied().collect();
+            let mut last: Vec<f64> = each.iter().rev().take(tenth).copied().collect();
+            first.sort_by(f64::total_cmp);
+            last.sort_by(f64::total_cmp);
+            figures.push(("attach_first_tenth_median_ms", median(&first), "ms"));
+            figures.push(("attach_last_tenth_median_ms", median(&last), "ms"));
+        }
         attaches.push(a);
         let attached = rss_mib(pid).unwrap_or(0.0);
         if round == 1 {
