@@ -770,3 +770,150 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
     let ps = lab.ny_json(&["ps", "--json"]);
     assert_eq!(ps, json!([]), "netyard ps after podman rm -f");
 }
+
+/// `podman network create -d netyard --ipv6` (issue 15) with Debian 13's Podman 5.4 on the
+/// plugin: a dual-stack netyard network with Podman's IPv6 prefix; each container gets its
+/// IPv6 address from Podman's IPAM (the endpoint's, shown by `podman inspect`, on eth0
+/// inside) and ping -6s the gateway and the other container.
+#[test]
+fn podman5_dual_stack_network_gives_containers_their_ipv6_addresses_through_the_plugin() {
+    require_podman();
+    let podman5 = podman5();
+    let netavark = netavark();
+    let mut lab = Lab::bare();
+    let plugins = lab.dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("mkdir plugins");
+    std::os::unix::fs::symlink(NETYARD, plugins.join("netyard")).expect("link netyard");
+    let mut podman = Podman::with_conf(
+        &lab,
+        &format!(
+            "network_backend = \"netavark\"\nnetavark_plugin_dirs = [\"{}\"]",
+            plugins.display()
+        ),
+        &format!(
+            "enable_port_reservation = false\nhelper_binaries_dir = [\"{}\", \"/usr/lib/podman\", \"/usr/libexec/podman\"]",
+            netavark.parent().expect("netavark's directory").display()
+        ),
+    );
+    podman.set_program(&podman5);
+    lab.start_daemon_in_mount_ns(podman.holder_pid(), &[]);
+    podman.in_netns(&lab.host.path());
+
+    let sub = Subnet::random();
+    let sub6 = format!(
+        "fd{:02x}:{:x}:{:x}::/64",
+        rand::random::<u8>(),
+        sub.a,
+        sub.b
+    );
+    let net = format!("nyq{}", lab.id);
+    let api = format!("api={}", lab.api.display());
+    podman.ok(
+        &lab,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netyard",
+            "--ipv6",
+            "--subnet",
+            &sub.cidr(),
+            "--subnet",
+            &sub6,
+            "-o",
+            &api,
+            &net,
+        ],
+    );
+    let info = lab.ny_json(&["network", "inspect", &net]);
+    let gw6 = info["gateway6"].as_str().unwrap_or_default().to_string();
+    if info["subnet6"] != sub6.as_str() || gw6.is_empty() {
+        lab.fail(&format!(
+            "podman network create --ipv6 --subnet {sub6}: netyard's network is {info}"
+        ));
+    }
+
+    let image = format!("nyt{}img6", lab.id);
+    podman.import_busybox(&lab, &image, &["sh", "sleep", "ping", "ip", "cat"]);
+    let image = format!("localhost/{image}");
+    let cgroup = format!("/{}", podman.cgroup);
+    let names = [format!("nyt{}v6a", lab.id), format!("nyt{}v6b", lab.id)];
+    for name in &names {
+        podman.ok(
+            &lab,
+            &[
+                "run",
+                "-d",
+                "--network",
+                &net,
+                "--cap-add",
+                "NET_RAW",
+                "--cgroup-parent",
+                &cgroup,
+                "--name",
+                name,
+                &image,
+                "sh",
+                "-c",
+                IDLE,
+            ],
+        );
+    }
+    let prefix: ipnet::Ipv6Net = sub6.parse().expect("prefix");
+    let mut ip6s = Vec::new();
+    for name in &names {
+        let ep = lab.endpoint(&net, name);
+        let ip6 = ep["ip6"].as_str().unwrap_or_default().to_string();
+        let in_prefix = ip6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|a| prefix.contains(&a));
+        if !in_prefix || ep["prefix_len6"] != 64 {
+            lab.fail(&format!("{name}: no IPv6 address in {sub6}: {ep}"));
+        }
+        let shown = podman.ok(
+            &lab,
+            &[
+                "inspect",
+                name,
+                "--format",
+                "{{json .NetworkSettings.Networks}}",
+            ],
+        );
+        let shown: Value = serde_json::from_str(&shown).unwrap_or(Value::Null);
+        if shown[&net]["GlobalIPv6Address"] != ip6.as_str() {
+            lab.fail(&format!(
+                "podman inspect {name} does not show {ip6}: {shown}"
+            ));
+        }
+        let inside = podman.ok(
+            &lab,
+            &["exec", name, "ip", "-6", "addr", "show", "dev", "eth0"],
+        );
+        if !inside.contains(&format!("{ip6}/64")) {
+            lab.fail(&format!("{name}'s eth0 lacks {ip6}/64:\n{inside}"));
+        }
+        ip6s.push(ip6);
+    }
+    // ping -6 the gateway and the other container (neighbour discovery first: a few tries).
+    for (from, to) in [
+        (&names[0], gw6.as_str()),
+        (&names[0], ip6s[1].as_str()),
+        (&names[1], ip6s[0].as_str()),
+    ] {
+        let ok = wait_until(Duration::from_secs(20), Duration::from_millis(500), || {
+            podman
+                .run(&["exec", from, "ping", "-6", "-c", "2", "-W", "3", to])
+                .status
+                .success()
+        });
+        if !ok {
+            let o = podman.run(&["exec", from, "ping", "-6", "-c", "2", "-W", "3", to]);
+            lab.fail(&format!("ping -6 from {from} to {to}:\n{}", show(&o)));
+        }
+    }
+    let a = &names[0];
+    let b = &names[1];
+    podman.ok(&lab, &["rm", "-f", "--time", "0", a, b]);
+    let ps = lab.ny_json(&["ps", "--json"]);
+    assert_eq!(ps, json!([]), "netyard ps after podman rm -f");
+}
