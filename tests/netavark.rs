@@ -4,8 +4,9 @@
 //! driver) as Podman makes it: `netavark --config DIR --plugin-directory D setup NETNS <
 //! options.json`, then `teardown`.
 //!
-//! The last test runs Debian 13's Podman 5.4 itself (with the libsubid it needs beside it) on
-//! that netavark: `podman network create -d netyard`, `podman run`, `podman rm -f`.
+//! The last two tests run Debian 13's Podman 5.4 itself (with the libsubid it needs beside it)
+//! on that netavark: `podman network create -d netyard` (and with `--ipv6`), `podman run`,
+//! `podman rm -f`. (Podman 4.3, Debian 12's, has no netavark plugins.)
 //!
 //! netavark runs in the lab's host namespace, where the daemon runs and publishes ports; the
 //! containers are test-made namespaces. What Podman does around netavark is done by the test:
