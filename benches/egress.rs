@@ -177,15 +177,22 @@ enum Test {
     Udp64,
     PubTcp,
     PubCps,
+    /// The same over IPv6 (netyard's dual-stack network; the peers' scenarios are IPv4-only).
+    TcpOut6,
+    TcpIn6,
+    PubTcp6,
 }
 
 impl Test {
-    const ALL: [Test; 5] = [
+    const ALL: [Test; 8] = [
         Test::TcpOut,
         Test::TcpIn,
         Test::Udp64,
         Test::PubTcp,
         Test::PubCps,
+        Test::TcpOut6,
+        Test::TcpIn6,
+        Test::PubTcp6,
     ];
 
     fn name(self) -> &'static str {
@@ -195,10 +202,19 @@ impl Test {
             Test::Udp64 => "udp64",
             Test::PubTcp => "pub-tcp",
             Test::PubCps => "pub-cps",
+            Test::TcpOut6 => "tcp-out6",
+            Test::TcpIn6 => "tcp-in6",
+            Test::PubTcp6 => "pub-tcp6",
         }
     }
 
     /// The metric that stands for the test in the table (n/a when the test failed).
+    /// An IPv6 test: only netyard's scenario has IPv6 (the peers' are set up IPv4-only), so
+    /// the others skip it rather than fail it.
+    fn ipv6(self) -> bool {
+        matches!(self, Test::TcpOut6 | Test::TcpIn6 | Test::PubTcp6)
+    }
+
     fn metric(self) -> &'static str {
         match self {
             Test::TcpOut => "tcp_out_gbps",
@@ -206,6 +222,9 @@ impl Test {
             Test::Udp64 => "udp64_out_kpps",
             Test::PubTcp => "pub_tcp_gbps",
             Test::PubCps => "pub_conn_per_s",
+            Test::TcpOut6 => "tcp6_out_gbps",
+            Test::TcpIn6 => "tcp6_in_gbps",
+            Test::PubTcp6 => "pub_tcp6_gbps",
         }
     }
 }
@@ -292,6 +311,70 @@ const METRICS: &[(Test, MetricDef)] = &[
             lower_is_better: false,
         },
     ),
+    (
+        Test::TcpOut6,
+        MetricDef {
+            name: "tcp6_out_gbps",
+            unit: "Gbit/s",
+            decimals: 2,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::TcpOut6,
+        MetricDef {
+            name: "tcp6_out_cpu_s_per_gb",
+            unit: "CPU s/GB",
+            decimals: 2,
+            lower_is_better: true,
+        },
+    ),
+    (
+        Test::TcpIn6,
+        MetricDef {
+            name: "tcp6_in_gbps",
+            unit: "Gbit/s",
+            decimals: 2,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::TcpIn6,
+        MetricDef {
+            name: "tcp6_in_cpu_s_per_gb",
+            unit: "CPU s/GB",
+            decimals: 2,
+            lower_is_better: true,
+        },
+    ),
+    (
+        Test::PubTcp6,
+        MetricDef {
+            name: "pub_tcp6_gbps",
+            unit: "Gbit/s",
+            decimals: 2,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::PubTcp6,
+        MetricDef {
+            name: "pub_tcp6_cpu_s_per_gb",
+            unit: "CPU s/GB",
+            decimals: 2,
+            lower_is_better: true,
+        },
+    ),
+];
+
+/// Each IPv6 metric and its IPv4 counterpart, for the IPv6 / IPv4 ratios.
+const V6_PAIRS: [(&str, &str); 6] = [
+    ("tcp6_out_gbps", "tcp_out_gbps"),
+    ("tcp6_out_cpu_s_per_gb", "tcp_out_cpu_s_per_gb"),
+    ("tcp6_in_gbps", "tcp_in_gbps"),
+    ("tcp6_in_cpu_s_per_gb", "tcp_in_cpu_s_per_gb"),
+    ("pub_tcp6_gbps", "pub_tcp_gbps"),
+    ("pub_tcp6_cpu_s_per_gb", "pub_tcp_cpu_s_per_gb"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -317,8 +400,9 @@ const USAGE: &str = "usage: cargo bench --bench egress -- [--seconds N] [--runs 
   --only takes a comma-separated list of tools (netyard, slirp4netns, slirp4netns-1500,
   slirp4netns-65520, pasta, pasta-1500, pasta-65520; podman: rootless Podman's container
   through podman-netyard-1500, podman-netyard-65520, podman-slirp4netns-1500,
-  podman-slirp4netns-65520) and/or tests (tcp-out, tcp-in, udp64, pub-tcp, pub-cps); no tool
-  named means all tools, no test named means all tests. A bare `podman` is `--only podman`.";
+  podman-slirp4netns-65520) and/or tests (tcp-out, tcp-in, udp64, pub-tcp, pub-cps, and over
+  IPv6 tcp-out6, tcp-in6, pub-tcp6: netyard only); no tool named means all tools, no test
+  named means all tests. A bare `podman` is `--only podman`.";
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let (mut runs, mut udp_tool) = (1, UdpTool::Iperf3);
@@ -429,6 +513,8 @@ struct Lab {
     forwarder: Option<(usize, String)>,
     /// Why the published ports are not there, when they are not.
     publish_error: Option<String>,
+    /// Why the IPv6 tests cannot run (None: the scenario has IPv6 end to end, netyard's).
+    v6_error: Option<String>,
     /// Rootless Podman, in the `podman-*` scenarios (dropped before the namespaces).
     podman: Option<podman::RootlessPodman>,
     namespaces: Namespaces,
@@ -449,6 +535,7 @@ impl Lab {
             daemon: None,
             forwarder: None,
             publish_error: None,
+            v6_error: Some(format!("{} has no IPv6 in this bench", tool.name())),
             podman: None,
             namespaces: Namespaces::default(),
         };
@@ -494,7 +581,7 @@ impl Lab {
         }
         // The container's servers behind the published ports.
         let c = lab.c.clone();
-        if tests.contains(&Test::PubTcp) {
+        if tests.contains(&Test::PubTcp) || tests.contains(&Test::PubTcp6) {
             let port = IPERF_PORT.to_string();
             lab.servers.start(
                 &c,
@@ -527,10 +614,68 @@ impl Lab {
         format!("198.18.{}.2", self.tool.octet())
     }
 
+    /// The host and outside ends of the veth over IPv6 (the documentation prefix; no route
+    /// anywhere else).
+    fn host_ip6(&self) -> String {
+        format!("2001:db8:{}::1", self.tool.octet())
+    }
+
+    fn outside_ip6(&self) -> String {
+        format!("2001:db8:{}::2", self.tool.octet())
+    }
+
+    /// IPv6 on host, outside and the container, and the veth's IPv6 addresses (no duplicate
+    /// address detection: usable at once). Before the daemon starts, so it publishes on a
+    /// dual-stack socket.
+    fn setup_v6_link(&self) -> Result<(), String> {
+        for ns in [&self.h, &self.o, &self.c] {
+            for key in ["all", "default", "lo"] {
+                sysctl(ns, &format!("net.ipv6.conf.{key}.disable_ipv6"), "0")?;
+            }
+        }
+        for (ns, addr) in [(&self.h, self.host_ip6()), (&self.o, self.outside_ip6())] {
+            // out0 was made before: `default` did not reach it.
+            sysctl(ns, "net.ipv6.conf.out0.disable_ipv6", "0")?;
+            ip(&[
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                "out0",
+                "nodad",
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Waits (10 s at most) for the gateway's Router Advertisement to give the container its
+    /// IPv6 default route.
+    fn wait_container_route6(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = run_child(
+                Command::new("ip").args(["-n", &self.c, "-6", "route", "show", "default"]),
+                Duration::from_secs(5),
+                false,
+            );
+            if out.is_ok_and(|o| o.stdout.contains("default")) {
+                return Ok(());
+            }
+            if interrupted() || Instant::now() >= deadline {
+                return Err("the container got no IPv6 default route within 10 s".into());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// netyard: the daemon in "host", one network (MTU 1500), the container attached with a TAP
     /// (default offloads) and both ports published. When publishing is refused (the flag is not
     /// there yet), the container is attached without it and only the published-port tests fail.
     fn setup_netyard(&mut self, bin: &Path) -> Result<(), String> {
+        self.setup_v6_link()?;
         let daemon = Daemon::spawn(
             bin,
             &self.h,
@@ -545,8 +690,18 @@ impl Lab {
         let d = self.daemon.insert(daemon);
         d.wait_ready(deadline)?;
         let subnet = format!("10.253.{}.0/24", self.tool.octet());
+        let subnet6 = format!("fd00:253:{}::/64", self.tool.octet());
         d.cli(&[
-            "network", "create", "bench", "--subnet", &subnet, "--mtu", "1500",
+            "network",
+            "create",
+            "bench",
+            "--subnet",
+            &subnet,
+            "--mtu",
+            "1500",
+            "--ipv6",
+            "--subnet6",
+            &subnet6,
         ])?;
         let netns = format!("/run/netns/{}", self.c);
         let addr = format!("10.253.{}.2", self.tool.octet());
@@ -563,6 +718,7 @@ impl Lab {
             // The failed attach removed what it made: attach again, without the ports.
             d.cli(&base)?;
         }
+        self.v6_error = self.wait_container_route6().err();
         Ok(())
     }
 
@@ -837,7 +993,7 @@ const IPERF_RCV_TIMEOUT: [&str; 2] = ["--rcv-timeout", "5000"];
 
 /// A one-off iperf3 server in "outside" (a fresh one per test: a failed test cannot leave it
 /// busy), and the client in the container.
-fn egress_iperf(lab: &mut Lab, ctx: &Ctx, extra: &[&str]) -> Result<Value, String> {
+fn egress_iperf(lab: &mut Lab, ctx: &Ctx, server: &str, extra: &[&str]) -> Result<Value, String> {
     let o = lab.o.clone();
     let port = IPERF_PORT.to_string();
     let idx = lab.servers.start(
@@ -853,7 +1009,7 @@ fn egress_iperf(lab: &mut Lab, ctx: &Ctx, extra: &[&str]) -> Result<Value, Strin
     let res = iperf_client(
         &lab.c,
         &ctx.iperf,
-        &lab.outside_ip(),
+        server,
         IPERF_PORT,
         ctx.run.seconds,
         &args,
@@ -903,23 +1059,62 @@ fn measure(
     match test {
         Test::TcpOut => {
             let cpu0 = lab.helper_cpu();
-            let v = egress_iperf(lab, ctx, &[])?;
+            let server = lab.outside_ip();
+            let v = egress_iperf(lab, ctx, &server, &[])?;
             let f = tcp_figures(&v, "tcp_out_gbps", notes)?;
             Ok(with_cpu(lab, cpu0, f, "tcp_out_cpu_s_per_gb", ctx))
         }
         Test::TcpIn => {
             let cpu0 = lab.helper_cpu();
+            let server = lab.outside_ip();
             let v = egress_iperf(
                 lab,
                 ctx,
+                &server,
                 &["-R", IPERF_RCV_TIMEOUT[0], IPERF_RCV_TIMEOUT[1]],
             )?;
             let f = tcp_figures(&v, "tcp_in_gbps", notes)?;
             Ok(with_cpu(lab, cpu0, f, "tcp_in_cpu_s_per_gb", ctx))
         }
+        Test::TcpOut6 | Test::TcpIn6 => {
+            if let Some(e) = &lab.v6_error {
+                return Err(e.clone());
+            }
+            let (extra, metric, cpu): (&[&str], _, _) = if test == Test::TcpOut6 {
+                (&[], "tcp6_out_gbps", "tcp6_out_cpu_s_per_gb")
+            } else {
+                (
+                    &["-R", IPERF_RCV_TIMEOUT[0], IPERF_RCV_TIMEOUT[1]],
+                    "tcp6_in_gbps",
+                    "tcp6_in_cpu_s_per_gb",
+                )
+            };
+            let cpu0 = lab.helper_cpu();
+            let server = lab.outside_ip6();
+            let v = egress_iperf(lab, ctx, &server, extra)?;
+            let f = tcp_figures(&v, metric, notes)?;
+            Ok(with_cpu(lab, cpu0, f, cpu, ctx))
+        }
+        Test::PubTcp6 => {
+            if let Some(e) = lab.v6_error.as_ref().or(lab.publish_error.as_ref()) {
+                return Err(e.clone());
+            }
+            let cpu0 = lab.helper_cpu();
+            let v = iperf_client(
+                &lab.o,
+                &ctx.iperf,
+                &lab.host_ip6(),
+                PUB_IPERF_PORT,
+                ctx.run.seconds,
+                &IPERF_TIMEOUTS,
+            )?;
+            let f = tcp_figures(&v, "pub_tcp6_gbps", notes)?;
+            Ok(with_cpu(lab, cpu0, f, "pub_tcp6_cpu_s_per_gb", ctx))
+        }
         Test::Udp64 => match ctx.udp_tool {
             UdpTool::Iperf3 => {
-                let v = egress_iperf(lab, ctx, &["-u", "-l", "64", "-b", "0"])?;
+                let server = lab.outside_ip();
+                let v = egress_iperf(lab, ctx, &server, &["-u", "-l", "64", "-b", "0"])?;
                 let u = udp_run(&v, ctx.run.seconds)?;
                 if u.delivered_pps <= 0.0 {
                     return Err("no datagram arrived".into());
@@ -1229,6 +1424,9 @@ fn run_tool(ctx: &Ctx, tool: Tool, run: usize, tests: &[Test]) -> Result<Outcome
         if interrupted() {
             return Err("interrupted".into());
         }
+        if test.ipv6() && tool.kind != Kind::Netyard {
+            continue;
+        }
         match measure(&mut lab, ctx, test, &mut o.notes) {
             Ok(f) => o.figures.extend(f),
             Err(e) => {
@@ -1527,7 +1725,7 @@ fn report(
             header.push_str(&format!(" {:>cw$}", format!("vs {p}")));
         }
         println!("{}", header.trim_end());
-        for (_, m) in &metrics {
+        for (_, m) in metrics.iter().filter(|(t, _)| !t.ipv6()) {
             let ny = median_of(samples, &"netyard".to_string(), m.name).map(|x| x.0);
             let mut line = format!("{:<w0$} {:<15}", m.name, "");
             for p in &peers {
@@ -1544,6 +1742,34 @@ fn report(
                 line.push_str(&format!(" {cell:>cw$}"));
             }
             println!("{}", line.trim_end());
+        }
+    }
+    // netyard over IPv6 / over IPv4, same run: the cost of the IPv6 path.
+    let pairs: Vec<(&str, &str, bool)> = V6_PAIRS
+        .iter()
+        .filter_map(|(m6, m4)| {
+            let def = metrics.iter().find(|(_, d)| d.name == *m6)?;
+            Some((*m6, *m4, def.1.lower_is_better))
+        })
+        .collect();
+    if names.iter().any(|n| n == "netyard") && !pairs.is_empty() {
+        println!(
+            "# netyard IPv6 / IPv4, same run (above 1.00x: IPv6 is better; for CPU s/GB, \
+             IPv4's cost over IPv6's); the peers' scenarios are IPv4-only"
+        );
+        let ny = "netyard".to_string();
+        for (m6, m4, lower) in pairs {
+            let v6 = median_of(samples, &ny, m6).map(|x| x.0);
+            let v4 = median_of(samples, &ny, m4).map(|x| x.0);
+            let cell = match (v6, v4) {
+                (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                    let r = if lower { b / a } else { a / b };
+                    ratios.push(json!({"metric": m6, "peer": format!("netyard {m4}"), "ratio": r}));
+                    format!("{r:.2}x")
+                }
+                _ => "n/a".to_string(),
+            };
+            println!("{m6:<w0$} {cell:>8}  (over {m4})");
         }
     }
     podman_ratios(opts, samples, &metrics, &mut ratios);
