@@ -570,3 +570,30 @@ pub struct LinkInfo {
     pub inbound: Option<LinkSettings>,
     pub counters: LinkCounters,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NetworkUpdate;
+
+    #[test]
+    fn a_gateway_router_absent_null_or_named_are_three_different_updates() {
+        let read = |s: &str| serde_json::from_str::<NetworkUpdate>(s).expect("parses");
+        assert_eq!(read("{}").gateway_router, None);
+        assert_eq!(
+            read(r#"{"gateway_router": null}"#).gateway_router,
+            Some(None)
+        );
+        assert_eq!(
+            read(r#"{"gateway_router": "r1"}"#).gateway_router,
+            Some(Some("r1".to_string()))
+        );
+        let unset = NetworkUpdate {
+            gateway_router: Some(None),
+        };
+        assert_eq!(
+            serde_json::to_string(&unset).expect("json"),
+            r#"{"gateway_router":null}"#
+        );
+        assert!(serde_json::from_str::<NetworkUpdate>(r#"{"gateway": "x"}"#).is_err());
+    }
+}

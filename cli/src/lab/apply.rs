@@ -260,6 +260,7 @@ pub async fn ls(c: &ApiClient, json: bool) -> Result<i32, CliError> {
                 l.name.clone(),
                 if l.complete { "up" } else { "incomplete" }.to_string(),
                 l.networks.join(","),
+                l.routers.join(","),
                 format!("{} ({running} running)", l.nodes.join(",")),
                 l.file.clone(),
             ]
@@ -267,7 +268,10 @@ pub async fn ls(c: &ApiClient, json: bool) -> Result<i32, CliError> {
         .collect();
     print!(
         "{}",
-        render(&["LAB", "STATE", "NETWORKS", "NODES", "FILE"], &rows)
+        render(
+            &["LAB", "STATE", "NETWORKS", "ROUTERS", "NODES", "FILE"],
+            &rows
+        )
     );
     Ok(0)
 }

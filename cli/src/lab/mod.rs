@@ -81,6 +81,8 @@ pub async fn run(c: &ApiClient, cmd: LabCommand) -> Result<i32, CliError> {
                 print_json(&serde_json::json!({
                     "name": p.name,
                     "networks": p.networks,
+                    "routers": p.routers,
+                    "gateway_routers": p.gateway_routers.iter().map(|(n, r)| serde_json::json!({"network": n, "router": r})).collect::<Vec<_>>(),
                     "nodes": p.nodes,
                     "attach": p.attaches.iter().map(|a| serde_json::json!({"network": a.network, "endpoint": a.endpoint})).collect::<Vec<_>>(),
                     "routes": p.routes.iter().map(|(n, r)| serde_json::json!({"node": n, "route": r})).collect::<Vec<_>>(),
@@ -90,9 +92,10 @@ pub async fn run(c: &ApiClient, cmd: LabCommand) -> Result<i32, CliError> {
             }
             let rec = apply::up(c, &p, &file).await?;
             println!(
-                "lab {} up: {} networks, {} nodes, {} interfaces, {} routes, {} impaired links",
+                "lab {} up: {} networks, {} routers, {} nodes, {} interfaces, {} routes, {} impaired links",
                 rec.name,
                 rec.networks.len(),
+                rec.routers.len(),
                 rec.nodes.len(),
                 rec.endpoints.len(),
                 p.routes.len(),
@@ -117,9 +120,10 @@ pub async fn run(c: &ApiClient, cmd: LabCommand) -> Result<i32, CliError> {
             };
             let rec = apply::down(c, &name).await?;
             println!(
-                "lab {} down: removed {} networks, {} nodes",
+                "lab {} down: removed {} networks, {} routers, {} nodes",
                 rec.name,
                 rec.networks.len(),
+                rec.routers.len(),
                 rec.nodes.len()
             );
             Ok(0)
