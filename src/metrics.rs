@@ -22,6 +22,7 @@ use axum::Router;
 use netyard_dns::counters::{LatencySnapshot, LATENCY_BOUNDS_US};
 use netyard_dns::CountersSnapshot;
 use netyard_router::egress::EgressStats;
+use netyard_router::l3::Counter;
 use netyard_switch::PortStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
@@ -54,11 +55,28 @@ pub struct NetworkSample {
     pub flows: BTreeMap<&'static str, u64>,
 }
 
+/// One router interface's counters (`netyard_router::l3::Counter`, by name).
+#[derive(Debug, Clone)]
+pub struct RouterIfaceSample {
+    pub network: String,
+    pub counters: BTreeMap<Counter, u64>,
+}
+
+/// One router: its interfaces and its task's tables.
+#[derive(Debug, Clone)]
+pub struct RouterSample {
+    pub name: String,
+    pub interfaces: Vec<RouterIfaceSample>,
+    pub nat_entries: u64,
+    pub held: u64,
+}
+
 /// Everything one scrape shows.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     pub ports: Vec<PortSample>,
     pub networks: Vec<NetworkSample>,
+    pub routers: Vec<RouterSample>,
     pub dns: CountersSnapshot,
     pub dns_latency: LatencySnapshot,
     /// etcd requests that failed and that timed out.
@@ -358,6 +376,142 @@ impl Collector for SampleCollector {
             }),
         )?;
 
+        // Routers (issue 18): per router and interface (the network it is on).
+        let per_iface = |c: Counter| {
+            s.routers.iter().flat_map(move |r| {
+                r.interfaces.iter().map(move |f| {
+                    (
+                        vec![("router", r.name.as_str()), ("network", f.network.as_str())],
+                        f.counters.get(&c).copied().unwrap_or(0),
+                    )
+                })
+            })
+        };
+        family(
+            &mut enc,
+            "netyard_router_forwarded_packets",
+            "Packets a router sent on through the interface (a GSO super-frame counts once).",
+            c,
+            per_iface(Counter::Forwarded),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_icmp_errors_sent",
+            "ICMP errors a router sent from the interface's address, by type and code (ttl: \
+             time exceeded; net: no route; port: a UDP probe to the router itself; \
+             frag_needed: too big for the next network with DF).",
+            c,
+            s.routers.iter().flat_map(|r| {
+                r.interfaces.iter().flat_map(move |f| {
+                    Counter::SENT.iter().map(move |(k, t, code)| {
+                        (
+                            vec![
+                                ("router", r.name.as_str()),
+                                ("network", f.network.as_str()),
+                                ("type", *t),
+                                ("code", *code),
+                            ],
+                            f.counters.get(k).copied().unwrap_or(0),
+                        )
+                    })
+                })
+            }),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_drops",
+            "Packets a router dropped, by reason (on the interface they arrived on; \
+             unresolved and nat_* on the one they were to leave through); a reason appears \
+             once it has counted.",
+            c,
+            s.routers.iter().flat_map(|r| {
+                r.interfaces.iter().flat_map(move |f| {
+                    Counter::DROPS.iter().filter_map(move |k| {
+                        let n = f.counters.get(k).copied().unwrap_or(0);
+                        (n > 0).then(|| {
+                            (
+                                vec![
+                                    ("router", r.name.as_str()),
+                                    ("network", f.network.as_str()),
+                                    ("reason", k.name()),
+                                ],
+                                n,
+                            )
+                        })
+                    })
+                })
+            }),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_replies",
+            "ARP requests and ICMP echo requests a router answered, on the interface asked.",
+            c,
+            s.routers.iter().flat_map(|r| {
+                r.interfaces.iter().flat_map(move |f| {
+                    [("arp", Counter::ArpReplies), ("echo", Counter::EchoReplies)]
+                        .into_iter()
+                        .map(move |(kind, k)| {
+                            (
+                                vec![
+                                    ("router", r.name.as_str()),
+                                    ("network", f.network.as_str()),
+                                    ("kind", kind),
+                                ],
+                                f.counters.get(&k).copied().unwrap_or(0),
+                            )
+                        })
+                })
+            }),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_nat_packets",
+            "Packets masqueraded on leaving (out) and translated back (in) on a NAT interface.",
+            c,
+            s.routers.iter().flat_map(|r| {
+                r.interfaces.iter().flat_map(move |f| {
+                    [("out", Counter::NatOut), ("in", Counter::NatIn)]
+                        .into_iter()
+                        .map(move |(dir, k)| {
+                            (
+                                vec![
+                                    ("router", r.name.as_str()),
+                                    ("network", f.network.as_str()),
+                                    ("direction", dir),
+                                ],
+                                f.counters.get(&k).copied().unwrap_or(0),
+                            )
+                        })
+                })
+            }),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_nat_mappings_created",
+            "NAT mappings a router created on the interface.",
+            c,
+            per_iface(Counter::NatNew),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_nat_entries",
+            "Live NAT mappings of a router (all its interfaces).",
+            g,
+            s.routers
+                .iter()
+                .map(|r| (vec![("router", r.name.as_str())], r.nat_entries)),
+        )?;
+        family(
+            &mut enc,
+            "netyard_router_held_frames",
+            "Frames a router holds while it asks for their next hop's MAC.",
+            g,
+            s.routers
+                .iter()
+                .map(|r| (vec![("router", r.name.as_str())], r.held)),
+        )?;
+
         // The resolver.
         family(
             &mut enc,
@@ -490,9 +644,31 @@ mod tests {
                 egress: EgressStats::default(),
                 flows: [("tcp", 1), ("udp", 0), ("icmp", 0)].into_iter().collect(),
             }],
+            routers: vec![RouterSample {
+                name: "r1".into(),
+                interfaces: vec![RouterIfaceSample {
+                    network: "lab".into(),
+                    counters: [
+                        (Counter::Forwarded, 9),
+                        (Counter::SentTimeExceeded, 2),
+                        (Counter::TtlExceeded, 2),
+                        (Counter::NatIn, 4),
+                    ]
+                    .into_iter()
+                    .collect(),
+                }],
+                nat_entries: 5,
+                held: 0,
+            }],
             ..Sample::default()
         });
         for line in [
+            "netyard_router_forwarded_packets_total{router=\"r1\",network=\"lab\"} 9",
+            "netyard_router_icmp_errors_sent_total{router=\"r1\",network=\"lab\",type=\"time_exceeded\",code=\"ttl\"} 2",
+            "netyard_router_icmp_errors_sent_total{router=\"r1\",network=\"lab\",type=\"dest_unreachable\",code=\"port\"} 0",
+            "netyard_router_drops_total{router=\"r1\",network=\"lab\",reason=\"ttl_exceeded\"} 2",
+            "netyard_router_nat_packets_total{router=\"r1\",network=\"lab\",direction=\"in\"} 4",
+            "netyard_router_nat_entries{router=\"r1\"} 5",
             "netyard_build_info{version=\"",
             "netyard_port_receive_packets_total{network=\"lab\",endpoint=\"web \\\"1\\\"\",kind=\"veth\"} 7",
             "netyard_port_drops_total{network=\"lab\",endpoint=\"web \\\"1\\\"\",reason=\"packet_rcvbuf_full\"} 3",
@@ -506,6 +682,10 @@ mod tests {
         assert!(
             !text.contains("reason=\"runt\""),
             "zero reasons are left out"
+        );
+        assert!(
+            !text.contains("reason=\"no_route\""),
+            "zero router drop reasons are left out"
         );
     }
 }

@@ -1909,6 +1909,16 @@ impl Daemon {
                 flows,
             });
         }
+        // Routers: their interfaces' switch ports (as `stats` shows them) and counters.
+        for (network, name, port) in self.router_ports() {
+            sample.ports.push(PortSample {
+                network,
+                endpoint: name,
+                kind: "router".to_string(),
+                stats: synced(&port),
+            });
+        }
+        sample.routers = self.router_samples();
         drop(st);
         self.dns.sync_kernel_drops().await;
         let resolver = self.dns.resolver();

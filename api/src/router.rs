@@ -47,6 +47,8 @@ pub struct RouterInfo {
     pub interfaces: Vec<RouterInterfaceInfo>,
     /// Static routes (the connected subnets are implied by the interfaces).
     pub routes: Vec<RouteInfo>,
+    /// Live NAT mappings (all interfaces).
+    pub nat_entries: u64,
 }
 
 /// One interface of a router.
@@ -110,4 +112,10 @@ pub struct RouterCounters {
     pub nat_full: u64,
     /// Packets to the NAT address matching no mapping: dropped.
     pub nat_no_mapping: u64,
+    /// ICMP errors sent from this interface's address: time exceeded, net unreachable, port
+    /// unreachable (a UDP probe to the router itself) and fragmentation needed.
+    pub sent_time_exceeded: u64,
+    pub sent_net_unreachable: u64,
+    pub sent_port_unreachable: u64,
+    pub sent_frag_needed: u64,
 }

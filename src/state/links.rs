@@ -16,8 +16,8 @@ use crate::runtime::ports::endpoint as endpoint_kind;
 /// The name of a network's tunnel port among its links.
 pub const VXLAN: &str = "vxlan";
 
-/// A port of a network, by name: an endpoint, or the network's own (the tunnel; a router's
-/// interface later).
+/// A port of a network, by name: an endpoint, or the network's own (the tunnel). A router's
+/// interface is found by the router's name before these (`Daemon::router_port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Endpoint(String),
@@ -259,14 +259,26 @@ impl Daemon {
         port: Option<&str>,
     ) -> Result<Vec<LinkInfo>, DaemonError> {
         let st = self.state.lock().await;
+        // A network's links: its endpoints, its tunnel, then the routers' interfaces on it.
+        let routers = self.router_ports();
+        let with_routers = |net: &Network| {
+            let mut rows = net.links();
+            rows.extend(
+                routers
+                    .iter()
+                    .filter(|(n, _, _)| *n == net.spec.name)
+                    .map(|(n, r, sp)| port_link_info(n, r, "router", sp)),
+            );
+            rows
+        };
         let Some(network) = network else {
-            return Ok(st.values().flat_map(Network::links).collect());
+            return Ok(st.values().flat_map(with_routers).collect());
         };
         let net = st
             .get(network)
             .ok_or_else(|| DaemonError::NoNetwork(network.to_string()))?;
         match port {
-            None => Ok(net.links()),
+            None => Ok(with_routers(net)),
             Some(p) if !net.endpoints.contains_key(p) && self.router_port(network, p).is_some() => {
                 Ok(self
                     .router_port(network, p)

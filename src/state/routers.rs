@@ -262,6 +262,29 @@ impl Daemon {
             .collect()
     }
 
+    /// Every router's counters and tables, for /metrics.
+    pub(super) fn router_samples(&self) -> Vec<crate::metrics::RouterSample> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.routers_lock()
+            .values()
+            .map(|r| crate::metrics::RouterSample {
+                name: r.spec.name.clone(),
+                interfaces: r
+                    .spec
+                    .interfaces
+                    .iter()
+                    .zip(&r.live.shared.counters)
+                    .map(|(f, c)| crate::metrics::RouterIfaceSample {
+                        network: f.network.clone(),
+                        counters: Counter::ALL.iter().map(|k| (*k, c.get(*k))).collect(),
+                    })
+                    .collect(),
+                nat_entries: r.live.shared.nat_entries.load(Relaxed),
+                held: r.live.shared.held.load(Relaxed),
+            })
+            .collect()
+    }
+
     /// The switch port of router `name` on `network`, for `link` and `capture`.
     pub(super) fn router_port(
         &self,
@@ -506,6 +529,10 @@ fn info(st: &Networks, spec: &RouterSpec, live: &RouterLive) -> RouterInfo {
                     .unwrap_or_default(),
             })
             .collect(),
+        nat_entries: live
+            .shared
+            .nat_entries
+            .load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -526,5 +553,9 @@ fn counters(c: &netyard_router::l3::Counters) -> RouterCounters {
         nat_new: c.get(Counter::NatNew),
         nat_full: c.get(Counter::NatFull),
         nat_no_mapping: c.get(Counter::NatNoMapping),
+        sent_time_exceeded: c.get(Counter::SentTimeExceeded),
+        sent_net_unreachable: c.get(Counter::SentNetUnreachable),
+        sent_port_unreachable: c.get(Counter::SentPortUnreachable),
+        sent_frag_needed: c.get(Counter::SentFragNeeded),
     }
 }

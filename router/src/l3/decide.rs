@@ -26,7 +26,7 @@ use netyard_switch::MacAddr;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 
 use super::csum;
-use super::nat::{Nat, NatError, Proto};
+use super::nat::{self, ErrorWay, Nat, NatError, Proto};
 use super::neigh::{Lookup, Neighbours};
 use super::{Config, Counter, Counters, Iface};
 
@@ -448,7 +448,7 @@ fn local(
             frame,
             (msg_type::DST_UNREACHABLE, 3, [0; 4]),
             Counter::Ignored,
-            None,
+            counter,
             out,
         ),
         _ => Verdict::Drop(Counter::Ignored),
@@ -513,7 +513,21 @@ fn icmp_error(
     }
     .emit(&mut Icmpv4Packet::new_unchecked(body));
     if let Some(c) = counter {
-        c.add(why);
+        // A datagram to the router's own port was answered, not dropped: only the
+        // error it caused counts.
+        if why != Counter::Ignored {
+            c.add(why);
+        }
+        let sent = match (t, code) {
+            (msg_type::TIME_EXCEEDED, _) => Some(Counter::SentTimeExceeded),
+            (msg_type::DST_UNREACHABLE, 0) => Some(Counter::SentNetUnreachable),
+            (msg_type::DST_UNREACHABLE, 3) => Some(Counter::SentPortUnreachable),
+            (msg_type::DST_UNREACHABLE, 4) => Some(Counter::SentFragNeeded),
+            _ => None,
+        };
+        if let Some(sent) = sent {
+            c.add(sent);
+        }
     }
     Verdict::Reply {
         iface: ingress,
@@ -632,15 +646,42 @@ fn nat_out(
             Ok(fresh)
         }
         None => {
-            let old = h.src.octets();
-            let new = oip.octets();
-            let at = IP_OFF + 10;
-            let c = csum::replace(be16(frame, at), &old, &new);
-            frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-            frame[src_at..src_at + 4].copy_from_slice(&new);
+            // An inside host's ICMP error about a packet that came in translated quotes it
+            // with the inside address and port: those become the outside ones, so nothing
+            // of the inside leaks. An error about anything else keeps its quote.
+            if let Some(msg) = icmp_error_msg(frame, h) {
+                let way = ErrorWay::Out {
+                    inside: h.src,
+                    outside: oip,
+                };
+                let _ = nat::translate_icmp_error(nat, oi, way, msg, now);
+            }
+            set_addr(frame, src_at, oip);
             Ok(false)
         }
     }
+}
+
+/// The ICMP message of an error (destination unreachable, time exceeded, parameter problem)
+/// in a first fragment: what [`nat::translate_icmp_error`] takes.
+fn icmp_error_msg<'a>(frame: &'a mut [u8], h: &Head) -> Option<&'a mut [u8]> {
+    let l4 = IP_OFF + h.hl;
+    if h.proto != IpProtocol::Icmp || !h.first_frag {
+        return None;
+    }
+    frame
+        .get_mut(l4..IP_OFF + h.len)
+        .filter(|m| m.first().is_some_and(|t| nat::is_error(*t)))
+}
+
+/// Rewrites the IPv4 address at `at` (source or destination) and the header's checksum only:
+/// for a packet whose L4 checksum has no pseudo-header (ICMP) or that has no ports.
+fn set_addr(frame: &mut [u8], at: usize, ip: Ipv4Addr) {
+    let old = [frame[at], frame[at + 1], frame[at + 2], frame[at + 3]];
+    let new = ip.octets();
+    let c = csum::replace(be16(frame, IP_OFF + 10), &old, &new);
+    frame[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&c.to_be_bytes());
+    frame[at..at + 4].copy_from_slice(&new);
 }
 
 /// Translates a reply arriving on NAT interface `k` back to its inside host: the new
@@ -653,6 +694,15 @@ fn nat_in(
     nat: &mut Nat,
     now: u64,
 ) -> Option<Result<Ipv4Addr, NatError>> {
+    if let Some(msg) = icmp_error_msg(frame, h) {
+        // An error about a masqueraded packet: its quote is translated back too, then the
+        // outer destination (no pseudo-header in ICMP's checksum: the IP header's only).
+        let outside = h.dst;
+        return Some(
+            nat::translate_icmp_error(nat, k, ErrorWay::In { outside }, msg, now)
+                .inspect(|&ip| set_addr(frame, IP_OFF + 16, ip)),
+        );
+    }
     let f = l4_fields(frame, h, false)?;
     let port = be16(frame, f.port_at);
     Some(nat.inbound(k, f.proto, port, now).map(|(ip, inside)| {

@@ -363,3 +363,103 @@ fn nat_masquerades_out_and_translates_the_reply_back_with_valid_checksums() {
     let v = r.decide(1, &mut stray);
     assert!(matches!(v, Verdict::Reply { iface: 1, .. }), "{v:?}");
 }
+
+/// An ICMP error of `t`/`code` from `src` (behind `src_mac`) to `dst`, quoting `quoted` (an
+/// IP packet) whole.
+fn icmp_error_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    (t, code): (u8, u8),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut msg = vec![t, code, 0, 0, 0, 0, 0, 0];
+    msg.extend_from_slice(quoted);
+    let c = checksum::checksum(&msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut v = vec![0u8; VNET_HDR_LEN];
+    PacketBuilder::ethernet2(src_mac.0, dst_mac.0)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .write(&mut v, etherparse::IpNumber::ICMP, &msg)
+        .expect("built");
+    v
+}
+
+#[test]
+fn an_icmp_error_from_beyond_the_nat_reaches_the_inside_host_quoting_what_it_sent() {
+    let mut r = R::new(true, 1500);
+    learn_b(&mut r);
+    r.neigh.learn(0, HOST_A, MAC_A, 0);
+    // Another inside host holds port 40000, so A's probe leaves under another port.
+    let other = Ipv4Addr::new(10, 1, 0, 11);
+    let mut f = udp(MAC_A, MAC_RA, other, HOST_B, 64, 8);
+    r.decide(0, &mut f);
+    let mut probe = udp(MAC_A, MAC_RA, HOST_A, HOST_B, 64, 20);
+    let sent = probe.clone();
+    assert!(matches!(
+        r.decide(0, &mut probe),
+        Verdict::Forward { iface: 1, .. }
+    ));
+    let left = probe[IP..].to_vec();
+    assert_ne!(u16::from_be_bytes([left[20], left[21]]), 40000);
+    // B answers port unreachable about the packet as it arrived, to the router's address.
+    let mut err = icmp_error_frame(MAC_B, MAC_RB, HOST_B, R_B, (3, 3), &left);
+    assert_eq!(
+        r.decide(1, &mut err),
+        Verdict::Forward {
+            iface: 0,
+            ask: None
+        }
+    );
+    let p = ip_ok(&err);
+    assert_eq!((p.src_addr(), p.dst_addr(), p.ttl()), (HOST_B, HOST_A, 63));
+    let msg = p.payload();
+    assert_eq!(checksum::checksum(msg), 0, "the ICMP checksum holds");
+    let quoted = &msg[8..];
+    let mut want = sent[IP..].to_vec();
+    // What A sent, as B received it: one TTL less (with its header checksum).
+    want[8] -= 1;
+    Ipv4Packet::new_unchecked(&mut want[..]).fill_checksum();
+    assert_eq!(quoted, &want[..], "the quote is A's own packet again");
+    assert_eq!(r.counters[1].get(Counter::NatIn), 1);
+    assert_eq!(eth(&err), (MAC_A, MAC_RA));
+
+    // An error quoting a port nobody mapped is for the router and goes nowhere.
+    let mut stray = left.clone();
+    stray[20..22].copy_from_slice(&7u16.to_be_bytes());
+    let mut err = icmp_error_frame(MAC_B, MAC_RB, HOST_B, R_B, (11, 0), &stray);
+    assert_eq!(r.decide(1, &mut err), Verdict::Drop(Counter::Ignored));
+}
+
+#[test]
+fn an_inside_hosts_error_leaves_the_nat_without_its_inside_address() {
+    let mut r = R::new(true, 1500);
+    learn_b(&mut r);
+    r.neigh.learn(0, HOST_A, MAC_A, 0);
+    let mut f = udp(MAC_A, MAC_RA, HOST_A, HOST_B, 64, 8);
+    r.decide(0, &mut f);
+    // B's datagram to the mapped port comes in and goes on to A:40000.
+    let mut back = udp(MAC_B, MAC_RB, HOST_B, R_B, 64, 8);
+    back[IP + 20..IP + 22].copy_from_slice(&53u16.to_be_bytes());
+    back[IP + 22..IP + 24].copy_from_slice(&40000u16.to_be_bytes());
+    back[IP + 26..IP + 28].copy_from_slice(&[0, 0]);
+    assert!(matches!(
+        r.decide(1, &mut back),
+        Verdict::Forward { iface: 0, .. }
+    ));
+    // A answers port unreachable, quoting it as it arrived (A's address and port).
+    let arrived = back[IP..].to_vec();
+    let mut err = icmp_error_frame(MAC_A, MAC_RA, HOST_A, HOST_B, (3, 3), &arrived);
+    assert!(matches!(
+        r.decide(0, &mut err),
+        Verdict::Forward { iface: 1, .. }
+    ));
+    let p = ip_ok(&err);
+    assert_eq!(p.src_addr(), R_B);
+    let msg = p.payload();
+    assert_eq!(checksum::checksum(msg), 0);
+    assert_eq!(&msg[8 + 16..8 + 20], &R_B.octets(), "quoted destination");
+    assert_eq!(u16::from_be_bytes([msg[8 + 22], msg[8 + 23]]), 40000);
+    assert_eq!(checksum::checksum(&msg[8..28]), 0);
+}

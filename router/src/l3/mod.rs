@@ -81,7 +81,7 @@ impl Config {
 }
 
 /// One counter of an interface; [`Counters`] holds one value of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Counter {
     Forwarded,
     ArpReplies,
@@ -98,10 +98,16 @@ pub enum Counter {
     NatNew,
     NatFull,
     NatNoMapping,
+    /// ICMP errors the router sent, by type and code (on the interface they left through,
+    /// the one the packet arrived on).
+    SentTimeExceeded,
+    SentNetUnreachable,
+    SentPortUnreachable,
+    SentFragNeeded,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 19] = [
         Counter::Forwarded,
         Counter::ArpReplies,
         Counter::EchoReplies,
@@ -117,6 +123,32 @@ impl Counter {
         Counter::NatNew,
         Counter::NatFull,
         Counter::NatNoMapping,
+        Counter::SentTimeExceeded,
+        Counter::SentNetUnreachable,
+        Counter::SentPortUnreachable,
+        Counter::SentFragNeeded,
+    ];
+
+    /// The counters of frames the router dropped (each such frame counts under exactly one;
+    /// the ICMP error some of them caused is counted among the `Sent*`).
+    pub const DROPS: [Counter; 9] = [
+        Counter::TtlExceeded,
+        Counter::NoRoute,
+        Counter::FragNeeded,
+        Counter::TooBig,
+        Counter::Unresolved,
+        Counter::Malformed,
+        Counter::Ignored,
+        Counter::NatFull,
+        Counter::NatNoMapping,
+    ];
+
+    /// The ICMP errors sent: each counter with its message's type and code names.
+    pub const SENT: [(Counter, &'static str, &'static str); 4] = [
+        (Counter::SentTimeExceeded, "time_exceeded", "ttl"),
+        (Counter::SentNetUnreachable, "dest_unreachable", "net"),
+        (Counter::SentPortUnreachable, "dest_unreachable", "port"),
+        (Counter::SentFragNeeded, "dest_unreachable", "frag_needed"),
     ];
 
     /// The name in `router inspect` and /metrics.
@@ -137,6 +169,10 @@ impl Counter {
             Counter::NatNew => "nat_new",
             Counter::NatFull => "nat_full",
             Counter::NatNoMapping => "nat_no_mapping",
+            Counter::SentTimeExceeded => "sent_time_exceeded",
+            Counter::SentNetUnreachable => "sent_net_unreachable",
+            Counter::SentPortUnreachable => "sent_port_unreachable",
+            Counter::SentFragNeeded => "sent_frag_needed",
         }
     }
 }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -48,6 +49,11 @@ const BURST: usize = 64;
 pub struct Shared {
     pub config: ArcSwap<Config>,
     pub counters: Vec<Counters>,
+    /// Live NAT mappings, as the task last saw its table (a gauge for /metrics and
+    /// `router inspect`: the table itself is the task's alone).
+    pub nat_entries: AtomicU64,
+    /// Frames held now for a next hop's ARP reply.
+    pub held: AtomicU64,
 }
 
 impl Shared {
@@ -56,6 +62,8 @@ impl Shared {
         Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             counters,
+            nat_entries: AtomicU64::new(0),
+            held: AtomicU64::new(0),
         })
     }
 }
@@ -139,6 +147,12 @@ async fn run(shared: Arc<Shared>, links: Vec<Link>, mut buf: PageBuf) {
             sweep(&shared, &mut st, now);
         }
         drop(cfg);
+        // Two relaxed stores per burst, so a scrape sees the table as of the last frame.
+        let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        shared
+            .nat_entries
+            .store(len(st.nat.len()), Ordering::Relaxed);
+        shared.held.store(len(st.held.len()), Ordering::Relaxed);
         if did > 0 {
             tokio::task::yield_now().await;
             continue;
