@@ -9,7 +9,8 @@
 //! - one way: 100% loss on what an endpoint sends leaves what it receives untouched;
 //! - carrier: `link down` stops traffic both ways (counted `link_down`), `up` restores it;
 //! - bad input names the field and changes nothing; settings survive a restart;
-//! - a rootless daemon impairs its links (no privilege involved).
+//! - a rootless daemon impairs its links and cuts them with `link down` (no privilege
+//!   involved; tests/rootless_lab.rs does the same with a lab file and a router).
 
 mod common;
 
@@ -462,4 +463,21 @@ fn a_rootless_daemon_impairs_its_links() {
         (75.0..130.0).contains(&m),
         "median RTT {m} ms, expected about 80"
     );
+
+    // Carrier off on c2: the pings stop (counted), and come back with `up`.
+    lab.ny_ok(&["link", "down", "rli", "c2"]);
+    let cut = ping("3");
+    assert!(
+        cut.is_empty(),
+        "rootless pings crossed a link that is down: {cut:?}"
+    );
+    let row = lab.ny_json(&["link", "show", "rli", "c2", "--json"]);
+    println!("rootless, link down on c2: {}", row[0]["counters"]);
+    assert_eq!(row[0]["down"], true, "{row}");
+    assert!(num(&row[0]["counters"]["in"], "down") >= 3, "{row}");
+    lab.ny_ok(&["link", "up", "rli", "c2"]);
+    let back = wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
+        !ping("1").is_empty()
+    });
+    assert!(back, "no rootless pings after link up");
 }

@@ -362,7 +362,10 @@ mod tests {
         client.connect(addr).await.unwrap();
 
         for id in 1..=3 {
-            assert_eq!(addrs(&ask(&client, id, "web", RecordType::A).await), ["10.89.0.2"]);
+            assert_eq!(
+                addrs(&ask(&client, id, "web", RecordType::A).await),
+                ["10.89.0.2"]
+            );
             let nodata = ask(&client, 100 + id, "WEB.lab.", RecordType::AAAA).await;
             assert!(nodata.answers().is_empty());
         }
@@ -371,7 +374,10 @@ mod tests {
 
         // New records: the next question sees them, not the answer made before.
         store.replace(records("10.89.0.9"));
-        assert_eq!(addrs(&ask(&client, 7, "web", RecordType::A).await), ["10.89.0.9"]);
+        assert_eq!(
+            addrs(&ask(&client, 7, "web", RecordType::A).await),
+            ["10.89.0.9"]
+        );
         // Another asker (its network detached): the name is no longer local (no upstream:
         // SERVFAIL), not the stored answer.
         asker.set(AskerContext {
