@@ -265,6 +265,14 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/routers", get(list_routers).post(create_router))
         .route("/v1/routers/{name}", get(get_router).delete(remove_router))
         .route("/v1/routers/{name}/routes", axum::routing::post(route_add))
+        .route(
+            "/v1/routers/{name}/interfaces",
+            axum::routing::post(router_connect),
+        )
+        .route(
+            "/v1/routers/{name}/interfaces/{network}",
+            delete(router_disconnect),
+        )
         .route("/v1/routers/{name}/routes/{prefix}", delete(route_del))
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/joins", axum::routing::post(join))
@@ -556,6 +564,25 @@ async fn route_del(
     Path((name, prefix)): Path<(String, String)>,
 ) -> Res<netyard_api::router::RouterInfo> {
     Ok(Json(d.route_del(&name, &prefix).await?))
+}
+
+/// `POST /v1/routers/{name}/interfaces` with a [`netyard_api::router::RouterInterfaceReq`]
+/// (`router connect`).
+async fn router_connect(
+    State(d): D,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Res<netyard_api::router::RouterInfo> {
+    let req: netyard_api::router::RouterInterfaceReq = parse_body(&body)?;
+    Ok(Json(d.connect_router(&name, req).await?))
+}
+
+/// `DELETE /v1/routers/{name}/interfaces/{network}` (`router disconnect`).
+async fn router_disconnect(
+    State(d): D,
+    Path((name, network)): Path<(String, String)>,
+) -> Res<netyard_api::router::RouterInfo> {
+    Ok(Json(d.disconnect_router(&name, &network).await?))
 }
 
 async fn links_all(State(d): D) -> Res<Vec<netyard_api::model::LinkInfo>> {

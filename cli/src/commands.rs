@@ -119,6 +119,7 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             parent,
             ip_range,
             opts,
+            gateway_router,
         } => {
             let parent = driver_opts(&opts, parent)?;
             // The daemon checks both addresses and names the field; a map without "=" is
@@ -161,6 +162,9 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
                 ip_range,
             };
             let n: NetworkInfo = decode(c.post("/v1/networks", &req).await?)?;
+            if let Some(gr) = &gateway_router {
+                gateway_router_for_new(c, &n.name, gr).await?;
+            }
             match &n.vxlan {
                 Some(v) => println!(
                     "{} {} gateway {} mtu {} vxlan {} on {}:{} peers [{}]",
@@ -183,6 +187,12 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
             }
             if let (Some(s6), Some(g6)) = (&n.subnet6, &n.gateway6) {
                 println!("{} {s6} gateway {g6}", n.name);
+            }
+            if let Some(gr) = &gateway_router {
+                let router = gr.split_once('=').map_or(gr.as_str(), |(r, _)| r);
+                let v = c.get(&format!("/v1/networks/{}", seg(&n.name))).await?;
+                let ip = v["gateway_router_ip"].as_str().unwrap_or("?");
+                println!("{}: default gateway {ip} (router {router})", n.name);
             }
         }
         NetworkCommand::Ls { json } => {
@@ -260,6 +270,49 @@ pub async fn network(c: &ApiClient, cmd: NetworkCommand) -> Result<i32, CliError
         }
     }
     Ok(0)
+}
+
+/// `network create NAME --gateway-router ROUTER[=IP]` after the network exists: the router
+/// joins it, then becomes its gateway router; a failed step takes back what came before,
+/// the network included, so the command changes nothing when it fails.
+async fn gateway_router_for_new(c: &ApiClient, network: &str, spec: &str) -> Result<(), CliError> {
+    let iface = crate::router::iface_req(&format!(
+        "{network}={}",
+        spec.split_once('=').map_or("", |(_, ip)| ip)
+    ));
+    let iface = netyard_api::router::RouterInterfaceReq {
+        ip: iface.ip.filter(|ip| !ip.is_empty()),
+        ..iface
+    };
+    let router = spec.split_once('=').map_or(spec, |(r, _)| r).to_string();
+    let net_path = format!("/v1/networks/{}", seg(network));
+    if let Err(e) = c
+        .post(&format!("/v1/routers/{}/interfaces", seg(&router)), &iface)
+        .await
+    {
+        let _ = c.delete(&net_path).await;
+        // Named for the option, as the daemon names its fields; the network is gone again.
+        return Err(CliError::Usage(format!(
+            "gateway_router: {e} (network {network:?} was not kept)"
+        )));
+    }
+    let update = crate::model::NetworkUpdate {
+        gateway_router: Some(Some(router.clone())),
+    };
+    if let Err(e) = c.patch(&net_path, &update).await {
+        let _ = c
+            .delete(&format!(
+                "/v1/routers/{}/interfaces/{}",
+                seg(&router),
+                seg(network)
+            ))
+            .await;
+        let _ = c.delete(&net_path).await;
+        return Err(CliError::Usage(format!(
+            "gateway_router: {e} (network {network:?} was not kept)"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn attach(c: &ApiClient, a: AttachArgs) -> Result<i32, CliError> {

@@ -330,6 +330,11 @@ pub enum NetworkCommand {
         /// A driver option as Docker takes it: parent=IFACE, macvlan_mode=bridge (repeatable).
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
+        /// Router ROUTER (which exists) gets an interface on the new network, at IP or the
+        /// next free address, and is its endpoints' default gateway (`router connect` then
+        /// `network update --gateway-router`, undone if a step fails).
+        #[arg(long, value_name = "ROUTER[=IP]")]
+        gateway_router: Option<String>,
     },
     /// List networks.
     Ls {

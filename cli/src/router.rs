@@ -39,6 +39,15 @@ pub enum RouterCommand {
     /// Remove a router.
     #[command(alias = "remove")]
     Rm { name: String },
+    /// Give a router an interface on one more network (`NETWORK` or `NETWORK=IP`).
+    Connect {
+        name: String,
+        #[arg(value_name = "NETWORK[=IP]")]
+        network: String,
+    },
+    /// Take a router off a network (not its only one, not while it is the network's gateway
+    /// router or a static route goes through it).
+    Disconnect { name: String, network: String },
     /// Static routes.
     #[command(subcommand)]
     Route(RouteCommand),
@@ -68,19 +77,7 @@ pub async fn run(c: &ApiClient, cmd: RouterCommand) -> Result<i32, CliError> {
             routes,
             json,
         } => {
-            let interfaces = networks
-                .iter()
-                .map(|n| match n.split_once('=') {
-                    Some((net, ip)) => RouterInterfaceReq {
-                        network: net.to_string(),
-                        ip: Some(ip.to_string()),
-                    },
-                    None => RouterInterfaceReq {
-                        network: n.clone(),
-                        ip: None,
-                    },
-                })
-                .collect();
+            let interfaces = networks.iter().map(|n| iface_req(n)).collect();
             let routes = routes
                 .iter()
                 .map(|r| {
@@ -120,6 +117,25 @@ pub async fn run(c: &ApiClient, cmd: RouterCommand) -> Result<i32, CliError> {
             c.delete(&format!("/v1/routers/{}", seg(&name))).await?;
             println!("{name}");
         }
+        RouterCommand::Connect { name, network } => {
+            let v = c
+                .post(
+                    &format!("/v1/routers/{}/interfaces", seg(&name)),
+                    &iface_req(&network),
+                )
+                .await?;
+            show(&[decode(v)?]);
+        }
+        RouterCommand::Disconnect { name, network } => {
+            let v = c
+                .delete(&format!(
+                    "/v1/routers/{}/interfaces/{}",
+                    seg(&name),
+                    seg(&network)
+                ))
+                .await?;
+            show(&[decode(v)?]);
+        }
         RouterCommand::Route(RouteCommand::Add {
             router,
             prefix,
@@ -149,6 +165,20 @@ pub async fn run(c: &ApiClient, cmd: RouterCommand) -> Result<i32, CliError> {
 }
 
 /// One line per interface, then the static routes.
+/// `NETWORK` or `NETWORK=IP` as an interface request (the daemon checks both parts).
+pub(crate) fn iface_req(n: &str) -> RouterInterfaceReq {
+    match n.split_once('=') {
+        Some((net, ip)) => RouterInterfaceReq {
+            network: net.to_string(),
+            ip: Some(ip.to_string()),
+        },
+        None => RouterInterfaceReq {
+            network: n.to_string(),
+            ip: None,
+        },
+    }
+}
+
 fn show(rows: &[RouterInfo]) {
     let mut lines = Vec::new();
     for r in rows {

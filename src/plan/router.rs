@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use netyard_api::router::{RouteReq, RouterCreate};
+use netyard_api::router::{RouteReq, RouterCreate, RouterInterfaceReq};
 
 use super::{docker_mac, quoted, valid_name};
 use crate::error::DaemonError;
@@ -74,40 +74,7 @@ pub fn plan_router(
                 ),
             ));
         }
-        if net.endpoints.contains(req.name.as_str()) {
-            return Err(DaemonError::conflict(
-                Some("name"),
-                format!(
-                    "network {:?} has an endpoint named {:?}: a router's interface is a port of that name",
-                    r.network, req.name
-                ),
-            ));
-        }
-        let ip = match &r.ip {
-            Some(s) => {
-                let ip: Ipv4Addr = s.parse().map_err(|_| {
-                    DaemonError::invalid(
-                        field("ip"),
-                        format!("{} is not an IPv4 address", quoted(s)),
-                    )
-                })?;
-                net.ipam
-                    .check(ip)
-                    .map_err(|e| DaemonError::invalid(field("ip"), e))?;
-                ip
-            }
-            None => net
-                .ipam
-                .peek_free()
-                .map_err(|e| DaemonError::conflict(Some(&field("ip")), e))?,
-        };
-        interfaces.push(RouterIfaceSpec {
-            network: r.network.clone(),
-            ip,
-            mac: docker_mac(ip),
-            nat: false,
-            link: Default::default(),
-        });
+        interfaces.push(plan_iface(&field, r, net, &req.name)?);
     }
     for (i, n) in req.nat.iter().enumerate() {
         match interfaces.iter_mut().find(|f| f.network == *n) {
@@ -135,6 +102,129 @@ pub fn plan_router(
         spec.routes.push(route);
     }
     Ok(spec)
+}
+
+/// One interface of router `router` on `net` (`field` names a request field): its address
+/// (checked, or IPAM's next free one) and the MAC derived from it.
+fn plan_iface(
+    field: &dyn Fn(&str) -> String,
+    r: &RouterInterfaceReq,
+    net: &RouterNet<'_>,
+    router: &str,
+) -> Result<RouterIfaceSpec, DaemonError> {
+    if net.endpoints.contains(router) {
+        return Err(DaemonError::conflict(
+            Some("name"),
+            format!(
+                "network {:?} has an endpoint named {:?}: a router's interface is a port of that name",
+                r.network, router
+            ),
+        ));
+    }
+    let ip = match &r.ip {
+        Some(s) => {
+            let ip: Ipv4Addr = s.parse().map_err(|_| {
+                DaemonError::invalid(field("ip"), format!("{} is not an IPv4 address", quoted(s)))
+            })?;
+            net.ipam
+                .check(ip)
+                .map_err(|e| DaemonError::invalid(field("ip"), e))?;
+            ip
+        }
+        None => net
+            .ipam
+            .peek_free()
+            .map_err(|e| DaemonError::conflict(Some(&field("ip")), e))?,
+    };
+    Ok(RouterIfaceSpec {
+        network: r.network.clone(),
+        ip,
+        mac: docker_mac(ip),
+        nat: false,
+        link: Default::default(),
+    })
+}
+
+/// Plans `router connect ROUTER NETWORK[=IP]`: the router as it is plus an interface on
+/// NETWORK (not one of its networks yet).
+pub fn plan_connect(
+    spec: &RouterSpec,
+    req: &RouterInterfaceReq,
+    nets: &BTreeMap<String, RouterNet<'_>>,
+) -> Result<RouterSpec, DaemonError> {
+    let field = |f: &str| f.to_string();
+    let Some(net) = nets.get(&req.network) else {
+        return Err(DaemonError::invalid(
+            "network",
+            format!("no network named {}", quoted(&req.network)),
+        ));
+    };
+    if spec.interfaces.iter().any(|f| f.network == req.network) {
+        return Err(DaemonError::conflict(
+            Some("network"),
+            format!(
+                "router {:?} already has an interface on network {:?}",
+                spec.name, req.network
+            ),
+        ));
+    }
+    if spec.interfaces.len() >= MAX_INTERFACES {
+        return Err(DaemonError::invalid(
+            "network",
+            format!(
+                "router {:?} has {MAX_INTERFACES} interfaces, the most it may have",
+                spec.name
+            ),
+        ));
+    }
+    let iface = plan_iface(&field, req, net, &spec.name)?;
+    let mut out = spec.clone();
+    out.interfaces.push(iface);
+    Ok(out)
+}
+
+/// Plans `router disconnect ROUTER NETWORK`: refused for the router's only network and while
+/// a static route goes through a neighbour on NETWORK (delete the route first).
+pub fn plan_disconnect(
+    spec: &RouterSpec,
+    network: &str,
+    subnets: &BTreeMap<String, Ipv4Net>,
+) -> Result<RouterSpec, DaemonError> {
+    let Some(at) = spec.interfaces.iter().position(|f| f.network == network) else {
+        return Err(DaemonError::invalid(
+            "network",
+            format!(
+                "router {:?} has no interface on network {}",
+                spec.name,
+                quoted(network)
+            ),
+        ));
+    };
+    if spec.interfaces.len() == 1 {
+        return Err(DaemonError::conflict(
+            Some("network"),
+            format!(
+                "{network:?} is router {:?}'s only network: `netyard router rm {}` instead",
+                spec.name, spec.name
+            ),
+        ));
+    }
+    if let Some(r) = spec
+        .routes
+        .iter()
+        .find(|r| subnets.get(network).is_some_and(|s| s.contains(&r.via)))
+    {
+        return Err(DaemonError::conflict(
+            Some("network"),
+            format!(
+                "router {:?}'s route to {} goes via {} on {network:?}: `netyard router route del {} {}` first",
+                spec.name, r.prefix, r.via, spec.name, r.prefix
+            ),
+        ));
+    }
+    let mut out = spec.clone();
+    out.interfaces.remove(at);
+    Ok(out)
 }
 
 /// Each network's subnet, by name.
@@ -415,5 +505,54 @@ mod tests {
             plan_route(&ok, &s, &subnets).expect_err("twice").field(),
             Some("prefix")
         );
+    }
+
+    #[test]
+    fn connect_adds_one_interface_and_disconnect_keeps_the_last_and_routes_through() {
+        let f = Fixture::new();
+        let nets = f.nets();
+        let spec = plan_router(&req(&[("a", Some("10.1.0.254"))]), &nets, &BTreeMap::new())
+            .expect("router");
+        let iface = |n: &str, ip: Option<&str>| RouterInterfaceReq {
+            network: n.into(),
+            ip: ip.map(str::to_string),
+        };
+        // Connect: one more interface, the old one unchanged (same address, same MAC).
+        let two = plan_connect(&spec, &iface("b", Some("10.2.0.254")), &nets).expect("connect");
+        assert_eq!(two.interfaces.len(), 2);
+        assert_eq!(two.interfaces[0], spec.interfaces[0]);
+        assert_eq!(
+            two.interfaces[1].ip,
+            "10.2.0.254".parse::<Ipv4Addr>().expect("ip")
+        );
+        // Refused: a network it is on, an unknown one, an address outside, a taken one.
+        assert_eq!(
+            field_of(plan_connect(&spec, &iface("a", None), &nets)),
+            "network"
+        );
+        assert_eq!(
+            field_of(plan_connect(&spec, &iface("zz", None), &nets)),
+            "network"
+        );
+        assert_eq!(
+            field_of(plan_connect(&spec, &iface("b", Some("10.9.0.1")), &nets)),
+            "ip"
+        );
+        assert_eq!(
+            field_of(plan_connect(&spec, &iface("a", Some("10.1.0.2")), &nets)),
+            "network"
+        );
+        // Disconnect: the only network, an unknown one, one a static route goes through.
+        let subnets = subnets_of(&nets);
+        assert_eq!(field_of(plan_disconnect(&spec, "a", &subnets)), "network");
+        assert_eq!(field_of(plan_disconnect(&two, "zz", &subnets)), "network");
+        let mut routed = two.clone();
+        routed.routes.push(RouteSpec {
+            prefix: "10.7.0.0/16".parse().expect("prefix"),
+            via: "10.2.0.9".parse().expect("via"),
+        });
+        assert_eq!(field_of(plan_disconnect(&routed, "b", &subnets)), "network");
+        let one = plan_disconnect(&two, "b", &subnets).expect("disconnect");
+        assert_eq!(one, spec);
     }
 }

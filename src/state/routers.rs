@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use netyard_api::router::{
     RouteInfo, RouteReq, RouterCounters, RouterCreate, RouterInfo, RouterInterfaceInfo,
+    RouterInterfaceReq,
 };
 use netyard_router::l3::Counter;
 
@@ -104,6 +105,113 @@ impl Daemon {
         tracing::info!(router = %spec.name, interfaces = spec.interfaces.len(), "router created");
         self.router_routes_changed(&st, &spec.name, &[]).await;
         Ok(info)
+    }
+
+    /// `router connect R NETWORK[=IP]`: R gains an interface on NETWORK. The router is made
+    /// again with its new spec (same name, same addresses and MACs on its other networks, so
+    /// neighbours' ARP entries stay right); its ARP cache and NAT table start empty.
+    pub async fn connect_router(
+        &self,
+        name: &str,
+        req: RouterInterfaceReq,
+    ) -> Result<RouterInfo, DaemonError> {
+        let mut st = self.state.lock().await;
+        let old = self
+            .routers_lock()
+            .get(name)
+            .map(|r| r.spec.clone())
+            .ok_or_else(|| DaemonError::NoRouter(name.to_string()))?;
+        let new = plan_router::plan_connect(&old, &req, &router_nets(&st))?;
+        if st
+            .get(&req.network)
+            .is_some_and(|n| !n.spec.driver.is_bridge())
+        {
+            return Err(DaemonError::invalid(
+                "network",
+                format!(
+                    "network {:?} is a macvlan network: its uplink admits only its endpoints' MACs, so a router cannot sit on it",
+                    req.network
+                ),
+            ));
+        }
+        let info = self.swap_router(&mut st, &old, new)?;
+        self.router_routes_changed(&st, name, &[]).await;
+        tracing::info!(router = %name, network = %req.network, "router connected");
+        Ok(info)
+    }
+
+    /// `router disconnect R NETWORK`: R leaves NETWORK (refused while it is NETWORK's gateway
+    /// router, for its only network, and while a static route goes through NETWORK).
+    pub async fn disconnect_router(
+        &self,
+        name: &str,
+        network: &str,
+    ) -> Result<RouterInfo, DaemonError> {
+        let mut st = self.state.lock().await;
+        let old = self
+            .routers_lock()
+            .get(name)
+            .map(|r| r.spec.clone())
+            .ok_or_else(|| DaemonError::NoRouter(name.to_string()))?;
+        let new = plan_router::plan_disconnect(&old, network, &subnets(&st))?;
+        let gated = crate::plan::gateway_router::networks_gated_by(
+            st.values().map(|n| &n.spec).filter(|n| n.name == network),
+            name,
+        );
+        if !gated.is_empty() {
+            return Err(DaemonError::conflict(
+                Some("network"),
+                format!(
+                    "router {name:?} is network {network:?}'s gateway router: `netyard network update {network} --no-gateway-router` first"
+                ),
+            ));
+        }
+        // Routes through the old interfaces go first (those via NETWORK and to it), then
+        // the new router's are given again.
+        self.router_removed(&st, &old).await;
+        let info = self.swap_router(&mut st, &old, new)?;
+        self.router_routes_changed(&st, name, &[]).await;
+        tracing::info!(router = %name, network = %network, "router disconnected");
+        Ok(info)
+    }
+
+    /// Replaces router `old.name`'s running router with one made from `new`, moving the
+    /// addresses in IPAM and saving the state; on any failure the old router runs again.
+    fn swap_router(
+        &self,
+        st: &mut Networks,
+        old: &RouterSpec,
+        new: RouterSpec,
+    ) -> Result<RouterInfo, DaemonError> {
+        let _ = self.unmake(st, &old.name);
+        let remake = |st: &mut Networks, spec: &RouterSpec| -> Result<RouterInfo, DaemonError> {
+            let live = build(st, spec)?;
+            for f in &spec.interfaces {
+                if let Some(n) = st.get_mut(&f.network) {
+                    let _ = n.ipam.take(f.ip);
+                }
+            }
+            let info = info(st, spec, &live);
+            self.routers_lock().insert(
+                spec.name.clone(),
+                RouterEntry {
+                    spec: spec.clone(),
+                    live,
+                },
+            );
+            Ok(info)
+        };
+        let made = remake(st, &new).and_then(|info| self.persist(st).map(|()| info));
+        match made {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                let _ = self.unmake(st, &new.name);
+                if let Err(again) = remake(st, old) {
+                    tracing::error!(router = %old.name, error = %again, "router could not be made again after a failed change");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Takes a router out (its ports, its task, its addresses).
