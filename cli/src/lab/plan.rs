@@ -298,29 +298,7 @@ pub fn plan(lab: &LabFile, file: &str) -> Result<Plan, Vec<Issue>> {
                 match ip.parse::<Ipv4Addr>() {
                     Err(_) => bad(format!("{ap}.ip"), format!("{ip:?} is not an IPv4 address")),
                     Ok(addr) => {
-                        if let Some(s) = subnet {
-                            if !s.contains(&addr) || addr == s.network() || addr == s.broadcast() {
-                                bad(
-                                    format!("{ap}.ip"),
-                                    format!("{addr} is not a host address of {s}"),
-                                );
-                            }
-                        }
-                        if Some(addr) == gateway {
-                            bad(
-                                format!("{ap}.ip"),
-                                format!("{addr} is the gateway of {:?}", a.network),
-                            );
-                        }
-                        match taken.get(&(a.network.clone(), addr)) {
-                            Some(other) => bad(
-                                format!("{ap}.ip"),
-                                format!("{addr} is also {other} on {:?}", a.network),
-                            ),
-                            None => {
-                                taken.insert((a.network.clone(), addr), format!("{ap}.ip"));
-                            }
-                        }
+                        host_address(addr, &ap, &a.network, subnet, gateway, &mut taken, &mut bad)
                     }
                 }
             }
@@ -487,6 +465,42 @@ fn named_addresses(lab: &LabFile) -> BTreeMap<&str, Vec<Ipv4Addr>> {
     m
 }
 
+/// Checks an address a node or a router asks for on `network`: a host address of the subnet,
+/// not the gateway, not named twice in the file (`taken` remembers who named it first).
+fn host_address(
+    addr: Ipv4Addr,
+    ap: &str,
+    network: &str,
+    subnet: Option<Ipv4Net>,
+    gateway: Option<Ipv4Addr>,
+    taken: &mut BTreeMap<(String, Ipv4Addr), String>,
+    bad: &mut impl FnMut(String, String),
+) {
+    if let Some(s) = subnet {
+        if !s.contains(&addr) || addr == s.network() || addr == s.broadcast() {
+            bad(
+                format!("{ap}.ip"),
+                format!("{addr} is not a host address of {s}"),
+            );
+        }
+    }
+    if Some(addr) == gateway {
+        bad(
+            format!("{ap}.ip"),
+            format!("{addr} is the gateway of {network:?}"),
+        );
+    }
+    match taken.get(&(network.to_string(), addr)) {
+        Some(other) => bad(
+            format!("{ap}.ip"),
+            format!("{addr} is also {other} on {network:?}"),
+        ),
+        None => {
+            taken.insert((network.to_string(), addr), format!("{ap}.ip"));
+        }
+    }
+}
+
 /// Checks the `routers` table into `router create` requests.
 fn plan_routers(
     lab: &LabFile,
@@ -537,29 +551,7 @@ fn plan_routers(
                         None
                     }
                     Ok(addr) => {
-                        if let Some(s) = subnet {
-                            if !s.contains(&addr) || addr == s.network() || addr == s.broadcast() {
-                                bad(
-                                    format!("{ap}.ip"),
-                                    format!("{addr} is not a host address of {s}"),
-                                );
-                            }
-                        }
-                        if Some(addr) == gateway {
-                            bad(
-                                format!("{ap}.ip"),
-                                format!("{addr} is the gateway of {:?}", a.network),
-                            );
-                        }
-                        match taken.get(&(a.network.clone(), addr)) {
-                            Some(other) => bad(
-                                format!("{ap}.ip"),
-                                format!("{addr} is also {other} on {:?}", a.network),
-                            ),
-                            None => {
-                                taken.insert((a.network.clone(), addr), format!("{ap}.ip"));
-                            }
-                        }
+                        host_address(addr, &ap, &a.network, subnet, gateway, taken, bad);
                         Some(addr)
                     }
                 },
