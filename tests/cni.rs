@@ -473,16 +473,21 @@ fn an_attachment_survives_a_daemon_restart_and_del_still_finds_it() {
         left.is_empty(),
         "ps after DEL following a restart: {left:?}"
     );
+    // DEL answers once the endpoint is forgotten and on disk; the device goes right after
+    // (runtime/teardown.rs), so the links are awaited, not read at once.
+    let host_ends = || -> Vec<String> {
+        links(&lab.host.name)
+            .into_iter()
+            .filter(|l| is_netyard_host_end(l))
+            .collect()
+    };
+    let gone = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        !links(&ns).contains(&"net1".to_string()) && host_ends().is_empty()
+    });
     assert!(
-        !links(&ns).contains(&"net1".to_string()),
-        "net1 is still in {ns} after DEL"
-    );
-    let host_ends: Vec<String> = links(&lab.host.name)
-        .into_iter()
-        .filter(|l| is_netyard_host_end(l))
-        .collect();
-    assert!(
-        host_ends.is_empty(),
-        "veth host ends left after DEL: {host_ends:?}"
+        gone,
+        "5 s after DEL: links in {ns}: {:?}, veth host ends left: {:?}",
+        links(&ns),
+        host_ends()
     );
 }
