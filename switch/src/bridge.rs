@@ -13,7 +13,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::capture::CaptureSlot;
 use crate::counters::{DropReason, KernelAccumulator, PortCounters};
 use crate::fdb::{Fdb, LearnOutcome};
-use crate::mld::{self, Delivery, Groups};
+use crate::mld::{self, Delivery, Snooping};
 use crate::port::{Port, PortId, VNET_HDR_LEN};
 use crate::security::{self, PortSecurity};
 use crate::wire::ethernet::MacAddr;
@@ -171,8 +171,8 @@ pub struct Switch {
     /// Has any port ever been isolated? Switches without isolation (the common case) then pay
     /// one relaxed load per frame for it, not a port lookup.
     isolating: AtomicBool,
-    /// MLD snooping's memberships ([`crate::mld`]): taken for IPv6 multicast only.
-    groups: Mutex<Groups>,
+    /// MLD snooping's memberships ([`crate::mld`]): read for IPv6 multicast only.
+    groups: Snooping,
 }
 
 impl std::fmt::Debug for Switch {
@@ -195,7 +195,7 @@ impl Switch {
             next_id: AtomicU32::new(1),
             epoch: Instant::now(),
             isolating: AtomicBool::new(false),
-            groups: Mutex::new(Groups::default()),
+            groups: Snooping::default(),
         })
     }
 
@@ -262,27 +262,17 @@ impl Switch {
 
     /// Where IPv6 multicast to `group` goes now (see [`crate::mld::Groups::delivery`]).
     pub fn mld_delivery(&self, group: std::net::Ipv6Addr) -> Delivery {
-        self.groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .delivery(group)
+        self.groups.delivery(group)
     }
 
     /// Where an MLD report goes now.
     pub fn mld_report_delivery(&self) -> Delivery {
-        self.groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .report_delivery()
+        self.groups.report_delivery()
     }
 
     /// The IPv6 multicast groups `port` listens to, as snooping learned them.
     pub fn mld_groups_of(&self, port: PortId) -> Vec<std::net::Ipv6Addr> {
-        self.groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .groups_of(port)
-            .to_vec()
+        self.groups.groups_of(port)
     }
 
     /// Is the port with this id isolated? (A port that left the switch is not.)
@@ -305,10 +295,7 @@ impl Switch {
         let next: Vec<Arc<SwitchPort>> = cur.iter().filter(|p| p.id != id).cloned().collect();
         self.ports.store(Arc::new(next));
         self.fdb.flush_port(id);
-        self.groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove_port(id);
+        self.groups.remove_port(id);
         Some(found)
     }
 
@@ -370,10 +357,7 @@ impl Switch {
                 match mld::classify(eth) {
                     mld::Class::Report(changes) => {
                         if !changes.is_empty() {
-                            self.groups
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .learn(ingress, &changes);
+                            self.groups.learn(ingress, &changes);
                         }
                         return (Verdict::MldReport, Some(learned));
                     }

@@ -448,11 +448,11 @@ fn snooped(
                 transmit(egress, frame, scratch);
             }
         }
-        Delivery::RoutersAnd(listeners) => {
+        Delivery::RoutersAnd { .. } => {
             for egress in ports
                 .iter()
                 .filter(open)
-                .filter(|p| p.is_mld_router() || listeners.contains(&p.id))
+                .filter(|p| p.is_mld_router() || delivery.reaches(p.id))
             {
                 transmit(egress, frame, scratch);
             }

@@ -31,6 +31,9 @@
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use crate::port::PortId;
 use crate::wire::ethernet::{EtherType, EthernetFrame};
@@ -177,17 +180,131 @@ fn v2_records(icmp: &[u8]) -> Vec<(Ipv6Addr, Change)> {
     out
 }
 
-/// Where a snooped frame goes, besides never back to its ingress port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a snooped frame goes, besides never back to its ingress port. It holds the
+/// published lists themselves (a reference count each, no copy), so deciding costs the data
+/// path neither a lock nor an allocation.
+#[derive(Debug, Clone)]
 pub enum Delivery {
     /// Every port, as any multicast.
     Flood,
-    /// The router ports and these (the group's listeners, and the untracked ports).
-    RoutersAnd(Vec<PortId>),
+    /// The router ports, the group's listeners and the untracked ports (the two lists never
+    /// share a port: an untracked port's memberships are dropped).
+    RoutersAnd {
+        listeners: Option<Arc<[PortId]>>,
+        untracked: Arc<Vec<PortId>>,
+    },
 }
 
-/// The membership table of one switch. Pure: the switch holds it behind a mutex (multicast is
-/// a small share of the traffic, and reports only come when a group is joined or left).
+impl Delivery {
+    /// Does a port that is not a router port get the frame?
+    pub fn reaches(&self, port: PortId) -> bool {
+        match self {
+            Delivery::Flood => true,
+            Delivery::RoutersAnd {
+                listeners,
+                untracked,
+            } => {
+                listeners.as_deref().is_some_and(|l| l.contains(&port)) || untracked.contains(&port)
+            }
+        }
+    }
+}
+
+/// One switch's memberships: changed under a lock (reports come only when a group is joined
+/// or left), read by the data path without one from the lists [`Groups`] last published.
+#[derive(Debug)]
+pub struct Snooping {
+    table: Mutex<Groups>,
+    /// Each group with listeners and its listeners, as of the last change.
+    listeners: papaya::HashMap<Ipv6Addr, Arc<[PortId]>, foldhash::fast::RandomState>,
+    untracked: ArcSwap<Vec<PortId>>,
+}
+
+impl Default for Snooping {
+    fn default() -> Self {
+        Snooping {
+            table: Mutex::default(),
+            listeners: papaya::HashMap::builder()
+                // Groups are chosen by whoever reports: a random seed keeps a container from
+                // aiming at one bucket chain (as the MAC table's does).
+                .hasher(foldhash::fast::RandomState::default())
+                .build(),
+            untracked: ArcSwap::default(),
+        }
+    }
+}
+
+impl Snooping {
+    /// Applies a report of `port` and publishes the groups it touched.
+    pub fn learn(&self, port: PortId, changes: &[(Ipv6Addr, Change)]) {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        // Going untracked drops every membership the port had, not only the reported ones.
+        let mut touched = table.groups_of(port).to_vec();
+        touched.extend(changes.iter().map(|(g, _)| *g));
+        table.learn(port, changes);
+        self.publish(&table, &touched);
+    }
+
+    /// Forgets a port that left the switch.
+    pub fn remove_port(&self, port: PortId) {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let touched = table.groups_of(port).to_vec();
+        table.remove_port(port);
+        self.publish(&table, &touched);
+    }
+
+    /// Copies the lists of `touched` groups (and the untracked ports, if they changed) from
+    /// the table to what the data path reads. Called with the table locked, so publications
+    /// are in the order of the changes.
+    fn publish(&self, table: &Groups, touched: &[Ipv6Addr]) {
+        let map = self.listeners.pin();
+        for group in touched {
+            match table.by_group.get(group) {
+                Some(ports) => {
+                    map.insert(*group, Arc::from(ports.as_slice()));
+                }
+                None => {
+                    map.remove(group);
+                }
+            }
+        }
+        if self.untracked.load().as_slice() != table.untracked.as_slice() {
+            self.untracked.store(Arc::new(table.untracked.clone()));
+        }
+    }
+
+    /// Where IPv6 multicast data to `group` goes.
+    pub fn delivery(&self, group: Ipv6Addr) -> Delivery {
+        let listeners = self.listeners.pin().get(&group).cloned();
+        if listeners.is_none() && group != ALL_ROUTERS {
+            return Delivery::Flood;
+        }
+        Delivery::RoutersAnd {
+            listeners,
+            untracked: self.untracked.load_full(),
+        }
+    }
+
+    /// Where an MLD report goes: the router ports, and the ports that get everything.
+    pub fn report_delivery(&self) -> Delivery {
+        Delivery::RoutersAnd {
+            listeners: None,
+            untracked: self.untracked.load_full(),
+        }
+    }
+
+    /// The groups `port` listens to (for inspection and tests), in the order joined.
+    pub fn groups_of(&self, port: PortId) -> Vec<Ipv6Addr> {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .groups_of(port)
+            .to_vec()
+    }
+}
+
+/// The membership table of one switch. Pure: [`Snooping`] holds it behind a mutex and
+/// publishes its lists for the data path.
 #[derive(Debug, Default)]
 pub struct Groups {
     by_group: HashMap<Ipv6Addr, Vec<PortId>>,
@@ -245,22 +362,6 @@ impl Groups {
         for group in self.by_port.remove(&port).unwrap_or_default() {
             self.drop_listener(group, port);
         }
-    }
-
-    /// Where IPv6 multicast data to `group` goes.
-    pub fn delivery(&self, group: Ipv6Addr) -> Delivery {
-        let mut to = match self.by_group.get(&group) {
-            Some(ports) => ports.clone(),
-            None if group == ALL_ROUTERS => Vec::new(),
-            None => return Delivery::Flood,
-        };
-        to.extend_from_slice(&self.untracked);
-        Delivery::RoutersAnd(to)
-    }
-
-    /// Where an MLD report goes: the router ports, and the ports that get everything.
-    pub fn report_delivery(&self) -> Delivery {
-        Delivery::RoutersAnd(self.untracked.clone())
     }
 
     /// Does `port` get all IPv6 multicast because it reported too many groups?
@@ -462,57 +563,88 @@ mod tests {
         assert_eq!(classify(&ra), Class::Flood);
     }
 
+    /// The non-router ports a delivery names, listeners first (`None`: a flood).
+    fn to(d: Delivery) -> Option<Vec<PortId>> {
+        match d {
+            Delivery::Flood => None,
+            Delivery::RoutersAnd {
+                listeners,
+                untracked,
+            } => {
+                let mut v = listeners.map(|l| l.to_vec()).unwrap_or_default();
+                v.extend_from_slice(&untracked);
+                Some(v)
+            }
+        }
+    }
+
     #[test]
     fn data_goes_to_listeners_and_unknown_groups_flood_but_all_routers_goes_to_routers() {
-        let mut g = Groups::default();
+        let g = Snooping::default();
         g.learn(1, &[(sn(2), Change::Join)]);
         g.learn(2, &[(sn(2), Change::Join), (sn(3), Change::Join)]);
-        assert_eq!(g.delivery(sn(2)), Delivery::RoutersAnd(vec![1, 2]));
-        assert_eq!(g.delivery(sn(3)), Delivery::RoutersAnd(vec![2]));
-        assert_eq!(g.delivery(sn(9)), Delivery::Flood);
-        assert_eq!(g.delivery(ALL_ROUTERS), Delivery::RoutersAnd(vec![]));
+        assert_eq!(to(g.delivery(sn(2))), Some(vec![1, 2]));
+        assert_eq!(to(g.delivery(sn(3))), Some(vec![2]));
+        assert!(g.delivery(sn(2)).reaches(1) && !g.delivery(sn(3)).reaches(1));
+        assert_eq!(to(g.delivery(sn(9))), None);
+        assert!(g.delivery(sn(9)).reaches(1));
+        assert_eq!(to(g.delivery(ALL_ROUTERS)), Some(vec![]));
         // A port that joins all routers (a container forwarding IPv6) gets solicitations.
         g.learn(3, &[(ALL_ROUTERS, Change::Join)]);
-        assert_eq!(g.delivery(ALL_ROUTERS), Delivery::RoutersAnd(vec![3]));
+        assert_eq!(to(g.delivery(ALL_ROUTERS)), Some(vec![3]));
     }
 
     #[test]
     fn a_leave_or_a_removed_port_drops_only_that_membership() {
-        let mut g = Groups::default();
+        let g = Snooping::default();
         g.learn(1, &[(sn(2), Change::Join), (sn(3), Change::Join)]);
         g.learn(2, &[(sn(2), Change::Join)]);
         g.learn(1, &[(sn(2), Change::Join)]);
-        assert_eq!(g.groups_of(1), &[sn(2), sn(3)]);
+        assert_eq!(g.groups_of(1), vec![sn(2), sn(3)]);
         g.learn(1, &[(sn(2), Change::Leave)]);
-        assert_eq!(g.delivery(sn(2)), Delivery::RoutersAnd(vec![2]));
-        assert_eq!(g.groups_of(1), &[sn(3)]);
+        assert_eq!(to(g.delivery(sn(2))), Some(vec![2]));
+        assert_eq!(g.groups_of(1), vec![sn(3)]);
         // A leave for a group the port never joined changes nothing.
         g.learn(2, &[(sn(3), Change::Leave)]);
-        assert_eq!(g.delivery(sn(3)), Delivery::RoutersAnd(vec![1]));
+        assert_eq!(to(g.delivery(sn(3))), Some(vec![1]));
         g.remove_port(1);
-        assert_eq!(g.delivery(sn(3)), Delivery::Flood);
-        assert_eq!(g.groups_of(1), &[] as &[Ipv6Addr]);
+        assert_eq!(to(g.delivery(sn(3))), None);
+        assert_eq!(g.groups_of(1), Vec::<Ipv6Addr>::new());
         g.remove_port(2);
-        assert!(g.is_empty());
-        assert!(g.by_port.is_empty());
+        assert!(g.listeners.pin().is_empty());
+        let table = g.table.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(table.is_empty());
+        assert!(table.by_port.is_empty());
     }
 
     #[test]
     fn a_port_past_the_cap_is_untracked_and_gets_everything() {
-        let mut g = Groups::default();
+        let g = Snooping::default();
+        g.learn(8, &[(sn(300), Change::Join)]);
         let many: Vec<(Ipv6Addr, Change)> = (0..=MAX_GROUPS_PER_PORT)
             .map(|i| (sn(u16::try_from(i).unwrap_or(0)), Change::Join))
             .collect();
         g.learn(7, &many);
-        assert!(g.is_untracked(7));
-        assert!(g.is_empty(), "its memberships are dropped: {}", g.len());
+        {
+            let table = g.table.lock().unwrap_or_else(PoisonError::into_inner);
+            assert!(table.is_untracked(7));
+            assert_eq!(table.len(), 1, "its memberships are dropped");
+        }
+        // Published too: the groups it had joined before the cap are unknown again.
+        assert_eq!(g.listeners.pin().len(), 1);
+        assert_eq!(to(g.delivery(sn(2))), None);
         g.learn(7, &[(sn(1), Change::Join)]);
-        assert!(g.is_empty());
+        assert_eq!(to(g.delivery(sn(1))), None);
         g.learn(8, &[(sn(1), Change::Join)]);
-        assert_eq!(g.delivery(sn(1)), Delivery::RoutersAnd(vec![8, 7]));
-        assert_eq!(g.delivery(ALL_ROUTERS), Delivery::RoutersAnd(vec![7]));
-        assert_eq!(g.report_delivery(), Delivery::RoutersAnd(vec![7]));
+        assert_eq!(to(g.delivery(sn(1))), Some(vec![8, 7]));
+        assert_eq!(to(g.delivery(ALL_ROUTERS)), Some(vec![7]));
+        assert_eq!(to(g.report_delivery()), Some(vec![7]));
         g.remove_port(7);
-        assert!(!g.is_untracked(7));
+        assert!(!g
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_untracked(7));
+        assert_eq!(to(g.report_delivery()), Some(vec![]));
     }
 }
