@@ -16,6 +16,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::vtep::{kernel_vtep, underlay};
 use common::*;
 use serde_json::Value;
 
@@ -43,30 +44,6 @@ fn ns6(lab: &Lab, tag: &str) -> String {
     let ns = lab.ns(tag);
     enable_ipv6(&ns);
     ns
-}
-
-/// The underlay: a veth between two host namespaces, `198.18.X.1/24` in `a`, `.2` in `b`.
-struct Underlay {
-    a_ip: String,
-    b_ip: String,
-}
-
-fn underlay(id: &str, a: &str, b: &str) -> Underlay {
-    let x = rand::random::<u8>();
-    let (ua, ub) = (format!("nyt{id}ua"), format!("nyt{id}ub"));
-    cmd_ok(&[
-        "ip", "-n", a, "link", "add", &ua, "type", "veth", "peer", "name", &ub, "netns", b,
-    ]);
-    let u = Underlay {
-        a_ip: format!("198.18.{x}.1"),
-        b_ip: format!("198.18.{x}.2"),
-    };
-    for (ns, dev, ip) in [(a, &ua, &u.a_ip), (b, &ub, &u.b_ip)] {
-        let cidr = format!("{ip}/24");
-        cmd_ok(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev]);
-        cmd_ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    u
 }
 
 /// A random /64 of fd00::/8 and the address `host` in it.
@@ -191,38 +168,6 @@ fn netyard_to_netyard_carries_ipv6_ping_and_tcp() {
     vxlan_drops_ok(&b, &net_b);
 }
 
-/// Host B's kernel side: `vx0` (VNI 4242, port 4789, learning, remote A) and a veth to
-/// namespace `k` on bridge `br0`, every offload at its default; `k` gets `ip6/64` (no
-/// duplicate address detection) and MTU 1450.
-fn kernel_vtep6(hb: &str, u: &Underlay, k: &str, ip6: &str) {
-    enable_ipv6(k);
-    for args in [
-        &[
-            "link", "add", "vx0", "type", "vxlan", "id", "4242", "dstport", "4789", "local",
-            &u.b_ip, "remote", &u.a_ip,
-        ][..],
-        &["link", "set", "vx0", "mtu", "1450"],
-        &["link", "add", "br0", "type", "bridge"],
-        &["link", "set", "vx0", "master", "br0"],
-        &[
-            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", k,
-        ],
-        &["link", "set", "vb0", "mtu", "1450"],
-        &["link", "set", "vb0", "master", "br0"],
-        &["link", "set", "vx0", "up"],
-        &["link", "set", "vb0", "up"],
-        &["link", "set", "br0", "up"],
-    ] {
-        let mut a = vec!["ip", "-n", hb];
-        a.extend_from_slice(args);
-        cmd_ok(&a);
-    }
-    let cidr = format!("{ip6}/64");
-    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "mtu", "1450"]);
-    cmd_ok(&["ip", "-n", k, "addr", "add", &cidr, "dev", "eth0", "nodad"]);
-    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "up"]);
-}
-
 #[test]
 fn interop_with_the_kernel_vxlan_carries_ipv6_ping_and_tcp_both_ways() {
     require_program("ping", "iputils-ping");
@@ -250,7 +195,8 @@ fn interop_with_the_kernel_vxlan_carries_ipv6_ping_and_tcp_both_ways() {
     let (ip1, ip2, ipk) = (p6.ip(0x11), p6.ip(0x12), p6.ip(0x20));
     lab.attach(&net, &c1, "c1", &["--ip6", &ip1]);
     lab.attach(&net, &c2, "c2", &["--ip6", &ip2, "--kind", "veth"]);
-    kernel_vtep6(&hb, &u, &k1, &ipk);
+    enable_ipv6(&k1);
+    kernel_vtep(&hb, &u, "4242", &k1, &format!("{ipk}/64"), &["nodad"]);
     assert_ping6(&lab, &c1, &ipk);
     assert_ping6(&lab, &k1, &ip1);
     assert_ping6(&lab, &k1, &ip2);

@@ -11,6 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::vtep::{kernel_vtep, underlay};
 use common::*;
 use serde_json::Value;
 
@@ -505,52 +506,11 @@ fn a_lab_vxlan_network_reaches_a_kernel_vxlan_peer() {
     let lab = new_lab();
     let hb = lab.ns("hb");
     let k = lab.ns("k");
-    let x = rand::random::<u8>();
-    let (a_ip, b_ip) = (format!("198.18.{x}.1"), format!("198.18.{x}.2"));
-    let (ua, ub) = (format!("nyt{}ua", lab.id), format!("nyt{}ub", lab.id));
-    let host = lab.host.name.clone();
     let sn = Subnet::random();
     let vni = "4343";
-    let ip = |ns: &str, args: &[&str]| {
-        let mut a = vec!["ip", "-n", ns];
-        a.extend_from_slice(args);
-        cmd_ok(&a);
-    };
-    ip(
-        &host,
-        &[
-            "link", "add", &ua, "type", "veth", "peer", "name", &ub, "netns", &hb,
-        ],
-    );
-    ip(&host, &["addr", "add", &format!("{a_ip}/24"), "dev", &ua]);
-    ip(&hb, &["addr", "add", &format!("{b_ip}/24"), "dev", &ub]);
-    ip(&host, &["link", "set", &ua, "up"]);
-    ip(&hb, &["link", "set", &ub, "up"]);
-    for args in [
-        &[
-            "link", "add", "vx0", "type", "vxlan", "id", vni, "dstport", "4789", "local", &b_ip,
-            "remote", &a_ip,
-        ][..],
-        &["link", "set", "vx0", "mtu", "1450"],
-        &["link", "add", "br0", "type", "bridge"],
-        &["link", "set", "vx0", "master", "br0"],
-        &[
-            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", &k,
-        ],
-        &["link", "set", "vb0", "mtu", "1450"],
-        &["link", "set", "vb0", "master", "br0"],
-        &["link", "set", "vx0", "up"],
-        &["link", "set", "vb0", "up"],
-        &["link", "set", "br0", "up"],
-    ] {
-        ip(&hb, args);
-    }
-    ip(&k, &["link", "set", "eth0", "mtu", "1450"]);
-    ip(
-        &k,
-        &["addr", "add", &format!("{}/24", sn.ip(20)), "dev", "eth0"],
-    );
-    ip(&k, &["link", "set", "eth0", "up"]);
+    let u = underlay(&lab.id, &lab.host.name, &hb);
+    kernel_vtep(&hb, &u, vni, &k, &format!("{}/24", sn.ip(20)), &[]);
+    let (a_ip, b_ip) = (&u.a_ip, &u.b_ip);
     let f = lab.dir.join("vxlan-lab.toml");
     std::fs::write(
         &f,

@@ -20,6 +20,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::vtep::{kernel_vtep, underlay};
 use common::*;
 use serde_json::Value;
 
@@ -285,86 +286,16 @@ fn a_routers_interface_is_a_link_delay_down_up_and_capture() {
 
 const VNI: &str = "4343";
 
-/// A veth between the lab's host namespace `a` and `b`: 198.18.X.1/24 and .2.
-fn underlay(id: &str, a: &str, b: &str) -> (String, String) {
-    let x = rand::random::<u8>();
-    let (ua, ub) = (format!("nyt{id}ua"), format!("nyt{id}ub"));
-    cmd_ok(&[
-        "ip", "-n", a, "link", "add", &ua, "type", "veth", "peer", "name", &ub, "netns", b,
-    ]);
-    let (ia, ib) = (format!("198.18.{x}.1"), format!("198.18.{x}.2"));
-    cmd_ok(&[
-        "ip",
-        "-n",
-        a,
-        "addr",
-        "add",
-        &format!("{ia}/24"),
-        "dev",
-        &ua,
-    ]);
-    cmd_ok(&[
-        "ip",
-        "-n",
-        b,
-        "addr",
-        "add",
-        &format!("{ib}/24"),
-        "dev",
-        &ub,
-    ]);
-    cmd_ok(&["ip", "-n", a, "link", "set", &ua, "up"]);
-    cmd_ok(&["ip", "-n", b, "link", "set", &ub, "up"]);
-    (ia, ib)
-}
-
-/// Host B's kernel VTEP (VNI, learning, remote A) bridged to namespace `k` holding `ip/24`.
-fn kernel_vtep(hb: &str, a_ip: &str, b_ip: &str, k: &str, ip: &str) {
-    for args in [
-        &[
-            "link", "add", "vx0", "type", "vxlan", "id", VNI, "dstport", "4789", "local", b_ip,
-            "remote", a_ip,
-        ][..],
-        &["link", "set", "vx0", "mtu", "1450"],
-        &["link", "add", "br0", "type", "bridge"],
-        &["link", "set", "vx0", "master", "br0"],
-        &[
-            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", k,
-        ],
-        &["link", "set", "vb0", "mtu", "1450"],
-        &["link", "set", "vb0", "master", "br0"],
-        &["link", "set", "vx0", "up"],
-        &["link", "set", "vb0", "up"],
-        &["link", "set", "br0", "up"],
-    ] {
-        let mut a = vec!["ip", "-n", hb];
-        a.extend_from_slice(args);
-        cmd_ok(&a);
-    }
-    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "mtu", "1450"]);
-    cmd_ok(&[
-        "ip",
-        "-n",
-        k,
-        "addr",
-        "add",
-        &format!("{ip}/24"),
-        "dev",
-        "eth0",
-    ]);
-    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "up"]);
-}
-
 #[test]
 fn a_vxlan_tunnel_is_a_link_loss_and_down_up() {
     let lab = Lab::new();
     let hb = lab.ns("hb");
-    let (a_ip, b_ip) = underlay(&lab.id, &lab.host.name, &hb);
+    let u = underlay(&lab.id, &lab.host.name, &hb);
     let sn = Subnet::random();
-    let net = lab.network("ov", &sn, &["--vxlan", VNI, "--vxlan-peer", &b_ip]);
+    let net = lab.network("ov", &sn, &["--vxlan", VNI, "--vxlan-peer", &u.b_ip]);
     let (c1, k1) = (lab.ns("c1"), lab.ns("k1"));
     lab.attach(&net, &c1, "c1", &["--ip", &sn.ip(11)]);
-    kernel_vtep(&hb, &a_ip, &b_ip, &k1, &sn.ip(20));
+    kernel_vtep(&hb, &u, VNI, &k1, &format!("{}/24", sn.ip(20)), &[]);
     let far = sn.ip(20);
     let up = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
         lab.ping(&c1, &far)

@@ -20,6 +20,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::vtep::{kernel_vtep, underlay, Underlay};
 use common::*;
 use serde_json::Value;
 
@@ -29,92 +30,6 @@ const VNI: &str = "4242";
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The underlay: a veth between two host namespaces, `198.18.X.1/24` in `a` and `.2` in `b`.
-struct Underlay {
-    a_ip: String,
-    b_ip: String,
-}
-
-fn underlay(id: &str, a: &str, b: &str) -> Underlay {
-    let x = rand::random::<u8>();
-    let (ua, ub) = (format!("nyt{id}ua"), format!("nyt{id}ub"));
-    cmd_ok(&[
-        "ip", "-n", a, "link", "add", &ua, "type", "veth", "peer", "name", &ub, "netns", b,
-    ]);
-    let u = Underlay {
-        a_ip: format!("198.18.{x}.1"),
-        b_ip: format!("198.18.{x}.2"),
-    };
-    cmd_ok(&[
-        "ip",
-        "-n",
-        a,
-        "addr",
-        "add",
-        &format!("{}/24", u.a_ip),
-        "dev",
-        &ua,
-    ]);
-    cmd_ok(&[
-        "ip",
-        "-n",
-        b,
-        "addr",
-        "add",
-        &format!("{}/24", u.b_ip),
-        "dev",
-        &ub,
-    ]);
-    cmd_ok(&["ip", "-n", a, "link", "set", &ua, "up"]);
-    cmd_ok(&["ip", "-n", b, "link", "set", &ub, "up"]);
-    u
-}
-
-/// Host B's kernel side: `vx0` (VNI 4242, port 4789, learning, remote A) and a veth to
-/// namespace `k` on bridge `br0`; `k` gets `ip/24` with MTU 1450. Returns k's MAC.
-///
-/// B's offloads stay at their defaults (TX checksum, TSO and GSO on): what vx0 sends crosses
-/// the veth underlay with the inner TCP/UDP checksum left partial (CHECKSUM_PARTIAL, which a
-/// veth never completes), and its TCP super-packets cross unsegmented, reaching A's `UDP_GRO`
-/// socket whole with the inner MSS as the segment size. netyard's VXLAN port must hand the
-/// first on as NEEDS_CSUM frames and the second as GSO super-frames (issue 16).
-fn kernel_vtep(hb: &str, u: &Underlay, k: &str, ip: &str) -> String {
-    for args in [
-        &[
-            "link", "add", "vx0", "type", "vxlan", "id", VNI, "dstport", "4789", "local", &u.b_ip,
-            "remote", &u.a_ip,
-        ][..],
-        &["link", "set", "vx0", "mtu", "1450"],
-        &["link", "add", "br0", "type", "bridge"],
-        &["link", "set", "vx0", "master", "br0"],
-        &[
-            "link", "add", "vb0", "type", "veth", "peer", "name", "eth0", "netns", k,
-        ],
-        &["link", "set", "vb0", "mtu", "1450"],
-        &["link", "set", "vb0", "master", "br0"],
-        &["link", "set", "vx0", "up"],
-        &["link", "set", "vb0", "up"],
-        &["link", "set", "br0", "up"],
-    ] {
-        let mut a = vec!["ip", "-n", hb];
-        a.extend_from_slice(args);
-        cmd_ok(&a);
-    }
-    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "mtu", "1450"]);
-    cmd_ok(&[
-        "ip",
-        "-n",
-        k,
-        "addr",
-        "add",
-        &format!("{ip}/24"),
-        "dev",
-        "eth0",
-    ]);
-    cmd_ok(&["ip", "-n", k, "link", "set", "eth0", "up"]);
-    mac_of(k, "eth0")
 }
 
 fn mac_of(ns: &str, ifname: &str) -> String {
@@ -183,7 +98,8 @@ fn interop() -> Interop {
             "c1 eth0 MTU {mtu:?} (want the network's 1450); {e1}"
         ));
     }
-    let k1_mac = kernel_vtep(&hb, &u, &k1, &sn.ip(20));
+    kernel_vtep(&hb, &u, VNI, &k1, &format!("{}/24", sn.ip(20)), &[]);
+    let k1_mac = mac_of(&k1, "eth0");
     Interop {
         lab,
         net,

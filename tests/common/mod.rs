@@ -29,6 +29,7 @@ use serde_json::Value;
 
 pub mod outside6;
 pub mod podman;
+pub mod vtep;
 
 /// The binary under test.
 pub const NETYARD: &str = env!("CARGO_BIN_EXE_netyard");
