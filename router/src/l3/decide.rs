@@ -25,10 +25,10 @@ use netyard_switch::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
 use netyard_switch::MacAddr;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 
-use super::csum;
 use super::nat::{self, ErrorWay, Nat, NatError, Proto};
 use super::neigh::{Lookup, Neighbours};
 use super::{Config, Counter, Counters, Iface};
+use netyard_switch::wire::checksum as csum;
 
 /// Where the IP header starts in a frame (no VLAN tags: the router's ports are untagged).
 const IP_OFF: usize = VNET_HDR_LEN + ETH_HDR_LEN;

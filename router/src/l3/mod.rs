@@ -3,13 +3,12 @@
 //!
 //! - [`decide`]: the forwarding decision, pure: (frame, [`Config`], [`Neighbours`], [`Nat`],
 //!   now) -> [`Verdict`]. It rewrites a forwarded frame in place (MACs, TTL, NAT) with
-//!   incremental checksums ([`csum`]) and builds replies (ARP, echo, ICMP errors) into a
-//!   buffer the caller owns: no allocation per frame.
+//!   incremental checksums (`netyard_switch::wire::checksum::replace`, RFC 1624) and builds
+//!   replies (ARP, echo, ICMP errors) into a buffer the caller owns: no allocation per frame.
 //! - [`neigh`]: the ARP cache of each interface.
 //! - [`nat`]: masquerading's table (ports and echo ids per protocol, timeouts).
 //! - [`task`]: the one tokio task per router that moves frames between the switches.
 
-pub mod csum;
 pub mod decide;
 pub mod nat;
 pub mod neigh;

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::csum;
+use netyard_switch::wire::checksum as csum;
 
 /// The protocols NAT translates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

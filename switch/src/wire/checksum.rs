@@ -4,7 +4,8 @@
 //! [`add`] accumulates a *partial* sum in a `u64`, eight bytes at a time, so the hot loop has no
 //! carries to propagate; [`fold`] reduces a partial sum to 16 bits and [`checksum`] complements
 //! it. Partial sums of separate buffers combine with [`combine`] as long as every buffer but the
-//! last has an even length (the words must stay aligned).
+//! last has an even length (the words must stay aligned). [`replace`] updates a checksum
+//! incrementally when a few words change (RFC 1624), as routers and NAT do.
 
 /// Number of 8-byte chunks summed into a local accumulator before it is folded into the
 /// caller's: each chunk adds less than 2^33, so 2^16 chunks stay far below 2^64.
@@ -81,6 +82,40 @@ pub fn pseudo_header_v4(src: &[u8; 4], dst: &[u8; 4], protocol: u8, l4_len: u32)
 pub fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_len: u32) -> u64 {
     let acc = add(add(0, src), dst);
     combine(acc, u64::from(next_header) + u64::from(l4_len))
+}
+
+// Incremental updates (RFC 1624): a router changes a few 16-bit words of a header (TTL, an
+// address, a port) and fixes the checksum from the old and new words instead of summing the
+// whole packet again.
+
+/// The Internet checksum `check` (complemented, as on the wire) after the bytes `old`
+/// became `new` (even lengths, at an even offset of the summed data): HC' = ~(~HC + ~m + m').
+pub fn replace(check: u16, old: &[u8], new: &[u8]) -> u16 {
+    !replace_sum(!check, old, new)
+}
+
+/// The same for a field holding a partial sum that is not complemented (a checksum the
+/// device completes: virtio-net's NEEDS_CSUM puts the pseudo-header's sum there).
+pub fn replace_sum(sum: u16, old: &[u8], new: &[u8]) -> u16 {
+    let mut acc = u32::from(sum);
+    for w in old.chunks(2) {
+        acc += u32::from(!word(w));
+    }
+    for w in new.chunks(2) {
+        acc += u32::from(word(w));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+fn word(w: &[u8]) -> u16 {
+    match *w {
+        [a, b] => u16::from_be_bytes([a, b]),
+        [a] => u16::from_be_bytes([a, 0]),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -173,5 +208,29 @@ mod tests {
         assert_eq!(fold(u64::MAX), 0xffff);
         assert_eq!(fold(0xffff), 0xffff);
         assert_eq!(fold(0x1_0000), 1);
+    }
+
+    #[test]
+    fn an_incremental_update_equals_summing_again() {
+        let mut data: Vec<u8> = (0u8..64)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        data[10] = 0;
+        data[11] = 0;
+        let c = checksum(&data);
+        data[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(checksum(&data), 0);
+        for (off, new) in [
+            (8usize, [0x3fu8, 0x06]),
+            (12, [10, 9]),
+            (20, [0xff, 0xff]),
+            (2, [0, 0]),
+        ] {
+            let old = [data[off], data[off + 1]];
+            data[off..off + 2].copy_from_slice(&new);
+            let fixed = replace(u16::from_be_bytes([data[10], data[11]]), &old, &new);
+            data[10..12].copy_from_slice(&fixed.to_be_bytes());
+            assert_eq!(checksum(&data), 0, "after changing offset {off}");
+        }
     }
 }
