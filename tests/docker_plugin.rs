@@ -594,11 +594,21 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
     println!("docker rm -f took {:?}", t.elapsed());
     let left = ps_names(&lab);
     assert!(left.is_empty(), "netyard ps after docker rm -f: {left:?}");
-    let host_ends: Vec<String> = links(&lab.host.name)
-        .into_iter()
-        .filter(|l| is_netyard_host_end(l))
-        .collect();
-    assert!(host_ends.is_empty(), "veth ends left: {host_ends:?}");
+    // DeleteEndpoint answers once the endpoint is forgotten; the device goes right after.
+    let host_ends = || -> Vec<String> {
+        links(&lab.host.name)
+            .into_iter()
+            .filter(|l| is_netyard_host_end(l))
+            .collect()
+    };
+    let gone = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        host_ends().is_empty()
+    });
+    assert!(
+        gone,
+        "veth ends left 5 s after docker rm -f: {:?}",
+        host_ends()
+    );
 
     // docker network rm removes the netyard network.
     docker.ok(&lab, &["network", "rm", &dnet]);

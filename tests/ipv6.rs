@@ -65,20 +65,6 @@ fn v6_lab() -> Lab {
     lab
 }
 
-/// Turns IPv6 back on in `ns` (tests/common's namespaces have it off, so that no router
-/// solicitation refreshes a MAC table behind a test's back): every interface made from now on
-/// gets it, and `lo` gets ::1.
-fn enable_ipv6(ns: &str) {
-    let o = ns_sh(
-        ns,
-        "echo 0 > /proc/sys/net/ipv6/conf/default/disable_ipv6; \
-         echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \
-         echo 0 > /proc/sys/net/ipv6/conf/lo/disable_ipv6",
-        Duration::from_secs(10),
-    );
-    assert!(o.status.success(), "enabling IPv6 in {ns}: {}", show(&o));
-}
-
 /// A container namespace with IPv6 on.
 fn ns6(lab: &Lab, tag: &str) -> String {
     let ns = lab.ns(tag);

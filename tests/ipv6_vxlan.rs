@@ -27,18 +27,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Turns IPv6 on in `ns` for every interface made from now on, and for `lo`.
-fn enable_ipv6(ns: &str) {
-    let o = ns_sh(
-        ns,
-        "echo 0 > /proc/sys/net/ipv6/conf/default/disable_ipv6; \
-         echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \
-         echo 0 > /proc/sys/net/ipv6/conf/lo/disable_ipv6",
-        Duration::from_secs(10),
-    );
-    assert!(o.status.success(), "enabling IPv6 in {ns}: {}", show(&o));
-}
-
 /// A container namespace with IPv6 on.
 fn ns6(lab: &Lab, tag: &str) -> String {
     let ns = lab.ns(tag);

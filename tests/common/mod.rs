@@ -191,6 +191,20 @@ pub fn show(o: &Output) -> String {
     )
 }
 
+/// Turns IPv6 on in `ns` for every interface made from now on, and for `lo`, whatever the
+/// host's defaults (a new namespace copies the initial one's when
+/// `net.core.devconf_inherit_init_net` asks, and some CI hosts turn IPv6 off).
+pub fn enable_ipv6(ns: &str) {
+    let o = ns_sh(
+        ns,
+        "echo 0 > /proc/sys/net/ipv6/conf/default/disable_ipv6; \
+         echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \
+         echo 0 > /proc/sys/net/ipv6/conf/lo/disable_ipv6",
+        Duration::from_secs(10),
+    );
+    assert!(o.status.success(), "enabling IPv6 in {ns}: {}", show(&o));
+}
+
 /// Runs `script` with `sh -c` inside namespace `ns`.
 pub fn ns_sh(ns: &str, script: &str, timeout: Duration) -> Output {
     run_bounded(
