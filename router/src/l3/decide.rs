@@ -59,19 +59,23 @@ pub enum Verdict {
     Drop(Counter),
 }
 
-/// Decides one frame (see the module's doc). Counters go to `counters[interface]`.
-#[allow(clippy::too_many_arguments)]
-pub fn decide(
-    cfg: &Config,
-    ingress: usize,
-    frame: &mut [u8],
-    neigh: &mut Neighbours,
-    nat: &mut Nat,
-    counters: &[Counters],
-    now: u64,
-    out: &mut [u8],
-) -> Verdict {
-    let v = decide_inner(cfg, ingress, frame, neigh, nat, counters, now, out);
+/// What a decision reads and updates besides the frame: the router's configuration, its
+/// ARP cache and NAT table, its counters (one set per interface), the time, and the buffer
+/// replies are built in. References only: built per frame at no cost.
+pub struct Cx<'a> {
+    pub cfg: &'a Config,
+    pub neigh: &'a mut Neighbours,
+    pub nat: &'a mut Nat,
+    pub counters: &'a [Counters],
+    pub now: u64,
+    pub out: &'a mut [u8],
+}
+
+/// Decides one frame arriving on interface `ingress` (see the module's doc). Counters go to
+/// `cx.counters[interface]`.
+pub fn decide(cx: Cx<'_>, ingress: usize, frame: &mut [u8]) -> Verdict {
+    let counters = cx.counters;
+    let v = decide_inner(cx, ingress, frame);
     let count = |i: usize, c: Counter| {
         if let Some(k) = counters.get(i) {
             k.add(c);
@@ -87,17 +91,15 @@ pub fn decide(
     v
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decide_inner(
-    cfg: &Config,
-    ingress: usize,
-    frame: &mut [u8],
-    neigh: &mut Neighbours,
-    nat: &mut Nat,
-    counters: &[Counters],
-    now: u64,
-    out: &mut [u8],
-) -> Verdict {
+fn decide_inner(cx: Cx<'_>, ingress: usize, frame: &mut [u8]) -> Verdict {
+    let Cx {
+        cfg,
+        neigh,
+        nat,
+        counters,
+        now,
+        out,
+    } = cx;
     let Some(inf) = cfg.ifaces.get(ingress) else {
         return Verdict::Drop(Counter::Ignored);
     };

@@ -10,7 +10,7 @@ use netyard_switch::wire::udp::UdpPacket;
 use netyard_switch::MacAddr;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr};
 
-use super::decide::{arp_frame, decide, Verdict};
+use super::decide::{arp_frame, decide, Cx, Verdict};
 use super::nat::Nat;
 use super::neigh::Neighbours;
 use super::{Config, Counter, Counters, Iface, Route};
@@ -68,16 +68,15 @@ impl R {
     }
 
     fn decide(&mut self, ingress: usize, frame: &mut [u8]) -> Verdict {
-        decide(
-            &self.cfg,
-            ingress,
-            frame,
-            &mut self.neigh,
-            &mut self.nat,
-            &self.counters,
-            0,
-            &mut self.out,
-        )
+        let cx = Cx {
+            cfg: &self.cfg,
+            neigh: &mut self.neigh,
+            nat: &mut self.nat,
+            counters: &self.counters,
+            now: 0,
+            out: &mut self.out,
+        };
+        decide(cx, ingress, frame)
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ipnet::Ipv4Net;
 use netyard_switch::MacAddr;
 
-pub use decide::{decide, Verdict};
+pub use decide::{decide, Cx, Verdict};
 
 /// One interface: the router's address and MAC on one network.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use super::decide::arp_frame;
 use super::nat::Nat;
 use super::neigh::Neighbours;
-use super::{decide, Config, Counter, Counters, Verdict};
+use super::{decide, Config, Counter, Counters, Cx, Verdict};
 use crate::uplink::Direct;
 
 /// How long a frame waits for its next hop's ARP reply.
@@ -129,16 +129,15 @@ async fn run(shared: Arc<Shared>, links: Vec<Link>, mut buf: PageBuf) {
                 let Some(frame) = buf.get_mut(..n) else {
                     continue;
                 };
-                let v = decide(
-                    &cfg,
-                    i,
-                    frame,
-                    &mut st.neigh,
-                    &mut st.nat,
-                    &shared.counters,
+                let cx = Cx {
+                    cfg: &cfg,
+                    neigh: &mut st.neigh,
+                    nat: &mut st.nat,
+                    counters: &shared.counters,
                     now,
-                    &mut st.out,
-                );
+                    out: &mut st.out,
+                };
+                let v = decide(cx, i, frame);
                 act(&cfg, &links, &shared, &mut st, v, frame, now);
             }
         }
