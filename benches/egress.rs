@@ -285,6 +285,24 @@ const METRICS: &[(Test, MetricDef)] = &[
         },
     ),
     (
+        Test::Udp64,
+        MetricDef {
+            name: "udp64_fwd_kpps",
+            unit: "kpps forwarded",
+            decimals: 1,
+            lower_is_better: false,
+        },
+    ),
+    (
+        Test::Udp64,
+        MetricDef {
+            name: "udp64_cpu_us_per_pkt",
+            unit: "CPU us/pkt",
+            decimals: 2,
+            lower_is_better: true,
+        },
+    ),
+    (
         Test::PubTcp,
         MetricDef {
             name: "pub_tcp_gbps",
@@ -309,6 +327,15 @@ const METRICS: &[(Test, MetricDef)] = &[
             unit: "conn/s",
             decimals: 0,
             lower_is_better: false,
+        },
+    ),
+    (
+        Test::PubCps,
+        MetricDef {
+            name: "pub_cpu_us_per_conn",
+            unit: "CPU us/conn",
+            decimals: 1,
+            lower_is_better: true,
         },
     ),
     (
@@ -1111,20 +1138,6 @@ fn measure(
             let f = tcp_figures(&v, "pub_tcp6_gbps", notes)?;
             Ok(with_cpu(lab, cpu0, f, "pub_tcp6_cpu_s_per_gb", ctx))
         }
-        Test::Udp64 => match ctx.udp_tool {
-            UdpTool::Iperf3 => {
-                let server = lab.outside_ip();
-                let v = egress_iperf(lab, ctx, &server, &["-u", "-l", "64", "-b", "0"])?;
-                let u = udp_run(&v, ctx.run.seconds)?;
-                if u.delivered_pps <= 0.0 {
-                    return Err("no datagram arrived".into());
-                }
-                let mut f = vec![("udp64_out_kpps", u.delivered_pps / 1e3)];
-                f.extend(u.sent_pps.map(|s| ("udp64_sent_kpps", s / 1e3)));
-                Ok(f)
-            }
-            UdpTool::Rust => udp_rust(lab, ctx),
-        },
         Test::PubTcp => {
             if let Some(e) = &lab.publish_error {
                 return Err(e.clone());
@@ -1141,57 +1154,132 @@ fn measure(
             let f = tcp_figures(&v, "pub_tcp_gbps", notes)?;
             Ok(with_cpu(lab, cpu0, f, "pub_tcp_cpu_s_per_gb", ctx))
         }
-        Test::PubCps => {
-            if let Some(e) = &lab.publish_error {
-                return Err(e.clone());
-            }
-            let addr = format!("{}:{PUB_ACCEPT_PORT}", lab.host_ip());
-            let secs = ctx.run.seconds.to_string();
-            let out = run_timed(
-                &mut nsexec(
-                    &lab.o,
-                    None,
-                    &ctx.run.self_exe,
-                    &["--connect-client", &addr, &secs],
-                ),
-                Duration::from_secs(ctx.run.seconds + 30),
-            )?;
-            let line = out
-                .stdout
-                .lines()
-                .find(|l| l.starts_with("cps "))
-                .ok_or_else(|| {
-                    format!(
-                        "the connect loop printed nothing: {}",
-                        first_line(&out.stderr)
-                    )
-                })?
-                .to_string();
-            let get = |k: &str| -> Option<f64> {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(k))
-                    .and_then(|v| v.parse().ok())
+        Test::Udp64 => {
+            let cpu0 = lab.helper_cpu();
+            let out0 = rx_packets(&lab.o, "out0");
+            let mut f = match ctx.udp_tool {
+                UdpTool::Iperf3 => udp_iperf(lab, ctx)?,
+                UdpTool::Rust => udp_rust(lab, ctx)?,
             };
-            let (ok, failed, secs) = (
-                get("ok=").unwrap_or(0.0),
-                get("failed=").unwrap_or(0.0),
-                get("seconds=")
-                    .filter(|&s| s > 0.0)
-                    .unwrap_or(ctx.run.seconds as f64),
-            );
-            let first_error = line.split_once("first_error=").map(|x| x.1).unwrap_or("");
-            if ok == 0.0 {
-                return Err(format!("no connection completed: {first_error}"));
+            // What the tool put on the wire towards outside (before the receiver's own
+            // losses), and its CPU per such packet: delivered alone would charge the tool
+            // for datagrams the receiving iperf3 could not take.
+            if let (Some(a), Some(b)) = (out0, rx_packets(&lab.o, "out0")) {
+                let pkts = b.saturating_sub(a) as f64;
+                f.push(("udp64_fwd_kpps", pkts / ctx.run.seconds as f64 / 1e3));
+                if let (Some(c0), Some(c1)) = (cpu0, lab.helper_cpu()) {
+                    if pkts > 0.0 && c1 >= c0 {
+                        f.push(("udp64_cpu_us_per_pkt", (c1 - c0) * 1e6 / pkts));
+                    }
+                }
             }
-            if failed > 0.0 {
-                notes.push(format!(
-                    "{failed} of {} connections failed ({first_error})",
-                    ok + failed
-                ));
-            }
-            Ok(vec![("pub_conn_per_s", ok / secs)])
+            Ok(f)
+        }
+        Test::PubCps => {
+            let cpu0 = lab.helper_cpu();
+            let f = pub_cps(lab, ctx, notes)?;
+            Ok(with_cpu_per(lab, cpu0, f, "pub_cpu_us_per_conn", 1.0, ctx))
         }
     }
+}
+
+/// The tool's CPU time during a test per unit of its first figure (a rate), in
+/// microseconds: `scale` units per figure unit (1e3 for kpps).
+fn with_cpu_per(
+    lab: &Lab,
+    cpu0: Option<f64>,
+    mut f: Figures,
+    metric: &'static str,
+    scale: f64,
+    ctx: &Ctx,
+) -> Figures {
+    let units = f.first().map(|x| x.1 * scale * ctx.run.seconds as f64);
+    if let (Some(a), Some(b), Some(n)) = (cpu0, lab.helper_cpu(), units) {
+        if n > 0.0 && b >= a {
+            f.push((metric, (b - a) * 1e6 / n));
+        }
+    }
+    f
+}
+
+/// Packets `dev` in `ns` has received so far (`ip -s -j link`).
+fn rx_packets(ns: &str, dev: &str) -> Option<u64> {
+    let out = run_timed(
+        Command::new("ip").args(["-n", ns, "-s", "-j", "link", "show", "dev", dev]),
+        Duration::from_secs(10),
+    )
+    .ok()?;
+    let v: Value = serde_json::from_str(&out.stdout).ok()?;
+    v.get(0)?
+        .get("stats64")?
+        .get("rx")?
+        .get("packets")?
+        .as_u64()
+}
+
+/// 64-byte UDP through iperf3: delivered (and sent) kpps.
+fn udp_iperf(lab: &mut Lab, ctx: &Ctx) -> Result<Figures, String> {
+    let server = lab.outside_ip();
+    let v = egress_iperf(lab, ctx, &server, &["-u", "-l", "64", "-b", "0"])?;
+    let u = udp_run(&v, ctx.run.seconds)?;
+    if u.delivered_pps <= 0.0 {
+        return Err("no datagram arrived".into());
+    }
+    let mut f = vec![("udp64_out_kpps", u.delivered_pps / 1e3)];
+    f.extend(u.sent_pps.map(|s| ("udp64_sent_kpps", s / 1e3)));
+    Ok(f)
+}
+
+/// Published connections per second: the bench's connect loop in outside, one at a time.
+fn pub_cps(lab: &mut Lab, ctx: &Ctx, notes: &mut Vec<String>) -> Result<Figures, String> {
+    if let Some(e) = &lab.publish_error {
+        return Err(e.clone());
+    }
+    let addr = format!("{}:{PUB_ACCEPT_PORT}", lab.host_ip());
+    let secs = ctx.run.seconds.to_string();
+    let out = run_timed(
+        &mut nsexec(
+            &lab.o,
+            None,
+            &ctx.run.self_exe,
+            &["--connect-client", &addr, &secs],
+        ),
+        Duration::from_secs(ctx.run.seconds + 30),
+    )?;
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("cps "))
+        .ok_or_else(|| {
+            format!(
+                "the connect loop printed nothing: {}",
+                first_line(&out.stderr)
+            )
+        })?
+        .to_string();
+    let get = |k: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+    };
+    let (ok, failed, secs) = (
+        get("ok=").unwrap_or(0.0),
+        get("failed=").unwrap_or(0.0),
+        get("seconds=")
+            .filter(|&s| s > 0.0)
+            .unwrap_or(ctx.run.seconds as f64),
+    );
+    let first_error = line.split_once("first_error=").map(|x| x.1).unwrap_or("");
+    if ok == 0.0 {
+        return Err(format!("no connection completed: {first_error}"));
+    }
+    if failed > 0.0 {
+        notes.push(format!(
+            "{failed} of {} connections failed ({first_error})",
+            ok + failed
+        ));
+    }
+    Ok(vec![("pub_conn_per_s", ok / secs)])
 }
 
 /// UDP 64-byte datagrams with the bench's own sender (container) and sink (outside): no TCP
@@ -1473,7 +1561,7 @@ fn podman_ratios(
     let cw = 26;
     println!(
         "# rootless Podman: netyard's front / Podman's slirp4netns, same run (above 1.00x: \
-         netyard is better; for CPU s/GB, the peer's cost over netyard's)"
+         netyard is better; for CPU costs, the peer's over netyard's)"
     );
     let mut header = format!("{:<w0$} {:<22}", "metric", "");
     for t in &theirs {
@@ -1717,8 +1805,8 @@ fn report(
     let mut ratios = Vec::new();
     if names.iter().any(|n| n == "netyard") && !peers.is_empty() {
         println!(
-            "# netyard / peer, same run (above 1.00x: netyard is better; for CPU s/GB, the \
-             peer's cost over netyard's)"
+            "# netyard / peer, same run (above 1.00x: netyard is better; for CPU costs, the \
+             peer's over netyard's)"
         );
         let mut header = format!("{:<w0$} {:<15}", "metric", "");
         for p in &peers {
