@@ -31,7 +31,7 @@ use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
 use crate::impair;
 use crate::mld::Delivery;
-use crate::port::{PortCaps, VNET_HDR_LEN};
+use crate::port::{PortCaps, PortId, VNET_HDR_LEN};
 use crate::sys::pagebuf::PageBuf;
 use crate::sys::{FrameTruncated, PortDrop};
 use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
@@ -118,10 +118,36 @@ impl RxBuf {
     }
 }
 
-/// Reads and forwards frames until the device is empty or [`BURST_BUDGET`] frames.
-fn drain(switch: &Switch, port: &SwitchPort, rx: &mut RxBuf, scratch: &mut Vec<u8>) -> Drained {
-    let now = switch.now_ms();
+/// Reads and forwards frames until the device is empty or [`BURST_BUDGET`] frames; the
+/// small frames it forwards are written in batches ([`TxBatch`]), the last one before it
+/// returns.
+fn drain(
+    switch: &Switch,
+    port: &SwitchPort,
+    rx: &mut RxBuf,
+    scratch: &mut Vec<u8>,
+    batch: &mut TxBatch,
+) -> Drained {
     let ports = switch.ports();
+    let drained = {
+        let mut out = Out {
+            scratch,
+            batch: Some((&mut *batch, &ports)),
+        };
+        drain_into(switch, &ports, port, rx, &mut out)
+    };
+    batch.flush(&ports);
+    drained
+}
+
+fn drain_into(
+    switch: &Switch,
+    ports: &[Arc<SwitchPort>],
+    port: &SwitchPort,
+    rx: &mut RxBuf,
+    out: &mut Out<'_>,
+) -> Drained {
+    let now = switch.now_ms();
     let (mut handled, mut gso) = (0, 0);
     while handled < BURST_BUDGET {
         let received = match rx.mapped.as_mut() {
@@ -139,10 +165,10 @@ fn drain(switch: &Switch, port: &SwitchPort, rx: &mut RxBuf, scratch: &mut Vec<u
                     gso += 1;
                 }
                 match rx.mapped.as_mut() {
-                    Some(m) => forward_buf(switch, &ports, port, m, len, now, scratch),
+                    Some(m) => forward_buf(switch, ports, port, m, len, now, out),
                     None => {
                         if let Some(frame) = rx.fallback.get(..len) {
-                            forward(switch, &ports, port, frame, now, scratch);
+                            forward_out(switch, ports, port, frame, now, out);
                         }
                     }
                 }
@@ -175,6 +201,7 @@ fn drain(switch: &Switch, port: &SwitchPort, rx: &mut RxBuf, scratch: &mut Vec<u
 async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRef>) {
     let mut rx = RxBuf::new();
     let mut scratch: Vec<u8> = Vec::with_capacity(RX_BUF_LEN);
+    let mut batch = TxBatch::default();
     let mut busy = BusyPoll::new(busy_poll::configured_max());
     // When the task last went to sleep on readiness with the device empty.
     let mut slept: Option<Instant> = None;
@@ -189,7 +216,7 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
         if let Some(at) = slept.take() {
             busy.woke_after(at.elapsed());
         }
-        let drained = drain(&switch, &port, &mut rx, &mut scratch);
+        let drained = drain(&switch, &port, &mut rx, &mut scratch, &mut batch);
         if let Drained::Empty { .. } = drained {
             guard.clear_ready();
         }
@@ -206,7 +233,9 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
             Drained::Empty { gso, .. } if gso > 0 => {}
             Drained::Empty { .. } => {
                 if busy.budget() > Duration::ZERO {
-                    match poll_for(&switch, &port, &mut rx, &mut scratch, &mut busy).await {
+                    match poll_for(&switch, &port, &mut rx, &mut scratch, &mut batch, &mut busy)
+                        .await
+                    {
                         Drained::Gone => return,
                         // More is waiting: go on through readiness (it is set, or the read
                         // that found more will be retried at once).
@@ -230,6 +259,7 @@ async fn poll_for(
     port: &SwitchPort,
     rx: &mut RxBuf,
     scratch: &mut Vec<u8>,
+    batch: &mut TxBatch,
     busy: &mut BusyPoll,
 ) -> Drained {
     let mut since = Instant::now();
@@ -239,7 +269,7 @@ async fn poll_for(
         if busy_poll::configured_yield() {
             let _ = nix::sched::sched_yield();
         }
-        match drain(switch, port, rx, scratch) {
+        match drain(switch, port, rx, scratch, batch) {
             Drained::Empty { handled: 0, .. } => {}
             // A bulk stream started: it needs no polling (see port_loop).
             Drained::Empty { gso, .. } if gso > 0 => {
@@ -275,6 +305,136 @@ fn is_fatal(e: &io::Error) -> bool {
     )
 }
 
+/// Most frames a port task holds back for one batched write.
+const TX_BATCH: usize = BURST_BUDGET;
+/// Bytes of frames a port task holds back: a full batch of 1500-byte frames.
+const TX_BATCH_BYTES: usize = 128 * 1024;
+
+/// The small frames a port task forwarded in its current burst, held back (copied: a copy of
+/// a small frame costs far less than the syscall it saves) to be written with one
+/// [`Port::send_batch`](crate::port::Port::send_batch) per egress port when the burst ends.
+/// Why: each write to a TAP or a veth wakes the frame's receiver, which on a small machine
+/// takes the CPU from the daemon at the syscall's return, so a write per frame cost a context
+/// switch per frame; a batch costs one per burst. GSO super-frames are written at once (a bulk
+/// stream queues far ahead), after what is held, so frames stay in order.
+#[derive(Default)]
+pub(crate) struct TxBatch {
+    /// The held frames back to back; its capacity is taken at the first frame held, so a
+    /// port that never forwards holds nothing.
+    bytes: Vec<u8>,
+    /// Each held frame: its egress port, and where it lies in `bytes`.
+    frames: Vec<(PortId, usize, usize)>,
+}
+
+impl TxBatch {
+    fn fits(&self, len: usize) -> bool {
+        self.frames.len() < TX_BATCH && self.bytes.len() + len <= TX_BATCH_BYTES
+    }
+
+    fn push(&mut self, egress: PortId, frame: &[u8]) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(TX_BATCH_BYTES);
+            self.frames.reserve_exact(TX_BATCH);
+        }
+        self.frames.push((egress, self.bytes.len(), frame.len()));
+        self.bytes.extend_from_slice(frame);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Writes what is held, each egress port's run of frames with one batched send, in order.
+    fn flush(&mut self, ports: &[Arc<SwitchPort>]) {
+        let mut i = 0;
+        while let Some(&(id, _, _)) = self.frames.get(i) {
+            let run = self.frames[i..]
+                .iter()
+                .take_while(|(e, _, _)| *e == id)
+                .count();
+            if let Some(egress) = Switch::port_in(ports, id) {
+                let mut refs: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+                for (r, &(_, at, len)) in refs.iter_mut().zip(&self.frames[i..i + run]) {
+                    *r = self.bytes.get(at..at + len).unwrap_or_default();
+                }
+                send_run(egress, &refs[..run]);
+            }
+            i += run;
+        }
+        self.frames.clear();
+        self.bytes.clear();
+    }
+}
+
+/// Writes `frames` to `egress` with as few batched sends as it takes, counting each.
+fn send_run(egress: &SwitchPort, frames: &[&[u8]]) {
+    let mut k = 0;
+    while k < frames.len() {
+        let rest = &frames[k..];
+        // Which of `rest` failed (a batch is at most TX_BATCH = 64 frames).
+        let mut failed: u64 = 0;
+        let done = egress
+            .port
+            .send_batch(rest, &mut |i, e| {
+                failed |= 1u64
+                    .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+                    .unwrap_or(0);
+                egress.counters.drop(tx_reason(&e));
+            })
+            .clamp(1, rest.len());
+        for (i, f) in rest.iter().take(done).enumerate() {
+            if failed & (1u64 << i) == 0 {
+                egress.counters.tx(f.len().saturating_sub(VNET_HDR_LEN));
+            }
+        }
+        k += done;
+    }
+}
+
+/// Where a port task's writes go: into its burst's [`TxBatch`] when it has one (the driver's
+/// own reads), else straight to the device (the impairment's held frames, tests).
+pub(crate) struct Out<'a> {
+    scratch: &'a mut Vec<u8>,
+    batch: Option<(&'a mut TxBatch, &'a [Arc<SwitchPort>])>,
+}
+
+impl<'a> Out<'a> {
+    fn direct(scratch: &'a mut Vec<u8>) -> Out<'a> {
+        Out {
+            scratch,
+            batch: None,
+        }
+    }
+
+    /// Writes what is held, before a frame that is written at once (order is kept).
+    fn flush(&mut self) {
+        if let Some((batch, ports)) = self.batch.as_mut() {
+            if !batch.is_empty() {
+                batch.flush(ports);
+            }
+        }
+    }
+
+    /// Holds `frame` for `egress` if there is a batch and the port writes batches (making
+    /// room first); false if the caller must write it now.
+    fn hold(&mut self, egress: &SwitchPort, frame: &[u8]) -> bool {
+        let Some((batch, ports)) = self.batch.as_mut() else {
+            return false;
+        };
+        if !egress.port.batches() {
+            return false;
+        }
+        if !batch.fits(frame.len()) {
+            batch.flush(ports);
+            if !batch.fits(frame.len()) {
+                return false;
+            }
+        }
+        batch.push(egress.id, frame);
+        true
+    }
+}
+
 /// Decides one frame and writes it to its egress port(s).
 pub fn forward(
     switch: &Switch,
@@ -284,17 +444,35 @@ pub fn forward(
     now: u64,
     scratch: &mut Vec<u8>,
 ) {
+    forward_out(
+        switch,
+        ports,
+        ingress,
+        frame,
+        now,
+        &mut Out::direct(scratch),
+    );
+}
+
+fn forward_out(
+    switch: &Switch,
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    frame: &[u8],
+    now: u64,
+    out: &mut Out<'_>,
+) {
     received(ingress, frame);
     // The link's impairment of what the port sends acts before the switch sees the frame, as
     // netem on the sender's own interface would; a held frame is decided when it leaves.
     if ingress.link.hooks_out()
         && impair::link::on_out(ingress, frame, &mut |f| {
-            forward_decided(switch, ports, ingress, f, now, scratch)
+            decide_and_act(switch, ports, ingress, f, now, out)
         })
     {
         return;
     }
-    forward_decided(switch, ports, ingress, frame, now, scratch);
+    decide_and_act(switch, ports, ingress, frame, now, out);
 }
 
 /// [`forward`] once received and past the ingress link's impairment: decides and writes.
@@ -306,28 +484,46 @@ pub(crate) fn forward_decided(
     now: u64,
     scratch: &mut Vec<u8>,
 ) {
+    decide_and_act(
+        switch,
+        ports,
+        ingress,
+        frame,
+        now,
+        &mut Out::direct(scratch),
+    );
+}
+
+fn decide_and_act(
+    switch: &Switch,
+    ports: &[Arc<SwitchPort>],
+    ingress: &SwitchPort,
+    frame: &[u8],
+    now: u64,
+    out: &mut Out<'_>,
+) {
     let verdict = decide(switch, ingress, frame, now);
-    act(switch, ports, ingress, frame, verdict, scratch);
+    act(switch, ports, ingress, frame, verdict, out);
 }
 
 /// [`forward`] for a frame in a buffer the caller owns (`buf[..len]`, the port task's
 /// receive buffer): a single egress port that takes buffers ([`Port::hand_off`], the
 /// gateway's in-process port) gets the buffer itself, and `buf` is replaced by an empty one.
-pub fn forward_buf(
+fn forward_buf(
     switch: &Switch,
     ports: &[Arc<SwitchPort>],
     ingress: &SwitchPort,
     buf: &mut PageBuf,
     len: usize,
     now: u64,
-    scratch: &mut Vec<u8>,
+    out: &mut Out<'_>,
 ) {
     let Some(frame) = buf.get(..len) else {
         return;
     };
     if ingress.link.hooks_out() {
         // An impaired or cut link: the borrowed path, which holds a copy if it must.
-        forward(switch, ports, ingress, frame, now, scratch);
+        forward_out(switch, ports, ingress, frame, now, out);
         return;
     }
     received(ingress, frame);
@@ -335,10 +531,10 @@ pub fn forward_buf(
         Verdict::Forward(id) => {
             count_gso(ingress, frame);
             if let Some(egress) = Switch::port_in(ports, id) {
-                transmit_buf(egress, buf, len, scratch);
+                transmit_buf(egress, buf, len, out);
             }
         }
-        verdict => act(switch, ports, ingress, frame, verdict, scratch),
+        verdict => act(switch, ports, ingress, frame, verdict, out),
     }
 }
 
@@ -385,14 +581,14 @@ fn act(
     ingress: &SwitchPort,
     frame: &[u8],
     verdict: Verdict,
-    scratch: &mut Vec<u8>,
+    out: &mut Out<'_>,
 ) {
     match verdict {
         Verdict::Drop(reason) => ingress.counters.drop(reason),
         Verdict::Forward(id) => {
             count_gso(ingress, frame);
             if let Some(egress) = Switch::port_in(ports, id) {
-                transmit(egress, frame, scratch);
+                transmit_out(egress, frame, out);
             }
         }
         Verdict::Flood => {
@@ -402,7 +598,7 @@ fn act(
                 .flooded
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for egress in ports.iter().filter(|p| p.id != ingress.id) {
-                transmit(egress, frame, scratch);
+                transmit_out(egress, frame, out);
             }
         }
         Verdict::FloodOpen => {
@@ -415,12 +611,12 @@ fn act(
                 .iter()
                 .filter(|p| p.id != ingress.id && !p.is_isolated())
             {
-                transmit(egress, frame, scratch);
+                transmit_out(egress, frame, out);
             }
         }
-        Verdict::MldReport => snooped(ports, ingress, switch.mld_report_delivery(), frame, scratch),
+        Verdict::MldReport => snooped(ports, ingress, switch.mld_report_delivery(), frame, out),
         Verdict::Ipv6Group(group) => {
-            snooped(ports, ingress, switch.mld_delivery(group), frame, scratch);
+            snooped(ports, ingress, switch.mld_delivery(group), frame, out);
         }
     }
 }
@@ -433,7 +629,7 @@ fn snooped(
     ingress: &SwitchPort,
     delivery: Delivery,
     frame: &[u8],
-    scratch: &mut Vec<u8>,
+    out: &mut Out<'_>,
 ) {
     count_gso(ingress, frame);
     let isolated = ingress.is_isolated();
@@ -445,7 +641,7 @@ fn snooped(
                 .flooded
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for egress in ports.iter().filter(open) {
-                transmit(egress, frame, scratch);
+                transmit_out(egress, frame, out);
             }
         }
         Delivery::RoutersAnd { .. } => {
@@ -454,7 +650,7 @@ fn snooped(
                 .filter(open)
                 .filter(|p| p.is_mld_router() || delivery.reaches(p.id))
             {
-                transmit(egress, frame, scratch);
+                transmit_out(egress, frame, out);
             }
         }
     }
@@ -482,12 +678,12 @@ fn needs_software(caps: PortCaps, hdr: &VnetHdrRepr) -> bool {
 
 /// [`transmit`] of `buf[..len]`, handing the buffer itself to a port that takes buffers
 /// when the frame needs no software segmentation.
-fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, scratch: &mut Vec<u8>) {
+fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, out: &mut Out<'_>) {
     let Some(frame) = buf.get(..len) else {
         return;
     };
     if egress.link.hooks_in() {
-        transmit(egress, frame, scratch);
+        transmit_out(egress, frame, out);
         return;
     }
     let whole = VnetHdr::new_checked(frame)
@@ -495,6 +691,7 @@ fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, scratch: &mu
         .and_then(|v| VnetHdrRepr::parse(&v).ok())
         .is_some_and(|hdr| !needs_software(egress.port.caps(), &hdr));
     if whole {
+        // (Nothing is held for a port that takes buffers: it does not batch.)
         egress
             .capture
             .tx(frame.get(VNET_HDR_LEN..).unwrap_or_default());
@@ -509,32 +706,38 @@ fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, scratch: &mu
                 return;
             }
         }
-        // Not taken: the ordinary write, without counting the capture twice.
+        // Not taken: the ordinary write (held with the others), without counting the capture
+        // twice.
         if let Some(frame) = buf.get(..len) {
-            match egress.port.send(frame) {
-                Ok(()) => egress.counters.tx(len.saturating_sub(VNET_HDR_LEN)),
-                Err(e) => egress.counters.drop(tx_reason(&e)),
-            }
+            send_now_or_hold(egress, frame, out);
         }
         return;
     }
-    transmit(egress, frame, scratch);
+    transmit_out(egress, frame, out);
 }
 
 /// Writes `frame` (vnet header + Ethernet) to `egress`, segmenting in software when the
 /// egress cannot take the offload the frame carries; the egress link's impairment of what it
 /// receives first.
 pub fn transmit(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
+    transmit_out(egress, frame, &mut Out::direct(scratch));
+}
+
+fn transmit_out(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
     if egress.link.hooks_in()
-        && impair::link::on_in(egress, frame, &mut |f| transmit_now(egress, f, scratch))
+        && impair::link::on_in(egress, frame, &mut |f| transmit_now_out(egress, f, out))
     {
         return;
     }
-    transmit_now(egress, frame, scratch);
+    transmit_now_out(egress, frame, out);
 }
 
 /// [`transmit`] after the egress link's impairment.
 pub(crate) fn transmit_now(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<u8>) {
+    transmit_now_out(egress, frame, &mut Out::direct(scratch));
+}
+
+fn transmit_now_out(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
     let caps = egress.port.caps();
     let Ok(view) = VnetHdr::new_checked(frame) else {
         egress.counters.drop(DropReason::BadGso);
@@ -547,12 +750,18 @@ pub(crate) fn transmit_now(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<
     let software = needs_software(caps, &hdr);
     egress.capture.tx(&frame[VNET_HDR_LEN..]);
     if !software {
+        if hdr.gso_type == GsoType::None {
+            send_now_or_hold(egress, frame, out);
+            return;
+        }
+        out.flush();
         match egress.port.send(frame) {
             Ok(()) => egress.counters.tx(frame.len() - VNET_HDR_LEN),
             Err(e) => egress.counters.drop(tx_reason(&e)),
         }
         return;
     }
+    out.flush();
     egress
         .counters
         .tx_segmented
@@ -564,10 +773,21 @@ pub(crate) fn transmit_now(egress: &SwitchPort, frame: &[u8], scratch: &mut Vec<
         egress.counters.tx(seg.len() - VNET_HDR_LEN);
         Ok(())
     };
-    match gso::segment_with_vnet_hdr(&hdr, eth, None, scratch, &mut emit) {
+    match gso::segment_with_vnet_hdr(&hdr, eth, None, out.scratch, &mut emit) {
         Ok(_) => {}
         Err(GsoError::Emit(e)) => egress.counters.drop(tx_reason(&e)),
         Err(_) => egress.counters.drop(DropReason::BadGso),
+    }
+}
+
+/// Holds a plain frame for the burst's batched write, or writes it now when there is no batch.
+fn send_now_or_hold(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
+    if out.hold(egress, frame) {
+        return;
+    }
+    match egress.port.send(frame) {
+        Ok(()) => egress.counters.tx(frame.len().saturating_sub(VNET_HDR_LEN)),
+        Err(e) => egress.counters.drop(tx_reason(&e)),
     }
 }
 

@@ -45,6 +45,23 @@ pub trait Port: Send + Sync + 'static {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes one frame (vnet header + Ethernet frame).
     fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// Writes `frames` in order with as few syscalls as the device allows (`sendmmsg`,
+    /// io_uring) and returns how many it dealt with (at least one when `frames` is not empty;
+    /// the caller calls again with the rest): each was written, or its index and error were
+    /// given to `failed`. The default writes them one by one with [`Port::send`].
+    fn send_batch(&self, frames: &[&[u8]], failed: &mut dyn FnMut(usize, io::Error)) -> usize {
+        for (i, f) in frames.iter().enumerate() {
+            if let Err(e) = self.send(f) {
+                failed(i, e);
+            }
+        }
+        frames.len()
+    }
+    /// Whether [`Port::send_batch`] writes several frames per syscall: only then does the
+    /// driver hold a burst's frames back for it (the default: no, write each at once).
+    fn batches(&self) -> bool {
+        false
+    }
     /// Takes the frame in `buf[..len]` by taking the buffer itself and leaving an empty one
     /// of the same length in its place (an in-process consumer, [`crate::handoff`]): no copy.
     /// `Ok(false)` when this port does not take buffers (the default: use [`Port::send`]).

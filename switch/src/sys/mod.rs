@@ -9,6 +9,7 @@
 //! - [`vxlan`]: a VXLAN tunnel ([`VxlanPort`]): a UDP socket of the daemon's namespace that
 //!   carries the network's frames to and from remote VTEPs.
 //! - [`link`]: bringing an interface up with plain ioctls.
+//! - [`uring`]: batched writes through a per-thread io_uring (TAP ports' bursts).
 //! - [`pagebuf`]: a port's receive buffer in its own anonymous mapping ([`PageBuf`](pagebuf::PageBuf)).
 //!
 //! # Frame contract
@@ -49,6 +50,7 @@ pub mod mem;
 pub mod packet;
 pub mod pagebuf;
 pub mod tap;
+pub mod uring;
 pub mod vxlan;
 
 mod ifreq;

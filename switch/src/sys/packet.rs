@@ -363,7 +363,16 @@ impl Port for PacketPort {
             payload_mut(buf)?
         };
         // MSG_TRUNC: the return value is the frame's full length even if it did not fit.
-        let n = socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC)?;
+        let n = match socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC) {
+            Ok(n) => n,
+            // A batch send that stopped at a frame the peer had no room for leaves that error
+            // on the socket, reported by the next receive: it is no receive error (the send's
+            // caller retried that frame), so it only asks to be called again.
+            Err(nix::errno::Errno::ENOBUFS) => {
+                return Err(io::Error::from(io::ErrorKind::Interrupted))
+            }
+            Err(e) => return Err(e.into()),
+        };
         finish_recv(buf, n, with_hdr)
     }
 
@@ -375,6 +384,30 @@ impl Port for PacketPort {
         };
         let n = socket::send(self.fd.as_raw_fd(), src, MsgFlags::empty())?;
         check_sent(n, src.len())
+    }
+
+    /// One `sendmmsg` for the batch ([`PacketPort::send_batch`]). A frame the kernel refuses
+    /// after the first ends the call early: the caller's next call starts with it, and then
+    /// sees its error (or sends it, if the peer found room meanwhile).
+    fn send_batch(&self, frames: &[&[u8]], failed: &mut dyn FnMut(usize, io::Error)) -> usize {
+        if frames.is_empty() {
+            return 0;
+        }
+        match PacketPort::send_batch(self, frames) {
+            Ok(0) => {
+                failed(0, io::Error::from(io::ErrorKind::WouldBlock));
+                1
+            }
+            Ok(n) => n,
+            Err(e) => {
+                failed(0, e);
+                1
+            }
+        }
+    }
+
+    fn batches(&self) -> bool {
+        true
     }
 
     fn caps(&self) -> PortCaps {
