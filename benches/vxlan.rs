@@ -1,6 +1,7 @@
 //! The VXLAN overlay benchmark: two "hosts" (namespaces joined by a veth underlay), an endpoint
-//! behind each, connected by netyard on both hosts (a daemon per host, `--vxlan`, TAP endpoints)
-//! or by the Linux kernel's vxlan devices on a bridge on both hosts, in the same run.
+//! behind each, connected by netyard on both hosts (a daemon per host, `--vxlan`, TAP endpoints),
+//! by the Linux kernel's vxlan devices on a bridge on both hosts, or by netyard on host 1
+//! talking to a kernel VTEP on host 2 (mixed), in the same run.
 //!
 //! Run as root: `cargo bench --bench vxlan -- [--json FILE] [--seconds N] [--runs N]`.
 //! benches/README.md describes what is measured and how. This is a measurement, never a test:
@@ -23,7 +24,7 @@ const BENCH: Bench<Scenario> = Bench {
     ns_prefix: "nyv-",
     tmp_prefix: "netyard-vxbench-",
     reference: "kernel vxlan",
-    choices: &["kernel", "netyard"],
+    choices: &["kernel", "netyard", "mixed"],
     hosts: &["h1", "h2"],
     subnet: "10.252",
     daemon_word: "a daemon",
@@ -42,16 +43,19 @@ const MTU: &str = "1450";
 enum Scenario {
     Kernel,
     Netyard,
+    /// netyard on host 1, the kernel's vxlan on host 2: the interop path.
+    Mixed,
 }
 
 impl link::Scenario for Scenario {
-    const ALL: &'static [Scenario] = &[Scenario::Kernel, Scenario::Netyard];
+    const ALL: &'static [Scenario] = &[Scenario::Kernel, Scenario::Netyard, Scenario::Mixed];
     const REFERENCE: Scenario = Scenario::Kernel;
 
     fn name(self) -> &'static str {
         match self {
             Scenario::Kernel => "kernel-vxlan",
             Scenario::Netyard => "netyard-vxlan",
+            Scenario::Mixed => "mixed-vxlan",
         }
     }
 
@@ -59,6 +63,7 @@ impl link::Scenario for Scenario {
         match self {
             Scenario::Kernel => "kv",
             Scenario::Netyard => "nv",
+            Scenario::Mixed => "mx",
         }
     }
 
@@ -66,6 +71,7 @@ impl link::Scenario for Scenario {
         match self {
             Scenario::Kernel => 1,
             Scenario::Netyard => 2,
+            Scenario::Mixed => 3,
         }
     }
 
@@ -73,6 +79,7 @@ impl link::Scenario for Scenario {
         match s {
             "kernel" | "kernel-vxlan" => Some(Scenario::Kernel),
             "netyard" | "netyard-vxlan" => Some(Scenario::Netyard),
+            "mixed" | "mixed-vxlan" => Some(Scenario::Mixed),
             _ => None,
         }
     }
@@ -93,15 +100,20 @@ fn setup(ctx: &Ctx, sc: Scenario, lab: &mut Lab) -> Result<(), String> {
         ip_addr_up(h, "ul", &u)?;
     }
     match sc {
-        Scenario::Kernel => setup_kernel(lab, sc),
-        Scenario::Netyard => setup_netyard(lab, &ctx.run.netyard.clone()?, sc),
+        Scenario::Kernel => setup_kernel(lab, sc, &[0, 1]),
+        Scenario::Netyard => setup_netyard(lab, &ctx.run.netyard.clone()?, sc, &[0, 1]),
+        Scenario::Mixed => {
+            setup_netyard(lab, &ctx.run.netyard.clone()?, sc, &[0])?;
+            setup_kernel(lab, sc, &[1])
+        }
     }
 }
 
-/// Each host: `vx0` (VNI 4242, port 4789, learning, remote = the other host) and a veth to
-/// its endpoint on bridge `br0`; MTU 1450 on the overlay side.
-fn setup_kernel(lab: &Lab, sc: Scenario) -> Result<(), String> {
-    for (h, ns, local, remote, addr) in [
+/// Hosts `which` (0: host 1 with A, 1: host 2 with B): `vx0` (VNI 4242, port 4789, learning,
+/// remote = the other host) and a veth to its endpoint on bridge `br0`; MTU 1450 on the
+/// overlay side. The kernel's defaults otherwise (offloads on).
+fn setup_kernel(lab: &Lab, sc: Scenario, which: &[usize]) -> Result<(), String> {
+    let sides = [
         (
             &lab.hosts[0],
             &lab.a,
@@ -116,10 +128,12 @@ fn setup_kernel(lab: &Lab, sc: Scenario) -> Result<(), String> {
             underlay(sc, 1),
             &lab.ip_b,
         ),
-    ] {
+    ];
+    for &i in which {
+        let (h, ns, local, remote, addr) = &sides[i];
         ip(&[
             "-n", h, "link", "add", "vx0", "type", "vxlan", "id", VNI, "dstport", "4789", "local",
-            &local, "remote", &remote,
+            local, "remote", remote,
         ])?;
         ip(&["-n", h, "link", "set", "vx0", "mtu", MTU])?;
         ip(&["-n", h, "link", "add", "br0", "type", "bridge"])?;
@@ -138,14 +152,17 @@ fn setup_kernel(lab: &Lab, sc: Scenario) -> Result<(), String> {
     Ok(())
 }
 
-/// A daemon in each host namespace; on each one network with `--vxlan` and the other host
-/// as its peer (the MTU comes out as the underlay's 1500 minus 50), one TAP endpoint.
-fn setup_netyard(lab: &mut Lab, bin: &Path, sc: Scenario) -> Result<(), String> {
-    let hosts = [
+/// A daemon in each host namespace of `which` (0: host 1 with A, 1: host 2 with B); on each
+/// one network with `--vxlan` and the other host as its peer (the MTU comes out as the
+/// underlay's 1500 minus 50), one TAP endpoint.
+fn setup_netyard(lab: &mut Lab, bin: &Path, sc: Scenario, which: &[usize]) -> Result<(), String> {
+    let all = [
         (lab.a.clone(), "a", lab.ip_a.clone(), underlay(sc, 2)),
         (lab.b.clone(), "b", lab.ip_b.clone(), underlay(sc, 1)),
     ];
-    for (i, h) in lab.hosts.iter().enumerate() {
+    let hosts: Vec<_> = which.iter().map(|&i| all[i].clone()).collect();
+    for &i in which {
+        let h = &lab.hosts[i];
         let daemon = Daemon::spawn(
             bin,
             h,

@@ -6,7 +6,8 @@
 //!   `remote A`) on a kernel bridge with a namespace behind it, every offload of B at its
 //!   default (partial inner checksums, TSO super-packets through the tunnel). Ping and ARP
 //!   across, iperf3 both ways, 1 GiB byte-identical.
-//! - netyard to netyard: a daemon in each host namespace, static peers; then a second network
+//! - netyard to netyard: a daemon in each host namespace, static peers, 64 MiB byte-identical
+//!   each way (inner checksums partial after the hellos); then a second network
 //!   pair on another UDP port with no peers at all, reached through static `fdb add` entries.
 //! - bad input: VXLAN datagrams with a wrong VNI, the I flag clear, truncated headers, inner
 //!   frames over the MTU and an inner UDP checksum that is wrong (not partial), sent with python3 from B to A's port: each dropped and counted under
@@ -556,7 +557,11 @@ fn netyard_to_netyard_static_peers_and_static_fdb_entries() {
     if !gw.is_some_and(|r| r["static"] == true) {
         a.fail(&format!("the gateway's MAC is not pinned: {fdb}"));
     }
+    // Both ways byte-identical. Once each daemon has heard the other's hello (sent ahead of
+    // its first checksummed frames), inner checksums cross partial and the receiving daemon
+    // hands them on as NEEDS_CSUM (issue 16): the transfers run on that path.
     sha_transfer(&a, &ca, &cb, &sn.ip(12), 64 << 20);
+    sha_transfer(&b, &cb, &ca, &sn.ip(11), 64 << 20);
     iperf(&a, &ca, &cb, &sn.ip(12), false);
 
     // A second network in each daemon, on the same UDP port (the tunnels of VNIs 77 and 78

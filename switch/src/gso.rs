@@ -430,27 +430,62 @@ pub fn segment_with_prefix(
     scratch: &mut Vec<u8>,
     emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<usize, GsoError> {
+    if hdr.gso_type == GsoType::None && !hdr.needs_csum && prefix.is_empty() {
+        emit(frame).map_err(GsoError::Emit)?;
+        return Ok(1);
+    }
+    scratch.clear();
+    segment_into(
+        hdr,
+        frame,
+        seg_size_limit,
+        prefix,
+        false,
+        scratch,
+        &mut |buf: &mut Vec<u8>, start| {
+            let r = emit(&buf[start..]);
+            buf.clear();
+            r
+        },
+    )
+}
+
+/// Like [`segment_with_prefix`], but each `prefix` + segment is appended to `out` (after what
+/// it holds) and `emit(out, start)` is called with the offset where it starts; `emit` may take
+/// what `out` holds and truncate it. A tunnel thus builds its batch of datagrams in place:
+/// each segment is written once, where it is sent from, not built in a scratch buffer and
+/// copied.
+///
+/// With `leave_partial`, the L4 checksums are left partial (the field holds the pseudo-header
+/// sum of each segment, as a NEEDS_CSUM frame's does) instead of computed: for a receiver
+/// that completes them itself (a netyard VTEP, see [`crate::overlay::hello_frame`]). A
+/// non-GSO NEEDS_CSUM frame then goes as it is.
+pub fn segment_into(
+    hdr: &VnetHdrRepr,
+    frame: &[u8],
+    seg_size_limit: Option<u16>,
+    prefix: &[u8],
+    leave_partial: bool,
+    out: &mut Vec<u8>,
+    emit: &mut dyn FnMut(&mut Vec<u8>, usize) -> io::Result<()>,
+) -> Result<usize, GsoError> {
     match hdr.gso_type {
         GsoType::None => {
-            if hdr.needs_csum {
-                scratch.clear();
-                scratch.extend_from_slice(prefix);
-                scratch.extend_from_slice(frame);
-                let out = scratch.get_mut(prefix.len()..).unwrap_or_default();
-                complete_checksum(
-                    out,
+            let start = out.len();
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(frame);
+            if hdr.needs_csum && !leave_partial {
+                let done = complete_checksum(
+                    out.get_mut(start + prefix.len()..).unwrap_or_default(),
                     usize::from(hdr.csum_start),
                     usize::from(hdr.csum_offset),
-                )?;
-                emit(scratch).map_err(GsoError::Emit)?;
-            } else if prefix.is_empty() {
-                emit(frame).map_err(GsoError::Emit)?;
-            } else {
-                scratch.clear();
-                scratch.extend_from_slice(prefix);
-                scratch.extend_from_slice(frame);
-                emit(scratch).map_err(GsoError::Emit)?;
+                );
+                if let Err(e) = done {
+                    out.truncate(start);
+                    return Err(e);
+                }
             }
+            emit(out, start).map_err(GsoError::Emit)?;
             return Ok(1);
         }
         GsoType::TcpV4 | GsoType::TcpV6 | GsoType::UdpL4 => {}
@@ -500,18 +535,18 @@ pub fn segment_with_prefix(
     };
     // An empty payload still gives one (header-only) segment, as Linux does.
     let nseg = payload.len().div_ceil(mss).max(1);
-    let segs = Segmenter::new(&layout, headers, prefix.len());
+    let segs = Segmenter::new(&layout, headers, leave_partial);
     let mut emitted = 0;
     for i in 0..nseg {
         let start = i * mss;
         let end = payload.len().min(start + mss);
         let chunk = payload.get(start..end).unwrap_or_default();
-        scratch.clear();
-        scratch.extend_from_slice(prefix);
-        scratch.extend_from_slice(headers);
-        scratch.extend_from_slice(chunk);
-        segs.fix_up(scratch, i, i + 1 == nseg, start);
-        emit(scratch).map_err(GsoError::Emit)?;
+        let at = out.len();
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(headers);
+        out.extend_from_slice(chunk);
+        segs.fix_up(out, at + prefix.len(), i, i + 1 == nseg, start);
+        emit(out, at).map_err(GsoError::Emit)?;
         emitted += 1;
     }
     Ok(emitted)
@@ -520,19 +555,19 @@ pub fn segment_with_prefix(
 /// What stays constant across the segments of one super-frame.
 struct Segmenter<'a> {
     layout: &'a Layout,
-    /// Offset of the Ethernet frame in the scratch buffer.
-    base: usize,
     /// Pseudo-header sum of the addresses and the protocol (length added per segment).
     pseudo: u64,
     ip_id: u16,
     tcp_seq: u32,
     tcp_flags: u8,
+    /// Leave L4 checksums partial ([`segment_into`]'s `leave_partial`).
+    partial: bool,
 }
 
 impl<'a> Segmenter<'a> {
     /// `headers` is the super-frame up to the payload; its layout is `layout` (so the views
     /// below are in bounds: [`Layout::parse`] checked them over the same bytes).
-    fn new(layout: &'a Layout, headers: &[u8], base: usize) -> Segmenter<'a> {
+    fn new(layout: &'a Layout, headers: &[u8], partial: bool) -> Segmenter<'a> {
         let l3 = &headers[layout.l3_off..];
         let proto = if layout.is_udp {
             IpProtocol::UDP
@@ -555,22 +590,22 @@ impl<'a> Segmenter<'a> {
         };
         Segmenter {
             layout,
-            base,
             pseudo,
             ip_id,
             tcp_seq,
             tcp_flags,
+            partial,
         }
     }
 
     /// Rewrites the headers of segment `index` (payload starting `offset` bytes into the
-    /// super-frame's payload) built in `buf` at `self.base`.
+    /// super-frame's payload) built in `buf` at `base`.
     ///
     /// `buf[base..]` is the super-frame's headers followed by this segment's payload, so every
     /// header offset of the layout is in bounds, and lengths fit their fields because a segment
     /// is never longer than the super-frame.
-    fn fix_up(&self, buf: &mut [u8], index: usize, last: bool, offset: usize) {
-        let Some(seg) = buf.get_mut(self.base..) else {
+    fn fix_up(&self, buf: &mut [u8], base: usize, index: usize, last: bool, offset: usize) {
+        let Some(seg) = buf.get_mut(base..) else {
             return;
         };
         let lay = self.layout;
@@ -593,7 +628,12 @@ impl<'a> Segmenter<'a> {
         if lay.is_udp {
             let mut udp = UdpPacket::new_unchecked(l4);
             udp.set_len(l4_len16);
-            udp.fill_checksum(pseudo);
+            if self.partial {
+                // Never zero ("no checksum"): the pseudo-header holds the non-zero protocol.
+                udp.set_checksum(checksum::fold(pseudo));
+            } else {
+                udp.fill_checksum(pseudo);
+            }
         } else {
             let mut tcp = TcpPacket::new_unchecked(l4);
             let seq = self
@@ -608,7 +648,11 @@ impl<'a> Segmenter<'a> {
                 flags &= !tcp::flags::CWR;
             }
             tcp.set_flags(flags);
-            tcp.fill_checksum(pseudo);
+            if self.partial {
+                tcp.fill_partial_checksum(pseudo);
+            } else {
+                tcp.fill_checksum(pseudo);
+            }
         }
     }
 }
@@ -1349,5 +1393,43 @@ mod tests {
         }
         // The generator must still exercise the success path.
         assert!(ok > 500, "only {ok} inputs segmented");
+    }
+    /// `segment_into` appends each segment after what the buffer holds, and with
+    /// `leave_partial` every segment is the full one but for a partial L4 checksum that
+    /// completing gives back.
+    #[test]
+    fn segment_into_appends_and_leaves_partial_checksums_completable() {
+        let data = payload(5000);
+        for kind in [Kind::Tcp4, Kind::Tcp6, Kind::Udp4, Kind::Udp6] {
+            let (hdr, frame) = super_frame(kind, false, &data, 1400);
+            let mut full = Vec::new();
+            segment(&hdr, &frame, None, &mut Vec::new(), &mut |s| {
+                full.push(s.to_vec());
+                Ok(())
+            })
+            .expect("segment");
+            let prefix = [0xabu8; 8];
+            let mut out = b"kept".to_vec();
+            let mut starts = Vec::new();
+            let n = segment_into(&hdr, &frame, None, &prefix, true, &mut out, &mut |_, at| {
+                starts.push(at);
+                Ok(())
+            })
+            .expect("segment_into");
+            assert_eq!(n, full.len());
+            assert_eq!(&out[..4], b"kept");
+            let l4 = if kind.v6() { 54 } else { 34 };
+            let field = if kind.udp() { 6 } else { 16 };
+            for (i, want) in full.iter().enumerate() {
+                let end = starts.get(i + 1).copied().unwrap_or(out.len());
+                let got = &out[starts[i]..end];
+                assert_eq!(&got[..8], &prefix);
+                let mut seg = got[8..].to_vec();
+                assert_eq!(seg.len(), want.len());
+                assert_ne!(seg, *want, "{i}: the checksum is partial");
+                complete_checksum(&mut seg, l4, field).expect("complete");
+                assert_eq!(seg, *want, "{i}");
+            }
+        }
     }
 }

@@ -346,6 +346,82 @@ impl Fnv {
     }
 }
 
+/// How often a netyard VTEP tells a peer it sends checksummed frames to that it is netyard
+/// (while it keeps sending such frames there).
+pub const HELLO_EVERY_MS: u64 = 5_000;
+/// How long a peer's hello counts: after that, frames to it carry full inner checksums again
+/// (a peer that became a kernel VTEP at the same address gets them within this).
+pub const HELLO_TTL_MS: u64 = 3 * HELLO_EVERY_MS;
+
+/// The hello's destination: 802.1D's link-local group 01:80:C2:00:00:0E (LLDP's "nearest
+/// bridge"), which a Linux bridge never forwards (it goes to the receiving device's own stack,
+/// which drops an unknown EtherType), so a kernel VTEP with a bridge behind it consumes it
+/// harmlessly; and netyard's vxlan port takes it before its switch sees it.
+const HELLO_DST: [u8; 6] = [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e];
+/// Its source: a locally administered unicast MAC ("NYVX"); a kernel VTEP learns it like any
+/// source (one FDB entry, never a destination).
+const HELLO_SRC: [u8; 6] = [0x02, 0x4e, 0x59, 0x56, 0x58, 0x00];
+/// IEEE 802 local experimental EtherType 1.
+const HELLO_ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+/// What the hello says, so another user of the experimental EtherType is never taken for one.
+const HELLO_MAGIC: &[u8] = b"netyard vxlan: inner checksums may be partial, v1";
+/// The hello's length (no padding: a tunnel carries frames as they are).
+pub const HELLO_LEN: usize = 14 + HELLO_MAGIC.len();
+
+/// The inner Ethernet frame of a hello: "this VTEP is netyard, and completes (or hands on as
+/// NEEDS_CSUM) partial inner checksums".
+///
+/// Why: over a veth underlay the kernel's own vxlan never computes inner checksums (they stay
+/// CHECKSUM_PARTIAL in the skb, end to end), while netyard's sender computed every inner
+/// checksum and its receiver verified every one: two passes over every byte the kernel pair
+/// never makes. Between two netyard VTEPs the inner checksum may stay partial: the datagram
+/// carries a UDP checksum (netyard always sends one; the kernel refuses UDP GSO without it)
+/// that the receiving kernel verified before netyard read it, so the bytes on the wire are
+/// covered as the inner checksum would cover them, and the receiving netyard hands the frame
+/// on as NEEDS_CSUM for its kernel (or its switch) to complete. A kernel VTEP drops such a
+/// frame (`TcpInCsumErrors`: the checksum state does not cross a UDP socket), so a sender
+/// leaves checksums partial only to a peer whose hello it has heard within [`HELLO_TTL_MS`];
+/// the VXLAN header cannot say it (Linux drops datagrams with reserved bits set).
+pub fn hello_frame() -> [u8; HELLO_LEN] {
+    let mut f = [0u8; HELLO_LEN];
+    f[..6].copy_from_slice(&HELLO_DST);
+    f[6..12].copy_from_slice(&HELLO_SRC);
+    f[12..14].copy_from_slice(&HELLO_ETHERTYPE);
+    f[14..].copy_from_slice(HELLO_MAGIC);
+    f
+}
+
+/// Whether an inner frame is a netyard hello ([`hello_frame`]).
+pub fn is_hello(frame: &[u8]) -> bool {
+    frame.len() == HELLO_LEN
+        && frame[..6] == HELLO_DST
+        && frame[12..14] == HELLO_ETHERTYPE
+        && &frame[14..] == HELLO_MAGIC
+}
+
+/// What a VTEP knows of one peer's checksum handling (ms on the socket's clock).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCsum {
+    /// When this VTEP last sent the peer a hello.
+    pub sent: Option<u64>,
+    /// When it last heard one from the peer.
+    pub heard: Option<u64>,
+}
+
+impl PeerCsum {
+    /// Whether a hello is due before a checksummed frame goes to the peer.
+    pub fn hello_due(&self, now: u64) -> bool {
+        self.sent
+            .is_none_or(|t| now.saturating_sub(t) >= HELLO_EVERY_MS)
+    }
+
+    /// Whether frames to the peer may carry partial inner checksums.
+    pub fn takes_partial(&self, now: u64) -> bool {
+        self.heard
+            .is_some_and(|t| now.saturating_sub(t) < HELLO_TTL_MS)
+    }
+}
+
 /// What [`inner_partial_csum`] found in a frame that came out of the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InnerCsum {
@@ -1131,6 +1207,43 @@ mod tests {
         // checksum.
         crate::gso::complete_checksum(&mut f, 34, 16).unwrap();
         assert_eq!(f, good);
+    }
+
+    #[test]
+    fn hellos_are_recognised_and_say_when_checksums_may_stay_partial() {
+        let h = hello_frame();
+        assert!(is_hello(&h));
+        assert!(h[0] & 1 == 1, "a group destination");
+        for cut in [&h[..HELLO_LEN - 1], &[][..]] {
+            assert!(!is_hello(cut));
+        }
+        let mut other = h;
+        other[HELLO_LEN - 1] ^= 1;
+        assert!(
+            !is_hello(&other),
+            "another payload of the experimental EtherType"
+        );
+        let mut other = h;
+        other[5] = 0x0f;
+        assert!(!is_hello(&other));
+
+        let mut p = PeerCsum::default();
+        assert!(
+            p.hello_due(0) && !p.takes_partial(0),
+            "a new peer: hello, full checksums"
+        );
+        p.sent = Some(1000);
+        assert!(!p.hello_due(1000 + HELLO_EVERY_MS - 1));
+        assert!(p.hello_due(1000 + HELLO_EVERY_MS));
+        assert!(!p.takes_partial(2000), "sending hellos is not hearing them");
+        p.heard = Some(2000);
+        assert!(p.takes_partial(2000));
+        assert!(p.takes_partial(2000 + HELLO_TTL_MS - 1));
+        assert!(
+            !p.takes_partial(2000 + HELLO_TTL_MS),
+            "silent too long: full again"
+        );
+        assert!(p.takes_partial(0), "a clock before the hello (saturating)");
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! # Offloads
 //!
 //! The port takes GSO super-frames (its caps have the vnet header, TCP and UDP GSO): it cuts
-//! them itself ([`gso::segment_with_prefix`], full inner checksums) into a buffer of
+//! them itself ([`gso::segment_into`], full inner checksums) straight into a buffer of
 //! `[VXLAN header][segment]` datagrams, all but the last of one size, and hands the kernel up to
 //! 64 KiB of them in one `sendmsg` with `UDP_SEGMENT`. On receive, consecutive TCP/IPv4
 //! segments of one read are merged back into one super-frame ([`gro_tcp4`]), so a TAP port
@@ -78,8 +78,8 @@ use super::{FrameTruncated, PortDrop, HDR};
 use crate::counters::{DropReason, KernelAccumulator, KernelCount, KernelReading};
 use crate::gso::{self, GsoError};
 use crate::overlay::{
-    flow_source_port, gro_tcp4, rx_super_packet, rx_vnet_hdr, Destinations, InnerCsum, RemoteTable,
-    SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
+    flow_source_port, gro_tcp4, hello_frame, is_hello, rx_super_packet, rx_vnet_hdr, Destinations,
+    InnerCsum, PeerCsum, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
 use crate::wire::ethernet::MacAddr;
@@ -175,9 +175,9 @@ struct RxBatch {
 struct CmsgBuf([u8; 64]);
 
 thread_local! {
-    /// Per-thread segmentation scratch and datagram batch of the send path (several driver
-    /// tasks may send through one port at once).
-    static TX_BUFS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread datagram batch of the send path, which segments are cut straight into
+    /// (several driver tasks may send through one port at once).
+    static TX_BATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Identifies a receive socket: the network namespace (device and inode of its nsfs file) and
@@ -213,6 +213,11 @@ struct Shared {
     /// several VNIs share is counted once, on the port that reads the counter first (which
     /// VNI a datagram the kernel dropped was for cannot be known).
     rx_drops: Mutex<KernelAccumulator>,
+    /// Hellos sent to and heard from each peer (see [`crate::overlay::hello_frame`]): a
+    /// property of the host behind an address, whatever the VNI, so one map per socket.
+    peers: Mutex<HashMap<Ipv4Addr, PeerCsum>>,
+    /// The clock of `peers`.
+    epoch: Instant,
 }
 
 /// Datagrams another VNI's port read from the shared socket, waiting for this one (with their
@@ -327,7 +332,41 @@ impl Shared {
             vnis: Mutex::new(HashMap::new()),
             udp_gso: AtomicBool::new(true),
             rx_drops: Mutex::new(KernelAccumulator::default()),
+            peers: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
         })
+    }
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a hello heard from `from`.
+    fn heard(&self, from: Option<Ipv4Addr>) {
+        if let Some(from) = from {
+            let now = self.now_ms();
+            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+            peers.entry(from).or_default().heard = Some(now);
+        }
+    }
+
+    /// Before checksummed frames go to `vteps`: the peers a hello is due to (marked sent), and
+    /// whether every one of them takes partial inner checksums.
+    fn before_send(&self, vteps: &[Ipv4Addr], due: &mut Vec<Ipv4Addr>) -> bool {
+        let now = self.now_ms();
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut partial = !vteps.is_empty();
+        for v in vteps {
+            let p = peers.entry(*v).or_default();
+            if p.hello_due(now) {
+                p.sent = Some(now);
+                due.push(*v);
+            }
+            partial &= p.takes_partial(now);
+        }
+        partial
     }
 }
 
@@ -464,6 +503,15 @@ impl VxlanPort {
         Ok(())
     }
 
+    /// Sends `vtep` a hello on this port's VNI.
+    fn send_hello(&self, fd: RawFd, vtep: Ipv4Addr) -> io::Result<()> {
+        let hello = hello_frame();
+        let iov = [IoSlice::new(&self.vxlan_hdr), IoSlice::new(&hello)];
+        let to = SockaddrIn::from(SocketAddrV4::new(vtep, self.cfg.port));
+        socket::sendmsg(fd, &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&to))?;
+        Ok(())
+    }
+
     /// Reads the next (GRO) batch of datagrams into `b`.
     fn refill(&self, b: &mut RxBatch) -> io::Result<()> {
         let mut cmsg = CmsgBuf([0; 64]);
@@ -512,6 +560,10 @@ impl VxlanPort {
         buf: &mut [u8],
     ) -> io::Result<usize> {
         let frame = self.check(dgram).map_err(|r| PortDrop(r).into_io())?;
+        if is_hello(frame) {
+            self.shared.heard(from);
+            return Err(io::ErrorKind::Interrupted.into());
+        }
         let cap = buf.len();
         let out = buf.get_mut(HDR..HDR + frame.len()).ok_or_else(|| {
             FrameTruncated {
@@ -686,6 +738,11 @@ impl Port for VxlanPort {
             }
         }
         b.pos = first_end;
+        if is_hello(frame) {
+            // Nothing for the switch: the peer is a netyard VTEP.
+            self.shared.heard(b.from);
+            return Err(io::ErrorKind::Interrupted.into());
+        }
         let out = buf.get_mut(HDR..HDR + frame.len()).ok_or_else(|| {
             FrameTruncated {
                 len: HDR + frame.len(),
@@ -740,39 +797,61 @@ impl Port for VxlanPort {
             }
             return result;
         }
-        TX_BUFS.with(|bufs| {
-            let mut bufs = bufs.borrow_mut();
-            let (scratch, batch) = &mut *bufs;
+        let vteps: &[Ipv4Addr] = match &dests {
+            Destinations::One(v) => std::slice::from_ref(v),
+            Destinations::Flood(p) => p,
+        };
+        let mut due = Vec::new();
+        let partial = self.shared.before_send(vteps, &mut due);
+        for vtep in due {
+            // Best effort: a lost hello is sent again HELLO_EVERY_MS later.
+            let _ = self.send_hello(fd, vtep);
+        }
+        TX_BATCH.with(|batch| {
+            let mut batch = batch.borrow_mut();
+            let batch = &mut *batch;
             batch.clear();
             let mut seg = 0usize;
             let mut count = 0usize;
             let mut result: io::Result<()> = Ok(());
             let max_frame = self.max_frame;
-            let mut emit = |d: &[u8]| -> io::Result<()> {
-                if d.len() > VXLAN_HDR_LEN + max_frame {
+            // Each datagram is segmented straight into the batch, at `start`.
+            let mut emit = |out: &mut Vec<u8>, start: usize| -> io::Result<()> {
+                let len = out.len() - start;
+                if len > VXLAN_HDR_LEN + max_frame {
+                    out.truncate(start);
                     return Err(PortDrop(DropReason::OverMtu).into_io());
                 }
-                // A datagram of another size than the batch's, or a full batch: send first.
+                // A datagram of another size than the batch's, or a full batch: send what was
+                // there first, then move this one to the front (one datagram's copy, once a
+                // batch).
                 if count > 0
-                    && (d.len() > seg
-                        || batch.len() % seg != 0
-                        || batch.len() + d.len() > MAX_UDP_PAYLOAD
+                    && (len > seg
+                        || start % seg != 0
+                        || out.len() > MAX_UDP_PAYLOAD
                         || count == MAX_GSO_SEGS)
                 {
-                    if let Err(e) = self.send_batch(fd, &dests, batch, seg) {
+                    if let Err(e) = self.send_batch(fd, &dests, &out[..start], seg) {
                         result = Err(e);
                     }
-                    batch.clear();
+                    out.drain(..start);
                     count = 0;
                 }
                 if count == 0 {
-                    seg = d.len();
+                    seg = len;
                 }
-                batch.extend_from_slice(d);
                 count += 1;
                 Ok(())
             };
-            match gso::segment_with_prefix(&hdr, inner, None, &self.vxlan_hdr, scratch, &mut emit) {
+            match gso::segment_into(
+                &hdr,
+                inner,
+                None,
+                &self.vxlan_hdr,
+                partial,
+                batch,
+                &mut emit,
+            ) {
                 Ok(_) => {}
                 Err(GsoError::Emit(e)) => return Err(e),
                 Err(_) => return Err(PortDrop(DropReason::BadGso).into_io()),
@@ -871,6 +950,8 @@ mod tests {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     assert!(wait_readable(port.raw_fd(), WAIT), "nothing arrived");
                 }
+                // A hello (or another VNI's datagram handed off): nothing for the switch.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
                 Ok(n) => return Ok(buf[..n].to_vec()),
             }
@@ -999,6 +1080,60 @@ mod tests {
                 .map(|_| recv_one(&b).expect("UDP segment").len())
                 .collect();
             assert_eq!(sizes, [HDR + 42 + 1000, HDR + 42 + 1000, HDR + 42 + 500]);
+        });
+    }
+
+    /// A peer's hello: until one is heard, checksummed frames leave with full inner
+    /// checksums (after a hello of this VTEP's own); once heard, partial ones (the
+    /// pseudo-header sum), which the receiving netyard hands on as NEEDS_CSUM.
+    #[test]
+    fn partial_inner_checksums_only_to_a_peer_that_said_hello() {
+        use crate::overlay::{inner_partial_csum, is_hello, HELLO_LEN};
+        use crate::sys::testutil::{ipv4_gso, GSO_TCPV4};
+        in_new_netns(|| {
+            let a = open_on_lo(VNI, A_IP, Arc::new(RemoteTable::new(1000, 8, vec![B_IP])))
+                .expect("open a");
+            // The peer: a plain socket on B's address, reading what a sends.
+            let peer = UdpSocket::bind(SocketAddrV4::new(B_IP, 4789)).expect("bind peer");
+            peer.set_read_timeout(Some(WAIT)).expect("timeout");
+            let read = |n: usize| -> Vec<Vec<u8>> {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 65_536];
+                while got.len() < n {
+                    let len = peer.recv(&mut buf).expect("datagram from a");
+                    got.push(buf[VXLAN_HDR_LEN..len].to_vec());
+                }
+                got
+            };
+            let (tcp, _) = ipv4_gso(MAC_B, MAC_A, GSO_TCPV4, 3000, 1000);
+            a.send(&tcp).expect("send");
+            let got = read(4);
+            assert!(is_hello(&got[0]), "a hello first: {:02x?}", &got[0]);
+            assert!(got[1..]
+                .iter()
+                .all(|f| inner_partial_csum(f) == InnerCsum::Valid));
+            // The peer says hello; a reads it (nothing for the switch) and leaves checksums
+            // partial from then on.
+            let mut hello = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+            hello.extend_from_slice(&hello_frame());
+            assert_eq!(hello.len(), VXLAN_HDR_LEN + HELLO_LEN);
+            peer.send_to(&hello, SocketAddrV4::new(A_IP, 4789))
+                .expect("hello");
+            assert!(wait_readable(a.raw_fd(), WAIT), "the hello arrived");
+            let err = a.recv(&mut vec![0u8; 4096]).expect_err("consumed");
+            assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+            a.send(&tcp).expect("send");
+            let got = read(3);
+            for f in &got {
+                assert!(
+                    matches!(inner_partial_csum(f), InnerCsum::Partial { .. }),
+                    "partial after the peer's hello"
+                );
+            }
+            // A plain frame without NEEDS_CSUM is unchanged (a ping, an ARP).
+            let f = eth_frame(MAC_B, MAC_A, 0x88b5, b"plain");
+            a.send(&with_zero_hdr(&f)).expect("send");
+            assert_eq!(read(1)[0], f);
         });
     }
 

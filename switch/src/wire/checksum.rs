@@ -1,15 +1,11 @@
 //! The internet checksum (RFC 1071): the ones' complement of the ones' complement sum of the
 //! data taken as big-endian 16-bit words, an odd trailing byte padded with a zero.
 //!
-//! [`add`] accumulates a *partial* sum in a `u64`, eight bytes at a time, so the hot loop has no
-//! carries to propagate; [`fold`] reduces a partial sum to 16 bits and [`checksum`] complements
+//! [`add`] accumulates a *partial* sum in a `u64`, 32 bytes at a time in eight lanes, so the hot
+//! loop has no carries to propagate; [`fold`] reduces a partial sum to 16 bits and [`checksum`] complements
 //! it. Partial sums of separate buffers combine with [`combine`] as long as every buffer but the
 //! last has an even length (the words must stay aligned). [`replace`] updates a checksum
 //! incrementally when a few words change (RFC 1624), as routers and NAT do.
-
-/// Number of 8-byte chunks summed into a local accumulator before it is folded into the
-/// caller's: each chunk adds less than 2^33, so 2^16 chunks stay far below 2^64.
-const BLOCK_CHUNKS: usize = 1 << 16;
 
 /// Adds two partial sums with end-around carry. The result is congruent to `a + b` modulo
 /// 0xffff (2^64 - 1 is a multiple of 2^16 - 1), so folding it gives the same checksum.
@@ -21,33 +17,42 @@ pub fn combine(a: u64, b: u64) -> u64 {
 }
 
 /// Adds `data`, taken as big-endian 16-bit words, to the partial sum `acc`.
+///
+/// The bulk is summed as native-endian 32-bit words into eight independent 64-bit lanes (no
+/// byte swap and no dependency chain per word, so the compiler vectorises it: about twice the
+/// throughput of one big-endian accumulator, measured on the 64 KiB segments of the VXLAN
+/// path). That is sound by RFC 1071's byte-order independence: a 32-bit word is congruent to
+/// the sum of its two 16-bit halves modulo 0xffff (2^16 = 1 there), and the ones' complement
+/// sum of byte-swapped words is the byte-swapped sum, so the folded lane total, swapped on a
+/// little-endian machine, joins the big-endian sum. Lanes take at most 2^32 words each before
+/// they could overflow: far beyond any slice here.
 pub fn add(acc: u64, data: &[u8]) -> u64 {
-    let mut acc = acc;
-    let mut chunks = data.chunks_exact(8);
-    loop {
-        let mut local: u64 = 0;
-        let mut n = 0;
-        for c in chunks.by_ref() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            let v = u64::from_be_bytes(w);
-            local += (v >> 32) + (v & 0xffff_ffff);
-            n += 1;
-            if n == BLOCK_CHUNKS {
-                break;
-            }
-        }
-        acc = combine(acc, local);
-        if n < BLOCK_CHUNKS {
-            break;
+    let mut blocks = data.chunks_exact(32);
+    let mut lanes = [0u64; 8];
+    for b in blocks.by_ref() {
+        for (lane, w) in lanes.iter_mut().zip(b.chunks_exact(4)) {
+            *lane += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
         }
     }
-    let mut local: u64 = 0;
-    let mut words = chunks.remainder().chunks_exact(2);
+    let mut words = blocks.remainder().chunks_exact(4);
+    let mut native = lanes.iter().fold(0, |a, l| combine(a, *l));
     for w in words.by_ref() {
+        native = combine(
+            native,
+            u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]])),
+        );
+    }
+    let native = fold(native);
+    let mut local = u64::from(if cfg!(target_endian = "little") {
+        native.swap_bytes()
+    } else {
+        native
+    });
+    let mut pairs = words.remainder().chunks_exact(2);
+    for w in pairs.by_ref() {
         local += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
-    if let [last] = words.remainder() {
+    if let [last] = pairs.remainder() {
         local += u64::from(*last) << 8;
     }
     combine(acc, local)
