@@ -69,18 +69,6 @@ impl Containerd {
             daemon: None,
             dir,
         };
-        let mut u = Command::new("unshare");
-        u.args(["--mount", "--propagation", "private", "sleep", "3600"]);
-        let holder = Bg::spawn(&mut u, &c.dir.join("holder.log"));
-        let pid = holder.pid();
-        c.holder = Some(holder);
-        let mnt = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-        if !wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
-            let m = mnt(&pid.to_string());
-            m.is_some() && m != mnt("self")
-        }) {
-            lab.fail("`unshare --mount sleep` did not enter a mount namespace of its own");
-        }
         let mut links = String::new();
         for p in std::fs::read_dir("/usr/lib/cni")
             .into_iter()
@@ -97,13 +85,13 @@ impl Containerd {
              mount -n --bind {} /etc/cni/net.d",
             netd.display()
         );
-        let o = cmd(
-            &["nsenter", "-t", &pid.to_string(), "-m", "sh", "-c", &script],
-            CLI_TIMEOUT,
-        );
-        if !o.status.success() {
-            lab.fail(&format!("containerd's private mounts:\n{}", show(&o)));
-        }
+        c.holder = Some(Bg::mount_holder(
+            lab,
+            &[],
+            &c.dir.join("holder.log"),
+            &script,
+            "containerd's private mounts",
+        ));
         let config = c.dir.join("config.toml");
         std::fs::write(
             &config,

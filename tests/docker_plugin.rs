@@ -65,43 +65,16 @@ impl Docker {
             dockerd: None,
             dir,
         };
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", lab.host.path())).args([
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sleep",
-            "3600",
-        ]);
-        let holder = Bg::spawn(&mut c, &d.dir.join("holder.log"));
-        let pid = holder.pid();
-        d.holder = Some(holder);
-        let mnt = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-        let own = wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
-            let m = mnt(&pid.to_string());
-            m.is_some() && m != mnt("self")
-        });
-        if !own {
-            lab.fail("`unshare --mount sleep` did not enter a mount namespace of its own");
-        }
         // `-n`: no /run/mount/utab in the machine's /run.
-        let o = cmd(
-            &[
-                "nsenter",
-                "-t",
-                &pid.to_string(),
-                "-m",
-                "sh",
-                "-c",
-                "mount -n -t tmpfs -o mode=755 nyt-docker /run && \
-                 mount -n -t tmpfs -o mode=755 nyt-docker /etc/docker",
-            ],
-            CLI_TIMEOUT,
-        );
-        if !o.status.success() {
-            lab.fail(&format!("private /run and /etc/docker:\n{}", show(&o)));
-        }
+        let net = format!("--net={}", lab.host.path());
+        d.holder = Some(Bg::mount_holder(
+            lab,
+            &["nsenter", &net],
+            &d.dir.join("holder.log"),
+            "mount -n -t tmpfs -o mode=755 nyt-docker /run && \
+             mount -n -t tmpfs -o mode=755 nyt-docker /etc/docker",
+            "private /run and /etc/docker",
+        ));
 
         let mut c = d.in_ns(NETYARD);
         c.args(["docker-plugin", "--api"])

@@ -191,16 +191,8 @@ for line in open("/proc/net/udp").read().splitlines()[1:]:
 
 /// `GET PATH` over the API socket: the JSON body.
 fn api_json(lab: &Lab, path: &str) -> Value {
-    let mut s = std::os::unix::net::UnixStream::connect(&lab.api)
-        .unwrap_or_else(|e| lab.fail(&format!("connect {}: {e}", lab.api.display())));
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: netyard\r\n\r\n")
-        .unwrap_or_else(|e| lab.fail(&format!("write request: {e}")));
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .unwrap_or_else(|e| lab.fail(&format!("read answer: {e}")));
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| lab.fail(&format!("{path}: {e}: {answer}")))
+    let body = lab.api_get(path);
+    serde_json::from_str(&body).unwrap_or_else(|e| lab.fail(&format!("{path}: {e}: {body}")))
 }
 
 #[test]

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{cmd, require_program, show, Lab, Subnet};
@@ -20,17 +19,8 @@ use prometheus_parse::{Scrape, Value};
 /// tests: each lab has its own loopback).
 const METRICS_ADDR: &str = "127.0.0.1:9495";
 
-/// One HTTP/1.0 request over the API socket; returns (status line, headers, body).
 fn api_get(lab: &Lab, path: &str) -> (String, String, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(&lab.api)
-        .unwrap_or_else(|e| lab.fail(&format!("connect {}: {e}", lab.api.display())));
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: netyard\r\n\r\n")
-        .unwrap_or_else(|e| lab.fail(&format!("write request: {e}")));
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .unwrap_or_else(|e| lab.fail(&format!("read answer: {e}")));
-    split_http(lab, &answer)
+    split_http(lab, &lab.api_get_raw(path))
 }
 
 fn split_http(lab: &Lab, answer: &str) -> (String, String, String) {

@@ -4,27 +4,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-/// `GET PATH` on the API socket; the body.
-fn api_get(lab: &Lab, path: &str) -> String {
-    let mut s = std::os::unix::net::UnixStream::connect(&lab.api)
-        .unwrap_or_else(|e| lab.fail(&format!("connect {}: {e}", lab.api.display())));
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: netyard\r\n\r\n")
-        .unwrap_or_else(|e| lab.fail(&format!("write request: {e}")));
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .unwrap_or_else(|e| lab.fail(&format!("read answer: {e}")));
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
 
 fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_default().to_string()
@@ -93,7 +76,7 @@ fn icc_false_keeps_endpoints_apart_but_not_from_the_gateway() {
             "icc_blocked went {before} -> {after} for 3 echo requests"
         ));
     }
-    let metrics = api_get(&lab, "/metrics");
+    let metrics = lab.api_get("/metrics");
     let line = metrics
         .lines()
         .find(|l| {

@@ -22,17 +22,7 @@ fn ping_from(lab: &Lab, node: &str, ip: &str, count: u32) -> Vec<f64> {
     let o = lab.ny(&[
         "exec", node, "--", "ping", "-n", "-c", &c, "-i", "0.2", "-W", "2", ip,
     ]);
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.split("time=").nth(1))
-        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    ping_rtts(&String::from_utf8_lossy(&o.stdout))
 }
 
 /// Removes the lab (and first the router) when dropped, whatever the test did.

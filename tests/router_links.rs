@@ -17,54 +17,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::vtep::{kernel_vtep, underlay};
 use common::*;
 use serde_json::Value;
-
-/// A ping run: how many went out and came back, and each reply's RTT in ms.
-struct Pings {
-    sent: u64,
-    received: u64,
-    rtts: Vec<f64>,
-}
-
-fn pings(ns: &str, ip: &str, count: u32, interval: &str) -> Pings {
-    let c = count.to_string();
-    let o = cmd(
-        &[
-            "ip", "netns", "exec", ns, "ping", "-n", "-c", &c, "-i", interval, "-W", "1", ip,
-        ],
-        Duration::from_secs(120),
-    );
-    let text = String::from_utf8_lossy(&o.stdout);
-    let rtts = text
-        .lines()
-        .filter_map(|l| l.split("time=").nth(1))
-        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
-        .collect();
-    let summary = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_default();
-    let nums: Vec<u64> = summary
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    Pings {
-        sent: nums.first().copied().unwrap_or(0),
-        received: nums.get(1).copied().unwrap_or(0),
-        rtts,
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn link_rows(lab: &Lab, args: &[&str]) -> Vec<Value> {
     let mut a = vec!["link", "show"];
@@ -363,22 +320,6 @@ fn trace(ns: &str, ip: &str, extra: &[&str]) -> (Vec<String>, String) {
     (hops, show(&o))
 }
 
-/// A request over the API socket (HTTP/1.0): the body.
-fn api_get(lab: &Lab, path: &str) -> String {
-    let mut s = std::os::unix::net::UnixStream::connect(&lab.api)
-        .unwrap_or_else(|e| lab.fail(&format!("connect {}: {e}", lab.api.display())));
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: netyard\r\n\r\n")
-        .unwrap_or_else(|e| lab.fail(&format!("write request: {e}")));
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .unwrap_or_else(|e| lab.fail(&format!("read answer: {e}")));
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_else(|| lab.fail(&format!("not an HTTP answer: {answer:?}")))
-}
-
 /// The value of the metric line starting with `prefix` (name and labels), if present.
 fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -516,7 +457,7 @@ fn traceroute_from_behind_a_nat_router_shows_the_hops_beyond_and_metrics_count_i
     assert!(num(&r1, "nat_entries") >= 1, "{r1}");
 
     // /metrics: the same counters per router and interface.
-    let text = api_get(&lab, "/metrics");
+    let text = lab.api_get("/metrics");
     let get = |p: String| metric(&text, &p);
     let fwd = get(format!(
         "netyard_router_forwarded_packets_total{{router=\"r2\",network=\"{nc}\"}}"

@@ -191,6 +191,54 @@ pub fn show(o: &Output) -> String {
     )
 }
 
+/// A ping run: how many went out and came back, and each reply's RTT in ms.
+pub struct Pings {
+    pub sent: u64,
+    pub received: u64,
+    pub rtts: Vec<f64>,
+}
+
+/// `ping -n -c COUNT -i INTERVAL -W 1 IP` from `ns`, parsed (a run that fails counts what it
+/// printed: a lost ping is a figure here, not an error).
+pub fn pings(ns: &str, ip: &str, count: u32, interval: &str) -> Pings {
+    let c = count.to_string();
+    let o = cmd(
+        &[
+            "ip", "netns", "exec", ns, "ping", "-n", "-c", &c, "-i", interval, "-W", "1", ip,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
+    let nums: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Pings {
+        sent: nums.first().copied().unwrap_or(0),
+        received: nums.get(1).copied().unwrap_or(0),
+        rtts: ping_rtts(&text),
+    }
+}
+
+/// The RTTs (ms) of the replies in ping's output.
+pub fn ping_rtts(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .collect()
+}
+
+/// The median (the upper one of an even count; NaN when empty).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// Turns IPv6 on in `ns` for every interface made from now on, and for `lo`, whatever the
 /// host's defaults (a new namespace copies the initial one's when
 /// `net.core.devconf_inherit_init_net` asks, and some CI hosts turn IPv6 off).
@@ -287,6 +335,41 @@ impl Bg {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A `sleep` holding a mount namespace of its own (`unshare --mount --propagation
+    /// private`, run under `prefix`, e.g. `nsenter --net=PATH`), where `script` then runs
+    /// (the tmpfs mounts over a runtime's machine-wide paths, RUNTIMES.md). Mounts made there
+    /// are seen only by what enters it, and go with it. Fails the test naming `what`.
+    pub fn mount_holder(lab: &Lab, prefix: &[&str], log: &Path, script: &str, what: &str) -> Bg {
+        let unshare = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sleep",
+            "3600",
+        ];
+        let argv: Vec<&str> = prefix.iter().chain(unshare.iter()).copied().collect();
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..]);
+        let holder = Bg::spawn(&mut c, log);
+        let pid = holder.pid().to_string();
+        let mnt = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
+        if !wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+            let m = mnt(&pid);
+            m.is_some() && m != mnt("self")
+        }) {
+            lab.fail("`unshare --mount sleep` did not enter a mount namespace of its own");
+        }
+        let o = cmd(
+            &["nsenter", "-t", &pid, "-m", "sh", "-c", script],
+            CLI_TIMEOUT,
+        );
+        if !o.status.success() {
+            lab.fail(&format!("{what}:\n{}", show(&o)));
+        }
+        holder
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -392,6 +475,30 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// `GET PATH` on the API socket (HTTP/1.0): the whole answer, status line and headers
+    /// included.
+    pub fn api_get_raw(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.api)
+            .unwrap_or_else(|e| self.fail(&format!("connect {}: {e}", self.api.display())));
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: netyard\r\n\r\n")
+            .unwrap_or_else(|e| self.fail(&format!("write request: {e}")));
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)
+            .unwrap_or_else(|e| self.fail(&format!("read answer: {e}")));
+        answer
+    }
+
+    /// The body of `GET PATH` on the API socket.
+    pub fn api_get(&self, path: &str) -> String {
+        let answer = self.api_get_raw(path);
+        answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_else(|| self.fail(&format!("not an HTTP answer: {answer:?}")))
+    }
+
     /// A lab with its host namespace and temporary directory, but no daemon yet.
     pub fn bare() -> Lab {
         require_root();

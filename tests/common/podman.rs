@@ -144,40 +144,16 @@ impl Podman {
         )
         .expect("writing containers.conf");
 
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sleep", "3600"]);
-        let holder = Bg::spawn(&mut c, &p.dir.join("holder.log"));
-        let pid = holder.pid();
-        p.holder = Some(holder);
-        let mnt = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-        let own = wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
-            let m = mnt(&pid.to_string());
-            m.is_some() && m != mnt("self")
-        });
-        if !own {
-            lab.fail("`unshare --mount sleep` did not enter a mount namespace of its own");
-        }
         // `-n`: no /run/mount/utab, which mount would otherwise create in the machine's /run.
-        let o = cmd(
-            &[
-                "nsenter",
-                "-t",
-                &pid.to_string(),
-                "-m",
-                "sh",
-                "-c",
-                "mount -n -t tmpfs -o mode=755 nyt-podman /run && \
-                 mount -n -t tmpfs -o mode=755 nyt-podman /var/lib && \
-                 mount -n -t tmpfs -o mode=1777 nyt-podman /dev/shm",
-            ],
-            CLI_TIMEOUT,
-        );
-        if !o.status.success() {
-            lab.fail(&format!(
-                "private /run, /var/lib, /dev/shm for podman:\n{}",
-                show(&o)
-            ));
-        }
+        p.holder = Some(Bg::mount_holder(
+            lab,
+            &[],
+            &p.dir.join("holder.log"),
+            "mount -n -t tmpfs -o mode=755 nyt-podman /run && \
+             mount -n -t tmpfs -o mode=755 nyt-podman /var/lib && \
+             mount -n -t tmpfs -o mode=1777 nyt-podman /dev/shm",
+            "private /run, /var/lib, /dev/shm for podman",
+        ));
         p
     }
 
