@@ -475,12 +475,7 @@ fn an_attachment_survives_a_daemon_restart_and_del_still_finds_it() {
     );
     // DEL answers once the endpoint is forgotten and on disk; the device goes right after
     // (runtime/teardown.rs), so the links are awaited, not read at once.
-    let host_ends = || -> Vec<String> {
-        links(&lab.host.name)
-            .into_iter()
-            .filter(|l| is_netyard_host_end(l))
-            .collect()
-    };
+    let host_ends = || netyard_host_ends(&lab.host.name);
     let gone = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
         !links(&ns).contains(&"net1".to_string()) && host_ends().is_empty()
     });

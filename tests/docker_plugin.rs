@@ -568,12 +568,7 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
     let left = ps_names(&lab);
     assert!(left.is_empty(), "netyard ps after docker rm -f: {left:?}");
     // DeleteEndpoint answers once the endpoint is forgotten; the device goes right after.
-    let host_ends = || -> Vec<String> {
-        links(&lab.host.name)
-            .into_iter()
-            .filter(|l| is_netyard_host_end(l))
-            .collect()
-    };
+    let host_ends = || netyard_host_ends(&lab.host.name);
     let gone = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
         host_ends().is_empty()
     });

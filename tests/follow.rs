@@ -155,12 +155,7 @@ fn a_netns_endpoint_leaves_when_its_namespace_is_deleted() {
     println!("--netns endpoint detached {took:?} after ip netns del");
     assert_eq!(resolve(&lab, &peer_ns, "c2"), "");
     // The kernel removes a veth whose namespace died in its own time (cleanup_net).
-    let host_ends = || -> Vec<String> {
-        links(&lab.host.name)
-            .into_iter()
-            .filter(|l| is_netyard_host_end(l))
-            .collect()
-    };
+    let host_ends = || netyard_host_ends(&lab.host.name);
     let gone = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
         host_ends().is_empty()
     });

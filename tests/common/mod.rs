@@ -906,6 +906,14 @@ pub fn is_netyard_host_end(name: &str) -> bool {
     name.len() == 10 && name.starts_with("ny") && name[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// The veth host ends netyard made that are in namespace `ns`.
+pub fn netyard_host_ends(ns: &str) -> Vec<String> {
+    links(ns)
+        .into_iter()
+        .filter(|l| is_netyard_host_end(l))
+        .collect()
+}
+
 /// A numeric counter (0 if absent).
 pub fn num(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
