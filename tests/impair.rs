@@ -436,12 +436,18 @@ fn a_rootless_daemon_impairs_its_links() {
         "40ms",
     ]);
     let rtts = ping("5");
-    let m = median(&rtts);
-    println!("rootless, delay 40ms both ways on c2: median RTT {m:.2} ms");
+    // The fastest reply: a loaded machine only adds to an RTT (a CI run saw a median of
+    // 225 ms at load 11), while the delay applied once each way puts a floor of 80 ms under
+    // every reply and applied twice would put one of 160 ms.
+    let fastest = fastest(&rtts);
+    println!(
+        "rootless, delay 40ms both ways on c2: fastest RTT {fastest:.2} ms, median {:.2}",
+        median(&rtts)
+    );
     assert!(rtts.len() >= 4, "rootless delayed pings lost: {rtts:?}");
     assert!(
-        (75.0..130.0).contains(&m),
-        "median RTT {m} ms, expected about 80"
+        (75.0..155.0).contains(&fastest),
+        "fastest RTT {fastest} ms, expected about 80: {rtts:?}"
     );
 
     // Carrier off on c2: the pings stop (counted), and come back with `up`.

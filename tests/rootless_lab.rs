@@ -93,10 +93,12 @@ networks = [{{ network = "back", ip = "{n3}" }}]
     let m1 = median(&d);
     println!("rootless lab, delay 40ms both ways on n2: median RTT {m1:.2} ms against {m0:.2} ms");
     assert!(d.len() >= 5, "delayed pings lost: {d:?}");
+    // The fastest replies: load only adds to a round trip (once each way is 80 ms more,
+    // twice would be 160).
+    let added = fastest(&d) - fastest(&base);
     assert!(
-        (75.0..130.0).contains(&(m1 - m0)),
-        "added {:.2} ms, expected about 80",
-        m1 - m0
+        (75.0..155.0).contains(&added),
+        "added {added:.2} ms, expected about 80: {d:?} against {base:?}"
     );
     lab.ny_ok(&["link", "down", "front", "n2"]);
     let cut = ping_from(&lab, "n1", &n2, 3);
@@ -142,10 +144,10 @@ networks = [{{ network = "back", ip = "{n3}" }}]
     let d = ping_from(&lab, "n1", &n3, 6);
     let r1 = median(&d);
     println!("rootless router, delay 30ms on r's back interface: median RTT {r1:.2} ms against {r0:.2} ms");
+    let added = fastest(&d) - fastest(&through);
     assert!(
-        (25.0..50.0).contains(&(r1 - r0)),
-        "added {:.2} ms through r, expected about 30",
-        r1 - r0
+        (25.0..58.0).contains(&added),
+        "added {added:.2} ms through r, expected about 30: {d:?} against {through:?}"
     );
     lab.ny_ok(&["link", "down", "back", "r"]);
     assert!(

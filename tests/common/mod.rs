@@ -232,6 +232,12 @@ pub fn ping_rtts(text: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The smallest value (infinity when empty): for an added delay, the figure a loaded machine
+/// disturbs least, since load only ever adds to a round trip.
+pub fn fastest(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 /// The median (the upper one of an even count; NaN when empty).
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
