@@ -334,23 +334,7 @@ fn traceroute_from_behind_a_nat_router_shows_the_hops_beyond_and_metrics_count_i
     require_program("tcpdump", "tcpdump");
     let lab = Lab::new();
     // A --r1 (NAT on B)-- B --r2-- C --r3-- D: the host on A traces to the host on D.
-    let sa = Subnet::random();
-    let sb = sa.other();
-    let sc = loop {
-        let s = sb.other();
-        if (s.a, s.b) != (sa.a, sa.b) {
-            break s;
-        }
-    };
-    let sd = loop {
-        let s = sc.other();
-        if [(sa.a, sa.b), (sb.a, sb.b)]
-            .iter()
-            .all(|x| *x != (s.a, s.b))
-        {
-            break s;
-        }
-    };
+    let [sa, sb, sc, sd] = Subnet::distinct();
     let id = &lab.id[..4];
     let (na, nb, nc, nd) = (
         format!("na{id}"),

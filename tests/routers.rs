@@ -57,32 +57,7 @@ fn a_chain_of_three_routers_routes_traces_answers_errors_and_masquerades() {
     require_program("tcpdump", "tcpdump");
     require_program("socat", "socat");
     let mut lab = Lab::new();
-    let sa = Subnet::random();
-    let sb = sa.other();
-    let sc = loop {
-        let s = sb.other();
-        if (s.a, s.b) != (sa.a, sa.b) {
-            break s;
-        }
-    };
-    let sd = loop {
-        let s = sc.other();
-        if [(sa.a, sa.b), (sb.a, sb.b)]
-            .iter()
-            .all(|x| *x != (s.a, s.b))
-        {
-            break s;
-        }
-    };
-    let unrouted = loop {
-        let s = sd.other();
-        if [(sa.a, sa.b), (sb.a, sb.b), (sc.a, sc.b)]
-            .iter()
-            .all(|x| *x != (s.a, s.b))
-        {
-            break s;
-        }
-    };
+    let [sa, sb, sc, sd, unrouted] = Subnet::distinct();
     let id = &lab.id;
     let (na, nb, nc, nd) = (
         format!("a{id}"),

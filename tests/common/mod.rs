@@ -76,6 +76,17 @@ impl Subnet {
         format!("10.{}.{}.{}", self.a, self.b, host)
     }
 
+    /// `N` random subnets, no two alike.
+    pub fn distinct<const N: usize>() -> [Subnet; N] {
+        let mut out = [Subnet::random(); N];
+        for i in 1..N {
+            while out[..i].iter().any(|s| (s.a, s.b) == (out[i].a, out[i].b)) {
+                out[i] = Subnet::random();
+            }
+        }
+        out
+    }
+
     /// A different random subnet.
     pub fn other(&self) -> Subnet {
         loop {
