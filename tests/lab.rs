@@ -43,6 +43,11 @@ impl Drop for Down<'_> {
 /// `lab up FILE`; returns the holder pids of the lab's nodes.
 fn up<'a>(lab: &'a Lab, file: &str, name: &str) -> (Down<'a>, Vec<u32>) {
     lab.ny_ok(&["lab", "up", file]);
+    up_listed(lab, name)
+}
+
+/// The lab `name` as `lab ls` lists it: complete, every node running; returns its holder pids.
+fn up_listed<'a>(lab: &'a Lab, name: &str) -> (Down<'a>, Vec<u32>) {
     let guard = Down(lab, name.to_string());
     let ls = lab.ny_json(&["lab", "ls", "--json"]);
     let me = ls
@@ -548,4 +553,90 @@ fn a_lab_vxlan_network_reaches_a_kernel_vxlan_peer() {
     let dot = lab.ny_ok(&["lab", "graph", &f.display().to_string()]);
     assert!(dot.contains("vxlan 4343"), "{dot}");
     down_leaves_nothing(&lab, "vx", &pids, guard);
+}
+
+/// Ends the holders of a lab's nodes when dropped: a persistent daemon leaves its nodes running
+/// when it stops, so a test that fails while its daemon is down must end them itself (SIGTERM:
+/// the holder ends its command first).
+struct Holders(Vec<u32>);
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+/// A persistent daemon stopped (SIGTERM) and started again keeps a lab: the nodes keep running
+/// (the same holder processes, never restarted), their endpoints and the router come back, the
+/// nodes still reach each other through the router, `lab ls` lists the lab whole, and `lab down`
+/// after the restart removes everything `up` made.
+#[test]
+fn a_lab_survives_a_daemon_restart() {
+    let mut lab = Lab::bare();
+    lab.start_daemon(&[]);
+    let [sa, sb] = Subnet::distinct();
+    let f = lab.dir.join("restart-lab.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "name = \"rl\"\n\
+             [networks.left]\nsubnet = \"{}\"\n\
+             [networks.right]\nsubnet = \"{}\"\n\
+             [routers.r]\nnetworks = [{{ network = \"left\", ip = \"{}\" }}, {{ network = \"right\", ip = \"{}\" }}]\n\
+             [nodes.a]\ncommand = \"sleep 100000\"\nnetworks = [{{ network = \"left\", ip = \"{}\" }}]\n\
+             [nodes.b]\ncommand = \"sleep 100000\"\nnetworks = [{{ network = \"right\", ip = \"{}\" }}]\n",
+            sa.cidr(),
+            sb.cidr(),
+            sa.ip(254),
+            sb.ip(254),
+            sa.ip(10),
+            sb.ip(10)
+        ),
+    )
+    .expect("write");
+    let file = f.display().to_string();
+    let (guard, pids) = up(&lab, &file, "rl");
+    std::mem::forget(guard);
+    let holders = Holders(pids.clone());
+    let b_ip = sb.ip(10);
+    exec_ok(&lab, "a", &["ping", "-c", "2", "-W", "2", &b_ip]);
+    let ps_before = lab.ny_json(&["ps", "--json"]);
+
+    let status = lab.stop_daemon();
+    assert!(status.success(), "the daemon's exit on SIGTERM: {status}");
+    for p in &pids {
+        assert!(
+            std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "node holder {p} ended with the persistent daemon"
+        );
+    }
+    eprintln!("----- the first daemon's log -----\n{}", lab.daemon_log());
+    lab.start_daemon(&[]);
+    if !wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+        lab.daemon_log().contains("netyard daemon ready")
+    }) {
+        lab.fail("the restarted daemon did not log \"netyard daemon ready\" within 15 s");
+    }
+
+    let (guard, pids_after) = up_listed(&lab, "rl");
+    assert_eq!(pids_after, pids, "the nodes' holders after the restart");
+    let ps_after = lab.ny_json(&["ps", "--json"]);
+    for name in ["a", "b"] {
+        let net = if name == "a" { "left" } else { "right" };
+        assert!(
+            find_endpoint(&ps_after, net, name).is_some(),
+            "endpoint {name} on {net} not back after the restart:\nbefore {ps_before}\nafter {ps_after}"
+        );
+    }
+    let routers = lab.ny_json(&["router", "ls", "--json"]);
+    assert_eq!(routers.as_array().map(Vec::len), Some(1), "{routers}");
+    let out = exec_ok(&lab, "a", &["ping", "-c", "2", "-W", "2", &b_ip]);
+    assert!(out.contains("ttl=63"), "a -> b through the router:\n{out}");
+    down_leaves_nothing(&lab, "rl", &pids, guard);
+    drop(holders);
 }
