@@ -112,6 +112,15 @@ fn plan_iface(
     net: &RouterNet<'_>,
     router: &str,
 ) -> Result<RouterIfaceSpec, DaemonError> {
+    if !net.spec.driver.is_bridge() {
+        return Err(DaemonError::invalid(
+            field("network"),
+            format!(
+                "network {:?} is a macvlan network: its uplink admits only its endpoints' MACs, so a router cannot sit on it",
+                r.network
+            ),
+        ));
+    }
     if net.endpoints.contains(router) {
         return Err(DaemonError::conflict(
             Some("name"),
@@ -475,6 +484,24 @@ mod tests {
             field_of(plan_router(&req(&[("b", None)]), &nets, &routers)),
             "name"
         );
+    }
+
+    #[test]
+    fn a_router_on_a_macvlan_network_is_refused_at_create_and_connect() {
+        let mut f = Fixture::new();
+        f.specs[1].driver = crate::spec::Driver::Macvlan;
+        let nets = f.nets();
+        let none = BTreeMap::new();
+        let e = plan_router(&req(&[("a", None), ("b", None)]), &nets, &none).expect_err("b");
+        assert_eq!(e.field(), Some("interfaces[1].network"));
+        assert!(e.to_string().contains("macvlan"), "{e}");
+        let s = plan_router(&req(&[("a", None)]), &nets, &none).expect("a");
+        let to_b = RouterInterfaceReq {
+            network: "b".into(),
+            ip: None,
+        };
+        let e = plan_connect(&s, &to_b, &nets).expect_err("connect b");
+        assert_eq!(e.field(), Some("network"));
     }
 
     #[test]

@@ -57,6 +57,14 @@ impl Daemon {
             .collect()
     }
 
+    /// Router `name`'s spec, or the error that names it.
+    fn router_spec(&self, name: &str) -> Result<RouterSpec, DaemonError> {
+        self.routers_lock()
+            .get(name)
+            .map(|r| r.spec.clone())
+            .ok_or_else(|| DaemonError::NoRouter(name.to_string()))
+    }
+
     /// Stops every router (shutdown, reset): their ports leave the switches.
     pub(super) fn stop_routers(&self) {
         let all = std::mem::take(&mut *self.routers_lock());
@@ -72,18 +80,6 @@ impl Daemon {
             let routers = self.router_specs();
             plan_router::plan_router(&req, &nets, &routers)?
         };
-        if let Some(n) = spec.interfaces.iter().find(|f| {
-            st.get(&f.network)
-                .is_some_and(|n| !n.spec.driver.is_bridge())
-        }) {
-            return Err(DaemonError::invalid(
-                "interfaces",
-                format!(
-                    "network {:?} is a macvlan network: its uplink admits only its endpoints' MACs, so a router cannot sit on it",
-                    n.network
-                ),
-            ));
-        }
         let live = build(&st, &spec)?;
         for f in &spec.interfaces {
             if let Some(n) = st.get_mut(&f.network) {
@@ -116,24 +112,8 @@ impl Daemon {
         req: RouterInterfaceReq,
     ) -> Result<RouterInfo, DaemonError> {
         let mut st = self.state.lock().await;
-        let old = self
-            .routers_lock()
-            .get(name)
-            .map(|r| r.spec.clone())
-            .ok_or_else(|| DaemonError::NoRouter(name.to_string()))?;
+        let old = self.router_spec(name)?;
         let new = plan_router::plan_connect(&old, &req, &router_nets(&st))?;
-        if st
-            .get(&req.network)
-            .is_some_and(|n| !n.spec.driver.is_bridge())
-        {
-            return Err(DaemonError::invalid(
-                "network",
-                format!(
-                    "network {:?} is a macvlan network: its uplink admits only its endpoints' MACs, so a router cannot sit on it",
-                    req.network
-                ),
-            ));
-        }
         let info = self.swap_router(&mut st, &old, new)?;
         self.router_routes_changed(&st, name, &[]).await;
         tracing::info!(router = %name, network = %req.network, "router connected");
@@ -148,11 +128,7 @@ impl Daemon {
         network: &str,
     ) -> Result<RouterInfo, DaemonError> {
         let mut st = self.state.lock().await;
-        let old = self
-            .routers_lock()
-            .get(name)
-            .map(|r| r.spec.clone())
-            .ok_or_else(|| DaemonError::NoRouter(name.to_string()))?;
+        let old = self.router_spec(name)?;
         let new = plan_router::plan_disconnect(&old, network, &subnets(&st))?;
         let gated = crate::plan::gateway_router::networks_gated_by(
             st.values().map(|n| &n.spec).filter(|n| n.name == network),
