@@ -426,19 +426,22 @@ impl Collector for SampleCollector {
             c,
             s.routers.iter().flat_map(|r| {
                 r.interfaces.iter().flat_map(move |f| {
-                    Counter::DROPS.iter().filter_map(move |k| {
-                        let n = f.counters.get(k).copied().unwrap_or(0);
-                        (n > 0).then(|| {
-                            (
-                                vec![
-                                    ("router", r.name.as_str()),
-                                    ("network", f.network.as_str()),
-                                    ("reason", k.name()),
-                                ],
-                                n,
-                            )
+                    Counter::ALL
+                        .iter()
+                        .filter(|k| k.is_drop())
+                        .filter_map(move |k| {
+                            let n = f.counters.get(k).copied().unwrap_or(0);
+                            (n > 0).then(|| {
+                                (
+                                    vec![
+                                        ("router", r.name.as_str()),
+                                        ("network", f.network.as_str()),
+                                        ("reason", k.name()),
+                                    ],
+                                    n,
+                                )
+                            })
                         })
-                    })
                 })
             }),
         )?;

@@ -128,19 +128,32 @@ impl Counter {
         Counter::SentFragNeeded,
     ];
 
-    /// The counters of frames the router dropped (each such frame counts under exactly one;
-    /// the ICMP error some of them caused is counted among the `Sent*`).
-    pub const DROPS: [Counter; 9] = [
-        Counter::TtlExceeded,
-        Counter::NoRoute,
-        Counter::FragNeeded,
-        Counter::TooBig,
-        Counter::Unresolved,
-        Counter::Malformed,
-        Counter::Ignored,
-        Counter::NatFull,
-        Counter::NatNoMapping,
-    ];
+    /// Is this the counter of frames the router dropped? Each dropped frame counts under
+    /// exactly one such counter; the ICMP error some of them caused is counted among the
+    /// `Sent*`. A match, so a new counter must be sorted here.
+    pub fn is_drop(self) -> bool {
+        match self {
+            Counter::TtlExceeded
+            | Counter::NoRoute
+            | Counter::FragNeeded
+            | Counter::TooBig
+            | Counter::Unresolved
+            | Counter::Malformed
+            | Counter::Ignored
+            | Counter::NatFull
+            | Counter::NatNoMapping => true,
+            Counter::Forwarded
+            | Counter::ArpReplies
+            | Counter::EchoReplies
+            | Counter::NatOut
+            | Counter::NatIn
+            | Counter::NatNew
+            | Counter::SentTimeExceeded
+            | Counter::SentNetUnreachable
+            | Counter::SentPortUnreachable
+            | Counter::SentFragNeeded => false,
+        }
+    }
 
     /// The ICMP errors sent: each counter with its message's type and code names.
     pub const SENT: [(Counter, &'static str, &'static str); 4] = [
@@ -195,6 +208,15 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_counter_in_index_order() {
+        // Counters index their array by the discriminant, and stats list ALL.
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+        }
+        assert_eq!(Counter::ALL.len(), Counter::SentFragNeeded as usize + 1);
+    }
 
     #[test]
     fn the_longest_prefix_wins_and_a_connected_subnet_wins_a_tie() {
