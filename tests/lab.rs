@@ -138,7 +138,7 @@ fn down_leaves_nothing(lab: &Lab, name: &str, pids: &[u32], guard: Down<'_>) {
     }
     for p in pids {
         assert!(
-            gone_soon(|| !std::path::Path::new(&format!("/proc/{p}")).exists()),
+            gone_soon(|| !process_alive(*p)),
             "node process {p} still exists"
         );
     }
@@ -611,7 +611,7 @@ fn a_lab_survives_a_daemon_restart() {
     assert!(status.success(), "the daemon's exit on SIGTERM: {status}");
     for p in &pids {
         assert!(
-            std::path::Path::new(&format!("/proc/{p}")).exists(),
+            process_alive(*p),
             "node holder {p} ended with the persistent daemon"
         );
     }
@@ -638,5 +638,34 @@ fn a_lab_survives_a_daemon_restart() {
     let out = exec_ok(&lab, "a", &["ping", "-c", "2", "-W", "2", &b_ip]);
     assert!(out.contains("ttl=63"), "a -> b through the router:\n{out}");
     down_leaves_nothing(&lab, "rl", &pids, guard);
+    drop(holders);
+}
+
+/// An ephemeral daemon's nodes end with it even when it is SIGKILLed (it cannot end them
+/// itself then): each holder watches that it is still the daemon's child.
+#[test]
+fn an_ephemeral_daemon_killed_ends_its_nodes() {
+    let lab = new_lab();
+    let f = lab.dir.join("orphans.toml");
+    std::fs::write(
+        &f,
+        "name = \"orph\"\n[networks.n]\n[nodes.x]\ncommand = \"sleep 100000\"\nnetworks = [{ network = \"n\" }]\n",
+    )
+    .expect("write");
+    let (guard, pids) = up(&lab, &f.display().to_string(), "orph");
+    std::mem::forget(guard);
+    let holders = Holders(pids.clone());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lab.daemon_pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    for p in &pids {
+        assert!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+                !process_alive(*p)
+            }),
+            "node holder {p} outlived its ephemeral daemon's SIGKILL by 10 s"
+        );
+    }
     drop(holders);
 }

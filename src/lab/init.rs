@@ -23,10 +23,13 @@ pub struct InitArgs {
     pub name: String,
     pub restart: bool,
     pub sysctls: Vec<(String, String)>,
+    /// `--parent PID`: an ephemeral daemon's pid. The node ends when its holder is no longer
+    /// that process's child (the daemon died, even by SIGKILL, and the holder was reparented).
+    pub parent: Option<i32>,
     pub command: Vec<String>,
 }
 
-/// `--name N [--restart always|never] [--sysctl K=V]... -- CMD...` (written by the daemon,
+/// `--name N [--restart always|never] [--parent PID] [--sysctl K=V]... -- CMD...` (written by the daemon,
 /// so any deviation is a bug, reported as such).
 pub fn parse_args(args: &[String]) -> Result<InitArgs, String> {
     let mut a = InitArgs {
@@ -43,6 +46,10 @@ pub fn parse_args(args: &[String]) -> Result<InitArgs, String> {
                     Some("never") => false,
                     other => return Err(format!("--restart {other:?}")),
                 }
+            }
+            "--parent" => {
+                let p = it.next().ok_or("--parent needs a pid")?;
+                a.parent = Some(p.parse().map_err(|_| format!("--parent {p:?}"))?);
             }
             "--sysctl" => {
                 let kv = it.next().ok_or("--sysctl needs K=V")?;
@@ -87,6 +94,14 @@ pub fn backoff(previous: Duration, ran: Duration) -> Duration {
     } else {
         (previous * 2).min(Duration::from_secs(30))
     }
+}
+
+/// How often the holder of an ephemeral daemon's node looks whether the daemon is alive.
+const PARENT_CHECK: Duration = Duration::from_secs(1);
+
+/// Is this process no longer `parent`'s child?
+fn orphaned(parent: i32) -> bool {
+    nix::unistd::getppid().as_raw() != parent
 }
 
 /// Entry point; returns the exit status.
@@ -252,9 +267,21 @@ fn supervise(a: &InitArgs) -> i32 {
         None
     };
     loop {
-        let timeout = restart_at
+        if a.parent.is_some_and(orphaned) {
+            eprintln!(
+                "netyard node {}: the daemon that started it is gone; ending the node",
+                a.name
+            );
+            break;
+        }
+        let mut timeout = restart_at
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
+        if a.parent.is_some() {
+            // No signal tells a process its parent died without PR_SET_PDEATHSIG, which
+            // fires when the forking *thread* ends (a tokio worker may end first): look.
+            timeout = timeout.min(PARENT_CHECK);
+        }
         match wait_signal(&set, timeout) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => break,
             Some(Signal::SIGCHLD) => {
@@ -354,6 +381,8 @@ mod tests {
             "r1",
             "--restart",
             "never",
+            "--parent",
+            "4242",
             "--sysctl",
             "net.ipv4.ip_forward=1",
             "--",
@@ -368,11 +397,13 @@ mod tests {
                 name: "r1".into(),
                 restart: false,
                 sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
+                parent: Some(4242),
                 command: s(&["sleep", "--", "9"]),
             }
         );
         assert!(parse_args(&s(&["--restart", "sometimes", "--name", "x"])).is_err());
         assert!(parse_args(&s(&["--", "sleep"])).is_err(), "no name");
+        assert!(parse_args(&s(&["--name", "x", "--parent", "me"])).is_err());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! Both are kept in `labs.json` in the state directory (replaced atomically after every
 //! change): a persistent daemon leaves nodes running when it stops, as it leaves endpoints,
 //! and takes them back at start when the holder pid still has its recorded start time. An
-//! ephemeral daemon ends its nodes when it stops.
+//! ephemeral daemon ends its nodes when it stops, and its holders end themselves when it dies
+//! without stopping (`node-init --parent`).
 
 pub mod init;
 
@@ -294,6 +295,10 @@ impl Labs {
             .arg(&req.name)
             .arg("--restart")
             .arg(if restart { "always" } else { "never" });
+        if self.file.is_none() {
+            // An ephemeral daemon's nodes end with it, even when it is SIGKILLed.
+            c.arg("--parent").arg(std::process::id().to_string());
+        }
         for (k, v) in &req.sysctls {
             c.arg("--sysctl").arg(format!("{k}={v}"));
         }

@@ -118,6 +118,15 @@ pub fn gone_soon(gone: impl FnMut() -> bool) -> bool {
     wait_until(Duration::from_secs(5), Duration::from_millis(20), gone)
 }
 
+/// Is process `pid` alive: neither gone nor a zombie (an orphan's zombie stays until its new
+/// parent reaps it, which a container's pid 1 may never do).
+pub fn process_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+    matches!(state, Some(Some(c)) if c != 'Z' && c != 'X')
+}
+
 /// Runs `cmd` to completion with captured output, killing its process group after `timeout`.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
     cmd.stdin(Stdio::null())
@@ -633,13 +642,7 @@ impl Lab {
 
     /// Is the daemon process still alive (not exited, not a zombie)?
     pub fn daemon_running(&self) -> bool {
-        let Some(d) = &self.daemon else {
-            return false;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.pid())).unwrap_or_default();
-        // The state follows the parenthesised command name.
-        let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
-        matches!(state, Some(Some(c)) if c != 'Z' && c != 'X')
+        self.daemon.as_ref().is_some_and(|d| process_alive(d.pid()))
     }
 
     /// SIGTERM the daemon and wait (up to 30 s) for it to exit; SIGKILL and fail otherwise.
