@@ -350,6 +350,14 @@ impl Daemon {
                 }
             }
             net.sync_uplink();
+            if net.spec.ipv6.is_some() {
+                net.live.relearn_mld(
+                    net.endpoints
+                        .values()
+                        .map(|e| e.live.port.clone())
+                        .collect(),
+                );
+            }
             tracing::info!(network = %name, endpoints = net.endpoints.len(), "network restored");
             st.insert(name, net);
             report.networks += 1;
@@ -421,9 +429,10 @@ impl Daemon {
         let sp = live.switch.add_port(spec.name.clone(), dev.port);
         sp.set_security(spec.port_security(net));
         live.switch.isolate(&sp, !net.icc);
-        // A re-adopted endpoint stays a multicast router port (it gets all IPv6 multicast):
-        // its interface reported its groups to the daemon before this one, and netyard sends
-        // no MLD query that would make it report them again.
+        // A re-adopted endpoint stays a multicast router port (it gets all IPv6 multicast)
+        // until it answered the gateway's MLD query (`NetworkLive::relearn_mld`, once the
+        // network's endpoints are back): its interface reported its groups to the previous
+        // daemon.
         links::restore_link(&live.switch, &sp, &spec.link, &spec.name);
         let task = match driver::spawn_port(live.switch.clone(), sp.clone()) {
             Ok(t) => t,

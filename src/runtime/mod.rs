@@ -29,6 +29,9 @@ pub struct LocalPrefixes {
     pub v6: LocalSubnets6,
 }
 
+/// The longest an endpoint may take to answer the gateway's MLD query after a restart.
+const MLD_QUERY_RESPONSE_MS: u16 = 2000;
+
 /// A running network: its switch, the MAC ager, the gateway (none on a macvlan network),
 /// the tunnel and the uplink (a macvlan network's).
 pub struct NetworkLive {
@@ -129,6 +132,45 @@ impl NetworkLive {
             vxlan,
             uplink: None,
         })
+    }
+
+    /// After a restart, on a network with IPv6: the gateway sends an MLD general query, so the
+    /// re-adopted endpoints (`ports`) report their multicast groups to this daemon (their
+    /// earlier reports went to the previous one), and once they had time to answer they get
+    /// only the groups they reported, as a newly attached endpoint does. Until then they stay
+    /// multicast router ports and get all IPv6 multicast: nothing they listen to is lost.
+    pub fn relearn_mld(&self, ports: Vec<Arc<SwitchPort>>) {
+        let Some(gw) = &self.gw else { return };
+        if ports.is_empty() {
+            return;
+        }
+        let mut frame = vec![0u8; netyard_switch::wire::vnet::VNET_HDR_LEN];
+        frame.extend_from_slice(&netyard_switch::mld::general_query(
+            gw.mac,
+            MLD_QUERY_RESPONSE_MS,
+        ));
+        let all = self.switch.ports();
+        driver::forward(
+            &self.switch,
+            &all,
+            &gw.port,
+            &frame,
+            self.switch.now_ms(),
+            &mut Vec::new(),
+        );
+        let switch = self.switch.clone();
+        tokio::spawn(async move {
+            // Hosts answer at a random time within the response delay; the margin covers a
+            // loaded machine's scheduling. A report after the switch-over is learned all the
+            // same (every port's reports are).
+            tokio::time::sleep(std::time::Duration::from_millis(
+                u64::from(MLD_QUERY_RESPONSE_MS) + 3000,
+            ))
+            .await;
+            for p in ports {
+                switch.set_mld_router(&p, false);
+            }
+        });
     }
 
     /// Stops the network's tasks and ports (its endpoints must be gone already).

@@ -18,12 +18,13 @@
 //!   ports; to ff02::2 (all routers: router solicitations) without listeners, to the router
 //!   ports only.
 //! - Other IPv6 multicast to a group nobody reported floods, as the bridge does while it has no
-//!   querier. The bridge with a querier sends it to router ports only; netyard sends no
-//!   queries yet, so a port whose reports it missed (a daemon restart, a report sent before
-//!   the port was read) must still get the traffic of groups nobody else reported.
+//!   querier. The bridge with a querier sends it to router ports only; netyard queries only
+//!   when the daemon takes endpoints back after a restart ([`general_query`]), so a port whose
+//!   reports it missed (a report sent before the port was read) must still get the traffic of
+//!   groups nobody else reported.
 //!
-//! Memberships do not age (there is no querier to refresh them): they go with a leave, or with
-//! the port. A port that reports more than [`MAX_GROUPS_PER_PORT`] groups stops being tracked
+//! Memberships do not age (there are no periodic queries to refresh them): they go with a
+//! leave, or with the port. A port that reports more than [`MAX_GROUPS_PER_PORT`] groups stops being tracked
 //! and receives all IPv6 multicast, as a router port does, so no container can grow the table
 //! without bound. Source lists (MLDv2's include/exclude filters) are not tracked: any interest
 //! in a group makes the port a listener of all of it. Checksums are not checked: a report only
@@ -72,6 +73,58 @@ const MLD_V1_LEN: usize = 24;
 const MLD_V2_HDR_LEN: usize = 8;
 /// MLDv2 record header: type, aux data length, number of sources, then the group.
 const MLD_V2_RECORD_LEN: usize = 20;
+
+/// MLDv2 query: type, code, checksum, maximum response code, reserved, the group (:: in a
+/// general query), S/QRV, QQIC, number of sources (RFC 3810 section 5.1).
+const MLD_V2_QUERY_LEN: usize = 28;
+/// The hop-by-hop header every MLD message carries: next header 58, length 0, the router
+/// alert option (type 5, length 2, value 0: MLD), then PadN of length 0.
+const ROUTER_ALERT_HBH: [u8; 8] = [58, 0, 5, 2, 0, 0, 1, 0];
+
+/// An MLDv2 General Query from `src_mac` (its EUI-64 link-local address as source, as RFC 3810
+/// requires a link-local one) to all nodes: Ethernet frame, no virtio-net header. Hosts answer
+/// it with reports of every group they listen to, each within `max_response_ms`; Linux drops a
+/// query without hop limit 1 and the router alert, so both are there.
+///
+/// The gateway sends one when the daemon takes endpoints back after a restart: their earlier
+/// reports went to the previous daemon, and only a query makes them report again.
+pub fn general_query(src_mac: crate::MacAddr, max_response_ms: u16) -> Vec<u8> {
+    use crate::wire::checksum;
+    let src = crate::wire::ipv6::link_local_from_mac(src_mac);
+    let payload = ROUTER_ALERT_HBH.len() + MLD_V2_QUERY_LEN;
+    let mut f = Vec::with_capacity(14 + crate::wire::ipv6::IPV6_HDR_LEN + payload);
+    f.extend_from_slice(&crate::wire::ipv6::multicast_mac(ALL_NODES).0);
+    f.extend_from_slice(&src_mac.0);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(payload as u16).to_be_bytes());
+    // Next header hop-by-hop (0), hop limit 1.
+    f.extend_from_slice(&[0, 1]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&ALL_NODES.octets());
+    f.extend_from_slice(&ROUTER_ALERT_HBH);
+    let at = f.len();
+    f.extend_from_slice(&[msg_type::QUERY, 0, 0, 0]);
+    // Below 32768 ms the code is the delay in ms itself.
+    f.extend_from_slice(&max_response_ms.min(32767).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets());
+    // S = 0, QRV = 2 (the default robustness), QQIC = 125 s (the default query interval), no
+    // sources.
+    f.extend_from_slice(&[2, 125, 0, 0]);
+    let sum = checksum::combine(
+        checksum::pseudo_header_v6(
+            &src.octets(),
+            &ALL_NODES.octets(),
+            IpProtocol::Icmpv6.into(),
+            MLD_V2_QUERY_LEN as u32,
+        ),
+        checksum::add(0, &f[at..]),
+    );
+    let c = !checksum::fold(sum);
+    f[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+    f
+}
 
 /// A change of a port's membership in one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +467,36 @@ mod tests {
         }
         f.extend_from_slice(payload);
         f
+    }
+
+    #[test]
+    fn a_general_query_is_what_linux_accepts_and_floods() {
+        let mac = crate::MacAddr([0x02, 0x42, 10, 6, 0, 1]);
+        let f = general_query(mac, 2000);
+        assert_eq!(&f[0..6], &multicast_mac(ALL_NODES).0);
+        let ip = Ipv6Packet::new_checked(&f[14..]).expect("ipv6");
+        assert_eq!(ip.hop_limit(), 1, "RFC 3810 section 6.2");
+        assert_eq!(ip.src_addr(), crate::wire::ipv6::link_local_from_mac(mac));
+        assert_eq!(ip.dst_addr(), ALL_NODES);
+        assert_eq!(u8::from(ip.next_header()), 0, "hop-by-hop first");
+        let p = ip.payload();
+        assert_eq!(&p[..8], &ROUTER_ALERT_HBH, "router alert, MLD");
+        let (proto, msg) = ip.upper_layer().expect("upper layer");
+        assert_eq!(proto, IpProtocol::Icmpv6);
+        assert_eq!(
+            msg.len(),
+            MLD_V2_QUERY_LEN,
+            "an MLDv2 query (v1 is 24 bytes)"
+        );
+        assert_eq!(msg[0], msg_type::QUERY);
+        assert_eq!(u16::from_be_bytes([msg[4], msg[5]]), 2000);
+        assert_eq!(&msg[8..24], &Ipv6Addr::UNSPECIFIED.octets(), "general");
+        let sum = crate::wire::checksum::combine(
+            ip.pseudo_header_for(IpProtocol::Icmpv6, msg.len() as u32),
+            crate::wire::checksum::add(0, msg),
+        );
+        assert_eq!(crate::wire::checksum::fold(sum), 0xffff, "checksum");
+        assert_eq!(classify(&f), Class::Flood, "queries reach every port");
     }
 
     fn ll(last: u16) -> Ipv6Addr {
