@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::{
-    clean_stale, exit_status, install_signal_handlers, interrupted, kernel_release, last_lines,
-    locate_or_build_netyard, median, nsexec, parse_args, percentile, run_child, which, write_json,
-    BaseOpts, Daemon, MetricDef, Namespaces, Servers, TempDir,
+    clean_stale, cpu_seconds, exit_status, install_signal_handlers, interrupted, kernel_release,
+    last_lines, locate_or_build_netyard, median, nsexec, parse_args, percentile, run_child, which,
+    write_json, BaseOpts, Daemon, MetricDef, Namespaces, Servers, TempDir,
 };
 
 /// Prefix of every namespace this bench makes: `nybdns-<pid>-<role>`.
@@ -251,20 +251,6 @@ impl Lab {
             _ => self.reference.and_then(|i| self.servers.pid(i)),
         }
     }
-}
-
-/// User plus system CPU time of process `pid` so far (all its threads), in seconds, from
-/// /proc/PID/stat (what getrusage(RUSAGE_CHILDREN) would give only after it exits).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)? as f64;
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / tick)
 }
 
 impl Drop for Lab {

@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::{
-    can_make_namespaces, each_run, finish, first_line, interrupted, ip, ip_addr_up, iperf_client,
-    keep_notes, last_lines, median_of, netyard_if, nsexec, parse_args, print_summary, run_child,
-    run_setup, run_timed, scratch_dir, tcp_run, udp_bound, udp_connected, udp_run, which, BaseOpts,
-    Daemon, MetricDef, Namespaces, Run, Servers,
+    can_make_namespaces, cpu_seconds_of, each_run, finish, first_line, interrupted, ip, ip_addr_up,
+    iperf_client, keep_notes, last_lines, median_of, netyard_if, nsexec, parse_args, print_summary,
+    run_child, run_setup, run_timed, scratch_dir, tcp_run, udp_bound, udp_connected, udp_run,
+    which, BaseOpts, Daemon, MetricDef, Namespaces, Run, Servers,
 };
 
 /// Prefix of every namespace this bench makes: `nye-<pid>-<run><tool>-<role>`.
@@ -885,18 +885,7 @@ impl Lab {
         if pids.is_empty() {
             return None;
         }
-        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .filter(|t| *t > 0)? as f64;
-        let mut ticks = 0u64;
-        for pid in pids {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-            // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
-            ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        }
-        Some(ticks as f64 / tick)
+        cpu_seconds_of(&pids)
     }
 
     fn forwarder_alive(&mut self) -> Result<(), String> {

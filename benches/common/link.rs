@@ -16,11 +16,11 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use super::{
-    all_cpus_count, bench_main, bench_name, can_make_namespaces, each_run, figure_line, finish,
-    interrupted, iperf_client, keep_notes, kernel_drops, kernel_release, lowest_cpu, measure_rtt,
-    median_of, netyard_if, parse_args, pp_child_mode, print_summary, run_timed, scratch_dir,
-    tcp_run, udp_run, which, BaseOpts, Daemon, LatencyTool, MetricDef, Namespaces, RttTest, Run,
-    Servers,
+    all_cpus_count, bench_main, bench_name, can_make_namespaces, cpu_seconds_of, each_run,
+    figure_line, finish, interrupted, iperf_client, keep_notes, kernel_drops, kernel_release,
+    lowest_cpu, measure_rtt, median_of, netyard_if, parse_args, pp_child_mode, print_summary,
+    run_timed, scratch_dir, tcp_run, udp_run, which, BaseOpts, Daemon, LatencyTool, MetricDef,
+    Namespaces, RttTest, Run, Servers,
 };
 
 const IPERF_PORT: u16 = 15201;
@@ -79,6 +79,12 @@ const METRICS: &[MetricDef] = &[
         lower_is_better: true,
     },
     MetricDef {
+        name: "tcp_cpu_s_per_gb",
+        unit: "CPU s/GB",
+        decimals: 3,
+        lower_is_better: true,
+    },
+    MetricDef {
         name: "udp64_kpps",
         unit: "kpps delivered",
         decimals: 1,
@@ -89,6 +95,12 @@ const METRICS: &[MetricDef] = &[
         unit: "kpps sent",
         decimals: 1,
         lower_is_better: false,
+    },
+    MetricDef {
+        name: "udp64_cpu_us_per_frame",
+        unit: "CPU us/frame",
+        decimals: 2,
+        lower_is_better: true,
     },
     MetricDef {
         name: "rtt_p50_us",
@@ -295,6 +307,20 @@ impl Lab {
         Ok(())
     }
 
+    /// CPU seconds (user + system) netyard's daemons have used so far, together; `None` for
+    /// the reference, which has none.
+    fn daemons_cpu(&self) -> Option<f64> {
+        let pids: Vec<u32> = self.daemons.iter().map(|d| d.child.id()).collect();
+        (!pids.is_empty()).then(|| cpu_seconds_of(&pids)).flatten()
+    }
+
+    /// Frames the first daemon has read from endpoint A's port so far.
+    fn a_rx_frames(&self) -> Option<u64> {
+        let out = self.daemons.first()?.cli(&["stats", "--json"]).ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?.iter().find(|r| r["endpoint"] == "a")?["counters"]["rx_packets"].as_u64()
+    }
+
     /// Every daemon's `stats` rows; with more than one daemon, each tagged with its host (1, 2).
     fn port_stats(&self) -> Option<Value> {
         let mut rows = Vec::new();
@@ -341,10 +367,22 @@ struct Outcome {
     kernel_drops: Option<String>,
 }
 
+/// The daemons' CPU time (from `cpu0`) per unit of work done: the path's cost in netyard's
+/// own processes, which the machine's other load skews less than throughput.
+fn cpu_per(lab: &Lab, cpu0: Option<f64>, units: f64) -> Option<f64> {
+    let used = lab.daemons_cpu()? - cpu0?;
+    (units > 0.0 && used >= 0.0).then(|| used / units)
+}
+
 fn measure_tcp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<(), String> {
+    let cpu0 = lab.daemons_cpu();
     let v = iperf_client(&lab.a, iperf, &lab.ip_b, IPERF_PORT, ctx.run.seconds, &[])?;
     let t = tcp_run(&v)?;
     o.figures.push(("tcp_gbps", t.bps / 1e9));
+    let gb = t.bps * ctx.run.seconds as f64 / 8e9;
+    if let Some(c) = cpu_per(lab, cpu0, gb) {
+        o.figures.push(("tcp_cpu_s_per_gb", c));
+    }
     if let Some(r) = t.retrans {
         o.figures.push(("tcp_retrans", r));
     }
@@ -353,6 +391,7 @@ fn measure_tcp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<()
 }
 
 fn measure_udp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<(), String> {
+    let (cpu0, frames0) = (lab.daemons_cpu(), lab.a_rx_frames());
     let v = iperf_client(
         &lab.a,
         iperf,
@@ -365,6 +404,13 @@ fn measure_udp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<()
     o.figures.push(("udp64_kpps", u.delivered_pps / 1e3));
     if let Some(sent) = u.sent_pps {
         o.figures.push(("udp64_sent_kpps", sent / 1e3));
+    }
+    // Per frame netyard read from A (the TAP queue's overflow never reached it).
+    let frames = frames0
+        .zip(lab.a_rx_frames())
+        .map_or(0.0, |(a, b)| b.saturating_sub(a) as f64);
+    if let Some(c) = cpu_per(lab, cpu0, frames / 1e6) {
+        o.figures.push(("udp64_cpu_us_per_frame", c));
     }
     Ok(())
 }

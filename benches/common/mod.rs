@@ -750,6 +750,25 @@ fn in_ns_suffix(label: &str, ns: &str) -> String {
     }
 }
 
+/// User plus system CPU time of process `pid` so far (all its threads), in seconds, from
+/// /proc/PID/stat (what getrusage(RUSAGE_CHILDREN) would give only after it exits).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)? as f64;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / tick)
+}
+
+/// [`cpu_seconds`] of several processes together; `None` if any cannot be read.
+pub fn cpu_seconds_of(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|&p| cpu_seconds(p)).sum()
+}
+
 /// Kernel-side drop counters of two endpoints A and B: eth0 rx/tx dropped in each, and B's
 /// UDP receive-buffer overflows. Diagnostic only (where undelivered UDP went).
 pub fn kernel_drops(a: &str, b: &str) -> Vec<(String, u64)> {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
+use crate::batch_floor::{self, BatchFloor};
 use crate::bridge::{Switch, SwitchPort, Verdict};
 use crate::busy_poll::{self, BusyPoll};
 use crate::counters::DropReason;
@@ -136,7 +137,7 @@ fn drain(
         };
         drain_into(switch, &ports, port, rx, &mut out)
     };
-    batch.flush(&ports);
+    batch.end_run(&ports);
     drained
 }
 
@@ -316,7 +317,8 @@ const TX_BATCH_BYTES: usize = 128 * 1024;
 /// Why: each write to a TAP or a veth wakes the frame's receiver, which on a small machine
 /// takes the CPU from the daemon at the syscall's return, so a write per frame cost a context
 /// switch per frame; a batch costs one per burst. GSO super-frames are written at once (a bulk
-/// stream queues far ahead), after what is held, so frames stay in order.
+/// stream queues far ahead), after what is held, so frames stay in order. Only runs that reach
+/// [`batch_floor::FLOOR`] frames are held ([`BatchFloor`]): shorter ones cost more batched.
 #[derive(Default)]
 pub(crate) struct TxBatch {
     /// The held frames back to back; its capacity is taken at the first frame held, so a
@@ -324,6 +326,8 @@ pub(crate) struct TxBatch {
     bytes: Vec<u8>,
     /// Each held frame: its egress port, and where it lies in `bytes`.
     frames: Vec<(PortId, usize, usize)>,
+    /// Which frames of the current run are held.
+    floor: BatchFloor,
 }
 
 impl TxBatch {
@@ -340,8 +344,13 @@ impl TxBatch {
         self.bytes.extend_from_slice(frame);
     }
 
-    fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+    /// The current run of plain frames ends (the burst ended, or a frame is written at once
+    /// after them): writes what is held.
+    fn end_run(&mut self, ports: &[Arc<SwitchPort>]) {
+        if !self.frames.is_empty() {
+            self.flush(ports);
+        }
+        self.floor.run_ended();
     }
 
     /// Writes what is held, each egress port's run of frames with one batched send, in order.
@@ -366,8 +375,15 @@ impl TxBatch {
     }
 }
 
-/// Writes `frames` to `egress` with as few batched sends as it takes, counting each.
+/// Writes `frames` to `egress` with as few batched sends as it takes, counting each; a run
+/// below the floor one write per frame (a batched send of a few costs more).
 fn send_run(egress: &SwitchPort, frames: &[&[u8]]) {
+    if !batch_floor::worth_batching(frames.len()) {
+        for f in frames {
+            send_one(egress, f);
+        }
+        return;
+    }
     let mut k = 0;
     while k < frames.len() {
         let rest = &frames[k..];
@@ -406,12 +422,11 @@ impl<'a> Out<'a> {
         }
     }
 
-    /// Writes what is held, before a frame that is written at once (order is kept).
+    /// Writes what is held, before a frame that is written at once (order is kept): the run
+    /// of plain frames ends.
     fn flush(&mut self) {
         if let Some((batch, ports)) = self.batch.as_mut() {
-            if !batch.is_empty() {
-                batch.flush(ports);
-            }
+            batch.end_run(ports);
         }
     }
 
@@ -421,7 +436,7 @@ impl<'a> Out<'a> {
         let Some((batch, ports)) = self.batch.as_mut() else {
             return false;
         };
-        if !egress.port.batches() {
+        if !egress.port.batches() || !batch.floor.next_frame() {
             return false;
         }
         if !batch.fits(frame.len()) {
@@ -755,10 +770,7 @@ fn transmit_now_out(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
             return;
         }
         out.flush();
-        match egress.port.send(frame) {
-            Ok(()) => egress.counters.tx(frame.len() - VNET_HDR_LEN),
-            Err(e) => egress.counters.drop(tx_reason(&e)),
-        }
+        send_one(egress, frame);
         return;
     }
     out.flush();
@@ -782,9 +794,13 @@ fn transmit_now_out(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
 
 /// Holds a plain frame for the burst's batched write, or writes it now when there is no batch.
 fn send_now_or_hold(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
-    if out.hold(egress, frame) {
-        return;
+    if !out.hold(egress, frame) {
+        send_one(egress, frame);
     }
+}
+
+/// Writes one frame to `egress` now, counting it.
+fn send_one(egress: &SwitchPort, frame: &[u8]) {
     match egress.port.send(frame) {
         Ok(()) => egress.counters.tx(frame.len().saturating_sub(VNET_HDR_LEN)),
         Err(e) => egress.counters.drop(tx_reason(&e)),

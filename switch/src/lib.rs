@@ -24,6 +24,7 @@
 //! Every frame inside the switch carries a 10-byte virtio-net header in front of the Ethernet
 //! frame ([`wire::vnet::VNET_HDR_LEN`]); ports without offloads read/write a zeroed one.
 
+pub mod batch_floor;
 pub mod bridge;
 pub mod busy_poll;
 pub mod capture;
