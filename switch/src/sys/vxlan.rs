@@ -459,7 +459,7 @@ impl VxlanPort {
     /// Sends `batch` (datagrams `[VXLAN header][frame]` back to back, each `seg` bytes but the
     /// last) from `fd` to every VTEP of `dests`: one `sendmsg` with UDP_SEGMENT per VTEP, or
     /// one per datagram without it. Returns the last error.
-    fn send_batch(
+    fn send_datagrams(
         &self,
         fd: RawFd,
         dests: &Destinations,
@@ -831,7 +831,7 @@ impl Port for VxlanPort {
                         || out.len() > MAX_UDP_PAYLOAD
                         || count == MAX_GSO_SEGS)
                 {
-                    if let Err(e) = self.send_batch(fd, &dests, &out[..start], seg) {
+                    if let Err(e) = self.send_datagrams(fd, &dests, &out[..start], seg) {
                         result = Err(e);
                     }
                     out.drain(..start);
@@ -857,7 +857,7 @@ impl Port for VxlanPort {
                 Err(_) => return Err(PortDrop(DropReason::BadGso).into_io()),
             }
             if count > 0 {
-                if let Err(e) = self.send_batch(fd, &dests, batch, seg) {
+                if let Err(e) = self.send_datagrams(fd, &dests, batch, seg) {
                     result = Err(e);
                 }
             }
