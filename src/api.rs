@@ -388,10 +388,12 @@ async fn free_subnet(State(d): D, body: Bytes) -> Res<netyard_api::model::FreeSu
         })?;
         exclude.push(n);
     }
-    let subnet = d.free_subnet(&exclude).await?;
-    Ok(Json(netyard_api::model::FreeSubnet {
-        subnet: subnet.to_string(),
-    }))
+    let subnet = if req.ipv6 {
+        d.free_subnet6(&exclude).await?.to_string()
+    } else {
+        d.free_subnet(&exclude).await?.to_string()
+    };
+    Ok(Json(netyard_api::model::FreeSubnet { subnet }))
 }
 
 async fn list_networks(State(d): D) -> Res<Vec<netyard_api::model::NetworkInfo>> {

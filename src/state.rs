@@ -524,6 +524,28 @@ impl Daemon {
         })
     }
 
+    /// The IPv6 prefix `network create --ipv6` would pick now without `--subnet6`, avoiding
+    /// host routes, other networks' prefixes and `exclude`.
+    pub async fn free_subnet6(&self, exclude: &[IpNet]) -> Result<ipnet::Ipv6Net, DaemonError> {
+        let mut taken: Vec<ipnet::Ipv6Net> = host_routes()
+            .await
+            .into_iter()
+            .chain(exclude.iter().copied())
+            .filter_map(|n| match n {
+                IpNet::V6(v6) => Some(v6),
+                IpNet::V4(_) => None,
+            })
+            .collect();
+        let st = self.state.lock().await;
+        taken.extend(st.values().filter_map(|n| n.spec.ipv6.map(|v| v.subnet)));
+        crate::ipam::pick_ula(&taken, rand::random::<u64>).ok_or_else(|| {
+            DaemonError::conflict(
+                Some("subnet6"),
+                "no free /64 found in fd00::/8 (a host route covers it?)",
+            )
+        })
+    }
+
     pub async fn networks(&self) -> Vec<NetworkInfo> {
         self.state
             .lock()

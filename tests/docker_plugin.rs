@@ -179,6 +179,28 @@ impl Docker {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// Imports the containers' image: busybox-static with a CGI that tells the client's
+    /// address. Its name.
+    fn image(&self, lab: &Lab) -> String {
+        let www = self.dir.join("rootfs/www/cgi-bin");
+        std::fs::create_dir_all(&www).expect("mkdir www");
+        std::fs::write(www.join("who"), WHO_CGI).expect("cgi");
+        cmd_ok(&["chmod", "755", &www.join("who").to_string_lossy()]);
+        let tar = busybox_rootfs_tar(&self.dir, APPLETS);
+        let image = format!("nyt{}img:1", lab.id);
+        self.ok(
+            lab,
+            &[
+                "import",
+                "--change",
+                "ENV PATH=/bin",
+                &tar.to_string_lossy(),
+                &image,
+            ],
+        );
+        image
+    }
+
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let root = Path::new("/sys/fs/cgroup");
         let mut v = vec![root.join(&self.cgroup)];
@@ -282,8 +304,8 @@ fn ps_names(lab: &Lab) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_restart() {
+/// Root, dockerd and what the Docker test harness runs.
+fn require_docker() {
     require_root();
     for (prog, pkg) in [
         ("dockerd", "docker.io"),
@@ -291,11 +313,16 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
         ("nsenter", "util-linux"),
         ("unshare", "util-linux"),
         ("tar", "tar"),
-        ("curl", "curl"),
     ] {
         require_program(prog, pkg);
     }
     common::podman::require_static_busybox();
+}
+
+#[test]
+fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_restart() {
+    require_docker();
+    require_program("curl", "curl");
     let t_test = Instant::now();
 
     let mut lab = Lab::new();
@@ -361,23 +388,7 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
         "Teleport",
     );
 
-    // The image: busybox-static with a CGI that tells the client's address.
-    let www = docker.dir.join("rootfs/www/cgi-bin");
-    std::fs::create_dir_all(&www).expect("mkdir www");
-    std::fs::write(www.join("who"), WHO_CGI).expect("cgi");
-    cmd_ok(&["chmod", "755", &www.join("who").to_string_lossy()]);
-    let tar = busybox_rootfs_tar(&docker.dir, APPLETS);
-    let image = format!("nyt{}img:1", lab.id);
-    docker.ok(
-        &lab,
-        &[
-            "import",
-            "--change",
-            "ENV PATH=/bin",
-            &tar.to_string_lossy(),
-            &image,
-        ],
-    );
+    let image = docker.image(&lab);
 
     // docker network create -d netyard --ipam-driver netyard: a netyard network named by
     // the first 12 characters of Docker's id, with Docker's subnet, 127.0.0.11 left to
@@ -586,4 +597,228 @@ fn docker_containers_on_a_netyard_network_resolve_reach_publish_and_survive_a_re
         "netyard network {net} after docker network rm: {nets}"
     );
     println!("test body took {:?}", t_test.elapsed());
+}
+
+/// What Docker and netyard say of a container on a dual-stack network.
+struct Dual {
+    name: String,
+    ip6: String,
+}
+
+/// One `--ipv6` network's checks: both containers are where Docker says (GlobalIPv6Address,
+/// netyard's `ip6`), ping each other by name over IPv6 (AAAA from Docker's 127.0.0.11) and the
+/// gateway's IPv6 address, with the default IPv6 route through it.
+fn check_dual_stack(lab: &Lab, docker: &Docker, net: &str, c: [&Dual; 2]) {
+    let info = lab.ny_json(&["network", "inspect", net]);
+    let gw6 = info["gateway6"].as_str().unwrap_or_default().to_string();
+    assert!(!gw6.is_empty(), "not dual stack: {info}");
+    let ps = lab.ny_json(&["ps", "--json"]);
+    for d in c {
+        let global = docker.ok(
+            lab,
+            &[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
+                &d.name,
+            ],
+        );
+        assert_eq!(global, d.ip6, "docker inspect {}", d.name);
+        assert!(
+            ps.as_array()
+                .is_some_and(|a| a.iter().any(|e| e["network"] == net && e["ip6"] == d.ip6)),
+            "no netyard endpoint with {} on {net}: {ps}",
+            d.ip6
+        );
+    }
+    let (from, to) = (c[0], c[1]);
+    let inside = docker.ok(
+        lab,
+        &[
+            "exec",
+            &from.name,
+            "sh",
+            "-c",
+            &format!(
+                "ip -6 addr show dev eth0; ip -6 route; nslookup -type=AAAA {to} 127.0.0.11; \
+                 ping -6 -c1 -W5 {to} && ping -6 -c1 -W5 {gw6}",
+                to = to.name
+            ),
+        ],
+    );
+    for want in [
+        format!("inet6 {}/", from.ip6),
+        format!("default via {gw6} dev eth0"),
+        format!("Address: {}", to.ip6),
+        format!("from {}", to.ip6),
+        format!("from {gw6}"),
+    ] {
+        assert!(
+            inside.contains(&want),
+            "{}: no {want:?} in\n{inside}",
+            from.name
+        );
+    }
+    println!(
+        "{} ({}) reaches {} ({}) by name and the gateway {gw6} over IPv6",
+        from.name, from.ip6, to.name, to.ip6
+    );
+}
+
+#[test]
+fn docker_ipv6_networks_are_dual_stack_with_netyards_ipam_or_dockers() {
+    require_docker();
+    let lab = Lab::new();
+    let docker = Docker::start(&lab);
+    let image = docker.image(&lab);
+    let run = |name: &str, net: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--network", net, "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&image, "sh", "-c", IDLE]);
+        docker.ok(&lab, &args);
+    };
+    let ip6_of = |c: &str| {
+        docker.ok(
+            &lab,
+            &[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
+                c,
+            ],
+        )
+    };
+
+    // netyard's IPAM, --ipv6 alone: netyard picks the IPv4 subnet and a ULA /64, Docker
+    // learns both from the IPAM (RequestPool with V6) and creates the network from them.
+    let dnet = format!("nyt{}v6a", lab.id);
+    let id = docker.ok(
+        &lab,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netyard",
+            "--ipam-driver",
+            "netyard",
+            "--ipv6",
+            &dnet,
+        ],
+    );
+    let net_a = id[..12].to_string();
+    let info = lab.ny_json(&["network", "inspect", &net_a]);
+    let subnets = docker.ok(
+        &lab,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            &dnet,
+        ],
+    );
+    let prefix = info["subnet6"].as_str().unwrap_or_default().to_string();
+    assert!(
+        prefix.starts_with("fd") && prefix.ends_with("::/64"),
+        "{info}"
+    );
+    assert!(
+        subnets.contains(&prefix),
+        "docker: {subnets:?}, netyard: {info}"
+    );
+    let (a1, a2) = (format!("nyt{}a1", lab.id), format!("nyt{}a2", lab.id));
+    run(&a1, &dnet, &[]);
+    run(&a2, &dnet, &[]);
+    let (d1, d2) = (
+        Dual {
+            ip6: ip6_of(&a1),
+            name: a1,
+        },
+        Dual {
+            ip6: ip6_of(&a2),
+            name: a2,
+        },
+    );
+    check_dual_stack(&lab, &docker, &net_a, [&d1, &d2]);
+
+    // Docker's default IPAM, both subnets given, a static IPv6 address with --ip6.
+    let sub = Subnet::random();
+    let prefix = format!("fd00:{:x}:{:x}::/64", sub.a, sub.b);
+    let gw6 = format!("fd00:{:x}:{:x}::1", sub.a, sub.b);
+    let fixed = format!("fd00:{:x}:{:x}::99", sub.a, sub.b);
+    let dnet_b = format!("nyt{}v6b", lab.id);
+    let id = docker.ok(
+        &lab,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netyard",
+            "--ipv6",
+            "--subnet",
+            &sub.cidr(),
+            "--subnet",
+            &prefix,
+            &dnet_b,
+        ],
+    );
+    let net_b = id[..12].to_string();
+    let info = lab.ny_json(&["network", "inspect", &net_b]);
+    assert_eq!(info["subnet6"], prefix.as_str(), "{info}");
+    assert_eq!(info["gateway6"], gw6.as_str(), "{info}");
+    let (b1, b2) = (format!("nyt{}b1", lab.id), format!("nyt{}b2", lab.id));
+    run(&b1, &dnet_b, &["--ip6", &fixed]);
+    run(&b2, &dnet_b, &[]);
+    let (e1, e2) = (
+        Dual {
+            ip6: ip6_of(&b1),
+            name: b1,
+        },
+        Dual {
+            ip6: ip6_of(&b2),
+            name: b2,
+        },
+    );
+    assert_eq!(e1.ip6, fixed, "--ip6");
+    check_dual_stack(&lab, &docker, &net_b, [&e2, &e1]);
+
+    // A --ip6 outside the prefix: refused (by Docker's IPAM before netyard's is asked).
+    let bad = format!("nyt{}b3", lab.id);
+    let o = docker.run(&[
+        "run",
+        "-d",
+        "--network",
+        &dnet_b,
+        "--name",
+        &bad,
+        "--ip6",
+        "fd00:dead::5",
+        &image,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    assert!(!o.status.success(), "--ip6 outside {prefix}: {}", show(&o));
+    println!("--ip6 outside the prefix: {}", show(&o).trim());
+
+    let all = [&d1.name, &d2.name, &e1.name, &e2.name, &bad];
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(all.iter().map(|n| n.as_str()));
+    docker.ok(&lab, &rm);
+    docker.ok(&lab, &["network", "rm", &dnet, &dnet_b]);
+    let left = ps_names(&lab);
+    assert!(left.is_empty(), "netyard ps after docker rm -f: {left:?}");
+    let nets = lab.ny_json(&["network", "ls", "--json"]);
+    assert!(
+        !nets.to_string().contains(&net_a) && !nets.to_string().contains(&net_b),
+        "netyard networks after docker network rm: {nets}"
+    );
+    let host_ends = || netyard_host_ends(&lab.host.name);
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            host_ends().is_empty()
+        }),
+        "veth ends left 5 s after docker rm -f: {:?}",
+        host_ends()
+    );
 }

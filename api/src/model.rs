@@ -456,12 +456,15 @@ pub struct ApiError {
 
 /// `POST /v1/subnets/free`: the subnet `network create` would pick now without `--subnet`
 /// (for a runtime's IPAM, which picks a pool before it creates the network), avoiding
-/// `exclude` too (pools it handed out that are no network yet).
+/// `exclude` too (pools it handed out that are no network yet). With `ipv6`, the IPv6 prefix
+/// `network create --ipv6` would pick without `--subnet6` (a random ULA /64).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FreeSubnetRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
 }
 
 /// The answer of `POST /v1/subnets/free`.

@@ -17,7 +17,9 @@ pub use config::{endpoint_differs, network_differs, plan_config, ConfigPlan, Kep
 pub use endpoint::{
     docker_mac, no_publish_on_macvlan, plan_endpoint, EndpointPlan, NsRequest, Taken,
 };
-pub use network::{parse_vtep, plan_network, plan_network_on, ParentLink};
+pub use network::{
+    parse_vtep, plan_network, plan_network_on, ParentLink, PREFIX6_MAX, PREFIX6_MIN,
+};
 
 use crate::error::DaemonError;
 

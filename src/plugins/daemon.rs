@@ -117,11 +117,17 @@ pub async fn remove_network(c: &ApiClient, network: &str) -> Result<bool, Client
     }
 }
 
-/// The subnet a network created now without one would get, avoiding `exclude` (pools a
-/// runtime's IPAM handed out that are no network yet).
-pub async fn free_subnet(c: &ApiClient, exclude: &[String]) -> Result<String, ClientError> {
+/// The subnet a network created now without one would get (with `ipv6`, the IPv6 prefix a
+/// `--ipv6` network would), avoiding `exclude` (pools a runtime's IPAM handed out that are no
+/// network yet).
+pub async fn free_subnet(
+    c: &ApiClient,
+    exclude: &[String],
+    ipv6: bool,
+) -> Result<String, ClientError> {
     let req = FreeSubnetRequest {
         exclude: exclude.to_vec(),
+        ipv6,
     };
     let v: FreeSubnet = info(c, c.post("/v1/subnets/free", &req).await?)?;
     Ok(v.subnet)

@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
-use netyard_api::model::{EndpointCreate, NetworkCreate};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use netyard_api::model::{EndpointCreate, EndpointInfo, NetworkCreate};
 
 use super::wire::{
-    CreateEndpoint, CreateNetwork, PortBinding, ENABLE_IPV6, GENERIC, INTERNAL, PORT_MAP,
+    CreateEndpoint, CreateNetwork, Interface, PortBinding, ENABLE_IPV6, GENERIC, INTERNAL, PORT_MAP,
 };
 
 /// A request netyard cannot serve: the field at fault (as Docker's JSON names it) and why.
@@ -80,21 +80,11 @@ pub const DRIVER_OPTIONS: &[&str] = &[
 ];
 
 /// CreateNetwork -> `network create`: the subnet and gateway Docker's IPAM gave (netyard's
-/// own or another), `--internal`, the `-o netyard.*` options. 127.0.0.11 is left to
-/// Docker's resolver (`container_resolver: false`).
+/// own or another), with `--ipv6` the IPv6 prefix and gateway too (a dual-stack network),
+/// `--internal`, the `-o netyard.*` options. 127.0.0.11 is left to Docker's resolver
+/// (`container_resolver: false`).
 pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
     let name = network_name(&req.network_id)?;
-    if !req.ipv6_data.is_empty()
-        || req
-            .options
-            .get(ENABLE_IPV6)
-            .is_some_and(|v| v.as_bool() == Some(true))
-    {
-        return Err(Fault::new(
-            "IPv6Data",
-            "netyard networks are IPv4 only: create the network without --ipv6",
-        ));
-    }
     let pool = match req.ipv4_data.as_slice() {
         [one] => one,
         [] => {
@@ -116,37 +106,70 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
             format!("{:?} is not an IPv4 CIDR", pool.pool),
         )
     })?;
-    let gateway = match pool.gateway.as_str() {
-        "" => None,
-        g => Some(
-            g.parse::<Ipv4Net>()
-                .map(|n| n.addr())
-                .or_else(|_| g.parse::<Ipv4Addr>())
-                .map_err(|_| {
-                    Fault::new(
-                        "IPv4Data[0].Gateway",
-                        format!("{g:?} is not an IPv4 address"),
-                    )
-                })?
-                .to_string(),
-        ),
+    let gateway = gateway_of("IPv4Data[0].Gateway", &pool.gateway, |g| {
+        g.parse::<Ipv4Net>()
+            .map(|n| IpAddr::V4(n.addr()))
+            .or_else(|_| g.parse::<Ipv4Addr>().map(IpAddr::V4))
+            .ok()
+    })?;
+    let enable_ipv6 = match req.options.get(ENABLE_IPV6) {
+        None | Some(serde_json::Value::Null) => false,
+        Some(v) => boolean(v).ok_or_else(|| {
+            Fault::new(
+                format!("Options.{ENABLE_IPV6}"),
+                format!("{v} is not true or false"),
+            )
+        })?,
+    };
+    // Docker asks its IPAM for an IPv6 pool only with --ipv6; a pool without it is refused
+    // rather than dropped, so the user does not lose a prefix silently.
+    let (subnet6, gateway6) = match req.ipv6_data.as_slice() {
+        [] => (None, None),
+        _ if !enable_ipv6 => {
+            return Err(Fault::new(
+                "IPv6Data",
+                format!("an IPv6 pool without --ipv6 ({ENABLE_IPV6} is not true)"),
+            ))
+        }
+        [one] => {
+            let v6: Ipv6Net = one.pool.parse().map_err(|_| {
+                Fault::new(
+                    "IPv6Data[0].Pool",
+                    format!("{:?} is not an IPv6 CIDR", one.pool),
+                )
+            })?;
+            let gw = gateway_of("IPv6Data[0].Gateway", &one.gateway, |g| {
+                g.parse::<Ipv6Net>()
+                    .map(|n| IpAddr::V6(n.addr()))
+                    .or_else(|_| g.parse::<Ipv6Addr>().map(IpAddr::V6))
+                    .ok()
+            })?;
+            (Some(v6.trunc().to_string()), gw)
+        }
+        _ => {
+            return Err(Fault::new(
+                "IPv6Data",
+                "netyard networks have at most one IPv6 prefix: give one IPv6 --subnet",
+            ))
+        }
     };
     let internal = match req.options.get(INTERNAL) {
         None => false,
-        Some(v) => v
-            .as_bool()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .ok_or_else(|| {
-                Fault::new(
-                    format!("Options.{INTERNAL}"),
-                    format!("{v} is not true or false"),
-                )
-            })?,
+        Some(v) => boolean(v).ok_or_else(|| {
+            Fault::new(
+                format!("Options.{INTERNAL}"),
+                format!("{v} is not true or false"),
+            )
+        })?,
     };
     let mut out = NetworkCreate {
         name,
         subnet: Some(subnet.trunc().to_string()),
         gateway,
+        // --ipv6 without a pool (an IPAM that gave none): netyard picks a ULA /64.
+        ipv6: enable_ipv6,
+        subnet6,
+        gateway6,
         internal,
         container_resolver: Some(false),
         ..NetworkCreate::default()
@@ -207,18 +230,53 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
     Ok(out)
 }
 
+/// A boolean option as Docker sends it: a JSON boolean or its string.
+fn boolean(v: &serde_json::Value) -> Option<bool> {
+    v.as_bool()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// A pool's gateway ("ADDR/LEN" or "ADDR" of the pool's family, read by `parse`), if given.
+fn gateway_of(
+    field: &str,
+    g: &str,
+    parse: impl Fn(&str) -> Option<IpAddr>,
+) -> Result<Option<String>, Fault> {
+    match g {
+        "" => Ok(None),
+        g => parse(g).map(|ip| Some(ip.to_string())).ok_or_else(|| {
+            let family = if field.starts_with("IPv6") {
+                "IPv6"
+            } else {
+                "IPv4"
+            };
+            Fault::new(field, format!("{g:?} is not an {family} address"))
+        }),
+    }
+}
+
 /// CreateEndpoint -> attach: a veth whose container end waits in the daemon's namespace for
-/// Docker, with the address Docker's IPAM gave (the daemon must honour it) and Docker's MAC
+/// Docker, with the addresses Docker's IPAM gave (the daemon must honour them: the IPv6 one
+/// on a dual-stack network, where the daemon checks it against the prefix) and Docker's MAC
 /// when it gave one.
 pub fn endpoint_request(req: &CreateEndpoint) -> Result<EndpointCreate, Fault> {
     let name = endpoint_name(&req.endpoint_id)?;
     let iface = req.interface.clone().unwrap_or_default();
-    if !iface.address_ipv6.is_empty() {
-        return Err(Fault::new(
-            "Interface.AddressIPv6",
-            "netyard networks are IPv4 only",
-        ));
-    }
+    let ip6 = match iface.address_ipv6.as_str() {
+        "" => None,
+        a => Some(
+            a.parse::<Ipv6Net>()
+                .map(|n| n.addr())
+                .or_else(|_| a.parse::<Ipv6Addr>())
+                .map_err(|_| {
+                    Fault::new(
+                        "Interface.AddressIPv6",
+                        format!("{a:?} is not an IPv6 address"),
+                    )
+                })?
+                .to_string(),
+        ),
+    };
     let ip = match iface.address.as_str() {
         "" => {
             return Err(Fault::new(
@@ -239,9 +297,28 @@ pub fn endpoint_request(req: &CreateEndpoint) -> Result<EndpointCreate, Fault> {
         peer: Some(peer_name(&req.endpoint_id)?),
         kind: Some("veth".into()),
         ip: Some(ip.to_string()),
+        ip6,
         mac: (!iface.mac_address.is_empty()).then(|| iface.mac_address.clone()),
         ..EndpointCreate::default()
     })
+}
+
+/// CreateEndpoint's answer: what Docker did not give and the daemon chose (libnetwork refuses
+/// a value it gave coming back): the MAC, and the IPv6 address on a dual-stack network whose
+/// pool Docker's IPAM did not serve (`--ipv6` with an IPAM that gave no IPv6 pool: netyard
+/// picked the prefix and the address).
+pub fn endpoint_reply(given: Option<&Interface>, info: &EndpointInfo) -> Option<Interface> {
+    let given = given.cloned().unwrap_or_default();
+    let mut out = Interface::default();
+    if given.mac_address.is_empty() {
+        out.mac_address = info.mac.clone();
+    }
+    if given.address_ipv6.is_empty() {
+        if let (Some(ip6), Some(len)) = (&info.ip6, info.prefix_len6) {
+            out.address_ipv6 = format!("{ip6}/{len}");
+        }
+    }
+    (out != Interface::default()).then_some(out)
 }
 
 /// ProgramExternalConnectivity's `-p` bindings -> netyard's published-port SPECs
@@ -300,28 +377,37 @@ pub fn port_specs(options: &BTreeMap<String, serde_json::Value>) -> Result<Vec<S
     Ok(specs)
 }
 
-/// A PoolID (netyard's are the pool's CIDR).
-pub fn parse_pool(field: &str, pool: &str) -> Result<Ipv4Net, Fault> {
-    let net: Ipv4Net = pool
+/// The prefix lengths a pool may have: IPv4 as `network create --subnet`, IPv6 as
+/// `--subnet6`.
+const PREFIX4: std::ops::RangeInclusive<u8> = 8..=30;
+const PREFIX6: std::ops::RangeInclusive<u8> = crate::plan::PREFIX6_MIN..=crate::plan::PREFIX6_MAX;
+
+/// A PoolID (netyard's are the pool's CIDR), of either family.
+pub fn parse_pool(field: &str, pool: &str) -> Result<IpNet, Fault> {
+    let net: IpNet = pool
         .parse()
-        .map_err(|_| Fault::new(field, format!("{pool:?} is not an IPv4 CIDR")))?;
-    if net.prefix_len() < 8 || net.prefix_len() > 30 {
+        .map_err(|_| Fault::new(field, format!("{pool:?} is not a CIDR")))?;
+    let range = match net {
+        IpNet::V4(_) => PREFIX4,
+        IpNet::V6(_) => PREFIX6,
+    };
+    if !range.contains(&net.prefix_len()) {
         return Err(Fault::new(
             field,
-            format!("prefix /{} out of range (8 to 30)", net.prefix_len()),
+            format!(
+                "prefix /{} out of range ({} to {})",
+                net.prefix_len(),
+                range.start(),
+                range.end()
+            ),
         ));
     }
     Ok(net.trunc())
 }
 
-/// RequestPool: the pool asked for (`None`: netyard picks a free one).
-pub fn requested_pool(req: &super::wire::RequestPool) -> Result<Option<Ipv4Net>, Fault> {
-    if req.v6 {
-        return Err(Fault::new(
-            "V6",
-            "netyard's IPAM serves IPv4 only: create the network without --ipv6",
-        ));
-    }
+/// RequestPool: the pool asked for (`None`: netyard picks a free one, an IPv4 /24 or, with
+/// `V6`, a ULA /64), of the family `V6` says.
+pub fn requested_pool(req: &super::wire::RequestPool) -> Result<Option<IpNet>, Fault> {
     if !req.sub_pool.is_empty() {
         return Err(Fault::new(
             "SubPool",
@@ -330,21 +416,34 @@ pub fn requested_pool(req: &super::wire::RequestPool) -> Result<Option<Ipv4Net>,
     }
     match req.pool.as_str() {
         "" => Ok(None),
-        p => parse_pool("Pool", p).map(Some),
+        p => {
+            let net = parse_pool("Pool", p)?;
+            if matches!(net, IpNet::V6(_)) != req.v6 {
+                let want = if req.v6 {
+                    "IPv6 (V6 is true)"
+                } else {
+                    "IPv4 (V6 is false)"
+                };
+                return Err(Fault::new("Pool", format!("{net} is not {want}")));
+            }
+            Ok(Some(net))
+        }
     }
 }
 
 /// An address of `pool` as RequestAddress answers it: with the pool's prefix.
-pub fn with_prefix(ip: Ipv4Addr, pool: Ipv4Net) -> String {
+pub fn with_prefix(ip: IpAddr, pool: IpNet) -> String {
     format!("{ip}/{}", pool.prefix_len())
 }
 
-/// A host address of `pool` (neither its network nor its broadcast address).
-pub fn host_address(field: &str, s: &str, pool: Ipv4Net) -> Result<Ipv4Addr, Fault> {
-    let ip: Ipv4Addr = s
+/// A host address of `pool`: inside it, not its network address (IPv6's subnet-router
+/// anycast) and, for IPv4, not its broadcast address.
+pub fn host_address(field: &str, s: &str, pool: IpNet) -> Result<IpAddr, Fault> {
+    let ip: IpAddr = s
         .parse()
-        .map_err(|_| Fault::new(field, format!("{s:?} is not an IPv4 address")))?;
-    if !pool.contains(&ip) || ip == pool.network() || ip == pool.broadcast() {
+        .map_err(|_| Fault::new(field, format!("{s:?} is not an IP address")))?;
+    let broadcast = matches!(pool, IpNet::V4(_)) && ip == pool.broadcast();
+    if !pool.contains(&ip) || ip == pool.network() || broadcast {
         return Err(Fault::new(
             field,
             format!("{ip} is not a host address of {pool}"),
@@ -353,19 +452,39 @@ pub fn host_address(field: &str, s: &str, pool: Ipv4Net) -> Result<Ipv4Addr, Fau
     Ok(ip)
 }
 
-/// The gateway netyard gives a network without `--gateway`: the pool's first host address
-/// (as `network create`).
-pub fn default_gateway(pool: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(pool.network()).saturating_add(1))
+/// The gateway netyard gives a network without `--gateway`/`--gateway6`: the pool's first
+/// address after the network address (as `network create`).
+pub fn default_gateway(pool: IpNet) -> IpAddr {
+    nth_address(pool, 1).unwrap_or_else(|| pool.network())
 }
 
-/// The first host address of `pool` that is neither the gateway nor in `taken`.
+/// The address `n` after `pool`'s network address, if inside the pool.
+fn nth_address(pool: IpNet, n: u128) -> Option<IpAddr> {
+    let ip = match pool.network() {
+        IpAddr::V4(a) => u32::try_from(n)
+            .ok()
+            .and_then(|n| u32::from(a).checked_add(n))
+            .map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+        IpAddr::V6(a) => u128::from(a)
+            .checked_add(n)
+            .map(|v| IpAddr::V6(Ipv6Addr::from(v))),
+    }?;
+    pool.contains(&ip).then_some(ip)
+}
+
+/// The first host address of `pool` that is neither the gateway nor in `taken`. Only the
+/// first `taken.len() + 2` candidates need looking at, so an IPv6 /64 costs no more than a /24.
 pub fn free_address(
-    pool: Ipv4Net,
-    gateway: Ipv4Addr,
-    taken: &std::collections::BTreeSet<Ipv4Addr>,
-) -> Option<Ipv4Addr> {
-    pool.hosts()
+    pool: IpNet,
+    gateway: IpAddr,
+    taken: &std::collections::BTreeSet<IpAddr>,
+) -> Option<IpAddr> {
+    let bound = u128::try_from(taken.len())
+        .unwrap_or(u128::MAX)
+        .saturating_add(2);
+    (1..=bound)
+        .map_while(|n| nth_address(pool, n))
+        .filter(|ip| !(matches!(pool, IpNet::V4(_)) && *ip == pool.broadcast()))
         .find(|ip| *ip != gateway && !taken.contains(ip))
 }
 
@@ -423,14 +542,38 @@ mod tests {
                 "NetworkID",
                 Box::new(|r| r.network_id = "../../etc/passwd".into()),
             ),
-            (
-                "IPv6Data",
-                Box::new(|r| r.ipv6_data = vec![IpamData::default()]),
-            ),
+            ("IPv6Data", Box::new(|r| r.ipv6_data = vec![v6_pool()])),
             (
                 "IPv6Data",
                 Box::new(|r| {
                     r.options.insert(ENABLE_IPV6.into(), json!(true));
+                    r.ipv6_data = vec![v6_pool(), v6_pool()];
+                }),
+            ),
+            (
+                "IPv6Data[0].Pool",
+                Box::new(|r| {
+                    r.options.insert(ENABLE_IPV6.into(), json!(true));
+                    r.ipv6_data = vec![IpamData {
+                        pool: "10.78.0.0/24".into(),
+                        ..v6_pool()
+                    }];
+                }),
+            ),
+            (
+                "IPv6Data[0].Gateway",
+                Box::new(|r| {
+                    r.options.insert(ENABLE_IPV6.into(), json!(true));
+                    r.ipv6_data = vec![IpamData {
+                        gateway: "10.77.0.1/24".into(),
+                        ..v6_pool()
+                    }];
+                }),
+            ),
+            (
+                "Options.com.docker.network.enable_ipv6",
+                Box::new(|r| {
+                    r.options.insert(ENABLE_IPV6.into(), json!("maybe"));
                 }),
             ),
             ("IPv4Data", Box::new(|r| r.ipv4_data.clear())),
@@ -480,6 +623,48 @@ mod tests {
             assert_eq!(e.field, want, "{e}");
             assert!(e.to_string().starts_with(&format!("netyard: {want}: ")));
         }
+    }
+
+    /// The IPv6 pool Docker 20.10 sends for `--ipv6 --subnet fd00:77::/64`.
+    fn v6_pool() -> IpamData {
+        IpamData {
+            address_space: "netyard-local".into(),
+            pool: "fd00:77::/64".into(),
+            gateway: "fd00:77::1/64".into(),
+            ..IpamData::default()
+        }
+    }
+
+    #[test]
+    fn ipv6_makes_a_dual_stack_network_with_dockers_prefix_and_gateway() {
+        let mut r = create_network();
+        r.options.insert(ENABLE_IPV6.into(), json!(true));
+        r.ipv6_data = vec![v6_pool()];
+        let got = network_request(&r).unwrap();
+        assert_eq!(
+            (got.ipv6, got.subnet6.as_deref(), got.gateway6.as_deref()),
+            (true, Some("fd00:77::/64"), Some("fd00:77::1"))
+        );
+        assert_eq!(got.subnet.as_deref(), Some("10.77.0.0/24"));
+        // Docker's own IPAM gives the pool without a gateway when it has none to give; a
+        // pool not at its network address is truncated as IPv4's is.
+        r.ipv6_data = vec![IpamData {
+            pool: "fd00:77::9/64".into(),
+            gateway: String::new(),
+            ..v6_pool()
+        }];
+        let got = network_request(&r).unwrap();
+        assert_eq!(
+            (got.subnet6.as_deref(), got.gateway6),
+            (Some("fd00:77::/64"), None)
+        );
+        // --ipv6 and no IPv6 pool (an IPAM that gave none): netyard picks a ULA /64.
+        r.ipv6_data.clear();
+        let got = network_request(&r).unwrap();
+        assert_eq!((got.ipv6, got.subnet6), (true, None));
+        // The option as a string, as some clients send it.
+        r.options.insert(ENABLE_IPV6.into(), json!("false"));
+        assert!(!network_request(&r).unwrap().ipv6);
     }
 
     #[test]
@@ -541,6 +726,17 @@ mod tests {
             endpoint_request(&with_mac).unwrap().mac.as_deref(),
             Some("02:42:0a:4d:00:09")
         );
+        let mut dual = r.clone();
+        dual.interface = Some(Interface {
+            address: "10.77.0.2/24".into(),
+            address_ipv6: "fd00:77::2/64".into(),
+            ..Interface::default()
+        });
+        let got = endpoint_request(&dual).unwrap();
+        assert_eq!(
+            (got.ip.as_deref(), got.ip6.as_deref()),
+            (Some("10.77.0.2"), Some("fd00:77::2"))
+        );
         for (want, iface) in [
             ("Interface.Address", None),
             (
@@ -554,7 +750,7 @@ mod tests {
                 "Interface.AddressIPv6",
                 Some(Interface {
                     address: "10.77.0.2/24".into(),
-                    address_ipv6: "fd00::2/64".into(),
+                    address_ipv6: "10.77.0.3/24".into(),
                     ..Interface::default()
                 }),
             ),
@@ -563,6 +759,46 @@ mod tests {
             bad.interface = iface;
             assert_eq!(endpoint_request(&bad).unwrap_err().field, want);
         }
+    }
+
+    #[test]
+    fn create_endpoint_answers_only_what_docker_did_not_give() {
+        let info: EndpointInfo = serde_json::from_value(json!({
+            "name": "9e8d7c6b5a4f", "network": "3b1f2c0d9e8a", "kind": "veth",
+            "ip": "10.77.0.2", "prefix_len": 24, "gateway": "10.77.0.1",
+            "ip6": "fd00:77::2", "prefix_len6": 64, "gateway6": "fd00:77::1",
+            "mac": "02:aa:bb:cc:dd:ee", "ifname": "eth0", "netns": "", "offload": true,
+            "port": 3, "counters": netyard_api::model::Counters::default()
+        }))
+        .unwrap();
+        let asked = |mac: &str, ip6: &str| Interface {
+            address: "10.77.0.2/24".into(),
+            address_ipv6: ip6.into(),
+            mac_address: mac.into(),
+        };
+        assert_eq!(
+            endpoint_reply(Some(&asked("", "")), &info),
+            Some(Interface {
+                mac_address: "02:aa:bb:cc:dd:ee".into(),
+                address_ipv6: "fd00:77::2/64".into(),
+                ..Interface::default()
+            }),
+            "netyard's MAC and the IPv6 address of a prefix netyard picked"
+        );
+        assert_eq!(
+            endpoint_reply(Some(&asked("02:42:0a:4d:00:09", "fd00:77::2/64")), &info),
+            None,
+            "everything came from Docker"
+        );
+        let mut v4_only = info.clone();
+        (v4_only.ip6, v4_only.prefix_len6) = (None, None);
+        assert_eq!(
+            endpoint_reply(None, &v4_only),
+            Some(Interface {
+                mac_address: "02:aa:bb:cc:dd:ee".into(),
+                ..Interface::default()
+            })
+        );
     }
 
     #[test]
@@ -601,7 +837,7 @@ mod tests {
     }
 
     #[test]
-    fn pools_are_ipv4_cidrs_without_sub_pools() {
+    fn pools_are_cidrs_of_the_family_asked_without_sub_pools() {
         let mut r = RequestPool {
             address_space: "netyard-local".into(),
             pool: "10.77.0.9/24".into(),
@@ -613,10 +849,39 @@ mod tests {
         );
         r.pool.clear();
         assert_eq!(requested_pool(&r).unwrap(), None);
+        let mut v6 = RequestPool {
+            v6: true,
+            ..r.clone()
+        };
+        assert_eq!(
+            requested_pool(&v6).unwrap(),
+            None,
+            "netyard picks a ULA /64"
+        );
+        v6.pool = "fd00:77::9/64".into();
+        assert_eq!(
+            requested_pool(&v6).unwrap(),
+            Some("fd00:77::/64".parse().unwrap())
+        );
         for (want, set) in [
             (
-                "V6",
-                Box::new(|r: &mut RequestPool| r.v6 = true) as Setter<RequestPool>,
+                "Pool",
+                Box::new(|r: &mut RequestPool| r.pool = "fd00:77::/64".into())
+                    as Setter<RequestPool>,
+            ),
+            (
+                "Pool",
+                Box::new(|r| {
+                    r.v6 = true;
+                    r.pool = "10.77.0.0/24".into();
+                }),
+            ),
+            (
+                "Pool",
+                Box::new(|r| {
+                    r.v6 = true;
+                    r.pool = "fd00::/40".into();
+                }),
             ),
             (
                 "SubPool",
@@ -651,15 +916,13 @@ mod tests {
 
     #[test]
     fn addresses_skip_the_gateway_and_what_is_taken() {
-        let pool: Ipv4Net = "10.77.0.0/29".parse().unwrap();
+        let pool: IpNet = "10.77.0.0/29".parse().unwrap();
         let gw = default_gateway(pool);
-        assert_eq!(gw, Ipv4Addr::new(10, 77, 0, 1));
+        let v4 = |h| IpAddr::V4(Ipv4Addr::new(10, 77, 0, h));
+        assert_eq!(gw, v4(1));
         let mut taken = std::collections::BTreeSet::new();
-        assert_eq!(
-            free_address(pool, gw, &taken),
-            Some(Ipv4Addr::new(10, 77, 0, 2))
-        );
-        taken.extend((2..=6).map(|h| Ipv4Addr::new(10, 77, 0, h)));
+        assert_eq!(free_address(pool, gw, &taken), Some(v4(2)));
+        taken.extend((2..=6).map(v4));
         assert_eq!(free_address(pool, gw, &taken), None, "full");
         assert_eq!(with_prefix(gw, pool), "10.77.0.1/29");
         assert_eq!(
@@ -669,5 +932,35 @@ mod tests {
             "Address"
         );
         assert!(host_address("Address", "10.77.0.6", pool).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_skip_the_gateway_and_stay_inside_the_prefix() {
+        let pool: IpNet = "fd00:77::/64".parse().unwrap();
+        let gw = default_gateway(pool);
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(gw, v6("fd00:77::1"));
+        let mut taken = std::collections::BTreeSet::from([v6("fd00:77::2"), v6("fd00:77::4")]);
+        assert_eq!(free_address(pool, gw, &taken), Some(v6("fd00:77::3")));
+        taken.insert(v6("fd00:77::3"));
+        assert_eq!(free_address(pool, gw, &taken), Some(v6("fd00:77::5")));
+        assert_eq!(with_prefix(gw, pool), "fd00:77::1/64");
+        for bad in ["fd00:78::2", "fd00:77::", "10.77.0.2", "fd00:77::zz"] {
+            assert_eq!(
+                host_address("Address", bad, pool).unwrap_err().field,
+                "Address",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            host_address("Address", "fd00:77::ffff:ffff:ffff:ffff", pool).unwrap(),
+            v6("fd00:77::ffff:ffff:ffff:ffff"),
+            "IPv6 has no broadcast address"
+        );
+        // The last address of a /124 is a host; past it there is nothing.
+        let small: IpNet = "fd00:77::/124".parse().unwrap();
+        let all: std::collections::BTreeSet<IpAddr> =
+            (2..=15).map(|h| v6(&format!("fd00:77::{h:x}"))).collect();
+        assert_eq!(free_address(small, default_gateway(small), &all), None);
     }
 }

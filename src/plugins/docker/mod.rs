@@ -4,11 +4,11 @@
 //!
 //! | Docker calls | netyard does |
 //! |---|---|
-//! | `IpamDriver.RequestPool` | the subnet given, else the one `network create` would pick ([`daemon::free_subnet`]) |
-//! | `IpamDriver.RequestAddress` | the gateway: the one given or the pool's first host; a container: the one given or the first address no endpoint holds |
-//! | `NetworkDriver.CreateNetwork` | creates the network from the pool and gateway, `--internal`, `-o netyard.*` ([`mapping::network_request`]), 127.0.0.11 left to Docker |
-//! | `NetworkDriver.CreateEndpoint` | attaches a veth with Docker's address whose peer waits in the daemon's namespace |
-//! | `NetworkDriver.Join` | names that peer (`SrcName`) and the gateway; Docker moves it in and configures it |
+//! | `IpamDriver.RequestPool` | the subnet given, else the one `network create` would pick ([`daemon::free_subnet`]; with `V6` a ULA /64) |
+//! | `IpamDriver.RequestAddress` | the gateway: the one given or the pool's first host; a container: the one given or the first address no endpoint holds (IPv4 or IPv6, as the pool) |
+//! | `NetworkDriver.CreateNetwork` | creates the network from the pools and gateways (`--ipv6`: dual stack), `--internal`, `-o netyard.*` ([`mapping::network_request`]), 127.0.0.11 left to Docker |
+//! | `NetworkDriver.CreateEndpoint` | attaches a veth with Docker's addresses whose peer waits in the daemon's namespace (an IPv6 address Docker did not give is answered back) |
+//! | `NetworkDriver.Join` | names that peer (`SrcName`) and the gateways; Docker moves it in and configures it |
 //! | `NetworkDriver.ProgramExternalConnectivity` | publishes the `-p` bindings (client address kept) |
 //! | `RevokeExternalConnectivity`, `Leave`, `DeleteEndpoint`, `DeleteNetwork` | unpublishes, detaches, removes (each idempotent) |
 //!
@@ -20,7 +20,7 @@ pub mod wire;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +29,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netyard_api::model::EndpointInfo;
 use netyard_cli::{ApiClient, ClientError};
 use serde::de::DeserializeOwned;
@@ -157,8 +157,8 @@ pub fn router(plugin: Arc<Plugin>) -> Router {
 /// are no network or endpoint yet (so two concurrent requests do not get the same one).
 pub struct Plugin {
     api: ApiClient,
-    pools: Mutex<BTreeSet<Ipv4Net>>,
-    addresses: Mutex<BTreeSet<Ipv4Addr>>,
+    pools: Mutex<BTreeSet<IpNet>>,
+    addresses: Mutex<BTreeSet<IpAddr>>,
 }
 
 /// Why a call failed: Docker's request (the field named), the daemon, or the call.
@@ -276,10 +276,13 @@ impl Plugin {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if let Some(s) = want.subnet.as_deref().and_then(|s| s.parse().ok()) {
-                    self.lock_pools().remove(&s);
+                for s in [&want.subnet, &want.subnet6] {
+                    if let Some(s) = s.as_deref().and_then(|s| s.parse().ok()) {
+                        self.lock_pools().remove(&s);
+                    }
                 }
-                tracing::info!(network = %net, subnet = ?want.subnet, "docker network created");
+                tracing::info!(network = %net, subnet = ?want.subnet, subnet6 = ?want.subnet6,
+                               "docker network created");
                 Ok(json!({}))
             }
             "NetworkDriver.DeleteNetwork" => {
@@ -297,24 +300,24 @@ impl Plugin {
                     Ok(i) => i,
                     Err(e) if daemon::refused(&e) == Some(StatusCode::CONFLICT) => {
                         match daemon::endpoint(c, &net, &want.name).await? {
-                            Some(i) if Some(&i.ip) == want.ip.as_ref() => i,
+                            Some(i)
+                                if Some(&i.ip) == want.ip.as_ref()
+                                    && (want.ip6.is_none() || i.ip6 == want.ip6) =>
+                            {
+                                i
+                            }
                             _ => return Err(e.into()),
                         }
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if let Ok(ip) = info.ip.parse() {
-                    self.lock_addresses().remove(&ip);
+                for ip in std::iter::once(&info.ip).chain(&info.ip6) {
+                    if let Ok(ip) = ip.parse() {
+                        self.lock_addresses().remove(&ip);
+                    }
                 }
-                let gave_mac = req
-                    .interface
-                    .as_ref()
-                    .is_some_and(|i| !i.mac_address.is_empty());
                 Ok(to_value(CreateEndpointReply {
-                    interface: (!gave_mac).then(|| Interface {
-                        mac_address: info.mac.clone(),
-                        ..Interface::default()
-                    }),
+                    interface: mapping::endpoint_reply(req.interface.as_ref(), &info),
                 }))
             }
             "NetworkDriver.DeleteEndpoint" | "NetworkDriver.Leave" => {
@@ -359,6 +362,7 @@ impl Plugin {
                         dst_prefix: "eth".into(),
                     },
                     gateway: info.gateway,
+                    gateway_ipv6: info.gateway6.unwrap_or_default(),
                     static_routes: Vec::new(),
                     disable_gateway_service: false,
                 }))
@@ -412,7 +416,7 @@ impl Plugin {
                     None => {
                         let pending: Vec<String> =
                             self.lock_pools().iter().map(ToString::to_string).collect();
-                        let s = daemon::free_subnet(c, &pending).await?;
+                        let s = daemon::free_subnet(c, &pending, req.v6).await?;
                         mapping::parse_pool("Pool", &s)?
                     }
                 };
@@ -453,7 +457,7 @@ impl Plugin {
 
     /// RequestAddress: the gateway's (before the network exists), or a container's (the
     /// network exists: its endpoints' addresses and those handed out are skipped).
-    async fn request_address(&self, req: &RequestAddress) -> Result<Ipv4Addr, Failure> {
+    async fn request_address(&self, req: &RequestAddress) -> Result<IpAddr, Failure> {
         let pool = mapping::parse_pool("PoolID", &req.pool_id)?;
         let preferred = match req.address.as_str() {
             "" => None,
@@ -469,19 +473,28 @@ impl Plugin {
                     reason: format!("unexpected answer: {e}"),
                 })
             })?;
+        let v6 = matches!(pool, IpNet::V6(_));
+        let subnet_of = |n: &netyard_api::model::NetworkInfo| match v6 {
+            false => n.subnet.parse::<IpNet>().ok(),
+            true => n.subnet6.as_deref().and_then(|s| s.parse::<IpNet>().ok()),
+        };
         let net = nets
             .iter()
-            .find(|n| n.subnet.parse::<Ipv4Net>().ok() == Some(pool))
+            .find(|n| subnet_of(n) == Some(pool))
             .ok_or_else(|| {
                 Fault::new(
                     "PoolID",
                     format!("no netyard network has subnet {pool} (create it with -d netyard)"),
                 )
             })?;
-        let gateway: Ipv4Addr = net.gateway.parse().map_err(|_| {
+        let gateway = match v6 {
+            false => Some(net.gateway.as_str()),
+            true => net.gateway6.as_deref(),
+        };
+        let gateway: IpAddr = gateway.and_then(|g| g.parse().ok()).ok_or_else(|| {
             Fault::new(
                 "PoolID",
-                format!("network {:?} has no IPv4 gateway", net.name),
+                format!("network {:?} has no gateway in {pool}", net.name),
             )
         })?;
         if let Some(ip) = preferred {
@@ -493,11 +506,15 @@ impl Plugin {
         let all: Vec<EndpointInfo> =
             serde_json::from_value(self.api.get("/v1/endpoints").await?).unwrap_or_default();
         let mut addresses = self.lock_addresses();
-        let mut taken: BTreeSet<Ipv4Addr> = all
+        let mut taken: BTreeSet<IpAddr> = all
             .iter()
             .filter(|e| e.network == net.name)
-            .filter_map(|e| e.ip.parse().ok())
+            .filter_map(|e| match v6 {
+                false => e.ip.parse().ok(),
+                true => e.ip6.as_deref().and_then(|a| a.parse().ok()),
+            })
             .collect();
+        taken.retain(|ip| pool.contains(ip));
         taken.extend(addresses.iter().copied());
         let ip = mapping::free_address(pool, gateway, &taken)
             .ok_or_else(|| Fault::new("PoolID", format!("no free address left in {pool}")))?;
@@ -516,11 +533,11 @@ impl Plugin {
         Ok((net, ep, info))
     }
 
-    fn lock_pools(&self) -> std::sync::MutexGuard<'_, BTreeSet<Ipv4Net>> {
+    fn lock_pools(&self) -> std::sync::MutexGuard<'_, BTreeSet<IpNet>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_addresses(&self) -> std::sync::MutexGuard<'_, BTreeSet<Ipv4Addr>> {
+    fn lock_addresses(&self) -> std::sync::MutexGuard<'_, BTreeSet<IpAddr>> {
         self.addresses.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -47,7 +47,7 @@ pub struct Capabilities {
     pub connectivity_scope: &'static str,
 }
 
-/// One pool of CreateNetwork's `IPv4Data`/`IPv6Data`.
+/// One pool of CreateNetwork's `IPv4Data`/`IPv6Data` (`IPv6Data` only with `--ipv6`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct IpamData {
@@ -89,6 +89,7 @@ pub struct Interface {
     /// IPv4 address with prefix ("10.1.0.7/24").
     #[serde(skip_serializing_if = "String::is_empty")]
     pub address: String,
+    /// IPv6 address with prefix ("fd00:1::7/64"), on a dual-stack network.
     #[serde(rename = "AddressIPv6", skip_serializing_if = "String::is_empty")]
     pub address_ipv6: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -145,7 +146,10 @@ pub struct InterfaceName {
 pub struct JoinReply {
     pub interface_name: InterfaceName,
     pub gateway: String,
-    /// Docker adds the default route through `Gateway` itself; none needed.
+    /// The network's IPv6 gateway on a dual-stack network (Docker's default IPv6 route).
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway_ipv6: String,
+    /// Docker adds the default routes through `Gateway` and `GatewayIPv6` itself; none needed.
     pub static_routes: Vec<serde_json::Value>,
     pub disable_gateway_service: bool,
 }
@@ -232,7 +236,7 @@ pub struct RequestAddress {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct AddressReply {
-    /// With the pool's prefix ("10.1.0.7/24").
+    /// With the pool's prefix ("10.1.0.7/24", "fd00:1::7/64").
     pub address: String,
     pub data: BTreeMap<String, String>,
 }
