@@ -676,36 +676,33 @@ fn docker_ipv6_networks_are_dual_stack_with_netyards_ipam_or_dockers() {
         args.extend_from_slice(extra);
         args.extend_from_slice(&[&image, "sh", "-c", IDLE]);
         docker.ok(&lab, &args);
-    };
-    let ip6_of = |c: &str| {
-        docker.ok(
+        let ip6 = docker.ok(
             &lab,
             &[
                 "inspect",
                 "-f",
                 "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
-                c,
+                name,
             ],
-        )
+        );
+        Dual {
+            name: name.to_string(),
+            ip6,
+        }
+    };
+    // `docker network create -d netyard --ipv6 ARGS NAME`: the netyard network's name.
+    let create = |name: &str, args: &[&str]| {
+        let mut all = vec!["network", "create", "-d", "netyard", "--ipv6"];
+        all.extend_from_slice(args);
+        all.push(name);
+        let id = docker.ok(&lab, &all);
+        id[..12].to_string()
     };
 
     // netyard's IPAM, --ipv6 alone: netyard picks the IPv4 subnet and a ULA /64, Docker
     // learns both from the IPAM (RequestPool with V6) and creates the network from them.
     let dnet = format!("nyt{}v6a", lab.id);
-    let id = docker.ok(
-        &lab,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netyard",
-            "--ipam-driver",
-            "netyard",
-            "--ipv6",
-            &dnet,
-        ],
-    );
-    let net_a = id[..12].to_string();
+    let net_a = create(&dnet, &["--ipam-driver", "netyard"]);
     let info = lab.ny_json(&["network", "inspect", &net_a]);
     let subnets = docker.ok(
         &lab,
@@ -726,19 +723,8 @@ fn docker_ipv6_networks_are_dual_stack_with_netyards_ipam_or_dockers() {
         subnets.contains(&prefix),
         "docker: {subnets:?}, netyard: {info}"
     );
-    let (a1, a2) = (format!("nyt{}a1", lab.id), format!("nyt{}a2", lab.id));
-    run(&a1, &dnet, &[]);
-    run(&a2, &dnet, &[]);
-    let (d1, d2) = (
-        Dual {
-            ip6: ip6_of(&a1),
-            name: a1,
-        },
-        Dual {
-            ip6: ip6_of(&a2),
-            name: a2,
-        },
-    );
+    let d1 = run(&format!("nyt{}a1", lab.id), &dnet, &[]);
+    let d2 = run(&format!("nyt{}a2", lab.id), &dnet, &[]);
     check_dual_stack(&lab, &docker, &net_a, [&d1, &d2]);
 
     // Docker's default IPAM, both subnets given, a static IPv6 address with --ip6.
@@ -747,38 +733,12 @@ fn docker_ipv6_networks_are_dual_stack_with_netyards_ipam_or_dockers() {
     let gw6 = format!("fd00:{:x}:{:x}::1", sub.a, sub.b);
     let fixed = format!("fd00:{:x}:{:x}::99", sub.a, sub.b);
     let dnet_b = format!("nyt{}v6b", lab.id);
-    let id = docker.ok(
-        &lab,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netyard",
-            "--ipv6",
-            "--subnet",
-            &sub.cidr(),
-            "--subnet",
-            &prefix,
-            &dnet_b,
-        ],
-    );
-    let net_b = id[..12].to_string();
+    let net_b = create(&dnet_b, &["--subnet", &sub.cidr(), "--subnet", &prefix]);
     let info = lab.ny_json(&["network", "inspect", &net_b]);
     assert_eq!(info["subnet6"], prefix.as_str(), "{info}");
     assert_eq!(info["gateway6"], gw6.as_str(), "{info}");
-    let (b1, b2) = (format!("nyt{}b1", lab.id), format!("nyt{}b2", lab.id));
-    run(&b1, &dnet_b, &["--ip6", &fixed]);
-    run(&b2, &dnet_b, &[]);
-    let (e1, e2) = (
-        Dual {
-            ip6: ip6_of(&b1),
-            name: b1,
-        },
-        Dual {
-            ip6: ip6_of(&b2),
-            name: b2,
-        },
-    );
+    let e1 = run(&format!("nyt{}b1", lab.id), &dnet_b, &["--ip6", &fixed]);
+    let e2 = run(&format!("nyt{}b2", lab.id), &dnet_b, &[]);
     assert_eq!(e1.ip6, fixed, "--ip6");
     check_dual_stack(&lab, &docker, &net_b, [&e2, &e1]);
 

@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use netyard_api::model::{EndpointCreate, EndpointInfo, NetworkCreate};
 
 use super::wire::{
-    CreateEndpoint, CreateNetwork, Interface, PortBinding, ENABLE_IPV6, GENERIC, INTERNAL, PORT_MAP,
+    CreateEndpoint, CreateNetwork, Interface, IpamData, PortBinding, ENABLE_IPV6, GENERIC,
+    INTERNAL, PORT_MAP,
 };
 
 /// A request netyard cannot serve: the field at fault (as Docker's JSON names it) and why.
@@ -100,27 +101,8 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
             ))
         }
     };
-    let subnet: Ipv4Net = pool.pool.parse().map_err(|_| {
-        Fault::new(
-            "IPv4Data[0].Pool",
-            format!("{:?} is not an IPv4 CIDR", pool.pool),
-        )
-    })?;
-    let gateway = gateway_of("IPv4Data[0].Gateway", &pool.gateway, |g| {
-        g.parse::<Ipv4Net>()
-            .map(|n| IpAddr::V4(n.addr()))
-            .or_else(|_| g.parse::<Ipv4Addr>().map(IpAddr::V4))
-            .ok()
-    })?;
-    let enable_ipv6 = match req.options.get(ENABLE_IPV6) {
-        None | Some(serde_json::Value::Null) => false,
-        Some(v) => boolean(v).ok_or_else(|| {
-            Fault::new(
-                format!("Options.{ENABLE_IPV6}"),
-                format!("{v} is not true or false"),
-            )
-        })?,
-    };
+    let (subnet, gateway) = ipam_pool("IPv4Data", pool, false)?;
+    let enable_ipv6 = bool_option(&req.options, ENABLE_IPV6)?;
     // Docker asks its IPAM for an IPv6 pool only with --ipv6; a pool without it is refused
     // rather than dropped, so the user does not lose a prefix silently.
     let (subnet6, gateway6) = match req.ipv6_data.as_slice() {
@@ -132,19 +114,8 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
             ))
         }
         [one] => {
-            let v6: Ipv6Net = one.pool.parse().map_err(|_| {
-                Fault::new(
-                    "IPv6Data[0].Pool",
-                    format!("{:?} is not an IPv6 CIDR", one.pool),
-                )
-            })?;
-            let gw = gateway_of("IPv6Data[0].Gateway", &one.gateway, |g| {
-                g.parse::<Ipv6Net>()
-                    .map(|n| IpAddr::V6(n.addr()))
-                    .or_else(|_| g.parse::<Ipv6Addr>().map(IpAddr::V6))
-                    .ok()
-            })?;
-            (Some(v6.trunc().to_string()), gw)
+            let (v6, gw) = ipam_pool("IPv6Data", one, true)?;
+            (Some(v6), gw)
         }
         _ => {
             return Err(Fault::new(
@@ -153,18 +124,10 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
             ))
         }
     };
-    let internal = match req.options.get(INTERNAL) {
-        None => false,
-        Some(v) => boolean(v).ok_or_else(|| {
-            Fault::new(
-                format!("Options.{INTERNAL}"),
-                format!("{v} is not true or false"),
-            )
-        })?,
-    };
+    let internal = bool_option(&req.options, INTERNAL)?;
     let mut out = NetworkCreate {
         name,
-        subnet: Some(subnet.trunc().to_string()),
+        subnet: Some(subnet),
         gateway,
         // --ipv6 without a pool (an IPAM that gave none): netyard picks a ULA /64.
         ipv6: enable_ipv6,
@@ -230,29 +193,55 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, Fault> {
     Ok(out)
 }
 
-/// A boolean option as Docker sends it: a JSON boolean or its string.
-fn boolean(v: &serde_json::Value) -> Option<bool> {
-    v.as_bool()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+/// A boolean option as Docker sends it (a JSON boolean or its string); absent is false.
+fn bool_option(options: &BTreeMap<String, serde_json::Value>, key: &str) -> Result<bool, Fault> {
+    match options.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| {
+                Fault::new(
+                    format!("Options.{key}"),
+                    format!("{v} is not true or false"),
+                )
+            }),
+    }
 }
 
-/// A pool's gateway ("ADDR/LEN" or "ADDR" of the pool's family, read by `parse`), if given.
-fn gateway_of(
-    field: &str,
-    g: &str,
-    parse: impl Fn(&str) -> Option<IpAddr>,
-) -> Result<Option<String>, Fault> {
-    match g {
-        "" => Ok(None),
-        g => parse(g).map(|ip| Some(ip.to_string())).ok_or_else(|| {
-            let family = if field.starts_with("IPv6") {
-                "IPv6"
-            } else {
-                "IPv4"
-            };
-            Fault::new(field, format!("{g:?} is not an {family} address"))
-        }),
-    }
+/// One pool of `IPv4Data`/`IPv6Data` (`list` names it), of the family `v6` says: its CIDR
+/// (truncated) and its gateway ("ADDR/LEN" or "ADDR"), if given.
+fn ipam_pool(list: &str, pool: &IpamData, v6: bool) -> Result<(String, Option<String>), Fault> {
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    let subnet = pool
+        .pool
+        .parse::<IpNet>()
+        .ok()
+        .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+        .ok_or_else(|| {
+            Fault::new(
+                format!("{list}[0].Pool"),
+                format!("{:?} is not an {family} CIDR", pool.pool),
+            )
+        })?;
+    let gateway = match pool.gateway.as_str() {
+        "" => None,
+        g => Some(address(&format!("{list}[0].Gateway"), g, v6)?.to_string()),
+    };
+    Ok((subnet.trunc().to_string(), gateway))
+}
+
+/// An address as Docker sends it ("ADDR/LEN" or "ADDR"), of the family `v6` says.
+fn address(field: &str, s: &str, v6: bool) -> Result<IpAddr, Fault> {
+    s.parse::<IpNet>()
+        .map(|n| n.addr())
+        .or_else(|_| s.parse::<IpAddr>())
+        .ok()
+        .filter(|ip| ip.is_ipv6() == v6)
+        .ok_or_else(|| {
+            let family = if v6 { "IPv6" } else { "IPv4" };
+            Fault::new(field, format!("{s:?} is not an {family} address"))
+        })
 }
 
 /// CreateEndpoint -> attach: a veth whose container end waits in the daemon's namespace for
@@ -264,18 +253,7 @@ pub fn endpoint_request(req: &CreateEndpoint) -> Result<EndpointCreate, Fault> {
     let iface = req.interface.clone().unwrap_or_default();
     let ip6 = match iface.address_ipv6.as_str() {
         "" => None,
-        a => Some(
-            a.parse::<Ipv6Net>()
-                .map(|n| n.addr())
-                .or_else(|_| a.parse::<Ipv6Addr>())
-                .map_err(|_| {
-                    Fault::new(
-                        "Interface.AddressIPv6",
-                        format!("{a:?} is not an IPv6 address"),
-                    )
-                })?
-                .to_string(),
-        ),
+        a => Some(address("Interface.AddressIPv6", a, true)?.to_string()),
     };
     let ip = match iface.address.as_str() {
         "" => {
@@ -284,13 +262,7 @@ pub fn endpoint_request(req: &CreateEndpoint) -> Result<EndpointCreate, Fault> {
                 "missing: Docker's IPAM gave the endpoint no IPv4 address",
             ))
         }
-        a => a
-            .parse::<Ipv4Net>()
-            .map(|n| n.addr())
-            .or_else(|_| a.parse::<Ipv4Addr>())
-            .map_err(|_| {
-                Fault::new("Interface.Address", format!("{a:?} is not an IPv4 address"))
-            })?,
+        a => address("Interface.Address", a, false)?,
     };
     Ok(EndpointCreate {
         name,
@@ -545,29 +517,26 @@ mod tests {
             ("IPv6Data", Box::new(|r| r.ipv6_data = vec![v6_pool()])),
             (
                 "IPv6Data",
-                Box::new(|r| {
-                    r.options.insert(ENABLE_IPV6.into(), json!(true));
-                    r.ipv6_data = vec![v6_pool(), v6_pool()];
-                }),
+                Box::new(|r| with_v6(r, &[v6_pool(), v6_pool()])),
             ),
             (
                 "IPv6Data[0].Pool",
                 Box::new(|r| {
-                    r.options.insert(ENABLE_IPV6.into(), json!(true));
-                    r.ipv6_data = vec![IpamData {
-                        pool: "10.78.0.0/24".into(),
-                        ..v6_pool()
-                    }];
+                    let pool = "10.78.0.0/24".into();
+                    with_v6(r, &[IpamData { pool, ..v6_pool() }])
                 }),
             ),
             (
                 "IPv6Data[0].Gateway",
                 Box::new(|r| {
-                    r.options.insert(ENABLE_IPV6.into(), json!(true));
-                    r.ipv6_data = vec![IpamData {
-                        gateway: "10.77.0.1/24".into(),
-                        ..v6_pool()
-                    }];
+                    let gateway = "10.77.0.1/24".into();
+                    with_v6(
+                        r,
+                        &[IpamData {
+                            gateway,
+                            ..v6_pool()
+                        }],
+                    )
                 }),
             ),
             (
@@ -635,11 +604,16 @@ mod tests {
         }
     }
 
+    /// `--ipv6` with these IPv6 pools.
+    fn with_v6(r: &mut CreateNetwork, pools: &[IpamData]) {
+        r.options.insert(ENABLE_IPV6.into(), json!(true));
+        r.ipv6_data = pools.to_vec();
+    }
+
     #[test]
     fn ipv6_makes_a_dual_stack_network_with_dockers_prefix_and_gateway() {
         let mut r = create_network();
-        r.options.insert(ENABLE_IPV6.into(), json!(true));
-        r.ipv6_data = vec![v6_pool()];
+        with_v6(&mut r, &[v6_pool()]);
         let got = network_request(&r).unwrap();
         assert_eq!(
             (got.ipv6, got.subnet6.as_deref(), got.gateway6.as_deref()),
