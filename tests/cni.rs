@@ -486,3 +486,111 @@ fn an_attachment_survives_a_daemon_restart_and_del_still_finds_it() {
         host_ends()
     );
 }
+
+/// The environment of container `id`'s `eth0` in the namespace at `path`.
+fn eth0_of<'a>(id: &'a str, path: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", path),
+        ("CNI_IFNAME", "eth0"),
+    ]
+}
+
+#[test]
+fn a_dual_stack_network_gives_both_addresses_and_check_and_del_handle_them() {
+    require_root();
+    let lab = Lab::new();
+    let sub = Subnet::random();
+    let p6 = format!("fd00:{:x}:{:x}::", sub.a, sub.b);
+    let net = "cn6";
+    let (ns1, ns2) = (lab.ns("d1"), lab.ns("d2"));
+    let (p1, p2) = (format!("/run/netns/{ns1}"), format!("/run/netns/{ns2}"));
+    let mut conf = base_conf(&lab, "1.0.0", net, &sub);
+    conf["ipv6"] = json!(true);
+    conf["subnet6"] = json!(format!("{p6}/64"));
+
+    // The runtime asks for an IPv6 address (the `ips` capability), spec 1.0.0.
+    let mut conf1 = conf.clone();
+    conf1["runtimeConfig"] = json!({"ips": [format!("{p6}99/64")]});
+    let env1 = eth0_of("v6a", &p1);
+    let r1 = cni_ok(&lab, "ADD", &env1, &conf1);
+    println!("ADD on a dual-stack network: {r1}");
+    let v4 = r1["ips"][0]["address"].as_str().unwrap_or_default();
+    assert!(v4.starts_with(&format!("10.{}.{}.", sub.a, sub.b)), "{r1}");
+    assert_eq!(
+        r1["ips"][1],
+        json!({"address": format!("{p6}99/64"), "gateway": format!("{p6}1"), "interface": 0}),
+        "{r1}"
+    );
+    assert_eq!(
+        r1["routes"],
+        json!([
+            {"dst": "0.0.0.0/0", "gw": sub.ip(1)},
+            {"dst": "::/0", "gw": format!("{p6}1")}
+        ]),
+        "{r1}"
+    );
+    // Spec 0.4.0, the address from netyard's IPAM: "version": "6".
+    let env2 = eth0_of("v6b", &p2);
+    let mut conf2 = conf.clone();
+    conf2["cniVersion"] = json!("0.4.0");
+    let r2 = cni_ok(&lab, "ADD", &env2, &conf2);
+    assert_eq!(r2["ips"][1]["version"], "6", "{r2}");
+    // The next free address of netyard's IPAM (after the one handed out last).
+    let ip6b = r2["ips"][1]["address"]
+        .as_str()
+        .and_then(|a| a.strip_suffix("/64"))
+        .filter(|a| a.starts_with(&p6) && *a != format!("{p6}99") && *a != format!("{p6}1"))
+        .unwrap_or_else(|| lab.fail(&format!("not a second address of {p6}/64: {r2}")))
+        .to_string();
+
+    // The addresses are on eth0; the containers reach the gateway and each other over IPv6.
+    let addr = ns_cmd(
+        &ns1,
+        &["ip", "-6", "addr", "show", "dev", "eth0"],
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&addr.stdout);
+    assert!(text.contains(&format!("inet6 {p6}99/64")), "{text}");
+    lab.assert_ping(&ns1, &format!("{p6}1"));
+    lab.assert_ping(&ns2, &format!("{p6}99"));
+    lab.assert_ping(&ns1, &ip6b);
+    println!("{p6}99 and {ip6b} reach the gateway {p6}1 and each other");
+
+    // CHECK with each ADD's result.
+    for (env, c, r) in [(&env1, &conf1, &r1), (&env2, &conf2, &r2)] {
+        let mut c = c.clone();
+        c["prevResult"] = r.clone();
+        cni_ok(&lab, "CHECK", env, &c);
+    }
+    // An IPv6 address outside the prefix, or on an IPv4-only network: refused naming the
+    // capability, nothing attached.
+    let ns3 = lab.ns("d3");
+    let p3 = format!("/run/netns/{ns3}");
+    let env3 = eth0_of("v6c", &p3);
+    let mut bad = conf.clone();
+    bad["runtimeConfig"] = json!({"ips": ["fd00:dead::5/64"]});
+    cni_err(&lab, "ADD", &env3, &bad, 100, "runtimeConfig.ips");
+    let mut v4_only = base_conf(&lab, "1.0.0", "cn4", &sub.other());
+    v4_only["runtimeConfig"] = json!({"ips": [format!("{p6}7/64")]});
+    cni_err(&lab, "ADD", &env3, &v4_only, 100, "runtimeConfig.ips");
+    assert!(
+        !names_in_ps(&lab).iter().any(|n| n == "v6c"),
+        "{:?}",
+        names_in_ps(&lab)
+    );
+
+    // DEL removes both; the interfaces are gone from the namespaces.
+    for (env, c) in [(&env1, &conf1), (&env2, &conf2)] {
+        cni_ok(&lab, "DEL", env, c);
+    }
+    let left = names_in_ps(&lab);
+    assert!(left.is_empty(), "after DEL: {left:?}");
+    for ns in [&ns1, &ns2] {
+        assert!(
+            !links(ns).iter().any(|l| l == "eth0"),
+            "{ns}: {:?}",
+            links(ns)
+        );
+    }
+}

@@ -820,8 +820,8 @@ async fn route_oif(handle: &Handle, dst: Ipv4Addr) -> Option<u32> {
 pub struct LinkView {
     pub up: bool,
     pub mac: Vec<u8>,
-    /// IPv4 addresses with their prefix lengths.
-    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// IPv4 and IPv6 addresses with their prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
     /// IPv4 unicast routes out of the interface: destination and gateway.
     pub routes: Vec<(ipnet::Ipv4Net, Option<Ipv4Addr>)>,
 }
@@ -856,7 +856,7 @@ pub async fn view_link(handle: &Handle, ifname: &str) -> Result<Option<LinkView>
             source: Box::new(source),
         })?
     {
-        if let (true, Some(IpAddr::V4(a))) = (msg.header.index == index, address_of(&msg)) {
+        if let (true, Some(a)) = (msg.header.index == index, address_of(&msg)) {
             view.addrs.push((a, msg.header.prefix_len));
         }
     }

@@ -3,7 +3,7 @@
 //! field. Pure: unit-tested without a daemon.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netyard_api::model::NetworkCreate;
 use serde::Deserialize;
@@ -174,8 +174,10 @@ pub struct PortMapping {
 /// What the runtime put in `runtimeConfig` for the capabilities netyard declares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeConfig {
-    /// `ips`: the address asked for (IPv4 only).
+    /// `ips`: the addresses asked for, at most one per family (the IPv6 one needs a
+    /// dual-stack network, and the daemon checks it against the prefix).
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
     /// `mac`.
     pub mac: Option<String>,
     /// `aliases`: extra DNS names of the container on this network.
@@ -228,6 +230,9 @@ const OURS: &[&str] = &[
     "kind",
     "subnet",
     "gateway",
+    "ipv6",
+    "subnet6",
+    "gateway6",
     "mtu",
     "internal",
     "host_loopback",
@@ -249,6 +254,10 @@ struct Typed {
     kind: Option<String>,
     subnet: Option<String>,
     gateway: Option<String>,
+    #[serde(default)]
+    ipv6: bool,
+    subnet6: Option<String>,
+    gateway6: Option<String>,
     mtu: Option<u32>,
     #[serde(default)]
     internal: bool,
@@ -345,13 +354,20 @@ pub fn parse_conf(stdin: &[u8]) -> Result<NetConf, CniError> {
     };
     crate::plan::valid_name("network", &network)
         .map_err(|e| CniError::config("network", e.to_string()))?;
-    if let Some(s) = &t.subnet {
-        s.parse::<ipnet::Ipv4Net>()
-            .map_err(|_| CniError::config("subnet", format!("{s:?} is not an IPv4 CIDR")))?;
-    }
-    if let Some(g) = &t.gateway {
-        g.parse::<Ipv4Addr>()
-            .map_err(|_| CniError::config("gateway", format!("{g:?} is not an IPv4 address")))?;
+    check_parses::<ipnet::Ipv4Net>("subnet", &t.subnet, "an IPv4 CIDR")?;
+    check_parses::<Ipv4Addr>("gateway", &t.gateway, "an IPv4 address")?;
+    check_parses::<ipnet::Ipv6Net>("subnet6", &t.subnet6, "an IPv6 CIDR")?;
+    check_parses::<Ipv6Addr>("gateway6", &t.gateway6, "an IPv6 address")?;
+    for (field, set) in [
+        ("subnet6", t.subnet6.is_some()),
+        ("gateway6", t.gateway6.is_some()),
+    ] {
+        if set && !t.ipv6 {
+            return Err(CniError::config(
+                field,
+                "needs \"ipv6\": true (the network is IPv4-only without it)",
+            ));
+        }
     }
     if let Some(k) = &t.kind {
         if k != "tap" && k != "veth" {
@@ -380,6 +396,9 @@ pub fn parse_conf(stdin: &[u8]) -> Result<NetConf, CniError> {
             name: network,
             subnet: t.subnet,
             gateway: t.gateway,
+            ipv6: t.ipv6,
+            subnet6: t.subnet6,
+            gateway6: t.gateway6,
             mtu: t.mtu,
             internal: t.internal,
             host_loopback: t.host_loopback,
@@ -396,6 +415,20 @@ pub fn parse_conf(stdin: &[u8]) -> Result<NetConf, CniError> {
         prev_result: t.prev_result,
         valid_attachments,
     })
+}
+
+/// `value`, when given, parses as a `T` (`what`); the error names `field`.
+fn check_parses<T: std::str::FromStr>(
+    field: &str,
+    value: &Option<String>,
+    what: &str,
+) -> Result<(), CniError> {
+    match value {
+        Some(v) if v.parse::<T>().is_err() => {
+            Err(CniError::config(field, format!("{v:?} is not {what}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_keys(obj: &Map<String, Value>) -> Result<(), CniError> {
@@ -444,21 +477,17 @@ fn runtime_config(
         let ip: IpAddr = addr
             .parse()
             .map_err(|_| CniError::config(&field, format!("{s:?} is not an IP address")))?;
-        let IpAddr::V4(v4) = ip else {
-            return Err(CniError::new(
-                Code::UnsupportedField,
-                format!("unsupported {field}"),
-                format!("{s}: netyard networks are IPv4 only"),
-            ));
+        let taken = match ip {
+            IpAddr::V4(v4) => rc.ip.replace(v4).is_some(),
+            IpAddr::V6(v6) => rc.ip6.replace(v6).is_some(),
         };
-        if rc.ip.is_some() {
+        if taken {
             return Err(CniError::new(
                 Code::UnsupportedField,
                 format!("unsupported {field}"),
-                "one IPv4 address per interface",
+                "one address per family per interface",
             ));
         }
-        rc.ip = Some(v4);
     }
     rc.aliases = match raw.aliases {
         None => Vec::new(),

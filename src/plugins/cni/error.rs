@@ -123,7 +123,7 @@ impl CniError {
                     "ifname" => (Code::InvalidEnvironment, "CNI_IFNAME".to_string()),
                     "name" if status.as_u16() == 409 => (Code::Refused, "endpoint name".into()),
                     "name" => (Code::InvalidConfig, "network".to_string()),
-                    "ip" => (Code::Refused, "runtimeConfig.ips".to_string()),
+                    "ip" | "ip6" => (Code::Refused, "runtimeConfig.ips".to_string()),
                     "mac" => (Code::Refused, "runtimeConfig.mac".to_string()),
                     f if f.starts_with("aliases") => {
                         (Code::InvalidConfig, format!("runtimeConfig.{f}"))

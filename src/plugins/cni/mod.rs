@@ -176,6 +176,7 @@ async fn add(c: &ApiClient, env: &Env, conf: &NetConf) -> Result<Value, CniError
             netns: Some(netns.clone()),
             ifname: Some(env.ifname.clone()),
             ip: conf.runtime.ip.map(|ip| ip.to_string()),
+            ip6: conf.runtime.ip6.map(|ip| ip.to_string()),
             mac: conf.runtime.mac.clone(),
             kind: conf.kind.clone(),
             aliases: conf.runtime.aliases.clone(),
@@ -202,7 +203,10 @@ async fn add(c: &ApiClient, env: &Env, conf: &NetConf) -> Result<Value, CniError
 }
 
 /// ADD's result for endpoint `ep`: the default route is reported when the namespace has it
-/// through this interface (a namespace attached to another network first keeps that one's).
+/// through this interface (a namespace attached to another network first keeps that one's);
+/// on a dual-stack network the IPv6 address too, with `::/0` via the IPv6 gateway beside the
+/// IPv4 default route unless the network is internal (the gateway's Router Advertisements
+/// give it, through the gateway's link-local address, as they arrive).
 async fn result(conf: &NetConf, net: &NetworkInfo, ep: &EndpointInfo, netns: &str) -> Value {
     let seen = observe(netns, &ep.ifname).await.ok();
     let gateway = ep
@@ -223,6 +227,13 @@ async fn result(conf: &NetConf, net: &NetworkInfo, ep: &EndpointInfo, netns: &st
         prefix_len: ep.prefix_len,
         gateway,
         default_route,
+        ip6: ep
+            .ip6
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .zip(ep.prefix_len6),
+        gateway6: ep.gateway6.as_deref().and_then(|g| g.parse().ok()),
+        default_route6: default_route && !net.internal,
         dns: Dns::from_resolv_conf(&ep.resolv_conf),
     };
     result::build(conf.version, &a, conf.prev_result.as_ref())
@@ -287,7 +298,10 @@ async fn check(c: &ApiClient, env: &Env, conf: &NetConf) -> Result<(), CniError>
     })?;
     let netns = env.netns.clone().unwrap_or_default();
     let seen = observe(&netns, &env.ifname).await?;
-    let problems = result::check(prev, &env.ifname, &netns, &ep.ip, &ep.mac, &seen);
+    let ips: Vec<&str> = std::iter::once(ep.ip.as_str())
+        .chain(ep.ip6.as_deref())
+        .collect();
+    let problems = result::check(prev, &env.ifname, &netns, &ips, &ep.mac, &seen);
     if problems.is_empty() {
         Ok(())
     } else {

@@ -2,11 +2,11 @@
 //! CHECK's comparison of a `prevResult` with what the namespace holds. Pure: unit-tested
 //! without a daemon or a namespace.
 //!
-//! Shapes: 0.3.x and 0.4.0 give every IP a `version` ("4"); 1.0.0 dropped it; 1.1.0 adds the
+//! Shapes: 0.3.x and 0.4.0 give every IP a `version` ("4" or "6"); 1.0.0 dropped it; 1.1.0 adds the
 //! interface's `mtu`. Every interface has its `mac` and every IP its `interface` index in all
 //! of them (Podman 4.3 parses results as 0.4.0 and needs both).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
@@ -27,6 +27,11 @@ pub struct Attachment {
     /// The default route via the gateway is the attachment's (the daemon adds it; a namespace
     /// attached to another network first keeps that one's).
     pub default_route: bool,
+    /// On a dual-stack network: the IPv6 address and its prefix length, the IPv6 gateway.
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    pub gateway6: Option<Ipv6Addr>,
+    /// `::/0` via `gateway6` is the attachment's.
+    pub default_route6: bool,
     /// The embedded resolver, from the daemon's `resolv_conf`.
     pub dns: Dns,
 }
@@ -81,17 +86,30 @@ pub fn build(version: Version, a: &Attachment, prev: Option<&Value>) -> Value {
         iface["mtu"] = json!(a.mtu);
     }
     interfaces.push(iface);
-    let mut ip = json!({
-        "address": format!("{}/{}", a.ip, a.prefix_len),
-        "gateway": a.gateway.to_string(),
-        "interface": index,
-    });
-    if version < Version::V100 {
-        ip["version"] = json!("4");
-    }
-    ips.push(ip);
-    if a.default_route {
-        routes.push(json!({"dst": "0.0.0.0/0", "gw": a.gateway.to_string()}));
+    let families = [(
+        IpAddr::V4(a.ip),
+        a.prefix_len,
+        Some(IpAddr::V4(a.gateway)),
+        a.default_route,
+    )]
+    .into_iter()
+    .chain(a.ip6.map(|(ip, len)| {
+        let gw = a.gateway6.map(IpAddr::V6);
+        (IpAddr::V6(ip), len, gw, a.default_route6 && gw.is_some())
+    }));
+    for (addr, len, gateway, default_route) in families {
+        let mut ip = json!({"address": format!("{addr}/{len}"), "interface": index});
+        if let Some(gw) = gateway {
+            ip["gateway"] = json!(gw.to_string());
+        }
+        if version < Version::V100 {
+            ip["version"] = json!(if addr.is_ipv6() { "6" } else { "4" });
+        }
+        ips.push(ip);
+        if let (true, Some(gw)) = (default_route, gateway) {
+            let dst = if addr.is_ipv6() { "::/0" } else { "0.0.0.0/0" };
+            routes.push(json!({"dst": dst, "gw": gw.to_string()}));
+        }
     }
 
     let prev_dns = prev.and_then(|p| p.get("dns"));
@@ -136,21 +154,23 @@ pub struct Observed {
     pub present: bool,
     pub up: bool,
     pub mac: String,
-    /// IPv4 addresses with their prefix lengths.
-    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// IPv4 and IPv6 addresses with their prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
     /// IPv4 routes through the interface: (destination CIDR, gateway).
     pub routes: Vec<(String, Option<Ipv4Addr>)>,
 }
 
 /// CHECK: what `prev` (ADD's result) says of the attachment of `ifname` in `netns` that the
-/// namespace (`seen`) or the daemon's endpoint (`ep_ip`, `ep_mac`) contradicts. Empty when all
-/// is as ADD left it. Routes of `prev` through netyard's gateway must be there; other routes
-/// are a later plugin's business.
+/// namespace (`seen`) or the daemon's endpoint (`ep_ips`, its addresses of both families,
+/// `ep_mac`) contradicts. Empty when all is as ADD left it. IPv4 routes of `prev` through
+/// netyard's gateway must be there; other routes are a later plugin's business, and IPv6's
+/// default route is the Router Advertisements' (through the gateway's link-local address, with
+/// a lifetime the kernel counts down), so it is not compared.
 pub fn check(
     prev: &Value,
     ifname: &str,
     netns: &str,
-    ep_ip: &str,
+    ep_ips: &[&str],
     ep_mac: &str,
     seen: &Observed,
 ) -> Vec<String> {
@@ -203,7 +223,7 @@ pub fn check(
             .unwrap_or_default();
         let parsed = addr
             .split_once('/')
-            .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)));
+            .and_then(|(a, p)| Some((a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?)));
         let Some((a, p)) = parsed else {
             problems.push(format!(
                 "prevResult has an address netyard cannot read: {addr:?}"
@@ -213,15 +233,16 @@ pub fn check(
         if !seen.addrs.contains(&(a, p)) {
             problems.push(format!("{ifname} lacks {a}/{p}"));
         }
-        if a.to_string() != ep_ip {
+        if !ep_ips.contains(&a.to_string().as_str()) {
             problems.push(format!(
-                "the daemon's endpoint has {ep_ip}, prevResult says {a}"
+                "the daemon's endpoint has {}, prevResult says {a}",
+                ep_ips.join(", ")
             ));
         }
         if let Some(gw) = ip
             .get("gateway")
             .and_then(Value::as_str)
-            .and_then(|g| g.parse().ok())
+            .and_then(|g| g.parse::<Ipv4Addr>().ok())
         {
             gateways.push(gw);
         }

@@ -1,7 +1,7 @@
 //! The CNI plugin's pure parts: environment, configuration, names, results, CHECK.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::{json, Value};
 
@@ -131,6 +131,7 @@ fn a_minimal_configuration_and_every_option() {
         c.runtime,
         config::RuntimeConfig {
             ip: Some(Ipv4Addr::new(10, 1, 2, 9)),
+            ip6: None,
             mac: Some("02:00:00:00:00:09".into()),
             aliases: vec!["www".into(), "api".into()],
             publish: vec![
@@ -150,6 +151,31 @@ fn a_minimal_configuration_and_every_option() {
         json!({"aliases": {"other": ["b"]}}),
     );
     assert_eq!(conf(v).unwrap().runtime.aliases, vec!["b".to_string()]);
+}
+
+#[test]
+fn a_dual_stack_configuration_and_an_address_of_each_family() {
+    let v = set(
+        set(
+            set(base(), "ipv6", json!(true)),
+            "subnet6",
+            json!("fd00:1:2::/64"),
+        ),
+        "runtimeConfig",
+        json!({"ips": ["10.1.2.9/24", "fd00:1:2::9/64"]}),
+    );
+    let c = conf(set(v, "gateway6", json!("fd00:1:2::fe"))).unwrap();
+    assert!(c.network.ipv6);
+    assert_eq!(c.network.subnet6.as_deref(), Some("fd00:1:2::/64"));
+    assert_eq!(c.network.gateway6.as_deref(), Some("fd00:1:2::fe"));
+    assert_eq!(c.runtime.ip, Some(Ipv4Addr::new(10, 1, 2, 9)));
+    assert_eq!(c.runtime.ip6, Some("fd00:1:2::9".parse().unwrap()));
+    // An IPv6 address alone (IPv4 from netyard's IPAM); the prefix is the daemon's to check.
+    let c = conf(set(base(), "runtimeConfig", json!({"ips": ["fd00:9::9"]}))).unwrap();
+    assert_eq!(
+        (c.runtime.ip, c.runtime.ip6),
+        (None, Some("fd00:9::9".parse().unwrap()))
+    );
 }
 
 #[test]
@@ -213,9 +239,41 @@ fn bad_configurations_name_their_field() {
             "subnett",
         ),
         (
-            set(base(), "runtimeConfig", json!({"ips": ["fd00::5/64"]})),
+            set(
+                base(),
+                "runtimeConfig",
+                json!({"ips": ["fd00::5/64", "fd00::6/64"]}),
+            ),
             Code::UnsupportedField,
-            "runtimeConfig.ips[0]",
+            "runtimeConfig.ips[1]",
+        ),
+        (
+            set(base(), "subnet6", json!("fd00::/64")),
+            Code::InvalidConfig,
+            "subnet6",
+        ),
+        (
+            set(
+                set(base(), "ipv6", json!(true)),
+                "subnet6",
+                json!("10.0.0.0/24"),
+            ),
+            Code::InvalidConfig,
+            "subnet6",
+        ),
+        (
+            set(
+                set(base(), "ipv6", json!(true)),
+                "gateway6",
+                json!("10.0.0.1"),
+            ),
+            Code::InvalidConfig,
+            "gateway6",
+        ),
+        (
+            set(base(), "ipv6", json!("yes")),
+            Code::InvalidConfig,
+            "ipv6",
         ),
         (
             set(base(), "runtimeConfig", json!({"ips": ["nope"]})),
@@ -359,6 +417,9 @@ fn attachment() -> Attachment {
         prefix_len: 24,
         gateway: Ipv4Addr::new(10, 1, 0, 1),
         default_route: true,
+        ip6: None,
+        gateway6: None,
+        default_route6: false,
         dns: Dns::from_resolv_conf("nameserver 127.0.0.11\noptions ndots:0\n"),
     }
 }
@@ -396,6 +457,57 @@ fn results_take_each_versions_shape() {
     );
 }
 
+fn dual() -> Attachment {
+    Attachment {
+        ip6: Some(("fd00:1::2".parse().unwrap(), 64)),
+        gateway6: Some("fd00:1::1".parse().unwrap()),
+        default_route6: true,
+        ..attachment()
+    }
+}
+
+#[test]
+fn a_dual_stack_result_has_both_addresses_and_both_default_routes() {
+    let r040 = result::build(Version::V040, &dual(), None);
+    assert_eq!(
+        (&r040["ips"], &r040["routes"]),
+        (
+            &json!([
+                {"version": "4", "address": "10.1.0.2/24", "gateway": "10.1.0.1", "interface": 0},
+                {"version": "6", "address": "fd00:1::2/64", "gateway": "fd00:1::1", "interface": 0}
+            ]),
+            &json!([
+                {"dst": "0.0.0.0/0", "gw": "10.1.0.1"},
+                {"dst": "::/0", "gw": "fd00:1::1"}
+            ])
+        )
+    );
+    let r100 = result::build(Version::V100, &dual(), None);
+    assert_eq!(
+        r100["ips"][1],
+        json!({"address": "fd00:1::2/64", "gateway": "fd00:1::1", "interface": 0})
+    );
+    // An internal network (no IPv6 default route) and a namespace whose default route is
+    // another network's.
+    let internal = Attachment {
+        default_route6: false,
+        ..dual()
+    };
+    assert_eq!(
+        result::build(Version::V100, &internal, None)["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}])
+    );
+    let second = Attachment {
+        default_route: false,
+        default_route6: false,
+        ..dual()
+    };
+    assert_eq!(
+        result::build(Version::V100, &second, None)["routes"],
+        json!([])
+    );
+}
+
 #[test]
 fn a_prev_result_comes_first_and_indexes_shift() {
     let prev = json!({
@@ -422,7 +534,7 @@ fn observed() -> Observed {
         present: true,
         up: true,
         mac: "02:42:0a:01:00:02".into(),
-        addrs: vec![(Ipv4Addr::new(10, 1, 0, 2), 24)],
+        addrs: vec![(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2)), 24)],
         routes: vec![
             ("10.1.0.0/24".into(), None),
             ("0.0.0.0/0".into(), Some(Ipv4Addr::new(10, 1, 0, 1))),
@@ -438,7 +550,7 @@ fn check_passes_when_all_is_as_add_left_it_and_names_each_difference() {
             &prev,
             "eth0",
             "/run/netns/x",
-            "10.1.0.2",
+            &["10.1.0.2"],
             "02:42:0a:01:00:02",
             seen,
         )
@@ -462,7 +574,7 @@ fn check_passes_when_all_is_as_add_left_it_and_names_each_difference() {
         &prev,
         "eth1",
         "/run/netns/x",
-        "10.1.0.2",
+        &["10.1.0.2"],
         "02:42:0a:01:00:02",
         &observed(),
     );
@@ -471,13 +583,40 @@ fn check_passes_when_all_is_as_add_left_it_and_names_each_difference() {
         &prev,
         "eth0",
         "/run/netns/x",
-        "10.1.0.3",
+        &["10.1.0.3"],
         "02:42:0a:01:00:02",
         &observed(),
     );
     assert!(
         p.iter()
             .any(|x| x.contains("daemon's endpoint has 10.1.0.3")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn check_compares_the_ipv6_address_too() {
+    let prev = result::build(Version::V100, &dual(), None);
+    let v6: IpAddr = "fd00:1::2".parse().unwrap();
+    let mut seen = observed();
+    seen.addrs.push((v6, 64));
+    let run = |seen: &Observed, ips: &[&str]| {
+        result::check(
+            &prev,
+            "eth0",
+            "/run/netns/x",
+            ips,
+            "02:42:0a:01:00:02",
+            seen,
+        )
+    };
+    assert_eq!(run(&seen, &["10.1.0.2", "fd00:1::2"]), Vec::<String>::new());
+    let p = run(&observed(), &["10.1.0.2", "fd00:1::2"]);
+    assert_eq!(p, vec!["eth0 lacks fd00:1::2/64".to_string()]);
+    let p = run(&seen, &["10.1.0.2", "fd00:1::3"]);
+    assert!(
+        p.iter()
+            .any(|x| x.contains("daemon's endpoint has 10.1.0.2, fd00:1::3")),
         "{p:?}"
     );
 }
@@ -512,6 +651,12 @@ fn the_daemons_refusals_name_the_runtimes_field() {
         (
             Some("ip"),
             StatusCode::CONFLICT,
+            Code::Refused,
+            "runtimeConfig.ips",
+        ),
+        (
+            Some("ip6"),
+            StatusCode::BAD_REQUEST,
             Code::Refused,
             "runtimeConfig.ips",
         ),
