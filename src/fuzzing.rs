@@ -137,8 +137,11 @@ pub fn cni_config(data: &[u8]) {
 /// slirp4netns's API socket: one JSON request (`add_hostfwd`, `list_hostfwd`,
 /// `remove_hostfwd`), checked against a table that holds one forward already.
 pub fn slirp4netns_api(data: &[u8]) {
-    use crate::fronts::slirp4netns::api::{error_reply, parse_request, Request, Table};
-    let guest = Ipv4Addr::new(10, 0, 2, 100);
+    use crate::fronts::slirp4netns::api::{error_reply, parse_request, Guest, Request, Table};
+    let guest = Guest {
+        v4: Ipv4Addr::new(10, 0, 2, 100),
+        v6: Some(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100)),
+    };
     let mut table = Table::new(guest);
     if let Ok(Request::Add(first)) = parse_request(br#"{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_port": 8080, "guest_port": 80}}"#) {
         if let Ok(f) = table.check_add(&first) {

@@ -91,6 +91,10 @@ pub struct NetworkSpec {
     /// More addresses the gateway answers on (ARP, ICMP echo, DNS).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_extra: Vec<Ipv4Addr>,
+    /// More IPv6 addresses the gateway answers on (NDP, ICMPv6 echo, DNS), on a dual-stack
+    /// network only (slirp4netns's fd00::3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_extra6: Vec<Ipv6Addr>,
     /// Destination maps of egress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maps: Vec<AddrMapSpec>,
@@ -206,6 +210,12 @@ fn is_true(b: &bool) -> bool {
 pub const RELEASED_MAX: usize = 1024;
 
 impl NetworkSpec {
+    /// The gateway's extra addresses as the API lists them: IPv4 ones, then IPv6 ones.
+    pub fn gateway_extra_all(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        let v4 = self.gateway_extra.iter().map(|&ip| ip.into());
+        v4.chain(self.gateway_extra6.iter().map(|&ip| ip.into()))
+    }
+
     /// The endpoints' default gateway: the gateway router's address, else netyard's gateway.
     pub fn default_gateway(&self) -> Ipv4Addr {
         self.gateway_router

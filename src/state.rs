@@ -1730,6 +1730,11 @@ impl Network {
         for &ip in &spec.gateway_extra {
             let _ = ipam.take(ip);
         }
+        if let Some(v6) = ipam.v6_mut() {
+            for &ip in &spec.gateway_extra6 {
+                let _ = v6.take(ip);
+            }
+        }
         Network {
             ipam,
             spec,
@@ -1806,7 +1811,7 @@ impl Network {
             mtu: s.mtu,
             internal: s.internal,
             host_loopback: s.host_loopback,
-            gateway_extra: s.gateway_extra.iter().map(ToString::to_string).collect(),
+            gateway_extra: s.gateway_extra_all().map(|ip| ip.to_string()).collect(),
             maps: s
                 .maps
                 .iter()

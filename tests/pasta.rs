@@ -11,7 +11,11 @@
 //! container reaches the outside (TCP, UDP, ping), resolves names through 169.254.1.1 and
 //! reaches the host through 169.254.1.2, published TCP and UDP ports reached from the outside
 //! show the client's own address in the container, and the helper quits and leaves nothing
-//! when the namespace is deleted. Bad input: pasta's errors and exit status 1, nothing left.
+//! when the namespace is deleted. With IPv6 on the host (2001:db8:X::/64 to the outside and
+//! an IPv6 default route there): the container's ULA address and its default route from the
+//! gateway's RA, ping and TCP to the outside's IPv6 address, and the published port reached
+//! by the outside's IPv6 client, shown as itself. Bad input: pasta's errors and exit status
+//! 1, nothing left.
 
 mod common;
 
@@ -21,12 +25,16 @@ use std::time::Duration;
 
 use common::*;
 
-/// Accepts TCP connections on argv[1]; answers each with "<argv[2]> <peer address>".
+/// Accepts TCP connections on argv[1] (of 0.0.0.0, or of argv[3], an IPv6 address, for
+/// IPv6 clients only); answers each with "<argv[2]> <peer address>".
 const TCP_PEER_SERVER: &str = r#"
 import socket, sys
-s = socket.socket()
+six = sys.argv[3:]
+s = socket.socket(socket.AF_INET6 if six else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
+if six:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind((six[0] if six else "0.0.0.0", int(sys.argv[1])))
 s.listen(16)
 while True:
     c, a = s.accept()
@@ -153,10 +161,14 @@ impl Drop for Host {
 }
 
 fn host(lab: &Lab) -> Host {
+    host_with(lab, lab.outside())
+}
+
+/// [`host`] with its outside namespace made already.
+fn host_with(lab: &Lab, out: Outside) -> Host {
     require_program("dnsmasq", "dnsmasq-base");
     require_program("dig", "dnsutils");
     require_program("python3", "python3");
-    let out = lab.outside();
     cmd_ok(&[
         "ip",
         "-n",
@@ -487,6 +499,126 @@ fn podman_5x_arguments_serve_the_namespace_and_quit_with_it() {
     check_container_side(&lab, &h, &ns.name);
     check_guest_addr_map(&lab, &h, &ns.name);
     check_published(&lab, &h, &ns.name, true);
+    check_quits_with_namespace(&lab, ns, pid);
+}
+
+/// Podman 5.3+'s arguments on a host with IPv6: the container is dual-stack.
+#[test]
+fn podman_5x_arguments_give_ipv6_when_the_host_has_it() {
+    let lab = Lab::bare();
+    let out6 = lab.outside6();
+    let h = host_with(&lab, out6.v4.clone());
+    cmd_ok(&[
+        "ip",
+        "-n",
+        &lab.host.name,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &out6.ip,
+    ]);
+    lab.bg_in(
+        &h.out.ns,
+        &[
+            "python3",
+            "-c",
+            TCP_PEER_SERVER,
+            &OUT_TCP.to_string(),
+            "outside6",
+            "::",
+        ],
+        "out_tcp6.log",
+    );
+    let ns = Netns::new(&lab.id, "c");
+    let pid_dir = lab.dir.join("pasta-pid");
+    std::fs::create_dir_all(&pid_dir).unwrap();
+    let pid_file = pid_dir.join("pasta.pid").display().to_string();
+    let o = run_pasta(&lab, &podman_5x_args(&ns.path(), &pid_file));
+    let pid: Option<u32> = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let _helper = Helper(pid);
+    if !o.status.success() {
+        lab.fail(&format!(
+            "pasta (Podman 5.3+ arguments) failed: {}",
+            show(&o)
+        ));
+    }
+    let pid = pid.unwrap_or_else(|| lab.fail(&format!("no pid in {pid_file}")));
+    // A unique-local /64 of netyard's choosing (layout.rs), the default route from the RA.
+    let addr6 = cmd_ok(&[
+        "ip", "-n", &ns.name, "-6", "-o", "addr", "show", "scope", "global",
+    ]);
+    assert!(
+        addr6.contains("inet6 fd") && addr6.contains("::2/64"),
+        "{addr6}"
+    );
+    let mut route6 = String::new();
+    let routed = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        route6 = cmd_ok(&["ip", "-n", &ns.name, "-6", "route", "show", "default"]);
+        route6.contains("via fe80::")
+    });
+    assert!(
+        routed,
+        "no IPv6 default route from the gateway's RA: {route6:?}"
+    );
+    lab.set_ping_group_range("0 2147483647");
+    lab.assert_ping(&ns.name, &out6.ip);
+    // TCP out: the outside server sees the host's IPv6 address.
+    assert!(
+        wait_listening(&h.out.ns, OUT_TCP, Proto::Tcp),
+        "outside TCP server"
+    );
+    let mut got = String::new();
+    let reached = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        let o = ns_cmd(
+            &ns.name,
+            &["python3", "-c", TCP_CLIENT, &out6.ip, &OUT_TCP.to_string()],
+            CLI_TIMEOUT,
+        );
+        got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        o.status.success()
+    });
+    assert!(reached, "TCP to [{}]:{OUT_TCP}: {got:?}", out6.ip);
+    assert_eq!(got, format!("outside6 {}", out6.host_ip), "IPv6 TCP egress");
+    // TCP in: `-t 18080:8080` reached by the outside's IPv6 client, shown as itself.
+    lab.bg_in(
+        &ns.name,
+        &[
+            "python3",
+            "-c",
+            TCP_PEER_SERVER,
+            &TCP_CTR_PORT.to_string(),
+            "ctr6",
+            "::",
+        ],
+        "ctr_tcp6.log",
+    );
+    let reached = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        let o = ns_cmd(
+            &h.out.ns,
+            &[
+                "python3",
+                "-c",
+                TCP_CLIENT,
+                &out6.host_ip,
+                &TCP_HOST_PORT.to_string(),
+            ],
+            CLI_TIMEOUT,
+        );
+        got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        o.status.success()
+    });
+    assert!(reached, "published port from [{}]: {got:?}", out6.ip);
+    assert_eq!(
+        got,
+        format!("ctr6 {}", out6.ip),
+        "published TCP keeps the IPv6 client"
+    );
+    // IPv4 still as before.
+    check_container_side(&lab, &h, &ns.name);
     check_quits_with_namespace(&lab, ns, pid);
 }
 

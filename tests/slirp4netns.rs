@@ -7,7 +7,12 @@
 //! resolved through 10.0.2.3 (forwarded to dnsmasq) and the guest's own, a ping to the
 //! outside, the API socket (add/list/remove with slirp4netns's JSON, malformed requests) with
 //! a forwarded connection that keeps the client's address, and exit on the exit fd's
-//! hang-up leaving nothing behind. Bad command lines: unknown option, missing namespace,
+//! hang-up leaving nothing behind. With `--enable-ipv6` (which Podman passes) the same over
+//! IPv6 (the outside and the host namespace have addresses in 2001:db8:X::/64 too): the
+//! guest's fd00::100 and default route, a fetch from the outside's IPv6 address, AAAA
+//! answers through fd00::3, ping, the gateway fd00::2 refusing TCP under
+//! `--disable-host-loopback`, and a forward on `"host_addr":"::"` keeping the IPv6 client's
+//! address. Bad command lines: unknown option, missing namespace,
 //! closed exit fd.
 //!
 //! RootlessKit 1.1 itself runs on the front as the unprivileged test user (which gets a
@@ -25,12 +30,16 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// Greets each TCP client with its address as the server saw it, then closes.
+/// Greets each TCP client with its address as the server saw it, then closes. Listens on
+/// 0.0.0.0:argv[1], or on argv[3] (an IPv6 address: IPv6 clients only) when given.
 const PEER_SERVER: &str = r#"
 import socket, sys
-s = socket.socket()
+v6 = len(sys.argv) > 3
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
+if v6:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind((sys.argv[3] if v6 else "0.0.0.0", int(sys.argv[1])))
 s.listen(16)
 while True:
     c, a = s.accept()
@@ -78,10 +87,10 @@ impl Drop for EtcNetns {
 }
 
 /// The upstream resolver: dnsmasq on the host namespace's loopback, answering
-/// server.outside.test with the outside address, named by the host namespace's resolv.conf
-/// (`/etc/netns/HOST/resolv.conf`, which `ip netns exec` binds over /etc/resolv.conf; removed
-/// when the returned guard drops).
-fn upstream_resolver(lab: &Lab, out: &Outside) -> EtcNetns {
+/// server.outside.test with the outside addresses `ips` (IPv4, and IPv6 if listed), named by
+/// the host namespace's resolv.conf (`/etc/netns/HOST/resolv.conf`, which `ip netns exec`
+/// binds over /etc/resolv.conf; removed when the returned guard drops).
+fn upstream_resolver(lab: &Lab, ips: &[&str]) -> EtcNetns {
     let etc = EtcNetns(std::path::Path::new("/etc/netns").join(&lab.host.name));
     std::fs::create_dir_all(&etc.0).expect("mkdir /etc/netns/HOST");
     std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.1\n").expect("resolv.conf");
@@ -97,7 +106,7 @@ fn upstream_resolver(lab: &Lab, out: &Outside) -> EtcNetns {
             "--user=root",
             "--listen-address=127.0.0.1",
             "--bind-interfaces",
-            &format!("--host-record=server.outside.test,{}", out.ip),
+            &format!("--host-record=server.outside.test,{}", ips.join(",")),
         ],
         "dnsmasq.log",
     );
@@ -137,16 +146,26 @@ fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_h
     require_program("dnsmasq", "dnsmasq-base");
     require_program("dig", "dnsutils");
     let lab = Lab::bare();
-    let out = lab.outside();
+    let out6 = lab.outside6();
+    let out = &out6.v4;
     let guest_ns = lab.ns("g");
     let client = lab.write_file("client.py", CLIENT);
-    let _etc = upstream_resolver(&lab, &out);
+    let _etc = upstream_resolver(&lab, &[&out.ip, &out6.ip]);
     lab.bg_in(
         &out.ns,
         &["python3", "-c", PEER_SERVER, "8080", "outside"],
         "outside_server.log",
     );
     assert!(wait_listening(&out.ns, 8080, Proto::Tcp), "outside server");
+    lab.bg_in(
+        &out.ns,
+        &["python3", "-c", PEER_SERVER, "8086", "outside6", "::"],
+        "outside_server6.log",
+    );
+    assert!(
+        wait_listening(&out.ns, 8086, Proto::Tcp),
+        "outside IPv6 server"
+    );
     // Exit pipe: the test holds it read-write, so dropping it is the runtime's hang-up.
     let fifo = |n: &str| {
         let p = lab.dir.join(n);
@@ -244,13 +263,67 @@ fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_h
         show(&o)
     );
 
-    // The API socket: a forwarded port keeps the client's address.
+    // -6: slirp4netns's IPv6 layout, egress, DNS and ping over IPv6.
+    let addr6 = cmd_ok(&[
+        "ip", "-n", &guest_ns, "-6", "-o", "addr", "show", "tap0", "scope", "global",
+    ]);
+    assert!(addr6.contains("fd00::100/64"), "{addr6}");
+    let mut route6 = String::new();
+    let routed = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        route6 = cmd_ok(&["ip", "-n", &guest_ns, "-6", "route", "show", "default"]);
+        route6.contains("via fe80::")
+    });
+    assert!(
+        routed,
+        "no IPv6 default route from the gateway's RA: {route6:?}"
+    );
+    let got = py_ok(&lab, &guest_ns, &client, &[&out6.ip, "8086"]);
+    assert_eq!(got.trim(), format!("outside6 {}", out6.host_ip));
+    for (name, want) in [
+        ("server.outside.test", out6.ip.as_str()),
+        ("guest", "fd00::100"),
+    ] {
+        let o = ns_cmd(
+            &guest_ns,
+            &[
+                "dig", "+short", "+time=2", "+tries=3", "AAAA", "@fd00::3", name,
+            ],
+            Duration::from_secs(30),
+        );
+        let ans = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if ans != want {
+            lab.fail(&format!(
+                "dig AAAA @fd00::3 {name}: want {want}:\n{}",
+                show(&o)
+            ));
+        }
+    }
+    lab.assert_ping(&guest_ns, &out6.ip);
+    lab.assert_ping(&guest_ns, "fd00::2");
+    let o = py(
+        &guest_ns,
+        &client,
+        &["fd00::2", "22"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !o.status.success(),
+        "TCP to fd00::2 with --disable-host-loopback: {}",
+        show(&o)
+    );
+
+    // The API socket: a forwarded port keeps the client's address, IPv4 and IPv6.
     lab.bg_in(
         &guest_ns,
         &["python3", "-c", PEER_SERVER, "80", "guest"],
         "guest_server.log",
     );
     assert!(wait_listening(&guest_ns, 80, Proto::Tcp), "guest server");
+    lab.bg_in(
+        &guest_ns,
+        &["python3", "-c", PEER_SERVER, "80", "guest6", "::"],
+        "guest_server6.log",
+    );
     let r = api(
         &lab,
         &sock,
@@ -263,9 +336,34 @@ fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_h
         format!("guest {}", out.ip),
         "client address kept"
     );
+    let r = api(
+        &lab,
+        &sock,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"::","host_port":18086,"guest_port":80}}"#,
+    );
+    assert_eq!(r["return"]["id"], 2, "{r}");
+    let mut got = String::new();
+    let reached = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        let o = py(
+            &out.ns,
+            &client,
+            &[&out6.host_ip, "18086"],
+            Duration::from_secs(30),
+        );
+        got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        o.status.success()
+    });
+    assert!(reached, "the IPv6 forward: {got:?}");
+    assert_eq!(
+        got,
+        format!("guest6 {}", out6.ip),
+        "IPv6 client address kept"
+    );
     let r = api(&lab, &sock, r#"{"execute":"list_hostfwd"}"#);
     assert_eq!(r["return"]["entries"][0]["host_port"], 18080, "{r}");
     assert_eq!(r["return"]["entries"][0]["guest_addr"], "10.0.2.100", "{r}");
+    assert_eq!(r["return"]["entries"][1]["host_addr"], "::", "{r}");
+    assert_eq!(r["return"]["entries"][1]["guest_addr"], "fd00::100", "{r}");
     for (req, desc) in [
         ("badjson", "bad request: cannot parse JSON"),
         (r#"{"unexpectedjson": 42}"#, "bad request: no execute found"),
@@ -391,6 +489,8 @@ fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
     let (uid, gid) = ensure_rootless_user();
     // RootlessKit maps subordinate ids: give the test user a range once.
     ensure_rootless_subids();
+    // RootlessKit creates tap0 as the user (in its namespaces): /dev/net/tun must let it.
+    tun_world_accessible();
     require_program("dnsmasq", "dnsmasq-base");
     require_program("dig", "dnsutils");
     let lab = Lab::bare();
@@ -401,7 +501,7 @@ fn rootlesskit_runs_on_the_front_with_its_slirp4netns_port_driver() {
         "outside_server.log",
     );
     assert!(wait_listening(&out.ns, 8080, Proto::Tcp), "outside server");
-    let _etc = upstream_resolver(&lab, &out);
+    let _etc = upstream_resolver(&lab, &[&out.ip]);
     // The front's echo sockets are unprivileged ICMP sockets of the user's group: it has no
     // CAP_NET_RAW in the host namespace.
     lab.set_ping_group_range(&format!("{gid} {gid}"));

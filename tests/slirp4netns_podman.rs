@@ -5,13 +5,16 @@
 //! --enable-seccomp --enable-ipv6 -c -e 3 -r 4 [--api-socket P] --netns-type=path NETNS tap0`).
 //!
 //! Podman, its pause process, conmon, rootlessport and the fronts run in the lab's "host"
-//! network namespace, which has a veth to an "outside" one (198.18.X.0/24) holding an HTTP
-//! server, and a dnsmasq on its loopback as the upstream resolver. Checked: from a container,
-//! a page fetched from the outside server, a name resolved through 10.0.2.3 (the resolv.conf
-//! Podman writes) and a ping to the outside; `-p 8080:80` with Podman's default port handler
-//! (rootlessport) and with `port_handler=slirp4netns` (the front's API socket, at MTU 1500),
-//! each reached from the outside, the second showing the container the outside client's
-//! address; `podman stop` ends the container's front, and with `podman rm` nothing is left:
+//! network namespace, which has a veth to an "outside" one (198.18.X.0/24 and
+//! 2001:db8:X::/64) holding an HTTP server, and a dnsmasq on its loopback as the upstream
+//! resolver. Checked: from a container, a page fetched from the outside server, a name
+//! resolved through 10.0.2.3 (the resolv.conf Podman writes) and a ping to the outside; the
+//! same over IPv6 (Podman passes `--enable-ipv6`): fd00::100 and a default route, a page from
+//! the outside's IPv6 address, an AAAA answer through fd00::3, `ping -6`; `-p 8080:80` with
+//! Podman's default port handler (rootlessport) and with `port_handler=slirp4netns` (the
+//! front's API socket, at MTU 1500), each reached from the outside, the second showing the
+//! container the outside client's address, and with `-p [::]:8080:80` beside it the outside's
+//! IPv6 client reaching the container as itself; `podman stop` ends the container's front, and with `podman rm` nothing is left:
 //! no front process, no API socket, no namespace file.
 //!
 //! Everything rootless Podman would write outside the test's directory is kept in it or in
@@ -40,17 +43,25 @@ const APPLETS: &[&str] = &[
 const WHO_CGI: &str =
     "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"peer=$REMOTE_ADDR\"\n";
 
-/// The outside HTTP server: every GET is answered with a page naming the client's address.
+/// The outside HTTP server, on IPv4 and IPv6: every GET is answered with a page naming the
+/// client's address.
 const OUTSIDE_HTTP: &str = r#"
-import http.server, sys
+import http.server, socket, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = ("page from outside, client=%s\n" % self.client_address[0]).encode()
+        c = self.client_address[0]
+        c = c[7:] if c.startswith("::ffff:") else c
+        body = ("page from outside, client=%s\n" % c).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+S(("::", int(sys.argv[1])), H).serve_forever()
 "#;
 
 /// The outside server's port.
@@ -303,25 +314,15 @@ fn run_web(
     name: &str,
     network: &str,
     mtu: u32,
+    publish: &[&str],
 ) -> Web {
     let cmdline = format!("httpd -p 80 -h /www; {IDLE}");
-    podman.ok(
-        lab,
-        &[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            network,
-            "-p",
-            "8080:80",
-            image,
-            "sh",
-            "-c",
-            &cmdline,
-        ],
-    );
+    let mut argv = vec!["run", "-d", "--name", name, "--network", network];
+    for p in publish {
+        argv.extend(["-p", p]);
+    }
+    argv.extend([image, "sh", "-c", &cmdline]);
+    podman.ok(lab, &argv);
     let netns = podman.ok(
         lab,
         &["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name],
@@ -407,7 +408,8 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
         gid,
         runtime_dir: lab.dir.join("p/xdg"),
     };
-    let out = lab.outside();
+    let out6 = lab.outside6();
+    let out = &out6.v4;
     // The front's echo sockets are unprivileged ICMP sockets of the user's group (it has no
     // CAP_NET_RAW in the host namespace), as slirp4netns's are.
     lab.set_ping_group_range(&format!("{gid} {gid}"));
@@ -426,7 +428,7 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
             // Authoritative for the test's domain: busybox nslookup also asks for AAAA,
             // which would otherwise be REFUSED (no upstream) and fail the lookup.
             "--local=/outside.test/",
-            &format!("--host-record=server.outside.test,{}", out.ip),
+            &format!("--host-record=server.outside.test,{},{}", out.ip, out6.ip),
         ],
         "dnsmasq.log",
     );
@@ -518,39 +520,98 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
     }
     let ping = exec(&["ping", "-c", "2", "-W", "5", &out.ip]);
     assert!(ping.contains("2 packets received"), "{ping}");
-    // Podman passed --enable-ipv6, which the front accepts without serving IPv6 (README): no
-    // IPv6 address or route, so a connection to slirp4netns's IPv6 gateway fails at once.
-    let v6 = exec(&["ip", "-6", "addr", "show", "scope", "global"]);
-    assert!(v6.is_empty(), "IPv6 addresses: {v6}");
-    let o = podman.run(&["exec", c1, "nc", "-w", "2", "fd00::2", "80"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("unreachable"),
-        "IPv6 connection: {}",
-        show(&o)
+    // Podman passed --enable-ipv6: slirp4netns's IPv6 layout, egress, DNS and ping.
+    let with_v6 = processes(
+        &podman
+            .pid_ns()
+            .unwrap_or_else(|| lab.fail("podman's PID namespace is gone")),
+        "--enable-ipv6",
     );
+    assert_eq!(
+        with_v6.len(),
+        1,
+        "one front with --enable-ipv6: {with_v6:?}"
+    );
+    let v6 = exec(&["ip", "-6", "-o", "addr", "show", "tap0", "scope", "global"]);
+    assert!(v6.contains("fd00::100/64"), "IPv6 addresses: {v6}");
+    let mut route6 = String::new();
+    let routed = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        route6 = exec(&["ip", "-6", "route", "show", "default"]);
+        route6.contains("via fe80::")
+    });
+    assert!(routed, "no IPv6 default route: {route6:?}");
+    let page = exec(&[
+        "sh",
+        "-c",
+        &format!(
+            "printf 'GET /page HTTP/1.0\\r\\n\\r\\n' | nc {} {OUTSIDE_PORT}",
+            out6.ip
+        ),
+    ]);
+    assert!(
+        page.contains(&format!("page from outside, client={}", out6.host_ip)),
+        "the page from the outside server's IPv6 address: {page}"
+    );
+    let ans = exec(&["nslookup", "-type=AAAA", "server.outside.test", "fd00::3"]);
+    assert!(
+        ans.contains("fd00::3") && ans.contains(&format!("Address: {}", out6.ip)),
+        "AAAA through fd00::3: {ans}"
+    );
+    let ping = exec(&["ping", "-6", "-c", "2", "-W", "5", &out6.ip]);
+    assert!(ping.contains("2 packets received"), "{ping}");
     podman.ok(&lab, &["rm", "--force", "--time", "0", c1]);
 
     // -p 8080:80 through rootlessport: reached, but the container sees its own address
     // (rootlessport connects from inside the namespace).
-    let web = run_web(&lab, &podman, &out, image, "w1", "slirp4netns", 65520);
+    let web = run_web(
+        &lab,
+        &podman,
+        out,
+        image,
+        "w1",
+        "slirp4netns",
+        65520,
+        &["8080:80"],
+    );
     assert!(!web.front.contains("--api-socket"), "{}", web.front);
     assert_eq!(web.peer, "10.0.2.100", "rootlessport's source");
     stop_and_rm(&lab, &podman, "w1", &web);
 
-    // The same host port through the front's API socket: the client's address is kept.
+    // The same host port through the front's API socket: the client's address is kept, an
+    // IPv6 client's too (`-p [::]:...`: Podman sends host_addr "::").
     let web = run_web(
         &lab,
         &podman,
-        &out,
+        out,
         image,
         "w2",
         "slirp4netns:port_handler=slirp4netns,mtu=1500",
         1500,
+        &["8080:80", "[::]:8080:80"],
     );
     assert!(web.front.contains("--api-socket"), "{}", web.front);
     assert!(web.front.contains("--mtu=1500"), "{}", web.front);
     assert_eq!(web.peer, out.ip, "the outside client's address");
+    let url6 = format!("http://[{}]:8080/cgi-bin/who", out6.host_ip);
+    let o = ns_cmd(
+        &out.ns,
+        &[
+            "curl",
+            "--silent",
+            "--show-error",
+            "--globoff",
+            "--max-time",
+            "10",
+            &url6,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{url6} from the outside: {}", show(&o));
+    assert_eq!(
+        cgi_peer(&String::from_utf8_lossy(&o.stdout)),
+        out6.ip,
+        "the outside IPv6 client's address"
+    );
     stop_and_rm(&lab, &podman, "w2", &web);
 
     // Nothing of the fronts is left: no process, no socket file.

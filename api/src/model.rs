@@ -62,9 +62,10 @@ pub struct NetworkCreate {
     /// 127.0.0.1 (as slirp4netns maps 10.0.2.2). Refused with `internal`.
     #[serde(default)]
     pub host_loopback: bool,
-    /// More IPv4 addresses the gateway answers on (ARP, ICMP echo, DNS on port 53), e.g.
-    /// slirp4netns's DNS address beside its gateway. One outside the subnet is reached
-    /// through the endpoints' default route.
+    /// More addresses the gateway answers on (ARP or NDP, ICMP echo, DNS on port 53), e.g.
+    /// slirp4netns's DNS addresses 10.0.2.3 and fd00::3 beside its gateway; IPv6 ones on an
+    /// `ipv6` network only. One outside the subnet is reached through the endpoints' default
+    /// route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_extra: Vec<String>,
     /// Destination maps: egress (TCP, UDP, ICMP echo) to `guest` leaves to `host`, replies

@@ -271,7 +271,8 @@ pub enum NetworkCommand {
         /// Connections to the gateway address (except DNS) reach the host's 127.0.0.1.
         #[arg(long)]
         host_loopback: bool,
-        /// One more address the gateway answers on (ARP, ping, DNS); repeatable.
+        /// One more address the gateway answers on (ARP or NDP, ping, DNS; IPv6 with
+        /// --ipv6); repeatable.
         #[arg(long = "gateway-extra", value_name = "IP")]
         gateway_extra: Vec<String>,
         /// Egress to GUEST leaves to the host address HOST (replies come from GUEST);

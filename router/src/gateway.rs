@@ -105,6 +105,9 @@ pub struct GatewayConfig {
     /// slirp4netns's DNS address 10.0.2.3, pasta's `--dns-forward` address. One outside the
     /// subnet is reached through the endpoint's default route.
     pub extra_ips: Vec<Ipv4Addr>,
+    /// More IPv6 addresses the gateway answers on (NDP, ICMPv6 echo, DNS on port 53) on a
+    /// dual-stack network: slirp4netns's DNS address fd00::3.
+    pub extra_ips6: Vec<std::net::Ipv6Addr>,
     /// Destination maps: TCP, UDP and ICMP echo to `guest` leave through a host socket to
     /// `host`, replies come back from `guest`. A mapped address of the gateway's own keeps
     /// DNS on port 53 for itself.
@@ -142,6 +145,7 @@ impl GatewayConfig {
             flow_limits: FlowLimits::default(),
             host_loopback: false,
             extra_ips: Vec::new(),
+            extra_ips6: Vec::new(),
             maps: Vec::new(),
             local_subnets: LocalSubnets::default(),
             ipv6: None,
@@ -167,6 +171,7 @@ impl GatewayConfig {
         self.ipv6.map(|v6| Ndp6 {
             mac: netyard_switch::MacAddr(self.mac),
             addr: v6.addr,
+            extra: self.extra_ips6.clone(),
             prefix: v6.prefix,
             mtu: u32::try_from(self.mtu).unwrap_or(u32::MAX),
             default_router: self.egress,
@@ -459,6 +464,10 @@ impl Engines {
         let Some(dst) = packet6::ipv6_dst(frame) else {
             return false;
         };
+        if self.cfg.extra_ips6.contains(&dst) {
+            // The gateway's own (DNS, echo, NDP), even outside the prefix.
+            return false;
+        }
         if dst == v6.subnet.gateway {
             let Some((proto, src, dst)) = l4_ports6(frame) else {
                 return false;
@@ -599,7 +608,16 @@ async fn run(
         // DNS on the IPv6 addresses (smoltcp's sockets take every address of the interface);
         // NDP and echo for them are crate::ndp's.
         if let Some(v6) = &eng.ndp6 {
-            for (addr, len) in [(v6.addr, v6.prefix.prefix_len()), (v6.link_local(), 64)] {
+            let own = [(v6.addr, v6.prefix.prefix_len()), (v6.link_local(), 64)];
+            let extra = v6.extra.iter().map(|&x| {
+                let len = if v6.prefix.contains(&x) {
+                    v6.prefix.prefix_len()
+                } else {
+                    128
+                };
+                (x, len)
+            });
+            for (addr, len) in own.into_iter().chain(extra) {
                 if a.push(IpCidr::new(IpAddress::Ipv6(addr), len)).is_err() {
                     tracing::warn!(address = %addr, "gateway: too many addresses; {addr} not served");
                 }

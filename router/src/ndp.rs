@@ -47,6 +47,9 @@ pub struct Ndp6 {
     pub mac: MacAddr,
     /// The gateway's address in the network's prefix.
     pub addr: Ipv6Addr,
+    /// More addresses of the gateway's, answered as `addr` is (slirp4netns's DNS at
+    /// fd00::3); inside the prefix or not.
+    pub extra: Vec<Ipv6Addr>,
     pub prefix: Ipv6Net,
     /// The network's MTU, advertised.
     pub mtu: u32,
@@ -62,7 +65,7 @@ impl Ndp6 {
 
     /// Whether `a` is one of the gateway's own addresses.
     pub fn is_own(&self, a: Ipv6Addr) -> bool {
-        a == self.addr || a == self.link_local()
+        a == self.addr || a == self.link_local() || self.extra.contains(&a)
     }
 }
 
@@ -314,6 +317,7 @@ mod tests {
         Ndp6 {
             mac: GW_MAC,
             addr: a("fd00:ab::1"),
+            extra: Vec::new(),
             prefix: "fd00:ab::/64".parse().expect("prefix"),
             mtu: 1500,
             default_router: true,
@@ -566,6 +570,59 @@ mod tests {
             assert_eq!(data, b"ping data");
             assert_eq!(f[ETH_HLEN + IPV6_HDR_LEN], msg_type::ECHO_REPLY);
         }
+    }
+
+    #[test]
+    fn extra_addresses_are_the_gateways_inside_the_prefix_or_not() {
+        let c = Ndp6 {
+            extra: vec![a("fd00:ab::3"), a("2001:db8:53::1")],
+            ..cfg()
+        };
+        let me = a("fd00:ab::2");
+        for target in c.extra.clone() {
+            let ns = icmp_frame(
+                ipv6::multicast_mac(ipv6::solicited_node(target)),
+                me,
+                ipv6::solicited_node(target),
+                255,
+                Icmpv6Repr::NeighborSolicit { target },
+                &[1, 1, 2, 0x42, 10, 6, 0, 2],
+            );
+            let V6Verdict::Reply(f) = decide(&c, &ns) else {
+                panic!("an NS for {target} is answered");
+            };
+            let (_, ip, repr, _) = open(&f);
+            assert_eq!(ip.src_addr, target);
+            assert!(matches!(repr, Icmpv6Repr::NeighborAdvert { target: t, .. } if t == target));
+            let echo = icmp_frame(
+                GW_MAC,
+                me,
+                target,
+                64,
+                Icmpv6Repr::EchoRequest {
+                    ident: 3,
+                    seq_no: 4,
+                },
+                b"x",
+            );
+            let V6Verdict::Reply(f) = decide(&c, &echo) else {
+                panic!("echo to {target} is answered, not sent to egress");
+            };
+            assert_eq!(open(&f).1.src_addr, target);
+        }
+        // Without them, the one outside the prefix would be egress.
+        let echo = icmp_frame(
+            GW_MAC,
+            me,
+            a("2001:db8:53::1"),
+            64,
+            Icmpv6Repr::EchoRequest {
+                ident: 3,
+                seq_no: 4,
+            },
+            b"x",
+        );
+        assert_eq!(decide(&cfg(), &echo), V6Verdict::Egress);
     }
 
     #[test]

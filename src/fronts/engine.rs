@@ -24,10 +24,10 @@
 //! created vanishes when it stops. Egress sockets, published ports and DNS forwarding use the
 //! process's own network namespace (the host's, for a rootless runtime).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netyard_api::model::{AddrMapReq, EndpointCreate, EndpointInfo, NetworkCreate};
 
 use crate::dnsd::DnsOptions;
@@ -62,8 +62,11 @@ pub struct EngineEndpoint {
     /// The interface's MAC (default: Docker's scheme from the address).
     pub mac: Option<String>,
     pub ip: Ipv4Addr,
-    /// Configure the interface: MAC, MTU, address, up, `lo` up, default route via the
-    /// gateway. False leaves all of that to the runtime.
+    /// Its IPv6 address, on a dual-stack engine ([`EngineConfig::ipv6`]).
+    pub ip6: Option<Ipv6Addr>,
+    /// Configure the interface: MAC, MTU, addresses, up, `lo` up, default route via the
+    /// gateway (IPv6's from the gateway's Router Advertisement). False leaves all of that to
+    /// the runtime.
     pub configure: bool,
     /// Published ports at start (Docker SPECs).
     pub publish: Vec<String>,
@@ -85,7 +88,20 @@ pub struct EngineConfig {
     pub maps: Vec<(Ipv4Addr, Ipv4Addr)>,
     /// Upstream resolvers; empty: the host's /etc/resolv.conf.
     pub dns_upstreams: Vec<SocketAddr>,
+    /// Dual stack: the network's IPv6 side (egress through the host's IPv6 sockets, the
+    /// gateway's address mapped to the host's ::1 with `host_loopback`).
+    pub ipv6: Option<EngineV6>,
     pub endpoint: EngineEndpoint,
+}
+
+/// A dual-stack engine's IPv6 side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineV6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    /// The resolver's IPv6 address besides the gateway's (slirp4netns's fd00::3); None when
+    /// it is the gateway's or off.
+    pub dns: Option<Ipv6Addr>,
 }
 
 /// Why the engine's container is gone.
@@ -133,11 +149,20 @@ impl Engine {
             gateway: Some(cfg.gateway.to_string()),
             mtu: Some(cfg.mtu),
             host_loopback: cfg.host_loopback,
+            ipv6: cfg.ipv6.is_some(),
+            subnet6: cfg.ipv6.map(|v| v.subnet.to_string()),
+            gateway6: cfg.ipv6.map(|v| v.gateway.to_string()),
             gateway_extra: cfg
                 .dns
                 .filter(|d| *d != cfg.gateway)
-                .map(|d| vec![d.to_string()])
-                .unwrap_or_default(),
+                .map(|d| d.to_string())
+                .into_iter()
+                .chain(
+                    cfg.ipv6
+                        .and_then(|v| v.dns.filter(|d| *d != v.gateway))
+                        .map(|d| d.to_string()),
+                )
+                .collect(),
             maps: cfg
                 .maps
                 .iter()
@@ -163,6 +188,7 @@ impl Engine {
             pid,
             userns,
             ip: Some(ep.ip.to_string()),
+            ip6: ep.ip6.map(|ip| ip.to_string()),
             mac: ep.mac.clone(),
             ifname: Some(ep.tap.clone()),
             publish: ep.publish.clone(),

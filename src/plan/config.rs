@@ -4,7 +4,7 @@
 //! depend on an address, a subnet, an MTU): the running spec wins and the caller logs the
 //! fields named here.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netyard_api::model::{EndpointCreate, NetworkCreate};
 use netyard_api::portspec::{self, PortSpec};
@@ -150,14 +150,8 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     if req.host_loopback != saved.host_loopback {
         d.push("host_loopback");
     }
-    let extra: Vec<Option<Ipv4Addr>> = req.gateway_extra.iter().map(|s| s.parse().ok()).collect();
-    if extra
-        != saved
-            .gateway_extra
-            .iter()
-            .map(|ip| Some(*ip))
-            .collect::<Vec<_>>()
-    {
+    let extra: Vec<Option<IpAddr>> = req.gateway_extra.iter().map(|s| s.parse().ok()).collect();
+    if extra != saved.gateway_extra_all().map(Some).collect::<Vec<_>>() {
         d.push("gateway_extra");
     }
     let maps: Vec<Option<(Ipv4Addr, Ipv4Addr)>> = req

@@ -171,7 +171,7 @@ pub fn plan_network_on<'a>(
             "an internal network has no egress, so no host loopback either",
         ));
     }
-    let (gateway_extra, maps) = plan_gateway_addresses(req, subnet, gateway)?;
+    let (gateway_extra, gateway_extra6, maps) = plan_gateway_addresses(req, subnet, gateway, ipv6)?;
     let defaults = FlowLimits::default();
     let mut max_flows_per_endpoint = defaults.max_per_endpoint;
     let mut max_flows = defaults.max_total;
@@ -202,6 +202,7 @@ pub fn plan_network_on<'a>(
         internal: req.internal,
         host_loopback: req.host_loopback,
         gateway_extra,
+        gateway_extra6,
         maps,
         container_resolver: req.container_resolver.unwrap_or(true),
         port_security: req.port_security.unwrap_or(true),
@@ -508,7 +509,9 @@ fn plan_ip_range(
     Ok(Some(range))
 }
 
-/// Most extra gateway addresses (the gateway's interface holds at most 8 in all).
+/// Most extra gateway addresses (the gateway's interface holds at most 8 in all: the
+/// gateway's IPv4 address and these; on a dual-stack network also its IPv6 address and
+/// link-local one, so two fewer there).
 pub const GATEWAY_EXTRA_MAX: usize = 7;
 
 /// The largest network MTU.
@@ -528,27 +531,77 @@ fn parse_unicast(field: &str, s: &str) -> Result<Ipv4Addr, DaemonError> {
     Ok(ip)
 }
 
+/// An extra IPv6 gateway address for `field`: the network is dual-stack, and the address is
+/// a global or unique-local unicast one other than the gateway's (link-local, loopback,
+/// IPv4-mapped, multicast and unspecified addresses mean something else on the link).
+fn plan_extra6(
+    field: &str,
+    ip: Ipv6Addr,
+    ipv6: Option<Ipv6Spec>,
+    extra6: &[Ipv6Addr],
+) -> Result<Ipv6Addr, DaemonError> {
+    let Some(v6) = ipv6 else {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{ip} is an IPv6 address: needs ipv6 (--ipv6)"),
+        ));
+    };
+    if ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || netyard_switch::wire::ipv6::is_link_local(&ip)
+        || ip.to_ipv4_mapped().is_some()
+    {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{ip} is not a global or unique-local unicast address"),
+        ));
+    }
+    if ip == v6.gateway {
+        return Err(DaemonError::invalid(field, format!("{ip} is the gateway")));
+    }
+    if ip == v6.subnet.network() {
+        return Err(DaemonError::invalid(
+            field,
+            format!("{ip} is the subnet-router anycast address of {}", v6.subnet),
+        ));
+    }
+    if extra6.contains(&ip) {
+        return Err(DaemonError::invalid(field, format!("{ip} is listed twice")));
+    }
+    Ok(ip)
+}
+
 /// Validates `gateway_extra` and `maps`: extra addresses are unicast, not the gateway, not
-/// the subnet's network or broadcast address, no duplicates; a map's guest address inside
-/// the subnet must be one of the gateway's (nobody else would answer ARP for it), each guest
-/// address is mapped once, and an internal network (no egress) has no maps.
+/// the subnet's network or broadcast address, no duplicates (an IPv6 one needs a dual-stack
+/// network); a map's guest address inside the subnet must be one of the gateway's (nobody
+/// else would answer ARP for it), each guest address is mapped once, and an internal network
+/// (no egress) has no maps.
 fn plan_gateway_addresses(
     req: &NetworkCreate,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
-) -> Result<(Vec<Ipv4Addr>, Vec<AddrMapSpec>), DaemonError> {
-    if req.gateway_extra.len() > GATEWAY_EXTRA_MAX {
+    ipv6: Option<Ipv6Spec>,
+) -> Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>, Vec<AddrMapSpec>), DaemonError> {
+    let max = if ipv6.is_some() {
+        GATEWAY_EXTRA_MAX - 2
+    } else {
+        GATEWAY_EXTRA_MAX
+    };
+    if req.gateway_extra.len() > max {
         return Err(DaemonError::invalid(
             "gateway_extra",
-            format!(
-                "{} addresses, at most {GATEWAY_EXTRA_MAX}",
-                req.gateway_extra.len()
-            ),
+            format!("{} addresses, at most {max}", req.gateway_extra.len()),
         ));
     }
     let mut extra = Vec::new();
+    let mut extra6 = Vec::new();
     for (i, s) in req.gateway_extra.iter().enumerate() {
         let field = format!("gateway_extra[{i}]");
+        if let Ok(ip6) = s.parse::<Ipv6Addr>() {
+            extra6.push(plan_extra6(&field, ip6, ipv6, &extra6)?);
+            continue;
+        }
         let ip = parse_unicast(&field, s)?;
         if ip == gateway {
             return Err(DaemonError::invalid(field, format!("{ip} is the gateway")));
@@ -594,7 +647,7 @@ fn plan_gateway_addresses(
         }
         maps.push(AddrMapSpec { guest, host });
     }
-    Ok((extra, maps))
+    Ok((extra, extra6, maps))
 }
 
 /// Address blocks no container network can use: hosts there are unreachable, mean something

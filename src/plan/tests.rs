@@ -54,6 +54,7 @@ fn a_network_gets_every_default_resolved() {
             internal: false,
             host_loopback: false,
             gateway_extra: vec![],
+            gateway_extra6: vec![],
             maps: vec![],
             container_resolver: true,
             port_security: true,
@@ -107,6 +108,26 @@ fn extra_gateway_addresses_and_maps_are_kept_as_given() {
     o.remove("port_security");
     let back: NetworkSpec = serde_json::from_value(old).expect("old spec");
     assert!(back.gateway_extra.is_empty() && back.maps.is_empty());
+}
+
+#[test]
+fn ipv6_extra_gateway_addresses_go_to_their_own_list() {
+    let mut r = net_req("slirp6");
+    r.subnet = Some("10.0.2.0/24".into());
+    r.gateway = Some("10.0.2.2".into());
+    r.ipv6 = true;
+    r.subnet6 = Some("fd00::/64".into());
+    r.gateway6 = Some("fd00::2".into());
+    r.gateway_extra = vec!["10.0.2.3".into(), "fd00::3".into(), "2001:db8::53".into()];
+    let n = plan(&r, &[]).expect("plan");
+    assert_eq!(n.gateway_extra, vec![Ipv4Addr::new(10, 0, 2, 3)]);
+    let want6: Vec<std::net::Ipv6Addr> =
+        vec!["fd00::3".parse().unwrap(), "2001:db8::53".parse().unwrap()];
+    assert_eq!(n.gateway_extra6, want6);
+    let all: Vec<String> = n.gateway_extra_all().map(|ip| ip.to_string()).collect();
+    assert_eq!(all, ["10.0.2.3", "fd00::3", "2001:db8::53"]);
+    let o = serde_json::to_value(lab()).expect("json");
+    assert!(o.get("gateway_extra6").is_none(), "written only when set");
 }
 
 #[test]
@@ -198,6 +219,33 @@ fn network_field_errors_name_their_field() {
         (
             "gateway_extra",
             Box::new(|r| r.gateway_extra = (2..10).map(|i| format!("10.2.0.{i}")).collect()),
+        ),
+        (
+            "gateway_extra[0]",
+            Box::new(|r| r.gateway_extra = vec!["fd00::3".into()]),
+        ),
+        (
+            "gateway_extra[1]",
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.subnet6 = Some("fd00::/64".into());
+                r.gateway6 = Some("fd00::2".into());
+                r.gateway_extra = vec!["10.2.0.3".into(), "fd00::2".into()];
+            }),
+        ),
+        (
+            "gateway_extra[0]",
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.gateway_extra = vec!["fe80::3".into()];
+            }),
+        ),
+        (
+            "gateway_extra",
+            Box::new(|r| {
+                r.ipv6 = true;
+                r.gateway_extra = (2..8).map(|i| format!("10.2.0.{i}")).collect();
+            }),
         ),
         (
             "maps[0].guest",

@@ -11,10 +11,17 @@
 //! `-a`/`-n`/`-g` set them as with pasta. What Podman relies on is kept: DNS through the
 //! `--dns-forward` address, the host through the `--map-guest-addr` address, and published
 //! ports reaching the container with the client's address.
+//!
+//! IPv6 ([`plan6`]) follows the same reasoning: when the host has IPv6 (a route of a global
+//! or unique-local prefix) and `-4` is not given, the namespace gets a unique-local /64
+//! chosen as the daemon chooses one for `--ipv6` (RFC 4193's random global ID, clear of the
+//! host's routes), the gateway its ::1 and the container its ::2, instead of the host's
+//! address and prefix: every IPv6 destination the host reaches stays reachable through the
+//! gateway, whose Router Advertisement gives the default route.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::options::Options;
 
@@ -56,11 +63,23 @@ pub struct Layout {
     pub maps: Vec<DestMap>,
 }
 
+/// The namespace's IPv6 network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub guest: Ipv6Addr,
+    /// `--dns-forward` with an IPv6 address: answers NDP, ping and DNS.
+    pub dns_forward: Option<Ipv6Addr>,
+}
+
 /// Why the options and the host give no layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
     #[error("no free /24 left in 10.89.0.0/16 and 172.29.0.0/16 (give --address and --netmask)")]
     NoSubnet,
+    #[error("no free /64 left in fd00::/8 for IPv6 (give -4 for IPv4 only)")]
+    NoSubnet6,
     #[error("--address {addr}/{bits} leaves no room for a gateway")]
     TooSmall { addr: Ipv4Addr, bits: u8 },
     #[error("--gateway {gw} is not a host address of {subnet} (or is the namespace's own)")]
@@ -162,6 +181,39 @@ pub fn plan(o: &Options, host: &HostView) -> Result<Layout, LayoutError> {
         gateway_to_host_loopback: !o.no_map_gw && o.map_host_loopback.is_empty(),
         maps,
     })
+}
+
+/// The namespace's IPv6 network, or None: `-4`, or a host without IPv6 (no route but
+/// link-local and multicast ones, so nothing to relay to). `random` draws the ULA's global
+/// ID (RFC 4193), the only input that is not the options' or the host's.
+pub fn plan6(
+    o: &Options,
+    host: &HostView,
+    random: impl FnMut() -> u64,
+) -> Result<Option<Layout6>, LayoutError> {
+    let routes6: Vec<Ipv6Net> = host
+        .routes
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V6(v6) => Some(*v6),
+            IpNet::V4(_) => None,
+        })
+        .collect();
+    let has_ipv6 = routes6.iter().any(|n| {
+        let a = n.network();
+        !a.is_multicast() && !netyard_switch::wire::ipv6::is_link_local(&a) && !a.is_loopback()
+    });
+    if o.ipv4_only || !has_ipv6 {
+        return Ok(None);
+    }
+    let subnet = crate::ipam::pick_ula(&routes6, random).ok_or(LayoutError::NoSubnet6)?;
+    let at = |n: u128| Ipv6Addr::from(u128::from(subnet.network()) + n);
+    Ok(Some(Layout6 {
+        subnet,
+        gateway: at(1),
+        guest: at(2),
+        dns_forward: o.dns_forward6.first().copied(),
+    }))
 }
 
 #[cfg(test)]

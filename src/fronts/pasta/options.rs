@@ -8,7 +8,7 @@
 //! options whose meaning netyard cannot give are refused by `Options::check` with the reason.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use super::ports::{self, Ephemeral, PortMode, PortSpecError};
@@ -115,9 +115,15 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("no-udp", "netyard always relays UDP"),
     ("no-icmp", "netyard always relays ICMP echo"),
     ("no-dhcp", "netyard serves no DHCP"),
-    ("no-ndp", "netyard's networks are IPv4"),
-    ("no-dhcpv6", "netyard's networks are IPv4"),
-    ("no-ra", "netyard's networks are IPv4"),
+    (
+        "no-ndp",
+        "the gateway answers NDP for its own addresses only (-4 turns IPv6 off)",
+    ),
+    ("no-dhcpv6", "netyard serves no DHCPv6"),
+    (
+        "no-ra",
+        "the gateway's Router Advertisements give the IPv6 default route (-4 turns IPv6 off)",
+    ),
     ("freebind", "published ports bind as given"),
     (
         "host-lo-to-ns-lo",
@@ -155,6 +161,8 @@ pub struct Options {
     pub gateway: Option<Ipv4Addr>,
     pub ns_mac: Option<[u8; 6]>,
     pub dns_forward: Vec<Ipv4Addr>,
+    /// `--dns-forward` with an IPv6 address.
+    pub dns_forward6: Vec<Ipv6Addr>,
     pub dns_host: Vec<Ipv4Addr>,
     pub map_host_loopback: Vec<Ipv4Addr>,
     pub map_guest_addr: Vec<Ipv4Addr>,
@@ -356,7 +364,8 @@ fn apply(
         }
         "address" => match v.parse::<IpAddr>() {
             Ok(IpAddr::V4(a)) if !a.is_unspecified() && !a.is_broadcast() => o.address = Some(a),
-            // pasta takes an IPv6 address too; netyard's networks are IPv4.
+            // pasta takes an IPv6 address too; the namespace's IPv6 is a ULA /64 of
+            // netyard's choosing (`layout::plan6`).
             Ok(IpAddr::V6(_)) => o.ignored.push(format!("--address {v}")),
             _ => return Err(bad("address", v)),
         },
@@ -367,29 +376,29 @@ fn apply(
             _ => return Err(bad("gateway address", v)),
         },
         "ns-mac-addr" => o.ns_mac = Some(mac(&v).ok_or_else(|| bad("MAC address", v.clone()))?),
-        "dns-forward" => push_v4(
-            &mut o.dns_forward,
+        "dns-forward" => push_addr(
+            (&mut o.dns_forward, Some(&mut o.dns_forward6)),
             &mut o.ignored,
             spec,
             v,
             "DNS forwarding address",
         )?,
-        "dns-host" => push_v4(
-            &mut o.dns_host,
+        "dns-host" => push_addr(
+            (&mut o.dns_host, None),
             &mut o.ignored,
             spec,
             v,
             "host nameserver address",
         )?,
-        "map-host-loopback" => push_v4(
-            &mut o.map_host_loopback,
+        "map-host-loopback" => push_addr(
+            (&mut o.map_host_loopback, None),
             &mut o.ignored,
             spec,
             v,
             "address to map host loopback",
         )?,
-        "map-guest-addr" => push_v4(
-            &mut o.map_guest_addr,
+        "map-guest-addr" => push_addr(
+            (&mut o.map_guest_addr, None),
             &mut o.ignored,
             spec,
             v,
@@ -437,10 +446,11 @@ fn bad(what: &'static str, value: String) -> UsageError {
     UsageError::BadValue { what, value }
 }
 
-/// An IPv4 address for a repeatable address option; IPv6 ones are accepted and ignored
-/// (netyard's networks are IPv4), pasta takes at most one of each family.
-fn push_v4(
-    list: &mut Vec<Ipv4Addr>,
+/// An address for a repeatable address option, into the list of its family; an IPv6 one
+/// for an option without an IPv6 list is accepted and ignored (destination maps are IPv4
+/// only in netyard). pasta takes at most one of each family.
+fn push_addr(
+    (list, list6): (&mut Vec<Ipv4Addr>, Option<&mut Vec<Ipv6Addr>>),
     ignored: &mut Vec<String>,
     spec: &Spec,
     v: String,
@@ -453,7 +463,16 @@ fn push_v4(
             }
             list.push(a);
         }
-        Ok(IpAddr::V6(_)) => ignored.push(format!("--{} {v}", spec.long)),
+        Ok(IpAddr::V6(a)) => match list6 {
+            Some(l6) if !a.is_unspecified() && !a.is_multicast() => {
+                if !l6.is_empty() {
+                    return Err(bad(what, v));
+                }
+                l6.push(a);
+            }
+            Some(_) => return Err(bad(what, v)),
+            None => ignored.push(format!("--{} {v}", spec.long)),
+        },
         _ => return Err(bad(what, v)),
     }
     Ok(())
@@ -489,7 +508,10 @@ impl Options {
     pub fn check(&self) -> Result<(), UsageError> {
         let no = |s: &str| Err(UsageError::Unsupported(s.to_string()));
         if self.ipv6_only {
-            return no("--ipv6-only: netyard's networks are IPv4 (IPv6 is not relayed)");
+            return no(
+                "--ipv6-only: netyard's namespace always has IPv4 beside IPv6 (its gateway and \
+                 DNS are IPv4 first)",
+            );
         }
         if self.fd.is_some() {
             return no("--fd: netyard creates the namespace's TAP itself");

@@ -9,7 +9,7 @@ use super::background::{self, Readiness, Side};
 use super::layout::{self, HostView};
 use super::options::{Options, Target};
 use super::ports;
-use crate::fronts::engine::{Engine, EngineConfig, EngineEndpoint, EngineNs, Gone};
+use crate::fronts::engine::{Engine, EngineConfig, EngineEndpoint, EngineNs, EngineV6, Gone};
 use crate::netns::{self, NetnsError, NsIdentity, NsStatus, NsTarget};
 
 /// How often the namespace's path is looked at: pasta watches it with inotify; a stat a few
@@ -243,7 +243,9 @@ async fn setup(o: &Options, target: &NsTarget) -> Result<Engine, String> {
         .await
         .map_err(|e| format!("netyard pasta: reading the host's routes: {e}"))?;
     let layout = layout::plan(o, &host).map_err(|e| format!("netyard pasta: {e}"))?;
-    tracing::info!(?layout, "namespace layout");
+    let layout6 =
+        layout::plan6(o, &host, rand::random::<u64>).map_err(|e| format!("netyard pasta: {e}"))?;
+    tracing::info!(?layout, ?layout6, "namespace layout");
     for mode in [&o.tcp, &o.udp] {
         if let ports::PortMode::Spec(list) = mode {
             for f in list.iter().filter(|f| f.ifname.is_some()) {
@@ -274,6 +276,11 @@ async fn setup(o: &Options, target: &NsTarget) -> Result<Engine, String> {
             .iter()
             .map(|ip| std::net::SocketAddr::new((*ip).into(), 53))
             .collect(),
+        ipv6: layout6.as_ref().map(|l| EngineV6 {
+            subnet: l.subnet,
+            gateway: l.gateway,
+            dns: l.dns_forward,
+        }),
         endpoint: EngineEndpoint {
             name: "pasta".to_string(),
             ns,
@@ -285,6 +292,7 @@ async fn setup(o: &Options, target: &NsTarget) -> Result<Engine, String> {
                     .join(":")
             }),
             ip: layout.guest,
+            ip6: layout6.as_ref().map(|l| l.guest),
             // Without --config-net pasta leaves the interface to the namespace's owner.
             configure: o.config_net,
             publish: ports::publish_specs(&o.tcp, &o.udp),

@@ -10,12 +10,14 @@
 //! ```
 //!
 //! Ids count from 1 and are never reused. Podman omits `guest_addr` (or sends ""): the
-//! guest's .100. A forward is a published port of the engine's endpoint (Docker SPEC
+//! guest's .100. With `-6` (netyard's extension: slirp4netns 1.2 takes IPv4 only) an IPv6
+//! `host_addr` such as "::" forwards IPv6 clients to the guest's fd00::100, each shown as
+//! itself; without `-6` it is refused as slirp4netns refuses it. A forward is a published port of the engine's endpoint (Docker SPEC
 //! `HOST_ADDR:HOST_PORT:GUEST_PORT/PROTO`), so its TCP connections reach the container from
 //! the client's own address, as slirp4netns's do. Parsing and the table are pure; [`serve`]
 //! does the I/O.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +47,10 @@ fn bad(s: &str) -> ApiError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddRequest {
     pub udp: bool,
-    pub host_addr: Ipv4Addr,
+    pub host_addr: IpAddr,
     pub host_port: u16,
-    /// None: the guest's default address.
-    pub guest_addr: Option<Ipv4Addr>,
+    /// None: the guest's address of the host address's family.
+    pub guest_addr: Option<IpAddr>,
     pub guest_port: u16,
 }
 
@@ -65,18 +67,22 @@ pub enum Request {
 pub struct Hostfwd {
     pub id: u32,
     pub udp: bool,
-    pub host_addr: Ipv4Addr,
+    pub host_addr: IpAddr,
     pub host_port: u16,
-    pub guest_addr: Ipv4Addr,
+    pub guest_addr: IpAddr,
     pub guest_port: u16,
 }
 
 impl Hostfwd {
     /// The Docker SPEC the engine publishes it as.
     pub fn spec(&self) -> String {
+        let host = match self.host_addr {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
         format!(
             "{}:{}:{}/{}",
-            self.host_addr,
+            host,
             self.host_port,
             self.guest_port,
             if self.udp { "udp" } else { "tcp" }
@@ -105,7 +111,7 @@ fn port(args: Option<&Value>, field: &str, what: &str) -> Result<u16, ApiError> 
         .ok_or_else(|| bad(&format!("{what}: bad arguments.{field}")))
 }
 
-fn addr(args: Option<&Value>, field: &str) -> Result<Option<Ipv4Addr>, ApiError> {
+fn addr(args: Option<&Value>, field: &str) -> Result<Option<IpAddr>, ApiError> {
     match args.and_then(|a| a.get(field)) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -137,7 +143,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Request, ApiError> {
                 Some("udp") => true,
                 _ => return Err(bad("add_hostfwd: bad arguments.proto")),
             };
-            let host_addr = addr(args, "host_addr")?.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let host_addr = addr(args, "host_addr")?.unwrap_or(Ipv4Addr::UNSPECIFIED.into());
             let host_port = port(args, "host_port", "add_hostfwd")?;
             let guest_addr = addr(args, "guest_addr")?;
             let guest_port = port(args, "guest_port", "add_hostfwd")?;
@@ -163,17 +169,24 @@ pub fn parse_request(buf: &[u8]) -> Result<Request, ApiError> {
     }
 }
 
+/// The guest's addresses: the only ones a forward may target (one container per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guest {
+    pub v4: Ipv4Addr,
+    /// With `-6`.
+    pub v6: Option<Ipv6Addr>,
+}
+
 /// The forwards, with the next id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     next_id: u32,
     entries: Vec<Hostfwd>,
-    /// The guest's address: the only one a forward may target (one container per process).
-    guest: Ipv4Addr,
+    guest: Guest,
 }
 
 impl Table {
-    pub fn new(guest: Ipv4Addr) -> Table {
+    pub fn new(guest: Guest) -> Table {
         Table {
             next_id: 1,
             entries: Vec::new(),
@@ -181,13 +194,22 @@ impl Table {
         }
     }
 
-    /// The forward an add would install (its id the next one), or why not: another guest
-    /// address, or the same protocol, host address and port as an installed one (slirp's
-    /// own refusal, "slirp_add_hostfwd failed").
+    /// The forward an add would install (its id the next one), or why not: an IPv6 host
+    /// address without `-6` (slirp4netns's own parse error), a guest address that is not
+    /// the guest's of the host address's family (its clients reach that one), or the same
+    /// protocol, host address and port as an installed one (slirp's own refusal,
+    /// "slirp_add_hostfwd failed").
     pub fn check_add(&self, r: &AddRequest) -> Result<Hostfwd, ApiError> {
         let failed = || bad("add_hostfwd: slirp_add_hostfwd failed");
-        let guest_addr = r.guest_addr.unwrap_or(self.guest);
-        if guest_addr != self.guest {
+        let guest = match r.host_addr {
+            IpAddr::V4(_) => IpAddr::V4(self.guest.v4),
+            IpAddr::V6(_) => match self.guest.v6 {
+                Some(g) => IpAddr::V6(g),
+                None => return Err(bad("add_hostfwd: bad arguments.host_addr")),
+            },
+        };
+        let guest_addr = r.guest_addr.unwrap_or(guest);
+        if guest_addr != guest {
             return Err(failed());
         }
         if self
@@ -242,7 +264,7 @@ pub fn error_reply(e: &ApiError) -> String {
 
 /// Serves the API socket until the task is aborted. Requests are handled one at a time (a
 /// forward is bound before the next request is read, as slirp4netns's single loop does).
-pub async fn serve(listener: UnixListener, engine: Arc<Engine>, guest: Ipv4Addr) {
+pub async fn serve(listener: UnixListener, engine: Arc<Engine>, guest: Guest) {
     let table = Arc::new(Mutex::new(Table::new(guest)));
     loop {
         let Ok((conn, _)) = listener.accept().await else {
@@ -317,6 +339,10 @@ mod tests {
     use super::*;
 
     const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+    const V4_ONLY: Guest = Guest {
+        v4: GUEST,
+        v6: None,
+    };
 
     fn desc(r: Result<Request, ApiError>) -> String {
         match r {
@@ -372,7 +398,7 @@ mod tests {
             "bad request: add_hostfwd: bad arguments.guest_port"
         );
         assert_eq!(
-            add(r#"{"proto":"tcp","host_addr":"::","host_port":1,"guest_port":2}"#),
+            add(r#"{"proto":"tcp","host_addr":"::x","host_port":1,"guest_port":2}"#),
             "bad request: add_hostfwd: bad arguments.host_addr"
         );
         assert_eq!(
@@ -396,7 +422,7 @@ mod tests {
             p,
             Ok(Request::Add(AddRequest {
                 udp: false,
-                host_addr: Ipv4Addr::UNSPECIFIED,
+                host_addr: Ipv4Addr::UNSPECIFIED.into(),
                 host_port: 8080,
                 guest_addr: None,
                 guest_port: 80
@@ -405,7 +431,7 @@ mod tests {
         let r = parse_request(
             br#"{"execute":"add_hostfwd","arguments":{"proto":"udp","host_addr":"","host_port":5353,"guest_addr":"10.0.2.100","guest_port":53}}"#,
         );
-        assert!(matches!(r, Ok(Request::Add(a)) if a.udp && a.guest_addr == Some(GUEST)));
+        assert!(matches!(r, Ok(Request::Add(a)) if a.udp && a.guest_addr == Some(GUEST.into())));
         assert_eq!(
             parse_request(br#"{"execute":"remove_hostfwd","arguments":{"id":3}}"#),
             Ok(Request::Remove(3))
@@ -418,10 +444,10 @@ mod tests {
 
     #[test]
     fn ids_count_from_1_and_the_table_lists_and_removes() {
-        let mut t = Table::new(GUEST);
+        let mut t = Table::new(V4_ONLY);
         let req = AddRequest {
             udp: false,
-            host_addr: Ipv4Addr::UNSPECIFIED,
+            host_addr: Ipv4Addr::UNSPECIFIED.into(),
             host_port: 8080,
             guest_addr: None,
             guest_port: 80,
@@ -435,7 +461,7 @@ mod tests {
             "bad request: add_hostfwd: slirp_add_hostfwd failed"
         );
         let other = AddRequest {
-            guest_addr: Some(Ipv4Addr::new(10, 0, 2, 5)),
+            guest_addr: Some(Ipv4Addr::new(10, 0, 2, 5).into()),
             host_port: 9,
             ..req
         };
@@ -462,5 +488,48 @@ mod tests {
         // Ids are never reused.
         let f = t.check_add(&req).unwrap();
         assert_eq!(f.id, 3);
+    }
+
+    #[test]
+    fn ipv6_host_addresses_forward_to_the_guests_ipv6_address_only_with_dash_6() {
+        let add = |args: &str| match parse_request(
+            format!(r#"{{"execute":"add_hostfwd","arguments":{args}}}"#).as_bytes(),
+        ) {
+            Ok(Request::Add(a)) => a,
+            other => panic!("{args}: {other:?}"),
+        };
+        let any6 = add(r#"{"proto":"tcp","host_addr":"::","host_port":8080,"guest_port":80}"#);
+        // slirp4netns 1.2 (and netyard without -6) refuses it as it cannot parse it.
+        assert_eq!(
+            Table::new(V4_ONLY).check_add(&any6).unwrap_err().0,
+            "bad request: add_hostfwd: bad arguments.host_addr"
+        );
+        let g6: Ipv6Addr = "fd00::100".parse().unwrap();
+        let mut t = Table::new(Guest {
+            v4: GUEST,
+            v6: Some(g6),
+        });
+        let f = t.check_add(&any6).unwrap();
+        assert_eq!(f.guest_addr, IpAddr::V6(g6));
+        assert_eq!(f.spec(), "[::]:8080:80/tcp");
+        t.commit_add(f);
+        // The IPv4 forward on the same port is another one, to the IPv4 address.
+        let any4 = add(r#"{"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_port":80}"#);
+        let f4 = t.check_add(&any4).unwrap();
+        assert_eq!((f4.id, f4.guest_addr), (2, IpAddr::V4(GUEST)));
+        t.commit_add(f4);
+        // A guest address of the other family, or a second "::" on the port: refused.
+        let crossed = add(
+            r#"{"proto":"tcp","host_addr":"::1","host_port":9,"guest_addr":"10.0.2.100","guest_port":80}"#,
+        );
+        assert!(t.check_add(&crossed).is_err());
+        assert!(t.check_add(&any6).is_err());
+        let given = add(
+            r#"{"proto":"udp","host_addr":"::1","host_port":9,"guest_addr":"fd00::100","guest_port":53}"#,
+        );
+        assert_eq!(t.check_add(&given).unwrap().spec(), "[::1]:9:53/udp");
+        let list: Value = serde_json::from_str(&t.list()).unwrap();
+        assert_eq!(list["return"]["entries"][0]["host_addr"], "::");
+        assert_eq!(list["return"]["entries"][0]["guest_addr"], "fd00::100");
     }
 }

@@ -3,9 +3,9 @@
 //! or `--long VALUE`, options and operands in any order, `--` ends the options). Pure: the
 //! tests below cover every option Podman 4.x/5.x and RootlessKit 1.x/2.x pass.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// slirp4netns's MTU ceiling (libslirp's IF_MTU_MAX).
 pub const MTU_MAX: u32 = 65_521;
@@ -31,7 +31,7 @@ pub struct Args {
     /// `-r FD`: write "1" there once ready, then close it.
     pub ready_fd: Option<i32>,
     pub mtu: u32,
-    /// `-6`: accepted; netyard's networks are IPv4 only (a warning says so).
+    /// `-6`: dual stack, in slirp4netns's IPv6 layout ([`Layout6`]).
     pub enable_ipv6: bool,
     pub api_socket: Option<String>,
     pub cidr: Ipv4Net,
@@ -322,6 +322,27 @@ impl Layout {
             guest: at(100),
         }
     }
+}
+
+/// The IPv6 addresses of a slirp4netns network with `-6` (libslirp's as slirp4netns 1.2
+/// configures it; no option changes them): the prefix fd00::/64, gateway fd00::2, DNS
+/// fd00::3, and the guest fd00::100 (slirp4netns leaves the guest's address to SLAAC;
+/// netyard's Router Advertisements offer none, so `-c` sets this one, as .100 for IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub dns: Ipv6Addr,
+    pub guest: Ipv6Addr,
+}
+
+impl Layout6 {
+    pub const SLIRP: Layout6 = Layout6 {
+        subnet: Ipv6Net::new_assert(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 64),
+        gateway: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        dns: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3),
+        guest: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100),
+    };
 }
 
 #[cfg(test)]

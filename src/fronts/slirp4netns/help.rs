@@ -23,7 +23,10 @@ pub fn usage() -> String {
             "-m, --mtu=MTU",
             "MTU of the interface (default=1500, max=65521)",
         ),
-        ("-6, --enable-ipv6", "accepted; netyard serves IPv4 only"),
+        (
+            "-6, --enable-ipv6",
+            "dual stack: fd00::/64, gateway ::2, DNS ::3, guest ::100 (with -c)",
+        ),
         (
             "-a, --api-socket=PATH",
             "serve add_hostfwd/list_hostfwd/remove_hostfwd on PATH",
@@ -56,10 +59,13 @@ pub fn usage() -> String {
             "--outbound-addr=IPv4",
             "accepted; egress leaves by the host's routes",
         ),
-        ("--outbound-addr6=IPv6", "accepted; no IPv6"),
+        (
+            "--outbound-addr6=IPv6",
+            "accepted; egress leaves by the host's routes",
+        ),
         (
             "--disable-dns",
-            "no resolver at .3 (the gateway still answers DNS)",
+            "no resolver at .3 or ::3 (the gateway still answers DNS)",
         ),
         (
             "--macaddress=MAC",

@@ -6,7 +6,10 @@
 //! `slirp4netns [OPTION]... PID|PATH [TAPNAME]` (`args`, `help`): the network is 10.0.2.0/24
 //! or `--cidr`, the gateway .2 (the host's 127.0.0.1 behind it unless
 //! `--disable-host-loopback`), the resolver .3 (the engine's, forwarding to the host's
-//! resolvers; off with `--disable-dns`), the guest .100, configured with `-c`. The TAP named
+//! resolvers; off with `--disable-dns`), the guest .100, configured with `-c`. With `-6` the
+//! network is dual-stack in slirp4netns's IPv6 layout: fd00::/64, gateway fd00::2 (the
+//! host's ::1 behind it, as for IPv4), resolver fd00::3, the guest fd00::100 (set by `-c`;
+//! its default route comes from the gateway's Router Advertisement). The TAP named
 //! TAPNAME (default tap0) is opened if it exists (RootlessKit makes its own) or created,
 //! entering the container's user namespace as `attach --pid` does. Once it is served, "1" is
 //! written to the ready fd (`fds`), which is then closed. `--api-socket` serves
@@ -16,8 +19,8 @@
 //! a failed start exits 1 with slirp4netns's message.
 //!
 //! Accepted without effect (documented in `--help`): `--enable-sandbox`, `--enable-seccomp`
-//! (netyard keeps its mount namespace and has no seccomp filter), `-6` (IPv4 only),
-//! `--outbound-addr[6]` (egress leaves by the host's routes).
+//! (netyard keeps its mount namespace and has no seccomp filter), `--outbound-addr[6]`
+//! (egress leaves by the host's routes).
 
 pub mod api;
 pub mod args;
@@ -28,9 +31,9 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use args::{Args, Layout, NetnsType, Parsed};
+use args::{Args, Layout, Layout6, NetnsType, Parsed};
 
-use crate::fronts::engine::{Engine, EngineConfig, EngineEndpoint, EngineNs};
+use crate::fronts::engine::{Engine, EngineConfig, EngineEndpoint, EngineNs, EngineV6};
 
 /// The endpoint's name (DNS answers it on the network).
 const GUEST_NAME: &str = "guest";
@@ -67,9 +70,6 @@ fn run(a: Args) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    if a.enable_ipv6 {
-        eprintln!("netyard slirp4netns: --enable-ipv6 accepted, but only IPv4 is served");
-    }
     if a.outbound_addr.is_some() || a.outbound_addr6.is_some() {
         eprintln!(
             "netyard slirp4netns: --outbound-addr accepted, but egress leaves by the host's routes"
@@ -135,12 +135,18 @@ pub fn engine_config(a: &Args) -> EngineConfig {
         host_loopback: !a.disable_host_loopback,
         maps: Vec::new(),
         dns_upstreams: Vec::new(),
+        ipv6: a.enable_ipv6.then_some(EngineV6 {
+            subnet: Layout6::SLIRP.subnet,
+            gateway: Layout6::SLIRP.gateway,
+            dns: (!a.disable_dns).then_some(Layout6::SLIRP.dns),
+        }),
         endpoint: EngineEndpoint {
             name: GUEST_NAME.to_string(),
             ns,
             tap: a.tapname.clone(),
             mac: a.macaddress.clone(),
             ip: l.guest,
+            ip6: a.enable_ipv6.then_some(Layout6::SLIRP.guest),
             configure: a.configure,
             publish: Vec::new(),
         },
@@ -177,7 +183,10 @@ async fn serve(a: Args, exit_fd: Option<OwnedFd>, ready_fd: Option<OwnedFd>) -> 
         }
     };
     let cfg = engine_config(&a);
-    let guest = cfg.endpoint.ip;
+    let guest = api::Guest {
+        v4: cfg.endpoint.ip,
+        v6: cfg.endpoint.ip6,
+    };
     let engine = match Engine::start(cfg).await {
         Ok(e) => Arc::new(e),
         Err(e) => {

@@ -88,6 +88,7 @@ impl PortKind for Gateway {
             flow_limits: flow_limits(p),
             host_loopback: p.host_loopback,
             extra_ips: p.gateway_extra.clone(),
+            extra_ips6: p.gateway_extra6.clone(),
             maps: p
                 .maps
                 .iter()

@@ -157,3 +157,39 @@ fn impossible_layouts_name_the_option() {
     };
     assert_eq!(plan(&podman_53(), &full), Err(LayoutError::NoSubnet));
 }
+
+#[test]
+fn ipv6_is_a_ula_64_clear_of_the_hosts_routes_when_the_host_has_ipv6() {
+    // Only link-local routes: no IPv6 to relay to.
+    let mut h = host();
+    h.routes.push("fe80::/64".parse().unwrap());
+    assert_eq!(plan6(&podman_53(), &h, || 7).unwrap(), None);
+    // A global prefix: a ULA /64 whose global ID is the random draw, gateway ::1, guest ::2.
+    h.routes.push("2001:db8:5::/64".parse().unwrap());
+    let l = plan6(&podman_53(), &h, || 0x0102_0304_05).unwrap().unwrap();
+    assert_eq!(l.subnet.prefix_len(), 64);
+    assert!("fd00::/8".parse::<Ipv6Net>().unwrap().contains(&l.subnet));
+    assert_eq!(u128::from(l.gateway), u128::from(l.subnet.network()) + 1);
+    assert_eq!(u128::from(l.guest), u128::from(l.subnet.network()) + 2);
+    assert_eq!(l.dns_forward, None);
+    // A host route over the draw's prefix: another one.
+    let mut taken = h.clone();
+    taken.routes.push(IpNet::V6(l.subnet));
+    let mut draws = [0x0102_0304_05u64, 0x0a0b_0c0d_0e].into_iter().cycle();
+    let other = plan6(&podman_53(), &taken, || draws.next().unwrap_or(9))
+        .unwrap()
+        .unwrap();
+    assert_ne!(other.subnet, l.subnet);
+    // -4 turns it off; an IPv6 --dns-forward is the resolver's address.
+    let v4 = Options {
+        ipv4_only: true,
+        ..podman_53()
+    };
+    assert_eq!(plan6(&v4, &h, || 7).unwrap(), None);
+    let dns = Options {
+        dns_forward6: vec!["fd99::53".parse().unwrap()],
+        ..podman_53()
+    };
+    let l = plan6(&dns, &h, || 7).unwrap().unwrap();
+    assert_eq!(l.dns_forward, Some("fd99::53".parse().unwrap()));
+}

@@ -104,7 +104,7 @@ fn a_pid_operand_or_a_name_is_a_target() {
 #[test]
 fn accepted_options_without_effect_are_listed() {
     let o = run(
-        "--netns /x --no-dhcp --runas 1000 --pcap /tmp/x.pcap -D 1.1.1.1 --dns-forward fd00::1",
+        "--netns /x --no-dhcp --runas 1000 --pcap /tmp/x.pcap -D 1.1.1.1 --map-guest-addr fd00::1",
     );
     o.check().unwrap();
     assert_eq!(
@@ -114,10 +114,23 @@ fn accepted_options_without_effect_are_listed() {
             "--runas 1000",
             "--pcap /tmp/x.pcap",
             "--dns 1.1.1.1",
-            "--dns-forward fd00::1"
+            "--map-guest-addr fd00::1"
         ]
     );
-    assert!(o.dns_forward.is_empty());
+    assert!(o.map_guest_addr.is_empty());
+}
+
+#[test]
+fn dns_forward_takes_one_address_of_each_family() {
+    let o = run("--netns /x --dns-forward 169.254.1.1 --dns-forward fd00::53");
+    assert_eq!(o.dns_forward, vec![Ipv4Addr::new(169, 254, 1, 1)]);
+    assert_eq!(
+        o.dns_forward6,
+        vec!["fd00::53".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    assert!(o.ignored.is_empty());
+    assert!(err("--netns /x --dns-forward fd00::53 --dns-forward fd00::54").contains("fd00::54"));
+    assert!(err("--netns /x --dns-forward ff02::1").contains("ff02::1"));
 }
 
 #[test]
