@@ -310,6 +310,47 @@ fn run_pasta(lab: &Lab, args: &[String]) -> Output {
     run_bounded(&mut c, Duration::from_secs(30))
 }
 
+/// Runs `pasta` with Podman 5.3+'s arguments for `ns` (the --pid file in a directory of its
+/// own); fails unless it exits 0 naming a running child in the pid file. Returns its output,
+/// the guard that kills the child if the test fails, and the child's pid.
+fn pasta_5x(lab: &Lab, ns: &Netns) -> (Output, Helper, u32) {
+    let pid_dir = lab.dir.join("pasta-pid");
+    std::fs::create_dir_all(&pid_dir).expect("mkdir pasta-pid");
+    let pid_file = pid_dir.join("pasta.pid").display().to_string();
+    let o = run_pasta(lab, &podman_5x_args(&ns.path(), &pid_file));
+    let pid: Option<u32> = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let helper = Helper(pid);
+    if !o.status.success() {
+        lab.fail(&format!(
+            "pasta (Podman 5.3+ arguments) failed: {}",
+            show(&o)
+        ));
+    }
+    let pid = pid.unwrap_or_else(|| lab.fail(&format!("no pid in {pid_file}")));
+    assert!(alive(pid), "the pid file names {pid}, which is not running");
+    (o, helper, pid)
+}
+
+/// TCP_CLIENT from `ns` to `ip`:`port`, again every 200 ms for up to 20 s while its server
+/// starts (or the container's IPv6 route arrives); what the server answered.
+fn tcp_answer(lab: &Lab, ns: &str, ip: &str, port: u16) -> String {
+    let mut last = None;
+    let port = port.to_string();
+    let reached = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        let o = ns_cmd(ns, &["python3", "-c", TCP_CLIENT, ip, &port], CLI_TIMEOUT);
+        let ok = o.status.success();
+        last = Some(o);
+        ok
+    });
+    let o = last.unwrap_or_else(|| lab.fail("no TCP attempt was made"));
+    if !reached {
+        lab.fail(&format!("TCP from {ns} to [{ip}]:{port}: {}", show(&o)));
+    }
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// Everything the container side must reach, from inside namespace `ns`.
 fn check_container_side(lab: &Lab, h: &Host, ns: &str) {
     // An address, a default route, the interface up.
@@ -475,27 +516,12 @@ fn podman_5x_arguments_serve_the_namespace_and_quit_with_it() {
     let lab = Lab::bare();
     let h = host(&lab);
     let ns = Netns::new(&lab.id, "c");
-    let pid_dir = lab.dir.join("pasta-pid");
-    std::fs::create_dir_all(&pid_dir).unwrap();
-    let pid_file = pid_dir.join("pasta.pid").display().to_string();
-    let o = run_pasta(&lab, &podman_5x_args(&ns.path(), &pid_file));
-    let pid: Option<u32> = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    let _helper = Helper(pid);
-    if !o.status.success() {
-        lab.fail(&format!(
-            "pasta (Podman 5.3+ arguments) failed: {}",
-            show(&o)
-        ));
-    }
+    let (o, _helper, pid) = pasta_5x(&lab, &ns);
     assert!(
         o.stdout.is_empty() && o.stderr.is_empty(),
         "--quiet prints nothing: {}",
         show(&o)
     );
-    let pid = pid.unwrap_or_else(|| lab.fail(&format!("no pid in {pid_file}")));
-    assert!(alive(pid), "the pid file names {pid}, which is not running");
     check_container_side(&lab, &h, &ns.name);
     check_guest_addr_map(&lab, &h, &ns.name);
     check_published(&lab, &h, &ns.name, true);
@@ -532,21 +558,7 @@ fn podman_5x_arguments_give_ipv6_when_the_host_has_it() {
         "out_tcp6.log",
     );
     let ns = Netns::new(&lab.id, "c");
-    let pid_dir = lab.dir.join("pasta-pid");
-    std::fs::create_dir_all(&pid_dir).unwrap();
-    let pid_file = pid_dir.join("pasta.pid").display().to_string();
-    let o = run_pasta(&lab, &podman_5x_args(&ns.path(), &pid_file));
-    let pid: Option<u32> = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    let _helper = Helper(pid);
-    if !o.status.success() {
-        lab.fail(&format!(
-            "pasta (Podman 5.3+ arguments) failed: {}",
-            show(&o)
-        ));
-    }
-    let pid = pid.unwrap_or_else(|| lab.fail(&format!("no pid in {pid_file}")));
+    let (_, _helper, pid) = pasta_5x(&lab, &ns);
     // A unique-local /64 of netyard's choosing (layout.rs), the default route from the RA.
     let addr6 = cmd_ok(&[
         "ip", "-n", &ns.name, "-6", "-o", "addr", "show", "scope", "global",
@@ -571,17 +583,7 @@ fn podman_5x_arguments_give_ipv6_when_the_host_has_it() {
         wait_listening(&h.out.ns, OUT_TCP, Proto::Tcp),
         "outside TCP server"
     );
-    let mut got = String::new();
-    let reached = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-        let o = ns_cmd(
-            &ns.name,
-            &["python3", "-c", TCP_CLIENT, &out6.ip, &OUT_TCP.to_string()],
-            CLI_TIMEOUT,
-        );
-        got = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        o.status.success()
-    });
-    assert!(reached, "TCP to [{}]:{OUT_TCP}: {got:?}", out6.ip);
+    let got = tcp_answer(&lab, &ns.name, &out6.ip, OUT_TCP);
     assert_eq!(got, format!("outside6 {}", out6.host_ip), "IPv6 TCP egress");
     // TCP in: `-t 18080:8080` reached by the outside's IPv6 client, shown as itself.
     lab.bg_in(
@@ -596,22 +598,7 @@ fn podman_5x_arguments_give_ipv6_when_the_host_has_it() {
         ],
         "ctr_tcp6.log",
     );
-    let reached = wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-        let o = ns_cmd(
-            &h.out.ns,
-            &[
-                "python3",
-                "-c",
-                TCP_CLIENT,
-                &out6.host_ip,
-                &TCP_HOST_PORT.to_string(),
-            ],
-            CLI_TIMEOUT,
-        );
-        got = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        o.status.success()
-    });
-    assert!(reached, "published port from [{}]: {got:?}", out6.ip);
+    let got = tcp_answer(&lab, &h.out.ns, &out6.host_ip, TCP_HOST_PORT);
     assert_eq!(
         got,
         format!("ctr6 {}", out6.ip),

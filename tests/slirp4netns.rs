@@ -235,33 +235,14 @@ fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_h
     let got = py_ok(&lab, &guest_ns, &client, &[&out.ip, "8080"]);
     assert_eq!(got.trim(), format!("outside {}", out.host_ip));
     // DNS through 10.0.2.3: forwarded to dnsmasq, and the guest's own name.
-    for (name, want) in [
-        ("server.outside.test", out.ip.as_str()),
-        ("guest", "10.0.2.100"),
-    ] {
-        let o = ns_cmd(
-            &guest_ns,
-            &["dig", "+short", "+time=2", "+tries=3", "@10.0.2.3", name],
-            Duration::from_secs(30),
-        );
-        let ans = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if ans != want {
-            lab.fail(&format!("dig @10.0.2.3 {name}: want {want}:\n{}", show(&o)));
-        }
-    }
-    lab.assert_ping(&guest_ns, &out.ip);
-    // --disable-host-loopback: the gateway refuses TCP.
-    let o = py(
+    assert_dig(
+        &lab,
         &guest_ns,
-        &client,
-        &["10.0.2.2", "22"],
-        Duration::from_secs(30),
+        &["@10.0.2.3", "server.outside.test"],
+        &out.ip,
     );
-    assert!(
-        !o.status.success(),
-        "TCP to 10.0.2.2 with --disable-host-loopback: {}",
-        show(&o)
-    );
+    assert_dig(&lab, &guest_ns, &["@10.0.2.3", "guest"], "10.0.2.100");
+    lab.assert_ping(&guest_ns, &out.ip);
 
     // -6: slirp4netns's IPv6 layout, egress, DNS and ping over IPv6.
     let addr6 = cmd_ok(&[
@@ -279,38 +260,21 @@ fn podman_style_front_serves_egress_dns_ping_and_forwarded_ports_then_exits_on_h
     );
     let got = py_ok(&lab, &guest_ns, &client, &[&out6.ip, "8086"]);
     assert_eq!(got.trim(), format!("outside6 {}", out6.host_ip));
-    for (name, want) in [
-        ("server.outside.test", out6.ip.as_str()),
-        ("guest", "fd00::100"),
-    ] {
-        let o = ns_cmd(
-            &guest_ns,
-            &[
-                "dig", "+short", "+time=2", "+tries=3", "AAAA", "@fd00::3", name,
-            ],
-            Duration::from_secs(30),
-        );
-        let ans = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if ans != want {
-            lab.fail(&format!(
-                "dig AAAA @fd00::3 {name}: want {want}:\n{}",
-                show(&o)
-            ));
-        }
-    }
+    let aaaa =
+        |name: &str, want: &str| assert_dig(&lab, &guest_ns, &["AAAA", "@fd00::3", name], want);
+    aaaa("server.outside.test", &out6.ip);
+    aaaa("guest", "fd00::100");
     lab.assert_ping(&guest_ns, &out6.ip);
     lab.assert_ping(&guest_ns, "fd00::2");
-    let o = py(
-        &guest_ns,
-        &client,
-        &["fd00::2", "22"],
-        Duration::from_secs(30),
-    );
-    assert!(
-        !o.status.success(),
-        "TCP to fd00::2 with --disable-host-loopback: {}",
-        show(&o)
-    );
+    // --disable-host-loopback: the gateway refuses TCP, on either address.
+    for gw in ["10.0.2.2", "fd00::2"] {
+        let o = py(&guest_ns, &client, &[gw, "22"], Duration::from_secs(30));
+        assert!(
+            !o.status.success(),
+            "TCP to {gw} with --disable-host-loopback: {}",
+            show(&o)
+        );
+    }
 
     // The API socket: a forwarded port keeps the client's address, IPv4 and IPv6.
     lab.bg_in(

@@ -997,6 +997,22 @@ impl Lab {
     }
 }
 
+/// `dig +short +time=2 +tries=3 ARGS` in `ns` must answer exactly `want`; else the test fails
+/// naming the question and showing dig's output.
+pub fn assert_dig(lab: &Lab, ns: &str, args: &[&str], want: &str) {
+    let mut argv = vec!["dig", "+short", "+time=2", "+tries=3"];
+    argv.extend_from_slice(args);
+    let o = ns_cmd(ns, &argv, Duration::from_secs(30));
+    let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if got != want {
+        lab.fail(&format!(
+            "dig {}: {got:?}, want {want}:\n{}",
+            args.join(" "),
+            show(&o)
+        ));
+    }
+}
+
 /// Runs a command given as argv inside namespace `ns` (`ip netns exec NS ARGV`), bounded by
 /// `timeout`.
 pub fn ns_cmd(ns: &str, argv: &[&str], timeout: Duration) -> Output {
