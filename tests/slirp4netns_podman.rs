@@ -34,6 +34,9 @@ use std::time::Duration;
 use common::podman::*;
 use common::*;
 
+/// The image the test imports (from busybox-static).
+const IMAGE: &str = "localhost/nytbusybox";
+
 /// The busybox applets the containers use.
 const APPLETS: &[&str] = &[
     "sh", "sleep", "httpd", "nc", "cat", "nslookup", "ping", "ip", "printf",
@@ -310,7 +313,6 @@ fn run_web(
     lab: &Lab,
     podman: &RootlessPodman,
     out: &Outside,
-    image: &str,
     name: &str,
     network: &str,
     mtu: u32,
@@ -321,7 +323,7 @@ fn run_web(
     for p in publish {
         argv.extend(["-p", p]);
     }
-    argv.extend([image, "sh", "-c", &cmdline]);
+    argv.extend([IMAGE, "sh", "-c", &cmdline]);
     podman.ok(lab, &argv);
     let netns = podman.ok(
         lab,
@@ -453,7 +455,7 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
     cmd_ok(&["chmod", "755", &www.join("who").to_string_lossy()]);
     let tar = busybox_rootfs_tar(&root, APPLETS);
     cmd_ok(&["chmod", "0644", &tar.to_string_lossy()]);
-    let image = "localhost/nytbusybox";
+    let image = IMAGE;
     podman.ok(
         &lab,
         &[
@@ -557,16 +559,7 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
 
     // -p 8080:80 through rootlessport: reached, but the container sees its own address
     // (rootlessport connects from inside the namespace).
-    let web = run_web(
-        &lab,
-        &podman,
-        out,
-        image,
-        "w1",
-        "slirp4netns",
-        65520,
-        &["8080:80"],
-    );
+    let web = run_web(&lab, &podman, out, "w1", "slirp4netns", 65520, &["8080:80"]);
     assert!(!web.front.contains("--api-socket"), "{}", web.front);
     assert_eq!(web.peer, "10.0.2.100", "rootlessport's source");
     stop_and_rm(&lab, &podman, "w1", &web);
@@ -577,7 +570,6 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
         &lab,
         &podman,
         out,
-        image,
         "w2",
         "slirp4netns:port_handler=slirp4netns,mtu=1500",
         1500,

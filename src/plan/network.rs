@@ -171,7 +171,11 @@ pub fn plan_network_on<'a>(
             "an internal network has no egress, so no host loopback either",
         ));
     }
-    let (gateway_extra, gateway_extra6, maps) = plan_gateway_addresses(req, subnet, gateway, ipv6)?;
+    let GatewayAddresses {
+        extra: gateway_extra,
+        extra6: gateway_extra6,
+        maps,
+    } = plan_gateway_addresses(req, subnet, gateway, ipv6)?;
     let defaults = FlowLimits::default();
     let mut max_flows_per_endpoint = defaults.max_per_endpoint;
     let mut max_flows = defaults.max_total;
@@ -572,6 +576,13 @@ fn plan_extra6(
     Ok(ip)
 }
 
+/// The gateway's addresses besides its own, and the destination maps, as planned.
+struct GatewayAddresses {
+    extra: Vec<Ipv4Addr>,
+    extra6: Vec<Ipv6Addr>,
+    maps: Vec<AddrMapSpec>,
+}
+
 /// Validates `gateway_extra` and `maps`: extra addresses are unicast, not the gateway, not
 /// the subnet's network or broadcast address, no duplicates (an IPv6 one needs a dual-stack
 /// network); a map's guest address inside the subnet must be one of the gateway's (nobody
@@ -582,7 +593,7 @@ fn plan_gateway_addresses(
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
     ipv6: Option<Ipv6Spec>,
-) -> Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>, Vec<AddrMapSpec>), DaemonError> {
+) -> Result<GatewayAddresses, DaemonError> {
     let max = if ipv6.is_some() {
         GATEWAY_EXTRA_MAX - 2
     } else {
@@ -647,7 +658,11 @@ fn plan_gateway_addresses(
         }
         maps.push(AddrMapSpec { guest, host });
     }
-    Ok((extra, extra6, maps))
+    Ok(GatewayAddresses {
+        extra,
+        extra6,
+        maps,
+    })
 }
 
 /// Address blocks no container network can use: hosts there are unreachable, mean something

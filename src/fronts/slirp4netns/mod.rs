@@ -146,7 +146,10 @@ pub fn engine_config(a: &Args) -> EngineConfig {
             tap: a.tapname.clone(),
             mac: a.macaddress.clone(),
             ip: l.guest,
-            ip6: a.enable_ipv6.then_some(Layout6::SLIRP.guest),
+            // Only what -c configures: without it the runtime configures the interface, and
+            // RootlessKit leaves IPv6 to SLAAC, which netyard's RA does not offer, so the
+            // guest has no fd00::100 for a forward to reach.
+            ip6: (a.enable_ipv6 && a.configure).then_some(Layout6::SLIRP.guest),
             configure: a.configure,
             publish: Vec::new(),
         },

@@ -166,7 +166,7 @@ fn ipv6_is_a_ula_64_clear_of_the_hosts_routes_when_the_host_has_ipv6() {
     assert_eq!(plan6(&podman_53(), &h, || 7).unwrap(), None);
     // A global prefix: a ULA /64 whose global ID is the random draw, gateway ::1, guest ::2.
     h.routes.push("2001:db8:5::/64".parse().unwrap());
-    let l = plan6(&podman_53(), &h, || 0x0102_0304_05).unwrap().unwrap();
+    let l = plan6(&podman_53(), &h, || 0x01_0203_0405).unwrap().unwrap();
     assert_eq!(l.subnet.prefix_len(), 64);
     assert!("fd00::/8".parse::<Ipv6Net>().unwrap().contains(&l.subnet));
     assert_eq!(u128::from(l.gateway), u128::from(l.subnet.network()) + 1);
@@ -175,7 +175,7 @@ fn ipv6_is_a_ula_64_clear_of_the_hosts_routes_when_the_host_has_ipv6() {
     // A host route over the draw's prefix: another one.
     let mut taken = h.clone();
     taken.routes.push(IpNet::V6(l.subnet));
-    let mut draws = [0x0102_0304_05u64, 0x0a0b_0c0d_0e].into_iter().cycle();
+    let mut draws = [0x01_0203_0405_u64, 0x0a_0b0c_0d0e].into_iter().cycle();
     let other = plan6(&podman_53(), &taken, || draws.next().unwrap_or(9))
         .unwrap()
         .unwrap();
