@@ -224,6 +224,15 @@ impl NetworkSpec {
             .unwrap_or(self.gateway)
     }
 
+    /// The endpoints' IPv6 default route, when netyard installs one: the LAN's router on a
+    /// macvlan network. A bridge network's endpoints learn theirs from the gateway's Router
+    /// Advertisements (None), so that an `--internal` network's lifetime 0 can withhold it.
+    pub fn default_gateway6(&self) -> Option<Ipv6Addr> {
+        self.ipv6
+            .filter(|_| self.driver == Driver::Macvlan)
+            .map(|v| v.gateway)
+    }
+
     /// Remembers the address a detached endpoint had.
     pub fn remember_address(&mut self, name: &str, ip: Ipv4Addr) {
         self.forget_address(name);

@@ -1854,13 +1854,16 @@ impl Network {
 /// What `network inspect` tells of a macvlan network's behaviour.
 fn macvlan_note(s: &NetworkSpec) -> Option<String> {
     let parent = s.parent.as_deref()?;
+    let routers = match s.ipv6 {
+        Some(v6) => format!("{} and {}", s.gateway, v6.gateway),
+        None => s.gateway.to_string(),
+    };
     Some(format!(
-        "macvlan: the containers are hosts of the LAN on {parent} with MACs of their own, {} \
-         their gateway; the host itself cannot reach them through {parent} (as with Docker's \
-         macvlan: what it sends there leaves on the wire), only other hosts of that LAN can; \
-         no netyard gateway, no published ports, names resolve at 127.0.0.11 inside the \
-         containers",
-        s.gateway
+        "macvlan: the containers are hosts of the LAN on {parent} with MACs of their own, \
+         {routers} their gateway; the host itself cannot reach them through {parent} (as with \
+         Docker's macvlan: what it sends there leaves on the wire), only other hosts of that \
+         LAN can; no netyard gateway, no published ports, names resolve at 127.0.0.11 inside \
+         the containers"
     ))
 }
 

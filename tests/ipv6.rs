@@ -76,40 +76,6 @@ fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_default().to_string()
 }
 
-/// The global IPv6 addresses of `ifname` in `ns` (`ADDR/LEN` each), and whether any is still
-/// tentative (duplicate address detection running).
-fn global6(ns: &str, ifname: &str) -> (Vec<String>, bool) {
-    let out = cmd_ok(&[
-        "ip", "-n", ns, "-6", "-o", "addr", "show", "dev", ifname, "scope", "global",
-    ]);
-    let addrs = out
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            w.find(|x| *x == "inet6")?;
-            w.next().map(str::to_string)
-        })
-        .collect();
-    (addrs, out.contains("tentative"))
-}
-
-/// `ping -6` from `ns` to `ip` (3 probes).
-fn ping6(ns: &str, ip: &str) -> std::process::Output {
-    cmd(
-        &[
-            "ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip,
-        ],
-        Duration::from_secs(30),
-    )
-}
-
-fn assert_ping6(lab: &Lab, ns: &str, ip: &str) {
-    let o = ping6(ns, ip);
-    if !o.status.success() {
-        lab.fail(&format!("ping -6 from {ns} to {ip} failed:\n{}", show(&o)));
-    }
-}
-
 /// `dig +short` output lines, and the status line, for `args` against `server` from `ns`.
 fn dig(ns: &str, server: &str, args: &[&str]) -> (String, Vec<String>) {
     let at = format!("@{server}");

@@ -257,10 +257,12 @@ pub enum NetworkCommand {
         /// their IPv6 router.
         #[arg(long)]
         ipv6: bool,
-        /// IPv6 prefix (needs --ipv6); a random /64 of fd00::/8 when absent.
+        /// IPv6 prefix (needs --ipv6); a random /64 of fd00::/8 when absent (a macvlan
+        /// network needs it: its LAN's prefix).
         #[arg(long, value_name = "PREFIX")]
         subnet6: Option<String>,
-        /// IPv6 gateway address (needs --ipv6; default: the prefix's ::1).
+        /// IPv6 gateway address (needs --ipv6; default: the prefix's ::1); on a macvlan
+        /// network the LAN's router.
         #[arg(long, value_name = "ADDR")]
         gateway6: Option<String>,
         #[arg(long)]

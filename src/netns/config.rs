@@ -268,32 +268,40 @@ pub async fn configure_endpoint(
         }
     }
 
-    if let Some(gateway) = gateway {
-        let route = match gateway {
-            IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gw)
-                .output_interface(index)
-                .build(),
-            IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(gw)
-                .output_interface(index)
-                .build(),
-        };
-        // Added, not replaced: a namespace attached to a second network (`--ifname eth1`)
-        // keeps the default route of its first one, as `docker network connect` does.
-        match handle.route().add(route).execute().await {
-            Ok(()) => {}
-            Err(e) if nl_errno(&e) == Some(libc::EEXIST) => {}
-            Err(source) => {
-                return Err(NetnsError::AddRoute {
-                    ifname: ifname.to_owned(),
-                    gateway,
-                    source: Box::new(source),
-                })
-            }
-        }
+    match gateway {
+        Some(gateway) => add_default_route(handle, ifname, index, gateway).await,
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Adds a default route via `gateway` on the interface `index`. Added, not replaced: a
+/// namespace attached to a second network (`--ifname eth1`) keeps the default route of its
+/// first one, as `docker network connect` does; one that exists already is not an error.
+async fn add_default_route(
+    handle: &Handle,
+    ifname: &str,
+    index: u32,
+    gateway: IpAddr,
+) -> Result<(), NetnsError> {
+    let route = match gateway {
+        IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build(),
+        IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build(),
+    };
+    match handle.route().add(route).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if nl_errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(source) => Err(NetnsError::AddRoute {
+            ifname: ifname.to_owned(),
+            gateway,
+            source: Box::new(source),
+        }),
+    }
 }
 
 /// Adds (`add`) or deletes routes to `prefixes` via `gateway` on `ifname`: the routes of an
@@ -392,13 +400,15 @@ pub async fn swap_default_route(
 /// Docker and netavark do: IPAM guarantees nobody else on the network holds it, and without
 /// duplicate address detection the address is usable at once instead of after a second of
 /// probing (a process started right after the attach could not bind it yet). The prefix route
-/// comes with it (on-link), the default route from the gateway's Router Advertisements.
+/// comes with it (on-link); the default route is added via `gateway` when given (a macvlan
+/// network's: the LAN's router), else it comes from the gateway's Router Advertisements.
 /// Idempotent as [`configure_endpoint`].
 pub async fn add_address6(
     handle: &Handle,
     ifname: &str,
     addr: Ipv6Addr,
     prefix_len: u8,
+    gateway: Option<Ipv6Addr>,
 ) -> Result<(), NetnsError> {
     let ip = IpAddr::V6(addr);
     if IpNet::new(ip, prefix_len).is_err() {
@@ -410,23 +420,29 @@ pub async fn add_address6(
     }
     let link = require_link(handle, ifname).await?;
     let index = link.header.index;
-    if has_address(handle, index, ip, prefix_len).await? {
-        return Ok(());
+    if !has_address(handle, index, ip, prefix_len).await? {
+        let mut req = handle.address().add(index, ip, prefix_len);
+        let msg = req.message_mut();
+        msg.header.flags |= AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match req.execute().await {
+            Ok(()) => {}
+            Err(e) if nl_errno(&e) == Some(libc::EEXIST) => {}
+            Err(source) => {
+                return Err(NetnsError::AddAddress {
+                    ifname: ifname.to_owned(),
+                    addr: ip,
+                    prefix_len,
+                    source: Box::new(source),
+                })
+            }
+        }
     }
-    let mut req = handle.address().add(index, ip, prefix_len);
-    let msg = req.message_mut();
-    msg.header.flags |= AddressHeaderFlags::Nodad;
-    msg.attributes
-        .push(AddressAttribute::Flags(AddressFlags::Nodad));
-    match req.execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if nl_errno(&e) == Some(libc::EEXIST) => Ok(()),
-        Err(source) => Err(NetnsError::AddAddress {
-            ifname: ifname.to_owned(),
-            addr: ip,
-            prefix_len,
-            source: Box::new(source),
-        }),
+    match gateway {
+        // The gateway is on-link (inside the prefix just added), so the route is accepted.
+        Some(gw) => add_default_route(handle, ifname, index, IpAddr::V6(gw)).await,
+        None => Ok(()),
     }
 }
 
@@ -544,18 +560,30 @@ pub fn kernel_has_ipv6() -> bool {
     Path::new("/proc/sys/net/ipv6").exists()
 }
 
-/// Turns IPv6 on or off on an endpoint's interface through its `disable_ipv6` file, opened
+/// Turns an IPv6 setting of an endpoint's interface on or off through its file, opened
 /// inside the container's namespace ([`NsOpen::Ipv6Switch`](super::NsOpen::Ipv6Switch)).
-/// Call it while the interface is still down, so that an interface that gets IPv6 off never
-/// sends anything (no duplicate address detection, MLD report or router solicitation), as
-/// Docker does on an IPv4-only network. On also overrides a namespace whose default has IPv6
-/// off, so the endpoint of an IPv6 network always gets it.
-pub fn set_ipv6(file: std::os::fd::OwnedFd, ifname: &str, enable: bool) -> Result<(), NetnsError> {
+/// Call it while the interface is still down. `disable_ipv6`: an interface that gets IPv6 off
+/// never sends anything (no duplicate address detection, MLD report or router solicitation),
+/// as Docker does on an IPv4-only network; on also overrides a namespace whose default has
+/// IPv6 off, so the endpoint of an IPv6 network always gets it. `autoconf` off: a Router
+/// Advertisement of a real LAN's router adds no second, SLAAC address beside netyard's (as
+/// netavark does on macvlan).
+pub fn set_ipv6(
+    file: std::os::fd::OwnedFd,
+    ifname: &str,
+    knob: super::Ipv6Knob,
+    enable: bool,
+) -> Result<(), NetnsError> {
     use std::io::Write;
     let mut f = std::fs::File::from(file);
-    let value: &[u8] = if enable { b"0" } else { b"1" };
+    let on = match knob {
+        super::Ipv6Knob::Disable => !enable,
+        super::Ipv6Knob::Autoconf => enable,
+    };
+    let value: &[u8] = if on { b"1" } else { b"0" };
     f.write_all(value).map_err(|source| NetnsError::SetIpv6 {
         ifname: ifname.to_owned(),
+        file: knob.file(),
         enable,
         source,
     })

@@ -365,22 +365,28 @@ pub enum NetnsError {
         source: Box<rtnetlink::Error>,
     },
 
-    /// Opening an interface's `disable_ipv6` inside its namespace failed.
-    #[error("opening /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6 in {netns}: {source}")]
+    /// Opening an interface's `disable_ipv6` (or `autoconf`) inside its namespace failed.
+    #[error("opening /proc/sys/net/ipv6/conf/{ifname}/{file} in {netns}: {source}")]
     Ipv6Switch {
         /// The interface.
         ifname: String,
+        /// The setting's file.
+        file: &'static str,
         /// The network namespace file.
         netns: PathBuf,
         /// What the kernel said.
         source: io::Error,
     },
 
-    /// Writing an endpoint interface's `disable_ipv6` failed.
-    #[error("turning IPv6 {} on {ifname}: {source}", if *enable { "on" } else { "off" })]
+    /// Writing an endpoint interface's `disable_ipv6` (or `autoconf`) failed.
+    #[error("turning {} {} on {ifname}: {source}",
+        if *file == "autoconf" { "IPv6 address autoconfiguration" } else { "IPv6" },
+        if *enable { "on" } else { "off" })]
     SetIpv6 {
         /// The interface.
         ifname: String,
+        /// The setting's file.
+        file: &'static str,
         /// On or off.
         enable: bool,
         /// What the kernel said.

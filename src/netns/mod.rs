@@ -48,4 +48,4 @@ pub use linkstats::LinkDropReader;
 /// How a TAP is opened ([`NsOpen::Tap`]); the switch crate's type, so the fd goes straight to
 /// `netyard_switch::sys::TapPort::from_fd`.
 pub use netyard_switch::sys::tap::TapMode;
-pub use open::{open_in_ns, NetlinkFd, NsFds, NsOpen, NsOpenRequest, NsTarget};
+pub use open::{open_in_ns, Ipv6Knob, NetlinkFd, NsFds, NsOpen, NsOpenRequest, NsTarget};

@@ -182,14 +182,35 @@ pub enum NsOpen {
     /// connection owns everything it reads): a TAP's device drop counters are read through
     /// it ([`LinkDropReader`](super::LinkDropReader)).
     Netlink,
-    /// `/proc/sys/net/ipv6/conf/IFNAME/disable_ipv6` of the namespace, opened for writing
-    /// (the interface must exist: put this item after the TAP, or open it after the veth).
-    /// The descriptor stays bound to the namespace's interface, so the daemon switches IPv6
-    /// on or off through it later ([`set_ipv6`](super::set_ipv6)), from its own thread.
+    /// `/proc/sys/net/ipv6/conf/IFNAME/KNOB` of the namespace, opened for writing (the
+    /// interface must exist: put this item after the TAP, or open it after the veth). The
+    /// descriptor stays bound to the namespace's interface, so the daemon writes it later
+    /// ([`set_ipv6`](super::set_ipv6)), from its own thread.
     Ipv6Switch {
         /// The interface name inside the namespace.
         ifname: String,
+        /// Which of its settings.
+        knob: Ipv6Knob,
     },
+}
+
+/// A per-interface IPv6 setting an [`NsOpen::Ipv6Switch`] descriptor writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Knob {
+    /// `disable_ipv6`: IPv6 on the interface at all.
+    Disable,
+    /// `autoconf`: whether a Router Advertisement's prefix adds a SLAAC address.
+    Autoconf,
+}
+
+impl Ipv6Knob {
+    /// The file's name under `/proc/sys/net/ipv6/conf/IFNAME/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Ipv6Knob::Disable => "disable_ipv6",
+            Ipv6Knob::Autoconf => "autoconf",
+        }
+    }
 }
 
 /// What [`open_in_ns`] should create: the netlink socket always, then `items` in order.
@@ -310,10 +331,10 @@ fn prepare(req: &NsOpenRequest) -> Result<Vec<PreparedOp>, NetnsError> {
             NsOpen::UdpBind(addr) => Ok(PreparedOp::Udp((*addr).into())),
             NsOpen::TcpListen(addr) => Ok(PreparedOp::Tcp((*addr).into())),
             NsOpen::Netlink => Ok(PreparedOp::Netlink),
-            NsOpen::Ipv6Switch { ifname } => {
+            NsOpen::Ipv6Switch { ifname, knob } => {
                 validate_ifname(ifname)?;
                 // validate_ifname refuses NUL, so the path has none.
-                let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+                let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{}", knob.file());
                 std::ffi::CString::new(path)
                     .map(PreparedOp::WriteFile)
                     .map_err(|_| NetnsError::InvalidIfname {
@@ -472,8 +493,9 @@ fn failure_error(target: &NsTarget, req: &NsOpenRequest, f: Failure) -> NetnsErr
                 source,
             },
             Some(NsOpen::Netlink) => NetnsError::NetlinkSocket { netns, source },
-            Some(NsOpen::Ipv6Switch { ifname }) => NetnsError::Ipv6Switch {
+            Some(NsOpen::Ipv6Switch { ifname, knob }) => NetnsError::Ipv6Switch {
                 ifname: ifname.clone(),
+                file: knob.file(),
                 netns,
                 source,
             },

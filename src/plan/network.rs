@@ -364,7 +364,9 @@ pub const PREFIX6_MAX: u8 = 124;
 
 /// The IPv6 side of a dual-stack network (`ipv6`, `subnet6`, `gateway6`): a prefix that
 /// overlaps no other network's, no host route and no special block; without `subnet6` a
-/// random ULA /64 ([`pick_ula`]); the gateway inside it, by default its first address (::1).
+/// random ULA /64 ([`pick_ula`]) on a bridge network, while a macvlan network must be given
+/// its LAN's; the gateway inside it, by default its first address (::1): netyard's gateway on
+/// a bridge network, the LAN's router on a macvlan one.
 fn plan_ipv6<'a>(
     req: &NetworkCreate,
     mut existing: impl Iterator<Item = &'a NetworkSpec>,
@@ -385,10 +387,13 @@ fn plan_ipv6<'a>(
         }
         return Ok(None);
     }
-    if driver == Driver::Macvlan {
+    // A macvlan network's prefix is the LAN's: a ULA picked at random would be routed by
+    // nobody there.
+    if driver == Driver::Macvlan && req.subnet6.is_none() {
         return Err(DaemonError::invalid(
-            "ipv6",
-            "a macvlan network takes its IPv6 from the LAN's own router: not supported yet",
+            "subnet6",
+            "missing: a macvlan network's containers take IPv6 addresses of the LAN on its \
+             parent: give the LAN's prefix (--subnet6) and its router (--gateway6)",
         ));
     }
     let subnet = match &req.subnet6 {

@@ -1,7 +1,7 @@
 //! The planning rules, without a kernel: each test is one rule of the API.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 use netyard_api::model::{EndpointCreate, NetworkCreate};
@@ -1040,6 +1040,54 @@ fn a_macvlan_network_publishes_nothing() {
     r.publish.clear();
     let p = plan_endpoint(&r, &n, &ipam, &Taken::default()).unwrap();
     assert_eq!(p.ip, Ipv4Addr::new(192, 168, 7, 1));
+}
+
+#[test]
+fn a_dual_stack_macvlan_network_takes_the_lans_prefix_and_router() {
+    let mut r = macvlan_req("lan", "eth0");
+    r.ipv6 = true;
+    r.subnet6 = Some("2001:db8:7::/64".into());
+    r.gateway6 = Some("2001:db8:7::fe".into());
+    let n = plan_on(&r, &[], UP_9000).expect("plan");
+    let v6 = n.ipv6.expect("ipv6");
+    assert_eq!(v6.subnet, "2001:db8:7::/64".parse().unwrap());
+    assert_eq!(v6.gateway, "2001:db8:7::fe".parse::<Ipv6Addr>().unwrap());
+    // The endpoints' default route is that router (no netyard gateway sends them RAs);
+    // on a bridge network it comes from the gateway's RAs instead.
+    assert_eq!(n.default_gateway6(), Some(v6.gateway));
+    r.gateway6 = None;
+    let n = plan_on(&r, &[], UP_9000).expect("plan");
+    assert_eq!(
+        n.ipv6.map(|v| v.gateway),
+        Some("2001:db8:7::1".parse().unwrap()),
+        "the prefix's first address by default, as for IPv4"
+    );
+    let mut b = net_req("v6");
+    b.ipv6 = true;
+    assert_eq!(plan(&b, &[]).expect("plan").default_gateway6(), None);
+    // Endpoints get addresses of the prefix, never the router's.
+    let ipam = Ipam::new(n.subnet, n.gateway).with_ipv6(n.ipv6.map(|v| (v.subnet, v.gateway)));
+    let p = plan_endpoint(&ep_req("c1"), &n, &ipam, &Taken::default()).unwrap();
+    assert_eq!(p.ip6, Some("2001:db8:7::2".parse().unwrap()));
+}
+
+#[test]
+fn a_dual_stack_macvlan_network_needs_the_lans_prefix() {
+    let mut r = macvlan_req("lan", "eth0");
+    r.ipv6 = true;
+    let e = plan_on(&r, &[], UP_9000).unwrap_err();
+    assert_eq!(e.field(), Some("subnet6"), "{e}");
+    assert!(e.to_string().contains("missing"), "{e}");
+    for (subnet6, gateway6, want) in [
+        ("2001:db8:7::/64", Some("2001:db8:8::1"), "gateway6"),
+        ("2001:db8:7::/64", Some("2001:db8:7::"), "gateway6"),
+        ("fe80::/64", None, "subnet6"),
+        ("2001:db8:7::/32", None, "subnet6"),
+    ] {
+        r.subnet6 = Some(subnet6.into());
+        r.gateway6 = gateway6.map(Into::into);
+        assert_eq!(field(plan_on(&r, &[], UP_9000)), want, "{r:?}");
+    }
 }
 
 #[test]

@@ -279,6 +279,45 @@ pub fn enable_ipv6(ns: &str) {
     assert!(o.status.success(), "enabling IPv6 in {ns}: {}", show(&o));
 }
 
+/// `ping ARGS` from namespace `ns`: 3 probes, 0.2 s apart, 2 s for the last reply.
+fn ping_in(ns: &str, args: &[&str]) -> Output {
+    let mut argv = vec![
+        "ip", "netns", "exec", ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2",
+    ];
+    argv.extend_from_slice(args);
+    cmd(&argv, Duration::from_secs(30))
+}
+
+/// `ping -6` from `ns` to `ip` (3 probes).
+pub fn ping6(ns: &str, ip: &str) -> Output {
+    ping_in(ns, &["-6", ip])
+}
+
+/// `ping -6` must succeed, else the test fails with the lab's diagnostics.
+pub fn assert_ping6(lab: &Lab, ns: &str, ip: &str) {
+    let o = ping6(ns, ip);
+    if !o.status.success() {
+        lab.fail(&format!("ping -6 from {ns} to {ip} failed:\n{}", show(&o)));
+    }
+}
+
+/// The global IPv6 addresses of `ifname` in `ns` (`ADDR/LEN` each), and whether any is still
+/// tentative (duplicate address detection running).
+pub fn global6(ns: &str, ifname: &str) -> (Vec<String>, bool) {
+    let out = cmd_ok(&[
+        "ip", "-n", ns, "-6", "-o", "addr", "show", "dev", ifname, "scope", "global",
+    ]);
+    let addrs = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|x| *x == "inet6")?;
+            w.next().map(str::to_string)
+        })
+        .collect();
+    (addrs, out.contains("tentative"))
+}
+
 /// Runs `script` with `sh -c` inside namespace `ns`.
 pub fn ns_sh(ns: &str, script: &str, timeout: Duration) -> Output {
     run_bounded(
@@ -797,12 +836,7 @@ impl Lab {
     }
 
     pub fn ping_output(&self, ns: &str, ip: &str) -> Output {
-        cmd(
-            &[
-                "ip", "netns", "exec", ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip,
-            ],
-            Duration::from_secs(30),
-        )
+        ping_in(ns, &[ip])
     }
 
     /// Pings must succeed.

@@ -8,7 +8,9 @@
 //! What comes in: a promiscuous uplink reads every frame the parent receives, the host's own
 //! traffic included. A learning switch would flood every unicast frame for a MAC it has not
 //! learned into every container, so the port filters first ([`admit`], pure): only frames for
-//! an endpoint's MAC, broadcast and multicast pass, as a kernel macvlan device delivers them;
+//! an endpoint's MAC, broadcast and multicast pass, as a kernel macvlan device delivers them
+//! (IPv6's neighbour discovery and MLD are multicast to 33:33:xx, so a dual-stack network
+//! needs nothing more here; the switch's MLD snooping hands each group to its listeners);
 //! a frame from the LAN carrying an endpoint's MAC as its source is refused too (a loop, or a
 //! forged MAC that would otherwise move the endpoint's entry onto the uplink). The set of
 //! endpoint MACs is swapped whole by the state code when an endpoint comes or goes (one atomic
@@ -310,6 +312,43 @@ mod tests {
         );
         assert_eq!(
             admit(&frame(B, A), &ours()),
+            Err(DropReason::UplinkOwnSource)
+        );
+    }
+
+    /// An IPv6 frame: `frame` with the IPv6 EtherType.
+    fn frame6(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+        let mut f = frame(dst, src);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f
+    }
+
+    #[test]
+    fn ipv6_neighbour_discovery_and_mld_from_the_lan_pass() {
+        // A's solicited-node group (ff02::1:ffXX:XXXX): the LAN resolving A's address; the
+        // kernel macvlan delivers multicast to every child too, and the switch's MLD snooping
+        // then hands it only to the endpoints that joined the group.
+        let solicited = MacAddr([0x33, 0x33, 0xff, 168, 7, 2]);
+        let all_nodes = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
+        let mldv2 = MacAddr([0x33, 0x33, 0, 0, 0, 0x16]);
+        for dst in [solicited, all_nodes, mldv2] {
+            assert_eq!(admit(&frame6(dst, LAN), &ours()), Ok(()), "{dst:?}");
+        }
+        // The router's neighbour advertisement, echo replies, TCP: unicast to A's MAC.
+        assert_eq!(admit(&frame6(A, LAN), &ours()), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_unicast_to_another_host_or_from_an_endpoints_mac_is_refused() {
+        assert_eq!(
+            admit(&frame6(HOST, LAN), &ours()),
+            Err(DropReason::UplinkNotOurs)
+        );
+        // An endpoint's own duplicate address probe or report seen again on the LAN (a loop)
+        // must not move its MAC onto the uplink.
+        let solicited = MacAddr([0x33, 0x33, 0xff, 168, 7, 2]);
+        assert_eq!(
+            admit(&frame6(solicited, A), &ours()),
             Err(DropReason::UplinkOwnSource)
         );
     }

@@ -31,7 +31,7 @@ use netyard_switch::{Port, Switch, SwitchPort};
 
 use crate::dnsd::Dns;
 use crate::error::DaemonError;
-use crate::netns::NsTarget;
+use crate::netns::{Ipv6Knob, NsOpen, NsTarget};
 use crate::spec::{EndpointSpec, NetworkSpec, PortKindName};
 
 /// What the network-wide kinds (gateway, tunnel) are given.
@@ -96,6 +96,69 @@ pub trait PortKind {
     ) -> impl Future<Output = ()> + Send + 'a;
 
     fn describe(spec: &Self::Spec) -> Description;
+}
+
+/// The IPv6 settings netyard writes on an endpoint's interface before bringing it up:
+/// `disable_ipv6` (IPv6 follows the network), and on a dual-stack macvlan network `autoconf`
+/// off, so that the LAN router's Router Advertisements add no SLAAC address beside the one
+/// netyard gave (port security would drop what the container sent from it). Their `NsOpen`
+/// items, in this order, follow the device's in the namespace request; none without IPv6 in
+/// the kernel.
+pub fn ipv6_switches(net: &NetworkSpec, spec: &EndpointSpec) -> Vec<NsOpen> {
+    if !crate::netns::kernel_has_ipv6() {
+        return Vec::new();
+    }
+    let mut knobs = vec![Ipv6Knob::Disable];
+    if net.ipv6.is_some() && net.driver == crate::spec::Driver::Macvlan {
+        knobs.push(Ipv6Knob::Autoconf);
+    }
+    knobs
+        .into_iter()
+        .map(|knob| NsOpen::Ipv6Switch {
+            ifname: spec.ifname.clone(),
+            knob,
+        })
+        .collect()
+}
+
+/// Configures an endpoint's interface as netyard does for both endpoint kinds: the IPv6
+/// settings through `switches` (the descriptors [`ipv6_switches`] asked for, while the
+/// interface is still down), MAC, MTU, up, its IPv4 address and default route, then its IPv6
+/// address (and, on a macvlan network, the IPv6 default route via the LAN's router: nothing
+/// else would give it one).
+pub async fn configure_interface(
+    handle: &rtnetlink::Handle,
+    net: &NetworkSpec,
+    spec: &EndpointSpec,
+    switches: impl IntoIterator<Item = OwnedFd>,
+) -> Result<(), crate::netns::NetnsError> {
+    for (item, fd) in ipv6_switches(net, spec).into_iter().zip(switches) {
+        if let NsOpen::Ipv6Switch { knob, .. } = item {
+            let enable = knob == Ipv6Knob::Disable && net.ipv6.is_some();
+            crate::netns::set_ipv6(fd, &spec.ifname, knob, enable)?;
+        }
+    }
+    crate::netns::configure_endpoint(
+        handle,
+        &spec.ifname,
+        spec.mac.0,
+        net.mtu,
+        std::net::IpAddr::V4(spec.ip),
+        net.subnet.prefix_len(),
+        Some(std::net::IpAddr::V4(net.default_gateway())),
+    )
+    .await?;
+    if let (Some(ip6), Some(v6)) = (spec.ip6, net.ipv6) {
+        crate::netns::add_address6(
+            handle,
+            &spec.ifname,
+            ip6,
+            v6.subnet.prefix_len(),
+            net.default_gateway6(),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// An endpoint's device as its kind built it, before it joins the switch.

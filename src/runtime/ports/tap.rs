@@ -5,7 +5,6 @@
 //! namespace with the offloads set again. Detach makes it non-persistent before closing it, so
 //! it vanishes then.
 
-use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use netyard_switch::sys::tap::{set_persist, TapPort};
@@ -80,13 +79,10 @@ async fn open(
     };
     let mut req =
         NsOpenRequest::tap_mode(spec.ifname.clone(), spec.offload, mode).with(NsOpen::Netlink);
-    // The interface's IPv6 switch, opened after the TAP exists (items run in order). Only
+    // The interface's IPv6 switches, opened after the TAP exists (items run in order). Only
     // when netyard configures the interface: otherwise the runtime decides.
-    let switch_ipv6 = cx.configure && netns::kernel_has_ipv6();
-    if switch_ipv6 {
-        req = req.with(NsOpen::Ipv6Switch {
-            ifname: spec.ifname.clone(),
-        });
+    if cx.configure {
+        req.items.extend(super::ipv6_switches(cx.net, spec));
     }
     let fds = netns::open_in_ns(cx.target_of(spec)?, req)
         .await
@@ -98,7 +94,7 @@ async fn open(
             source: std::io::Error::other("namespace helper returned too few descriptors"),
         });
     };
-    let ipv6_fd = opened.next();
+    let ipv6_fds: Vec<_> = opened.collect();
     let ctl = match mode {
         TapMode::Ephemeral => None,
         _ => Some(tap_fd.try_clone().map_err(|e| DaemonError::Io {
@@ -120,24 +116,7 @@ async fn open(
             // the endpoint has sent anything.
             return netns::set_mac(&handle, &spec.ifname, spec.mac.0).await;
         }
-        if let Some(fd) = ipv6_fd {
-            // Before configure_endpoint brings it up: see set_ipv6.
-            netns::set_ipv6(fd, &spec.ifname, cx.net.ipv6.is_some())?;
-        }
-        netns::configure_endpoint(
-            &handle,
-            &spec.ifname,
-            spec.mac.0,
-            cx.net.mtu,
-            IpAddr::V4(spec.ip),
-            cx.net.subnet.prefix_len(),
-            Some(IpAddr::V4(cx.net.default_gateway())),
-        )
-        .await?;
-        if let (Some(ip6), Some(v6)) = (spec.ip6, cx.net.ipv6) {
-            netns::add_address6(&handle, &spec.ifname, ip6, v6.subnet.prefix_len()).await?;
-        }
-        Ok(())
+        super::configure_interface(&handle, cx.net, spec, ipv6_fds).await
     }
     .await;
     if let Err(e) = result {

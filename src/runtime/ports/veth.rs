@@ -8,13 +8,11 @@
 //! answer; Docker moves it back under that name at Leave). netyard never enters the container,
 //! so `adopt` only opens the host end again.
 
-use std::net::IpAddr;
-
 use netyard_switch::sys::packet::PacketPort;
 
 use super::{Description, EndpointCx, EndpointDevice, EndpointRemains, PortKind};
 use crate::error::DaemonError;
-use crate::netns::{self, NsOpen, NsOpenRequest};
+use crate::netns::{self, NsOpenRequest};
 use crate::spec::EndpointSpec;
 
 pub struct Veth;
@@ -59,7 +57,7 @@ impl PortKind for Veth {
             // MLD reports, which the switch's snooping must see).
             let dev = open_host_end(spec, &host_name)?;
             // Opened after the peer exists: its IPv6 switch is one of the descriptors.
-            let fds = netns::open_in_ns(target, request(spec))
+            let fds = netns::open_in_ns(target, request(cx, spec))
                 .await
                 .map_err(ns_err)?;
             configure(cx, spec, fds).await.map_err(ns_err)?;
@@ -93,7 +91,7 @@ impl PortKind for Veth {
         if spec.handed_over() {
             return open_host_end(spec, &host_name);
         }
-        let fds = netns::open_in_ns(cx.target_of(spec)?, request(spec))
+        let fds = netns::open_in_ns(cx.target_of(spec)?, request(cx, spec))
             .await
             .map_err(ns_err)?;
         configure(cx, spec, fds).await.map_err(ns_err)?;
@@ -143,17 +141,12 @@ fn open_host_end(spec: &EndpointSpec, host_name: &str) -> Result<EndpointDevice,
     })
 }
 
-/// What the container's namespace must give to configure the peer: its netlink socket and,
-/// when the kernel has IPv6, the peer's IPv6 switch.
-fn request(spec: &EndpointSpec) -> NsOpenRequest {
-    let req = NsOpenRequest::netlink_only();
-    if netns::kernel_has_ipv6() {
-        req.with(NsOpen::Ipv6Switch {
-            ifname: spec.ifname.clone(),
-        })
-    } else {
-        req
-    }
+/// What the container's namespace must give to configure the peer: its netlink socket and
+/// the peer's IPv6 switches.
+fn request(cx: &EndpointCx<'_>, spec: &EndpointSpec) -> NsOpenRequest {
+    let mut req = NsOpenRequest::netlink_only();
+    req.items = super::ipv6_switches(cx.net, spec);
+    req
 }
 
 async fn configure(
@@ -161,25 +154,8 @@ async fn configure(
     spec: &EndpointSpec,
     fds: netns::NsFds,
 ) -> Result<(), netns::NetnsError> {
-    if let Some(fd) = fds.fds.into_iter().next() {
-        // Before configure_endpoint brings it up: see set_ipv6. IPv6 only on an IPv6 network.
-        netns::set_ipv6(fd, &spec.ifname, cx.net.ipv6.is_some())?;
-    }
     let handle = fds.netlink.into_handle()?;
-    netns::configure_endpoint(
-        &handle,
-        &spec.ifname,
-        spec.mac.0,
-        cx.net.mtu,
-        IpAddr::V4(spec.ip),
-        cx.net.subnet.prefix_len(),
-        Some(IpAddr::V4(cx.net.default_gateway())),
-    )
-    .await?;
-    if let (Some(ip6), Some(v6)) = (spec.ip6, cx.net.ipv6) {
-        netns::add_address6(&handle, &spec.ifname, ip6, v6.subnet.prefix_len()).await?;
-    }
-    Ok(())
+    super::configure_interface(&handle, cx.net, spec, fds.fds).await
 }
 
 /// Deletes a veth pair through its host end (both ends go).
