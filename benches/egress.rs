@@ -63,6 +63,12 @@ enum Kind {
     /// pasta from `--pasta PATH` (a current build: ../shared/tools/modern-pasta.sh), set up
     /// as Debian's.
     PastaNew,
+    /// Not a product: the floor of a relay's design. The container on a veth with the kernel's
+    /// TCP, and a minimal userspace TCP relay in "host" (a thread per direction, `read` and
+    /// `write`, nothing else): the copies and the two TCP connections every relaying helper
+    /// (slirp4netns, pasta, netyard's router) pays, with no L2, no userspace TCP and no event
+    /// loop. What it reaches bounds what any such helper reaches on this machine.
+    FloorRelay,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,7 +77,7 @@ struct Tool {
     mtu: u32,
 }
 
-const TOOLS: [Tool; 11] = [
+const TOOLS: [Tool; 12] = [
     Tool {
         kind: Kind::Netyard,
         mtu: 1500,
@@ -116,6 +122,10 @@ const TOOLS: [Tool; 11] = [
         kind: Kind::PodmanSlirp,
         mtu: 65520,
     },
+    Tool {
+        kind: Kind::FloorRelay,
+        mtu: 1500,
+    },
 ];
 
 impl Tool {
@@ -127,6 +137,7 @@ impl Tool {
             Kind::PastaNew => format!("pasta-new-{}", self.mtu),
             Kind::PodmanSlirp => format!("podman-slirp4netns-{}", self.mtu),
             Kind::PodmanNetyard => format!("podman-netyard-{}", self.mtu),
+            Kind::FloorRelay => "floor-relay".to_string(),
         }
     }
 
@@ -144,6 +155,7 @@ impl Tool {
             Kind::PastaNew => format!("q{}", self.mtu / 1000),
             Kind::PodmanSlirp => format!("ps{}", self.mtu / 1000),
             Kind::PodmanNetyard => format!("pn{}", self.mtu / 1000),
+            Kind::FloorRelay => "fr".to_string(),
         }
     }
 
@@ -161,6 +173,7 @@ impl Tool {
             Kind::PastaNew => "pasta-new",
             Kind::PodmanSlirp => "podman-slirp4netns",
             Kind::PodmanNetyard => "podman-netyard",
+            Kind::FloorRelay => "floor",
         };
         s == self.name()
             || s == kind
@@ -605,6 +618,7 @@ impl Lab {
                 let bin = ctx.run.netyard.clone()?;
                 lab.setup_podman(Some(&bin))?
             }
+            Kind::FloorRelay => lab.setup_floor_relay(&ctx.run.self_exe)?,
         }
         // The container's servers behind the published ports.
         let c = lab.c.clone();
@@ -871,6 +885,71 @@ impl Lab {
     /// CPU seconds (user + system) the tool's processes have used so far: the daemon, the
     /// forwarder, or the Podman container's helper (every live slirp4netns process in
     /// Podman's PID namespace).
+    /// The floor relay's container link: a veth, the kernel's TCP on both sides of the relay.
+    fn floor_host_ip(&self) -> String {
+        format!("10.250.{}.1", self.tool.octet())
+    }
+
+    fn floor_container_ip(&self) -> String {
+        format!("10.250.{}.2", self.tool.octet())
+    }
+
+    /// Where the container's egress tests connect: the outside's server, or for the floor the
+    /// relay in "host" (it has no interception: the kernel routes nothing for it).
+    fn egress_server(&self) -> String {
+        match self.tool.kind {
+            Kind::FloorRelay => self.floor_host_ip(),
+            _ => self.outside_ip(),
+        }
+    }
+
+    /// The floor: the container on a veth to "host" (MTU 1500, the veth's default offloads:
+    /// TSO super-packets cross as they do a TAP with netyard's offloads), and the bench's own
+    /// relay in "host" (`--floor-relay`): the egress port to the outside's server and the two
+    /// published ports to the container.
+    fn setup_floor_relay(&mut self, exe: &Path) -> Result<(), String> {
+        let (h, c) = (self.h.clone(), self.c.clone());
+        ip(&[
+            "-n", &h, "link", "add", "cf0", "type", "veth", "peer", "name", "eth0", "netns", &c,
+        ])?;
+        ip_addr_up(&h, "cf0", &self.floor_host_ip())?;
+        ip_addr_up(&c, "eth0", &self.floor_container_ip())?;
+        let maps = [
+            (
+                self.floor_host_ip(),
+                IPERF_PORT,
+                self.outside_ip(),
+                IPERF_PORT,
+            ),
+            (
+                self.host_ip(),
+                PUB_IPERF_PORT,
+                self.floor_container_ip(),
+                IPERF_PORT,
+            ),
+            (
+                self.host_ip(),
+                PUB_ACCEPT_PORT,
+                self.floor_container_ip(),
+                ACCEPT_PORT,
+            ),
+        ]
+        .map(|(l, lp, t, tp)| format!("{l}:{lp}={t}:{tp}"));
+        let mut args = vec!["--floor-relay"];
+        args.extend(maps.iter().map(String::as_str));
+        // The last listener is bound last: once it listens, all do.
+        let idx = self
+            .servers
+            .start(&h, exe, &args, None, "tcp", PUB_ACCEPT_PORT)?;
+        let log = self.servers.server_log(exe, PUB_ACCEPT_PORT);
+        let log = log
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.forwarder = Some((idx, log));
+        Ok(())
+    }
+
     fn helper_cpu(&self) -> Option<f64> {
         let mut pids = Vec::new();
         if let Some(d) = &self.daemon {
@@ -1075,14 +1154,14 @@ fn measure(
     match test {
         Test::TcpOut => {
             let cpu0 = lab.helper_cpu();
-            let server = lab.outside_ip();
+            let server = lab.egress_server();
             let v = egress_iperf(lab, ctx, &server, &[])?;
             let f = tcp_figures(&v, "tcp_out_gbps", notes)?;
             Ok(with_cpu(lab, cpu0, f, "tcp_out_cpu_s_per_gb", ctx))
         }
         Test::TcpIn => {
             let cpu0 = lab.helper_cpu();
-            let server = lab.outside_ip();
+            let server = lab.egress_server();
             let v = egress_iperf(
                 lab,
                 ctx,
@@ -1144,6 +1223,9 @@ fn measure(
             Ok(with_cpu(lab, cpu0, f, "pub_tcp_cpu_s_per_gb", ctx))
         }
         Test::Udp64 => {
+            if lab.tool.kind == Kind::FloorRelay {
+                return Err("the floor relays TCP only".into());
+            }
             let cpu0 = lab.helper_cpu();
             let out0 = rx_packets(&lab.o, "out0");
             let mut f = match ctx.udp_tool {
@@ -1349,6 +1431,7 @@ fn child_mode(args: &[String]) -> Option<i32> {
         "--connect-client" => Some(connect_client(arg(1), secs())),
         "--udp-flood" => Some(udp_flood(arg(1), secs())),
         "--udp-sink" => Some(udp_sink(arg(1), secs())),
+        "--floor-relay" => Some(floor_relay(&args[1..])),
         _ => None,
     }
 }
@@ -1423,6 +1506,70 @@ fn connect_client(addr: &str, seconds: u64) -> i32 {
         start.elapsed().as_secs_f64()
     );
     0
+}
+
+/// The floor relay: for each `LISTEN=TARGET` (socket addresses), accepts connections and
+/// relays each to a new connection to TARGET, a thread per direction doing `read` then
+/// `write_all` through a 256 KiB buffer until EOF, then a half-close. No event loop, no
+/// userspace TCP: the least a relaying helper does per byte.
+fn floor_relay(maps: &[String]) -> i32 {
+    let mut listeners = Vec::new();
+    for m in maps {
+        let parsed = m.split_once('=').and_then(|(l, t)| {
+            Some((l.parse::<SocketAddr>().ok()?, t.parse::<SocketAddr>().ok()?))
+        });
+        let Some((listen, target)) = parsed else {
+            eprintln!("floor-relay: bad mapping {m} (LISTEN=TARGET, socket addresses)");
+            return 1;
+        };
+        match TcpListener::bind(listen) {
+            Ok(l) => listeners.push((l, target)),
+            Err(e) => {
+                eprintln!("floor-relay: bind {listen}: {e}");
+                return 1;
+            }
+        }
+    }
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(l, target)| thread::spawn(move || floor_accept(&l, target)))
+        .collect();
+    for t in accepting {
+        let _ = t.join();
+    }
+    0
+}
+
+fn floor_accept(l: &TcpListener, target: SocketAddr) {
+    for client in l.incoming() {
+        let Ok(client) = client else { continue };
+        let Ok(server) = TcpStream::connect(target) else {
+            continue;
+        };
+        for s in [&client, &server] {
+            let _ = s.set_nodelay(true);
+        }
+        let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+            continue;
+        };
+        thread::spawn(move || floor_copy(client, server));
+        thread::spawn(move || floor_copy(s2, c2));
+    }
+}
+
+fn floor_copy(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
 /// Sends 64-byte datagrams to `addr` as fast as it can for `seconds`.
@@ -1593,6 +1740,32 @@ fn podman_ratios(
     }
 }
 
+/// The floor relay against slirp4netns at 65520 (what the least a relay does reaches against
+/// the issue 12 targets' peer) and each netyard scenario against the floor (netyard's own
+/// overhead), for the TCP throughputs; a line for each pair that has both medians. Not for
+/// connections per second: the floor starts two threads per connection, a floor for bytes only.
+fn floor_ratios(samples: &[(String, &'static str, f64)], ratios: &mut Vec<Value>) {
+    let floor = "floor-relay";
+    let med = |tool: &str, m: &str| median_of(samples, &tool.to_string(), m).map(|x| x.0);
+    for metric in ["tcp_out_gbps", "tcp_in_gbps", "pub_tcp_gbps"] {
+        let pairs = [
+            (floor, "slirp4netns-65520"),
+            (floor, "podman-slirp4netns-65520"),
+            ("netyard", floor),
+            ("podman-netyard-1500", floor),
+        ];
+        for (a, b) in pairs {
+            if let (Some(x), Some(y)) = (med(a, metric), med(b, metric)) {
+                if y > 0.0 {
+                    let r = x / y;
+                    ratios.push(json!({"metric": metric, "tool": a, "peer": b, "ratio": r}));
+                    println!("# floor: {a} / {b} {metric}: {r:.2}x");
+                }
+            }
+        }
+    }
+}
+
 fn package_version(package: &str) -> String {
     run_child(
         Command::new("dpkg-query").args(["-W", "-f", "${Version}", package]),
@@ -1607,7 +1780,7 @@ fn package_version(package: &str) -> String {
 
 fn tool_version(kind: Kind) -> String {
     let package = match kind {
-        Kind::Netyard | Kind::PodmanNetyard => return String::new(),
+        Kind::Netyard | Kind::PodmanNetyard | Kind::FloorRelay => return String::new(),
         Kind::Slirp | Kind::PodmanSlirp => "slirp4netns",
         Kind::Pasta => "passt",
         // modern-pasta.sh writes the package's version beside the binary.
@@ -1850,6 +2023,7 @@ fn report(
         }
     }
     podman_ratios(opts, samples, &metrics, &mut ratios);
+    floor_ratios(samples, &mut ratios);
     for (i, (tool, test, e)) in reasons.iter().enumerate() {
         println!("# [{}] {tool} {}: n/a (error: {e})", i + 1, test.name());
     }
