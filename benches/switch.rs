@@ -1,5 +1,6 @@
 //! The switch benchmark: netyard (TAP ports, veth/AF_PACKET ports) against the Linux kernel
-//! bridge, each in namespaces made for the run and removed afterwards.
+//! bridge and against the floor of each port kind (the cheapest userspace forwarder,
+//! benches/common/floor.rs), each in namespaces made for the run and removed afterwards.
 //!
 //! Run as root: `cargo bench --bench switch -- [--json FILE] [--seconds N] [--runs N]`.
 //! benches/README.md describes what is measured and how. This is a measurement, never a test:
@@ -12,6 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::floor::{self, FloorKind};
 use common::link::{self, Bench, Ctx, Lab, Scenario as _};
 use common::{ip, ip_addr_up, Daemon};
 
@@ -21,7 +23,7 @@ const BENCH: Bench<Scenario> = Bench {
     ns_prefix: "nyb-",
     tmp_prefix: "netyard-bench-",
     reference: "kernel bridge",
-    choices: &["bridge", "tap", "veth"],
+    choices: &["bridge", "tap", "veth", "floor-tap", "floor-veth"],
     hosts: &["h"],
     subnet: "10.251",
     daemon_word: "the daemon",
@@ -37,10 +39,18 @@ enum Scenario {
     Bridge,
     Tap,
     Veth,
+    FloorTap,
+    FloorVeth,
 }
 
 impl link::Scenario for Scenario {
-    const ALL: &'static [Scenario] = &[Scenario::Bridge, Scenario::Tap, Scenario::Veth];
+    const ALL: &'static [Scenario] = &[
+        Scenario::Bridge,
+        Scenario::Tap,
+        Scenario::Veth,
+        Scenario::FloorTap,
+        Scenario::FloorVeth,
+    ];
     const REFERENCE: Scenario = Scenario::Bridge;
 
     fn name(self) -> &'static str {
@@ -48,7 +58,21 @@ impl link::Scenario for Scenario {
             Scenario::Bridge => "kernel-bridge",
             Scenario::Tap => "netyard-tap",
             Scenario::Veth => "netyard-veth",
+            Scenario::FloorTap => "floor-tap",
+            Scenario::FloorVeth => "floor-veth",
         }
+    }
+
+    fn floor(self) -> Option<Scenario> {
+        match self {
+            Scenario::Tap => Some(Scenario::FloorTap),
+            Scenario::Veth => Some(Scenario::FloorVeth),
+            _ => None,
+        }
+    }
+
+    fn is_netyard(self) -> bool {
+        matches!(self, Scenario::Tap | Scenario::Veth)
     }
 
     fn tag(self) -> &'static str {
@@ -56,6 +80,8 @@ impl link::Scenario for Scenario {
             Scenario::Bridge => "br",
             Scenario::Tap => "tap",
             Scenario::Veth => "veth",
+            Scenario::FloorTap => "ft",
+            Scenario::FloorVeth => "fv",
         }
     }
 
@@ -64,6 +90,8 @@ impl link::Scenario for Scenario {
             Scenario::Bridge => 1,
             Scenario::Tap => 2,
             Scenario::Veth => 3,
+            Scenario::FloorTap => 4,
+            Scenario::FloorVeth => 5,
         }
     }
 
@@ -72,6 +100,8 @@ impl link::Scenario for Scenario {
             "bridge" | "br" | "kernel-bridge" => Some(Scenario::Bridge),
             "tap" | "netyard-tap" => Some(Scenario::Tap),
             "veth" | "netyard-veth" => Some(Scenario::Veth),
+            "floor-tap" => Some(Scenario::FloorTap),
+            "floor-veth" => Some(Scenario::FloorVeth),
             _ => None,
         }
     }
@@ -82,6 +112,8 @@ fn setup(ctx: &Ctx, sc: Scenario, lab: &mut Lab) -> Result<(), String> {
         Scenario::Bridge => setup_bridge(lab),
         Scenario::Tap => setup_netyard(lab, &ctx.run.netyard.clone()?, sc, "tap"),
         Scenario::Veth => setup_netyard(lab, &ctx.run.netyard.clone()?, sc, "veth"),
+        Scenario::FloorTap => floor::setup(lab, &ctx.run.self_exe, FloorKind::Tap),
+        Scenario::FloorVeth => floor::setup(lab, &ctx.run.self_exe, FloorKind::Veth),
     }
 }
 

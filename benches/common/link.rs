@@ -15,6 +15,7 @@ use nix::sched::{sched_getaffinity, CpuSet};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use super::floor::{self, FloorProc};
 use super::{
     all_cpus_count, bench_main, bench_name, can_make_namespaces, cpu_seconds_of, each_run,
     figure_line, finish, interrupted, iperf_client, keep_notes, kernel_drops, kernel_release,
@@ -35,6 +36,15 @@ pub trait Scenario: Copy + PartialEq + 'static {
     const REFERENCE: Self;
     /// How reports name it ("kernel-bridge").
     fn name(self) -> &'static str;
+    /// The floor of the same port kind (benches/common/floor.rs), which this scenario's figures
+    /// are divided by too; None for the reference and the floors themselves.
+    fn floor(self) -> Option<Self> {
+        None
+    }
+    /// Whether the scenario runs netyard (the reference and the floors do not).
+    fn is_netyard(self) -> bool {
+        self != Self::REFERENCE
+    }
     /// Its short tag in namespace and directory names ("br").
     fn tag(self) -> &'static str;
     /// The third octet of its addresses, so that no two scenarios share a subnet.
@@ -203,7 +213,7 @@ pub fn main<S: Scenario>(bench: &Bench<S>) {
     bench_main(
         bench.name,
         &usage,
-        pp_child_mode,
+        |args| pp_child_mode(args).or_else(|| floor::child_mode(args)),
         |args| parse_opts(args, bench.choices),
         |opts| run_bench(bench, opts),
     );
@@ -234,8 +244,10 @@ pub struct Lab {
     pub b: String,
     pub ip_a: String,
     pub ip_b: String,
-    /// netyard's daemons (none for the reference).
+    /// netyard's daemons (none for the reference and the floors).
     pub daemons: Vec<Daemon>,
+    /// The floor forwarder of a floor scenario (one of `servers`).
+    pub floor: Option<FloorProc>,
     daemon_word: &'static str,
     pub servers: Servers,
     pub namespaces: Namespaces,
@@ -258,6 +270,7 @@ impl Lab {
             servers: Servers::new(&dir),
             dir,
             daemons: Vec::new(),
+            floor: None,
             daemon_word: bench.daemon_word,
             namespaces: Namespaces::default(),
         };
@@ -269,12 +282,24 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Err once a daemon has exited.
+    /// Err once a daemon or the floor has exited.
     pub fn daemon_alive(&mut self) -> Result<(), String> {
         for d in &mut self.daemons {
             d.check_alive()?;
         }
+        if let Some(f) = &self.floor {
+            if let Some(Ok(Some(st))) = self.servers.child(f.idx).map(|c| c.try_wait()) {
+                return Err(format!("the floor exited ({st})"));
+            }
+        }
         Ok(())
+    }
+
+    /// The processes that forward frames: netyard's daemons, or the floor.
+    fn forwarders(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.daemons.iter().map(|d| d.child.id()).collect();
+        pids.extend(self.floor.as_ref().map(|f| f.pid));
+        pids
     }
 
     /// Pings both ways (ARP resolved, MACs learned) before anything is measured.
@@ -307,15 +332,18 @@ impl Lab {
         Ok(())
     }
 
-    /// CPU seconds (user + system) netyard's daemons have used so far, together; `None` for
-    /// the reference, which has none.
-    fn daemons_cpu(&self) -> Option<f64> {
-        let pids: Vec<u32> = self.daemons.iter().map(|d| d.child.id()).collect();
+    /// CPU seconds (user + system) the forwarders have used so far, together; `None` for the
+    /// reference, which has none.
+    fn forwarders_cpu(&self) -> Option<f64> {
+        let pids = self.forwarders();
         (!pids.is_empty()).then(|| cpu_seconds_of(&pids)).flatten()
     }
 
-    /// Frames the first daemon has read from endpoint A's port so far.
+    /// Frames the first daemon (or the floor) has read from endpoint A's port so far.
     fn a_rx_frames(&self) -> Option<u64> {
+        if let Some(f) = &self.floor {
+            return f.a_rx_frames();
+        }
         let out = self.daemons.first()?.cli(&["stats", "--json"]).ok()?;
         let v: Value = serde_json::from_str(&out).ok()?;
         v.as_array()?.iter().find(|r| r["endpoint"] == "a")?["counters"]["rx_packets"].as_u64()
@@ -367,15 +395,15 @@ struct Outcome {
     kernel_drops: Option<String>,
 }
 
-/// The daemons' CPU time (from `cpu0`) per unit of work done: the path's cost in netyard's
-/// own processes, which the machine's other load skews less than throughput.
+/// The forwarders' CPU time (from `cpu0`) per unit of work done: the path's cost in netyard's
+/// own processes (or the floor's), which the machine's other load skews less than throughput.
 fn cpu_per(lab: &Lab, cpu0: Option<f64>, units: f64) -> Option<f64> {
-    let used = lab.daemons_cpu()? - cpu0?;
+    let used = lab.forwarders_cpu()? - cpu0?;
     (units > 0.0 && used >= 0.0).then(|| used / units)
 }
 
 fn measure_tcp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<(), String> {
-    let cpu0 = lab.daemons_cpu();
+    let cpu0 = lab.forwarders_cpu();
     let v = iperf_client(&lab.a, iperf, &lab.ip_b, IPERF_PORT, ctx.run.seconds, &[])?;
     let t = tcp_run(&v)?;
     o.figures.push(("tcp_gbps", t.bps / 1e9));
@@ -391,7 +419,7 @@ fn measure_tcp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<()
 }
 
 fn measure_udp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<(), String> {
-    let (cpu0, frames0) = (lab.daemons_cpu(), lab.a_rx_frames());
+    let (cpu0, frames0) = (lab.forwarders_cpu(), lab.a_rx_frames());
     let v = iperf_client(
         &lab.a,
         iperf,
@@ -427,8 +455,8 @@ fn measure_latency(lab: &mut Lab, ctx: &Ctx, pinned: bool, o: &mut Outcome) -> R
         pin: pinned.then_some(ctx.pin_cpu),
         unpin: ctx.all_cpus,
     };
-    let daemons: Vec<&Daemon> = lab.daemons.iter().collect();
-    let rtt = measure_rtt(&test, &mut lab.servers, &daemons)?;
+    let pids = lab.forwarders();
+    let rtt = measure_rtt(&test, &mut lab.servers, &pids)?;
     let names: [&'static str; 3] = if pinned {
         [
             "rtt_pinned_p50_us",
@@ -522,7 +550,7 @@ fn run_scenario<S: Scenario>(
     if interrupted() {
         return Err("interrupted".into());
     }
-    if sc != S::REFERENCE {
+    if sc.is_netyard() {
         o.stats = lab.port_stats();
         if let Some(rows) = o.stats.as_ref().and_then(Value::as_array) {
             for r in rows {
@@ -570,7 +598,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
         return 1;
     };
     let latency_tool = opts.latency_tool.unwrap_or_else(LatencyTool::detect);
-    let needs_netyard = opts.scenarios.iter().any(|s| *s != S::REFERENCE);
+    let needs_netyard = opts.scenarios.iter().any(|s| s.is_netyard());
     let netyard = netyard_if(needs_netyard);
     if let (true, Err(e)) = (needs_netyard, &netyard) {
         eprintln!(
@@ -636,6 +664,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
         bench.name, opts.base.seconds, opts.runs, bench.reference
     );
     let mut results = Vec::new();
+    let mut floor_lines = Vec::new();
     for &sc in &opts.scenarios {
         for m in METRICS {
             let Some((value, all)) = median_of(&samples, &sc, m.name) else {
@@ -650,7 +679,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
                 .filter(|_| sc != S::REFERENCE)
                 .map(|r| (r, bench.reference));
             println!("{}", figure_line(sc.name(), m.name, &shown, shown_ratio));
-            results.push(json!({
+            let mut entry = json!({
                 "scenario": sc.name(),
                 "metric": m.name,
                 "value": value,
@@ -658,8 +687,34 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
                 "unit": m.unit,
                 "lower_is_better": m.lower_is_better,
                 "samples": all,
-            }));
+            });
+            if let (Some(f), Some(obj)) = (sc.floor(), entry.as_object_mut()) {
+                let r = median_of(&samples, &f, m.name)
+                    .map(|b| b.0)
+                    .filter(|&b| b > 0.0)
+                    .map(|b| value / b);
+                obj.insert("floor".into(), json!(f.name()));
+                obj.insert("ratio_floor".into(), json!(r));
+                if let Some(r) = r {
+                    floor_lines.push(format!(
+                        "# floor: {:<27} {:<18} {r:>6.2}x",
+                        format!("{} / {}", sc.name(), f.name()),
+                        m.name
+                    ));
+                }
+            }
+            results.push(entry);
         }
+    }
+    // netyard over the floor of its port kind: the part of the gap that is netyard's own.
+    if !floor_lines.is_empty() {
+        println!(
+            "# floor: ratios are netyard / the floor of the same port kind in the same run \
+             (benches/common/floor.rs: the cheapest userspace forwarder)"
+        );
+    }
+    for l in &floor_lines {
+        println!("{l}");
     }
     for n in &notes {
         println!("# note: {n}");

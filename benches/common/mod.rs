@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod floor;
 pub mod link;
 
 use std::fs::{self, File};
@@ -722,24 +723,23 @@ impl Daemon {
         }
     }
 
-    /// Sets the CPU affinity of every thread of the daemon.
-    pub fn pin_threads(&self, set: &CpuSet) -> Result<(), String> {
-        let pid = self.child.id();
-        let tasks = fs::read_dir(format!("/proc/{pid}/task"))
-            .map_err(|e| format!("daemon threads: {e}"))?;
-        for t in tasks.flatten() {
-            if let Ok(tid) = t.file_name().to_string_lossy().parse::<i32>() {
-                // A thread may have exited meanwhile: ignore those.
-                let _ = sched_setaffinity(Pid::from_raw(tid), set);
-            }
-        }
-        Ok(())
-    }
-
     /// SIGTERM, SIGKILL after `grace`; whether it exited in time.
     pub fn stop(&mut self, grace: Duration) -> bool {
         stop(&mut self.child, grace)
     }
+}
+
+/// Sets the CPU affinity of every thread of process `pid` (a daemon, a floor).
+pub fn pin_threads(pid: u32, set: &CpuSet) -> Result<(), String> {
+    let tasks =
+        fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| format!("threads of {pid}: {e}"))?;
+    for t in tasks.flatten() {
+        if let Ok(tid) = t.file_name().to_string_lossy().parse::<i32>() {
+            // A thread may have exited meanwhile: ignore those.
+            let _ = sched_setaffinity(Pid::from_raw(tid), set);
+        }
+    }
+    Ok(())
 }
 
 fn in_ns_suffix(label: &str, ns: &str) -> String {
@@ -1003,7 +1003,9 @@ pub struct RttTest<'a> {
     pub unpin: CpuSet,
 }
 
-pub fn measure_rtt(t: &RttTest, servers: &mut Servers, daemons: &[&Daemon]) -> Result<Rtt, String> {
+/// `forwarders` are the processes between client and server (netyard's daemons, a floor):
+/// pinned with them when `t.pin` says so.
+pub fn measure_rtt(t: &RttTest, servers: &mut Servers, forwarders: &[u32]) -> Result<Rtt, String> {
     let ports = t.port.to_string();
     let ipb = t.server_ip;
     let addr = format!("{ipb}:{}", t.port);
@@ -1050,8 +1052,8 @@ pub fn measure_rtt(t: &RttTest, servers: &mut Servers, daemons: &[&Daemon]) -> R
         t.port,
     )?;
     if let Some(set) = &t.pin {
-        for d in daemons {
-            d.pin_threads(set)?;
+        for &pid in forwarders {
+            pin_threads(pid, set)?;
         }
     }
     let res = run_timed(
@@ -1059,8 +1061,8 @@ pub fn measure_rtt(t: &RttTest, servers: &mut Servers, daemons: &[&Daemon]) -> R
         Duration::from_secs(t.seconds + 30),
     );
     if t.pin.is_some() {
-        for d in daemons {
-            let _ = d.pin_threads(&t.unpin);
+        for &pid in forwarders {
+            let _ = pin_threads(pid, &t.unpin);
         }
     }
     servers.stop(idx);

@@ -1,0 +1,353 @@
+//! The floor: the cheapest userspace frame mover we could build, measured in the same run as the
+//! kernel's forwarding and netyard, so that a bench can tell how far the kernel is from ANY
+//! userspace forwarder on this machine and how far netyard is from that floor (issue 16).
+//!
+//! It is a hidden child mode of the bench executable (`--floor-tap`, `--floor-veth`), started in
+//! the host namespace as the daemon is. No switching at all: every frame read from A's port is
+//! written to B's unchanged, and back, vnet header included, so 64 KB GSO super-frames cross
+//! whole as they do in netyard. The ports are opened by netyard's own code
+//! (`netyard_switch::sys`), so the device flags, vnet header, offloads and socket options are
+//! netyard's by construction, not a copy of them; only the loop is the floor's.
+//!
+//! Why this shape (benches/README.md has the measurements): one thread per direction with
+//! blocking calls, so nothing but the I/O itself is paid: no epoll, no runtime, no wake-up of
+//! a thread that then hands the frame to another, no lookup. A TAP fd reads and writes one
+//! frame per syscall, so a TAP floor is `read` then `write`. A veth's AF_PACKET socket can move
+//! many frames per syscall: `recvmmsg` with `MSG_WAITFORONE` (blocks for the first frame, then
+//! takes what else is queued, up to [`BATCH`]) and one `sendmmsg` of them (the default), or
+//! `recv`/`send` one by one (`--single`, kept to compare).
+//!
+//! The frames read from A are counted in a shared mapping of a small file (one plain store per
+//! frame, no syscall), which the bench reads to divide the floor's CPU time by.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use netyard_switch::sys::packet::PacketPort;
+use netyard_switch::sys::tap::{open_tap, TapMode, TapPort};
+use netyard_switch::Port;
+use nix::sched::{setns, CloneFlags};
+
+use super::link::Lab;
+use super::{interrupted, ip, ip_addr_up, last_lines, run_setup};
+
+/// Most frames one `recvmmsg`/`sendmmsg` of the veth floor moves (netyard's AF_PACKET batch).
+const BATCH: usize = netyard_switch::sys::packet::BATCH_MAX;
+/// A frame with its vnet header: a 64 KB GSO super-frame, its Ethernet header and the header.
+const FRAME_BUF: usize = 65536 + 256;
+/// What the child prints once both ports are open.
+const READY: &str = "floor ready";
+
+// ---------------------------------------------------------------------------------------------
+// The child.
+
+/// The floor's hidden child modes: `Some(exit code)` when `args` asks for one.
+///
+/// - `--floor-tap COUNTER NETNS_A NETNS_B`: creates TAP `eth0` inside each namespace (given as
+///   paths) as netyard's `--kind tap` does (persistent, `IFF_VNET_HDR`, its offloads).
+/// - `--floor-veth COUNTER IF_A IF_B [--single]`: serves two interfaces of its own namespace
+///   (the host ends of veth pairs) with AF_PACKET sockets as netyard's `--kind veth` does.
+pub fn child_mode(args: &[String]) -> Option<i32> {
+    let mode = args.first()?.as_str();
+    if mode != "--floor-tap" && mode != "--floor-veth" {
+        return None;
+    }
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let res = if mode == "--floor-tap" {
+        tap_floor(Path::new(arg(1)), arg(2), arg(3))
+    } else {
+        veth_floor(Path::new(arg(1)), arg(2), arg(3), arg(4) == "--single")
+    };
+    match res {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("{mode}: {e}");
+            Some(1)
+        }
+    }
+}
+
+fn tap_floor(counter: &Path, ns_a: &str, ns_b: &str) -> Result<std::convert::Infallible, String> {
+    let count = frame_counter(counter)?;
+    let a = tap_in(ns_a)?;
+    let b = tap_in(ns_b)?;
+    println!("{READY}");
+    thread::scope(|s| {
+        s.spawn(|| pump_each(a.raw_fd(), b.raw_fd(), Some(count)));
+        pump_each(b.raw_fd(), a.raw_fd(), None)
+    })
+}
+
+fn veth_floor(
+    counter: &Path,
+    if_a: &str,
+    if_b: &str,
+    single: bool,
+) -> Result<std::convert::Infallible, String> {
+    let count = frame_counter(counter)?;
+    let open = |ifname: &str| -> Result<PacketPort, String> {
+        let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
+        set_blocking(p.raw_fd()).map_err(|e| format!("{ifname}: {e}"))?;
+        Ok(p)
+    };
+    let (a, b) = (open(if_a)?, open(if_b)?);
+    println!("{READY}");
+    let pump = if single { pump_each } else { pump_batches };
+    thread::scope(|s| {
+        s.spawn(|| pump(a.raw_fd(), b.raw_fd(), Some(count)));
+        pump(b.raw_fd(), a.raw_fd(), None)
+    })
+}
+
+/// TAP `eth0` created inside the namespace at `netns` by a thread that joins it (the TAP's
+/// namespace is its opener's), as netyard's port: persistent, offloads set, then blocking.
+fn tap_in(netns: &str) -> Result<TapPort, String> {
+    let ns = File::open(netns).map_err(|e| format!("{netns}: {e}"))?;
+    let (fd, name) = thread::scope(|s| {
+        s.spawn(|| {
+            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {netns}: {e}"))?;
+            open_tap("eth0", true, TapMode::Persistent)
+                .map_err(|e| format!("creating TAP eth0 in {netns}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the TAP thread panicked".to_string())?
+    })?;
+    let port = TapPort::from_fd(fd, name, true).map_err(|e| format!("{netns}: {e}"))?;
+    set_blocking(port.raw_fd()).map_err(|e| format!("{netns}: {e}"))?;
+    Ok(port)
+}
+
+/// netyard's ports are non-blocking (its runtime polls them); the floor blocks instead.
+fn set_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL on an fd the caller owns reads and writes only the
+    // fd's status flags; the return values are checked.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Frames from `from` to `to` one `read` and one `write` each (TAP fds and packet sockets alike),
+/// counted in `count`. A failed write drops the frame, as a full queue does.
+fn pump_each(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
+    let mut buf = vec![0u8; FRAME_BUF];
+    loop {
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else {
+            // EINTR, or an error the next read may not have: nothing to forward.
+            continue;
+        };
+        bump(count, 1);
+        // SAFETY: the first `n <= buf.len()` bytes of `buf` are initialised and live.
+        unsafe { libc::write(to, buf.as_ptr().cast(), n) };
+    }
+}
+
+/// Frames from socket `from` to socket `to` a batch at a time: one `recvmmsg` (blocking for
+/// the first frame only) and one `sendmmsg` of what it got.
+fn pump_batches(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
+    let mut bufs = vec![0u8; FRAME_BUF * BATCH];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .chunks_mut(FRAME_BUF)
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: `mmsghdr` is plain old data (integers and raw pointers); all-zero is valid.
+    let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+    loop {
+        for (h, iov) in hdrs.iter_mut().zip(&mut iovs) {
+            iov.iov_len = FRAME_BUF;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points to one iovec covering its own live chunk of `bufs`, which
+        // outlives the call; no names or control buffers; a null timeout is allowed.
+        let got = unsafe {
+            libc::recvmmsg(
+                from,
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        let Ok(got) = usize::try_from(got) else {
+            continue;
+        };
+        bump(count, got as u64);
+        for (h, iov) in hdrs.iter_mut().zip(&mut iovs).take(got) {
+            iov.iov_len = h.msg_len as usize;
+        }
+        let mut sent = 0;
+        while sent < got {
+            // SAFETY: headers `sent..got` point to iovecs covering the frames just received,
+            // live in `bufs`; the kernel only reads them.
+            let n = unsafe {
+                libc::sendmmsg(
+                    to,
+                    hdrs[sent..].as_mut_ptr(),
+                    (got - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            // A frame the peer's queue refused (ENOBUFS) is dropped and the rest go on.
+            sent += usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1);
+        }
+    }
+}
+
+/// Adds `n` to the frame counter: one writer, so a plain load and store (no locked add).
+fn bump(count: Option<&AtomicU64>, n: u64) {
+    if let Some(c) = count {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// A counter in a shared mapping of the file `path` (created), which the bench reads.
+fn frame_counter(path: &Path) -> Result<&'static AtomicU64, String> {
+    let err = |e: io::Error| format!("counter {}: {e}", path.display());
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(err)?;
+    f.set_len(4096).map_err(err)?;
+    // SAFETY: a fresh shared mapping of 4096 bytes of a file that is that long; the kernel
+    // chooses the address. The return value is checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(err(io::Error::last_os_error()));
+    }
+    // SAFETY: the mapping is page-aligned, zero-filled (a new file), at least 8 bytes long and
+    // never unmapped, so it is a valid `AtomicU64` for the rest of the process.
+    Ok(unsafe { &*p.cast::<AtomicU64>() })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bench's side.
+
+/// The kinds of port the floor serves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FloorKind {
+    Tap,
+    Veth,
+}
+
+/// A running floor in a lab: its index among the lab's servers (which stop it on drop, as the
+/// lab's daemons are) and its frame counter.
+pub struct FloorProc {
+    pub idx: usize,
+    pub pid: u32,
+    counter: PathBuf,
+}
+
+impl FloorProc {
+    /// Frames the floor has read from A so far.
+    pub fn a_rx_frames(&self) -> Option<u64> {
+        let bytes = fs::read(&self.counter).ok()?;
+        Some(u64::from_ne_bytes(bytes.get(..8)?.try_into().ok()?))
+    }
+}
+
+/// Sets up a floor scenario in `lab`: A and B joined through the floor child `exe` in the host
+/// namespace, their `eth0` configured as netyard configures an endpoint's (IPv6 off, address,
+/// up; MTU and queue length the devices' defaults, as netyard leaves them).
+pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind) -> Result<(), String> {
+    let h = lab.hosts[0].clone();
+    let counter = lab.dir.join("floor.count");
+    let counter_s = counter.to_string_lossy().into_owned();
+    let eps = [
+        (lab.a.clone(), lab.ip_a.clone()),
+        (lab.b.clone(), lab.ip_b.clone()),
+    ];
+    let args: Vec<String> = match kind {
+        FloorKind::Tap => {
+            let path = |ns: &str| format!("/run/netns/{ns}");
+            vec![
+                "--floor-tap".into(),
+                counter_s,
+                path(&eps[0].0),
+                path(&eps[1].0),
+            ]
+        }
+        FloorKind::Veth => {
+            for ((ns, _), port) in eps.iter().zip(["fa", "fb"]) {
+                ip(&[
+                    "-n", &h, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
+                    ns,
+                ])?;
+                ipv6_off(&h, port)?;
+                ip(&["-n", &h, "link", "set", port, "up"])?;
+            }
+            vec!["--floor-veth".into(), counter_s, "fa".into(), "fb".into()]
+        }
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let idx = lab.servers.spawn(&h, None, exe, &args, "floor.log")?;
+    let pid = lab.servers.pid(idx).unwrap_or(0);
+    lab.floor = Some(FloorProc { idx, pid, counter });
+    wait_ready(lab)?;
+    for (ns, addr) in &eps {
+        ipv6_off(ns, "eth0")?;
+        ip_addr_up(ns, "eth0", addr)?;
+    }
+    Ok(())
+}
+
+/// `net.ipv6.conf.DEV.disable_ipv6=1` in `ns`, as netyard sets it on its endpoints and host ends.
+fn ipv6_off(ns: &str, dev: &str) -> Result<(), String> {
+    let key = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
+    run_setup(
+        std::process::Command::new("ip").args(["netns", "exec", ns, "sysctl", "-q", "-w", &key]),
+        Duration::from_secs(20),
+        || format!("`sysctl -w {key}` in {ns}"),
+    )
+}
+
+/// Waits until the floor says its ports are open (or has exited: its log says why).
+fn wait_ready(lab: &mut Lab) -> Result<(), String> {
+    let log = lab.servers.log_path("floor.log");
+    let idx = lab.floor.as_ref().map_or(0, |f| f.idx);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(READY) {
+            return Ok(());
+        }
+        if let Some(Ok(Some(st))) = lab.servers.child(idx).map(|c| c.try_wait()) {
+            return Err(format!("the floor exited ({st}): {}", last_lines(&text, 3)));
+        }
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the floor not ready after 10 s: {}",
+                last_lines(&text, 3)
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
