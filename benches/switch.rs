@@ -112,8 +112,8 @@ fn setup(ctx: &Ctx, sc: Scenario, lab: &mut Lab) -> Result<(), String> {
         Scenario::Bridge => setup_bridge(lab),
         Scenario::Tap => setup_netyard(lab, &ctx.run.netyard.clone()?, sc, "tap"),
         Scenario::Veth => setup_netyard(lab, &ctx.run.netyard.clone()?, sc, "veth"),
-        Scenario::FloorTap => floor::setup(lab, &ctx.run.self_exe, FloorKind::Tap),
-        Scenario::FloorVeth => floor::setup(lab, &ctx.run.self_exe, FloorKind::Veth),
+        Scenario::FloorTap => floor::setup(lab, &ctx.run.self_exe, FloorKind::Tap, ctx.floor_io),
+        Scenario::FloorVeth => floor::setup(lab, &ctx.run.self_exe, FloorKind::Veth, ctx.floor_io),
     }
 }
 

@@ -9,13 +9,19 @@
 //! (`netyard_switch::sys`), so the device flags, vnet header, offloads and socket options are
 //! netyard's by construction, not a copy of them; only the loop is the floor's.
 //!
-//! Why this shape (benches/README.md has the measurements): one thread per direction with
-//! blocking calls, so nothing but the I/O itself is paid: no epoll, no runtime, no wake-up of
-//! a thread that then hands the frame to another, no lookup. A TAP fd reads and writes one
-//! frame per syscall, so a TAP floor is `read` then `write`. A veth's AF_PACKET socket can move
-//! many frames per syscall: `recvmmsg` with `MSG_WAITFORONE` (blocks for the first frame, then
-//! takes what else is queued, up to [`BATCH`]) and one `sendmmsg` of them (the default), or
-//! `recv`/`send` one by one (`--single`, kept to compare).
+//! One thread per direction, and nothing but the I/O is paid: no runtime, no epoll set, no
+//! hand-off between threads, no lookup. Two ways to move the frames ([`FloorIo`], the bench's
+//! `--floor-io`; benches/README.md has what each measured):
+//!
+//! - `each`: blocking calls, one frame each: `read` then `write` (a TAP fd moves one frame per
+//!   syscall; on an AF_PACKET socket `read`/`write` are `recv`/`send`). The fewest syscalls
+//!   per frame at low rates, and one wake-up per frame.
+//! - `batch`: netyard's I/O structure without netyard: non-blocking fds, a burst drained until
+//!   the device is empty (at most [`BATCH`] frames), its writes batched as netyard batches them
+//!   (TAP: the first frames of a burst written at once, from `batch_floor::FLOOR` on one
+//!   io_uring submission; AF_PACKET: one `recvmmsg` and one `sendmmsg` per burst), then the
+//!   same adaptive busy-poll (`netyard_switch::busy_poll`, yielding between polls) before
+//!   sleeping in `poll(2)`. It pays a wake-up and a context switch per burst, not per frame.
 //!
 //! The frames read from A are counted in a shared mapping of a small file (one plain store per
 //! frame, no syscall), which the bench reads to divide the floor's CPU time by.
@@ -28,16 +34,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use netyard_switch::batch_floor;
+use netyard_switch::busy_poll::{self, BusyPoll};
 use netyard_switch::sys::packet::PacketPort;
 use netyard_switch::sys::tap::{open_tap, TapMode, TapPort};
+use netyard_switch::sys::uring;
 use netyard_switch::Port;
 use nix::sched::{setns, CloneFlags};
 
 use super::link::Lab;
 use super::{interrupted, ip, ip_addr_up, last_lines, run_setup};
 
-/// Most frames one `recvmmsg`/`sendmmsg` of the veth floor moves (netyard's AF_PACKET batch).
+/// Most frames one burst moves (netyard's AF_PACKET batch and io_uring ring).
 const BATCH: usize = netyard_switch::sys::packet::BATCH_MAX;
+const _: () = assert!(BATCH == uring::BATCH);
 /// A frame with its vnet header: a 64 KB GSO super-frame, its Ethernet header and the header.
 const FRAME_BUF: usize = 65536 + 256;
 /// What the child prints once both ports are open.
@@ -46,23 +56,49 @@ const READY: &str = "floor ready";
 // ---------------------------------------------------------------------------------------------
 // The child.
 
+/// How the floor moves frames (see the module docs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FloorIo {
+    Each,
+    Batch,
+}
+
+impl FloorIo {
+    pub fn parse(s: &str) -> Result<FloorIo, String> {
+        match s {
+            "each" => Ok(FloorIo::Each),
+            "batch" => Ok(FloorIo::Batch),
+            other => Err(format!("unknown floor I/O {other:?} (each, batch)")),
+        }
+    }
+
+    pub fn arg(self) -> &'static str {
+        match self {
+            FloorIo::Each => "each",
+            FloorIo::Batch => "batch",
+        }
+    }
+}
+
 /// The floor's hidden child modes: `Some(exit code)` when `args` asks for one.
 ///
-/// - `--floor-tap COUNTER NETNS_A NETNS_B`: creates TAP `eth0` inside each namespace (given as
-///   paths) as netyard's `--kind tap` does (persistent, `IFF_VNET_HDR`, its offloads).
-/// - `--floor-veth COUNTER IF_A IF_B [--single]`: serves two interfaces of its own namespace
-///   (the host ends of veth pairs) with AF_PACKET sockets as netyard's `--kind veth` does.
+/// - `--floor-tap COUNTER NETNS_A NETNS_B IO`: creates TAP `eth0` inside each namespace (given
+///   as paths) as netyard's `--kind tap` does (persistent, `IFF_VNET_HDR`, its offloads).
+/// - `--floor-veth COUNTER IF_A IF_B IO`: serves two interfaces of its own namespace (the host
+///   ends of veth pairs) with AF_PACKET sockets as netyard's `--kind veth` does.
 pub fn child_mode(args: &[String]) -> Option<i32> {
     let mode = args.first()?.as_str();
     if mode != "--floor-tap" && mode != "--floor-veth" {
         return None;
     }
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
-    let res = if mode == "--floor-tap" {
-        tap_floor(Path::new(arg(1)), arg(2), arg(3))
-    } else {
-        veth_floor(Path::new(arg(1)), arg(2), arg(3), arg(4) == "--single")
-    };
+    let res = FloorIo::parse(arg(4)).and_then(|io| {
+        if mode == "--floor-tap" {
+            tap_floor(Path::new(arg(1)), arg(2), arg(3), io)
+        } else {
+            veth_floor(Path::new(arg(1)), arg(2), arg(3), io)
+        }
+    });
     match res {
         Ok(never) => match never {},
         Err(e) => {
@@ -72,40 +108,67 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
     }
 }
 
-fn tap_floor(counter: &Path, ns_a: &str, ns_b: &str) -> Result<std::convert::Infallible, String> {
+fn tap_floor(
+    counter: &Path,
+    ns_a: &str,
+    ns_b: &str,
+    io: FloorIo,
+) -> Result<std::convert::Infallible, String> {
     let count = frame_counter(counter)?;
     let a = tap_in(ns_a)?;
     let b = tap_in(ns_b)?;
-    println!("{READY}");
-    thread::scope(|s| {
-        s.spawn(|| pump_each(a.raw_fd(), b.raw_fd(), Some(count)));
-        pump_each(b.raw_fd(), a.raw_fd(), None)
-    })
+    serve(&a, &b, Dev::Tap, io, count)
 }
 
 fn veth_floor(
     counter: &Path,
     if_a: &str,
     if_b: &str,
-    single: bool,
+    io: FloorIo,
 ) -> Result<std::convert::Infallible, String> {
     let count = frame_counter(counter)?;
-    let open = |ifname: &str| -> Result<PacketPort, String> {
-        let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
-        set_blocking(p.raw_fd()).map_err(|e| format!("{ifname}: {e}"))?;
-        Ok(p)
-    };
+    let open = |ifname: &str| PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"));
     let (a, b) = (open(if_a)?, open(if_b)?);
+    serve(&a, &b, Dev::Packet, io, count)
+}
+
+/// What the floor's fds are: how a burst reads and writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dev {
+    Tap,
+    Packet,
+}
+
+/// Says it is ready, then forwards A to B on a thread of its own and B to A on this one.
+fn serve(
+    a: &dyn Port,
+    b: &dyn Port,
+    dev: Dev,
+    io: FloorIo,
+    count: &AtomicU64,
+) -> Result<std::convert::Infallible, String> {
+    let (a, b) = (a.raw_fd(), b.raw_fd());
+    if io == FloorIo::Each {
+        // netyard's ports are non-blocking (its runtime polls them); this floor blocks.
+        for fd in [a, b] {
+            set_blocking(fd).map_err(|e| format!("making the ports blocking: {e}"))?;
+        }
+    }
     println!("{READY}");
-    let pump = if single { pump_each } else { pump_batches };
+    let pump = move |from: RawFd, to: RawFd, count: Option<&AtomicU64>| -> ! {
+        match io {
+            FloorIo::Each => pump_each(from, to, count),
+            FloorIo::Batch => pump_bursts(from, to, dev, count),
+        }
+    };
     thread::scope(|s| {
-        s.spawn(|| pump(a.raw_fd(), b.raw_fd(), Some(count)));
-        pump(b.raw_fd(), a.raw_fd(), None)
+        s.spawn(|| pump(a, b, Some(count)));
+        pump(b, a, None)
     })
 }
 
 /// TAP `eth0` created inside the namespace at `netns` by a thread that joins it (the TAP's
-/// namespace is its opener's), as netyard's port: persistent, offloads set, then blocking.
+/// namespace is its opener's), as netyard's port: persistent, offloads set, non-blocking.
 fn tap_in(netns: &str) -> Result<TapPort, String> {
     let ns = File::open(netns).map_err(|e| format!("{netns}: {e}"))?;
     let (fd, name) = thread::scope(|s| {
@@ -117,12 +180,10 @@ fn tap_in(netns: &str) -> Result<TapPort, String> {
         .join()
         .map_err(|_| "the TAP thread panicked".to_string())?
     })?;
-    let port = TapPort::from_fd(fd, name, true).map_err(|e| format!("{netns}: {e}"))?;
-    set_blocking(port.raw_fd()).map_err(|e| format!("{netns}: {e}"))?;
-    Ok(port)
+    TapPort::from_fd(fd, name, true).map_err(|e| format!("{netns}: {e}"))
 }
 
-/// netyard's ports are non-blocking (its runtime polls them); the floor blocks instead.
+/// Clears `O_NONBLOCK`.
 fn set_blocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl with F_GETFL/F_SETFL on an fd the caller owns reads and writes only the
     // fd's status flags; the return values are checked.
@@ -152,42 +213,163 @@ fn pump_each(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
     }
 }
 
-/// Frames from socket `from` to socket `to` a batch at a time: one `recvmmsg` (blocking for
-/// the first frame only) and one `sendmmsg` of what it got.
-fn pump_batches(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
-    let mut bufs = vec![0u8; FRAME_BUF * BATCH];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .chunks_mut(FRAME_BUF)
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    // SAFETY: `mmsghdr` is plain old data (integers and raw pointers); all-zero is valid.
-    let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+/// Frames from `from` to `to` a burst at a time, as netyard's port task moves them (see the
+/// module docs): drain, write, busy-poll a while if the traffic says so, then sleep.
+fn pump_bursts(from: RawFd, to: RawFd, dev: Dev, count: Option<&AtomicU64>) -> ! {
+    let mut b = Bursts::new(dev);
+    let mut busy = BusyPoll::new(busy_poll::configured_max());
     loop {
-        for (h, iov) in hdrs.iter_mut().zip(&mut iovs) {
+        let got = b.burst(from, to, count);
+        if got.frames == BATCH {
+            continue;
+        }
+        // A bulk stream (GSO super-frames) is not polled for, as in netyard.
+        if got.frames > 0 && !got.gso && busy.budget() > Duration::ZERO {
+            let mut since = Instant::now();
+            let mut found = false;
+            let mut more = false;
+            while since.elapsed() < busy.budget() {
+                if busy_poll::configured_yield() {
+                    let _ = nix::sched::sched_yield();
+                }
+                let got = b.burst(from, to, count);
+                if got.frames > 0 {
+                    found = true;
+                    since = Instant::now();
+                }
+                if got.frames == BATCH || got.gso {
+                    more = got.frames == BATCH;
+                    break;
+                }
+            }
+            busy.polled(found);
+            if more {
+                continue;
+            }
+        }
+        let slept = Instant::now();
+        wait_readable(from);
+        busy.woke_after(slept.elapsed());
+    }
+}
+
+/// What one burst moved.
+struct Burst {
+    frames: usize,
+    /// Whether a GSO super-frame was among them.
+    gso: bool,
+}
+
+/// A direction's buffers: [`BATCH`] frames and what `recvmmsg`/`sendmmsg` need.
+struct Bursts {
+    dev: Dev,
+    bufs: Vec<u8>,
+    lens: [usize; BATCH],
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Bursts {
+    fn new(dev: Dev) -> Bursts {
+        let mut bufs = vec![0u8; FRAME_BUF * BATCH];
+        let iovs: Vec<libc::iovec> = bufs
+            .chunks_mut(FRAME_BUF)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: `mmsghdr` is plain old data (integers and raw pointers); all-zero is valid.
+        let hdrs = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+        Bursts {
+            dev,
+            bufs,
+            lens: [0; BATCH],
+            iovs,
+            hdrs,
+        }
+    }
+
+    fn frame(&self, i: usize) -> &[u8] {
+        &self.bufs[i * FRAME_BUF..][..self.lens[i]]
+    }
+
+    /// Reads what `from` holds (at most [`BATCH`] frames) and writes it to `to`.
+    fn burst(&mut self, from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> Burst {
+        let frames = match self.dev {
+            Dev::Tap => self.tap_burst(from, to),
+            Dev::Packet => self.packet_burst(from, to),
+        };
+        bump(count, frames as u64);
+        // The vnet header's second byte is its GSO type (0: none).
+        let gso = (0..frames).any(|i| self.frame(i).get(1).is_some_and(|&t| t != 0));
+        Burst { frames, gso }
+    }
+
+    /// TAP: a `read` per frame; the burst's first frames written at once, the rest (from
+    /// netyard's batch floor on) with one io_uring submission, as netyard does.
+    fn tap_burst(&mut self, from: RawFd, to: RawFd) -> usize {
+        let mut n = 0;
+        while n < BATCH {
+            let buf = &mut self.bufs[n * FRAME_BUF..][..FRAME_BUF];
+            // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+            let r = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+            let Ok(len) = usize::try_from(r) else {
+                break; // EAGAIN: the device is empty
+            };
+            self.lens[n] = len;
+            if n + 1 < batch_floor::FLOOR {
+                write_frame(to, self.frame(n));
+            }
+            n += 1;
+        }
+        let held = batch_floor::FLOOR - 1..n.max(batch_floor::FLOOR - 1);
+        if batch_floor::worth_batching(held.len()) {
+            let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+            for (f, i) in frames.iter_mut().zip(held.clone()) {
+                *f = self.frame(i);
+            }
+            let mut results = [0i32; BATCH];
+            if uring::write_batch(to, &frames[..held.len()], &mut results).is_some() {
+                return n;
+            }
+        }
+        for i in held {
+            write_frame(to, self.frame(i));
+        }
+        n
+    }
+
+    /// AF_PACKET: one `recvmmsg` and one `sendmmsg` of what it got.
+    fn packet_burst(&mut self, from: RawFd, to: RawFd) -> usize {
+        for (h, iov) in self.hdrs.iter_mut().zip(&mut self.iovs) {
             iov.iov_len = FRAME_BUF;
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: every header points to one iovec covering its own live chunk of `bufs`, which
-        // outlives the call; no names or control buffers; a null timeout is allowed.
+        // SAFETY: every header points to one iovec covering its own live chunk of `bufs`,
+        // which outlives the call; no names or control buffers; a null timeout is allowed.
         let got = unsafe {
             libc::recvmmsg(
                 from,
-                hdrs.as_mut_ptr(),
+                self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
         let Ok(got) = usize::try_from(got) else {
-            continue;
+            return 0;
         };
-        bump(count, got as u64);
-        for (h, iov) in hdrs.iter_mut().zip(&mut iovs).take(got) {
+        for (i, (h, iov)) in self
+            .hdrs
+            .iter_mut()
+            .zip(&mut self.iovs)
+            .take(got)
+            .enumerate()
+        {
             iov.iov_len = h.msg_len as usize;
+            self.lens[i] = iov.iov_len;
         }
         let mut sent = 0;
         while sent < got {
@@ -196,15 +378,33 @@ fn pump_batches(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
             let n = unsafe {
                 libc::sendmmsg(
                     to,
-                    hdrs[sent..].as_mut_ptr(),
+                    self.hdrs[sent..].as_mut_ptr(),
                     (got - sent) as libc::c_uint,
                     0,
                 )
             };
-            // A frame the peer's queue refused (ENOBUFS) is dropped and the rest go on.
+            // A frame the peer refused (ENOBUFS: its backlog is full) is dropped, as in netyard.
             sent += usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1);
         }
+        got
     }
+}
+
+/// One `write`; a frame the device refuses is dropped.
+fn write_frame(to: RawFd, frame: &[u8]) {
+    // SAFETY: `frame` is live and initialised for its length; the kernel only reads it.
+    unsafe { libc::write(to, frame.as_ptr().cast(), frame.len()) };
+}
+
+/// Sleeps in `poll(2)` until `fd` is readable (or has an error pending).
+fn wait_readable(fd: RawFd) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is a live `pollfd` and the count is 1; an interrupted poll just returns.
+    unsafe { libc::poll(&mut p, 1, -1) };
 }
 
 /// Adds `n` to the frame counter: one writer, so a plain load and store (no locked add).
@@ -274,7 +474,7 @@ impl FloorProc {
 /// Sets up a floor scenario in `lab`: A and B joined through the floor child `exe` in the host
 /// namespace, their `eth0` configured as netyard configures an endpoint's (IPv6 off, address,
 /// up; MTU and queue length the devices' defaults, as netyard leaves them).
-pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind) -> Result<(), String> {
+pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind, io: FloorIo) -> Result<(), String> {
     let h = lab.hosts[0].clone();
     let counter = lab.dir.join("floor.count");
     let counter_s = counter.to_string_lossy().into_owned();
@@ -290,6 +490,7 @@ pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind) -> Result<(), String> {
                 counter_s,
                 path(&eps[0].0),
                 path(&eps[1].0),
+                io.arg().into(),
             ]
         }
         FloorKind::Veth => {
@@ -301,7 +502,14 @@ pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind) -> Result<(), String> {
                 ipv6_off(&h, port)?;
                 ip(&["-n", &h, "link", "set", port, "up"])?;
             }
-            vec!["--floor-veth".into(), counter_s, "fa".into(), "fb".into()]
+            let io = io.arg().into();
+            vec![
+                "--floor-veth".into(),
+                counter_s,
+                "fa".into(),
+                "fb".into(),
+                io,
+            ]
         }
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -15,7 +15,7 @@ use nix::sched::{sched_getaffinity, CpuSet};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use super::floor::{self, FloorProc};
+use super::floor::{self, FloorIo, FloorProc};
 use super::{
     all_cpus_count, bench_main, bench_name, can_make_namespaces, cpu_seconds_of, each_run,
     figure_line, finish, interrupted, iperf_client, keep_notes, kernel_drops, kernel_release,
@@ -159,10 +159,12 @@ pub struct Opts<S> {
     scenarios: Vec<S>,
     pin: bool,
     latency_tool: Option<LatencyTool>,
+    floor_io: FloorIo,
 }
 
 fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>, String> {
     let (mut runs, mut pin, mut latency_tool) = (1, true, None);
+    let mut floor_io = FloorIo::Batch;
     let mut scenarios = S::ALL.to_vec();
     let base = parse_args(args, |flag, it| {
         match flag {
@@ -186,6 +188,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
             "--latency-tool" => {
                 latency_tool = Some(LatencyTool::parse(&it.value("--latency-tool")?)?)
             }
+            "--floor-io" => floor_io = FloorIo::parse(&it.value("--floor-io")?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -199,6 +202,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
         scenarios,
         pin,
         latency_tool,
+        floor_io,
     })
 }
 
@@ -206,7 +210,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
 pub fn main<S: Scenario>(bench: &Bench<S>) {
     let usage = format!(
         "usage: cargo bench --bench {} -- [--json FILE] [--seconds N] [--runs N] \
-         [--scenarios {}] [--no-pin] [--latency-tool sockperf|rust]",
+         [--scenarios {}] [--no-pin] [--latency-tool sockperf|rust] [--floor-io batch|each]",
         bench.name,
         bench.choices.join(",")
     );
@@ -230,6 +234,8 @@ pub struct Ctx {
     pub pin_cpu: CpuSet,
     /// The bench's own affinity: what a pinned daemon is given back.
     pub all_cpus: CpuSet,
+    /// How the floor scenarios' forwarder moves frames.
+    pub floor_io: FloorIo,
 }
 
 pub struct Lab {
@@ -613,6 +619,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
         pin: opts.pin,
         pin_cpu: lowest_cpu(&all_cpus),
         all_cpus,
+        floor_io: opts.floor_io,
     };
     if let Ok(bin) = &ctx.run.netyard {
         eprintln!("{} bench: netyard binary {}", bench.name, bin.display());
@@ -710,7 +717,8 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
     if !floor_lines.is_empty() {
         println!(
             "# floor: ratios are netyard / the floor of the same port kind in the same run \
-             (benches/common/floor.rs: the cheapest userspace forwarder)"
+             (benches/common/floor.rs: the cheapest userspace forwarder; I/O {})",
+            opts.floor_io.arg()
         );
     }
     for l in &floor_lines {
@@ -727,6 +735,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
         "seconds": opts.base.seconds,
         "runs": opts.runs,
         "pinned": opts.pin,
+        "floor_io": opts.floor_io.arg(),
         "latency_tool": tool,
         "kernel": kernel_release(),
         "cpus": all_cpus_count(&ctx.all_cpus),
