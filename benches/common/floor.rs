@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use netyard_switch::batch_floor;
 use netyard_switch::busy_poll::{self, BusyPoll};
-use netyard_switch::sys::packet::PacketPort;
+use netyard_switch::sys::packet::{PacketPort, RecvMeta};
 use netyard_switch::sys::tap::{open_tap, TapMode, TapPort};
 use netyard_switch::sys::uring;
 use netyard_switch::Port;
@@ -93,11 +93,13 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
     }
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let res = FloorIo::parse(arg(4)).and_then(|io| {
-        if mode == "--floor-tap" {
-            tap_floor(Path::new(arg(1)), arg(2), arg(3), io)
+        let count = frame_counter(Path::new(arg(1)))?;
+        let open = if mode == "--floor-tap" {
+            tap_in
         } else {
-            veth_floor(Path::new(arg(1)), arg(2), arg(3), io)
-        }
+            packet_on
+        };
+        serve(open(arg(2))?, open(arg(3))?, io, count)
     });
     match res {
         Ok(never) => match never {},
@@ -108,68 +110,56 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
     }
 }
 
-fn tap_floor(
-    counter: &Path,
-    ns_a: &str,
-    ns_b: &str,
-    io: FloorIo,
-) -> Result<std::convert::Infallible, String> {
-    let count = frame_counter(counter)?;
-    let a = tap_in(ns_a)?;
-    let b = tap_in(ns_b)?;
-    serve(&a, &b, Dev::Tap, io, count)
+/// One of the floor's two ports: how a burst reads and writes it.
+enum End {
+    Tap(TapPort),
+    Packet(PacketPort),
 }
 
-fn veth_floor(
-    counter: &Path,
-    if_a: &str,
-    if_b: &str,
-    io: FloorIo,
-) -> Result<std::convert::Infallible, String> {
-    let count = frame_counter(counter)?;
-    let open = |ifname: &str| PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"));
-    let (a, b) = (open(if_a)?, open(if_b)?);
-    serve(&a, &b, Dev::Packet, io, count)
-}
-
-/// What the floor's fds are: how a burst reads and writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Dev {
-    Tap,
-    Packet,
+impl End {
+    fn fd(&self) -> RawFd {
+        match self {
+            End::Tap(p) => p.raw_fd(),
+            End::Packet(p) => p.raw_fd(),
+        }
+    }
 }
 
 /// Says it is ready, then forwards A to B on a thread of its own and B to A on this one.
 fn serve(
-    a: &dyn Port,
-    b: &dyn Port,
-    dev: Dev,
+    a: End,
+    b: End,
     io: FloorIo,
     count: &AtomicU64,
 ) -> Result<std::convert::Infallible, String> {
-    let (a, b) = (a.raw_fd(), b.raw_fd());
     if io == FloorIo::Each {
         // netyard's ports are non-blocking (its runtime polls them); this floor blocks.
-        for fd in [a, b] {
+        for fd in [a.fd(), b.fd()] {
             set_blocking(fd).map_err(|e| format!("making the ports blocking: {e}"))?;
         }
     }
     println!("{READY}");
-    let pump = move |from: RawFd, to: RawFd, count: Option<&AtomicU64>| -> ! {
+    let pump = move |from: &End, to: &End, count: Option<&AtomicU64>| -> ! {
         match io {
-            FloorIo::Each => pump_each(from, to, count),
-            FloorIo::Batch => pump_bursts(from, to, dev, count),
+            FloorIo::Each => pump_each(from.fd(), to.fd(), count),
+            FloorIo::Batch => pump_bursts(from, to, count),
         }
     };
     thread::scope(|s| {
-        s.spawn(|| pump(a, b, Some(count)));
-        pump(b, a, None)
+        s.spawn(|| pump(&a, &b, Some(count)));
+        pump(&b, &a, None)
     })
+}
+
+/// An AF_PACKET socket on `ifname` (in the floor's namespace), as netyard's veth port.
+fn packet_on(ifname: &str) -> Result<End, String> {
+    let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
+    Ok(End::Packet(p))
 }
 
 /// TAP `eth0` created inside the namespace at `netns` by a thread that joins it (the TAP's
 /// namespace is its opener's), as netyard's port: persistent, offloads set, non-blocking.
-fn tap_in(netns: &str) -> Result<TapPort, String> {
+fn tap_in(netns: &str) -> Result<End, String> {
     let ns = File::open(netns).map_err(|e| format!("{netns}: {e}"))?;
     let (fd, name) = thread::scope(|s| {
         s.spawn(|| {
@@ -180,7 +170,8 @@ fn tap_in(netns: &str) -> Result<TapPort, String> {
         .join()
         .map_err(|_| "the TAP thread panicked".to_string())?
     })?;
-    TapPort::from_fd(fd, name, true).map_err(|e| format!("{netns}: {e}"))
+    let p = TapPort::from_fd(fd, name, true).map_err(|e| format!("{netns}: {e}"))?;
+    Ok(End::Tap(p))
 }
 
 /// Clears `O_NONBLOCK`.
@@ -215,8 +206,8 @@ fn pump_each(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
 
 /// Frames from `from` to `to` a burst at a time, as netyard's port task moves them (see the
 /// module docs): drain, write, busy-poll a while if the traffic says so, then sleep.
-fn pump_bursts(from: RawFd, to: RawFd, dev: Dev, count: Option<&AtomicU64>) -> ! {
-    let mut b = Bursts::new(dev);
+fn pump_bursts(from: &End, to: &End, count: Option<&AtomicU64>) -> ! {
+    let mut b = Bursts::new();
     let mut busy = BusyPoll::new(busy_poll::configured_max());
     loop {
         let got = b.burst(from, to, count);
@@ -248,7 +239,7 @@ fn pump_bursts(from: RawFd, to: RawFd, dev: Dev, count: Option<&AtomicU64>) -> !
             }
         }
         let slept = Instant::now();
-        wait_readable(from);
+        wait_readable(from.fd());
         busy.woke_after(slept.elapsed());
     }
 }
@@ -260,45 +251,38 @@ struct Burst {
     gso: bool,
 }
 
-/// A direction's buffers: [`BATCH`] frames and what `recvmmsg`/`sendmmsg` need.
+/// A direction's buffers: [`BATCH`] frames and their lengths.
 struct Bursts {
-    dev: Dev,
-    bufs: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
     lens: [usize; BATCH],
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
 }
 
 impl Bursts {
-    fn new(dev: Dev) -> Bursts {
-        let mut bufs = vec![0u8; FRAME_BUF * BATCH];
-        let iovs: Vec<libc::iovec> = bufs
-            .chunks_mut(FRAME_BUF)
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: `mmsghdr` is plain old data (integers and raw pointers); all-zero is valid.
-        let hdrs = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+    fn new() -> Bursts {
         Bursts {
-            dev,
-            bufs,
+            bufs: (0..BATCH).map(|_| vec![0u8; FRAME_BUF]).collect(),
             lens: [0; BATCH],
-            iovs,
-            hdrs,
         }
     }
 
     fn frame(&self, i: usize) -> &[u8] {
-        &self.bufs[i * FRAME_BUF..][..self.lens[i]]
+        &self.bufs[i][..self.lens[i]]
+    }
+
+    /// The frames in `range`, for one batched write.
+    fn frames(&self, range: std::ops::Range<usize>) -> [&[u8]; BATCH] {
+        let mut out: [&[u8]; BATCH] = [&[]; BATCH];
+        for (o, i) in out.iter_mut().zip(range) {
+            *o = self.frame(i);
+        }
+        out
     }
 
     /// Reads what `from` holds (at most [`BATCH`] frames) and writes it to `to`.
-    fn burst(&mut self, from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> Burst {
-        let frames = match self.dev {
-            Dev::Tap => self.tap_burst(from, to),
-            Dev::Packet => self.packet_burst(from, to),
+    fn burst(&mut self, from: &End, to: &End, count: Option<&AtomicU64>) -> Burst {
+        let frames = match (from, to) {
+            (End::Packet(f), End::Packet(t)) => self.packet_burst(f, t),
+            _ => self.tap_burst(from.fd(), to.fd()),
         };
         bump(count, frames as u64);
         // The vnet header's second byte is its GSO type (0: none).
@@ -309,27 +293,25 @@ impl Bursts {
     /// TAP: a `read` per frame; the burst's first frames written at once, the rest (from
     /// netyard's batch floor on) with one io_uring submission, as netyard does.
     fn tap_burst(&mut self, from: RawFd, to: RawFd) -> usize {
+        let first = batch_floor::FLOOR - 1;
         let mut n = 0;
         while n < BATCH {
-            let buf = &mut self.bufs[n * FRAME_BUF..][..FRAME_BUF];
+            let buf = &mut self.bufs[n];
             // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
             let r = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
             let Ok(len) = usize::try_from(r) else {
                 break; // EAGAIN: the device is empty
             };
             self.lens[n] = len;
-            if n + 1 < batch_floor::FLOOR {
+            if n < first {
                 write_frame(to, self.frame(n));
             }
             n += 1;
         }
-        let held = batch_floor::FLOOR - 1..n.max(batch_floor::FLOOR - 1);
+        let held = first..n.max(first);
         if batch_floor::worth_batching(held.len()) {
-            let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
-            for (f, i) in frames.iter_mut().zip(held.clone()) {
-                *f = self.frame(i);
-            }
             let mut results = [0i32; BATCH];
+            let frames = self.frames(held.clone());
             if uring::write_batch(to, &frames[..held.len()], &mut results).is_some() {
                 return n;
             }
@@ -340,51 +322,18 @@ impl Bursts {
         n
     }
 
-    /// AF_PACKET: one `recvmmsg` and one `sendmmsg` of what it got.
-    fn packet_burst(&mut self, from: RawFd, to: RawFd) -> usize {
-        for (h, iov) in self.hdrs.iter_mut().zip(&mut self.iovs) {
-            iov.iov_len = FRAME_BUF;
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
+    /// AF_PACKET: one `recvmmsg` and one `sendmmsg` of what it got (netyard's own batch calls).
+    fn packet_burst(&mut self, from: &PacketPort, to: &PacketPort) -> usize {
+        let mut meta = [RecvMeta::default(); BATCH];
+        let got = from.recv_batch(&mut self.bufs, &mut meta).unwrap_or(0);
+        for (len, m) in self.lens.iter_mut().zip(&meta).take(got) {
+            *len = m.len.min(FRAME_BUF);
         }
-        // SAFETY: every header points to one iovec covering its own live chunk of `bufs`,
-        // which outlives the call; no names or control buffers; a null timeout is allowed.
-        let got = unsafe {
-            libc::recvmmsg(
-                from,
-                self.hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        let Ok(got) = usize::try_from(got) else {
-            return 0;
-        };
-        for (i, (h, iov)) in self
-            .hdrs
-            .iter_mut()
-            .zip(&mut self.iovs)
-            .take(got)
-            .enumerate()
-        {
-            iov.iov_len = h.msg_len as usize;
-            self.lens[i] = iov.iov_len;
-        }
+        let frames = self.frames(0..got);
         let mut sent = 0;
         while sent < got {
-            // SAFETY: headers `sent..got` point to iovecs covering the frames just received,
-            // live in `bufs`; the kernel only reads them.
-            let n = unsafe {
-                libc::sendmmsg(
-                    to,
-                    self.hdrs[sent..].as_mut_ptr(),
-                    (got - sent) as libc::c_uint,
-                    0,
-                )
-            };
             // A frame the peer refused (ENOBUFS: its backlog is full) is dropped, as in netyard.
-            sent += usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1);
+            sent += to.send_batch(&frames[sent..got]).unwrap_or(1).max(1);
         }
         got
     }
