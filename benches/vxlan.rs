@@ -1,7 +1,8 @@
 //! The VXLAN overlay benchmark: two "hosts" (namespaces joined by a veth underlay), an endpoint
 //! behind each, connected by netyard on both hosts (a daemon per host, `--vxlan`, TAP endpoints),
 //! by the Linux kernel's vxlan devices on a bridge on both hosts, or by netyard on host 1
-//! talking to a kernel VTEP on host 2 (mixed), in the same run.
+//! talking to a kernel VTEP on host 2 (mixed), or by the floor on both hosts (the cheapest
+//! userspace VTEP: benches/common/floor.rs), in the same run.
 //!
 //! Run as root: `cargo bench --bench vxlan -- [--json FILE] [--seconds N] [--runs N]`.
 //! benches/README.md describes what is measured and how. This is a measurement, never a test:
@@ -14,6 +15,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::floor;
 use common::link::{self, Bench, Ctx, Lab, Scenario as _};
 use common::{ip, ip_addr_up, Daemon};
 
@@ -24,7 +26,7 @@ const BENCH: Bench<Scenario> = Bench {
     ns_prefix: "nyv-",
     tmp_prefix: "netyard-vxbench-",
     reference: "kernel vxlan",
-    choices: &["kernel", "netyard", "mixed"],
+    choices: &["kernel", "netyard", "mixed", "floor"],
     hosts: &["h1", "h2"],
     subnet: "10.252",
     daemon_word: "a daemon",
@@ -45,10 +47,17 @@ enum Scenario {
     Netyard,
     /// netyard on host 1, the kernel's vxlan on host 2: the interop path.
     Mixed,
+    /// The floor on both hosts.
+    Floor,
 }
 
 impl link::Scenario for Scenario {
-    const ALL: &'static [Scenario] = &[Scenario::Kernel, Scenario::Netyard, Scenario::Mixed];
+    const ALL: &'static [Scenario] = &[
+        Scenario::Kernel,
+        Scenario::Netyard,
+        Scenario::Mixed,
+        Scenario::Floor,
+    ];
     const REFERENCE: Scenario = Scenario::Kernel;
 
     fn name(self) -> &'static str {
@@ -56,7 +65,16 @@ impl link::Scenario for Scenario {
             Scenario::Kernel => "kernel-vxlan",
             Scenario::Netyard => "netyard-vxlan",
             Scenario::Mixed => "mixed-vxlan",
+            Scenario::Floor => "floor-vxlan",
         }
+    }
+
+    fn floor(self) -> Option<Scenario> {
+        (self == Scenario::Netyard).then_some(Scenario::Floor)
+    }
+
+    fn is_netyard(self) -> bool {
+        matches!(self, Scenario::Netyard | Scenario::Mixed)
     }
 
     fn tag(self) -> &'static str {
@@ -64,6 +82,7 @@ impl link::Scenario for Scenario {
             Scenario::Kernel => "kv",
             Scenario::Netyard => "nv",
             Scenario::Mixed => "mx",
+            Scenario::Floor => "fx",
         }
     }
 
@@ -72,6 +91,7 @@ impl link::Scenario for Scenario {
             Scenario::Kernel => 1,
             Scenario::Netyard => 2,
             Scenario::Mixed => 3,
+            Scenario::Floor => 4,
         }
     }
 
@@ -80,6 +100,7 @@ impl link::Scenario for Scenario {
             "kernel" | "kernel-vxlan" => Some(Scenario::Kernel),
             "netyard" | "netyard-vxlan" => Some(Scenario::Netyard),
             "mixed" | "mixed-vxlan" => Some(Scenario::Mixed),
+            "floor" | "floor-vxlan" => Some(Scenario::Floor),
             _ => None,
         }
     }
@@ -105,6 +126,11 @@ fn setup(ctx: &Ctx, sc: Scenario, lab: &mut Lab) -> Result<(), String> {
         Scenario::Mixed => {
             setup_netyard(lab, &ctx.run.netyard.clone()?, sc, &[0])?;
             setup_kernel(lab, sc, &[1])
+        }
+        Scenario::Floor => {
+            let local = [underlay(sc, 1), underlay(sc, 2)];
+            let exe = &ctx.run.self_exe;
+            floor::setup_vxlan(lab, exe, ctx.floor_vxlan, [&local[0], &local[1]], MTU)
         }
     }
 }

@@ -28,17 +28,21 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use netyard_switch::batch_floor;
 use netyard_switch::busy_poll::{self, BusyPoll};
+use netyard_switch::overlay::RemoteTable;
 use netyard_switch::sys::packet::{PacketPort, RecvMeta};
 use netyard_switch::sys::tap::{open_tap, TapMode, TapPort};
 use netyard_switch::sys::uring;
+use netyard_switch::sys::vxlan::{VxlanConfig, VxlanPort};
 use netyard_switch::Port;
 use nix::sched::{setns, CloneFlags};
 
@@ -80,27 +84,70 @@ impl FloorIo {
     }
 }
 
+/// The VXLAN floor's two designs (the vxlan bench's `--floor-vxlan`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VxlanFloor {
+    /// A plain TAP (no offloads: the endpoint's kernel segments) and a UDP socket: each frame
+    /// one datagram behind a fixed header, `sendmmsg`/`recvmmsg` a burst at a time.
+    Plain,
+    /// A TAP with netyard's offloads and netyard's own tunnel port (`VxlanPort`: GSO frames
+    /// segmented into one `UDP_SEGMENT` send, `UDP_GRO` reads merged back into super-frames),
+    /// without netyard's switch and runtime.
+    Port,
+}
+
+impl VxlanFloor {
+    pub fn parse(s: &str) -> Result<VxlanFloor, String> {
+        match s {
+            "plain" => Ok(VxlanFloor::Plain),
+            "port" => Ok(VxlanFloor::Port),
+            other => Err(format!("unknown VXLAN floor {other:?} (port, plain)")),
+        }
+    }
+
+    pub fn arg(self) -> &'static str {
+        match self {
+            VxlanFloor::Plain => "plain",
+            VxlanFloor::Port => "port",
+        }
+    }
+}
+
 /// The floor's hidden child modes: `Some(exit code)` when `args` asks for one.
 ///
 /// - `--floor-tap COUNTER NETNS_A NETNS_B IO`: creates TAP `eth0` inside each namespace (given
 ///   as paths) as netyard's `--kind tap` does (persistent, `IFF_VNET_HDR`, its offloads).
 /// - `--floor-veth COUNTER IF_A IF_B IO`: serves two interfaces of its own namespace (the host
 ///   ends of veth pairs) with AF_PACKET sockets as netyard's `--kind veth` does.
+/// - `--floor-vxlan COUNTER NETNS LOCAL REMOTE KIND`: a TAP `eth0` inside NETNS and a tunnel
+///   on LOCAL:4789 to REMOTE:4789, VNI 4242, as [`VxlanFloor`] KIND says. The plain kind's
+///   frames leave behind a fixed VXLAN header and come back with it stripped (unchecked: the
+///   floor does no more than it must). Bursts only.
 pub fn child_mode(args: &[String]) -> Option<i32> {
     let mode = args.first()?.as_str();
-    if mode != "--floor-tap" && mode != "--floor-veth" {
+    if !["--floor-tap", "--floor-veth", "--floor-vxlan"].contains(&mode) {
         return None;
     }
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
-    let res = FloorIo::parse(arg(4)).and_then(|io| {
-        let count = frame_counter(Path::new(arg(1)))?;
-        let open = if mode == "--floor-tap" {
-            tap_in
-        } else {
-            packet_on
-        };
-        serve(open(arg(2))?, open(arg(3))?, io, count)
-    });
+    let res = if mode == "--floor-vxlan" {
+        frame_counter(Path::new(arg(1))).and_then(|count| {
+            let (tap, tunnel) = match VxlanFloor::parse(arg(5))? {
+                VxlanFloor::Port => (tap_in(arg(2))?, vxlan_port(arg(3), arg(4))?),
+                VxlanFloor::Plain => (plain_tap_in(arg(2))?, udp_tunnel(arg(3), arg(4))?),
+            };
+            serve(tap, tunnel, FloorIo::Batch, count)
+        })
+    } else {
+        FloorIo::parse(arg(4)).and_then(|io| {
+            let count = frame_counter(Path::new(arg(1)))?;
+            let open = if mode == "--floor-tap" {
+                tap_in
+            } else {
+                packet_on
+            };
+            serve(open(arg(2))?, open(arg(3))?, io, count)
+        })
+    };
     match res {
         Ok(never) => match never {},
         Err(e) => {
@@ -114,6 +161,10 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
 enum End {
     Tap(TapPort),
     Packet(PacketPort),
+    /// A VXLAN tunnel's UDP socket, connected to the other host's floor.
+    Udp(UdpSocket),
+    /// netyard's own tunnel port (encapsulation, segmentation, GRO), without its switch.
+    Vxlan(VxlanPort),
 }
 
 impl End {
@@ -121,8 +172,64 @@ impl End {
         match self {
             End::Tap(p) => p.raw_fd(),
             End::Packet(p) => p.raw_fd(),
+            End::Udp(s) => s.as_raw_fd(),
+            End::Vxlan(p) => p.raw_fd(),
         }
     }
+}
+
+/// The VXLAN header every floor datagram carries: the I flag and VNI 4242 (RFC 7348).
+const VXLAN_HDR: [u8; 8] = [0x08, 0, 0, 0, 0x00, 0x10, 0x92, 0];
+const VXLAN_PORT: u16 = 4789;
+
+/// The VXLAN floor's tunnel: a non-blocking UDP socket on `local`:4789 connected to
+/// `remote`:4789.
+fn udp_tunnel(local: &str, remote: &str) -> Result<End, String> {
+    let err = |e: io::Error| format!("UDP {local}:{VXLAN_PORT} -> {remote}: {e}");
+    let sock = UdpSocket::bind((local, VXLAN_PORT))
+        .and_then(|s| s.connect((remote, VXLAN_PORT)).map(|()| s))
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .map_err(err)?;
+    // netyard's socket buffers (4 MB each way): the default 208 KB drops bursts.
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        set_int(sock.as_raw_fd(), force)
+            .or_else(|_| set_int(sock.as_raw_fd(), plain))
+            .map_err(err)?;
+    }
+    Ok(End::Udp(sock))
+}
+
+/// setsockopt(SOL_SOCKET, `opt`, 4 MB).
+fn set_int(fd: RawFd, opt: libc::c_int) -> io::Result<()> {
+    let v: libc::c_int = 4 << 20;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` is a live `c_int` and `len` its size; the return value is checked.
+    let r = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&raw const v).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The VXLAN floor's tunnel as netyard's own port: `local`:4789, the other host the one peer,
+/// VNI 4242, MTU 1450.
+fn vxlan_port(local: &str, remote: &str) -> Result<End, String> {
+    let err = |e: String| format!("tunnel {local} -> {remote}: {e}");
+    let parse = |a: &str| a.parse::<Ipv4Addr>().map_err(|e| err(e.to_string()));
+    let (local, remote) = (parse(local)?, parse(remote)?);
+    let cfg = VxlanConfig {
+        vni: 4242,
+        local,
+        port: VXLAN_PORT,
+        mtu: 1450,
+        epoch: Instant::now(),
+    };
+    let table = Arc::new(RemoteTable::new(300_000, 1024, vec![remote]));
+    let port = VxlanPort::open(cfg, table).map_err(|e| err(e.to_string()))?;
+    Ok(End::Vxlan(port))
 }
 
 /// Says it is ready, then forwards A to B on a thread of its own and B to A on this one.
@@ -160,17 +267,27 @@ fn packet_on(ifname: &str) -> Result<End, String> {
 /// TAP `eth0` created inside the namespace at `netns` by a thread that joins it (the TAP's
 /// namespace is its opener's), as netyard's port: persistent, offloads set, non-blocking.
 fn tap_in(netns: &str) -> Result<End, String> {
+    tap_with(netns, true)
+}
+
+/// A TAP without vnet header or offloads: the VXLAN floor's, whose frames go whole into one
+/// datagram each (the endpoint's kernel segments and checksums before the TAP).
+fn plain_tap_in(netns: &str) -> Result<End, String> {
+    tap_with(netns, false)
+}
+
+fn tap_with(netns: &str, offloads: bool) -> Result<End, String> {
     let ns = File::open(netns).map_err(|e| format!("{netns}: {e}"))?;
     let (fd, name) = thread::scope(|s| {
         s.spawn(|| {
             setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {netns}: {e}"))?;
-            open_tap("eth0", true, TapMode::Persistent)
+            open_tap("eth0", offloads, TapMode::Persistent)
                 .map_err(|e| format!("creating TAP eth0 in {netns}: {e}"))
         })
         .join()
         .map_err(|_| "the TAP thread panicked".to_string())?
     })?;
-    let p = TapPort::from_fd(fd, name, true).map_err(|e| format!("{netns}: {e}"))?;
+    let p = TapPort::from_fd(fd, name, offloads).map_err(|e| format!("{netns}: {e}"))?;
     Ok(End::Tap(p))
 }
 
@@ -269,6 +386,11 @@ impl Bursts {
         &self.bufs[i][..self.lens[i]]
     }
 
+    /// Frame `i` without the VXLAN header it came with.
+    fn inner(&self, i: usize) -> &[u8] {
+        self.frame(i).get(VXLAN_HDR.len()..).unwrap_or(&[])
+    }
+
     /// The frames in `range`, for one batched write.
     fn frames(&self, range: std::ops::Range<usize>) -> [&[u8]; BATCH] {
         let mut out: [&[u8]; BATCH] = [&[]; BATCH];
@@ -282,7 +404,28 @@ impl Bursts {
     fn burst(&mut self, from: &End, to: &End, count: Option<&AtomicU64>) -> Burst {
         let frames = match (from, to) {
             (End::Packet(f), End::Packet(t)) => self.packet_burst(f, t),
-            _ => self.tap_burst(from.fd(), to.fd()),
+            (End::Tap(_), End::Udp(_)) => self.encap_burst(from.fd(), to.fd()),
+            (End::Udp(_), End::Tap(_)) => self.decap_burst(from.fd(), to.fd()),
+            (End::Tap(_), End::Vxlan(vx)) => self.relay(
+                |b| read_frame(from.fd(), b),
+                |f| {
+                    // A frame the tunnel refuses is dropped, as netyard counts and drops it.
+                    let _ = vx.send(f);
+                },
+                None,
+            ),
+            (End::Vxlan(vx), End::Tap(_)) => {
+                let tap = to.fd();
+                self.relay(|b| recv_tunnel(vx, b), |f| write_frame(tap, f), Some(tap))
+            }
+            _ => {
+                let tap = to.fd();
+                self.relay(
+                    |b| read_frame(from.fd(), b),
+                    |f| write_frame(tap, f),
+                    Some(tap),
+                )
+            }
         };
         bump(count, frames as u64);
         // The vnet header's second byte is its GSO type (0: none).
@@ -290,26 +433,33 @@ impl Bursts {
         Burst { frames, gso }
     }
 
-    /// TAP: a `read` per frame; the burst's first frames written at once, the rest (from
+    /// A frame per `read` until there is none (at most [`BATCH`]), each passed to `write`;
+    /// with `batch_to` (a TAP), the burst's first frames written at once and the rest (from
     /// netyard's batch floor on) with one io_uring submission, as netyard does.
-    fn tap_burst(&mut self, from: RawFd, to: RawFd) -> usize {
-        let first = batch_floor::FLOOR - 1;
+    fn relay(
+        &mut self,
+        mut read: impl FnMut(&mut [u8]) -> Option<usize>,
+        write: impl Fn(&[u8]),
+        batch_to: Option<RawFd>,
+    ) -> usize {
+        let first = if batch_to.is_some() {
+            batch_floor::FLOOR - 1
+        } else {
+            BATCH
+        };
         let mut n = 0;
         while n < BATCH {
-            let buf = &mut self.bufs[n];
-            // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
-            let r = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-            let Ok(len) = usize::try_from(r) else {
-                break; // EAGAIN: the device is empty
+            let Some(len) = read(&mut self.bufs[n]) else {
+                break; // the device is empty
             };
             self.lens[n] = len;
             if n < first {
-                write_frame(to, self.frame(n));
+                write(self.frame(n));
             }
             n += 1;
         }
         let held = first..n.max(first);
-        if batch_floor::worth_batching(held.len()) {
+        if let (Some(to), true) = (batch_to, batch_floor::worth_batching(held.len())) {
             let mut results = [0i32; BATCH];
             let frames = self.frames(held.clone());
             if uring::write_batch(to, &frames[..held.len()], &mut results).is_some() {
@@ -317,7 +467,50 @@ impl Bursts {
             }
         }
         for i in held {
-            write_frame(to, self.frame(i));
+            write(self.frame(i));
+        }
+        n
+    }
+
+    /// TAP to tunnel: a `read` per frame behind the VXLAN header, one `sendmmsg` of them all.
+    fn encap_burst(&mut self, tap: RawFd, udp: RawFd) -> usize {
+        let mut n = 0;
+        while n < BATCH {
+            let buf = &mut self.bufs[n];
+            buf[..VXLAN_HDR.len()].copy_from_slice(&VXLAN_HDR);
+            let body = &mut buf[VXLAN_HDR.len()..];
+            // SAFETY: `body` is a live, exclusively borrowed buffer of `body.len()` bytes.
+            let r = unsafe { libc::read(tap, body.as_mut_ptr().cast(), body.len()) };
+            let Ok(len) = usize::try_from(r) else {
+                break;
+            };
+            self.lens[n] = VXLAN_HDR.len() + len;
+            n += 1;
+        }
+        let mut sent = 0;
+        while sent < n {
+            // A datagram the socket refused is dropped and the rest go on.
+            sent += mmsg(udp, &mut self.bufs[sent..n], &mut self.lens[sent..n], false).max(1);
+        }
+        n
+    }
+
+    /// Tunnel to TAP: one `recvmmsg`, then each frame written without its VXLAN header (the
+    /// TAP's writes batched as [`Bursts::tap_burst`] batches them).
+    fn decap_burst(&mut self, udp: RawFd, tap: RawFd) -> usize {
+        let n = mmsg(udp, &mut self.bufs, &mut self.lens, true);
+        if batch_floor::worth_batching(n) {
+            let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+            for (i, f) in frames.iter_mut().enumerate().take(n) {
+                *f = self.inner(i);
+            }
+            let mut results = [0i32; BATCH];
+            if uring::write_batch(tap, &frames[..n], &mut results).is_some() {
+                return n;
+            }
+        }
+        for i in 0..n {
+            write_frame(tap, self.inner(i));
         }
         n
     }
@@ -337,6 +530,68 @@ impl Bursts {
         }
         got
     }
+}
+
+/// One `recvmmsg` into `bufs` (`recv`: lengths out in `lens`) or one `sendmmsg` of
+/// `bufs[i][..lens[i]]`, on a connected socket, at most [`BATCH`] and `lens.len()`; how many
+/// moved (0 after an error: EAGAIN, or a refused datagram).
+fn mmsg(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize], recv: bool) -> usize {
+    let n = bufs.len().min(lens.len()).min(BATCH);
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    // SAFETY: `mmsghdr` is plain old data (integers and raw pointers); all-zero is valid.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for ((h, iov), (b, len)) in hdrs
+        .iter_mut()
+        .zip(&mut iovs)
+        .zip(bufs.iter_mut().zip(&*lens))
+    {
+        iov.iov_base = b.as_mut_ptr().cast();
+        iov.iov_len = if recv { b.len() } else { *len };
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
+    }
+    let (p, vlen) = (hdrs.as_mut_ptr(), n as libc::c_uint);
+    // SAFETY: the first `n` headers each point to one iovec over a live buffer of `bufs`
+    // (exclusively borrowed; the kernel writes within it on receive, reads on send); no names
+    // or control buffers (the socket is connected); a null timeout is allowed.
+    let r = unsafe {
+        if recv {
+            libc::recvmmsg(fd, p, vlen, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        } else {
+            libc::sendmmsg(fd, p, vlen, 0)
+        }
+    };
+    let moved = usize::try_from(r).unwrap_or(0);
+    if recv {
+        for (len, h) in lens.iter_mut().zip(&hdrs).take(moved) {
+            *len = h.msg_len as usize;
+        }
+    }
+    moved
+}
+
+/// One `read`; None when the device is empty (EAGAIN) or failed.
+fn read_frame(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(r).ok()
+}
+
+/// The tunnel's next frame (vnet header first); None once nothing is waiting. A datagram
+/// the port drops (not VXLAN, another VNI, a bad checksum) is skipped, a bounded number of
+/// times, as netyard's driver skips it.
+fn recv_tunnel(vx: &VxlanPort, buf: &mut [u8]) -> Option<usize> {
+    for _ in 0..BATCH {
+        match vx.recv(buf) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(_) => {}
+        }
+    }
+    None
 }
 
 /// One `write`; a frame the device refuses is dropped.
@@ -461,16 +716,63 @@ pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind, io: FloorIo) -> Result<
             ]
         }
     };
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let idx = lab.servers.spawn(&h, None, exe, &args, "floor.log")?;
-    let pid = lab.servers.pid(idx).unwrap_or(0);
-    lab.floor = Some(FloorProc { idx, pid, counter });
-    wait_ready(lab)?;
+    start(lab, &h, exe, &args, counter)?;
     for (ns, addr) in &eps {
         ipv6_off(ns, "eth0")?;
         ip_addr_up(ns, "eth0", addr)?;
     }
     Ok(())
+}
+
+/// Sets up the VXLAN floor in `lab`: in each host namespace a floor between a TAP `eth0` in
+/// its endpoint's namespace and a tunnel on the underlay (`local[i]`:4789) to the other
+/// host's, as `kind` says; then the endpoints' `eth0` as netyard configures them, MTU `mtu`.
+pub fn setup_vxlan(
+    lab: &mut Lab,
+    exe: &Path,
+    kind: VxlanFloor,
+    local: [&str; 2],
+    mtu: &str,
+) -> Result<(), String> {
+    let eps = [
+        (lab.a.clone(), lab.ip_a.clone()),
+        (lab.b.clone(), lab.ip_b.clone()),
+    ];
+    for (i, (ns, _)) in eps.iter().enumerate() {
+        let h = lab.hosts[i].clone();
+        let counter = lab.dir.join(format!("floor{i}.count"));
+        let args = [
+            "--floor-vxlan".to_string(),
+            counter.to_string_lossy().into_owned(),
+            format!("/run/netns/{ns}"),
+            local[i].to_string(),
+            local[1 - i].to_string(),
+            kind.arg().to_string(),
+        ];
+        start(lab, &h, exe, &args, counter)?;
+    }
+    for (ns, addr) in &eps {
+        ipv6_off(ns, "eth0")?;
+        ip(&["-n", ns, "link", "set", "eth0", "mtu", mtu])?;
+        ip_addr_up(ns, "eth0", addr)?;
+    }
+    Ok(())
+}
+
+/// Starts a floor in `host` with `args` and waits until it is ready.
+fn start(
+    lab: &mut Lab,
+    host: &str,
+    exe: &Path,
+    args: &[String],
+    counter: PathBuf,
+) -> Result<(), String> {
+    let log = format!("floor{}.log", lab.floors.len());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let idx = lab.servers.spawn(host, None, exe, &args, &log)?;
+    let pid = lab.servers.pid(idx).unwrap_or(0);
+    lab.floors.push(FloorProc { idx, pid, counter });
+    wait_ready(lab, idx, &log)
 }
 
 /// `net.ipv6.conf.DEV.disable_ipv6=1` in `ns`, as netyard sets it on its endpoints and host ends.
@@ -483,10 +785,10 @@ fn ipv6_off(ns: &str, dev: &str) -> Result<(), String> {
     )
 }
 
-/// Waits until the floor says its ports are open (or has exited: its log says why).
-fn wait_ready(lab: &mut Lab) -> Result<(), String> {
-    let log = lab.servers.log_path("floor.log");
-    let idx = lab.floor.as_ref().map_or(0, |f| f.idx);
+/// Waits until the floor (server `idx`, logging to `log`) says its ports are open, or has
+/// exited (its log says why).
+fn wait_ready(lab: &mut Lab, idx: usize, log: &str) -> Result<(), String> {
+    let log = lab.servers.log_path(log);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = fs::read_to_string(&log).unwrap_or_default();

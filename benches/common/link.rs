@@ -15,7 +15,7 @@ use nix::sched::{sched_getaffinity, CpuSet};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use super::floor::{self, FloorIo, FloorProc};
+use super::floor::{self, FloorIo, FloorProc, VxlanFloor};
 use super::{
     all_cpus_count, bench_main, bench_name, can_make_namespaces, cpu_seconds_of, each_run,
     figure_line, finish, interrupted, iperf_client, keep_notes, kernel_drops, kernel_release,
@@ -160,11 +160,13 @@ pub struct Opts<S> {
     pin: bool,
     latency_tool: Option<LatencyTool>,
     floor_io: FloorIo,
+    floor_vxlan: VxlanFloor,
 }
 
 fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>, String> {
     let (mut runs, mut pin, mut latency_tool) = (1, true, None);
     let mut floor_io = FloorIo::Batch;
+    let mut floor_vxlan = VxlanFloor::Port;
     let mut scenarios = S::ALL.to_vec();
     let base = parse_args(args, |flag, it| {
         match flag {
@@ -189,6 +191,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
                 latency_tool = Some(LatencyTool::parse(&it.value("--latency-tool")?)?)
             }
             "--floor-io" => floor_io = FloorIo::parse(&it.value("--floor-io")?)?,
+            "--floor-vxlan" => floor_vxlan = VxlanFloor::parse(&it.value("--floor-vxlan")?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -203,6 +206,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
         pin,
         latency_tool,
         floor_io,
+        floor_vxlan,
     })
 }
 
@@ -210,7 +214,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
 pub fn main<S: Scenario>(bench: &Bench<S>) {
     let usage = format!(
         "usage: cargo bench --bench {} -- [--json FILE] [--seconds N] [--runs N] \
-         [--scenarios {}] [--no-pin] [--latency-tool sockperf|rust] [--floor-io batch|each]",
+         [--scenarios {}] [--no-pin] [--latency-tool sockperf|rust] [--floor-io batch|each] [--floor-vxlan port|plain]",
         bench.name,
         bench.choices.join(",")
     );
@@ -236,6 +240,8 @@ pub struct Ctx {
     pub all_cpus: CpuSet,
     /// How the floor scenarios' forwarder moves frames.
     pub floor_io: FloorIo,
+    /// Which VXLAN floor the vxlan bench runs.
+    pub floor_vxlan: VxlanFloor,
 }
 
 pub struct Lab {
@@ -252,8 +258,8 @@ pub struct Lab {
     pub ip_b: String,
     /// netyard's daemons (none for the reference and the floors).
     pub daemons: Vec<Daemon>,
-    /// The floor forwarder of a floor scenario (one of `servers`).
-    pub floor: Option<FloorProc>,
+    /// The floor forwarders of a floor scenario (among `servers`), A's side first.
+    pub floors: Vec<FloorProc>,
     daemon_word: &'static str,
     pub servers: Servers,
     pub namespaces: Namespaces,
@@ -276,7 +282,7 @@ impl Lab {
             servers: Servers::new(&dir),
             dir,
             daemons: Vec::new(),
-            floor: None,
+            floors: Vec::new(),
             daemon_word: bench.daemon_word,
             namespaces: Namespaces::default(),
         };
@@ -293,7 +299,7 @@ impl Lab {
         for d in &mut self.daemons {
             d.check_alive()?;
         }
-        if let Some(f) = &self.floor {
+        for f in &self.floors {
             if let Some(Ok(Some(st))) = self.servers.child(f.idx).map(|c| c.try_wait()) {
                 return Err(format!("the floor exited ({st})"));
             }
@@ -301,10 +307,10 @@ impl Lab {
         Ok(())
     }
 
-    /// The processes that forward frames: netyard's daemons, or the floor.
+    /// The processes that forward frames: netyard's daemons, or the floors.
     fn forwarders(&self) -> Vec<u32> {
         let mut pids: Vec<u32> = self.daemons.iter().map(|d| d.child.id()).collect();
-        pids.extend(self.floor.as_ref().map(|f| f.pid));
+        pids.extend(self.floors.iter().map(|f| f.pid));
         pids
     }
 
@@ -347,7 +353,7 @@ impl Lab {
 
     /// Frames the first daemon (or the floor) has read from endpoint A's port so far.
     fn a_rx_frames(&self) -> Option<u64> {
-        if let Some(f) = &self.floor {
+        if let Some(f) = self.floors.first() {
             return f.a_rx_frames();
         }
         let out = self.daemons.first()?.cli(&["stats", "--json"]).ok()?;
@@ -620,6 +626,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
         pin_cpu: lowest_cpu(&all_cpus),
         all_cpus,
         floor_io: opts.floor_io,
+        floor_vxlan: opts.floor_vxlan,
     };
     if let Ok(bin) = &ctx.run.netyard {
         eprintln!("{} bench: netyard binary {}", bench.name, bin.display());
@@ -717,8 +724,12 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
     if !floor_lines.is_empty() {
         println!(
             "# floor: ratios are netyard / the floor of the same port kind in the same run \
-             (benches/common/floor.rs: the cheapest userspace forwarder; I/O {})",
-            opts.floor_io.arg()
+             (benches/common/floor.rs: the cheapest userspace forwarder; {})",
+            if bench.name == "vxlan" {
+                format!("VXLAN floor {}", opts.floor_vxlan.arg())
+            } else {
+                format!("I/O {}", opts.floor_io.arg())
+            }
         );
     }
     for l in &floor_lines {
@@ -736,6 +747,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
         "runs": opts.runs,
         "pinned": opts.pin,
         "floor_io": opts.floor_io.arg(),
+        "floor_vxlan": opts.floor_vxlan.arg(),
         "latency_tool": tool,
         "kernel": kernel_release(),
         "cpus": all_cpus_count(&ctx.all_cpus),
