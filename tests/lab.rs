@@ -233,31 +233,19 @@ fn routed_lab_with_netyard_routers_nat_and_a_gateway_router() {
         seen, "hello 10.67.4.13",
         "far saw the connection from {seen}"
     );
-    let dump = lab.dir.join("far-tcpdump.txt");
-    let script = format!(
-        "{} --api {} exec far -- tcpdump -n -l -i eth0 -c 4 icmp > {} 2>&1",
-        NETYARD,
-        lab.api.display(),
-        dump.display()
-    );
-    let mut cap = Bg::spawn(
-        std::process::Command::new("sh").args(["-c", &script]),
-        &lab.dir.join("far-tcpdump.log"),
-    );
-    let listening = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        std::fs::read_to_string(&dump).is_ok_and(|t| t.contains("listening on"))
-    });
-    assert!(
-        listening,
-        "tcpdump in far did not start: {}",
-        cap.log_text()
+    let api = lab.api.to_string_lossy();
+    let mut cap = tcpdump_bg_under(
+        &[NETYARD, "--api", &api, "exec", "far", "--"],
+        "eth0",
+        &["-c", "4", "icmp"],
+        &lab.dir.join("far-tcpdump.txt"),
     );
     exec_ok(&lab, "h1", &["ping", "-c", "2", "-W", "5", "10.67.4.10"]);
     assert!(
         cap.wait(Duration::from_secs(20)).is_some(),
         "tcpdump saw fewer than 4 ICMP packets"
     );
-    let txt = std::fs::read_to_string(&dump).unwrap_or_default();
+    let txt = cap.log_text();
     println!("{txt}");
     assert!(txt.contains("10.67.4.13 > 10.67.4.10"), "{txt}");
     assert!(
@@ -359,29 +347,13 @@ fn dual_homed_server_in_yaml_reaches_both_sides_which_stay_apart() {
     );
     assert!(!o.status.success(), "client reached db: {}", show(&o));
     // `capture NETWORK ENDPOINT -w -` streams pcap live: tcpdump reads it from a pipe.
-    let pcap_txt = lab.dir.join("capture.txt");
-    let script = format!(
-        "{} --api {} capture front client -c 4 -w - | tcpdump -n -r - > {} 2>&1",
-        NETYARD,
-        lab.api.display(),
-        pcap_txt.display()
-    );
-    let mut cap = Bg::spawn(
-        std::process::Command::new("sh").args(["-c", &script]),
-        &lab.dir.join("capture.log"),
-    );
-    let mut done = None;
-    let ok = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+    let txt = lab.capture_through_tcpdump(&["front", "client"], 4, || {
         let _ = exec(
             &lab,
             "client",
             &["ping", "-c", "1", "-W", "1", "10.63.1.10"],
         );
-        done = cap.wait(Duration::ZERO);
-        done.is_some()
     });
-    assert!(ok, "capture did not end after 4 frames: {}", cap.log_text());
-    let txt = std::fs::read_to_string(&pcap_txt).unwrap_or_default();
     println!("{txt}");
     assert!(txt.contains("10.63.1.20") && txt.contains("ICMP"), "{txt}");
     graphs(&lab, &file, &["client", "server", "db"]);

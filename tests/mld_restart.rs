@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -44,20 +43,12 @@ fn after_a_restart_multicast_to_a_group_reaches_its_listener_not_every_endpoint(
 
     // alpha's solicited-node group (ff02::1:ff00:a): alpha listens, charlie does not.
     let group = "ff02::1:ff00:a";
-    let log = lab.dir.join("tcpdump-c.out");
-    let mut c = Command::new("ip");
-    c.args([
-        "netns", "exec", &nc, "tcpdump", "-i", "eth0", "-n", "-l", "-p", "ip6", "and", "dst", group,
-    ]);
-    let dump = Bg::spawn(&mut c, &log);
-    if !wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        dump.log_text().contains("listening on")
-    }) {
-        lab.fail(&format!(
-            "tcpdump in charlie did not start:\n{}",
-            dump.log_text()
-        ));
-    }
+    let dump = tcpdump_bg(
+        &nc,
+        "eth0",
+        &["-p", "ip6", "and", "dst", group],
+        &lab.dir.join("tcpdump-c.out"),
+    );
     let o = cmd(
         &[
             "ip", "netns", "exec", &nb, "ping", "-6", "-n", "-c", "5", "-i", "0.2", "-W", "2",

@@ -25,13 +25,13 @@
 
 mod common;
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    cmd, cmd_ok, drops, gateway_mac, py, py_ok_within, show, wait_listening, wait_until, Bg, Lab,
-    Outside, Proto, Subnet, ECHO_SERVER, UDP_CLIENT,
+    cmd, cmd_ok, drops, gateway_mac, py, py_ok_within, read_pcap, show, tcpdump_bg, wait_listening,
+    wait_until, Bg, Lab, Outside, Proto, Subnet, ECHO_SERVER, UDP_CLIENT,
 };
 use serde_json::Value;
 
@@ -192,47 +192,25 @@ fn egress(lab: &Lab, net: &str) -> (Value, Vec<Value>) {
     (row["stats"].clone(), flows)
 }
 
-/// Starts tcpdump (`-nn -e -U --immediate-mode`, then `filter`) on `ifname` in `ns` writing to `DIR/<name>.pcap`
-/// and waits until it listens. Stop it with [`Bg::stop`], then [`read_pcap`].
-fn capture(lab: &Lab, ns: &str, ifname: &str, name: &str, filter: &[&str]) -> (Bg, String) {
+/// Starts tcpdump (`-U --immediate-mode`, then `filter`) on `ifname` in `ns` writing to
+/// `DIR/<name>.pcap`. Stop it with [`Bg::stop`], then [`pcap_text`].
+fn capture(lab: &Lab, ns: &str, ifname: &str, name: &str, filter: &[&str]) -> (Bg, PathBuf) {
     let file = lab.dir.join(format!("{name}.pcap"));
-    let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
+    let f = file.to_string_lossy();
+    let mut args = vec!["-U", "--immediate-mode", "-Z", "root", "-w", &f];
+    args.extend_from_slice(filter);
+    let bg = tcpdump_bg(
         ns,
-        "tcpdump",
-        "-i",
         ifname,
-        "-nn",
-        "-e",
-        "-U",
-        "--immediate-mode",
-        "-Z",
-        "root",
-        "-w",
-    ])
-    .arg(&file)
-    .args(filter);
-    let bg = Bg::spawn(&mut c, &lab.dir.join(format!("{name}.tcpdump.log")));
-    if !wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        bg.log_text().contains("listening on")
-    }) {
-        lab.fail(&format!(
-            "tcpdump on {ns}/{ifname} did not start: {}",
-            bg.log_text()
-        ));
-    }
-    (bg, file.to_string_lossy().into_owned())
+        &args,
+        &lab.dir.join(format!("{name}.tcpdump.log")),
+    );
+    (bg, file)
 }
 
-/// A capture file as text (`tcpdump -r -nn -e`), lower case.
-fn read_pcap(file: &str) -> String {
-    let o = cmd(
-        &["tcpdump", "-r", file, "-nn", "-e"],
-        Duration::from_secs(30),
-    );
-    String::from_utf8_lossy(&o.stdout).to_lowercase()
+/// A capture file as text ([`read_pcap`]), lower case.
+fn pcap_text(file: &Path) -> String {
+    read_pcap(file).to_lowercase()
 }
 
 /// The fdb row of `mac` on `net`: the port name that owns it, if any.
@@ -562,10 +540,10 @@ fn a_spoofing_container_is_dropped_and_counted_and_cannot_starve_its_neighbour()
     // No forged ARP reply reached the victim; its own ARP exchange with the gateway did (the
     // capture was working).
     wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
-        read_pcap(&pcap_b).contains(&format!("reply {} is-at", t.gw_ip))
+        pcap_text(&pcap_b).contains(&format!("reply {} is-at", t.gw_ip))
     });
     cap_b.stop(Duration::from_secs(5));
-    let text = read_pcap(&pcap_b);
+    let text = pcap_text(&pcap_b);
     if !text.contains(&format!("reply {} is-at", t.gw_ip)) {
         lab.fail(&format!(
             "the capture on the victim did not even see its ARP exchange with the gateway:\n{text}"
@@ -693,13 +671,13 @@ fn a_spoofing_container_is_dropped_and_counted_and_cannot_starve_its_neighbour()
     }
     let claim = format!("reply {} is-at {}", t.victim_ip, t.attacker_mac);
     let seen = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        read_pcap(&pcap_b).matches(&claim).count() as u64 >= n_arp
+        pcap_text(&pcap_b).matches(&claim).count() as u64 >= n_arp
     });
     cap_b.stop(Duration::from_secs(5));
     if !seen {
         lab.fail(&format!(
             "the trusted attacker's {n_arp} ARP replies ({claim}) did not reach the victim:\n{}",
-            read_pcap(&pcap_b)
+            pcap_text(&pcap_b)
         ));
     }
     let c = lab.counters(&net, "mallory");
@@ -806,7 +784,7 @@ fn a_mac_thief_receives_nothing_meant_for_its_victim() {
         0,
         "the thief's listener received the victim's datagrams"
     );
-    let text = read_pcap(&pcap);
+    let text = pcap_text(&pcap);
     let stolen: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -962,11 +940,11 @@ fn another_networks_subnet_and_the_hosts_loopback_are_refused_locally() {
 
     // Nothing of it was seen in the host namespace; the outside exchange was.
     wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
-        read_pcap(&pcap).contains(&out.ip)
+        pcap_text(&pcap).contains(&out.ip)
     });
     std::thread::sleep(Duration::from_millis(300));
     cap.stop(Duration::from_secs(5));
-    let text = read_pcap(&pcap);
+    let text = pcap_text(&pcap);
     if !text.contains(&out.ip) {
         lab.fail(&format!(
             "the capture in the host namespace did not see the exchange with the outside: it \

@@ -40,34 +40,6 @@ fn link_row(lab: &Lab, net: &str, port: &str) -> Value {
         .unwrap_or_else(|| lab.fail(&format!("link show {net} {port}: no row")))
 }
 
-/// Runs `netyard capture ARGS -c COUNT -w - | tcpdump -n -r -` in the background while
-/// `traffic` runs (again, until the capture ends); returns what tcpdump printed.
-fn capture_through_tcpdump(lab: &Lab, args: &[&str], count: u32, traffic: impl Fn()) -> String {
-    let out = lab.dir.join(format!("cap-{}.txt", args.join("-")));
-    let script = format!(
-        "{} --api {} capture {} -c {count} -w - | tcpdump -n -r - > {} 2>&1",
-        NETYARD,
-        lab.api.display(),
-        args.join(" "),
-        out.display()
-    );
-    let mut cap = Bg::spawn(
-        std::process::Command::new("sh").args(["-c", &script]),
-        &lab.dir.join("capture.log"),
-    );
-    let ok = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        traffic();
-        cap.wait(Duration::ZERO).is_some()
-    });
-    if !ok {
-        lab.fail(&format!(
-            "capture {args:?} did not end after {count} frames: {}",
-            cap.log_text()
-        ));
-    }
-    std::fs::read_to_string(&out).unwrap_or_default()
-}
-
 /// Two networks joined by router `r`, a host on each: (network a, network b, ns a, ns b,
 /// host a's ip, host b's ip, r's address on a, r's address on b).
 struct Routed {
@@ -192,7 +164,7 @@ fn a_routers_interface_is_a_link_delay_down_up_and_capture() {
         vec![t.nb.as_str(), "r"],
         vec![t.nb.as_str(), "--endpoint", "r"],
     ] {
-        let txt = capture_through_tcpdump(&lab, &args, 6, || {
+        let txt = lab.capture_through_tcpdump(&args, 6, || {
             let _ = cmd(
                 &[
                     "ip", "netns", "exec", &t.ns_a, "ping", "-n", "-c", "1", "-W", "1", &t.hb,
@@ -400,13 +372,7 @@ fn traceroute_from_behind_a_nat_router_shows_the_hops_beyond_and_metrics_count_i
     );
 
     // The far side sees only r1's outside address, the time-exceeded of r2 and r3 go to it.
-    let cap = lab.dir.join("d.pcap.txt");
-    let tcpdump = format!(
-        "exec tcpdump -n -l -i eth0 'icmp or udp' > {} 2>/dev/null",
-        cap.display()
-    );
-    lab.bg_in(&ns_d, &["sh", "-c", &tcpdump], "tcpdump.log");
-    std::thread::sleep(Duration::from_millis(800));
+    let dump = tcpdump_bg(&ns_d, "eth0", &["icmp or udp"], &lab.dir.join("d.pcap.txt"));
 
     // UDP probes (traceroute's default), then ICMP echo probes (-I): each hop beyond the
     // NAT answers, and the last one (D's port unreachable, or its echo reply) ends it.
@@ -418,7 +384,7 @@ fn traceroute_from_behind_a_nat_router_shows_the_hops_beyond_and_metrics_count_i
     println!("traceroute -I from behind the NAT:\n{text}");
     assert_eq!(hops, want, "traceroute -I from behind the NAT:\n{text}");
     std::thread::sleep(Duration::from_millis(500));
-    let seen = std::fs::read_to_string(&cap).unwrap_or_default();
+    let seen = dump.log_text();
     let inside = format!("10.{}.{}.", sa.a, sa.b);
     assert!(
         seen.contains(&r1b) && !seen.contains(&inside),

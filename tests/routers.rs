@@ -254,13 +254,7 @@ fn a_chain_of_three_routers_routes_traces_answers_errors_and_masquerades() {
         !rd.contains(&sa.cidr()),
         "a NAT interface's network got routes to the inside:\n{rd}"
     );
-    let cap = lab.dir.join("d.pcap.txt");
-    let tcpdump = format!(
-        "exec tcpdump -n -l -i eth0 'icmp or tcp' > {} 2>/dev/null",
-        cap.display()
-    );
-    lab.bg_in(&ns_d, &["sh", "-c", &tcpdump], "tcpdump.log");
-    std::thread::sleep(Duration::from_millis(800));
+    let dump = tcpdump_bg(&ns_d, "eth0", &["icmp or tcp"], &lab.dir.join("d.pcap.txt"));
     lab.assert_ping(&ns_a, &ed);
     let port = 20000 + (rand::random::<u16>() % 20000);
     let got = lab.dir.join("tcp.recv");
@@ -292,7 +286,7 @@ fn a_chain_of_three_routers_routes_traces_answers_errors_and_masquerades() {
     });
     assert!(ok, "the TCP data did not arrive through the NAT");
     std::thread::sleep(Duration::from_millis(500));
-    let seen = std::fs::read_to_string(&cap).unwrap_or_default();
+    let seen = dump.log_text();
     println!("tcpdump at D:\n{seen}");
     assert!(
         seen.contains(&r3d),

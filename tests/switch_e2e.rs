@@ -76,33 +76,15 @@ fn fdb_row<'a>(fdb: &'a Value, mac: &str) -> Option<&'a Value> {
     })
 }
 
-/// Starts a packet capture on `ifname` in `ns` writing to `file`, and waits until tcpdump says
-/// it is listening.
-fn capture(lab: &Lab, ns: &str, ifname: &str, file: &std::path::Path) -> Bg {
-    let log = file.with_extension("log");
-    let mut c = Command::new("ip");
-    c.args([
-        "netns", "exec", ns, "tcpdump", "-i", ifname, "-nn", "-e", "-U", "-Z", "root",
-    ])
-    .arg("-w")
-    .arg(file);
-    let bg = Bg::spawn(&mut c, &log);
-    if !wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        bg.log_text().contains("listening on")
-    }) {
-        lab.fail(&format!(
-            "tcpdump on {ns}/{ifname} did not start: {}",
-            bg.log_text()
-        ));
-    }
-    bg
-}
-
-/// Reads a capture file back as text (`tcpdump -r -nn -e`).
-fn read_capture(file: &std::path::Path) -> String {
-    let f = file.to_string_lossy().into_owned();
-    let o = cmd(&["tcpdump", "-r", &f, "-nn", "-e"], CLI_TIMEOUT);
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// Starts a packet capture on `ifname` in `ns` writing to `file` (read it with [`read_pcap`]).
+fn capture(ns: &str, ifname: &str, file: &std::path::Path) -> Bg {
+    let f = file.to_string_lossy();
+    tcpdump_bg(
+        ns,
+        ifname,
+        &["-U", "-Z", "root", "-w", &f],
+        &file.with_extension("log"),
+    )
 }
 
 #[test]
@@ -128,8 +110,8 @@ fn networks_are_isolated() {
 
     let cap_b1 = lab.dir.join("b1.pcap");
     let cap_b2 = lab.dir.join("b2.pcap");
-    let mut t1 = capture(&lab, &b1, "eth0", &cap_b1);
-    let mut t2 = capture(&lab, &b2, "eth0", &cap_b2);
+    let mut t1 = capture(&b1, "eth0", &cap_b1);
+    let mut t2 = capture(&b2, "eth0", &cap_b2);
 
     // Red traffic: unicast, broadcast (ARP for blue's addresses, a broadcast ping).
     lab.assert_ping(&a1, &ip(&ea2));
@@ -159,14 +141,14 @@ fn networks_are_isolated() {
     // tcpdump may write the last packets a moment after the ping returned.
     let (mb1, mb2) = (mac(&eb1), mac(&eb2));
     wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        read_capture(&cap_b1).to_lowercase().contains(&mb2)
-            && read_capture(&cap_b2).to_lowercase().contains(&mb1)
+        read_pcap(&cap_b1).to_lowercase().contains(&mb2)
+            && read_pcap(&cap_b2).to_lowercase().contains(&mb1)
     });
     std::thread::sleep(Duration::from_millis(300));
     t1.stop(Duration::from_secs(5));
     t2.stop(Duration::from_secs(5));
-    let text1 = read_capture(&cap_b1);
-    let text2 = read_capture(&cap_b2);
+    let text1 = read_pcap(&cap_b1);
+    let text2 = read_pcap(&cap_b2);
     // Every frame either capture saw comes from a blue endpoint: blue's own ARP requests for
     // red's addresses are fine, a red source (or a red frame's broadcast) is a leak.
     let blue_macs = [mac(&eb1), mac(&eb2)];

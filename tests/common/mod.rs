@@ -1068,6 +1068,77 @@ pub fn require_program(prog: &str, package: &str) {
     }
 }
 
+/// Starts `tcpdump -i IFACE -n -l ARGS` in namespace `ns` as a [`Bg`] whose log gets all it
+/// prints (what it decodes on stdout, "listening on" on stderr), and waits (10 s at most) until
+/// it listens, so traffic the caller sends next is captured. `args` holds further options and
+/// the filter (`-w FILE -U -Z root`, `-c 4`, `icmp`). Fails naming the package when tcpdump is
+/// missing, and with its log when it does not start.
+pub fn tcpdump_bg(ns: &str, iface: &str, args: &[&str], log: &Path) -> Bg {
+    tcpdump_bg_under(&["ip", "netns", "exec", ns], iface, args, log)
+}
+
+/// [`tcpdump_bg`] run under `prefix`, the command that enters the namespace (`netyard exec
+/// NODE --` for a lab's node).
+pub fn tcpdump_bg_under(prefix: &[&str], iface: &str, args: &[&str], log: &Path) -> Bg {
+    require_program("tcpdump", "tcpdump");
+    let (prog, enter) = prefix
+        .split_first()
+        .expect("a prefix entering the namespace");
+    let mut c = Command::new(prog);
+    c.args(enter)
+        .args(["tcpdump", "-i", iface, "-n", "-l"])
+        .args(args);
+    let bg = Bg::spawn(&mut c, log);
+    if !wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        bg.log_text().contains("listening on")
+    }) {
+        panic!(
+            "tcpdump on {iface} ({prefix:?}) did not start:\n{}",
+            bg.log_text()
+        );
+    }
+    bg
+}
+
+/// A capture file as text (`tcpdump -r FILE -nn -e`); empty if it cannot be read yet.
+pub fn read_pcap(file: &Path) -> String {
+    let f = file.to_string_lossy();
+    let o = cmd(&["tcpdump", "-r", &f, "-nn", "-e"], CLI_TIMEOUT);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Lab {
+    /// Runs `netyard capture ARGS -c COUNT -w - | tcpdump -n -r -` in the background while
+    /// `traffic` runs (again and again, until the capture ends, 30 s at most); returns what
+    /// tcpdump printed.
+    pub fn capture_through_tcpdump(&self, args: &[&str], count: u32, traffic: impl Fn()) -> String {
+        require_program("tcpdump", "tcpdump");
+        let out = self.dir.join(format!("cap-{}.txt", args.join("-")));
+        let script = format!(
+            "{} --api {} capture {} -c {count} -w - | tcpdump -n -r - > {} 2>&1",
+            NETYARD,
+            self.api.display(),
+            args.join(" "),
+            out.display()
+        );
+        let mut cap = Bg::spawn(
+            Command::new("sh").args(["-c", &script]),
+            &self.dir.join("capture.log"),
+        );
+        let ok = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            traffic();
+            cap.wait(Duration::ZERO).is_some()
+        });
+        if !ok {
+            self.fail(&format!(
+                "capture {args:?} did not end after {count} frames: {}",
+                cap.log_text()
+            ));
+        }
+        std::fs::read_to_string(&out).unwrap_or_default()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Added for the egress tests (tests/egress_e2e.rs); nothing above depends on these.
 
