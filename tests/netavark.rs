@@ -568,52 +568,34 @@ fn create_completes_the_config_and_bad_input_gets_netavarks_error_shape() {
     assert_eq!(v["name"], "netyard");
 }
 
-/// A CGI script answering the client's address as the container saw it.
-const WHO_CGI: &str =
-    "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"peer=$REMOTE_ADDR\"\n";
-
-/// `http_get.py HOST PORT PATH`: prints the whole answer.
-const HTTP_GET: &str = r#"
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(("GET %s HTTP/1.0\r\n\r\n" % sys.argv[3]).encode())
-out = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    out += b
-print(out.decode())
-"#;
+/// Debian 13's Podman 5 on Debian 13's netavark (found through helper_binaries_dir) with
+/// netyard as its plugin, the lab's daemon started for it ([`Podman::with_netyard_plugin`]).
+fn podman5_with_plugin(lab: &mut Lab) -> Podman {
+    let podman5 = podman5();
+    let netavark = netavark();
+    let mut podman = Podman::with_netyard_plugin(
+        lab,
+        |dir| {
+            format!(
+                "network_backend = \"netavark\"\nnetavark_plugin_dirs = [\"{}\"]",
+                dir.display()
+            )
+        },
+        &format!(
+            "helper_binaries_dir = [\"{}\", \"/usr/lib/podman\", \"/usr/libexec/podman\"]",
+            netavark.parent().expect("netavark's directory").display()
+        ),
+    );
+    podman.set_program(&podman5);
+    podman
+}
 
 #[test]
 fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
     require_podman();
     require_program("python3", "python3");
-    let podman5 = podman5();
-    let netavark = netavark();
     let mut lab = Lab::bare();
-    let plugins = lab.dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("mkdir plugins");
-    std::os::unix::fs::symlink(NETYARD, plugins.join("netyard")).expect("link netyard");
-    // Podman 5 finds netavark through helper_binaries_dir; port reservation is off as the
-    // README says (Podman 5 still binds published ports itself before netavark runs).
-    let mut podman = Podman::with_conf(
-        &lab,
-        &format!(
-            "network_backend = \"netavark\"\nnetavark_plugin_dirs = [\"{}\"]",
-            plugins.display()
-        ),
-        &format!(
-            "enable_port_reservation = false\nhelper_binaries_dir = [\"{}\", \"/usr/lib/podman\", \"/usr/libexec/podman\"]",
-            netavark.parent().expect("netavark's directory").display()
-        ),
-    );
-    podman.set_program(&podman5);
-    // Podman's /run/netns/netns-... bind mounts live in its mount namespace: the daemon shares
-    // it, as it shares the host's in production.
-    lab.start_daemon_in_mount_ns(podman.holder_pid(), &[]);
-    podman.in_netns(&lab.host.path());
+    let podman = podman5_with_plugin(&mut lab);
     let outside = lab.outside();
 
     let sub = Subnet::random();
@@ -640,62 +622,15 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
         "create made the netyard network"
     );
 
-    let www = podman.dir.join("rootfs/www/cgi-bin");
-    std::fs::create_dir_all(&www).expect("mkdir www");
-    std::fs::write(www.join("who"), WHO_CGI).expect("cgi");
-    cmd_ok(&["chmod", "755", &www.join("who").to_string_lossy()]);
-    let image = format!("nyt{}img", lab.id);
-    podman.import_busybox(
+    let image = podman.import_web_image(
         &lab,
-        &image,
+        &format!("nyt{}img", lab.id),
         &[
             "sh", "sleep", "httpd", "nc", "cat", "nslookup", "ping", "echo",
         ],
     );
-    let image = format!("localhost/{image}");
-    let cgroup = format!("/{}", podman.cgroup);
     let (web, cli) = (format!("nyt{}web", lab.id), format!("nyt{}cli", lab.id));
-    podman.ok(
-        &lab,
-        &[
-            "run",
-            "-d",
-            "--network",
-            &net,
-            "--cgroup-parent",
-            &cgroup,
-            "--name",
-            &web,
-            "-p",
-            "18081:80",
-            &image,
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ],
-    );
-    podman.ok(
-        &lab,
-        &[
-            "run",
-            "-d",
-            "--network",
-            &net,
-            "--cap-add",
-            "NET_RAW",
-            "--cgroup-parent",
-            &cgroup,
-            "--name",
-            &cli,
-            &image,
-            "sh",
-            "-c",
-            IDLE,
-        ],
-    );
+    podman.run_web_and_client(&lab, &net, &image, (&web, &cli), "18081:80");
     let ep_web = lab.endpoint(&net, &web);
     let ep_cli = lab.endpoint(&net, &cli);
     let shown = podman.ok(
@@ -715,61 +650,19 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
     assert_eq!(shown[&net]["MacAddress"], ep_web["mac"]);
 
     // Podman wrote the status block's DNS server (the gateway) into resolv.conf.
-    let resolv = podman.ok(&lab, &["exec", &cli, "cat", "/etc/resolv.conf"]);
-    assert!(
-        resolv.contains(&format!("nameserver {}", sub.ip(1))),
-        "{cli}'s resolv.conf does not name the gateway:\n{resolv}"
-    );
-    let looked = podman.ok(&lab, &["exec", &cli, "nslookup", &web]);
-    let ip_web = ep_web["ip"].as_str().unwrap_or_default();
-    assert!(
-        looked.contains(ip_web),
-        "nslookup {web} from {cli}:\n{looked}"
-    );
-    podman.ok(&lab, &["exec", &cli, "ping", "-c", "2", "-W", "3", &web]);
-    let answer = podman.ok(
+    podman.check_by_name(
         &lab,
-        &[
-            "exec",
-            &cli,
-            "sh",
-            "-c",
-            &format!("printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc {web} 80"),
-        ],
+        (&web, &cli),
+        &sub.ip(1),
+        (
+            ep_web["ip"].as_str().unwrap_or_default(),
+            ep_cli["ip"].as_str().unwrap_or_default(),
+        ),
     );
-    assert_eq!(
-        cgi_peer(&answer),
-        ep_cli["ip"].as_str().unwrap_or_default(),
-        "{answer}"
-    );
-
     // -p 18081:80 from the outside namespace keeps the client's address.
-    let o = ns_cmd(
-        &outside.ns,
-        &[
-            "python3",
-            "-c",
-            HTTP_GET,
-            &outside.host_ip,
-            "18081",
-            "/cgi-bin/who",
-        ],
-        Duration::from_secs(20),
-    );
-    let body = String::from_utf8_lossy(&o.stdout);
-    if !o.status.success() || cgi_peer(&body) != outside.ip {
-        lab.fail(&format!(
-            "{}:18081 from the outside ({}) did not show the client's address:\n{}",
-            outside.host_ip,
-            outside.ip,
-            show(&o)
-        ));
-    }
-
+    fetch_published(&lab, &outside, 18081);
     // podman rm -f: netavark teardown for both; nothing left in ps.
-    podman.ok(&lab, &["rm", "-f", "--time", "0", &web, &cli]);
-    let ps = lab.ny_json(&["ps", "--json"]);
-    assert_eq!(ps, json!([]), "netyard ps after podman rm -f");
+    podman.rm_leaves_nothing(&lab, &[&web, &cli]);
 }
 
 /// `podman network create -d netyard --ipv6` (issue 15) with Debian 13's Podman 5.4 on the
@@ -779,26 +672,8 @@ fn podman5_runs_containers_on_a_netyard_network_through_the_plugin() {
 #[test]
 fn podman5_dual_stack_network_gives_containers_their_ipv6_addresses_through_the_plugin() {
     require_podman();
-    let podman5 = podman5();
-    let netavark = netavark();
     let mut lab = Lab::bare();
-    let plugins = lab.dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("mkdir plugins");
-    std::os::unix::fs::symlink(NETYARD, plugins.join("netyard")).expect("link netyard");
-    let mut podman = Podman::with_conf(
-        &lab,
-        &format!(
-            "network_backend = \"netavark\"\nnetavark_plugin_dirs = [\"{}\"]",
-            plugins.display()
-        ),
-        &format!(
-            "enable_port_reservation = false\nhelper_binaries_dir = [\"{}\", \"/usr/lib/podman\", \"/usr/libexec/podman\"]",
-            netavark.parent().expect("netavark's directory").display()
-        ),
-    );
-    podman.set_program(&podman5);
-    lab.start_daemon_in_mount_ns(podman.holder_pid(), &[]);
-    podman.in_netns(&lab.host.path());
+    let podman = podman5_with_plugin(&mut lab);
 
     let sub = Subnet::random();
     let sub6 = format!(
@@ -837,28 +712,9 @@ fn podman5_dual_stack_network_gives_containers_their_ipv6_addresses_through_the_
     let image = format!("nyt{}img6", lab.id);
     podman.import_busybox(&lab, &image, &["sh", "sleep", "ping", "ip", "cat"]);
     let image = format!("localhost/{image}");
-    let cgroup = format!("/{}", podman.cgroup);
     let names = [format!("nyt{}v6a", lab.id), format!("nyt{}v6b", lab.id)];
     for name in &names {
-        podman.ok(
-            &lab,
-            &[
-                "run",
-                "-d",
-                "--network",
-                &net,
-                "--cap-add",
-                "NET_RAW",
-                "--cgroup-parent",
-                &cgroup,
-                "--name",
-                name,
-                &image,
-                "sh",
-                "-c",
-                IDLE,
-            ],
-        );
+        podman.run_idle(&lab, &net, name, &image);
     }
     let prefix: ipnet::Ipv6Net = sub6.parse().expect("prefix");
     let mut ip6s = Vec::new();
@@ -912,9 +768,5 @@ fn podman5_dual_stack_network_gives_containers_their_ipv6_addresses_through_the_
             lab.fail(&format!("ping -6 from {from} to {to}:\n{}", show(&o)));
         }
     }
-    let a = &names[0];
-    let b = &names[1];
-    podman.ok(&lab, &["rm", "-f", "--time", "0", a, b]);
-    let ps = lab.ny_json(&["ps", "--json"]);
-    assert_eq!(ps, json!([]), "netyard ps after podman rm -f");
+    podman.rm_leaves_nothing(&lab, &[&names[0], &names[1]]);
 }

@@ -157,6 +157,31 @@ impl Podman {
         p
     }
 
+    /// Podman running netyard as its network plugin, the lab's daemon started for it: a
+    /// directory `DIR/plugins` holds a `netyard` link to the binary under test, `network`
+    /// (given that directory) goes into the `[network]` table, `engine` into `[engine]` after
+    /// `enable_port_reservation = false` (README: Podman would otherwise hold every published
+    /// host port itself). The daemon runs in Podman's mount namespace (the namespaces Podman
+    /// makes, /run/netns/..., are bind mounts there) and Podman in the lab's host network
+    /// namespace: as in production, where runtime and daemon share the machine's.
+    pub fn with_netyard_plugin(
+        lab: &mut Lab,
+        network: impl FnOnce(&Path) -> String,
+        engine: &str,
+    ) -> Podman {
+        let plugins = lab.dir.join("plugins");
+        std::fs::create_dir_all(&plugins).expect("mkdir plugins");
+        std::os::unix::fs::symlink(NETYARD, plugins.join("netyard")).expect("link netyard");
+        let mut podman = Podman::with_conf(
+            lab,
+            &network(&plugins),
+            &format!("enable_port_reservation = false\n{engine}"),
+        );
+        lab.start_daemon_in_mount_ns(podman.holder_pid(), &[]);
+        podman.in_netns(&lab.host.path());
+        podman
+    }
+
     /// The directory of network configurations (`network_config_dir`: Podman's CNI
     /// conflists with the CNI backend).
     pub fn networks_dir(&self) -> PathBuf {
@@ -339,4 +364,155 @@ pub fn cgi_peer(answer: &str) -> String {
         .trim_matches(|c| c == '[' || c == ']')
         .trim_start_matches("::ffff:")
         .to_string()
+}
+
+/// The web image's CGI script (`/www/cgi-bin/who`): answers with the client's address as
+/// busybox httpd saw it (read back with [`cgi_peer`]).
+pub const WHO_CGI: &str =
+    "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"peer=$REMOTE_ADDR\"\n";
+
+/// `python3 -c HTTP_GET HOST PORT PATH`: an HTTP/1.0 GET; prints the whole answer.
+pub const HTTP_GET: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(("GET %s HTTP/1.0\r\n\r\n" % sys.argv[3]).encode())
+print(b"".join(iter(lambda: s.recv(65536), b"")).decode())
+"#;
+
+impl Podman {
+    /// [`Podman::import_busybox`] with the CGI script [`WHO_CGI`] at `/www/cgi-bin/who` for
+    /// httpd; returns the image's full name (`localhost/NAME`).
+    pub fn import_web_image(&self, lab: &Lab, name: &str, applets: &[&str]) -> String {
+        let www = self.dir.join("rootfs/www/cgi-bin");
+        std::fs::create_dir_all(&www).expect("mkdir www");
+        std::fs::write(www.join("who"), WHO_CGI).expect("cgi");
+        cmd_ok(&["chmod", "755", &www.join("who").to_string_lossy()]);
+        self.import_busybox(lab, name, applets);
+        format!("localhost/{name}")
+    }
+
+    /// `podman run -d --network NET --cgroup-parent CGROUP --name NAME ARGS` (ARGS: further
+    /// options, the image and its command): a container in the test's cgroup.
+    pub fn run_on(&self, lab: &Lab, net: &str, name: &str, args: &[&str]) {
+        let cgroup = format!("/{}", self.cgroup);
+        let mut argv = vec![
+            "run",
+            "-d",
+            "--network",
+            net,
+            "--cgroup-parent",
+            &cgroup,
+            "--name",
+            name,
+        ];
+        argv.extend_from_slice(args);
+        self.ok(lab, &argv);
+    }
+
+    /// An idle container `name` of `image` on `net` that may ping (NET_RAW).
+    pub fn run_idle(&self, lab: &Lab, net: &str, name: &str, image: &str) {
+        self.run_on(
+            lab,
+            net,
+            name,
+            &["--cap-add", "NET_RAW", image, "sh", "-c", IDLE],
+        );
+    }
+
+    /// The web server `web` (httpd on port 80 with [`WHO_CGI`], `-p publish`) and an idle
+    /// client `cli` on `net`, both of `image` (from [`Podman::import_web_image`]).
+    pub fn run_web_and_client(
+        &self,
+        lab: &Lab,
+        net: &str,
+        image: &str,
+        (web, cli): (&str, &str),
+        publish: &str,
+    ) {
+        self.run_on(
+            lab,
+            net,
+            web,
+            &[
+                "-p", publish, image, "httpd", "-f", "-p", "80", "-h", "/www",
+            ],
+        );
+        self.run_idle(lab, net, cli, image);
+    }
+
+    /// From `cli`: its resolv.conf names `nameserver`, and `web` resolves to `web_ip`,
+    /// answers pings, and its CGI sees `cli_ip`, all by name.
+    pub fn check_by_name(
+        &self,
+        lab: &Lab,
+        (web, cli): (&str, &str),
+        nameserver: &str,
+        (web_ip, cli_ip): (&str, &str),
+    ) {
+        let resolv = self.ok(lab, &["exec", cli, "cat", "/etc/resolv.conf"]);
+        assert!(
+            resolv.contains(&format!("nameserver {nameserver}")),
+            "{cli}'s resolv.conf does not name {nameserver}:\n{resolv}"
+        );
+        let looked = self.ok(lab, &["exec", cli, "nslookup", web]);
+        assert!(
+            looked.contains(web_ip),
+            "nslookup {web} from {cli}:\n{looked}"
+        );
+        self.ok(lab, &["exec", cli, "ping", "-c", "2", "-W", "3", web]);
+        let answer = self.ok(
+            lab,
+            &[
+                "exec",
+                cli,
+                "sh",
+                "-c",
+                &format!("printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc {web} 80"),
+            ],
+        );
+        assert_eq!(
+            cgi_peer(&answer),
+            cli_ip,
+            "{cli} -> {web}:80 by name, answer:\n{answer}"
+        );
+    }
+
+    /// `podman rm -f` of `names` (the runtime's teardown of each): nothing is left in
+    /// `netyard ps`.
+    pub fn rm_leaves_nothing(&self, lab: &Lab, names: &[&str]) {
+        let mut argv = vec!["rm", "-f", "--time", "0"];
+        argv.extend_from_slice(names);
+        self.ok(lab, &argv);
+        let ps = lab.ny_json(&["ps", "--json"]);
+        assert_eq!(ps, serde_json::json!([]), "netyard ps after podman rm -f");
+    }
+}
+
+/// GET /cgi-bin/who of the host's published `port` from the outside namespace: the container
+/// must see the client's own address (no masquerade on the way in). Returns the answer.
+pub fn fetch_published(lab: &Lab, outside: &Outside, port: u16) -> String {
+    require_program("python3", "python3");
+    let port = port.to_string();
+    let o = ns_cmd(
+        &outside.ns,
+        &[
+            "python3",
+            "-c",
+            HTTP_GET,
+            &outside.host_ip,
+            &port,
+            "/cgi-bin/who",
+        ],
+        Duration::from_secs(20),
+    );
+    let body = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() || cgi_peer(&body) != outside.ip {
+        lab.fail(&format!(
+            "{}:{port} from the outside namespace ({}) did not show the client's address:\n{}",
+            outside.host_ip,
+            outside.ip,
+            show(&o)
+        ));
+    }
+    body
 }
