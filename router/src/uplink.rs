@@ -105,7 +105,15 @@ impl Uplink {
                 let ports = d.switch.ports();
                 let now = d.switch.now_ms();
                 SCRATCH.with_borrow_mut(|s| {
-                    driver::forward(&d.switch, &ports, &d.port, frame, now, s)
+                    driver::forward(
+                        &d.switch,
+                        &ports,
+                        &d.port,
+                        frame,
+                        now,
+                        driver::Entry::Port,
+                        s,
+                    )
                 });
                 true
             }

@@ -156,6 +156,7 @@ impl NetworkLive {
             &gw.port,
             &frame,
             self.switch.now_ms(),
+            driver::Entry::Port,
             &mut Vec::new(),
         );
         let switch = self.switch.clone();

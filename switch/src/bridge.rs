@@ -579,7 +579,15 @@ mod tests {
     fn forward(s: &Switch, ingress: PortId, frame: &[u8], now: u64) {
         let ports = s.ports();
         let port = Switch::port_in(&ports, ingress).expect("port");
-        crate::driver::forward(s, &ports, port, frame, now, &mut Vec::new());
+        crate::driver::forward(
+            s,
+            &ports,
+            port,
+            frame,
+            now,
+            crate::driver::Entry::Port,
+            &mut Vec::new(),
+        );
     }
 
     fn stats(s: &Switch, id: PortId) -> crate::counters::PortStats {

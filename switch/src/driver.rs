@@ -450,23 +450,35 @@ impl<'a> Out<'a> {
     }
 }
 
-/// Decides one frame and writes it to its egress port(s).
+/// Where a frame given to [`forward`] enters the switch, so that it passes its ingress
+/// link's impairment once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Fresh from the ingress port (read from its device, or sent by an in-process port: the
+    /// gateway, a router, an uplink): counted, captured, impaired, then decided.
+    Port,
+    /// Released by the ingress link's impairment, which held it ([`crate::impair::link`]):
+    /// counted, captured and impaired already; only decided and written.
+    Impaired,
+}
+
+/// Decides one frame and writes it to its egress port(s). Inlined so that a caller's
+/// constant `entry` costs no branch per frame.
+#[inline]
 pub fn forward(
     switch: &Switch,
     ports: &[Arc<SwitchPort>],
     ingress: &SwitchPort,
     frame: &[u8],
     now: u64,
+    entry: Entry,
     scratch: &mut Vec<u8>,
 ) {
-    forward_out(
-        switch,
-        ports,
-        ingress,
-        frame,
-        now,
-        &mut Out::direct(scratch),
-    );
+    let out = &mut Out::direct(scratch);
+    match entry {
+        Entry::Port => forward_out(switch, ports, ingress, frame, now, out),
+        Entry::Impaired => decide_and_act(switch, ports, ingress, frame, now, out),
+    }
 }
 
 fn forward_out(
@@ -488,25 +500,6 @@ fn forward_out(
         return;
     }
     decide_and_act(switch, ports, ingress, frame, now, out);
-}
-
-/// [`forward`] once received and past the ingress link's impairment: decides and writes.
-pub(crate) fn forward_decided(
-    switch: &Switch,
-    ports: &[Arc<SwitchPort>],
-    ingress: &SwitchPort,
-    frame: &[u8],
-    now: u64,
-    scratch: &mut Vec<u8>,
-) {
-    decide_and_act(
-        switch,
-        ports,
-        ingress,
-        frame,
-        now,
-        &mut Out::direct(scratch),
-    );
 }
 
 fn decide_and_act(

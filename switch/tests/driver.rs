@@ -365,7 +365,15 @@ async fn a_handoff_port_gets_unicast_frames_as_buffers_and_floods_as_copies() {
     // The consumer's frames reach the switch as the gateway sends them (it learns G there).
     let mut scratch = Vec::new();
     let from_g = with_hdr(&eth(A, G, 46));
-    driver::forward(&sw, &sw.ports(), &gw, &from_g, sw.now_ms(), &mut scratch);
+    driver::forward(
+        &sw,
+        &sw.ports(),
+        &gw,
+        &from_g,
+        sw.now_ms(),
+        driver::Entry::Port,
+        &mut scratch,
+    );
     let peers = Arc::new(peers);
     let p = peers.clone();
     assert!(blocking(move || recv(&p[0])).await.is_some(), "G to A");

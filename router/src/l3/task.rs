@@ -178,6 +178,7 @@ fn send(links: &[Link], iface: usize, frame: &[u8], scratch: &mut Vec<u8>) {
             &d.port,
             frame,
             d.switch.now_ms(),
+            driver::Entry::Port,
             scratch,
         );
     }

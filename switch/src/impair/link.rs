@@ -561,12 +561,13 @@ async fn release(held: Arc<Held>, switch: Weak<Switch>, port: Weak<SwitchPort>) 
                         match held.way {
                             Way::Out => {
                                 let ports = sw.ports();
-                                crate::driver::forward_decided(
+                                crate::driver::forward(
                                     &sw,
                                     &ports,
                                     &p,
                                     &e.buf,
                                     sw.now_ms(),
+                                    crate::driver::Entry::Impaired,
                                     &mut scratch,
                                 );
                             }
