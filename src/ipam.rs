@@ -153,7 +153,11 @@ impl Ipam {
     /// Moves the cursor to `ip`, an address just handed out for good (an attach that
     /// succeeded): the next automatic address comes after it. A failed attach does not call
     /// this, so it leaves the next attach the same address. An address outside the range
-    /// (an explicit `--ip`) leaves the cursor where it was.
+    /// (only an explicit `--ip` can be) leaves the cursor where it was; an explicit address
+    /// inside it moves the cursor as an automatic one does, in both families
+    /// ([`Ipam6::advance`]): a cluster's automatic address, claimed in etcd first, reaches
+    /// the attach as an explicit one (`cluster.rs`), and must not be handed out again at once
+    /// after its release.
     pub fn advance(&mut self, ip: Ipv4Addr) {
         if self.pool().contains(&ip) {
             self.cursor = u32::from(ip);
@@ -284,7 +288,8 @@ impl Ipam6 {
         Err(Ipam6Error::Exhausted(self.subnet))
     }
 
-    /// Moves the cursor to `ip`, an address just handed out for good.
+    /// Moves the cursor to `ip`, an address just handed out for good, explicit or automatic,
+    /// as [`Ipam::advance`] does inside its pool (here the whole prefix: IPv6 has no range).
     pub fn advance(&mut self, ip: Ipv6Addr) {
         if self.subnet.contains(&ip) {
             self.cursor = u128::from(ip);
@@ -454,6 +459,27 @@ mod tests {
         ipam.release(a6("fd00:1::3"));
         assert_eq!(ipam.peek_free().unwrap(), a6("fd00:1::5"));
         assert_eq!(ipam.peek_free().unwrap(), a6("fd00:1::5"));
+    }
+
+    #[test]
+    fn an_explicit_address_moves_both_families_cursors_alike() {
+        let mut v4 = Ipam::new(net("10.1.0.0/24"), Ipv4Addr::new(10, 1, 0, 1));
+        let mut v6 = Ipam6::new(net6("fd00:1::/64"), a6("fd00:1::1"));
+        v4.take(Ipv4Addr::new(10, 1, 0, 99)).unwrap();
+        v4.advance(Ipv4Addr::new(10, 1, 0, 99));
+        v6.take(a6("fd00:1::99")).unwrap();
+        v6.advance(a6("fd00:1::99"));
+        assert_eq!(
+            (v4.peek_free().unwrap(), v6.peek_free().unwrap()),
+            (Ipv4Addr::new(10, 1, 0, 100), a6("fd00:1::9a"))
+        );
+        // Released: neither family hands it out again at once.
+        v4.release(Ipv4Addr::new(10, 1, 0, 99));
+        v6.release(a6("fd00:1::99"));
+        assert_eq!(
+            (v4.peek_free().unwrap(), v6.peek_free().unwrap()),
+            (Ipv4Addr::new(10, 1, 0, 100), a6("fd00:1::9a"))
+        );
     }
 
     #[test]
