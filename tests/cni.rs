@@ -557,12 +557,47 @@ fn a_dual_stack_network_gives_both_addresses_and_check_and_del_handle_them() {
     lab.assert_ping(&ns1, &ip6b);
     println!("{p6}99 and {ip6b} reach the gateway {p6}1 and each other");
 
-    // CHECK with each ADD's result.
-    for (env, c, r) in [(&env1, &conf1, &r1), (&env2, &conf2, &r2)] {
-        let mut c = c.clone();
-        c["prevResult"] = r.clone();
-        cni_ok(&lab, "CHECK", env, &c);
+    // CHECK with each ADD's result, once the gateway's Router Advertisement gave each its
+    // IPv6 default route (the answer to the Router Solicitation the interface sends when it
+    // comes up).
+    let route6 = |ns: &str| {
+        let o = ns_cmd(
+            ns,
+            &["ip", "-6", "route", "show", "default", "dev", "eth0"],
+            Duration::from_secs(10),
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    for ns in [&ns1, &ns2] {
+        if !wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            !route6(ns).is_empty()
+        }) {
+            lab.fail(&format!(
+                "{ns} got no IPv6 default route from the gateway's RAs"
+            ));
+        }
     }
+    println!("{ns1}'s IPv6 default route: {}", route6(&ns1));
+    let mut check1 = conf1.clone();
+    check1["prevResult"] = r1.clone();
+    let mut check2 = conf2.clone();
+    check2["prevResult"] = r2.clone();
+    for (env, c) in [(&env1, &check1), (&env2, &check2)] {
+        cni_ok(&lab, "CHECK", env, c);
+    }
+    // The IPv6 default route deleted behind the plugin's back: CHECK names it (the next
+    // unsolicited RA is minutes away).
+    cmd_ok(&[
+        "ip", "-n", &ns1, "-6", "route", "del", "default", "dev", "eth0",
+    ]);
+    cni_err(
+        &lab,
+        "CHECK",
+        &env1,
+        &check1,
+        101,
+        &format!("the route to ::/0 via {p6}1 is missing"),
+    );
     // An IPv6 address outside the prefix, or on an IPv4-only network: refused naming the
     // capability, nothing attached.
     let ns3 = lab.ns("d3");

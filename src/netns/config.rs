@@ -13,7 +13,7 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -621,15 +621,9 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool, NetnsError
     }
 }
 
-/// The IPv4 and IPv6 networks in use in `handle`'s namespace, for picking a free subnet: the
-/// destination of every route of every table (default routes excluded, since they overlap
-/// everything; the local table's `local`/`broadcast` entries excluded, the addresses cover
-/// them) and the subnet of every address. Sorted, without duplicates.
-pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
-    let mut nets = Vec::new();
-
-    // Both families: IPv6 routes and addresses keep an automatic ULA prefix (`--ipv6`
-    // without `--subnet6`) off the host's own; an IPv4 candidate never overlaps an IPv6 one.
+/// Every route of `handle`'s namespace, IPv4 then IPv6, of every table.
+async fn routes_of_both_families(handle: &Handle) -> Result<Vec<RouteMessage>, NetnsError> {
+    let mut all = Vec::new();
     for request in [
         RouteMessageBuilder::<Ipv4Addr>::new().build(),
         RouteMessageBuilder::<Ipv6Addr>::new().build(),
@@ -643,36 +637,58 @@ pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
                     source: Box::new(source),
                 })?
         {
-            let header = &route.header;
-            if !matches!(
-                header.address_family,
-                AddressFamily::Inet | AddressFamily::Inet6
-            ) || header.destination_prefix_length == 0
-                || matches!(
-                    header.kind,
-                    RouteType::Local | RouteType::Broadcast | RouteType::Multicast
-                )
-            {
-                continue;
-            }
-            let dst = route.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
-                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
-                _ => None,
-            });
-            if let Some(net) =
-                dst.and_then(|ip| IpNet::new(ip, header.destination_prefix_length).ok())
-            {
-                // Link-local and multicast routes are on every IPv6 interface and never
-                // overlap a ULA prefix; they are left out so the list stays what it says.
-                if let IpNet::V6(v6) = net {
-                    let first = v6.network().segments()[0];
-                    if first & 0xffc0 == 0xfe80 || first & 0xff00 == 0xff00 {
-                        continue;
-                    }
+            all.push(route);
+        }
+    }
+    Ok(all)
+}
+
+/// A route's address attribute (destination, gateway) as an address of either family.
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    }
+}
+
+/// The IPv4 and IPv6 networks in use in `handle`'s namespace, for picking a free subnet: the
+/// destination of every route of every table (default routes excluded, since they overlap
+/// everything; the local table's `local`/`broadcast` entries excluded, the addresses cover
+/// them) and the subnet of every address. Sorted, without duplicates.
+pub async fn host_routes(handle: &Handle) -> Result<Vec<IpNet>, NetnsError> {
+    let mut nets = Vec::new();
+
+    // Both families: IPv6 routes and addresses keep an automatic ULA prefix (`--ipv6`
+    // without `--subnet6`) off the host's own; an IPv4 candidate never overlaps an IPv6 one.
+    for route in routes_of_both_families(handle).await? {
+        let header = &route.header;
+        if !matches!(
+            header.address_family,
+            AddressFamily::Inet | AddressFamily::Inet6
+        ) || header.destination_prefix_length == 0
+            || matches!(
+                header.kind,
+                RouteType::Local | RouteType::Broadcast | RouteType::Multicast
+            )
+        {
+            continue;
+        }
+        let dst = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(d) => route_ip(d),
+            _ => None,
+        });
+        if let Some(net) = dst.and_then(|ip| IpNet::new(ip, header.destination_prefix_length).ok())
+        {
+            // Link-local and multicast routes are on every IPv6 interface and never
+            // overlap a ULA prefix; they are left out so the list stays what it says.
+            if let IpNet::V6(v6) = net {
+                let first = v6.network().segments()[0];
+                if first & 0xffc0 == 0xfe80 || first & 0xff00 == 0xff00 {
+                    continue;
                 }
-                nets.push(net.trunc());
             }
+            nets.push(net.trunc());
         }
     }
 
@@ -850,8 +866,8 @@ pub struct LinkView {
     pub mac: Vec<u8>,
     /// IPv4 and IPv6 addresses with their prefix lengths.
     pub addrs: Vec<(IpAddr, u8)>,
-    /// IPv4 unicast routes out of the interface: destination and gateway.
-    pub routes: Vec<(ipnet::Ipv4Net, Option<Ipv4Addr>)>,
+    /// IPv4 and IPv6 unicast routes out of the interface: destination and gateway.
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
 }
 
 /// The interface `ifname` of `handle`'s namespace, or `None` when there is none.
@@ -888,17 +904,7 @@ pub async fn view_link(handle: &Handle, ifname: &str) -> Result<Option<LinkView>
             view.addrs.push((a, msg.header.prefix_len));
         }
     }
-    let mut routes = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    while let Some(route) = routes
-        .try_next()
-        .await
-        .map_err(|source| NetnsError::ListRoutes {
-            source: Box::new(source),
-        })?
-    {
+    for route in routes_of_both_families(handle).await? {
         if route.header.kind != RouteType::Unicast {
             continue;
         }
@@ -909,19 +915,25 @@ pub async fn view_link(handle: &Handle, ifname: &str) -> Result<Option<LinkView>
         if oif != Some(index) {
             continue;
         }
+        // No destination attribute: the default route of the message's family.
+        let any = if route.header.address_family == AddressFamily::Inet6 {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
         let dst = route
             .attributes
             .iter()
             .find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                RouteAttribute::Destination(d) => route_ip(d),
                 _ => None,
             })
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            .unwrap_or(any);
         let gw = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+            RouteAttribute::Gateway(g) => route_ip(g),
             _ => None,
         });
-        if let Ok(net) = ipnet::Ipv4Net::new(dst, route.header.destination_prefix_length) {
+        if let Ok(net) = IpNet::new(dst, route.header.destination_prefix_length) {
             view.routes.push((net, gw));
         }
     }

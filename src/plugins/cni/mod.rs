@@ -216,7 +216,7 @@ async fn result(conf: &NetConf, net: &NetworkInfo, ep: &EndpointInfo, netns: &st
     let default_route = seen.as_ref().is_none_or(|s| {
         s.routes
             .iter()
-            .any(|(d, g)| d == "0.0.0.0/0" && *g == Some(gateway))
+            .any(|(d, g)| d == "0.0.0.0/0" && *g == Some(std::net::IpAddr::V4(gateway)))
     });
     let a = Attachment {
         ifname: ep.ifname.clone(),

@@ -156,16 +156,17 @@ pub struct Observed {
     pub mac: String,
     /// IPv4 and IPv6 addresses with their prefix lengths.
     pub addrs: Vec<(IpAddr, u8)>,
-    /// IPv4 routes through the interface: (destination CIDR, gateway).
-    pub routes: Vec<(String, Option<Ipv4Addr>)>,
+    /// IPv4 and IPv6 routes through the interface: (destination CIDR, gateway).
+    pub routes: Vec<(String, Option<IpAddr>)>,
 }
 
 /// CHECK: what `prev` (ADD's result) says of the attachment of `ifname` in `netns` that the
 /// namespace (`seen`) or the daemon's endpoint (`ep_ips`, its addresses of both families,
-/// `ep_mac`) contradicts. Empty when all is as ADD left it. IPv4 routes of `prev` through
-/// netyard's gateway must be there; other routes are a later plugin's business, and IPv6's
-/// default route is the Router Advertisements' (through the gateway's link-local address, with
-/// a lifetime the kernel counts down), so it is not compared.
+/// `ep_mac`) contradicts. Empty when all is as ADD left it. Routes of `prev` through
+/// netyard's gateways (either family's) must be there; other routes are a later plugin's
+/// business. On a bridge network the IPv6 default route comes from the gateway's Router
+/// Advertisements, through its link-local address: `::/0` via a link-local next hop counts
+/// as the route via `gateway6` ([`has_route`]).
 pub fn check(
     prev: &Value,
     ifname: &str,
@@ -242,7 +243,7 @@ pub fn check(
         if let Some(gw) = ip
             .get("gateway")
             .and_then(Value::as_str)
-            .and_then(|g| g.parse::<Ipv4Addr>().ok())
+            .and_then(|g| g.parse::<IpAddr>().ok())
         {
             gateways.push(gw);
         }
@@ -253,7 +254,7 @@ pub fn check(
         .into_iter()
         .flatten()
     {
-        let gw: Option<Ipv4Addr> = r
+        let gw: Option<IpAddr> = r
             .get("gw")
             .and_then(Value::as_str)
             .and_then(|g| g.parse().ok());
@@ -261,9 +262,24 @@ pub fn check(
             continue;
         };
         let dst = r.get("dst").and_then(Value::as_str).unwrap_or_default();
-        if !seen.routes.iter().any(|(d, g)| d == dst && *g == Some(gw)) {
+        if !has_route(&seen.routes, dst, gw) {
             problems.push(format!("the route to {dst} via {gw} is missing"));
         }
     }
     problems
+}
+
+/// Whether `routes` (through the attachment's interface) hold `dst` via `gw`. An IPv6
+/// default route via a link-local next hop stands for the one via `gw`: netyard's gateway
+/// advertises itself from its link-local address (RFC 4861 section 4.2), and it is the only
+/// router on the interface's link.
+fn has_route(routes: &[(String, Option<IpAddr>)], dst: &str, gw: IpAddr) -> bool {
+    routes.iter().any(|(d, g)| {
+        d == dst
+            && match (*g, gw) {
+                (Some(g), _) if g == gw => true,
+                (Some(IpAddr::V6(g)), IpAddr::V6(_)) => dst == "::/0" && g.is_unicast_link_local(),
+                _ => false,
+            }
+    })
 }

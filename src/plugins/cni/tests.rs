@@ -537,7 +537,10 @@ fn observed() -> Observed {
         addrs: vec![(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2)), 24)],
         routes: vec![
             ("10.1.0.0/24".into(), None),
-            ("0.0.0.0/0".into(), Some(Ipv4Addr::new(10, 1, 0, 1))),
+            (
+                "0.0.0.0/0".into(),
+                Some(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1))),
+            ),
         ],
     }
 }
@@ -594,12 +597,21 @@ fn check_passes_when_all_is_as_add_left_it_and_names_each_difference() {
     );
 }
 
+/// [`observed`] on a dual-stack network: the IPv6 address, and the default route the
+/// gateway's Router Advertisements gave (via its link-local address).
+fn observed_dual() -> Observed {
+    let mut seen = observed();
+    seen.addrs.push(("fd00:1::2".parse().unwrap(), 64));
+    seen.routes.push(("fd00:1::/64".into(), None));
+    seen.routes
+        .push(("::/0".into(), Some("fe80::42:aff:fe01:1".parse().unwrap())));
+    seen
+}
+
 #[test]
 fn check_compares_the_ipv6_address_too() {
     let prev = result::build(Version::V100, &dual(), None);
-    let v6: IpAddr = "fd00:1::2".parse().unwrap();
-    let mut seen = observed();
-    seen.addrs.push((v6, 64));
+    let seen = observed_dual();
     let run = |seen: &Observed, ips: &[&str]| {
         result::check(
             &prev,
@@ -611,7 +623,9 @@ fn check_compares_the_ipv6_address_too() {
         )
     };
     assert_eq!(run(&seen, &["10.1.0.2", "fd00:1::2"]), Vec::<String>::new());
-    let p = run(&observed(), &["10.1.0.2", "fd00:1::2"]);
+    let mut lacking = seen.clone();
+    lacking.addrs.pop();
+    let p = run(&lacking, &["10.1.0.2", "fd00:1::2"]);
     assert_eq!(p, vec!["eth0 lacks fd00:1::2/64".to_string()]);
     let p = run(&seen, &["10.1.0.2", "fd00:1::3"]);
     assert!(
@@ -619,6 +633,48 @@ fn check_compares_the_ipv6_address_too() {
             .any(|x| x.contains("daemon's endpoint has 10.1.0.2, fd00:1::3")),
         "{p:?}"
     );
+}
+
+#[test]
+fn check_wants_the_ipv6_default_route_via_the_gateway_or_its_link_local_address() {
+    let check = |a: &Attachment, seen: &Observed| {
+        let prev = result::build(Version::V100, a, None);
+        result::check(
+            &prev,
+            "eth0",
+            "/run/netns/x",
+            &["10.1.0.2", "fd00:1::2"],
+            "02:42:0a:01:00:02",
+            seen,
+        )
+    };
+    let with_route6 = |gw: Option<&str>| {
+        let mut seen = observed_dual();
+        seen.routes.retain(|(d, _)| d != "::/0");
+        if let Some(gw) = gw {
+            seen.routes.push(("::/0".into(), Some(gw.parse().unwrap())));
+        }
+        seen
+    };
+    // Learned from the gateway's Router Advertisements, or set via gateway6 (a macvlan LAN).
+    assert_eq!(
+        check(&dual(), &with_route6(Some("fe80::1"))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        check(&dual(), &with_route6(Some("fd00:1::1"))),
+        Vec::<String>::new()
+    );
+    let missing = vec!["the route to ::/0 via fd00:1::1 is missing".to_string()];
+    assert_eq!(check(&dual(), &with_route6(None)), missing);
+    // Another global next hop is not the gateway.
+    assert_eq!(check(&dual(), &with_route6(Some("fd00:1::9"))), missing);
+    // An internal network's result lists no IPv6 default route: none is wanted.
+    let internal = Attachment {
+        default_route6: false,
+        ..dual()
+    };
+    assert_eq!(check(&internal, &with_route6(None)), Vec::<String>::new());
 }
 
 #[test]
