@@ -65,6 +65,8 @@ const READY: &str = "floor ready";
 pub enum FloorIo {
     Each,
     Batch,
+    /// `batch` with one thread for both directions.
+    One,
 }
 
 impl FloorIo {
@@ -72,7 +74,8 @@ impl FloorIo {
         match s {
             "each" => Ok(FloorIo::Each),
             "batch" => Ok(FloorIo::Batch),
-            other => Err(format!("unknown floor I/O {other:?} (each, batch)")),
+            "one" => Ok(FloorIo::One),
+            other => Err(format!("unknown floor I/O {other:?} (batch, one, each)")),
         }
     }
 
@@ -80,6 +83,7 @@ impl FloorIo {
         match self {
             FloorIo::Each => "each",
             FloorIo::Batch => "batch",
+            FloorIo::One => "one",
         }
     }
 }
@@ -246,10 +250,13 @@ fn serve(
         }
     }
     println!("{READY}");
+    if io == FloorIo::One {
+        pump_bursts(&[(&a, &b, Some(count)), (&b, &a, None)]);
+    }
     let pump = move |from: &End, to: &End, count: Option<&AtomicU64>| -> ! {
         match io {
             FloorIo::Each => pump_each(from.fd(), to.fd(), count),
-            FloorIo::Batch => pump_bursts(from, to, count),
+            _ => pump_bursts(&[(from, to, count)]),
         }
     };
     thread::scope(|s| {
@@ -323,12 +330,21 @@ fn pump_each(from: RawFd, to: RawFd, count: Option<&AtomicU64>) -> ! {
 
 /// Frames from `from` to `to` a burst at a time, as netyard's port task moves them (see the
 /// module docs): drain, write, busy-poll a while if the traffic says so, then sleep.
-fn pump_bursts(from: &End, to: &End, count: Option<&AtomicU64>) -> ! {
+fn pump_bursts(dirs: &[Dir]) -> ! {
     let mut b = Bursts::new();
     let mut busy = BusyPoll::new(busy_poll::configured_max());
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 2];
+    for (p, (from, _, _)) in fds.iter_mut().zip(dirs) {
+        p.fd = from.fd();
+    }
+    let fds = &mut fds[..dirs.len().min(2)];
     loop {
-        let got = b.burst(from, to, count);
-        if got.frames == BATCH {
+        let got = b.burst_all(dirs);
+        if got.full {
             continue;
         }
         // A bulk stream (GSO super-frames) is not polled for, as in netyard.
@@ -340,13 +356,13 @@ fn pump_bursts(from: &End, to: &End, count: Option<&AtomicU64>) -> ! {
                 if busy_poll::configured_yield() {
                     let _ = nix::sched::sched_yield();
                 }
-                let got = b.burst(from, to, count);
+                let got = b.burst_all(dirs);
                 if got.frames > 0 {
                     found = true;
                     since = Instant::now();
                 }
-                if got.frames == BATCH || got.gso {
-                    more = got.frames == BATCH;
+                if got.full || got.gso {
+                    more = got.full;
                     break;
                 }
             }
@@ -356,16 +372,21 @@ fn pump_bursts(from: &End, to: &End, count: Option<&AtomicU64>) -> ! {
             }
         }
         let slept = Instant::now();
-        wait_readable(from.fd());
+        wait_readable(fds);
         busy.woke_after(slept.elapsed());
     }
 }
 
-/// What one burst moved.
+/// One direction a pump serves: from, to, and the counter of frames read from `from`.
+type Dir<'a> = (&'a End, &'a End, Option<&'a AtomicU64>);
+
+/// What one burst (of each direction) moved.
 struct Burst {
     frames: usize,
     /// Whether a GSO super-frame was among them.
     gso: bool,
+    /// Whether a direction's burst stopped at [`BATCH`] frames (more may be waiting).
+    full: bool,
 }
 
 /// A direction's buffers: [`BATCH`] frames and their lengths.
@@ -430,7 +451,27 @@ impl Bursts {
         bump(count, frames as u64);
         // The vnet header's second byte is its GSO type (0: none).
         let gso = (0..frames).any(|i| self.frame(i).get(1).is_some_and(|&t| t != 0));
-        Burst { frames, gso }
+        Burst {
+            frames,
+            gso,
+            full: frames == BATCH,
+        }
+    }
+
+    /// A burst of each direction in turn.
+    fn burst_all(&mut self, dirs: &[Dir]) -> Burst {
+        let mut all = Burst {
+            frames: 0,
+            gso: false,
+            full: false,
+        };
+        for &(from, to, count) in dirs {
+            let b = self.burst(from, to, count);
+            all.frames += b.frames;
+            all.gso |= b.gso;
+            all.full |= b.full;
+        }
+        all
     }
 
     /// A frame per `read` until there is none (at most [`BATCH`]), each passed to `write`;
@@ -600,15 +641,10 @@ fn write_frame(to: RawFd, frame: &[u8]) {
     unsafe { libc::write(to, frame.as_ptr().cast(), frame.len()) };
 }
 
-/// Sleeps in `poll(2)` until `fd` is readable (or has an error pending).
-fn wait_readable(fd: RawFd) {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is a live `pollfd` and the count is 1; an interrupted poll just returns.
-    unsafe { libc::poll(&mut p, 1, -1) };
+/// Sleeps in `poll(2)` until one of `fds` is readable (or has an error pending).
+fn wait_readable(fds: &mut [libc::pollfd]) {
+    // SAFETY: `fds` are live `pollfd`s and the count is theirs; an interrupted poll returns.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
 }
 
 /// Adds `n` to the frame counter: one writer, so a plain load and store (no locked add).
