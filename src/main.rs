@@ -114,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }) = &cli.command
     {
         builder.worker_threads(usize::from(*n));
+        netyard::runtime::lanes::set_threads(usize::from(*n));
     }
     let rt = builder
         // Blocking threads serve bursts (attaching, entering namespaces, teardown): one

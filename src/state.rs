@@ -23,7 +23,7 @@ use netyard_api::model::{
     PortStatsRow, ResetReport, VxlanInfo,
 };
 use netyard_switch::capture::{Capture, CapturedFrame};
-use netyard_switch::{driver, MacAddr, PortStats, Switch, SwitchPort};
+use netyard_switch::{MacAddr, PortStats, Switch, SwitchPort};
 use tokio::sync::Mutex;
 
 use crate::dnsd::{self, Dns, DnsOptions};
@@ -434,7 +434,7 @@ impl Daemon {
         // network's endpoints are back): its interface reported its groups to the previous
         // daemon.
         links::restore_link(&live.switch, &sp, &spec.link, &spec.name);
-        let task = match driver::spawn_port(live.switch.clone(), sp.clone()) {
+        let task = match live.spawn_port(&sp) {
             Ok(t) => t,
             Err(e) => {
                 live.switch.remove_port(sp.id);
@@ -686,7 +686,7 @@ impl Daemon {
         // snooping). Its interface came up after the port existed (a TAP queues its first
         // frames; a veth's socket is open before the peer comes up), so no report is missed.
         net.live.switch.set_mld_router(&sp, false);
-        let task = match driver::spawn_port(net.live.switch.clone(), sp.clone()) {
+        let task = match net.live.spawn_port(&sp) {
             Ok(t) => t,
             Err(e) => {
                 net.live.switch.remove_port(sp.id);

@@ -219,8 +219,9 @@ pub struct DaemonArgs {
     /// Key prefix in etcd [default: /netyard/v1/].
     #[arg(long, value_name = "PREFIX", requires = "etcd")]
     pub etcd_prefix: Option<String>,
-    /// Runtime threads for the data plane and the API (default: one per CPU). On a machine
-    /// shared with busy containers, fewer threads compete less with them.
+    /// Threads for the data plane (each network forwards on one of them) and, as many again,
+    /// for the API (default: one per CPU). On a machine shared with busy containers, fewer
+    /// threads compete less with them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Log lines as text, or as one JSON object per line for journald or Loki (`timestamp`,

@@ -2,6 +2,7 @@
 //! (`src/spec.rs`) through the port kinds (`ports/`). Nothing here decides anything; the
 //! state code (`src/state.rs`) plans, then builds or removes through these.
 
+pub mod lanes;
 pub mod ports;
 pub mod teardown;
 
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::dnsd::Dns;
 use crate::error::DaemonError;
 use crate::spec::{Driver, NetworkSpec};
+use lanes::Lane;
 use netyard_router::gateway::LocalSubnets;
 use netyard_router::packet6::LocalSubnets6;
 use ports::gateway::{Gateway, GatewayLive};
@@ -36,6 +38,8 @@ const MLD_QUERY_RESPONSE_MS: u16 = 2000;
 /// the tunnel and the uplink (a macvlan network's).
 pub struct NetworkLive {
     pub switch: Arc<Switch>,
+    /// The thread its port tasks and gateway run on ([`lanes`]).
+    pub lane: Lane,
     ager: JoinHandle<()>,
     pub gw: Option<GatewayLive>,
     pub vxlan: Option<VxlanLive>,
@@ -59,10 +63,15 @@ impl NetworkLive {
                 max_macs_per_port: spec.max_macs_per_port as usize,
             },
         );
+        let lane = Lane::assign().map_err(|source| DaemonError::Io {
+            context: "starting a forwarding thread".to_string(),
+            source,
+        })?;
         let ager = driver::spawn_ager(switch.clone());
         let cx = NetCx {
             net: spec,
             switch: &switch,
+            lane: &lane,
             dns,
             local_subnets,
         };
@@ -76,6 +85,7 @@ impl NetworkLive {
             return match built {
                 Ok(up) => Ok(NetworkLive {
                     switch,
+                    lane,
                     ager,
                     gw: None,
                     vxlan: None,
@@ -127,6 +137,7 @@ impl NetworkLive {
         };
         Ok(NetworkLive {
             switch,
+            lane,
             ager,
             gw: Some(gw),
             vxlan,
@@ -186,6 +197,12 @@ impl NetworkLive {
         if let Some(up) = self.uplink {
             Macvlan::teardown(spec, up).await;
         }
+    }
+
+    /// Starts the driver task of `port`, one of this network's, on the network's lane.
+    pub fn spawn_port(&self, port: &Arc<SwitchPort>) -> std::io::Result<JoinHandle<()>> {
+        self.lane
+            .enter(|| driver::spawn_port(self.switch.clone(), port.clone()))
     }
 
     /// The gateway's publisher (None on a macvlan network, which publishes nothing).

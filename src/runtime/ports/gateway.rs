@@ -110,7 +110,10 @@ impl PortKind for Gateway {
             port: sp.clone(),
         };
         let link = netyard_router::uplink::SwitchLink::InProcess { rx, direct };
-        let gw = match netyard_router::gateway::start(cfg, link, Some(svc)) {
+        let gw = match cx
+            .lane
+            .enter(|| netyard_router::gateway::start(cfg, link, Some(svc)))
+        {
             Ok(t) => t,
             Err(e) => {
                 switch.remove_port(sp.id);

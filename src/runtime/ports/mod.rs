@@ -38,6 +38,8 @@ use crate::spec::{EndpointSpec, NetworkSpec, PortKindName};
 pub struct NetCx<'a> {
     pub net: &'a NetworkSpec,
     pub switch: &'a Arc<Switch>,
+    /// The network's forwarding thread: its ports' tasks and its gateway are started there.
+    pub lane: &'a super::lanes::Lane,
     pub dns: &'a Dns,
     /// Every netyard network's subnet and IPv6 prefix (egress to them is refused), shared by
     /// the gateways.

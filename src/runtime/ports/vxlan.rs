@@ -88,7 +88,7 @@ impl PortKind for Vxlan {
         // icc=false holds across hosts too: the tunnel is isolated like an endpoint, so local
         // endpoints reach no remote one and remote ones reach only this host's gateway.
         switch.isolate(&sp, !p.icc);
-        let task = match driver::spawn_port(switch.clone(), sp.clone()) {
+        let task = match cx.lane.enter(|| driver::spawn_port(switch.clone(), sp.clone())) {
             Ok(t) => t,
             Err(e) => {
                 switch.remove_port(sp.id);
