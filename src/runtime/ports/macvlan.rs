@@ -212,7 +212,10 @@ impl PortKind for Macvlan {
         };
         let switch = cx.switch;
         let sp = switch.add_port(Self::NAME, Box::new(port));
-        let task = match cx.lane.enter(|| driver::spawn_port(switch.clone(), sp.clone())) {
+        let task = match cx
+            .lane
+            .enter(|| driver::spawn_port(switch.clone(), sp.clone()))
+        {
             Ok(t) => t,
             Err(source) => {
                 switch.remove_port(sp.id);
