@@ -1227,15 +1227,16 @@ fn measure(
                 return Err("the floor relays TCP only".into());
             }
             let cpu0 = lab.helper_cpu();
-            let out0 = rx_packets(&lab.o, "out0");
+            let out0 = udp_datagrams_in(&lab.o);
             let mut f = match ctx.udp_tool {
                 UdpTool::Iperf3 => udp_iperf(lab, ctx)?,
                 UdpTool::Rust => udp_rust(lab, ctx)?,
             };
             // What the tool put on the wire towards outside (before the receiver's own
-            // losses), and its CPU per such packet: delivered alone would charge the tool
-            // for datagrams the receiving iperf3 could not take.
-            if let (Some(a), Some(b)) = (out0, rx_packets(&lab.o, "out0")) {
+            // losses), and its CPU per such datagram: delivered alone would charge the tool
+            // for datagrams the receiving iperf3 could not take. Counted at outside's UDP
+            // layer, not as out0's packets: a UDP GSO send crosses the veth as one packet.
+            if let (Some(a), Some(b)) = (out0, udp_datagrams_in(&lab.o)) {
                 let pkts = b.saturating_sub(a) as f64;
                 f.push(("udp64_fwd_kpps", pkts / ctx.run.seconds as f64 / 1e3));
                 if let (Some(c0), Some(c1)) = (cpu0, lab.helper_cpu()) {
@@ -1273,19 +1274,24 @@ fn with_cpu_per(
     f
 }
 
-/// Packets `dev` in `ns` has received so far (`ip -s -j link`).
-fn rx_packets(ns: &str, dev: &str) -> Option<u64> {
+/// UDP datagrams that reached `ns`'s UDP layer so far, each segment of a GSO packet counted
+/// (`/proc/net/snmp`: InDatagrams + NoPorts + InErrors, the last including the receive
+/// buffer's drops).
+fn udp_datagrams_in(ns: &str) -> Option<u64> {
     let out = run_timed(
-        Command::new("ip").args(["-n", ns, "-s", "-j", "link", "show", "dev", dev]),
+        Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]),
         Duration::from_secs(10),
     )
     .ok()?;
-    let v: Value = serde_json::from_str(&out.stdout).ok()?;
-    v.get(0)?
-        .get("stats64")?
-        .get("rx")?
-        .get("packets")?
-        .as_u64()
+    let mut udp = out.stdout.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let mut total = 0;
+    for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+        if matches!(n, "InDatagrams" | "NoPorts" | "InErrors") {
+            total += v.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 /// 64-byte UDP through iperf3: delivered (and sent) kpps.
