@@ -237,11 +237,17 @@ mod tests {
         assert_eq!(&buf[..n], b"d2");
     }
 
+    /// A receiving socket on loopback and a sender connected to it.
+    fn connected_pair() -> (UdpSocket, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (rx, tx)
+    }
+
     #[test]
     fn a_failing_socket_reports_its_error_and_the_rest_still_go() {
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let good = UdpSocket::bind("127.0.0.1:0").unwrap();
-        good.connect(rx.local_addr().unwrap()).unwrap();
+        let (rx, good) = connected_pair();
         let mut batch = DatagramBatch::new(64, 4);
         batch.push('x', -1, b"lost");
         batch.push('y', good.as_raw_fd(), b"kept");
@@ -279,9 +285,7 @@ mod tests {
 
     #[test]
     fn a_gso_run_arrives_as_the_same_datagrams() {
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let (rx, tx) = connected_pair();
         let mut batch = DatagramBatch::new(1024, 8);
         let sent: Vec<Vec<u8>> = (0..5u8)
             .map(|i| vec![i; if i == 4 { 10 } else { 64 }])
