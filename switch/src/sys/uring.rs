@@ -7,8 +7,8 @@
 //! (the kernel is built without full preemption here: the switch happens at the syscall's
 //! exit), and saves the per-syscall entry cost of the others.
 //!
-//! One ring per thread (a tokio worker), made on first use, so no lock is taken per batch and
-//! an idle daemon has none. Whether io_uring can be used is decided once, with a log line, by
+//! One ring per thread (a network's lane or a tokio worker), made on first use, so no lock is
+//! taken per batch and an idle daemon has none. Whether io_uring can be used is decided once, with a log line, by
 //! making a ring: one that cannot be made (an old kernel, a seccomp filter, the
 //! `kernel.io_uring_disabled` sysctl) or `NETYARD_IO_URING=0` turns batching off for the whole
 //! process, and TAP ports then write frame by frame, as before.
