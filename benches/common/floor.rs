@@ -29,9 +29,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use netyard_switch::batch_floor;
 use netyard_switch::busy_poll::{self, BusyPoll};
 use netyard_switch::overlay::RemoteTable;
+use netyard_switch::port::VNET_HDR_LEN as HDR;
 use netyard_switch::sys::packet::{PacketPort, RecvMeta};
 use netyard_switch::sys::tap::{open_tap, TapMode, TapPort};
 use netyard_switch::sys::uring;
@@ -67,6 +68,13 @@ pub enum FloorIo {
     Batch,
     /// `batch` with one thread for both directions.
     One,
+    /// `batch` with each veth port received through a TPACKET_V3 ring (veth only).
+    Ring3,
+    /// `batch` with each veth port received through a TPACKET_V2 ring (veth only).
+    Ring2,
+    /// Multi-queue TAPs, [`MQ_QUEUES`] queues each, a thread per queue serving both
+    /// directions (TAP only).
+    Mq,
 }
 
 impl FloorIo {
@@ -75,7 +83,12 @@ impl FloorIo {
             "each" => Ok(FloorIo::Each),
             "batch" => Ok(FloorIo::Batch),
             "one" => Ok(FloorIo::One),
-            other => Err(format!("unknown floor I/O {other:?} (batch, one, each)")),
+            "ring" | "ring3" => Ok(FloorIo::Ring3),
+            "ring2" => Ok(FloorIo::Ring2),
+            "mq" => Ok(FloorIo::Mq),
+            other => Err(format!(
+                "unknown floor I/O {other:?} (batch, one, each, ring3, ring2, mq)"
+            )),
         }
     }
 
@@ -84,6 +97,9 @@ impl FloorIo {
             FloorIo::Each => "each",
             FloorIo::Batch => "batch",
             FloorIo::One => "one",
+            FloorIo::Ring3 => "ring3",
+            FloorIo::Ring2 => "ring2",
+            FloorIo::Mq => "mq",
         }
     }
 }
@@ -134,7 +150,8 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
     }
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let res = if mode == "--floor-vxlan" {
-        frame_counter(Path::new(arg(1))).and_then(|count| {
+        frame_counter(Path::new(arg(1))).and_then(|counts| {
+            let count = &counts[0];
             let (tap, tunnel) = match VxlanFloor::parse(arg(5))? {
                 VxlanFloor::Port => (tap_in(arg(2))?, vxlan_port(arg(3), arg(4))?),
                 VxlanFloor::Plain => (plain_tap_in(arg(2))?, udp_tunnel(arg(3), arg(4))?),
@@ -144,12 +161,20 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
     } else {
         FloorIo::parse(arg(4)).and_then(|io| {
             let count = frame_counter(Path::new(arg(1)))?;
-            let open = if mode == "--floor-tap" {
-                tap_in
-            } else {
-                packet_on
-            };
-            serve(open(arg(2))?, open(arg(3))?, io, count)
+            let tap = mode == "--floor-tap";
+            match io {
+                FloorIo::Mq if tap => serve_mq(mq_tap_in(arg(2))?, mq_tap_in(arg(3))?, count),
+                FloorIo::Ring3 | FloorIo::Ring2 if !tap => {
+                    let v3 = io == FloorIo::Ring3;
+                    let (a, b) = (ring_on(arg(2), v3)?, ring_on(arg(3), v3)?);
+                    serve(a, b, FloorIo::Batch, &count[0])
+                }
+                FloorIo::Mq | FloorIo::Ring3 | FloorIo::Ring2 => {
+                    Err(format!("--floor-io {} is not for {mode}", io.arg()))
+                }
+                _ if tap => serve(tap_in(arg(2))?, tap_in(arg(3))?, io, &count[0]),
+                _ => serve(packet_on(arg(2))?, packet_on(arg(3))?, io, &count[0]),
+            }
         })
     };
     match res {
@@ -169,6 +194,9 @@ enum End {
     Udp(UdpSocket),
     /// netyard's own tunnel port (encapsulation, segmentation, GRO), without its switch.
     Vxlan(VxlanPort),
+    /// netyard's AF_PACKET port, received through a ring mapped on its socket (sends are the
+    /// port's own `sendmmsg`).
+    Ring(PacketPort, RxRing),
 }
 
 impl End {
@@ -178,6 +206,7 @@ impl End {
             End::Packet(p) => p.raw_fd(),
             End::Udp(s) => s.as_raw_fd(),
             End::Vxlan(p) => p.raw_fd(),
+            End::Ring(p, _) => p.raw_fd(),
         }
     }
 }
@@ -269,6 +298,328 @@ fn serve(
 fn packet_on(ifname: &str) -> Result<End, String> {
     let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
     Ok(End::Packet(p))
+}
+
+/// Serves multi-queue TAPs: queue `i` of A and queue `i` of B on thread `i`, both directions
+/// (the kernel steers a flow's frames to the queue that last wrote that flow's, so a flow and
+/// its replies stay on one thread), counted in `count[i]`.
+fn serve_mq(
+    a: Vec<End>,
+    b: Vec<End>,
+    count: &[AtomicU64; COUNTERS],
+) -> Result<std::convert::Infallible, String> {
+    println!("{READY}");
+    let queue =
+        |i: usize| -> ! { pump_bursts(&[(&a[i], &b[i], Some(&count[i])), (&b[i], &a[i], None)]) };
+    thread::scope(|s| {
+        for i in 1..a.len().min(b.len()) {
+            s.spawn(move || queue(i));
+        }
+        queue(0)
+    })
+}
+
+/// An AF_PACKET port on `ifname`, as netyard's veth port, received through a TPACKET ring
+/// (V3 or V2) mapped on its socket.
+fn ring_on(ifname: &str, v3: bool) -> Result<End, String> {
+    let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
+    let ring = RxRing::new(p.raw_fd(), v3).map_err(|e| format!("{ifname}: RX ring: {e}"))?;
+    Ok(End::Ring(p, ring))
+}
+
+/// Queues the multi-queue floor opens on each TAP: one per thread, one thread per CPU here.
+pub const MQ_QUEUES: usize = 2;
+/// `IFF_MULTI_QUEUE` from linux/if_tun.h, in the 16-bit `ifr_flags`.
+const IFF_MULTI_QUEUE: u16 = 0x0100;
+/// `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, as netyard's TAP with offloads.
+const IFF_TAP_VNET: u16 = 0x0002 | 0x1000 | 0x4000;
+
+/// TAP `eth0` created inside the namespace at `netns` with `IFF_MULTI_QUEUE` and
+/// [`MQ_QUEUES`] queues (one fd each), each with netyard's header size and offloads. The
+/// device goes with its last queue's fd (the floor's exit) or its namespace.
+fn mq_tap_in(netns: &str) -> Result<Vec<End>, String> {
+    let ns = File::open(netns).map_err(|e| format!("{netns}: {e}"))?;
+    let fds = thread::scope(|s| {
+        s.spawn(|| {
+            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {netns}: {e}"))?;
+            (0..MQ_QUEUES)
+                .map(|q| {
+                    open_mq_queue("eth0").map_err(|e| format!("TAP eth0 queue {q} in {netns}: {e}"))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .join()
+        .map_err(|_| "the TAP thread panicked".to_string())?
+    })?;
+    fds.into_iter()
+        .map(|fd| {
+            let p =
+                TapPort::from_fd(fd, "eth0".into(), true).map_err(|e| format!("{netns}: {e}"))?;
+            Ok(End::Tap(p))
+        })
+        .collect()
+}
+
+/// One queue of the multi-queue TAP `name` (created by the first), non-blocking.
+fn open_mq_queue(name: &str) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated static path; the return value is checked.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by a successful open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, &c) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = c as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (IFF_TAP_VNET | IFF_MULTI_QUEUE) as libc::c_short;
+    // SAFETY: `fd` is open and `req` a live, initialised `ifreq` that TUNSETIFF reads and
+    // writes within its size; the return value is checked.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &raw mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The TPACKET receive ring.
+
+/// `TPACKET_V2` and `TPACKET_V3` (enum tpacket_versions in linux/if_packet.h).
+const TPACKET_V2: libc::c_int = 1;
+const TPACKET_V3: libc::c_int = 2;
+/// The ring's blocks: 16 of 1 MiB (V3 packs frames of any size into a block; V2 cuts each
+/// block into [`V2_FRAME`] slots).
+const RING_BLOCK: usize = 1 << 20;
+const RING_BLOCKS: usize = 16;
+/// A V2 slot: a 64 KB GSO super-frame with its vnet header behind the ring's own header
+/// (its frame starts 76 bytes in), 15 to a block, 240 in all.
+const V2_FRAME: usize = (RING_BLOCK / 15) & !15;
+/// The V3 frame size the kernel checks the request with (frames are packed, not slotted).
+const V3_FRAME: usize = 2048;
+/// How long a V3 block that is not full waits before the kernel hands it over, in ms (the
+/// least it takes); `NETYARD_FLOOR_RING_TOV_MS` overrides it.
+const V3_TOV_MS: u32 = 1;
+
+/// An AF_PACKET receive ring (`PACKET_RX_RING`) mapped into the floor: the kernel copies each
+/// frame (vnet header before it) into a slot (V2) or packs it into a block (V3), which the
+/// floor hands back by writing the slot's or block's status word. No receive syscall: the
+/// floor reads the status words, and `poll(2)`s the socket when there is nothing. V2 wakes
+/// the reader per frame; V3 per block, when it is full or its timer expires.
+pub struct RxRing {
+    /// The mapping's address (as an integer: the ring is shared with the kernel, not Rust).
+    base: usize,
+    size: usize,
+    v3: bool,
+    /// The next V2 slot or V3 block to look at (one reader: plain loads and stores).
+    next: AtomicUsize,
+}
+
+impl RxRing {
+    fn new(fd: RawFd, v3: bool) -> io::Result<RxRing> {
+        let set = |name: libc::c_int, val: *const libc::c_void, len: usize| -> io::Result<()> {
+            // SAFETY: `val` points to a live value of `len` bytes; the return value is checked.
+            let r = unsafe {
+                libc::setsockopt(fd, libc::SOL_PACKET, name, val, len as libc::socklen_t)
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        };
+        let version = if v3 { TPACKET_V3 } else { TPACKET_V2 };
+        set(
+            libc::PACKET_VERSION,
+            (&raw const version).cast(),
+            std::mem::size_of::<libc::c_int>(),
+        )?;
+        let blocks = RING_BLOCKS as u32;
+        if v3 {
+            let tov = std::env::var("NETYARD_FLOOR_RING_TOV_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(V3_TOV_MS);
+            let req = libc::tpacket_req3 {
+                tp_block_size: RING_BLOCK as u32,
+                tp_block_nr: blocks,
+                tp_frame_size: V3_FRAME as u32,
+                tp_frame_nr: (RING_BLOCK / V3_FRAME) as u32 * blocks,
+                tp_retire_blk_tov: tov,
+                tp_sizeof_priv: 0,
+                tp_feature_req_word: 0,
+            };
+            set(
+                libc::PACKET_RX_RING,
+                (&raw const req).cast(),
+                std::mem::size_of_val(&req),
+            )?;
+        } else {
+            let req = libc::tpacket_req {
+                tp_block_size: RING_BLOCK as u32,
+                tp_block_nr: blocks,
+                tp_frame_size: V2_FRAME as u32,
+                tp_frame_nr: (RING_BLOCK / V2_FRAME) as u32 * blocks,
+            };
+            set(
+                libc::PACKET_RX_RING,
+                (&raw const req).cast(),
+                std::mem::size_of_val(&req),
+            )?;
+        }
+        let size = RING_BLOCK * RING_BLOCKS;
+        // SAFETY: a fresh shared mapping of the socket's ring, whose size is what was asked;
+        // the kernel chooses the address; the return value is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RxRing {
+            base: p as usize,
+            size,
+            v3,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The status word at `off` in the ring, shared with the kernel.
+    fn status(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off + 4 <= self.size && off % 4 == 0);
+        // SAFETY: `off` is within the mapping (slot and block headers are 16-byte aligned),
+        // which lives as long as `self`; the kernel and this one reader only ever access the
+        // word atomically or under the status protocol.
+        unsafe { &*((self.base + off) as *const AtomicU32) }
+    }
+
+    /// `len` bytes at `off` in the ring, bounds-checked against the mapping.
+    fn bytes(&self, off: usize, len: usize) -> Option<&[u8]> {
+        if off.checked_add(len)? > self.size {
+            return None;
+        }
+        // SAFETY: within the mapping, which lives as long as `self`; the slot or block holding
+        // it is the floor's (status USER) until handed back, after the borrow ends.
+        Some(unsafe { std::slice::from_raw_parts((self.base + off) as *const u8, len) })
+    }
+
+    /// The little-endian-native u32 / u16 at `off`.
+    fn u32_at(&self, off: usize) -> usize {
+        self.bytes(off, 4)
+            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    fn u16_at(&self, off: usize) -> usize {
+        self.bytes(off, 2)
+            .map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]) as usize)
+    }
+
+    /// A received frame, vnet header first, from the frame header at `hdr` whose snap
+    /// length, full length and MAC offset are at `snap`, `len` and `mac`: None when the ring
+    /// cut it short (never forwarded, as netyard drops a truncated frame).
+    fn frame(&self, hdr: usize, snap: usize, len: usize, mac: usize) -> Option<&[u8]> {
+        let (snap, mac) = (self.u32_at(hdr + snap), self.u16_at(hdr + mac));
+        if snap != self.u32_at(hdr + len) || mac < HDR {
+            return None;
+        }
+        self.bytes(hdr + mac - HDR, snap + HDR)
+    }
+
+    /// Moves what the ring holds to `to`, at most [`BATCH`] V2 slots or one V3 block, a
+    /// `sendmmsg` per [`BATCH`] frames, then hands the slots or the block back. How many
+    /// frames, and whether a GSO super-frame was among them.
+    fn relay(&self, to: &PacketPort) -> (usize, bool) {
+        let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut held = 0;
+        let mut gso = false;
+        let flush = |frames: &[&[u8]], gso: &mut bool| {
+            *gso |= frames.iter().any(|f| f.get(1).is_some_and(|&t| t != 0));
+            send_all(to, frames);
+        };
+        let next = self.next.load(Ordering::Relaxed);
+        if self.v3 {
+            // struct tpacket_block_desc: the block header's status, packet count and first
+            // packet's offset at 8, 12 and 16.
+            let blk = next * RING_BLOCK;
+            if self.status(blk + 8).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                return (0, false);
+            }
+            let count = self.u32_at(blk + 12);
+            let mut pkt = blk + self.u32_at(blk + 16);
+            for _ in 0..count {
+                // struct tpacket3_hdr: next offset at 0, snaplen 12, len 16, mac 24.
+                if let Some(f) = self.frame(pkt, 12, 16, 24) {
+                    frames[held] = f;
+                    held += 1;
+                    if held == BATCH {
+                        flush(&frames, &mut gso);
+                        held = 0;
+                    }
+                }
+                let step = self.u32_at(pkt);
+                if step == 0 || pkt + step >= blk + RING_BLOCK {
+                    break;
+                }
+                pkt += step;
+            }
+            flush(&frames[..held], &mut gso);
+            self.status(blk + 8)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.next.store((next + 1) % RING_BLOCKS, Ordering::Relaxed);
+            return (count, gso);
+        }
+        let per_block = RING_BLOCK / V2_FRAME;
+        let slots = per_block * RING_BLOCKS;
+        let at = |i: usize| (i / per_block) * RING_BLOCK + (i % per_block) * V2_FRAME;
+        let mut n = 0;
+        while n < BATCH {
+            let hdr = at((next + n) % slots);
+            if self.status(hdr).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            // struct tpacket2_hdr: status at 0, len 4, snaplen 8, mac 12.
+            if let Some(f) = self.frame(hdr, 8, 4, 12) {
+                frames[held] = f;
+                held += 1;
+            }
+            n += 1;
+        }
+        flush(&frames[..held], &mut gso);
+        for i in 0..n {
+            self.status(at((next + i) % slots))
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        }
+        self.next.store((next + n) % slots, Ordering::Relaxed);
+        (n, gso)
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of `size` bytes, unmapped once.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.size) };
+    }
+}
+
+/// Sends `frames` with the port's `sendmmsg`; a frame the peer refuses (ENOBUFS: its backlog
+/// is full) is dropped, as in netyard.
+fn send_all(to: &PacketPort, frames: &[&[u8]]) {
+    let mut sent = 0;
+    while sent < frames.len() {
+        sent += to.send_batch(&frames[sent..]).unwrap_or(1).max(1);
+    }
 }
 
 /// TAP `eth0` created inside the namespace at `netns` by a thread that joins it (the TAP's
@@ -423,6 +774,15 @@ impl Bursts {
 
     /// Reads what `from` holds (at most [`BATCH`] frames) and writes it to `to`.
     fn burst(&mut self, from: &End, to: &End, count: Option<&AtomicU64>) -> Burst {
+        if let (End::Ring(_, ring), End::Ring(to, _)) = (from, to) {
+            let (frames, gso) = ring.relay(to);
+            bump(count, frames as u64);
+            return Burst {
+                frames,
+                gso,
+                full: frames >= BATCH,
+            };
+        }
         let frames = match (from, to) {
             (End::Packet(f), End::Packet(t)) => self.packet_burst(f, t),
             (End::Tap(_), End::Udp(_)) => self.encap_burst(from.fd(), to.fd()),
@@ -564,11 +924,7 @@ impl Bursts {
             *len = m.len.min(FRAME_BUF);
         }
         let frames = self.frames(0..got);
-        let mut sent = 0;
-        while sent < got {
-            // A frame the peer refused (ENOBUFS: its backlog is full) is dropped, as in netyard.
-            sent += to.send_batch(&frames[sent..got]).unwrap_or(1).max(1);
-        }
+        send_all(to, &frames[..got]);
         got
     }
 }
@@ -654,8 +1010,12 @@ fn bump(count: Option<&AtomicU64>, n: u64) {
     }
 }
 
-/// A counter in a shared mapping of the file `path` (created), which the bench reads.
-fn frame_counter(path: &Path) -> Result<&'static AtomicU64, String> {
+/// Frame counters in the shared mapping: one per thread that reads from A (one writer each).
+const COUNTERS: usize = 8;
+const _: () = assert!(MQ_QUEUES <= COUNTERS);
+
+/// Counters in a shared mapping of the file `path` (created), which the bench reads and sums.
+fn frame_counter(path: &Path) -> Result<&'static [AtomicU64; COUNTERS], String> {
     let err = |e: io::Error| format!("counter {}: {e}", path.display());
     let f = OpenOptions::new()
         .read(true)
@@ -680,9 +1040,9 @@ fn frame_counter(path: &Path) -> Result<&'static AtomicU64, String> {
     if p == libc::MAP_FAILED {
         return Err(err(io::Error::last_os_error()));
     }
-    // SAFETY: the mapping is page-aligned, zero-filled (a new file), at least 8 bytes long and
-    // never unmapped, so it is a valid `AtomicU64` for the rest of the process.
-    Ok(unsafe { &*p.cast::<AtomicU64>() })
+    // SAFETY: the mapping is page-aligned, zero-filled (a new file), 4096 bytes long and
+    // never unmapped, so it holds valid `AtomicU64`s for the rest of the process.
+    Ok(unsafe { &*p.cast::<[AtomicU64; COUNTERS]>() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -704,10 +1064,13 @@ pub struct FloorProc {
 }
 
 impl FloorProc {
-    /// Frames the floor has read from A so far.
+    /// Frames the floor has read from A so far (all its threads' counters).
     pub fn a_rx_frames(&self) -> Option<u64> {
         let bytes = fs::read(&self.counter).ok()?;
-        Some(u64::from_ne_bytes(bytes.get(..8)?.try_into().ok()?))
+        let slots = bytes.get(..8 * COUNTERS)?.chunks_exact(8);
+        slots
+            .map(|c| c.try_into().ok().map(u64::from_ne_bytes))
+            .sum()
     }
 }
 

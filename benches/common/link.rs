@@ -214,7 +214,7 @@ fn parse_opts<S: Scenario>(args: &[String], choices: &[&str]) -> Result<Opts<S>,
 pub fn main<S: Scenario>(bench: &Bench<S>) {
     let usage = format!(
         "usage: cargo bench --bench {} -- [--json FILE] [--seconds N] [--runs N] \
-         [--scenarios {}] [--no-pin] [--latency-tool sockperf|rust] [--floor-io batch|one|each] [--floor-vxlan port|plain]",
+         [--scenarios {}] [--no-pin] [--latency-tool sockperf|rust] [--floor-io batch|one|each|ring3|ring2|mq] [--floor-vxlan port|plain]",
         bench.name,
         bench.choices.join(",")
     );
