@@ -27,6 +27,7 @@ const BENCH: Bench<Scenario> = Bench {
     hosts: &["h"],
     subnet: "10.251",
     daemon_word: "the daemon",
+    reverse_tcp: false,
     setup,
 };
 

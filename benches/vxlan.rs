@@ -1,8 +1,10 @@
 //! The VXLAN overlay benchmark: two "hosts" (namespaces joined by a veth underlay), an endpoint
 //! behind each, connected by netyard on both hosts (a daemon per host, `--vxlan`, TAP endpoints),
 //! by the Linux kernel's vxlan devices on a bridge on both hosts, or by netyard on host 1
-//! talking to a kernel VTEP on host 2 (mixed), or by the floor on both hosts (the cheapest
-//! userspace VTEP: benches/common/floor.rs), in the same run.
+//! talking to a kernel VTEP on host 2 (mixed), by the floor on both hosts (the cheapest
+//! userspace VTEP: benches/common/floor.rs), or by the floor on host 1 talking to a kernel VTEP
+//! on host 2 (the mixed path's floor), in the same run. TCP is measured both ways (A to B:
+//! host 1 sends; B to A: host 2 sends), since the mixed paths differ by direction.
 //!
 //! Run as root: `cargo bench --bench vxlan -- [--json FILE] [--seconds N] [--runs N]`.
 //! benches/README.md describes what is measured and how. This is a measurement, never a test:
@@ -26,10 +28,11 @@ const BENCH: Bench<Scenario> = Bench {
     ns_prefix: "nyv-",
     tmp_prefix: "netyard-vxbench-",
     reference: "kernel vxlan",
-    choices: &["kernel", "netyard", "mixed", "floor"],
+    choices: &["kernel", "netyard", "mixed", "floor", "floor-mixed"],
     hosts: &["h1", "h2"],
     subnet: "10.252",
     daemon_word: "a daemon",
+    reverse_tcp: true,
     setup,
 };
 
@@ -49,6 +52,9 @@ enum Scenario {
     Mixed,
     /// The floor on both hosts.
     Floor,
+    /// The floor on host 1, the kernel's vxlan on host 2: what any userspace VTEP with
+    /// netyard's tunnel port pays against a kernel VTEP, the mixed scenario's floor.
+    FloorMixed,
 }
 
 impl link::Scenario for Scenario {
@@ -57,6 +63,7 @@ impl link::Scenario for Scenario {
         Scenario::Netyard,
         Scenario::Mixed,
         Scenario::Floor,
+        Scenario::FloorMixed,
     ];
     const REFERENCE: Scenario = Scenario::Kernel;
 
@@ -66,11 +73,16 @@ impl link::Scenario for Scenario {
             Scenario::Netyard => "netyard-vxlan",
             Scenario::Mixed => "mixed-vxlan",
             Scenario::Floor => "floor-vxlan",
+            Scenario::FloorMixed => "floor-mixed",
         }
     }
 
     fn floor(self) -> Option<Scenario> {
-        (self == Scenario::Netyard).then_some(Scenario::Floor)
+        match self {
+            Scenario::Netyard => Some(Scenario::Floor),
+            Scenario::Mixed => Some(Scenario::FloorMixed),
+            _ => None,
+        }
     }
 
     fn is_netyard(self) -> bool {
@@ -83,6 +95,7 @@ impl link::Scenario for Scenario {
             Scenario::Netyard => "nv",
             Scenario::Mixed => "mx",
             Scenario::Floor => "fx",
+            Scenario::FloorMixed => "fm",
         }
     }
 
@@ -92,6 +105,7 @@ impl link::Scenario for Scenario {
             Scenario::Netyard => 2,
             Scenario::Mixed => 3,
             Scenario::Floor => 4,
+            Scenario::FloorMixed => 5,
         }
     }
 
@@ -101,6 +115,7 @@ impl link::Scenario for Scenario {
             "netyard" | "netyard-vxlan" => Some(Scenario::Netyard),
             "mixed" | "mixed-vxlan" => Some(Scenario::Mixed),
             "floor" | "floor-vxlan" => Some(Scenario::Floor),
+            "floor-mixed" => Some(Scenario::FloorMixed),
             _ => None,
         }
     }
@@ -127,10 +142,22 @@ fn setup(ctx: &Ctx, sc: Scenario, lab: &mut Lab) -> Result<(), String> {
             setup_netyard(lab, &ctx.run.netyard.clone()?, sc, &[0])?;
             setup_kernel(lab, sc, &[1])
         }
-        Scenario::Floor => {
+        Scenario::Floor | Scenario::FloorMixed => {
             let local = [underlay(sc, 1), underlay(sc, 2)];
             let exe = &ctx.run.self_exe;
-            floor::setup_vxlan(lab, exe, ctx.floor_vxlan, [&local[0], &local[1]], MTU)
+            let which: &[usize] = if sc == Scenario::Floor { &[0, 1] } else { &[0] };
+            floor::setup_vxlan(
+                lab,
+                exe,
+                ctx.floor_vxlan,
+                [&local[0], &local[1]],
+                MTU,
+                which,
+            )?;
+            if sc == Scenario::FloorMixed {
+                setup_kernel(lab, sc, &[1])?;
+            }
+            Ok(())
         }
     }
 }

@@ -1123,21 +1123,28 @@ pub fn setup(lab: &mut Lab, exe: &Path, kind: FloorKind, io: FloorIo) -> Result<
     Ok(())
 }
 
-/// Sets up the VXLAN floor in `lab`: in each host namespace a floor between a TAP `eth0` in
-/// its endpoint's namespace and a tunnel on the underlay (`local[i]`:4789) to the other
-/// host's, as `kind` says; then the endpoints' `eth0` as netyard configures them, MTU `mtu`.
+/// Sets up the VXLAN floor in `lab`: in each host namespace of `which` (0: host 1 with A,
+/// 1: host 2 with B) a floor between a TAP `eth0` in its endpoint's namespace and a tunnel on
+/// the underlay (`local[i]`:4789) to the other host (a floor, or the kernel VTEP of the mixed
+/// floor), as `kind` says; then those endpoints' `eth0` as netyard configures them, MTU `mtu`.
 pub fn setup_vxlan(
     lab: &mut Lab,
     exe: &Path,
     kind: VxlanFloor,
     local: [&str; 2],
     mtu: &str,
+    which: &[usize],
 ) -> Result<(), String> {
-    let eps = [
+    let eps: Vec<_> = [
         (lab.a.clone(), lab.ip_a.clone()),
         (lab.b.clone(), lab.ip_b.clone()),
-    ];
-    for (i, (ns, _)) in eps.iter().enumerate() {
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(i, _)| which.contains(i))
+    .collect();
+    for (i, (ns, _)) in &eps {
+        let i = *i;
         let h = lab.hosts[i].clone();
         let counter = lab.dir.join(format!("floor{i}.count"));
         let args = [
@@ -1150,7 +1157,7 @@ pub fn setup_vxlan(
         ];
         start(lab, &h, exe, &args, counter)?;
     }
-    for (ns, addr) in &eps {
+    for (_, (ns, addr)) in &eps {
         ipv6_off(ns, "eth0")?;
         ip(&["-n", ns, "link", "set", "eth0", "mtu", mtu])?;
         ip_addr_up(ns, "eth0", addr)?;

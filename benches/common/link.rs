@@ -71,6 +71,10 @@ pub struct Bench<S> {
     pub subnet: &'static str,
     /// How the teardown names a daemon that had to be killed ("the daemon", "a daemon").
     pub daemon_word: &'static str,
+    /// Whether TCP is measured from B to A too (`iperf3 -R`, the `tcp_rev_` figures): where
+    /// the two ends differ (netyard on one host, the kernel on the other) each direction takes
+    /// another path.
+    pub reverse_tcp: bool,
     /// Sets up a scenario in the namespaces `Lab::new` made: connects A and B.
     pub setup: fn(&Ctx, S, &mut Lab) -> Result<(), String>,
 }
@@ -90,6 +94,24 @@ const METRICS: &[MetricDef] = &[
     },
     MetricDef {
         name: "tcp_cpu_s_per_gb",
+        unit: "CPU s/GB",
+        decimals: 3,
+        lower_is_better: true,
+    },
+    MetricDef {
+        name: "tcp_rev_gbps",
+        unit: "Gbit/s",
+        decimals: 2,
+        lower_is_better: false,
+    },
+    MetricDef {
+        name: "tcp_rev_retrans",
+        unit: "segments",
+        decimals: 0,
+        lower_is_better: true,
+    },
+    MetricDef {
+        name: "tcp_rev_cpu_s_per_gb",
         unit: "CPU s/GB",
         decimals: 3,
         lower_is_better: true,
@@ -414,19 +436,35 @@ fn cpu_per(lab: &Lab, cpu0: Option<f64>, units: f64) -> Option<f64> {
     (units > 0.0 && used >= 0.0).then(|| used / units)
 }
 
-fn measure_tcp(lab: &Lab, ctx: &Ctx, iperf: &Path, o: &mut Outcome) -> Result<(), String> {
+/// TCP from A to B, or (`reverse`: `iperf3 -R`, the `tcp_rev_` figures) from B to A.
+fn measure_tcp(
+    lab: &Lab,
+    ctx: &Ctx,
+    iperf: &Path,
+    reverse: bool,
+    o: &mut Outcome,
+) -> Result<(), String> {
+    let [gbps, cpu, retrans] = if reverse {
+        ["tcp_rev_gbps", "tcp_rev_cpu_s_per_gb", "tcp_rev_retrans"]
+    } else {
+        ["tcp_gbps", "tcp_cpu_s_per_gb", "tcp_retrans"]
+    };
+    let extra: &[&str] = if reverse { &["-R"] } else { &[] };
     let cpu0 = lab.forwarders_cpu();
-    let v = iperf_client(&lab.a, iperf, &lab.ip_b, IPERF_PORT, ctx.run.seconds, &[])?;
+    let v = iperf_client(&lab.a, iperf, &lab.ip_b, IPERF_PORT, ctx.run.seconds, extra)?;
     let t = tcp_run(&v)?;
-    o.figures.push(("tcp_gbps", t.bps / 1e9));
+    o.figures.push((gbps, t.bps / 1e9));
     let gb = t.bps * ctx.run.seconds as f64 / 8e9;
     if let Some(c) = cpu_per(lab, cpu0, gb) {
-        o.figures.push(("tcp_cpu_s_per_gb", c));
+        o.figures.push((cpu, c));
     }
     if let Some(r) = t.retrans {
-        o.figures.push(("tcp_retrans", r));
+        o.figures.push((retrans, r));
     }
-    o.notes.extend(t.stall);
+    o.notes.extend(
+        t.stall
+            .map(|n| if reverse { format!("B to A: {n}") } else { n }),
+    );
     Ok(())
 }
 
@@ -524,8 +562,12 @@ fn run_scenario<S: Scenario>(
             );
             match srv {
                 Ok(idx) => {
-                    let r = measure_tcp(&lab, ctx, iperf, &mut o);
+                    let r = measure_tcp(&lab, ctx, iperf, false, &mut o);
                     step(&mut lab, "tcp", &mut o, r)?;
+                    if bench.reverse_tcp {
+                        let r = measure_tcp(&lab, ctx, iperf, true, &mut o);
+                        step(&mut lab, "tcp reverse", &mut o, r)?;
+                    }
                     let before = kernel_drops(&lab.a, &lab.b);
                     let r = measure_udp(&lab, ctx, iperf, &mut o);
                     let after = kernel_drops(&lab.a, &lab.b);
@@ -702,6 +744,18 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
                 "lower_is_better": m.lower_is_better,
                 "samples": all,
             });
+            // A floor over the reference: the part of the gap any userspace forwarder pays.
+            let floor_of = S::ALL.iter().find(|s| s.floor() == Some(sc));
+            if let (Some(of), Some(obj)) = (floor_of, entry.as_object_mut()) {
+                obj.insert("floor_of".into(), json!(of.name()));
+                if let Some(r) = ratio {
+                    floor_lines.push(format!(
+                        "# floor: {:<27} {:<20} {r:>6.2}x",
+                        format!("{} / {}", sc.name(), S::REFERENCE.name()),
+                        m.name
+                    ));
+                }
+            }
             if let (Some(f), Some(obj)) = (sc.floor(), entry.as_object_mut()) {
                 let r = median_of(&samples, &f, m.name)
                     .map(|b| b.0)
@@ -711,7 +765,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
                 obj.insert("ratio_floor".into(), json!(r));
                 if let Some(r) = r {
                     floor_lines.push(format!(
-                        "# floor: {:<27} {:<18} {r:>6.2}x",
+                        "# floor: {:<27} {:<20} {r:>6.2}x",
                         format!("{} / {}", sc.name(), f.name()),
                         m.name
                     ));
@@ -720,11 +774,13 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
             results.push(entry);
         }
     }
-    // netyard over the floor of its port kind: the part of the gap that is netyard's own.
+    // The floors over the reference, and netyard over the floor of its port kind: the part of
+    // the gap that is netyard's own.
     if !floor_lines.is_empty() {
         println!(
-            "# floor: ratios are netyard / the floor of the same port kind in the same run \
-             (benches/common/floor.rs: the cheapest userspace forwarder; {})",
+            "# floor: ratios are a floor / {} and netyard / the floor of the same port kind in \
+             the same run (benches/common/floor.rs: the cheapest userspace forwarder; {})",
+            S::REFERENCE.name(),
             if bench.name == "vxlan" {
                 format!("VXLAN floor {}", opts.floor_vxlan.arg())
             } else {
