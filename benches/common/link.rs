@@ -750,7 +750,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
                 obj.insert("floor_of".into(), json!(of.name()));
                 if let Some(r) = ratio {
                     floor_lines.push(format!(
-                        "# floor: {:<27} {:<20} {r:>6.2}x",
+                        "# floor: {:<27} {:<22} {r:>6.2}x",
                         format!("{} / {}", sc.name(), S::REFERENCE.name()),
                         m.name
                     ));
@@ -765,7 +765,7 @@ fn run_bench<S: Scenario>(bench: &Bench<S>, opts: &Opts<S>) -> i32 {
                 obj.insert("ratio_floor".into(), json!(r));
                 if let Some(r) = r {
                     floor_lines.push(format!(
-                        "# floor: {:<27} {:<20} {r:>6.2}x",
+                        "# floor: {:<27} {:<22} {r:>6.2}x",
                         format!("{} / {}", sc.name(), f.name()),
                         m.name
                     ));
