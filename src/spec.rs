@@ -92,7 +92,13 @@ pub struct NetworkSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_extra: Vec<Ipv4Addr>,
     /// More IPv6 addresses the gateway answers on (NDP, ICMPv6 echo, DNS), on a dual-stack
-    /// network only (slirp4netns's fd00::3).
+    /// network only (slirp4netns's fd00::3). Kept apart from `gateway_extra`, which every
+    /// daemon up to the one that added this field reads as IPv4 addresses only: one mixed
+    /// list would make such a daemon refuse any state file with an IPv6 extra address, and
+    /// reading the two keys into one list on load is more than serde's derive does
+    /// (`deny_unknown_fields` excludes `flatten`). Its readers want it per family anyway
+    /// (IPAM's IPv6 pool, the gateway's IPv6 side); the API shows the two as one list
+    /// ([`Self::gateway_extra_all`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_extra6: Vec<Ipv6Addr>,
     /// Destination maps of egress.

@@ -105,9 +105,6 @@ pub struct GatewayConfig {
     /// slirp4netns's DNS address 10.0.2.3, pasta's `--dns-forward` address. One outside the
     /// subnet is reached through the endpoint's default route.
     pub extra_ips: Vec<Ipv4Addr>,
-    /// More IPv6 addresses the gateway answers on (NDP, ICMPv6 echo, DNS on port 53) on a
-    /// dual-stack network: slirp4netns's DNS address fd00::3.
-    pub extra_ips6: Vec<std::net::Ipv6Addr>,
     /// Destination maps: TCP, UDP and ICMP echo to `guest` leave through a host socket to
     /// `host`, replies come back from `guest`. A mapped address of the gateway's own keeps
     /// DNS on port 53 for itself.
@@ -127,10 +124,14 @@ pub struct GatewayConfig {
 }
 
 /// The gateway's IPv6 address in the network's prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayV6 {
     pub addr: std::net::Ipv6Addr,
     pub prefix: ipnet::Ipv6Net,
+    /// More IPv6 addresses the gateway answers on (NDP, ICMPv6 echo, DNS on port 53), as
+    /// `extra_ips` for IPv4: slirp4netns's DNS address fd00::3. The running gateway reads
+    /// them from its [`Ndp6`] only.
+    pub extra: Vec<std::net::Ipv6Addr>,
 }
 
 impl GatewayConfig {
@@ -145,7 +146,6 @@ impl GatewayConfig {
             flow_limits: FlowLimits::default(),
             host_loopback: false,
             extra_ips: Vec::new(),
-            extra_ips6: Vec::new(),
             maps: Vec::new(),
             local_subnets: LocalSubnets::default(),
             ipv6: None,
@@ -156,7 +156,7 @@ impl GatewayConfig {
 
     /// The IPv6 side as the egress engines see it (maps with `host_loopback` folded in).
     fn side6(&self) -> Option<packet6::Side6> {
-        self.ipv6.map(|v6| packet6::Side6 {
+        self.ipv6.as_ref().map(|v6| packet6::Side6 {
             subnet: packet6::Subnet6 {
                 gateway: v6.addr,
                 prefix_len: v6.prefix.prefix_len(),
@@ -168,10 +168,10 @@ impl GatewayConfig {
 
     /// The IPv6 side as [`crate::ndp`] needs it.
     fn ndp6(&self) -> Option<Ndp6> {
-        self.ipv6.map(|v6| Ndp6 {
+        self.ipv6.as_ref().map(|v6| Ndp6 {
             mac: netyard_switch::MacAddr(self.mac),
             addr: v6.addr,
-            extra: self.extra_ips6.clone(),
+            extra: v6.extra.clone(),
             prefix: v6.prefix,
             mtu: u32::try_from(self.mtu).unwrap_or(u32::MAX),
             default_router: self.egress,
@@ -391,7 +391,8 @@ pub(crate) fn l4_ports6(frame: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
 /// Everything the gateway task owns besides smoltcp.
 struct Engines {
     cfg: GatewayConfig,
-    /// The IPv6 side of a dual-stack network.
+    /// The IPv6 side of a dual-stack network: the gateway's IPv6 addresses (the one list
+    /// every IPv6 decision of the task reads).
     ndp6: Option<Ndp6>,
     subnet: Subnet,
     egress: Egress,
@@ -464,7 +465,7 @@ impl Engines {
         let Some(dst) = packet6::ipv6_dst(frame) else {
             return false;
         };
-        if self.cfg.extra_ips6.contains(&dst) {
+        if self.ndp6.as_ref().is_some_and(|n| n.extra.contains(&dst)) {
             // The gateway's own (DNS, echo, NDP), even outside the prefix.
             return false;
         }

@@ -150,8 +150,13 @@ pub fn network_differs(req: &NetworkCreate, saved: &NetworkSpec) -> Vec<&'static
     if req.host_loopback != saved.host_loopback {
         d.push("host_loopback");
     }
-    let extra: Vec<Option<IpAddr>> = req.gateway_extra.iter().map(|s| s.parse().ok()).collect();
-    if extra != saved.gateway_extra_all().map(Some).collect::<Vec<_>>() {
+    // A set: the spec keeps IPv4 and IPv6 addresses in two lists, so a request that lists an
+    // IPv6 address before an IPv4 one is saved in another order, and means the same.
+    let mut extra: Vec<Option<IpAddr>> = req.gateway_extra.iter().map(|s| s.parse().ok()).collect();
+    let mut saved_extra: Vec<Option<IpAddr>> = saved.gateway_extra_all().map(Some).collect();
+    extra.sort_unstable();
+    saved_extra.sort_unstable();
+    if extra != saved_extra {
         d.push("gateway_extra");
     }
     let maps: Vec<Option<(Ipv4Addr, Ipv4Addr)>> = req

@@ -128,6 +128,11 @@ fn ipv6_extra_gateway_addresses_go_to_their_own_list() {
     assert_eq!(all, ["10.0.2.3", "fd00::3", "2001:db8::53"]);
     let o = serde_json::to_value(lab()).expect("json");
     assert!(o.get("gateway_extra6").is_none(), "written only when set");
+    // Saved IPv4 first, the request's order is no difference in a --config file.
+    r.gateway_extra.reverse();
+    assert!(network_differs(&r, &n).is_empty());
+    r.gateway_extra.pop();
+    assert_eq!(network_differs(&r, &n), vec!["gateway_extra"]);
 }
 
 #[test]

@@ -88,7 +88,6 @@ impl PortKind for Gateway {
             flow_limits: flow_limits(p),
             host_loopback: p.host_loopback,
             extra_ips: p.gateway_extra.clone(),
-            extra_ips6: p.gateway_extra6.clone(),
             maps: p
                 .maps
                 .iter()
@@ -101,6 +100,7 @@ impl PortKind for Gateway {
             ipv6: p.ipv6.map(|v| netyard_router::gateway::GatewayV6 {
                 addr: v.gateway,
                 prefix: v.subnet,
+                extra: p.gateway_extra6.clone(),
             }),
             maps6: Vec::new(),
             local_subnets6: cx.local_subnets.v6.clone(),
