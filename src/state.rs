@@ -686,6 +686,13 @@ impl Daemon {
         // snooping). Its interface came up after the port existed (a TAP queues its first
         // frames; a veth's socket is open before the peer comes up), so no report is missed.
         net.live.switch.set_mld_router(&sp, false);
+        // Its MAC is known from the start (netyard gave it, port security holds it to it):
+        // the gateway's Router Advertisement below and the first frames for it go to its
+        // port alone instead of being flooded until it sends.
+        net.live
+            .switch
+            .fdb
+            .learn(spec.mac, sp.id, net.live.switch.now_ms());
         let task = match net.live.spawn_port(&sp) {
             Ok(t) => t,
             Err(e) => {
@@ -735,6 +742,11 @@ impl Daemon {
         if let Some(net) = st.get(network) {
             if let Some(ep) = net.endpoints.get(&plan.name) {
                 let ep = ep.spec.clone();
+                // Its IPv6 default route before the attach answers (a runtime may check
+                // it at once); a hand-over veth is not in its container yet.
+                if ep.ip6.is_some() && ep.peer.is_none() {
+                    net.live.greet(ep.mac).await;
+                }
                 // The gateway router changed while the device was built without the lock.
                 let now = net.spec.default_gateway();
                 self.move_default_route(&ep, net_spec.default_gateway(), now)

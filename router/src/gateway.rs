@@ -39,7 +39,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use netyard_switch::gso;
 use netyard_switch::sys::pagebuf::PageBuf;
 use netyard_switch::sys::MemPeer;
-use netyard_switch::wire::ethernet::{EtherType, EthernetFrame};
+use netyard_switch::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 use netyard_switch::wire::ip::Lengths;
 use netyard_switch::wire::ipv4::Ipv4Packet;
 use netyard_switch::wire::ipv6::Ipv6Packet;
@@ -50,7 +50,7 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::conntrack::FlowLimits;
@@ -197,6 +197,29 @@ pub struct GatewayHandle {
     pub egress: EgressHandle,
     /// Adds and removes published ports.
     pub publisher: Publisher,
+    /// Greets endpoints that join with a Router Advertisement.
+    pub advertiser: Advertiser,
+}
+
+/// Tells a running gateway that an endpoint joined its network, so that it sends it a Router
+/// Advertisement at once ([`ndp::join_advert`]; nothing on an IPv4-only network). Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Advertiser {
+    tx: mpsc::UnboundedSender<(MacAddr, oneshot::Sender<()>)>,
+}
+
+impl Advertiser {
+    /// The endpoint at `mac` joined (its port is on the switch, its interface up). Returns
+    /// once the gateway has written the advertisement (or is gone), so that whoever attached
+    /// the endpoint answers after its default route is in: a TAP's write hands the frame to
+    /// the container's kernel before it returns.
+    pub async fn joined(&self, mac: MacAddr) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send((mac, done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 /// Frames between the task and smoltcp.
@@ -311,6 +334,7 @@ pub fn start(
         egress.shared(),
     )?;
     let (publisher, publish_rx) = Publisher::new();
+    let (join_tx, join_rx) = mpsc::unbounded_channel();
     let engines = Engines {
         ndp6: cfg.ndp6(),
         cfg: cfg.clone(),
@@ -326,11 +350,16 @@ pub fn start(
     };
     // As long as the switch's receive buffers: in process, the two trade places.
     let rx_buf = PageBuf::new(netyard_switch::driver::RX_BUF_LEN)?;
-    let task = tokio::spawn(run(cfg, peer, dns, engines, publish_rx, epoll, rx_buf));
+    let ctl = Control {
+        publish: publish_rx,
+        joins: join_rx,
+    };
+    let task = tokio::spawn(run(cfg, peer, dns, engines, ctl, epoll, rx_buf));
     Ok(GatewayHandle {
         task,
         egress: handle,
         publisher,
+        advertiser: Advertiser { tx: join_tx },
     })
 }
 
@@ -572,12 +601,19 @@ impl Engines {
     }
 }
 
+/// What the daemon tells a running gateway.
+struct Control {
+    publish: mpsc::UnboundedReceiver<PublishCmd>,
+    /// Endpoints that joined ([`Advertiser`]).
+    joins: mpsc::UnboundedReceiver<(MacAddr, oneshot::Sender<()>)>,
+}
+
 async fn run(
     cfg: GatewayConfig,
     peer: Uplink,
     dns: Option<Arc<dyn DnsService>>,
     mut eng: Engines,
-    mut publish_rx: mpsc::UnboundedReceiver<PublishCmd>,
+    mut ctl: Control,
     epoll: Arc<AsyncFd<EpollFd>>,
     mut rx_buf: PageBuf,
 ) {
@@ -780,10 +816,17 @@ async fn run(
                 }
             },
             Some(r) = reply_rx.recv() => pending.push(r),
-            Some(cmd) = publish_rx.recv() => match cmd {
+            Some(cmd) = ctl.publish.recv() => match cmd {
                 PublishCmd::Add(id, rule) => eng.relay.publish(id, rule),
                 PublishCmd::Remove(id) => eng.relay.unpublish(id),
             },
+            Some((mac, done)) = ctl.joins.recv() => {
+                if let Some(v6) = &eng.ndp6 {
+                    // A full queue drops it, as a lost frame: the host still solicits.
+                    let _ = VnetSink(&peer).send_frame(&ndp::join_advert(v6, mac));
+                }
+                let _ = done.send(());
+            }
             g = egress_epoll.readable() => {
                 if let Ok(mut g) = g {
                     if !eng.egress.poll_host(Instant::now(), &VnetSink(&peer)) {

@@ -3,8 +3,8 @@
 //!
 //! Pure: [`decide`] takes the gateway's [`Ndp6`] and one complete Ethernet frame and returns a
 //! [`V6Verdict`] (an answer to send, smoltcp for DNS on the gateway's addresses, the egress
-//! engine, or nothing); [`router_advert`] builds an RA. The gateway task calls them and owns
-//! the timer of unsolicited RAs.
+//! engine, or nothing); [`router_advert`] builds an RA, [`join_advert`] the one an endpoint
+//! gets as it joins. The gateway task calls them and owns the timer of unsolicited RAs.
 //!
 //! Why not smoltcp's IPv6: its Neighbor Advertisements carry neither the router flag nor the
 //! override flag. A host that learnt the gateway as its default router from an RA and then
@@ -252,6 +252,21 @@ pub fn router_advert(cfg: &Ndp6, to: Ipv6Addr, to_mac: MacAddr) -> Vec<u8> {
     })
 }
 
+/// The Router Advertisement for an endpoint that just joined the network (its MAC), so that
+/// it has its default route at once: left to itself, a host solicits only once duplicate
+/// address detection of its link-local address is over, a second or two after its interface
+/// came up, and a runtime that looks sooner (a CNI CHECK right after ADD) finds no route.
+///
+/// To all nodes, as an unsolicited RA is, but at the endpoint's MAC (an IPv6 multicast packet
+/// may go to a unicast link-layer address, RFC 6085): the host takes it as any unsolicited
+/// RA, and only its port gets it. At ff02::1's MAC it would be written into every container
+/// of the network at every attach. One per join, so the rate limits of RFC 4861 section 6.2.4
+/// on the link's multicast RAs (MAX_INITIAL_RTR_ADVERTISEMENTS, MIN_DELAY_BETWEEN_RAS) are
+/// not at stake: each host sees one RA more, the one radvd-like routers send on a new link.
+pub fn join_advert(cfg: &Ndp6, mac: MacAddr) -> Vec<u8> {
+    router_advert(cfg, ALL_NODES, mac)
+}
+
 /// A Neighbor Advertisement of `target` (one of the gateway's) with its MAC.
 fn neighbor_advert(
     cfg: &Ndp6,
@@ -446,6 +461,18 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_joining_endpoint_gets_an_all_nodes_advert_at_its_own_mac() {
+        let c = cfg();
+        let f = join_advert(&c, C_MAC);
+        let (mac, ip, ..) = open(&f);
+        assert_eq!((mac, ip.dst_addr), (C_MAC, ALL_NODES));
+        assert_eq!((ip.src_addr, ip.hop_limit), (c.link_local(), 255));
+        // Byte for byte the periodic advertisement but for the destination MAC.
+        let all = router_advert(&c, ALL_NODES, ipv6::multicast_mac(ALL_NODES));
+        assert_eq!(f[6..], all[6..]);
     }
 
     #[test]

@@ -210,6 +210,15 @@ impl NetworkLive {
         self.gw.as_ref().map(|g| &g.publisher)
     }
 
+    /// An endpoint joined (its port on the switch, its interface up): on a dual-stack
+    /// network the gateway sends it a Router Advertisement, so it has its IPv6 default route
+    /// when this returns instead of after its own solicitation. Nothing without a gateway.
+    pub async fn greet(&self, mac: netyard_switch::MacAddr) {
+        if let Some(gw) = &self.gw {
+            gw.advertiser.joined(mac).await;
+        }
+    }
+
     /// The gateway's MAC, if the network has a gateway.
     pub fn gateway_mac(&self) -> Option<netyard_switch::MacAddr> {
         self.gw.as_ref().map(|g| g.mac)

@@ -28,6 +28,8 @@ pub struct GatewayLive {
     pub egress: netyard_router::egress::EgressHandle,
     /// Adds and removes the network's published ports.
     pub publisher: netyard_router::publish::Publisher,
+    /// Greets a joining endpoint with a Router Advertisement.
+    pub advertiser: netyard_router::gateway::Advertiser,
 }
 
 impl GatewayLive {
@@ -126,6 +128,7 @@ impl PortKind for Gateway {
             tasks: vec![gw.task],
             egress: gw.egress,
             publisher: gw.publisher,
+            advertiser: gw.advertiser,
         })
     }
 
