@@ -714,7 +714,7 @@ fn podman5_dual_stack_network_gives_containers_their_ipv6_addresses_through_the_
     let image = format!("localhost/{image}");
     let names = [format!("nyt{}v6a", lab.id), format!("nyt{}v6b", lab.id)];
     for name in &names {
-        podman.run_idle(&lab, &net, name, &image);
+        podman.run_idle(&lab, &net, name, &[], &image);
     }
     let prefix: ipnet::Ipv6Net = sub6.parse().expect("prefix");
     let mut ip6s = Vec::new();

@@ -113,24 +113,11 @@ fn a_podman_container_is_followed_through_stop_start_and_rm() {
 
     // Run and attach by PID.
     let t = Instant::now();
-    podman.ok(
+    podman.run_on(
         &lab,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--cap-add",
-            "NET_RAW",
-            "--cgroup-parent",
-            &format!("/{}", podman.cgroup),
-            "--name",
-            &name,
-            &image,
-            "sh",
-            "-c",
-            CONTAINER_CMD,
-        ],
+        "none",
+        &name,
+        &["--cap-add", "NET_RAW", &image, "sh", "-c", CONTAINER_CMD],
     );
     let pid1 = podman.pid(&lab, &name);
     println!("podman run took {:?}; container pid {pid1}", t.elapsed());

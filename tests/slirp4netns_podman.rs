@@ -28,7 +28,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::podman::*;
@@ -184,6 +184,13 @@ impl RootlessPodman {
         p
     }
 
+    /// The PID namespace every process of this Podman lives in.
+    fn pid_ns(&self) -> Option<PathBuf> {
+        std::fs::read_link(format!("/proc/{}/ns/pid", self.init)).ok()
+    }
+}
+
+impl PodmanCli for RootlessPodman {
     /// `nsenter` into the namespaces, as the user, `podman --root ... ARGS`.
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
@@ -215,26 +222,9 @@ impl RootlessPodman {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        run_bounded(&mut self.command(args), PODMAN_TIMEOUT)
-    }
-
-    /// A podman call that must succeed; its stdout, trimmed.
-    fn ok(&self, lab: &Lab, args: &[&str]) -> String {
-        let o = self.run(args);
-        if !o.status.success() {
-            lab.fail(&format!(
-                "`podman {}` failed:\n{}",
-                args.join(" "),
-                show(&o)
-            ));
-        }
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    /// The PID namespace every process of this Podman lives in.
-    fn pid_ns(&self) -> Option<PathBuf> {
-        std::fs::read_link(format!("/proc/{}/ns/pid", self.init)).ok()
+    /// None: a rootless Podman may not make cgroups under the test's.
+    fn cgroup_parent(&self) -> Option<String> {
+        None
     }
 }
 
@@ -319,12 +309,12 @@ fn run_web(
     publish: &[&str],
 ) -> Web {
     let cmdline = format!("httpd -p 80 -h /www; {IDLE}");
-    let mut argv = vec!["run", "-d", "--name", name, "--network", network];
+    let mut argv = Vec::new();
     for p in publish {
         argv.extend(["-p", p]);
     }
     argv.extend([IMAGE, "sh", "-c", &cmdline]);
-    podman.ok(lab, &argv);
+    podman.run_on(lab, network, name, &argv);
     let netns = podman.ok(
         lab,
         &["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name],
@@ -471,25 +461,7 @@ fn rootless_podman_runs_its_containers_on_the_slirp4netns_front() {
     // Egress, DNS and ping from a container with Podman's defaults (MTU 65520). --dns: the
     // test's resolv.conf names only loopback, for which Podman would add public servers.
     let c1 = "c1";
-    podman.ok(
-        &lab,
-        &[
-            "run",
-            "-d",
-            "--name",
-            c1,
-            "--network",
-            "slirp4netns",
-            "--dns",
-            "10.0.2.3",
-            "--cap-add",
-            "NET_RAW",
-            image,
-            "sh",
-            "-c",
-            IDLE,
-        ],
-    );
+    podman.run_idle(&lab, "slirp4netns", c1, &["--dns", "10.0.2.3"], image);
     let exec = |argv: &[&str]| -> String {
         let mut a = vec!["exec", c1];
         a.extend_from_slice(argv);

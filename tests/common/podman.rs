@@ -1,4 +1,5 @@
-//! Root Podman for the tests that drive it (tests/podman_follow.rs, tests/cni_podman.rs).
+//! Root Podman for the tests that drive it (tests/podman_follow.rs, tests/cni_podman.rs), and
+//! [`PodmanCli`], how tests call any Podman (the rootless one of tests/slirp4netns_podman.rs too).
 //!
 //! Podman runs the way ../shared/RUNTIMES.md says it must on these machines: a private
 //! containers.conf through CONTAINERS_CONF (runc, nofile/nproc ulimits, cgroupfs, file events, a
@@ -209,47 +210,6 @@ impl Podman {
             .expect("podman's mount namespace")
     }
 
-    /// `nsenter -t HOLDER -m podman --root ... ARGS` with the private containers.conf.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let pid = self.holder_pid();
-        let mut c = Command::new("nsenter");
-        c.args(["-t", &pid.to_string(), "-m"]);
-        if let Some(n) = &self.netns {
-            c.arg(format!("--net={n}"));
-        }
-        c.arg(&self.program)
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env("CONTAINERS_CONF", &self.conf)
-            .env("TMPDIR", self.dir.join("tmp"))
-            .env_remove("CONTAINERS_STORAGE_CONF")
-            .env_remove("CONTAINER_HOST");
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        run_bounded(&mut self.command(args), PODMAN_TIMEOUT)
-    }
-
-    /// A podman call that must succeed; its stdout, trimmed.
-    pub fn ok(&self, lab: &Lab, args: &[&str]) -> String {
-        let o = self.run(args);
-        if !o.status.success() {
-            lab.fail(&format!(
-                "`podman {}` failed:\n{}",
-                args.join(" "),
-                show(&o)
-            ));
-        }
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
     /// Imports `localhost/NAME` from a rootfs of busybox-static with links for `applets`.
     pub fn import_busybox(&self, lab: &Lab, name: &str, applets: &[&str]) {
         let tar = busybox_rootfs_tar(&self.dir, applets);
@@ -284,6 +244,85 @@ impl Podman {
             }
         }
         v.into_iter().filter(|p| p.is_dir()).collect()
+    }
+}
+
+/// A Podman the tests drive: root [`Podman`], or the rootless one of
+/// tests/slirp4netns_podman.rs. Calls and containers go the same way through either.
+pub trait PodmanCli {
+    /// `podman ARGS` as this Podman runs (its namespaces, configuration and storage).
+    fn command(&self, args: &[&str]) -> Command;
+
+    /// The containers' `--cgroup-parent`, when this Podman gives them one.
+    fn cgroup_parent(&self) -> Option<String>;
+
+    fn run(&self, args: &[&str]) -> Output {
+        run_bounded(&mut self.command(args), PODMAN_TIMEOUT)
+    }
+
+    /// A podman call that must succeed; its stdout, trimmed.
+    fn ok(&self, lab: &Lab, args: &[&str]) -> String {
+        let o = self.run(args);
+        if !o.status.success() {
+            lab.fail(&format!(
+                "`podman {}` failed:\n{}",
+                args.join(" "),
+                show(&o)
+            ));
+        }
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `podman run -d --network NET [--cgroup-parent CGROUP] --name NAME ARGS` (ARGS: further
+    /// options, the image and its command).
+    fn run_on(&self, lab: &Lab, net: &str, name: &str, args: &[&str]) {
+        let cgroup = self.cgroup_parent();
+        let mut argv = vec!["run", "-d", "--network", net];
+        if let Some(c) = &cgroup {
+            argv.extend(["--cgroup-parent", c]);
+        }
+        argv.extend(["--name", name]);
+        argv.extend_from_slice(args);
+        self.ok(lab, &argv);
+    }
+
+    /// An idle container `name` of `image` on `net` that may ping (NET_RAW), with further
+    /// `options` (`--dns ...`).
+    fn run_idle(&self, lab: &Lab, net: &str, name: &str, options: &[&str], image: &str) {
+        let mut args = options.to_vec();
+        args.extend(["--cap-add", "NET_RAW", image, "sh", "-c", IDLE]);
+        self.run_on(lab, net, name, &args);
+    }
+}
+
+impl PodmanCli for Podman {
+    /// `nsenter -t HOLDER -m podman --root ... ARGS` with the private containers.conf.
+    fn command(&self, args: &[&str]) -> Command {
+        let pid = self.holder_pid();
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &pid.to_string(), "-m"]);
+        if let Some(n) = &self.netns {
+            c.arg(format!("--net={n}"));
+        }
+        c.arg(&self.program)
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("CONTAINERS_CONF", &self.conf)
+            .env("TMPDIR", self.dir.join("tmp"))
+            .env_remove("CONTAINERS_STORAGE_CONF")
+            .env_remove("CONTAINER_HOST");
+        c
+    }
+
+    /// The test's cgroup, removed with it.
+    fn cgroup_parent(&self) -> Option<String> {
+        Some(format!("/{}", self.cgroup))
     }
 }
 
@@ -391,34 +430,6 @@ impl Podman {
         format!("localhost/{name}")
     }
 
-    /// `podman run -d --network NET --cgroup-parent CGROUP --name NAME ARGS` (ARGS: further
-    /// options, the image and its command): a container in the test's cgroup.
-    pub fn run_on(&self, lab: &Lab, net: &str, name: &str, args: &[&str]) {
-        let cgroup = format!("/{}", self.cgroup);
-        let mut argv = vec![
-            "run",
-            "-d",
-            "--network",
-            net,
-            "--cgroup-parent",
-            &cgroup,
-            "--name",
-            name,
-        ];
-        argv.extend_from_slice(args);
-        self.ok(lab, &argv);
-    }
-
-    /// An idle container `name` of `image` on `net` that may ping (NET_RAW).
-    pub fn run_idle(&self, lab: &Lab, net: &str, name: &str, image: &str) {
-        self.run_on(
-            lab,
-            net,
-            name,
-            &["--cap-add", "NET_RAW", image, "sh", "-c", IDLE],
-        );
-    }
-
     /// The web server `web` (httpd on port 80 with [`WHO_CGI`], `-p publish`) and an idle
     /// client `cli` on `net`, both of `image` (from [`Podman::import_web_image`]).
     pub fn run_web_and_client(
@@ -437,7 +448,7 @@ impl Podman {
                 "-p", publish, image, "httpd", "-f", "-p", "80", "-h", "/www",
             ],
         );
-        self.run_idle(lab, net, cli, image);
+        self.run_idle(lab, net, cli, &[], image);
     }
 
     /// From `cli`: its resolv.conf names `nameserver`, and `web` resolves to `web_ip`,
