@@ -322,7 +322,8 @@ fn serve_mq(
 /// An AF_PACKET port on `ifname`, as netyard's veth port, received through a TPACKET ring
 /// (V3 or V2) mapped on its socket.
 fn ring_on(ifname: &str, v3: bool) -> Result<End, String> {
-    let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
+    // Without the port's own ring, which would hold the socket's one ring.
+    let p = PacketPort::open_with(ifname, true, false).map_err(|e| format!("{ifname}: {e}"))?;
     let ring = RxRing::new(p.raw_fd(), v3).map_err(|e| format!("{ifname}: RX ring: {e}"))?;
     Ok(End::Ring(p, ring))
 }

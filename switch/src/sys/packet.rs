@@ -22,20 +22,34 @@
 //! 4. `PACKET_IGNORE_OUTGOING`: frames the socket (or the host) sends on the interface are
 //!    not read back, so the switch never sees its own output (Linux >= 4.20).
 //! 5. Large `SO_RCVBUF`/`SO_SNDBUF` (`*FORCE` as root, else capped by `rmem_max`/`wmem_max`).
-//! 6. `bind` to `(ETH_P_ALL, ifindex)`.
+//!
+//! 6. Unless `NETYARD_PACKET_RING=0`: a receive ring (`PACKET_RX_RING`, TPACKET_V2, `ring`),
+//!    so small frames are taken from memory the kernel filled, without a syscall; frames too
+//!    big for a slot (GSO super-frames) are still `recv`ed from the socket. A kernel that
+//!    refuses the ring leaves the port without one (logged), as before.
+//! 7. `bind` to `(ETH_P_ALL, ifindex)`.
 //!
 //! Batching: [`PacketPort::recv_batch`] and [`PacketPort::send_batch`] move up to
-//! [`BATCH_MAX`] frames per recvmmsg/sendmmsg, the OVS way. They are not part of
-//! [`Port`] (a TAP has no equivalent); a driver that knows it holds a `PacketPort` may use them.
+//! [`BATCH_MAX`] frames per recvmmsg/sendmmsg (or ring slots), the OVS way. They are not part
+//! of [`Port`] (a TAP has no equivalent); a driver that knows it holds a `PacketPort` may use
+//! them.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 use nix::sys::socket::{self, setsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 
-use super::{check_sent, cvt, finish_recv, invalid, payload, payload_mut, socklen, SysError, HDR};
+use super::{
+    check_sent, cvt, finish_recv, invalid, payload, payload_mut, socklen, FrameTruncated, PortDrop,
+    SysError, HDR,
+};
 use crate::counters::{DropReason, KernelCount, KernelReading};
 use crate::port::{Port, PortCaps};
+
+mod ring;
+
+use ring::{RxRing, Slot};
 
 // From linux/if_packet.h (not exported by every libc 0.2 release).
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -60,6 +74,13 @@ pub struct RecvMeta {
     pub truncated: bool,
 }
 
+/// Whether ports get a receive ring (`NETYARD_PACKET_RING=0` turns it off; on by default).
+/// Read once.
+pub fn ring_configured() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("NETYARD_PACKET_RING").map_or(true, |v| v.trim() != "0"))
+}
+
 /// An AF_PACKET socket as a switch port.
 #[derive(Debug)]
 pub struct PacketPort {
@@ -67,6 +88,8 @@ pub struct PacketPort {
     ifname: String,
     ifindex: u32,
     caps: PortCaps,
+    /// The receive ring, if the port has one (`ring`).
+    ring: Option<RxRing>,
 }
 
 /// setsockopt of one `int` option.
@@ -133,9 +156,16 @@ where
 
 impl PacketPort {
     /// Opens an AF_PACKET socket on `ifname` in the calling thread's network namespace (see the
-    /// module docs for the steps). With `vnet_hdr` the caps are `vnet_hdr`, `gso_tcp` and
-    /// `gso_udp`; without, [`PortCaps::PLAIN`].
+    /// module docs for the steps), with a receive ring unless [`ring_configured`] says no.
+    /// With `vnet_hdr` the caps are `vnet_hdr`, `gso_tcp` and `gso_udp`; without,
+    /// [`PortCaps::PLAIN`].
     pub fn open(ifname: &str, vnet_hdr: bool) -> Result<PacketPort, SysError> {
+        PacketPort::open_with(ifname, vnet_hdr, ring_configured())
+    }
+
+    /// [`PacketPort::open`], with a receive ring or without as `ring` says (a ring the kernel
+    /// refuses is logged and done without).
+    pub fn open_with(ifname: &str, vnet_hdr: bool, ring: bool) -> Result<PacketPort, SysError> {
         let name = || ifname.to_owned();
         let fd = socket::socket(
             AddressFamily::Packet,
@@ -180,6 +210,15 @@ impl PacketPort {
                 source,
             }
         })?;
+        let ring = ring
+            .then(|| {
+                RxRing::new(bfd)
+                    .inspect_err(|e| {
+                        tracing::info!(ifname, error = %e, "no receive ring: frames are read one recv each");
+                    })
+                    .ok()
+            })
+            .flatten();
         let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(|e| SysError::IfIndex {
             ifname: name(),
             source: e.into(),
@@ -203,6 +242,7 @@ impl PacketPort {
             ifname: ifname.to_owned(),
             ifindex,
             caps,
+            ring,
         })
     }
 
@@ -243,6 +283,108 @@ impl PacketPort {
         self.ifindex
     }
 
+    /// Whether frames are received through a ring (module docs, step 6).
+    pub fn has_ring(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    /// [`Port::recv`] from the socket itself: the frames a ring's slots could not hold, or
+    /// every frame without a ring.
+    fn recv_socket(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let with_hdr = self.caps.vnet_hdr;
+        let dst = if with_hdr {
+            &mut *buf
+        } else {
+            payload_mut(buf)?
+        };
+        // MSG_TRUNC: the return value is the frame's full length even if it did not fit.
+        let n = match socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC) {
+            Ok(n) => n,
+            // A batch send that stopped at a frame the peer had no room for leaves that error
+            // on the socket, reported by the next receive: it is no receive error (the send's
+            // caller retried that frame), so it only asks to be called again.
+            Err(nix::errno::Errno::ENOBUFS) => {
+                return Err(io::Error::from(io::ErrorKind::Interrupted))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        finish_recv(buf, n, with_hdr)
+    }
+
+    /// [`Port::recv`] through the ring: the next slot's frame copied into `buf` (a frame the
+    /// slot could not hold `recv`ed from the socket, where the kernel queued it).
+    fn recv_ring(&self, ring: &RxRing, buf: &mut [u8]) -> io::Result<usize> {
+        let with_hdr = self.caps.vnet_hdr;
+        let got = ring.take(with_hdr, |slot, bytes| match slot {
+            Slot::Frame { start, len } => {
+                let total = len + HDR;
+                let (Some(dst), Some(frame)) =
+                    (buf.get_mut(..total), bytes.get(start..start + len))
+                else {
+                    return Err(FrameTruncated {
+                        len: total,
+                        cap: buf.len(),
+                    }
+                    .into_io());
+                };
+                let (hdr, body) = dst.split_at_mut(HDR);
+                match bytes.get(start - HDR..start) {
+                    Some(h) if with_hdr => hdr.copy_from_slice(h),
+                    _ => hdr.fill(0),
+                }
+                body.copy_from_slice(frame);
+                Ok(total)
+            }
+            Slot::Queued => match self.recv_socket(buf) {
+                // The slot said the frame was queued: an empty queue would be a kernel
+                // surprise, but the ring may hold more, so ask to be called again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Err(io::Error::from(io::ErrorKind::Interrupted))
+                }
+                r => r,
+            },
+            // Cut short with nowhere to queue the rest: the socket's buffer was full.
+            Slot::Lost => Err(PortDrop(DropReason::PacketRcvbufFull).into_io()),
+        });
+        got.unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::WouldBlock)))
+    }
+
+    /// [`PacketPort::recv_batch`] through the ring: a slot per frame, until the ring is empty.
+    fn recv_batch_ring<B: AsMut<[u8]>>(
+        &self,
+        ring: &RxRing,
+        bufs: &mut [B],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let mut got = 0;
+        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()).take(BATCH_MAX) {
+            let buf = buf.as_mut();
+            if buf.len() < HDR {
+                return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            }
+            match self.recv_ring(ring, buf) {
+                Ok(len) => {
+                    *m = RecvMeta {
+                        len,
+                        truncated: false,
+                    }
+                }
+                Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<FrameTruncated>()) {
+                    Some(t) => {
+                        *m = RecvMeta {
+                            len: t.len,
+                            truncated: true,
+                        }
+                    }
+                    None if got > 0 || e.kind() == io::ErrorKind::Interrupted => break,
+                    None => return Err(e),
+                },
+            }
+            got += 1;
+        }
+        Ok(got)
+    }
+
     /// Receives up to `min(bufs.len(), meta.len(), BATCH_MAX)` frames with one `recvmmsg`,
     /// frame `i` into `bufs[i]` laid out as [`Port::recv`] does, and its length and truncation
     /// into `meta[i]`. Returns how many were received; `WouldBlock` if none were waiting.
@@ -258,6 +400,9 @@ impl PacketPort {
         let count = bufs.len().min(meta.len()).min(BATCH_MAX);
         if count == 0 {
             return Ok(0);
+        }
+        if let Some(ring) = &self.ring {
+            return self.recv_batch_ring(ring, &mut bufs[..count], meta);
         }
         let with_hdr = self.caps.vnet_hdr;
         let mut caps = [0usize; BATCH_MAX];
@@ -356,24 +501,10 @@ impl PacketPort {
 
 impl Port for PacketPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let with_hdr = self.caps.vnet_hdr;
-        let dst = if with_hdr {
-            &mut *buf
-        } else {
-            payload_mut(buf)?
-        };
-        // MSG_TRUNC: the return value is the frame's full length even if it did not fit.
-        let n = match socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC) {
-            Ok(n) => n,
-            // A batch send that stopped at a frame the peer had no room for leaves that error
-            // on the socket, reported by the next receive: it is no receive error (the send's
-            // caller retried that frame), so it only asks to be called again.
-            Err(nix::errno::Errno::ENOBUFS) => {
-                return Err(io::Error::from(io::ErrorKind::Interrupted))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        finish_recv(buf, n, with_hdr)
+        match &self.ring {
+            Some(ring) => self.recv_ring(ring, buf),
+            None => self.recv_socket(buf),
+        }
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<()> {
@@ -456,7 +587,6 @@ mod tests {
         eth_frame, hdr_u16, in_new_netns, ip, ipv4_gso, recv_matching, wait_readable, GSO_TCPV4,
         GSO_UDP_L4,
     };
-    use crate::sys::FrameTruncated;
 
     const WAIT: Duration = Duration::from_secs(2);
     const MAC_A: [u8; 6] = [0x02, 0x4e, 0x59, 0, 1, 1];
@@ -572,6 +702,105 @@ mod tests {
                 assert_eq!(hdr_u16(&got, 8), out[8].into(), "csum_offset");
                 assert_eq!(got[HDR + 34 + l4..], out[HDR + 34 + l4..]);
             }
+        });
+    }
+
+    /// Receives from `port` until its ring and socket are empty: frames whole, errors kept.
+    fn drain(port: &PacketPort) -> Vec<io::Result<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65_536 + HDR];
+        loop {
+            match port.recv(&mut buf) {
+                Ok(n) => out.push(Ok(buf[..n].to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return out,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => out.push(Err(e)),
+            }
+        }
+    }
+
+    /// Through the ring, in order: small frames from its slots, a jumbo frame (too big for a
+    /// slot) from the socket's queue, header-less and with a vnet header; a port without a
+    /// ring still reads from the socket.
+    #[test]
+    fn veth_ring_slots_and_queue() {
+        in_new_netns(|| {
+            veth_pair();
+            ip(&["link", "set", "nyv0", "mtu", "9000"]);
+            ip(&["link", "set", "nyv1", "mtu", "9000"]);
+            let a = PacketPort::open_with("nyv0", true, false).expect("open nyv0");
+            let b = PacketPort::open_with("nyv1", true, true).expect("open nyv1");
+            let b_plain = PacketPort::open_with("nyv1", false, true).expect("open nyv1 plain");
+            assert!(!a.has_ring());
+            assert!(
+                b.has_ring() && b_plain.has_ring(),
+                "the kernel refused a ring"
+            );
+
+            let frames: Vec<Vec<u8>> = [60usize, 5000, 100, 1500]
+                .iter()
+                .map(|&n| eth_frame(MAC_B, MAC_A, 0x88b5, &vec![n as u8; n]))
+                .collect();
+            for f in &frames {
+                a.send(&with_zero_hdr(f)).expect("send");
+            }
+            for port in [&b, &b_plain] {
+                assert!(wait_readable(port.raw_fd(), WAIT), "nothing arrived");
+                let got: Vec<Vec<u8>> = drain(port)
+                    .into_iter()
+                    .map(|r| r.expect("recv"))
+                    .filter(|f| f[HDR..].starts_with(&MAC_B))
+                    .collect();
+                let want: Vec<Vec<u8>> = frames.iter().map(|f| with_zero_hdr(f)).collect();
+                assert_eq!(got, want, "{}: all four, whole, in order", port.ifname());
+            }
+
+            // A frame bigger than the caller's buffer is reported truncated, never half-given.
+            a.send(&with_zero_hdr(&frames[3])).expect("send");
+            assert!(wait_readable(b.raw_fd(), WAIT));
+            let mut small = [0u8; 600];
+            let err = b
+                .recv(&mut small)
+                .expect_err("1500-byte frame in 600 bytes");
+            assert!(FrameTruncated::is(&err), "{err}");
+
+            // b -> a reaches the port without a ring.
+            b.send(&with_zero_hdr(&frames[0])).expect("send b");
+            recv_matching(&a, WAIT, |f| f[HDR..] == frames[0][..]).expect("a missed b's frame");
+        });
+    }
+
+    /// A frame too big for a slot that the socket's full buffer cannot queue either is lost
+    /// and said so (`packet_rcvbuf_full`), and the frames around it still come.
+    #[test]
+    fn veth_ring_counts_a_frame_with_nowhere_to_go() {
+        in_new_netns(|| {
+            veth_pair();
+            ip(&["link", "set", "nyv0", "mtu", "9000"]);
+            ip(&["link", "set", "nyv1", "mtu", "9000"]);
+            let a = PacketPort::open_with("nyv0", true, false).expect("open nyv0");
+            let b = PacketPort::open_with("nyv1", true, true).expect("open nyv1");
+            assert!(b.has_ring(), "the kernel refused a ring");
+            // The smallest receive buffer: one queued jumbo frame fills it.
+            setsockopt(&b.fd, sockopt::RcvBuf, &0).expect("SO_RCVBUF");
+
+            let small = eth_frame(MAC_B, MAC_A, 0x88b5, &[7; 60]);
+            let jumbo = eth_frame(MAC_B, MAC_A, 0x88b5, &[9; 5000]);
+            for f in [&jumbo, &jumbo, &jumbo, &small] {
+                a.send(&with_zero_hdr(f)).expect("send");
+            }
+            assert!(wait_readable(b.raw_fd(), WAIT));
+            let got = drain(&b);
+            let lost = got
+                .iter()
+                .filter(|r| {
+                    r.as_ref().err().and_then(PortDrop::reason)
+                        == Some(DropReason::PacketRcvbufFull)
+                })
+                .count();
+            let whole: Vec<&Vec<u8>> = got.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(lost, 2, "{got:?}");
+            assert_eq!(whole, [&with_zero_hdr(&jumbo), &with_zero_hdr(&small)]);
         });
     }
 
