@@ -19,7 +19,8 @@
 //! - `batch`: netyard's I/O structure without netyard: non-blocking fds, a burst drained until
 //!   the device is empty (at most [`BATCH`] frames), its writes batched as netyard batches them
 //!   (TAP: the first frames of a burst written at once, from `batch_floor::FLOOR` on one
-//!   io_uring submission; AF_PACKET: one `recvmmsg` and one `sendmmsg` per burst), then the
+//!   io_uring submission; AF_PACKET: the port's receive ring (or one `recvmmsg` with
+//!   `NETYARD_PACKET_RING=0`) and one `sendmmsg` per burst), then the
 //!   same adaptive busy-poll (`netyard_switch::busy_poll`, yielding between polls) before
 //!   sleeping in `poll(2)`. It pays a wake-up and a context switch per burst, not per frame.
 //!
@@ -40,7 +41,7 @@ use netyard_switch::batch_floor;
 use netyard_switch::busy_poll::{self, BusyPoll};
 use netyard_switch::overlay::RemoteTable;
 use netyard_switch::port::VNET_HDR_LEN as HDR;
-use netyard_switch::sys::packet::{PacketPort, RecvMeta};
+use netyard_switch::sys::packet::{self, PacketPort, RecvMeta};
 use netyard_switch::sys::tap::{open_tap, TapMode, TapPort};
 use netyard_switch::sys::uring;
 use netyard_switch::sys::vxlan::{VxlanConfig, VxlanPort};
@@ -173,7 +174,12 @@ pub fn child_mode(args: &[String]) -> Option<i32> {
                     Err(format!("--floor-io {} is not for {mode}", io.arg()))
                 }
                 _ if tap => serve(tap_in(arg(2))?, tap_in(arg(3))?, io, &count[0]),
-                _ => serve(packet_on(arg(2))?, packet_on(arg(3))?, io, &count[0]),
+                _ => {
+                    // A blocking `read` of a ringed socket would wait for big frames only.
+                    let ring = io != FloorIo::Each && packet::ring_configured();
+                    let (a, b) = (packet_on(arg(2), ring)?, packet_on(arg(3), ring)?);
+                    serve(a, b, io, &count[0])
+                }
             }
         })
     };
@@ -294,9 +300,10 @@ fn serve(
     })
 }
 
-/// An AF_PACKET socket on `ifname` (in the floor's namespace), as netyard's veth port.
-fn packet_on(ifname: &str) -> Result<End, String> {
-    let p = PacketPort::open(ifname, true).map_err(|e| format!("{ifname}: {e}"))?;
+/// An AF_PACKET socket on `ifname` (in the floor's namespace), as netyard's veth port, with
+/// its receive ring or without.
+fn packet_on(ifname: &str, ring: bool) -> Result<End, String> {
+    let p = PacketPort::open_with(ifname, true, ring).map_err(|e| format!("{ifname}: {e}"))?;
     Ok(End::Packet(p))
 }
 
@@ -917,7 +924,8 @@ impl Bursts {
         n
     }
 
-    /// AF_PACKET: one `recvmmsg` and one `sendmmsg` of what it got (netyard's own batch calls).
+    /// AF_PACKET: one `recv_batch` (ring slots, or a `recvmmsg`) and one `sendmmsg` of what it
+    /// got (netyard's own batch calls).
     fn packet_burst(&mut self, from: &PacketPort, to: &PacketPort) -> usize {
         let mut meta = [RecvMeta::default(); BATCH];
         let got = from.recv_batch(&mut self.bufs, &mut meta).unwrap_or(0);
