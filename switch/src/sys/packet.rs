@@ -288,32 +288,9 @@ impl PacketPort {
         self.ring.is_some()
     }
 
-    /// [`Port::recv`] from the socket itself: the frames a ring's slots could not hold, or
-    /// every frame without a ring.
-    fn recv_socket(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let with_hdr = self.caps.vnet_hdr;
-        let dst = if with_hdr {
-            &mut *buf
-        } else {
-            payload_mut(buf)?
-        };
-        // MSG_TRUNC: the return value is the frame's full length even if it did not fit.
-        let n = match socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC) {
-            Ok(n) => n,
-            // A batch send that stopped at a frame the peer had no room for leaves that error
-            // on the socket, reported by the next receive: it is no receive error (the send's
-            // caller retried that frame), so it only asks to be called again.
-            Err(nix::errno::Errno::ENOBUFS) => {
-                return Err(io::Error::from(io::ErrorKind::Interrupted))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        finish_recv(buf, n, with_hdr)
-    }
-
-    /// [`Port::recv`] through the ring: the next slot's frame copied into `buf` (a frame the
-    /// slot could not hold `recv`ed from the socket, where the kernel queued it).
-    fn recv_ring(&self, ring: &RxRing, buf: &mut [u8]) -> io::Result<usize> {
+    /// [`Port::recv`] through the ring: the next slot's frame copied into `buf`; None when
+    /// the slot could not hold it and the kernel queued it on the socket, to `recv` from there.
+    fn recv_ring(&self, ring: &RxRing, buf: &mut [u8]) -> Option<io::Result<usize>> {
         let with_hdr = self.caps.vnet_hdr;
         let got = ring.take(with_hdr, |slot, bytes| match slot {
             Slot::Frame { start, len } => {
@@ -333,26 +310,25 @@ impl PacketPort {
                     _ => hdr.fill(0),
                 }
                 body.copy_from_slice(frame);
-                Ok(total)
+                Ok(Some(total))
             }
-            Slot::Queued => match self.recv_socket(buf) {
-                // The slot said the frame was queued: an empty queue would be a kernel
-                // surprise, but the ring may hold more, so ask to be called again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    Err(io::Error::from(io::ErrorKind::Interrupted))
-                }
-                r => r,
-            },
+            // The kernel queued the frame before it handed the slot over.
+            Slot::Queued => Ok(None),
             // Cut short with nowhere to queue the rest: the socket's buffer was full.
             Slot::Lost => Err(PortDrop(DropReason::PacketRcvbufFull).into_io()),
         });
-        got.unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::WouldBlock)))
+        match got {
+            None => Some(Err(io::Error::from(io::ErrorKind::WouldBlock))),
+            Some(Ok(None)) => None,
+            Some(Ok(Some(n))) => Some(Ok(n)),
+            Some(Err(e)) => Some(Err(e)),
+        }
     }
 
-    /// [`PacketPort::recv_batch`] through the ring: a slot per frame, until the ring is empty.
+    /// [`PacketPort::recv_batch`] through the ring: a [`Port::recv`] per frame (a slot, or the
+    /// socket for a frame too big for one), until the ring is empty.
     fn recv_batch_ring<B: AsMut<[u8]>>(
         &self,
-        ring: &RxRing,
         bufs: &mut [B],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
@@ -362,7 +338,7 @@ impl PacketPort {
             if buf.len() < HDR {
                 return Err(io::Error::from(io::ErrorKind::InvalidInput));
             }
-            match self.recv_ring(ring, buf) {
+            match Port::recv(self, buf) {
                 Ok(len) => {
                     *m = RecvMeta {
                         len,
@@ -401,8 +377,8 @@ impl PacketPort {
         if count == 0 {
             return Ok(0);
         }
-        if let Some(ring) = &self.ring {
-            return self.recv_batch_ring(ring, &mut bufs[..count], meta);
+        if self.ring.is_some() {
+            return self.recv_batch_ring(&mut bufs[..count], meta);
         }
         let with_hdr = self.caps.vnet_hdr;
         let mut caps = [0usize; BATCH_MAX];
@@ -501,10 +477,29 @@ impl PacketPort {
 
 impl Port for PacketPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.ring {
-            Some(ring) => self.recv_ring(ring, buf),
-            None => self.recv_socket(buf),
+        if let Some(ring) = &self.ring {
+            if let Some(got) = self.recv_ring(ring, buf) {
+                return got;
+            }
         }
+        let with_hdr = self.caps.vnet_hdr;
+        let dst = if with_hdr {
+            &mut *buf
+        } else {
+            payload_mut(buf)?
+        };
+        // MSG_TRUNC: the return value is the frame's full length even if it did not fit.
+        let n = match socket::recv(self.fd.as_raw_fd(), dst, MsgFlags::MSG_TRUNC) {
+            Ok(n) => n,
+            // A batch send that stopped at a frame the peer had no room for leaves that error
+            // on the socket, reported by the next receive: it is no receive error (the send's
+            // caller retried that frame), so it only asks to be called again.
+            Err(nix::errno::Errno::ENOBUFS) => {
+                return Err(io::Error::from(io::ErrorKind::Interrupted))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        finish_recv(buf, n, with_hdr)
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<()> {
@@ -722,20 +717,25 @@ mod tests {
     /// Through the ring, in order: small frames from its slots, a jumbo frame (too big for a
     /// slot) from the socket's queue, header-less and with a vnet header; a port without a
     /// ring still reads from the socket.
+    /// A veth pair with MTU 9000 (frames bigger than a ring slot): a port on nyv0 without a
+    /// ring, one on nyv1 with.
+    fn jumbo_ports() -> (PacketPort, PacketPort) {
+        veth_pair();
+        ip(&["link", "set", "nyv0", "mtu", "9000"]);
+        ip(&["link", "set", "nyv1", "mtu", "9000"]);
+        let a = PacketPort::open_with("nyv0", true, false).expect("open nyv0");
+        let b = PacketPort::open_with("nyv1", true, true).expect("open nyv1");
+        assert!(!a.has_ring());
+        assert!(b.has_ring(), "the kernel refused a ring");
+        (a, b)
+    }
+
     #[test]
     fn veth_ring_slots_and_queue() {
         in_new_netns(|| {
-            veth_pair();
-            ip(&["link", "set", "nyv0", "mtu", "9000"]);
-            ip(&["link", "set", "nyv1", "mtu", "9000"]);
-            let a = PacketPort::open_with("nyv0", true, false).expect("open nyv0");
-            let b = PacketPort::open_with("nyv1", true, true).expect("open nyv1");
+            let (a, b) = jumbo_ports();
             let b_plain = PacketPort::open_with("nyv1", false, true).expect("open nyv1 plain");
-            assert!(!a.has_ring());
-            assert!(
-                b.has_ring() && b_plain.has_ring(),
-                "the kernel refused a ring"
-            );
+            assert!(b_plain.has_ring(), "the kernel refused a ring");
 
             let frames: Vec<Vec<u8>> = [60usize, 5000, 100, 1500]
                 .iter()
@@ -775,12 +775,7 @@ mod tests {
     #[test]
     fn veth_ring_counts_a_frame_with_nowhere_to_go() {
         in_new_netns(|| {
-            veth_pair();
-            ip(&["link", "set", "nyv0", "mtu", "9000"]);
-            ip(&["link", "set", "nyv1", "mtu", "9000"]);
-            let a = PacketPort::open_with("nyv0", true, false).expect("open nyv0");
-            let b = PacketPort::open_with("nyv1", true, true).expect("open nyv1");
-            assert!(b.has_ring(), "the kernel refused a ring");
+            let (a, b) = jumbo_ports();
             // The smallest receive buffer: one queued jumbo frame fills it.
             setsockopt(&b.fd, sockopt::RcvBuf, &0).expect("SO_RCVBUF");
 
