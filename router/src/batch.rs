@@ -146,15 +146,14 @@ fn gso_run<T>(items: &[(T, RawFd, Range<usize>)]) -> usize {
 
 /// One send of `data` that the kernel segments into datagrams of `seg` bytes (UDP_SEGMENT).
 fn send_gso(fd: RawFd, data: &[u8], seg: u16) -> Result<(), Errno> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+    use nix::sys::socket::MsgFlags;
     let iov = [std::io::IoSlice::new(data)];
-    sendmsg::<()>(
+    netyard_switch::sys::send_udp_gso(
         fd,
         &iov,
-        &cmsg,
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        seg,
         None,
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
     )
     .map(|_| ())
 }

@@ -16,9 +16,12 @@
 //! budget is learned from how soon frames came after earlier sleeps, so an idle port never
 //! polls); a burst with a GSO super-frame (a bulk TCP stream) never polls.
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
@@ -207,7 +210,17 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
     // When the task last went to sleep on readiness with the device empty.
     let mut slept: Option<Instant> = None;
     loop {
-        let mut guard = match afd.ready(READY_INTEREST).await {
+        // The fd's readiness, or frames the port was handed apart from it (`poll_queued`:
+        // then there is no readiness to clear).
+        let ready = {
+            let mut fd_ready = pin!(afd.ready(READY_INTEREST));
+            poll_fn(|cx| match fd_ready.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => port.port.poll_queued(cx).map(|()| None),
+            })
+            .await
+        };
+        let mut guard = match ready.transpose() {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(port = %port.name, error = %e, "port readiness failed; port stopped");
@@ -218,10 +231,9 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
             busy.woke_after(at.elapsed());
         }
         let drained = drain(&switch, &port, &mut rx, &mut scratch, &mut batch);
-        if let Drained::Empty { .. } = drained {
-            guard.clear_ready();
+        if let (Drained::Empty { .. }, Some(g)) = (drained, guard.as_mut()) {
+            g.clear_ready();
         }
-        drop(guard);
         match drained {
             Drained::Gone => return,
             Drained::Budget => {

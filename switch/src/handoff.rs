@@ -42,22 +42,42 @@ use crate::sys::pagebuf::PageBuf;
 /// and the consumer hold): a burst of the switch's driver is 64 frames.
 pub const SLOTS: usize = 256;
 
-struct Shared {
-    /// Frames for the consumer: the buffer and the frame's length in it.
-    full: ArrayQueue<(PageBuf, usize)>,
-    /// Buffers ready to be swapped in, each `buf_len` long.
+/// Buffers of one length passed from any number of producers to one consumer with no lock and
+/// no allocation once the pool has filled (see the module docs): `full` holds buffers waiting
+/// for the consumer with what it needs to know of each (`M`), `free` the buffers ready to be
+/// swapped in. Also the VXLAN tunnel's hand-off of another VNI's datagrams
+/// ([`crate::sys::vxlan`]).
+pub(crate) struct BufQueue<M> {
+    full: ArrayQueue<(PageBuf, M)>,
     free: ArrayQueue<PageBuf>,
-    /// Buffers made by the port so far (at most [`SLOTS`]).
+    /// Buffers made for this queue so far (at most [`SLOTS`]).
     made: AtomicUsize,
     buf_len: usize,
     waker: AtomicWaker,
-    /// One side is gone.
-    closed: AtomicBool,
 }
 
-impl Shared {
+impl<M> std::fmt::Debug for BufQueue<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufQueue")
+            .field("queued", &self.full.len())
+            .field("made", &self.made.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<M> BufQueue<M> {
+    pub(crate) fn new(buf_len: usize) -> BufQueue<M> {
+        BufQueue {
+            full: ArrayQueue::new(SLOTS),
+            free: ArrayQueue::new(SLOTS),
+            made: AtomicUsize::new(0),
+            buf_len,
+            waker: AtomicWaker::new(),
+        }
+    }
+
     /// A free buffer, made if none is free and fewer than [`SLOTS`] exist.
-    fn spare(&self) -> Option<PageBuf> {
+    pub(crate) fn spare(&self) -> Option<PageBuf> {
         if let Some(b) = self.free.pop() {
             return Some(b);
         }
@@ -73,17 +93,60 @@ impl Shared {
 
     /// Gives a buffer back; dropped when it is not `buf_len` long (the consumer's first
     /// one, if it brought another size) or the free queue is full.
-    fn recycle(&self, b: PageBuf) {
+    pub(crate) fn recycle(&self, b: PageBuf) {
         if b.len() != self.buf_len || self.free.push(b).is_err() {
             self.made.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    fn queue(&self, frame: PageBuf, len: usize) -> Result<(), PageBuf> {
-        self.full.push((frame, len)).map_err(|(b, _)| b)?;
+    /// Queues a full buffer for the consumer and wakes it; hands both back when the queue is
+    /// full.
+    pub(crate) fn queue(&self, frame: PageBuf, meta: M) -> Result<(), (PageBuf, M)> {
+        self.full.push((frame, meta))?;
         self.waker.wake();
         Ok(())
     }
+
+    /// The oldest queued buffer.
+    pub(crate) fn pop(&self) -> Option<(PageBuf, M)> {
+        self.full.pop()
+    }
+
+    /// The length of every buffer of the pool.
+    pub(crate) fn buf_len(&self) -> usize {
+        self.buf_len
+    }
+
+    /// Buffers waiting for the consumer.
+    pub(crate) fn queued(&self) -> usize {
+        self.full.len()
+    }
+
+    /// Ready when a buffer waits or `also()` holds; otherwise registers `cx`'s waker (before
+    /// looking again, so a buffer queued in between is not missed).
+    pub(crate) fn poll_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        also: impl Fn() -> bool,
+    ) -> Poll<()> {
+        let ready = || !self.full.is_empty() || also();
+        if ready() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+struct Shared {
+    /// Frames for the consumer, each with its length.
+    q: BufQueue<usize>,
+    /// One side is gone.
+    closed: AtomicBool,
 }
 
 fn closed() -> io::Error {
@@ -108,7 +171,7 @@ pub struct HandoffRx {
 impl std::fmt::Debug for HandoffRx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandoffRx")
-            .field("queued", &self.shared.full.len())
+            .field("queued", &self.shared.q.queued())
             .finish()
     }
 }
@@ -118,11 +181,7 @@ impl HandoffPort {
     /// included): the switch driver's [`crate::driver::RX_BUF_LEN`].
     pub fn pair(caps: PortCaps, buf_len: usize) -> (HandoffPort, HandoffRx) {
         let shared = Arc::new(Shared {
-            full: ArrayQueue::new(SLOTS),
-            free: ArrayQueue::new(SLOTS),
-            made: AtomicUsize::new(0),
-            buf_len,
-            waker: AtomicWaker::new(),
+            q: BufQueue::new(buf_len),
             closed: AtomicBool::new(false),
         });
         (
@@ -138,7 +197,7 @@ impl HandoffPort {
 impl Drop for HandoffPort {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.waker.wake();
+        self.shared.q.waker.wake();
     }
 }
 
@@ -161,12 +220,13 @@ impl Port for HandoffPort {
         if s.closed.load(Ordering::Acquire) {
             return Err(closed());
         }
+        let s = &s.q;
         if frame.len() > s.buf_len {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         let mut b = s.spare().ok_or_else(full)?;
         b[..frame.len()].copy_from_slice(frame);
-        s.queue(b, frame.len()).map_err(|b| {
+        s.queue(b, frame.len()).map_err(|(b, _)| {
             s.recycle(b);
             full()
         })
@@ -177,6 +237,7 @@ impl Port for HandoffPort {
         if s.closed.load(Ordering::Acquire) {
             return Err(closed());
         }
+        let s = &s.q;
         if buf.len() != s.buf_len || len > buf.len() {
             // Not a pool-sized buffer: the producer could not read into the one it would get
             // back (or a pool buffer could not hold its next frame). The caller copies.
@@ -184,7 +245,7 @@ impl Port for HandoffPort {
         }
         let spare = s.spare().ok_or_else(full)?;
         let frame = std::mem::replace(buf, spare);
-        if let Err(frame) = s.queue(frame, len) {
+        if let Err((frame, _)) = s.queue(frame, len) {
             // Undo: the producer keeps its frame's buffer, the spare goes back.
             let spare = std::mem::replace(buf, frame);
             s.recycle(spare);
@@ -214,10 +275,10 @@ impl HandoffRx {
     /// `UnexpectedEof` once the port is gone and drained.
     pub fn try_recv(&self, buf: &mut PageBuf) -> io::Result<usize> {
         let s = &self.shared;
-        match s.full.pop() {
+        match s.q.pop() {
             Some((frame, len)) => {
                 let done = std::mem::replace(buf, frame);
-                s.recycle(done);
+                s.q.recycle(done);
                 Ok(len)
             }
             None if s.closed.load(Ordering::Acquire) => Err(io::Error::new(
@@ -236,7 +297,7 @@ impl HandoffRx {
                 r => return Poll::Ready(r),
             }
             // Registered before looking again, so a frame queued in between is not missed.
-            self.shared.waker.register(cx.waker());
+            self.shared.q.waker.register(cx.waker());
             match self.try_recv(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
                 r => Poll::Ready(r),
@@ -250,22 +311,12 @@ impl HandoffRx {
     /// per network) waits on all of them with this.
     pub fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let s = &self.shared;
-        let ready = || !s.full.is_empty() || s.closed.load(Ordering::Acquire);
-        if ready() {
-            return Poll::Ready(());
-        }
-        // Registered before looking again, so a frame queued in between is not missed.
-        s.waker.register(cx.waker());
-        if ready() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        s.q.poll_ready(cx, || s.closed.load(Ordering::Acquire))
     }
 
     /// Frames waiting.
     pub fn queued(&self) -> usize {
-        self.shared.full.len()
+        self.shared.q.queued()
     }
 }
 
@@ -298,7 +349,7 @@ mod tests {
         );
         // The consumer's old buffer is the next producer's spare: no new buffer is made.
         assert!(port.hand_off(&mut prod, 1).expect("taken"));
-        assert_eq!(port.shared.made.load(Ordering::Relaxed), 1);
+        assert_eq!(port.shared.q.made.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -344,7 +395,7 @@ mod tests {
             Err(io::ErrorKind::WouldBlock)
         );
         assert_eq!(rx.queued(), SLOTS);
-        assert!(port.shared.made.load(Ordering::Relaxed) <= SLOTS);
+        assert!(port.shared.q.made.load(Ordering::Relaxed) <= SLOTS);
     }
 
     #[test]

@@ -73,6 +73,14 @@ pub trait Port: Send + Sync + 'static {
     fn caps(&self) -> PortCaps;
     /// The fd the driver registers for read readiness. Owned by the port.
     fn raw_fd(&self) -> RawFd;
+    /// Ready when the port holds frames that its fd's readiness does not report (datagrams
+    /// another VNI's tunnel port read from a shared VXLAN socket and queued for this one);
+    /// otherwise registers `cx`'s waker, woken when such frames come. The driver waits on
+    /// this beside the fd. The default never wakes (and registers nothing).
+    fn poll_queued(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let _ = cx;
+        std::task::Poll::Pending
+    }
     /// A short label for logs and stats ("tap", "veth", "mem").
     fn kind(&self) -> &'static str;
     /// Reads the drop counters the kernel keeps for this port's socket or device (frames lost

@@ -88,13 +88,15 @@ impl PortKind for Vxlan {
         // icc=false holds across hosts too: the tunnel is isolated like an endpoint, so local
         // endpoints reach no remote one and remote ones reach only this host's gateway.
         switch.isolate(&sp, !p.icc);
-        // Not on the network's lane: the tunnels of several VNIs share one socket, and a datagram
-        // one tunnel's task reads for another is queued for it, which then only wakes from its own
-        // registration of the socket. Those registrations stay in one epoll (the daemon
-        // runtime's), as before the lanes: in separate ones the other tunnel missed wake-ups
-        // (epoll reports an edge only if the socket is still readable when it is collected)
-        // and vxlan_e2e's pings on the second VNI were lost.
-        let task = match driver::spawn_port(switch.clone(), sp.clone()) {
+        // On the network's lane, beside its endpoints: a frame between the tunnel and a local
+        // endpoint is then a local schedule, not a wake-up of another thread each way. The
+        // tunnels of several VNIs sharing one socket sit on different lanes (different
+        // epolls): a datagram one reads for another is queued for it and wakes it directly
+        // (`Port::poll_queued`), not through the socket's readiness.
+        let task = match cx
+            .lane
+            .enter(|| driver::spawn_port(switch.clone(), sp.clone()))
+        {
             Ok(t) => t,
             Err(e) => {
                 switch.remove_port(sp.id);

@@ -328,6 +328,62 @@ fn finish_recv(buf: &mut [u8], n: usize, with_hdr: bool) -> io::Result<usize> {
     Ok(total)
 }
 
+/// Control-message space on the stack, aligned as `cmsghdr` wants: room for the one or two
+/// small messages netyard sends or asks for (`UDP_SEGMENT`, `UDP_GRO`).
+#[repr(C, align(8))]
+pub(crate) struct CmsgBuf(pub(crate) [u8; 64]);
+
+/// One `sendmsg` of `iov` on `fd` (to `to`, or the connected peer) carrying `UDP_SEGMENT` =
+/// `seg`: the kernel cuts the payload into datagrams of `seg` bytes (UDP GSO; the last may be
+/// shorter). The control message is built on the stack: nix's `sendmsg` builds it in a `Vec`
+/// per call, an allocation per GSO send (the VXLAN port's and egress's fast paths).
+pub fn send_udp_gso(
+    fd: std::os::fd::RawFd,
+    iov: &[io::IoSlice<'_>],
+    seg: u16,
+    to: Option<&nix::sys::socket::SockaddrIn>,
+    flags: nix::sys::socket::MsgFlags,
+) -> nix::Result<usize> {
+    use nix::sys::socket::SockaddrLike;
+    let data_len = socklen::<u16>().map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
+    let mut cbuf = CmsgBuf([0; 64]);
+    let space = usize::try_from(space).map_err(|_| nix::errno::Errno::EINVAL)?;
+    if space > cbuf.0.len() {
+        return Err(nix::errno::Errno::EINVAL);
+    }
+    // SAFETY: an all-zero msghdr is a valid empty one (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(to) = to {
+        msg.msg_name = to.as_ptr().cast_mut().cast();
+        msg.msg_namelen = to.len();
+    }
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix; the kernel only reads it.
+    msg.msg_iov = iov.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = iov.len();
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg_control points at `space` zeroed, 8-aligned bytes of `cbuf`, room for one
+    // cmsghdr with a u16 (checked above), so CMSG_FIRSTHDR is that header and CMSG_DATA lies
+    // inside the buffer; the data is written unaligned as it may sit at any offset.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(nix::errno::Errno::EINVAL);
+        }
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = usize::try_from(len).map_err(|_| nix::errno::Errno::EINVAL)?;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), seg);
+    }
+    // SAFETY: `msg` and everything it points to (the address, `iov` and the buffers it
+    // describes, `cbuf`) live until the call returns; the kernel only reads them; the return
+    // value is checked.
+    let n = unsafe { libc::sendmsg(fd, &msg, flags.bits()) };
+    nix::errno::Errno::result(n).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
 /// Checks that a send wrote the whole frame (TAP, packet and seqpacket writes are
 /// all-or-nothing; anything else is a kernel surprise worth reporting).
 fn check_sent(sent: usize, want: usize) -> io::Result<()> {

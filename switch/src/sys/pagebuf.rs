@@ -50,6 +50,12 @@ impl PageBuf {
     }
 }
 
+impl std::fmt::Debug for PageBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PageBuf({} bytes)", self.len)
+    }
+}
+
 impl Deref for PageBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

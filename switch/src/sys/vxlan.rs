@@ -48,11 +48,25 @@
 //!
 //! Tunnels of different VNIs on the same (namespace, local address, port) share one receive
 //! socket and send pool (a process-wide registry finds it), as Linux's vxlan devices do. Each
-//! port registers its own duplicate of the socket for readiness, so every port wakes for
-//! every datagram; whichever reads a datagram of another registered VNI moves it to that
-//! VNI's hand-off queue (a copy; merging is only done for datagrams read by their own port).
-//! A VNI nobody registered is counted as `vxlan_wrong_vni` on the port that read it; a full
-//! queue as `vxlan_handoff_full`.
+//! port registers its own duplicate of the socket for readiness (each on its network's lane,
+//! so in different epolls), so any port may read any datagram. Whichever reads datagrams of
+//! another registered VNI hands them to that VNI's queue ([`BufQueue`], as the gateway's
+//! in-process port does): a run of one VNI's consecutive datagrams goes as one buffer (the
+//! read's buffer itself when the whole read is that VNI's, else a copy into one of the
+//! owner's preallocated buffers), the owner's task is woken through its waker
+//! ([`Port::poll_queued`]), not through the socket (which may no longer be readable by then:
+//! the lost wake-up epoll alone had), and reads it as if it had read it itself (merged,
+//! super-packets, hellos). No allocation per datagram and no lock on the queues. A VNI
+//! nobody registered is counted as `vxlan_wrong_vni` on the port that read it; a full queue
+//! as `vxlan_handoff_full`.
+//!
+//! Locks: a port's current read is its own (`VxlanPort::rx`, only its driver task takes it,
+//! so never contended: a compare-and-swap and a release, no wait). While one VNI has the
+//! socket, reads take nothing else. While several share it, reading the socket and handing
+//! out what was read happen under the socket's `read` lock, and a port looks at its queue
+//! under it before it reads: so one VNI's datagrams keep their order whichever port read
+//! them (without it, a port could read and deliver a newer datagram of its own while
+//! another still held an older one it had read; TCP inside would take that for loss).
 //!
 //! # Limits
 //!
@@ -60,23 +74,30 @@
 //! a specific address of one port cannot both be bound).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use nix::sys::socket::{
-    self, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
-    SockProtocol, SockType, SockaddrIn,
+    self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
+    SockaddrIn,
 };
 
+use arc_swap::ArcSwap;
+
 use super::packet::{set_buf, set_int_opt};
-use super::{FrameTruncated, PortDrop, HDR};
+use super::pagebuf::PageBuf;
+use super::{send_udp_gso, CmsgBuf, FrameTruncated, PortDrop, HDR};
 use crate::counters::{DropReason, KernelAccumulator, KernelCount, KernelReading};
 use crate::gso::{self, GsoError};
+use crate::handoff::BufQueue;
 use crate::overlay::{
     flow_source_port, gro_tcp4, hello_frame, is_hello, rx_super_packet, rx_vnet_hdr, Destinations,
     InnerCsum, PeerCsum, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
@@ -136,13 +157,16 @@ pub enum VxlanError {
     /// Another port of this process already tunnels this VNI on this socket.
     #[error("VNI {vni} already has a tunnel on {addr}")]
     VniTaken { vni: u32, addr: SocketAddrV4 },
+    /// Mapping the port's receive buffer failed.
+    #[error("map the VXLAN receive buffer")]
+    Buffer(#[source] io::Error),
 }
 
 impl VxlanError {
     /// The underlying OS error.
     pub fn io(&self) -> Option<&io::Error> {
         match self {
-            VxlanError::Socket(e) => Some(e),
+            VxlanError::Socket(e) | VxlanError::Buffer(e) => Some(e),
             VxlanError::SetOption { source, .. } | VxlanError::Bind { source, .. } => Some(source),
             VxlanError::VniTaken { .. } => None,
         }
@@ -156,10 +180,11 @@ struct TxSocket {
     port: u16,
 }
 
-/// What one UDP GRO read left to hand out, datagram by datagram.
+/// What one UDP GRO read (or a run another port handed over) left to hand out, datagram by
+/// datagram.
 #[derive(Debug)]
 struct RxBatch {
-    buf: Vec<u8>,
+    buf: PageBuf,
     /// Bytes of the read.
     len: usize,
     /// Where the next datagram starts.
@@ -168,11 +193,18 @@ struct RxBatch {
     seg: usize,
     /// Outer source address.
     from: Option<Ipv4Addr>,
+    /// Datagrams (by index, `pos / seg`) already handed to another VNI's port.
+    handed: u64,
 }
 
-/// Control-message space for one `UDP_GRO` int, aligned as `cmsghdr` wants.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; 64]);
+/// A run of one VNI's datagrams another port read and queued for this one: `len` bytes of
+/// datagrams of `seg` bytes (the last may be shorter) from `from`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    len: usize,
+    seg: usize,
+    from: Option<Ipv4Addr>,
+}
 
 thread_local! {
     /// Per-thread datagram batch of the send path, which segments are cut straight into
@@ -200,13 +232,14 @@ fn current_netns() -> io::Result<(u64, u64)> {
 struct Shared {
     udp: OwnedFd,
     tx: Vec<TxSocket>,
-    /// The current read. Every socket read and every hand-off happens under this lock, and a
-    /// port looks at its hand-off queue under it too: so a port that finds neither a queued
-    /// datagram nor one on the socket can sleep, as anything later arrives on the socket and
-    /// wakes it.
-    rx: Mutex<RxBatch>,
-    /// The hand-off queue of each VNI on this socket.
-    vnis: Mutex<HashMap<u32, Arc<Handoff>>>,
+    /// Taken while several VNIs share the socket: a read and the hand-off of what it held,
+    /// and a port's look at its queue before it reads (the module docs say why).
+    read: Mutex<()>,
+    /// The hand-off queue of each VNI on this socket (read lock-free; changed only when a
+    /// tunnel opens or closes, under `REGISTRY`'s lock).
+    vnis: ArcSwap<HashMap<u32, Arc<BufQueue<Run>>>>,
+    /// How many VNIs the socket has (`vnis.len()`, read without loading the map).
+    sharers: AtomicUsize,
     /// Cleared if the kernel refuses UDP_SEGMENT: datagrams then go one by one.
     udp_gso: AtomicBool,
     /// The receive socket's last drop total: one baseline per socket, so a drop on a socket
@@ -220,19 +253,6 @@ struct Shared {
     epoch: Instant,
 }
 
-/// Datagrams another VNI's port read from the shared socket, waiting for this one (with their
-/// outer source address).
-#[derive(Debug, Default)]
-struct Handoff {
-    queue: Mutex<VecDeque<(Vec<u8>, Option<Ipv4Addr>)>>,
-}
-
-/// Most datagrams waiting in one hand-off queue; more are dropped (`vxlan_handoff_full`).
-const HANDOFF_MAX: usize = 4096;
-/// Datagrams one `recv` hands off before it returns (`Interrupted`) to let its driver count a
-/// burst.
-const HANDOFF_BURST: usize = 64;
-
 /// Live shared sockets of this process.
 static REGISTRY: Mutex<Vec<(SockKey, Weak<Shared>)>> = Mutex::new(Vec::new());
 
@@ -241,7 +261,9 @@ static REGISTRY: Mutex<Vec<(SockKey, Weak<Shared>)>> = Mutex::new(Vec::new());
 pub struct VxlanPort {
     shared: Arc<Shared>,
     /// This VNI's hand-off queue (also in `shared.vnis`).
-    me: Arc<Handoff>,
+    me: Arc<BufQueue<Run>>,
+    /// The current read (see the module docs' "Locks").
+    rx: Mutex<RxBatch>,
     /// A duplicate of the shared receive socket: the port's own registration for readiness.
     fd: OwnedFd,
     cfg: VxlanConfig,
@@ -254,16 +276,16 @@ pub struct VxlanPort {
 
 impl Drop for VxlanPort {
     fn drop(&mut self) {
-        let mut vnis = self
-            .shared
-            .vnis
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        let vnis = self.shared.vnis.load();
         if vnis
             .get(&self.cfg.vni)
             .is_some_and(|h| Arc::ptr_eq(h, &self.me))
         {
-            vnis.remove(&self.cfg.vni);
+            let mut next = HashMap::clone(&vnis);
+            next.remove(&self.cfg.vni);
+            self.shared.sharers.store(next.len(), Release);
+            self.shared.vnis.store(Arc::new(next));
         }
     }
 }
@@ -322,14 +344,9 @@ impl Shared {
         Ok(Shared {
             udp,
             tx: tx_pool(*addr.ip(), addr.port(), TX_SOCKETS),
-            rx: Mutex::new(RxBatch {
-                buf: vec![0u8; RX_BATCH_LEN],
-                len: 0,
-                pos: 0,
-                seg: 0,
-                from: None,
-            }),
-            vnis: Mutex::new(HashMap::new()),
+            read: Mutex::new(()),
+            vnis: ArcSwap::default(),
+            sharers: AtomicUsize::new(0),
             udp_gso: AtomicBool::new(true),
             rx_drops: Mutex::new(KernelAccumulator::default()),
             peers: Mutex::new(HashMap::new()),
@@ -380,34 +397,43 @@ impl VxlanPort {
             ns: current_netns().map_err(VxlanError::Socket)?,
             addr,
         };
-        let shared = {
-            let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-            reg.retain(|(_, w)| w.strong_count() > 0);
-            match reg
-                .iter()
-                .find(|(k, _)| *k == key)
-                .and_then(|(_, w)| w.upgrade())
-            {
-                Some(s) => s,
-                None => {
-                    let s = Arc::new(Shared::open(addr)?);
-                    reg.push((key, Arc::downgrade(&s)));
-                    s
-                }
+        let buf = PageBuf::new(RX_BATCH_LEN).map_err(VxlanError::Buffer)?;
+        let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        reg.retain(|(_, w)| w.strong_count() > 0);
+        let shared = match reg
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            Some(s) => s,
+            None => {
+                let s = Arc::new(Shared::open(addr)?);
+                reg.push((key, Arc::downgrade(&s)));
+                s
             }
         };
         let fd = shared.udp.try_clone().map_err(VxlanError::Socket)?;
-        let me = Arc::new(Handoff::default());
-        {
-            let mut vnis = shared.vnis.lock().unwrap_or_else(PoisonError::into_inner);
-            if vnis.contains_key(&cfg.vni) {
-                return Err(VxlanError::VniTaken { vni: cfg.vni, addr });
-            }
-            vnis.insert(cfg.vni, me.clone());
+        let me = Arc::new(BufQueue::new(RX_BATCH_LEN));
+        let vnis = shared.vnis.load();
+        if vnis.contains_key(&cfg.vni) {
+            return Err(VxlanError::VniTaken { vni: cfg.vni, addr });
         }
+        let mut next = HashMap::clone(&vnis);
+        next.insert(cfg.vni, me.clone());
+        shared.sharers.store(next.len(), Release);
+        shared.vnis.store(Arc::new(next));
+        drop(reg);
         Ok(VxlanPort {
             shared,
             me,
+            rx: Mutex::new(RxBatch {
+                buf,
+                len: 0,
+                pos: 0,
+                seg: 1,
+                from: None,
+                handed: 0,
+            }),
             fd,
             vxlan_hdr: VxlanRepr { vni: cfg.vni }.to_bytes(),
             max_frame: usize::from(cfg.mtu) + ETH_VLAN_HLEN,
@@ -484,9 +510,8 @@ impl VxlanPort {
         if batch.len() > seg && self.shared.udp_gso.load(Relaxed) {
             let gso =
                 u16::try_from(seg).map_err(|_| io::Error::from_raw_os_error(libc::EMSGSIZE))?;
-            let cmsg = [ControlMessage::UdpGsoSegments(&gso)];
             let iov = [IoSlice::new(batch)];
-            match socket::sendmsg(fd, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, Some(to)) {
+            match send_udp_gso(fd, &iov, gso, Some(to), MsgFlags::MSG_DONTWAIT) {
                 Ok(n) => return super::check_sent(n, batch.len()),
                 Err(nix::errno::Errno::EIO | nix::errno::Errno::ENOPROTOOPT) => {
                     // No UDP GSO here (or not for this route): one datagram at a time from now.
@@ -516,7 +541,7 @@ impl VxlanPort {
     fn refill(&self, b: &mut RxBatch) -> io::Result<()> {
         let mut cmsg = CmsgBuf([0; 64]);
         let (n, from, gro) = {
-            let mut iov = [IoSliceMut::new(&mut b.buf)];
+            let mut iov = [IoSliceMut::new(&mut b.buf[..])];
             let msg = socket::recvmsg::<SockaddrIn>(
                 self.shared.udp.as_raw_fd(),
                 &mut iov,
@@ -544,42 +569,74 @@ impl VxlanPort {
         b.pos = 0;
         b.seg = gro.unwrap_or(n).min(n).max(1);
         b.from = from.map(|a| *SocketAddrV4::from(a).ip());
+        b.handed = 0;
         Ok(())
+    }
+
+    /// Makes `b` the next run to hand out: one another port queued for this VNI, else a read
+    /// of the socket; while several VNIs share the socket, what the read holds for them is
+    /// handed to them at once (under the `read` lock: the module docs' "Locks").
+    fn next_batch(&self, b: &mut RxBatch) -> io::Result<()> {
+        let shared = self.shared.sharers.load(Acquire) > 1;
+        let _order = shared.then(|| {
+            self.shared
+                .read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
+        if let Some((buf, run)) = self.me.pop() {
+            self.me.recycle(std::mem::replace(&mut b.buf, buf));
+            b.len = run.len;
+            b.pos = 0;
+            b.seg = run.seg;
+            b.from = run.from;
+            b.handed = 0;
+            return Ok(());
+        }
+        self.refill(b)?;
+        if shared {
+            self.hand_out(b);
+        }
+        Ok(())
+    }
+
+    /// Hands each run of another registered VNI's datagrams in `b` to that VNI's port and
+    /// marks them handed (nothing for a read of more datagrams than the mark holds, which
+    /// UDP GRO never makes: its datagrams go one by one as this port meets them).
+    fn hand_out(&self, b: &mut RxBatch) {
+        let vnis = self.shared.vnis.load();
+        // One datagram spanning the read (a kernel VTEP's UDP GSO send, see `recv`).
+        let seg = if inner_ip_spans(&b.buf[..b.len]) {
+            b.len
+        } else {
+            b.seg
+        };
+        if b.len.div_ceil(seg) > 64 {
+            return;
+        }
+        let mut at = 0;
+        while at < b.len {
+            let vni = vni_of(&b.buf[at..(at + seg).min(b.len)]);
+            let end = run_end(&b.buf[..b.len], at, seg, vni);
+            if let Ok(v) = vni {
+                if let Some(q) = vnis.get(&v).filter(|_| v != self.cfg.vni) {
+                    let whole = at == 0 && end == b.len;
+                    if hand(b, q, at, end, seg).is_ok() {
+                        if whole {
+                            b.len = 0;
+                            return;
+                        }
+                        b.handed |= handed_bits(at / seg, end.div_ceil(seg));
+                    }
+                }
+            }
+            at = end;
+        }
     }
 
     /// Checks one datagram; returns its inner frame.
     fn check<'a>(&self, dgram: &'a [u8]) -> Result<&'a [u8], DropReason> {
         decap(dgram, self.cfg.vni)
-    }
-
-    /// Hands out one datagram another port queued for this one.
-    fn deliver_queued(
-        &self,
-        dgram: &[u8],
-        from: Option<Ipv4Addr>,
-        buf: &mut [u8],
-    ) -> io::Result<usize> {
-        let frame = self.check(dgram).map_err(|r| PortDrop(r).into_io())?;
-        if is_hello(frame) {
-            self.shared.heard(from);
-            return Err(io::ErrorKind::Interrupted.into());
-        }
-        let cap = buf.len();
-        let out = buf.get_mut(HDR..HDR + frame.len()).ok_or_else(|| {
-            FrameTruncated {
-                len: HDR + frame.len(),
-                cap,
-            }
-            .into_io()
-        })?;
-        out.copy_from_slice(frame);
-        let (hdr, rest) = buf.split_at_mut(HDR);
-        if rx_vnet_hdr(hdr, &mut rest[..frame.len()]) == InnerCsum::Bad {
-            return Err(PortDrop(DropReason::VxlanBadInnerChecksum).into_io());
-        }
-        // Learned only from a frame that is handed on: a dropped one teaches nothing.
-        self.learn(frame, from);
-        Ok(HDR + frame.len())
     }
 
     fn learn(&self, frame: &[u8], from: Option<Ipv4Addr>) {
@@ -607,6 +664,56 @@ fn inner_ip_spans(read: &[u8]) -> bool {
         && ip + usize::from(u16::from_be_bytes([total[0], total[1]])) == read.len()
 }
 
+/// Where the run of datagrams of `vni` (as [`vni_of`] judged the one at `at`) that starts at
+/// `at` in `read` ends.
+fn run_end(read: &[u8], at: usize, seg: usize, vni: Result<u32, DropReason>) -> usize {
+    let mut end = (at + seg).min(read.len());
+    while end < read.len() {
+        let next = (end + seg).min(read.len());
+        if vni_of(&read[end..next]) != vni {
+            break;
+        }
+        end = next;
+    }
+    end
+}
+
+/// The mark of datagrams `from..to` (indices below 64) in [`RxBatch::handed`].
+fn handed_bits(from: usize, to: usize) -> u64 {
+    (from..to.min(64)).fold(0, |m, i| m | 1 << i)
+}
+
+/// Queues datagrams `b.buf[start..end]` (one VNI's, `seg` bytes each) for `to`'s port: the
+/// read's buffer itself when they are the whole read (`b` then takes a spare of `to`'s pool),
+/// else a copy into a spare. `Err` when `to` has no spare or its queue is full (it is not
+/// reading): the datagrams are lost.
+fn hand(
+    b: &mut RxBatch,
+    to: &BufQueue<Run>,
+    start: usize,
+    end: usize,
+    seg: usize,
+) -> Result<(), ()> {
+    let mut spare = to.spare().ok_or(())?;
+    let run = Run {
+        len: end - start,
+        seg,
+        from: b.from,
+    };
+    if start == 0 && end == b.len && b.buf.len() == to.buf_len() {
+        let read = std::mem::replace(&mut b.buf, spare);
+        return to.queue(read, run).map_err(|(read, _)| {
+            to.recycle(std::mem::replace(&mut b.buf, read));
+        });
+    }
+    let Some(dst) = spare.get_mut(..run.len) else {
+        to.recycle(spare);
+        return Err(());
+    };
+    dst.copy_from_slice(&b.buf[start..end]);
+    to.queue(spare, run).map_err(|(spare, _)| to.recycle(spare))
+}
+
 /// Checks a datagram's VXLAN header (long enough, I flag, `vni`); returns its inner frame.
 pub fn decap(dgram: &[u8], vni: u32) -> Result<&[u8], DropReason> {
     if vni_of(dgram)? != vni {
@@ -624,62 +731,49 @@ fn vni_of(dgram: &[u8]) -> Result<u32, DropReason> {
 
 impl Port for VxlanPort {
     /// Hands out the next datagram's inner frame (or a super-frame merged from several) behind
-    /// a vnet header: first what other ports of the shared socket queued for this VNI, then
-    /// from the current read, reading a new batch from the socket when it is used up.
-    /// Datagrams of another VNI on the socket go to that VNI's queue; after
-    /// [`HANDOFF_BURST`] of them this returns `Interrupted` (nothing for the switch, call
-    /// again).
+    /// a vnet header from the current read; when it is used up, from a run another port of
+    /// the shared socket queued for this VNI, else from a new read of the socket. Datagrams
+    /// of another VNI go to that VNI's queue; a read that held none of this VNI's returns
+    /// `Interrupted` (nothing for the switch, call again).
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut b = self
-            .shared
-            .rx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let queued = self
-            .me
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
-        if let Some((dgram, from)) = queued {
-            drop(b);
-            return self.deliver_queued(&dgram, from, buf);
-        }
-        let mut handed = 0;
+        let mut b = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fresh = false;
         loop {
             if b.pos >= b.len {
-                self.refill(&mut b)?;
+                if fresh {
+                    // A whole read for other VNIs: let the driver count a burst.
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                self.next_batch(&mut b)?;
+                fresh = true;
+                continue;
             }
             let (len, seg, pos) = (b.len, b.seg, b.pos);
             let first_end = (pos + seg).min(len);
-            let vni = vni_of(&b.buf[pos..first_end]);
-            match vni {
+            if pos / seg < 64 && b.handed & (1 << (pos / seg)) != 0 {
+                b.pos = first_end;
+                continue;
+            }
+            match vni_of(&b.buf[pos..first_end]) {
                 Ok(v) if v == self.cfg.vni => break,
                 Err(reason) => {
                     b.pos = first_end;
                     return Err(PortDrop(reason).into_io());
                 }
                 Ok(v) => {
-                    let other = self
-                        .shared
-                        .vnis
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get(&v)
-                        .cloned();
-                    b.pos = first_end;
-                    let Some(h) = other else {
+                    // Not handed when read (one VNI had the socket then, or the read was
+                    // too long to mark): hand it now.
+                    let end = if pos == 0 && inner_ip_spans(&b.buf[..len]) {
+                        len
+                    } else {
+                        first_end
+                    };
+                    b.pos = end;
+                    let Some(q) = self.shared.vnis.load().get(&v).cloned() else {
                         return Err(PortDrop(DropReason::VxlanWrongVni).into_io());
                     };
-                    let mut q = h.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                    if q.len() >= HANDOFF_MAX {
-                        return Err(PortDrop(DropReason::VxlanHandoffFull).into_io());
-                    }
-                    q.push_back((b.buf[pos..first_end].to_vec(), b.from));
-                    handed += 1;
-                    if handed >= HANDOFF_BURST {
-                        return Err(io::ErrorKind::Interrupted.into());
-                    }
+                    hand(&mut b, &q, pos, end, seg)
+                        .map_err(|()| PortDrop(DropReason::VxlanHandoffFull).into_io())?;
                 }
             }
         }
@@ -875,6 +969,11 @@ impl Port for VxlanPort {
 
     fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// Ready when another VNI's port queued datagrams for this one (see the module docs).
+    fn poll_queued(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.me.poll_ready(cx, || false)
     }
 
     fn kind(&self) -> &'static str {
@@ -1189,6 +1288,78 @@ mod tests {
             // The last port closes the socket: the address can be bound again.
             drop((r1, r2));
             UdpSocket::bind("127.0.0.2:4789").expect("socket closed with its last port");
+        });
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The lost wake-up of the shared socket: a port reads another VNI's datagrams, after
+    /// which the socket is no longer readable, so the other port's own registration of the
+    /// socket will never report them. The hand-off wakes that port itself, and the handed
+    /// datagrams come out of it whole (a GSO burst merged again, as if it had read them).
+    #[test]
+    fn a_datagram_handed_to_another_vni_wakes_its_port_though_the_socket_is_drained() {
+        use crate::sys::testutil::{ipv4_gso, GSO_TCPV4};
+        in_new_netns(|| {
+            let table = |peer| Arc::new(RemoteTable::new(1000, 8, vec![peer]));
+            let s2 = open_on_lo(2, A_IP, table(B_IP)).expect("sender vni 2");
+            let r1 = open_on_lo(1, B_IP, table(A_IP)).expect("receiver vni 1");
+            let r2 = open_on_lo(2, B_IP, table(A_IP)).expect("receiver vni 2");
+            let waker = Arc::new(CountingWaker::default());
+            let w = std::task::Waker::from(waker.clone());
+            let mut cx = std::task::Context::from_waker(&w);
+            assert!(r2.poll_queued(&mut cx).is_pending(), "nothing queued yet");
+
+            let f = eth_frame(MAC_A, MAC_B, 0x88b5, b"for vni 2");
+            s2.send(&with_zero_hdr(&f)).expect("send");
+            let (tcp, _) = ipv4_gso(MAC_A, MAC_B, GSO_TCPV4, 3000, 1000);
+            s2.send(&tcp).expect("send a GSO burst");
+            assert!(wait_readable(r1.raw_fd(), WAIT), "the datagrams arrived");
+            std::thread::sleep(Duration::from_millis(50));
+            // r1 reads everything on the socket: all of it for VNI 2, so nothing for r1.
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                match r1.recv(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    other => panic!("r1 got {other:?}"),
+                }
+            }
+            assert!(
+                !wait_readable(r2.raw_fd(), Duration::ZERO),
+                "the socket is drained: r2's own registration would never fire"
+            );
+            assert!(waker.0.load(Relaxed) > 0, "the hand-off woke r2");
+            assert!(r2.poll_queued(&mut cx).is_ready());
+            let mut got = Vec::new();
+            loop {
+                match r2.recv(&mut buf) {
+                    Ok(n) => got.push(buf[..n].to_vec()),
+                    // The hello s2 sent ahead of its first checksummed frames.
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("r2: {e}"),
+                }
+            }
+            assert_eq!(got.len(), 2, "the plain frame and one merged super-frame");
+            assert_eq!(got[0], with_zero_hdr(&f));
+            assert_eq!(got[1].len(), tcp.len(), "the burst merged again");
+            assert_eq!(got[1][HDR + 54..], tcp[HDR + 54..], "payload");
+            assert_eq!(
+                r2.table().lookup(&MacAddr(MAC_B), 0),
+                Some(A_IP),
+                "learned by the owner"
+            );
+            assert!(r2.poll_queued(&mut cx).is_pending(), "all taken");
+            assert!(r1.table().lookup(&MacAddr(MAC_B), 0).is_none());
         });
     }
 }
