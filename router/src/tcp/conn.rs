@@ -398,6 +398,20 @@ impl Conn {
             && self.fin_acked
     }
 
+    /// [`Conn::finished`], first sending the ACK still owed (the endpoint's FIN's, when it
+    /// came in the burst that also acknowledged ours): the connection is forgotten when this
+    /// says true, and with it what it owed. Without that ACK the endpoint resends its FIN
+    /// after its retransmission timeout and gets RST for it.
+    pub fn finish(&mut self, out: &mut impl SegOut) -> bool {
+        if !self.finished() {
+            return false;
+        }
+        if self.ack_owed {
+            self.send_ack(out);
+        }
+        true
+    }
+
     /// Handles a segment from the endpoint.
     pub fn segment(
         &mut self,
@@ -487,7 +501,7 @@ impl Conn {
             return next;
         }
         self.push(now, out);
-        if self.finished() {
+        if self.finish(out) {
             return Next::Done;
         }
         Next::Continue
@@ -937,6 +951,25 @@ mod tests {
         assert_eq!(h.flags, FIN | ACK);
         assert_eq!(h.ack, 1005);
         assert_eq!(t.feed(seg(1005, 5002, ACK, 100, b"")), Next::Done);
+    }
+
+    #[test]
+    fn the_endpoints_fin_is_acknowledged_when_its_ack_of_ours_ends_the_connection() {
+        let mut t = T::established(1 << 20);
+        // The destination closes first: our FIN.
+        assert_eq!(t.c.fill(|_| Ok(0)).unwrap(), ReadEnd::Eof);
+        t.c.push(t.now, &mut t.out);
+        let (h, _) = t.out.segs.last().unwrap();
+        assert_eq!((h.flags, h.ack), (FIN | ACK, 1001));
+        t.out.segs.clear();
+        // One burst (its ACKs are owed until it ends): the endpoint's FIN, then its ACK of ours.
+        assert_eq!(t.feed(seg(1001, 5001, ACK | FIN, 100, b"")), Next::Continue);
+        assert!(t.out.segs.is_empty() && t.c.ack_owed);
+        assert_eq!(t.feed(seg(1002, 5002, ACK, 100, b"")), Next::Done);
+        // Acknowledged before the connection is forgotten: nothing left owed.
+        let (h, _) = t.out.segs.last().expect("the ACK of the endpoint's FIN");
+        assert_eq!((h.flags, h.seq, h.ack), (ACK, 5002, 1002));
+        assert!(!t.c.ack_owed);
     }
 
     #[test]

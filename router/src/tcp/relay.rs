@@ -662,11 +662,12 @@ impl Relay {
         if e.conn.blocked {
             self.blocked = true;
         }
+        if e.conn.finish(&mut w) {
+            self.close(t, Next::Done);
+            return;
+        }
         if e.conn.ack_owed {
             self.owed.push(t);
-        }
-        if e.conn.finished() {
-            self.close(t, Next::Done);
         }
     }
 
