@@ -23,7 +23,8 @@
 //!    not read back, so the switch never sees its own output (Linux >= 4.20).
 //! 5. Large `SO_RCVBUF`/`SO_SNDBUF` (`*FORCE` as root, else capped by `rmem_max`/`wmem_max`).
 //!
-//! 6. Unless `NETYARD_PACKET_RING=0`: a receive ring (`PACKET_RX_RING`, TPACKET_V2, `ring`),
+//! 6. Unless `NETYARD_PACKET_RING=0`: a receive ring (`PACKET_RX_RING`, TPACKET_V2, `ring`;
+//!    [`ring_bytes`] big, 4 MiB unless `NETYARD_PACKET_RING` gives another size in KiB),
 //!    so small frames are taken from memory the kernel filled, without a syscall; frames too
 //!    big for a slot (GSO super-frames) are still `recv`ed from the socket. A kernel that
 //!    refuses the ring leaves the port without one (logged), as before.
@@ -74,11 +75,39 @@ pub struct RecvMeta {
     pub truncated: bool,
 }
 
-/// Whether ports get a receive ring (`NETYARD_PACKET_RING=0` turns it off; on by default).
-/// Read once.
+/// A port's receive ring when nothing says otherwise, in KiB (2048 slots).
+pub const DEFAULT_RING_KIB: usize = 4096;
+
+/// The receive ring's size from `NETYARD_PACKET_RING`'s value (KiB; 0: no ring; unset: the
+/// default), or why the value is not one.
+pub fn parse_ring_kib(value: Option<&str>) -> Result<usize, String> {
+    match value.map(str::trim) {
+        None => Ok(DEFAULT_RING_KIB),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            format!("NETYARD_PACKET_RING: {v:?} is not a size in KiB (0 turns the ring off)")
+        }),
+    }
+}
+
+/// The size, in bytes, of the receive ring every port gets (0: none): `NETYARD_PACKET_RING`
+/// in KiB, default [`DEFAULT_RING_KIB`]; a value that is no number is logged and the default
+/// used. Rounded down to a power of two of 64 KiB blocks, at most 64 MiB. Read once.
+pub fn ring_bytes() -> usize {
+    static BYTES: OnceLock<usize> = OnceLock::new();
+    *BYTES.get_or_init(|| {
+        let value = std::env::var("NETYARD_PACKET_RING").ok();
+        parse_ring_kib(value.as_deref())
+            .unwrap_or_else(|e| {
+                tracing::warn!("{e}; using {DEFAULT_RING_KIB}");
+                DEFAULT_RING_KIB
+            })
+            .saturating_mul(1024)
+    })
+}
+
+/// Whether ports get a receive ring ([`ring_bytes`] is not 0).
 pub fn ring_configured() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("NETYARD_PACKET_RING").map_or(true, |v| v.trim() != "0"))
+    ring_bytes() > 0
 }
 
 /// An AF_PACKET socket as a switch port.
@@ -212,7 +241,11 @@ impl PacketPort {
         })?;
         let ring = ring
             .then(|| {
-                RxRing::new(bfd)
+                let bytes = match ring_bytes() {
+                    0 => DEFAULT_RING_KIB << 10,
+                    b => b,
+                };
+                RxRing::new(bfd, bytes)
                     .inspect_err(|e| {
                         tracing::info!(ifname, error = %e, "no receive ring: frames are read one recv each");
                     })
@@ -717,6 +750,18 @@ mod tests {
     /// Through the ring, in order: small frames from its slots, a jumbo frame (too big for a
     /// slot) from the socket's queue, header-less and with a vnet header; a port without a
     /// ring still reads from the socket.
+    #[test]
+    fn ring_size_from_the_environment() {
+        assert_eq!(parse_ring_kib(None), Ok(DEFAULT_RING_KIB));
+        assert_eq!(parse_ring_kib(Some(" 1024 ")), Ok(1024));
+        assert_eq!(parse_ring_kib(Some("0")), Ok(0));
+        let err = parse_ring_kib(Some("4M")).expect_err("not a number");
+        assert!(
+            err.contains("NETYARD_PACKET_RING") && err.contains("4M"),
+            "{err}"
+        );
+    }
+
     /// A veth pair with MTU 9000 (frames bigger than a ring slot): a port on nyv0 without a
     /// ring, one on nyv1 with.
     fn jumbo_ports() -> (PacketPort, PacketPort) {

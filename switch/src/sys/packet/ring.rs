@@ -32,10 +32,17 @@ use crate::sys::{cvt, invalid, socklen};
 pub(super) const SLOT: usize = 2048;
 /// Blocks of 64 KiB (the kernel allocates each contiguously), 32 slots each.
 const BLOCK: usize = 64 << 10;
-/// 64 blocks: 2048 slots, 4 MiB per port (the size of the socket buffer it stands in for).
-const BLOCKS: usize = 64;
-const SLOTS: usize = BLOCK / SLOT * BLOCKS;
-const _: () = assert!(SLOTS.is_power_of_two() && BLOCK % SLOT == 0);
+const _: () = assert!((BLOCK / SLOT).is_power_of_two() && BLOCK % SLOT == 0);
+/// The most blocks a ring may have (64 MiB).
+const MAX_BLOCKS: usize = 1024;
+
+/// The number of blocks of a ring of about `bytes`: a power of two (so the slot count is one),
+/// at least one block and at most [`MAX_BLOCKS`].
+pub(super) fn blocks_for(bytes: usize) -> usize {
+    let blocks = (bytes / BLOCK).clamp(1, MAX_BLOCKS);
+    // The largest power of two not above it.
+    1 << blocks.ilog2()
+}
 
 /// From linux/if_packet.h.
 const PACKET_COPY_THRESH: libc::c_int = 7;
@@ -111,7 +118,11 @@ pub(super) fn classify(h: SlotHdr, vnet_hdr: bool, slot: usize) -> Slot {
 #[derive(Debug)]
 pub(super) struct RxRing {
     base: NonNull<u8>,
-    /// The next slot to take, counted from 0 without wrapping (the slot is `next % SLOTS`).
+    /// Its slots (a power of two) and the mapping's length.
+    slots: usize,
+    len: usize,
+    /// The next slot to take, counted from 0 (the slot is `next % slots`; the counter wraps
+    /// at a multiple of `slots`, so the order survives the wrap).
     next: AtomicUsize,
 }
 
@@ -123,17 +134,20 @@ unsafe impl Send for RxRing {}
 unsafe impl Sync for RxRing {}
 
 impl RxRing {
-    /// Makes the socket's ring (TPACKET_V2, [`SLOTS`] slots of [`SLOT`] bytes, frames too big
-    /// for one queued on the socket) and maps it. Call before `bind`, after `PACKET_VNET_HDR`.
-    pub(super) fn new(fd: BorrowedFd<'_>) -> io::Result<RxRing> {
+    /// Makes the socket's ring (TPACKET_V2, [`blocks_for`]`(bytes)` blocks of slots of
+    /// [`SLOT`] bytes, frames too big for one queued on the socket) and maps it. Call before
+    /// `bind`, after `PACKET_VNET_HDR`.
+    pub(super) fn new(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<RxRing> {
+        let blocks = blocks_for(bytes);
+        let (slots, len) = (BLOCK / SLOT * blocks, BLOCK * blocks);
         set_int_opt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, TPACKET_V2)?;
         set_int_opt(fd, libc::SOL_PACKET, PACKET_COPY_THRESH, 1)?;
         let c = |v: usize| libc::c_uint::try_from(v).map_err(invalid);
         let req = libc::tpacket_req {
             tp_block_size: c(BLOCK)?,
-            tp_block_nr: c(BLOCKS)?,
+            tp_block_nr: c(blocks)?,
             tp_frame_size: c(SLOT)?,
-            tp_frame_nr: c(SLOTS)?,
+            tp_frame_nr: c(slots)?,
         };
         // SAFETY: `fd` is a valid open socket; `req` is a live, initialised `tpacket_req`
         // and the length is its size; the return value is checked.
@@ -151,7 +165,7 @@ impl RxRing {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                BLOCK * BLOCKS,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -164,16 +178,18 @@ impl RxRing {
         let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap at 0"))?;
         Ok(RxRing {
             base,
+            slots,
+            len,
             next: AtomicUsize::new(0),
         })
     }
 
-    /// The slot `i` (of [`SLOTS`]): its address in the mapping.
+    /// The slot `i` (modulo the ring's slots): its address in the mapping.
     fn slot_ptr(&self, i: usize) -> *mut u8 {
         // Slots never straddle blocks (BLOCK is a multiple of SLOT) and blocks are laid out
         // one after the other in the mapping, so slot i is at i * SLOT.
-        // SAFETY: i < SLOTS, so the offset is within the BLOCK * BLOCKS mapping.
-        unsafe { self.base.as_ptr().add((i % SLOTS) * SLOT) }
+        // SAFETY: i % slots < slots, so the offset is within the mapping of slots * SLOT.
+        unsafe { self.base.as_ptr().add((i % self.slots) * SLOT) }
     }
 
     /// The status word of slot `i`, which the kernel and the reader hand the slot over with.
@@ -217,7 +233,7 @@ impl Drop for RxRing {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, of that size, unmapped once; no slice of it
         // outlives a `take` call.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), BLOCK * BLOCKS) };
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
@@ -276,6 +292,15 @@ mod tests {
         assert_eq!(classify(hdr(1, 2000, 2000, 90), true, SLOT), Slot::Lost);
         assert_eq!(classify(hdr(1, 60, 61, 90), true, SLOT), Slot::Lost);
         assert_eq!(classify(hdr(1, 60, 60, u16::MAX), true, SLOT), Slot::Lost);
+    }
+
+    #[test]
+    fn ring_sizes_round_down_to_a_power_of_two_of_blocks() {
+        assert_eq!(blocks_for(4 << 20), 64);
+        assert_eq!(blocks_for(1 << 20), 16);
+        assert_eq!(blocks_for(3 << 20), 32);
+        assert_eq!(blocks_for(1), 1);
+        assert_eq!(blocks_for(usize::MAX), MAX_BLOCKS);
     }
 
     #[test]
