@@ -29,7 +29,10 @@
 //! `[VXLAN header][segment]` datagrams, all but the last of one size, and hands the kernel up to
 //! 64 KiB of them in one `sendmsg` with `UDP_SEGMENT`. On receive, consecutive TCP/IPv4
 //! segments of one read are merged back into one super-frame ([`gro_tcp4`]), so a TAP port
-//! takes one write for up to 64 KiB.
+//! takes one write for up to 64 KiB. While the reads come one datagram each (a kernel VTEP's
+//! TSO super-packets), they go straight into the caller's buffer, the inner frame where a
+//! received frame belongs ([`VxlanPort::recv_direct`]): a 64 KiB super-packet is not copied
+//! out of the port's read buffer.
 //!
 //! # Receive checks
 //!
@@ -195,7 +198,14 @@ struct RxBatch {
     from: Option<Ipv4Addr>,
     /// Datagrams (by index, `pos / seg`) already handed to another VNI's port.
     handed: u64,
+    /// The last read was one datagram: the next is read straight into the caller's buffer
+    /// ([`VxlanPort::recv_direct`]).
+    lone: bool,
 }
+
+/// Where [`VxlanPort::recv_direct`] reads a datagram in the caller's buffer: its inner frame
+/// then lies where a received frame belongs, behind the vnet header.
+const DIRECT_AT: usize = HDR - VXLAN_HDR_LEN;
 
 /// A run of one VNI's datagrams another port read and queued for this one: `len` bytes of
 /// datagrams of `seg` bytes (the last may be shorter) from `from`.
@@ -433,6 +443,7 @@ impl VxlanPort {
                 seg: 1,
                 from: None,
                 handed: 0,
+                lone: false,
             }),
             fd,
             vxlan_hdr: VxlanRepr { vni: cfg.vni }.to_bytes(),
@@ -539,9 +550,22 @@ impl VxlanPort {
 
     /// Reads the next (GRO) batch of datagrams into `b`.
     fn refill(&self, b: &mut RxBatch) -> io::Result<()> {
+        let (n, from, seg) = self.read_into(&mut b.buf)?;
+        b.len = n;
+        b.pos = 0;
+        b.seg = seg;
+        b.from = from;
+        b.handed = 0;
+        b.lone = seg >= n || inner_ip_spans(&b.buf[..n]);
+        Ok(())
+    }
+
+    /// One (GRO) read of the socket into `dst`: its length, the outer source address and the
+    /// datagram size (the read's length when it is one datagram).
+    fn read_into(&self, dst: &mut [u8]) -> io::Result<(usize, Option<Ipv4Addr>, usize)> {
         let mut cmsg = CmsgBuf([0; 64]);
         let (n, from, gro) = {
-            let mut iov = [IoSliceMut::new(&mut b.buf[..])];
+            let mut iov = [IoSliceMut::new(dst)];
             let msg = socket::recvmsg::<SockaddrIn>(
                 self.shared.udp.as_raw_fd(),
                 &mut iov,
@@ -558,25 +582,67 @@ impl VxlanPort {
             }
             (msg.bytes, msg.address, gro)
         };
-        if n > b.buf.len() {
+        if n > dst.len() {
             return Err(FrameTruncated {
                 len: n,
-                cap: b.buf.len(),
+                cap: dst.len(),
             }
             .into_io());
         }
-        b.len = n;
-        b.pos = 0;
-        b.seg = gro.unwrap_or(n).min(n).max(1);
-        b.from = from.map(|a| *SocketAddrV4::from(a).ip());
-        b.handed = 0;
-        Ok(())
+        let seg = gro.unwrap_or(n).min(n).max(1);
+        Ok((n, from.map(|a| *SocketAddrV4::from(a).ip()), seg))
+    }
+
+    /// Reads the next datagram straight into `buf` at [`DIRECT_AT`], so that a datagram of
+    /// this VNI read alone is handed out in place: a kernel VTEP's TSO super-packet (64 KiB
+    /// a read, issue 16) is then copied once less, out of the port's read buffer. Taken while
+    /// the reads come one datagram each (`RxBatch::lone`). Returns `None` when the read is
+    /// something else (a UDP GRO batch, another VNI's datagram, a bad header): it is moved
+    /// into `b` (the copy the read into `b` would have saved) for the batch path to hand out.
+    fn recv_direct(&self, b: &mut RxBatch, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let (n, from, seg) = self.read_into(&mut buf[DIRECT_AT..])?;
+        let dgram = &buf[DIRECT_AT..DIRECT_AT + n];
+        // One datagram: the read's size, or a kernel VTEP's UDP GSO super-packet (see `recv`).
+        let lone = seg >= n || inner_ip_spans(dgram);
+        if !lone || vni_of(dgram) != Ok(self.cfg.vni) {
+            let Some(dst) = b.buf.get_mut(..n) else {
+                return Err(FrameTruncated { len: n, cap: 0 }.into_io());
+            };
+            dst.copy_from_slice(dgram);
+            (b.len, b.pos, b.seg, b.from, b.handed, b.lone) = (n, 0, seg, from, 0, lone);
+            return Ok(None);
+        }
+        let len = n - VXLAN_HDR_LEN;
+        // The VXLAN header, checked, is overwritten by the vnet header from here on.
+        let (hdr, rest) = buf.split_at_mut(HDR);
+        let frame = &mut rest[..len];
+        if is_hello(frame) {
+            self.shared.heard(from);
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        if len > self.max_frame {
+            let udp_gso = (seg < n).then_some(seg);
+            match rx_super_packet(hdr, frame, usize::from(self.cfg.mtu), udp_gso) {
+                SuperPacket::No => {}
+                SuperPacket::Yes => return Ok(Some(HDR + len)),
+                SuperPacket::Bad => {
+                    return Err(PortDrop(DropReason::VxlanBadInnerChecksum).into_io())
+                }
+            }
+        }
+        if rx_vnet_hdr(hdr, frame) == InnerCsum::Bad {
+            return Err(PortDrop(DropReason::VxlanBadInnerChecksum).into_io());
+        }
+        self.learn(frame, from);
+        Ok(Some(HDR + len))
     }
 
     /// Makes `b` the next run to hand out: one another port queued for this VNI, else a read
     /// of the socket; while several VNIs share the socket, what the read holds for them is
-    /// handed to them at once (under the `read` lock: the module docs' "Locks").
-    fn next_batch(&self, b: &mut RxBatch) -> io::Result<()> {
+    /// handed to them at once (under the `read` lock: the module docs' "Locks"). While one
+    /// VNI has the socket and reads come one datagram each, the read goes straight into
+    /// `direct` ([`Self::recv_direct`]): `Some(len)` when it left a frame there.
+    fn next_batch(&self, b: &mut RxBatch, direct: &mut [u8]) -> io::Result<Option<usize>> {
         let shared = self.shared.sharers.load(Acquire) > 1;
         let _order = shared.then(|| {
             self.shared
@@ -591,13 +657,17 @@ impl VxlanPort {
             b.seg = run.seg;
             b.from = run.from;
             b.handed = 0;
-            return Ok(());
+            return Ok(None);
+        }
+        // Only into a buffer that takes any read whole, as the port's own does.
+        if !shared && b.lone && direct.len() >= DIRECT_AT + RX_BATCH_LEN {
+            return self.recv_direct(b, direct);
         }
         self.refill(b)?;
         if shared {
             self.hand_out(b);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Hands each run of another registered VNI's datagrams in `b` to that VNI's port and
@@ -744,7 +814,9 @@ impl Port for VxlanPort {
                     // A whole read for other VNIs: let the driver count a burst.
                     return Err(io::ErrorKind::Interrupted.into());
                 }
-                self.next_batch(&mut b)?;
+                if let Some(n) = self.next_batch(&mut b, buf)? {
+                    return Ok(n);
+                }
                 fresh = true;
                 continue;
             }
@@ -1043,9 +1115,13 @@ mod tests {
     }
 
     fn recv_one(port: &VxlanPort) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0xeeu8; 4096];
+        recv_in(port, &mut vec![0xeeu8; 4096])
+    }
+
+    /// [`recv_one`] into `buf`.
+    fn recv_in(port: &VxlanPort, buf: &mut [u8]) -> io::Result<Vec<u8>> {
         loop {
-            match port.recv(&mut buf) {
+            match port.recv(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     assert!(wait_readable(port.raw_fd(), WAIT), "nothing arrived");
                 }
@@ -1179,6 +1255,79 @@ mod tests {
                 .map(|_| recv_one(&b).expect("UDP segment").len())
                 .collect();
             assert_eq!(sizes, [HDR + 42 + 1000, HDR + 42 + 1000, HDR + 42 + 500]);
+        });
+    }
+
+    /// Datagrams that come one a read (a kernel VTEP's TSO super-packets, single frames) are
+    /// read straight into a buffer as large as the port's own once a read was one datagram,
+    /// and come out exactly as through the port's read buffer; a UDP GRO batch meeting such a
+    /// read goes back to the batch path and is merged as before (issue 16).
+    #[test]
+    fn lone_datagrams_are_read_in_place_and_batches_still_merge() {
+        use crate::sys::testutil::{ipv4_gso, GSO_TCPV4};
+        use crate::wire::checksum;
+        in_new_netns(|| {
+            let a = open_on_lo(VNI, A_IP, Arc::new(RemoteTable::new(1000, 8, vec![B_IP])))
+                .expect("open a");
+            let b = open_on_lo(VNI, B_IP, Arc::new(RemoteTable::new(1000, 8, vec![A_IP])))
+                .expect("open b");
+            let lone = || b.rx.lock().expect("rx").lone;
+            let partial = |f: &mut [u8]| {
+                let l4_len = u32::try_from(f.len() - 34).expect("length");
+                let pseudo =
+                    checksum::pseudo_header_v4(&[192, 0, 2, 1], &[192, 0, 2, 2], 6, l4_len);
+                f[50..52].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+            };
+            let datagram = |inner: &[u8]| {
+                let mut d = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+                d.extend_from_slice(inner);
+                d
+            };
+            // A kernel VTEP's TSO super-packet: one datagram, its inner TCP packet over the
+            // MTU with the partial checksum the kernel leaves.
+            let mut inner = ipv4_gso(MAC_B, MAC_A, GSO_TCPV4, 20_000, 1000).0[HDR..].to_vec();
+            partial(&mut inner);
+            let kernel = UdpSocket::bind("127.0.0.3:0").expect("bind");
+            let to = SocketAddrV4::new(B_IP, 4789);
+            let mut buf = vec![0xeeu8; DIRECT_AT + RX_BATCH_LEN];
+            let mut outs = Vec::new();
+            for _ in 0..3 {
+                kernel.send_to(&datagram(&inner), to).expect("send");
+                outs.push(recv_in(&b, &mut buf).expect("super-frame"));
+                assert!(lone(), "a read of one datagram");
+            }
+            assert_eq!(outs[1], outs[0], "in place as through the read buffer");
+            assert_eq!(outs[2], outs[0]);
+            let got = &outs[0];
+            assert_eq!((got[0], got[1]), (1, GSO_TCPV4), "NEEDS_CSUM, TCPv4");
+            assert_eq!(
+                u16::from_ne_bytes([got[4], got[5]]),
+                1450 - 40,
+                "fills the MTU"
+            );
+            assert_eq!(got[HDR..], inner[..], "the frame as sent");
+
+            // A single frame in place: no vnet header to speak of.
+            let small = eth_frame(MAC_B, MAC_A, 0x88b5, &[9; 100]);
+            kernel.send_to(&datagram(&small), to).expect("send");
+            assert_eq!(recv_in(&b, &mut buf).expect("frame"), with_zero_hdr(&small));
+
+            // A netyard peer's UDP GSO send (after its hello, a lone datagram too): read in
+            // place, then moved to the batch path and merged into one super-frame.
+            let (mut tcp, _) = ipv4_gso(MAC_B, MAC_A, GSO_TCPV4, 3000, 1000);
+            partial(&mut tcp[HDR..]);
+            a.send(&tcp).expect("send TCP GSO");
+            let got = recv_in(&b, &mut buf).expect("merged frame");
+            assert_eq!(got.len(), tcp.len(), "one super-frame again");
+            assert_eq!(got[HDR + 54..], tcp[HDR + 54..], "payload");
+            assert!(!lone(), "a batch: the next read goes to the read buffer");
+
+            // Then a lone datagram through the read buffer, and the next one in place again.
+            for _ in 0..2 {
+                kernel.send_to(&datagram(&small), to).expect("send");
+                assert_eq!(recv_in(&b, &mut buf).expect("frame"), with_zero_hdr(&small));
+                assert!(lone());
+            }
         });
     }
 
