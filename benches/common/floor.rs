@@ -979,10 +979,11 @@ fn mmsg(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize], recv: bool) -> usiz
     moved
 }
 
-/// One `read`; None when the device is empty (EAGAIN) or failed.
+/// One `read`; None when the device is empty (EAGAIN) or failed. A raw syscall, as netyard's
+/// TAP port reads (glibc's `read` adds a cancellation point's two atomic updates).
 fn read_frame(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
     // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
-    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    let r = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
     usize::try_from(r).ok()
 }
 
