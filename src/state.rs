@@ -688,11 +688,22 @@ impl Daemon {
         net.live.switch.set_mld_router(&sp, false);
         // Its MAC is known from the start (netyard gave it, port security holds it to it):
         // the gateway's Router Advertisement below and the first frames for it go to its
-        // port alone instead of being flooded until it sends.
-        net.live
+        // port alone instead of being flooded until it sends. Counted as the driver counts
+        // a MAC it learns, so `netyard_fdb_learned_total` still covers every endpoint.
+        let outcome = net
+            .live
             .switch
             .fdb
             .learn(spec.mac, sp.id, net.live.switch.now_ms());
+        if matches!(
+            outcome,
+            netyard_switch::fdb::LearnOutcome::Learned
+                | netyard_switch::fdb::LearnOutcome::Moved { .. }
+        ) {
+            sp.counters
+                .learned
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let task = match net.live.spawn_port(&sp) {
             Ok(t) => t,
             Err(e) => {
