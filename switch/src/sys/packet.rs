@@ -747,9 +747,7 @@ mod tests {
         }
     }
 
-    /// Through the ring, in order: small frames from its slots, a jumbo frame (too big for a
-    /// slot) from the socket's queue, header-less and with a vnet header; a port without a
-    /// ring still reads from the socket.
+    /// `NETYARD_PACKET_RING`: a size in KiB, 0 for none, anything else refused by name.
     #[test]
     fn ring_size_from_the_environment() {
         assert_eq!(parse_ring_kib(None), Ok(DEFAULT_RING_KIB));
@@ -775,6 +773,9 @@ mod tests {
         (a, b)
     }
 
+    /// Through the ring, in order: small frames from its slots, a jumbo frame (too big for a
+    /// slot) from the socket's queue, header-less and with a vnet header; a port without a
+    /// ring still reads from the socket.
     #[test]
     fn veth_ring_slots_and_queue() {
         in_new_netns(|| {
