@@ -420,6 +420,179 @@ impl PeerCsum {
         self.heard
             .is_some_and(|t| now.saturating_sub(t) < HELLO_TTL_MS)
     }
+
+    /// Whether the record says nothing a missing one would not: a hello is due and none heard
+    /// counts. Such a peer may be forgotten.
+    pub fn idle(&self, now: u64) -> bool {
+        self.hello_due(now) && !self.takes_partial(now)
+    }
+}
+
+/// Most peers [`PeerHellos`] keeps (the active ones: idle ones are forgotten first).
+pub const MAX_HELLO_PEERS: usize = 4096;
+
+/// A [`PeerClock`] field's value for "never".
+const NEVER: u64 = u64::MAX;
+
+/// One peer's hello times as atomics (ms on the socket's clock, [`NEVER`] for none), shared by
+/// every snapshot of [`PeerHellos`]' table that holds the peer, so an update made through an
+/// old snapshot is not lost.
+#[derive(Debug)]
+struct PeerClock {
+    sent: AtomicU64,
+    heard: AtomicU64,
+}
+
+impl PeerClock {
+    fn new() -> PeerClock {
+        PeerClock {
+            sent: AtomicU64::new(NEVER),
+            heard: AtomicU64::new(NEVER),
+        }
+    }
+
+    fn csum(&self) -> PeerCsum {
+        let at = |t: u64| (t != NEVER).then_some(t);
+        PeerCsum {
+            sent: at(self.sent.load(Relaxed)),
+            heard: at(self.heard.load(Relaxed)),
+        }
+    }
+}
+
+/// Hellos sent to and heard from each peer of one tunnel socket (see [`hello_frame`]): a
+/// property of the host behind an address, whatever the VNI, so one table per socket.
+///
+/// The send path reads it on every checksummed frame, so it takes no lock there: the table is
+/// a snapshot sorted by address (an [`ArcSwap`], binary-searched) replaced only when a peer is
+/// added, and a peer's times are atomics. A hello that is due is claimed by a compare-and-swap
+/// of the peer's `sent`, so of several senders at once only one sends it. Adding a peer (its
+/// first checksummed frame, or its first hello heard) takes the writer lock and copies the
+/// table, forgetting idle peers ([`PeerCsum::idle`]) on the way, so the table holds the peers
+/// of the last [`HELLO_TTL_MS`] or so. An update racing with that copy through a snapshot
+/// that still held a now-forgotten peer is lost, which costs one early hello or full
+/// checksums until the next hello, never a partial checksum to a peer that did not say hello.
+///
+/// At most `cap` peers: beyond them a new peer gets no hello and full checksums, and a hello
+/// from one is not recorded (correct, only slower), so hellos from many forged addresses
+/// cannot grow the table without bound.
+#[derive(Debug)]
+pub struct PeerHellos {
+    table: ArcSwap<Vec<(Ipv4Addr, Arc<PeerClock>)>>,
+    /// Serialises adding peers.
+    writer: Mutex<()>,
+    cap: usize,
+}
+
+impl Default for PeerHellos {
+    fn default() -> PeerHellos {
+        PeerHellos::new(MAX_HELLO_PEERS)
+    }
+}
+
+impl PeerHellos {
+    /// An empty table of at most `cap` peers.
+    pub fn new(cap: usize) -> PeerHellos {
+        PeerHellos {
+            table: ArcSwap::default(),
+            writer: Mutex::new(()),
+            cap,
+        }
+    }
+
+    /// Records a hello heard from `from` at `now`.
+    pub fn heard(&self, from: Ipv4Addr, now: u64) {
+        let table = self.table.load();
+        match find(&table, from) {
+            Some(c) => c.heard.store(now, Relaxed),
+            None => {
+                if let Some(c) = self.add(from, now) {
+                    c.heard.store(now, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Before checksummed frames go to `vteps` at `now`: pushes onto `due` the peers a hello
+    /// is due to (marked sent), and says whether every one of them takes partial inner
+    /// checksums.
+    pub fn before_send(&self, vteps: &[Ipv4Addr], now: u64, due: &mut Vec<Ipv4Addr>) -> bool {
+        let table = self.table.load();
+        let mut partial = !vteps.is_empty();
+        for &v in vteps {
+            let added;
+            let clock = match find(&table, v) {
+                Some(c) => c,
+                None => match self.add(v, now) {
+                    Some(c) => {
+                        added = c;
+                        &added
+                    }
+                    None => {
+                        partial = false;
+                        continue;
+                    }
+                },
+            };
+            let p = clock.csum();
+            if p.hello_due(now)
+                && clock
+                    .sent
+                    .compare_exchange(p.sent.unwrap_or(NEVER), now, Relaxed, Relaxed)
+                    .is_ok()
+            {
+                due.push(v);
+            }
+            partial &= p.takes_partial(now);
+        }
+        partial
+    }
+
+    /// What the table knows of `peer`.
+    pub fn get(&self, peer: Ipv4Addr) -> Option<PeerCsum> {
+        find(&self.table.load(), peer).map(|c| c.csum())
+    }
+
+    /// How many peers the table holds.
+    pub fn len(&self) -> usize {
+        self.table.load().len()
+    }
+
+    /// Whether the table holds no peer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `peer` (unless another thread just did), forgetting idle peers; `None` when the
+    /// table is full of active ones.
+    fn add(&self, peer: Ipv4Addr, now: u64) -> Option<Arc<PeerClock>> {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let table = self.table.load();
+        if let Some(c) = find(&table, peer) {
+            return Some(c.clone());
+        }
+        let mut next: Vec<(Ipv4Addr, Arc<PeerClock>)> = table
+            .iter()
+            .filter(|(_, c)| !c.csum().idle(now))
+            .cloned()
+            .collect();
+        if next.len() >= self.cap {
+            return None;
+        }
+        let clock = Arc::new(PeerClock::new());
+        let at = next.partition_point(|(a, _)| *a < peer);
+        next.insert(at, (peer, clock.clone()));
+        self.table.store(Arc::new(next));
+        Some(clock)
+    }
+}
+
+/// `peer`'s clock in a table sorted by address.
+fn find(table: &[(Ipv4Addr, Arc<PeerClock>)], peer: Ipv4Addr) -> Option<&Arc<PeerClock>> {
+    table
+        .binary_search_by_key(&peer, |(a, _)| *a)
+        .ok()
+        .map(|i| &table[i].1)
 }
 
 /// What [`inner_partial_csum`] found in a frame that came out of the tunnel.
@@ -874,6 +1047,7 @@ mod tests {
     }
     const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 
     #[test]
     fn learns_moves_and_ages_out() {
@@ -1244,6 +1418,93 @@ mod tests {
             "silent too long: full again"
         );
         assert!(p.takes_partial(0), "a clock before the hello (saturating)");
+    }
+
+    #[test]
+    fn peer_hellos_say_hello_once_per_period_and_partial_only_to_peers_heard() {
+        let h = PeerHellos::default();
+        let mut due = Vec::new();
+        assert!(!h.before_send(&[], 0, &mut due), "nobody: nothing partial");
+        assert!(!h.before_send(&[A], 1000, &mut due), "A not heard: full");
+        assert_eq!(due, [A], "a hello to a new peer");
+        due.clear();
+        assert!(!h.before_send(&[A], 1000 + HELLO_EVERY_MS - 1, &mut due));
+        assert!(due.is_empty(), "not again within the period");
+        h.heard(A, 2000);
+        assert!(h.before_send(&[A], 2000, &mut due), "A said hello: partial");
+        assert!(
+            !h.before_send(&[A, B], 2000, &mut due),
+            "a flood: every peer must take it"
+        );
+        assert_eq!(due, [B]);
+        due.clear();
+        assert!(h.before_send(&[A], 1000 + HELLO_EVERY_MS, &mut due));
+        assert_eq!(due, [A], "again after the period");
+        assert!(
+            !h.before_send(&[A], 2000 + HELLO_TTL_MS, &mut due),
+            "A silent too long"
+        );
+        assert_eq!(
+            h.get(A),
+            Some(PeerCsum {
+                sent: Some(2000 + HELLO_TTL_MS),
+                heard: Some(2000)
+            })
+        );
+        // Heard before anything was sent there: partial from the first frame (after a hello).
+        due.clear();
+        h.heard(C, 20_000);
+        assert!(h.before_send(&[C], 20_000, &mut due));
+        assert_eq!(due, [C]);
+    }
+
+    #[test]
+    fn peer_hellos_forget_idle_peers_and_stop_growing_at_the_cap() {
+        let h = PeerHellos::new(2);
+        let mut due = Vec::new();
+        h.before_send(&[A], 0, &mut due);
+        h.heard(B, 0);
+        assert_eq!(h.len(), 2);
+        // Full of active peers: C gets no hello and full checksums, its hello is not kept.
+        due.clear();
+        assert!(!h.before_send(&[C], 10, &mut due));
+        h.heard(C, 10);
+        assert!(due.is_empty() && h.get(C).is_none() && h.len() == 2);
+        // A idle (hello due, none heard) once the period is over: forgotten when C comes;
+        // B's hello still counts.
+        h.heard(C, HELLO_EVERY_MS);
+        assert_eq!(h.get(A), None, "A forgotten");
+        assert!(h.get(B).is_some() && h.get(C).is_some());
+        assert!(h.before_send(&[B, C], HELLO_EVERY_MS, &mut due));
+        // A forgotten peer is a new one again: a hello, full checksums.
+        due.clear();
+        h.heard(B, HELLO_EVERY_MS);
+        assert!(!h.before_send(&[A], HELLO_TTL_MS, &mut due), "full again");
+        assert!(due.is_empty(), "no room: B and C still active");
+        assert!(!h.before_send(&[A], HELLO_EVERY_MS + HELLO_TTL_MS, &mut due));
+        assert_eq!(due, [A], "B and C idle now: room for A");
+    }
+
+    #[test]
+    fn peer_hellos_send_one_hello_whoever_sends_at_once() {
+        let h = Arc::new(PeerHellos::default());
+        let sent: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let h = h.clone();
+                    s.spawn(move || {
+                        let mut due = Vec::new();
+                        for _ in 0..1000 {
+                            h.before_send(&[A, B], 7, &mut due);
+                        }
+                        due.len()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("worker")).sum()
+        });
+        assert_eq!(sent, 2, "one hello to each peer, from one sender");
+        assert_eq!(h.len(), 2);
     }
 
     #[test]

@@ -70,6 +70,8 @@
 //! under it before it reads: so one VNI's datagrams keep their order whichever port read
 //! them (without it, a port could read and deliver a newer datagram of its own while
 //! another still held an older one it had read; TCP inside would take that for loss).
+//! Sending takes no lock: the hello bookkeeping every checksummed frame consults is a
+//! snapshot and atomics ([`PeerHellos`]; only a peer's first frame takes its writer lock).
 //!
 //! # Limits
 //!
@@ -103,7 +105,7 @@ use crate::gso::{self, GsoError};
 use crate::handoff::BufQueue;
 use crate::overlay::{
     flow_source_port, gro_tcp4, hello_frame, is_hello, rx_super_packet, rx_vnet_hdr, Destinations,
-    InnerCsum, PeerCsum, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
+    InnerCsum, PeerHellos, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
 use crate::wire::ethernet::MacAddr;
@@ -257,8 +259,9 @@ struct Shared {
     /// VNI a datagram the kernel dropped was for cannot be known).
     rx_drops: Mutex<KernelAccumulator>,
     /// Hellos sent to and heard from each peer (see [`crate::overlay::hello_frame`]): a
-    /// property of the host behind an address, whatever the VNI, so one map per socket.
-    peers: Mutex<HashMap<Ipv4Addr, PeerCsum>>,
+    /// property of the host behind an address, whatever the VNI, so one table per socket.
+    /// Read on every checksummed send without a lock ([`PeerHellos`] says how).
+    peers: PeerHellos,
     /// The clock of `peers`.
     epoch: Instant,
 }
@@ -359,7 +362,7 @@ impl Shared {
             sharers: AtomicUsize::new(0),
             udp_gso: AtomicBool::new(true),
             rx_drops: Mutex::new(KernelAccumulator::default()),
-            peers: Mutex::new(HashMap::new()),
+            peers: PeerHellos::default(),
             epoch: Instant::now(),
         })
     }
@@ -373,27 +376,15 @@ impl Shared {
     /// Records a hello heard from `from`.
     fn heard(&self, from: Option<Ipv4Addr>) {
         if let Some(from) = from {
-            let now = self.now_ms();
-            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-            peers.entry(from).or_default().heard = Some(now);
+            self.peers.heard(from, self.now_ms());
         }
     }
 
     /// Before checksummed frames go to `vteps`: the peers a hello is due to (marked sent), and
-    /// whether every one of them takes partial inner checksums.
+    /// whether every one of them takes partial inner checksums. Atomics only, but for a
+    /// peer's first frame.
     fn before_send(&self, vteps: &[Ipv4Addr], due: &mut Vec<Ipv4Addr>) -> bool {
-        let now = self.now_ms();
-        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut partial = !vteps.is_empty();
-        for v in vteps {
-            let p = peers.entry(*v).or_default();
-            if p.hello_due(now) {
-                p.sent = Some(now);
-                due.push(*v);
-            }
-            partial &= p.takes_partial(now);
-        }
-        partial
+        self.peers.before_send(vteps, self.now_ms(), due)
     }
 }
 
