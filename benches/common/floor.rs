@@ -1001,10 +1001,11 @@ fn recv_tunnel(vx: &VxlanPort, buf: &mut [u8]) -> Option<usize> {
     None
 }
 
-/// One `write`; a frame the device refuses is dropped.
+/// One `write`; a frame the device refuses is dropped. A raw syscall, as netyard's TAP port
+/// writes.
 fn write_frame(to: RawFd, frame: &[u8]) {
     // SAFETY: `frame` is live and initialised for its length; the kernel only reads it.
-    unsafe { libc::write(to, frame.as_ptr().cast(), frame.len()) };
+    unsafe { libc::syscall(libc::SYS_write, to, frame.as_ptr(), frame.len()) };
 }
 
 /// Sleeps in `poll(2)` until one of `fds` is readable (or has an error pending).

@@ -100,12 +100,23 @@ fn pick(loads: &[usize], cap: usize) -> Pick {
     }
 }
 
+/// Tasks a lane runs between two polls of its I/O driver while its run queue never empties
+/// (tokio's default is 61). Busy-polling port tasks yield by waking themselves
+/// (`netyard_switch::driver`), which keeps the queue full while they poll: each of their
+/// polls is a tick, about a microsecond, so with tokio's 61 another task's readiness (a
+/// sleeping port, the gateway's host sockets) could wait that many polls, far longer on a
+/// loaded machine where each poll's `sched_yield` lets other processes run. 16 bounds that
+/// to a few rounds of polls; the extra `epoll_wait` per 16 ticks did not show in the pinned
+/// round trip (benches/README.md, "netyard's own round trip").
+const EVENT_INTERVAL: u32 = 16;
+
 /// Starts lane `index`: a thread that drives a current-thread runtime until the process ends.
 /// It is made from a thread in the daemon's own network namespace (a runtime worker), which
 /// it inherits: egress sockets are opened there.
 fn start(index: usize) -> io::Result<Slot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .event_interval(EVENT_INTERVAL)
         // As the main runtime's (src/main.rs): an idle blocking thread hands its allocator
         // pages back soon.
         .thread_keep_alive(Duration::from_millis(500))

@@ -151,7 +151,9 @@ fn drain_into(
     rx: &mut RxBuf,
     out: &mut Out<'_>,
 ) -> Drained {
-    let now = switch.now_ms();
+    // The MAC table's clock, read at the burst's first frame: most drains of a busy-poll find
+    // the device empty and need no clock.
+    let mut now = None;
     let (mut handled, mut gso) = (0, 0);
     while handled < BURST_BUDGET {
         let received = match rx.mapped.as_mut() {
@@ -161,6 +163,7 @@ fn drain_into(
         match received {
             Ok(len) => {
                 handled += 1;
+                let now = *now.get_or_insert_with(|| switch.now_ms());
                 let gso_type = match rx.mapped.as_ref() {
                     Some(m) => m.get(1),
                     None => rx.fallback.get(1),
@@ -278,7 +281,7 @@ async fn poll_for(
     let mut since = Instant::now();
     let mut found = false;
     while since.elapsed() < busy.budget() {
-        tokio::task::yield_now().await;
+        yield_to_tasks().await;
         if busy_poll::configured_yield() {
             let _ = nix::sched::sched_yield();
         }
@@ -301,6 +304,28 @@ async fn poll_for(
     }
     busy.polled(found);
     Drained::Empty { handled: 0, gso: 0 }
+}
+
+/// Lets the runtime's other tasks run before this one goes on: the task wakes itself, which
+/// puts it at the back of the run queue. Why not `tokio::task::yield_now`: that defers the
+/// task until the runtime next polls its I/O driver, so on a lane whose port tasks all poll,
+/// every round of polls cost an `epoll_wait` (and the timer's and tokio's metrics' clock
+/// reads), and deferred tasks are woken last in, first out: a task that had just forwarded a
+/// frame polled its own empty device again before the port the answer came back to, a read
+/// and a `sched_yield` for nothing. Per frame of a pinned ping-pong between two TAPs that was
+/// 7 syscalls instead of 4 (benches/README.md, "netyard's own round trip"). The runtime
+/// still polls its driver after every `event_interval` tasks it ran, and whenever its run
+/// queue is empty.
+fn yield_to_tasks() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
 }
 
 /// Errors after which the device will never give frames again. A TAP whose namespace was
@@ -824,5 +849,78 @@ fn tx_reason(e: &io::Error) -> DropReason {
         DropReason::TxQueueFull
     } else {
         DropReason::TxError
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn current_thread(event_interval: u32) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .event_interval(event_interval)
+            .build()
+            .expect("a current-thread runtime")
+    }
+
+    async fn take_turns(order: Arc<Mutex<Vec<u8>>>, me: u8, turns: usize) {
+        for _ in 0..turns {
+            order.lock().expect("not poisoned").push(me);
+            yield_to_tasks().await;
+        }
+    }
+
+    #[test]
+    fn polling_tasks_take_turns_in_the_order_they_yielded() {
+        // tokio's yield_now wakes deferred tasks last in, first out (1 2 2 1 1 2): a task that
+        // just forwarded would poll its own empty device again before the other's.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        current_thread(61).block_on(async {
+            let a = tokio::spawn(take_turns(order.clone(), 1, 3));
+            let b = tokio::spawn(take_turns(order.clone(), 2, 3));
+            let _ = (a.await, b.await);
+        });
+        assert_eq!(*order.lock().expect("not poisoned"), [1, 2, 1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn a_task_yielding_to_others_does_not_keep_the_runtime_from_its_io() {
+        // The run queue never empties while the poller yields: the datagram is seen only
+        // because the runtime polls its I/O driver every `event_interval` ticks.
+        let rt = current_thread(16);
+        let got = rt.block_on(async {
+            let rx = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind on loopback");
+            let to = rx.local_addr().expect("its address");
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = done.clone();
+            let poller = tokio::spawn(async move {
+                for _ in 0..1_000_000 {
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        return true;
+                    }
+                    yield_to_tasks().await;
+                }
+                false
+            });
+            let reader = tokio::spawn(async move {
+                let mut buf = [0u8; 16];
+                let n = rx.recv(&mut buf).await.expect("recv");
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                n
+            });
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|tx| tx.send_to(b"ping", to))
+                .expect("send on loopback");
+            (poller.await.expect("poller"), reader.await.expect("reader"))
+        });
+        assert_eq!(
+            got,
+            (true, 4),
+            "the reader got the datagram while the poller polled"
+        );
     }
 }

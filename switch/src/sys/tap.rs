@@ -424,7 +424,20 @@ impl Port for TapPort {
         } else {
             payload(frame)?
         };
-        let n = nix::unistd::write(self.fd.as_fd(), src)?;
+        // A raw syscall, as `recv` reads: glibc's `write` is a cancellation point too, with
+        // the same two atomic updates around the syscall (a frame of a ping-pong, a burst's
+        // first frames and the runs below the batch floor all come this way).
+        // SAFETY: `src` is live and initialised for its length and the kernel only reads it;
+        // the return value is checked.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_write,
+                self.fd.as_raw_fd(),
+                src.as_ptr(),
+                src.len(),
+            )
+        };
+        let n = usize::try_from(r).map_err(|_| io::Error::last_os_error())?;
         check_sent(n, src.len())
     }
 
