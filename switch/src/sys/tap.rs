@@ -372,6 +372,25 @@ impl TapPort {
     }
 }
 
+/// `read(2)` or `write(2)` (`nr`) of `len` bytes at `buf` on `fd` as a raw syscall, bypassing
+/// glibc's wrapper (a cancellation point: two atomic updates of the thread's cancel state
+/// around every call, which netyard, cancelling no thread, never needs).
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes: writable and exclusively borrowed for a read,
+/// initialised for a write.
+unsafe fn raw_io(
+    nr: libc::c_long,
+    fd: BorrowedFd<'_>,
+    buf: *mut u8,
+    len: usize,
+) -> io::Result<usize> {
+    // SAFETY: `fd` is open for the borrow; the caller vouches for `buf` and `len`, and the
+    // return value is checked.
+    let r = unsafe { libc::syscall(nr, fd.as_raw_fd(), buf, len) };
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
 impl Port for TapPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let with_hdr = self.caps.vnet_hdr;
@@ -383,21 +402,12 @@ impl Port for TapPort {
         if dst.len() > FRAME_MAX {
             // No frame fills a buffer this big, so a full one can only be a cut frame: one
             // plain `read`, without the spill-over slot below (the kernel copies no iovec
-            // array in), made as a raw syscall: glibc's `read` is a cancellation point and
-            // brackets the syscall with two atomic updates of the thread's cancel state
-            // (4% of the daemon's time on a small-frame flood), which netyard, cancelling
-            // no thread, never needs.
+            // array in), made as a raw syscall ([`raw_io`]: glibc's brackets were 4% of the
+            // daemon's time on a small-frame flood).
             // SAFETY: `dst` is a live, exclusively borrowed buffer of `dst.len()` bytes that
-            // the kernel writes within; the return value is checked.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_read,
-                    self.fd.as_raw_fd(),
-                    dst.as_mut_ptr(),
-                    dst.len(),
-                )
-            };
-            let n = usize::try_from(r).map_err(|_| io::Error::last_os_error())?;
+            // the kernel writes within.
+            let n =
+                unsafe { raw_io(libc::SYS_read, self.fd.as_fd(), dst.as_mut_ptr(), dst.len()) }?;
             if n == dst.len() {
                 return Err(FrameTruncated {
                     len: buf.len() + 1,
@@ -424,20 +434,17 @@ impl Port for TapPort {
         } else {
             payload(frame)?
         };
-        // A raw syscall, as `recv` reads: glibc's `write` is a cancellation point too, with
-        // the same two atomic updates around the syscall (a frame of a ping-pong, a burst's
-        // first frames and the runs below the batch floor all come this way).
-        // SAFETY: `src` is live and initialised for its length and the kernel only reads it;
-        // the return value is checked.
-        let r = unsafe {
-            libc::syscall(
+        // A raw syscall, as `recv` reads (a frame of a ping-pong, a burst's first frames and
+        // the runs below the batch floor all come this way).
+        // SAFETY: `src` is live and initialised for its length; a write only reads it.
+        let n = unsafe {
+            raw_io(
                 libc::SYS_write,
-                self.fd.as_raw_fd(),
-                src.as_ptr(),
+                self.fd.as_fd(),
+                src.as_ptr().cast_mut(),
                 src.len(),
             )
-        };
-        let n = usize::try_from(r).map_err(|_| io::Error::last_os_error())?;
+        }?;
         check_sent(n, src.len())
     }
 
