@@ -24,7 +24,7 @@
 //! 5. Large `SO_RCVBUF`/`SO_SNDBUF` (`*FORCE` as root, else capped by `rmem_max`/`wmem_max`).
 //!
 //! 6. Unless `NETYARD_PACKET_RING=0`: a receive ring (`PACKET_RX_RING`, TPACKET_V2, `ring`;
-//!    [`ring_bytes`] big, 4 MiB unless `NETYARD_PACKET_RING` gives another size in KiB),
+//!    [`ring_bytes`] big, 2 MiB unless `NETYARD_PACKET_RING` gives another size in KiB),
 //!    so small frames are taken from memory the kernel filled, without a syscall; frames too
 //!    big for a slot (GSO super-frames) are still `recv`ed from the socket. A kernel that
 //!    refuses the ring leaves the port without one (logged), as before.
@@ -75,8 +75,11 @@ pub struct RecvMeta {
     pub truncated: bool,
 }
 
-/// A port's receive ring when nothing says otherwise, in KiB (2048 slots).
-pub const DEFAULT_RING_KIB: usize = 4096;
+/// A port's receive ring when nothing says otherwise, in KiB (1024 slots of 2 KiB). Kernel
+/// memory taken whole when the port opens, so it is paid per veth port: 2 MiB kept nine tenths
+/// of 4 MiB's saving in CPU per small frame and the same delivered rate, 1 MiB about three
+/// fifths and a lower rate (benches/README.md, "TPACKET rings and multi-queue TAP").
+pub const DEFAULT_RING_KIB: usize = 2048;
 
 /// The receive ring's size from `NETYARD_PACKET_RING`'s value (KiB; 0: no ring; unset: the
 /// default), or why the value is not one.
