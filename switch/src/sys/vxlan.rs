@@ -108,7 +108,7 @@ use crate::overlay::{
     InnerCsum, PeerHellos, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
-use crate::wire::ethernet::MacAddr;
+use crate::wire::ethernet::{MacAddr, ETH_HDR_LEN};
 use crate::wire::vnet::{VnetHdr, VnetHdrRepr};
 use crate::wire::vxlan::{VxlanPacket, VxlanRepr, VXLAN_HDR_LEN};
 
@@ -611,7 +611,7 @@ impl VxlanPort {
             self.shared.heard(from);
             return Err(io::ErrorKind::Interrupted.into());
         }
-        if len > self.max_frame {
+        if self.over_mtu(len) {
             let udp_gso = (seg < n).then_some(seg);
             match rx_super_packet(hdr, frame, usize::from(self.cfg.mtu), udp_gso) {
                 SuperPacket::No => {}
@@ -698,6 +698,15 @@ impl VxlanPort {
     /// Checks one datagram; returns its inner frame.
     fn check<'a>(&self, dgram: &'a [u8]) -> Result<&'a [u8], DropReason> {
         decap(dgram, self.cfg.vni)
+    }
+
+    /// Whether an inner frame of `len` bytes holds more than the MTU: maybe a kernel VTEP's
+    /// super-packet. Not `max_frame`, whose room for a VLAN tag would let through a
+    /// super-packet of two segments up to 4 bytes over the MTU as a plain frame, which the
+    /// switch then drops as `over_mtu` (tests/ipv6_vxlan.rs under load: a kernel sender's
+    /// full segment and a 2-byte tail in one TSO packet, dropped at each retransmission).
+    fn over_mtu(&self, len: usize) -> bool {
+        len > ETH_HDR_LEN + usize::from(self.cfg.mtu)
     }
 
     fn learn(&self, frame: &[u8], from: Option<Ipv4Addr>) {
@@ -850,7 +859,7 @@ impl Port for VxlanPort {
         if udp_super {
             first_end = len;
         }
-        if first_end == len && len - pos > VXLAN_HDR_LEN + self.max_frame {
+        if first_end == len && self.over_mtu((len - pos).saturating_sub(VXLAN_HDR_LEN)) {
             // One datagram over the MTU: maybe a kernel VTEP's tunnelled TSO or UDP GSO
             // super-packet (see `overlay::rx_super_packet`), else dropped as over_mtu by the
             // switch.
@@ -1318,6 +1327,54 @@ mod tests {
                 kernel.send_to(&datagram(&small), to).expect("send");
                 assert_eq!(recv_in(&b, &mut buf).expect("frame"), with_zero_hdr(&small));
                 assert!(lone());
+            }
+        });
+    }
+
+    /// A kernel VTEP's super-packet of two segments a few bytes over the MTU (a TCP sender's
+    /// MSS and a 2-byte tail: an inner frame shorter than the MTU plus a VLAN tag's room)
+    /// goes on as a GSO super-frame, through the read buffer and in place alike, not as a
+    /// plain frame the switch drops as `over_mtu`; a frame of exactly the MTU stays plain.
+    #[test]
+    fn a_super_packet_just_over_the_mtu_goes_on_as_gso() {
+        use crate::sys::testutil::{ipv4_gso, GSO_TCPV4};
+        use crate::wire::checksum;
+        in_new_netns(|| {
+            let b = open_on_lo(VNI, B_IP, Arc::new(RemoteTable::new(1000, 8, vec![A_IP])))
+                .expect("open b");
+            let kernel = UdpSocket::bind("127.0.0.3:0").expect("bind");
+            let to = SocketAddrV4::new(B_IP, 4789);
+            // Inner TCP/IPv4 of `ip_len` bytes with the partial checksum a kernel leaves.
+            let datagram = |ip_len: usize| {
+                let payload = ip_len - 40;
+                let mut inner = ipv4_gso(MAC_B, MAC_A, GSO_TCPV4, payload, 1000).0[HDR..].to_vec();
+                let l4 = u32::try_from(payload + 20).expect("length");
+                let pseudo = checksum::pseudo_header_v4(&[192, 0, 2, 1], &[192, 0, 2, 2], 6, l4);
+                inner[50..52].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+                let mut d = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+                d.extend_from_slice(&inner);
+                (d, inner)
+            };
+            let mut big = vec![0xeeu8; DIRECT_AT + RX_BATCH_LEN];
+            let cases = [(1452, true), (1450, false), (1454, true), (1452, true)];
+            for (i, (ip_len, gso)) in cases.into_iter().enumerate() {
+                let (d, inner) = datagram(ip_len);
+                kernel.send_to(&d, to).expect("send");
+                // The first through the read buffer, the rest in place (the reads are lone).
+                let got = if i == 0 {
+                    recv_one(&b)
+                } else {
+                    recv_in(&b, &mut big)
+                }
+                .expect("frame");
+                assert_eq!(got[HDR..], inner[..], "the frame as sent ({ip_len})");
+                assert_eq!(got[0], 1, "NEEDS_CSUM ({ip_len})");
+                if gso {
+                    assert_eq!(got[1], GSO_TCPV4, "a TCPv4 super-frame ({ip_len})");
+                    assert_eq!(u16::from_ne_bytes([got[4], got[5]]), 1450 - 40, "gso_size");
+                } else {
+                    assert_eq!(got[1], 0, "a plain frame at the MTU");
+                }
             }
         });
     }
