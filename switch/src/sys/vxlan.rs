@@ -721,17 +721,23 @@ impl VxlanPort {
     }
 }
 
-/// Whether `read` is one VXLAN datagram whose inner untagged IPv4 packet ends exactly where the
-/// read does (its total length says so): a super-packet, not a batch of datagrams.
+/// Whether `read` is one VXLAN datagram whose inner untagged IPv4 or IPv6 packet ends exactly
+/// where the read does (its length fields say so): a super-packet, not a batch of datagrams.
 fn inner_ip_spans(read: &[u8]) -> bool {
     let eth = VXLAN_HDR_LEN;
     let ip = eth + 14;
-    let (Some(ethertype), Some(total)) = (read.get(eth + 12..eth + 14), read.get(ip + 2..ip + 4))
-    else {
+    let (Some(ethertype), Some(head)) = (read.get(eth + 12..eth + 14), read.get(ip..ip + 6)) else {
         return false;
     };
-    ethertype == [0x08, 0x00]
-        && ip + usize::from(u16::from_be_bytes([total[0], total[1]])) == read.len()
+    let field = |at: usize| usize::from(u16::from_be_bytes([head[at], head[at + 1]]));
+    let ip_len = match ethertype {
+        // IPv4's total length.
+        [0x08, 0x00] => field(2),
+        // IPv6's payload length after the fixed header (0, a jumbogram, never spans).
+        [0x86, 0xdd] => 40 + field(4),
+        _ => return false,
+    };
+    ip + ip_len == read.len()
 }
 
 /// Where the run of datagrams of `vni` (as [`vni_of`] judged the one at `at`) that starts at
@@ -1375,6 +1381,71 @@ mod tests {
                 } else {
                     assert_eq!(got[1], 0, "a plain frame at the MTU");
                 }
+            }
+        });
+    }
+
+    /// A kernel VTEP's inner UDP GSO send over IPv6 (a QUIC sender's, say) comes as one read
+    /// with the inner datagrams' size as its segment size, as over IPv4: it is told from a
+    /// burst by the IPv6 payload length and goes on whole as UDP_L4 GSO of that size, not cut
+    /// into pieces at the segment size.
+    #[test]
+    fn an_inner_udp6_super_packet_goes_on_whole() {
+        use crate::sys::testutil::GSO_UDP_L4;
+        use crate::wire::checksum;
+        let (src, dst) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], {
+            let mut d = [0u8; 16];
+            d[0] = 0xfd;
+            d[15] = 2;
+            d
+        });
+        let payload = 3000;
+        let l4 = u16::try_from(8 + payload).expect("length");
+        let mut inner = eth_frame(MAC_B, MAC_A, 0x86dd, &[]);
+        inner.extend_from_slice(&[0x60, 0, 0, 0]);
+        inner.extend_from_slice(&l4.to_be_bytes());
+        inner.extend_from_slice(&[17, 64]);
+        inner.extend_from_slice(&src);
+        inner.extend_from_slice(&dst);
+        inner.extend_from_slice(&40000u16.to_be_bytes());
+        inner.extend_from_slice(&443u16.to_be_bytes());
+        inner.extend_from_slice(&l4.to_be_bytes());
+        // The partial checksum the kernel leaves.
+        let pseudo = checksum::pseudo_header_v6(&src, &dst, 17, u32::from(l4));
+        inner.extend_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        inner.extend((0..payload).map(|i| u8::try_from(i % 251).expect("byte")));
+        let mut d = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+        d.extend_from_slice(&inner);
+        assert!(inner_ip_spans(&d), "one datagram");
+        assert!(
+            !inner_ip_spans(&d[..d.len() - 1]),
+            "a read that ends elsewhere"
+        );
+        in_new_netns(move || {
+            let b = open_on_lo(VNI, B_IP, Arc::new(RemoteTable::new(1000, 8, vec![A_IP])))
+                .expect("open b");
+            // Sent with UDP_SEGMENT of the inner datagrams' size, which the receiving socket
+            // reports as the read's segment size, as the kernel VTEP's send does.
+            let kernel = UdpSocket::bind("127.0.0.3:0").expect("bind");
+            socket::setsockopt(&kernel, sockopt::UdpGsoSegment, &1000).expect("UDP_SEGMENT");
+            let to = SocketAddrV4::new(B_IP, 4789);
+            let mut big = vec![0xeeu8; DIRECT_AT + RX_BATCH_LEN];
+            for i in 0..2 {
+                kernel.send_to(&d, to).expect("send");
+                // Through the read buffer, then in place.
+                let got = if i == 0 {
+                    recv_in(&b, &mut vec![0xeeu8; 8192])
+                } else {
+                    recv_in(&b, &mut big)
+                }
+                .expect("frame");
+                assert_eq!(got[HDR..], inner[..], "whole ({i})");
+                assert_eq!(
+                    (got[0], got[1]),
+                    (1, GSO_UDP_L4),
+                    "NEEDS_CSUM, UDP_L4 ({i})"
+                );
+                assert_eq!(u16::from_ne_bytes([got[4], got[5]]), 1000, "gso_size ({i})");
             }
         });
     }
