@@ -19,9 +19,26 @@
 //!
 //! The policy is pure (times are arguments); [`crate::driver`] does the polling, yielding to
 //! the runtime's other tasks and to other processes between polls.
+//!
+//! # Not while the CPUs are oversubscribed
+//!
+//! A poll yields the thread between polls (`sched_yield`). On a machine whose CPUs are all
+//! busy that yield gives the CPU away for a time slice: the kernel's EEVDF scheduler moves a
+//! yielding task's deadline a slice later, and only a sleep resets it. The poller then comes
+//! back to a frame already waiting, counts the poll as fruitful and yields again, so every
+//! step of a chain of hand-offs through the polling thread (a published connection's) waits
+//! behind every other runnable task: the egress bench's connect loop fell from about 5,000 to
+//! a few hundred connections/s at load 8-11, its thread runnable but waiting 85-95% of the
+//! time. A thread asleep on readiness is instead woken ahead of work that used its CPU share.
+//! Ending one poll when its yield lost the CPU did not help (the next burst starts the next
+//! poll at once, which loses the CPU again). So [`Contention`] judges, once per
+//! [`CONTENTION_WINDOW`], from the polling thread's own scheduler counters
+//! (`/proc/thread-self/schedstat`), whether it waited for a CPU longer than it ran on one;
+//! while it did, no poll starts (the budget is still learned). On a machine with a free CPU
+//! the thread hardly waits and polling is as before.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The default longest poll after a burst: above a round trip through a sleeping daemon on a
 /// busy 2-vCPU machine (50-90 us, which a poll must cover to learn the traffic at all; polling
@@ -102,6 +119,67 @@ impl BusyPoll {
     }
 }
 
+/// How often [`Contention`] judges the thread's counters: long enough to hold tens of the
+/// thread's turns on a CPU, short enough to follow a machine whose load comes and goes (a
+/// compile job lasts seconds).
+pub const CONTENTION_WINDOW: Duration = Duration::from_millis(50);
+
+/// A thread's scheduler counters at one moment (`/proc/thread-self/schedstat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedStat {
+    /// Time on a CPU.
+    pub on_cpu: Duration,
+    /// Time runnable but waiting for a CPU.
+    pub waiting: Duration,
+}
+
+/// Whether the polling thread's CPUs are oversubscribed: over the last window it waited for a
+/// CPU longer than it ran on one. Measured at load 8-11 on 2 vCPUs the egress bench's lane
+/// thread waited 60-80% of the time it wanted a CPU without polling (and 85-95% with it); at
+/// load 4-5, 15-40% either way, where polling did no harm. Thresholds of 30%, 50% and 70% all
+/// ended the connect loop's collapse in alternated runs; half is the middle, and a thread
+/// that waits as long as it runs has already lost what a poll saves (a wake-up of tens of
+/// microseconds).
+#[derive(Debug, Clone)]
+pub struct Contention {
+    window: Duration,
+    last: Option<(Instant, SchedStat)>,
+    oversubscribed: bool,
+}
+
+impl Contention {
+    /// A judge that takes a new sample every `window`; until its second sample it says the
+    /// CPUs are free (polling as before).
+    pub fn new(window: Duration) -> Contention {
+        Contention {
+            window,
+            last: None,
+            oversubscribed: false,
+        }
+    }
+
+    /// Whether a new sample is wanted at `now` (a window has passed since the last one).
+    pub fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|(at, _)| now.saturating_duration_since(at) >= self.window)
+    }
+
+    /// The thread's counters read at `now`: judges the time since the previous sample.
+    pub fn sample(&mut self, now: Instant, stat: SchedStat) {
+        if let Some((_, prev)) = self.last {
+            let waited = stat.waiting.saturating_sub(prev.waiting);
+            let ran = stat.on_cpu.saturating_sub(prev.on_cpu);
+            self.oversubscribed = waited > ran;
+        }
+        self.last = Some((now, stat));
+    }
+
+    /// Whether the last window said the CPUs are oversubscribed: then no poll starts.
+    pub fn oversubscribed(&self) -> bool {
+        self.oversubscribed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +234,59 @@ mod tests {
         let mut p = BusyPoll::new(Duration::ZERO);
         p.woke_after(Duration::ZERO);
         assert_eq!(p.budget(), Duration::ZERO);
+    }
+
+    fn stat(on_cpu_us: u64, waiting_us: u64) -> SchedStat {
+        SchedStat {
+            on_cpu: us(on_cpu_us),
+            waiting: us(waiting_us),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A judge of 50 ms windows that took its first sample, `first`, at the returned instant.
+    fn judge_from(first: SchedStat) -> (Instant, Contention) {
+        let t0 = Instant::now();
+        let mut c = Contention::new(ms(50));
+        assert!(c.due(t0), "nothing sampled yet");
+        c.sample(t0, first);
+        (t0, c)
+    }
+
+    #[test]
+    fn a_first_sample_alone_says_the_cpus_are_free() {
+        let (_, c) = judge_from(stat(1_000, 900_000));
+        assert!(!c.oversubscribed(), "no window to judge yet");
+    }
+
+    #[test]
+    fn a_thread_that_waited_longer_than_it_ran_is_oversubscribed_until_a_window_says_otherwise() {
+        let (t0, mut c) = judge_from(stat(1_000, 1_000));
+        assert!(!c.due(t0 + ms(49)), "judged once per window");
+        assert!(c.due(t0 + ms(50)));
+        // 10 ms on a CPU, 30 ms waiting for one: a full machine.
+        c.sample(t0 + ms(50), stat(11_000, 31_000));
+        assert!(c.oversubscribed());
+        // The whole next window it stays so, however often asked.
+        assert!(!c.due(t0 + ms(60)));
+        assert!(c.oversubscribed());
+        // 20 ms on a CPU, 5 ms waiting: a free CPU again.
+        c.sample(t0 + ms(100), stat(31_000, 36_000));
+        assert!(!c.oversubscribed());
+    }
+
+    #[test]
+    fn a_window_that_waited_no_longer_than_it_ran_or_slept_throughout_polls() {
+        let (t0, mut c) = judge_from(stat(0, 0));
+        c.sample(t0 + ms(50), stat(5_000, 5_000));
+        assert!(!c.oversubscribed(), "waited exactly as long as it ran");
+        c.sample(t0 + ms(100), stat(6_000, 14_000));
+        assert!(c.oversubscribed());
+        // Asleep the whole window: no time wanted, none waited.
+        c.sample(t0 + ms(5_000), stat(6_000, 14_000));
+        assert!(!c.oversubscribed(), "idle");
     }
 }

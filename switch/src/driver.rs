@@ -16,6 +16,7 @@
 //! budget is learned from how soon frames came after earlier sleeps, so an idle port never
 //! polls); a burst with a GSO super-frame (a bulk TCP stream) never polls.
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::batch_floor::{self, BatchFloor};
 use crate::bridge::{Switch, SwitchPort, Verdict};
-use crate::busy_poll::{self, BusyPoll};
+use crate::busy_poll::{self, BusyPoll, Contention};
 use crate::counters::DropReason;
 use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
@@ -37,6 +38,7 @@ use crate::impair;
 use crate::mld::Delivery;
 use crate::port::{PortCaps, PortId, VNET_HDR_LEN};
 use crate::sys::pagebuf::PageBuf;
+use crate::sys::schedstat::ThreadSchedStat;
 use crate::sys::{FrameTruncated, PortDrop};
 use crate::wire::vnet::{GsoType, VnetHdr, VnetHdrRepr};
 
@@ -269,7 +271,8 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
 /// arrives; while frames keep coming the budget starts again after each. Between polls the
 /// task yields to the runtime's other tasks (the gateway a frame was handed to runs then) and
 /// the thread to other processes (on a machine whose CPUs are all busy, the receiver of what
-/// was just forwarded may be waiting for this one).
+/// was just forwarded may be waiting for this one). No poll starts while the thread's CPUs
+/// are oversubscribed ([`busy_poll::Contention`]): the task sleeps on readiness instead.
 async fn poll_for(
     switch: &Switch,
     port: &SwitchPort,
@@ -279,6 +282,9 @@ async fn poll_for(
     busy: &mut BusyPoll,
 ) -> Drained {
     let mut since = Instant::now();
+    if cpus_oversubscribed(since) {
+        return Drained::Empty { handled: 0, gso: 0 };
+    }
     let mut found = false;
     while since.elapsed() < busy.budget() {
         yield_to_tasks().await;
@@ -325,6 +331,42 @@ fn yield_to_tasks() -> impl Future<Output = ()> {
         yielded = true;
         cx.waker().wake_by_ref();
         Poll::Pending
+    })
+}
+
+thread_local! {
+    /// The judge of this thread's CPU contention, with this thread's schedstat file (`None`
+    /// until the first poll on the thread; `Some(None)` if the file cannot be read: then
+    /// polling is never held back).
+    static CONTENTION: RefCell<Option<Option<(ThreadSchedStat, Contention)>>> =
+        const { RefCell::new(None) };
+}
+
+/// Whether this thread's CPUs are oversubscribed at `now`, the counters re-read at most once
+/// per [`busy_poll::CONTENTION_WINDOW`]: shared by the port tasks of one thread (one lane).
+fn cpus_oversubscribed(now: Instant) -> bool {
+    CONTENTION.with_borrow_mut(|slot| {
+        let judge = slot.get_or_insert_with(|| match ThreadSchedStat::open() {
+            Ok(f) => Some((f, Contention::new(busy_poll::CONTENTION_WINDOW))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no scheduler counters: busy-polling cannot see an oversubscribed CPU");
+                None
+            }
+        });
+        let Some((file, judge)) = judge else {
+            return false;
+        };
+        if judge.due(now) {
+            match file.read() {
+                Ok(stat) => judge.sample(now, stat),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler counters unreadable: busy-polling cannot see an oversubscribed CPU");
+                    *slot = Some(None);
+                    return false;
+                }
+            }
+        }
+        judge.oversubscribed()
     })
 }
 

@@ -11,6 +11,7 @@
 //! - [`link`]: bringing an interface up with plain ioctls.
 //! - [`uring`]: batched writes through a per-thread io_uring (TAP ports' bursts).
 //! - [`pagebuf`]: a port's receive buffer in its own anonymous mapping ([`PageBuf`](pagebuf::PageBuf)).
+//! - [`schedstat`]: the calling thread's scheduler counters (busy-polling's contention signal).
 //!
 //! # Frame contract
 //!
@@ -49,6 +50,7 @@ pub mod link;
 pub mod mem;
 pub mod packet;
 pub mod pagebuf;
+pub mod schedstat;
 pub mod tap;
 pub mod uring;
 pub mod vxlan;
