@@ -695,15 +695,7 @@ impl Daemon {
             .switch
             .fdb
             .learn(spec.mac, sp.id, net.live.switch.now_ms());
-        if matches!(
-            outcome,
-            netyard_switch::fdb::LearnOutcome::Learned
-                | netyard_switch::fdb::LearnOutcome::Moved { .. }
-        ) {
-            sp.counters
-                .learned
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        sp.counters.learn(outcome);
         let task = match net.live.spawn_port(&sp) {
             Ok(t) => t,
             Err(e) => {

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
+use crate::fdb::LearnOutcome;
+
 /// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -218,6 +220,21 @@ impl<T> std::ops::IndexMut<usize> for PerReason<T> {
 }
 
 impl PortCounters {
+    /// Counts what learning a source MAC on this port did: a new or moved entry, or the
+    /// table's cap refusing it. One place, so the driver and the daemon's attach (which
+    /// pre-learns an endpoint's MAC) count alike.
+    pub fn learn(&self, outcome: LearnOutcome) {
+        match outcome {
+            LearnOutcome::CapReached => {
+                self.learn_cap_hits.fetch_add(1, Relaxed);
+            }
+            LearnOutcome::Learned | LearnOutcome::Moved { .. } => {
+                self.learned.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+
     pub fn drop(&self, reason: DropReason) {
         self.drops[reason.index()].fetch_add(1, Relaxed);
     }

@@ -32,7 +32,6 @@ use crate::batch_floor::{self, BatchFloor};
 use crate::bridge::{Switch, SwitchPort, Verdict};
 use crate::busy_poll::{self, BusyPoll, Contention};
 use crate::counters::DropReason;
-use crate::fdb::LearnOutcome;
 use crate::gso::{self, GsoError};
 use crate::impair;
 use crate::mld::Delivery;
@@ -643,20 +642,8 @@ fn decide(switch: &Switch, ingress: &SwitchPort, frame: &[u8], now: u64) -> Verd
         let security = ingress.security_guard();
         switch.decide(ingress.id, security.as_deref(), frame, now)
     };
-    match learned {
-        Some(LearnOutcome::CapReached) => {
-            ingress
-                .counters
-                .learn_cap_hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        Some(LearnOutcome::Learned | LearnOutcome::Moved { .. }) => {
-            ingress
-                .counters
-                .learned
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        _ => {}
+    if let Some(outcome) = learned {
+        ingress.counters.learn(outcome);
     }
     verdict
 }
