@@ -22,6 +22,19 @@ use crate::wire::ethernet::MacAddr;
 const ETH_HLEN: usize = 14;
 /// Room for one 802.1Q tag on top of the MTU, as the kernel bridge allows.
 const VLAN_HLEN: usize = 4;
+
+/// The longest untagged Ethernet frame (vnet header not counted) the switch takes as a plain
+/// frame on a network of this MTU: anything longer is `over_mtu`. Ports that must tell a
+/// plain frame from a super-packet by its length ask here, so they cannot drift from
+/// [`Switch::decide`].
+pub const fn max_untagged_frame(mtu: u16) -> usize {
+    ETH_HLEN + mtu as usize
+}
+
+/// [`max_untagged_frame`] with room for one 802.1Q tag: the longest plain frame of any kind.
+pub const fn max_tagged_frame(mtu: u16) -> usize {
+    max_untagged_frame(mtu) + VLAN_HLEN
+}
 /// Smallest L3+L4 header a GSO segment can carry (IPv4 + UDP). A segment size above
 /// `mtu - MIN_L3L4` cannot fit the MTU whatever the protocol.
 const MIN_L3L4: usize = 28;
@@ -394,8 +407,8 @@ impl Switch {
         let mtu = usize::from(self.config.mtu);
         match gso_type {
             GSO_NONE => {
-                if eth_len > ETH_HLEN + VLAN_HLEN + mtu
-                    || (eth_len > ETH_HLEN + mtu && !is_vlan_tagged(frame))
+                if eth_len > max_tagged_frame(self.config.mtu)
+                    || (eth_len > max_untagged_frame(self.config.mtu) && !is_vlan_tagged(frame))
                 {
                     return Err(DropReason::OverMtu);
                 }

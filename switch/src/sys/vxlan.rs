@@ -100,6 +100,7 @@ use arc_swap::ArcSwap;
 use super::packet::{set_buf, set_int_opt};
 use super::pagebuf::PageBuf;
 use super::{send_udp_gso, CmsgBuf, FrameTruncated, PortDrop, HDR};
+use crate::bridge;
 use crate::counters::{DropReason, KernelAccumulator, KernelCount, KernelReading};
 use crate::gso::{self, GsoError};
 use crate::handoff::BufQueue;
@@ -108,14 +109,12 @@ use crate::overlay::{
     InnerCsum, PeerHellos, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
-use crate::wire::ethernet::{MacAddr, ETH_HDR_LEN};
+use crate::wire::ethernet::MacAddr;
 use crate::wire::vnet::{VnetHdr, VnetHdrRepr};
 use crate::wire::vxlan::{VxlanPacket, VxlanRepr, VXLAN_HDR_LEN};
 
 /// Send sockets, each on its own source port.
 pub const TX_SOCKETS: usize = 8;
-/// Room for one 802.1Q tag on top of the MTU, as the switch allows.
-const ETH_VLAN_HLEN: usize = 18;
 /// Largest UDP payload of one IPv4 send, GSO or not (65535 - 20 - 8).
 const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS).
@@ -438,7 +437,7 @@ impl VxlanPort {
             }),
             fd,
             vxlan_hdr: VxlanRepr { vni: cfg.vni }.to_bytes(),
-            max_frame: usize::from(cfg.mtu) + ETH_VLAN_HLEN,
+            max_frame: bridge::max_tagged_frame(cfg.mtu),
             cfg,
             table,
         })
@@ -706,7 +705,7 @@ impl VxlanPort {
     /// switch then drops as `over_mtu` (tests/ipv6_vxlan.rs under load: a kernel sender's
     /// full segment and a 2-byte tail in one TSO packet, dropped at each retransmission).
     fn over_mtu(&self, len: usize) -> bool {
-        len > ETH_HDR_LEN + usize::from(self.cfg.mtu)
+        len > bridge::max_untagged_frame(self.cfg.mtu)
     }
 
     fn learn(&self, frame: &[u8], from: Option<Ipv4Addr>) {
