@@ -109,7 +109,9 @@ use crate::overlay::{
     InnerCsum, PeerHellos, RemoteTable, SuperPacket, GRO_MAX_SEGS, SOURCE_PORT_MIN,
 };
 use crate::port::{Port, PortCaps};
-use crate::wire::ethernet::MacAddr;
+use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::vnet::{VnetHdr, VnetHdrRepr};
 use crate::wire::vxlan::{VxlanPacket, VxlanRepr, VXLAN_HDR_LEN};
 
@@ -722,21 +724,17 @@ impl VxlanPort {
 
 /// Whether `read` is one VXLAN datagram whose inner untagged IPv4 or IPv6 packet ends exactly
 /// where the read does (its length fields say so): a super-packet, not a batch of datagrams.
+/// An IPv6 payload length of 0 (a jumbogram) never spans more than the fixed header.
 fn inner_ip_spans(read: &[u8]) -> bool {
-    let eth = VXLAN_HDR_LEN;
-    let ip = eth + 14;
-    let (Some(ethertype), Some(head)) = (read.get(eth + 12..eth + 14), read.get(ip..ip + 6)) else {
+    let Some(Ok(eth)) = read.get(VXLAN_HDR_LEN..).map(EthernetFrame::new_checked) else {
         return false;
     };
-    let field = |at: usize| usize::from(u16::from_be_bytes([head[at], head[at + 1]]));
-    let ip_len = match ethertype {
-        // IPv4's total length.
-        [0x08, 0x00] => field(2),
-        // IPv6's payload length after the fixed header (0, a jumbogram, never spans).
-        [0x86, 0xdd] => 40 + field(4),
-        _ => return false,
-    };
-    ip + ip_len == read.len()
+    let ip = eth.payload();
+    match eth.outer_ethertype() {
+        EtherType::Ipv4 => Ipv4Packet::new_checked(ip).is_ok_and(|p| p.packet_len() == ip.len()),
+        EtherType::Ipv6 => Ipv6Packet::new_checked(ip).is_ok_and(|p| p.packet_len() == ip.len()),
+        _ => false,
+    }
 }
 
 /// Where the run of datagrams of `vni` (as [`vni_of`] judged the one at `at`) that starts at
@@ -1108,6 +1106,54 @@ mod tests {
             epoch: Instant::now(),
         };
         VxlanPort::open(cfg, table)
+    }
+
+    /// One VXLAN datagram around `inner` (an Ethernet frame).
+    fn datagram(inner: &[u8]) -> Vec<u8> {
+        let mut d = VxlanRepr { vni: VNI }.to_bytes().to_vec();
+        d.extend_from_slice(inner);
+        d
+    }
+
+    #[test]
+    fn inner_ip_spans_reads_the_ip_views_lengths() {
+        // IPv4: total length 20 + 100.
+        let mut v4 = vec![0x45, 0, 0, 120, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        v4.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        v4.resize(120, 0xab);
+        let d4 = datagram(&eth_frame(MAC_B, MAC_A, 0x0800, &v4));
+        assert!(inner_ip_spans(&d4), "IPv4 ending where the read does");
+        assert!(!inner_ip_spans(&d4[..d4.len() - 1]), "IPv4 cut short");
+        let mut padded = d4.clone();
+        padded.push(0);
+        assert!(!inner_ip_spans(&padded), "IPv4 followed by more bytes");
+        let mut v6_version = d4.clone();
+        v6_version[VXLAN_HDR_LEN + 14] = 0x65;
+        assert!(
+            !inner_ip_spans(&v6_version),
+            "IPv4 EtherType, not an IPv4 header"
+        );
+        // IPv6: payload length 100 after the fixed 40 bytes.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 100, 17, 64];
+        v6.extend_from_slice(&[0xfd; 32]);
+        v6.resize(140, 0xcd);
+        let d6 = datagram(&eth_frame(MAC_B, MAC_A, 0x86dd, &v6));
+        assert!(inner_ip_spans(&d6), "IPv6 ending where the read does");
+        assert!(!inner_ip_spans(&d6[..d6.len() - 1]), "IPv6 cut short");
+        let mut longer = d6.clone();
+        longer.extend_from_slice(&d6);
+        assert!(!inner_ip_spans(&longer), "two IPv6 datagrams in one read");
+        // Neither IP nor untagged: never a super-packet.
+        assert!(!inner_ip_spans(&datagram(&eth_frame(
+            MAC_B, MAC_A, 0x0806, &v4
+        ))));
+        let mut tagged = eth_frame(MAC_B, MAC_A, 0x8100, &[0, 5, 0x08, 0x00]);
+        tagged.extend_from_slice(&v4);
+        assert!(!inner_ip_spans(&datagram(&tagged)), "a tagged frame");
+        assert!(
+            !inner_ip_spans(&d4[..VXLAN_HDR_LEN + 13]),
+            "no whole Ethernet header"
+        );
     }
     const MAC_A: [u8; 6] = [0x02, 0x4e, 0x59, 0, 2, 1];
     const MAC_B: [u8; 6] = [0x02, 0x4e, 0x59, 0, 2, 2];
