@@ -333,26 +333,37 @@ fn yield_to_tasks() -> impl Future<Output = ()> {
     })
 }
 
+/// A thread's judge of its CPU contention ([`cpus_oversubscribed`]).
+enum ContentionGate {
+    /// No port task has polled on this thread yet: the schedstat file is opened at the first
+    /// poll.
+    NotYetOpened,
+    /// The thread's schedstat file could not be opened or read (said once, in the log): polling
+    /// is never held back on this thread.
+    Unreadable,
+    /// The thread's schedstat file, and the judge of what it said.
+    Open(ThreadSchedStat, Contention),
+}
+
 thread_local! {
-    /// The judge of this thread's CPU contention, with this thread's schedstat file (`None`
-    /// until the first poll on the thread; `Some(None)` if the file cannot be read: then
-    /// polling is never held back).
-    static CONTENTION: RefCell<Option<Option<(ThreadSchedStat, Contention)>>> =
-        const { RefCell::new(None) };
+    /// This thread's contention gate, shared by the port tasks of one thread (one lane).
+    static CONTENTION: RefCell<ContentionGate> = const { RefCell::new(ContentionGate::NotYetOpened) };
 }
 
 /// Whether this thread's CPUs are oversubscribed at `now`, the counters re-read at most once
 /// per [`busy_poll::CONTENTION_WINDOW`]: shared by the port tasks of one thread (one lane).
 fn cpus_oversubscribed(now: Instant) -> bool {
-    CONTENTION.with_borrow_mut(|slot| {
-        let judge = slot.get_or_insert_with(|| match ThreadSchedStat::open() {
-            Ok(f) => Some((f, Contention::new(busy_poll::CONTENTION_WINDOW))),
-            Err(e) => {
-                tracing::warn!(error = %e, "no scheduler counters: busy-polling cannot see an oversubscribed CPU");
-                None
-            }
-        });
-        let Some((file, judge)) = judge else {
+    CONTENTION.with_borrow_mut(|gate| {
+        if let ContentionGate::NotYetOpened = gate {
+            *gate = match ThreadSchedStat::open() {
+                Ok(f) => ContentionGate::Open(f, Contention::new(busy_poll::CONTENTION_WINDOW)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no scheduler counters: busy-polling cannot see an oversubscribed CPU");
+                    ContentionGate::Unreadable
+                }
+            };
+        }
+        let ContentionGate::Open(file, judge) = gate else {
             return false;
         };
         if judge.due(now) {
@@ -360,7 +371,7 @@ fn cpus_oversubscribed(now: Instant) -> bool {
                 Ok(stat) => judge.sample(now, stat),
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler counters unreadable: busy-polling cannot see an oversubscribed CPU");
-                    *slot = Some(None);
+                    *gate = ContentionGate::Unreadable;
                     return false;
                 }
             }
