@@ -20,6 +20,24 @@
 //! The policy is pure (times are arguments); [`crate::driver`] does the polling, yielding to
 //! the runtime's other tasks and to other processes between polls.
 //!
+//! # When a poll yields the thread
+//!
+//! Every poll yields to the lane's other tasks; a poll yields the thread to other processes
+//! ([`ThreadYield`]) once per round of the lane's polling tasks, and also right after a poll
+//! that forwarded frames read from an endpoint's port. Why not before every poll, as at
+//! first: with two daemons on one CPU (a pinned VXLAN ping-pong between two hosts) each
+//! daemon's polling tasks handed the CPU to the other daemon once per task, out of step
+//! with the frame's path: 26 syscalls and 11.5 context switches per round trip per daemon
+//! (the floor: 4 and 1-2), 17 us against the floor's 12. Once per round brought it to 12
+//! us, but cost a single daemon's TAP and veth ping-pong 0.6-0.9 us: there the yield right
+//! after forwarding is what lets the woken receiver (on the same CPU) answer before the
+//! other port is polled, and without it one poll in three found nothing. An endpoint is a
+//! process on this machine that was just written to or is about to be answered, so after
+//! forwarding its frames the thread yields at once; a frame that came through a tunnel
+//! was written by another host's daemon, which keeps polling on its own, and yielding at
+//! once after handing it to the endpoint behind it gave the CPU to that daemon ahead of
+//! the endpoint (17-18 us, no better than a yield per poll).
+//!
 //! # Not while the CPUs are oversubscribed
 //!
 //! A poll yields the thread between polls (`sched_yield`). On a machine whose CPUs are all
@@ -67,6 +85,74 @@ pub fn configured_yield() -> bool {
     static YIELD: OnceLock<bool> = OnceLock::new();
     *YIELD
         .get_or_init(|| std::env::var("NETYARD_BUSY_POLL_YIELD").map_or(true, |v| v.trim() != "0"))
+}
+
+/// Most polls on a thread between two thread yields, whoever polls: bounds how long the
+/// lane keeps the CPU from other processes if the round's head stops polling (its poll ended
+/// and it sleeps) while other tasks go on.
+pub const MAX_POLLS_PER_THREAD_YIELD: u32 = 8;
+
+/// Where the frames a drain forwarded came from, for [`ThreadYield::forwarded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// An endpoint's port (TAP, veth) or an in-process one (the gateway): its sender, or the
+    /// receiver of what it sent, runs on this machine.
+    Local,
+    /// A tunnel port: the frames came from another host's daemon.
+    Tunnel,
+}
+
+/// Which poll of a thread's polling tasks yields the thread to other processes (the module
+/// docs say why): the first task to poll after a thread yield heads a round; the others'
+/// polls in that round yield only to the lane's tasks; the head's next poll (a round has
+/// passed) yields the thread, and so does any poll after [`MAX_POLLS_PER_THREAD_YIELD`]
+/// without one, and the first poll after frames from a [`Ingress::Local`] port were
+/// forwarded. `T` names a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadYield<T> {
+    /// The task whose poll last yielded the thread (`None`: none yet).
+    head: Option<T>,
+    /// Polls since that yield.
+    polls: u32,
+    /// Frames from a local port were forwarded since that yield.
+    local_forwarded: bool,
+}
+
+impl<T> Default for ThreadYield<T> {
+    fn default() -> Self {
+        ThreadYield {
+            head: None,
+            polls: 0,
+            local_forwarded: false,
+        }
+    }
+}
+
+impl<T: PartialEq + Copy> ThreadYield<T> {
+    /// A task on the thread forwarded frames it read from its port, `from` that kind of port.
+    pub fn forwarded(&mut self, from: Ingress) {
+        if from == Ingress::Local {
+            self.local_forwarded = true;
+        }
+    }
+
+    /// `task` is about to poll: whether it yields the thread first (it then heads the next
+    /// round).
+    pub fn yield_thread(&mut self, task: T) -> bool {
+        let yields = self.local_forwarded
+            || self.polls >= MAX_POLLS_PER_THREAD_YIELD
+            || self.head.is_none_or(|head| head == task);
+        if yields {
+            *self = ThreadYield {
+                head: Some(task),
+                polls: 0,
+                local_forwarded: false,
+            };
+        } else {
+            self.polls += 1;
+        }
+        yields
+    }
 }
 
 /// One port task's busy-poll budget.
@@ -234,6 +320,66 @@ mod tests {
         let mut p = BusyPoll::new(Duration::ZERO);
         p.woke_after(Duration::ZERO);
         assert_eq!(p.budget(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_thread_yields_once_per_round_of_the_polling_tasks() {
+        let mut r = ThreadYield::default();
+        assert!(r.yield_thread(1), "the first poll heads a round");
+        assert!(!r.yield_thread(2));
+        assert!(!r.yield_thread(3));
+        assert!(r.yield_thread(1), "the head polls again: a round passed");
+        assert!(!r.yield_thread(3));
+        assert!(!r.yield_thread(2));
+    }
+
+    #[test]
+    fn a_lone_polling_task_yields_the_thread_before_every_poll() {
+        let mut r = ThreadYield::default();
+        for _ in 0..4 {
+            assert!(r.yield_thread(7));
+        }
+    }
+
+    #[test]
+    fn the_poll_after_frames_from_a_local_port_were_forwarded_yields_the_thread() {
+        let mut r = ThreadYield::default();
+        assert!(r.yield_thread(1));
+        r.forwarded(Ingress::Local);
+        assert!(r.yield_thread(2), "at once, not at the end of the round");
+        assert!(!r.yield_thread(1), "2 heads the round now");
+        assert!(r.yield_thread(2));
+        r.forwarded(Ingress::Local);
+        r.forwarded(Ingress::Local);
+        assert!(
+            r.yield_thread(1),
+            "once for all that was forwarded before it"
+        );
+        assert!(!r.yield_thread(2));
+    }
+
+    #[test]
+    fn frames_from_a_tunnel_wait_for_the_end_of_the_round() {
+        let mut r = ThreadYield::default();
+        assert!(r.yield_thread(1));
+        r.forwarded(Ingress::Tunnel);
+        assert!(!r.yield_thread(2));
+        assert!(r.yield_thread(1));
+    }
+
+    #[test]
+    fn polls_without_a_thread_yield_are_bounded_when_the_head_stops_polling() {
+        let mut r = ThreadYield::default();
+        assert!(r.yield_thread(0), "head 0, which then sleeps");
+        for i in 0..MAX_POLLS_PER_THREAD_YIELD {
+            assert!(!r.yield_thread(1 + i % 2), "poll {i} of tasks 1 and 2");
+        }
+        assert!(
+            r.yield_thread(1),
+            "the bound is reached: yield, and 1 heads"
+        );
+        assert!(!r.yield_thread(2));
+        assert!(r.yield_thread(1));
     }
 
     fn stat(on_cpu_us: u64, waiting_us: u64) -> SchedStat {

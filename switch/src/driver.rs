@@ -16,7 +16,7 @@
 //! budget is learned from how soon frames came after earlier sleeps, so an idle port never
 //! polls); a burst with a GSO super-frame (a bulk TCP stream) never polls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::batch_floor::{self, BatchFloor};
 use crate::bridge::{Switch, SwitchPort, Verdict};
-use crate::busy_poll::{self, BusyPoll, Contention};
+use crate::busy_poll::{self, BusyPoll, Contention, Ingress, ThreadYield};
 use crate::counters::DropReason;
 use crate::gso::{self, GsoError};
 use crate::impair;
@@ -211,6 +211,11 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
     let mut scratch: Vec<u8> = Vec::with_capacity(RX_BUF_LEN);
     let mut batch = TxBatch::default();
     let mut busy = BusyPoll::new(busy_poll::configured_max());
+    let ingress = if port.port.is_tunnel() {
+        Ingress::Tunnel
+    } else {
+        Ingress::Local
+    };
     // When the task last went to sleep on readiness with the device empty.
     let mut slept: Option<Instant> = None;
     loop {
@@ -235,6 +240,7 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
             busy.woke_after(at.elapsed());
         }
         let drained = drain(&switch, &port, &mut rx, &mut scratch, &mut batch);
+        forwarded(drained, ingress);
         if let (Drained::Empty { .. }, Some(g)) = (drained, guard.as_mut()) {
             g.clear_ready();
         }
@@ -250,8 +256,16 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
             Drained::Empty { gso, .. } if gso > 0 => {}
             Drained::Empty { .. } => {
                 if busy.budget() > Duration::ZERO {
-                    match poll_for(&switch, &port, &mut rx, &mut scratch, &mut batch, &mut busy)
-                        .await
+                    match poll_for(
+                        &switch,
+                        &port,
+                        ingress,
+                        &mut rx,
+                        &mut scratch,
+                        &mut batch,
+                        &mut busy,
+                    )
+                    .await
                     {
                         Drained::Gone => return,
                         // More is waiting: go on through readiness (it is set, or the read
@@ -268,13 +282,14 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
 
 /// Busy-polls the port for up to its budget after a burst that emptied it, forwarding what
 /// arrives; while frames keep coming the budget starts again after each. Between polls the
-/// task yields to the runtime's other tasks (the gateway a frame was handed to runs then) and
-/// the thread to other processes (on a machine whose CPUs are all busy, the receiver of what
-/// was just forwarded may be waiting for this one). No poll starts while the thread's CPUs
-/// are oversubscribed ([`busy_poll::Contention`]): the task sleeps on readiness instead.
+/// task yields to the runtime's other tasks (the gateway a frame was handed to runs then) and,
+/// when [`ThreadYield`] says so, the thread to other processes (the receiver of what was just
+/// forwarded may be waiting for this CPU). No poll starts while the thread's CPUs are
+/// oversubscribed ([`busy_poll::Contention`]): the task sleeps on readiness instead.
 async fn poll_for(
     switch: &Switch,
     port: &SwitchPort,
+    ingress: Ingress,
     rx: &mut RxBuf,
     scratch: &mut Vec<u8>,
     batch: &mut TxBatch,
@@ -287,10 +302,12 @@ async fn poll_for(
     let mut found = false;
     while since.elapsed() < busy.budget() {
         yield_to_tasks().await;
-        if busy_poll::configured_yield() {
+        if busy_poll::configured_yield() && yield_thread_now() {
             let _ = nix::sched::sched_yield();
         }
-        match drain(switch, port, rx, scratch, batch) {
+        let drained = drain(switch, port, rx, scratch, batch);
+        forwarded(drained, ingress);
+        match drained {
             Drained::Empty { handled: 0, .. } => {}
             // A bulk stream started: it needs no polling (see port_loop).
             Drained::Empty { gso, .. } if gso > 0 => {
@@ -330,6 +347,38 @@ fn yield_to_tasks() -> impl Future<Output = ()> {
         yielded = true;
         cx.waker().wake_by_ref();
         Poll::Pending
+    })
+}
+
+thread_local! {
+    /// Which of this thread's polls yields the thread ([`ThreadYield`]). Per thread because a
+    /// lane is a current-thread runtime: its port tasks are exactly the tasks polling on it.
+    static THREAD_YIELD: Cell<ThreadYield<tokio::task::Id>> = Cell::new(ThreadYield::default());
+}
+
+/// Tells this thread's [`ThreadYield`] that a drain of a port of kind `ingress` forwarded
+/// frames (or did any work).
+fn forwarded(drained: Drained, ingress: Ingress) {
+    if !matches!(drained, Drained::Empty { handled: 0, .. }) {
+        THREAD_YIELD.with(|t| {
+            let mut y = t.get();
+            y.forwarded(ingress);
+            t.set(y);
+        });
+    }
+}
+
+/// Whether the calling task's next poll yields the thread first ([`ThreadYield`]). Outside a
+/// task (never, in the driver) it always yields.
+fn yield_thread_now() -> bool {
+    let Some(task) = tokio::task::try_id() else {
+        return true;
+    };
+    THREAD_YIELD.with(|t| {
+        let mut y = t.get();
+        let yields = y.yield_thread(task);
+        t.set(y);
+        yields
     })
 }
 

@@ -83,6 +83,12 @@ pub trait Port: Send + Sync + 'static {
     }
     /// A short label for logs and stats ("tap", "veth", "mem").
     fn kind(&self) -> &'static str;
+    /// Whether the port is a tunnel to other hosts (its frames come from another host's
+    /// forwarder, not from an endpoint or an in-process port): busy-polling yields the CPU
+    /// differently after forwarding them ([`crate::busy_poll::ThreadYield`]). The default: no.
+    fn is_tunnel(&self) -> bool {
+        false
+    }
     /// Reads the drop counters the kernel keeps for this port's socket or device (frames lost
     /// where netyard cannot see them: a full socket buffer, a full TAP queue) into `out`.
     /// Called off the fast path (a stats request, a scrape, the ager's tick), never per frame;

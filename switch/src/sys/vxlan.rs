@@ -1055,6 +1055,10 @@ impl Port for VxlanPort {
         "vxlan"
     }
 
+    fn is_tunnel(&self) -> bool {
+        true
+    }
+
     /// The shared receive socket's drop count (a full receive buffer), as increments.
     fn kernel_drops(&self, out: &mut Vec<KernelReading>) -> io::Result<()> {
         let mut acc = self
