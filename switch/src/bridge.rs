@@ -12,7 +12,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::capture::CaptureSlot;
 use crate::counters::{DropReason, KernelAccumulator, PortCounters};
-use crate::fdb::{Fdb, LearnOutcome};
+use crate::fdb::{Fdb, LearnOutcome, Pinned};
 use crate::mld::{self, Delivery, Snooping};
 use crate::port::{Port, PortId, VNET_HDR_LEN};
 use crate::security::{self, PortSecurity};
@@ -46,6 +46,10 @@ const GSO_TCPV4: u8 = 1;
 const GSO_TCPV6: u8 = 4;
 const GSO_UDP_L4: u8 = 5;
 const GSO_ECN: u8 = 0x80;
+
+/// [`SwitchPort::security_cache`].
+pub(crate) type SecurityCache<'a> =
+    arc_swap::Cache<&'a ArcSwapOption<PortSecurity>, Option<Arc<PortSecurity>>>;
 
 /// Per-network switch settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +161,13 @@ impl SwitchPort {
     /// The policy as the forwarding path reads it: an atomic load, no lock, no allocation.
     pub(crate) fn security_guard(&self) -> arc_swap::Guard<Option<Arc<PortSecurity>>> {
         self.security.load()
+    }
+
+    /// The port's security policy, cached for a port task's burst: each look compares one
+    /// pointer with the current policy (a new one applies from the next frame) instead of
+    /// taking a guard.
+    pub(crate) fn security_cache(&self) -> SecurityCache<'_> {
+        arc_swap::Cache::new(&self.security)
     }
 }
 
@@ -333,6 +344,19 @@ impl Switch {
         frame: &[u8],
         now: u64,
     ) -> (Verdict, Option<LearnOutcome>) {
+        self.decide_in(&self.fdb.pinned(), ingress, security, frame, now)
+    }
+
+    /// [`Switch::decide`] with the MAC table pinned by the caller: a port task pins it once
+    /// for a burst of frames.
+    pub(crate) fn decide_in(
+        &self,
+        fdb: &Pinned<'_>,
+        ingress: PortId,
+        security: Option<&PortSecurity>,
+        frame: &[u8],
+        now: u64,
+    ) -> (Verdict, Option<LearnOutcome>) {
         if let Err(reason) = self.check(frame) {
             return (Verdict::Drop(reason), None);
         }
@@ -355,7 +379,7 @@ impl Switch {
                 return (Verdict::Drop(reason), None);
             }
         }
-        let learned = self.fdb.learn(src, ingress, now);
+        let learned = fdb.learn(src, ingress, now);
         // Learning still happens for an isolated port: the MAC does live there, and the
         // gateway's replies must find it.
         let isolated = self.isolating.load(Relaxed) && self.isolated_id(ingress);
@@ -380,7 +404,7 @@ impl Switch {
             }
             return (flood, Some(learned));
         }
-        let v = match self.fdb.lookup(&dst, now) {
+        let v = match fdb.lookup(&dst, now) {
             Some(p) if p == ingress => Verdict::Drop(DropReason::SamePort),
             Some(p) if isolated && self.isolated_id(p) => Verdict::Drop(DropReason::IccBlocked),
             Some(p) => Verdict::Forward(p),

@@ -260,6 +260,23 @@ impl PortCounters {
         self.tx_bytes.fetch_add(bytes as u64, Relaxed);
     }
 
+    /// [`Self::rx`] of `packets` frames of `bytes` in all: a burst's tally, added at once
+    /// (two atomic additions per burst instead of two per frame).
+    pub fn rx_many(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.rx_packets.fetch_add(packets, Relaxed);
+            self.rx_bytes.fetch_add(bytes, Relaxed);
+        }
+    }
+
+    /// [`Self::tx`] of `packets` frames of `bytes` in all (one batched send's).
+    pub fn tx_many(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.tx_packets.fetch_add(packets, Relaxed);
+            self.tx_bytes.fetch_add(bytes, Relaxed);
+        }
+    }
+
     /// A consistent-enough copy for the API (each field read once, relaxed).
     pub fn snapshot(&self) -> PortStats {
         let drops: BTreeMap<&'static str, u64> = DropReason::ALL

@@ -6,7 +6,10 @@
 //! egress port's fd from this task: no channel hop, no per-frame allocation (the receive
 //! buffer and the segmentation scratch buffer belong to the task), and the only shared state
 //! touched per frame is the lock-free port snapshot, the ingress port's security policy (one
-//! atomic load), the lock-free MAC table and relaxed atomic counters.
+//! atomic load), the lock-free MAC table and relaxed atomic counters. What every frame of a
+//! burst needs is taken once per burst ([`Burst`]: the MAC table's pin, the policy's cache),
+//! and the burst's received frames and each batched send's frames are counted with one
+//! atomic addition per counter ([`Tally`]), not one per frame.
 //!
 //! A GSO super-frame is written whole to an egress port whose caps accept it; otherwise it is
 //! segmented in software ([`crate::gso::segment`]) and written as plain frames.
@@ -29,9 +32,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
 use crate::batch_floor::{self, BatchFloor};
-use crate::bridge::{Switch, SwitchPort, Verdict};
+use crate::bridge::{SecurityCache, Switch, SwitchPort, Verdict};
 use crate::busy_poll::{self, BusyPoll, Contention, Ingress, ThreadYield};
 use crate::counters::DropReason;
+use crate::fdb::Pinned;
 use crate::gso::{self, GsoError};
 use crate::impair;
 use crate::mld::Delivery;
@@ -138,8 +142,18 @@ fn drain(
         let mut out = Out {
             scratch,
             batch: Some((&mut *batch, &ports)),
+            rx: Some(Tally::default()),
+            burst: Some(Burst {
+                port: port.id,
+                fdb: switch.fdb.pinned(),
+                security: port.security_cache(),
+            }),
         };
-        drain_into(switch, &ports, port, rx, &mut out)
+        let drained = drain_into(switch, &ports, port, rx, &mut out);
+        if let Some(t) = out.rx {
+            port.counters.rx_many(t.packets, t.bytes);
+        }
+        drained
     };
     batch.end_run(&ports);
     drained
@@ -536,11 +550,13 @@ fn send_run(egress: &SwitchPort, frames: &[&[u8]]) {
                 egress.counters.drop(tx_reason(&e));
             })
             .clamp(1, rest.len());
+        let mut sent = Tally::default();
         for (i, f) in rest.iter().take(done).enumerate() {
             if failed & (1u64 << i) == 0 {
-                egress.counters.tx(f.len().saturating_sub(VNET_HDR_LEN));
+                sent.add(f.len().saturating_sub(VNET_HDR_LEN));
             }
         }
+        egress.counters.tx_many(sent.packets, sent.bytes);
         k += done;
     }
 }
@@ -550,6 +566,35 @@ fn send_run(egress: &SwitchPort, frames: &[&[u8]]) {
 pub(crate) struct Out<'a> {
     scratch: &'a mut Vec<u8>,
     batch: Option<(&'a mut TxBatch, &'a [Arc<SwitchPort>])>,
+    /// The burst's received frames, counted on the ingress port when it ends (the driver's
+    /// own reads; `None`: each frame is counted as it comes).
+    rx: Option<Tally>,
+    /// What the driver's own burst holds for all its frames (`None` elsewhere).
+    burst: Option<Burst<'a>>,
+}
+
+/// What a port task takes once per burst instead of once per frame: pinning the MAC table
+/// (an atomic swap when the pin ends) and a guard on the ingress port's security policy.
+pub(crate) struct Burst<'a> {
+    /// The ingress port the burst reads.
+    port: PortId,
+    fdb: Pinned<'a>,
+    security: SecurityCache<'a>,
+}
+
+/// Frames and their bytes, counted locally and added to a port's counters at once: two
+/// atomic additions per burst or batched send instead of two per frame.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    packets: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
 }
 
 impl<'a> Out<'a> {
@@ -557,6 +602,8 @@ impl<'a> Out<'a> {
         Out {
             scratch,
             batch: None,
+            rx: None,
+            burst: None,
         }
     }
 
@@ -627,7 +674,7 @@ fn forward_out(
     now: u64,
     out: &mut Out<'_>,
 ) {
-    received(ingress, frame);
+    received(ingress, frame, out);
     // The link's impairment of what the port sends acts before the switch sees the frame, as
     // netem on the sender's own interface would; a held frame is decided when it leaves.
     if ingress.link.hooks_out()
@@ -648,7 +695,7 @@ fn decide_and_act(
     now: u64,
     out: &mut Out<'_>,
 ) {
-    let verdict = decide(switch, ingress, frame, now);
+    let verdict = decide(switch, ingress, frame, now, out);
     act(switch, ports, ingress, frame, verdict, out);
 }
 
@@ -672,8 +719,8 @@ fn forward_buf(
         forward_out(switch, ports, ingress, frame, now, out);
         return;
     }
-    received(ingress, frame);
-    match decide(switch, ingress, frame, now) {
+    received(ingress, frame, out);
+    match decide(switch, ingress, frame, now, out) {
         Verdict::Forward(id) => {
             count_gso(ingress, frame);
             if let Some(egress) = Switch::port_in(ports, id) {
@@ -684,23 +731,37 @@ fn forward_buf(
     }
 }
 
-/// Counts and captures a frame the port gave.
-fn received(ingress: &SwitchPort, frame: &[u8]) {
-    ingress
-        .counters
-        .rx(frame.len().saturating_sub(VNET_HDR_LEN));
+/// Counts (into the burst's tally, if `out` keeps one) and captures a frame the port gave.
+fn received(ingress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
+    let bytes = frame.len().saturating_sub(VNET_HDR_LEN);
+    match out.rx.as_mut() {
+        Some(tally) => tally.add(bytes),
+        None => ingress.counters.rx(bytes),
+    }
     ingress
         .capture
         .rx(frame.get(VNET_HDR_LEN..).unwrap_or_default());
 }
 
 /// The bridge's verdict on one frame, with the ingress port's learning counters.
-fn decide(switch: &Switch, ingress: &SwitchPort, frame: &[u8], now: u64) -> Verdict {
-    let (verdict, learned) = {
-        // Held for the decision only: a guard is cheap, but one per thread at a time is the
-        // fast path.
-        let security = ingress.security_guard();
-        switch.decide(ingress.id, security.as_deref(), frame, now)
+fn decide(
+    switch: &Switch,
+    ingress: &SwitchPort,
+    frame: &[u8],
+    now: u64,
+    out: &mut Out<'_>,
+) -> Verdict {
+    let (verdict, learned) = match out.burst.as_mut().filter(|b| b.port == ingress.id) {
+        Some(b) => {
+            let security = b.security.load();
+            switch.decide_in(&b.fdb, ingress.id, security.as_deref(), frame, now)
+        }
+        None => {
+            // Held for the decision only: a guard is cheap, but one per thread at a time is
+            // the fast path.
+            let security = ingress.security_guard();
+            switch.decide(ingress.id, security.as_deref(), frame, now)
+        }
     };
     if let Some(outcome) = learned {
         ingress.counters.learn(outcome);

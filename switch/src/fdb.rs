@@ -97,6 +97,43 @@ fn dynamic(port: PortId, now: u64) -> FdbEntry {
     }
 }
 
+/// [`Fdb::pinned`]: the MAC table, pinned while one frame is decided.
+pub struct Pinned<'a> {
+    fdb: &'a Fdb,
+    table: papaya::HashMapRef<
+        'a,
+        MacAddr,
+        FdbEntry,
+        foldhash::fast::RandomState,
+        papaya::LocalGuard<'a>,
+    >,
+}
+
+impl Pinned<'_> {
+    /// [`Fdb::lookup`].
+    pub fn lookup(&self, mac: &MacAddr, now: u64) -> Option<PortId> {
+        match self.table.get(mac) {
+            Some(e) if !self.fdb.expired(e, now) => Some(e.port),
+            _ => None,
+        }
+    }
+
+    /// [`Fdb::learn`].
+    pub fn learn(&self, mac: MacAddr, port: PortId, now: u64) -> LearnOutcome {
+        // Fast path: known on this port. One atomic store, no lock.
+        if let Some(e) = self.table.get(&mac) {
+            if e.is_static {
+                return LearnOutcome::Static;
+            }
+            if e.port == port {
+                e.last_seen.store(now, Relaxed);
+                return LearnOutcome::Refreshed;
+            }
+        }
+        self.fdb.learn_slow(mac, port, now)
+    }
+}
+
 impl Fdb {
     pub fn new(aging_ms: u64, max_per_port: usize) -> Fdb {
         Fdb {
@@ -131,25 +168,22 @@ impl Fdb {
 
     /// The port a MAC lives on, if known and not aged out.
     pub fn lookup(&self, mac: &MacAddr, now: u64) -> Option<PortId> {
-        match self.table.pin().get(mac) {
-            Some(e) if !self.expired(e, now) => Some(e.port),
-            _ => None,
-        }
+        self.pinned().lookup(mac, now)
     }
 
     /// Records that `mac` was seen as a source on `port` at `now`.
     pub fn learn(&self, mac: MacAddr, port: PortId, now: u64) -> LearnOutcome {
-        // Fast path: known on this port. One atomic store, no lock.
-        if let Some(e) = self.table.pin().get(&mac) {
-            if e.is_static {
-                return LearnOutcome::Static;
-            }
-            if e.port == port {
-                e.last_seen.store(now, Relaxed);
-                return LearnOutcome::Refreshed;
-            }
+        self.pinned().learn(mac, port, now)
+    }
+
+    /// The table pinned for the few lookups of one frame (its source's learning, its
+    /// destination's lookup): pinning marks the thread active in the table's reclamation
+    /// scheme and costs an atomic swap when it ends, so a frame pays it once, not per lookup.
+    pub fn pinned(&self) -> Pinned<'_> {
+        Pinned {
+            fdb: self,
+            table: self.table.pin(),
         }
-        self.learn_slow(mac, port, now)
     }
 
     fn learn_slow(&self, mac: MacAddr, port: PortId, now: u64) -> LearnOutcome {
