@@ -47,9 +47,8 @@ const GSO_TCPV6: u8 = 4;
 const GSO_UDP_L4: u8 = 5;
 const GSO_ECN: u8 = 0x80;
 
-/// [`SwitchPort::security_cache`].
-pub(crate) type SecurityCache<'a> =
-    arc_swap::Cache<&'a ArcSwapOption<PortSecurity>, Option<Arc<PortSecurity>>>;
+/// [`SwitchPort::security_guard`]: the policy as it was when the guard was taken.
+pub(crate) type SecurityGuard = arc_swap::Guard<Option<Arc<PortSecurity>>>;
 
 /// Per-network switch settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +136,8 @@ impl SwitchPort {
     }
 
     /// Sets (or with `None` lifts) the port's security policy. Takes effect from the next
-    /// frame the port's driver reads; set it before [`crate::driver::spawn_port`] to check the
-    /// very first one.
+    /// burst the port's driver reads (a burst holds the policy it started with); set it
+    /// before [`crate::driver::spawn_port`] to check the very first frame.
     pub fn set_security(&self, policy: Option<PortSecurity>) {
         self.security.store(policy.map(Arc::new));
     }
@@ -159,15 +158,8 @@ impl SwitchPort {
     }
 
     /// The policy as the forwarding path reads it: an atomic load, no lock, no allocation.
-    pub(crate) fn security_guard(&self) -> arc_swap::Guard<Option<Arc<PortSecurity>>> {
+    pub(crate) fn security_guard(&self) -> SecurityGuard {
         self.security.load()
-    }
-
-    /// The port's security policy, cached for a port task's burst: each look compares one
-    /// pointer with the current policy (a new one applies from the next frame) instead of
-    /// taking a guard.
-    pub(crate) fn security_cache(&self) -> SecurityCache<'_> {
-        arc_swap::Cache::new(&self.security)
     }
 }
 

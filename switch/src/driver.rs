@@ -7,7 +7,7 @@
 //! buffer and the segmentation scratch buffer belong to the task), and the only shared state
 //! touched per frame is the lock-free port snapshot, the ingress port's security policy (one
 //! atomic load), the lock-free MAC table and relaxed atomic counters. What every frame of a
-//! burst needs is taken once per burst ([`Burst`]: the MAC table's pin, the policy's cache),
+//! burst needs is taken once per burst ([`Burst`]: the MAC table's pin, the policy's guard),
 //! and the burst's received frames and each batched send's frames are counted with one
 //! atomic addition per counter ([`Tally`]), not one per frame.
 //!
@@ -32,10 +32,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
 use crate::batch_floor::{self, BatchFloor};
-use crate::bridge::{SecurityCache, Switch, SwitchPort, Verdict};
+use crate::bridge::{SecurityGuard, Switch, SwitchPort, Verdict};
 use crate::busy_poll::{self, BusyPoll, Contention, Ingress, ThreadYield};
 use crate::counters::DropReason;
-use crate::fdb::Pinned;
+use crate::fdb::{Fdb, Pinned};
 use crate::gso::{self, GsoError};
 use crate::impair;
 use crate::mld::Delivery;
@@ -144,9 +144,9 @@ fn drain(
             batch: Some((&mut *batch, &ports)),
             rx: Some(Tally::default()),
             burst: Some(Burst {
-                port: port.id,
-                fdb: switch.fdb.pinned(),
-                security: port.security_cache(),
+                port,
+                fdb: &switch.fdb,
+                taken: None,
             }),
         };
         let drained = drain_into(switch, &ports, port, rx, &mut out);
@@ -574,12 +574,14 @@ pub(crate) struct Out<'a> {
 }
 
 /// What a port task takes once per burst instead of once per frame: pinning the MAC table
-/// (an atomic swap when the pin ends) and a guard on the ingress port's security policy.
+/// (an atomic swap when the pin ends) and a guard on the ingress port's security policy (a
+/// new policy applies from the next burst).
 pub(crate) struct Burst<'a> {
     /// The ingress port the burst reads.
-    port: PortId,
-    fdb: Pinned<'a>,
-    security: SecurityCache<'a>,
+    port: &'a SwitchPort,
+    fdb: &'a Fdb,
+    /// Taken at the burst's first frame: an empty drain (most of a busy-poll's) takes nothing.
+    taken: Option<(Pinned<'a>, SecurityGuard)>,
 }
 
 /// Frames and their bytes, counted locally and added to a port's counters at once: two
@@ -751,10 +753,12 @@ fn decide(
     now: u64,
     out: &mut Out<'_>,
 ) -> Verdict {
-    let (verdict, learned) = match out.burst.as_mut().filter(|b| b.port == ingress.id) {
+    let (verdict, learned) = match out.burst.as_mut().filter(|b| b.port.id == ingress.id) {
         Some(b) => {
-            let security = b.security.load();
-            switch.decide_in(&b.fdb, ingress.id, security.as_deref(), frame, now)
+            let (fdb, security) = b
+                .taken
+                .get_or_insert_with(|| (b.fdb.pinned(), b.port.security_guard()));
+            switch.decide_in(fdb, ingress.id, security.as_deref(), frame, now)
         }
         None => {
             // Held for the decision only: a guard is cheap, but one per thread at a time is
