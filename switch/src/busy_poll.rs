@@ -155,6 +155,29 @@ impl<T: PartialEq + Copy> ThreadYield<T> {
     }
 }
 
+/// What a burst that emptied its port did, for [`starts_poll`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    /// Frames read.
+    pub frames: usize,
+    /// Of them, GSO super-frames.
+    pub super_frames: usize,
+    /// Some were written to a port with a device (an endpoint's TAP or veth, a tunnel), not
+    /// only handed to an in-process port (the gateway).
+    pub to_device: bool,
+}
+
+/// Whether the port task polls its port after `burst` emptied it, with `budget` learned so
+/// far ([`BusyPoll::budget`]). Not after an empty wake-up, nor after a burst with a GSO
+/// super-frame (a bulk TCP sender queues far ahead: polling for it cost a fifth more CPU per
+/// GB), nor after a burst whose frames all went to the gateway: their answers come from host
+/// sockets through the router, not soon from this port's peer, and on two vCPUs the poll's
+/// CPU was the relay's and the client's (published connections/s 1.2x without it,
+/// benches/README.md "Busy-polling and the gateway").
+pub fn starts_poll(burst: Burst, budget: Duration) -> bool {
+    burst.frames > 0 && burst.super_frames == 0 && burst.to_device && budget > Duration::ZERO
+}
+
 /// One port task's busy-poll budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusyPoll {
@@ -320,6 +343,35 @@ mod tests {
         let mut p = BusyPoll::new(Duration::ZERO);
         p.woke_after(Duration::ZERO);
         assert_eq!(p.budget(), Duration::ZERO);
+    }
+
+    fn burst(frames: usize, super_frames: usize, to_device: bool) -> Burst {
+        Burst {
+            frames,
+            super_frames,
+            to_device,
+        }
+    }
+
+    #[test]
+    fn a_burst_of_small_frames_to_another_endpoint_starts_a_poll() {
+        assert!(starts_poll(burst(3, 0, true), us(40)));
+    }
+
+    #[test]
+    fn no_poll_without_a_budget_or_after_an_empty_wake_up() {
+        assert!(!starts_poll(burst(3, 0, true), Duration::ZERO));
+        assert!(!starts_poll(burst(0, 0, false), us(40)));
+    }
+
+    #[test]
+    fn no_poll_after_a_burst_with_a_super_frame() {
+        assert!(!starts_poll(burst(3, 1, true), us(40)));
+    }
+
+    #[test]
+    fn no_poll_after_a_burst_that_only_went_to_the_gateway() {
+        assert!(!starts_poll(burst(3, 0, false), us(40)));
     }
 
     #[test]

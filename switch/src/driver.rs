@@ -100,8 +100,13 @@ pub fn spawn_ager(switch: Arc<Switch>) -> JoinHandle<()> {
 /// How a drain of the port ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Drained {
-    /// The device is empty (EAGAIN) after `handled` frames, `gso` of them GSO super-frames.
-    Empty { handled: usize, gso: usize },
+    /// The device is empty (EAGAIN) after `handled` frames, `gso` of them GSO super-frames;
+    /// `to_fd`: some went to a port with a device (not only to the in-process gateway).
+    Empty {
+        handled: usize,
+        gso: usize,
+        to_fd: bool,
+    },
     /// The burst budget ran out: more may wait.
     Budget,
     /// The device is gone: stop the task.
@@ -148,6 +153,7 @@ fn drain(
                 fdb: &switch.fdb,
                 taken: None,
             }),
+            to_fd: false,
         };
         let drained = drain_into(switch, &ports, port, rx, &mut out);
         if let Some(t) = out.rx {
@@ -196,7 +202,11 @@ fn drain_into(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Drained::Empty { handled, gso }
+                return Drained::Empty {
+                    handled,
+                    gso,
+                    to_fd: out.to_fd,
+                }
             }
             // The port moved data elsewhere (a shared VXLAN socket's other VNIs) and has
             // more to look at: part of the burst, nothing to count.
@@ -264,12 +274,17 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
                 tokio::task::yield_now().await;
                 continue;
             }
-            Drained::Empty { handled: 0, .. } => {}
-            // A bulk stream (TCP super-frames) needs no wake-up saved: its sender queues
-            // far ahead, and polling for it cost a fifth more CPU per GB.
-            Drained::Empty { gso, .. } if gso > 0 => {}
-            Drained::Empty { .. } => {
-                if busy.budget() > Duration::ZERO {
+            Drained::Empty {
+                handled,
+                gso,
+                to_fd,
+            } => {
+                let burst = busy_poll::Burst {
+                    frames: handled,
+                    super_frames: gso,
+                    to_device: to_fd,
+                };
+                if busy_poll::starts_poll(burst, busy.budget()) {
                     match poll_for(
                         &switch,
                         &port,
@@ -311,7 +326,11 @@ async fn poll_for(
 ) -> Drained {
     let mut since = Instant::now();
     if cpus_oversubscribed(since) {
-        return Drained::Empty { handled: 0, gso: 0 };
+        return Drained::Empty {
+            handled: 0,
+            gso: 0,
+            to_fd: false,
+        };
     }
     let mut found = false;
     while since.elapsed() < busy.budget() {
@@ -326,7 +345,11 @@ async fn poll_for(
             // A bulk stream started: it needs no polling (see port_loop).
             Drained::Empty { gso, .. } if gso > 0 => {
                 busy.polled(true);
-                return Drained::Empty { handled: 0, gso: 0 };
+                return Drained::Empty {
+                    handled: 0,
+                    gso: 0,
+                    to_fd: false,
+                };
             }
             Drained::Empty { .. } => {
                 found = true;
@@ -339,7 +362,11 @@ async fn poll_for(
         }
     }
     busy.polled(found);
-    Drained::Empty { handled: 0, gso: 0 }
+    Drained::Empty {
+        handled: 0,
+        gso: 0,
+        to_fd: false,
+    }
 }
 
 /// Lets the runtime's other tasks run before this one goes on: the task wakes itself, which
@@ -571,6 +598,8 @@ pub(crate) struct Out<'a> {
     rx: Option<Tally>,
     /// What the driver's own burst holds for all its frames (`None` elsewhere).
     burst: Option<Burst<'a>>,
+    /// A frame went to a port with a device (not only to in-process ports: the gateway).
+    to_fd: bool,
 }
 
 /// What a port task takes once per burst instead of once per frame: pinning the MAC table
@@ -606,6 +635,7 @@ impl<'a> Out<'a> {
             batch: None,
             rx: None,
             burst: None,
+            to_fd: false,
         }
     }
 
@@ -881,6 +911,7 @@ fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, out: &mut Ou
     let Some(frame) = buf.get(..len) else {
         return;
     };
+    out.to_fd |= egress.port.raw_fd() >= 0;
     if egress.link.hooks_in() {
         transmit_out(egress, frame, out);
         return;
@@ -947,6 +978,7 @@ fn transmit_now_out(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
         return;
     };
     let software = needs_software(caps, &hdr);
+    out.to_fd |= egress.port.raw_fd() >= 0;
     egress.capture.tx(&frame[VNET_HDR_LEN..]);
     if !software {
         if hdr.gso_type == GsoType::None {
