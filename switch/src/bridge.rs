@@ -96,6 +96,9 @@ pub struct SwitchPort {
     pub id: PortId,
     pub name: String,
     pub port: Box<dyn Port>,
+    /// The port has a device (an fd), not an in-process consumer (the gateway's hand-off):
+    /// read once as the port joins, so the forwarding path asks no `dyn Port` per frame.
+    pub(crate) has_device: bool,
     pub counters: PortCounters,
     /// Packet capture tap (off unless someone is capturing).
     pub capture: CaptureSlot,
@@ -239,6 +242,7 @@ impl Switch {
         let sp = Arc::new(SwitchPort {
             id: self.next_id.fetch_add(1, Relaxed),
             name: name.into(),
+            has_device: port.raw_fd() >= 0,
             port,
             counters: PortCounters::default(),
             capture: CaptureSlot::default(),

@@ -157,7 +157,7 @@ impl<T: PartialEq + Copy> ThreadYield<T> {
 
 /// What a burst that emptied its port did, for [`starts_poll`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Burst {
+pub struct EmptiedBurst {
     /// Frames read.
     pub frames: usize,
     /// Of them, GSO super-frames.
@@ -174,7 +174,7 @@ pub struct Burst {
 /// sockets through the router, not soon from this port's peer, and on two vCPUs the poll's
 /// CPU was the relay's and the client's (published connections/s 1.2x without it,
 /// benches/README.md "Busy-polling and the gateway").
-pub fn starts_poll(burst: Burst, budget: Duration) -> bool {
+pub fn starts_poll(burst: EmptiedBurst, budget: Duration) -> bool {
     burst.frames > 0 && burst.super_frames == 0 && burst.to_device && budget > Duration::ZERO
 }
 
@@ -345,8 +345,8 @@ mod tests {
         assert_eq!(p.budget(), Duration::ZERO);
     }
 
-    fn burst(frames: usize, super_frames: usize, to_device: bool) -> Burst {
-        Burst {
+    fn burst(frames: usize, super_frames: usize, to_device: bool) -> EmptiedBurst {
+        EmptiedBurst {
             frames,
             super_frames,
             to_device,

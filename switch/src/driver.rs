@@ -113,6 +113,15 @@ enum Drained {
     Gone,
 }
 
+impl Drained {
+    /// Empty, nothing read: what a poll that found nothing (or stopped) reports.
+    const NOTHING: Drained = Drained::Empty {
+        handled: 0,
+        gso: 0,
+        to_fd: false,
+    };
+}
+
 /// The port task's receive buffer: its own mapping (pages become resident only as frames fill
 /// them, sys::pagebuf says why), or the allocator's zeroed memory if the kernel refuses a
 /// mapping (then a frame for an in-process port is copied, not handed over).
@@ -279,7 +288,7 @@ async fn port_loop(switch: Arc<Switch>, port: Arc<SwitchPort>, afd: AsyncFd<FdRe
                 gso,
                 to_fd,
             } => {
-                let burst = busy_poll::Burst {
+                let burst = busy_poll::EmptiedBurst {
                     frames: handled,
                     super_frames: gso,
                     to_device: to_fd,
@@ -326,11 +335,7 @@ async fn poll_for(
 ) -> Drained {
     let mut since = Instant::now();
     if cpus_oversubscribed(since) {
-        return Drained::Empty {
-            handled: 0,
-            gso: 0,
-            to_fd: false,
-        };
+        return Drained::NOTHING;
     }
     let mut found = false;
     while since.elapsed() < busy.budget() {
@@ -345,11 +350,7 @@ async fn poll_for(
             // A bulk stream started: it needs no polling (see port_loop).
             Drained::Empty { gso, .. } if gso > 0 => {
                 busy.polled(true);
-                return Drained::Empty {
-                    handled: 0,
-                    gso: 0,
-                    to_fd: false,
-                };
+                return Drained::NOTHING;
             }
             Drained::Empty { .. } => {
                 found = true;
@@ -362,11 +363,7 @@ async fn poll_for(
         }
     }
     busy.polled(found);
-    Drained::Empty {
-        handled: 0,
-        gso: 0,
-        to_fd: false,
-    }
+    Drained::NOTHING
 }
 
 /// Lets the runtime's other tasks run before this one goes on: the task wakes itself, which
@@ -911,7 +908,7 @@ fn transmit_buf(egress: &SwitchPort, buf: &mut PageBuf, len: usize, out: &mut Ou
     let Some(frame) = buf.get(..len) else {
         return;
     };
-    out.to_fd |= egress.port.raw_fd() >= 0;
+    out.to_fd |= egress.has_device;
     if egress.link.hooks_in() {
         transmit_out(egress, frame, out);
         return;
@@ -978,7 +975,7 @@ fn transmit_now_out(egress: &SwitchPort, frame: &[u8], out: &mut Out<'_>) {
         return;
     };
     let software = needs_software(caps, &hdr);
-    out.to_fd |= egress.port.raw_fd() >= 0;
+    out.to_fd |= egress.has_device;
     egress.capture.tx(&frame[VNET_HDR_LEN..]);
     if !software {
         if hdr.gso_type == GsoType::None {
